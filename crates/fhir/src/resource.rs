@@ -1,0 +1,522 @@
+//! A FHIR resource held as JSON, with typed access to what the server needs.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Deserialize;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+use crate::Error;
+use crate::definitions::{Definitions, definitions};
+
+/// A resource: a JSON object whose `resourceType` names a concrete R4 resource type and whose
+/// `id`, when present, is a valid FHIR id. Numbers keep their exact written form.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resource {
+    json: Map<String, Value>,
+}
+
+/// Whether `id` matches the FHIR id rule `[A-Za-z0-9\-\.]{1,64}`.
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// Parses JSON text into a `Value`, rejecting duplicate property names (FHIR forbids them,
+/// and a plain map would silently keep only the last).
+pub fn parse_json(bytes: &[u8]) -> Result<Value, Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = StrictValue::deserialize(&mut deserializer)
+        .and_then(|v| deserializer.end().map(|()| v.0))
+        .map_err(|e| Error::Json { line: e.line(), column: e.column(), message: json_message(&e) })?;
+    Ok(value)
+}
+
+/// serde_json's message without its own " at line X column Y" suffix (reported separately).
+fn json_message(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}
+
+impl Resource {
+    /// Parses a resource from JSON bytes.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, Error> {
+        Self::from_value(parse_json(bytes)?)
+    }
+
+    /// Checks that `value` is a resource of a known type with a valid id.
+    pub fn from_value(value: Value) -> Result<Self, Error> {
+        let Value::Object(json) = value else {
+            return Err(Error::NotAnObject);
+        };
+        let resource_type = match json.get("resourceType") {
+            Some(Value::String(t)) => t,
+            Some(_) => {
+                return Err(Error::WrongType {
+                    element: "resourceType".into(),
+                    expected: "a string naming the resource type",
+                });
+            }
+            None => return Err(Error::MissingResourceType),
+        };
+        if !definitions().is_resource_type(resource_type) {
+            return Err(Error::UnknownResourceType(resource_type.clone()));
+        }
+        match json.get("id") {
+            None => {}
+            Some(Value::String(id)) if is_valid_id(id) => {}
+            Some(Value::String(id)) => {
+                return Err(Error::InvalidId { resource_type: resource_type.clone(), id: id.clone() });
+            }
+            Some(_) => {
+                return Err(Error::WrongType {
+                    element: format!("{resource_type}.id"),
+                    expected: "a string",
+                });
+            }
+        }
+        if let Some(meta) = json.get("meta") {
+            if !meta.is_object() {
+                return Err(Error::WrongType {
+                    element: format!("{resource_type}.meta"),
+                    expected: "an object",
+                });
+            }
+        }
+        Ok(Resource { json })
+    }
+
+    /// The resource type (`Patient`).
+    pub fn resource_type(&self) -> &str {
+        self.json.get("resourceType").and_then(Value::as_str).unwrap_or_default()
+    }
+
+    /// The logical id, if present.
+    pub fn id(&self) -> Option<&str> {
+        self.json.get("id").and_then(Value::as_str)
+    }
+
+    /// Sets the logical id. Callers pass ids they generated or checked with [`is_valid_id`].
+    pub fn set_id(&mut self, id: &str) {
+        self.json.insert("id".into(), Value::from(id));
+    }
+
+    /// Removes the logical id (a create ignores any id the client sent).
+    pub fn clear_id(&mut self) {
+        self.json.shift_remove("id");
+    }
+
+    /// `meta`, if present.
+    pub fn meta(&self) -> Option<&Map<String, Value>> {
+        self.json.get("meta").and_then(Value::as_object)
+    }
+
+    /// `meta.versionId`, if present.
+    pub fn version_id(&self) -> Option<&str> {
+        self.meta()?.get("versionId")?.as_str()
+    }
+
+    /// The JSON object.
+    pub fn as_object(&self) -> &Map<String, Value> {
+        &self.json
+    }
+
+    /// The JSON object, for changes that keep the resource's type and id valid.
+    pub fn as_object_mut(&mut self) -> &mut Map<String, Value> {
+        &mut self.json
+    }
+
+    /// The resource as a JSON value.
+    pub fn into_value(self) -> Value {
+        Value::Object(self.json)
+    }
+
+    /// Every `Reference.reference` in the resource (contained resources and extensions
+    /// included), with its FHIRPath location.
+    pub fn references(&self) -> Vec<ReferenceSite<'_>> {
+        let mut sites = Vec::new();
+        let resource_type = self.resource_type();
+        collect_references(definitions(), resource_type, resource_type, &self.json, &mut sites);
+        sites
+    }
+
+    /// Checks the form of every reference: a relative reference must name a known resource
+    /// type and a valid id (`Patient/123`, `Patient/123/_history/2`); absolute URLs, `urn:`
+    /// references and `#fragment`s are accepted as they are.
+    pub fn check_reference_formats(&self) -> Result<(), Error> {
+        for site in self.references() {
+            check_reference_format(site.reference).map_err(|reason| Error::InvalidReference {
+                path: site.path.clone(),
+                reference: site.reference.to_string(),
+                reason,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Calls `rewrite` on every string value in the resource and replaces the value when it
+    /// returns `Some`. The key of the property holding the string is passed along.
+    pub fn rewrite_strings(&mut self, rewrite: &mut dyn FnMut(&str, &str) -> Option<String>) {
+        for (key, value) in self.json.iter_mut() {
+            rewrite_value(key, value, rewrite);
+        }
+    }
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.id() {
+            Some(id) => write!(f, "{}/{}", self.resource_type(), id),
+            None => write!(f, "{} (no id)", self.resource_type()),
+        }
+    }
+}
+
+fn rewrite_value(key: &str, value: &mut Value, rewrite: &mut dyn FnMut(&str, &str) -> Option<String>) {
+    match value {
+        Value::String(text) => {
+            if let Some(replacement) = rewrite(key, text) {
+                *text = replacement;
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                rewrite_value(key, item, rewrite);
+            }
+        }
+        Value::Object(map) => {
+            for (child_key, child) in map.iter_mut() {
+                rewrite_value(child_key, child, rewrite);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A `Reference.reference` found in a resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReferenceSite<'a> {
+    /// FHIRPath location, e.g. `Observation.performer[1].reference`.
+    pub path: String,
+    pub reference: &'a str,
+}
+
+/// What a reference string points at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReferenceTarget<'a> {
+    /// `Type/id` or `Type/id/_history/version` on this server.
+    Local { resource_type: &'a str, id: &'a str, version: Option<&'a str> },
+    /// `#id`: a contained resource (or `#` for the container).
+    Contained(&'a str),
+    /// `urn:uuid:...` / `urn:oid:...`: a bundle-local or logical identity.
+    Urn(&'a str),
+    /// An absolute URL on some server.
+    Absolute(&'a str),
+    /// A conditional reference (`Patient?identifier=x`), meaningful only inside a transaction.
+    Conditional { resource_type: &'a str, query: &'a str },
+}
+
+/// Classifies a reference string, or says what is wrong with it.
+pub fn parse_reference(reference: &str) -> Result<ReferenceTarget<'_>, String> {
+    if let Some(fragment) = reference.strip_prefix('#') {
+        return Ok(ReferenceTarget::Contained(fragment));
+    }
+    if reference.starts_with("urn:uuid:") || reference.starts_with("urn:oid:") {
+        return Ok(ReferenceTarget::Urn(reference));
+    }
+    if reference.contains("://") {
+        return Ok(ReferenceTarget::Absolute(reference));
+    }
+    if let Some((resource_type, query)) = reference.split_once('?') {
+        if !definitions().is_resource_type(resource_type) {
+            return Err(format!("'{resource_type}' is not a resource type"));
+        }
+        return Ok(ReferenceTarget::Conditional { resource_type, query });
+    }
+    let parts: Vec<&str> = reference.split('/').collect();
+    let (resource_type, id, version) = match parts.as_slice() {
+        [t, id] => (*t, *id, None),
+        [t, id, "_history", v] => (*t, *id, Some(*v)),
+        _ => {
+            return Err("expected 'Type/id', 'Type/id/_history/version', an absolute URL, \
+                        a urn: or a #fragment"
+                .to_string());
+        }
+    };
+    if !definitions().is_resource_type(resource_type) {
+        return Err(format!("'{resource_type}' is not a resource type"));
+    }
+    if !is_valid_id(id) {
+        return Err(format!("'{id}' is not a valid id"));
+    }
+    if let Some(v) = version {
+        if !is_valid_id(v) {
+            return Err(format!("'{v}' is not a valid version id"));
+        }
+    }
+    Ok(ReferenceTarget::Local { resource_type, id, version })
+}
+
+fn check_reference_format(reference: &str) -> Result<(), String> {
+    match parse_reference(reference)? {
+        ReferenceTarget::Conditional { .. } => Err(
+            "a conditional reference is only allowed inside a transaction Bundle".to_string(),
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn collect_references<'a>(
+    defs: &Definitions,
+    root: &str,
+    path: &str,
+    object: &'a Map<String, Value>,
+    out: &mut Vec<ReferenceSite<'a>>,
+) {
+    for (key, value) in object {
+        if key == "resourceType" {
+            continue;
+        }
+        // `_given: [{extension: ...}]` carries extensions of primitive values.
+        let (element_root, is_reference, is_resource) = if let Some(primitive) = key.strip_prefix('_') {
+            if defs.child(root, primitive).is_none() {
+                continue;
+            }
+            ("Element", false, false)
+        } else {
+            let Some(child) = defs.child(root, key) else { continue };
+            let code = child.type_code;
+            (
+                defs.children_root(child.element, code),
+                code == Some("Reference"),
+                code == Some("Resource"),
+            )
+        };
+        let items: &[Value] = match value {
+            Value::Array(items) => items,
+            single => std::slice::from_ref(single),
+        };
+        let many = value.is_array();
+        for (index, item) in items.iter().enumerate() {
+            let Value::Object(child_object) = item else { continue };
+            let child_path = if many { format!("{path}.{key}[{index}]") } else { format!("{path}.{key}") };
+            if is_reference {
+                if let Some(Value::String(reference)) = child_object.get("reference") {
+                    out.push(ReferenceSite { path: format!("{child_path}.reference"), reference });
+                }
+            }
+            if is_resource {
+                if let Some(Value::String(contained_type)) = child_object.get("resourceType") {
+                    if defs.is_resource_type(contained_type) {
+                        collect_references(defs, contained_type, &child_path, child_object, out);
+                    }
+                }
+                continue;
+            }
+            collect_references(defs, element_root, &child_path, child_object, out);
+        }
+    }
+}
+
+/// serde_json's marker for numbers kept as text under `arbitrary_precision`; it arrives as a
+/// single-entry map when deserializing through a custom visitor.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+
+struct StrictValue(Value);
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("number out of range"))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(StrictValue(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        let Some(first_key) = map.next_key::<String>()? else {
+            return Ok(Value::Object(object));
+        };
+        if first_key == NUMBER_TOKEN {
+            let text: String = map.next_value()?;
+            return Number::from_str(&text).map(Value::Number).map_err(de::Error::custom);
+        }
+        let mut key = first_key;
+        loop {
+            let StrictValue(value) = map.next_value_seed(StrictSeed)?;
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format!("duplicate property \"{key}\"")));
+            }
+            object.insert(key, value);
+            match map.next_key::<String>()? {
+                Some(next) => key = next,
+                None => break,
+            }
+        }
+        Ok(Value::Object(object))
+    }
+}
+
+struct StrictSeed;
+
+impl<'de> DeserializeSeed<'de> for StrictSeed {
+    type Value = StrictValue;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<StrictValue, D::Error> {
+        StrictValue::deserialize(deserializer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_keep_their_written_form() {
+        let value = parse_json(br#"{"a": 1.50, "b": 100, "c": -0.000001, "d": 12345678901234567890.5}"#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&value).unwrap(),
+            r#"{"a":1.50,"b":100,"c":-0.000001,"d":12345678901234567890.5}"#
+        );
+    }
+
+    #[test]
+    fn duplicate_properties_are_rejected_with_position() {
+        let error = parse_json(b"{\n \"a\": 1,\n \"a\": 2}").unwrap_err();
+        match error {
+            Error::Json { line, message, .. } => {
+                assert_eq!(line, 3);
+                assert!(message.contains("duplicate property \"a\""), "{message}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_json_reports_line_and_column() {
+        let error = parse_json(b"{\"resourceType\": \"Patient\",\n  \"active\": tru }").unwrap_err();
+        assert!(matches!(error, Error::Json { line: 2, .. }), "{error:?}");
+    }
+
+    #[test]
+    fn resource_checks() {
+        assert!(matches!(Resource::from_value(json!([])), Err(Error::NotAnObject)));
+        assert!(matches!(Resource::from_value(json!({})), Err(Error::MissingResourceType)));
+        assert!(matches!(
+            Resource::from_value(json!({"resourceType": "Patiant"})),
+            Err(Error::UnknownResourceType(t)) if t == "Patiant"
+        ));
+        assert!(matches!(
+            Resource::from_value(json!({"resourceType": "Patient", "id": "a b"})),
+            Err(Error::InvalidId { .. })
+        ));
+        assert!(Resource::from_value(json!({"resourceType": "Patient", "id": "x".repeat(65)})).is_err());
+        let ok = Resource::from_value(json!({"resourceType": "Patient", "id": "A-1.b"})).unwrap();
+        assert_eq!(ok.resource_type(), "Patient");
+        assert_eq!(ok.id(), Some("A-1.b"));
+    }
+
+    #[test]
+    fn finds_typed_references_only() {
+        let resource = Resource::from_value(json!({
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "x"},
+            "subject": {"reference": "Patient/1"},
+            "performer": [{"reference": "Practitioner/2"}, {"display": "no ref"}, {"reference": "#org"}],
+            "contained": [{"resourceType": "Organization", "id": "org",
+                            "partOf": {"reference": "Organization/9"}}],
+            "extension": [{"url": "http://x", "valueReference": {"reference": "Device/3"}}],
+            "valueString": "reference"
+        }))
+        .unwrap();
+        let refs: Vec<(String, &str)> =
+            resource.references().into_iter().map(|s| (s.path, s.reference)).collect();
+        assert_eq!(
+            refs,
+            vec![
+                ("Observation.subject.reference".to_string(), "Patient/1"),
+                ("Observation.performer[0].reference".to_string(), "Practitioner/2"),
+                ("Observation.performer[2].reference".to_string(), "#org"),
+                ("Observation.contained[0].partOf.reference".to_string(), "Organization/9"),
+                ("Observation.extension[0].valueReference.reference".to_string(), "Device/3"),
+            ]
+        );
+        // DetectedIssue.reference is a uri, not a Reference.
+        let issue = Resource::from_value(json!({
+            "resourceType": "DetectedIssue", "status": "final", "reference": "not/a/reference"
+        }))
+        .unwrap();
+        assert!(issue.references().is_empty());
+    }
+
+    #[test]
+    fn reference_formats() {
+        assert!(parse_reference("Patient/123").is_ok());
+        assert!(parse_reference("Patient/123/_history/2").is_ok());
+        assert!(parse_reference("http://other.org/fhir/Patient/1").is_ok());
+        assert!(parse_reference("urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a").is_ok());
+        assert!(parse_reference("#p1").is_ok());
+        assert!(parse_reference("Patiant/123").is_err());
+        assert!(parse_reference("Patient/1 2").is_err());
+        assert!(parse_reference("Patient").is_err());
+        let resource = Resource::from_value(json!({
+            "resourceType": "Observation", "subject": {"reference": "Patient?identifier=1"}
+        }))
+        .unwrap();
+        let error = resource.check_reference_formats().unwrap_err();
+        assert!(matches!(error, Error::InvalidReference { ref path, .. } if path == "Observation.subject.reference"));
+    }
+}

@@ -1,0 +1,211 @@
+//! The versioned resource store.
+//!
+//! Invariants every backend keeps:
+//! - **Nothing is overwritten.** Every create, update and delete appends a version; a delete
+//!   appends a tombstone. Old versions stay readable (`vread`, history).
+//! - **Atomic units.** A [`WriteUnit`] commits entirely or not at all; a write is acknowledged
+//!   only after it is durable.
+//! - **Stored bytes are served bytes.** Each version's JSON is stored exactly as a read
+//!   returns it, `meta.versionId` and `meta.lastUpdated` included.
+//! - **One commit order.** Every version has a sequence number (`seq`) that orders all writes;
+//!   history and paging cursors use it, so a page never shifts when later writes arrive.
+
+mod prepared;
+mod sqlite;
+
+use std::fmt;
+
+pub use prepared::PreparedResource;
+pub use sqlite::{SqliteStore, StoreOptions, Synchronous};
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("data directory {path}: {source}")]
+    DataDirectory { path: String, source: std::io::Error },
+    #[error("{resource} is at version {current}, not the expected version {expected}")]
+    VersionConflict { resource: String, expected: u64, current: String },
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("resource {0} has no id; the server assigns one before storing")]
+    MissingId(String),
+    #[error("the store has shut down")]
+    Closed,
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias for store operations.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// How a version came to be (`Bundle.entry.request.method` in history).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteMethod {
+    Create,
+    Update,
+    Delete,
+}
+
+impl WriteMethod {
+    fn code(self) -> i64 {
+        match self {
+            WriteMethod::Create => 0,
+            WriteMethod::Update => 1,
+            WriteMethod::Delete => 2,
+        }
+    }
+
+    fn from_code(code: i64) -> Self {
+        match code {
+            0 => WriteMethod::Create,
+            2 => WriteMethod::Delete,
+            _ => WriteMethod::Update,
+        }
+    }
+
+    /// The HTTP verb of the interaction.
+    pub fn http_verb(self) -> &'static str {
+        match self {
+            WriteMethod::Create => "POST",
+            WriteMethod::Update => "PUT",
+            WriteMethod::Delete => "DELETE",
+        }
+    }
+}
+
+/// One stored version of a resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionRecord {
+    pub resource_type: String,
+    pub id: String,
+    pub version: u64,
+    /// `meta.lastUpdated` as milliseconds since the Unix epoch.
+    pub last_updated: i64,
+    pub method: WriteMethod,
+    /// The resource JSON as served; `None` for a delete tombstone.
+    pub body: Option<Vec<u8>>,
+    /// Commit order of this version across the whole store.
+    pub seq: i64,
+}
+
+impl VersionRecord {
+    /// Whether this version is a delete tombstone.
+    pub fn is_deleted(&self) -> bool {
+        self.body.is_none()
+    }
+}
+
+/// One change to apply.
+#[derive(Debug)]
+pub enum WriteOp {
+    /// Store a new resource under the id it carries (assigned by the server). Fails if the id
+    /// is taken.
+    Create(PreparedResource),
+    /// Store a new version (or version 1 if the resource never existed). With `if_match`,
+    /// fails unless the current version is exactly that.
+    Update { resource: PreparedResource, if_match: Option<u64> },
+    /// Append a tombstone if the resource exists and is not already deleted.
+    Delete { resource_type: String, id: String, if_match: Option<u64> },
+}
+
+/// Changes that commit together or not at all.
+#[derive(Debug, Default)]
+pub struct WriteUnit {
+    pub ops: Vec<WriteOp>,
+}
+
+impl WriteUnit {
+    /// A unit of one change.
+    pub fn single(op: WriteOp) -> Self {
+        WriteUnit { ops: vec![op] }
+    }
+}
+
+/// What one [`WriteOp`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    pub resource_type: String,
+    pub id: String,
+    pub outcome: WriteOutcome,
+}
+
+/// The effect of one write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// A new version was stored; `created` when the resource had no live version before.
+    Stored { version: u64, last_updated: i64, created: bool, body: Vec<u8> },
+    /// A tombstone was stored.
+    Deleted { version: u64, last_updated: i64 },
+    /// Delete of something absent or already deleted: nothing to do.
+    NothingToDelete,
+}
+
+/// A write submitted to the store, waiting for its commit.
+pub struct PendingWrite(pub(crate) tokio::sync::oneshot::Receiver<Result<Vec<Written>>>);
+
+impl PendingWrite {
+    /// Waits (asynchronously) until the unit has committed or failed.
+    pub async fn wait(self) -> Result<Vec<Written>> {
+        self.0.await.unwrap_or(Err(Error::Closed))
+    }
+
+    /// Waits, blocking the thread, until the unit has committed or failed.
+    pub fn wait_blocking(self) -> Result<Vec<Written>> {
+        self.0.blocking_recv().unwrap_or(Err(Error::Closed))
+    }
+}
+
+impl fmt::Debug for PendingWrite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PendingWrite")
+    }
+}
+
+/// Which versions a history request covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HistoryScope {
+    System,
+    Type(String),
+    Instance { resource_type: String, id: String },
+}
+
+/// Filters and paging for history.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// Only versions with `lastUpdated` at or after this (ms since epoch).
+    pub since: Option<i64>,
+    /// Only versions committed before this sequence number (a paging cursor).
+    pub before_seq: Option<i64>,
+    /// Page size.
+    pub count: usize,
+}
+
+/// A page of history, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub versions: Vec<VersionRecord>,
+    /// Cursor for the next (older) page, if there is one.
+    pub next_before_seq: Option<i64>,
+    /// Total number of matching versions, where it is cheap to know (instance history).
+    pub total: Option<u64>,
+}
+
+/// A versioned resource store.
+pub trait Store: Send + Sync {
+    /// The current version of a resource (possibly a tombstone), or `None` if it never existed.
+    fn read(&self, resource_type: &str, id: &str) -> Result<Option<VersionRecord>>;
+
+    /// A specific version, or `None` if there is no such version.
+    fn vread(&self, resource_type: &str, id: &str, version: u64) -> Result<Option<VersionRecord>>;
+
+    /// Versions in a scope, newest first.
+    fn history(&self, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage>;
+
+    /// Queues a unit for commit. Units submitted close together share one commit.
+    fn submit(&self, unit: WriteUnit) -> PendingWrite;
+
+    /// Number of resources whose current version is not deleted.
+    fn count_live(&self) -> Result<u64>;
+}

@@ -1,0 +1,222 @@
+//! Behaviour of the SQLite store through the `Store` trait.
+
+use std::sync::Arc;
+
+use chartroom_store::{
+    Error, HistoryQuery, HistoryScope, PreparedResource, SqliteStore, Store, StoreOptions, WriteOp,
+    WriteOutcome, WriteUnit,
+};
+use fhir::Resource;
+use serde_json::{Value, json};
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("chartroom-store-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn prepared(value: Value) -> PreparedResource {
+    PreparedResource::new(&Resource::from_value(value).unwrap()).unwrap()
+}
+
+fn patient(id: &str, family: &str) -> PreparedResource {
+    prepared(json!({"resourceType": "Patient", "id": id, "name": [{"family": family}]}))
+}
+
+fn update(resource: PreparedResource, if_match: Option<u64>) -> WriteUnit {
+    WriteUnit::single(WriteOp::Update { resource, if_match })
+}
+
+fn body_json(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap()
+}
+
+#[test]
+fn every_write_is_a_new_version_and_old_versions_stay() {
+    let dir = temp_dir("versions");
+    let store = SqliteStore::open(&dir, StoreOptions::default()).unwrap();
+    let first = store.submit(update(patient("p1", "Chalmers"), None)).wait_blocking().unwrap();
+    assert!(matches!(first[0].outcome, WriteOutcome::Stored { version: 1, created: true, .. }));
+    let second = store.submit(update(patient("p1", "Chalmerz"), None)).wait_blocking().unwrap();
+    assert!(matches!(second[0].outcome, WriteOutcome::Stored { version: 2, created: false, .. }));
+
+    let current = store.read("Patient", "p1").unwrap().unwrap();
+    assert_eq!(current.version, 2);
+    let json = body_json(current.body.as_ref().unwrap());
+    assert_eq!(json["meta"]["versionId"], "2");
+    assert_eq!(json["name"][0]["family"], "Chalmerz");
+    let old = store.vread("Patient", "p1", 1).unwrap().unwrap();
+    assert_eq!(body_json(old.body.as_ref().unwrap())["name"][0]["family"], "Chalmers");
+    assert!(store.vread("Patient", "p1", 3).unwrap().is_none());
+    assert!(store.read("Patient", "nope").unwrap().is_none());
+    assert!(store.read("Observation", "p1").unwrap().is_none());
+}
+
+#[test]
+fn delete_writes_a_tombstone_and_keeps_history() {
+    let dir = temp_dir("delete");
+    let store = SqliteStore::open(&dir, StoreOptions::default()).unwrap();
+    store.submit(update(patient("p1", "A"), None)).wait_blocking().unwrap();
+    let delete = |if_match| {
+        store
+            .submit(WriteUnit::single(WriteOp::Delete {
+                resource_type: "Patient".into(),
+                id: "p1".into(),
+                if_match,
+            }))
+            .wait_blocking()
+    };
+    assert!(matches!(delete(Some(7)), Err(Error::VersionConflict { expected: 7, .. })));
+    let deleted = delete(Some(1)).unwrap();
+    assert!(matches!(deleted[0].outcome, WriteOutcome::Deleted { version: 2, .. }));
+    let current = store.read("Patient", "p1").unwrap().unwrap();
+    assert!(current.is_deleted());
+    assert_eq!(current.version, 2);
+    assert!(store.vread("Patient", "p1", 1).unwrap().unwrap().body.is_some());
+    // Deleting again changes nothing.
+    assert_eq!(delete(None).unwrap()[0].outcome, WriteOutcome::NothingToDelete);
+    assert_eq!(store.count_live().unwrap(), 0);
+    // An update brings it back as version 3, reported as a (re)creation.
+    let back = store.submit(update(patient("p1", "B"), None)).wait_blocking().unwrap();
+    assert!(matches!(back[0].outcome, WriteOutcome::Stored { version: 3, created: true, .. }));
+    let history = store
+        .history(
+            &HistoryScope::Instance { resource_type: "Patient".into(), id: "p1".into() },
+            &HistoryQuery { count: 10, ..Default::default() },
+        )
+        .unwrap();
+    let versions: Vec<(u64, bool)> = history.versions.iter().map(|v| (v.version, v.is_deleted())).collect();
+    assert_eq!(versions, vec![(3, false), (2, true), (1, false)]);
+    assert_eq!(history.total, Some(3));
+}
+
+#[test]
+fn create_refuses_an_existing_id() {
+    let dir = temp_dir("create");
+    let store = SqliteStore::open(&dir, StoreOptions::default()).unwrap();
+    store.submit(WriteUnit::single(WriteOp::Create(patient("p1", "A")))).wait_blocking().unwrap();
+    let again = store.submit(WriteUnit::single(WriteOp::Create(patient("p1", "B")))).wait_blocking();
+    assert!(matches!(again, Err(Error::AlreadyExists(_))));
+    assert_eq!(store.read("Patient", "p1").unwrap().unwrap().version, 1);
+}
+
+#[test]
+fn a_failing_unit_leaves_no_trace_and_does_not_disturb_its_neighbours() {
+    let dir = temp_dir("atomic");
+    let store = SqliteStore::open(&dir, StoreOptions::default()).unwrap();
+    store.submit(update(patient("p1", "A"), None)).wait_blocking().unwrap();
+    // Submitted together so they share a commit: the middle unit fails on its last op.
+    let ok_before = store.submit(update(patient("p2", "B"), None));
+    let failing = store.submit(WriteUnit {
+        ops: vec![
+            WriteOp::Update { resource: patient("p3", "C"), if_match: None },
+            WriteOp::Update { resource: patient("p1", "A2"), if_match: None },
+            WriteOp::Update { resource: patient("p1", "A3"), if_match: Some(1) },
+        ],
+    });
+    let ok_after = store.submit(update(patient("p4", "D"), None));
+    assert!(ok_before.wait_blocking().is_ok());
+    assert!(matches!(failing.wait_blocking(), Err(Error::VersionConflict { .. })));
+    assert!(ok_after.wait_blocking().is_ok());
+    assert!(store.read("Patient", "p3").unwrap().is_none());
+    assert_eq!(store.read("Patient", "p1").unwrap().unwrap().version, 1);
+    assert!(store.read("Patient", "p2").unwrap().is_some());
+    assert!(store.read("Patient", "p4").unwrap().is_some());
+    // The sequence has no holes visible to history: 3 versions in all.
+    let all = store.history(&HistoryScope::System, &HistoryQuery { count: 100, ..Default::default() }).unwrap();
+    assert_eq!(all.versions.len(), 3);
+}
+
+#[test]
+fn concurrent_conditional_updates_of_one_version_let_exactly_one_win() {
+    let dir = temp_dir("race");
+    let store = Arc::new(SqliteStore::open(&dir, StoreOptions::default()).unwrap());
+    store.submit(update(patient("p1", "A"), None)).wait_blocking().unwrap();
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                store.submit(update(patient("p1", &format!("editor{i}")), Some(1))).wait_blocking()
+            })
+        })
+        .collect();
+    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
+    assert_eq!(
+        results.iter().filter(|r| matches!(r, Err(Error::VersionConflict { .. }))).count(),
+        7
+    );
+    assert_eq!(store.read("Patient", "p1").unwrap().unwrap().version, 2);
+}
+
+#[test]
+fn history_pages_by_sequence_and_filters_by_time() {
+    let dir = temp_dir("history");
+    let store = SqliteStore::open(&dir, StoreOptions::default()).unwrap();
+    for i in 0..5 {
+        store.submit(update(patient(&format!("p{i}"), "A"), None)).wait_blocking().unwrap();
+    }
+    store
+        .submit(WriteUnit::single(WriteOp::Update {
+            resource: prepared(json!({"resourceType": "Observation", "id": "o1", "status": "final",
+                                      "code": {"text": "x"}})),
+            if_match: None,
+        }))
+        .wait_blocking()
+        .unwrap();
+    let page = |scope: &HistoryScope, before_seq| {
+        store.history(scope, &HistoryQuery { count: 2, before_seq, ..Default::default() }).unwrap()
+    };
+    let patients = HistoryScope::Type("Patient".into());
+    let first = page(&patients, None);
+    let ids: Vec<&str> = first.versions.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, vec!["p4", "p3"]);
+    // A write after the first page does not shift the following pages.
+    store.submit(update(patient("p9", "late"), None)).wait_blocking().unwrap();
+    let second = page(&patients, first.next_before_seq);
+    let ids: Vec<&str> = second.versions.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, vec!["p2", "p1"]);
+    let third = page(&patients, second.next_before_seq);
+    assert_eq!(third.versions.len(), 1);
+    assert_eq!(third.next_before_seq, None);
+
+    let system = page(&HistoryScope::System, None);
+    assert_eq!(system.versions[0].id, "p9");
+    assert_eq!(system.versions[1].resource_type, "Observation");
+
+    let future = store
+        .history(&HistoryScope::System, &HistoryQuery { count: 10, since: Some(i64::MAX / 2), ..Default::default() })
+        .unwrap();
+    assert!(future.versions.is_empty());
+    let latest = store.read("Patient", "p9").unwrap().unwrap().last_updated;
+    let since = store
+        .history(&HistoryScope::System, &HistoryQuery { count: 10, since: Some(latest), ..Default::default() })
+        .unwrap();
+    assert!(since.versions.iter().all(|v| v.last_updated >= latest));
+    assert!(since.versions.iter().any(|v| v.id == "p9"));
+}
+
+#[test]
+fn data_survives_reopen_and_the_directory_is_exclusive() {
+    let dir = temp_dir("reopen");
+    {
+        let store = SqliteStore::open(&dir, StoreOptions::default()).unwrap();
+        store.submit(update(patient("p1", "A"), None)).wait_blocking().unwrap();
+        assert!(SqliteStore::open(&dir, StoreOptions::default()).is_err());
+    }
+    let store = SqliteStore::open(&dir, StoreOptions::default()).unwrap();
+    assert_eq!(store.read("Patient", "p1").unwrap().unwrap().version, 1);
+    let next = store.submit(update(patient("p2", "B"), None)).wait_blocking().unwrap();
+    assert!(matches!(next[0].outcome, WriteOutcome::Stored { version: 1, .. }));
+    let all = store.history(&HistoryScope::System, &HistoryQuery { count: 10, ..Default::default() }).unwrap();
+    let seqs: Vec<i64> = all.versions.iter().map(|v| v.seq).collect();
+    assert_eq!(seqs, vec![2, 1]);
+}
+
+#[test]
+fn writes_after_close_fail_cleanly() {
+    let dir = temp_dir("closed");
+    let store = SqliteStore::open(&dir, StoreOptions::default()).unwrap();
+    store.close();
+    assert!(matches!(store.submit(update(patient("p1", "A"), None)).wait_blocking(), Err(Error::Closed)));
+}
