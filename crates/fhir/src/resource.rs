@@ -158,11 +158,31 @@ impl Resource {
         Ok(())
     }
 
-    /// Calls `rewrite` on every string value in the resource and replaces the value when it
-    /// returns `Some`. The key of the property holding the string is passed along.
-    pub fn rewrite_strings(&mut self, rewrite: &mut dyn FnMut(&str, &str) -> Option<String>) {
-        for (key, value) in self.json.iter_mut() {
-            rewrite_value(key, value, rewrite);
+    /// Replaces every `Reference.reference` for which `rewrite` returns `Some` (contained
+    /// resources and extensions included).
+    pub fn rewrite_references(&mut self, rewrite: &mut dyn FnMut(&str) -> Option<String>) {
+        let resource_type = self.resource_type().to_string();
+        rewrite_references(definitions(), &resource_type, &mut self.json, rewrite);
+    }
+
+    /// Calls `rewrite` on the XHTML of every narrative (`text.div`, also in contained
+    /// resources) and replaces it when `rewrite` returns `Some`.
+    pub fn rewrite_narratives(&mut self, rewrite: &mut dyn FnMut(&str) -> Option<String>) {
+        rewrite_narrative(&mut self.json, rewrite);
+        if let Some(Value::Array(contained)) = self.json.get_mut("contained") {
+            for item in contained {
+                if let Value::Object(inner) = item {
+                    rewrite_narrative(inner, rewrite);
+                }
+            }
+        }
+    }
+}
+
+fn rewrite_narrative(object: &mut Map<String, Value>, rewrite: &mut dyn FnMut(&str) -> Option<String>) {
+    if let Some(Value::String(div)) = object.get_mut("text").and_then(|t| t.get_mut("div")) {
+        if let Some(replacement) = rewrite(div) {
+            *div = replacement;
         }
     }
 }
@@ -173,27 +193,6 @@ impl fmt::Display for Resource {
             Some(id) => write!(f, "{}/{}", self.resource_type(), id),
             None => write!(f, "{} (no id)", self.resource_type()),
         }
-    }
-}
-
-fn rewrite_value(key: &str, value: &mut Value, rewrite: &mut dyn FnMut(&str, &str) -> Option<String>) {
-    match value {
-        Value::String(text) => {
-            if let Some(replacement) = rewrite(key, text) {
-                *text = replacement;
-            }
-        }
-        Value::Array(items) => {
-            for item in items {
-                rewrite_value(key, item, rewrite);
-            }
-        }
-        Value::Object(map) => {
-            for (child_key, child) in map.iter_mut() {
-                rewrite_value(child_key, child, rewrite);
-            }
-        }
-        _ => {}
     }
 }
 
@@ -270,6 +269,37 @@ fn check_reference_format(reference: &str) -> Result<(), String> {
     }
 }
 
+/// How a JSON property of an object rooted at `root` is to be walked for references.
+struct ChildKind<'d> {
+    /// Where the property's own children are defined.
+    root: &'d str,
+    is_reference: bool,
+    is_resource: bool,
+}
+
+fn child_kind<'d>(defs: &'d Definitions, root: &str, key: &str) -> Option<ChildKind<'d>> {
+    // `_given: [{extension: ...}]` carries extensions of primitive values.
+    if let Some(primitive) = key.strip_prefix('_') {
+        defs.child(root, primitive)?;
+        return Some(ChildKind { root: "Element", is_reference: false, is_resource: false });
+    }
+    let child = defs.child(root, key)?;
+    let code = child.type_code;
+    Some(ChildKind {
+        root: defs.children_root(child.element, code),
+        is_reference: code == Some("Reference"),
+        is_resource: code == Some("Resource"),
+    })
+}
+
+/// The type name of a contained/inline resource, if it is a known one.
+fn inline_resource_type<'m>(defs: &Definitions, object: &'m Map<String, Value>) -> Option<&'m str> {
+    match object.get("resourceType") {
+        Some(Value::String(t)) if defs.is_resource_type(t) => Some(t),
+        _ => None,
+    }
+}
+
 fn collect_references<'a>(
     defs: &Definitions,
     root: &str,
@@ -278,46 +308,57 @@ fn collect_references<'a>(
     out: &mut Vec<ReferenceSite<'a>>,
 ) {
     for (key, value) in object {
-        if key == "resourceType" {
-            continue;
-        }
-        // `_given: [{extension: ...}]` carries extensions of primitive values.
-        let (element_root, is_reference, is_resource) = if let Some(primitive) = key.strip_prefix('_') {
-            if defs.child(root, primitive).is_none() {
-                continue;
-            }
-            ("Element", false, false)
-        } else {
-            let Some(child) = defs.child(root, key) else { continue };
-            let code = child.type_code;
-            (
-                defs.children_root(child.element, code),
-                code == Some("Reference"),
-                code == Some("Resource"),
-            )
-        };
+        let Some(kind) = child_kind(defs, root, key) else { continue };
         let items: &[Value] = match value {
             Value::Array(items) => items,
             single => std::slice::from_ref(single),
         };
-        let many = value.is_array();
         for (index, item) in items.iter().enumerate() {
-            let Value::Object(child_object) = item else { continue };
-            let child_path = if many { format!("{path}.{key}[{index}]") } else { format!("{path}.{key}") };
-            if is_reference {
-                if let Some(Value::String(reference)) = child_object.get("reference") {
+            let Value::Object(child) = item else { continue };
+            let child_path =
+                if value.is_array() { format!("{path}.{key}[{index}]") } else { format!("{path}.{key}") };
+            if kind.is_reference {
+                if let Some(Value::String(reference)) = child.get("reference") {
                     out.push(ReferenceSite { path: format!("{child_path}.reference"), reference });
                 }
             }
-            if is_resource {
-                if let Some(Value::String(contained_type)) = child_object.get("resourceType") {
-                    if defs.is_resource_type(contained_type) {
-                        collect_references(defs, contained_type, &child_path, child_object, out);
+            let child_root = if kind.is_resource { inline_resource_type(defs, child) } else { Some(kind.root) };
+            if let Some(child_root) = child_root {
+                collect_references(defs, child_root, &child_path, child, out);
+            }
+        }
+    }
+}
+
+fn rewrite_references(
+    defs: &Definitions,
+    root: &str,
+    object: &mut Map<String, Value>,
+    rewrite: &mut dyn FnMut(&str) -> Option<String>,
+) {
+    for (key, value) in object.iter_mut() {
+        let Some(kind) = child_kind(defs, root, key) else { continue };
+        let items: &mut [Value] = match value {
+            Value::Array(items) => items,
+            single => std::slice::from_mut(single),
+        };
+        for item in items {
+            let Value::Object(child) = item else { continue };
+            if kind.is_reference {
+                if let Some(Value::String(reference)) = child.get_mut("reference") {
+                    if let Some(replacement) = rewrite(reference) {
+                        *reference = replacement;
                     }
                 }
-                continue;
             }
-            collect_references(defs, element_root, &child_path, child_object, out);
+            let child_root = if kind.is_resource {
+                inline_resource_type(defs, child).map(str::to_string)
+            } else {
+                Some(kind.root.to_string())
+            };
+            if let Some(child_root) = child_root {
+                rewrite_references(defs, &child_root, child, rewrite);
+            }
         }
     }
 }
@@ -500,6 +541,25 @@ mod tests {
         }))
         .unwrap();
         assert!(issue.references().is_empty());
+    }
+
+    #[test]
+    fn rewrites_references_but_not_look_alike_strings() {
+        let mut resource = Resource::from_value(json!({
+            "resourceType": "Observation",
+            "identifier": [{"system": "urn:ietf:rfc:3986", "value": "urn:uuid:1"}],
+            "subject": {"reference": "urn:uuid:1"},
+            "contained": [{"resourceType": "Provenance", "target": [{"reference": "urn:uuid:1"}]}],
+            "text": {"status": "generated", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">urn:uuid:1</div>"}
+        }))
+        .unwrap();
+        resource.rewrite_references(&mut |r| (r == "urn:uuid:1").then(|| "Patient/abc".to_string()));
+        resource.rewrite_narratives(&mut |div| Some(div.replace("urn:uuid:1", "Patient/abc")));
+        let json = resource.into_value();
+        assert_eq!(json["subject"]["reference"], "Patient/abc");
+        assert_eq!(json["contained"][0]["target"][0]["reference"], "Patient/abc");
+        assert_eq!(json["identifier"][0]["value"], "urn:uuid:1");
+        assert!(json["text"]["div"].as_str().unwrap().contains("Patient/abc"));
     }
 
     #[test]

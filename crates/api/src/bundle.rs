@@ -1,0 +1,555 @@
+//! `batch` and `transaction` Bundles POSTed to the service base.
+//!
+//! A batch runs each entry on its own: one entry failing does not affect the others. A
+//! transaction is one store unit: every write commits or none does. In a transaction,
+//! `fullUrl`s of new resources (`urn:uuid:...`) are replaced by the ids the server assigns,
+//! in every reference and narrative of the Bundle. Writes run in the specification's order
+//! (DELETE, POST, PUT), then the reads (GET), and the response lists entries in request order.
+
+use std::collections::{HashMap, HashSet};
+
+use fhir::{IssueType, Resource};
+use serde_json::Value;
+use store::{WriteOp, WriteUnit};
+
+use crate::json_writer::{BundleWriter, Entry, EntryResponse};
+use crate::write::{check_type, complete, new_id, prepare_create, prepare_delete, prepare_update};
+use crate::{Api, ApiError, Method, Prefer, Request, Response, ReturnPreference, known_type, valid_id};
+
+/// One entry's `request`, parsed.
+struct EntryRequest {
+    method: Method,
+    /// Path below the base, without query.
+    path: String,
+    query: String,
+    if_match: Option<String>,
+    if_none_match: Option<String>,
+    if_modified_since: Option<String>,
+    if_none_exist: Option<String>,
+    resource: Option<Resource>,
+    full_url: Option<String>,
+}
+
+impl EntryRequest {
+    fn read_request(&self, outer: &Request) -> Request {
+        Request {
+            method: Some(Method::Get),
+            base: outer.base.clone(),
+            path: self.path.clone(),
+            query: self.query.clone(),
+            if_none_match: self.if_none_match.clone(),
+            if_modified_since: self.if_modified_since.clone(),
+            ..Default::default()
+        }
+    }
+
+    fn segments(&self) -> Vec<&str> {
+        self.path.split('/').filter(|s| !s.is_empty()).collect()
+    }
+}
+
+fn entry_string(entry: &Value, field: &str) -> Option<String> {
+    entry.get("request")?.get(field)?.as_str().map(str::to_string)
+}
+
+fn parse_entry(mut entry: Value, base: &str) -> Result<EntryRequest, ApiError> {
+    let Some(request) = entry.get("request").filter(|r| r.is_object()) else {
+        return Err(ApiError::at(400, IssueType::Required, "the entry has no request", "request"));
+    };
+    let method = match request.get("method").and_then(Value::as_str) {
+        Some(name) => Method::parse(name),
+        None => {
+            return Err(ApiError::at(400, IssueType::Required, "request.method is missing", "request.method"));
+        }
+    };
+    let Some(url) = request.get("url").and_then(Value::as_str) else {
+        return Err(ApiError::at(400, IssueType::Required, "request.url is missing", "request.url"));
+    };
+    let relative = match url.strip_prefix(base) {
+        Some(rest) => rest,
+        None if url.contains("://") => {
+            return Err(ApiError::at(
+                400,
+                IssueType::NotSupported,
+                format!("request.url '{url}' points to another server; use a URL relative to this one"),
+                "request.url",
+            ));
+        }
+        None => url,
+    };
+    let relative = relative.trim_start_matches('/');
+    let (path, query) = relative.split_once('?').unwrap_or((relative, ""));
+    let parsed = EntryRequest {
+        method,
+        path: path.trim_end_matches('/').to_string(),
+        query: query.to_string(),
+        if_match: entry_string(&entry, "ifMatch"),
+        if_none_match: entry_string(&entry, "ifNoneMatch"),
+        if_modified_since: entry_string(&entry, "ifModifiedSince"),
+        if_none_exist: entry_string(&entry, "ifNoneExist"),
+        full_url: entry.get("fullUrl").and_then(Value::as_str).map(str::to_string),
+        resource: match entry.get_mut("resource").map(Value::take) {
+            Some(value) => Some(Resource::from_value(value)?),
+            None => None,
+        },
+    };
+    Ok(parsed)
+}
+
+fn status_line(status: u16) -> String {
+    let reason = match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        410 => "Gone",
+        412 => "Precondition Failed",
+        422 => "Unprocessable Entity",
+        _ => "",
+    };
+    if reason.is_empty() { status.to_string() } else { format!("{status} {reason}") }
+}
+
+/// What a successful entry's response body is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyKind {
+    Resource,
+    Outcome,
+}
+
+/// What an entry's result was, and what its body holds.
+type EntryResult = Option<(Result<Response, ApiError>, BodyKind)>;
+
+fn write_body_kind(preference: ReturnPreference) -> BodyKind {
+    if preference == ReturnPreference::OperationOutcome { BodyKind::Outcome } else { BodyKind::Resource }
+}
+
+/// Appends the Bundle entry that reports `result`.
+fn write_entry(bundle: &mut BundleWriter, result: &Result<Response, ApiError>, kind: BodyKind) {
+    let error_response;
+    let (response, outcome, resource) = match result {
+        Ok(response) => {
+            let body = response.body.as_deref();
+            match kind {
+                BodyKind::Resource => (response, None, body),
+                BodyKind::Outcome => (response, body, None),
+            }
+        }
+        Err(error) => {
+            error_response = error.clone().into_response();
+            (&error_response, error_response.body.as_deref(), None)
+        }
+    };
+    let status = status_line(response.status);
+    let last_modified = response.last_modified.map(|ms| fhir::DateTime::from_epoch_millis(ms).to_string());
+    bundle.entry(&Entry {
+        full_url: None,
+        resource,
+        request: None,
+        response: Some(EntryResponse {
+            status: &status,
+            location: response.location.as_deref(),
+            etag: response.etag.as_deref(),
+            last_modified: last_modified.as_deref(),
+            outcome,
+        }),
+    });
+}
+
+fn finish_response(bundle_type: &str, results: Vec<EntryResult>) -> Response {
+    let mut bundle = BundleWriter::new(bundle_type, None, &[]);
+    for (result, kind) in results.into_iter().flatten() {
+        write_entry(&mut bundle, &result, kind);
+    }
+    Response::json(200, bundle.finish())
+}
+
+/// Replaces `urn:uuid:`/`urn:oid:` identities inside narrative XHTML (links and images).
+fn rewrite_urns_in_text(text: &str, identities: &HashMap<String, String>) -> Option<String> {
+    if !text.contains("urn:") {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut changed = false;
+    while let Some(at) = rest.find("urn:") {
+        out.push_str(&rest[..at]);
+        let candidate = &rest[at..];
+        let end = candidate
+            .find(|c: char| c == '"' || c == '\'' || c == '<' || c == '>' || c.is_whitespace())
+            .unwrap_or(candidate.len());
+        let token = &candidate[..end];
+        match identities.get(token) {
+            Some(replacement) => {
+                out.push_str(replacement);
+                changed = true;
+            }
+            None => out.push_str(token),
+        }
+        rest = &candidate[end..];
+    }
+    out.push_str(rest);
+    changed.then_some(out)
+}
+
+/// A write entry of a transaction, checked and with its identity fixed.
+struct PlannedWrite {
+    index: usize,
+    method: Method,
+    resource_type: String,
+    id: String,
+}
+
+impl Api {
+    pub(crate) async fn bundle(&self, request: &Request) -> Result<Response, ApiError> {
+        if request.body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad_request(
+                IssueType::Required,
+                "POST to the service base needs a batch or transaction Bundle as its body",
+            ));
+        }
+        let value = fhir::parse_json(&request.body)?;
+        let bundle = Resource::from_value(value)?;
+        if bundle.resource_type() != "Bundle" {
+            return Err(ApiError::at(
+                400,
+                IssueType::Invalid,
+                format!(
+                    "POST to the service base needs a Bundle, not {}; to create a resource POST it to [base]/{}",
+                    bundle.resource_type(),
+                    bundle.resource_type()
+                ),
+                "resourceType",
+            ));
+        }
+        let mut object = bundle.into_value();
+        let bundle_type = object.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+        let entries = match object.get_mut("entry").map(Value::take) {
+            None => Vec::new(),
+            Some(Value::Array(entries)) => entries,
+            Some(_) => {
+                return Err(ApiError::at(400, IssueType::Structure, "Bundle.entry must be an array", "Bundle.entry"));
+            }
+        };
+        if entries.len() > self.config.max_bundle_entries {
+            return Err(ApiError::bad_request(
+                IssueType::TooCostly,
+                format!(
+                    "the Bundle has {} entries; at most {} are accepted in one request",
+                    entries.len(),
+                    self.config.max_bundle_entries
+                ),
+            ));
+        }
+        let preference = Prefer::parse(request.prefer.as_deref()).return_preference;
+        match bundle_type.as_str() {
+            "transaction" => self.transaction(request, entries, preference).await,
+            "batch" => self.batch(request, entries, preference).await,
+            other => Err(ApiError::at(
+                400,
+                IssueType::Invalid,
+                format!("a Bundle POSTed to the service base must be of type 'transaction' or 'batch', not '{other}'"),
+                "Bundle.type",
+            )),
+        }
+    }
+
+    /// Prepares one write entry of a batch (no identity rewriting: batch entries may not
+    /// depend on each other).
+    fn prepare_batch_write(&self, mut entry: EntryRequest) -> Result<WriteOp, ApiError> {
+        let resource = entry.resource.take();
+        let segments = entry.segments();
+        match (entry.method, segments.as_slice()) {
+            (Method::Post, [resource_type]) => {
+                let resource_type = known_type(resource_type)?;
+                if entry.if_none_exist.is_some() {
+                    return Err(conditional_not_supported("create (ifNoneExist)"));
+                }
+                prepare_create(require_resource(resource, resource_type)?, &new_id())
+            }
+            (Method::Put, [resource_type, id]) => {
+                let resource_type = known_type(resource_type)?;
+                let id = valid_id(resource_type, id)?;
+                let resource = require_resource(resource, resource_type)?;
+                prepare_update(&resource, id, entry.if_match.as_deref())
+            }
+            (Method::Delete, [resource_type, id]) => {
+                let resource_type = known_type(resource_type)?;
+                prepare_delete(resource_type, valid_id(resource_type, id)?, entry.if_match.as_deref())
+            }
+            (Method::Put | Method::Delete, [_]) if !entry.query.is_empty() => {
+                Err(conditional_not_supported("update and delete"))
+            }
+            _ => Err(unsupported_entry(entry.method, &entry.path)),
+        }
+    }
+
+    async fn batch(
+        &self,
+        request: &Request,
+        entries: Vec<Value>,
+        preference: Option<ReturnPreference>,
+    ) -> Result<Response, ApiError> {
+        let preference = preference.unwrap_or(ReturnPreference::Minimal);
+        let written_kind = write_body_kind(preference);
+        let mut results: Vec<EntryResult> = Vec::new();
+        results.resize_with(entries.len(), || None);
+        let mut pending = Vec::new();
+        let mut reads = Vec::new();
+        for (index, raw) in entries.into_iter().enumerate() {
+            let entry = match parse_entry(raw, &request.base) {
+                Ok(entry) => entry,
+                Err(error) => {
+                    results[index] = Some((Err(error.in_entry(index)), BodyKind::Outcome));
+                    continue;
+                }
+            };
+            match entry.method {
+                Method::Get | Method::Head => reads.push((index, entry)),
+                _ => match self.prepare_batch_write(entry) {
+                    // Submitted without waiting, so the whole batch shares one commit.
+                    Ok(op) => pending.push((index, self.store.submit(WriteUnit::single(op)))),
+                    Err(error) => results[index] = Some((Err(error.in_entry(index)), BodyKind::Outcome)),
+                },
+            }
+        }
+        for (index, write) in pending {
+            let result = match write.wait().await {
+                Ok(mut written) => match written.pop() {
+                    Some(written) => Ok(complete(&request.base, written, preference)),
+                    None => Err(ApiError::internal("the store acknowledged a write without a result")),
+                },
+                Err(error) => Err(ApiError::from(error).in_entry(index)),
+            };
+            results[index] = Some((result, written_kind));
+        }
+        for (index, entry) in reads {
+            let result = self.route_read(&entry.read_request(request)).map_err(|e| e.in_entry(index));
+            results[index] = Some((result, BodyKind::Resource));
+        }
+        Ok(finish_response("batch-response", results))
+    }
+
+    async fn transaction(
+        &self,
+        request: &Request,
+        entries: Vec<Value>,
+        preference: Option<ReturnPreference>,
+    ) -> Result<Response, ApiError> {
+        let preference = preference.unwrap_or(ReturnPreference::Minimal);
+        let mut parsed = Vec::with_capacity(entries.len());
+        for (index, raw) in entries.into_iter().enumerate() {
+            parsed.push(parse_entry(raw, &request.base).map_err(|e| e.in_entry(index))?);
+        }
+
+        // Fix every write's identity, and map fullUrls to the identities they stand for.
+        let mut identities: HashMap<String, String> = HashMap::new();
+        let mut targets: HashSet<String> = HashSet::new();
+        let mut plans: Vec<PlannedWrite> = Vec::new();
+        for (index, entry) in parsed.iter().enumerate() {
+            let plan = self.plan_transaction_entry(index, entry).map_err(|e| e.in_entry(index))?;
+            let Some(plan) = plan else { continue };
+            let identity = format!("{}/{}", plan.resource_type, plan.id);
+            if !targets.insert(identity.clone()) {
+                return Err(ApiError::bad_request(
+                    IssueType::Duplicate,
+                    format!("{identity} is the target of more than one entry; a transaction may change a resource only once"),
+                )
+                .in_entry(index));
+            }
+            if let Some(full_url) = &entry.full_url {
+                if plan.method != Method::Delete {
+                    identities.insert(full_url.clone(), identity.clone());
+                    // `http://example.org/fhir/Patient/1` also stands for `Patient/1`.
+                    if let Some((_, tail)) = full_url.split_once("://") {
+                        if let Some(relative) = relative_identity(tail) {
+                            if relative != identity {
+                                identities.insert(relative, identity.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            plans.push(plan);
+        }
+
+        // Rewrite references to the bundle's own entries, then prepare in processing order.
+        for plan in &plans {
+            let entry = &mut parsed[plan.index];
+            if let Some(resource) = entry.resource.as_mut() {
+                resolve_bundle_references(resource, &identities).map_err(|e| e.in_entry(plan.index))?;
+            }
+        }
+        let order = |method: Method| match method {
+            Method::Delete => 0,
+            Method::Post => 1,
+            _ => 2,
+        };
+        let mut sequence: Vec<&PlannedWrite> = plans.iter().collect();
+        sequence.sort_by_key(|plan| (order(plan.method), plan.index));
+        let mut ops = Vec::with_capacity(sequence.len());
+        for plan in &sequence {
+            let entry = &mut parsed[plan.index];
+            let op = match plan.method {
+                Method::Delete => prepare_delete(&plan.resource_type, &plan.id, entry.if_match.as_deref()),
+                Method::Post => match entry.resource.take() {
+                    Some(resource) => prepare_create(resource, &plan.id),
+                    None => Err(ApiError::internal("planned create lost its resource")),
+                },
+                _ => match entry.resource.as_ref() {
+                    Some(resource) => prepare_update(resource, &plan.id, entry.if_match.as_deref()),
+                    None => Err(ApiError::internal("planned update lost its resource")),
+                },
+            };
+            ops.push(op.map_err(|e| e.in_entry(plan.index))?);
+        }
+
+        let written = self.store.submit(WriteUnit { ops }).wait().await.map_err(|error| {
+            let mut error = ApiError::from(error);
+            for issue in &mut error.outcome.issues {
+                issue.diagnostics = format!("transaction rolled back: {}", issue.diagnostics);
+            }
+            error
+        })?;
+        let written_kind = write_body_kind(preference);
+        let mut results: Vec<EntryResult> = Vec::new();
+        results.resize_with(parsed.len(), || None);
+        for (plan, written) in sequence.iter().zip(written) {
+            results[plan.index] = Some((Ok(complete(&request.base, written, preference)), written_kind));
+        }
+        for (index, entry) in parsed.iter().enumerate() {
+            if results[index].is_none() {
+                let result = self.route_read(&entry.read_request(request)).map_err(|e| e.in_entry(index));
+                results[index] = Some((result, BodyKind::Resource));
+            }
+        }
+        Ok(finish_response("transaction-response", results))
+    }
+
+    /// Checks one transaction entry and decides the identity it writes (`None` for reads).
+    fn plan_transaction_entry(&self, index: usize, entry: &EntryRequest) -> Result<Option<PlannedWrite>, ApiError> {
+        let segments = entry.segments();
+        let plan = |resource_type: &str, id: String| PlannedWrite {
+            index,
+            method: entry.method,
+            resource_type: resource_type.to_string(),
+            id,
+        };
+        match (entry.method, segments.as_slice()) {
+            (Method::Get | Method::Head, _) => Ok(None),
+            (Method::Post, [resource_type]) => {
+                let resource_type = known_type(resource_type)?;
+                if entry.if_none_exist.is_some() {
+                    return Err(conditional_not_supported("create (ifNoneExist)"));
+                }
+                let resource = entry.resource.as_ref().ok_or_else(|| missing_resource(resource_type))?;
+                check_type(resource, resource_type)?;
+                Ok(Some(plan(resource_type, new_id())))
+            }
+            (Method::Put, [resource_type, id]) => {
+                let resource_type = known_type(resource_type)?;
+                let id = valid_id(resource_type, id)?;
+                let resource = entry.resource.as_ref().ok_or_else(|| missing_resource(resource_type))?;
+                check_type(resource, resource_type)?;
+                Ok(Some(plan(resource_type, id.to_string())))
+            }
+            (Method::Delete, [resource_type, id]) => {
+                let resource_type = known_type(resource_type)?;
+                let id = valid_id(resource_type, id)?;
+                Ok(Some(plan(resource_type, id.to_string())))
+            }
+            (Method::Put | Method::Delete, [_]) if !entry.query.is_empty() => {
+                Err(conditional_not_supported("update and delete"))
+            }
+            _ => Err(unsupported_entry(entry.method, &entry.path)),
+        }
+    }
+}
+
+/// `host/fhir/Patient/1` -> `Patient/1` when the last two segments are a type and an id.
+fn relative_identity(url_tail: &str) -> Option<String> {
+    let mut parts = url_tail.rsplit('/');
+    let id = parts.next()?;
+    let resource_type = parts.next()?;
+    (fhir::definitions().is_resource_type(resource_type) && fhir::is_valid_id(id))
+        .then(|| format!("{resource_type}/{id}"))
+}
+
+/// Points references at the identities the transaction assigns, and refuses references that
+/// can only be resolved by features not available (conditional references) or that name a
+/// `urn:uuid:` no entry carries.
+fn resolve_bundle_references(resource: &mut Resource, identities: &HashMap<String, String>) -> Result<(), ApiError> {
+    resource.rewrite_references(&mut |reference| identities.get(reference).cloned());
+    resource.rewrite_narratives(&mut |div| rewrite_urns_in_text(div, identities));
+    for site in resource.references() {
+        if site.reference.starts_with("urn:uuid:") {
+            return Err(ApiError::at(
+                400,
+                IssueType::NotFound,
+                format!("reference '{}' matches the fullUrl of no entry in the transaction", site.reference),
+                site.path.clone(),
+            ));
+        }
+        if let Ok(fhir::ReferenceTarget::Conditional { .. }) = fhir::parse_reference(site.reference) {
+            return Err(ApiError::at(
+                400,
+                IssueType::NotSupported,
+                format!(
+                    "conditional reference '{}' needs search, which this server does not support yet",
+                    site.reference
+                ),
+                site.path.clone(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn require_resource(resource: Option<Resource>, resource_type: &str) -> Result<Resource, ApiError> {
+    let resource = resource.ok_or_else(|| missing_resource(resource_type))?;
+    check_type(&resource, resource_type)?;
+    Ok(resource)
+}
+
+fn missing_resource(resource_type: &str) -> ApiError {
+    ApiError::at(400, IssueType::Required, format!("the entry needs a {resource_type} resource"), "resource")
+}
+
+fn conditional_not_supported(what: &str) -> ApiError {
+    ApiError::not_supported(format!("conditional {what} needs search, which this server does not support yet"))
+}
+
+fn unsupported_entry(method: Method, path: &str) -> ApiError {
+    let message = match method {
+        Method::Patch => "PATCH is not supported; send the whole resource with PUT".to_string(),
+        _ => format!("{method:?} {path} is not a supported Bundle request"),
+    };
+    ApiError::at(400, IssueType::NotSupported, message, "request")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn narrative_urns_are_rewritten_in_place() {
+        let mut identities = HashMap::new();
+        identities.insert("urn:uuid:a".to_string(), "Patient/1".to_string());
+        let div = r#"<div><a href="urn:uuid:a">x</a> urn:uuid:b</div>"#;
+        assert_eq!(
+            rewrite_urns_in_text(div, &identities).unwrap(),
+            r#"<div><a href="Patient/1">x</a> urn:uuid:b</div>"#
+        );
+        assert_eq!(rewrite_urns_in_text("<div>none</div>", &identities), None);
+    }
+
+    #[test]
+    fn relative_identity_of_absolute_urls() {
+        assert_eq!(relative_identity("example.org/fhir/Patient/1"), Some("Patient/1".into()));
+        assert_eq!(relative_identity("example.org/fhir/Nope/1"), None);
+    }
+}

@@ -1,0 +1,124 @@
+//! The API's one error type: an HTTP status and the `OperationOutcome` that explains it.
+
+use fhir::{Issue, IssueType, OperationOutcome, Severity};
+
+use crate::{Method, Response};
+
+/// A failed interaction: the status to answer with and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {}", first_diagnostics(.outcome))]
+pub struct ApiError {
+    pub status: u16,
+    pub outcome: OperationOutcome,
+    /// `ETag` to send along (e.g. the tombstone version on 410 Gone).
+    pub etag: Option<String>,
+}
+
+fn first_diagnostics(outcome: &OperationOutcome) -> &str {
+    outcome.issues.first().map_or("", |i| i.diagnostics.as_str())
+}
+
+impl ApiError {
+    /// An error with one issue.
+    pub fn new(status: u16, code: IssueType, diagnostics: impl Into<String>) -> Self {
+        ApiError { status, outcome: OperationOutcome::error(code, diagnostics), etag: None }
+    }
+
+    /// An error with one issue at a FHIRPath location.
+    pub fn at(status: u16, code: IssueType, diagnostics: impl Into<String>, expression: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            outcome: Issue::new(Severity::Error, code, diagnostics).at(expression).into(),
+            etag: None,
+        }
+    }
+
+    /// 400 Bad Request.
+    pub fn bad_request(code: IssueType, diagnostics: impl Into<String>) -> Self {
+        Self::new(400, code, diagnostics)
+    }
+
+    /// 404 Not Found.
+    pub fn not_found(diagnostics: impl Into<String>) -> Self {
+        Self::new(404, IssueType::NotFound, diagnostics)
+    }
+
+    /// 404 for a resource type this server (and R4) does not know.
+    pub fn unknown_type(name: &str) -> Self {
+        Self::new(404, IssueType::NotSupported, format!("'{name}' is not a FHIR R4 resource type"))
+    }
+
+    /// A capability the server does not have. 400 with `not-supported`, so clients see a
+    /// clear, non-retryable refusal rather than a server fault.
+    pub fn not_supported(diagnostics: impl Into<String>) -> Self {
+        Self::new(400, IssueType::NotSupported, diagnostics)
+    }
+
+    /// 405 Method Not Allowed.
+    pub fn method_not_allowed(method: Method, target: &str, allowed: &str) -> Self {
+        Self::new(
+            405,
+            IssueType::NotSupported,
+            format!("{method:?} is not allowed on {target}; allowed: {allowed}").replace("Other", "this method"),
+        )
+    }
+
+    /// 500, for failures that are the server's own.
+    pub fn internal(diagnostics: impl Into<String>) -> Self {
+        Self::new(500, IssueType::Exception, diagnostics)
+    }
+
+    /// The error as an HTTP response.
+    pub fn into_response(self) -> Response {
+        let mut response = Response::json(self.status, self.outcome.to_bytes());
+        response.etag = self.etag;
+        response
+    }
+
+    /// Prefixes every issue's location with where in a Bundle it arose.
+    pub fn in_entry(mut self, index: usize) -> Self {
+        for issue in &mut self.outcome.issues {
+            let prefix = format!("Bundle.entry[{index}]");
+            issue.diagnostics = format!("{prefix}: {}", issue.diagnostics);
+            if issue.expression.is_empty() {
+                issue.expression.push(prefix);
+            } else {
+                for expression in &mut issue.expression {
+                    *expression = match expression.split_once('.') {
+                        Some((head, rest)) if head.starts_with(char::is_uppercase) => {
+                            format!("{prefix}.resource.{rest}")
+                        }
+                        None if expression == "resourceType" => format!("{prefix}.resource.resourceType"),
+                        _ => format!("{prefix}.{expression}"),
+                    };
+                }
+            }
+        }
+        self
+    }
+}
+
+impl From<fhir::Error> for ApiError {
+    fn from(error: fhir::Error) -> Self {
+        let status = match error {
+            fhir::Error::InvalidReference { .. } | fhir::Error::InvalidValue { .. } => 422,
+            _ => 400,
+        };
+        ApiError { status, outcome: error.to_outcome(), etag: None }
+    }
+}
+
+impl From<store::Error> for ApiError {
+    fn from(error: store::Error) -> Self {
+        match &error {
+            store::Error::VersionConflict { .. } => Self::new(412, IssueType::Conflict, error.to_string()),
+            store::Error::AlreadyExists(_) => Self::new(409, IssueType::Duplicate, error.to_string()),
+            store::Error::MissingId(_) => Self::new(400, IssueType::Required, error.to_string()),
+            store::Error::Closed => Self::new(503, IssueType::Transient, error.to_string()),
+            store::Error::Database(_) | store::Error::DataDirectory { .. } | store::Error::Corrupt(_) => {
+                tracing::error!("store failure: {error}");
+                Self::internal(format!("the store could not complete the request: {error}"))
+            }
+        }
+    }
+}

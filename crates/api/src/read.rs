@@ -1,0 +1,62 @@
+//! `read` and `vread`, with conditional reads (`If-None-Match`, `If-Modified-Since`).
+
+use fhir::{DateTime, IssueType, OperationOutcome};
+use store::VersionRecord;
+
+use crate::headers::{etag, parse_etag};
+use crate::{Api, ApiError, Request, Response};
+
+impl Api {
+    pub(crate) fn read(&self, request: &Request, resource_type: &str, id: &str) -> Result<Response, ApiError> {
+        let record = self
+            .store
+            .read(resource_type, id)?
+            .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
+        respond_with_version(request, record)
+    }
+
+    pub(crate) fn vread(
+        &self,
+        request: &Request,
+        resource_type: &str,
+        id: &str,
+        version: &str,
+    ) -> Result<Response, ApiError> {
+        let missing = || ApiError::not_found(format!("{resource_type}/{id} has no version '{version}'"));
+        let number: u64 = version.parse().map_err(|_| missing())?;
+        let record = self.store.vread(resource_type, id, number)?.ok_or_else(missing)?;
+        respond_with_version(request, record)
+    }
+}
+
+/// The response for a stored version: 200 with the stored bytes, 304 when the client's copy is
+/// current, 410 when the version is a delete tombstone.
+pub(crate) fn respond_with_version(request: &Request, record: VersionRecord) -> Result<Response, ApiError> {
+    let tag = etag(record.version);
+    let Some(body) = record.body else {
+        return Err(ApiError {
+            status: 410,
+            outcome: OperationOutcome::error(
+                IssueType::Deleted,
+                format!("{}/{} was deleted (version {})", record.resource_type, record.id, record.version),
+            ),
+            etag: Some(tag),
+        });
+    };
+    let not_modified = if let Some(if_none_match) = &request.if_none_match {
+        if_none_match.split(',').any(|t| t.trim() == "*" || parse_etag(t) == Some(record.version))
+    } else if let Some(since) = &request.if_modified_since {
+        // HTTP dates have whole seconds: compare at that precision.
+        DateTime::parse_http_date(since)
+            .is_ok_and(|since| record.last_updated / 1000 <= since.lower_bound_millis() / 1000)
+    } else {
+        false
+    };
+    Ok(Response {
+        status: if not_modified { 304 } else { 200 },
+        etag: Some(tag),
+        last_modified: Some(record.last_updated),
+        location: None,
+        body: if not_modified { None } else { Some(body) },
+    })
+}

@@ -1,0 +1,174 @@
+//! `create`, `update` and `delete`: prepared on the caller's thread, committed by the store.
+
+use fhir::{IssueType, OperationOutcome, Resource};
+use store::{PreparedResource, WriteOp, WriteOutcome, WriteUnit, Written};
+
+use crate::headers::{etag, parse_if_match};
+use crate::{Api, ApiError, Prefer, Request, Response, ReturnPreference};
+
+/// A new server-assigned logical id. Time-ordered (UUID v7) so that new rows land at the end
+/// of the store's identity index instead of at random pages.
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Parses a request body as a resource of `expected_type`.
+pub(crate) fn parse_body(body: &[u8], expected_type: &str) -> Result<Resource, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            IssueType::Required,
+            format!("the request has no body; send the {expected_type} resource as JSON"),
+        ));
+    }
+    let resource = Resource::from_slice(body)?;
+    check_type(&resource, expected_type)?;
+    Ok(resource)
+}
+
+pub(crate) fn check_type(resource: &Resource, expected_type: &str) -> Result<(), ApiError> {
+    if resource.resource_type() != expected_type {
+        return Err(ApiError::at(
+            400,
+            IssueType::Invalid,
+            format!(
+                "resourceType '{}' in the body does not match '{expected_type}' in the URL",
+                resource.resource_type()
+            ),
+            "resourceType",
+        ));
+    }
+    Ok(())
+}
+
+/// Serializes a checked resource for the store.
+fn prepare(resource: &Resource) -> Result<PreparedResource, ApiError> {
+    resource.check_reference_formats()?;
+    Ok(PreparedResource::new(resource)?)
+}
+
+/// A create: any client id is replaced by a new server id (the specification says a server
+/// SHALL ignore it).
+pub(crate) fn prepare_create(mut resource: Resource, id: &str) -> Result<WriteOp, ApiError> {
+    resource.set_id(id);
+    Ok(WriteOp::Create(prepare(&resource)?))
+}
+
+/// An update of `id`: the body must carry the same id.
+pub(crate) fn prepare_update(
+    resource: &Resource,
+    id: &str,
+    if_match: Option<&str>,
+) -> Result<WriteOp, ApiError> {
+    let resource_type = resource.resource_type();
+    match resource.id() {
+        None => {
+            return Err(ApiError::at(
+                400,
+                IssueType::Required,
+                format!("an update needs the id in the body; expected \"id\": \"{id}\""),
+                format!("{resource_type}.id"),
+            ));
+        }
+        Some(body_id) if body_id != id => {
+            return Err(ApiError::at(
+                400,
+                IssueType::Invalid,
+                format!("the id '{body_id}' in the body does not match '{id}' in the URL"),
+                format!("{resource_type}.id"),
+            ));
+        }
+        Some(_) => {}
+    }
+    let if_match = if_match.map(parse_if_match).transpose()?;
+    Ok(WriteOp::Update { resource: prepare(resource)?, if_match })
+}
+
+/// A delete of `resource_type/id`.
+pub(crate) fn prepare_delete(resource_type: &str, id: &str, if_match: Option<&str>) -> Result<WriteOp, ApiError> {
+    let if_match = if_match.map(parse_if_match).transpose()?;
+    Ok(WriteOp::Delete { resource_type: resource_type.to_string(), id: id.to_string(), if_match })
+}
+
+/// The response to a committed write.
+pub(crate) fn complete(base: &str, written: Written, preference: ReturnPreference) -> Response {
+    let Written { resource_type, id, outcome } = written;
+    match outcome {
+        WriteOutcome::Stored { version, last_updated, created, body } => {
+            let status = if created { 201 } else { 200 };
+            let body = match preference {
+                ReturnPreference::Representation => Some(body),
+                ReturnPreference::Minimal => None,
+                ReturnPreference::OperationOutcome => Some(
+                    OperationOutcome::information(format!(
+                        "{} {resource_type}/{id} as version {version}",
+                        if created { "Created" } else { "Updated" }
+                    ))
+                    .to_bytes(),
+                ),
+            };
+            Response {
+                status,
+                etag: Some(etag(version)),
+                last_modified: Some(last_updated),
+                location: Some(format!("{base}/{resource_type}/{id}/_history/{version}")),
+                body,
+            }
+        }
+        WriteOutcome::Deleted { version, .. } => {
+            let mut response = deleted_response(
+                preference,
+                format!("Deleted {resource_type}/{id} (tombstone version {version})"),
+            );
+            response.etag = Some(etag(version));
+            response
+        }
+        WriteOutcome::NothingToDelete => deleted_response(
+            preference,
+            format!("{resource_type}/{id} did not exist or was already deleted; nothing changed"),
+        ),
+    }
+}
+
+fn deleted_response(preference: ReturnPreference, message: String) -> Response {
+    if preference == ReturnPreference::OperationOutcome {
+        Response::json(200, OperationOutcome::information(message).to_bytes())
+    } else {
+        Response::empty(204)
+    }
+}
+
+impl Api {
+    async fn commit_one(&self, op: WriteOp) -> Result<Written, ApiError> {
+        let mut written = self.store.submit(WriteUnit::single(op)).wait().await?;
+        written.pop().ok_or_else(|| ApiError::internal("the store acknowledged a write without a result"))
+    }
+
+    pub(crate) async fn create(&self, request: &Request, resource_type: &str) -> Result<Response, ApiError> {
+        if request.if_none_exist.is_some() {
+            return Err(ApiError::not_supported(
+                "conditional create (If-None-Exist) needs search, which this server does not support yet",
+            ));
+        }
+        let resource = parse_body(&request.body, resource_type)?;
+        let op = prepare_create(resource, &new_id())?;
+        let written = self.commit_one(op).await?;
+        Ok(complete(&request.base, written, preference(request)))
+    }
+
+    pub(crate) async fn update(&self, request: &Request, resource_type: &str, id: &str) -> Result<Response, ApiError> {
+        let resource = parse_body(&request.body, resource_type)?;
+        let op = prepare_update(&resource, id, request.if_match.as_deref())?;
+        let written = self.commit_one(op).await?;
+        Ok(complete(&request.base, written, preference(request)))
+    }
+
+    pub(crate) async fn delete(&self, request: &Request, resource_type: &str, id: &str) -> Result<Response, ApiError> {
+        let op = prepare_delete(resource_type, id, request.if_match.as_deref())?;
+        let written = self.commit_one(op).await?;
+        Ok(complete(&request.base, written, preference(request)))
+    }
+}
+
+fn preference(request: &Request) -> ReturnPreference {
+    Prefer::parse(request.prefer.as_deref()).return_preference.unwrap_or_default()
+}

@@ -1,0 +1,324 @@
+//! `chartroom bench`: import throughput and read latency/throughput, measured the way clients
+//! see them (the real import path; real HTTP over loopback).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use api::{Api, ApiConfig};
+use store::{SqliteStore, StoreOptions, Synchronous};
+
+use crate::fixture;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    kind: BenchKind,
+}
+
+#[derive(clap::Subcommand)]
+enum BenchKind {
+    /// NDJSON import throughput on generated data (fresh data directory each run).
+    Import {
+        /// Resources to generate and import.
+        #[arg(long, default_value_t = 200_000)]
+        resources: usize,
+        /// Runs; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Use synchronous=NORMAL instead of FULL.
+        #[arg(long)]
+        sync_normal: bool,
+        /// Working directory (default: a temporary one, removed afterwards).
+        #[arg(long)]
+        work: Option<PathBuf>,
+    },
+    /// GET Patient/[id] over HTTP: single-client latency, then throughput with many connections.
+    Read {
+        /// Patients in the store (25 resources each are loaded).
+        #[arg(long, default_value_t = 10_000)]
+        patients: usize,
+        /// Sequential requests for the latency measurement.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Concurrent keep-alive connections for the throughput measurement.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Seconds of the throughput measurement.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Measure a running server at this address (host:port) instead of starting one; it
+        /// must already hold patients pat-00000000.. as loaded by this benchmark.
+        #[arg(long)]
+        target: Option<String>,
+        /// Keep the server running after the measurement until interrupted (for wrk/oha).
+        #[arg(long)]
+        hold: bool,
+    },
+}
+
+pub fn run(args: BenchArgs) -> Result<ExitCode> {
+    match args.kind {
+        BenchKind::Import { resources, runs, sync_normal, work } => {
+            bench_import(resources, runs.max(1), sync_normal, work)
+        }
+        BenchKind::Read { patients, requests, connections, seconds, target, hold } => {
+            bench_read(patients, requests, connections.max(1), seconds, target, hold)
+        }
+    }
+}
+
+struct WorkDir {
+    path: PathBuf,
+    remove: bool,
+}
+
+impl WorkDir {
+    fn new(given: Option<PathBuf>, name: &str) -> Result<Self> {
+        let (path, remove) = match given {
+            Some(path) => (path, false),
+            None => (std::env::temp_dir().join(format!("chartroom-bench-{name}-{}", std::process::id())), true),
+        };
+        std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(WorkDir { path, remove })
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if self.remove {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    format!("{cores} cores, {cpu}")
+}
+
+fn dir_size(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
+fn open_store(dir: &Path, sync_normal: bool) -> Result<Arc<SqliteStore>> {
+    let options = StoreOptions {
+        synchronous: if sync_normal { Synchronous::Normal } else { Synchronous::Full },
+        ..StoreOptions::default()
+    };
+    Ok(Arc::new(SqliteStore::open(dir, options)?))
+}
+
+fn bench_import(resources: usize, runs: usize, sync_normal: bool, work: Option<PathBuf>) -> Result<ExitCode> {
+    let work = WorkDir::new(work, "import")?;
+    let input = work.path.join("ndjson");
+    let counts = fixture::write_ndjson(&input, resources, 42)?;
+    println!("machine: {}", machine());
+    println!(
+        "input: {} resources ({} patients) in {:.1} MiB of NDJSON; synchronous={}",
+        counts.total,
+        counts.patients,
+        dir_size(&input) as f64 / 1048576.0,
+        if sync_normal { "NORMAL" } else { "FULL" }
+    );
+    let mut rates = Vec::new();
+    for run in 1..=runs {
+        let data = work.path.join(format!("data-{run}"));
+        let _ = std::fs::remove_dir_all(&data);
+        let store = open_store(&data, sync_normal)?;
+        let api = Api::new(store.clone(), ApiConfig::default());
+        let report = api::import::import(&api, &input, &api::import::ImportOptions::default(), &|_| {})
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        store.close();
+        if !report.rejections.is_empty() {
+            bail!("{} resources were rejected, first: {}", report.rejections.len(), report.rejections[0]);
+        }
+        println!(
+            "run {run}: {} resources in {:.2} s = {:.0} resources/s (store {:.1} MiB)",
+            report.imported,
+            report.elapsed.as_secs_f64(),
+            report.resources_per_second(),
+            dir_size(&data) as f64 / 1048576.0
+        );
+        rates.push(report.resources_per_second());
+        let _ = std::fs::remove_dir_all(&data);
+    }
+    rates.sort_by(f64::total_cmp);
+    println!("import median: {:.0} resources/s", rates[rates.len() / 2]);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A minimal HTTP/1.1 keep-alive client: precise timing without a client library's overhead.
+struct HttpClient {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    host: String,
+    body: Vec<u8>,
+}
+
+impl HttpClient {
+    fn connect(address: SocketAddr) -> Result<Self> {
+        let stream = TcpStream::connect(address)?;
+        stream.set_nodelay(true)?;
+        Ok(HttpClient {
+            reader: BufReader::with_capacity(64 * 1024, stream.try_clone()?),
+            writer: stream,
+            host: address.to_string(),
+            body: Vec::with_capacity(8192),
+        })
+    }
+
+    /// GETs `path`; returns the status.
+    fn get(&mut self, path: &str) -> Result<u16> {
+        write!(self.writer, "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/fhir+json\r\n\r\n", self.host)?;
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).context("bad status line")?;
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line)?;
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        self.body.resize(length, 0);
+        self.reader.read_exact(&mut self.body)?;
+        Ok(status)
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn bench_read(
+    patients: usize,
+    requests: usize,
+    connections: usize,
+    seconds: u64,
+    target: Option<String>,
+    hold: bool,
+) -> Result<ExitCode> {
+    println!("machine: {}", machine());
+    let work = WorkDir::new(None, "read")?;
+    let mut background = None;
+    let address: SocketAddr = match target {
+        Some(target) => target.parse().context("--target must be host:port")?,
+        None => {
+            let input = work.path.join("ndjson");
+            let counts = fixture::write_ndjson(&input, patients * 25, 7)?;
+            let store = open_store(&work.path.join("data"), false)?;
+            let api = Arc::new(Api::new(store.clone(), ApiConfig::default()));
+            let report = api::import::import(&api, &input, &api::import::ImportOptions::default(), &|_| {})
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("loaded {} resources ({} patients)", report.imported, counts.patients);
+            let runtime = crate::runtime()?;
+            let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+            let address = listener.local_addr()?;
+            let router = server::router(api, server::ServerConfig::default());
+            runtime.spawn(async move {
+                let _ = server::serve(listener, router, std::future::pending()).await;
+            });
+            background = Some((runtime, store));
+            address
+        }
+    };
+    let patient_path = |i: usize| format!("/fhir/Patient/pat-{:08}", i % patients.max(1));
+
+    // Single client, sequential: latency.
+    let mut client = HttpClient::connect(address)?;
+    for i in 0..1000.min(requests) {
+        client.get(&patient_path(i * 7919))?;
+    }
+    let mut latencies = Vec::with_capacity(requests);
+    for i in 0..requests {
+        let path = patient_path(i * 104_729);
+        let started = Instant::now();
+        let status = client.get(&path)?;
+        latencies.push(started.elapsed());
+        if status != 200 {
+            bail!("GET {path} answered {status}");
+        }
+    }
+    latencies.sort();
+    println!(
+        "GET Patient/[id], 1 client, {requests} requests: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.9).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+    );
+
+    // Many connections: throughput.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..connections)
+        .map(|c| {
+            let (stop, done, errors) = (stop.clone(), done.clone(), errors.clone());
+            std::thread::spawn(move || {
+                let Ok(mut client) = HttpClient::connect(address) else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                };
+                let mut i = c * 1_000_003;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 7919;
+                    match client.get(&format!("/fhir/Patient/pat-{:08}", i % patients.max(1))) {
+                        Ok(200) => done.fetch_add(1, Ordering::Relaxed),
+                        _ => errors.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(seconds));
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    for thread in threads {
+        let _ = thread.join();
+    }
+    let completed = done.load(Ordering::Relaxed);
+    println!(
+        "GET Patient/[id], {connections} connections, {seconds} s: {:.0} requests/s ({} errors)",
+        completed as f64 / elapsed.as_secs_f64(),
+        errors.load(Ordering::Relaxed)
+    );
+    if hold {
+        println!("server still running at http://{address}/fhir (Ctrl-C to stop)");
+        if let Some((runtime, _)) = &background {
+            runtime.block_on(async {
+                let _ = tokio::signal::ctrl_c().await;
+            });
+        }
+    }
+    if let Some((runtime, store)) = background {
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        store.close();
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,213 @@
+//! `chartroom`: the one binary. Each subcommand parses its arguments, calls a library, and
+//! renders the result.
+
+mod bench;
+mod fixture;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use api::{Api, ApiConfig};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use store::{SqliteStore, StoreOptions, Synchronous};
+
+/// Chartroom: a FHIR R4 health information management server.
+#[derive(Parser)]
+#[command(name = "chartroom", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the FHIR R4 REST API at /fhir.
+    Serve(ServeArgs),
+    /// Import NDJSON files (one resource per line) and JSON resources or Bundles.
+    Import(ImportArgs),
+    /// Measure import throughput and read latency; prints the numbers.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SyncMode {
+    /// Commits survive power loss (fsync on every group commit).
+    Full,
+    /// Commits survive a killed process; the last ones may be lost on power loss.
+    Normal,
+}
+
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// Data directory (created on first use).
+    #[arg(long, default_value = "./chartroom-data")]
+    data: PathBuf,
+    /// Durability of each commit.
+    #[arg(long, value_enum, default_value = "full")]
+    sync: SyncMode,
+}
+
+impl StoreArgs {
+    fn open(&self) -> Result<Arc<SqliteStore>> {
+        let options = StoreOptions {
+            synchronous: match self.sync {
+                SyncMode::Full => Synchronous::Full,
+                SyncMode::Normal => Synchronous::Normal,
+            },
+            ..StoreOptions::default()
+        };
+        let store = SqliteStore::open(&self.data, options)
+            .with_context(|| format!("cannot open the data directory {}", self.data.display()))?;
+        Ok(Arc::new(store))
+    }
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Largest request body accepted, in MiB.
+    #[arg(long, default_value_t = 16)]
+    max_body_mib: usize,
+    /// Public base URL of the FHIR API, if it differs from http://<Host>/fhir (e.g. behind a proxy).
+    #[arg(long)]
+    base_url: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// An NDJSON or JSON file, or a directory searched recursively for them.
+    path: PathBuf,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Threads that parse and check resources.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Print no progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CHARTROOM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Import(args) => import(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("chartroom: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let store = args.store.open()?;
+    let api = Arc::new(Api::new(store.clone(), ApiConfig::default()));
+    let config = server::ServerConfig {
+        max_body_bytes: args.max_body_mib.saturating_mul(1024 * 1024),
+        base_url: args.base_url.clone(),
+    };
+    let router = server::router(api, config);
+    runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
+        let address: SocketAddr = listener.local_addr()?;
+        println!(
+            "Chartroom serving FHIR R4 at http://{address}/fhir (data: {})",
+            args.store.data.display()
+        );
+        server::serve(listener, router, shutdown_signal()).await.context("server failed")
+    })?;
+    store.close();
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+fn import(args: ImportArgs) -> Result<ExitCode> {
+    let store = args.store.open()?;
+    let api = Api::new(store.clone(), ApiConfig::default());
+    let mut options = api::import::ImportOptions::default();
+    if let Some(workers) = args.workers {
+        options.workers = workers;
+    }
+    let report = run_import(&api, &args.path, &options, args.quiet)?;
+    store.close();
+    for rejection in &report.rejections {
+        eprintln!("{rejection}");
+    }
+    println!(
+        "imported {} resources from {} files, rejected {}, in {:.2} s ({:.0} resources/s)",
+        report.imported,
+        report.files,
+        report.rejections.len(),
+        report.elapsed.as_secs_f64(),
+        report.resources_per_second()
+    );
+    Ok(if report.rejections.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Runs an import with a progress bar showing resources/s.
+fn run_import(
+    api: &Api,
+    path: &Path,
+    options: &api::import::ImportOptions,
+    quiet: bool,
+) -> Result<api::import::ImportReport> {
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {human_pos} resources  {per_sec}  {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let report = api::import::import(api, path, options, &|n| bar.inc(n))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    bar.finish_and_clear();
+    Ok(report)
+}

@@ -1,0 +1,254 @@
+//! The HTTP side of Chartroom: serves the FHIR API at `/fhir`.
+//!
+//! Thin by design: this crate deals only with what is HTTP's (media types, body size, header
+//! names, status codes) and hands everything else to [`api::Api`]. Every error, including a
+//! panic, leaves as an `OperationOutcome`.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use api::{Api, Method, Request};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use fhir::{IssueType, OperationOutcome};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+
+/// The media type of every response body.
+pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+
+/// HTTP-level settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// The public base URL (`https://chartroom.example.org/fhir`). When absent, it is derived
+    /// from each request's `Host`.
+    pub base_url: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { max_body_bytes: 16 * 1024 * 1024, base_url: None }
+    }
+}
+
+struct AppState {
+    api: Arc<Api>,
+    config: ServerConfig,
+}
+
+/// The router: FHIR at `/fhir`, and an OperationOutcome 404 everywhere else.
+pub fn router(api: Arc<Api>, config: ServerConfig) -> Router {
+    let state = Arc::new(AppState { api, config });
+    Router::new()
+        .route("/fhir", any(fhir_endpoint))
+        .route("/fhir/", any(fhir_endpoint))
+        .route("/fhir/{*path}", any(fhir_endpoint))
+        .fallback(not_found)
+        .layer(CatchPanicLayer::custom(|_| {
+            outcome_response(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, "internal error: the request was not completed")
+        }))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then finishes open requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+fn outcome_response(status: StatusCode, code: IssueType, message: &str) -> Response {
+    let body = OperationOutcome::error(code, message).to_bytes();
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))], body).into_response()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    outcome_response(
+        StatusCode::NOT_FOUND,
+        IssueType::NotFound,
+        &format!("nothing at {}; the FHIR API is at /fhir", uri.path()),
+    )
+}
+
+/// Media types accepted for FHIR JSON.
+fn is_json_media_type(media_type: &str) -> bool {
+    matches!(media_type, "application/fhir+json" | "application/json" | "application/json+fhir" | "json")
+}
+
+fn is_xml_media_type(media_type: &str) -> bool {
+    media_type.contains("xml")
+}
+
+fn media_type(value: &str) -> String {
+    value.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+/// Checks `_format` and `Accept`: this server speaks JSON only.
+fn check_acceptable(query: &str, headers: &HeaderMap) -> Result<(), Response> {
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if name == "_format" && !is_json_media_type(&media_type(&value)) {
+            return Err(outcome_response(
+                StatusCode::NOT_ACCEPTABLE,
+                IssueType::NotSupported,
+                &format!("_format={value} is not supported; this server returns JSON only (_format=json)"),
+            ));
+        }
+    }
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    let acceptable = accept.split(',').map(media_type).any(|t| {
+        is_json_media_type(&t) || matches!(t.as_str(), "*/*" | "application/*" | "")
+    });
+    if acceptable {
+        Ok(())
+    } else {
+        Err(outcome_response(
+            StatusCode::NOT_ACCEPTABLE,
+            IssueType::NotSupported,
+            &format!("cannot answer in {accept}; this server returns application/fhir+json only"),
+        ))
+    }
+}
+
+/// Checks the request's `Content-Type`: FHIR JSON only.
+fn check_content_type(headers: &HeaderMap) -> Result<(), Response> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(media_type);
+    match content_type {
+        Some(t) if is_json_media_type(&t) => Ok(()),
+        Some(t) if is_xml_media_type(&t) => Err(outcome_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IssueType::NotSupported,
+            &format!("{t} is not supported: this server accepts FHIR JSON only; send Content-Type: application/fhir+json"),
+        )),
+        Some(t) => Err(outcome_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IssueType::NotSupported,
+            &format!("Content-Type {t} is not supported; send Content-Type: application/fhir+json"),
+        )),
+        None => Err(outcome_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IssueType::NotSupported,
+            "the request has a body but no Content-Type; send Content-Type: application/fhir+json",
+        )),
+    }
+}
+
+fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+fn base_url(config: &ServerConfig, headers: &HeaderMap) -> String {
+    if let Some(base) = &config.base_url {
+        return base.trim_end_matches('/').to_string();
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| matches!(*s, "http" | "https"))
+        .unwrap_or("http");
+    format!("{scheme}://{host}/fhir")
+}
+
+async fn fhir_endpoint(
+    State(state): State<Arc<AppState>>,
+    method: axum::http::Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let query = uri.query().unwrap_or("");
+    if let Err(response) = check_acceptable(query, &headers) {
+        return response;
+    }
+    let method = Method::parse(method.as_str());
+    let limit = state.config.max_body_bytes;
+    let declared_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > limit as u64) {
+        return too_large(limit);
+    }
+    let body = match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => return too_large(limit),
+    };
+    if matches!(method, Method::Post | Method::Put | Method::Patch) || !body.is_empty() {
+        if let Err(response) = check_content_type(&headers) {
+            return response;
+        }
+    }
+    let path = uri.path().strip_prefix("/fhir").unwrap_or("").trim_matches('/').to_string();
+    let request = Request {
+        method: Some(method),
+        base: base_url(&state.config, &headers),
+        path,
+        query: query.to_string(),
+        if_match: header_text(&headers, header::IF_MATCH),
+        if_none_match: header_text(&headers, header::IF_NONE_MATCH),
+        if_modified_since: header_text(&headers, header::IF_MODIFIED_SINCE),
+        if_none_exist: headers.get("if-none-exist").and_then(|v| v.to_str().ok()).map(str::to_string),
+        prefer: header_text(&headers, header::HeaderName::from_static("prefer")),
+        body: body.into(),
+    };
+    let response = state.api.handle(&request).await;
+    to_http(response)
+}
+
+fn too_large(limit: usize) -> Response {
+    outcome_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        IssueType::TooLong,
+        &format!("the request body is larger than the limit of {limit} bytes"),
+    )
+}
+
+fn to_http(response: api::Response) -> Response {
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut builder = axum::http::Response::builder().status(status);
+    if let Some(etag) = &response.etag {
+        builder = builder.header(header::ETAG, etag);
+    }
+    if let Some(millis) = response.last_modified {
+        builder = builder.header(header::LAST_MODIFIED, fhir::DateTime::from_epoch_millis(millis).to_http_date());
+    }
+    if let Some(location) = &response.location {
+        if let Ok(value) = HeaderValue::from_str(location) {
+            builder = builder.header(header::LOCATION, value.clone()).header(header::CONTENT_LOCATION, value);
+        }
+    }
+    let body = match response.body {
+        Some(body) => {
+            builder = builder.header(header::CONTENT_TYPE, FHIR_JSON);
+            Body::from(body)
+        }
+        None => Body::empty(),
+    };
+    builder.body(body).unwrap_or_else(|_| {
+        outcome_response(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, "could not build the response")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types() {
+        assert!(is_json_media_type(&media_type("application/fhir+json; charset=UTF-8")));
+        assert!(is_json_media_type(&media_type("application/json")));
+        assert!(!is_json_media_type(&media_type("application/fhir+xml")));
+        assert!(is_xml_media_type("application/fhir+xml"));
+    }
+}
