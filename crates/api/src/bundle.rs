@@ -31,10 +31,10 @@ struct EntryRequest {
 }
 
 impl EntryRequest {
-    fn read_request(&self, outer: &Request) -> Request {
+    fn read_request(&self, base: &str) -> Request {
         Request {
             method: Some(Method::Get),
-            base: outer.base.clone(),
+            base: base.to_string(),
             path: self.path.clone(),
             query: self.query.clone(),
             if_none_match: self.if_none_match.clone(),
@@ -59,15 +59,21 @@ fn parse_entry(mut entry: Value, base: &str) -> Result<EntryRequest, ApiError> {
     let method = match request.get("method").and_then(Value::as_str) {
         Some(name) => Method::parse(name),
         None => {
-            return Err(ApiError::at(400, IssueType::Required, "request.method is missing", "request.method"));
+            return Err(ApiError::at(
+                400,
+                IssueType::Required,
+                "request.method is missing",
+                "request.method",
+            ));
         }
     };
     let Some(url) = request.get("url").and_then(Value::as_str) else {
         return Err(ApiError::at(400, IssueType::Required, "request.url is missing", "request.url"));
     };
+    let url_path = url.split('?').next().unwrap_or(url);
     let relative = match url.strip_prefix(base) {
         Some(rest) => rest,
-        None if url.contains("://") => {
+        None if url_path.contains("://") => {
             return Err(ApiError::at(
                 400,
                 IssueType::NotSupported,
@@ -214,6 +220,16 @@ impl Api {
         }
         let value = fhir::parse_json(&request.body)?;
         let bundle = Resource::from_value(value)?;
+        self.process_bundle(&request.base, request.prefer.as_deref(), bundle).await
+    }
+
+    /// Processes a parsed batch or transaction Bundle as if it were POSTed to `base`.
+    pub async fn process_bundle(
+        &self,
+        base: &str,
+        prefer: Option<&str>,
+        bundle: Resource,
+    ) -> Result<Response, ApiError> {
         if bundle.resource_type() != "Bundle" {
             return Err(ApiError::at(
                 400,
@@ -232,7 +248,12 @@ impl Api {
             None => Vec::new(),
             Some(Value::Array(entries)) => entries,
             Some(_) => {
-                return Err(ApiError::at(400, IssueType::Structure, "Bundle.entry must be an array", "Bundle.entry"));
+                return Err(ApiError::at(
+                    400,
+                    IssueType::Structure,
+                    "Bundle.entry must be an array",
+                    "Bundle.entry",
+                ));
             }
         };
         if entries.len() > self.config.max_bundle_entries {
@@ -245,14 +266,16 @@ impl Api {
                 ),
             ));
         }
-        let preference = Prefer::parse(request.prefer.as_deref()).return_preference;
+        let preference = Prefer::parse(prefer).return_preference;
         match bundle_type.as_str() {
-            "transaction" => self.transaction(request, entries, preference).await,
-            "batch" => self.batch(request, entries, preference).await,
+            "transaction" => self.transaction(base, entries, preference).await,
+            "batch" => self.batch(base, entries, preference).await,
             other => Err(ApiError::at(
                 400,
                 IssueType::Invalid,
-                format!("a Bundle POSTed to the service base must be of type 'transaction' or 'batch', not '{other}'"),
+                format!(
+                    "a Bundle POSTed to the service base must be of type 'transaction' or 'batch', not '{other}'"
+                ),
                 "Bundle.type",
             )),
         }
@@ -290,7 +313,7 @@ impl Api {
 
     async fn batch(
         &self,
-        request: &Request,
+        base: &str,
         entries: Vec<Value>,
         preference: Option<ReturnPreference>,
     ) -> Result<Response, ApiError> {
@@ -301,7 +324,7 @@ impl Api {
         let mut pending = Vec::new();
         let mut reads = Vec::new();
         for (index, raw) in entries.into_iter().enumerate() {
-            let entry = match parse_entry(raw, &request.base) {
+            let entry = match parse_entry(raw, base) {
                 Ok(entry) => entry,
                 Err(error) => {
                     results[index] = Some((Err(error.in_entry(index)), BodyKind::Outcome));
@@ -320,7 +343,7 @@ impl Api {
         for (index, write) in pending {
             let result = match write.wait().await {
                 Ok(mut written) => match written.pop() {
-                    Some(written) => Ok(complete(&request.base, written, preference)),
+                    Some(written) => Ok(complete(base, written, preference)),
                     None => Err(ApiError::internal("the store acknowledged a write without a result")),
                 },
                 Err(error) => Err(ApiError::from(error).in_entry(index)),
@@ -328,7 +351,7 @@ impl Api {
             results[index] = Some((result, written_kind));
         }
         for (index, entry) in reads {
-            let result = self.route_read(&entry.read_request(request)).map_err(|e| e.in_entry(index));
+            let result = self.route_read(&entry.read_request(base)).map_err(|e| e.in_entry(index));
             results[index] = Some((result, BodyKind::Resource));
         }
         Ok(finish_response("batch-response", results))
@@ -336,14 +359,14 @@ impl Api {
 
     async fn transaction(
         &self,
-        request: &Request,
+        base: &str,
         entries: Vec<Value>,
         preference: Option<ReturnPreference>,
     ) -> Result<Response, ApiError> {
         let preference = preference.unwrap_or(ReturnPreference::Minimal);
         let mut parsed = Vec::with_capacity(entries.len());
         for (index, raw) in entries.into_iter().enumerate() {
-            parsed.push(parse_entry(raw, &request.base).map_err(|e| e.in_entry(index))?);
+            parsed.push(parse_entry(raw, base).map_err(|e| e.in_entry(index))?);
         }
 
         // Fix every write's identity, and map fullUrls to the identities they stand for.
@@ -361,17 +384,16 @@ impl Api {
                 )
                 .in_entry(index));
             }
-            if let Some(full_url) = &entry.full_url {
-                if plan.method != Method::Delete {
-                    identities.insert(full_url.clone(), identity.clone());
-                    // `http://example.org/fhir/Patient/1` also stands for `Patient/1`.
-                    if let Some((_, tail)) = full_url.split_once("://") {
-                        if let Some(relative) = relative_identity(tail) {
-                            if relative != identity {
-                                identities.insert(relative, identity.clone());
-                            }
-                        }
-                    }
+            if let Some(full_url) = &entry.full_url
+                && plan.method != Method::Delete
+            {
+                identities.insert(full_url.clone(), identity.clone());
+                // `http://example.org/fhir/Patient/1` also stands for `Patient/1`.
+                if let Some((_, tail)) = full_url.split_once("://")
+                    && let Some(relative) = relative_identity(tail)
+                    && relative != identity
+                {
+                    identities.insert(relative, identity.clone());
                 }
             }
             plans.push(plan);
@@ -419,11 +441,11 @@ impl Api {
         let mut results: Vec<EntryResult> = Vec::new();
         results.resize_with(parsed.len(), || None);
         for (plan, written) in sequence.iter().zip(written) {
-            results[plan.index] = Some((Ok(complete(&request.base, written, preference)), written_kind));
+            results[plan.index] = Some((Ok(complete(base, written, preference)), written_kind));
         }
         for (index, entry) in parsed.iter().enumerate() {
             if results[index].is_none() {
-                let result = self.route_read(&entry.read_request(request)).map_err(|e| e.in_entry(index));
+                let result = self.route_read(&entry.read_request(base)).map_err(|e| e.in_entry(index));
                 results[index] = Some((result, BodyKind::Resource));
             }
         }
@@ -431,7 +453,11 @@ impl Api {
     }
 
     /// Checks one transaction entry and decides the identity it writes (`None` for reads).
-    fn plan_transaction_entry(&self, index: usize, entry: &EntryRequest) -> Result<Option<PlannedWrite>, ApiError> {
+    fn plan_transaction_entry(
+        &self,
+        index: usize,
+        entry: &EntryRequest,
+    ) -> Result<Option<PlannedWrite>, ApiError> {
         let segments = entry.segments();
         let plan = |resource_type: &str, id: String| PlannedWrite {
             index,
@@ -482,7 +508,10 @@ fn relative_identity(url_tail: &str) -> Option<String> {
 /// Points references at the identities the transaction assigns, and refuses references that
 /// can only be resolved by features not available (conditional references) or that name a
 /// `urn:uuid:` no entry carries.
-fn resolve_bundle_references(resource: &mut Resource, identities: &HashMap<String, String>) -> Result<(), ApiError> {
+fn resolve_bundle_references(
+    resource: &mut Resource,
+    identities: &HashMap<String, String>,
+) -> Result<(), ApiError> {
     resource.rewrite_references(&mut |reference| identities.get(reference).cloned());
     resource.rewrite_narratives(&mut |div| rewrite_urns_in_text(div, identities));
     for site in resource.references() {
@@ -520,7 +549,9 @@ fn missing_resource(resource_type: &str) -> ApiError {
 }
 
 fn conditional_not_supported(what: &str) -> ApiError {
-    ApiError::not_supported(format!("conditional {what} needs search, which this server does not support yet"))
+    ApiError::not_supported(format!(
+        "conditional {what} needs search, which this server does not support yet"
+    ))
 }
 
 fn unsupported_entry(method: Method, path: &str) -> ApiError {

@@ -19,13 +19,23 @@ fn first_diagnostics(outcome: &OperationOutcome) -> &str {
 }
 
 impl ApiError {
+    /// The diagnostics of every issue, joined (for logs and command-line reports).
+    pub fn message(&self) -> String {
+        self.outcome.issues.iter().map(|i| i.diagnostics.as_str()).collect::<Vec<_>>().join("; ")
+    }
+
     /// An error with one issue.
     pub fn new(status: u16, code: IssueType, diagnostics: impl Into<String>) -> Self {
         ApiError { status, outcome: OperationOutcome::error(code, diagnostics), etag: None }
     }
 
     /// An error with one issue at a FHIRPath location.
-    pub fn at(status: u16, code: IssueType, diagnostics: impl Into<String>, expression: impl Into<String>) -> Self {
+    pub fn at(
+        status: u16,
+        code: IssueType,
+        diagnostics: impl Into<String>,
+        expression: impl Into<String>,
+    ) -> Self {
         ApiError {
             status,
             outcome: Issue::new(Severity::Error, code, diagnostics).at(expression).into(),
@@ -59,7 +69,8 @@ impl ApiError {
         Self::new(
             405,
             IssueType::NotSupported,
-            format!("{method:?} is not allowed on {target}; allowed: {allowed}").replace("Other", "this method"),
+            format!("{method:?} is not allowed on {target}; allowed: {allowed}")
+                .replace("Other", "this method"),
         )
     }
 

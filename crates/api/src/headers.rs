@@ -77,10 +77,7 @@ mod tests {
     #[test]
     fn prefer_tokens() {
         assert_eq!(Prefer::parse(None).return_preference, None);
-        assert_eq!(
-            Prefer::parse(Some("return=minimal")).return_preference,
-            Some(ReturnPreference::Minimal)
-        );
+        assert_eq!(Prefer::parse(Some("return=minimal")).return_preference, Some(ReturnPreference::Minimal));
         let both = Prefer::parse(Some("handling=strict, return=OperationOutcome"));
         assert!(both.strict);
         assert_eq!(both.return_preference, Some(ReturnPreference::OperationOutcome));

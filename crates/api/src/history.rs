@@ -71,8 +71,11 @@ impl Api {
         for version in &page.versions {
             let full_url = format!("{}/{}/{}", request.base, version.resource_type, version.id);
             let instance_url = format!("{}/{}", version.resource_type, version.id);
-            let request_url =
-                if version.method == WriteMethod::Create { version.resource_type.as_str() } else { &instance_url };
+            let request_url = if version.method == WriteMethod::Create {
+                version.resource_type.as_str()
+            } else {
+                &instance_url
+            };
             let status = match version.method {
                 WriteMethod::Create => "201 Created",
                 WriteMethod::Update if version.version == 1 => "201 Created",
@@ -101,7 +104,6 @@ impl Api {
 /// space (form encoding); it is read back as `+`.
 pub(crate) fn parse_instant_param(name: &str, value: &str) -> Result<DateTime, ApiError> {
     let repaired = value.replace(' ', "+");
-    DateTime::parse(&repaired, DateTimeKind::DateTime).map_err(|e| {
-        ApiError::bad_request(IssueType::Value, format!("{name}: {e}"))
-    })
+    DateTime::parse(&repaired, DateTimeKind::DateTime)
+        .map_err(|e| ApiError::bad_request(IssueType::Value, format!("{name}: {e}")))
 }

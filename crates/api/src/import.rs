@@ -1,16 +1,18 @@
 //! Bulk import of NDJSON (one resource per line, the Bulk Data / Synthea layout) and of JSON
 //! files holding a resource or a Bundle, from a file or a directory tree.
 //!
-//! NDJSON is read in chunks; worker threads parse, check and serialize each chunk and submit
-//! it to the store as one unit, so the single writer only inserts. A line that fails is
-//! reported as `file:line: reason` and skipped; the rest of the chunk still imports.
-//! Transaction and batch Bundles go through the same code as `POST [base]`.
+//! A reader thread cuts the input into chunks (lines of NDJSON, or whole JSON files); worker
+//! threads parse, check and serialize each chunk and submit it to the store as one unit, so
+//! the single writer only inserts. Anything that fails is reported as `file:line: reason` (or
+//! `file: reason`) and skipped; the rest of its chunk still imports. Transaction and batch
+//! Bundles are executed exactly as if POSTed to the service base.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fhir::{IssueType, Resource};
@@ -18,25 +20,37 @@ use serde_json::Value;
 use store::{PendingWrite, WriteOp, WriteUnit};
 
 use crate::write::{new_id, prepare_create, prepare_update};
-use crate::{Api, ApiError, Method, Request};
+use crate::{Api, ApiError};
+
+/// What to do with a transaction or batch Bundle found in a JSON file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BundleMode {
+    /// Execute it, as if POSTed to the service base (Synthea's layout).
+    #[default]
+    Execute,
+    /// Store it as a Bundle resource, like any other file.
+    Store,
+}
 
 /// Tuning for an import.
 #[derive(Clone, Debug)]
 pub struct ImportOptions {
-    /// Threads that parse and prepare NDJSON lines.
+    /// Threads that parse and prepare resources.
     pub workers: usize,
-    /// NDJSON lines per store unit.
-    pub chunk_lines: usize,
-    /// Base URL used for references in Bundles (only matters for absolute `fullUrl`s).
+    /// NDJSON lines (or JSON files) per store unit.
+    pub chunk_size: usize,
+    /// Base URL that Bundles are executed against (matters for absolute `fullUrl`s).
     pub base: String,
+    pub bundles: BundleMode,
 }
 
 impl Default for ImportOptions {
     fn default() -> Self {
         ImportOptions {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            chunk_lines: 1000,
+            chunk_size: 1000,
             base: "http://localhost/fhir".to_string(),
+            bundles: BundleMode::Execute,
         }
     }
 }
@@ -77,8 +91,8 @@ impl ImportReport {
 
 /// Files under `path` to import: `.ndjson` and `.json`, in name order.
 pub fn import_files(path: &Path) -> Result<Vec<PathBuf>, ApiError> {
-    let metadata = std::fs::metadata(path)
-        .map_err(|e| ApiError::not_found(format!("{}: {e}", path.display())))?;
+    let metadata =
+        std::fs::metadata(path).map_err(|e| ApiError::not_found(format!("{}: {e}", path.display())))?;
     if metadata.is_file() {
         return Ok(vec![path.to_path_buf()]);
     }
@@ -100,20 +114,44 @@ pub fn import_files(path: &Path) -> Result<Vec<PathBuf>, ApiError> {
     Ok(files)
 }
 
-struct Chunk {
-    file: PathBuf,
-    first_line: usize,
-    lines: Vec<String>,
+/// One resource's text and where it came from.
+struct Item {
+    file: Arc<Path>,
+    /// 1-based line for NDJSON; `None` for a whole JSON file.
+    line: Option<usize>,
+    text: String,
 }
 
 struct Submitted {
     pending: PendingWrite,
-    /// (file, line) of each op in the unit, to report a failed commit.
-    lines: Vec<(PathBuf, usize)>,
+    /// Where each op of the unit came from, to report a failed commit.
+    origins: Vec<(Arc<Path>, Option<usize>)>,
+}
+
+/// Shared tallies of an import in progress.
+struct Tally<'a> {
+    imported: AtomicU64,
+    rejections: Mutex<Vec<Rejection>>,
+    progress: &'a (dyn Fn(u64) + Sync),
+}
+
+impl Tally<'_> {
+    fn stored(&self, count: u64) {
+        if count > 0 {
+            self.imported.fetch_add(count, Ordering::Relaxed);
+            (self.progress)(count);
+        }
+    }
+
+    fn reject(&self, file: &Path, line: Option<usize>, reason: String) {
+        if let Ok(mut list) = self.rejections.lock() {
+            list.push(Rejection { file: file.to_path_buf(), line, reason });
+        }
+    }
 }
 
 /// Imports everything under `path`. `progress` is called with the number of resources stored
-/// since the last call.
+/// since its last call.
 pub fn import(
     api: &Api,
     path: &Path,
@@ -122,211 +160,188 @@ pub fn import(
 ) -> Result<ImportReport, ApiError> {
     let started = Instant::now();
     let files = import_files(path)?;
-    let rejections = Mutex::new(Vec::new());
-    let imported = std::sync::atomic::AtomicU64::new(0);
-    let reject = |file: &Path, line: Option<usize>, reason: String| {
-        if let Ok(mut list) = rejections.lock() {
-            list.push(Rejection { file: file.to_path_buf(), line, reason });
-        }
-    };
-    let count = |n: u64| {
-        imported.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        progress(n);
-    };
-
-    let (ndjson, json): (Vec<&PathBuf>, Vec<&PathBuf>) =
-        files.iter().partition(|f| f.extension().and_then(|e| e.to_str()) == Some("ndjson"));
-
+    let tally = Tally { imported: AtomicU64::new(0), rejections: Mutex::new(Vec::new()), progress };
     let workers = options.workers.max(1);
-    let (chunk_sender, chunk_receiver) = sync_channel::<Chunk>(workers * 2);
+    let (chunk_sender, chunk_receiver) = sync_channel::<Vec<Item>>(workers * 2);
     let chunk_receiver = Mutex::new(chunk_receiver);
+
     std::thread::scope(|scope| {
         let (submitted_sender, submitted_receiver) = sync_channel::<Submitted>(workers * 4);
-
         for _ in 0..workers {
             let submitted_sender = submitted_sender.clone();
-            let chunk_receiver = &chunk_receiver;
-            let reject = &reject;
-            scope.spawn(move || prepare_chunks(api, chunk_receiver, submitted_sender, reject));
+            let (chunk_receiver, tally) = (&chunk_receiver, &tally);
+            scope.spawn(move || prepare_chunks(api, options, chunk_receiver, submitted_sender, tally));
         }
         drop(submitted_sender);
-        let collector = scope.spawn(|| collect(submitted_receiver, &reject, &count));
+        let collector = scope.spawn(|| collect(submitted_receiver, &tally));
 
-        for file in &ndjson {
-            if let Err(reason) = read_ndjson(file, options.chunk_lines, &chunk_sender) {
-                reject(file, None, reason);
+        let mut json_items = Vec::new();
+        for file in &files {
+            let origin: Arc<Path> = Arc::from(file.as_path());
+            let sent = if file.extension().and_then(|e| e.to_str()) == Some("ndjson") {
+                read_ndjson(&origin, options.chunk_size, &chunk_sender)
+            } else {
+                match std::fs::read_to_string(file) {
+                    Ok(text) => {
+                        json_items.push(Item { file: origin, line: None, text });
+                        if json_items.len() >= options.chunk_size {
+                            chunk_sender
+                                .send(std::mem::take(&mut json_items))
+                                .map_err(|_| "import stopped".into())
+                        } else {
+                            Ok(())
+                        }
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            if let Err(reason) = sent {
+                tally.reject(file, None, reason);
             }
+        }
+        if !json_items.is_empty() {
+            let _ = chunk_sender.send(json_items);
         }
         drop(chunk_sender);
         let _ = collector.join();
     });
 
-    if !json.is_empty() {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map_err(|e| ApiError::internal(format!("cannot start the import runtime: {e}")))?;
-        for file in &json {
-            match runtime.block_on(import_json_file(api, file, &options.base)) {
-                Ok(stored) => count(stored),
-                Err(failures) => {
-                    for (stored, reason) in failures {
-                        count(stored);
-                        if !reason.is_empty() {
-                            reject(file, None, reason);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    let mut rejections = rejections.into_inner().unwrap_or_default();
+    let mut rejections = tally.rejections.into_inner().unwrap_or_default();
     rejections.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     Ok(ImportReport {
         files: files.len() as u64,
-        imported: imported.into_inner(),
+        imported: tally.imported.into_inner(),
         rejections,
         elapsed: started.elapsed(),
     })
 }
 
-fn read_ndjson(file: &Path, chunk_lines: usize, sender: &SyncSender<Chunk>) -> Result<(), String> {
+fn read_ndjson(file: &Arc<Path>, chunk_size: usize, sender: &SyncSender<Vec<Item>>) -> Result<(), String> {
     let reader = BufReader::with_capacity(1 << 20, File::open(file).map_err(|e| e.to_string())?);
-    let mut lines = Vec::with_capacity(chunk_lines);
-    let mut first_line = 1;
+    let mut chunk = Vec::with_capacity(chunk_size);
     for (index, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| format!("line {}: {e}", index + 1))?;
-        if lines.is_empty() {
-            first_line = index + 1;
+        let text = line.map_err(|e| format!("line {}: {e}", index + 1))?;
+        if text.trim().is_empty() {
+            continue;
         }
-        lines.push(line);
-        if lines.len() >= chunk_lines {
-            let chunk = Chunk { file: file.to_path_buf(), first_line, lines: std::mem::take(&mut lines) };
-            sender.send(chunk).map_err(|_| "import stopped".to_string())?;
+        chunk.push(Item { file: file.clone(), line: Some(index + 1), text });
+        if chunk.len() >= chunk_size {
+            sender.send(std::mem::take(&mut chunk)).map_err(|_| "import stopped".to_string())?;
         }
     }
-    if !lines.is_empty() {
-        sender
-            .send(Chunk { file: file.to_path_buf(), first_line, lines })
-            .map_err(|_| "import stopped".to_string())?;
+    if !chunk.is_empty() {
+        sender.send(chunk).map_err(|_| "import stopped".to_string())?;
     }
     Ok(())
 }
 
-/// Parses one NDJSON line into a write: resources with an id keep it (update semantics, so
+/// Turns a resource into a write: resources with an id keep it (update semantics, so
 /// references between files hold and a re-import adds versions instead of duplicates).
-fn prepare_line(line: &str) -> Result<WriteOp, String> {
-    let resource = Resource::from_slice(line.as_bytes()).map_err(|e| e.to_string())?;
+fn prepare_resource(resource: Resource) -> Result<WriteOp, String> {
     let result = match resource.id().map(str::to_string) {
         Some(id) => prepare_update(&resource, &id, None),
         None => prepare_create(resource, &new_id()),
     };
-    result.map_err(|e| e.to_string())
+    result.map_err(|e| e.message())
+}
+
+fn is_executable_bundle(resource: &Resource) -> bool {
+    resource.resource_type() == "Bundle"
+        && matches!(resource.as_object().get("type").and_then(Value::as_str), Some("transaction" | "batch"))
 }
 
 fn prepare_chunks(
     api: &Api,
-    chunks: &Mutex<Receiver<Chunk>>,
+    options: &ImportOptions,
+    chunks: &Mutex<Receiver<Vec<Item>>>,
     submitted: SyncSender<Submitted>,
-    reject: &(dyn Fn(&Path, Option<usize>, String) + Sync),
+    tally: &Tally<'_>,
 ) {
+    let mut runtime = None;
     loop {
         let chunk = match chunks.lock() {
             Ok(receiver) => receiver.recv(),
             Err(_) => return,
         };
         let Ok(chunk) = chunk else { return };
-        let mut ops = Vec::with_capacity(chunk.lines.len());
-        let mut lines = Vec::with_capacity(chunk.lines.len());
-        for (offset, line) in chunk.lines.iter().enumerate() {
-            let line_number = chunk.first_line + offset;
-            if line.trim().is_empty() {
+        let mut ops = Vec::with_capacity(chunk.len());
+        let mut origins = Vec::with_capacity(chunk.len());
+        for item in chunk {
+            let resource = match Resource::from_slice(item.text.as_bytes()) {
+                Ok(resource) => resource,
+                Err(error) => {
+                    tally.reject(&item.file, item.line, error.to_string());
+                    continue;
+                }
+            };
+            if options.bundles == BundleMode::Execute && is_executable_bundle(&resource) {
+                let runtime = match &mut runtime {
+                    Some(runtime) => runtime,
+                    None => match tokio::runtime::Builder::new_current_thread().build() {
+                        Ok(built) => runtime.insert(built),
+                        Err(error) => {
+                            tally.reject(&item.file, item.line, format!("cannot run the Bundle: {error}"));
+                            continue;
+                        }
+                    },
+                };
+                execute_bundle(api, runtime, &options.base, resource, &item, tally);
                 continue;
             }
-            match prepare_line(line) {
+            match prepare_resource(resource) {
                 Ok(op) => {
                     ops.push(op);
-                    lines.push((chunk.file.clone(), line_number));
+                    origins.push((item.file, item.line));
                 }
-                Err(reason) => reject(&chunk.file, Some(line_number), reason),
+                Err(reason) => tally.reject(&item.file, item.line, reason),
             }
         }
         if ops.is_empty() {
             continue;
         }
         let pending = api.store().submit(WriteUnit { ops });
-        if submitted.send(Submitted { pending, lines }).is_err() {
+        if submitted.send(Submitted { pending, origins }).is_err() {
             return;
         }
     }
 }
 
-fn collect(
-    submitted: Receiver<Submitted>,
-    reject: &(dyn Fn(&Path, Option<usize>, String) + Sync),
-    count: &(dyn Fn(u64) + Sync),
-) {
+fn collect(submitted: Receiver<Submitted>, tally: &Tally<'_>) {
     for unit in submitted {
         match unit.pending.wait_blocking() {
-            Ok(written) => count(written.len() as u64),
+            Ok(written) => tally.stored(written.len() as u64),
             Err(error) => {
-                for (file, line) in unit.lines {
-                    reject(&file, Some(line), format!("not stored: {error}"));
+                for (file, line) in unit.origins {
+                    tally.reject(&file, line, format!("not stored: {error}"));
                 }
             }
         }
     }
 }
 
-/// Imports one JSON file. `Ok(n)`: n resources stored. `Err`: (stored, reason) pairs for a
-/// file that failed in whole or in part.
-async fn import_json_file(api: &Api, file: &Path, base: &str) -> Result<u64, Vec<(u64, String)>> {
-    let bytes = std::fs::read(file).map_err(|e| vec![(0, e.to_string())])?;
-    let value = fhir::parse_json(&bytes).map_err(|e| vec![(0, e.to_string())])?;
-    let bundle_type = match &value {
-        Value::Object(object) if object.get("resourceType").and_then(Value::as_str) == Some("Bundle") => {
-            object.get("type").and_then(Value::as_str).map(str::to_string)
-        }
-        _ => None,
-    };
-    let request = match bundle_type.as_deref() {
-        Some("transaction" | "batch") => Request {
-            method: Some(Method::Post),
-            base: base.to_string(),
-            prefer: Some("return=minimal".to_string()),
-            body: bytes,
-            ..Default::default()
-        },
-        _ => {
-            // Any other resource (a document or collection Bundle too) is stored as itself.
-            let resource = Resource::from_value(value).map_err(|e| vec![(0, e.to_string())])?;
-            let (method, path) = match resource.id() {
-                Some(id) => (Method::Put, format!("{}/{id}", resource.resource_type())),
-                None => (Method::Post, resource.resource_type().to_string()),
-            };
-            Request {
-                method: Some(method),
-                base: base.to_string(),
-                path,
-                prefer: Some("return=minimal".to_string()),
-                body: bytes,
-                ..Default::default()
-            }
+/// Runs a transaction or batch Bundle and tallies what it stored and what failed.
+fn execute_bundle(
+    api: &Api,
+    runtime: &tokio::runtime::Runtime,
+    base: &str,
+    bundle: Resource,
+    item: &Item,
+    tally: &Tally<'_>,
+) {
+    let result = runtime.block_on(api.process_bundle(base, Some("return=minimal"), bundle));
+    let response = match result {
+        Ok(response) => response,
+        Err(error) => {
+            tally.reject(&item.file, item.line, error.message());
+            return;
         }
     };
-    let response = api.handle(&request).await;
-    if response.status >= 300 {
-        return Err(vec![(0, diagnostics(response.body_text()))]);
-    }
-    if bundle_type.is_none() || !matches!(bundle_type.as_deref(), Some("transaction" | "batch")) {
-        return Ok(1);
-    }
-    // A transaction succeeded whole; a batch may have failed entries.
-    let Ok(Value::Object(result)) = serde_json::from_slice::<Value>(response.body.as_deref().unwrap_or(b"{}")) else {
-        return Ok(0);
+    let Ok(Value::Object(result)) =
+        serde_json::from_slice::<Value>(response.body.as_deref().unwrap_or(b"{}"))
+    else {
+        return;
     };
     let mut stored = 0;
-    let mut failures = Vec::new();
     for (index, entry) in result.get("entry").and_then(Value::as_array).into_iter().flatten().enumerate() {
         let status = entry["response"]["status"].as_str().unwrap_or("");
         if status.starts_with('2') {
@@ -335,26 +350,9 @@ async fn import_json_file(api: &Api, file: &Path, base: &str) -> Result<u64, Vec
                 stored += 1;
             }
         } else {
-            let outcome = serde_json::to_string(&entry["response"]["outcome"]).unwrap_or_default();
-            failures.push((0, format!("entry {index}: {status} {}", diagnostics(&outcome))));
+            let reason = entry["response"]["outcome"]["issue"][0]["diagnostics"].as_str().unwrap_or("");
+            tally.reject(&item.file, item.line, format!("entry {index}: {status}: {reason}"));
         }
     }
-    if failures.is_empty() {
-        Ok(stored)
-    } else {
-        failures.push((stored, String::new()));
-        Err(failures)
-    }
-}
-
-/// The diagnostics of an OperationOutcome body, or the body itself.
-fn diagnostics(body: &str) -> String {
-    let Ok(value) = serde_json::from_str::<Value>(body) else { return body.to_string() };
-    let messages: Vec<&str> = value["issue"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|issue| issue["diagnostics"].as_str())
-        .collect();
-    if messages.is_empty() { body.to_string() } else { messages.join("; ") }
+    tally.stored(stored);
 }

@@ -159,7 +159,8 @@ mod tests {
 
     #[test]
     fn empty_bundle_has_no_entry_array() {
-        let json: Value = serde_json::from_slice(&BundleWriter::new("searchset", Some(0), &[]).finish()).unwrap();
+        let json: Value =
+            serde_json::from_slice(&BundleWriter::new("searchset", Some(0), &[]).finish()).unwrap();
         assert!(json.get("entry").is_none());
         assert!(json.get("link").is_none());
     }

@@ -143,10 +143,8 @@ impl Api {
             Ok(response) => response,
             Err(error) => error.into_response(),
         };
-        if pretty {
-            if let Some(body) = response.body.take() {
-                response.body = Some(pretty_print(body));
-            }
+        if pretty && let Some(body) = response.body.take() {
+            response.body = Some(pretty_print(body));
         }
         response
     }
@@ -168,7 +166,9 @@ impl Api {
                 match (rest, method) {
                     ([], Method::Post) => self.create(request, resource_type).await,
                     ([], _) => Err(ApiError::method_not_allowed(method, resource_type, "GET, POST")),
-                    ([id], Method::Put) => self.update(request, resource_type, valid_id(resource_type, id)?).await,
+                    ([id], Method::Put) => {
+                        self.update(request, resource_type, valid_id(resource_type, id)?).await
+                    }
                     ([id], Method::Delete) => {
                         self.delete(request, resource_type, valid_id(resource_type, id)?).await
                     }
@@ -201,7 +201,9 @@ impl Api {
                     [] => Err(ApiError::not_supported(format!(
                         "search ({resource_type}?...) is not supported yet"
                     ))),
-                    ["_history"] => self.history(request, store::HistoryScope::Type(resource_type.to_string())),
+                    ["_history"] => {
+                        self.history(request, store::HistoryScope::Type(resource_type.to_string()))
+                    }
                     [id] => self.read(request, resource_type, valid_id(resource_type, id)?),
                     [id, "_history"] => {
                         let id = valid_id(resource_type, id)?;
@@ -254,7 +256,9 @@ fn valid_id<'a>(resource_type: &str, id: &'a str) -> Result<&'a str, ApiError> {
 }
 
 /// Decoded `name=value` pairs of a query string.
-pub(crate) fn query_pairs(query: &str) -> impl Iterator<Item = (std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> {
+pub(crate) fn query_pairs(
+    query: &str,
+) -> impl Iterator<Item = (std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> {
     form_urlencoded::parse(query.as_bytes())
 }
 

@@ -7,7 +7,12 @@ use crate::headers::{etag, parse_etag};
 use crate::{Api, ApiError, Request, Response};
 
 impl Api {
-    pub(crate) fn read(&self, request: &Request, resource_type: &str, id: &str) -> Result<Response, ApiError> {
+    pub(crate) fn read(
+        &self,
+        request: &Request,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Response, ApiError> {
         let record = self
             .store
             .read(resource_type, id)?

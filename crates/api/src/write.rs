@@ -84,7 +84,11 @@ pub(crate) fn prepare_update(
 }
 
 /// A delete of `resource_type/id`.
-pub(crate) fn prepare_delete(resource_type: &str, id: &str, if_match: Option<&str>) -> Result<WriteOp, ApiError> {
+pub(crate) fn prepare_delete(
+    resource_type: &str,
+    id: &str,
+    if_match: Option<&str>,
+) -> Result<WriteOp, ApiError> {
     let if_match = if_match.map(parse_if_match).transpose()?;
     Ok(WriteOp::Delete { resource_type: resource_type.to_string(), id: id.to_string(), if_match })
 }
@@ -155,14 +159,24 @@ impl Api {
         Ok(complete(&request.base, written, preference(request)))
     }
 
-    pub(crate) async fn update(&self, request: &Request, resource_type: &str, id: &str) -> Result<Response, ApiError> {
+    pub(crate) async fn update(
+        &self,
+        request: &Request,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Response, ApiError> {
         let resource = parse_body(&request.body, resource_type)?;
         let op = prepare_update(&resource, id, request.if_match.as_deref())?;
         let written = self.commit_one(op).await?;
         Ok(complete(&request.base, written, preference(request)))
     }
 
-    pub(crate) async fn delete(&self, request: &Request, resource_type: &str, id: &str) -> Result<Response, ApiError> {
+    pub(crate) async fn delete(
+        &self,
+        request: &Request,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Response, ApiError> {
         let op = prepare_delete(resource_type, id, request.if_match.as_deref())?;
         let written = self.commit_one(op).await?;
         Ok(complete(&request.base, written, preference(request)))

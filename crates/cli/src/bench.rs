@@ -82,7 +82,9 @@ impl WorkDir {
     fn new(given: Option<PathBuf>, name: &str) -> Result<Self> {
         let (path, remove) = match given {
             Some(path) => (path, false),
-            None => (std::env::temp_dir().join(format!("chartroom-bench-{name}-{}", std::process::id())), true),
+            None => {
+                (std::env::temp_dir().join(format!("chartroom-bench-{name}-{}", std::process::id())), true)
+            }
         };
         std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
         Ok(WorkDir { path, remove })
@@ -186,7 +188,11 @@ impl HttpClient {
 
     /// GETs `path`; returns the status.
     fn get(&mut self, path: &str) -> Result<u16> {
-        write!(self.writer, "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/fhir+json\r\n\r\n", self.host)?;
+        write!(
+            self.writer,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/fhir+json\r\n\r\n",
+            self.host
+        )?;
         let mut line = String::new();
         self.reader.read_line(&mut line)?;
         let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).context("bad status line")?;
@@ -197,10 +203,10 @@ impl HttpClient {
             if line == "\r\n" || line.is_empty() {
                 break;
             }
-            if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
             }
         }
         self.body.resize(length, 0);

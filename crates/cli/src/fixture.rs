@@ -27,7 +27,8 @@ impl Rng {
     }
 }
 
-const FAMILY: &[&str] = &["Smith", "Garcia", "Nguyen", "O'Brien", "Kowalski", "Okafor", "Lindqvist", "Haddad"];
+const FAMILY: &[&str] =
+    &["Smith", "Garcia", "Nguyen", "O'Brien", "Kowalski", "Okafor", "Lindqvist", "Haddad"];
 const GIVEN: &[&str] = &["Maria", "James", "Aiyana", "Wei", "Fatima", "Liam", "Sofia", "Kwame"];
 const VITALS: &[(&str, &str, &str, f64, f64)] = &[
     ("8867-4", "Heart rate", "/min", 55.0, 110.0),

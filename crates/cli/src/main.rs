@@ -93,9 +93,19 @@ struct ImportArgs {
     /// Threads that parse and check resources.
     #[arg(long)]
     workers: Option<usize>,
+    /// Transaction and batch Bundles in JSON files: execute them (as if POSTed to the
+    /// service base) or store them as Bundle resources.
+    #[arg(long, value_enum, default_value = "execute")]
+    bundles: BundlesArg,
     /// Print no progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BundlesArg {
+    Execute,
+    Store,
 }
 
 fn main() -> ExitCode {
@@ -138,10 +148,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
         let address: SocketAddr = listener.local_addr()?;
-        println!(
-            "Chartroom serving FHIR R4 at http://{address}/fhir (data: {})",
-            args.store.data.display()
-        );
+        println!("Chartroom serving FHIR R4 at http://{address}/fhir (data: {})", args.store.data.display());
         server::serve(listener, router, shutdown_signal()).await.context("server failed")
     })?;
     store.close();
@@ -177,6 +184,10 @@ fn import(args: ImportArgs) -> Result<ExitCode> {
     if let Some(workers) = args.workers {
         options.workers = workers;
     }
+    options.bundles = match args.bundles {
+        BundlesArg::Execute => api::import::BundleMode::Execute,
+        BundlesArg::Store => api::import::BundleMode::Store,
+    };
     let report = run_import(&api, &args.path, &options, args.quiet)?;
     store.close();
     for rejection in &report.rejections {
@@ -206,8 +217,8 @@ fn run_import(
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    let report = api::import::import(api, path, options, &|n| bar.inc(n))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let report =
+        api::import::import(api, path, options, &|n| bar.inc(n)).map_err(|e| anyhow::anyhow!("{e}"))?;
     bar.finish_and_clear();
     Ok(report)
 }

@@ -25,7 +25,9 @@ pub enum Error {
     MissingResourceType,
     #[error("'{0}' is not a FHIR R4 resource type")]
     UnknownResourceType(String),
-    #[error("'{id}' is not a valid id for {resource_type}: ids are 1-64 characters from A-Z, a-z, 0-9, '-' and '.'")]
+    #[error(
+        "'{id}' is not a valid id for {resource_type}: ids are 1-64 characters from A-Z, a-z, 0-9, '-' and '.'"
+    )]
     InvalidId { resource_type: String, id: String },
     #[error("{element} must be {expected}")]
     WrongType { element: String, expected: &'static str },

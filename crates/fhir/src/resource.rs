@@ -19,8 +19,7 @@ pub struct Resource {
 
 /// Whether `id` matches the FHIR id rule `[A-Za-z0-9\-\.]{1,64}`.
 pub fn is_valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 /// Parses JSON text into a `Value`, rejecting duplicate property names (FHIR forbids them,
@@ -79,13 +78,10 @@ impl Resource {
                 });
             }
         }
-        if let Some(meta) = json.get("meta") {
-            if !meta.is_object() {
-                return Err(Error::WrongType {
-                    element: format!("{resource_type}.meta"),
-                    expected: "an object",
-                });
-            }
+        if let Some(meta) = json.get("meta")
+            && !meta.is_object()
+        {
+            return Err(Error::WrongType { element: format!("{resource_type}.meta"), expected: "an object" });
         }
         Ok(Resource { json })
     }
@@ -180,10 +176,10 @@ impl Resource {
 }
 
 fn rewrite_narrative(object: &mut Map<String, Value>, rewrite: &mut dyn FnMut(&str) -> Option<String>) {
-    if let Some(Value::String(div)) = object.get_mut("text").and_then(|t| t.get_mut("div")) {
-        if let Some(replacement) = rewrite(div) {
-            *div = replacement;
-        }
+    if let Some(Value::String(div)) = object.get_mut("text").and_then(|t| t.get_mut("div"))
+        && let Some(replacement) = rewrite(div)
+    {
+        *div = replacement;
     }
 }
 
@@ -252,19 +248,19 @@ pub fn parse_reference(reference: &str) -> Result<ReferenceTarget<'_>, String> {
     if !is_valid_id(id) {
         return Err(format!("'{id}' is not a valid id"));
     }
-    if let Some(v) = version {
-        if !is_valid_id(v) {
-            return Err(format!("'{v}' is not a valid version id"));
-        }
+    if let Some(v) = version
+        && !is_valid_id(v)
+    {
+        return Err(format!("'{v}' is not a valid version id"));
     }
     Ok(ReferenceTarget::Local { resource_type, id, version })
 }
 
 fn check_reference_format(reference: &str) -> Result<(), String> {
     match parse_reference(reference)? {
-        ReferenceTarget::Conditional { .. } => Err(
-            "a conditional reference is only allowed inside a transaction Bundle".to_string(),
-        ),
+        ReferenceTarget::Conditional { .. } => {
+            Err("a conditional reference is only allowed inside a transaction Bundle".to_string())
+        }
         _ => Ok(()),
     }
 }
@@ -317,12 +313,13 @@ fn collect_references<'a>(
             let Value::Object(child) = item else { continue };
             let child_path =
                 if value.is_array() { format!("{path}.{key}[{index}]") } else { format!("{path}.{key}") };
-            if kind.is_reference {
-                if let Some(Value::String(reference)) = child.get("reference") {
-                    out.push(ReferenceSite { path: format!("{child_path}.reference"), reference });
-                }
+            if kind.is_reference
+                && let Some(Value::String(reference)) = child.get("reference")
+            {
+                out.push(ReferenceSite { path: format!("{child_path}.reference"), reference });
             }
-            let child_root = if kind.is_resource { inline_resource_type(defs, child) } else { Some(kind.root) };
+            let child_root =
+                if kind.is_resource { inline_resource_type(defs, child) } else { Some(kind.root) };
             if let Some(child_root) = child_root {
                 collect_references(defs, child_root, &child_path, child, out);
             }
@@ -344,12 +341,11 @@ fn rewrite_references(
         };
         for item in items {
             let Value::Object(child) = item else { continue };
-            if kind.is_reference {
-                if let Some(Value::String(reference)) = child.get_mut("reference") {
-                    if let Some(replacement) = rewrite(reference) {
-                        *reference = replacement;
-                    }
-                }
+            if kind.is_reference
+                && let Some(Value::String(reference)) = child.get_mut("reference")
+                && let Some(replacement) = rewrite(reference)
+            {
+                *reference = replacement;
             }
             let child_root = if kind.is_resource {
                 inline_resource_type(defs, child).map(str::to_string)
@@ -466,7 +462,8 @@ mod tests {
 
     #[test]
     fn numbers_keep_their_written_form() {
-        let value = parse_json(br#"{"a": 1.50, "b": 100, "c": -0.000001, "d": 12345678901234567890.5}"#).unwrap();
+        let value =
+            parse_json(br#"{"a": 1.50, "b": 100, "c": -0.000001, "d": 12345678901234567890.5}"#).unwrap();
         assert_eq!(
             serde_json::to_string(&value).unwrap(),
             r#"{"a":1.50,"b":100,"c":-0.000001,"d":12345678901234567890.5}"#
@@ -577,6 +574,8 @@ mod tests {
         }))
         .unwrap();
         let error = resource.check_reference_formats().unwrap_err();
-        assert!(matches!(error, Error::InvalidReference { ref path, .. } if path == "Observation.subject.reference"));
+        assert!(
+            matches!(error, Error::InvalidReference { ref path, .. } if path == "Observation.subject.reference")
+        );
     }
 }

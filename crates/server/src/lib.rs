@@ -52,7 +52,11 @@ pub fn router(api: Arc<Api>, config: ServerConfig) -> Router {
         .route("/fhir/{*path}", any(fhir_endpoint))
         .fallback(not_found)
         .layer(CatchPanicLayer::custom(|_| {
-            outcome_response(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, "internal error: the request was not completed")
+            outcome_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                IssueType::Exception,
+                "internal error: the request was not completed",
+            )
         }))
         .with_state(state)
 }
@@ -93,51 +97,70 @@ fn media_type(value: &str) -> String {
 }
 
 /// Checks `_format` and `Accept`: this server speaks JSON only.
-fn check_acceptable(query: &str, headers: &HeaderMap) -> Result<(), Response> {
+/// A request refused at the HTTP level, before the FHIR API sees it.
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Refusal { status, message: message.into() }
+    }
+
+    fn into_response(self) -> Response {
+        let code = if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            IssueType::TooLong
+        } else {
+            IssueType::NotSupported
+        };
+        outcome_response(self.status, code, &self.message)
+    }
+}
+
+fn check_acceptable(query: &str, headers: &HeaderMap) -> Result<(), Refusal> {
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         if name == "_format" && !is_json_media_type(&media_type(&value)) {
-            return Err(outcome_response(
+            return Err(Refusal::new(
                 StatusCode::NOT_ACCEPTABLE,
-                IssueType::NotSupported,
-                &format!("_format={value} is not supported; this server returns JSON only (_format=json)"),
+                format!("_format={value} is not supported; this server returns JSON only (_format=json)"),
             ));
         }
     }
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return Ok(());
     };
-    let acceptable = accept.split(',').map(media_type).any(|t| {
-        is_json_media_type(&t) || matches!(t.as_str(), "*/*" | "application/*" | "")
-    });
+    let acceptable = accept
+        .split(',')
+        .map(media_type)
+        .any(|t| is_json_media_type(&t) || matches!(t.as_str(), "*/*" | "application/*" | ""));
     if acceptable {
         Ok(())
     } else {
-        Err(outcome_response(
+        Err(Refusal::new(
             StatusCode::NOT_ACCEPTABLE,
-            IssueType::NotSupported,
-            &format!("cannot answer in {accept}; this server returns application/fhir+json only"),
+            format!("cannot answer in {accept}; this server returns application/fhir+json only"),
         ))
     }
 }
 
 /// Checks the request's `Content-Type`: FHIR JSON only.
-fn check_content_type(headers: &HeaderMap) -> Result<(), Response> {
+fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(media_type);
     match content_type {
         Some(t) if is_json_media_type(&t) => Ok(()),
-        Some(t) if is_xml_media_type(&t) => Err(outcome_response(
+        Some(t) if is_xml_media_type(&t) => Err(Refusal::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            IssueType::NotSupported,
-            &format!("{t} is not supported: this server accepts FHIR JSON only; send Content-Type: application/fhir+json"),
+            format!(
+                "{t} is not supported: this server accepts FHIR JSON only; send Content-Type: application/fhir+json"
+            ),
         )),
-        Some(t) => Err(outcome_response(
+        Some(t) => Err(Refusal::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            IssueType::NotSupported,
-            &format!("Content-Type {t} is not supported; send Content-Type: application/fhir+json"),
+            format!("Content-Type {t} is not supported; send Content-Type: application/fhir+json"),
         )),
-        None => Err(outcome_response(
+        None => Err(Refusal::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            IssueType::NotSupported,
             "the request has a body but no Content-Type; send Content-Type: application/fhir+json",
         )),
     }
@@ -168,15 +191,13 @@ async fn fhir_endpoint(
     body: Body,
 ) -> Response {
     let query = uri.query().unwrap_or("");
-    if let Err(response) = check_acceptable(query, &headers) {
-        return response;
+    if let Err(refusal) = check_acceptable(query, &headers) {
+        return refusal.into_response();
     }
     let method = Method::parse(method.as_str());
     let limit = state.config.max_body_bytes;
-    let declared_length = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared_length =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared_length.is_some_and(|length| length > limit as u64) {
         return too_large(limit);
     }
@@ -184,10 +205,10 @@ async fn fhir_endpoint(
         Ok(bytes) => bytes,
         Err(_) => return too_large(limit),
     };
-    if matches!(method, Method::Post | Method::Put | Method::Patch) || !body.is_empty() {
-        if let Err(response) = check_content_type(&headers) {
-            return response;
-        }
+    if (matches!(method, Method::Post | Method::Put | Method::Patch) || !body.is_empty())
+        && let Err(refusal) = check_content_type(&headers)
+    {
+        return refusal.into_response();
     }
     let path = uri.path().strip_prefix("/fhir").unwrap_or("").trim_matches('/').to_string();
     let request = Request {
@@ -207,11 +228,11 @@ async fn fhir_endpoint(
 }
 
 fn too_large(limit: usize) -> Response {
-    outcome_response(
+    Refusal::new(
         StatusCode::PAYLOAD_TOO_LARGE,
-        IssueType::TooLong,
-        &format!("the request body is larger than the limit of {limit} bytes"),
+        format!("the request body is larger than the limit of {limit} bytes"),
     )
+    .into_response()
 }
 
 fn to_http(response: api::Response) -> Response {
@@ -221,12 +242,13 @@ fn to_http(response: api::Response) -> Response {
         builder = builder.header(header::ETAG, etag);
     }
     if let Some(millis) = response.last_modified {
-        builder = builder.header(header::LAST_MODIFIED, fhir::DateTime::from_epoch_millis(millis).to_http_date());
+        builder =
+            builder.header(header::LAST_MODIFIED, fhir::DateTime::from_epoch_millis(millis).to_http_date());
     }
-    if let Some(location) = &response.location {
-        if let Ok(value) = HeaderValue::from_str(location) {
-            builder = builder.header(header::LOCATION, value.clone()).header(header::CONTENT_LOCATION, value);
-        }
+    if let Some(location) = &response.location
+        && let Ok(value) = HeaderValue::from_str(location)
+    {
+        builder = builder.header(header::LOCATION, value.clone()).header(header::CONTENT_LOCATION, value);
     }
     let body = match response.body {
         Some(body) => {
@@ -236,7 +258,11 @@ fn to_http(response: api::Response) -> Response {
         None => Body::empty(),
     };
     builder.body(body).unwrap_or_else(|_| {
-        outcome_response(StatusCode::INTERNAL_SERVER_ERROR, IssueType::Exception, "could not build the response")
+        outcome_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            IssueType::Exception,
+            "could not build the response",
+        )
     })
 }
 

@@ -42,7 +42,14 @@ async fn transaction_resolves_urn_uuids_everywhere() {
                              "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"{patient_urn}\">patient</a></div>")}
                 })),
             ),
-            entry(Some(patient_urn), "POST", "Patient", Some(json!({"resourceType": "Patient", "identifier": [{"system": "urn:ietf:rfc:3986", "value": patient_urn}]}))),
+            entry(
+                Some(patient_urn),
+                "POST",
+                "Patient",
+                Some(
+                    json!({"resourceType": "Patient", "identifier": [{"system": "urn:ietf:rfc:3986", "value": patient_urn}]}),
+                ),
+            ),
             entry(
                 Some(encounter_urn),
                 "POST",
@@ -50,7 +57,12 @@ async fn transaction_resolves_urn_uuids_everywhere() {
                 Some(json!({"resourceType": "Encounter", "status": "finished", "class": {"code": "AMB"},
                             "subject": {"reference": patient_urn}})),
             ),
-            entry(None, "PUT", "Practitioner/dr1", Some(json!({"resourceType": "Practitioner", "id": "dr1"}))),
+            entry(
+                None,
+                "PUT",
+                "Practitioner/dr1",
+                Some(json!({"resourceType": "Practitioner", "id": "dr1"})),
+            ),
         ],
     );
     let response = server.post("", &transaction).await;
@@ -88,10 +100,20 @@ async fn transaction_with_one_bad_entry_changes_nothing() {
     let server = start("tx-atomic").await;
     server.put("Patient/keep", &json!({"resourceType": "Patient", "id": "keep", "active": true})).await;
     let before = server.version_count();
-    let good = |n: usize| entry(None, "POST", "Patient", Some(json!({"resourceType": "Patient", "name": [{"family": format!("N{n}")}]})));
+    let good = |n: usize| {
+        entry(
+            None,
+            "POST",
+            "Patient",
+            Some(json!({"resourceType": "Patient", "name": [{"family": format!("N{n}")}]})),
+        )
+    };
 
     // A structurally bad entry: found before anything is written.
-    let wrong_type = bundle("transaction", vec![good(1), entry(None, "POST", "Observation", Some(json!({"resourceType": "Patient"}))), good(2)]);
+    let wrong_type = bundle(
+        "transaction",
+        vec![good(1), entry(None, "POST", "Observation", Some(json!({"resourceType": "Patient"}))), good(2)],
+    );
     let outcome = expect_outcome(server.post("", &wrong_type).await, 400, "invalid", "Bundle.entry[1]").await;
     assert!(outcome["issue"][0]["expression"][0].as_str().unwrap().starts_with("Bundle.entry[1]"));
 
@@ -100,7 +122,12 @@ async fn transaction_with_one_bad_entry_changes_nothing() {
         "transaction",
         vec![
             good(3),
-            entry(None, "PUT", "Patient/keep", Some(json!({"resourceType": "Patient", "id": "keep", "active": false}))),
+            entry(
+                None,
+                "PUT",
+                "Patient/keep",
+                Some(json!({"resourceType": "Patient", "id": "keep", "active": false})),
+            ),
             good(4),
         ],
     );
@@ -111,7 +138,17 @@ async fn transaction_with_one_bad_entry_changes_nothing() {
     // A dangling urn:uuid reference.
     let dangling = bundle(
         "transaction",
-        vec![good(5), entry(None, "POST", "Observation", Some(json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "urn:uuid:nowhere"}})))],
+        vec![
+            good(5),
+            entry(
+                None,
+                "POST",
+                "Observation",
+                Some(
+                    json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "urn:uuid:nowhere"}}),
+                ),
+            ),
+        ],
     );
     expect_outcome(server.post("", &dangling).await, 400, "not-found", "urn:uuid:nowhere").await;
 
@@ -126,7 +163,13 @@ async fn transaction_with_one_bad_entry_changes_nothing() {
     expect_outcome(server.post("", &twice).await, 400, "duplicate", "Patient/x").await;
 
     // Malformed resource JSON shape inside an entry.
-    let bad_id = bundle("transaction", vec![good(6), entry(None, "PUT", "Patient/a b", Some(json!({"resourceType": "Patient", "id": "a b"})))]);
+    let bad_id = bundle(
+        "transaction",
+        vec![
+            good(6),
+            entry(None, "PUT", "Patient/a b", Some(json!({"resourceType": "Patient", "id": "a b"}))),
+        ],
+    );
     expect_outcome(server.post("", &bad_id).await, 400, "value", "not a valid id").await;
 
     assert_eq!(server.version_count(), before, "no entry of a failed transaction was stored");
@@ -141,7 +184,12 @@ async fn transaction_orders_deletes_creates_updates_then_reads() {
         "transaction",
         vec![
             entry(None, "GET", "Patient/new", None),
-            entry(None, "PUT", "Patient/new", Some(json!({"resourceType": "Patient", "id": "new", "active": true}))),
+            entry(
+                None,
+                "PUT",
+                "Patient/new",
+                Some(json!({"resourceType": "Patient", "id": "new", "active": true})),
+            ),
             entry(None, "DELETE", "Patient/old", None),
             entry(None, "GET", "Patient/old", None),
         ],
@@ -174,15 +222,32 @@ async fn batch_entries_succeed_or_fail_on_their_own() {
     assert_eq!(response.status(), 200);
     let result = json(response).await;
     assert_eq!(result["type"], "batch-response");
-    let statuses: Vec<&str> =
-        result["entry"].as_array().unwrap().iter().map(|e| e["response"]["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses, vec!["201 Created", "400 Bad Request", "201 Created", "200 OK", "404 Not Found", "400 Bad Request", "400 Bad Request"]);
+    let statuses: Vec<&str> = result["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            "201 Created",
+            "400 Bad Request",
+            "201 Created",
+            "200 OK",
+            "404 Not Found",
+            "400 Bad Request",
+            "400 Bad Request"
+        ]
+    );
     assert_eq!(result["entry"][0]["resource"]["active"], true, "return=representation honoured");
     assert_eq!(result["entry"][1]["response"]["outcome"]["resourceType"], "OperationOutcome");
-    assert!(result["entry"][1]["response"]["outcome"]["issue"][0]["diagnostics"]
-        .as_str()
-        .unwrap()
-        .starts_with("Bundle.entry[1]"));
+    assert!(
+        result["entry"][1]["response"]["outcome"]["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bundle.entry[1]")
+    );
     assert_eq!(result["entry"][3]["resource"]["id"], "b1");
     assert_eq!(server.version_count(), 2);
 }
@@ -196,11 +261,13 @@ async fn bundle_requests_that_are_not_batch_or_transaction_are_refused() {
     expect_outcome(server.post("", &not_bundle).await, 400, "invalid", "needs a Bundle").await;
     let empty = server.send(Method::POST, "", None, &[("content-type", "application/fhir+json")]).await;
     expect_outcome(empty, 400, "required", "needs a batch or transaction Bundle").await;
-    let elsewhere = bundle("batch", vec![entry(None, "GET", "http://other.example.org/fhir/Patient/1", None)]);
+    let elsewhere =
+        bundle("batch", vec![entry(None, "GET", "http://other.example.org/fhir/Patient/1", None)]);
     let result = json(server.post("", &elsewhere).await).await;
     assert_eq!(result["entry"][0]["response"]["status"], "400 Bad Request");
     // A conditional create is refused clearly until search exists.
-    let mut conditional = bundle("transaction", vec![entry(None, "POST", "Patient", Some(json!({"resourceType": "Patient"})))]);
+    let mut conditional =
+        bundle("transaction", vec![entry(None, "POST", "Patient", Some(json!({"resourceType": "Patient"})))]);
     conditional["entry"][0]["request"]["ifNoneExist"] = json!("identifier=x|1");
     expect_outcome(server.post("", &conditional).await, 400, "not-supported", "conditional create").await;
     assert_eq!(server.version_count(), 0);

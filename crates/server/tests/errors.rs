@@ -8,7 +8,13 @@ use common::{expect_outcome, start, start_with};
 use reqwest::Method;
 use serde_json::json;
 
-async fn raw(server: &common::TestServer, method: Method, path: &str, content_type: Option<&str>, body: &'static str) -> reqwest::Response {
+async fn raw(
+    server: &common::TestServer,
+    method: Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: &'static str,
+) -> reqwest::Response {
     let mut request = server.client.request(method, server.url(path)).body(body);
     if let Some(content_type) = content_type {
         request = request.header("content-type", content_type);
@@ -21,10 +27,24 @@ const JSON: Option<&str> = Some("application/fhir+json");
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_json_is_located() {
     let server = start("err-json").await;
-    let response = raw(&server, Method::POST, "Patient", JSON, "{\"resourceType\": \"Patient\",\n  \"active\": tru, \"x\": 1\n}").await;
+    let response = raw(
+        &server,
+        Method::POST,
+        "Patient",
+        JSON,
+        "{\"resourceType\": \"Patient\",\n  \"active\": tru, \"x\": 1\n}",
+    )
+    .await;
     let outcome = expect_outcome(response, 400, "structure", "invalid JSON at line 2").await;
     assert_eq!(outcome["issue"][0]["location"][0], "line 2, column 16");
-    let duplicate = raw(&server, Method::POST, "Patient", JSON, r#"{"resourceType": "Patient", "active": true, "active": false}"#).await;
+    let duplicate = raw(
+        &server,
+        Method::POST,
+        "Patient",
+        JSON,
+        r#"{"resourceType": "Patient", "active": true, "active": false}"#,
+    )
+    .await;
     expect_outcome(duplicate, 400, "structure", "duplicate property \"active\"").await;
     let array = raw(&server, Method::POST, "Patient", JSON, "[1, 2]").await;
     expect_outcome(array, 400, "structure", "must be a JSON object").await;
@@ -38,15 +58,45 @@ async fn malformed_json_is_located() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_types_must_be_known_and_match_the_url() {
     let server = start("err-type").await;
-    expect_outcome(server.get("Patiant/1").await, 404, "not-supported", "'Patiant' is not a FHIR R4 resource type").await;
-    expect_outcome(server.post("Patiant", &json!({"resourceType": "Patiant"})).await, 404, "not-supported", "Patiant").await;
+    expect_outcome(
+        server.get("Patiant/1").await,
+        404,
+        "not-supported",
+        "'Patiant' is not a FHIR R4 resource type",
+    )
+    .await;
+    expect_outcome(
+        server.post("Patiant", &json!({"resourceType": "Patiant"})).await,
+        404,
+        "not-supported",
+        "Patiant",
+    )
+    .await;
     expect_outcome(server.get("DomainResource/1").await, 404, "not-supported", "").await;
-    let outcome = expect_outcome(server.post("Patient", &json!({"resourceType": "Observation"})).await, 400, "invalid", "does not match").await;
+    let outcome = expect_outcome(
+        server.post("Patient", &json!({"resourceType": "Observation"})).await,
+        400,
+        "invalid",
+        "does not match",
+    )
+    .await;
     assert_eq!(outcome["issue"][0]["expression"][0], "resourceType");
     let unknown_in_body = server.put("Patient/p1", &json!({"resourceType": "Patiant", "id": "p1"})).await;
     expect_outcome(unknown_in_body, 400, "not-supported", "'Patiant' is not a FHIR R4 resource type").await;
-    expect_outcome(server.post("Patient", &json!({"id": "x"})).await, 400, "required", "resourceType is missing").await;
-    expect_outcome(server.post("Patient", &json!({"resourceType": 7})).await, 400, "structure", "resourceType must be").await;
+    expect_outcome(
+        server.post("Patient", &json!({"id": "x"})).await,
+        400,
+        "required",
+        "resourceType is missing",
+    )
+    .await;
+    expect_outcome(
+        server.post("Patient", &json!({"resourceType": 7})).await,
+        400,
+        "structure",
+        "resourceType must be",
+    )
+    .await;
     assert_eq!(server.version_count(), 0);
 }
 
@@ -54,7 +104,8 @@ async fn resource_types_must_be_known_and_match_the_url() {
 async fn ids_must_match_the_fhir_id_rule() {
     let server = start("err-id").await;
     let long = "x".repeat(65);
-    let outcome = expect_outcome(server.get(&format!("Patient/{long}")).await, 400, "value", "not a valid id").await;
+    let outcome =
+        expect_outcome(server.get(&format!("Patient/{long}")).await, 400, "value", "not a valid id").await;
     assert_eq!(outcome["issue"][0]["expression"][0], "Patient.id");
     expect_outcome(server.get("Patient/a_b").await, 400, "value", "'a_b'").await;
     expect_outcome(server.get("Patient/a%20b").await, 400, "value", "not a valid id").await;
@@ -70,11 +121,23 @@ async fn references_must_be_well_formed() {
     let server = start("err-ref").await;
     let body = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
                       "subject": {"reference": "Patiant/1"}});
-    let outcome = expect_outcome(server.post("Observation", &body).await, 422, "value", "'Patiant' is not a resource type").await;
+    let outcome = expect_outcome(
+        server.post("Observation", &body).await,
+        422,
+        "value",
+        "'Patiant' is not a resource type",
+    )
+    .await;
     assert_eq!(outcome["issue"][0]["expression"][0], "Observation.subject.reference");
     let conditional = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
                              "performer": [{"reference": "Practitioner/1"}, {"reference": "Practitioner?identifier=x"}]});
-    let outcome = expect_outcome(server.post("Observation", &conditional).await, 422, "value", "only allowed inside a transaction").await;
+    let outcome = expect_outcome(
+        server.post("Observation", &conditional).await,
+        422,
+        "value",
+        "only allowed inside a transaction",
+    )
+    .await;
     assert_eq!(outcome["issue"][0]["expression"][0], "Observation.performer[1].reference");
     assert_eq!(server.version_count(), 0);
 }
@@ -82,18 +145,35 @@ async fn references_must_be_well_formed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_types_other_than_fhir_json_are_refused() {
     let server = start("err-media").await;
-    let xml = raw(&server, Method::POST, "Patient", Some("application/fhir+xml"), "<Patient xmlns=\"http://hl7.org/fhir\"/>").await;
+    let xml = raw(
+        &server,
+        Method::POST,
+        "Patient",
+        Some("application/fhir+xml"),
+        "<Patient xmlns=\"http://hl7.org/fhir\"/>",
+    )
+    .await;
     expect_outcome(xml, 415, "not-supported", "FHIR JSON only").await;
     let form = raw(&server, Method::POST, "Patient", Some("application/x-www-form-urlencoded"), "a=b").await;
     expect_outcome(form, 415, "not-supported", "application/x-www-form-urlencoded").await;
-    let none = raw(&server, Method::PUT, "Patient/p1", None, r#"{"resourceType": "Patient", "id": "p1"}"#).await;
+    let none =
+        raw(&server, Method::PUT, "Patient/p1", None, r#"{"resourceType": "Patient", "id": "p1"}"#).await;
     expect_outcome(none, 415, "not-supported", "no Content-Type").await;
-    let plain_json = raw(&server, Method::PUT, "Patient/p1", Some("application/json"), r#"{"resourceType": "Patient", "id": "p1"}"#).await;
+    let plain_json = raw(
+        &server,
+        Method::PUT,
+        "Patient/p1",
+        Some("application/json"),
+        r#"{"resourceType": "Patient", "id": "p1"}"#,
+    )
+    .await;
     assert_eq!(plain_json.status(), 201, "application/json is FHIR JSON too");
-    let accept_xml = server.send(Method::GET, "Patient/p1", None, &[("accept", "application/fhir+xml")]).await;
+    let accept_xml =
+        server.send(Method::GET, "Patient/p1", None, &[("accept", "application/fhir+xml")]).await;
     expect_outcome(accept_xml, 406, "not-supported", "application/fhir+json only").await;
     expect_outcome(server.get("Patient/p1?_format=xml").await, 406, "not-supported", "_format=xml").await;
-    let accept_any = server.send(Method::GET, "Patient/p1", None, &[("accept", "text/html, */*;q=0.8")]).await;
+    let accept_any =
+        server.send(Method::GET, "Patient/p1", None, &[("accept", "text/html, */*;q=0.8")]).await;
     assert_eq!(accept_any.status(), 200);
     assert_eq!(server.get("Patient/p1?_format=json").await.status(), 200);
     assert_eq!(server.version_count(), 1);
@@ -103,9 +183,20 @@ async fn media_types_other_than_fhir_json_are_refused() {
 async fn bodies_over_the_limit_are_refused_unread() {
     let server = start_with("err-size", server::ServerConfig { max_body_bytes: 1024, base_url: None }).await;
     let big = json!({"resourceType": "Patient", "name": [{"family": "x".repeat(2000)}]});
-    expect_outcome(server.post("Patient", &big).await, 413, "too-long", "larger than the limit of 1024 bytes").await;
+    expect_outcome(
+        server.post("Patient", &big).await,
+        413,
+        "too-long",
+        "larger than the limit of 1024 bytes",
+    )
+    .await;
     // Also without a Content-Length: a chunked upload is cut off at the limit.
-    let status = chunked_post(&server, "/fhir/Patient", &[br#"{"resourceType": "Patient", "name": [{"family": ""#, &[b'y'; 4000], br#""}]}"#]).await;
+    let status = chunked_post(
+        &server,
+        "/fhir/Patient",
+        &[br#"{"resourceType": "Patient", "name": [{"family": ""#, &[b'y'; 4000], br#""}]}"#],
+    )
+    .await;
     assert!(status.starts_with("HTTP/1.1 413"), "{status}");
     let small = json!({"resourceType": "Patient", "active": true});
     assert_eq!(server.post("Patient", &small).await.status(), 201);
@@ -140,13 +231,26 @@ async fn chunked_post(server: &common::TestServer, path: &str, chunks: &[&[u8]])
 async fn unsupported_methods_paths_and_operations() {
     let server = start("err-method").await;
     expect_outcome(server.delete("Patient").await, 405, "not-supported", "allowed: GET, POST").await;
-    expect_outcome(server.send(Method::PATCH, "Patient/p1", Some(&json!({})), &[]).await, 400, "not-supported", "PATCH").await;
-    expect_outcome(server.send(Method::OPTIONS, "Patient/p1", None, &[]).await, 405, "not-supported", "").await;
+    expect_outcome(
+        server.send(Method::PATCH, "Patient/p1", Some(&json!({})), &[]).await,
+        400,
+        "not-supported",
+        "PATCH",
+    )
+    .await;
+    expect_outcome(server.send(Method::OPTIONS, "Patient/p1", None, &[]).await, 405, "not-supported", "")
+        .await;
     expect_outcome(server.get("Patient").await, 400, "not-supported", "search").await;
     expect_outcome(server.get("").await, 400, "not-supported", "search").await;
     expect_outcome(server.get("Patient/p1/$everything").await, 400, "not-supported", "$everything").await;
     expect_outcome(server.get("Patient/p1/foo/bar").await, 404, "not-found", "").await;
     let elsewhere = server.client.get(server.base.replace("/fhir", "/nothing-here")).send().await.unwrap();
     expect_outcome(elsewhere, 404, "not-found", "/nothing-here").await;
-    expect_outcome(server.send(Method::PUT, "_history", Some(&json!({})), &[]).await, 405, "not-supported", "").await;
+    expect_outcome(
+        server.send(Method::PUT, "_history", Some(&json!({})), &[]).await,
+        405,
+        "not-supported",
+        "",
+    )
+    .await;
 }

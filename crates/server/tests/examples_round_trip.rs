@@ -45,7 +45,12 @@ async fn every_spec_example_round_trips() {
             .await
             .unwrap();
         if response.status() != 201 {
-            failures.push(format!("{}: PUT {path} -> {} {}", file.display(), response.status(), response.text().await.unwrap()));
+            failures.push(format!(
+                "{}: PUT {path} -> {} {}",
+                file.display(),
+                response.status(),
+                response.text().await.unwrap()
+            ));
             continue;
         }
         let read = server.get(&path).await;

@@ -71,8 +71,15 @@ async fn update_checks_the_id_and_type_in_the_body() {
     let mut other = patient("Other");
     other["id"] = json!("p2");
     expect_outcome(server.put("Patient/p1", &other).await, 400, "invalid", "does not match 'p1'").await;
-    let observation = json!({"resourceType": "Observation", "id": "p1", "status": "final", "code": {"text": "x"}});
-    let outcome = expect_outcome(server.put("Patient/p1", &observation).await, 400, "invalid", "does not match 'Patient'").await;
+    let observation =
+        json!({"resourceType": "Observation", "id": "p1", "status": "final", "code": {"text": "x"}});
+    let outcome = expect_outcome(
+        server.put("Patient/p1", &observation).await,
+        400,
+        "invalid",
+        "does not match 'Patient'",
+    )
+    .await;
     assert_eq!(outcome["issue"][0]["expression"][0], "resourceType");
     assert_eq!(server.version_count(), 0, "nothing was written");
 }
@@ -95,9 +102,8 @@ async fn delete_writes_a_tombstone() {
     // Deleting again, or deleting what never existed, changes nothing.
     assert_eq!(server.delete("Patient/p1").await.status(), 204);
     assert_eq!(server.delete("Patient/never").await.status(), 204);
-    let outcome = server
-        .send(Method::DELETE, "Patient/never", None, &[("prefer", "return=OperationOutcome")])
-        .await;
+    let outcome =
+        server.send(Method::DELETE, "Patient/never", None, &[("prefer", "return=OperationOutcome")]).await;
     assert_eq!(outcome.status(), 200);
     assert_eq!(json(outcome).await["issue"][0]["severity"], "information");
     assert_eq!(server.version_count(), 2);
@@ -121,7 +127,14 @@ async fn if_match_protects_against_lost_updates() {
     expect_outcome(malformed, 400, "value", "If-Match").await;
     let delete_stale = server.send(Method::DELETE, "Patient/p1", None, &[("if-match", "W/\"1\"")]).await;
     expect_outcome(delete_stale, 412, "conflict", "").await;
-    let absent = server.send(Method::PUT, "Patient/p9", Some(&json!({"resourceType": "Patient", "id": "p9"})), &[("if-match", "W/\"1\"")]).await;
+    let absent = server
+        .send(
+            Method::PUT,
+            "Patient/p9",
+            Some(&json!({"resourceType": "Patient", "id": "p9"})),
+            &[("if-match", "W/\"1\"")],
+        )
+        .await;
     expect_outcome(absent, 412, "conflict", "does not exist").await;
     assert_eq!(json(server.get("Patient/p1").await).await["meta"]["versionId"], "2");
 }
@@ -157,7 +170,8 @@ async fn concurrent_if_match_updates_one_wins_one_gets_412() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefer_return_controls_the_body() {
     let server = start("prefer").await;
-    let minimal = server.send(Method::POST, "Patient", Some(&patient("M")), &[("prefer", "return=minimal")]).await;
+    let minimal =
+        server.send(Method::POST, "Patient", Some(&patient("M")), &[("prefer", "return=minimal")]).await;
     assert_eq!(minimal.status(), 201);
     assert!(header(&minimal, "location").is_some());
     assert!(minimal.bytes().await.unwrap().is_empty());
@@ -201,19 +215,28 @@ async fn conditional_reads_and_head() {
 async fn history_at_every_level_with_paging_and_since() {
     let server = start("history").await;
     for i in 0..5 {
-        server.put(&format!("Patient/p{i}"), &json!({"resourceType": "Patient", "id": format!("p{i}")})).await;
+        server
+            .put(&format!("Patient/p{i}"), &json!({"resourceType": "Patient", "id": format!("p{i}")}))
+            .await;
     }
     server.put("Patient/p0", &json!({"resourceType": "Patient", "id": "p0", "active": false})).await;
     server.delete("Patient/p1").await;
     server
-        .put("Observation/o1", &json!({"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"}}))
+        .put(
+            "Observation/o1",
+            &json!({"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"}}),
+        )
         .await;
 
     let instance = json(server.get("Patient/p0/_history").await).await;
     assert_eq!(instance["type"], "history");
     assert_eq!(instance["total"], 2);
-    let versions: Vec<&str> =
-        instance["entry"].as_array().unwrap().iter().map(|e| e["resource"]["meta"]["versionId"].as_str().unwrap()).collect();
+    let versions: Vec<&str> = instance["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["meta"]["versionId"].as_str().unwrap())
+        .collect();
     assert_eq!(versions, vec!["2", "1"]);
     assert_eq!(instance["entry"][0]["request"]["method"], "PUT");
     assert_eq!(instance["entry"][0]["response"]["status"], "200 OK");
@@ -231,12 +254,20 @@ async fn history_at_every_level_with_paging_and_since() {
     let first = json(server.get("Patient/_history?_count=2").await).await;
     let page_ids = |page: &Value| -> Vec<String> {
         page["entry"].as_array().map_or(vec![], |entries| {
-            entries.iter().map(|e| e["fullUrl"].as_str().unwrap().rsplit('/').next().unwrap().to_string()).collect()
+            entries
+                .iter()
+                .map(|e| e["fullUrl"].as_str().unwrap().rsplit('/').next().unwrap().to_string())
+                .collect()
         })
     };
     assert_eq!(page_ids(&first), vec!["p1", "p0"]);
     let next_link = |page: &Value| -> Option<String> {
-        page["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next").map(|l| l["url"].as_str().unwrap().to_string())
+        page["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .map(|l| l["url"].as_str().unwrap().to_string())
     };
     assert_eq!(first["link"][0]["relation"], "self");
     server.put("Patient/late", &json!({"resourceType": "Patient", "id": "late"})).await;
@@ -276,13 +307,15 @@ async fn capability_statement_states_what_is_supported() {
     let resources = rest["resource"].as_array().unwrap();
     assert_eq!(resources.len(), 146);
     let patient = resources.iter().find(|r| r["type"] == "Patient").unwrap();
-    let codes: Vec<&str> = patient["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
+    let codes: Vec<&str> =
+        patient["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
     for code in ["read", "vread", "update", "delete", "history-instance", "history-type", "create"] {
         assert!(codes.contains(&code), "{code}");
     }
     assert!(!codes.contains(&"search-type"), "search is not claimed before it exists");
     assert_eq!(patient["versioning"], "versioned-update");
-    let system: Vec<&str> = rest["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
+    let system: Vec<&str> =
+        rest["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
     assert_eq!(system, vec!["transaction", "batch", "history-system"]);
     expect_outcome(server.post("metadata", &json!({})).await, 405, "not-supported", "").await;
 }

@@ -24,10 +24,7 @@ impl PreparedResource {
     /// Serializes `resource`, which must carry an id.
     pub fn new(resource: &Resource) -> Result<Self> {
         let resource_type = resource.resource_type().to_string();
-        let id = resource
-            .id()
-            .ok_or_else(|| Error::MissingId(resource_type.clone()))?
-            .to_string();
+        let id = resource.id().ok_or_else(|| Error::MissingId(resource_type.clone()))?.to_string();
         let object = resource.as_object();
         let mut head = Vec::with_capacity(64 + resource_type.len() + id.len());
         head.extend_from_slice(b"{\"resourceType\":");
@@ -75,8 +72,7 @@ impl PreparedResource {
 
     /// The stored JSON for a given version and `lastUpdated` instant text.
     pub fn render(&self, version: u64, last_updated: &str) -> Vec<u8> {
-        let mut body =
-            Vec::with_capacity(self.head.len() + self.tail.len() + 48 + last_updated.len());
+        let mut body = Vec::with_capacity(self.head.len() + self.tail.len() + 48 + last_updated.len());
         body.extend_from_slice(&self.head);
         body.extend_from_slice(version.to_string().as_bytes());
         body.extend_from_slice(b"\",\"lastUpdated\":\"");
@@ -123,7 +119,8 @@ mod tests {
         )
         .unwrap();
         let prepared = PreparedResource::new(&Resource::from_value(input.clone()).unwrap()).unwrap();
-        let mut back: Value = serde_json::from_slice(&prepared.render(1, "2026-01-01T00:00:00.000Z")).unwrap();
+        let mut back: Value =
+            serde_json::from_slice(&prepared.render(1, "2026-01-01T00:00:00.000Z")).unwrap();
         back.as_object_mut().unwrap().remove("meta");
         assert_eq!(back, input);
         assert!(String::from_utf8(prepared.render(1, "x")).unwrap().contains("1.50"));

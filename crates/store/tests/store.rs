@@ -123,7 +123,8 @@ fn a_failing_unit_leaves_no_trace_and_does_not_disturb_its_neighbours() {
     assert!(store.read("Patient", "p2").unwrap().is_some());
     assert!(store.read("Patient", "p4").unwrap().is_some());
     // The sequence has no holes visible to history: 3 versions in all.
-    let all = store.history(&HistoryScope::System, &HistoryQuery { count: 100, ..Default::default() }).unwrap();
+    let all =
+        store.history(&HistoryScope::System, &HistoryQuery { count: 100, ..Default::default() }).unwrap();
     assert_eq!(all.versions.len(), 3);
 }
 
@@ -142,10 +143,7 @@ fn concurrent_conditional_updates_of_one_version_let_exactly_one_win() {
         .collect();
     let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
-    assert_eq!(
-        results.iter().filter(|r| matches!(r, Err(Error::VersionConflict { .. }))).count(),
-        7
-    );
+    assert_eq!(results.iter().filter(|r| matches!(r, Err(Error::VersionConflict { .. }))).count(), 7);
     assert_eq!(store.read("Patient", "p1").unwrap().unwrap().version, 2);
 }
 
@@ -185,12 +183,18 @@ fn history_pages_by_sequence_and_filters_by_time() {
     assert_eq!(system.versions[1].resource_type, "Observation");
 
     let future = store
-        .history(&HistoryScope::System, &HistoryQuery { count: 10, since: Some(i64::MAX / 2), ..Default::default() })
+        .history(
+            &HistoryScope::System,
+            &HistoryQuery { count: 10, since: Some(i64::MAX / 2), ..Default::default() },
+        )
         .unwrap();
     assert!(future.versions.is_empty());
     let latest = store.read("Patient", "p9").unwrap().unwrap().last_updated;
     let since = store
-        .history(&HistoryScope::System, &HistoryQuery { count: 10, since: Some(latest), ..Default::default() })
+        .history(
+            &HistoryScope::System,
+            &HistoryQuery { count: 10, since: Some(latest), ..Default::default() },
+        )
         .unwrap();
     assert!(since.versions.iter().all(|v| v.last_updated >= latest));
     assert!(since.versions.iter().any(|v| v.id == "p9"));
@@ -208,7 +212,8 @@ fn data_survives_reopen_and_the_directory_is_exclusive() {
     assert_eq!(store.read("Patient", "p1").unwrap().unwrap().version, 1);
     let next = store.submit(update(patient("p2", "B"), None)).wait_blocking().unwrap();
     assert!(matches!(next[0].outcome, WriteOutcome::Stored { version: 1, .. }));
-    let all = store.history(&HistoryScope::System, &HistoryQuery { count: 10, ..Default::default() }).unwrap();
+    let all =
+        store.history(&HistoryScope::System, &HistoryQuery { count: 10, ..Default::default() }).unwrap();
     let seqs: Vec<i64> = all.versions.iter().map(|v| v.seq).collect();
     assert_eq!(seqs, vec![2, 1]);
 }

@@ -72,10 +72,9 @@ fn write_structure(out: &mut String, sd: &Value) {
             element_types(element)
         };
         let (strength, value_set) = match element.get("binding") {
-            Some(binding) if binding["strength"] != "example" => (
-                text(&binding["strength"]).to_string(),
-                text(&binding["valueSet"]).to_string(),
-            ),
+            Some(binding) if binding["strength"] != "example" => {
+                (text(&binding["strength"]).to_string(), text(&binding["valueSet"]).to_string())
+            }
             _ => ("-".to_string(), "-".to_string()),
         };
         let _ = writeln!(
@@ -138,11 +137,6 @@ fn write_compartment(out: &mut String, definition: &Value) {
         if params.is_empty() {
             continue;
         }
-        let _ = writeln!(
-            out,
-            "K\t{compartment}\t{}\t{}",
-            text(&member["code"]),
-            params.join(",")
-        );
+        let _ = writeln!(out, "K\t{compartment}\t{}\t{}", text(&member["code"]), params.join(","));
     }
 }

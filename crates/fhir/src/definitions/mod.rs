@@ -208,10 +208,7 @@ impl Definitions {
 
     /// The names of all concrete resource types, in definition order.
     pub fn resource_types(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.types
-            .iter()
-            .filter(|t| t.kind == TypeKind::Resource && !t.is_abstract)
-            .map(|t| t.name)
+        self.types.iter().filter(|t| t.kind == TypeKind::Resource && !t.is_abstract).map(|t| t.name)
     }
 
     /// The element at a full path (`Patient.contact.name`).
@@ -306,10 +303,9 @@ fn type_matches_suffix(code: &str, suffix: &str) -> bool {
 
 fn parse_element_type(spec: &'static str) -> ElementType {
     match spec.split_once('(') {
-        Some((code, targets)) => ElementType {
-            code,
-            target_types: targets.trim_end_matches(')').split('|').collect(),
-        },
+        Some((code, targets)) => {
+            ElementType { code, target_types: targets.trim_end_matches(')').split('|').collect() }
+        }
         None => ElementType { code: spec, target_types: Vec::new() },
     }
 }

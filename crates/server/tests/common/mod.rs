@@ -75,7 +75,10 @@ impl TestServer {
     /// Number of versions in the whole store.
     pub fn version_count(&self) -> usize {
         self.store
-            .history(&store::HistoryScope::System, &store::HistoryQuery { count: 1_000_000, ..Default::default() })
+            .history(
+                &store::HistoryScope::System,
+                &store::HistoryQuery { count: 1_000_000, ..Default::default() },
+            )
             .expect("history")
             .versions
             .len()
@@ -85,14 +88,16 @@ impl TestServer {
 /// Reads a response body as JSON.
 pub async fn json(response: reqwest::Response) -> Value {
     let bytes = response.bytes().await.expect("body");
-    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
 }
 
 /// Asserts an error response: status, FHIR JSON, an OperationOutcome whose first issue is an
 /// error with the given code and diagnostics containing `needle`. Returns the outcome.
 pub async fn expect_outcome(response: reqwest::Response, status: u16, code: &str, needle: &str) -> Value {
     assert_eq!(response.status().as_u16(), status, "status");
-    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let content_type =
+        response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     assert!(content_type.starts_with("application/fhir+json"), "content-type {content_type}");
     let outcome = json(response).await;
     assert_eq!(outcome["resourceType"], "OperationOutcome", "{outcome}");

@@ -1,0 +1,97 @@
+//! A write acknowledged with 2xx survives `kill -9` of the server process.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+/// Starts `chartroom serve` on a free port; returns the process and its FHIR base URL.
+fn start_server(data: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chartroom"))
+        .args(["serve", "--data"])
+        .arg(data)
+        .args(["--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start chartroom serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("banner");
+    let base = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in banner {line:?}"))
+        .to_string();
+    (child, base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_kill_dash_nine() {
+    let data = testkit::temp_dir("durability");
+    let (mut server, base) = start_server(&data);
+    let client = reqwest::Client::new();
+
+    // Many concurrent writers, so that acknowledgements come from shared group commits.
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (client, base) = (client.clone(), base.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = json!({"resourceType": "Patient", "id": format!("p{i}"), "name": [{"family": format!("F{i}")}]});
+            let response = client
+                .put(format!("{base}/Patient/p{i}"))
+                .header("content-type", "application/fhir+json")
+                .body(body.to_string())
+                .send()
+                .await
+                .ok()?;
+            if !response.status().is_success() {
+                return None;
+            }
+            let stored: Value = response.json().await.ok()?;
+            Some((format!("p{i}"), stored))
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for task in tasks {
+        if let Some(ack) = task.await.unwrap() {
+            acknowledged.push(ack);
+        }
+    }
+    assert_eq!(acknowledged.len(), 200);
+    let deleted = client.delete(format!("{base}/Patient/p0")).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+
+    // SIGKILL: no shutdown hook, no checkpoint, no flush.
+    server.kill().expect("kill -9");
+    server.wait().expect("reap");
+
+    let (mut restarted, base) = start_server(&data);
+    for (id, stored) in &acknowledged[1..] {
+        let response = client.get(format!("{base}/Patient/{id}")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{id} lost after kill -9");
+        let read: Value = response.json().await.unwrap();
+        assert_eq!(&read, stored, "{id} changed after kill -9");
+    }
+    let gone = client.get(format!("{base}/Patient/p0")).send().await.unwrap();
+    assert_eq!(gone.status(), 410, "the acknowledged delete survived too");
+    let _ = restarted.kill();
+    let _ = restarted.wait();
+}
+
+#[test]
+fn a_second_server_on_the_same_data_directory_is_refused() {
+    let data = testkit::temp_dir("exclusive");
+    let (mut first, _) = start_server(&data);
+    let second = Command::new(env!("CARGO_BIN_EXE_chartroom"))
+        .args(["serve", "--port", "0", "--data"])
+        .arg(&data)
+        .output()
+        .expect("run second server");
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("in use by another Chartroom process"), "{stderr}");
+    let _ = first.kill();
+    let _ = first.wait();
+}
