@@ -283,8 +283,24 @@ impl Api {
 
     /// Prepares one write entry of a batch (no identity rewriting: batch entries may not
     /// depend on each other).
-    fn prepare_batch_write(&self, mut entry: EntryRequest) -> Result<WriteOp, ApiError> {
+    fn prepare_batch_write(&self, mut entry: EntryRequest, siblings: &HashSet<String>) -> Result<WriteOp, ApiError> {
         let resource = entry.resource.take();
+        if let Some(resource) = &resource {
+            for site in resource.references() {
+                if siblings.contains(site.reference) && entry.full_url.as_deref() != Some(site.reference) {
+                    return Err(ApiError::at(
+                        400,
+                        IssueType::Invalid,
+                        format!(
+                            "'{}' refers to another entry of the batch; entries of a batch are independent \
+                             (send a transaction to link new resources)",
+                            site.reference
+                        ),
+                        site.path.clone(),
+                    ));
+                }
+            }
+        }
         let segments = entry.segments();
         match (entry.method, segments.as_slice()) {
             (Method::Post, [resource_type]) => {
@@ -323,6 +339,8 @@ impl Api {
         results.resize_with(entries.len(), || None);
         let mut pending = Vec::new();
         let mut reads = Vec::new();
+        let siblings: HashSet<String> =
+            entries.iter().filter_map(|e| e.get("fullUrl")?.as_str()).map(str::to_string).collect();
         for (index, raw) in entries.into_iter().enumerate() {
             let entry = match parse_entry(raw, base) {
                 Ok(entry) => entry,
@@ -333,7 +351,7 @@ impl Api {
             };
             match entry.method {
                 Method::Get | Method::Head => reads.push((index, entry)),
-                _ => match self.prepare_batch_write(entry) {
+                _ => match self.prepare_batch_write(entry, &siblings) {
                     // Submitted without waiting, so the whole batch shares one commit.
                     Ok(op) => pending.push((index, self.store.submit(WriteUnit::single(op)))),
                     Err(error) => results[index] = Some((Err(error.in_entry(index)), BodyKind::Outcome)),
@@ -371,13 +389,23 @@ impl Api {
 
         // Fix every write's identity, and map fullUrls to the identities they stand for.
         let mut identities: HashMap<String, String> = HashMap::new();
-        let mut targets: HashSet<String> = HashSet::new();
+        let mut targets: HashMap<String, Method> = HashMap::new();
         let mut plans: Vec<PlannedWrite> = Vec::new();
+        let mut full_urls: HashSet<&str> = HashSet::new();
         for (index, entry) in parsed.iter().enumerate() {
+            if let Some(full_url) = &entry.full_url
+                && !full_urls.insert(full_url)
+            {
+                return Err(ApiError::bad_request(
+                    IssueType::Duplicate,
+                    format!("fullUrl '{full_url}' appears in more than one entry (bdl-7)"),
+                )
+                .in_entry(index));
+            }
             let plan = self.plan_transaction_entry(index, entry).map_err(|e| e.in_entry(index))?;
             let Some(plan) = plan else { continue };
             let identity = format!("{}/{}", plan.resource_type, plan.id);
-            if !targets.insert(identity.clone()) {
+            if targets.insert(identity.clone(), plan.method).is_some() {
                 return Err(ApiError::bad_request(
                     IssueType::Duplicate,
                     format!("{identity} is the target of more than one entry; a transaction may change a resource only once"),
@@ -387,16 +415,31 @@ impl Api {
             if let Some(full_url) = &entry.full_url
                 && plan.method != Method::Delete
             {
-                identities.insert(full_url.clone(), identity.clone());
-                // `http://example.org/fhir/Patient/1` also stands for `Patient/1`.
-                if let Some((_, tail)) = full_url.split_once("://")
-                    && let Some(relative) = relative_identity(tail)
-                    && relative != identity
-                {
-                    identities.insert(relative, identity.clone());
-                }
+                identities.insert(full_url.clone(), identity);
             }
             plans.push(plan);
+        }
+        // `http://example.org/fhir/Patient/1` also stands for `Patient/1`, unless that name
+        // already means something else in this transaction.
+        let aliases: Vec<(String, String)> = identities
+            .iter()
+            .filter_map(|(full_url, identity)| {
+                let (_, tail) = full_url.split_once("://")?;
+                let relative = relative_identity(tail)?;
+                (relative != *identity).then_some((relative, identity.clone()))
+            })
+            .collect();
+        for (relative, identity) in aliases {
+            if !targets.contains_key(&relative) && !identities.contains_key(&relative) {
+                identities.insert(relative, identity);
+            }
+        }
+        // Reads run after the writes, but a read that would fail must fail the transaction
+        // before anything is written.
+        for (index, entry) in parsed.iter().enumerate() {
+            if matches!(entry.method, Method::Get | Method::Head) {
+                self.check_transaction_read(entry, &targets, base).map_err(|e| e.in_entry(index))?;
+            }
         }
 
         // Rewrite references to the bundle's own entries, then prepare in processing order.
@@ -492,6 +535,39 @@ impl Api {
                 Err(conditional_not_supported("update and delete"))
             }
             _ => Err(unsupported_entry(entry.method, &entry.path)),
+        }
+    }
+}
+
+impl Api {
+    /// Fails now if a GET entry of a transaction could not succeed after the commit: a read
+    /// of something neither existing nor written here, a read of something deleted here, or
+    /// a request this server does not support.
+    fn check_transaction_read(
+        &self,
+        entry: &EntryRequest,
+        targets: &HashMap<String, Method>,
+        base: &str,
+    ) -> Result<(), ApiError> {
+        let segments = entry.segments();
+        let identity = match segments.as_slice() {
+            // History and metadata always answer; only their form needs checking.
+            [resource_type, "_history"] => return known_type(resource_type).map(|_| ()),
+            [resource_type, id, "_history"] => {
+                return known_type(resource_type).and_then(|t| valid_id(t, id)).map(|_| ());
+            }
+            ["_history"] | ["metadata"] => return Ok(()),
+            [resource_type, id] | [resource_type, id, "_history", _] => format!("{resource_type}/{id}"),
+            _ => return self.route_read(&entry.read_request(base)).map(|_| ()),
+        };
+        match targets.get(&identity) {
+            Some(Method::Delete) => Err(ApiError::new(
+                410,
+                IssueType::Deleted,
+                format!("{identity} is deleted by this transaction and cannot be read in it"),
+            )),
+            Some(_) if segments.len() == 2 => Ok(()),
+            _ => self.route_read(&entry.read_request(base)).map(|_| ()),
         }
     }
 }

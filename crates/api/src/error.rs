@@ -126,7 +126,10 @@ impl From<store::Error> for ApiError {
             store::Error::AlreadyExists(_) => Self::new(409, IssueType::Duplicate, error.to_string()),
             store::Error::MissingId(_) => Self::new(400, IssueType::Required, error.to_string()),
             store::Error::Closed => Self::new(503, IssueType::Transient, error.to_string()),
-            store::Error::Database(_) | store::Error::DataDirectory { .. } | store::Error::Corrupt(_) => {
+            store::Error::Database(_)
+            | store::Error::DataDirectory { .. }
+            | store::Error::Corrupt(_)
+            | store::Error::CommitFailed(_) => {
                 tracing::error!("store failure: {error}");
                 Self::internal(format!("the store could not complete the request: {error}"))
             }

@@ -2,6 +2,8 @@
 
 use fhir::IssueType;
 
+use store::Precondition;
+
 use crate::ApiError;
 
 /// What the client wants back from a write (`Prefer: return=...`).
@@ -47,14 +49,19 @@ impl Prefer {
     }
 }
 
-/// The version named by an `If-Match` header (`W/"3"` or `"3"`).
-pub fn parse_if_match(header: &str) -> Result<u64, ApiError> {
-    parse_etag(header).ok_or_else(|| {
-        ApiError::bad_request(
+/// An `If-Match` header: `*`, or one or more versions as ETags (`W/"3"`, `"3"`).
+pub fn parse_if_match(header: &str) -> Result<Precondition, ApiError> {
+    if header.trim() == "*" {
+        return Ok(Precondition::Exists);
+    }
+    let versions: Option<Vec<u64>> = header.split(',').map(parse_etag).collect();
+    match versions {
+        Some(versions) if !versions.is_empty() => Ok(Precondition::Versions(versions)),
+        _ => Err(ApiError::bad_request(
             IssueType::Value,
-            format!("If-Match must name one version as W/\"<versionId>\", got '{header}'"),
-        )
-    })
+            format!("If-Match must be * or versions as W/\"<versionId>\", got '{header}'"),
+        )),
+    }
 }
 
 /// The version of a weak or strong ETag holding a version number.
@@ -91,6 +98,8 @@ mod tests {
         assert_eq!(parse_etag("7"), Some(7));
         assert_eq!(parse_etag("W/\"x\""), None);
         assert!(parse_if_match("W/\"\"").is_err());
+        assert_eq!(parse_if_match(" * ").unwrap(), Precondition::Exists);
+        assert_eq!(parse_if_match("W/\"1\", W/\"2\"").unwrap(), Precondition::Versions(vec![1, 2]));
         assert_eq!(etag(4), "W/\"4\"");
     }
 }

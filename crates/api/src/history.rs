@@ -37,6 +37,12 @@ impl Api {
                     })?);
                 }
                 "_format" | "_pretty" => {}
+                "_at" | "_list" => {
+                    return Err(ApiError::bad_request(
+                        IssueType::NotSupported,
+                        format!("the history parameter {name} is not supported"),
+                    ));
+                }
                 other if strict => {
                     return Err(ApiError::bad_request(
                         IssueType::NotSupported,
@@ -47,6 +53,12 @@ impl Api {
             }
         }
         let page = self.store.history(&scope, &query)?;
+        if let HistoryScope::Instance { resource_type, id } = &scope
+            && page.total == Some(0)
+            && self.store.read(resource_type, id)?.is_none()
+        {
+            return Err(ApiError::not_found(format!("{resource_type}/{id} is not known")));
+        }
 
         let path = if request.path.is_empty() { "_history".to_string() } else { request.path.clone() };
         let page_url = |before: Option<i64>| {
@@ -77,10 +89,9 @@ impl Api {
                 &instance_url
             };
             let status = match version.method {
-                WriteMethod::Create => "201 Created",
-                WriteMethod::Update if version.version == 1 => "201 Created",
-                WriteMethod::Update => "200 OK",
                 WriteMethod::Delete => "204 No Content",
+                method if method.created() => "201 Created",
+                _ => "200 OK",
             };
             let tag = etag(version.version);
             let last_modified = DateTime::from_epoch_millis(version.last_updated).to_string();

@@ -3,9 +3,11 @@
 //!
 //! A reader thread cuts the input into chunks (lines of NDJSON, or whole JSON files); worker
 //! threads parse, check and serialize each chunk and submit it to the store as one unit, so
-//! the single writer only inserts. Anything that fails is reported as `file:line: reason` (or
-//! `file: reason`) and skipped; the rest of its chunk still imports. Transaction and batch
-//! Bundles are executed exactly as if POSTed to the service base.
+//! the single writer only inserts. A line or file that cannot be read, parsed or checked is
+//! reported as `file:line: reason` (or `file: reason`) and skipped; the rest of its chunk
+//! still imports. (If the store itself fails to commit a chunk, every resource of the chunk is
+//! reported.) Transaction and batch Bundles are executed exactly as if POSTed to the service
+//! base.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -21,6 +23,9 @@ use store::{PendingWrite, WriteOp, WriteUnit};
 
 use crate::write::{new_id, prepare_create, prepare_update};
 use crate::{Api, ApiError};
+
+/// Most bytes of JSON files gathered into one chunk.
+const JSON_CHUNK_BYTES: usize = 32 * 1024 * 1024;
 
 /// What to do with a transaction or batch Bundle found in a JSON file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -176,6 +181,7 @@ pub fn import(
         let collector = scope.spawn(|| collect(submitted_receiver, &tally));
 
         let mut json_items = Vec::new();
+        let mut json_bytes = 0usize;
         for file in &files {
             let origin: Arc<Path> = Arc::from(file.as_path());
             let sent = if file.extension().and_then(|e| e.to_str()) == Some("ndjson") {
@@ -183,8 +189,12 @@ pub fn import(
             } else {
                 match std::fs::read_to_string(file) {
                     Ok(text) => {
+                        json_bytes += text.len();
                         json_items.push(Item { file: origin, line: None, text });
-                        if json_items.len() >= options.chunk_size {
+                        // Whole files can be large (a Synthea bundle is megabytes): a chunk is
+                        // bounded by bytes as well as by count.
+                        if json_items.len() >= options.chunk_size || json_bytes >= JSON_CHUNK_BYTES {
+                            json_bytes = 0;
                             chunk_sender
                                 .send(std::mem::take(&mut json_items))
                                 .map_err(|_| "import stopped".into())

@@ -51,9 +51,12 @@ pub(crate) fn respond_with_version(request: &Request, record: VersionRecord) -> 
     let not_modified = if let Some(if_none_match) = &request.if_none_match {
         if_none_match.split(',').any(|t| t.trim() == "*" || parse_etag(t) == Some(record.version))
     } else if let Some(since) = &request.if_modified_since {
-        // HTTP dates have whole seconds: compare at that precision.
-        DateTime::parse_http_date(since)
-            .is_ok_and(|since| record.last_updated / 1000 <= since.lower_bound_millis() / 1000)
+        // HTTP dates have whole seconds: compare at that precision. A date in the future is
+        // ignored (RFC 7232, 3.3).
+        DateTime::parse_http_date(since).is_ok_and(|since| {
+            let since = since.lower_bound_millis();
+            since <= fhir::datetime::epoch_millis_now() && record.last_updated / 1000 <= since / 1000
+        })
     } else {
         false
     };

@@ -132,7 +132,7 @@ impl Resource {
     }
 
     /// Every `Reference.reference` in the resource (contained resources and extensions
-    /// included), with its FHIRPath location.
+    /// included, resources carried in a Bundle or Parameters not), with its FHIRPath location.
     pub fn references(&self) -> Vec<ReferenceSite<'_>> {
         let mut sites = Vec::new();
         let resource_type = self.resource_type();
@@ -154,8 +154,9 @@ impl Resource {
         Ok(())
     }
 
-    /// Replaces every `Reference.reference` for which `rewrite` returns `Some` (contained
-    /// resources and extensions included).
+    /// Replaces every `Reference.reference`, and every `uri`/`url`/`oid`/`uuid` value, for
+    /// which `rewrite` returns `Some` (contained resources and extensions included; resources
+    /// carried in a Bundle or Parameters are left alone).
     pub fn rewrite_references(&mut self, rewrite: &mut dyn FnMut(&str) -> Option<String>) {
         let resource_type = self.resource_type().to_string();
         rewrite_references(definitions(), &resource_type, &mut self.json, rewrite);
@@ -270,21 +271,35 @@ struct ChildKind<'d> {
     /// Where the property's own children are defined.
     root: &'d str,
     is_reference: bool,
+    /// An inline resource that belongs to this one (`contained`): walked into.
     is_resource: bool,
+    /// A `uri`, `url`, `oid` or `uuid` primitive (whose value may name a Bundle entry).
+    is_uri: bool,
 }
 
 fn child_kind<'d>(defs: &'d Definitions, root: &str, key: &str) -> Option<ChildKind<'d>> {
     // `_given: [{extension: ...}]` carries extensions of primitive values.
     if let Some(primitive) = key.strip_prefix('_') {
         defs.child(root, primitive)?;
-        return Some(ChildKind { root: "Element", is_reference: false, is_resource: false });
+        return Some(ChildKind { root: "Element", is_reference: false, is_resource: false, is_uri: false });
+    }
+    // A Bundle's entries (their fullUrls, requests and resources) are its payload: they are
+    // resolved within the Bundle, never rewritten from outside.
+    if root == "Bundle" && key == "entry" {
+        return None;
     }
     let child = defs.child(root, key)?;
     let code = child.type_code;
+    // Resources carried as parameters have references of their own: they are not walked.
+    let is_payload = root.starts_with("Parameters.");
+    if code == Some("Resource") && is_payload {
+        return None;
+    }
     Some(ChildKind {
         root: defs.children_root(child.element, code),
         is_reference: code == Some("Reference"),
         is_resource: code == Some("Resource"),
+        is_uri: matches!(code, Some("uri" | "url" | "oid" | "uuid")),
     })
 }
 
@@ -340,6 +355,14 @@ fn rewrite_references(
             single => std::slice::from_mut(single),
         };
         for item in items {
+            if kind.is_uri {
+                if let Value::String(text) = item
+                    && let Some(replacement) = rewrite(text)
+                {
+                    *text = replacement;
+                }
+                continue;
+            }
             let Value::Object(child) = item else { continue };
             if kind.is_reference
                 && let Some(Value::String(reference)) = child.get_mut("reference")
@@ -347,7 +370,7 @@ fn rewrite_references(
             {
                 *reference = replacement;
             }
-            let child_root = if kind.is_resource {
+            let child_root: Option<String> = if kind.is_resource {
                 inline_resource_type(defs, child).map(str::to_string)
             } else {
                 Some(kind.root.to_string())
@@ -557,6 +580,28 @@ mod tests {
         assert_eq!(json["contained"][0]["target"][0]["reference"], "Patient/abc");
         assert_eq!(json["identifier"][0]["value"], "urn:uuid:1");
         assert!(json["text"]["div"].as_str().unwrap().contains("Patient/abc"));
+    }
+
+    #[test]
+    fn resources_carried_in_a_bundle_are_not_walked() {
+        let mut document = Resource::from_value(json!({
+            "resourceType": "Bundle", "type": "document",
+            "entry": [{"fullUrl": "urn:uuid:a", "resource": {"resourceType": "Composition",
+                        "subject": {"reference": "urn:uuid:b"}}}]
+        }))
+        .unwrap();
+        assert!(document.references().is_empty());
+        document.rewrite_references(&mut |_| Some("Patient/x".into()));
+        let document = document.into_value();
+        assert_eq!(document["entry"][0]["resource"]["subject"]["reference"], "urn:uuid:b");
+        assert_eq!(document["entry"][0]["fullUrl"], "urn:uuid:a");
+        let mut reference = Resource::from_value(json!({
+            "resourceType": "DocumentReference", "status": "current",
+            "content": [{"attachment": {"url": "urn:uuid:bin"}}]
+        }))
+        .unwrap();
+        reference.rewrite_references(&mut |r| (r == "urn:uuid:bin").then(|| "Binary/1".to_string()));
+        assert_eq!(reference.into_value()["content"][0]["attachment"]["url"], "Binary/1");
     }
 
     #[test]

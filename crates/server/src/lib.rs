@@ -19,6 +19,9 @@ use fhir::{IssueType, OperationOutcome};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
+/// Bodies above this size are processed off the async worker threads.
+const LARGE_BODY_BYTES: usize = 256 * 1024;
+
 /// The media type of every response body.
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
@@ -120,7 +123,8 @@ impl Refusal {
 
 fn check_acceptable(query: &str, headers: &HeaderMap) -> Result<(), Refusal> {
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        if name == "_format" && !is_json_media_type(&media_type(&value)) {
+        // A literal `+` (application/fhir+json) arrives decoded as a space.
+        if name == "_format" && !is_json_media_type(&media_type(&value.replace(' ', "+"))) {
             return Err(Refusal::new(
                 StatusCode::NOT_ACCEPTABLE,
                 format!("_format={value} is not supported; this server returns JSON only (_format=json)"),
@@ -170,17 +174,24 @@ fn header_text(headers: &HeaderMap, name: header::HeaderName) -> Option<String> 
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-fn base_url(config: &ServerConfig, headers: &HeaderMap) -> String {
+/// The base URL links and `Location` are built on: the configured one, or the request's
+/// `Host` (which must be a plain host[:port], as it ends up in headers and links).
+fn base_url(config: &ServerConfig, headers: &HeaderMap) -> Result<String, Refusal> {
     if let Some(base) = &config.base_url {
-        return base.trim_end_matches('/').to_string();
+        return Ok(base.trim_end_matches('/').to_string());
     }
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+    let plain = !host.is_empty()
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !plain {
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, format!("invalid Host header '{host}'")));
+    }
     let scheme = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
         .filter(|s| matches!(*s, "http" | "https"))
         .unwrap_or("http");
-    format!("{scheme}://{host}/fhir")
+    Ok(format!("{scheme}://{host}/fhir"))
 }
 
 async fn fhir_endpoint(
@@ -203,17 +214,28 @@ async fn fhir_endpoint(
     }
     let body = match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => bytes,
-        Err(_) => return too_large(limit),
+        Err(error) => {
+            let source = error.into_inner();
+            if source.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                return too_large(limit);
+            }
+            return Refusal::new(StatusCode::BAD_REQUEST, format!("the request body could not be read: {source}"))
+                .into_response();
+        }
     };
     if (matches!(method, Method::Post | Method::Put | Method::Patch) || !body.is_empty())
         && let Err(refusal) = check_content_type(&headers)
     {
         return refusal.into_response();
     }
+    let base = match base_url(&state.config, &headers) {
+        Ok(base) => base,
+        Err(refusal) => return refusal.into_response(),
+    };
     let path = uri.path().strip_prefix("/fhir").unwrap_or("").trim_matches('/').to_string();
     let request = Request {
         method: Some(method),
-        base: base_url(&state.config, &headers),
+        base,
         path,
         query: query.to_string(),
         if_match: header_text(&headers, header::IF_MATCH),
@@ -223,7 +245,13 @@ async fn fhir_endpoint(
         prefer: header_text(&headers, header::HeaderName::from_static("prefer")),
         body: body.into(),
     };
-    let response = state.api.handle(&request).await;
+    // Parsing and preparing a large body is CPU work that must not stall the runtime thread
+    // other connections are waiting on.
+    let response = if request.body.len() > LARGE_BODY_BYTES {
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(state.api.handle(&request)))
+    } else {
+        state.api.handle(&request).await
+    };
     to_http(response)
 }
 

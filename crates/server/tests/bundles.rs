@@ -191,7 +191,7 @@ async fn transaction_orders_deletes_creates_updates_then_reads() {
                 Some(json!({"resourceType": "Patient", "id": "new", "active": true})),
             ),
             entry(None, "DELETE", "Patient/old", None),
-            entry(None, "GET", "Patient/old", None),
+            entry(None, "GET", "Patient/old/_history", None),
         ],
     );
     let result = json(server.post("", &transaction).await).await;
@@ -200,7 +200,17 @@ async fn transaction_orders_deletes_creates_updates_then_reads() {
     assert_eq!(entries[0]["resource"]["active"], true);
     assert_eq!(entries[1]["response"]["status"], "201 Created");
     assert_eq!(entries[2]["response"]["status"], "204 No Content");
-    assert_eq!(entries[3]["response"]["status"], "410 Gone");
+    assert_eq!(entries[3]["resource"]["entry"][0]["request"]["method"], "DELETE", "history sees the delete");
+
+    // Reading what the same transaction deletes cannot succeed: the transaction fails whole.
+    server.put("Patient/old2", &json!({"resourceType": "Patient", "id": "old2"})).await;
+    let before = server.version_count();
+    let contradictory = bundle(
+        "transaction",
+        vec![entry(None, "DELETE", "Patient/old2", None), entry(None, "GET", "Patient/old2", None)],
+    );
+    expect_outcome(server.post("", &contradictory).await, 410, "deleted", "deleted by this transaction").await;
+    assert_eq!(server.version_count(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,4 +281,90 @@ async fn bundle_requests_that_are_not_batch_or_transaction_are_refused() {
     conditional["entry"][0]["request"]["ifNoneExist"] = json!("identifier=x|1");
     expect_outcome(server.post("", &conditional).await, 400, "not-supported", "conditional create").await;
     assert_eq!(server.version_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_checks_reads_and_full_urls_before_writing() {
+    let server = start("tx-reads").await;
+    let missing = bundle(
+        "transaction",
+        vec![
+            entry(None, "POST", "Patient", Some(json!({"resourceType": "Patient"}))),
+            entry(None, "GET", "Patient/missing", None),
+        ],
+    );
+    expect_outcome(server.post("", &missing).await, 404, "not-found", "Bundle.entry[1]").await;
+    let unsupported = bundle(
+        "transaction",
+        vec![entry(None, "POST", "Patient", Some(json!({"resourceType": "Patient"}))), entry(None, "GET", "Patient?name=x", None)],
+    );
+    expect_outcome(server.post("", &unsupported).await, 400, "not-supported", "search").await;
+    let duplicate_urls = bundle(
+        "transaction",
+        vec![
+            entry(Some("urn:uuid:same"), "POST", "Patient", Some(json!({"resourceType": "Patient"}))),
+            entry(Some("urn:uuid:same"), "POST", "Patient", Some(json!({"resourceType": "Patient"}))),
+        ],
+    );
+    expect_outcome(server.post("", &duplicate_urls).await, 400, "duplicate", "bdl-7").await;
+    assert_eq!(server.version_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_rewrites_uris_and_leaves_carried_documents_alone() {
+    let server = start("tx-uris").await;
+    let binary = "urn:uuid:0b1a0b1a-0000-4000-8000-000000000001";
+    let document = json!({
+        "resourceType": "Bundle", "type": "document",
+        "entry": [
+            {"fullUrl": "urn:uuid:c0000000-0000-4000-8000-000000000001",
+             "resource": {"resourceType": "Composition", "status": "final", "type": {"text": "note"},
+                          "date": "2020-01-01", "title": "Note", "author": [{"display": "Dr A"}],
+                          "subject": {"reference": "urn:uuid:p0000000-0000-4000-8000-000000000001"}}},
+            {"fullUrl": "urn:uuid:p0000000-0000-4000-8000-000000000001", "resource": {"resourceType": "Patient"}}
+        ]
+    });
+    let transaction = bundle(
+        "transaction",
+        vec![
+            entry(Some(binary), "POST", "Binary", Some(json!({"resourceType": "Binary", "contentType": "text/plain", "data": "aGk="}))),
+            entry(
+                None,
+                "POST",
+                "DocumentReference",
+                Some(json!({"resourceType": "DocumentReference", "status": "current",
+                            "content": [{"attachment": {"contentType": "text/plain", "url": binary}}]})),
+            ),
+            entry(None, "POST", "Bundle", Some(document.clone())),
+        ],
+    );
+    let result = json(server.post("", &transaction).await).await;
+    let location = |i: usize| result["entry"][i]["response"]["location"].as_str().unwrap().to_string();
+    let binary_id = location(0).split('/').rev().nth(2).unwrap().to_string();
+    let reference = json(server.client.get(location(1)).send().await.unwrap()).await;
+    assert_eq!(reference["content"][0]["attachment"]["url"], format!("Binary/{binary_id}"));
+    let stored = json(server.client.get(location(2)).send().await.unwrap()).await;
+    assert_eq!(stored["entry"], document["entry"], "a carried document keeps its own references");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_entries_may_not_refer_to_each_other() {
+    let server = start("batch-siblings").await;
+    let batch = bundle(
+        "batch",
+        vec![
+            entry(Some("urn:uuid:p1"), "POST", "Patient", Some(json!({"resourceType": "Patient"}))),
+            entry(
+                None,
+                "POST",
+                "Observation",
+                Some(json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                            "subject": {"reference": "urn:uuid:p1"}})),
+            ),
+        ],
+    );
+    let result = json(server.post("", &batch).await).await;
+    assert_eq!(result["entry"][0]["response"]["status"], "201 Created");
+    assert_eq!(result["entry"][1]["response"]["status"], "400 Bad Request");
+    assert!(result["entry"][1]["response"]["outcome"]["issue"][0]["diagnostics"].as_str().unwrap().contains("transaction"));
 }

@@ -254,3 +254,20 @@ async fn unsupported_methods_paths_and_operations() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_host_header_is_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start("err-host").await;
+    let address = server.base.trim_start_matches("http://").trim_end_matches("/fhir").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(b"GET /fhir/metadata HTTP/1.1\r\nHost: evil.example\"/><script>\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("invalid Host header"), "{text}");
+}

@@ -326,3 +326,52 @@ async fn pretty_printing() {
     let text = server.get("metadata?_pretty=true").await.text().await.unwrap();
     assert!(text.contains("\n  \"resourceType\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_match_forms_and_deleted_resources() {
+    let server = start("if-match-forms").await;
+    let body = json!({"resourceType": "Patient", "id": "p1", "active": true});
+    let star_on_nothing = server.send(Method::PUT, "Patient/p1", Some(&body), &[("if-match", "*")]).await;
+    expect_outcome(star_on_nothing, 412, "conflict", "does not exist").await;
+    server.put("Patient/p1", &body).await;
+    assert_eq!(server.send(Method::PUT, "Patient/p1", Some(&body), &[("if-match", "*")]).await.status(), 200);
+    let list = server.send(Method::PUT, "Patient/p1", Some(&body), &[("if-match", "W/\"1\", W/\"2\"")]).await;
+    assert_eq!(list.status(), 200);
+    let delete = server.send(Method::DELETE, "Patient/p1", None, &[("if-match", "W/\"3\"")]).await;
+    assert_eq!(delete.status(), 204, "a delete with the right version succeeds");
+    let head = server.send(Method::HEAD, "Patient/p1", None, &[]).await;
+    assert_eq!(head.status(), 410);
+    let cached = server.send(Method::GET, "Patient/p1", None, &[("if-none-match", "W/\"3\"")]).await;
+    assert_eq!(cached.status(), 410, "a client's cached copy of a deleted resource is not current");
+    let back = server.put("Patient/p1", &body).await;
+    assert_eq!(back.status(), 201);
+    let history = json(server.get("Patient/p1/_history").await).await;
+    let statuses: Vec<&str> =
+        history["entry"].as_array().unwrap().iter().map(|e| e["response"]["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, vec!["201 Created", "204 No Content", "200 OK", "200 OK", "201 Created"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_edge_cases() {
+    let server = start("history-edges").await;
+    expect_outcome(server.get("Patient/never/_history").await, 404, "not-found", "Patient/never").await;
+    server.put("Patient/p1", &json!({"resourceType": "Patient", "id": "p1"})).await;
+    let none = json(server.get("Patient/p1/_history?_count=0").await).await;
+    assert_eq!(none["total"], 1);
+    assert!(none.get("entry").is_none());
+    // `+hh:mm` sent unencoded arrives as a space; it is read as the offset it was meant to be.
+    let since = server.get("_history?_since=2000-01-01T00:00:00+05:00").await;
+    assert_eq!(json(since).await["entry"].as_array().map(Vec::len), Some(1));
+    expect_outcome(server.get("_history?_at=2020").await, 400, "not-supported", "_at").await;
+    let future = server
+        .send(Method::GET, "Patient/p1", None, &[("if-modified-since", "Fri, 01 Jan 2100 00:00:00 GMT")])
+        .await;
+    assert_eq!(future.status(), 200, "a future If-Modified-Since is ignored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_parameter_with_a_literal_plus() {
+    let server = start("format-plus").await;
+    let response = server.client.get(format!("{}/metadata?_format=application/fhir+json", server.base)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+}

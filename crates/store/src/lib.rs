@@ -26,7 +26,7 @@ pub enum Error {
     #[error("data directory {path}: {source}")]
     DataDirectory { path: String, source: std::io::Error },
     #[error("{resource} is at version {current}, not the expected version {expected}")]
-    VersionConflict { resource: String, expected: u64, current: String },
+    VersionConflict { resource: String, expected: String, current: String },
     #[error("{0} already exists")]
     AlreadyExists(String),
     #[error("resource {0} has no id; the server assigns one before storing")]
@@ -35,16 +35,22 @@ pub enum Error {
     Closed,
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    #[error("the commit failed and nothing of it was stored: {0}")]
+    CommitFailed(String),
 }
 
 /// Result alias for store operations.
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// How a version came to be (`Bundle.entry.request.method` in history).
+/// How a version came to be (`Bundle.entry.request` and `response.status` in history).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteMethod {
+    /// POST: a new resource with a server-assigned id.
     Create,
+    /// PUT of a resource that had a live version.
     Update,
+    /// PUT that created the resource: its first version, or the first after a delete.
+    UpdateCreate,
     Delete,
 }
 
@@ -54,6 +60,7 @@ impl WriteMethod {
             WriteMethod::Create => 0,
             WriteMethod::Update => 1,
             WriteMethod::Delete => 2,
+            WriteMethod::UpdateCreate => 3,
         }
     }
 
@@ -61,6 +68,7 @@ impl WriteMethod {
         match code {
             0 => WriteMethod::Create,
             2 => WriteMethod::Delete,
+            3 => WriteMethod::UpdateCreate,
             _ => WriteMethod::Update,
         }
     }
@@ -69,8 +77,34 @@ impl WriteMethod {
     pub fn http_verb(self) -> &'static str {
         match self {
             WriteMethod::Create => "POST",
-            WriteMethod::Update => "PUT",
+            WriteMethod::Update | WriteMethod::UpdateCreate => "PUT",
             WriteMethod::Delete => "DELETE",
+        }
+    }
+
+    /// Whether the write created the resource (201 rather than 200).
+    pub fn created(self) -> bool {
+        matches!(self, WriteMethod::Create | WriteMethod::UpdateCreate)
+    }
+}
+
+/// An `If-Match` precondition on an update or delete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// `*`: the resource exists and is not deleted.
+    Exists,
+    /// The current version is one of these.
+    Versions(Vec<u64>),
+}
+
+impl std::fmt::Display for Precondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Precondition::Exists => f.write_str("any live version"),
+            Precondition::Versions(versions) => {
+                let list: Vec<String> = versions.iter().map(u64::to_string).collect();
+                f.write_str(&list.join(" or "))
+            }
         }
     }
 }
@@ -104,10 +138,10 @@ pub enum WriteOp {
     /// is taken.
     Create(PreparedResource),
     /// Store a new version (or version 1 if the resource never existed). With `if_match`,
-    /// fails unless the current version is exactly that.
-    Update { resource: PreparedResource, if_match: Option<u64> },
+    /// fails unless the current version meets it.
+    Update { resource: PreparedResource, if_match: Option<Precondition> },
     /// Append a tombstone if the resource exists and is not already deleted.
-    Delete { resource_type: String, id: String, if_match: Option<u64> },
+    Delete { resource_type: String, id: String, if_match: Option<Precondition> },
 }
 
 /// Changes that commit together or not at all.

@@ -17,7 +17,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::{
-    Error, HistoryPage, HistoryQuery, HistoryScope, PendingWrite, PreparedResource, Result, Store,
+    Error, HistoryPage, HistoryQuery, HistoryScope, PendingWrite, Precondition, PreparedResource, Result, Store,
     VersionRecord, WriteMethod, WriteOp, WriteOutcome, WriteUnit, Written,
 };
 
@@ -114,9 +114,18 @@ impl SqliteStore {
             Synchronous::Normal => "NORMAL",
             Synchronous::Full => "FULL",
         };
+        let journal_mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !journal_mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::DataDirectory {
+                path: dir.display().to_string(),
+                source: std::io::Error::other(format!(
+                    "SQLite cannot use write-ahead logging here (journal mode '{journal_mode}'); \
+                     the data directory needs a local file system with shared memory support"
+                )),
+            });
+        }
         connection.execute_batch(&format!(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = {synchronous};
+            "PRAGMA synchronous = {synchronous};
              PRAGMA cache_size = -{};
              PRAGMA temp_store = MEMORY;
              PRAGMA mmap_size = 17179869184;
@@ -204,6 +213,14 @@ impl SqliteStore {
     }
 }
 
+/// The writer's counters as the database has them: next seq, next rkey, latest lastUpdated.
+fn load_counters(connection: &Connection) -> Result<(i64, i64, i64)> {
+    let next_seq = connection.query_row("SELECT coalesce(max(seq), 0) + 1 FROM versions", [], |r| r.get(0))?;
+    let next_rkey = connection.query_row("SELECT coalesce(max(rkey), 0) + 1 FROM resources", [], |r| r.get(0))?;
+    let last_updated = connection.query_row("SELECT coalesce(max(last_updated), 0) FROM versions", [], |r| r.get(0))?;
+    Ok((next_seq, next_rkey, last_updated))
+}
+
 /// Plans must not depend on bound values: without this, SQLite re-prepares a cached join
 /// statement every time its parameters change, which costs more than the query itself.
 fn stable_query_plans(connection: &Connection) -> Result<()> {
@@ -279,6 +296,9 @@ impl Store for SqliteStore {
 
     fn history(&self, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage> {
         self.with_reader(|connection| {
+            // One read transaction, so that the page, its cursor and the total agree.
+            let snapshot = connection.unchecked_transaction()?;
+            let connection: &Connection = &snapshot;
             let from_seq = first_seq_since(connection, query.since)?;
             let before_seq = query.before_seq.unwrap_or(i64::MAX);
             // One extra row tells whether another page follows.
@@ -400,26 +420,55 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(jobs);
+            // A panic must not take the only writer down: the jobs' reply channels close (their
+            // callers see the store as unavailable), the transaction is rolled back, and the
+            // writer carries on.
+            let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.commit(jobs)));
+            if committed.is_err() {
+                tracing::error!("the store writer panicked; that commit was abandoned");
+                self.recover();
+            }
         }
         // Fold the WAL back into the database so a clean shutdown leaves one file.
         let _ = self.connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
     }
 
+    /// After a failed commit: no transaction stays open, and the counters are read back from
+    /// what is really in the database.
+    fn recover(&mut self) {
+        if !self.connection.is_autocommit() {
+            let _ = self.connection.execute_batch("ROLLBACK");
+        }
+        match load_counters(&self.connection) {
+            Ok((next_seq, next_rkey, last_updated)) => {
+                self.next_seq = next_seq;
+                self.next_rkey = next_rkey;
+                self.last_updated = self.last_updated.max(last_updated);
+            }
+            Err(error) => tracing::error!("cannot reload the store counters: {error}"),
+        }
+    }
+
+    fn fail_all(&mut self, jobs: Vec<Job>, message: &str) {
+        tracing::error!("commit failed: {message}");
+        self.recover();
+        for job in jobs {
+            let _ = job.reply.send(Err(Error::CommitFailed(message.to_string())));
+        }
+    }
+
     fn commit(&mut self, jobs: Vec<Job>) {
         let timestamp = epoch_millis_now().max(self.last_updated);
         let timestamp_text = DateTime::from_epoch_millis(timestamp).to_string();
-        let counters_before = (self.next_seq, self.next_rkey);
         if let Err(error) = self.connection.execute_batch("BEGIN IMMEDIATE") {
-            let message = error.to_string();
-            for job in jobs {
-                let _ = job.reply.send(Err(Error::Corrupt(format!("cannot begin a commit: {message}"))));
-            }
-            return;
+            return self.fail_all(jobs, &error.to_string());
         }
         let mut results = Vec::with_capacity(jobs.len());
         for job in &jobs {
-            results.push(self.apply_in_savepoint(&job.unit, timestamp, &timestamp_text));
+            match self.apply_in_savepoint(&job.unit, timestamp, &timestamp_text) {
+                Ok(result) => results.push(result),
+                Err(aborted) => return self.fail_all(jobs, &aborted),
+            }
         }
         match self.connection.execute_batch("COMMIT") {
             Ok(()) => {
@@ -428,35 +477,34 @@ impl Writer {
                     let _ = job.reply.send(result);
                 }
             }
-            Err(error) => {
-                let _ = self.connection.execute_batch("ROLLBACK");
-                (self.next_seq, self.next_rkey) = counters_before;
-                let message = error.to_string();
-                tracing::error!("commit failed: {message}");
-                for job in jobs {
-                    let _ = job.reply.send(Err(Error::Corrupt(format!("commit failed: {message}"))));
-                }
-            }
+            Err(error) => self.fail_all(jobs, &error.to_string()),
         }
     }
 
+    /// Applies one unit inside a savepoint. The inner result is the unit's own outcome (a
+    /// failed unit is rolled back alone); the outer error means the whole transaction is lost
+    /// and every unit of the group must fail.
     fn apply_in_savepoint(
         &mut self,
         unit: &WriteUnit,
         timestamp: i64,
         timestamp_text: &str,
-    ) -> Result<Vec<Written>> {
+    ) -> std::result::Result<Result<Vec<Written>>, String> {
         let counters = (self.next_seq, self.next_rkey);
-        self.connection.execute_batch("SAVEPOINT unit")?;
+        self.connection.execute_batch("SAVEPOINT unit").map_err(|e| e.to_string())?;
         match self.apply(unit, timestamp, timestamp_text) {
             Ok(written) => {
-                self.connection.execute_batch("RELEASE unit")?;
-                Ok(written)
+                self.connection.execute_batch("RELEASE unit").map_err(|e| e.to_string())?;
+                Ok(Ok(written))
             }
             Err(error) => {
-                self.connection.execute_batch("ROLLBACK TO unit; RELEASE unit")?;
+                // SQLite rolls back the whole transaction on some errors (disk full, I/O).
+                if self.connection.is_autocommit() {
+                    return Err(error.to_string());
+                }
+                self.connection.execute_batch("ROLLBACK TO unit; RELEASE unit").map_err(|e| e.to_string())?;
                 (self.next_seq, self.next_rkey) = counters;
-                Err(error)
+                Ok(Err(error))
             }
         }
     }
@@ -477,12 +525,17 @@ impl Writer {
                 }
                 WriteOp::Update { resource, if_match } => {
                     let current = self.current(resource.resource_type(), resource.id())?;
-                    check_if_match(resource.resource_type(), resource.id(), *if_match, current.as_ref())?;
-                    self.store_version(resource, current, WriteMethod::Update, timestamp, timestamp_text)?
+                    check_if_match(resource.resource_type(), resource.id(), if_match.as_ref(), current.as_ref())?;
+                    let method = if current.as_ref().is_some_and(|c| !c.deleted) {
+                        WriteMethod::Update
+                    } else {
+                        WriteMethod::UpdateCreate
+                    };
+                    self.store_version(resource, current, method, timestamp, timestamp_text)?
                 }
                 WriteOp::Delete { resource_type, id, if_match } => {
                     let current = self.current(resource_type, id)?;
-                    check_if_match(resource_type, id, *if_match, current.as_ref())?;
+                    check_if_match(resource_type, id, if_match.as_ref(), current.as_ref())?;
                     match current {
                         Some(current) if !current.deleted => {
                             self.store_tombstone(resource_type, id, current, timestamp)?
@@ -627,16 +680,25 @@ impl Writer {
 fn check_if_match(
     resource_type: &str,
     id: &str,
-    if_match: Option<u64>,
+    if_match: Option<&Precondition>,
     current: Option<&Current>,
 ) -> Result<()> {
-    let Some(expected) = if_match else { return Ok(()) };
-    match current {
-        Some(current) if current.version == expected => Ok(()),
-        other => Err(Error::VersionConflict {
-            resource: format!("{resource_type}/{id}"),
-            expected,
-            current: other.map_or_else(|| "none (it does not exist)".to_string(), |c| c.version.to_string()),
-        }),
+    let Some(precondition) = if_match else { return Ok(()) };
+    let met = match (precondition, current) {
+        (Precondition::Exists, Some(current)) => !current.deleted,
+        (Precondition::Versions(versions), Some(current)) => versions.contains(&current.version),
+        (_, None) => false,
+    };
+    if met {
+        return Ok(());
     }
+    Err(Error::VersionConflict {
+        resource: format!("{resource_type}/{id}"),
+        expected: precondition.to_string(),
+        current: match current {
+            None => "none (it does not exist)".to_string(),
+            Some(c) if c.deleted => format!("{} (deleted)", c.version),
+            Some(c) => c.version.to_string(),
+        },
+    })
 }

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use chartroom_store::{
-    Error, HistoryQuery, HistoryScope, PreparedResource, SqliteStore, Store, StoreOptions, WriteOp,
-    WriteOutcome, WriteUnit,
+    Error, HistoryQuery, HistoryScope, Precondition, PreparedResource, SqliteStore, Store, StoreOptions,
+    WriteMethod, WriteOp, WriteOutcome, WriteUnit,
 };
 use fhir::Resource;
 use serde_json::{Value, json};
@@ -24,7 +24,11 @@ fn patient(id: &str, family: &str) -> PreparedResource {
 }
 
 fn update(resource: PreparedResource, if_match: Option<u64>) -> WriteUnit {
-    WriteUnit::single(WriteOp::Update { resource, if_match })
+    WriteUnit::single(WriteOp::Update { resource, if_match: if_match.map(version) })
+}
+
+fn version(number: u64) -> Precondition {
+    Precondition::Versions(vec![number])
 }
 
 fn body_json(body: &[u8]) -> Value {
@@ -57,7 +61,7 @@ fn delete_writes_a_tombstone_and_keeps_history() {
     let dir = temp_dir("delete");
     let store = SqliteStore::open(&dir, StoreOptions::default()).unwrap();
     store.submit(update(patient("p1", "A"), None)).wait_blocking().unwrap();
-    let delete = |if_match| {
+    let delete = |if_match: Option<Precondition>| {
         store
             .submit(WriteUnit::single(WriteOp::Delete {
                 resource_type: "Patient".into(),
@@ -66,8 +70,8 @@ fn delete_writes_a_tombstone_and_keeps_history() {
             }))
             .wait_blocking()
     };
-    assert!(matches!(delete(Some(7)), Err(Error::VersionConflict { expected: 7, .. })));
-    let deleted = delete(Some(1)).unwrap();
+    assert!(matches!(delete(Some(version(7))), Err(Error::VersionConflict { expected, .. }) if expected == "7"));
+    let deleted = delete(Some(version(1))).unwrap();
     assert!(matches!(deleted[0].outcome, WriteOutcome::Deleted { version: 2, .. }));
     let current = store.read("Patient", "p1").unwrap().unwrap();
     assert!(current.is_deleted());
@@ -85,8 +89,11 @@ fn delete_writes_a_tombstone_and_keeps_history() {
             &HistoryQuery { count: 10, ..Default::default() },
         )
         .unwrap();
-    let versions: Vec<(u64, bool)> = history.versions.iter().map(|v| (v.version, v.is_deleted())).collect();
-    assert_eq!(versions, vec![(3, false), (2, true), (1, false)]);
+    let versions: Vec<(u64, WriteMethod)> = history.versions.iter().map(|v| (v.version, v.method)).collect();
+    assert_eq!(
+        versions,
+        vec![(3, WriteMethod::UpdateCreate), (2, WriteMethod::Delete), (1, WriteMethod::UpdateCreate)]
+    );
     assert_eq!(history.total, Some(3));
 }
 
@@ -111,7 +118,7 @@ fn a_failing_unit_leaves_no_trace_and_does_not_disturb_its_neighbours() {
         ops: vec![
             WriteOp::Update { resource: patient("p3", "C"), if_match: None },
             WriteOp::Update { resource: patient("p1", "A2"), if_match: None },
-            WriteOp::Update { resource: patient("p1", "A3"), if_match: Some(1) },
+            WriteOp::Update { resource: patient("p1", "A3"), if_match: Some(version(1)) },
         ],
     });
     let ok_after = store.submit(update(patient("p4", "D"), None));
@@ -224,4 +231,89 @@ fn writes_after_close_fail_cleanly() {
     let store = SqliteStore::open(&dir, StoreOptions::default()).unwrap();
     store.close();
     assert!(matches!(store.submit(update(patient("p1", "A"), None)).wait_blocking(), Err(Error::Closed)));
+}
+
+#[test]
+fn if_match_star_and_lists() {
+    let dir = temp_dir("if-match-forms");
+    let store = SqliteStore::open(&dir, StoreOptions::default()).unwrap();
+    let put = |family: &str, if_match| {
+        store
+            .submit(WriteUnit::single(WriteOp::Update { resource: patient("p1", family), if_match }))
+            .wait_blocking()
+    };
+    assert!(matches!(put("A", Some(Precondition::Exists)), Err(Error::VersionConflict { .. })));
+    put("A", None).unwrap();
+    put("B", Some(Precondition::Exists)).unwrap();
+    assert!(put("C", Some(Precondition::Versions(vec![1, 3]))).is_err());
+    put("C", Some(Precondition::Versions(vec![1, 2]))).unwrap();
+    assert_eq!(store.read("Patient", "p1").unwrap().unwrap().version, 3);
+}
+
+/// Injects a failure into the database from outside, the way a full disk or an I/O error
+/// would strike the writer in the middle of a commit.
+fn inject_failure(dir: &std::path::Path, resource_type: &str, action: &str) {
+    let connection = rusqlite::Connection::open(dir.join("chartroom.db")).unwrap();
+    connection
+        .execute_batch(&format!(
+            "CREATE TRIGGER fail_{resource_type} BEFORE INSERT ON versions WHEN NEW.res_type = '{resource_type}'
+             BEGIN SELECT RAISE({action}, 'injected failure'); END;"
+        ))
+        .unwrap();
+}
+
+fn basic(id: &str) -> PreparedResource {
+    prepared(json!({"resourceType": "Basic", "id": id, "code": {"text": "x"}}))
+}
+
+#[test]
+fn a_database_error_in_one_unit_fails_only_that_unit() {
+    let dir = temp_dir("unit-error");
+    let store = SqliteStore::open(&dir, StoreOptions::default()).unwrap();
+    inject_failure(&dir, "Basic", "ABORT");
+    let before = store.submit(update(patient("p1", "A"), None));
+    let failing = store.submit(WriteUnit::single(WriteOp::Update { resource: basic("b1"), if_match: None }));
+    let after = store.submit(update(patient("p2", "B"), None));
+    assert!(before.wait_blocking().is_ok());
+    assert!(matches!(failing.wait_blocking(), Err(Error::Database(_))));
+    assert!(after.wait_blocking().is_ok());
+    assert!(store.read("Basic", "b1").unwrap().is_none());
+    assert_eq!(store.count_live().unwrap(), 2);
+}
+
+#[test]
+fn a_lost_transaction_fails_its_whole_group_and_the_writer_recovers() {
+    let dir = temp_dir("lost-transaction");
+    let store = SqliteStore::open(&dir, StoreOptions::default()).unwrap();
+    store.submit(update(patient("p0", "Before"), None)).wait_blocking().unwrap();
+    // RAISE(ROLLBACK) ends the whole transaction, as SQLite does on disk-full or I/O errors.
+    inject_failure(&dir, "Basic", "ROLLBACK");
+    let pending: Vec<_> = (0..20)
+        .map(|i| {
+            if i == 10 {
+                store.submit(WriteUnit::single(WriteOp::Update { resource: basic("b1"), if_match: None }))
+            } else {
+                store.submit(update(patient(&format!("p{}", i + 1), "Group"), None))
+            }
+        })
+        .collect();
+    let results: Vec<_> = pending.into_iter().map(|p| p.wait_blocking()).collect();
+    assert!(results[10].is_err());
+    // Whatever was acknowledged is stored; whatever failed is not.
+    for (i, result) in results.iter().enumerate() {
+        if i == 10 {
+            continue;
+        }
+        let stored = store.read("Patient", &format!("p{}", i + 1)).unwrap().is_some();
+        assert_eq!(result.is_ok(), stored, "unit {i}: acknowledged={} stored={stored}", result.is_ok());
+    }
+    // The writer's counters were reloaded: later writes succeed and history is intact.
+    store.submit(update(patient("after", "After"), None)).wait_blocking().unwrap();
+    store.submit(update(patient("p0", "Changed"), None)).wait_blocking().unwrap();
+    assert_eq!(store.read("Patient", "p0").unwrap().unwrap().version, 2);
+    let all = store.history(&HistoryScope::System, &HistoryQuery { count: 100, ..Default::default() }).unwrap();
+    let mut seqs: Vec<i64> = all.versions.iter().map(|v| v.seq).collect();
+    let count = seqs.len();
+    seqs.dedup();
+    assert_eq!(seqs.len(), count, "no sequence number was reused");
 }

@@ -1,0 +1,87 @@
+//! The parsed form of an expression.
+
+use fhir::{DateTime, Time};
+use rust_decimal::Decimal;
+
+use crate::functions::Function;
+use crate::value::Quantity;
+
+/// A literal as written.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Literal {
+    Boolean(bool),
+    String(String),
+    Integer(i64),
+    Long(i64),
+    Decimal(Decimal),
+    Date(DateTime),
+    DateTime(DateTime),
+    Time(Time),
+    Quantity(Quantity),
+}
+
+/// A type name in `is`, `as`, `ofType()`: `Patient`, `FHIR.Patient`, `System.Integer`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TypeSpecifier {
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl std::fmt::Display for TypeSpecifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(namespace) => write!(f, "{namespace}.{}", self.name),
+            None => f.write_str(&self.name),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BinaryOp {
+    Multiply,
+    Divide,
+    Div,
+    Mod,
+    Add,
+    Subtract,
+    Concatenate,
+    Union,
+    Less,
+    LessOrEqual,
+    Greater,
+    GreaterOrEqual,
+    Equal,
+    NotEqual,
+    Equivalent,
+    NotEquivalent,
+    In,
+    Contains,
+    And,
+    Or,
+    Xor,
+    Implies,
+}
+
+/// An expression node.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Expr {
+    Literal(Literal),
+    /// `{}`
+    Empty,
+    This,
+    Index,
+    Total,
+    /// `%name`
+    Variable(String),
+    /// `target.name`, or `name` at the start of a path (applied to `$this`).
+    Member { target: Option<Box<Expr>>, name: String },
+    /// `target.f(args)`, or `f(args)` applied to `$this`.
+    Call { target: Option<Box<Expr>>, function: Function, args: Vec<Expr> },
+    /// `target[index]`
+    Indexer { target: Box<Expr>, index: Box<Expr> },
+    /// `-operand` (`+operand` parses to the operand itself).
+    Negate(Box<Expr>),
+    Binary { op: BinaryOp, left: Box<Expr>, right: Box<Expr> },
+    Is { operand: Box<Expr>, type_name: TypeSpecifier },
+    As { operand: Box<Expr>, type_name: TypeSpecifier },
+}
