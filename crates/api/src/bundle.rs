@@ -283,7 +283,11 @@ impl Api {
 
     /// Prepares one write entry of a batch (no identity rewriting: batch entries may not
     /// depend on each other).
-    fn prepare_batch_write(&self, mut entry: EntryRequest, siblings: &HashSet<String>) -> Result<WriteOp, ApiError> {
+    fn prepare_batch_write(
+        &self,
+        mut entry: EntryRequest,
+        siblings: &HashSet<String>,
+    ) -> Result<WriteOp, ApiError> {
         let resource = entry.resource.take();
         if let Some(resource) = &resource {
             for site in resource.references() {

@@ -17,6 +17,7 @@ mod history;
 pub mod import;
 mod json_writer;
 mod read;
+mod resolve;
 mod write;
 
 use std::sync::Arc;
@@ -26,6 +27,8 @@ use store::Store;
 
 pub use error::ApiError;
 pub use headers::{Prefer, ReturnPreference};
+pub use resolve::StoreResolver;
+pub use typed_arena::Arena;
 
 /// An HTTP method, as far as FHIR is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

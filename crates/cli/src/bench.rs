@@ -60,6 +60,20 @@ enum BenchKind {
         #[arg(long)]
         hold: bool,
     },
+    /// FHIRPath evaluations per second: every R4 SearchParameter expression on every
+    /// specification example of its resource types (the workload bench/fhirpath-js runs too).
+    Fhirpath {
+        /// The FHIR R4 package folder (with definitions/ and examples/).
+        #[arg(long, default_value = "../shared/fhir-r4")]
+        fhir_dir: PathBuf,
+        /// Seconds to measure.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// A file of pair indices (one per line) to leave out, so that another engine's
+        /// timing covers the same work.
+        #[arg(long)]
+        exclude_pairs: Option<PathBuf>,
+    },
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
@@ -69,6 +83,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         }
         BenchKind::Read { patients, requests, connections, seconds, target, hold } => {
             bench_read(patients, requests, connections.max(1), seconds, target, hold)
+        }
+        BenchKind::Fhirpath { fhir_dir, seconds, exclude_pairs } => {
+            bench_fhirpath(&fhir_dir, seconds, exclude_pairs.as_deref())
         }
     }
 }
@@ -326,5 +343,87 @@ fn bench_read(
         runtime.shutdown_timeout(Duration::from_secs(1));
         store.close();
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The FHIRPath benchmark's expressions, resources, and (expression, resource) pairs.
+struct FhirpathWorkload {
+    expressions: Vec<fhirpath::Expression>,
+    examples: Vec<serde_json::Value>,
+    pairs: Vec<(usize, usize)>,
+}
+
+fn fhirpath_workload(fhir_dir: &Path) -> Result<FhirpathWorkload> {
+    let read = |path: PathBuf| -> Result<serde_json::Value> {
+        let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(serde_json::from_slice(&bytes)?)
+    };
+    let bundle = read(fhir_dir.join("definitions/search-parameters.json"))?;
+    let mut examples = Vec::new();
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(fhir_dir.join("examples"))?.flatten().map(|e| e.path()).collect();
+    files.sort();
+    for file in files {
+        examples.push(read(file)?);
+    }
+    let mut expressions = Vec::new();
+    let mut pairs = Vec::new();
+    for entry in bundle["entry"].as_array().into_iter().flatten() {
+        let parameter = &entry["resource"];
+        let Some(text) = parameter["expression"].as_str() else { continue };
+        let expression = fhirpath::Expression::parse(text).map_err(|e| anyhow::anyhow!("{text}: {e}"))?;
+        let bases: Vec<&str> =
+            parameter["base"].as_array().into_iter().flatten().filter_map(|b| b.as_str()).collect();
+        let index = expressions.len();
+        expressions.push(expression);
+        for (e, example) in examples.iter().enumerate() {
+            let resource_type = example["resourceType"].as_str().unwrap_or("");
+            if bases.contains(&resource_type)
+                || bases.contains(&"Resource")
+                || bases.contains(&"DomainResource")
+            {
+                pairs.push((index, e));
+            }
+        }
+    }
+    Ok(FhirpathWorkload { expressions, examples, pairs })
+}
+
+fn bench_fhirpath(fhir_dir: &Path, seconds: u64, exclude: Option<&Path>) -> Result<ExitCode> {
+    println!("machine: {}", machine());
+    let FhirpathWorkload { expressions, examples, mut pairs } = fhirpath_workload(fhir_dir)?;
+    let all = pairs.len();
+    if let Some(exclude) = exclude {
+        let text =
+            std::fs::read_to_string(exclude).with_context(|| format!("cannot read {}", exclude.display()))?;
+        let excluded: std::collections::HashSet<usize> =
+            text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        pairs =
+            pairs.into_iter().enumerate().filter(|(i, _)| !excluded.contains(i)).map(|(_, p)| p).collect();
+    }
+    let env = fhirpath::Environment::default();
+    let pass = || -> Result<usize> {
+        let mut items = 0;
+        for (e, r) in &pairs {
+            items +=
+                expressions[*e].evaluate(&examples[*r], &env).map_err(|err| anyhow::anyhow!("{err}"))?.len();
+        }
+        Ok(items)
+    };
+    let items = pass()?;
+    println!(
+        "workload: {} search parameter expressions x matching examples = {all} pairs; {} timed, {items} result items",
+        expressions.len(),
+        pairs.len()
+    );
+    let started = Instant::now();
+    let mut passes = 0u64;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        pass()?;
+        passes += 1;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let per_second = (passes as f64 * pairs.len() as f64) / elapsed;
+    println!("chartroom fhirpath: {passes} passes in {elapsed:.2} s = {per_second:.0} evaluations/s");
     Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 
 mod bench;
 mod fixture;
+mod path;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,10 @@ enum Command {
     Serve(ServeArgs),
     /// Import NDJSON files (one resource per line) and JSON resources or Bundles.
     Import(ImportArgs),
-    /// Measure import throughput and read latency; prints the numbers.
+    /// Evaluate a FHIRPath expression against a resource (FILE, or stdin) and print the
+    /// result collection as a JSON array.
+    Fhirpath(path::FhirpathArgs),
+    /// Measure import throughput, read latency and FHIRPath speed; prints the numbers.
     Bench(bench::BenchArgs),
 }
 
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Import(args) => import(args),
+        Command::Fhirpath(args) => path::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

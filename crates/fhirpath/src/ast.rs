@@ -74,14 +74,36 @@ pub(crate) enum Expr {
     /// `%name`
     Variable(String),
     /// `target.name`, or `name` at the start of a path (applied to `$this`).
-    Member { target: Option<Box<Expr>>, name: String },
+    Member {
+        target: Option<Box<Expr>>,
+        name: String,
+    },
+    /// A type name at the start of a path (`Patient.name`): the focus items of that type.
+    TypeFilter(&'static str),
     /// `target.f(args)`, or `f(args)` applied to `$this`.
-    Call { target: Option<Box<Expr>>, function: Function, args: Vec<Expr> },
+    Call {
+        target: Option<Box<Expr>>,
+        function: Function,
+        args: Vec<Expr>,
+    },
     /// `target[index]`
-    Indexer { target: Box<Expr>, index: Box<Expr> },
+    Indexer {
+        target: Box<Expr>,
+        index: Box<Expr>,
+    },
     /// `-operand` (`+operand` parses to the operand itself).
     Negate(Box<Expr>),
-    Binary { op: BinaryOp, left: Box<Expr>, right: Box<Expr> },
-    Is { operand: Box<Expr>, type_name: TypeSpecifier },
-    As { operand: Box<Expr>, type_name: TypeSpecifier },
+    Binary {
+        op: BinaryOp,
+        left: Box<Expr>,
+        right: Box<Expr>,
+    },
+    Is {
+        operand: Box<Expr>,
+        type_name: TypeSpecifier,
+    },
+    As {
+        operand: Box<Expr>,
+        type_name: TypeSpecifier,
+    },
 }

@@ -1,6 +1,6 @@
 //! Tokens of FHIRPath text.
 
-use crate::ParseError;
+use crate::Error;
 
 /// One token, with the character offset where it starts.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,11 +51,11 @@ impl TokenKind {
 }
 
 const SYMBOLS: &[&str] = &[
-    "!=", "!~", "<=", ">=", ".", ",", "(", ")", "[", "]", "{", "}", "+", "-", "*", "/", "&", "|", "=", "~", "<",
-    ">",
+    "!=", "!~", "<=", ">=", ".", ",", "(", ")", "[", "]", "{", "}", "+", "-", "*", "/", "&", "|", "=", "~",
+    "<", ">",
 ];
 
-pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
+pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, Error> {
     let chars: Vec<char> = text.chars().collect();
     let mut tokens = Vec::new();
     let mut i = 0;
@@ -76,7 +76,7 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
             i += 2;
             loop {
                 if i + 1 >= chars.len() {
-                    return Err(ParseError::new(start, "comment '/*' is never closed with '*/'"));
+                    return Err(Error::parse(start, "comment '/*' is never closed with '*/'"));
                 }
                 if chars[i] == '*' && chars[i + 1] == '/' {
                     i += 2;
@@ -124,7 +124,13 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
             if chars.get(i) == Some(&'T') {
                 i += 1;
                 let start = i;
-                while i < chars.len() && (chars[i].is_ascii_digit() || matches!(chars[i], ':' | '.')) {
+                // `hh[:mm[:ss[.fff]]]`: a ':' or '.' belongs to the time only if a digit follows,
+                // so `@T14.is(Time)` ends the literal before the dot.
+                while i < chars.len()
+                    && (chars[i].is_ascii_digit()
+                        || (matches!(chars[i], ':' | '.')
+                            && chars.get(i + 1).is_some_and(char::is_ascii_digit)))
+                {
                     i += 1;
                 }
                 TokenKind::Time(chars[start..i].iter().collect())
@@ -132,7 +138,7 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
                 let start = i;
                 i = scan_date_time(&chars, i);
                 if i == start {
-                    return Err(ParseError::new(at, "'@' must be followed by a date, date-time or time"));
+                    return Err(Error::parse(at, "'@' must be followed by a date, date-time or time"));
                 }
                 TokenKind::DateTime(chars[start..i].iter().collect())
             }
@@ -151,12 +157,14 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
                 }
                 Some(c) if c.is_ascii_alphabetic() || *c == '_' => {
                     let start = i;
-                    while i < chars.len() && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '_' | '-')) {
+                    while i < chars.len()
+                        && (chars[i].is_ascii_alphanumeric() || matches!(chars[i], '_' | '-'))
+                    {
                         i += 1;
                     }
                     TokenKind::Variable(chars[start..i].iter().collect())
                 }
-                _ => return Err(ParseError::new(at, "'%' must be followed by a variable name")),
+                _ => return Err(Error::parse(at, "'%' must be followed by a variable name")),
             }
         } else if c == '$' {
             i += 1;
@@ -166,7 +174,7 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
             }
             let name: String = chars[start..i].iter().collect();
             if !matches!(name.as_str(), "this" | "index" | "total") {
-                return Err(ParseError::new(at, format!("unknown special variable '${name}'")));
+                return Err(Error::parse(at, format!("unknown special variable '${name}'")));
             }
             TokenKind::Special(name)
         } else {
@@ -176,7 +184,7 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Token>, ParseError> {
                     i += symbol.chars().count();
                     TokenKind::Symbol(symbol)
                 }
-                None => return Err(ParseError::new(at, format!("unexpected character '{c}'"))),
+                None => return Err(Error::parse(at, format!("unexpected character '{c}'"))),
             }
         };
         tokens.push(Token { kind, at });
@@ -221,7 +229,10 @@ fn scan_date_time(chars: &[char], mut i: usize) -> usize {
     }
     if chars.get(i) == Some(&'Z') {
         i += 1;
-    } else if matches!(chars.get(i), Some('+' | '-')) && digits(i + 1, 2) && chars.get(i + 3) == Some(&':') && digits(i + 4, 2)
+    } else if matches!(chars.get(i), Some('+' | '-'))
+        && digits(i + 1, 2)
+        && chars.get(i + 3) == Some(&':')
+        && digits(i + 4, 2)
     {
         i += 6;
     }
@@ -229,12 +240,12 @@ fn scan_date_time(chars: &[char], mut i: usize) -> usize {
 }
 
 /// Reads a quoted string or delimited identifier starting at `start` (the opening quote).
-fn quoted(chars: &[char], start: usize, quote: char) -> Result<(String, usize), ParseError> {
+fn quoted(chars: &[char], start: usize, quote: char) -> Result<(String, usize), Error> {
     let mut value = String::new();
     let mut i = start + 1;
     loop {
         let Some(&c) = chars.get(i) else {
-            return Err(ParseError::new(start, format!("{quote} is never closed")));
+            return Err(Error::parse(start, format!("{quote} is never closed")));
         };
         i += 1;
         if c == quote {
@@ -245,7 +256,7 @@ fn quoted(chars: &[char], start: usize, quote: char) -> Result<(String, usize), 
             continue;
         }
         let Some(&escaped) = chars.get(i) else {
-            return Err(ParseError::new(start, format!("{quote} is never closed")));
+            return Err(Error::parse(start, format!("{quote} is never closed")));
         };
         i += 1;
         match escaped {
@@ -259,11 +270,11 @@ fn quoted(chars: &[char], start: usize, quote: char) -> Result<(String, usize), 
                 let code = u32::from_str_radix(&hex, 16)
                     .ok()
                     .and_then(char::from_u32)
-                    .ok_or_else(|| ParseError::new(i - 2, "\\u must be followed by four hex digits"))?;
+                    .ok_or_else(|| Error::parse(i - 2, "\\u must be followed by four hex digits"))?;
                 value.push(code);
                 i += 4;
             }
-            other => return Err(ParseError::new(i - 2, format!("unknown escape '\\{other}'"))),
+            other => return Err(Error::parse(i - 2, format!("unknown escape '\\{other}'"))),
         }
     }
 }

@@ -3,13 +3,13 @@
 use fhir::{DateTime, DateTimeKind, Precision, Time};
 use rust_decimal::Decimal;
 
-use crate::ParseError;
+use crate::Error;
 use crate::ast::{BinaryOp, Expr, Literal, TypeSpecifier};
 use crate::functions::Function;
 use crate::lexer::{Token, TokenKind, tokenize};
 use crate::value::Quantity;
 
-pub(crate) fn parse(text: &str) -> Result<Expr, ParseError> {
+pub(crate) fn parse(text: &str) -> Result<Expr, Error> {
     let tokens = tokenize(text)?;
     let mut parser = Parser { tokens, position: 0 };
     let expr = parser.expression(0)?;
@@ -68,8 +68,22 @@ enum Infix {
 }
 
 const CALENDAR_UNITS: &[&str] = &[
-    "year", "years", "month", "months", "week", "weeks", "day", "days", "hour", "hours", "minute", "minutes",
-    "second", "seconds", "millisecond", "milliseconds",
+    "year",
+    "years",
+    "month",
+    "months",
+    "week",
+    "weeks",
+    "day",
+    "days",
+    "hour",
+    "hours",
+    "minute",
+    "minutes",
+    "second",
+    "seconds",
+    "millisecond",
+    "milliseconds",
 ];
 
 impl Parser {
@@ -93,11 +107,11 @@ impl Parser {
         token
     }
 
-    fn error(&self, message: impl Into<String>) -> ParseError {
-        ParseError::new(self.at(), message)
+    fn error(&self, message: impl Into<String>) -> Error {
+        Error::parse(self.at(), message)
     }
 
-    fn expect(&mut self, symbol: &'static str) -> Result<(), ParseError> {
+    fn expect(&mut self, symbol: &'static str) -> Result<(), Error> {
         if self.peek() == &TokenKind::Symbol(symbol) {
             self.advance();
             Ok(())
@@ -106,10 +120,9 @@ impl Parser {
         }
     }
 
-    fn expression(&mut self, min_power: u8) -> Result<Expr, ParseError> {
+    fn expression(&mut self, min_power: u8) -> Result<Expr, Error> {
         let mut left = self.unary()?;
-        loop {
-            let Some((power, op)) = infix(self.peek()) else { break };
+        while let Some((power, op)) = infix(self.peek()) {
             if power <= min_power {
                 break;
             }
@@ -126,7 +139,7 @@ impl Parser {
         Ok(left)
     }
 
-    fn unary(&mut self) -> Result<Expr, ParseError> {
+    fn unary(&mut self) -> Result<Expr, Error> {
         match self.peek() {
             TokenKind::Symbol("-") => {
                 self.advance();
@@ -143,11 +156,11 @@ impl Parser {
 
     /// The operand of a sign: only invocations and indexers bind tighter than a sign, so
     /// `-1.abs()` is `-(1.abs())` and `-1 + 2` is `(-1) + 2`.
-    fn unary_operand(&mut self) -> Result<Expr, ParseError> {
+    fn unary_operand(&mut self) -> Result<Expr, Error> {
         self.unary()
     }
 
-    fn postfix(&mut self) -> Result<Expr, ParseError> {
+    fn postfix(&mut self) -> Result<Expr, Error> {
         let mut expr = self.term()?;
         loop {
             match self.peek() {
@@ -166,7 +179,7 @@ impl Parser {
         }
     }
 
-    fn term(&mut self) -> Result<Expr, ParseError> {
+    fn term(&mut self) -> Result<Expr, Error> {
         let at = self.at();
         match self.peek().clone() {
             TokenKind::Number(text) => {
@@ -175,7 +188,7 @@ impl Parser {
             }
             TokenKind::Long(text) => {
                 self.advance();
-                let value = text.parse().map_err(|_| ParseError::new(at, format!("{text}L is out of range")))?;
+                let value = text.parse().map_err(|_| Error::parse(at, format!("{text}L is out of range")))?;
                 Ok(Expr::Literal(Literal::Long(value)))
             }
             TokenKind::String(text) => {
@@ -189,7 +202,7 @@ impl Parser {
             TokenKind::Time(text) => {
                 self.advance();
                 let time = Time::parse(&text, true)
-                    .map_err(|e| ParseError::new(at, format!("invalid time literal @T{text}: {e}")))?;
+                    .map_err(|e| Error::parse(at, format!("invalid time literal @T{text}: {e}")))?;
                 Ok(Expr::Literal(Literal::Time(time)))
             }
             TokenKind::Variable(name) => {
@@ -218,13 +231,14 @@ impl Parser {
         }
     }
 
-    fn number_or_quantity(&mut self, text: &str, at: usize) -> Result<Expr, ParseError> {
+    fn number_or_quantity(&mut self, text: &str, at: usize) -> Result<Expr, Error> {
         let unit = match self.peek() {
             TokenKind::String(unit) => Some(unit.clone()),
             TokenKind::Identifier(word) if CALENDAR_UNITS.contains(&word.as_str()) => Some(word.clone()),
             _ => None,
         };
-        let decimal = || Decimal::from_str_exact(text).map_err(|_| ParseError::new(at, format!("{text} is out of range")));
+        let decimal =
+            || Decimal::from_str_exact(text).map_err(|_| Error::parse(at, format!("{text} is out of range")));
         if let Some(unit) = unit {
             self.advance();
             return Ok(Expr::Literal(Literal::Quantity(Quantity::new(decimal()?, unit))));
@@ -234,19 +248,22 @@ impl Parser {
         } else {
             match text.parse::<i64>() {
                 Ok(value) if i32::try_from(value).is_ok() => Ok(Expr::Literal(Literal::Integer(value))),
-                _ => Err(ParseError::new(at, format!("integer {text} is out of range; use {text}L for a Long"))),
+                _ => Err(Error::parse(at, format!("integer {text} is out of range; use {text}L for a Long"))),
             }
         }
     }
 
-    fn identifier_name(&mut self) -> Result<String, ParseError> {
+    fn identifier_name(&mut self) -> Result<String, Error> {
         match self.advance() {
             TokenKind::Identifier(name) | TokenKind::DelimitedIdentifier(name) => Ok(name),
-            other => Err(ParseError::new(self.tokens[self.position.saturating_sub(1)].at, format!("expected a name, found {}", other.describe()))),
+            other => Err(Error::parse(
+                self.tokens[self.position.saturating_sub(1)].at,
+                format!("expected a name, found {}", other.describe()),
+            )),
         }
     }
 
-    fn invocation(&mut self, target: Option<Expr>) -> Result<Expr, ParseError> {
+    fn invocation(&mut self, target: Option<Expr>) -> Result<Expr, Error> {
         let at = self.at();
         let target = target.map(Box::new);
         if let TokenKind::Special(name) = self.peek().clone() {
@@ -264,7 +281,7 @@ impl Parser {
         if !delimited && self.peek() == &TokenKind::Symbol("(") {
             self.advance();
             let function = Function::from_name(&name)
-                .ok_or_else(|| ParseError::new(at, format!("unknown function '{name}'")))?;
+                .ok_or_else(|| Error::parse(at, format!("unknown function '{name}'")))?;
             let mut args = Vec::new();
             if self.peek() != &TokenKind::Symbol(")") {
                 loop {
@@ -280,24 +297,32 @@ impl Parser {
             let (min, max) = function.arity();
             if args.len() < min || args.len() > max {
                 let expected = if min == max { format!("{min}") } else { format!("{min} to {max}") };
-                return Err(ParseError::new(
+                return Err(Error::parse(
                     at,
                     format!("{name}() takes {expected} argument(s), {} given", args.len()),
                 ));
             }
-            if function.takes_type_argument() {
-                if let Some(arg) = args.first() {
-                    type_of_expr(arg).ok_or_else(|| {
-                        ParseError::new(at, format!("the argument of {name}() must be a type name"))
-                    })?;
-                }
+            if function.takes_type_argument()
+                && let Some(arg) = args.first()
+            {
+                type_of_expr(arg).ok_or_else(|| {
+                    Error::parse(at, format!("the argument of {name}() must be a type name"))
+                })?;
             }
             return Ok(Expr::Call { target, function, args });
+        }
+        // A capitalised name at the start of a path is a type name (`Patient.name`) when the
+        // definitions know it; resolved once here rather than at every evaluation.
+        if target.is_none()
+            && name.starts_with(|c: char| c.is_ascii_uppercase())
+            && let Some(ty) = fhir::definitions().type_def(&name)
+        {
+            return Ok(Expr::TypeFilter(ty.name));
         }
         Ok(Expr::Member { target, name })
     }
 
-    fn type_specifier(&mut self) -> Result<TypeSpecifier, ParseError> {
+    fn type_specifier(&mut self) -> Result<TypeSpecifier, Error> {
         let first = self.identifier_name()?;
         if self.peek() == &TokenKind::Symbol(".")
             && matches!(self.peek_at(1), TokenKind::Identifier(_) | TokenKind::DelimitedIdentifier(_))
@@ -313,6 +338,7 @@ impl Parser {
 /// Reads a type name written as an expression (`Patient`, `FHIR.Patient`).
 pub(crate) fn type_of_expr(expr: &Expr) -> Option<TypeSpecifier> {
     match expr {
+        Expr::TypeFilter(name) => Some(TypeSpecifier { namespace: None, name: name.to_string() }),
         Expr::Member { target: None, name } => Some(TypeSpecifier { namespace: None, name: name.clone() }),
         Expr::Member { target: Some(target), name } => match target.as_ref() {
             Expr::Member { target: None, name: namespace } => {
@@ -324,9 +350,9 @@ pub(crate) fn type_of_expr(expr: &Expr) -> Option<TypeSpecifier> {
     }
 }
 
-fn date_time_literal(text: &str, at: usize) -> Result<Expr, ParseError> {
+fn date_time_literal(text: &str, at: usize) -> Result<Expr, Error> {
     let value = DateTime::parse(text, DateTimeKind::Partial)
-        .map_err(|e| ParseError::new(at, format!("invalid date/time literal @{text}: {e}")))?;
+        .map_err(|e| Error::parse(at, format!("invalid date/time literal @{text}: {e}")))?;
     // `@2015` and `@2015-02-04` are Dates; a `T` makes a DateTime, even `@2015T`.
     if text.contains('T') || value.precision > Precision::Day {
         Ok(Expr::Literal(Literal::DateTime(value)))

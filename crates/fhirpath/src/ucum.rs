@@ -4,7 +4,6 @@
 //! convertible here and compare only with themselves.
 
 use rust_decimal::Decimal;
-use rust_decimal::prelude::*;
 
 /// Exponents of the base dimensions: length, mass, time, current, temperature, amount,
 /// luminosity, arbitrary (international) units.
@@ -110,8 +109,29 @@ const PREFIXES: &[(&str, &str)] = &[
 fn is_metric(code: &str) -> bool {
     matches!(
         code,
-        "m" | "g" | "s" | "A" | "K" | "mol" | "cd" | "L" | "l" | "Pa" | "bar" | "m[Hg]" | "m[H2O]" | "N" | "J" | "cal"
-            | "W" | "Hz" | "eq" | "osm" | "U" | "kat" | "[iU]" | "[IU]"
+        "m" | "g"
+            | "s"
+            | "A"
+            | "K"
+            | "mol"
+            | "cd"
+            | "L"
+            | "l"
+            | "Pa"
+            | "bar"
+            | "m[Hg]"
+            | "m[H2O]"
+            | "N"
+            | "J"
+            | "cal"
+            | "W"
+            | "Hz"
+            | "eq"
+            | "osm"
+            | "U"
+            | "kat"
+            | "[iU]"
+            | "[IU]"
     )
 }
 
@@ -120,11 +140,11 @@ fn prefixed_atom(code: &str) -> Option<(Decimal, Dimension)> {
         return Some(found);
     }
     for (prefix, factor) in PREFIXES {
-        if let Some(rest) = code.strip_prefix(prefix) {
-            if is_metric(rest) {
-                let (base, dimension) = atom(rest)?;
-                return Some((Decimal::from_str_exact(factor).ok()? * base, dimension));
-            }
+        if let Some(rest) = code.strip_prefix(prefix)
+            && is_metric(rest)
+        {
+            let (base, dimension) = atom(rest)?;
+            return Some((Decimal::from_str_exact(factor).ok()? * base, dimension));
         }
     }
     None
@@ -222,7 +242,15 @@ impl UnitParser {
                 self.at += 1;
                 continue;
             }
-            if c == '.' || c == '/' || c == '{' || c == '(' || c == ')' || c == '-' || c == '+' || c.is_ascii_digit() {
+            if c == '.'
+                || c == '/'
+                || c == '{'
+                || c == '('
+                || c == ')'
+                || c == '-'
+                || c == '+'
+                || c.is_ascii_digit()
+            {
                 break;
             }
             self.at += 1;

@@ -97,7 +97,8 @@ impl<'a> Node<'a> {
     /// A resource node; its type comes from `resourceType`.
     pub fn resource(json: &'a Json) -> Self {
         let type_name = json
-            .get("resourceType")
+            .as_object()
+            .and_then(|object| crate::eval::lookup(object, "resourceType"))
             .and_then(Json::as_str)
             .and_then(|t| definitions().type_def(t))
             .map_or("", |t| t.name);
@@ -163,16 +164,41 @@ fn calendar_from_text(unit: &str) -> Option<&'static str> {
     CALENDAR.iter().copied().find(|c| *c == singular)
 }
 
-/// Whether `name` is a FHIR primitive type.
+/// Whether `name` is a FHIR primitive type (the R4 list; checked on every value, so spelled
+/// out rather than looked up).
 pub fn is_primitive_type(name: &str) -> bool {
-    definitions()
-        .type_def(name)
-        .is_some_and(|t| t.kind == fhir::definitions::TypeKind::PrimitiveType)
+    matches!(
+        name,
+        "boolean"
+            | "integer"
+            | "string"
+            | "decimal"
+            | "uri"
+            | "url"
+            | "canonical"
+            | "base64Binary"
+            | "instant"
+            | "date"
+            | "dateTime"
+            | "time"
+            | "code"
+            | "oid"
+            | "id"
+            | "markdown"
+            | "unsignedInt"
+            | "positiveInt"
+            | "uuid"
+            | "xhtml"
+            | "integer64"
+    )
 }
 
 /// Whether `name` is FHIR Quantity or one of its specializations.
 pub fn is_quantity_type(name: &str) -> bool {
-    matches!(name, "Quantity" | "Age" | "Duration" | "Distance" | "Count" | "SimpleQuantity" | "MoneyQuantity")
+    matches!(
+        name,
+        "Quantity" | "Age" | "Duration" | "Distance" | "Count" | "SimpleQuantity" | "MoneyQuantity"
+    )
 }
 
 /// Parses decimal text (also with an exponent) into a Decimal.
@@ -262,7 +288,9 @@ impl<'a> Value<'a> {
             Value::Node(node) => node.json.cloned().unwrap_or(Json::Null),
             Value::Boolean(b) => Json::Bool(*b),
             Value::Integer(i) | Value::Long(i) => Json::from(*i),
-            Value::Decimal(d) => d.to_string().parse::<serde_json::Number>().map(Json::Number).unwrap_or(Json::Null),
+            Value::Decimal(d) => {
+                d.to_string().parse::<serde_json::Number>().map(Json::Number).unwrap_or(Json::Null)
+            }
             Value::String(s) => Json::String(s.to_string()),
             Value::Date(d) | Value::DateTime(d) => Json::String(d.to_string()),
             Value::Time(t) => Json::String(t.to_string()),
@@ -286,6 +314,10 @@ impl<'a> Value<'a> {
 /// Compares two date/times FHIRPath's way: component by component; `None` when one stops
 /// before the other and they agree so far (the answer is unknown).
 pub fn compare_date_times(a: &DateTime, b: &DateTime) -> Option<Ordering> {
+    // A time with a zone and one without cannot be ordered: the zone of the second is unknown.
+    if a.has_time() && b.has_time() && a.offset_minutes.is_some() != b.offset_minutes.is_some() {
+        return None;
+    }
     let (a, b) = if a.offset_minutes.is_some() || b.offset_minutes.is_some() {
         (to_utc(a), to_utc(b))
     } else {

@@ -219,8 +219,11 @@ async fn fhir_endpoint(
             if source.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
                 return too_large(limit);
             }
-            return Refusal::new(StatusCode::BAD_REQUEST, format!("the request body could not be read: {source}"))
-                .into_response();
+            return Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("the request body could not be read: {source}"),
+            )
+            .into_response();
         }
     };
     if (matches!(method, Method::Post | Method::Put | Method::Patch) || !body.is_empty())

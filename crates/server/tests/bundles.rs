@@ -209,7 +209,8 @@ async fn transaction_orders_deletes_creates_updates_then_reads() {
         "transaction",
         vec![entry(None, "DELETE", "Patient/old2", None), entry(None, "GET", "Patient/old2", None)],
     );
-    expect_outcome(server.post("", &contradictory).await, 410, "deleted", "deleted by this transaction").await;
+    expect_outcome(server.post("", &contradictory).await, 410, "deleted", "deleted by this transaction")
+        .await;
     assert_eq!(server.version_count(), before);
 }
 
@@ -296,7 +297,10 @@ async fn transaction_checks_reads_and_full_urls_before_writing() {
     expect_outcome(server.post("", &missing).await, 404, "not-found", "Bundle.entry[1]").await;
     let unsupported = bundle(
         "transaction",
-        vec![entry(None, "POST", "Patient", Some(json!({"resourceType": "Patient"}))), entry(None, "GET", "Patient?name=x", None)],
+        vec![
+            entry(None, "POST", "Patient", Some(json!({"resourceType": "Patient"}))),
+            entry(None, "GET", "Patient?name=x", None),
+        ],
     );
     expect_outcome(server.post("", &unsupported).await, 400, "not-supported", "search").await;
     let duplicate_urls = bundle(
@@ -327,7 +331,12 @@ async fn transaction_rewrites_uris_and_leaves_carried_documents_alone() {
     let transaction = bundle(
         "transaction",
         vec![
-            entry(Some(binary), "POST", "Binary", Some(json!({"resourceType": "Binary", "contentType": "text/plain", "data": "aGk="}))),
+            entry(
+                Some(binary),
+                "POST",
+                "Binary",
+                Some(json!({"resourceType": "Binary", "contentType": "text/plain", "data": "aGk="})),
+            ),
             entry(
                 None,
                 "POST",
@@ -366,5 +375,10 @@ async fn batch_entries_may_not_refer_to_each_other() {
     let result = json(server.post("", &batch).await).await;
     assert_eq!(result["entry"][0]["response"]["status"], "201 Created");
     assert_eq!(result["entry"][1]["response"]["status"], "400 Bad Request");
-    assert!(result["entry"][1]["response"]["outcome"]["issue"][0]["diagnostics"].as_str().unwrap().contains("transaction"));
+    assert!(
+        result["entry"][1]["response"]["outcome"]["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap()
+            .contains("transaction")
+    );
 }

@@ -262,7 +262,9 @@ async fn a_malformed_host_header_is_refused() {
     let address = server.base.trim_start_matches("http://").trim_end_matches("/fhir").to_string();
     let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
     stream
-        .write_all(b"GET /fhir/metadata HTTP/1.1\r\nHost: evil.example\"/><script>\r\nConnection: close\r\n\r\n")
+        .write_all(
+            b"GET /fhir/metadata HTTP/1.1\r\nHost: evil.example\"/><script>\r\nConnection: close\r\n\r\n",
+        )
         .await
         .unwrap();
     let mut response = Vec::new();

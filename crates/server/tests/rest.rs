@@ -346,8 +346,12 @@ async fn if_match_forms_and_deleted_resources() {
     let back = server.put("Patient/p1", &body).await;
     assert_eq!(back.status(), 201);
     let history = json(server.get("Patient/p1/_history").await).await;
-    let statuses: Vec<&str> =
-        history["entry"].as_array().unwrap().iter().map(|e| e["response"]["status"].as_str().unwrap()).collect();
+    let statuses: Vec<&str> = history["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
     assert_eq!(statuses, vec!["201 Created", "204 No Content", "200 OK", "200 OK", "201 Created"]);
 }
 
@@ -372,6 +376,11 @@ async fn history_edge_cases() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn format_parameter_with_a_literal_plus() {
     let server = start("format-plus").await;
-    let response = server.client.get(format!("{}/metadata?_format=application/fhir+json", server.base)).send().await.unwrap();
+    let response = server
+        .client
+        .get(format!("{}/metadata?_format=application/fhir+json", server.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
 }

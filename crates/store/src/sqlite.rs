@@ -17,8 +17,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use crate::{
-    Error, HistoryPage, HistoryQuery, HistoryScope, PendingWrite, Precondition, PreparedResource, Result, Store,
-    VersionRecord, WriteMethod, WriteOp, WriteOutcome, WriteUnit, Written,
+    Error, HistoryPage, HistoryQuery, HistoryScope, PendingWrite, Precondition, PreparedResource, Result,
+    Store, VersionRecord, WriteMethod, WriteOp, WriteOutcome, WriteUnit, Written,
 };
 
 const DATABASE_FILE: &str = "chartroom.db";
@@ -215,9 +215,12 @@ impl SqliteStore {
 
 /// The writer's counters as the database has them: next seq, next rkey, latest lastUpdated.
 fn load_counters(connection: &Connection) -> Result<(i64, i64, i64)> {
-    let next_seq = connection.query_row("SELECT coalesce(max(seq), 0) + 1 FROM versions", [], |r| r.get(0))?;
-    let next_rkey = connection.query_row("SELECT coalesce(max(rkey), 0) + 1 FROM resources", [], |r| r.get(0))?;
-    let last_updated = connection.query_row("SELECT coalesce(max(last_updated), 0) FROM versions", [], |r| r.get(0))?;
+    let next_seq =
+        connection.query_row("SELECT coalesce(max(seq), 0) + 1 FROM versions", [], |r| r.get(0))?;
+    let next_rkey =
+        connection.query_row("SELECT coalesce(max(rkey), 0) + 1 FROM resources", [], |r| r.get(0))?;
+    let last_updated =
+        connection.query_row("SELECT coalesce(max(last_updated), 0) FROM versions", [], |r| r.get(0))?;
     Ok((next_seq, next_rkey, last_updated))
 }
 
@@ -525,7 +528,12 @@ impl Writer {
                 }
                 WriteOp::Update { resource, if_match } => {
                     let current = self.current(resource.resource_type(), resource.id())?;
-                    check_if_match(resource.resource_type(), resource.id(), if_match.as_ref(), current.as_ref())?;
+                    check_if_match(
+                        resource.resource_type(),
+                        resource.id(),
+                        if_match.as_ref(),
+                        current.as_ref(),
+                    )?;
                     let method = if current.as_ref().is_some_and(|c| !c.deleted) {
                         WriteMethod::Update
                     } else {

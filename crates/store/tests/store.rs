@@ -70,7 +70,9 @@ fn delete_writes_a_tombstone_and_keeps_history() {
             }))
             .wait_blocking()
     };
-    assert!(matches!(delete(Some(version(7))), Err(Error::VersionConflict { expected, .. }) if expected == "7"));
+    assert!(
+        matches!(delete(Some(version(7))), Err(Error::VersionConflict { expected, .. }) if expected == "7")
+    );
     let deleted = delete(Some(version(1))).unwrap();
     assert!(matches!(deleted[0].outcome, WriteOutcome::Deleted { version: 2, .. }));
     let current = store.read("Patient", "p1").unwrap().unwrap();
@@ -311,7 +313,8 @@ fn a_lost_transaction_fails_its_whole_group_and_the_writer_recovers() {
     store.submit(update(patient("after", "After"), None)).wait_blocking().unwrap();
     store.submit(update(patient("p0", "Changed"), None)).wait_blocking().unwrap();
     assert_eq!(store.read("Patient", "p0").unwrap().unwrap().version, 2);
-    let all = store.history(&HistoryScope::System, &HistoryQuery { count: 100, ..Default::default() }).unwrap();
+    let all =
+        store.history(&HistoryScope::System, &HistoryQuery { count: 100, ..Default::default() }).unwrap();
     let mut seqs: Vec<i64> = all.versions.iter().map(|v| v.seq).collect();
     let count = seqs.len();
     seqs.dedup();

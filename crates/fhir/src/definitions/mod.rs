@@ -9,6 +9,8 @@ pub mod derive;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
+use rustc_hash::FxHashMap;
+
 static TABLE: &str = include_str!("../../data/r4-definitions.tsv");
 
 static DEFINITIONS: LazyLock<Definitions> = LazyLock::new(|| Definitions::parse(TABLE));
@@ -96,12 +98,25 @@ pub struct ResolvedChild<'d> {
     pub type_code: Option<&'d str>,
 }
 
+/// Where a child's element definition is: (type index, element index).
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    type_index: u32,
+    element_index: u32,
+    /// For a concrete choice key (`valueQuantity`), the chosen type's position in the
+    /// element's types.
+    chosen: Option<u32>,
+}
+
 /// All definitions, indexed.
 #[derive(Debug)]
 pub struct Definitions {
     types: Vec<TypeDef>,
-    type_index: HashMap<&'static str, usize>,
-    element_index: HashMap<&'static str, (usize, usize)>,
+    type_index: FxHashMap<&'static str, usize>,
+    element_index: FxHashMap<&'static str, (usize, usize)>,
+    /// root (a type name or backbone element path) -> JSON property name -> element. Choice
+    /// elements appear under each concrete name (`valueQuantity`) and their stem (`value`).
+    children: FxHashMap<&'static str, FxHashMap<String, Slot>>,
     /// compartment -> resource type -> search parameters linking a resource to the compartment
     compartments: HashMap<&'static str, HashMap<&'static str, Vec<&'static str>>>,
 }
@@ -180,15 +195,31 @@ impl Definitions {
                 _ => {}
             }
         }
-        let mut type_index = HashMap::new();
-        let mut element_index = HashMap::new();
+        let mut type_index = FxHashMap::default();
+        let mut element_index = FxHashMap::default();
+        let mut children: FxHashMap<&'static str, FxHashMap<String, Slot>> = FxHashMap::default();
         for (t, ty) in types.iter().enumerate() {
             type_index.insert(ty.name, t);
             for (e, element) in ty.elements.iter().enumerate() {
                 element_index.insert(element.path, (t, e));
+                let Some((parent, name)) = element.path.rsplit_once('.') else { continue };
+                let table = children.entry(parent).or_default();
+                let slot = Slot { type_index: t as u32, element_index: e as u32, chosen: None };
+                match name.strip_suffix("[x]") {
+                    Some(stem) => {
+                        table.insert(stem.to_string(), slot);
+                        for (i, choice) in element.types.iter().enumerate() {
+                            let key = format!("{stem}{}", capitalized(choice.code));
+                            table.insert(key, Slot { chosen: Some(i as u32), ..slot });
+                        }
+                    }
+                    None => {
+                        table.insert(name.to_string(), slot);
+                    }
+                }
             }
         }
-        Definitions { types, type_index, element_index, compartments }
+        Definitions { types, type_index, element_index, children, compartments }
     }
 
     /// A type by name (`Patient`, `HumanName`, `string`).
@@ -245,43 +276,35 @@ impl Definitions {
     /// (a type name like `HumanName` or a backbone path like `Patient.contact`). Handles choice
     /// elements: `valueQuantity` resolves to `Observation.value[x]` with type `Quantity`.
     pub fn child(&self, parent_root: &str, name: &str) -> Option<ResolvedChild<'_>> {
+        let (element, slot) = self.slot(parent_root, name)?;
+        if element.path.ends_with("[x]") {
+            // The stem (`value`) is not a JSON property name.
+            let chosen = slot.chosen?;
+            return Some(ResolvedChild { element, type_code: Some(element.types[chosen as usize].code) });
+        }
+        let type_code = if element.types.len() == 1 { Some(element.types[0].code) } else { None };
+        Some(ResolvedChild { element, type_code })
+    }
+
+    /// The choice element `name[x]` under `parent_root`, by its FHIRPath name (`value`).
+    pub fn choice(&self, parent_root: &str, name: &str) -> Option<&ElementDef> {
+        let (element, slot) = self.slot(parent_root, name)?;
+        (slot.chosen.is_none() && element.path.ends_with("[x]")).then_some(element)
+    }
+
+    fn slot(&self, parent_root: &str, name: &str) -> Option<(&ElementDef, Slot)> {
         let mut root = Some(parent_root);
         while let Some(current_root) = root {
-            if let Some(found) = self.child_of_root(current_root, name) {
-                return Some(found);
+            if let Some(slot) = self.children.get(current_root).and_then(|table| table.get(name)) {
+                let element = &self.types[slot.type_index as usize].elements[slot.element_index as usize];
+                return Some((element, *slot));
             }
-            // Inherited elements (`id`, `meta`, `extension`) are declared on the base type in
-            // the snapshot of resources, but a type name root can still inherit from its base
-            // (e.g. `Duration` from `Quantity`).
+            // A type name root inherits from its base (e.g. `Duration` from `Quantity`).
             root = if current_root.contains('.') {
                 None
             } else {
                 self.type_def(current_root).and_then(|t| t.base)
             };
-        }
-        None
-    }
-
-    fn child_of_root(&self, root: &str, name: &str) -> Option<ResolvedChild<'_>> {
-        let mut path = String::with_capacity(root.len() + name.len() + 4);
-        path.push_str(root);
-        path.push('.');
-        path.push_str(name);
-        if let Some(element) = self.element(&path) {
-            let type_code = if element.types.len() == 1 { Some(element.types[0].code) } else { None };
-            return Some(ResolvedChild { element, type_code });
-        }
-        // Choice element: the property name is the element name plus a capitalised type name.
-        let split = name.char_indices().skip(1).filter(|(_, c)| c.is_ascii_uppercase());
-        for (at, _) in split {
-            let (stem, suffix) = name.split_at(at);
-            path.truncate(root.len() + 1);
-            path.push_str(stem);
-            path.push_str("[x]");
-            if let Some(element) = self.element(&path) {
-                let chosen = element.types.iter().find(|t| type_matches_suffix(t.code, suffix))?;
-                return Some(ResolvedChild { element, type_code: Some(chosen.code) });
-            }
         }
         None
     }
@@ -292,12 +315,11 @@ impl Definitions {
     }
 }
 
-fn type_matches_suffix(code: &str, suffix: &str) -> bool {
-    let mut code_chars = code.chars();
-    let mut suffix_chars = suffix.chars();
-    match (code_chars.next(), suffix_chars.next()) {
-        (Some(a), Some(b)) if a.to_ascii_uppercase() == b => code_chars.eq(suffix_chars),
-        _ => false,
+fn capitalized(code: &str) -> String {
+    let mut chars = code.chars();
+    match chars.next() {
+        Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+        None => String::new(),
     }
 }
 
@@ -357,6 +379,9 @@ mod tests {
         let deceased = defs.child("Patient", "deceasedDateTime").unwrap();
         assert_eq!(deceased.type_code, Some("dateTime"));
         assert!(defs.child("Observation", "valueFoo").is_none());
+        assert!(defs.child("Observation", "value").is_none(), "the stem is not a JSON property");
+        assert_eq!(defs.choice("Observation", "value").unwrap().path, "Observation.value[x]");
+        assert!(defs.choice("Observation", "status").is_none());
         assert!(defs.child("Patient", "meta").is_some());
         let given = defs.child("HumanName", "given").unwrap();
         assert_eq!(given.element.max, None);
