@@ -750,13 +750,34 @@ pub(crate) fn items_equal(a: &Value<'_>, b: &Value<'_>) -> Result<Option<bool>> 
         }
         (Value::Time(x), Value::Time(y)) => compare_times(x, y).map(|o| o == Ordering::Equal),
         (Value::Quantity(x), Value::Quantity(y)) => x.common(y).map(|(a, b)| a == b),
-        (Value::Node(x), Value::Node(y)) => Some(x.json == y.json),
+        (Value::Node(x), Value::Node(y)) => Some(match (x.json, y.json) {
+            (Some(a), Some(b)) => json_equal(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        }),
         (Value::Type(x), Value::Type(y)) => Some(x == y),
         (x, y) => match (number(x), number(y)) {
             (Some(x), Some(y)) => Some(x == y),
             _ => Some(false),
         },
     })
+}
+
+/// Structural equality of FHIR elements: every child equal, numbers by value (`1.0` = `1.00`),
+/// property order irrelevant.
+fn json_equal(a: &Json, b: &Json) -> bool {
+    match (a, b) {
+        (Json::Number(x), Json::Number(y)) => {
+            match (crate::value::decimal_from_text(&x.to_string()), crate::value::decimal_from_text(&y.to_string())) {
+                (Some(p), Some(q)) => p == q,
+                _ => x == y,
+            }
+        }
+        (Json::Array(x), Json::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q)),
+        (Json::Object(x), Json::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(key, p)| y.get(key).is_some_and(|q| json_equal(p, q)))
+        }
+        (x, y) => x == y,
+    }
 }
 
 fn number(value: &Value<'_>) -> Option<Decimal> {
@@ -815,7 +836,10 @@ pub(crate) fn items_equivalent(a: &Value<'_>, b: &Value<'_>) -> bool {
         (Value::Quantity(x), Value::Quantity(y)) => {
             x.common(y).is_some_and(|(p, q)| decimals_equivalent(p, q))
         }
-        (Value::Node(x), Value::Node(y)) => x.json == y.json,
+        (Value::Node(x), Value::Node(y)) => match (x.json, y.json) {
+            (Some(a), Some(b)) => json_equal(a, b),
+            (a, b) => a.is_none() && b.is_none(),
+        },
         (x, y) => match (number(x), number(y)) {
             (Some(p), Some(q)) => decimals_equivalent(p, q),
             _ => items_equal(x, y).ok().flatten() == Some(true),

@@ -195,6 +195,19 @@ mod tests {
     }
 
     #[test]
+    fn complex_equality_compares_numbers_by_value() {
+        let observation = fhir::parse_json(
+            br#"{"resourceType": "Observation", "component": [
+                {"code": {"text": "a"}, "valueQuantity": {"value": 1.0, "unit": "g"}},
+                {"valueQuantity": {"unit": "g", "value": 1.00}, "code": {"text": "a"}},
+                {"code": {"text": "a"}, "valueQuantity": {"value": 1.01, "unit": "g"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(eval("component.distinct().count()", &observation), vec!["2"]);
+        assert_eq!(eval("component[0] = component[1]", &observation), vec!["true"]);
+    }
+
+    #[test]
     fn parse_errors_have_positions() {
         match Expression::parse("name.where(") {
             Err(Error::Parse { position, .. }) => assert_eq!(position, 11),
