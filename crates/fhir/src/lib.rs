@@ -5,10 +5,12 @@ pub mod datetime;
 pub mod definitions;
 pub mod outcome;
 pub mod resource;
+pub mod search_parameters;
 
 pub use datetime::{DateTime, DateTimeKind, Precision, Time};
 pub use definitions::{Definitions, definitions};
 pub use outcome::{Issue, IssueType, OperationOutcome, Severity};
+pub use search_parameters::{SearchParamType, search_parameters};
 pub use resource::{ReferenceSite, ReferenceTarget, Resource, is_valid_id, parse_json, parse_reference};
 
 /// The FHIR version this crate implements.

@@ -19,3 +19,15 @@ fn committed_table_matches_the_specification() {
         "crates/fhir/data/r4-definitions.tsv is stale: run `cargo run -p chartroom-fhir --bin r4gen`"
     );
 }
+
+#[test]
+fn committed_search_parameter_table_matches_the_specification() {
+    let Some(dir) = testkit::shared_dir("fhir-r4/definitions") else { return };
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("search-parameters.json")).expect("read")).expect("parse");
+    let derived = chartroom_fhir::definitions::derive::derive_search_table(&bundle);
+    assert!(
+        derived == include_str!("../data/r4-search-parameters.tsv"),
+        "crates/fhir/data/r4-search-parameters.tsv is stale: run `cargo run -p chartroom-fhir --bin r4gen`"
+    );
+}

@@ -18,16 +18,23 @@ fn main() -> ExitCode {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("../shared/fhir-r4/definitions"));
-    let result = load(&dir, "profiles-types.json").and_then(|types| {
-        let resources = load(&dir, "profiles-resources.json")?;
-        let table = chartroom_fhir::definitions::derive::derive_table(&types, &resources);
-        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/r4-definitions.tsv");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let write = |name: &str, table: String| -> Result<PathBuf, String> {
+        let out = data.join(name);
         std::fs::write(&out, table).map_err(|e| format!("{}: {e}", out.display()))?;
         Ok(out)
+    };
+    let result = load(&dir, "profiles-types.json").and_then(|types| {
+        let resources = load(&dir, "profiles-resources.json")?;
+        let search = load(&dir, "search-parameters.json")?;
+        let derive = chartroom_fhir::definitions::derive::derive_table(&types, &resources);
+        let definitions = write("r4-definitions.tsv", derive)?;
+        let parameters = write("r4-search-parameters.tsv", chartroom_fhir::definitions::derive::derive_search_table(&search))?;
+        Ok(format!("{}\nwrote {}", definitions.display(), parameters.display()))
     });
     match result {
         Ok(out) => {
-            println!("wrote {}", out.display());
+            println!("wrote {out}");
             ExitCode::SUCCESS
         }
         Err(message) => {

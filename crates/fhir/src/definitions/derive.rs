@@ -12,7 +12,7 @@ pub fn derive_table(profiles_types: &Value, profiles_resources: &Value) -> Strin
     out.push_str(
         "# Compact FHIR R4 (4.0.1) definitions, derived from the HL7 definition bundles (CC0).\n\
          # Regenerate with `cargo run -p chartroom-fhir --bin r4gen`; see PROVENANCE.md.\n\
-         # T name kind base abstract url | E path min max types binding valueSet |\n\
+         # T name kind base abstract url | E path min max types binding valueSet summary |\n\
          # C path key severity human expression | K compartment resourceType params\n",
     );
     for bundle in [profiles_types, profiles_resources] {
@@ -77,12 +77,14 @@ fn write_structure(out: &mut String, sd: &Value) {
             }
             _ => ("-".to_string(), "-".to_string()),
         };
+        let summary = element["isSummary"].as_bool().unwrap_or(false);
         let _ = writeln!(
             out,
-            "E\t{path}\t{min}\t{}\t{}\t{strength}\t{}",
+            "E\t{path}\t{min}\t{}\t{}\t{strength}\t{}\t{}",
             if max.is_empty() { "*" } else { max },
             if types.is_empty() { "-" } else { &types },
-            if value_set.is_empty() { "-" } else { &value_set }
+            if value_set.is_empty() { "-" } else { &value_set },
+            u8::from(summary)
         );
         for constraint in element["constraint"].as_array().into_iter().flatten() {
             // Inherited constraints (ele-1 on every element, dom-* on every resource) are
@@ -139,4 +141,49 @@ fn write_compartment(out: &mut String, definition: &Value) {
         }
         let _ = writeln!(out, "K\t{compartment}\t{}\t{}", text(&member["code"]), params.join(","));
     }
+}
+
+/// Builds the search parameter table from `search-parameters.json` (a Bundle).
+///
+/// `S id code type bases targets expression` for each parameter, then `K id component
+/// expression` for each component of a composite.
+pub fn derive_search_table(search_parameters: &Value) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "# FHIR R4 (4.0.1) SearchParameters, derived from search-parameters.json (CC0).\n\
+         # Regenerate with `cargo run -p chartroom-fhir --bin r4gen`; see PROVENANCE.md.\n\
+         # S id code type bases targets expression | K composite component-id expression\n",
+    );
+    for parameter in entries(search_parameters) {
+        if parameter["resourceType"] != "SearchParameter" {
+            continue;
+        }
+        let list = |field: &str| -> String {
+            let items: Vec<&str> =
+                parameter[field].as_array().into_iter().flatten().filter_map(|v| v.as_str()).collect();
+            if items.is_empty() { "-".to_string() } else { items.join(",") }
+        };
+        let expression = clean(text(&parameter["expression"]));
+        let _ = writeln!(
+            out,
+            "S\t{}\t{}\t{}\t{}\t{}\t{}",
+            text(&parameter["id"]),
+            text(&parameter["code"]),
+            text(&parameter["type"]),
+            list("base"),
+            list("target"),
+            if expression.is_empty() { "-" } else { &expression }
+        );
+        for component in parameter["component"].as_array().into_iter().flatten() {
+            let definition = text(&component["definition"]);
+            let _ = writeln!(
+                out,
+                "K\t{}\t{}\t{}",
+                text(&parameter["id"]),
+                definition.rsplit('/').next().unwrap_or(definition),
+                clean(text(&component["expression"]))
+            );
+        }
+    }
+    out
 }

@@ -54,6 +54,8 @@ pub struct ElementDef {
     pub content_reference: Option<&'static str>,
     pub binding: Option<Binding>,
     pub constraints: Vec<Constraint>,
+    /// Part of the summary view (`_summary=true`).
+    pub is_summary: bool,
 }
 
 /// One allowed type of an element, with reference targets for `Reference`/`canonical`.
@@ -149,6 +151,7 @@ impl Definitions {
                     let type_field = fields.next().unwrap_or("-");
                     let strength = fields.next().unwrap_or("-");
                     let value_set = fields.next().unwrap_or("-");
+                    let is_summary = fields.next() == Some("1");
                     let (types_list, content_reference) = if let Some(r) = type_field.strip_prefix('#') {
                         (Vec::new(), Some(r))
                     } else if type_field == "-" {
@@ -171,6 +174,7 @@ impl Definitions {
                         content_reference,
                         binding,
                         constraints: Vec::new(),
+                        is_summary,
                     });
                 }
                 Some("C") => {
