@@ -171,7 +171,7 @@ pub fn import(
     let chunk_receiver = Mutex::new(chunk_receiver);
 
     std::thread::scope(|scope| {
-        let (submitted_sender, submitted_receiver) = sync_channel::<Submitted>(workers * 4);
+        let (submitted_sender, submitted_receiver) = sync_channel::<Submitted>(workers * 16);
         for _ in 0..workers {
             let submitted_sender = submitted_sender.clone();
             let (chunk_receiver, tally) = (&chunk_receiver, &tally);

@@ -31,9 +31,10 @@ enum BenchKind {
         /// Runs; the median is reported.
         #[arg(long, default_value_t = 3)]
         runs: usize,
-        /// Use synchronous=NORMAL instead of FULL.
+        /// Sync every commit (synchronous=FULL), as `serve` does, instead of once at the end
+        /// as `import` does.
         #[arg(long)]
-        sync_normal: bool,
+        sync_full: bool,
         /// Working directory (default: a temporary one, removed afterwards).
         #[arg(long)]
         work: Option<PathBuf>,
@@ -60,6 +61,12 @@ enum BenchKind {
         #[arg(long)]
         hold: bool,
     },
+    /// Per-resource cost of each step of a write before the store: parse, check, serialize,
+    /// extract the search index (single thread, generated resources).
+    Prepare {
+        #[arg(long, default_value_t = 50_000)]
+        resources: usize,
+    },
     /// FHIRPath evaluations per second: every R4 SearchParameter expression on every
     /// specification example of its resource types (the workload bench/fhirpath-js runs too).
     Fhirpath {
@@ -78,12 +85,11 @@ enum BenchKind {
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     match args.kind {
-        BenchKind::Import { resources, runs, sync_normal, work } => {
-            bench_import(resources, runs.max(1), sync_normal, work)
-        }
+        BenchKind::Import { resources, runs, sync_full, work } => bench_import(resources, runs.max(1), !sync_full, work),
         BenchKind::Read { patients, requests, connections, seconds, target, hold } => {
             bench_read(patients, requests, connections.max(1), seconds, target, hold)
         }
+        BenchKind::Prepare { resources } => bench_prepare(resources),
         BenchKind::Fhirpath { fhir_dir, seconds, exclude_pairs } => {
             bench_fhirpath(&fhir_dir, seconds, exclude_pairs.as_deref())
         }
@@ -150,7 +156,7 @@ fn bench_import(resources: usize, runs: usize, sync_normal: bool, work: Option<P
     let counts = fixture::write_ndjson(&input, resources, 42)?;
     println!("machine: {}", machine());
     println!(
-        "input: {} resources ({} patients) in {:.1} MiB of NDJSON; synchronous={}",
+        "input: {} resources ({} patients) in {:.1} MiB of NDJSON; synchronous={} (timed until the store is closed and synced)",
         counts.total,
         counts.patients,
         dir_size(&input) as f64 / 1048576.0,
@@ -160,11 +166,13 @@ fn bench_import(resources: usize, runs: usize, sync_normal: bool, work: Option<P
     for run in 1..=runs {
         let data = work.path.join(format!("data-{run}"));
         let _ = std::fs::remove_dir_all(&data);
+        let started = Instant::now();
         let store = open_store(&data, sync_normal)?;
         let api = Api::new(store.clone(), ApiConfig::default());
-        let report = api::import::import(&api, &input, &api::import::ImportOptions::default(), &|_| {})
+        let mut report = api::import::import(&api, &input, &api::import::ImportOptions::default(), &|_| {})
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         store.close();
+        report.elapsed = started.elapsed();
         if !report.rejections.is_empty() {
             bail!("{} resources were rejected, first: {}", report.rejections.len(), report.rejections[0]);
         }
@@ -425,5 +433,27 @@ fn bench_fhirpath(fhir_dir: &Path, seconds: u64, exclude: Option<&Path>) -> Resu
     let elapsed = started.elapsed().as_secs_f64();
     let per_second = (passes as f64 * pairs.len() as f64) / elapsed;
     println!("chartroom fhirpath: {passes} passes in {elapsed:.2} s = {per_second:.0} evaluations/s");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_prepare(resources: usize) -> Result<ExitCode> {
+    println!("machine: {}", machine());
+    let work = WorkDir::new(None, "prepare")?;
+    fixture::write_ndjson(&work.path, resources, 42)?;
+    let mut lines = Vec::new();
+    for file in ["Patient.ndjson", "Encounter.ndjson", "Observation.ndjson", "Condition.ndjson"] {
+        lines.extend(std::fs::read_to_string(work.path.join(file))?.lines().map(str::to_string));
+    }
+    let time = |label: &str, f: &mut dyn FnMut() -> usize| {
+        let started = Instant::now();
+        let count = f();
+        let per = started.elapsed().as_secs_f64() * 1e6 / lines.len() as f64;
+        println!("{label:<28} {per:>7.1} us/resource ({count})");
+    };
+    let parsed: Vec<fhir::Resource> = lines.iter().map(|l| fhir::Resource::from_slice(l.as_bytes())).collect::<std::result::Result<_, _>>().map_err(|e| anyhow::anyhow!("{e}"))?;
+    time("parse (strict JSON)", &mut || lines.iter().filter(|l| fhir::Resource::from_slice(l.as_bytes()).is_ok()).count());
+    time("check reference formats", &mut || parsed.iter().filter(|r| r.check_reference_formats().is_ok()).count());
+    time("extract search index", &mut || parsed.iter().map(|r| store::index::extract(r).len()).sum());
+    time("prepare (serialize+extract)", &mut || parsed.iter().filter(|r| store::PreparedResource::new(r).is_ok()).count());
     Ok(ExitCode::SUCCESS)
 }

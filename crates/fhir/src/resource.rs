@@ -14,7 +14,8 @@ use crate::definitions::{Definitions, definitions};
 /// `id`, when present, is a valid FHIR id. Numbers keep their exact written form.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Resource {
-    json: Map<String, Value>,
+    /// Always a `Value::Object`; kept as a `Value` so it can be handed to code that takes JSON.
+    json: Value,
 }
 
 /// Whether `id` matches the FHIR id rule `[A-Za-z0-9\-\.]{1,64}`.
@@ -83,32 +84,32 @@ impl Resource {
         {
             return Err(Error::WrongType { element: format!("{resource_type}.meta"), expected: "an object" });
         }
-        Ok(Resource { json })
+        Ok(Resource { json: Value::Object(json) })
     }
 
     /// The resource type (`Patient`).
     pub fn resource_type(&self) -> &str {
-        self.json.get("resourceType").and_then(Value::as_str).unwrap_or_default()
+        self.as_object().get("resourceType").and_then(Value::as_str).unwrap_or_default()
     }
 
     /// The logical id, if present.
     pub fn id(&self) -> Option<&str> {
-        self.json.get("id").and_then(Value::as_str)
+        self.as_object().get("id").and_then(Value::as_str)
     }
 
     /// Sets the logical id. Callers pass ids they generated or checked with [`is_valid_id`].
     pub fn set_id(&mut self, id: &str) {
-        self.json.insert("id".into(), Value::from(id));
+        self.as_object_mut().insert("id".into(), Value::from(id));
     }
 
     /// Removes the logical id (a create ignores any id the client sent).
     pub fn clear_id(&mut self) {
-        self.json.shift_remove("id");
+        self.as_object_mut().shift_remove("id");
     }
 
     /// `meta`, if present.
     pub fn meta(&self) -> Option<&Map<String, Value>> {
-        self.json.get("meta").and_then(Value::as_object)
+        self.as_object().get("meta").and_then(Value::as_object)
     }
 
     /// `meta.versionId`, if present.
@@ -118,17 +119,28 @@ impl Resource {
 
     /// The JSON object.
     pub fn as_object(&self) -> &Map<String, Value> {
-        &self.json
+        match &self.json {
+            Value::Object(object) => object,
+            _ => unreachable!("a Resource always holds an object"),
+        }
     }
 
     /// The JSON object, for changes that keep the resource's type and id valid.
     pub fn as_object_mut(&mut self) -> &mut Map<String, Value> {
-        &mut self.json
+        match &mut self.json {
+            Value::Object(object) => object,
+            _ => unreachable!("a Resource always holds an object"),
+        }
+    }
+
+    /// The resource as a JSON value.
+    pub fn as_json(&self) -> &Value {
+        &self.json
     }
 
     /// The resource as a JSON value.
     pub fn into_value(self) -> Value {
-        Value::Object(self.json)
+        self.json
     }
 
     /// Every `Reference.reference` in the resource (contained resources and extensions
@@ -136,7 +148,9 @@ impl Resource {
     pub fn references(&self) -> Vec<ReferenceSite<'_>> {
         let mut sites = Vec::new();
         let resource_type = self.resource_type();
-        collect_references(definitions(), resource_type, resource_type, &self.json, &mut sites);
+        walk_references(definitions(), resource_type, Some(resource_type), self.as_object(), &mut |path, reference| {
+            sites.push(ReferenceSite { path: path.unwrap_or_default(), reference })
+        });
         sites
     }
 
@@ -144,6 +158,14 @@ impl Resource {
     /// type and a valid id (`Patient/123`, `Patient/123/_history/2`); absolute URLs, `urn:`
     /// references and `#fragment`s are accepted as they are.
     pub fn check_reference_formats(&self) -> Result<(), Error> {
+        // Walk without building paths; only a failure needs to say where.
+        let mut valid = true;
+        walk_references(definitions(), self.resource_type(), None, self.as_object(), &mut |_, reference| {
+            valid &= check_reference_format(reference).is_ok();
+        });
+        if valid {
+            return Ok(());
+        }
         for site in self.references() {
             check_reference_format(site.reference).map_err(|reason| Error::InvalidReference {
                 path: site.path.clone(),
@@ -159,14 +181,14 @@ impl Resource {
     /// carried in a Bundle or Parameters are left alone).
     pub fn rewrite_references(&mut self, rewrite: &mut dyn FnMut(&str) -> Option<String>) {
         let resource_type = self.resource_type().to_string();
-        rewrite_references(definitions(), &resource_type, &mut self.json, rewrite);
+        rewrite_references(definitions(), &resource_type, self.as_object_mut(), rewrite);
     }
 
     /// Calls `rewrite` on the XHTML of every narrative (`text.div`, also in contained
     /// resources) and replaces it when `rewrite` returns `Some`.
     pub fn rewrite_narratives(&mut self, rewrite: &mut dyn FnMut(&str) -> Option<String>) {
-        rewrite_narrative(&mut self.json, rewrite);
-        if let Some(Value::Array(contained)) = self.json.get_mut("contained") {
+        rewrite_narrative(self.as_object_mut(), rewrite);
+        if let Some(Value::Array(contained)) = self.as_object_mut().get_mut("contained") {
             for item in contained {
                 if let Value::Object(inner) = item {
                     rewrite_narrative(inner, rewrite);
@@ -311,12 +333,14 @@ fn inline_resource_type<'m>(defs: &Definitions, object: &'m Map<String, Value>) 
     }
 }
 
-fn collect_references<'a>(
+/// Walks the `Reference.reference` strings of an object. `path` is the FHIRPath location
+/// of `object`; when it is `None` no paths are built (the common case of only checking).
+fn walk_references<'a>(
     defs: &Definitions,
     root: &str,
-    path: &str,
+    path: Option<&str>,
     object: &'a Map<String, Value>,
-    out: &mut Vec<ReferenceSite<'a>>,
+    visit: &mut dyn FnMut(Option<String>, &'a str),
 ) {
     for (key, value) in object {
         let Some(kind) = child_kind(defs, root, key) else { continue };
@@ -326,17 +350,17 @@ fn collect_references<'a>(
         };
         for (index, item) in items.iter().enumerate() {
             let Value::Object(child) = item else { continue };
-            let child_path =
-                if value.is_array() { format!("{path}.{key}[{index}]") } else { format!("{path}.{key}") };
+            let child_path = path.map(|path| {
+                if value.is_array() { format!("{path}.{key}[{index}]") } else { format!("{path}.{key}") }
+            });
             if kind.is_reference
                 && let Some(Value::String(reference)) = child.get("reference")
             {
-                out.push(ReferenceSite { path: format!("{child_path}.reference"), reference });
+                visit(child_path.as_ref().map(|p| format!("{p}.reference")), reference);
             }
-            let child_root =
-                if kind.is_resource { inline_resource_type(defs, child) } else { Some(kind.root) };
+            let child_root = if kind.is_resource { inline_resource_type(defs, child) } else { Some(kind.root) };
             if let Some(child_root) = child_root {
-                collect_references(defs, child_root, &child_path, child, out);
+                walk_references(defs, child_root, child_path.as_deref(), child, visit);
             }
         }
     }

@@ -10,6 +10,7 @@
 //! - **One commit order.** Every version has a sequence number (`seq`) that orders all writes;
 //!   history and paging cursors use it, so a page never shifts when later writes arrive.
 
+pub mod index;
 mod prepared;
 mod sqlite;
 

@@ -5,12 +5,13 @@
 use fhir::Resource;
 use serde_json::Value;
 
+use crate::index::{IndexEntries, extract};
 use crate::{Error, Result};
 
 /// A resource ready to store: `resourceType`, `id` and `meta` are moved to the front (their
 /// place in the specification's element order) and the server-owned `meta.versionId` and
 /// `meta.lastUpdated` are left out, to be written in at commit.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PreparedResource {
     resource_type: String,
     id: String,
@@ -18,6 +19,8 @@ pub struct PreparedResource {
     head: Vec<u8>,
     /// Everything after the `lastUpdated` value's closing quote.
     tail: Vec<u8>,
+    /// The search index rows of this resource.
+    index: IndexEntries,
 }
 
 impl PreparedResource {
@@ -57,7 +60,8 @@ impl PreparedResource {
             write_json(&mut tail, value);
         }
         tail.push(b'}');
-        Ok(PreparedResource { resource_type, id, head, tail })
+        let index = extract(resource);
+        Ok(PreparedResource { resource_type, id, head, tail, index })
     }
 
     /// The resource type.
@@ -68,6 +72,11 @@ impl PreparedResource {
     /// The logical id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The search index rows.
+    pub fn index(&self) -> &IndexEntries {
+        &self.index
     }
 
     /// The stored JSON for a given version and `lastUpdated` instant text.

@@ -5,6 +5,7 @@
 //! all with one sync, and only then answers each caller: group commit. Reads use a small pool
 //! of read-only connections and never wait for the writer.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -13,9 +14,10 @@ use std::thread::JoinHandle;
 
 use fhir::DateTime;
 use fhir::datetime::epoch_millis_now;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, ToSql, params};
 use tokio::sync::oneshot;
 
+use crate::index::IndexEntries;
 use crate::{
     Error, HistoryPage, HistoryQuery, HistoryScope, PendingWrite, Precondition, PreparedResource, Result,
     Store, VersionRecord, WriteMethod, WriteOp, WriteOutcome, WriteUnit, Written,
@@ -23,7 +25,7 @@ use crate::{
 
 const DATABASE_FILE: &str = "chartroom.db";
 const LOCK_FILE: &str = "chartroom.lock";
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 const MAX_IDLE_READERS: usize = 32;
 
 /// How hard SQLite works to make a commit durable.
@@ -48,7 +50,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { synchronous: Synchronous::Full, cache_mib: 64, max_ops_per_commit: 20_000 }
+        StoreOptions { synchronous: Synchronous::Full, cache_mib: 512, max_ops_per_commit: 20_000 }
     }
 }
 
@@ -90,8 +92,56 @@ CREATE TABLE IF NOT EXISTS versions (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS versions_instance ON versions(rkey, version);
 CREATE INDEX IF NOT EXISTS versions_type ON versions(res_type, seq);
-CREATE INDEX IF NOT EXISTS versions_time ON versions(last_updated);
+CREATE INDEX IF NOT EXISTS resources_type ON resources(res_type, rkey);
+CREATE INDEX IF NOT EXISTS resources_type_updated ON resources(res_type, last_updated);
+
+CREATE TABLE IF NOT EXISTS idx_string (
+    param INTEGER NOT NULL, norm TEXT NOT NULL, rkey INTEGER NOT NULL, exact TEXT NOT NULL,
+    PRIMARY KEY (param, norm, rkey, exact)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idx_token (
+    param INTEGER NOT NULL, code TEXT NOT NULL, rkey INTEGER NOT NULL, system TEXT NOT NULL,
+    PRIMARY KEY (param, code, rkey, system)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idx_token_text (
+    param INTEGER NOT NULL, text TEXT NOT NULL, rkey INTEGER NOT NULL,
+    PRIMARY KEY (param, text, rkey)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idx_identifier_type (
+    param INTEGER NOT NULL, value TEXT NOT NULL, rkey INTEGER NOT NULL,
+    type_system TEXT NOT NULL, type_code TEXT NOT NULL,
+    PRIMARY KEY (param, value, rkey, type_system, type_code)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idx_date (
+    param INTEGER NOT NULL, low INTEGER NOT NULL, high INTEGER NOT NULL, rkey INTEGER NOT NULL,
+    PRIMARY KEY (param, low, high, rkey)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_date_rkey ON idx_date(rkey, param);
+CREATE TABLE IF NOT EXISTS idx_number (
+    param INTEGER NOT NULL, low REAL NOT NULL, high REAL NOT NULL, rkey INTEGER NOT NULL,
+    PRIMARY KEY (param, low, high, rkey)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_number_rkey ON idx_number(rkey, param);
+CREATE TABLE IF NOT EXISTS idx_quantity (
+    param INTEGER NOT NULL,
+    -- UCUM dimension and value in base units; for units UCUM does not convert, '' and the value
+    -- as written (matched together with `code`).
+    dimension TEXT NOT NULL, canonical_low REAL NOT NULL, canonical_high REAL NOT NULL,
+    rkey INTEGER NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, low REAL NOT NULL, high REAL NOT NULL,
+    PRIMARY KEY (param, dimension, canonical_low, canonical_high, rkey, system, code, low, high)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_quantity_rkey ON idx_quantity(rkey, param);
+CREATE TABLE IF NOT EXISTS idx_reference (
+    param INTEGER NOT NULL, target_type TEXT NOT NULL, target TEXT NOT NULL, rkey INTEGER NOT NULL,
+    PRIMARY KEY (param, target_type, target, rkey)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idx_uri (
+    param INTEGER NOT NULL, value TEXT NOT NULL, rkey INTEGER NOT NULL,
+    PRIMARY KEY (param, value, rkey)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idx_composite (
+    param INTEGER NOT NULL, code TEXT NOT NULL, rkey INTEGER NOT NULL, system TEXT NOT NULL,
+    second_system TEXT NOT NULL, second_text TEXT NOT NULL, second_low REAL NOT NULL, second_high REAL NOT NULL,
+    PRIMARY KEY (param, code, rkey, system, second_system, second_text, second_low, second_high)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idx_composite_rkey ON idx_composite(rkey, param);
+CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
+
+/// Index tables with an `(rkey, param)` index: a resource's rows are deleted by rkey. The
+/// other tables are keyed by value only (one B-tree per row written, which is what keeps
+/// import fast); their rows are deleted by recomputing them from the old version.
+const TABLES_BY_RKEY: &[&str] = &["idx_date", "idx_number", "idx_quantity", "idx_composite"];
 
 impl SqliteStore {
     /// Opens (creating if needed) the store in data directory `dir`.
@@ -114,6 +164,7 @@ impl SqliteStore {
             Synchronous::Normal => "NORMAL",
             Synchronous::Full => "FULL",
         };
+        connection.execute_batch("PRAGMA page_size = 8192;")?;
         let journal_mode: String = connection.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !journal_mode.eq_ignore_ascii_case("wal") {
             return Err(Error::DataDirectory {
@@ -129,7 +180,8 @@ impl SqliteStore {
              PRAGMA cache_size = -{};
              PRAGMA temp_store = MEMORY;
              PRAGMA mmap_size = 17179869184;
-             PRAGMA foreign_keys = OFF;",
+             PRAGMA foreign_keys = OFF;
+             PRAGMA wal_autocheckpoint = 16384;",
             options.cache_mib * 1024
         ))?;
         let schema_version: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -140,7 +192,7 @@ impl SqliteStore {
         }
         connection.execute_batch(SCHEMA)?;
         connection.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
-        connection.set_prepared_statement_cache_capacity(32);
+        connection.set_prepared_statement_cache_capacity(96);
 
         let next_seq: i64 =
             connection.query_row("SELECT coalesce(max(seq), 0) + 1 FROM versions", [], |r| r.get(0))?;
@@ -224,6 +276,36 @@ fn load_counters(connection: &Connection) -> Result<(i64, i64, i64)> {
     Ok((next_seq, next_rkey, last_updated))
 }
 
+/// Rows per multi-row INSERT: one statement execution per chunk instead of per row.
+const INSERT_CHUNK: usize = 64;
+
+/// Inserts rows (ignoring duplicates) into `target` (`table (columns)`), `INSERT_CHUNK` rows per
+/// statement; the remainder row by row, so only two statements per table are ever prepared.
+fn insert_rows<'r, const N: usize>(
+    connection: &Connection,
+    target: &str,
+    rows: impl Iterator<Item = [&'r dyn ToSql; N]>,
+) -> Result<()> {
+    let rows: Vec<[&dyn ToSql; N]> = rows.collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let row = format!("({})", vec!["?"; N].join(","));
+    let mut chunks = rows.chunks_exact(INSERT_CHUNK);
+    if rows.len() >= INSERT_CHUNK {
+        let sql = format!("INSERT OR IGNORE INTO {target} VALUES {}", vec![row.as_str(); INSERT_CHUNK].join(","));
+        let mut statement = connection.prepare_cached(&sql)?;
+        for chunk in chunks.by_ref() {
+            statement.execute(rusqlite::params_from_iter(chunk.iter().flatten()))?;
+        }
+    }
+    let mut single = connection.prepare_cached(&format!("INSERT OR IGNORE INTO {target} VALUES {row}"))?;
+    for values in chunks.remainder() {
+        single.execute(rusqlite::params_from_iter(values.iter()))?;
+    }
+    Ok(())
+}
+
 /// Plans must not depend on bound values: without this, SQLite re-prepares a cached join
 /// statement every time its parameters change, which costs more than the query itself.
 fn stable_query_plans(connection: &Connection) -> Result<()> {
@@ -257,13 +339,23 @@ fn record_from_row(
 /// committed in time order, so this turns a time filter into a key range).
 fn first_seq_since(connection: &Connection, since: Option<i64>) -> Result<i64> {
     let Some(since) = since else { return Ok(0) };
-    let seq: Option<i64> = connection
-        .prepare_cached(
-            "SELECT seq FROM versions WHERE last_updated >= ?1 ORDER BY last_updated, seq LIMIT 1",
-        )?
-        .query_row([since], |r| r.get(0))
-        .optional()?;
-    Ok(seq.unwrap_or(i64::MAX))
+    let (mut low, mut high): (i64, i64) =
+        connection.query_row("SELECT coalesce(min(seq), 1), coalesce(max(seq), 0) + 1 FROM versions", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    // Binary search over the sequence: `last_updated` never decreases as `seq` grows, so
+    // this needs ~log2(n) primary-key lookups and no index on time.
+    let mut at = connection.prepare_cached("SELECT last_updated FROM versions WHERE seq >= ?1 ORDER BY seq LIMIT 1")?;
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let time: Option<i64> = at.query_row([middle], |r| r.get(0)).optional()?;
+        match time {
+            Some(time) if time >= since => high = middle,
+            Some(_) => low = middle + 1,
+            None => high = middle,
+        }
+    }
+    Ok(low)
 }
 
 impl Store for SqliteStore {
@@ -407,6 +499,8 @@ struct Current {
     rkey: i64,
     version: u64,
     deleted: bool,
+    /// The current version's commit sequence (where its body is).
+    seq: i64,
 }
 
 impl Writer {
@@ -514,6 +608,10 @@ impl Writer {
 
     fn apply(&mut self, unit: &WriteUnit, timestamp: i64, timestamp_text: &str) -> Result<Vec<Written>> {
         let mut written = Vec::with_capacity(unit.ops.len());
+        // Index rows are written after the unit's versions, sorted: B-tree inserts in key
+        // order touch each page once instead of once per row. A later write of the same
+        // resource in the unit replaces an earlier one's rows.
+        let mut pending: HashMap<i64, &IndexEntries> = HashMap::new();
         for op in &unit.ops {
             let result = match op {
                 WriteOp::Create(resource) => {
@@ -524,7 +622,9 @@ impl Writer {
                             resource.id()
                         )));
                     }
-                    self.store_version(resource, None, WriteMethod::Create, timestamp, timestamp_text)?
+                    let stored = self.store_version(resource, None, WriteMethod::Create, timestamp, timestamp_text)?;
+                    pending.insert(self.next_rkey - 1, resource.index());
+                    stored
                 }
                 WriteOp::Update { resource, if_match } => {
                     let current = self.current(resource.resource_type(), resource.id())?;
@@ -539,13 +639,17 @@ impl Writer {
                     } else {
                         WriteMethod::UpdateCreate
                     };
-                    self.store_version(resource, current, method, timestamp, timestamp_text)?
+                    let rkey = current.as_ref().map_or(self.next_rkey, |c| c.rkey);
+                    let stored = self.store_version(resource, current, method, timestamp, timestamp_text)?;
+                    pending.insert(rkey, resource.index());
+                    stored
                 }
                 WriteOp::Delete { resource_type, id, if_match } => {
                     let current = self.current(resource_type, id)?;
                     check_if_match(resource_type, id, if_match.as_ref(), current.as_ref())?;
                     match current {
                         Some(current) if !current.deleted => {
+                            pending.remove(&current.rkey);
                             self.store_tombstone(resource_type, id, current, timestamp)?
                         }
                         _ => Written {
@@ -558,6 +662,7 @@ impl Writer {
             };
             written.push(result);
         }
+        self.write_index(&pending)?;
         Ok(written)
     }
 
@@ -565,10 +670,15 @@ impl Writer {
         Ok(self
             .connection
             .prepare_cached(
-                "SELECT rkey, version, deleted FROM resources WHERE res_type = ?1 AND res_id = ?2",
+                "SELECT rkey, version, deleted, seq FROM resources WHERE res_type = ?1 AND res_id = ?2",
             )?
             .query_row([resource_type, id], |row| {
-                Ok(Current { rkey: row.get(0)?, version: row.get::<_, i64>(1)? as u64, deleted: row.get(2)? })
+                Ok(Current {
+                    rkey: row.get(0)?,
+                    version: row.get::<_, i64>(1)? as u64,
+                    deleted: row.get(2)?,
+                    seq: row.get(3)?,
+                })
             })
             .optional()?)
     }
@@ -613,6 +723,9 @@ impl Writer {
             timestamp,
             seq,
         )?;
+        if let Some(current) = &current {
+            self.clear_index(current, resource.resource_type())?;
+        }
         self.next_seq += 1;
         if current.is_none() {
             self.next_rkey += 1;
@@ -646,6 +759,7 @@ impl Writer {
                 timestamp,
                 WriteMethod::Delete.code()
             ])?;
+        self.clear_index(&current, resource_type)?;
         self.upsert_current(current.rkey, true, resource_type, id, version, true, timestamp, seq)?;
         self.next_seq += 1;
         Ok(Written {
@@ -653,6 +767,138 @@ impl Writer {
             id: id.to_string(),
             outcome: WriteOutcome::Deleted { version, last_updated: timestamp },
         })
+    }
+
+    /// Removes the index rows of a resource's current version (before a new version or a
+    /// tombstone replaces it).
+    fn clear_index(&self, current: &Current, resource_type: &str) -> Result<()> {
+        let rkey = current.rkey;
+        for table in TABLES_BY_RKEY {
+            self.connection.prepare_cached(&format!("DELETE FROM {table} WHERE rkey = ?1"))?.execute([rkey])?;
+        }
+        if current.deleted {
+            return Ok(());
+        }
+        let body: Option<Vec<u8>> = self
+            .connection
+            .prepare_cached("SELECT body FROM versions WHERE seq = ?1")?
+            .query_row([current.seq], |row| row.get(0))
+            .optional()?
+            .flatten();
+        let Some(body) = body else { return Ok(()) };
+        let json = fhir::parse_json(&body).map_err(|e| Error::Corrupt(format!("stored version {}: {e}", current.seq)))?;
+        let old = crate::index::extract_json(resource_type, &json);
+        let c = &self.connection;
+        let mut delete = c.prepare_cached("DELETE FROM idx_string WHERE param = ?1 AND norm = ?2 AND rkey = ?3")?;
+        for (param, norm, _) in &old.strings {
+            delete.execute(params![param, norm, rkey])?;
+        }
+        let mut delete = c.prepare_cached("DELETE FROM idx_token WHERE param = ?1 AND code = ?2 AND rkey = ?3")?;
+        for (param, _, code) in &old.tokens {
+            delete.execute(params![param, code, rkey])?;
+        }
+        let mut delete = c.prepare_cached("DELETE FROM idx_token_text WHERE param = ?1 AND text = ?2 AND rkey = ?3")?;
+        for (param, text) in &old.token_texts {
+            delete.execute(params![param, text, rkey])?;
+        }
+        let mut delete = c.prepare_cached("DELETE FROM idx_identifier_type WHERE param = ?1 AND value = ?2 AND rkey = ?3")?;
+        for (param, _, _, value) in &old.identifier_types {
+            delete.execute(params![param, value, rkey])?;
+        }
+        let mut delete = c.prepare_cached(
+            "DELETE FROM idx_reference WHERE param = ?1 AND target_type = ?2 AND target = ?3 AND rkey = ?4",
+        )?;
+        for (param, target_type, target) in &old.references {
+            delete.execute(params![param, target_type, target, rkey])?;
+        }
+        let mut delete = c.prepare_cached("DELETE FROM idx_uri WHERE param = ?1 AND value = ?2 AND rkey = ?3")?;
+        for (param, value) in &old.uris {
+            delete.execute(params![param, value, rkey])?;
+        }
+        Ok(())
+    }
+
+    fn write_index(&self, pending: &HashMap<i64, &IndexEntries>) -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let c = &self.connection;
+        let mut strings: Vec<(u32, &str, i64, &str)> = Vec::new();
+        let mut tokens: Vec<(u32, &str, i64, &str)> = Vec::new();
+        let mut texts: Vec<(u32, &str, i64)> = Vec::new();
+        let mut identifier_types: Vec<(u32, &str, i64, &str, &str)> = Vec::new();
+        let mut dates: Vec<(u32, i64, i64, i64)> = Vec::new();
+        let mut numbers: Vec<(u32, f64, f64, i64)> = Vec::new();
+        let mut references: Vec<(u32, &str, &str, i64)> = Vec::new();
+        let mut uris: Vec<(u32, &str, i64)> = Vec::new();
+        for (&rkey, entries) in pending {
+            strings.extend(entries.strings.iter().map(|(p, norm, exact)| (*p, norm.as_str(), rkey, exact.as_str())));
+            tokens.extend(entries.tokens.iter().map(|(p, system, code)| (*p, code.as_str(), rkey, system.as_str())));
+            texts.extend(entries.token_texts.iter().map(|(p, text)| (*p, text.as_str(), rkey)));
+            identifier_types.extend(
+                entries.identifier_types.iter().map(|(p, s, c, v)| (*p, v.as_str(), rkey, s.as_str(), c.as_str())),
+            );
+            dates.extend(entries.dates.iter().map(|(p, low, high)| (*p, *low, *high, rkey)));
+            numbers.extend(entries.numbers.iter().map(|(p, low, high)| (*p, *low, *high, rkey)));
+            references.extend(entries.references.iter().map(|(p, t, target)| (*p, t.as_str(), target.as_str(), rkey)));
+            uris.extend(entries.uris.iter().map(|(p, value)| (*p, value.as_str(), rkey)));
+        }
+        strings.sort_unstable();
+        tokens.sort_unstable();
+        texts.sort_unstable();
+        identifier_types.sort_unstable();
+        dates.sort_unstable();
+        numbers.sort_unstable_by(|a, b| (a.0, a.1, a.2, a.3).partial_cmp(&(b.0, b.1, b.2, b.3)).unwrap_or(std::cmp::Ordering::Equal));
+        references.sort_unstable();
+        uris.sort_unstable();
+        insert_rows(c, "idx_string (param, norm, rkey, exact)", strings.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3]))?;
+        insert_rows(c, "idx_token (param, code, rkey, system)", tokens.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3]))?;
+        insert_rows(c, "idx_token_text (param, text, rkey)", texts.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2]))?;
+        insert_rows(
+            c,
+            "idx_identifier_type (param, value, rkey, type_system, type_code)",
+            identifier_types.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3, &r.4]),
+        )?;
+        insert_rows(c, "idx_date (param, low, high, rkey)", dates.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3]))?;
+        insert_rows(c, "idx_number (param, low, high, rkey)", numbers.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3]))?;
+        insert_rows(
+            c,
+            "idx_reference (param, target_type, target, rkey)",
+            references.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3]),
+        )?;
+        insert_rows(c, "idx_uri (param, value, rkey)", uris.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2]))?;
+        let mut insert = c.prepare_cached(
+            "INSERT OR IGNORE INTO idx_quantity (param, dimension, canonical_low, canonical_high, rkey, system, code, low, high)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for (&rkey, entries) in pending {
+            for q in &entries.quantities {
+                let (dimension, low, high) = match &q.canonical {
+                    Some((d, l, h)) => (d.as_str(), *l, *h),
+                    None => ("", q.low, q.high),
+                };
+                insert.execute(params![q.param, dimension, low, high, rkey, q.system, q.code, q.low, q.high])?;
+            }
+        }
+        let mut insert = c.prepare_cached(
+            "INSERT OR IGNORE INTO idx_composite (param, system, code, second_system, second_text, second_low, second_high, rkey)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for (&rkey, entries) in pending {
+            for row in &entries.composites {
+                insert.execute(params![
+                    row.param,
+                    row.system,
+                    row.code,
+                    row.second_system,
+                    row.second_text,
+                    row.second_low,
+                    row.second_high,
+                    rkey
+                ])?;
+            }
+        }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
