@@ -154,6 +154,7 @@ fn write_entry(bundle: &mut BundleWriter, result: &Result<Response, ApiError>, k
     let last_modified = response.last_modified.map(|ms| fhir::DateTime::from_epoch_millis(ms).to_string());
     bundle.entry(&Entry {
         full_url: None,
+        search_mode: None,
         resource,
         request: None,
         response: Some(EntryResponse {
@@ -208,6 +209,12 @@ struct PlannedWrite {
     method: Method,
     resource_type: String,
     id: String,
+    /// The search of a conditional create/update/delete, checked again inside the commit.
+    condition: Option<store::SearchQuery>,
+    /// A conditional create whose condition already matches: nothing is written.
+    existing: Option<store::VersionRecord>,
+    /// A conditional delete that matched nothing: nothing is written.
+    nothing: bool,
 }
 
 impl Api {
@@ -287,6 +294,7 @@ impl Api {
         &self,
         mut entry: EntryRequest,
         siblings: &HashSet<String>,
+        base: &str,
     ) -> Result<WriteOp, ApiError> {
         let resource = entry.resource.take();
         if let Some(resource) = &resource {
@@ -309,10 +317,14 @@ impl Api {
         match (entry.method, segments.as_slice()) {
             (Method::Post, [resource_type]) => {
                 let resource_type = known_type(resource_type)?;
-                if entry.if_none_exist.is_some() {
-                    return Err(conditional_not_supported("create (ifNoneExist)"));
+                let op = prepare_create(require_resource(resource, resource_type)?, &new_id())?;
+                match (&entry.if_none_exist, op) {
+                    (Some(condition), WriteOp::Create(resource)) => Ok(WriteOp::CreateIfNoneExist {
+                        resource,
+                        query: self.conditional_query(resource_type, condition, base)?,
+                    }),
+                    (_, op) => Ok(op),
                 }
-                prepare_create(require_resource(resource, resource_type)?, &new_id())
             }
             (Method::Put, [resource_type, id]) => {
                 let resource_type = known_type(resource_type)?;
@@ -324,8 +336,25 @@ impl Api {
                 let resource_type = known_type(resource_type)?;
                 prepare_delete(resource_type, valid_id(resource_type, id)?, entry.if_match.as_deref())
             }
-            (Method::Put | Method::Delete, [_]) if !entry.query.is_empty() => {
-                Err(conditional_not_supported("update and delete"))
+            (Method::Put, [resource_type]) if !entry.query.is_empty() => {
+                let resource_type = known_type(resource_type)?;
+                let query = self.conditional_query(resource_type, &entry.query, base)?;
+                let mut resource = require_resource(resource, resource_type)?;
+                let id_given = resource.id().is_some();
+                if !id_given {
+                    resource.set_id(&new_id());
+                }
+                Ok(WriteOp::ConditionalUpdate {
+                    resource: crate::write::prepare(&resource)?,
+                    query,
+                    id_given,
+                })
+            }
+            (Method::Delete, [resource_type]) if !entry.query.is_empty() => {
+                let resource_type = known_type(resource_type)?;
+                Ok(WriteOp::ConditionalDelete {
+                    query: self.conditional_query(resource_type, &entry.query, base)?,
+                })
             }
             _ => Err(unsupported_entry(entry.method, &entry.path)),
         }
@@ -355,7 +384,7 @@ impl Api {
             };
             match entry.method {
                 Method::Get | Method::Head => reads.push((index, entry)),
-                _ => match self.prepare_batch_write(entry, &siblings) {
+                _ => match self.prepare_batch_write(entry, &siblings, base) {
                     // Submitted without waiting, so the whole batch shares one commit.
                     Ok(op) => pending.push((index, self.store.submit(WriteUnit::single(op)))),
                     Err(error) => results[index] = Some((Err(error.in_entry(index)), BodyKind::Outcome)),
@@ -406,10 +435,10 @@ impl Api {
                 )
                 .in_entry(index));
             }
-            let plan = self.plan_transaction_entry(index, entry).map_err(|e| e.in_entry(index))?;
+            let plan = self.plan_transaction_entry(index, entry, base).map_err(|e| e.in_entry(index))?;
             let Some(plan) = plan else { continue };
             let identity = format!("{}/{}", plan.resource_type, plan.id);
-            if targets.insert(identity.clone(), plan.method).is_some() {
+            if !plan.nothing && targets.insert(identity.clone(), plan.method).is_some() {
                 return Err(ApiError::bad_request(
                     IssueType::Duplicate,
                     format!("{identity} is the target of more than one entry; a transaction may change a resource only once"),
@@ -450,7 +479,8 @@ impl Api {
         for plan in &plans {
             let entry = &mut parsed[plan.index];
             if let Some(resource) = entry.resource.as_mut() {
-                resolve_bundle_references(resource, &identities).map_err(|e| e.in_entry(plan.index))?;
+                self.resolve_bundle_references(resource, &identities, base)
+                    .map_err(|e| e.in_entry(plan.index))?;
             }
         }
         let order = |method: Method| match method {
@@ -458,19 +488,40 @@ impl Api {
             Method::Post => 1,
             _ => 2,
         };
-        let mut sequence: Vec<&PlannedWrite> = plans.iter().collect();
+        let mut sequence: Vec<&PlannedWrite> =
+            plans.iter().filter(|plan| plan.existing.is_none() && !plan.nothing).collect();
         sequence.sort_by_key(|plan| (order(plan.method), plan.index));
         let mut ops = Vec::with_capacity(sequence.len());
         for plan in &sequence {
             let entry = &mut parsed[plan.index];
-            let op = match plan.method {
-                Method::Delete => prepare_delete(&plan.resource_type, &plan.id, entry.if_match.as_deref()),
-                Method::Post => match entry.resource.take() {
-                    Some(resource) => prepare_create(resource, &plan.id),
+            let op = match (plan.method, &plan.condition) {
+                (Method::Delete, Some(query)) => Ok(WriteOp::ConditionalDelete { query: query.clone() }),
+                (Method::Delete, None) => {
+                    prepare_delete(&plan.resource_type, &plan.id, entry.if_match.as_deref())
+                }
+                (Method::Post, condition) => match entry.resource.take() {
+                    Some(resource) => match (prepare_create(resource, &plan.id), condition) {
+                        (Ok(WriteOp::Create(resource)), Some(query)) => {
+                            Ok(WriteOp::CreateIfNoneExist { resource, query: query.clone() })
+                        }
+                        (op, _) => op,
+                    },
                     None => Err(ApiError::internal("planned create lost its resource")),
                 },
-                _ => match entry.resource.as_ref() {
-                    Some(resource) => prepare_update(resource, &plan.id, entry.if_match.as_deref()),
+                (_, condition) => match entry.resource.as_mut() {
+                    Some(resource) => {
+                        resource.set_id(&plan.id);
+                        match (prepare_update(resource, &plan.id, entry.if_match.as_deref()), condition) {
+                            (Ok(WriteOp::Update { resource, .. }), Some(query)) => {
+                                Ok(WriteOp::ConditionalUpdate {
+                                    resource,
+                                    query: query.clone(),
+                                    id_given: true,
+                                })
+                            }
+                            (op, _) => op,
+                        }
+                    }
                     None => Err(ApiError::internal("planned update lost its resource")),
                 },
             };
@@ -490,6 +541,22 @@ impl Api {
         for (plan, written) in sequence.iter().zip(written) {
             results[plan.index] = Some((Ok(complete(base, written, preference)), written_kind));
         }
+        for plan in &plans {
+            if let Some(existing) = &plan.existing {
+                let written = store::Written {
+                    resource_type: existing.resource_type.clone(),
+                    id: existing.id.clone(),
+                    outcome: store::WriteOutcome::Existing {
+                        version: existing.version,
+                        last_updated: existing.last_updated,
+                        body: existing.body.clone().unwrap_or_default(),
+                    },
+                };
+                results[plan.index] = Some((Ok(complete(base, written, preference)), written_kind));
+            } else if plan.nothing {
+                results[plan.index] = Some((Ok(Response::empty(204)), written_kind));
+            }
+        }
         for (index, entry) in parsed.iter().enumerate() {
             if results[index].is_none() {
                 let result = self.route_read(&entry.read_request(base)).map_err(|e| e.in_entry(index));
@@ -500,10 +567,13 @@ impl Api {
     }
 
     /// Checks one transaction entry and decides the identity it writes (`None` for reads).
+    /// Conditional operations are resolved here, by search, so that references to their
+    /// entries can be rewritten; the commit checks the condition again.
     fn plan_transaction_entry(
         &self,
         index: usize,
         entry: &EntryRequest,
+        base: &str,
     ) -> Result<Option<PlannedWrite>, ApiError> {
         let segments = entry.segments();
         let plan = |resource_type: &str, id: String| PlannedWrite {
@@ -511,17 +581,37 @@ impl Api {
             method: entry.method,
             resource_type: resource_type.to_string(),
             id,
+            condition: None,
+            existing: None,
+            nothing: false,
         };
         match (entry.method, segments.as_slice()) {
             (Method::Get | Method::Head, _) => Ok(None),
             (Method::Post, [resource_type]) => {
                 let resource_type = known_type(resource_type)?;
-                if entry.if_none_exist.is_some() {
-                    return Err(conditional_not_supported("create (ifNoneExist)"));
-                }
                 let resource = entry.resource.as_ref().ok_or_else(|| missing_resource(resource_type))?;
                 check_type(resource, resource_type)?;
-                Ok(Some(plan(resource_type, new_id())))
+                let Some(condition) = &entry.if_none_exist else {
+                    return Ok(Some(plan(resource_type, new_id())));
+                };
+                let query = self.conditional_query(resource_type, condition, base)?;
+                let mut matches =
+                    self.store.search(&store::SearchQuery { count: 2, ..query.clone() })?.matches;
+                match matches.len() {
+                    0 => Ok(Some(PlannedWrite { condition: Some(query), ..plan(resource_type, new_id()) })),
+                    1 => {
+                        let existing = matches.remove(0);
+                        Ok(Some(PlannedWrite {
+                            existing: Some(existing.clone()),
+                            ..plan(resource_type, existing.id)
+                        }))
+                    }
+                    _ => Err(ApiError::new(
+                        412,
+                        IssueType::MultipleMatches,
+                        format!("ifNoneExist '{condition}' matches more than one {resource_type}"),
+                    )),
+                }
             }
             (Method::Put, [resource_type, id]) => {
                 let resource_type = known_type(resource_type)?;
@@ -535,8 +625,51 @@ impl Api {
                 let id = valid_id(resource_type, id)?;
                 Ok(Some(plan(resource_type, id.to_string())))
             }
-            (Method::Put | Method::Delete, [_]) if !entry.query.is_empty() => {
-                Err(conditional_not_supported("update and delete"))
+            (Method::Put, [resource_type]) if !entry.query.is_empty() => {
+                let resource_type = known_type(resource_type)?;
+                let resource = entry.resource.as_ref().ok_or_else(|| missing_resource(resource_type))?;
+                check_type(resource, resource_type)?;
+                let query = self.conditional_query(resource_type, &entry.query, base)?;
+                let matches = self.store.search(&store::SearchQuery { count: 2, ..query.clone() })?.matches;
+                let id = match (matches.as_slice(), resource.id()) {
+                    ([], Some(id)) => id.to_string(),
+                    ([], None) => new_id(),
+                    ([found], Some(id)) if found.id != id => {
+                        return Err(ApiError::bad_request(
+                            IssueType::Invalid,
+                            format!(
+                                "the id '{id}' differs from {resource_type}/{} that the condition matches",
+                                found.id
+                            ),
+                        ));
+                    }
+                    ([found], _) => found.id.clone(),
+                    _ => {
+                        return Err(ApiError::new(
+                            412,
+                            IssueType::MultipleMatches,
+                            format!("'{resource_type}?{}' matches more than one resource", entry.query),
+                        ));
+                    }
+                };
+                Ok(Some(PlannedWrite { condition: Some(query), ..plan(resource_type, id) }))
+            }
+            (Method::Delete, [resource_type]) if !entry.query.is_empty() => {
+                let resource_type = known_type(resource_type)?;
+                let query = self.conditional_query(resource_type, &entry.query, base)?;
+                let matches = self.store.search(&store::SearchQuery { count: 2, ..query.clone() })?.matches;
+                match matches.as_slice() {
+                    [] => Ok(Some(PlannedWrite { nothing: true, ..plan(resource_type, String::new()) })),
+                    [found] => Ok(Some(PlannedWrite {
+                        condition: Some(query),
+                        ..plan(resource_type, found.id.clone())
+                    })),
+                    _ => Err(ApiError::new(
+                        412,
+                        IssueType::MultipleMatches,
+                        format!("'{resource_type}?{}' matches more than one resource", entry.query),
+                    )),
+                }
             }
             _ => Err(unsupported_entry(entry.method, &entry.path)),
         }
@@ -588,34 +721,71 @@ fn relative_identity(url_tail: &str) -> Option<String> {
 /// Points references at the identities the transaction assigns, and refuses references that
 /// can only be resolved by features not available (conditional references) or that name a
 /// `urn:uuid:` no entry carries.
-fn resolve_bundle_references(
-    resource: &mut Resource,
-    identities: &HashMap<String, String>,
-) -> Result<(), ApiError> {
-    resource.rewrite_references(&mut |reference| identities.get(reference).cloned());
-    resource.rewrite_narratives(&mut |div| rewrite_urns_in_text(div, identities));
-    for site in resource.references() {
-        if site.reference.starts_with("urn:uuid:") {
-            return Err(ApiError::at(
-                400,
-                IssueType::NotFound,
-                format!("reference '{}' matches the fullUrl of no entry in the transaction", site.reference),
-                site.path.clone(),
-            ));
+impl Api {
+    /// Points references at the identities the transaction assigns, resolves conditional
+    /// references (`Patient?identifier=x`) by search (exactly one match), and refuses a
+    /// `urn:uuid:` no entry carries.
+    fn resolve_bundle_references(
+        &self,
+        resource: &mut Resource,
+        identities: &HashMap<String, String>,
+        base: &str,
+    ) -> Result<(), ApiError> {
+        resource.rewrite_references(&mut |reference| identities.get(reference).cloned());
+        resource.rewrite_narratives(&mut |div| rewrite_urns_in_text(div, identities));
+        let mut resolved: HashMap<String, String> = HashMap::new();
+        for site in resource.references() {
+            if site.reference.starts_with("urn:uuid:") {
+                return Err(ApiError::at(
+                    400,
+                    IssueType::NotFound,
+                    format!(
+                        "reference '{}' matches the fullUrl of no entry in the transaction",
+                        site.reference
+                    ),
+                    site.path.clone(),
+                ));
+            }
+            if let Ok(fhir::ReferenceTarget::Conditional { resource_type, query }) =
+                fhir::parse_reference(site.reference)
+            {
+                let matches = self.resolve_condition(resource_type, query, base).map_err(|mut e| {
+                    for issue in &mut e.outcome.issues {
+                        issue.expression = vec![site.path.clone()];
+                    }
+                    e
+                })?;
+                match matches.as_slice() {
+                    [found] => {
+                        resolved.insert(site.reference.to_string(), format!("{resource_type}/{}", found.id));
+                    }
+                    [] => {
+                        return Err(ApiError::at(
+                            400,
+                            IssueType::NotFound,
+                            format!("conditional reference '{}' matches no resource", site.reference),
+                            site.path.clone(),
+                        ));
+                    }
+                    _ => {
+                        return Err(ApiError::at(
+                            412,
+                            IssueType::MultipleMatches,
+                            format!(
+                                "conditional reference '{}' matches more than one resource",
+                                site.reference
+                            ),
+                            site.path.clone(),
+                        ));
+                    }
+                }
+            }
         }
-        if let Ok(fhir::ReferenceTarget::Conditional { .. }) = fhir::parse_reference(site.reference) {
-            return Err(ApiError::at(
-                400,
-                IssueType::NotSupported,
-                format!(
-                    "conditional reference '{}' needs search, which this server does not support yet",
-                    site.reference
-                ),
-                site.path.clone(),
-            ));
+        if !resolved.is_empty() {
+            resource.rewrite_references(&mut |reference| resolved.get(reference).cloned());
         }
+        Ok(())
     }
-    Ok(())
 }
 
 fn require_resource(resource: Option<Resource>, resource_type: &str) -> Result<Resource, ApiError> {
@@ -626,12 +796,6 @@ fn require_resource(resource: Option<Resource>, resource_type: &str) -> Result<R
 
 fn missing_resource(resource_type: &str) -> ApiError {
     ApiError::at(400, IssueType::Required, format!("the entry needs a {resource_type} resource"), "resource")
-}
-
-fn conditional_not_supported(what: &str) -> ApiError {
-    ApiError::not_supported(format!(
-        "conditional {what} needs search, which this server does not support yet"
-    ))
 }
 
 fn unsupported_entry(method: Method, path: &str) -> ApiError {

@@ -1,33 +1,71 @@
 //! The CapabilityStatement: exactly what this server supports, no more.
 
 use fhir::definitions;
+use fhir::search_parameters::{SearchParamType, search_parameters};
 use serde_json::{Value, json};
 
 use crate::{Api, Request, Response};
 
 impl Api {
     pub(crate) fn capabilities(&self, request: &Request) -> Response {
-        let interactions: Vec<Value> =
-            ["read", "vread", "update", "delete", "history-instance", "history-type", "create"]
-                .iter()
-                .map(|code| json!({ "code": code }))
-                .collect();
+        let interactions: Vec<Value> = [
+            "read",
+            "vread",
+            "update",
+            "delete",
+            "history-instance",
+            "history-type",
+            "create",
+            "search-type",
+        ]
+        .iter()
+        .map(|code| json!({ "code": code }))
+        .collect();
+        let parameters = search_parameters();
         let resources: Vec<Value> = definitions()
             .resource_types()
             .map(|name| {
-                json!({
+                let mut search: Vec<Value> = Vec::new();
+                let mut includes: Vec<String> = vec![format!("{name}:*")];
+                for applied in parameters.for_type(name) {
+                    let parameter = parameters.parameter(applied);
+                    if applied.expression.as_deref().is_none_or(str::is_empty)
+                        && !matches!(applied.code, "_id" | "_lastUpdated")
+                    {
+                        continue;
+                    }
+                    if parameter.kind == SearchParamType::Reference {
+                        includes.push(format!("{name}:{}", applied.code));
+                    }
+                    search.push(json!({
+                        "name": applied.code,
+                        "definition": parameter.url(),
+                        "type": parameter.kind.code()
+                    }));
+                }
+                let mut resource = json!({
                     "type": name,
                     "profile": format!("http://hl7.org/fhir/StructureDefinition/{name}"),
                     "interaction": interactions,
                     "versioning": "versioned-update",
                     "readHistory": true,
                     "updateCreate": true,
-                    "conditionalCreate": false,
+                    "conditionalCreate": true,
                     "conditionalRead": "full-support",
-                    "conditionalUpdate": false,
-                    "conditionalDelete": "not-supported",
-                    "referencePolicy": ["literal", "local"]
-                })
+                    "conditionalUpdate": true,
+                    "conditionalDelete": "single",
+                    "referencePolicy": ["literal", "local"],
+                    "searchInclude": includes,
+                    "searchRevInclude": ["*"],
+                    "searchParam": search
+                });
+                if name == "Patient" {
+                    resource["operation"] = json!([{
+                        "name": "everything",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+                    }]);
+                }
+                resource
             })
             .collect();
         let statement = json!({
@@ -46,7 +84,8 @@ impl Api {
             "rest": [{
                 "mode": "server",
                 "documentation": "FHIR R4 over a versioned store: every change is a new version; \
-                                  deletes write tombstones. JSON only. Search is not yet available.",
+                                  deletes write tombstones. JSON only. Every R4 search parameter is indexed; \
+                                  token :above/:below/:in/:not-in, _text, _content, _list and _filter are not supported.",
                 "resource": resources,
                 "interaction": [
                     { "code": "transaction" },

@@ -126,6 +126,9 @@ impl From<store::Error> for ApiError {
             store::Error::AlreadyExists(_) => Self::new(409, IssueType::Duplicate, error.to_string()),
             store::Error::MissingId(_) => Self::new(400, IssueType::Required, error.to_string()),
             store::Error::Closed => Self::new(503, IssueType::Transient, error.to_string()),
+            store::Error::MultipleMatches(_) => Self::new(412, IssueType::MultipleMatches, error.to_string()),
+            store::Error::IdMismatch(_) => Self::new(400, IssueType::Invalid, error.to_string()),
+            store::Error::IndexStale => Self::new(503, IssueType::Transient, error.to_string()),
             store::Error::Database(_)
             | store::Error::DataDirectory { .. }
             | store::Error::Corrupt(_)

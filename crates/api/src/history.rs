@@ -97,6 +97,7 @@ impl Api {
             let last_modified = DateTime::from_epoch_millis(version.last_updated).to_string();
             bundle.entry(&Entry {
                 full_url: Some(&full_url),
+                search_mode: None,
                 resource: version.body.as_deref(),
                 request: Some((version.method.http_verb(), request_url)),
                 response: Some(EntryResponse {

@@ -20,6 +20,8 @@ pub struct Entry<'a> {
     pub full_url: Option<&'a str>,
     /// Raw JSON of the resource.
     pub resource: Option<&'a [u8]>,
+    /// `search.mode` (`match`, `include`).
+    pub search_mode: Option<&'a str>,
     /// `request.method` and `request.url` (history).
     pub request: Option<(&'a str, &'a str)>,
     pub response: Option<EntryResponse<'a>>,
@@ -90,6 +92,12 @@ impl BundleWriter {
             push_field(out, &mut first, "resource");
             out.extend_from_slice(resource);
         }
+        if let Some(mode) = entry.search_mode {
+            push_field(out, &mut first, "search");
+            out.extend_from_slice(b"{\"mode\":");
+            push_json(out, mode);
+            out.push(b'}');
+        }
         if let Some((method, url)) = entry.request {
             push_field(out, &mut first, "request");
             out.extend_from_slice(b"{\"method\":");
@@ -146,6 +154,7 @@ mod tests {
             resource: Some(br#"{"resourceType":"Patient","id":"1"}"#),
             request: Some(("PUT", "Patient/1")),
             response: Some(EntryResponse { status: "200 OK", etag: Some("W/\"2\""), ..Default::default() }),
+            search_mode: None,
         });
         bundle.entry(&Entry { request: Some(("DELETE", "Patient/2")), ..Default::default() });
         let json: Value = serde_json::from_slice(&bundle.finish()).unwrap();

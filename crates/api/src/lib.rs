@@ -18,6 +18,7 @@ pub mod import;
 mod json_writer;
 mod read;
 mod resolve;
+mod search;
 mod write;
 
 use std::sync::Arc;
@@ -168,7 +169,26 @@ impl Api {
                 let resource_type = known_type(resource_type)?;
                 match (rest, method) {
                     ([], Method::Post) => self.create(request, resource_type).await,
-                    ([], _) => Err(ApiError::method_not_allowed(method, resource_type, "GET, POST")),
+                    ([], Method::Put) if !request.query.is_empty() => {
+                        self.conditional_update(request, resource_type).await
+                    }
+                    ([], Method::Delete) if !request.query.is_empty() => {
+                        self.conditional_delete(request, resource_type).await
+                    }
+                    (["_search"], Method::Post) => {
+                        // Parameters in the form body and the URL both count.
+                        let mut pairs = decoded_pairs(&request.query);
+                        pairs.extend(
+                            form_urlencoded::parse(&request.body)
+                                .map(|(n, v)| (n.into_owned(), v.into_owned())),
+                        );
+                        self.search(request, resource_type, &pairs, None, resource_type)
+                    }
+                    ([], _) => Err(ApiError::method_not_allowed(
+                        method,
+                        resource_type,
+                        "GET, POST (and PUT or DELETE with search parameters)",
+                    )),
                     ([id], Method::Put) => {
                         self.update(request, resource_type, valid_id(resource_type, id)?).await
                     }
@@ -201,13 +221,32 @@ impl Api {
             [resource_type, rest @ ..] => {
                 let resource_type = known_type(resource_type)?;
                 match rest {
-                    [] => Err(ApiError::not_supported(format!(
-                        "search ({resource_type}?...) is not supported yet"
-                    ))),
+                    [] => self.search(
+                        request,
+                        resource_type,
+                        &decoded_pairs(&request.query),
+                        None,
+                        resource_type,
+                    ),
+                    [id, "$everything"] if resource_type == "Patient" => {
+                        self.everything(request, valid_id(resource_type, id)?)
+                    }
+                    [id, compartment_type] if fhir::definitions().is_resource_type(compartment_type) => {
+                        let id = valid_id(resource_type, id)?;
+                        let path = format!("{resource_type}/{id}/{compartment_type}");
+                        let pairs = decoded_pairs(&request.query);
+                        self.search(request, compartment_type, &pairs, Some((resource_type, id)), &path)
+                    }
                     ["_history"] => {
                         self.history(request, store::HistoryScope::Type(resource_type.to_string()))
                     }
-                    [id] => self.read(request, resource_type, valid_id(resource_type, id)?),
+                    [id] => {
+                        let mut response = self.read(request, resource_type, valid_id(resource_type, id)?)?;
+                        if response.status == 200 {
+                            search::shape_read(&mut response, resource_type, &request.query)?;
+                        }
+                        Ok(response)
+                    }
                     [id, "_history"] => {
                         let id = valid_id(resource_type, id)?;
                         let scope = store::HistoryScope::Instance {
@@ -227,6 +266,11 @@ impl Api {
             }
         }
     }
+}
+
+/// Decoded `name=value` pairs, owned.
+fn decoded_pairs(query: &str) -> Vec<(String, String)> {
+    query_pairs(query).map(|(n, v)| (n.into_owned(), v.into_owned())).collect()
 }
 
 fn path_segments(path: &str) -> Vec<&str> {

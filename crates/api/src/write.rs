@@ -41,7 +41,7 @@ pub(crate) fn check_type(resource: &Resource, expected_type: &str) -> Result<(),
 }
 
 /// Serializes a checked resource for the store.
-fn prepare(resource: &Resource) -> Result<PreparedResource, ApiError> {
+pub(crate) fn prepare(resource: &Resource) -> Result<PreparedResource, ApiError> {
     resource.check_reference_formats()?;
     Ok(PreparedResource::new(resource)?)
 }
@@ -128,8 +128,29 @@ pub(crate) fn complete(base: &str, written: Written, preference: ReturnPreferenc
         }
         WriteOutcome::NothingToDelete => deleted_response(
             preference,
-            format!("{resource_type}/{id} did not exist or was already deleted; nothing changed"),
+            if id.is_empty() {
+                format!("no {resource_type} matched; nothing changed")
+            } else {
+                format!("{resource_type}/{id} did not exist or was already deleted; nothing changed")
+            },
         ),
+        WriteOutcome::Existing { version, last_updated, body } => Response {
+            status: 200,
+            etag: Some(etag(version)),
+            last_modified: Some(last_updated),
+            location: Some(format!("{base}/{resource_type}/{id}/_history/{version}")),
+            body: match preference {
+                ReturnPreference::Representation => Some(body),
+                ReturnPreference::Minimal => None,
+                ReturnPreference::OperationOutcome => Some(
+                    OperationOutcome::information(format!(
+                        "{resource_type}/{id} already matches the condition; nothing was created"
+                    ))
+                    .to_bytes(),
+                ),
+            },
+        },
+        WriteOutcome::Reindexed { .. } => Response::empty(204),
     }
 }
 
@@ -148,14 +169,47 @@ impl Api {
     }
 
     pub(crate) async fn create(&self, request: &Request, resource_type: &str) -> Result<Response, ApiError> {
-        if request.if_none_exist.is_some() {
-            return Err(ApiError::not_supported(
-                "conditional create (If-None-Exist) needs search, which this server does not support yet",
-            ));
-        }
         let resource = parse_body(&request.body, resource_type)?;
-        let op = prepare_create(resource, &new_id())?;
+        let op = match &request.if_none_exist {
+            Some(condition) => {
+                let query = self.conditional_query(resource_type, condition, &request.base)?;
+                match prepare_create(resource, &new_id())? {
+                    WriteOp::Create(resource) => WriteOp::CreateIfNoneExist { resource, query },
+                    other => other,
+                }
+            }
+            None => prepare_create(resource, &new_id())?,
+        };
         let written = self.commit_one(op).await?;
+        Ok(complete(&request.base, written, preference(request)))
+    }
+
+    /// `PUT [type]?[search]`.
+    pub(crate) async fn conditional_update(
+        &self,
+        request: &Request,
+        resource_type: &str,
+    ) -> Result<Response, ApiError> {
+        let query = self.conditional_query(resource_type, &request.query, &request.base)?;
+        let mut resource = parse_body(&request.body, resource_type)?;
+        let id_given = resource.id().is_some();
+        if !id_given {
+            resource.set_id(&new_id());
+        }
+        let prepared = prepare(&resource)?;
+        let written =
+            self.commit_one(WriteOp::ConditionalUpdate { resource: prepared, query, id_given }).await?;
+        Ok(complete(&request.base, written, preference(request)))
+    }
+
+    /// `DELETE [type]?[search]`.
+    pub(crate) async fn conditional_delete(
+        &self,
+        request: &Request,
+        resource_type: &str,
+    ) -> Result<Response, ApiError> {
+        let query = self.conditional_query(resource_type, &request.query, &request.base)?;
+        let written = self.commit_one(WriteOp::ConditionalDelete { query }).await?;
         Ok(complete(&request.base, written, preference(request)))
     }
 

@@ -85,7 +85,9 @@ enum BenchKind {
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     match args.kind {
-        BenchKind::Import { resources, runs, sync_full, work } => bench_import(resources, runs.max(1), !sync_full, work),
+        BenchKind::Import { resources, runs, sync_full, work } => {
+            bench_import(resources, runs.max(1), !sync_full, work)
+        }
         BenchKind::Read { patients, requests, connections, seconds, target, hold } => {
             bench_read(patients, requests, connections.max(1), seconds, target, hold)
         }
@@ -450,10 +452,20 @@ fn bench_prepare(resources: usize) -> Result<ExitCode> {
         let per = started.elapsed().as_secs_f64() * 1e6 / lines.len() as f64;
         println!("{label:<28} {per:>7.1} us/resource ({count})");
     };
-    let parsed: Vec<fhir::Resource> = lines.iter().map(|l| fhir::Resource::from_slice(l.as_bytes())).collect::<std::result::Result<_, _>>().map_err(|e| anyhow::anyhow!("{e}"))?;
-    time("parse (strict JSON)", &mut || lines.iter().filter(|l| fhir::Resource::from_slice(l.as_bytes()).is_ok()).count());
-    time("check reference formats", &mut || parsed.iter().filter(|r| r.check_reference_formats().is_ok()).count());
+    let parsed: Vec<fhir::Resource> = lines
+        .iter()
+        .map(|l| fhir::Resource::from_slice(l.as_bytes()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    time("parse (strict JSON)", &mut || {
+        lines.iter().filter(|l| fhir::Resource::from_slice(l.as_bytes()).is_ok()).count()
+    });
+    time("check reference formats", &mut || {
+        parsed.iter().filter(|r| r.check_reference_formats().is_ok()).count()
+    });
     time("extract search index", &mut || parsed.iter().map(|r| store::index::extract(r).len()).sum());
-    time("prepare (serialize+extract)", &mut || parsed.iter().filter(|r| store::PreparedResource::new(r).is_ok()).count());
+    time("prepare (serialize+extract)", &mut || {
+        parsed.iter().filter(|r| store::PreparedResource::new(r).is_ok()).count()
+    });
     Ok(ExitCode::SUCCESS)
 }

@@ -33,7 +33,9 @@ enum Command {
     /// Evaluate a FHIRPath expression against a resource (FILE, or stdin) and print the
     /// result collection as a JSON array.
     Fhirpath(path::FhirpathArgs),
-    /// Measure import throughput, read latency and FHIRPath speed; prints the numbers.
+    /// Rebuild the search index from the current version of every resource.
+    Reindex(ReindexArgs),
+    /// Measure import, read, search and FHIRPath speed; prints the numbers.
     Bench(bench::BenchArgs),
 }
 
@@ -108,6 +110,12 @@ struct ImportArgs {
     quiet: bool,
 }
 
+#[derive(clap::Args)]
+struct ReindexArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum BundlesArg {
     Execute,
@@ -127,6 +135,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Import(args) => import(args),
         Command::Fhirpath(args) => path::run(args),
+        Command::Reindex(args) => reindex(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {
@@ -144,6 +153,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
     let store = args.store.open(SyncMode::Full)?;
+    ensure_index(&store)?;
     let api = Arc::new(Api::new(store.clone(), ApiConfig::default()));
     let config = server::ServerConfig {
         max_body_bytes: args.max_body_mib.saturating_mul(1024 * 1024),
@@ -187,6 +197,7 @@ async fn shutdown_signal() {
 fn import(args: ImportArgs) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let store = args.store.open(SyncMode::Normal)?;
+    ensure_index(&store)?;
     let api = Api::new(store.clone(), ApiConfig::default());
     let mut options = api::import::ImportOptions::default();
     if let Some(workers) = args.workers {
@@ -213,6 +224,34 @@ fn import(args: ImportArgs) -> Result<ExitCode> {
         report.resources_per_second()
     );
     Ok(if report.rejections.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn reindex(args: ReindexArgs) -> Result<ExitCode> {
+    let store = args.store.open(SyncMode::Normal)?;
+    rebuild_index(&store)?;
+    store.close();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An index written by another build cannot answer searches: rebuild it before serving.
+fn ensure_index(store: &SqliteStore) -> Result<()> {
+    if store.index_is_stale() {
+        eprintln!("the search index was built by a different version; rebuilding it");
+        rebuild_index(store)?;
+    }
+    Ok(())
+}
+
+fn rebuild_index(store: &SqliteStore) -> Result<()> {
+    use store::Store as _;
+    let started = std::time::Instant::now();
+    let count = store.reindex().context("reindex failed")?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "reindexed {count} resources in {seconds:.2} s ({:.0} resources/s)",
+        count as f64 / seconds.max(1e-9)
+    );
+    Ok(())
 }
 
 /// Runs an import with a progress bar showing resources/s.

@@ -10,8 +10,8 @@ pub mod search_parameters;
 pub use datetime::{DateTime, DateTimeKind, Precision, Time};
 pub use definitions::{Definitions, definitions};
 pub use outcome::{Issue, IssueType, OperationOutcome, Severity};
-pub use search_parameters::{SearchParamType, search_parameters};
 pub use resource::{ReferenceSite, ReferenceTarget, Resource, is_valid_id, parse_json, parse_reference};
+pub use search_parameters::{SearchParamType, search_parameters};
 
 /// The FHIR version this crate implements.
 pub const FHIR_VERSION: &str = "4.0.1";

@@ -148,9 +148,13 @@ impl Resource {
     pub fn references(&self) -> Vec<ReferenceSite<'_>> {
         let mut sites = Vec::new();
         let resource_type = self.resource_type();
-        walk_references(definitions(), resource_type, Some(resource_type), self.as_object(), &mut |path, reference| {
-            sites.push(ReferenceSite { path: path.unwrap_or_default(), reference })
-        });
+        walk_references(
+            definitions(),
+            resource_type,
+            Some(resource_type),
+            self.as_object(),
+            &mut |path, reference| sites.push(ReferenceSite { path: path.unwrap_or_default(), reference }),
+        );
         sites
     }
 
@@ -358,7 +362,8 @@ fn walk_references<'a>(
             {
                 visit(child_path.as_ref().map(|p| format!("{p}.reference")), reference);
             }
-            let child_root = if kind.is_resource { inline_resource_type(defs, child) } else { Some(kind.root) };
+            let child_root =
+                if kind.is_resource { inline_resource_type(defs, child) } else { Some(kind.root) };
             if let Some(child_root) = child_root {
                 walk_references(defs, child_root, child_path.as_deref(), child, visit);
             }

@@ -137,7 +137,15 @@ impl SearchParameters {
                     let bases = list(fields.next());
                     let targets = list(fields.next());
                     let expression = fields.next().filter(|e| *e != "-");
-                    parameters.push(SearchParameter { id, code, kind, bases, targets, expression, components: Vec::new() });
+                    parameters.push(SearchParameter {
+                        id,
+                        code,
+                        kind,
+                        bases,
+                        targets,
+                        expression,
+                        components: Vec::new(),
+                    });
                 }
                 Some("K") => {
                     let composite = fields.next().unwrap_or("");
@@ -210,6 +218,15 @@ impl SearchParameters {
         self.applied.get(key as usize)
     }
 
+    /// A fingerprint of the parameter table: stored search indexes name parameters by key, so
+    /// an index built from a different table must be rebuilt.
+    pub fn fingerprint(&self) -> u64 {
+        // FNV-1a: stable across builds and platforms, unlike `DefaultHasher`.
+        TABLE
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+    }
+
     /// Number of (resource type, code) pairs.
     pub fn key_count(&self) -> usize {
         self.applied.len()
@@ -275,7 +292,10 @@ mod tests {
         let id = params.get("Patient", "_id").unwrap();
         assert_eq!(id.expression.as_deref(), Some("Resource.id"));
         let value = params.get("Observation", "value-quantity").unwrap();
-        assert_eq!(value.expression.as_deref(), Some("(Observation.value as Quantity) | (Observation.value as SampledData)"));
+        assert_eq!(
+            value.expression.as_deref(),
+            Some("(Observation.value as Quantity) | (Observation.value as SampledData)")
+        );
         let subject = params.get("Observation", "subject").unwrap();
         assert!(params.parameter(subject).targets.contains(&"Patient"));
         let combo = params.parameter(params.get("Observation", "code-value-quantity").unwrap());

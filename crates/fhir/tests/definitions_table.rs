@@ -24,7 +24,8 @@ fn committed_table_matches_the_specification() {
 fn committed_search_parameter_table_matches_the_specification() {
     let Some(dir) = testkit::shared_dir("fhir-r4/definitions") else { return };
     let bundle: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("search-parameters.json")).expect("read")).expect("parse");
+        serde_json::from_slice(&std::fs::read(dir.join("search-parameters.json")).expect("read"))
+            .expect("parse");
     let derived = chartroom_fhir::definitions::derive::derive_search_table(&bundle);
     assert!(
         derived == include_str!("../data/r4-search-parameters.tsv"),

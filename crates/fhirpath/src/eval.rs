@@ -767,12 +767,17 @@ pub(crate) fn items_equal(a: &Value<'_>, b: &Value<'_>) -> Result<Option<bool>> 
 fn json_equal(a: &Json, b: &Json) -> bool {
     match (a, b) {
         (Json::Number(x), Json::Number(y)) => {
-            match (crate::value::decimal_from_text(&x.to_string()), crate::value::decimal_from_text(&y.to_string())) {
+            match (
+                crate::value::decimal_from_text(&x.to_string()),
+                crate::value::decimal_from_text(&y.to_string()),
+            ) {
                 (Some(p), Some(q)) => p == q,
                 _ => x == y,
             }
         }
-        (Json::Array(x), Json::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q)),
+        (Json::Array(x), Json::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| json_equal(p, q))
+        }
         (Json::Object(x), Json::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(key, p)| y.get(key).is_some_and(|q| json_equal(p, q)))
         }

@@ -226,7 +226,15 @@ async fn fhir_endpoint(
             .into_response();
         }
     };
-    if (matches!(method, Method::Post | Method::Put | Method::Patch) || !body.is_empty())
+    // `POST [type]/_search` carries its parameters as a form.
+    let form_search = method == Method::Post
+        && uri.path().ends_with("/_search")
+        && headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| media_type(t) == "application/x-www-form-urlencoded");
+    if !form_search
+        && (matches!(method, Method::Post | Method::Put | Method::Patch) || !body.is_empty())
         && let Err(refusal) = check_content_type(&headers)
     {
         return refusal.into_response();

@@ -276,11 +276,11 @@ async fn bundle_requests_that_are_not_batch_or_transaction_are_refused() {
         bundle("batch", vec![entry(None, "GET", "http://other.example.org/fhir/Patient/1", None)]);
     let result = json(server.post("", &elsewhere).await).await;
     assert_eq!(result["entry"][0]["response"]["status"], "400 Bad Request");
-    // A conditional create is refused clearly until search exists.
+    // A conditional create whose condition cannot be evaluated is refused, not run unconditionally.
     let mut conditional =
         bundle("transaction", vec![entry(None, "POST", "Patient", Some(json!({"resourceType": "Patient"})))]);
-    conditional["entry"][0]["request"]["ifNoneExist"] = json!("identifier=x|1");
-    expect_outcome(server.post("", &conditional).await, 400, "not-supported", "conditional create").await;
+    conditional["entry"][0]["request"]["ifNoneExist"] = json!("no-such-parameter=1");
+    expect_outcome(server.post("", &conditional).await, 400, "not-supported", "no-such-parameter").await;
     assert_eq!(server.version_count(), 0);
 }
 
@@ -299,10 +299,10 @@ async fn transaction_checks_reads_and_full_urls_before_writing() {
         "transaction",
         vec![
             entry(None, "POST", "Patient", Some(json!({"resourceType": "Patient"}))),
-            entry(None, "GET", "Patient?name=x", None),
+            entry(None, "POST", "Patient/$validate", Some(json!({"resourceType": "Patient"}))),
         ],
     );
-    expect_outcome(server.post("", &unsupported).await, 400, "not-supported", "search").await;
+    expect_outcome(server.post("", &unsupported).await, 400, "not-supported", "$validate").await;
     let duplicate_urls = bundle(
         "transaction",
         vec![

@@ -312,7 +312,14 @@ async fn capability_statement_states_what_is_supported() {
     for code in ["read", "vread", "update", "delete", "history-instance", "history-type", "create"] {
         assert!(codes.contains(&code), "{code}");
     }
-    assert!(!codes.contains(&"search-type"), "search is not claimed before it exists");
+    assert!(codes.contains(&"search-type"));
+    let params: Vec<&str> =
+        patient["searchParam"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    for name in ["_id", "_lastUpdated", "identifier", "name", "birthdate", "general-practitioner"] {
+        assert!(params.contains(&name), "{name}");
+    }
+    assert_eq!(patient["conditionalCreate"], true);
+    assert_eq!(patient["operation"][0]["name"], "everything");
     assert_eq!(patient["versioning"], "versioned-update");
     let system: Vec<&str> =
         rest["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();

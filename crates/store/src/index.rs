@@ -225,7 +225,8 @@ fn local_identity(reference: &str) -> Option<(&str, &str)> {
             } else {
                 return None;
             };
-            (fhir::definitions().is_resource_type(resource_type) && fhir::is_valid_id(id)).then_some((resource_type, id))
+            (fhir::definitions().is_resource_type(resource_type) && fhir::is_valid_id(id))
+                .then_some((resource_type, id))
         }
         _ => None,
     }
@@ -254,6 +255,19 @@ pub fn extract_json(resource_type: &str, json: &Json) -> IndexEntries {
         }
     }
     entries
+}
+
+/// The local references (type, id) that reference parameter `key` finds in a resource (for
+/// `_include`).
+pub fn references_of(json: &Json, key: ParamKey) -> Vec<(String, String)> {
+    let Some(Some(expression)) = COMPILED.get(key as usize) else { return Vec::new() };
+    let arena = Arena::new();
+    let resolver = TypeOnlyResolver { arena: &arena };
+    let env = Environment { resolver: Some(&resolver), trace: Some(&|_, _| {}), ..Environment::default() };
+    let Ok(values) = expression.evaluate(json, &env) else { return Vec::new() };
+    let mut entries = IndexEntries::default();
+    add(&mut entries, key, SearchParamType::Reference, &values);
+    entries.references.into_iter().filter(|(_, t, _)| !t.is_empty()).map(|(_, t, id)| (t, id)).collect()
 }
 
 fn add(entries: &mut IndexEntries, key: ParamKey, kind: SearchParamType, values: &Collection<'_>) {
@@ -492,9 +506,18 @@ pub fn date_range(value: &Value<'_>) -> Option<(i64, i64)> {
                 .collect();
             let bounds = object.get("repeat").and_then(|r| r.get("boundsPeriod")).and_then(Json::as_object);
             let period = bounds.map(|p| {
-                let start = p.get("start").and_then(Json::as_str).and_then(|s| DateTime::parse(s, DateTimeKind::Partial).ok());
-                let end = p.get("end").and_then(Json::as_str).and_then(|s| DateTime::parse(s, DateTimeKind::Partial).ok());
-                (start.map_or(i64::MIN, |d| d.lower_bound_millis()), end.map_or(i64::MAX, |d| d.upper_bound_millis()))
+                let start = p
+                    .get("start")
+                    .and_then(Json::as_str)
+                    .and_then(|s| DateTime::parse(s, DateTimeKind::Partial).ok());
+                let end = p
+                    .get("end")
+                    .and_then(Json::as_str)
+                    .and_then(|s| DateTime::parse(s, DateTimeKind::Partial).ok());
+                (
+                    start.map_or(i64::MIN, |d| d.lower_bound_millis()),
+                    end.map_or(i64::MAX, |d| d.upper_bound_millis()),
+                )
             });
             let low = events.iter().map(|e| e.0).chain(period.map(|p| p.0)).min()?;
             let high = events.iter().map(|e| e.1).chain(period.map(|p| p.1)).max()?;
@@ -517,7 +540,9 @@ fn decimal_of(json: Option<&Json>) -> Option<rust_decimal::Decimal> {
 }
 
 fn fhirpath_decimal(text: &str) -> Option<rust_decimal::Decimal> {
-    rust_decimal::Decimal::from_str_exact(text).ok().or_else(|| rust_decimal::Decimal::from_scientific(text).ok())
+    rust_decimal::Decimal::from_str_exact(text)
+        .ok()
+        .or_else(|| rust_decimal::Decimal::from_scientific(text).ok())
 }
 
 fn to_f64(decimal: rust_decimal::Decimal) -> f64 {
@@ -530,15 +555,42 @@ fn quantity(key: ParamKey, value: &Value<'_>) -> Option<QuantityRow> {
     if node.type_name == "Range" {
         let low = object.get("low").and_then(|l| decimal_of(l.get("value")));
         let high = object.get("high").and_then(|h| decimal_of(h.get("value")));
-        let unit_of = |side: &str| object.get(side).and_then(|q| q.get("code").or_else(|| q.get("unit"))).and_then(Json::as_str);
+        let unit_of = |side: &str| {
+            object.get(side).and_then(|q| q.get("code").or_else(|| q.get("unit"))).and_then(Json::as_str)
+        };
         let code = unit_of("low").or_else(|| unit_of("high")).unwrap_or("").to_string();
-        let system = object.get("low").or_else(|| object.get("high")).and_then(|q| q.get("system")).and_then(Json::as_str).unwrap_or("");
+        let system = object
+            .get("low")
+            .or_else(|| object.get("high"))
+            .and_then(|q| q.get("system"))
+            .and_then(Json::as_str)
+            .unwrap_or("");
+        if low.is_none() && high.is_none() {
+            return None;
+        }
+        let ucum_unit = if code.is_empty() { "1" } else { &code };
+        let canonical_of = |side: Option<rust_decimal::Decimal>, unbounded: f64| match side {
+            None => Some((None, unbounded)),
+            Some(amount) => {
+                fhirpath::ucum::canonical(amount, ucum_unit).map(|c| (Some(c.dimension), to_f64(c.value)))
+            }
+        };
+        let canonical = match (canonical_of(low, f64::NEG_INFINITY), canonical_of(high, f64::INFINITY)) {
+            (Some((low_dimension, low)), Some((high_dimension, high))) => {
+                low_dimension.or(high_dimension).map(|dimension| (dimension_key(&dimension), low, high))
+            }
+            _ => None,
+        };
         let (low, high) = (low.map_or(f64::NEG_INFINITY, to_f64), high.map_or(f64::INFINITY, to_f64));
-        return Some(QuantityRow { param: key, low, high, system: system.to_string(), code, canonical: None });
+        return Some(QuantityRow { param: key, low, high, system: system.to_string(), code, canonical });
     }
     let amount = decimal_of(get(object, "value"))?;
     let system = field(object, "system").unwrap_or("").to_string();
-    let code = field(object, "code").or_else(|| field(object, "currency")).or_else(|| field(object, "unit")).unwrap_or("").to_string();
+    let code = field(object, "code")
+        .or_else(|| field(object, "currency"))
+        .or_else(|| field(object, "unit"))
+        .unwrap_or("")
+        .to_string();
     let canonical = fhirpath::ucum::canonical(amount, if code.is_empty() { "1" } else { &code }).map(|c| {
         let value = to_f64(c.value);
         (dimension_key(&c.dimension), value, value)
@@ -578,12 +630,18 @@ fn composite<'a>(entries: &mut IndexEntries, key: ParamKey, items: &Collection<'
         seconds.extend(second.strings.into_iter().map(|(_, norm, _)| (String::new(), norm, 0.0, 0.0)));
         seconds.extend(second.references.into_iter().map(|(_, t, id)| (t, id, 0.0, 0.0)));
         seconds.extend(second.uris.into_iter().map(|(_, u)| (String::new(), u, 0.0, 0.0)));
-        seconds.extend(second.dates.into_iter().map(|(_, l, h)| (String::new(), String::new(), l as f64, h as f64)));
+        seconds.extend(
+            second.dates.into_iter().map(|(_, l, h)| (String::new(), String::new(), l as f64, h as f64)),
+        );
         seconds.extend(second.numbers.into_iter().map(|(_, l, h)| (String::new(), String::new(), l, h)));
-        seconds.extend(second.quantities.into_iter().map(|q| match q.canonical {
-            Some((dimension, low, high)) => (dimension, String::new(), low, high),
-            None => (q.system, q.code, q.low, q.high),
-        }));
+        // A quantity is stored as written and, where its unit converts, once more in UCUM base
+        // units under its dimension, marked with a leading '='.
+        for q in second.quantities {
+            if let Some((dimension, low, high)) = q.canonical {
+                seconds.push((format!("={dimension}"), String::new(), low, high));
+            }
+            seconds.push((q.system, q.code, q.low, q.high));
+        }
         for (system, code) in &firsts {
             for (second_system, second_text, low, high) in &seconds {
                 entries.composites.push(CompositeRow {
@@ -629,11 +687,19 @@ mod tests {
         assert!(entries.strings.iter().any(|s| s.0 == key("Patient", "name") && s.1 == "james"));
         assert!(entries.tokens.contains(&(key("Patient", "gender"), String::new(), "female".into())));
         assert!(entries.tokens.contains(&(key("Patient", "active"), String::new(), "true".into())));
-        assert!(entries.tokens.contains(&(key("Patient", "identifier"), "http://hospital/mrn".into(), "12345".into())));
+        assert!(entries.tokens.contains(&(
+            key("Patient", "identifier"),
+            "http://hospital/mrn".into(),
+            "12345".into()
+        )));
         assert!(entries.tokens.contains(&(key("Patient", "_tag"), "http://tags".into(), "vip".into())));
         assert!(entries.uris.contains(&(key("Patient", "_profile"), "http://example.org/p".into())));
         assert_eq!(entries.identifier_types[0].2, "MR");
-        assert!(entries.references.contains(&(key("Patient", "organization"), "Organization".into(), "o1".into())));
+        assert!(entries.references.contains(&(
+            key("Patient", "organization"),
+            "Organization".into(),
+            "o1".into()
+        )));
         let birth = entries.dates.iter().find(|d| d.0 == key("Patient", "birthdate")).unwrap();
         assert_eq!(birth.2 - birth.1, 86_400_000);
     }
@@ -649,9 +715,11 @@ mod tests {
         assert!(entries.references.contains(&(key("Observation", "patient"), "Patient".into(), "p1".into())));
         let date = entries.dates.iter().find(|d| d.0 == key("Observation", "date")).unwrap();
         assert_eq!(date.2, i64::MAX, "an open period extends forever");
-        let quantity = entries.quantities.iter().find(|q| q.param == key("Observation", "value-quantity")).unwrap();
+        let quantity =
+            entries.quantities.iter().find(|q| q.param == key("Observation", "value-quantity")).unwrap();
         assert_eq!(quantity.canonical.as_ref().map(|c| c.1), Some(4.5));
-        let combo = entries.composites.iter().find(|c| c.param == key("Observation", "code-value-quantity")).unwrap();
+        let combo =
+            entries.composites.iter().find(|c| c.param == key("Observation", "code-value-quantity")).unwrap();
         assert_eq!((combo.code.as_str(), combo.second_low), ("29463-7", 4.5));
     }
 }

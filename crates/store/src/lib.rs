@@ -12,11 +12,13 @@
 
 pub mod index;
 mod prepared;
+pub mod search;
 mod sqlite;
 
 use std::fmt;
 
 pub use prepared::PreparedResource;
+pub use search::{SearchPage, SearchQuery};
 pub use sqlite::{SqliteStore, StoreOptions, Synchronous};
 
 /// What can go wrong in the store.
@@ -38,6 +40,15 @@ pub enum Error {
     Corrupt(String),
     #[error("the commit failed and nothing of it was stored: {0}")]
     CommitFailed(String),
+    #[error("{0}")]
+    MultipleMatches(String),
+    #[error("{0}")]
+    IdMismatch(String),
+    #[error(
+        "the search index of this data directory was built by a different version of the index; \
+         run `chartroom reindex --data DIR` to rebuild it"
+    )]
+    IndexStale,
 }
 
 /// Result alias for store operations.
@@ -143,6 +154,18 @@ pub enum WriteOp {
     Update { resource: PreparedResource, if_match: Option<Precondition> },
     /// Append a tombstone if the resource exists and is not already deleted.
     Delete { resource_type: String, id: String, if_match: Option<Precondition> },
+    /// Conditional create: create unless the search finds a match (one match: nothing is
+    /// written and the match is reported; several: an error). Decided inside the commit, so
+    /// two concurrent conditional creates cannot both create.
+    CreateIfNoneExist { resource: PreparedResource, query: SearchQuery },
+    /// Conditional update: no match creates the resource (with its own id), one match is
+    /// updated (under the match's id), several are an error.
+    ConditionalUpdate { resource: PreparedResource, query: SearchQuery, id_given: bool },
+    /// Conditional delete: one match is deleted, none is nothing to do, several are an error.
+    ConditionalDelete { query: SearchQuery },
+    /// Rebuild the search index of the resources after `after_rkey` (at most `limit`); the
+    /// first range (`after_rkey == 0`) also empties the index. Used by [`Store::reindex`].
+    Reindex { after_rkey: i64, limit: usize },
 }
 
 /// Changes that commit together or not at all.
@@ -175,6 +198,10 @@ pub enum WriteOutcome {
     Deleted { version: u64, last_updated: i64 },
     /// Delete of something absent or already deleted: nothing to do.
     NothingToDelete,
+    /// A conditional create found this existing resource; nothing was written.
+    Existing { version: u64, last_updated: i64, body: Vec<u8> },
+    /// A range of the index was rebuilt.
+    Reindexed { last_rkey: i64, count: u64 },
 }
 
 /// A write submitted to the store, waiting for its commit.
@@ -243,4 +270,23 @@ pub trait Store: Send + Sync {
 
     /// Number of resources whose current version is not deleted.
     fn count_live(&self) -> Result<u64>;
+
+    /// A page of search results.
+    fn search(&self, query: &SearchQuery) -> Result<SearchPage>;
+
+    /// The current versions of these resources (type, id), in this order; absent or deleted
+    /// ones are left out.
+    fn read_many(&self, identities: &[(String, String)]) -> Result<Vec<VersionRecord>>;
+
+    /// The live resources whose reference parameter (one of `keys`) points to one of
+    /// `targets` (type, id): `_revinclude`, compartments.
+    fn referencing(
+        &self,
+        keys: &[fhir::search_parameters::ParamKey],
+        targets: &[(String, String)],
+    ) -> Result<Vec<VersionRecord>>;
+
+    /// Rebuilds the search index of every resource from its stored JSON; returns how many
+    /// resources were indexed.
+    fn reindex(&self) -> Result<u64>;
 }

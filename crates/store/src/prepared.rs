@@ -79,6 +79,23 @@ impl PreparedResource {
         &self.index
     }
 
+    /// The same resource under another id (a conditional update that matched).
+    pub fn with_id(&self, id: &str) -> PreparedResource {
+        let mut head = Vec::with_capacity(self.head.len() + id.len());
+        head.extend_from_slice(b"{\"resourceType\":");
+        write_json(&mut head, &self.resource_type);
+        head.extend_from_slice(b",\"id\":");
+        write_json(&mut head, id);
+        head.extend_from_slice(b",\"meta\":{\"versionId\":\"");
+        PreparedResource {
+            resource_type: self.resource_type.clone(),
+            id: id.to_string(),
+            head,
+            tail: self.tail.clone(),
+            index: self.index.clone(),
+        }
+    }
+
     /// The stored JSON for a given version and `lastUpdated` instant text.
     pub fn render(&self, version: u64, last_updated: &str) -> Vec<u8> {
         let mut body = Vec::with_capacity(self.head.len() + self.tail.len() + 48 + last_updated.len());

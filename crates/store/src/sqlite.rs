@@ -8,8 +8,9 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use fhir::DateTime;
@@ -18,15 +19,24 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, ToSql, params};
 use tokio::sync::oneshot;
 
 use crate::index::IndexEntries;
+use crate::search::{self, SearchPage, SearchQuery};
 use crate::{
     Error, HistoryPage, HistoryQuery, HistoryScope, PendingWrite, Precondition, PreparedResource, Result,
     Store, VersionRecord, WriteMethod, WriteOp, WriteOutcome, WriteUnit, Written,
 };
+use fhir::search_parameters::ParamKey;
 
 const DATABASE_FILE: &str = "chartroom.db";
 const LOCK_FILE: &str = "chartroom.lock";
 const SCHEMA_VERSION: i64 = 2;
 const MAX_IDLE_READERS: usize = 32;
+/// Bumped whenever extraction changes what the index holds for the same resource.
+const INDEX_FORMAT: u32 = 3;
+
+/// The `store_meta` value naming the index format and parameter table this build writes.
+fn index_format() -> String {
+    format!("{INDEX_FORMAT}:{:016x}", fhir::search_parameters::search_parameters().fingerprint())
+}
 
 /// How hard SQLite works to make a commit durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +75,9 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     sender: Mutex<Option<Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Set while the index was built by another format: searches would silently miss, so
+    /// they fail until `reindex` has run.
+    index_stale: Arc<AtomicBool>,
     /// Held for the store's lifetime: a second process on the same directory would corrupt
     /// the writer's sequence counters.
     _lock: File,
@@ -143,6 +156,20 @@ CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL
 /// import fast); their rows are deleted by recomputing them from the old version.
 const TABLES_BY_RKEY: &[&str] = &["idx_date", "idx_number", "idx_quantity", "idx_composite"];
 
+/// Every index table.
+const ALL_INDEX_TABLES: &[&str] = &[
+    "idx_string",
+    "idx_token",
+    "idx_token_text",
+    "idx_identifier_type",
+    "idx_date",
+    "idx_number",
+    "idx_quantity",
+    "idx_reference",
+    "idx_uri",
+    "idx_composite",
+];
+
 impl SqliteStore {
     /// Opens (creating if needed) the store in data directory `dir`.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Self> {
@@ -193,6 +220,20 @@ impl SqliteStore {
         connection.execute_batch(SCHEMA)?;
         connection.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
         connection.set_prepared_statement_cache_capacity(96);
+        let stored_format: Option<String> = connection
+            .query_row("SELECT value FROM store_meta WHERE key = 'index_format'", [], |r| r.get(0))
+            .optional()?;
+        let has_resources: bool =
+            connection.query_row("SELECT EXISTS (SELECT 1 FROM resources)", [], |r| r.get(0))?;
+        let index_stale = match stored_format {
+            Some(format) => format != index_format(),
+            None if has_resources => true,
+            None => {
+                write_index_format(&connection)?;
+                false
+            }
+        };
+        let index_stale = Arc::new(AtomicBool::new(index_stale));
 
         let next_seq: i64 =
             connection.query_row("SELECT coalesce(max(seq), 0) + 1 FROM versions", [], |r| r.get(0))?;
@@ -209,6 +250,8 @@ impl SqliteStore {
             next_rkey,
             last_updated,
             max_ops_per_commit: options.max_ops_per_commit.max(1),
+            index_stale: index_stale.clone(),
+            index_now_current: false,
         };
         let handle = std::thread::Builder::new()
             .name("chartroom-writer".into())
@@ -219,8 +262,18 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             sender: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(handle)),
+            index_stale,
             _lock: lock,
         })
+    }
+
+    /// Whether the search index must be rebuilt (`reindex`) before searches can run.
+    pub fn index_is_stale(&self) -> bool {
+        self.index_stale.load(AtomicOrdering::Acquire)
+    }
+
+    fn check_index(&self) -> Result<()> {
+        if self.index_is_stale() { Err(Error::IndexStale) } else { Ok(()) }
     }
 
     /// Stops accepting writes, lets the writer finish what is queued, and waits for it.
@@ -265,6 +318,15 @@ impl SqliteStore {
     }
 }
 
+fn write_index_format(connection: &Connection) -> Result<()> {
+    connection.execute(
+        "INSERT INTO store_meta (key, value) VALUES ('index_format', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [index_format()],
+    )?;
+    Ok(())
+}
+
 /// The writer's counters as the database has them: next seq, next rkey, latest lastUpdated.
 fn load_counters(connection: &Connection) -> Result<(i64, i64, i64)> {
     let next_seq =
@@ -293,7 +355,8 @@ fn insert_rows<'r, const N: usize>(
     let row = format!("({})", vec!["?"; N].join(","));
     let mut chunks = rows.chunks_exact(INSERT_CHUNK);
     if rows.len() >= INSERT_CHUNK {
-        let sql = format!("INSERT OR IGNORE INTO {target} VALUES {}", vec![row.as_str(); INSERT_CHUNK].join(","));
+        let sql =
+            format!("INSERT OR IGNORE INTO {target} VALUES {}", vec![row.as_str(); INSERT_CHUNK].join(","));
         let mut statement = connection.prepare_cached(&sql)?;
         for chunk in chunks.by_ref() {
             statement.execute(rusqlite::params_from_iter(chunk.iter().flatten()))?;
@@ -310,6 +373,8 @@ fn insert_rows<'r, const N: usize>(
 /// statement every time its parameters change, which costs more than the query itself.
 fn stable_query_plans(connection: &Connection) -> Result<()> {
     connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    // `rarray(?)` binds a list of keys as one parameter.
+    rusqlite::vtab::array::load_module(connection)?;
     Ok(())
 }
 
@@ -339,13 +404,15 @@ fn record_from_row(
 /// committed in time order, so this turns a time filter into a key range).
 fn first_seq_since(connection: &Connection, since: Option<i64>) -> Result<i64> {
     let Some(since) = since else { return Ok(0) };
-    let (mut low, mut high): (i64, i64) =
-        connection.query_row("SELECT coalesce(min(seq), 1), coalesce(max(seq), 0) + 1 FROM versions", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+    let (mut low, mut high): (i64, i64) = connection.query_row(
+        "SELECT coalesce(min(seq), 1), coalesce(max(seq), 0) + 1 FROM versions",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     // Binary search over the sequence: `last_updated` never decreases as `seq` grows, so
     // this needs ~log2(n) primary-key lookups and no index on time.
-    let mut at = connection.prepare_cached("SELECT last_updated FROM versions WHERE seq >= ?1 ORDER BY seq LIMIT 1")?;
+    let mut at = connection
+        .prepare_cached("SELECT last_updated FROM versions WHERE seq >= ?1 ORDER BY seq LIMIT 1")?;
     while low < high {
         let middle = low + (high - low) / 2;
         let time: Option<i64> = at.query_row([middle], |r| r.get(0)).optional()?;
@@ -484,6 +551,50 @@ impl Store for SqliteStore {
             Ok(count as u64)
         })
     }
+
+    fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
+        self.check_index()?;
+        self.with_reader(|connection| {
+            let snapshot = connection.unchecked_transaction()?;
+            search::search(&snapshot, query)
+        })
+    }
+
+    fn read_many(&self, identities: &[(String, String)]) -> Result<Vec<VersionRecord>> {
+        self.with_reader(|connection| {
+            let rkeys = search::rkeys_of(connection, identities)?;
+            search::fetch(connection, &rkeys)
+        })
+    }
+
+    fn referencing(&self, keys: &[ParamKey], targets: &[(String, String)]) -> Result<Vec<VersionRecord>> {
+        self.check_index()?;
+        self.with_reader(|connection| {
+            let mut rkeys = search::referencing(connection, keys, targets)?;
+            rkeys.sort_unstable();
+            rkeys.dedup();
+            search::fetch(connection, &rkeys)
+        })
+    }
+
+    fn reindex(&self) -> Result<u64> {
+        // Searches fail clearly while the index is partial rather than miss matches.
+        self.index_stale.store(true, AtomicOrdering::Release);
+        let mut after = 0;
+        let mut total = 0;
+        loop {
+            let written = self
+                .submit(WriteUnit::single(WriteOp::Reindex { after_rkey: after, limit: 5000 }))
+                .wait_blocking()?;
+            match written.first().map(|w| &w.outcome) {
+                Some(WriteOutcome::Reindexed { last_rkey, count }) if *count > 0 => {
+                    after = *last_rkey;
+                    total += count;
+                }
+                _ => return Ok(total),
+            }
+        }
+    }
 }
 
 struct Writer {
@@ -493,6 +604,9 @@ struct Writer {
     next_rkey: i64,
     last_updated: i64,
     max_ops_per_commit: usize,
+    index_stale: Arc<AtomicBool>,
+    /// Set by the last range of a reindex; takes effect when its commit succeeds.
+    index_now_current: bool,
 }
 
 struct Current {
@@ -560,6 +674,7 @@ impl Writer {
         if let Err(error) = self.connection.execute_batch("BEGIN IMMEDIATE") {
             return self.fail_all(jobs, &error.to_string());
         }
+        self.index_now_current = false;
         let mut results = Vec::with_capacity(jobs.len());
         for job in &jobs {
             match self.apply_in_savepoint(&job.unit, timestamp, &timestamp_text) {
@@ -570,6 +685,9 @@ impl Writer {
         match self.connection.execute_batch("COMMIT") {
             Ok(()) => {
                 self.last_updated = timestamp;
+                if std::mem::take(&mut self.index_now_current) {
+                    self.index_stale.store(false, AtomicOrdering::Release);
+                }
                 for (job, result) in jobs.into_iter().zip(results) {
                     let _ = job.reply.send(result);
                 }
@@ -622,7 +740,8 @@ impl Writer {
                             resource.id()
                         )));
                     }
-                    let stored = self.store_version(resource, None, WriteMethod::Create, timestamp, timestamp_text)?;
+                    let stored =
+                        self.store_version(resource, None, WriteMethod::Create, timestamp, timestamp_text)?;
                     pending.insert(self.next_rkey - 1, resource.index());
                     stored
                 }
@@ -644,6 +763,81 @@ impl Writer {
                     pending.insert(rkey, resource.index());
                     stored
                 }
+                WriteOp::CreateIfNoneExist { resource, query } => {
+                    let matches = self.matches(query)?;
+                    match matches.as_slice() {
+                        [] => {
+                            let stored = self.store_version(
+                                resource,
+                                None,
+                                WriteMethod::Create,
+                                timestamp,
+                                timestamp_text,
+                            )?;
+                            pending.insert(self.next_rkey - 1, resource.index());
+                            stored
+                        }
+                        [existing] => Written {
+                            resource_type: existing.resource_type.clone(),
+                            id: existing.id.clone(),
+                            outcome: WriteOutcome::Existing {
+                                version: existing.version,
+                                last_updated: existing.last_updated,
+                                body: existing.body.clone().unwrap_or_default(),
+                            },
+                        },
+                        several => return Err(multiple(query, several.len())),
+                    }
+                }
+                WriteOp::ConditionalUpdate { resource, query, id_given } => {
+                    let matches = self.matches(query)?;
+                    let target = match matches.as_slice() {
+                        [] => resource.clone(),
+                        [existing] if *id_given && existing.id != resource.id() => {
+                            return Err(Error::IdMismatch(format!(
+                                "the resource's id {} differs from the id {} of the one resource matching {}",
+                                resource.id(),
+                                existing.id,
+                                describe(query)
+                            )));
+                        }
+                        [existing] => resource.with_id(&existing.id),
+                        several => return Err(multiple(query, several.len())),
+                    };
+                    let current = self.current(target.resource_type(), target.id())?;
+                    let method = if current.as_ref().is_some_and(|c| !c.deleted) {
+                        WriteMethod::Update
+                    } else {
+                        WriteMethod::UpdateCreate
+                    };
+                    let rkey = current.as_ref().map_or(self.next_rkey, |c| c.rkey);
+                    let stored = self.store_version(&target, current, method, timestamp, timestamp_text)?;
+                    pending.insert(rkey, resource.index());
+                    stored
+                }
+                WriteOp::ConditionalDelete { query } => {
+                    let matches = self.matches(query)?;
+                    match matches.as_slice() {
+                        [] => Written {
+                            resource_type: query.resource_type.clone(),
+                            id: String::new(),
+                            outcome: WriteOutcome::NothingToDelete,
+                        },
+                        [existing] => {
+                            let current =
+                                self.current(&existing.resource_type, &existing.id)?.ok_or_else(|| {
+                                    Error::Corrupt(format!(
+                                        "{}/{} vanished",
+                                        existing.resource_type, existing.id
+                                    ))
+                                })?;
+                            pending.remove(&current.rkey);
+                            self.store_tombstone(&existing.resource_type, &existing.id, current, timestamp)?
+                        }
+                        several => return Err(multiple(query, several.len())),
+                    }
+                }
+                WriteOp::Reindex { after_rkey, limit } => self.reindex_range(*after_rkey, *limit)?,
                 WriteOp::Delete { resource_type, id, if_match } => {
                     let current = self.current(resource_type, id)?;
                     check_if_match(resource_type, id, if_match.as_ref(), current.as_ref())?;
@@ -664,6 +858,58 @@ impl Writer {
         }
         self.write_index(&pending)?;
         Ok(written)
+    }
+
+    /// Up to two matches of a conditional operation's search, seen from inside the commit.
+    fn matches(&self, query: &SearchQuery) -> Result<Vec<VersionRecord>> {
+        if self.index_stale.load(AtomicOrdering::Acquire) {
+            return Err(Error::IndexStale);
+        }
+        let query = SearchQuery { count: 2, cursor: None, sort: Vec::new(), total: false, ..query.clone() };
+        Ok(search::search(&self.connection, &query)?.matches)
+    }
+
+    /// Rebuilds the index rows of the resources after `after_rkey` (up to `limit` of them);
+    /// the first range also empties the index, so rows of old definitions do not linger.
+    fn reindex_range(&mut self, after_rkey: i64, limit: usize) -> Result<Written> {
+        if after_rkey == 0 {
+            for table in ALL_INDEX_TABLES {
+                self.connection.execute_batch(&format!("DELETE FROM {table}"))?;
+            }
+            // Until the last range commits, a restart must see the index as incomplete.
+            self.connection.execute_batch("DELETE FROM store_meta WHERE key = 'index_format'")?;
+        }
+        let rows: Vec<(i64, String, Vec<u8>)> = {
+            let mut statement = self.connection.prepare_cached(
+                "SELECT r.rkey, r.res_type, v.body FROM resources r JOIN versions v ON v.seq = r.seq
+                  WHERE r.rkey > ?1 AND r.deleted = 0 ORDER BY r.rkey LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![after_rkey, limit as i64], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get::<_, Option<Vec<u8>>>(2)?.unwrap_or_default()))
+            })?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut entries = Vec::with_capacity(rows.len());
+        for (rkey, resource_type, body) in &rows {
+            let json = fhir::parse_json(body).map_err(|e| Error::Corrupt(format!("resource {rkey}: {e}")))?;
+            entries.push((*rkey, crate::index::extract_json(resource_type, &json)));
+        }
+        let pending: HashMap<i64, &IndexEntries> = entries.iter().map(|(k, e)| (*k, e)).collect();
+        self.write_index(&pending)?;
+        if rows.len() < limit {
+            // The last range: the index is whole again. The flag flips only once the commit
+            // holding the format record has succeeded.
+            write_index_format(&self.connection)?;
+            self.index_now_current = true;
+        }
+        Ok(Written {
+            resource_type: String::new(),
+            id: String::new(),
+            outcome: WriteOutcome::Reindexed {
+                last_rkey: rows.last().map_or(after_rkey, |r| r.0),
+                count: rows.len() as u64,
+            },
+        })
     }
 
     fn current(&self, resource_type: &str, id: &str) -> Result<Option<Current>> {
@@ -774,7 +1020,9 @@ impl Writer {
     fn clear_index(&self, current: &Current, resource_type: &str) -> Result<()> {
         let rkey = current.rkey;
         for table in TABLES_BY_RKEY {
-            self.connection.prepare_cached(&format!("DELETE FROM {table} WHERE rkey = ?1"))?.execute([rkey])?;
+            self.connection
+                .prepare_cached(&format!("DELETE FROM {table} WHERE rkey = ?1"))?
+                .execute([rkey])?;
         }
         if current.deleted {
             return Ok(());
@@ -786,22 +1034,28 @@ impl Writer {
             .optional()?
             .flatten();
         let Some(body) = body else { return Ok(()) };
-        let json = fhir::parse_json(&body).map_err(|e| Error::Corrupt(format!("stored version {}: {e}", current.seq)))?;
+        let json = fhir::parse_json(&body)
+            .map_err(|e| Error::Corrupt(format!("stored version {}: {e}", current.seq)))?;
         let old = crate::index::extract_json(resource_type, &json);
         let c = &self.connection;
-        let mut delete = c.prepare_cached("DELETE FROM idx_string WHERE param = ?1 AND norm = ?2 AND rkey = ?3")?;
+        let mut delete =
+            c.prepare_cached("DELETE FROM idx_string WHERE param = ?1 AND norm = ?2 AND rkey = ?3")?;
         for (param, norm, _) in &old.strings {
             delete.execute(params![param, norm, rkey])?;
         }
-        let mut delete = c.prepare_cached("DELETE FROM idx_token WHERE param = ?1 AND code = ?2 AND rkey = ?3")?;
+        let mut delete =
+            c.prepare_cached("DELETE FROM idx_token WHERE param = ?1 AND code = ?2 AND rkey = ?3")?;
         for (param, _, code) in &old.tokens {
             delete.execute(params![param, code, rkey])?;
         }
-        let mut delete = c.prepare_cached("DELETE FROM idx_token_text WHERE param = ?1 AND text = ?2 AND rkey = ?3")?;
+        let mut delete =
+            c.prepare_cached("DELETE FROM idx_token_text WHERE param = ?1 AND text = ?2 AND rkey = ?3")?;
         for (param, text) in &old.token_texts {
             delete.execute(params![param, text, rkey])?;
         }
-        let mut delete = c.prepare_cached("DELETE FROM idx_identifier_type WHERE param = ?1 AND value = ?2 AND rkey = ?3")?;
+        let mut delete = c.prepare_cached(
+            "DELETE FROM idx_identifier_type WHERE param = ?1 AND value = ?2 AND rkey = ?3",
+        )?;
         for (param, _, _, value) in &old.identifier_types {
             delete.execute(params![param, value, rkey])?;
         }
@@ -811,7 +1065,8 @@ impl Writer {
         for (param, target_type, target) in &old.references {
             delete.execute(params![param, target_type, target, rkey])?;
         }
-        let mut delete = c.prepare_cached("DELETE FROM idx_uri WHERE param = ?1 AND value = ?2 AND rkey = ?3")?;
+        let mut delete =
+            c.prepare_cached("DELETE FROM idx_uri WHERE param = ?1 AND value = ?2 AND rkey = ?3")?;
         for (param, value) in &old.uris {
             delete.execute(params![param, value, rkey])?;
         }
@@ -832,15 +1087,24 @@ impl Writer {
         let mut references: Vec<(u32, &str, &str, i64)> = Vec::new();
         let mut uris: Vec<(u32, &str, i64)> = Vec::new();
         for (&rkey, entries) in pending {
-            strings.extend(entries.strings.iter().map(|(p, norm, exact)| (*p, norm.as_str(), rkey, exact.as_str())));
-            tokens.extend(entries.tokens.iter().map(|(p, system, code)| (*p, code.as_str(), rkey, system.as_str())));
+            strings.extend(
+                entries.strings.iter().map(|(p, norm, exact)| (*p, norm.as_str(), rkey, exact.as_str())),
+            );
+            tokens.extend(
+                entries.tokens.iter().map(|(p, system, code)| (*p, code.as_str(), rkey, system.as_str())),
+            );
             texts.extend(entries.token_texts.iter().map(|(p, text)| (*p, text.as_str(), rkey)));
             identifier_types.extend(
-                entries.identifier_types.iter().map(|(p, s, c, v)| (*p, v.as_str(), rkey, s.as_str(), c.as_str())),
+                entries
+                    .identifier_types
+                    .iter()
+                    .map(|(p, s, c, v)| (*p, v.as_str(), rkey, s.as_str(), c.as_str())),
             );
             dates.extend(entries.dates.iter().map(|(p, low, high)| (*p, *low, *high, rkey)));
             numbers.extend(entries.numbers.iter().map(|(p, low, high)| (*p, *low, *high, rkey)));
-            references.extend(entries.references.iter().map(|(p, t, target)| (*p, t.as_str(), target.as_str(), rkey)));
+            references.extend(
+                entries.references.iter().map(|(p, t, target)| (*p, t.as_str(), target.as_str(), rkey)),
+            );
             uris.extend(entries.uris.iter().map(|(p, value)| (*p, value.as_str(), rkey)));
         }
         strings.sort_unstable();
@@ -848,25 +1112,51 @@ impl Writer {
         texts.sort_unstable();
         identifier_types.sort_unstable();
         dates.sort_unstable();
-        numbers.sort_unstable_by(|a, b| (a.0, a.1, a.2, a.3).partial_cmp(&(b.0, b.1, b.2, b.3)).unwrap_or(std::cmp::Ordering::Equal));
+        numbers.sort_unstable_by(|a, b| {
+            (a.0, a.1, a.2, a.3).partial_cmp(&(b.0, b.1, b.2, b.3)).unwrap_or(std::cmp::Ordering::Equal)
+        });
         references.sort_unstable();
         uris.sort_unstable();
-        insert_rows(c, "idx_string (param, norm, rkey, exact)", strings.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3]))?;
-        insert_rows(c, "idx_token (param, code, rkey, system)", tokens.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3]))?;
-        insert_rows(c, "idx_token_text (param, text, rkey)", texts.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2]))?;
+        insert_rows(
+            c,
+            "idx_string (param, norm, rkey, exact)",
+            strings.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3]),
+        )?;
+        insert_rows(
+            c,
+            "idx_token (param, code, rkey, system)",
+            tokens.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3]),
+        )?;
+        insert_rows(
+            c,
+            "idx_token_text (param, text, rkey)",
+            texts.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2]),
+        )?;
         insert_rows(
             c,
             "idx_identifier_type (param, value, rkey, type_system, type_code)",
             identifier_types.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3, &r.4]),
         )?;
-        insert_rows(c, "idx_date (param, low, high, rkey)", dates.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3]))?;
-        insert_rows(c, "idx_number (param, low, high, rkey)", numbers.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3]))?;
+        insert_rows(
+            c,
+            "idx_date (param, low, high, rkey)",
+            dates.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3]),
+        )?;
+        insert_rows(
+            c,
+            "idx_number (param, low, high, rkey)",
+            numbers.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3]),
+        )?;
         insert_rows(
             c,
             "idx_reference (param, target_type, target, rkey)",
             references.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3]),
         )?;
-        insert_rows(c, "idx_uri (param, value, rkey)", uris.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2]))?;
+        insert_rows(
+            c,
+            "idx_uri (param, value, rkey)",
+            uris.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2]),
+        )?;
         let mut insert = c.prepare_cached(
             "INSERT OR IGNORE INTO idx_quantity (param, dimension, canonical_low, canonical_high, rkey, system, code, low, high)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -877,7 +1167,8 @@ impl Writer {
                     Some((d, l, h)) => (d.as_str(), *l, *h),
                     None => ("", q.low, q.high),
                 };
-                insert.execute(params![q.param, dimension, low, high, rkey, q.system, q.code, q.low, q.high])?;
+                insert
+                    .execute(params![q.param, dimension, low, high, rkey, q.system, q.code, q.low, q.high])?;
             }
         }
         let mut insert = c.prepare_cached(
@@ -929,6 +1220,19 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+fn describe(query: &SearchQuery) -> String {
+    format!("the search on {}", query.resource_type)
+}
+
+fn multiple(query: &SearchQuery, count: usize) -> Error {
+    Error::MultipleMatches(format!(
+        "{} matches {}{} resources; a conditional operation needs at most one",
+        describe(query),
+        if count > 1 { "more than " } else { "" },
+        count.saturating_sub(1).max(1)
+    ))
 }
 
 fn check_if_match(

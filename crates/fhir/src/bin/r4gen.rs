@@ -29,7 +29,10 @@ fn main() -> ExitCode {
         let search = load(&dir, "search-parameters.json")?;
         let derive = chartroom_fhir::definitions::derive::derive_table(&types, &resources);
         let definitions = write("r4-definitions.tsv", derive)?;
-        let parameters = write("r4-search-parameters.tsv", chartroom_fhir::definitions::derive::derive_search_table(&search))?;
+        let parameters = write(
+            "r4-search-parameters.tsv",
+            chartroom_fhir::definitions::derive::derive_search_table(&search),
+        )?;
         Ok(format!("{}\nwrote {}", definitions.display(), parameters.display()))
     });
     match result {

@@ -1,0 +1,1176 @@
+//! Search: FHIR search parameters parsed into a store query, run, and answered with a
+//! searchset Bundle (includes, paging links, `_summary`/`_elements`).
+
+use fhir::search_parameters::{Applied, ParamKey, SearchParamType, search_parameters};
+use fhir::{DateTime, DateTimeKind, IssueType, ReferenceTarget};
+use serde_json::{Map, Value};
+use store::search::{
+    Condition, Cursor, Filter, Prefix, QuantityUnit, Sort, SortBy, SortValue, StringMode, UriMode,
+};
+use store::{SearchPage, SearchQuery, VersionRecord};
+
+use crate::json_writer::{BundleWriter, Entry};
+use crate::{Api, ApiError, Prefer, Request, Response};
+
+const UCUM: &str = "http://unitsofmeasure.org";
+
+/// Query parameter carrying the paging cursor.
+pub(crate) const CURSOR: &str = "_cursor";
+
+/// How much of each resource to return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Summary {
+    Full,
+    True,
+    Text,
+    Data,
+    Count,
+}
+
+/// `_include` / `_revinclude`.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Include {
+    pub source_type: String,
+    /// `None` for `*`.
+    pub key: Option<ParamKey>,
+    pub target_type: Option<String>,
+    pub iterate: bool,
+}
+
+/// A search request, parsed.
+#[derive(Debug)]
+pub(crate) struct ParsedSearch {
+    pub query: SearchQuery,
+    pub includes: Vec<Include>,
+    pub revincludes: Vec<Include>,
+    pub summary: Summary,
+    pub elements: Option<Vec<String>>,
+    /// The parameters applied, as given (for the self link).
+    pub used: Vec<(String, String)>,
+}
+
+/// Why a parameter was not used.
+enum Rejected {
+    /// Not a parameter of this type (ignored unless `handling=strict`).
+    Unknown(String),
+    /// A parameter this server knows but cannot apply (ignored unless strict).
+    Unsupported(String),
+    /// A known parameter with a bad value: always an error.
+    Invalid(ApiError),
+}
+
+impl From<ApiError> for Rejected {
+    fn from(error: ApiError) -> Self {
+        Rejected::Invalid(error)
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Rejected {
+    Rejected::Invalid(ApiError::bad_request(IssueType::Value, message))
+}
+
+/// Splits at unescaped `separator` and removes the escapes (`\,` `\|` `\$` `\\`).
+fn split_escaped(value: &str, separator: char) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some(next) if matches!(next, ',' | '|' | '$' | '\\') && next != separator => {
+                    parts.last_mut().map(|p| {
+                        p.push('\\');
+                        p.push(next)
+                    });
+                }
+                Some(next) => {
+                    if let Some(part) = parts.last_mut() {
+                        if next == separator {
+                            part.push('\\');
+                        }
+                        part.push(next);
+                    }
+                }
+                None => {}
+            }
+        } else if c == separator {
+            parts.push(String::new());
+        } else if let Some(part) = parts.last_mut() {
+            part.push(c);
+        }
+    }
+    parts
+}
+
+/// Removes escapes once a value has been split.
+fn unescape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(next) = chars.next() {
+                out.push(next);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn split_prefix(value: &str) -> (Prefix, &str) {
+    let prefixes = [
+        ("eq", Prefix::Eq),
+        ("ne", Prefix::Ne),
+        ("gt", Prefix::Gt),
+        ("lt", Prefix::Lt),
+        ("ge", Prefix::Ge),
+        ("le", Prefix::Le),
+        ("sa", Prefix::Sa),
+        ("eb", Prefix::Eb),
+        ("ap", Prefix::Ap),
+    ];
+    for (text, prefix) in prefixes {
+        if let Some(rest) = value.strip_prefix(text)
+            && rest.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.')
+        {
+            return (prefix, rest);
+        }
+    }
+    (Prefix::Eq, value)
+}
+
+fn date_condition(name: &str, value: &str) -> Result<(Prefix, i64, i64), Rejected> {
+    let (prefix, text) = split_prefix(value);
+    // A `+` of a time-zone offset arrives decoded as a space.
+    let text = text.replace(' ', "+");
+    let date = DateTime::parse(&text, DateTimeKind::Partial)
+        .map_err(|e| invalid(format!("{name}: '{value}' is not a date: {e}")))?;
+    Ok((prefix, date.lower_bound_millis(), date.upper_bound_millis()))
+}
+
+/// A number as searched, with the range its precision implies (`100` = [99.5, 100.5)).
+fn number_condition(name: &str, value: &str) -> Result<(Prefix, f64, f64, f64), Rejected> {
+    let (prefix, text) = split_prefix(value);
+    let number: f64 = text.parse().map_err(|_| invalid(format!("{name}: '{value}' is not a number")))?;
+    let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
+    let decimals = mantissa.split_once('.').map_or(0, |(_, f)| f.len()) as i32;
+    let exponent: i32 = text.split_once(['e', 'E']).and_then(|(_, e)| e.parse().ok()).unwrap_or(0);
+    let half = 0.5 * 10f64.powi(exponent - decimals);
+    Ok((prefix, number, number - half, number + half))
+}
+
+fn token_condition(value: &str) -> Condition {
+    let parts = split_escaped(value, '|');
+    match parts.as_slice() {
+        [code] => Condition::Token { system: None, code: Some(unescape(code)) },
+        [system, code] => Condition::Token {
+            system: Some(unescape(system)),
+            code: if code.is_empty() { None } else { Some(unescape(code)) },
+        },
+        _ => Condition::Token { system: None, code: Some(unescape(value)) },
+    }
+}
+
+impl Api {
+    fn reference_condition(
+        &self,
+        applied: &Applied,
+        modifier: Option<&str>,
+        value: &str,
+        base: &str,
+    ) -> Result<Condition, Rejected> {
+        let parameter = search_parameters().parameter(applied);
+        let value = unescape(value);
+        let local = match value.strip_prefix(base).and_then(|rest| rest.strip_prefix('/')) {
+            Some(relative) => relative.to_string(),
+            None => value.clone(),
+        };
+        if local.contains("://") {
+            return Ok(Condition::Reference { target_types: Vec::new(), target: local, url: true });
+        }
+        if let Ok(ReferenceTarget::Local { resource_type, id, .. }) = fhir::parse_reference(&local) {
+            if modifier.is_some_and(|m| m != resource_type) {
+                return Err(invalid(format!(
+                    "{}: '{value}' is not a {}",
+                    applied.code,
+                    modifier.unwrap_or("")
+                )));
+            }
+            return Ok(Condition::Reference {
+                target_types: vec![resource_type.to_string()],
+                target: id.to_string(),
+                url: false,
+            });
+        }
+        if !fhir::is_valid_id(&local) {
+            return Err(invalid(format!("{}: '{value}' is neither a reference nor an id", applied.code)));
+        }
+        let target_types = match modifier {
+            Some(resource_type) => vec![resource_type.to_string()],
+            // A bare id also matches canonical and relative references the index could not
+            // type (stored with an empty target type).
+            None => parameter.targets.iter().map(|t| t.to_string()).chain([String::new()]).collect(),
+        };
+        Ok(Condition::Reference { target_types, target: local, url: false })
+    }
+
+    fn quantity_condition(&self, name: &str, value: &str) -> Result<Condition, Rejected> {
+        let parts = split_escaped(value, '|');
+        let number = parts.first().map(String::as_str).unwrap_or("");
+        let (prefix, amount, low, high) = number_condition(name, number)?;
+        let system = parts.get(1).map(|s| unescape(s)).filter(|s| !s.is_empty());
+        let code = parts.get(2).map(|s| unescape(s)).filter(|s| !s.is_empty());
+        let Some(code) = code else {
+            return Ok(Condition::Quantity { prefix, value: amount, low, high, unit: QuantityUnit::Any });
+        };
+        let ucum = system.as_deref().is_none_or(|s| s == UCUM);
+        if ucum && let Some((factor, dimension)) = fhirpath::ucum::parse(&code) {
+            let factor: f64 = factor.to_string().parse().unwrap_or(1.0);
+            return Ok(Condition::Quantity {
+                prefix,
+                value: amount * factor,
+                low: low * factor,
+                high: high * factor,
+                unit: QuantityUnit::Canonical(store::index::dimension_key(&dimension)),
+            });
+        }
+        Ok(Condition::Quantity {
+            prefix,
+            value: amount,
+            low,
+            high,
+            unit: QuantityUnit::Code { system, code },
+        })
+    }
+
+    /// One value (of a comma-separated list) of a parameter, as a condition.
+    fn condition(
+        &self,
+        applied: &Applied,
+        kind: SearchParamType,
+        modifier: Option<&str>,
+        value: &str,
+        base: &str,
+    ) -> Result<Condition, Rejected> {
+        let name = applied.code;
+        match (kind, modifier) {
+            (SearchParamType::String, None | Some("exact") | Some("contains")) => {
+                let text = unescape(value);
+                let normalized = store::index::normalize(&text);
+                let mode = match modifier {
+                    Some("exact") => StringMode::Exact(text),
+                    Some("contains") => StringMode::Contains,
+                    _ => StringMode::Prefix,
+                };
+                Ok(Condition::String { value: normalized, mode })
+            }
+            (SearchParamType::Token, None | Some("not")) => Ok(token_condition(value)),
+            (SearchParamType::Token, Some("text")) => {
+                Ok(Condition::TokenText(store::index::normalize(&unescape(value))))
+            }
+            (SearchParamType::Token, Some("of-type")) => {
+                let parts = split_escaped(value, '|');
+                match parts.as_slice() {
+                    [system, code, identifier] => Ok(Condition::OfType {
+                        system: unescape(system),
+                        code: unescape(code),
+                        value: unescape(identifier),
+                    }),
+                    _ => Err(invalid(format!("{name}:of-type needs system|code|value, got '{value}'"))),
+                }
+            }
+            (SearchParamType::Reference, Some("identifier")) => Ok(token_condition(value)),
+            (SearchParamType::Reference, modifier) => {
+                if let Some(modifier) = modifier
+                    && !fhir::definitions().is_resource_type(modifier)
+                {
+                    return Err(Rejected::Unsupported(format!("{name}:{modifier}")));
+                }
+                self.reference_condition(applied, modifier, value, base)
+            }
+            (SearchParamType::Date, None) => {
+                let (prefix, low, high) = date_condition(name, value)?;
+                Ok(Condition::Date { prefix, low, high })
+            }
+            (SearchParamType::Number, None) => {
+                let (prefix, number, low, high) = number_condition(name, value)?;
+                Ok(Condition::Number { prefix, value: number, low, high })
+            }
+            (SearchParamType::Quantity, None) => self.quantity_condition(name, value),
+            (SearchParamType::Uri, None | Some("above") | Some("below")) => {
+                let mode = match modifier {
+                    Some("above") => UriMode::Above,
+                    Some("below") => UriMode::Below,
+                    _ => UriMode::Exact,
+                };
+                Ok(Condition::Uri { value: unescape(value), mode })
+            }
+            (SearchParamType::Composite, None) => {
+                let parts = split_escaped(value, '$');
+                let [first, second] = parts.as_slice() else {
+                    return Err(invalid(format!(
+                        "{name}: a composite value is 'first$second', got '{value}'"
+                    )));
+                };
+                let parameter = search_parameters().parameter(applied);
+                let second_kind = parameter
+                    .components
+                    .get(1)
+                    .and_then(|c| search_parameters().by_id(c.parameter))
+                    .map(|p| p.kind)
+                    .ok_or_else(|| Rejected::Unsupported(name.to_string()))?;
+                let Condition::Token { system, code: Some(code) } = token_condition(first) else {
+                    return Err(invalid(format!("{name}: the first part of '{value}' needs a code")));
+                };
+                let second = match second_kind {
+                    SearchParamType::Quantity => self.quantity_condition(name, second)?,
+                    SearchParamType::Date => {
+                        let (prefix, low, high) = date_condition(name, second)?;
+                        Condition::Date { prefix, low, high }
+                    }
+                    SearchParamType::Number => {
+                        let (prefix, number, low, high) = number_condition(name, second)?;
+                        Condition::Number { prefix, value: number, low, high }
+                    }
+                    SearchParamType::String => Condition::String {
+                        value: store::index::normalize(&unescape(second)),
+                        mode: StringMode::Prefix,
+                    },
+                    SearchParamType::Reference => Condition::Reference {
+                        target_types: Vec::new(),
+                        target: unescape(second),
+                        url: false,
+                    },
+                    _ => token_condition(second),
+                };
+                Ok(Condition::Composite { system, code, second: Box::new(second) })
+            }
+            (_, Some(modifier)) => Err(Rejected::Unsupported(format!("{name}:{modifier}"))),
+            (kind, None) => Err(Rejected::Unsupported(format!("{name} ({})", kind.code()))),
+        }
+    }
+
+    /// Parses one search parameter (`name[:modifier][.chain]=value`) of `resource_type`.
+    fn filter(&self, resource_type: &str, name: &str, value: &str, base: &str) -> Result<Filter, Rejected> {
+        if let Some(rest) = name.strip_prefix("_has:") {
+            let mut parts = rest.splitn(3, ':');
+            let (Some(source_type), Some(reference), Some(inner)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(invalid(format!("'{name}': _has is _has:Type:reference:parameter")));
+            };
+            if !fhir::definitions().is_resource_type(source_type) {
+                return Err(invalid(format!("'{name}': '{source_type}' is not a resource type")));
+            }
+            let applied = search_parameters()
+                .get(source_type, reference)
+                .filter(|a| search_parameters().parameter(a).kind == SearchParamType::Reference)
+                .ok_or_else(|| Rejected::Unknown(format!("{source_type}:{reference}")))?;
+            let inner = self.filter(source_type, inner, value, base)?;
+            return Ok(Filter::Has {
+                source_type: source_type.to_string(),
+                key: applied.key,
+                filters: vec![inner],
+            });
+        }
+        let (head, chain) = match name.split_once('.') {
+            Some((head, chain)) => (head, Some(chain)),
+            None => (name, None),
+        };
+        let (code, modifier) = match head.split_once(':') {
+            Some((code, modifier)) => (code, Some(modifier)),
+            None => (head, None),
+        };
+        let values = split_escaped(value, ',');
+        if values.iter().any(String::is_empty) && chain.is_none() && modifier != Some("missing") {
+            return Err(invalid(format!("{name}: empty value")));
+        }
+        match code {
+            "_id" if chain.is_none() && modifier.is_none() => {
+                return Ok(Filter::Ids(values.iter().map(|v| unescape(v)).collect()));
+            }
+            "_lastUpdated" if chain.is_none() && modifier.is_none() => {
+                let mut conditions = Vec::new();
+                for v in &values {
+                    conditions.push(date_condition(code, v)?);
+                }
+                return Ok(Filter::LastUpdated(conditions));
+            }
+            _ => {}
+        }
+        let applied = search_parameters()
+            .get(resource_type, code)
+            .ok_or_else(|| Rejected::Unknown(code.to_string()))?;
+        let parameter = search_parameters().parameter(applied);
+        let kind = parameter.kind;
+        if applied.expression.as_deref().is_none_or(str::is_empty) {
+            return Err(Rejected::Unsupported(code.to_string()));
+        }
+        if let Some(chain) = chain {
+            if kind != SearchParamType::Reference {
+                return Err(invalid(format!("'{name}': only reference parameters can be chained")));
+            }
+            let targets: Vec<String> = match modifier {
+                Some(t) if fhir::definitions().is_resource_type(t) => vec![t.to_string()],
+                Some(other) => return Err(invalid(format!("'{name}': ':{other}' is not a resource type"))),
+                None => parameter.targets.iter().map(|t| t.to_string()).collect(),
+            };
+            let next = chain.split(['.', ':']).next().unwrap_or(chain);
+            let mut chains = Vec::new();
+            for target in targets {
+                let known = matches!(next, "_id" | "_lastUpdated" | "_has")
+                    || next.starts_with("_has")
+                    || search_parameters().get(&target, next).is_some();
+                if !known {
+                    continue;
+                }
+                let inner = self.filter(&target, chain, value, base)?;
+                chains.push(Filter::Chain { key: applied.key, target_type: target, filters: vec![inner] });
+            }
+            return match chains.len() {
+                0 => Err(Rejected::Unknown(name.to_string())),
+                1 => Ok(chains.remove(0)),
+                _ => Ok(Filter::AnyOf(chains)),
+            };
+        }
+        if modifier == Some("missing") {
+            let missing = match value {
+                "true" => true,
+                "false" => false,
+                _ => return Err(invalid(format!("{name} must be true or false, got '{value}'"))),
+            };
+            return Ok(Filter::Missing { key: applied.key, kind, missing });
+        }
+        if matches!(modifier, Some("above" | "below" | "in" | "not-in")) && kind == SearchParamType::Token {
+            return Err(Rejected::Unsupported(format!(
+                "{code}:{} (needs the terminology service)",
+                modifier.unwrap_or("")
+            )));
+        }
+        let mut any = Vec::with_capacity(values.len());
+        for v in &values {
+            any.push(self.condition(applied, kind, modifier, v, base)?);
+        }
+        if modifier == Some("not") {
+            return Ok(Filter::Not { key: applied.key, any });
+        }
+        Ok(Filter::Param { key: applied.key, any })
+    }
+
+    /// Parses a search of `resource_type` from decoded (name, value) pairs.
+    pub(crate) fn parse_search(
+        &self,
+        resource_type: &str,
+        pairs: &[(String, String)],
+        strict: bool,
+        base: &str,
+    ) -> Result<ParsedSearch, ApiError> {
+        let mut query = SearchQuery {
+            resource_type: resource_type.to_string(),
+            filters: Vec::new(),
+            sort: Vec::new(),
+            count: self.config.default_page_size,
+            cursor: None,
+            total: false,
+        };
+        let mut parsed = ParsedSearch {
+            query: SearchQuery { ..query.clone() },
+            includes: Vec::new(),
+            revincludes: Vec::new(),
+            summary: Summary::Full,
+            elements: None,
+            used: Vec::new(),
+        };
+        let mut used = Vec::new();
+        for (name, value) in pairs {
+            let keep = |used: &mut Vec<(String, String)>| used.push((name.clone(), value.clone()));
+            match name.as_str() {
+                "_count" => {
+                    let count: usize = value.parse().map_err(|_| {
+                        ApiError::bad_request(
+                            IssueType::Value,
+                            format!("_count must be a whole number, got '{value}'"),
+                        )
+                    })?;
+                    query.count = count.min(self.config.max_page_size);
+                }
+                "_sort" => {
+                    for part in value.split(',').filter(|p| !p.is_empty()) {
+                        let (descending, code) = match part.strip_prefix('-') {
+                            Some(code) => (true, code),
+                            None => (false, part),
+                        };
+                        let by = match code {
+                            "_id" => SortBy::Id,
+                            "_lastUpdated" => SortBy::LastUpdated,
+                            _ => {
+                                let applied = search_parameters()
+                                    .get(resource_type, code)
+                                    .filter(|a| !matches!(search_parameters().parameter(a).kind, SearchParamType::Composite | SearchParamType::Special))
+                                    .ok_or_else(|| {
+                                        ApiError::bad_request(
+                                            IssueType::NotSupported,
+                                            format!("_sort: '{code}' is not a search parameter of {resource_type} that can be sorted on"),
+                                        )
+                                    })?;
+                                SortBy::Param {
+                                    key: applied.key,
+                                    kind: search_parameters().parameter(applied).kind,
+                                }
+                            }
+                        };
+                        query.sort.push(Sort { by, descending });
+                    }
+                    keep(&mut used);
+                }
+                "_include" | "_include:iterate" | "_revinclude" | "_revinclude:iterate" => {
+                    let include = parse_include(value, name.ends_with(":iterate"))?;
+                    if name.starts_with("_include") {
+                        parsed.includes.push(include);
+                    } else {
+                        parsed.revincludes.push(include);
+                    }
+                    keep(&mut used);
+                }
+                "_summary" => {
+                    parsed.summary = match value.as_str() {
+                        "true" => Summary::True,
+                        "text" => Summary::Text,
+                        "data" => Summary::Data,
+                        "count" => Summary::Count,
+                        "false" => Summary::Full,
+                        other => {
+                            return Err(ApiError::bad_request(
+                                IssueType::Value,
+                                format!("_summary must be true, false, text, data or count, got '{other}'"),
+                            ));
+                        }
+                    };
+                    keep(&mut used);
+                }
+                "_elements" => {
+                    parsed.elements = Some(
+                        value.split(',').map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect(),
+                    );
+                    keep(&mut used);
+                }
+                "_total" => {
+                    query.total = match value.as_str() {
+                        "accurate" | "estimate" => true,
+                        "none" => false,
+                        other => {
+                            return Err(ApiError::bad_request(
+                                IssueType::Value,
+                                format!("_total must be none, estimate or accurate, got '{other}'"),
+                            ));
+                        }
+                    };
+                    keep(&mut used);
+                }
+                CURSOR => {
+                    query.cursor = Some(decode_cursor(value).ok_or_else(|| {
+                        ApiError::bad_request(IssueType::Value, format!("invalid paging cursor '{value}'"))
+                    })?);
+                }
+                "_format" | "_pretty" => {}
+                _ => match self.filter(resource_type, name, value, base) {
+                    Ok(filter) => {
+                        query.filters.push(filter);
+                        keep(&mut used);
+                    }
+                    Err(Rejected::Invalid(error)) => return Err(error),
+                    Err(Rejected::Unknown(what)) => {
+                        if strict {
+                            return Err(ApiError::bad_request(
+                                IssueType::NotSupported,
+                                format!("unknown search parameter '{name}' for {resource_type} ({what})"),
+                            ));
+                        }
+                    }
+                    Err(Rejected::Unsupported(what)) => {
+                        if strict {
+                            return Err(ApiError::bad_request(
+                                IssueType::NotSupported,
+                                format!("the search parameter '{name}' is not supported ({what})"),
+                            ));
+                        }
+                    }
+                },
+            }
+        }
+        if parsed.summary == Summary::Count {
+            query.count = 0;
+            query.total = true;
+        }
+        parsed.query = query;
+        parsed.used = used;
+        Ok(parsed)
+    }
+
+    /// Runs a search of `resource_type` and builds the searchset Bundle.
+    pub(crate) fn search(
+        &self,
+        request: &Request,
+        resource_type: &str,
+        pairs: &[(String, String)],
+        compartment: Option<(&str, &str)>,
+        path: &str,
+    ) -> Result<Response, ApiError> {
+        let strict = Prefer::parse(request.prefer.as_deref()).strict;
+        let mut parsed = self.parse_search(resource_type, pairs, strict, &request.base)?;
+        if let Some((compartment_type, id)) = compartment {
+            let keys = compartment_keys(compartment_type, resource_type);
+            if keys.is_empty() {
+                return Err(ApiError::bad_request(
+                    IssueType::NotSupported,
+                    format!("{resource_type} is not in the {compartment_type} compartment"),
+                ));
+            }
+            parsed.query.filters.push(Filter::Compartment {
+                keys,
+                target_type: compartment_type.to_string(),
+                target_id: id.to_string(),
+            });
+        }
+        let page = self.store.search(&parsed.query)?;
+        Ok(Response::json(200, self.searchset(request, path, &parsed, page)?))
+    }
+
+    fn searchset(
+        &self,
+        request: &Request,
+        path: &str,
+        parsed: &ParsedSearch,
+        page: SearchPage,
+    ) -> Result<Vec<u8>, ApiError> {
+        let link = |cursor: Option<(&Cursor, bool)>| {
+            let mut url = format!("{}/{path}?", request.base);
+            let mut first = true;
+            let mut add = |name: &str, value: &str| {
+                if !first {
+                    url.push('&');
+                }
+                first = false;
+                url.extend(form_urlencoded::byte_serialize(name.as_bytes()));
+                url.push('=');
+                url.extend(form_urlencoded::byte_serialize(value.as_bytes()));
+            };
+            for (name, value) in &parsed.used {
+                add(name, value);
+            }
+            add("_count", &parsed.query.count.to_string());
+            if let Some((cursor, before)) = cursor {
+                add(CURSOR, &encode_cursor(cursor, before));
+            }
+            url
+        };
+        let mut links = vec![("self", link(parsed.query.cursor.as_ref().map(|c| (c, c.before))))];
+        if page.has_next
+            && let Some(last) = &page.last
+        {
+            links.push(("next", link(Some((last, false)))));
+        }
+        if page.has_previous
+            && let Some(first) = &page.first
+        {
+            links.push(("previous", link(Some((first, true)))));
+        }
+        if parsed.query.cursor.is_some() {
+            links.push(("first", link(None)));
+        }
+        let mut bundle = BundleWriter::new("searchset", page.total, &links);
+        if parsed.summary == Summary::Count {
+            return Ok(bundle.finish());
+        }
+        let mut seen: std::collections::HashSet<(String, String)> =
+            page.matches.iter().map(|m| (m.resource_type.clone(), m.id.clone())).collect();
+        let included = self.includes(parsed, &page.matches, &mut seen)?;
+        for (record, mode) in
+            page.matches.iter().map(|m| (m, "match")).chain(included.iter().map(|m| (m, "include")))
+        {
+            let Some(body) = &record.body else { continue };
+            let full_url = format!("{}/{}/{}", request.base, record.resource_type, record.id);
+            let shaped = shape(body, &record.resource_type, parsed.summary, parsed.elements.as_deref());
+            bundle.entry(&Entry {
+                full_url: Some(&full_url),
+                resource: Some(shaped.as_deref().unwrap_or(body)),
+                search_mode: Some(mode),
+                ..Default::default()
+            });
+        }
+        Ok(bundle.finish())
+    }
+
+    /// `_include` and `_revinclude` (with `:iterate`, up to a bound).
+    fn includes(
+        &self,
+        parsed: &ParsedSearch,
+        matches: &[VersionRecord],
+        seen: &mut std::collections::HashSet<(String, String)>,
+    ) -> Result<Vec<VersionRecord>, ApiError> {
+        const MAX_INCLUDED: usize = 1000;
+        let mut included: Vec<VersionRecord> = Vec::new();
+        let mut frontier: Vec<VersionRecord> = matches.to_vec();
+        for round in 0..4 {
+            let mut found: Vec<VersionRecord> = Vec::new();
+            for include in parsed.includes.iter().filter(|i| round == 0 || i.iterate) {
+                let mut targets: Vec<(String, String)> = Vec::new();
+                for record in frontier.iter().filter(|r| r.resource_type == include.source_type) {
+                    let Some(body) = &record.body else { continue };
+                    let Ok(json) = fhir::parse_json(body) else { continue };
+                    let keys: Vec<ParamKey> = match include.key {
+                        Some(key) => vec![key],
+                        None => search_parameters()
+                            .for_type(&record.resource_type)
+                            .filter(|a| search_parameters().parameter(a).kind == SearchParamType::Reference)
+                            .map(|a| a.key)
+                            .collect(),
+                    };
+                    for key in keys {
+                        for target in store::index::references_of(&json, key) {
+                            if include.target_type.as_ref().is_none_or(|t| *t == target.0)
+                                && !seen.contains(&target)
+                            {
+                                targets.push(target);
+                            }
+                        }
+                    }
+                }
+                targets.sort();
+                targets.dedup();
+                for record in self.store.read_many(&targets)? {
+                    if seen.insert((record.resource_type.clone(), record.id.clone())) {
+                        found.push(record);
+                    }
+                }
+            }
+            for include in parsed.revincludes.iter().filter(|i| round == 0 || i.iterate) {
+                let keys: Vec<ParamKey> = match include.key {
+                    Some(key) => vec![key],
+                    None => search_parameters()
+                        .for_type(&include.source_type)
+                        .filter(|a| search_parameters().parameter(a).kind == SearchParamType::Reference)
+                        .map(|a| a.key)
+                        .collect(),
+                };
+                let targets: Vec<(String, String)> = frontier
+                    .iter()
+                    .filter(|r| include.target_type.as_ref().is_none_or(|t| *t == r.resource_type))
+                    .map(|r| (r.resource_type.clone(), r.id.clone()))
+                    .collect();
+                if targets.is_empty() {
+                    continue;
+                }
+                for record in self.store.referencing(&keys, &targets)? {
+                    if record.resource_type == include.source_type
+                        && seen.insert((record.resource_type.clone(), record.id.clone()))
+                    {
+                        found.push(record);
+                    }
+                }
+            }
+            if found.is_empty() {
+                break;
+            }
+            included.extend(found.iter().cloned());
+            if included.len() >= MAX_INCLUDED {
+                included.truncate(MAX_INCLUDED);
+                break;
+            }
+            frontier = found;
+        }
+        Ok(included)
+    }
+
+    /// `Patient/[id]/$everything`: the patient, every resource in its compartment, and the
+    /// resources those refer to; `_type`, `_since`, `_count` and paging by cursor.
+    pub(crate) fn everything(&self, request: &Request, id: &str) -> Result<Response, ApiError> {
+        let Some(patient) = self.store.read("Patient", id)? else {
+            return Err(ApiError::not_found(format!("Patient/{id} is not known")));
+        };
+        if patient.is_deleted() {
+            return Err(ApiError::new(410, IssueType::Deleted, format!("Patient/{id} was deleted")));
+        }
+        let mut count = self.config.default_page_size;
+        let mut types: Option<Vec<String>> = None;
+        let mut since: Option<i64> = None;
+        let mut after: Option<(String, String)> = None;
+        let mut used = Vec::new();
+        for (name, value) in crate::query_pairs(&request.query) {
+            match name.as_ref() {
+                "_count" => {
+                    count = value
+                        .parse::<usize>()
+                        .map_err(|_| {
+                            ApiError::bad_request(
+                                IssueType::Value,
+                                format!("_count must be a whole number, got '{value}'"),
+                            )
+                        })?
+                        .min(self.config.max_page_size)
+                }
+                "_type" => {
+                    let list: Vec<String> = value.split(',').map(str::to_string).collect();
+                    if let Some(bad) = list.iter().find(|t| !fhir::definitions().is_resource_type(t)) {
+                        return Err(ApiError::bad_request(
+                            IssueType::Value,
+                            format!("_type: '{bad}' is not a resource type"),
+                        ));
+                    }
+                    used.push(("_type".to_string(), value.to_string()));
+                    types = Some(list);
+                }
+                "_since" => {
+                    since = Some(crate::history::parse_instant_param("_since", &value)?.lower_bound_millis());
+                    used.push(("_since".to_string(), value.to_string()));
+                }
+                CURSOR => {
+                    after = value.split_once('/').map(|(t, i)| (t.to_string(), i.to_string()));
+                }
+                _ => {}
+            }
+        }
+        // Every member: the patient, compartment resources, then what they reference.
+        let mut members: Vec<VersionRecord> = vec![patient];
+        let compartment = fhir::definitions().compartment("Patient").cloned().unwrap_or_default();
+        let target = vec![("Patient".to_string(), id.to_string())];
+        let mut compartment_types: Vec<&&str> = compartment.keys().collect();
+        compartment_types.sort();
+        for resource_type in compartment_types {
+            let keys = compartment_keys("Patient", resource_type);
+            if keys.is_empty() {
+                continue;
+            }
+            members.extend(
+                self.store
+                    .referencing(&keys, &target)?
+                    .into_iter()
+                    .filter(|r| r.resource_type == **resource_type),
+            );
+        }
+        let mut seen: std::collections::HashSet<(String, String)> =
+            members.iter().map(|m| (m.resource_type.clone(), m.id.clone())).collect();
+        let mut referenced: Vec<(String, String)> = Vec::new();
+        for member in &members {
+            let Some(body) = &member.body else { continue };
+            let Ok(json) = fhir::parse_json(body) else { continue };
+            let Ok(resource) = fhir::Resource::from_value(json) else { continue };
+            for site in resource.references() {
+                if let Ok(ReferenceTarget::Local { resource_type, id, .. }) =
+                    fhir::parse_reference(site.reference)
+                {
+                    let identity = (resource_type.to_string(), id.to_string());
+                    if !seen.contains(&identity) {
+                        seen.insert(identity.clone());
+                        referenced.push(identity);
+                    }
+                }
+            }
+        }
+        members.extend(self.store.read_many(&referenced)?);
+        members.retain(|m| {
+            types.as_ref().is_none_or(|t| t.contains(&m.resource_type))
+                && since.is_none_or(|s| m.last_updated >= s)
+        });
+        members.sort_by(|a, b| (&a.resource_type, &a.id).cmp(&(&b.resource_type, &b.id)));
+        let start = match &after {
+            Some(cursor) => members.partition_point(|m| (&m.resource_type, &m.id) <= (&cursor.0, &cursor.1)),
+            None => 0,
+        };
+        let end = (start + count).min(members.len());
+        let page = &members[start.min(end)..end];
+        let path = format!("Patient/{id}/$everything");
+        let link = |cursor: Option<String>| {
+            let mut url = format!("{}/{path}?_count={count}", request.base);
+            for (name, value) in &used {
+                url.push_str(&format!("&{name}="));
+                url.extend(form_urlencoded::byte_serialize(value.as_bytes()));
+            }
+            if let Some(cursor) = cursor {
+                url.push_str(&format!("&{CURSOR}="));
+                url.extend(form_urlencoded::byte_serialize(cursor.as_bytes()));
+            }
+            url
+        };
+        let mut links = vec![("self", link(after.as_ref().map(|(t, i)| format!("{t}/{i}"))))];
+        if end < members.len()
+            && let Some(last) = page.last()
+        {
+            links.push(("next", link(Some(format!("{}/{}", last.resource_type, last.id)))));
+        }
+        let mut bundle = BundleWriter::new("searchset", Some(members.len() as u64), &links);
+        for record in page {
+            let Some(body) = &record.body else { continue };
+            let full_url = format!("{}/{}/{}", request.base, record.resource_type, record.id);
+            bundle.entry(&Entry {
+                full_url: Some(&full_url),
+                resource: Some(body),
+                search_mode: Some("match"),
+                ..Default::default()
+            });
+        }
+        Ok(Response::json(200, bundle.finish()))
+    }
+
+    /// The single resource a conditional query matches, for conditional references and
+    /// conditional operations inside Bundles: `Ok(None)` when nothing matches.
+    pub(crate) fn resolve_condition(
+        &self,
+        resource_type: &str,
+        query: &str,
+        base: &str,
+    ) -> Result<Vec<VersionRecord>, ApiError> {
+        let query = self.conditional_query(resource_type, query, base)?;
+        Ok(self.store.search(&SearchQuery { count: 2, ..query })?.matches)
+    }
+
+    /// A search for a conditional operation: every parameter must be understood (ignoring one
+    /// could match, and change, resources the client did not mean).
+    pub(crate) fn conditional_query(
+        &self,
+        resource_type: &str,
+        query: &str,
+        base: &str,
+    ) -> Result<SearchQuery, ApiError> {
+        // `ifNoneExist` is defined as the query part only, but writers often include the type
+        // (`Patient?identifier=...`); accept that form when the type is the right one.
+        let query = match query.split_once('?') {
+            Some((named, rest)) if !named.contains('=') => {
+                if !named.is_empty() && named != resource_type {
+                    return Err(ApiError::bad_request(
+                        IssueType::Invalid,
+                        format!("the condition '{query}' searches {named}, not {resource_type}"),
+                    ));
+                }
+                rest
+            }
+            _ => query,
+        };
+        let pairs: Vec<(String, String)> =
+            crate::query_pairs(query).map(|(n, v)| (n.into_owned(), v.into_owned())).collect();
+        if pairs.is_empty() {
+            return Err(ApiError::bad_request(
+                IssueType::Required,
+                "a conditional operation needs search parameters",
+            ));
+        }
+        let parsed = self.parse_search(resource_type, &pairs, true, base)?;
+        if parsed.query.filters.is_empty() {
+            return Err(ApiError::bad_request(
+                IssueType::Required,
+                "a conditional operation needs search parameters",
+            ));
+        }
+        Ok(parsed.query)
+    }
+}
+
+/// The reference parameters putting `resource_type` in `compartment`'s compartment.
+pub(crate) fn compartment_keys(compartment: &str, resource_type: &str) -> Vec<ParamKey> {
+    let Some(definition) = fhir::definitions().compartment(compartment) else { return Vec::new() };
+    let Some(codes) = definition.get(resource_type) else { return Vec::new() };
+    codes.iter().filter_map(|code| search_parameters().get(resource_type, code)).map(|a| a.key).collect()
+}
+
+fn parse_include(value: &str, iterate: bool) -> Result<Include, ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            IssueType::Value,
+            format!("_include/_revinclude '{value}': expected Type:parameter[:TargetType] or *"),
+        )
+    };
+    if value == "*" {
+        return Err(ApiError::bad_request(
+            IssueType::NotSupported,
+            "_include=* needs a source type: use Type:*",
+        ));
+    }
+    let parts: Vec<&str> = value.split(':').collect();
+    let (source, code, target) = match parts.as_slice() {
+        [source, code] => (*source, *code, None),
+        [source, code, target] => (*source, *code, Some(*target)),
+        _ => return Err(bad()),
+    };
+    if !fhir::definitions().is_resource_type(source)
+        || target.is_some_and(|t| !fhir::definitions().is_resource_type(t))
+    {
+        return Err(bad());
+    }
+    let key = if code == "*" {
+        None
+    } else {
+        let applied = search_parameters()
+            .get(source, code)
+            .filter(|a| search_parameters().parameter(a).kind == SearchParamType::Reference)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    IssueType::NotSupported,
+                    format!("'{source}:{code}' is not a reference parameter"),
+                )
+            })?;
+        Some(applied.key)
+    };
+    Ok(Include { source_type: source.to_string(), key, target_type: target.map(str::to_string), iterate })
+}
+
+fn encode_cursor(cursor: &Cursor, before: bool) -> String {
+    let mut text = format!("{}{}", if before { 'b' } else { 'a' }, cursor.rkey);
+    for value in &cursor.sort_values {
+        text.push('~');
+        match value {
+            SortValue::Missing => text.push('m'),
+            SortValue::Integer(i) => text.push_str(&format!("i{i}")),
+            SortValue::Real(f) => text.push_str(&format!("r{:x}", f.to_bits())),
+            SortValue::Text(t) => {
+                text.push('t');
+                for byte in t.bytes() {
+                    text.push_str(&format!("{byte:02x}"));
+                }
+            }
+        }
+    }
+    text
+}
+
+fn decode_cursor(text: &str) -> Option<Cursor> {
+    let mut parts = text.split('~');
+    let head = parts.next()?;
+    let before = match head.chars().next()? {
+        'a' => false,
+        'b' => true,
+        _ => return None,
+    };
+    let rkey = head[1..].parse().ok()?;
+    let mut sort_values = Vec::new();
+    for part in parts {
+        let (kind, rest) = part.split_at_checked(1)?;
+        sort_values.push(match kind {
+            "m" => SortValue::Missing,
+            "i" => SortValue::Integer(rest.parse().ok()?),
+            "r" => SortValue::Real(f64::from_bits(u64::from_str_radix(rest, 16).ok()?)),
+            "t" => {
+                let bytes: Option<Vec<u8>> = (0..rest.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(rest.get(i..i + 2)?, 16).ok())
+                    .collect();
+                SortValue::Text(String::from_utf8(bytes?).ok()?)
+            }
+            _ => return None,
+        });
+    }
+    Some(Cursor { sort_values, rkey, before })
+}
+
+/// A resource reduced for `_summary` or `_elements`, marked SUBSETTED; `None` when returned
+/// whole.
+fn shape(body: &[u8], resource_type: &str, summary: Summary, elements: Option<&[String]>) -> Option<Vec<u8>> {
+    if summary == Summary::Full && elements.is_none() {
+        return None;
+    }
+    let Ok(Value::Object(object)) = fhir::parse_json(body) else { return None };
+    let defs = fhir::definitions();
+    let keep = |key: &str| -> bool {
+        if matches!(key, "resourceType" | "id" | "meta") {
+            return true;
+        }
+        let name = key.strip_prefix('_').unwrap_or(key);
+        let child = defs.child(resource_type, name);
+        let mandatory = child.is_some_and(|c| c.element.min > 0);
+        if let Some(elements) = elements {
+            let base = child
+                .map(|c| c.element.path.rsplit('.').next().unwrap_or("").trim_end_matches("[x]").to_string());
+            return mandatory || elements.iter().any(|e| e == name || Some(e) == base.as_ref());
+        }
+        match summary {
+            Summary::True => mandatory || child.is_some_and(|c| c.element.is_summary),
+            Summary::Text => mandatory || name == "text",
+            Summary::Data => name != "text",
+            _ => true,
+        }
+    };
+    let mut shaped: Map<String, Value> = object.into_iter().filter(|(k, _)| keep(k)).collect();
+    let meta = shaped.entry("meta").or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(meta) = meta {
+        let tags = meta.entry("tag").or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(tags) = tags {
+            tags.push(serde_json::json!({
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                "code": "SUBSETTED",
+                "display": "subsetted"
+            }));
+        }
+    }
+    serde_json::to_vec(&Value::Object(shaped)).ok()
+}
+
+/// A read answered with `_summary` or `_elements` applied.
+pub(crate) fn shape_read(response: &mut Response, resource_type: &str, query: &str) -> Result<(), ApiError> {
+    let mut summary = Summary::Full;
+    let mut elements: Option<Vec<String>> = None;
+    for (name, value) in crate::query_pairs(query) {
+        match name.as_ref() {
+            "_summary" => {
+                summary = match value.as_ref() {
+                    "true" => Summary::True,
+                    "text" => Summary::Text,
+                    "data" => Summary::Data,
+                    "false" => Summary::Full,
+                    other => {
+                        return Err(ApiError::bad_request(
+                            IssueType::Value,
+                            format!("_summary on a read must be true, false, text or data, got '{other}'"),
+                        ));
+                    }
+                }
+            }
+            "_elements" => elements = Some(value.split(',').map(|e| e.trim().to_string()).collect()),
+            _ => {}
+        }
+    }
+    if let Some(body) = &response.body
+        && let Some(shaped) = shape(body, resource_type, summary, elements.as_deref())
+    {
+        response.body = Some(shaped);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_and_prefixes() {
+        assert_eq!(split_escaped("a,b\\,c,d", ','), vec!["a", "b\\,c", "d"]);
+        assert_eq!(unescape("b\\,c"), "b,c");
+        assert!(
+            matches!(token_condition("http://loinc.org|1234-5"), Condition::Token { system: Some(s), code: Some(c) } if s == "http://loinc.org" && c == "1234-5")
+        );
+        assert!(matches!(token_condition("|x"), Condition::Token { system: Some(s), .. } if s.is_empty()));
+        assert!(matches!(token_condition("sys|"), Condition::Token { code: None, .. }));
+        assert_eq!(split_prefix("ge2020").0, Prefix::Ge);
+        assert_eq!(split_prefix("2020").0, Prefix::Eq);
+        let (_, value, low, high) = number_condition("n", "100").unwrap_or((Prefix::Eq, 0.0, 0.0, 0.0));
+        assert_eq!((value, low, high), (100.0, 99.5, 100.5));
+        let (_, _, low, high) = number_condition("n", "100.00").unwrap_or((Prefix::Eq, 0.0, 0.0, 0.0));
+        assert!((low - 99.995).abs() < 1e-9 && (high - 100.005).abs() < 1e-9);
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        let cursor = Cursor {
+            sort_values: vec![
+                SortValue::Text("Chalmers ~&".into()),
+                SortValue::Real(-1.5),
+                SortValue::Integer(7),
+                SortValue::Missing,
+            ],
+            rkey: 42,
+            before: false,
+        };
+        assert_eq!(decode_cursor(&encode_cursor(&cursor, false)), Some(cursor.clone()));
+        let before = decode_cursor(&encode_cursor(&cursor, true)).unwrap();
+        assert!(before.before);
+        assert_eq!(decode_cursor("x1"), None);
+    }
+}
