@@ -67,6 +67,9 @@ enum BenchKind {
         #[arg(long, default_value_t = 50_000)]
         resources: usize,
     },
+    /// Search latency over HTTP with a large generated population: token, date range, chain,
+    /// _revinclude, _sort and $everything (first pages), after a timed import.
+    Search(crate::search_bench::SearchBenchArgs),
     /// FHIRPath evaluations per second: every R4 SearchParameter expression on every
     /// specification example of its resource types (the workload bench/fhirpath-js runs too).
     Fhirpath {
@@ -92,19 +95,20 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             bench_read(patients, requests, connections.max(1), seconds, target, hold)
         }
         BenchKind::Prepare { resources } => bench_prepare(resources),
+        BenchKind::Search(args) => crate::search_bench::run(args),
         BenchKind::Fhirpath { fhir_dir, seconds, exclude_pairs } => {
             bench_fhirpath(&fhir_dir, seconds, exclude_pairs.as_deref())
         }
     }
 }
 
-struct WorkDir {
-    path: PathBuf,
+pub(crate) struct WorkDir {
+    pub(crate) path: PathBuf,
     remove: bool,
 }
 
 impl WorkDir {
-    fn new(given: Option<PathBuf>, name: &str) -> Result<Self> {
+    pub(crate) fn new(given: Option<PathBuf>, name: &str) -> Result<Self> {
         let (path, remove) = match given {
             Some(path) => (path, false),
             None => {
@@ -124,7 +128,7 @@ impl Drop for WorkDir {
     }
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -138,13 +142,13 @@ fn machine() -> String {
     format!("{cores} cores, {cpu}")
 }
 
-fn dir_size(path: &Path) -> u64 {
+pub(crate) fn dir_size(path: &Path) -> u64 {
     std::fs::read_dir(path)
         .map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
         .unwrap_or(0)
 }
 
-fn open_store(dir: &Path, sync_normal: bool) -> Result<Arc<SqliteStore>> {
+pub(crate) fn open_store(dir: &Path, sync_normal: bool) -> Result<Arc<SqliteStore>> {
     let options = StoreOptions {
         synchronous: if sync_normal { Synchronous::Normal } else { Synchronous::Full },
         ..StoreOptions::default()
@@ -194,15 +198,15 @@ fn bench_import(resources: usize, runs: usize, sync_normal: bool, work: Option<P
 }
 
 /// A minimal HTTP/1.1 keep-alive client: precise timing without a client library's overhead.
-struct HttpClient {
+pub(crate) struct HttpClient {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
     host: String,
-    body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl HttpClient {
-    fn connect(address: SocketAddr) -> Result<Self> {
+    pub(crate) fn connect(address: SocketAddr) -> Result<Self> {
         let stream = TcpStream::connect(address)?;
         stream.set_nodelay(true)?;
         Ok(HttpClient {
@@ -214,7 +218,7 @@ impl HttpClient {
     }
 
     /// GETs `path`; returns the status.
-    fn get(&mut self, path: &str) -> Result<u16> {
+    pub(crate) fn get(&mut self, path: &str) -> Result<u16> {
         write!(
             self.writer,
             "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/fhir+json\r\n\r\n",
@@ -242,7 +246,7 @@ impl HttpClient {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
 }

@@ -27,10 +27,10 @@ impl Rng {
     }
 }
 
-const FAMILY: &[&str] =
+pub const FAMILY: &[&str] =
     &["Smith", "Garcia", "Nguyen", "O'Brien", "Kowalski", "Okafor", "Lindqvist", "Haddad"];
 const GIVEN: &[&str] = &["Maria", "James", "Aiyana", "Wei", "Fatima", "Liam", "Sofia", "Kwame"];
-const VITALS: &[(&str, &str, &str, f64, f64)] = &[
+pub const VITALS: &[(&str, &str, &str, f64, f64)] = &[
     ("8867-4", "Heart rate", "/min", 55.0, 110.0),
     ("8480-6", "Systolic blood pressure", "mm[Hg]", 95.0, 170.0),
     ("8462-4", "Diastolic blood pressure", "mm[Hg]", 55.0, 100.0),

@@ -280,7 +280,7 @@ fn table_of_kind(kind: SearchParamType) -> &'static str {
 
 /// Whether a table can be probed by rkey for any condition (it has an `(rkey, param)` index).
 fn has_rkey_index(table: &str) -> bool {
-    matches!(table, "idx_date" | "idx_number" | "idx_quantity" | "idx_composite")
+    matches!(table, "idx_date" | "idx_number" | "idx_quantity" | "idx_reference")
 }
 
 /// The upper bound for a prefix range: every string starting with `prefix` sorts below it.
@@ -349,6 +349,43 @@ fn range_sql<T: Into<SqlValue> + Copy>(sql: &mut Sql, lo: &str, hi: &str, prefix
             sql.push(")");
         }
     }
+}
+
+/// Any of the conditions on a lastUpdated column. A lastUpdated is an instant, the range
+/// [t, t+1ms), so every prefix is a plain comparison the `(res_type, last_updated)` index serves.
+fn last_updated_sql(sql: &mut Sql, column: &str, conditions: &[(Prefix, i64, i64)]) {
+    sql.push("(");
+    for (i, &(prefix, low, high)) in conditions.iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        let (low, high) = approximate(prefix, low, high);
+        let compare = |sql: &mut Sql, op: &str, bound: i64| {
+            sql.push(&format!("{column} {op} "));
+            sql.bind(bound);
+        };
+        match prefix {
+            Prefix::Eq | Prefix::Ap => {
+                sql.push("(");
+                compare(sql, ">=", low);
+                sql.push(" AND ");
+                compare(sql, "<", high);
+                sql.push(")");
+            }
+            Prefix::Ne => {
+                sql.push("(");
+                compare(sql, "<", low);
+                sql.push(" OR ");
+                compare(sql, ">=", high);
+                sql.push(")");
+            }
+            Prefix::Gt | Prefix::Sa => compare(sql, ">=", high),
+            Prefix::Ge => compare(sql, ">=", low),
+            Prefix::Lt | Prefix::Eb => compare(sql, "<", low),
+            Prefix::Le => compare(sql, "<", high),
+        }
+    }
+    sql.push(")");
 }
 
 /// For `ap`, the search range widened by a tenth of its width (at least a day) on both sides;
@@ -648,8 +685,91 @@ fn condition_sql(sql: &mut Sql, condition: &Condition, ranges: bool) {
     }
 }
 
+/// Bounds on `low` of the values meeting a date condition that are not wide (see
+/// `idx_date_wide`): (inclusive lower, exclusive upper), and whether wide values can meet
+/// the condition without being inside those bounds.
+fn date_low_bounds(prefix: Prefix, low: i64, high: i64) -> (Option<i64>, Option<i64>, bool) {
+    let (sl, sh) = approximate(prefix, low, high);
+    let wide = crate::sqlite::WIDE_DATE_MS;
+    match prefix {
+        Prefix::Eq => (Some(sl), Some(sh), false),
+        Prefix::Ne => (None, None, false),
+        // The value ends after sh (or inside the range): a narrow one starts at most `wide` before.
+        Prefix::Gt => (Some(sh.saturating_sub(wide)), None, true),
+        Prefix::Ge => (Some(sl.saturating_sub(wide)), None, true),
+        Prefix::Ap => (Some(sl.saturating_sub(wide)), Some(sh), true),
+        Prefix::Lt | Prefix::Eb => (None, Some(sl), false),
+        Prefix::Le => (None, Some(sh), false),
+        Prefix::Sa => (Some(sh), None, false),
+    }
+}
+
+fn date_condition_sql(sql: &mut Sql, prefix: Prefix, low: i64, high: i64) {
+    let (low, high) = approximate(prefix, low, high);
+    range_sql(sql, "x.low", "x.high", prefix, low, high)
+}
+
+/// The resources with a value of date parameter `key` meeting any of `conditions`, as a set:
+/// each condition scans a bounded stretch of `idx_date.low`, and the few resources with wide
+/// values are checked one by one.
+fn date_set(sql: &mut Sql, key: ParamKey, conditions: &[(Prefix, i64, i64)]) {
+    sql.push("SELECT x.rkey FROM idx_date x WHERE x.param = ");
+    sql.bind(i64::from(key));
+    sql.push(" AND (");
+    let mut any_wide = false;
+    for (i, &(prefix, low, high)) in conditions.iter().enumerate() {
+        if i > 0 {
+            sql.push(" OR ");
+        }
+        let (from, to, wide) = date_low_bounds(prefix, low, high);
+        any_wide |= wide;
+        sql.push("(");
+        if let Some(from) = from {
+            sql.push("x.low >= ");
+            sql.bind(from);
+            sql.push(" AND ");
+        }
+        if let Some(to) = to {
+            sql.push("x.low < ");
+            sql.bind(to);
+            sql.push(" AND ");
+        }
+        date_condition_sql(sql, prefix, low, high);
+        sql.push(")");
+    }
+    sql.push(")");
+    if any_wide {
+        sql.push(
+            " UNION ALL SELECT x.rkey FROM idx_date_wide w CROSS JOIN idx_date x ON x.rkey = w.rkey AND x.param = w.param
+               WHERE w.param = ",
+        );
+        sql.bind(i64::from(key));
+        sql.push(" AND w.wide = 1 AND (");
+        for (i, &(prefix, low, high)) in conditions.iter().enumerate() {
+            if i > 0 {
+                sql.push(" OR ");
+            }
+            date_condition_sql(sql, prefix, low, high);
+        }
+        sql.push(")");
+    }
+}
+
+/// The date conditions of a filter, if it has only date conditions.
+fn date_conditions(any: &[Condition]) -> Option<Vec<(Prefix, i64, i64)>> {
+    any.iter()
+        .map(|condition| match condition {
+            Condition::Date { prefix, low, high } => Some((*prefix, *low, *high)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// `SELECT rkey FROM table x WHERE x.param = key AND (any of conditions)`.
 fn conditions_set(sql: &mut Sql, key: ParamKey, any: &[Condition]) {
+    if let Some(dates) = date_conditions(any).filter(|d| !d.is_empty()) {
+        return date_set(sql, key, &dates);
+    }
     let table = any.first().map_or("idx_token", table_of);
     sql.push(&format!("SELECT x.rkey FROM {table} x WHERE x.param = "));
     sql.bind(i64::from(key));
@@ -663,14 +783,56 @@ fn conditions_set(sql: &mut Sql, key: ParamKey, any: &[Condition]) {
     sql.push(")");
 }
 
-/// The keys of the resources of `resource_type` that match every filter (unordered).
+/// How likely a filter's set is to be small, for nested searches (chains, `_has`) that are
+/// planned without counting: lower is better.
+fn driver_rank(filter: &Filter) -> u8 {
+    match filter {
+        Filter::Ids(_) => 0,
+        Filter::Param { any, .. }
+            if any.iter().all(|c| {
+                matches!(
+                    c,
+                    Condition::Token { code: Some(_), .. }
+                        | Condition::Reference { .. }
+                        | Condition::OfType { .. }
+                        | Condition::String { mode: StringMode::Exact(_), .. }
+                        | Condition::Uri { mode: UriMode::Exact, .. }
+                )
+            }) =>
+        {
+            1
+        }
+        Filter::Compartment { .. } => 1,
+        Filter::Param { .. } | Filter::Chain { .. } | Filter::Has { .. } => 2,
+        Filter::AnyOf(_) | Filter::LastUpdated(_) => 3,
+        Filter::Not { .. } | Filter::Missing { .. } => u8::MAX,
+    }
+}
+
+/// The keys of the resources of `resource_type` that match every filter (unordered): driven
+/// by the filter most likely to be selective, the others probed.
 fn resources_set(sql: &mut Sql, resource_type: &str, filters: &[Filter]) {
-    sql.push("SELECT r.rkey FROM resources r WHERE r.res_type = ");
+    let driver = filters
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| driver_rank(f) < u8::MAX)
+        .min_by_key(|(_, f)| driver_rank(f))
+        .map(|(i, _)| i);
+    match driver {
+        Some(driver) => {
+            sql.push("SELECT r.rkey FROM (");
+            filter_set(sql, resource_type, &filters[driver]);
+            sql.push(") d CROSS JOIN resources r ON r.rkey = d.rkey WHERE r.res_type = ");
+        }
+        None => sql.push("SELECT r.rkey FROM resources r WHERE r.res_type = "),
+    }
     sql.bind(resource_type.to_string());
     sql.push(" AND r.deleted = 0");
-    for filter in filters {
-        sql.push(" AND ");
-        filter_check(sql, resource_type, filter);
+    for (i, filter) in filters.iter().enumerate() {
+        if Some(i) != driver {
+            sql.push(" AND ");
+            filter_check(sql, resource_type, filter);
+        }
     }
 }
 
@@ -692,15 +854,8 @@ fn filter_set(sql: &mut Sql, resource_type: &str, filter: &Filter) -> bool {
         Filter::LastUpdated(conditions) => {
             sql.push("SELECT rkey FROM resources WHERE res_type = ");
             sql.bind(resource_type.to_string());
-            sql.push(" AND (");
-            for (i, (prefix, low, high)) in conditions.iter().enumerate() {
-                if i > 0 {
-                    sql.push(" OR ");
-                }
-                let (low, high) = approximate(*prefix, *low, *high);
-                range_sql(sql, "last_updated", "(last_updated + 1)", *prefix, low, high);
-            }
-            sql.push(")");
+            sql.push(" AND ");
+            last_updated_sql(sql, "last_updated", conditions);
         }
         Filter::Param { key, any } => conditions_set(sql, *key, any),
         Filter::Chain { key, target_type, filters } => {
@@ -773,29 +928,27 @@ fn filter_check(sql: &mut Sql, resource_type: &str, filter: &Filter) {
             sql.push(")");
         }
         Filter::Missing { key, kind, missing } => {
-            sql.push(if *missing { "r.rkey NOT IN (" } else { "r.rkey IN (" });
-            sql.push(&format!("SELECT x.rkey FROM {} x WHERE x.param = ", table_of_kind(*kind)));
+            let table = table_of_kind(*kind);
+            if has_rkey_index(table) {
+                sql.push(if *missing { "NOT EXISTS (" } else { "EXISTS (" });
+                sql.push(&format!("SELECT 1 FROM {table} x WHERE x.rkey = r.rkey AND x.param = "));
+            } else {
+                sql.push(if *missing { "r.rkey NOT IN (" } else { "r.rkey IN (" });
+                sql.push(&format!("SELECT x.rkey FROM {table} x WHERE x.param = "));
+            }
             sql.bind(i64::from(*key));
             sql.push(")");
         }
-        Filter::Ids(ids) => {
-            sql.push("r.res_id IN (");
-            for (i, id) in ids.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
-                }
-                sql.bind(id.clone());
-            }
-            sql.push(")");
-        }
-        Filter::LastUpdated(conditions) => {
+        Filter::AnyOf(filters) => {
             sql.push("(");
-            for (i, (prefix, low, high)) in conditions.iter().enumerate() {
+            for (i, inner) in filters.iter().enumerate() {
                 if i > 0 {
                     sql.push(" OR ");
                 }
-                let (low, high) = approximate(*prefix, *low, *high);
-                range_sql(sql, "r.last_updated", "(r.last_updated + 1)", *prefix, low, high);
+                filter_check(sql, resource_type, inner);
+            }
+            if filters.is_empty() {
+                sql.push("0");
             }
             sql.push(")");
         }
@@ -804,6 +957,30 @@ fn filter_check(sql: &mut Sql, resource_type: &str, filter: &Filter) {
             filter_set(sql, resource_type, other);
             sql.push(")");
         }
+    }
+}
+
+/// A chain (or several, over the target types of one reference parameter) as a join:
+/// the parameter and each target type with its filters.
+fn chain_join(filter: &Filter) -> Option<(ParamKey, Vec<(&str, &[Filter])>)> {
+    match filter {
+        Filter::Chain { key, target_type, filters } => {
+            Some((*key, vec![(target_type.as_str(), filters.as_slice())]))
+        }
+        Filter::AnyOf(inner) if !inner.is_empty() => {
+            let mut key = None;
+            let mut targets = Vec::new();
+            for filter in inner {
+                let Filter::Chain { key: k, target_type, filters } = filter else { return None };
+                if key.is_some_and(|key| key != *k) {
+                    return None;
+                }
+                key = Some(*k);
+                targets.push((target_type.as_str(), filters.as_slice()));
+            }
+            Some((key?, targets))
+        }
+        _ => None,
     }
 }
 
@@ -818,6 +995,7 @@ fn probeable(any: &[Condition]) -> bool {
                     | Condition::Reference { .. }
                     | Condition::Uri { mode: UriMode::Exact, .. }
                     | Condition::OfType { .. }
+                    | Condition::Composite { .. }
             )
     })
 }
@@ -839,6 +1017,10 @@ fn streamable(filter: &Filter) -> Option<(ParamKey, &Condition)> {
 }
 
 fn query_rkeys(connection: &Connection, sql: &Sql) -> Result<Vec<i64>> {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let values: Vec<String> = sql.values.iter().map(|v| format!("{:?}", v.to_sql().ok())).collect();
+        tracing::debug!(sql = %sql.text, values = %values.join(" | "), "search query");
+    }
     let mut statement = connection.prepare_cached(&sql.text)?;
     let rows = statement.query_map(params_from_iter(sql.values.iter()), |row| row.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -851,32 +1033,148 @@ fn count_capped(connection: &Connection, set: &Sql, cap: usize) -> Result<usize>
     Ok(count as usize)
 }
 
+/// A set that can drive a query.
+#[derive(Clone, Debug)]
+enum Driver {
+    /// One of the query's filters.
+    Filter(usize),
+    /// Several date filters on one parameter (`date=ge2020-03&date=lt2020-04`): the resources
+    /// with one value meeting all of them, plus those with several or wide values (which
+    /// the filters then check one by one). Each filter alone is half the data.
+    DateRange { key: ParamKey, conditions: Vec<(Prefix, i64, i64)> },
+    /// Every `_lastUpdated` filter at once: a resource has one lastUpdated, so this is exact.
+    LastUpdated(Vec<Vec<(Prefix, i64, i64)>>),
+}
+
 /// How the matches of a query are produced in rkey order.
 enum Plan {
-    /// Materialize this filter's (small) set.
-    Small(usize),
+    /// Materialize this (small) set.
+    Small(Driver),
     /// Stream from this filter's index.
     Stream(usize),
     /// Walk the type's resources in order.
     Scan,
 }
 
-fn plan(connection: &Connection, query: &SearchQuery) -> Result<Plan> {
-    let mut best: Option<(usize, usize)> = None;
-    for (index, filter) in query.filters.iter().enumerate() {
-        let mut set = Sql::default();
-        if !filter_set(&mut set, &query.resource_type, filter) {
-            continue;
-        }
-        let count = count_capped(connection, &set, SMALL_SET)?;
-        if best.is_none_or(|(_, c)| count < c) {
-            best = Some((index, count));
+/// Drivers beyond single filters: combinations of filters whose intersection one index
+/// range can produce.
+fn combined_drivers(filters: &[Filter]) -> Vec<Driver> {
+    let mut drivers = Vec::new();
+    let mut by_key: Vec<(ParamKey, Vec<(Prefix, i64, i64)>)> = Vec::new();
+    let mut last_updated = Vec::new();
+    for filter in filters {
+        match filter {
+            Filter::Param { key, any } => {
+                if let Some(dates) = date_conditions(any).filter(|d| d.len() == 1) {
+                    match by_key.iter_mut().find(|(k, _)| k == key) {
+                        Some((_, conditions)) => conditions.extend(dates),
+                        None => by_key.push((*key, dates)),
+                    }
+                }
+            }
+            Filter::LastUpdated(conditions) => last_updated.push(conditions.clone()),
+            _ => {}
         }
     }
-    if let Some((index, count)) = best
+    drivers.extend(
+        by_key
+            .into_iter()
+            .filter(|(_, conditions)| conditions.len() > 1)
+            .map(|(key, conditions)| Driver::DateRange { key, conditions }),
+    );
+    if last_updated.len() > 1 {
+        drivers.push(Driver::LastUpdated(last_updated));
+    }
+    drivers
+}
+
+/// SQL yielding (a superset of, for `DateRange`) the rkeys of a driver.
+fn driver_set(sql: &mut Sql, query: &SearchQuery, driver: &Driver) -> bool {
+    match driver {
+        Driver::Filter(index) => filter_set(sql, &query.resource_type, &query.filters[*index]),
+        Driver::DateRange { key, conditions } => {
+            sql.push("SELECT x.rkey FROM idx_date x WHERE x.param = ");
+            sql.bind(i64::from(*key));
+            let mut from = i64::MIN;
+            let mut to = i64::MAX;
+            for &(prefix, low, high) in conditions {
+                let (lower, upper, _) = date_low_bounds(prefix, low, high);
+                from = from.max(lower.unwrap_or(i64::MIN));
+                to = to.min(upper.unwrap_or(i64::MAX));
+            }
+            sql.push(" AND x.low >= ");
+            sql.bind(from);
+            sql.push(" AND x.low < ");
+            sql.bind(to);
+            for &(prefix, low, high) in conditions {
+                sql.push(" AND ");
+                date_condition_sql(sql, prefix, low, high);
+            }
+            // Wide single values must meet every condition; several values may each meet one.
+            sql.push(
+                " UNION ALL SELECT x.rkey FROM idx_date_wide w CROSS JOIN idx_date x ON x.rkey = w.rkey AND x.param = w.param
+                   WHERE w.param = ",
+            );
+            sql.bind(i64::from(*key));
+            sql.push(" AND w.multi = 0");
+            for &(prefix, low, high) in conditions {
+                sql.push(" AND ");
+                date_condition_sql(sql, prefix, low, high);
+            }
+            sql.push(" UNION ALL SELECT rkey FROM idx_date_wide WHERE multi = 1 AND param = ");
+            sql.bind(i64::from(*key));
+            true
+        }
+        Driver::LastUpdated(groups) => {
+            sql.push("SELECT rkey FROM resources WHERE res_type = ");
+            sql.bind(query.resource_type.clone());
+            for conditions in groups {
+                sql.push(" AND ");
+                last_updated_sql(sql, "last_updated", conditions);
+            }
+            true
+        }
+    }
+}
+
+fn plan(connection: &Connection, query: &SearchQuery) -> Result<Plan> {
+    let mut best: Option<(Driver, usize)> = None;
+    let drivers = (0..query.filters.len()).map(Driver::Filter).chain(combined_drivers(&query.filters));
+    for driver in drivers {
+        let count = match &driver {
+            // A UNION is computed whole before any LIMIT applies: count its parts instead.
+            Driver::Filter(index) if matches!(query.filters[*index], Filter::AnyOf(_)) => {
+                let Filter::AnyOf(inner) = &query.filters[*index] else { unreachable!() };
+                let mut total = 0;
+                for filter in inner {
+                    let mut set = Sql::default();
+                    if !filter_set(&mut set, &query.resource_type, filter) {
+                        total = usize::MAX;
+                        break;
+                    }
+                    total += count_capped(connection, &set, SMALL_SET)?;
+                    if total > SMALL_SET {
+                        break;
+                    }
+                }
+                total
+            }
+            _ => {
+                let mut set = Sql::default();
+                if !driver_set(&mut set, query, &driver) {
+                    continue;
+                }
+                count_capped(connection, &set, SMALL_SET)?
+            }
+        };
+        if best.as_ref().is_none_or(|(_, c)| count < *c) {
+            best = Some((driver, count));
+        }
+    }
+    if let Some((driver, count)) = best
         && count <= SMALL_SET
     {
-        return Ok(Plan::Small(index));
+        return Ok(Plan::Small(driver));
     }
     if let Some(index) = query.filters.iter().position(|f| streamable(f).is_some()) {
         return Ok(Plan::Stream(index));
@@ -899,35 +1197,51 @@ fn ordered_matches(
         .iter()
         .enumerate()
         .filter(|(i, _)| match plan {
-            Plan::Small(d) | Plan::Stream(d) => i != d,
-            Plan::Scan => true,
+            Plan::Small(Driver::Filter(d)) | Plan::Stream(d) => i != d,
+            Plan::Small(_) | Plan::Scan => true,
         })
         .collect();
+    // Chains are joined through the resource's own references (`idx_reference_rkey`) and
+    // matched against their target set, which SQLite then computes once; as a correlated probe
+    // the target set would be recomputed for every resource walked.
+    let joined: Vec<(usize, ParamKey, Vec<(&str, &[Filter])>)> = others
+        .iter()
+        .filter_map(|(i, filter)| chain_join(filter).map(|(key, targets)| (*i, key, targets)))
+        .collect();
+    let distinct = if joined.is_empty() { "" } else { "DISTINCT " };
     let key_column = match plan {
         Plan::Small(driver) => {
-            sql.push("SELECT r.rkey FROM (SELECT DISTINCT rkey FROM (");
-            filter_set(&mut sql, &query.resource_type, &query.filters[*driver]);
-            sql.push(")) d CROSS JOIN resources r ON r.rkey = d.rkey WHERE r.res_type = ");
-            sql.bind(query.resource_type.clone());
+            sql.push(&format!("SELECT {distinct}r.rkey FROM (SELECT DISTINCT rkey FROM ("));
+            driver_set(&mut sql, query, driver);
+            sql.push(")) d CROSS JOIN resources r ON r.rkey = d.rkey");
             "r.rkey"
         }
         Plan::Stream(driver) => {
-            let (key, condition) = streamable(&query.filters[*driver]).expect("planned as streamable");
+            let (_, condition) = streamable(&query.filters[*driver]).expect("planned as streamable");
             let table = table_of(condition);
-            sql.push(&format!("SELECT DISTINCT x.rkey FROM {table} x CROSS JOIN resources r ON r.rkey = x.rkey WHERE x.param = "));
-            sql.bind(i64::from(key));
-            sql.push(" AND ");
-            condition_sql(&mut sql, condition, indexes_ranges(key));
-            sql.push(" AND r.res_type = ");
-            sql.bind(query.resource_type.clone());
+            sql.push(&format!(
+                "SELECT DISTINCT x.rkey FROM {table} x CROSS JOIN resources r ON r.rkey = x.rkey"
+            ));
             "x.rkey"
         }
         Plan::Scan => {
-            sql.push("SELECT r.rkey FROM resources r WHERE r.res_type = ");
-            sql.bind(query.resource_type.clone());
+            sql.push(&format!("SELECT {distinct}r.rkey FROM resources r"));
             "r.rkey"
         }
     };
+    for (n, (_, key, _)) in joined.iter().enumerate() {
+        sql.push(&format!(" CROSS JOIN idx_reference c{n} ON c{n}.rkey = r.rkey AND c{n}.param = "));
+        sql.bind(i64::from(*key));
+    }
+    sql.push(" WHERE r.res_type = ");
+    sql.bind(query.resource_type.clone());
+    if let Plan::Stream(driver) = plan {
+        let (key, condition) = streamable(&query.filters[*driver]).expect("planned as streamable");
+        sql.push(" AND x.param = ");
+        sql.bind(i64::from(key));
+        sql.push(" AND ");
+        condition_sql(&mut sql, condition, indexes_ranges(key));
+    }
     sql.push(" AND r.deleted = 0");
     if let Some(after) = after {
         sql.push(&format!(" AND {key_column} > "));
@@ -937,7 +1251,23 @@ fn ordered_matches(
         sql.push(&format!(" AND {key_column} < "));
         sql.bind(before);
     }
-    for (_, filter) in others {
+    for (n, (_, _, targets)) in joined.iter().enumerate() {
+        sql.push(" AND (");
+        for (t, (target_type, filters)) in targets.iter().enumerate() {
+            if t > 0 {
+                sql.push(" OR ");
+            }
+            // `+` keeps SQLite from seeking the index once per target: the set is probed instead.
+            sql.push(&format!("(+c{n}.target_type, +c{n}.target) IN (SELECT tr.res_type, tr.res_id FROM ("));
+            resources_set(&mut sql, target_type, filters);
+            sql.push(") t CROSS JOIN resources tr ON tr.rkey = t.rkey)");
+        }
+        sql.push(")");
+    }
+    for (i, filter) in others {
+        if joined.iter().any(|(j, _, _)| *j == i) {
+            continue;
+        }
         sql.push(" AND ");
         filter_check(&mut sql, &query.resource_type, filter);
     }
@@ -953,6 +1283,9 @@ fn ordered_matches(
 pub(crate) fn search(connection: &Connection, query: &SearchQuery) -> Result<SearchPage> {
     let plan = plan(connection, query)?;
     if !query.sort.is_empty() {
+        if !matches!(plan, Plan::Small(_)) && walkable(&query.sort) {
+            return sorted_walk(connection, query, &plan);
+        }
         return sorted_search(connection, query, &plan);
     }
     let count = query.count;
@@ -1006,6 +1339,201 @@ pub(crate) fn search(connection: &Connection, query: &SearchQuery) -> Result<Sea
     Ok(SearchPage {
         first: rkeys.first().map(|k| position(*k)),
         last: rkeys.last().map(|k| position(*k)),
+        matches: fetch(connection, &rkeys)?,
+        has_next,
+        has_previous,
+        total,
+    })
+}
+
+/// Whether the sort is one key an index yields in order: large results are then sorted by
+/// walking that index (and probing the filters) instead of materializing every match.
+fn walkable(sort: &[Sort]) -> bool {
+    match sort {
+        [Sort { by: SortBy::Id | SortBy::LastUpdated, .. }] => true,
+        [Sort { by: SortBy::Param { kind: SearchParamType::Date | SearchParamType::Number, .. }, .. }] => {
+            true
+        }
+        _ => false,
+    }
+}
+
+fn sort_value_sql(sql: &mut Sql, value: &SortValue) {
+    match value {
+        SortValue::Integer(i) => sql.bind(*i),
+        SortValue::Real(f) => sql.bind(*f),
+        SortValue::Text(t) => sql.bind(t.clone()),
+        SortValue::Missing => sql.push("NULL"),
+    }
+}
+
+/// Matches with a value for the (single, walkable) sort key, from a position (exclusive) in
+/// result order, or backward from it (then in reverse result order). Result order is the
+/// value (ascending or descending) and then rkey ascending, as in [`sorted_search`].
+fn walk_valued(
+    connection: &Connection,
+    query: &SearchQuery,
+    position: Option<(&SortValue, i64)>,
+    backward: bool,
+    limit: usize,
+) -> Result<Vec<(SortValue, i64)>> {
+    let sort = &query.sort[0];
+    let mut sql = Sql::default();
+    let column = match &sort.by {
+        SortBy::Id => {
+            sql.push("SELECT r.rkey, r.res_id FROM resources r WHERE 1");
+            "r.res_id"
+        }
+        SortBy::LastUpdated => {
+            sql.push("SELECT r.rkey, r.last_updated FROM resources r WHERE 1");
+            "r.last_updated"
+        }
+        SortBy::Param { key, kind } => {
+            let table = if *kind == SearchParamType::Number { "idx_number" } else { "idx_date" };
+            let aggregate = if sort.descending { "max" } else { "min" };
+            // A resource is met once, at the row holding its sort value.
+            sql.push(&format!(
+                "SELECT x.rkey, x.low FROM {table} x CROSS JOIN resources r ON r.rkey = x.rkey WHERE x.param = "
+            ));
+            sql.bind(i64::from(*key));
+            sql.push(&format!(
+                " AND x.low = (SELECT {aggregate}(y.low) FROM {table} y WHERE y.rkey = x.rkey AND y.param = x.param)"
+            ));
+            "x.low"
+        }
+    };
+    // Walking toward larger values: ascending forward, or descending backward.
+    let increasing = sort.descending == backward;
+    let (beyond, strictly) = if increasing { (">=", ">") } else { ("<=", "<") };
+    let rkey_beyond = if backward { "<" } else { ">" };
+    if let Some((value, rkey)) = position {
+        sql.push(&format!(" AND {column} {beyond} "));
+        sort_value_sql(&mut sql, value);
+        sql.push(&format!(" AND ({column} {strictly} "));
+        sort_value_sql(&mut sql, value);
+        sql.push(&format!(" OR r.rkey {rkey_beyond} "));
+        sql.bind(rkey);
+        sql.push(")");
+    }
+    sql.push(" AND r.res_type = ");
+    sql.bind(query.resource_type.clone());
+    sql.push(" AND r.deleted = 0");
+    for filter in &query.filters {
+        sql.push(" AND ");
+        filter_check(&mut sql, &query.resource_type, filter);
+    }
+    sql.push(&format!(
+        " ORDER BY {column} {}, r.rkey {}",
+        if increasing { "ASC" } else { "DESC" },
+        if backward { "DESC" } else { "ASC" }
+    ));
+    // Rows with equal values and rkey (a value indexed twice) are one match.
+    let mut fetch_rows = limit + 8;
+    loop {
+        let mut statement = connection.prepare_cached(&format!("{} LIMIT {fetch_rows}", sql.text))?;
+        let rows = statement.query_map(params_from_iter(sql.values.iter()), |row| {
+            let value = match row.get_ref(1)? {
+                rusqlite::types::ValueRef::Integer(i) => SortValue::Integer(i),
+                rusqlite::types::ValueRef::Real(f) => SortValue::Real(f),
+                rusqlite::types::ValueRef::Text(t) => {
+                    SortValue::Text(String::from_utf8_lossy(t).into_owned())
+                }
+                _ => SortValue::Missing,
+            };
+            Ok((value, row.get::<_, i64>(0)?))
+        })?;
+        let raw: Vec<(SortValue, i64)> = rows.collect::<rusqlite::Result<_>>()?;
+        let exhausted = raw.len() < fetch_rows;
+        let mut matches = raw;
+        matches.dedup_by(|a, b| a.1 == b.1 && a.0 == b.0);
+        if matches.len() >= limit || exhausted {
+            matches.truncate(limit);
+            return Ok(matches);
+        }
+        fetch_rows *= 4;
+    }
+}
+
+/// Matches without a value for the sort key (they come last), in rkey order after `after`,
+/// or descending before `before`.
+fn walk_missing(
+    connection: &Connection,
+    query: &SearchQuery,
+    plan: &Plan,
+    after: Option<i64>,
+    before: Option<i64>,
+    limit: usize,
+) -> Result<Vec<i64>> {
+    let SortBy::Param { key, kind } = query.sort[0].by else { return Ok(Vec::new()) };
+    let mut missing = query.clone();
+    missing.filters.push(Filter::Missing { key, kind, missing: true });
+    query_rkeys(connection, &ordered_matches(&missing, plan, after, Some(limit), before))
+}
+
+/// A sorted page produced by walking the sort key's index (see [`walkable`]).
+fn sorted_walk(connection: &Connection, query: &SearchQuery, plan: &Plan) -> Result<SearchPage> {
+    let count = query.count;
+    let cursor = query.cursor.as_ref();
+    let in_missing = cursor.is_some_and(|c| matches!(c.sort_values.first(), Some(SortValue::Missing)));
+    let position =
+        cursor.filter(|_| !in_missing).and_then(|c| c.sort_values.first().map(|value| (value, c.rkey)));
+    let (entries, has_next, has_previous) = match cursor {
+        Some(c) if c.before => {
+            // Reverse result order until the end.
+            let mut back: Vec<(SortValue, i64)> = Vec::new();
+            if in_missing {
+                back.extend(
+                    walk_missing(connection, query, plan, None, Some(c.rkey), count + 1)?
+                        .into_iter()
+                        .map(|k| (SortValue::Missing, k)),
+                );
+            }
+            if back.len() <= count {
+                back.extend(walk_valued(connection, query, position, true, count + 1 - back.len())?);
+            }
+            let more_before = back.len() > count;
+            back.truncate(count);
+            back.reverse();
+            (back, true, more_before)
+        }
+        _ => {
+            let mut forward = Vec::new();
+            if !in_missing {
+                forward.extend(walk_valued(connection, query, position, false, count + 1)?);
+            }
+            if forward.len() <= count {
+                let after = if in_missing { cursor.map(|c| c.rkey) } else { None };
+                forward.extend(
+                    walk_missing(connection, query, plan, after, None, count + 1 - forward.len())?
+                        .into_iter()
+                        .map(|k| (SortValue::Missing, k)),
+                );
+            }
+            let more = forward.len() > count;
+            forward.truncate(count);
+            (forward, more, cursor.is_some())
+        }
+    };
+    let total = if query.total {
+        let all = ordered_matches(query, plan, None, None, None);
+        let sql = format!("SELECT count(*) FROM ({})", all.text);
+        let n: i64 =
+            connection.prepare_cached(&sql)?.query_row(params_from_iter(all.values.iter()), |r| r.get(0))?;
+        Some(n as u64)
+    } else if cursor.is_none() && !has_next {
+        Some(entries.len() as u64)
+    } else {
+        None
+    };
+    let rkeys: Vec<i64> = entries.iter().map(|(_, k)| *k).collect();
+    let position = |entry: &(SortValue, i64)| Cursor {
+        sort_values: vec![entry.0.clone()],
+        rkey: entry.1,
+        before: false,
+    };
+    Ok(SearchPage {
+        first: entries.first().map(position),
+        last: entries.last().map(position),
         matches: fetch(connection, &rkeys)?,
         has_next,
         has_previous,
@@ -1090,7 +1618,7 @@ fn sort_values(
         SortBy::LastUpdated => sql.push("SELECT rkey, last_updated FROM resources WHERE rkey IN "),
         SortBy::Param { key, kind } => {
             let (table, column) = match kind {
-                SearchParamType::Date => ("idx_date", if descending { "max(high)" } else { "min(low)" }),
+                SearchParamType::Date => ("idx_date", if descending { "max(low)" } else { "min(low)" }),
                 SearchParamType::Number => ("idx_number", if descending { "max(low)" } else { "min(low)" }),
                 SearchParamType::Quantity => {
                     ("idx_quantity", if descending { "max(low)" } else { "min(low)" })

@@ -31,7 +31,7 @@ const LOCK_FILE: &str = "chartroom.lock";
 const SCHEMA_VERSION: i64 = 2;
 const MAX_IDLE_READERS: usize = 32;
 /// Bumped whenever extraction changes what the index holds for the same resource.
-const INDEX_FORMAT: u32 = 3;
+const INDEX_FORMAT: u32 = 5;
 
 /// The `store_meta` value naming the index format and parameter table this build writes.
 fn index_format() -> String {
@@ -137,9 +137,17 @@ CREATE TABLE IF NOT EXISTS idx_quantity (
     rkey INTEGER NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL, low REAL NOT NULL, high REAL NOT NULL,
     PRIMARY KEY (param, dimension, canonical_low, canonical_high, rkey, system, code, low, high)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idx_quantity_rkey ON idx_quantity(rkey, param);
+CREATE TABLE IF NOT EXISTS idx_date_wide (
+    -- Resources whose values of a date parameter cannot be found by a bounded scan of
+    -- idx_date.low: a value wider than WIDE_DATE_MS (`wide`), or more than one value (`multi`,
+    -- for AND-ed conditions that different values may satisfy).
+    param INTEGER NOT NULL, rkey INTEGER NOT NULL, wide INTEGER NOT NULL, multi INTEGER NOT NULL,
+    PRIMARY KEY (param, rkey)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idx_reference (
     param INTEGER NOT NULL, target_type TEXT NOT NULL, target TEXT NOT NULL, rkey INTEGER NOT NULL,
     PRIMARY KEY (param, target_type, target, rkey)) WITHOUT ROWID;
+-- Chained searches walk the source type and follow each resource's own references.
+CREATE INDEX IF NOT EXISTS idx_reference_rkey ON idx_reference(rkey, param);
 CREATE TABLE IF NOT EXISTS idx_uri (
     param INTEGER NOT NULL, value TEXT NOT NULL, rkey INTEGER NOT NULL,
     PRIMARY KEY (param, value, rkey)) WITHOUT ROWID;
@@ -147,14 +155,15 @@ CREATE TABLE IF NOT EXISTS idx_composite (
     param INTEGER NOT NULL, code TEXT NOT NULL, rkey INTEGER NOT NULL, system TEXT NOT NULL,
     second_system TEXT NOT NULL, second_text TEXT NOT NULL, second_low REAL NOT NULL, second_high REAL NOT NULL,
     PRIMARY KEY (param, code, rkey, system, second_system, second_text, second_low, second_high)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS idx_composite_rkey ON idx_composite(rkey, param);
+-- Composite conditions always fix (param, code), so the key reaches rkey without an index.
+DROP INDEX IF EXISTS idx_composite_rkey;
 CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
 /// Index tables with an `(rkey, param)` index: a resource's rows are deleted by rkey. The
 /// other tables are keyed by value only (one B-tree per row written, which is what keeps
 /// import fast); their rows are deleted by recomputing them from the old version.
-const TABLES_BY_RKEY: &[&str] = &["idx_date", "idx_number", "idx_quantity", "idx_composite"];
+const TABLES_BY_RKEY: &[&str] = &["idx_date", "idx_number", "idx_quantity", "idx_reference"];
 
 /// Every index table.
 const ALL_INDEX_TABLES: &[&str] = &[
@@ -163,6 +172,7 @@ const ALL_INDEX_TABLES: &[&str] = &[
     "idx_token_text",
     "idx_identifier_type",
     "idx_date",
+    "idx_date_wide",
     "idx_number",
     "idx_quantity",
     "idx_reference",
@@ -336,6 +346,29 @@ fn load_counters(connection: &Connection) -> Result<(i64, i64, i64)> {
     let last_updated =
         connection.query_row("SELECT coalesce(max(last_updated), 0) FROM versions", [], |r| r.get(0))?;
     Ok((next_seq, next_rkey, last_updated))
+}
+
+/// Date values wider than this (two days: dates, dateTimes and instants all fit) are listed in
+/// `idx_date_wide`; every other value lies within this distance of its `low`, which bounds
+/// the scan for conditions on the upper end of a range. Month and year precision values and
+/// long Periods are the (few) wide ones.
+pub(crate) const WIDE_DATE_MS: i64 = 2 * 86_400_000;
+
+/// The `idx_date_wide` rows for a batch of `(param, low, high, rkey)` date rows.
+fn date_flags(dates: &[(u32, i64, i64, i64)]) -> Vec<(u32, i64, bool, bool)> {
+    let mut per_resource: HashMap<(u32, i64), (bool, usize)> = HashMap::new();
+    for &(param, low, high, rkey) in dates {
+        let entry = per_resource.entry((param, rkey)).or_insert((false, 0));
+        entry.0 |= high.saturating_sub(low) > WIDE_DATE_MS;
+        entry.1 += 1;
+    }
+    let mut flags: Vec<(u32, i64, bool, bool)> = per_resource
+        .into_iter()
+        .filter(|(_, (wide, count))| *wide || *count > 1)
+        .map(|((param, rkey), (wide, count))| (param, rkey, wide, count > 1))
+        .collect();
+    flags.sort_unstable();
+    flags
 }
 
 /// Rows per multi-row INSERT: one statement execution per chunk instead of per row.
@@ -668,20 +701,63 @@ impl Writer {
         }
     }
 
+    /// Commits a group of units. Units normally all succeed, so they first run without
+    /// savepoints (a savepoint copies every page it touches into a sub-journal, a fifth of the
+    /// cost of a bulk write). If one fails, the group is rolled back and run again with a
+    /// savepoint per unit, so that unit fails alone.
     fn commit(&mut self, jobs: Vec<Job>) {
         let timestamp = epoch_millis_now().max(self.last_updated);
         let timestamp_text = DateTime::from_epoch_millis(timestamp).to_string();
+        let counters = (self.next_seq, self.next_rkey);
         if let Err(error) = self.connection.execute_batch("BEGIN IMMEDIATE") {
             return self.fail_all(jobs, &error.to_string());
         }
         self.index_now_current = false;
         let mut results = Vec::with_capacity(jobs.len());
         for job in &jobs {
-            match self.apply_in_savepoint(&job.unit, timestamp, &timestamp_text) {
+            match self.apply(&job.unit, timestamp, &timestamp_text) {
+                Ok(written) => results.push(Ok(written)),
+                Err(error) if jobs.len() == 1 && !self.connection.is_autocommit() => {
+                    // A lone unit needs no savepoint: rolling back the transaction is enough.
+                    if let Err(rollback) = self.connection.execute_batch("ROLLBACK") {
+                        return self.fail_all(jobs, &rollback.to_string());
+                    }
+                    (self.next_seq, self.next_rkey) = counters;
+                    self.index_now_current = false;
+                    if let Some(job) = jobs.into_iter().next() {
+                        let _ = job.reply.send(Err(error));
+                    }
+                    return;
+                }
+                Err(_) => {
+                    if !self.connection.is_autocommit() && self.connection.execute_batch("ROLLBACK").is_err()
+                    {
+                        return self.fail_all(jobs, "rollback failed");
+                    }
+                    (self.next_seq, self.next_rkey) = counters;
+                    return self.commit_with_savepoints(jobs, timestamp, &timestamp_text);
+                }
+            }
+        }
+        self.finish(jobs, results, timestamp);
+    }
+
+    fn commit_with_savepoints(&mut self, jobs: Vec<Job>, timestamp: i64, timestamp_text: &str) {
+        if let Err(error) = self.connection.execute_batch("BEGIN IMMEDIATE") {
+            return self.fail_all(jobs, &error.to_string());
+        }
+        self.index_now_current = false;
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            match self.apply_in_savepoint(&job.unit, timestamp, timestamp_text) {
                 Ok(result) => results.push(result),
                 Err(aborted) => return self.fail_all(jobs, &aborted),
             }
         }
+        self.finish(jobs, results, timestamp);
+    }
+
+    fn finish(&mut self, jobs: Vec<Job>, results: Vec<Result<Vec<Written>>>, timestamp: i64) {
         match self.connection.execute_batch("COMMIT") {
             Ok(()) => {
                 self.last_updated = timestamp;
@@ -1059,11 +1135,16 @@ impl Writer {
         for (param, _, _, value) in &old.identifier_types {
             delete.execute(params![param, value, rkey])?;
         }
-        let mut delete = c.prepare_cached(
-            "DELETE FROM idx_reference WHERE param = ?1 AND target_type = ?2 AND target = ?3 AND rkey = ?4",
-        )?;
-        for (param, target_type, target) in &old.references {
-            delete.execute(params![param, target_type, target, rkey])?;
+        let mut delete = c.prepare_cached("DELETE FROM idx_date_wide WHERE param = ?1 AND rkey = ?2")?;
+        let mut date_params: Vec<u32> = old.dates.iter().map(|d| d.0).collect();
+        date_params.dedup();
+        for param in date_params {
+            delete.execute(params![param, rkey])?;
+        }
+        let mut delete =
+            c.prepare_cached("DELETE FROM idx_composite WHERE param = ?1 AND code = ?2 AND rkey = ?3")?;
+        for row in &old.composites {
+            delete.execute(params![row.param, row.code, rkey])?;
         }
         let mut delete =
             c.prepare_cached("DELETE FROM idx_uri WHERE param = ?1 AND value = ?2 AND rkey = ?3")?;
@@ -1107,16 +1188,26 @@ impl Writer {
             );
             uris.extend(entries.uris.iter().map(|(p, value)| (*p, value.as_str(), rkey)));
         }
+        // Sorted (so each B-tree is written in key order) and without duplicates (a display
+        // equal to its text, a code in two codings), which would only cost a failed insert.
         strings.sort_unstable();
+        strings.dedup();
         tokens.sort_unstable();
+        tokens.dedup();
         texts.sort_unstable();
+        texts.dedup();
         identifier_types.sort_unstable();
+        identifier_types.dedup();
         dates.sort_unstable();
+        dates.dedup();
+        let wide_dates = date_flags(&dates);
         numbers.sort_unstable_by(|a, b| {
             (a.0, a.1, a.2, a.3).partial_cmp(&(b.0, b.1, b.2, b.3)).unwrap_or(std::cmp::Ordering::Equal)
         });
         references.sort_unstable();
+        references.dedup();
         uris.sort_unstable();
+        uris.dedup();
         insert_rows(
             c,
             "idx_string (param, norm, rkey, exact)",
@@ -1144,6 +1235,11 @@ impl Writer {
         )?;
         insert_rows(
             c,
+            "idx_date_wide (param, rkey, wide, multi)",
+            wide_dates.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3]),
+        )?;
+        insert_rows(
+            c,
             "idx_number (param, low, high, rkey)",
             numbers.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3]),
         )?;
@@ -1157,38 +1253,45 @@ impl Writer {
             "idx_uri (param, value, rkey)",
             uris.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2]),
         )?;
-        let mut insert = c.prepare_cached(
-            "INSERT OR IGNORE INTO idx_quantity (param, dimension, canonical_low, canonical_high, rkey, system, code, low, high)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
+        let mut quantities: Vec<(u32, &str, f64, f64, i64, &str, &str, f64, f64)> = Vec::new();
+        let mut composites: Vec<(u32, &str, i64, &str, &str, &str, f64, f64)> = Vec::new();
         for (&rkey, entries) in pending {
-            for q in &entries.quantities {
+            quantities.extend(entries.quantities.iter().map(|q| {
                 let (dimension, low, high) = match &q.canonical {
                     Some((d, l, h)) => (d.as_str(), *l, *h),
                     None => ("", q.low, q.high),
                 };
-                insert
-                    .execute(params![q.param, dimension, low, high, rkey, q.system, q.code, q.low, q.high])?;
-            }
-        }
-        let mut insert = c.prepare_cached(
-            "INSERT OR IGNORE INTO idx_composite (param, system, code, second_system, second_text, second_low, second_high, rkey)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        for (&rkey, entries) in pending {
-            for row in &entries.composites {
-                insert.execute(params![
+                (q.param, dimension, low, high, rkey, q.system.as_str(), q.code.as_str(), q.low, q.high)
+            }));
+            composites.extend(entries.composites.iter().map(|row| {
+                (
                     row.param,
-                    row.system,
-                    row.code,
-                    row.second_system,
-                    row.second_text,
+                    row.code.as_str(),
+                    rkey,
+                    row.system.as_str(),
+                    row.second_system.as_str(),
+                    row.second_text.as_str(),
                     row.second_low,
                     row.second_high,
-                    rkey
-                ])?;
-            }
+                )
+            }));
         }
+        quantities.sort_unstable_by(|a, b| {
+            (a.0, a.1, a.2, a.3, a.4)
+                .partial_cmp(&(b.0, b.1, b.2, b.3, b.4))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        composites.sort_unstable_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        insert_rows(
+            c,
+            "idx_quantity (param, dimension, canonical_low, canonical_high, rkey, system, code, low, high)",
+            quantities.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3, &r.4, &r.5, &r.6, &r.7, &r.8]),
+        )?;
+        insert_rows(
+            c,
+            "idx_composite (param, code, rkey, system, second_system, second_text, second_low, second_high)",
+            composites.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2, &r.3, &r.4, &r.5, &r.6, &r.7]),
+        )?;
         Ok(())
     }
 

@@ -1,0 +1,220 @@
+//! `chartroom bench search`: first-page latency of the searches HIM staff run all day, over
+//! HTTP against a store of generated patients, after timing the import that built it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use api::{Api, ApiConfig};
+
+use crate::bench::{HttpClient, WorkDir, dir_size, machine, open_store, percentile};
+use crate::fixture;
+
+#[derive(clap::Args)]
+pub struct SearchBenchArgs {
+    /// Resources to generate and import (25 per patient).
+    #[arg(long, default_value_t = 1_000_000)]
+    resources: usize,
+    /// Measured requests per search kind (after a warm-up of a tenth as many).
+    #[arg(long, default_value_t = 300)]
+    requests: usize,
+    /// Working directory. A data directory already loaded there by an earlier run with the
+    /// same --resources is reused (the import is then not timed again).
+    #[arg(long)]
+    work: Option<PathBuf>,
+}
+
+/// A search kind and how to build its n-th request.
+struct Kind {
+    label: &'static str,
+    path: Box<dyn Fn(u64) -> String>,
+}
+
+/// Deterministic spread over the population for the n-th request.
+fn spread(n: u64) -> u64 {
+    n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16
+}
+
+fn kinds(patients: u64) -> Vec<Kind> {
+    let vitals = fixture::VITALS;
+    let families = fixture::FAMILY;
+    vec![
+        Kind {
+            label: "token      Observation?code=http://loinc.org|{code}",
+            path: Box::new(move |n| {
+                let code = vitals[(spread(n) % vitals.len() as u64) as usize].0;
+                format!("/fhir/Observation?code=http%3A%2F%2Floinc.org%7C{code}")
+            }),
+        },
+        Kind {
+            label: "date range Observation?date=ge{day}&date=lt{day+7}",
+            path: Box::new(|n| {
+                let day = spread(n) % 3500;
+                let start = fhir::DateTime::from_epoch_millis((1_420_070_400 + day as i64 * 86_400) * 1000);
+                let end =
+                    fhir::DateTime::from_epoch_millis((1_420_070_400 + (day as i64 + 7) * 86_400) * 1000);
+                format!(
+                    "/fhir/Observation?date=ge{}&date=lt{}",
+                    &start.to_string()[..10],
+                    &end.to_string()[..10]
+                )
+            }),
+        },
+        Kind {
+            label: "chain      Observation?subject.name={family}",
+            path: Box::new(move |n| {
+                format!(
+                    "/fhir/Observation?subject.name={}",
+                    families[(spread(n) % families.len() as u64) as usize].replace('\'', "%27")
+                )
+            }),
+        },
+        Kind {
+            label: "chain      Observation?subject:Patient.identifier={mrn}",
+            path: Box::new(move |n| {
+                format!(
+                    "/fhir/Observation?subject:Patient.identifier=http%3A%2F%2Fhospital.example.org%2Fmrn%7CMRN{:08}",
+                    spread(n) % patients
+                )
+            }),
+        },
+        Kind {
+            label: "_revinclude Patient?identifier={mrn}&_revinclude=Observation:subject",
+            path: Box::new(move |n| {
+                format!(
+                    "/fhir/Patient?identifier=http%3A%2F%2Fhospital.example.org%2Fmrn%7CMRN{:08}&_revinclude=Observation:subject",
+                    spread(n) % patients
+                )
+            }),
+        },
+        Kind {
+            label: "_sort      Observation?code={code}&_sort=-date",
+            path: Box::new(move |n| {
+                let code = vitals[(spread(n) % vitals.len() as u64) as usize].0;
+                format!("/fhir/Observation?code=http%3A%2F%2Floinc.org%7C{code}&_sort=-date")
+            }),
+        },
+        Kind {
+            label: "_sort      Patient?name={family}&_sort=birthdate",
+            path: Box::new(move |n| {
+                format!(
+                    "/fhir/Patient?name={}&_sort=birthdate",
+                    families[(spread(n) % families.len() as u64) as usize].replace('\'', "%27")
+                )
+            }),
+        },
+        Kind {
+            label: "$everything Patient/{id}/$everything",
+            path: Box::new(move |n| format!("/fhir/Patient/pat-{:08}/$everything", spread(n) % patients)),
+        },
+    ]
+}
+
+pub fn run(args: SearchBenchArgs) -> Result<ExitCode> {
+    println!("machine: {}", machine());
+    let work = WorkDir::new(args.work, "search")?;
+    let data = work.path.join(format!("data-{}", args.resources));
+    let loaded_marker = data.join("bench-loaded");
+    if loaded_marker.exists() {
+        println!("reusing the store loaded earlier in {}", data.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&data);
+        let input = work.path.join("ndjson");
+        let _ = std::fs::remove_dir_all(&input);
+        let counts = fixture::write_ndjson(&input, args.resources, 42)?;
+        println!(
+            "input: {} resources ({} patients), {:.0} MiB of NDJSON",
+            counts.total,
+            counts.patients,
+            dir_size(&input) as f64 / 1048576.0
+        );
+        let started = Instant::now();
+        let store = open_store(&data, true)?;
+        let api = Api::new(store.clone(), ApiConfig::default());
+        let report = api::import::import(&api, &input, &api::import::ImportOptions::default(), &|_| {})
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        store.close();
+        let elapsed = started.elapsed();
+        if !report.rejections.is_empty() {
+            bail!("{} resources were rejected, first: {}", report.rejections.len(), report.rejections[0]);
+        }
+        println!(
+            "import with full indexing: {} resources in {:.1} s = {:.0} resources/s (store {:.0} MiB)",
+            report.imported,
+            elapsed.as_secs_f64(),
+            report.imported as f64 / elapsed.as_secs_f64(),
+            dir_size(&data) as f64 / 1048576.0
+        );
+        let _ = std::fs::remove_dir_all(&input);
+        std::fs::write(&loaded_marker, b"")?;
+    }
+    let patients = (args.resources / 25).max(1) as u64;
+
+    let store = open_store(&data, false)?;
+    crate::ensure_index(&store)?;
+    let api = Arc::new(Api::new(store.clone(), ApiConfig::default()));
+    let runtime = crate::runtime()?;
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let address: SocketAddr = listener.local_addr()?;
+    let router = server::router(api, server::ServerConfig::default());
+    runtime.spawn(async move {
+        let _ = server::serve(listener, router, std::future::pending()).await;
+    });
+    let mut client = HttpClient::connect(address)?;
+    println!(
+        "{} resources; first page (_count default 50), 1 client over HTTP, {} requests per kind:",
+        store_count(&store)?,
+        args.requests
+    );
+    let mut worst_p99 = Duration::ZERO;
+    for kind in kinds(patients) {
+        let warm_up = (args.requests / 10).max(1) as u64;
+        for n in 0..warm_up {
+            let path = (kind.path)(n + 1_000_000);
+            client.get(&path)?;
+        }
+        let mut latencies = Vec::with_capacity(args.requests);
+        let mut entries = 0usize;
+        for n in 0..args.requests as u64 {
+            let path = (kind.path)(n);
+            let started = Instant::now();
+            let status = client.get(&path)?;
+            latencies.push(started.elapsed());
+            if status != 200 {
+                bail!("GET {path} answered {status}: {}", String::from_utf8_lossy(&client.body));
+            }
+            entries += count_entries(&client.body);
+        }
+        latencies.sort();
+        let p99 = percentile(&latencies, 0.99);
+        worst_p99 = worst_p99.max(p99);
+        println!(
+            "  {:<72} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({:.1} entries/page)",
+            kind.label,
+            percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3,
+            latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+            entries as f64 / args.requests as f64
+        );
+    }
+    println!("worst p99: {:.2} ms", worst_p99.as_secs_f64() * 1e3);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    store.close();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn store_count(store: &store::SqliteStore) -> Result<u64> {
+    use store::Store as _;
+    store.count_live().context("cannot count resources")
+}
+
+/// Entries in a searchset Bundle, counted without parsing the resources.
+fn count_entries(body: &[u8]) -> usize {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|bundle| bundle.get("entry").and_then(|e| e.as_array()).map(Vec::len))
+        .unwrap_or(0)
+}
