@@ -30,7 +30,8 @@ pub(crate) enum Summary {
 /// `_include` / `_revinclude`.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Include {
-    pub source_type: String,
+    /// `None` for `_include=*` / `_revinclude=*`: any type.
+    pub source_type: Option<String>,
     /// `None` for `*`.
     pub key: Option<ParamKey>,
     pub target_type: Option<String>,
@@ -77,10 +78,10 @@ fn split_escaped(value: &str, separator: char) -> Vec<String> {
         if c == '\\' {
             match chars.next() {
                 Some(next) if matches!(next, ',' | '|' | '$' | '\\') && next != separator => {
-                    parts.last_mut().map(|p| {
-                        p.push('\\');
-                        p.push(next)
-                    });
+                    if let Some(part) = parts.last_mut() {
+                        part.push('\\');
+                        part.push(next);
+                    }
                 }
                 Some(next) => {
                     if let Some(part) = parts.last_mut() {
@@ -157,6 +158,15 @@ fn number_condition(name: &str, value: &str) -> Result<(Prefix, f64, f64, f64), 
     let exponent: i32 = text.split_once(['e', 'E']).and_then(|(_, e)| e.parse().ok()).unwrap_or(0);
     let half = 0.5 * 10f64.powi(exponent - decimals);
     Ok((prefix, number, number - half, number + half))
+}
+
+/// A modifier this server does not apply. Always an error, even under lenient handling:
+/// ignoring `:not` or `:below` would silently return the wrong resources.
+fn unsupported_modifier(name: &str, modifier: &str) -> Rejected {
+    Rejected::Invalid(ApiError::bad_request(
+        IssueType::NotSupported,
+        format!("the modifier ':{modifier}' is not supported on the search parameter '{name}'"),
+    ))
 }
 
 fn token_condition(value: &str) -> Condition {
@@ -284,7 +294,7 @@ impl Api {
                 if let Some(modifier) = modifier
                     && !fhir::definitions().is_resource_type(modifier)
                 {
-                    return Err(Rejected::Unsupported(format!("{name}:{modifier}")));
+                    return Err(unsupported_modifier(name, modifier));
                 }
                 self.reference_condition(applied, modifier, value, base)
             }
@@ -345,7 +355,7 @@ impl Api {
                 };
                 Ok(Condition::Composite { system, code, second: Box::new(second) })
             }
-            (_, Some(modifier)) => Err(Rejected::Unsupported(format!("{name}:{modifier}"))),
+            (_, Some(modifier)) => Err(unsupported_modifier(name, modifier)),
             (kind, None) => Err(Rejected::Unsupported(format!("{name} ({})", kind.code()))),
         }
     }
@@ -715,7 +725,10 @@ impl Api {
             let mut found: Vec<VersionRecord> = Vec::new();
             for include in parsed.includes.iter().filter(|i| round == 0 || i.iterate) {
                 let mut targets: Vec<(String, String)> = Vec::new();
-                for record in frontier.iter().filter(|r| r.resource_type == include.source_type) {
+                for record in frontier
+                    .iter()
+                    .filter(|r| include.source_type.as_ref().is_none_or(|t| *t == r.resource_type))
+                {
                     let Some(body) = &record.body else { continue };
                     let Ok(json) = fhir::parse_json(body) else { continue };
                     let keys: Vec<ParamKey> = match include.key {
@@ -745,14 +758,6 @@ impl Api {
                 }
             }
             for include in parsed.revincludes.iter().filter(|i| round == 0 || i.iterate) {
-                let keys: Vec<ParamKey> = match include.key {
-                    Some(key) => vec![key],
-                    None => search_parameters()
-                        .for_type(&include.source_type)
-                        .filter(|a| search_parameters().parameter(a).kind == SearchParamType::Reference)
-                        .map(|a| a.key)
-                        .collect(),
-                };
                 let targets: Vec<(String, String)> = frontier
                     .iter()
                     .filter(|r| include.target_type.as_ref().is_none_or(|t| *t == r.resource_type))
@@ -761,8 +766,26 @@ impl Api {
                 if targets.is_empty() {
                     continue;
                 }
+                let keys: Vec<ParamKey> = match (&include.source_type, include.key) {
+                    (_, Some(key)) => vec![key],
+                    (Some(source_type), None) => search_parameters()
+                        .for_type(source_type)
+                        .filter(|a| search_parameters().parameter(a).kind == SearchParamType::Reference)
+                        .map(|a| a.key)
+                        .collect(),
+                    // `*`: every reference parameter of every type that can point at a target.
+                    (None, None) => search_parameters()
+                        .all_applied()
+                        .filter(|a| {
+                            let parameter = search_parameters().parameter(a);
+                            parameter.kind == SearchParamType::Reference
+                                && targets.iter().any(|(t, _)| parameter.targets.contains(&t.as_str()))
+                        })
+                        .map(|a| a.key)
+                        .collect(),
+                };
                 for record in self.store.referencing(&keys, &targets)? {
-                    if record.resource_type == include.source_type
+                    if include.source_type.as_ref().is_none_or(|t| *t == record.resource_type)
                         && seen.insert((record.resource_type.clone(), record.id.clone()))
                     {
                         found.push(record);
@@ -980,10 +1003,7 @@ fn parse_include(value: &str, iterate: bool) -> Result<Include, ApiError> {
         )
     };
     if value == "*" {
-        return Err(ApiError::bad_request(
-            IssueType::NotSupported,
-            "_include=* needs a source type: use Type:*",
-        ));
+        return Ok(Include { source_type: None, key: None, target_type: None, iterate });
     }
     let parts: Vec<&str> = value.split(':').collect();
     let (source, code, target) = match parts.as_slice() {
@@ -1010,7 +1030,12 @@ fn parse_include(value: &str, iterate: bool) -> Result<Include, ApiError> {
             })?;
         Some(applied.key)
     };
-    Ok(Include { source_type: source.to_string(), key, target_type: target.map(str::to_string), iterate })
+    Ok(Include {
+        source_type: Some(source.to_string()),
+        key,
+        target_type: target.map(str::to_string),
+        iterate,
+    })
 }
 
 fn encode_cursor(cursor: &Cursor, before: bool) -> String {

@@ -90,14 +90,13 @@ pub fn write_ndjson(dir: &Path, resources: usize, seed: u64) -> std::io::Result<
                 r#"{{"resourceType":"Encounter","id":"{encounter_id}","text":{{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">Outpatient visit</div>"}},"status":"finished","class":{{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"}},"type":[{{"coding":[{{"system":"http://snomed.info/sct","code":"185349003","display":"Encounter for check up"}}]}}],"subject":{{"reference":"Patient/{patient_id}","display":"{given} {family}"}},"period":{{"start":"{ey}-{em:02}-{ed:02}T09:00:00Z","end":"{ey}-{em:02}-{ed:02}T09:30:00Z"}},"serviceProvider":{{"reference":"Organization/org-1"}}}}"#
             )?;
             total += 1;
-            for _ in 0..4 {
+            for k in 0..4 {
                 let index = rng.below(VITALS.len() as u64) as usize;
                 let (code, display, unit, low, high) = VITALS[index];
                 let value = low + (high - low) * (rng.below(1000) as f64 / 1000.0);
                 writeln!(
                     observations,
-                    r#"{{"resourceType":"Observation","id":"obs-{p:08}-{e}-{}","status":"final","category":[{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs","display":"vital-signs"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"{code}","display":"{display}"}}],"text":"{display}"}},"subject":{{"reference":"Patient/{patient_id}"}},"encounter":{{"reference":"Encounter/{encounter_id}"}},"effectiveDateTime":"{ey}-{em:02}-{ed:02}T09:10:00Z","issued":"{ey}-{em:02}-{ed:02}T09:10:00.000Z","valueQuantity":{{"value":{value:.1},"unit":"{unit}","system":"http://unitsofmeasure.org","code":"{unit}"}}}}"#,
-                    rng.next() % 1_000_000
+                    r#"{{"resourceType":"Observation","id":"obs-{p:08}-{e}-{k}","status":"final","category":[{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs","display":"vital-signs"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"{code}","display":"{display}"}}],"text":"{display}"}},"subject":{{"reference":"Patient/{patient_id}"}},"encounter":{{"reference":"Encounter/{encounter_id}"}},"effectiveDateTime":"{ey}-{em:02}-{ed:02}T09:10:00Z","issued":"{ey}-{em:02}-{ed:02}T09:10:00.000Z","valueQuantity":{{"value":{value:.1},"unit":"{unit}","system":"http://unitsofmeasure.org","code":"{unit}"}}}}"#,
                 )?;
                 total += 1;
             }

@@ -213,6 +213,11 @@ impl SearchParameters {
         &self.parameters[applied.parameter]
     }
 
+    /// Every (resource type, parameter) pair.
+    pub fn all_applied(&self) -> impl Iterator<Item = &Applied> {
+        self.applied.iter()
+    }
+
     /// An applied parameter by key.
     pub fn by_key(&self, key: ParamKey) -> Option<&Applied> {
         self.applied.get(key as usize)

@@ -443,11 +443,11 @@ fn tokens(entries: &mut IndexEntries, key: ParamKey, value: &Value<'_>) {
 fn references(entries: &mut IndexEntries, key: ParamKey, value: &Value<'_>) {
     let reference = match node_json(value) {
         Some((_, object)) => {
-            if let Some(identifier) = get(object, "identifier").and_then(Json::as_object) {
-                if let Some(value) = field(identifier, "value") {
-                    let system = field(identifier, "system").unwrap_or("");
-                    entries.tokens.push((key, system.to_string(), truncate(value.to_string())));
-                }
+            if let Some(identifier) = get(object, "identifier").and_then(Json::as_object)
+                && let Some(value) = field(identifier, "value")
+            {
+                let system = field(identifier, "system").unwrap_or("");
+                entries.tokens.push((key, system.to_string(), truncate(value.to_string())));
             }
             match field(object, "reference") {
                 Some(reference) => reference.to_string(),

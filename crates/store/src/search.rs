@@ -962,7 +962,10 @@ fn filter_check(sql: &mut Sql, resource_type: &str, filter: &Filter) {
 
 /// A chain (or several, over the target types of one reference parameter) as a join:
 /// the parameter and each target type with its filters.
-fn chain_join(filter: &Filter) -> Option<(ParamKey, Vec<(&str, &[Filter])>)> {
+/// The target types of a chain, each with the filters its targets must match.
+type ChainTargets<'q> = Vec<(&'q str, &'q [Filter])>;
+
+fn chain_join(filter: &Filter) -> Option<(ParamKey, ChainTargets<'_>)> {
     match filter {
         Filter::Chain { key, target_type, filters } => {
             Some((*key, vec![(target_type.as_str(), filters.as_slice())]))
@@ -1056,11 +1059,14 @@ enum Plan {
     Scan,
 }
 
+/// (prefix, low, high) of date conditions.
+type DateConditions = Vec<(Prefix, i64, i64)>;
+
 /// Drivers beyond single filters: combinations of filters whose intersection one index
 /// range can produce.
 fn combined_drivers(filters: &[Filter]) -> Vec<Driver> {
     let mut drivers = Vec::new();
-    let mut by_key: Vec<(ParamKey, Vec<(Prefix, i64, i64)>)> = Vec::new();
+    let mut by_key: Vec<(ParamKey, DateConditions)> = Vec::new();
     let mut last_updated = Vec::new();
     for filter in filters {
         match filter {
@@ -1204,7 +1210,7 @@ fn ordered_matches(
     // Chains are joined through the resource's own references (`idx_reference_rkey`) and
     // matched against their target set, which SQLite then computes once; as a correlated probe
     // the target set would be recomputed for every resource walked.
-    let joined: Vec<(usize, ParamKey, Vec<(&str, &[Filter])>)> = others
+    let joined: Vec<(usize, ParamKey, ChainTargets<'_>)> = others
         .iter()
         .filter_map(|(i, filter)| chain_join(filter).map(|(key, targets)| (*i, key, targets)))
         .collect();
@@ -1349,13 +1355,11 @@ pub(crate) fn search(connection: &Connection, query: &SearchQuery) -> Result<Sea
 /// Whether the sort is one key an index yields in order: large results are then sorted by
 /// walking that index (and probing the filters) instead of materializing every match.
 fn walkable(sort: &[Sort]) -> bool {
-    match sort {
-        [Sort { by: SortBy::Id | SortBy::LastUpdated, .. }] => true,
-        [Sort { by: SortBy::Param { kind: SearchParamType::Date | SearchParamType::Number, .. }, .. }] => {
-            true
-        }
-        _ => false,
-    }
+    matches!(
+        sort,
+        [Sort { by: SortBy::Id | SortBy::LastUpdated, .. }]
+            | [Sort { by: SortBy::Param { kind: SearchParamType::Date | SearchParamType::Number, .. }, .. }]
+    )
 }
 
 fn sort_value_sql(sql: &mut Sql, value: &SortValue) {

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -75,6 +75,7 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     sender: Mutex<Option<Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<Checkpointer>>,
     /// Set while the index was built by another format: searches would silently miss, so
     /// they fail until `reindex` has run.
     index_stale: Arc<AtomicBool>,
@@ -218,7 +219,8 @@ impl SqliteStore {
              PRAGMA temp_store = MEMORY;
              PRAGMA mmap_size = 17179869184;
              PRAGMA foreign_keys = OFF;
-             PRAGMA wal_autocheckpoint = 16384;",
+             PRAGMA wal_autocheckpoint = 131072;
+             PRAGMA journal_size_limit = 134217728;",
             options.cache_mib * 1024
         ))?;
         let schema_version: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -252,6 +254,8 @@ impl SqliteStore {
         let last_updated: i64 =
             connection.query_row("SELECT coalesce(max(last_updated), 0) FROM versions", [], |r| r.get(0))?;
 
+        let commits = Arc::new(AtomicU64::new(0));
+        let checkpointer = Checkpointer::start(&database, commits.clone())?;
         let (sender, receiver) = mpsc::channel();
         let writer = Writer {
             connection,
@@ -262,6 +266,7 @@ impl SqliteStore {
             max_ops_per_commit: options.max_ops_per_commit.max(1),
             index_stale: index_stale.clone(),
             index_now_current: false,
+            commits,
         };
         let handle = std::thread::Builder::new()
             .name("chartroom-writer".into())
@@ -272,6 +277,7 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             sender: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(handle)),
+            checkpointer: Mutex::new(Some(checkpointer)),
             index_stale,
             _lock: lock,
         })
@@ -290,6 +296,10 @@ impl SqliteStore {
     pub fn close(&self) {
         if let Ok(mut sender) = self.sender.lock() {
             sender.take();
+        }
+        // The checkpointer stops first: the writer's last act is a full checkpoint.
+        if let Some(checkpointer) = self.checkpointer.lock().ok().and_then(|mut c| c.take()) {
+            checkpointer.stop();
         }
         let handle = self.writer.lock().ok().and_then(|mut h| h.take());
         if let Some(handle) = handle {
@@ -640,6 +650,53 @@ struct Writer {
     index_stale: Arc<AtomicBool>,
     /// Set by the last range of a reindex; takes effect when its commit succeeds.
     index_now_current: bool,
+    /// Commits so far, for the checkpointer.
+    commits: Arc<AtomicU64>,
+}
+
+/// Copies committed pages from the write-ahead log into the database on its own thread and
+/// connection, so the writer never stops to do it (SQLite's automatic checkpoint runs inside
+/// the committing thread). A passive checkpoint never blocks the writer or readers. If it
+/// ever falls far behind, the writer's own automatic checkpoint (at 1 GiB of log) still bounds
+/// the log.
+struct Checkpointer {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+impl Checkpointer {
+    fn start(database: &Path, commits: Arc<AtomicU64>) -> Result<Checkpointer> {
+        let connection = Connection::open_with_flags(
+            database,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        connection.busy_timeout(std::time::Duration::from_millis(50))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("chartroom-checkpoint".into())
+            .spawn(move || {
+                let mut seen = commits.load(AtomicOrdering::Acquire);
+                while !stopping.load(AtomicOrdering::Acquire) {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    let now = commits.load(AtomicOrdering::Acquire);
+                    if now == seen {
+                        continue;
+                    }
+                    seen = now;
+                    if let Err(error) = connection.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
+                        tracing::warn!("background checkpoint failed: {error}");
+                    }
+                }
+            })
+            .map_err(|source| Error::DataDirectory { path: database.display().to_string(), source })?;
+        Ok(Checkpointer { stop, handle })
+    }
+
+    fn stop(self) {
+        self.stop.store(true, AtomicOrdering::Release);
+        let _ = self.handle.join();
+    }
 }
 
 struct Current {
@@ -761,6 +818,7 @@ impl Writer {
         match self.connection.execute_batch("COMMIT") {
             Ok(()) => {
                 self.last_updated = timestamp;
+                self.commits.fetch_add(1, AtomicOrdering::Release);
                 if std::mem::take(&mut self.index_now_current) {
                     self.index_stale.store(false, AtomicOrdering::Release);
                 }
@@ -1253,8 +1311,12 @@ impl Writer {
             "idx_uri (param, value, rkey)",
             uris.iter().map(|r| [&r.0 as &dyn ToSql, &r.1, &r.2]),
         )?;
-        let mut quantities: Vec<(u32, &str, f64, f64, i64, &str, &str, f64, f64)> = Vec::new();
-        let mut composites: Vec<(u32, &str, i64, &str, &str, &str, f64, f64)> = Vec::new();
+        // (param, dimension, canonical low, canonical high, rkey, system, code, low, high)
+        type QuantityRow<'a> = (u32, &'a str, f64, f64, i64, &'a str, &'a str, f64, f64);
+        // (param, code, rkey, system, second system, second text, second low, second high)
+        type CompositeRow<'a> = (u32, &'a str, i64, &'a str, &'a str, &'a str, f64, f64);
+        let mut quantities: Vec<QuantityRow> = Vec::new();
+        let mut composites: Vec<CompositeRow> = Vec::new();
         for (&rkey, entries) in pending {
             quantities.extend(entries.quantities.iter().map(|q| {
                 let (dimension, low, high) = match &q.canonical {
