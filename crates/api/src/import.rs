@@ -52,7 +52,9 @@ pub struct ImportOptions {
 impl Default for ImportOptions {
     fn default() -> Self {
         ImportOptions {
-            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            // The store's single writer is the bottleneck: it gets a core of its own, and
+            // workers that would compete with it for that core only slow it down.
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1)).max(1),
             chunk_size: 1000,
             base: "http://localhost/fhir".to_string(),
             bundles: BundleMode::Execute,

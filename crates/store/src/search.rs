@@ -20,6 +20,9 @@ use crate::{Result, VersionRecord, WriteMethod};
 /// A set at most this large is materialized to drive a query.
 pub const SMALL_SET: usize = 5000;
 
+/// Sorted results larger than this are produced by walking the sort key's index.
+const WALK_OVER: usize = 1000;
+
 /// A search prefix (`ge2020`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Prefix {
@@ -1051,8 +1054,8 @@ enum Driver {
 
 /// How the matches of a query are produced in rkey order.
 enum Plan {
-    /// Materialize this (small) set.
-    Small(Driver),
+    /// Materialize this (small) set, of about this many keys.
+    Small(Driver, usize),
     /// Stream from this filter's index.
     Stream(usize),
     /// Walk the type's resources in order.
@@ -1180,7 +1183,7 @@ fn plan(connection: &Connection, query: &SearchQuery) -> Result<Plan> {
     if let Some((driver, count)) = best
         && count <= SMALL_SET
     {
-        return Ok(Plan::Small(driver));
+        return Ok(Plan::Small(driver, count));
     }
     if let Some(index) = query.filters.iter().position(|f| streamable(f).is_some()) {
         return Ok(Plan::Stream(index));
@@ -1203,8 +1206,8 @@ fn ordered_matches(
         .iter()
         .enumerate()
         .filter(|(i, _)| match plan {
-            Plan::Small(Driver::Filter(d)) | Plan::Stream(d) => i != d,
-            Plan::Small(_) | Plan::Scan => true,
+            Plan::Small(Driver::Filter(d), _) | Plan::Stream(d) => i != d,
+            Plan::Small(..) | Plan::Scan => true,
         })
         .collect();
     // Chains are joined through the resource's own references (`idx_reference_rkey`) and
@@ -1216,7 +1219,7 @@ fn ordered_matches(
         .collect();
     let distinct = if joined.is_empty() { "" } else { "DISTINCT " };
     let key_column = match plan {
-        Plan::Small(driver) => {
+        Plan::Small(driver, _) => {
             sql.push(&format!("SELECT {distinct}r.rkey FROM (SELECT DISTINCT rkey FROM ("));
             driver_set(&mut sql, query, driver);
             sql.push(")) d CROSS JOIN resources r ON r.rkey = d.rkey");
@@ -1289,7 +1292,13 @@ fn ordered_matches(
 pub(crate) fn search(connection: &Connection, query: &SearchQuery) -> Result<SearchPage> {
     let plan = plan(connection, query)?;
     if !query.sort.is_empty() {
-        if !matches!(plan, Plan::Small(_)) && walkable(&query.sort) {
+        // Sorting in memory costs a lookup per match; a walk of the sort key's index costs
+        // about a page's worth of probes, once the matches are more than a few pages.
+        let many = match plan {
+            Plan::Small(_, count) => count > WALK_OVER,
+            _ => true,
+        };
+        if many && walkable(&query.sort) {
             return sorted_walk(connection, query, &plan);
         }
         return sorted_search(connection, query, &plan);

@@ -294,12 +294,13 @@ impl SqliteStore {
 
     /// Stops accepting writes, lets the writer finish what is queued, and waits for it.
     pub fn close(&self) {
-        if let Ok(mut sender) = self.sender.lock() {
-            sender.take();
-        }
-        // The checkpointer stops first: the writer's last act is a full checkpoint.
+        // The checkpointer stops (and closes its connection) first: the writer's last act is
+        // a truncating checkpoint, which a concurrent one would make fail.
         if let Some(checkpointer) = self.checkpointer.lock().ok().and_then(|mut c| c.take()) {
             checkpointer.stop();
+        }
+        if let Ok(mut sender) = self.sender.lock() {
+            sender.take();
         }
         let handle = self.writer.lock().ok().and_then(|mut h| h.take());
         if let Some(handle) = handle {
