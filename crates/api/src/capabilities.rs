@@ -59,11 +59,9 @@ impl Api {
                     "searchRevInclude": ["*"],
                     "searchParam": search
                 });
-                if name == "Patient" {
-                    resource["operation"] = json!([{
-                        "name": "everything",
-                        "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"
-                    }]);
+                let operations = resource_operations(name);
+                if !operations.is_empty() {
+                    resource["operation"] = Value::Array(operations);
                 }
                 resource
             })
@@ -85,8 +83,14 @@ impl Api {
                 "mode": "server",
                 "documentation": "FHIR R4 over a versioned store: every change is a new version; \
                                   deletes write tombstones. JSON only. Every R4 search parameter is indexed; \
-                                  token :above/:below/:in/:not-in, _text, _content, _list and _filter are not supported.",
+                                  _text, _content, _list and _filter are not supported. Terminology: ICD-10-CM FY2026 and \
+                                  the R4 code systems and value sets, built in.",
                 "resource": resources,
+                "operation": [{
+                    "name": "suggest-codes",
+                    "definition": "urn:chartroom:operation:suggest-codes",
+                    "documentation": "Ranked billable ICD-10-CM codes for clinical text (text=...)"
+                }],
                 "interaction": [
                     { "code": "transaction" },
                     { "code": "batch" },
@@ -95,5 +99,30 @@ impl Api {
             }]
         });
         Response::json(200, serde_json::to_vec(&statement).unwrap_or_default())
+    }
+}
+
+/// The operations a resource type supports, as CapabilityStatement entries.
+fn resource_operations(resource_type: &str) -> Vec<Value> {
+    let standard = |name: &str, definition: &str| {
+        json!({"name": name, "definition": format!("http://hl7.org/fhir/OperationDefinition/{definition}")})
+    };
+    let own = |name: &str, documentation: &str| {
+        json!({"name": name, "definition": format!("urn:chartroom:operation:{name}"), "documentation": documentation})
+    };
+    let edits = "ICD-10-CM coding edits of the record, as an OperationOutcome";
+    match resource_type {
+        "Patient" => vec![standard("everything", "Patient-everything")],
+        "CodeSystem" => vec![standard("lookup", "CodeSystem-lookup"), standard("subsumes", "CodeSystem-subsumes")],
+        "ValueSet" => vec![standard("expand", "ValueSet-expand"), standard("validate-code", "ValueSet-validate-code")],
+        "Encounter" => vec![
+            own("coding-edits", edits),
+            own("coding-worklist", "Finished encounters needing a coder, oldest discharge first"),
+        ],
+        "Condition" | "Claim" | "ExplanationOfBenefit" => vec![own("coding-edits", edits)],
+        "DocumentReference" => {
+            vec![own("suggest-codes", "Ranked billable ICD-10-CM codes for the document's text")]
+        }
+        _ => Vec::new(),
     }
 }

@@ -16,6 +16,7 @@ mod headers;
 mod history;
 pub mod import;
 mod json_writer;
+mod operations;
 mod read;
 mod resolve;
 mod search;
@@ -159,6 +160,9 @@ impl Api {
             return self.route_read(request);
         }
         let segments = path_segments(&request.path);
+        if let Some(invocation) = operations::Invocation::parse(&segments) {
+            return self.operation(request, method, invocation);
+        }
         match segments.as_slice() {
             [] if method == Method::Post => self.bundle(request).await,
             [] => Err(ApiError::method_not_allowed(method, "the service base", "POST (batch/transaction)")),
@@ -212,6 +216,9 @@ impl Api {
     /// transaction Bundles reuse this for their GET entries.
     fn route_read(&self, request: &Request) -> Result<Response, ApiError> {
         let segments = path_segments(&request.path);
+        if let Some(invocation) = operations::Invocation::parse(&segments) {
+            return self.operation(request, request.method.unwrap_or(Method::Get), invocation);
+        }
         match segments.as_slice() {
             [] => Err(ApiError::not_supported(
                 "search across all resource types is not supported; search a resource type",

@@ -451,11 +451,19 @@ impl Api {
             };
             return Ok(Filter::Missing { key: applied.key, kind, missing });
         }
-        if matches!(modifier, Some("above" | "below" | "in" | "not-in")) && kind == SearchParamType::Token {
-            return Err(Rejected::Unsupported(format!(
-                "{code}:{} (needs the terminology service)",
-                modifier.unwrap_or("")
-            )));
+        if let Some(modifier @ ("above" | "below" | "in" | "not-in")) = modifier
+            && kind == SearchParamType::Token
+        {
+            let mut any = Vec::new();
+            for v in &values {
+                any.extend(self.terminology_conditions(applied.code, modifier, v)?);
+            }
+            return Ok(match modifier {
+                "not-in" => Filter::Not { key: applied.key, any },
+                // An empty set of codes matches nothing.
+                _ if any.is_empty() => Filter::Ids(Vec::new()),
+                _ => Filter::Param { key: applied.key, any },
+            });
         }
         let mut any = Vec::with_capacity(values.len());
         for v in &values {
@@ -465,6 +473,50 @@ impl Api {
             return Ok(Filter::Not { key: applied.key, any });
         }
         Ok(Filter::Param { key: applied.key, any })
+    }
+
+    /// The codes a token `:above`, `:below`, `:in` or `:not-in` stands for, as token
+    /// conditions: subsumption and value-set membership are decided by the terminology
+    /// service here, so the index needs nothing beyond the codes themselves.
+    fn terminology_conditions(&self, name: &str, modifier: &str, value: &str) -> Result<Vec<Condition>, Rejected> {
+        use terminology::Terminology;
+        let terminology = Terminology::get();
+        let fail = |error: terminology::Error| match error {
+            terminology::Error::NotFound(message) | terminology::Error::Invalid(message) => {
+                invalid(format!("{name}:{modifier}={value}: {message}"))
+            }
+            other => Rejected::Invalid(ApiError::internal(other.to_string())),
+        };
+        let codes: Vec<(String, String)> = match modifier {
+            "in" | "not-in" => {
+                let resolver = crate::operations::StoreTerminology { store: self.store.as_ref() };
+                terminology.expand_codes_with(&unescape(value), &resolver).map_err(fail)?
+            }
+            _ => {
+                let Condition::Token { system: Some(system), code: Some(code) } = token_condition(value) else {
+                    return Err(invalid(format!("{name}:{modifier} needs system|code, got '{value}'")));
+                };
+                if modifier == "below" {
+                    let mut codes = terminology
+                        .expand_codes(&format!("{system}?fhir_vs=isa/{code}"))
+                        .map_err(fail)?;
+                    // The code itself, even where the expansion leaves out abstract codes.
+                    if !codes.iter().any(|(_, c)| *c == code) {
+                        codes.push((system.clone(), code.clone()));
+                    }
+                    codes
+                } else {
+                    terminology.ancestors_and_self(&system, &code).map_err(fail)?
+                        .into_iter()
+                        .map(|c| (system.clone(), c))
+                        .collect()
+                }
+            }
+        };
+        Ok(codes
+            .into_iter()
+            .map(|(system, code)| Condition::Token { system: Some(system), code: Some(code) })
+            .collect())
     }
 
     /// Parses a search of `resource_type` from decoded (name, value) pairs.

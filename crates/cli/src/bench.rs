@@ -67,6 +67,22 @@ enum BenchKind {
         #[arg(long, default_value_t = 50_000)]
         resources: usize,
     },
+    /// Code-suggestion quality: every EVERY-th ICD-10-CM inclusion term is left out of the
+    /// index and used as a query; prints top-1 and top-5 accuracy.
+    Suggest {
+        #[arg(long, default_value_t = 10)]
+        every: usize,
+        /// Misses to print.
+        #[arg(long, default_value_t = 10)]
+        misses: usize,
+    },
+    /// In-process latency of $lookup, $validate-code and $expand (text filter over all of
+    /// ICD-10-CM).
+    Terminology {
+        /// Calls of each kind.
+        #[arg(long, default_value_t = 5000)]
+        requests: usize,
+    },
     /// Search latency over HTTP with a large generated population: token, date range, chain,
     /// _revinclude, _sort and $everything (first pages), after a timed import.
     Search(crate::search_bench::SearchBenchArgs),
@@ -96,6 +112,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         }
         BenchKind::Prepare { resources } => bench_prepare(resources),
         BenchKind::Search(args) => crate::search_bench::run(args),
+        BenchKind::Terminology { requests } => crate::terminology_bench::bench_terminology(requests),
+        BenchKind::Suggest { every, misses } => crate::terminology_bench::bench_suggest(every, misses),
         BenchKind::Fhirpath { fhir_dir, seconds, exclude_pairs } => {
             bench_fhirpath(&fhir_dir, seconds, exclude_pairs.as_deref())
         }

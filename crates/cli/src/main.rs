@@ -2,9 +2,11 @@
 //! renders the result.
 
 mod bench;
+mod code;
 mod fixture;
 mod path;
 mod search_bench;
+mod terminology_bench;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,7 +44,12 @@ enum Command {
     Fhirpath(path::FhirpathArgs),
     /// Rebuild the search index from the current version of every resource.
     Reindex(ReindexArgs),
-    /// Measure import, read, search and FHIRPath speed; prints the numbers.
+    /// ICD-10-CM: look up a code, search titles, suggest codes for clinical text.
+    Code(code::CodeArgs),
+    /// The coder's tools over a data directory: the worklist of encounters to code.
+    Coding(code::CodingArgs),
+    /// Measure import, read, search, FHIRPath, terminology and code-suggestion speed and
+    /// quality; prints the numbers.
     Bench(bench::BenchArgs),
 }
 
@@ -143,6 +150,8 @@ fn main() -> ExitCode {
         Command::Import(args) => import(args),
         Command::Fhirpath(args) => path::run(args),
         Command::Reindex(args) => reindex(args),
+        Command::Code(args) => code::run_code(args),
+        Command::Coding(args) => code::run_coding(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {

@@ -620,7 +620,11 @@ impl<'a> Evaluator<'a, '_> {
             }),
             Resolve => Ok(input.iter().filter_map(|item| self.resolve(item)).collect()),
             MemberOf => {
-                error("memberOf() needs the terminology service, which is not available in this build")
+                let Some(url) = self.string_argument(&args[0], focus, frame, "memberOf()")? else {
+                    return Ok(Vec::new());
+                };
+                let [item] = input.as_slice() else { return Ok(Vec::new()) };
+                Ok(member_of(item, &url).map(Value::Boolean).into_iter().collect())
             }
             ConformsTo => {
                 let Some(url) = self.string_argument(&args[0], focus, frame, "conformsTo()")? else {
@@ -1015,4 +1019,45 @@ fn convert_quantity(quantity: &Quantity, unit: &str) -> Option<Quantity> {
     let from = quantity.ucum_unit()?;
     let to = target.ucum_unit()?;
     crate::ucum::convert(quantity.value, from, to).map(|v| Quantity::new(v.normalize(), unit))
+}
+
+/// `memberOf()` on one item: a code, Coding or CodeableConcept against a value set of the
+/// built-in terminology. Empty when the value set or the answer is unknown, as the
+/// specification asks.
+fn member_of(item: &Value<'_>, url: &str) -> Option<bool> {
+    let terminology = terminology::Terminology::get();
+    let coding_member = |coding: &Json| -> Option<bool> {
+        let system = coding.get("system")?.as_str()?;
+        let code = coding.get("code")?.as_str()?;
+        terminology.validate(url, system, code).ok()
+    };
+    match item {
+        Value::Node(node) => {
+            let json = node.json?;
+            match node.type_name {
+                "Coding" => coding_member(json),
+                "CodeableConcept" => {
+                    let answers: Vec<Option<bool>> =
+                        json.get("coding")?.as_array()?.iter().map(coding_member).collect();
+                    if answers.contains(&Some(true)) {
+                        Some(true)
+                    } else if answers.iter().all(Option::is_some) {
+                        Some(false)
+                    } else {
+                        None
+                    }
+                }
+                _ => plain_code_member(json.as_str()?, url),
+            }
+        }
+        Value::String(code) => plain_code_member(code, url),
+        _ => None,
+    }
+}
+
+/// A bare code (`Patient.gender`) carries no system: it is a member when the value set holds
+/// that code in any of its systems.
+fn plain_code_member(code: &str, url: &str) -> Option<bool> {
+    let codes = terminology::Terminology::get().expand_codes(url).ok()?;
+    Some(codes.iter().any(|(_, c)| c == code))
 }

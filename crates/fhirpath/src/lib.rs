@@ -183,15 +183,26 @@ mod tests {
             ),
             vec!["@1974-12-25T14:35:45-05:00"]
         );
-        let env = Environment::default();
-        let member_of =
-            Expression::parse("gender.memberOf('http://hl7.org/fhir/ValueSet/administrative-gender')")
-                .unwrap();
-        assert!(
-            member_of
-                .evaluate(&serde_json::json!({"resourceType": "Patient", "gender": "male"}), &env)
-                .is_err()
+        let gender_in = |gender: &str| {
+            eval(
+                "gender.memberOf('http://hl7.org/fhir/ValueSet/administrative-gender')",
+                &serde_json::json!({"resourceType": "Patient", "gender": gender}),
+            )
+        };
+        assert_eq!(gender_in("male"), vec!["true"]);
+        assert_eq!(gender_in("man"), vec!["false"]);
+        let condition = serde_json::json!({"resourceType": "Condition", "code": {"coding": [
+            {"system": "http://snomed.info/sct", "code": "44054006"},
+            {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E11.9"}
+        ]}, "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]}});
+        assert_eq!(eval("code.memberOf('http://hl7.org/fhir/sid/icd-10-cm?fhir_vs=isa/E11')", &condition), vec!["true"]);
+        assert_eq!(eval("code.memberOf('http://hl7.org/fhir/sid/icd-10-cm?fhir_vs=isa/I10')", &condition), vec!["false"]);
+        assert_eq!(
+            eval("clinicalStatus.memberOf('http://hl7.org/fhir/ValueSet/condition-clinical')", &condition),
+            vec!["true"]
         );
+        // An unknown value set gives no answer.
+        assert_eq!(eval("code.memberOf('http://example.org/unknown')", &condition), Vec::<String>::new());
     }
 
     #[test]

@@ -777,6 +777,10 @@ fn conditions_set(sql: &mut Sql, key: ParamKey, any: &[Condition]) {
     sql.push(&format!("SELECT x.rkey FROM {table} x WHERE x.param = "));
     sql.bind(i64::from(key));
     sql.push(" AND (");
+    // No alternative matches nothing (an empty value set under `:not-in`).
+    if any.is_empty() {
+        sql.push("0");
+    }
     for (i, condition) in any.iter().enumerate() {
         if i > 0 {
             sql.push(" OR ");

@@ -1,0 +1,109 @@
+//! Named operations (`$name`) at system, type and instance level, other than `$everything`
+//! (which is part of search).
+//!
+//! Inputs come from the query string (GET) or a `Parameters` body (POST); some operations
+//! also take a resource as the POST body. Outputs are `Parameters`, `OperationOutcome` or a
+//! resource, as each operation's definition says.
+
+mod coding;
+mod parameters;
+mod terminology;
+
+use fhir::IssueType;
+use serde_json::Value as Json;
+
+use crate::{Api, ApiError, Method, Request, Response};
+pub(crate) use parameters::Inputs;
+pub(crate) use terminology::StoreTerminology;
+
+/// Where an operation is invoked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Level<'a> {
+    System,
+    Type(&'a str),
+    Instance(&'a str, &'a str),
+}
+
+/// An operation call parsed from the request path.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Invocation<'a> {
+    pub level: Level<'a>,
+    /// Without the `$`.
+    pub name: &'a str,
+}
+
+impl<'a> Invocation<'a> {
+    /// `$op`, `Type/$op`, `Type/id/$op`; `None` for other paths (and for `$everything`,
+    /// which search serves).
+    pub(crate) fn parse(segments: &[&'a str]) -> Option<Invocation<'a>> {
+        let (level, op) = match segments {
+            [op] => (Level::System, *op),
+            [resource_type, op] => (Level::Type(resource_type), *op),
+            [resource_type, id, op] => (Level::Instance(resource_type, id), *op),
+            _ => return None,
+        };
+        let name = op.strip_prefix('$')?;
+        (name != "everything").then_some(Invocation { level, name })
+    }
+}
+
+impl Api {
+    /// Runs an operation. GET operations must not change anything; every one here is such.
+    pub(crate) fn operation(
+        &self,
+        request: &Request,
+        method: Method,
+        invocation: Invocation<'_>,
+    ) -> Result<Response, ApiError> {
+        if let Level::Type(t) | Level::Instance(t, _) = invocation.level
+            && !fhir::definitions().is_resource_type(t)
+        {
+            return Err(ApiError::unknown_type(t));
+        }
+        if let Level::Instance(t, id) = invocation.level
+            && !fhir::is_valid_id(id)
+        {
+            return Err(ApiError::from(fhir::Error::InvalidId { resource_type: t.to_string(), id: id.to_string() }));
+        }
+        if !matches!(method, Method::Get | Method::Head | Method::Post) {
+            return Err(ApiError::method_not_allowed(method, &format!("${}", invocation.name), "GET, POST"));
+        }
+        let body = if method == Method::Post { parameters::parse_body(&request.body)? } else { None };
+        let inputs = Inputs::new(&request.query, body.as_ref())?;
+        match (invocation.name, invocation.level) {
+            ("coding-edits", level) => self.coding_edits(level, body.as_ref()),
+            ("coding-worklist", Level::System | Level::Type("Encounter")) => self.coding_worklist(&inputs),
+            ("suggest-codes", Level::System | Level::Type("DocumentReference") | Level::Instance("DocumentReference", _)) => {
+                self.suggest_codes(invocation.level, &inputs, body.as_ref())
+            }
+            ("lookup" | "subsumes", Level::Type("CodeSystem") | Level::Instance("CodeSystem", _))
+            | ("expand" | "validate-code", Level::Type("ValueSet") | Level::Instance("ValueSet", _)) => {
+                self.terminology_operation(invocation, &inputs)
+            }
+            (name, level) => Err(ApiError::bad_request(
+                IssueType::NotSupported,
+                format!("operation ${name} is not supported {}", level_name(level)),
+            )),
+        }
+    }
+
+    /// Reads a live resource for an instance-level operation.
+    pub(crate) fn read_live(&self, resource_type: &str, id: &str) -> Result<Json, ApiError> {
+        let record = self
+            .store
+            .read(resource_type, id)?
+            .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
+        let body = record
+            .body
+            .ok_or_else(|| ApiError::new(410, IssueType::Deleted, format!("{resource_type}/{id} was deleted")))?;
+        fhir::parse_json(&body).map_err(|e| ApiError::internal(format!("stored {resource_type}/{id} does not parse: {e}")))
+    }
+}
+
+fn level_name(level: Level<'_>) -> String {
+    match level {
+        Level::System => "at the system level".to_string(),
+        Level::Type(t) => format!("on {t}"),
+        Level::Instance(t, _) => format!("on a {t} instance"),
+    }
+}

@@ -1,0 +1,123 @@
+//! `chartroom bench suggest` (code-suggestion quality on held-out ICD-10-CM inclusion terms)
+//! and `chartroom bench terminology` (in-process latency of the terminology operations).
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use terminology::icd10cm::Icd10Cm;
+
+/// Held-out inclusion terms as queries; prints top-1/top-5 accuracy and some misses.
+pub fn bench_suggest(every: usize, show_misses: usize) -> Result<ExitCode> {
+    println!("{}", crate::bench::machine());
+    let report = terminology::suggest::evaluate_held_out(Icd10Cm::get(), every.max(2));
+    println!("{report}");
+    for miss in report.misses.iter().take(show_misses) {
+        println!(
+            "  miss: \"{}\" -> expected {}, got {} (rank {})",
+            miss.query,
+            miss.expected,
+            miss.suggested.iter().take(5).cloned().collect::<Vec<_>>().join(" "),
+            miss.rank.map_or("-".to_string(), |r| r.to_string())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Latency of `$lookup`, `$validate-code` and `$expand` with a text filter, called in
+/// process (no HTTP), over codes spread through all of ICD-10-CM; each timing includes
+/// rendering the result as FHIR JSON.
+pub fn bench_terminology(requests: usize) -> Result<ExitCode> {
+    use std::time::Instant;
+    use terminology::{ExpandRequest, LookupRequest, NoResolver, Terminology, ValidateCodeRequest};
+
+    println!("{}", crate::bench::machine());
+    let started = Instant::now();
+    let terminology = Terminology::get();
+    terminology.preload();
+    let icd = Icd10Cm::get();
+    println!("loaded ICD-10-CM and the R4 terminology in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
+    let requests = requests.max(100);
+    let billable: Vec<&str> = icd.concepts().filter(|c| c.billable()).map(|c| c.code()).collect();
+    let step = (billable.len() / requests).max(1);
+    let codes: Vec<&str> = billable.iter().step_by(step).take(requests).copied().collect();
+    let system = terminology::icd10cm::SYSTEM.to_string();
+
+    let mut lookups = Vec::with_capacity(codes.len());
+    for code in &codes {
+        let request = LookupRequest { system: Some(system.clone()), code: Some(code.to_string()), ..Default::default() };
+        let t = Instant::now();
+        let result = terminology.lookup(&request, &NoResolver).map(|r| r.to_parameters());
+        lookups.push(t.elapsed());
+        anyhow::ensure!(result.is_ok(), "lookup of {code} failed");
+    }
+    report("$lookup (ICD-10-CM code, with notes)", &mut lookups);
+
+    let implicit = format!("{system}?fhir_vs");
+    let mut validations = Vec::with_capacity(codes.len());
+    for code in &codes {
+        let request = ValidateCodeRequest {
+            url: Some(implicit.clone()),
+            system: Some(system.clone()),
+            code: Some(code.to_string()),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let result = terminology.validate_code(&request, &NoResolver).map(|r| r.to_parameters());
+        validations.push(t.elapsed());
+        anyhow::ensure!(result.is_ok(), "validate-code of {code} failed");
+    }
+    report("$validate-code (ICD-10-CM, all codes)", &mut validations);
+
+    let mut bindings = Vec::with_capacity(codes.len());
+    let gender = ["male", "female", "other", "unknown", "nonsense"];
+    for i in 0..codes.len() {
+        let request = ValidateCodeRequest {
+            url: Some("http://hl7.org/fhir/ValueSet/administrative-gender".into()),
+            system: Some("http://hl7.org/fhir/administrative-gender".into()),
+            code: Some(gender[i % gender.len()].into()),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let result = terminology.validate_code(&request, &NoResolver).map(|r| r.to_parameters());
+        bindings.push(t.elapsed());
+        anyhow::ensure!(result.is_ok(), "validate-code of administrative-gender failed");
+    }
+    report("$validate-code (R4 administrative-gender)", &mut bindings);
+
+    // Filters: the first one or two words of titles spread through the classification, so
+    // both common words ("fracture") and rare ones are asked for.
+    let filters: Vec<String> = codes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, code)| {
+            let display = icd.lookup(code)?.display().to_lowercase();
+            let words: Vec<&str> =
+                display.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 3).take(1 + i % 2).collect();
+            (!words.is_empty()).then(|| words.join(" "))
+        })
+        .collect();
+    let mut expansions = Vec::with_capacity(filters.len());
+    let mut matched = 0u64;
+    for filter in &filters {
+        let request = ExpandRequest {
+            url: Some(implicit.clone()),
+            filter: Some(filter.clone()),
+            count: Some(50),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        let expansion = terminology.expand(&request, &NoResolver).map(|e| e.to_value_set());
+        expansions.push(t.elapsed());
+        let value_set = expansion.map_err(|e| anyhow::anyhow!("expand filter '{filter}': {e}"))?;
+        matched += value_set["expansion"]["total"].as_u64().unwrap_or(0);
+    }
+    report("$expand filter over all ICD-10-CM (count=50)", &mut expansions);
+    println!("  (mean {} matching codes per filter)", matched / filters.len().max(1) as u64);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(what: &str, samples: &mut [std::time::Duration]) {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)].as_secs_f64() * 1e3;
+    println!("{what}: {} calls, p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms", samples.len(), at(0.5), at(0.99), at(1.0));
+}

@@ -1,0 +1,215 @@
+//! Edits over stored records, and the coder worklist.
+
+use std::collections::HashMap;
+
+use fhir::search_parameters::search_parameters;
+use serde_json::Value as Json;
+use store::search::{Condition, Filter};
+use store::{SearchQuery, Store, VersionRecord};
+
+use crate::extract::{self, patient_reference, patient_facts, service_date, setting_of};
+use crate::{Diagnosis, Edit, Error, check};
+
+/// Encounters read per store round trip.
+const BATCH: usize = 500;
+
+fn parse(record: &VersionRecord) -> Option<Json> {
+    record.body.as_deref().and_then(|body| serde_json::from_slice(body).ok())
+}
+
+fn read_reference(store: &dyn Store, reference: &str) -> Option<Json> {
+    let fhir::ReferenceTarget::Local { resource_type, id, .. } = fhir::parse_reference(reference).ok()? else {
+        return None;
+    };
+    parse(&store.read(resource_type, id).ok()??)
+}
+
+/// The live Conditions whose `encounter` points at one of `encounter_ids`.
+fn conditions_of_encounters(store: &dyn Store, encounter_ids: &[String]) -> Result<Vec<Json>, Error> {
+    let Some(key) = search_parameters().get("Condition", "encounter").map(|a| a.key) else {
+        return Ok(Vec::new());
+    };
+    let targets: Vec<(String, String)> = encounter_ids.iter().map(|id| ("Encounter".to_string(), id.clone())).collect();
+    Ok(store.referencing(&[key], &targets)?.iter().filter_map(parse).collect())
+}
+
+fn encounter_id_of(condition: &Json) -> Option<String> {
+    let reference = condition.get("encounter")?.get("reference")?.as_str()?;
+    match fhir::parse_reference(reference).ok()? {
+        fhir::ReferenceTarget::Local { resource_type: "Encounter", id, .. } => Some(id.to_string()),
+        _ => None,
+    }
+}
+
+/// Every diagnosis of an encounter: its `diagnosis` list (ranked) and the Conditions that point
+/// at it without being listed.
+fn encounter_diagnoses(store: &dyn Store, encounter: &Json, pointing: &[&Json]) -> Vec<Diagnosis> {
+    let resolve = |reference: &str| read_reference(store, reference);
+    let mut diagnoses = extract::diagnoses(encounter, &resolve);
+    let listed: Vec<&str> = encounter
+        .get("diagnosis")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.get("condition")?.get("reference")?.as_str())
+        .collect();
+    for condition in pointing {
+        let id = condition.get("id").and_then(Json::as_str).unwrap_or("");
+        let reference = format!("Condition/{id}");
+        if listed.contains(&reference.as_str()) {
+            continue;
+        }
+        diagnoses.extend(extract::condition_diagnoses(condition, &reference, None));
+    }
+    diagnoses
+}
+
+/// The edits of a Condition, Encounter, Claim or ExplanationOfBenefit, read with what the store
+/// knows around it: the patient, referenced Conditions, and (for a Condition) the other
+/// Conditions of its encounter, for the edits that pair codes.
+pub fn edits_for(store: &dyn Store, resource: &Json) -> Result<Vec<Edit>, Error> {
+    let resource_type = resource.get("resourceType").and_then(Json::as_str).unwrap_or("");
+    let setting = setting_of(resource_type).ok_or_else(|| {
+        Error::Invalid(format!(
+            "coding edits apply to Condition, Encounter, Claim and ExplanationOfBenefit, not {resource_type}"
+        ))
+    })?;
+    let patient = patient_reference(resource).and_then(|r| read_reference(store, r));
+    let facts = patient_facts(patient.as_ref(), service_date(resource).as_deref());
+    let resolve = |reference: &str| read_reference(store, reference);
+    let mut diagnoses = extract::diagnoses(resource, &resolve);
+    match resource_type {
+        "Condition" => {
+            let own_id = resource.get("id").and_then(Json::as_str);
+            if let Some(encounter) = encounter_id_of(resource) {
+                for sibling in conditions_of_encounters(store, &[encounter])? {
+                    if sibling.get("id").and_then(Json::as_str) == own_id {
+                        continue;
+                    }
+                    let id = sibling.get("id").and_then(Json::as_str).unwrap_or("");
+                    diagnoses.extend(extract::condition_diagnoses(&sibling, &format!("Condition/{id}"), None));
+                }
+            }
+            // Only what concerns this Condition: its own codes, or pairs it is part of.
+            let own = |location: &str| location.starts_with("Condition.");
+            Ok(check(&diagnoses, &facts, setting)
+                .into_iter()
+                .filter(|e| own(&e.location) || e.other_location.as_deref().is_some_and(own))
+                .collect())
+        }
+        "Encounter" => {
+            let id = resource.get("id").and_then(Json::as_str).unwrap_or("").to_string();
+            let pointing = if id.is_empty() { Vec::new() } else { conditions_of_encounters(store, &[id])? };
+            let diagnoses = encounter_diagnoses(store, resource, &pointing.iter().collect::<Vec<_>>());
+            Ok(check(&diagnoses, &facts, setting))
+        }
+        _ => Ok(check(&diagnoses, &facts, setting)),
+    }
+}
+
+/// Why an encounter is on the worklist.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Reason {
+    /// Finished, and no ICD-10-CM code on it or on its Conditions.
+    NotCoded,
+    /// A failing edit.
+    Edit(Edit),
+}
+
+/// One encounter waiting for a coder.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorklistItem {
+    pub encounter_id: String,
+    pub patient: Option<String>,
+    /// When the encounter ended (`period.end`, else `period.start`) as written.
+    pub discharged: Option<String>,
+    pub class: Option<String>,
+    pub reasons: Vec<Reason>,
+}
+
+/// The finished encounters with no coded diagnosis or with failing edits, oldest discharge
+/// first (encounters with no dates last), at most `limit` of them.
+pub fn worklist(store: &dyn Store, limit: Option<usize>) -> Result<Vec<WorklistItem>, Error> {
+    let status = search_parameters()
+        .get("Encounter", "status")
+        .ok_or_else(|| Error::Invalid("Encounter.status is not a search parameter".into()))?
+        .key;
+    let mut query = SearchQuery {
+        resource_type: "Encounter".to_string(),
+        filters: vec![Filter::Param {
+            key: status,
+            any: vec![Condition::Token { system: None, code: Some("finished".to_string()) }],
+        }],
+        sort: Vec::new(),
+        count: BATCH,
+        cursor: None,
+        total: false,
+    };
+    let mut items = Vec::new();
+    let mut patients: HashMap<String, Option<Json>> = HashMap::new();
+    loop {
+        let page = store.search(&query)?;
+        let encounters: Vec<Json> = page.matches.iter().filter_map(parse).collect();
+        let ids: Vec<String> =
+            encounters.iter().filter_map(|e| e.get("id").and_then(Json::as_str)).map(str::to_string).collect();
+        let conditions = conditions_of_encounters(store, &ids)?;
+        let mut by_encounter: HashMap<String, Vec<&Json>> = HashMap::new();
+        for condition in &conditions {
+            if let Some(id) = encounter_id_of(condition) {
+                by_encounter.entry(id).or_default().push(condition);
+            }
+        }
+        for encounter in &encounters {
+            let id = encounter.get("id").and_then(Json::as_str).unwrap_or("").to_string();
+            let pointing = by_encounter.get(&id).map(Vec::as_slice).unwrap_or(&[]);
+            let diagnoses = encounter_diagnoses(store, encounter, pointing);
+            let patient_ref = patient_reference(encounter).map(str::to_string);
+            let patient = match &patient_ref {
+                Some(reference) => patients
+                    .entry(reference.clone())
+                    .or_insert_with(|| read_reference(store, reference))
+                    .as_ref(),
+                None => None,
+            };
+            let reasons: Vec<Reason> = if diagnoses.is_empty() {
+                vec![Reason::NotCoded]
+            } else {
+                let facts = patient_facts(patient, service_date(encounter).as_deref());
+                check(&diagnoses, &facts, crate::Setting::Clinical)
+                    .into_iter()
+                    .map(Reason::Edit)
+                    .collect()
+            };
+            if reasons.is_empty() {
+                continue;
+            }
+            let period = encounter.get("period");
+            let discharged = period
+                .and_then(|p| p.get("end").or_else(|| p.get("start")))
+                .and_then(Json::as_str)
+                .map(str::to_string);
+            let class = encounter.get("class").and_then(|c| c.get("code")).and_then(Json::as_str).map(str::to_string);
+            items.push(WorklistItem { encounter_id: id, patient: patient_ref, discharged, class, reasons });
+        }
+        if !page.has_next {
+            break;
+        }
+        query.cursor = page.last.map(|cursor| store::search::Cursor { before: false, ..cursor });
+        if query.cursor.is_none() {
+            break;
+        }
+    }
+    // Oldest discharge first. Instants in different zones compare by their start in time,
+    // not as text.
+    let instant = |item: &WorklistItem| {
+        item.discharged
+            .as_deref()
+            .and_then(|d| fhir::DateTime::parse(d, fhir::DateTimeKind::DateTime).ok())
+            .map(|d| d.lower_bound_millis())
+    };
+    items.sort_by_key(|item| (instant(item).is_none(), instant(item), item.encounter_id.clone()));
+    if let Some(limit) = limit {
+        items.truncate(limit);
+    }
+    Ok(items)
+}

@@ -1,0 +1,21 @@
+//! Terminology for Chartroom: ICD-10-CM (the CDC's FY2026 tabular list) and the code systems and
+//! value sets of FHIR R4, with the operations FHIR defines on them (`$lookup`,
+//! `$validate-code`, `$expand`, `$subsumes`) and ranked code suggestion from free text.
+//!
+//! Everything here is in memory and built from tables embedded in the binary, so it works
+//! without network access and without the `../shared` reference folder.
+
+mod error;
+pub mod icd10cm;
+pub mod r4;
+mod expand;
+mod operations;
+mod registry;
+pub mod suggest;
+
+pub use error::Error;
+pub use operations::{
+    Coding, EXPANSION_LIMIT, ExpandRequest, Expansion, ExpansionEntry, LookupProperty, LookupRequest, LookupResult,
+    Subsumption, SubsumesRequest, ValidateCodeRequest, ValidateCodeResult,
+};
+pub use registry::{NoResolver, Resolver, Terminology};

@@ -1,0 +1,310 @@
+//! From text to index terms: words are folded to lowercase ASCII, shorthand is expanded,
+//! words without meaning for coding are dropped and the rest are stemmed. Classification text
+//! and queries go through the same steps, so they meet on the same terms.
+
+use std::sync::OnceLock;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::lexicon::{ABBREVIATIONS, EQUIVALENTS, ROMAN, ROMAN_CONTEXT, STOP_WORDS};
+use super::stem::stem;
+
+/// One term of analysed text, with the byte range of the word it came from. A word expanded
+/// from shorthand ("htn") yields several terms with the same range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Term {
+    pub stem: String,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A word as it appears in the text: lowercase ASCII letters and digits.
+#[derive(Debug)]
+struct Word {
+    text: String,
+    start: usize,
+    end: usize,
+    /// The word was joined to the previous one by a slash ("w/o", "s/p").
+    after_slash: bool,
+}
+
+struct Tables {
+    stop: FxHashSet<&'static str>,
+    abbreviations: FxHashMap<&'static str, Vec<&'static str>>,
+    equivalents: FxHashMap<&'static str, &'static str>,
+    roman: FxHashMap<&'static str, &'static str>,
+    roman_context: FxHashSet<&'static str>,
+}
+
+fn tables() -> &'static Tables {
+    static TABLES: OnceLock<Tables> = OnceLock::new();
+    TABLES.get_or_init(|| Tables {
+        stop: STOP_WORDS.iter().copied().collect(),
+        abbreviations: ABBREVIATIONS
+            .iter()
+            .map(|(short, long)| (*short, long.split(' ').collect()))
+            .collect(),
+        equivalents: EQUIVALENTS.iter().copied().collect(),
+        roman: ROMAN.iter().copied().collect(),
+        roman_context: ROMAN_CONTEXT.iter().copied().collect(),
+    })
+}
+
+/// Shorthand written with a slash, read as one word: "w/o" is "without", not "w" and "o".
+const SLASHED: &[(&str, &str, &str)] = &[
+    ("w", "o", "without"),
+    ("s", "p", "status post"),
+    ("h", "o", "history"),
+    ("n", "v", "nausea vomiting"),
+    ("c", "o", ""),
+    ("y", "o", ""),
+    ("f", "u", ""),
+];
+
+/// The terms of `text`, in order.
+pub fn analyse(text: &str) -> Vec<Term> {
+    let tables = tables();
+    let words = words(text);
+    let mut terms = Vec::with_capacity(words.len() + 4);
+    let mut i = 0;
+    while i < words.len() {
+        let word = &words[i];
+        // Slashed shorthand spans two words.
+        if let Some(next) = words.get(i + 1).filter(|next| next.after_slash)
+            && let Some((_, _, long)) = SLASHED.iter().find(|(a, b, _)| *a == word.text && *b == next.text)
+        {
+            for part in long.split(' ').filter(|part| !part.is_empty()) {
+                push_word(&mut terms, tables, part, word.start, next.end);
+            }
+            i += 2;
+            continue;
+        }
+        if word.text == "w" && words.get(i + 1).is_some_and(|next| next.after_slash) {
+            push_word(&mut terms, tables, "with", word.start, word.end);
+            i += 1;
+            continue;
+        }
+        let previous = i.checked_sub(1).map(|p| words[p].text.as_str());
+        if let Some(number) = tables.roman.get(word.text.as_str())
+            && (word.text.len() > 1 && word.text != "iv" && word.text != "ix"
+                || previous.is_some_and(|p| tables.roman_context.contains(p)))
+        {
+            push_word(&mut terms, tables, number, word.start, word.end);
+        } else if let Some(expansion) = tables.abbreviations.get(word.text.as_str()) {
+            for part in expansion {
+                push_word(&mut terms, tables, part, word.start, word.end);
+            }
+        } else {
+            push_word(&mut terms, tables, &word.text, word.start, word.end);
+        }
+        i += 1;
+    }
+    terms
+}
+
+/// Which terms are denied by "without", "no" or "not": "without" and "no" reach to the next
+/// "with" or clause break (comma, semicolon, colon), "not" only to the next word. In "Type 2
+/// diabetes mellitus without complications" the complications are denied; in "Acute
+/// appendicitis with generalized peritonitis, without abscess" only the abscess is.
+pub fn denied(text: &str, terms: &[Term]) -> Vec<bool> {
+    #[derive(PartialEq)]
+    enum Scope {
+        Closed,
+        Open,
+        NextWord,
+    }
+    let mut denied = vec![false; terms.len()];
+    let mut scope = Scope::Closed;
+    for (i, term) in terms.iter().enumerate() {
+        let gap = i.checked_sub(1).map(|p| terms[p].end).filter(|&end| end <= term.start);
+        if gap.is_some_and(|end| text[end..term.start].contains([',', ';', ':'])) {
+            scope = Scope::Closed;
+        }
+        match term.stem.as_str() {
+            "without" | "no" => scope = Scope::Open,
+            "not" => scope = Scope::NextWord,
+            "with" => scope = Scope::Closed,
+            _ if scope != Scope::Closed => {
+                denied[i] = true;
+                if scope == Scope::NextWord {
+                    scope = Scope::Closed;
+                }
+            }
+            _ => {}
+        }
+    }
+    denied
+}
+
+/// Which terms stand inside parentheses or square brackets. The tabular list encloses
+/// nonessential modifiers in parentheses ("Essential (primary) hypertension") and synonyms
+/// or explanations in brackets: a text without them still names the same condition.
+pub fn bracketed(text: &str, terms: &[Term]) -> Vec<bool> {
+    let mut depth_at = Vec::with_capacity(text.len() + 1);
+    let mut depth = 0i32;
+    for byte in text.bytes() {
+        depth_at.push(depth);
+        match byte {
+            b'(' | b'[' => depth += 1,
+            b')' | b']' => depth = (depth - 1).max(0),
+            _ => {}
+        }
+    }
+    depth_at.push(depth);
+    terms.iter().map(|term| depth_at.get(term.start).is_some_and(|&d| d > 0)).collect()
+}
+
+fn push_word(terms: &mut Vec<Term>, tables: &Tables, word: &str, start: usize, end: usize) {
+    if tables.stop.contains(word) {
+        return;
+    }
+    let word = tables.equivalents.get(word).copied().unwrap_or(word);
+    terms.push(Term { stem: stem(word), start, end });
+}
+
+/// Splits text into words of ASCII letters and digits. Accented letters are folded
+/// ("Ménière" is "meniere"), apostrophes vanish inside words ("Crohn's" is "crohns", which
+/// stems like "Crohn"), anything else separates words.
+fn words(text: &str) -> Vec<Word> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut start = 0;
+    let mut end = 0;
+    let mut after_slash = false;
+    let mut separator_was_slash = false;
+    let mut chars = text.char_indices().peekable();
+    while let Some((offset, ch)) = chars.next() {
+        if let Some(folded) = fold(ch) {
+            if current.is_empty() {
+                start = offset;
+                after_slash = separator_was_slash;
+            }
+            current.push_str(folded);
+            end = offset + ch.len_utf8();
+            continue;
+        }
+        let apostrophe = matches!(ch, '\'' | '\u{2019}');
+        let inside_word =
+            !current.is_empty() && chars.peek().is_some_and(|&(_, next)| next.is_ascii_alphabetic());
+        if apostrophe && inside_word {
+            continue;
+        }
+        if !current.is_empty() {
+            words.push(Word { text: std::mem::take(&mut current), start, end, after_slash });
+            separator_was_slash = ch == '/';
+        } else {
+            separator_was_slash = false;
+        }
+    }
+    if !current.is_empty() {
+        words.push(Word { text: current, start, end, after_slash });
+    }
+    words
+}
+
+/// The lowercase ASCII spelling of a word character, or `None` for a separator.
+fn fold(ch: char) -> Option<&'static str> {
+    const ASCII: [&str; 36] = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j",
+        "k", "l", "m", "n", "o", "p", "q", "r", "s", "t", "u", "v", "w", "x", "y", "z",
+    ];
+    if ch.is_ascii_digit() {
+        return Some(ASCII[(ch as u8 - b'0') as usize]);
+    }
+    if ch.is_ascii_alphabetic() {
+        return Some(ASCII[(ch.to_ascii_lowercase() as u8 - b'a') as usize + 10]);
+    }
+    if ch.is_ascii() {
+        return None;
+    }
+    Some(match ch {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'À' | 'Á' | 'Â' | 'Ã' | 'Ä' | 'Å' => "a",
+        'ç' | 'Ç' => "c",
+        'è' | 'é' | 'ê' | 'ë' | 'È' | 'É' | 'Ê' | 'Ë' => "e",
+        'ì' | 'í' | 'î' | 'ï' | 'Ì' | 'Í' | 'Î' | 'Ï' => "i",
+        'ñ' | 'Ñ' => "n",
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' | 'Ò' | 'Ó' | 'Ô' | 'Õ' | 'Ö' | 'Ø' => "o",
+        'ù' | 'ú' | 'û' | 'ü' | 'Ù' | 'Ú' | 'Û' | 'Ü' => "u",
+        'ý' | 'ÿ' | 'Ý' => "y",
+        'æ' | 'Æ' => "ae",
+        'œ' | 'Œ' => "oe",
+        'ß' => "ss",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stems(text: &str) -> Vec<String> {
+        analyse(text).into_iter().map(|term| term.stem).collect()
+    }
+
+    #[test]
+    fn words_are_folded_and_stemmed() {
+        assert_eq!(stems("Fractures of the Femur"), ["fractur", "femur"]);
+        assert_eq!(stems("Ménière's disease"), ["menier", "diseas"]);
+        assert_eq!(stems("Crohn's disease"), stems("Crohn disease"));
+        assert_eq!(
+            stems("Type 2 diabetes mellitus without complications"),
+            ["type", "2", "diabet", "mellitu", "without", "complic"]
+        );
+    }
+
+    #[test]
+    fn shorthand_is_expanded_with_the_span_of_its_word() {
+        assert_eq!(stems("T2DM"), stems("type 2 diabetes mellitus"));
+        assert_eq!(stems("htn"), stems("hypertension"));
+        assert_eq!(stems("fx rt femur"), stems("fracture right femur"));
+        assert_eq!(stems("DM w/o complications"), stems("diabetes mellitus without complications"));
+        assert_eq!(stems("s/p MI"), stems("status post myocardial infarction"));
+        let terms = analyse("acute MI");
+        assert_eq!(terms.len(), 3);
+        assert_eq!((terms[1].start, terms[1].end), (6, 8));
+        assert_eq!((terms[2].start, terms[2].end), (6, 8));
+    }
+
+    #[test]
+    fn roman_numerals_become_numbers_where_they_are_numbers() {
+        assert_eq!(stems("Type II diabetes"), stems("type 2 diabetes"));
+        assert_eq!(stems("type I"), stems("type 1"));
+        assert_eq!(stems("stage IV"), stems("stage 4"));
+        // "IV" alone is intravenous, not four.
+        assert_eq!(stems("iv fluids"), ["iv", "fluid"]);
+    }
+
+    #[test]
+    fn denial_reaches_to_the_clause_end() {
+        let denied_stems = |text: &str| -> Vec<String> {
+            let terms = analyse(text);
+            let denied = denied(text, &terms);
+            terms.into_iter().zip(denied).filter(|(_, d)| *d).map(|(t, _)| t.stem).collect()
+        };
+        assert_eq!(denied_stems("Type 2 diabetes mellitus without complications"), ["complic"]);
+        assert_eq!(
+            denied_stems("Acute appendicitis with generalized peritonitis, without abscess"),
+            ["abscess"]
+        );
+        assert_eq!(
+            denied_stems("Epilepsy, not intractable, without status epilepticus"),
+            ["intract", "statu", "epilepticu"]
+        );
+        assert_eq!(denied_stems("Migraine without aura with status migrainosus"), ["aura"]);
+        assert!(denied_stems("Hypertensive heart disease with heart failure").is_empty());
+    }
+
+    #[test]
+    fn nonessential_modifiers_are_bracketed() {
+        let text = "Hypertension (arterial) (benign) [essential]";
+        let terms = analyse(text);
+        assert_eq!(bracketed(text, &terms), [false, true, true, true]);
+    }
+
+    #[test]
+    fn meaningful_small_words_are_kept() {
+        assert_eq!(stems("due to underlying condition"), ["due", "underli", "condit"]);
+        assert_eq!(stems("epilepsy, not intractable"), ["epilepsi", "not", "intract"]);
+        assert_eq!(stems("hepatitis C"), ["hepat", "c"]);
+    }
+}
