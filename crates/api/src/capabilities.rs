@@ -104,17 +104,17 @@ impl Api {
 
 /// The operations a resource type supports, as CapabilityStatement entries.
 fn resource_operations(resource_type: &str) -> Vec<Value> {
-    let standard = |name: &str, definition: &str| {
-        json!({"name": name, "definition": format!("http://hl7.org/fhir/OperationDefinition/{definition}")})
-    };
-    let own = |name: &str, documentation: &str| {
-        json!({"name": name, "definition": format!("urn:chartroom:operation:{name}"), "documentation": documentation})
-    };
+    let standard = |name: &str, definition: &str| json!({"name": name, "definition": format!("http://hl7.org/fhir/OperationDefinition/{definition}")});
+    let own = |name: &str, documentation: &str| json!({"name": name, "definition": format!("urn:chartroom:operation:{name}"), "documentation": documentation});
     let edits = "ICD-10-CM coding edits of the record, as an OperationOutcome";
     match resource_type {
         "Patient" => vec![standard("everything", "Patient-everything")],
-        "CodeSystem" => vec![standard("lookup", "CodeSystem-lookup"), standard("subsumes", "CodeSystem-subsumes")],
-        "ValueSet" => vec![standard("expand", "ValueSet-expand"), standard("validate-code", "ValueSet-validate-code")],
+        "CodeSystem" => {
+            vec![standard("lookup", "CodeSystem-lookup"), standard("subsumes", "CodeSystem-subsumes")]
+        }
+        "ValueSet" => {
+            vec![standard("expand", "ValueSet-expand"), standard("validate-code", "ValueSet-validate-code")]
+        }
         "Encounter" => vec![
             own("coding-edits", edits),
             own("coding-worklist", "Finished encounters needing a coder, oldest discharge first"),

@@ -478,7 +478,12 @@ impl Api {
     /// The codes a token `:above`, `:below`, `:in` or `:not-in` stands for, as token
     /// conditions: subsumption and value-set membership are decided by the terminology
     /// service here, so the index needs nothing beyond the codes themselves.
-    fn terminology_conditions(&self, name: &str, modifier: &str, value: &str) -> Result<Vec<Condition>, Rejected> {
+    fn terminology_conditions(
+        &self,
+        name: &str,
+        modifier: &str,
+        value: &str,
+    ) -> Result<Vec<Condition>, Rejected> {
         use terminology::Terminology;
         let terminology = Terminology::get();
         let fail = |error: terminology::Error| match error {
@@ -493,20 +498,22 @@ impl Api {
                 terminology.expand_codes_with(&unescape(value), &resolver).map_err(fail)?
             }
             _ => {
-                let Condition::Token { system: Some(system), code: Some(code) } = token_condition(value) else {
+                let Condition::Token { system: Some(system), code: Some(code) } = token_condition(value)
+                else {
                     return Err(invalid(format!("{name}:{modifier} needs system|code, got '{value}'")));
                 };
                 if modifier == "below" {
-                    let mut codes = terminology
-                        .expand_codes(&format!("{system}?fhir_vs=isa/{code}"))
-                        .map_err(fail)?;
+                    let mut codes =
+                        terminology.expand_codes(&format!("{system}?fhir_vs=isa/{code}")).map_err(fail)?;
                     // The code itself, even where the expansion leaves out abstract codes.
                     if !codes.iter().any(|(_, c)| *c == code) {
                         codes.push((system.clone(), code.clone()));
                     }
                     codes
                 } else {
-                    terminology.ancestors_and_self(&system, &code).map_err(fail)?
+                    terminology
+                        .ancestors_and_self(&system, &code)
+                        .map_err(fail)?
                         .into_iter()
                         .map(|c| (system.clone(), c))
                         .collect()

@@ -80,7 +80,8 @@ pub fn run_code(args: CodeArgs) -> Result<ExitCode> {
                 bail!("give the text to suggest codes for (or --file)");
             }
             let suggester = Suggester::icd10cm();
-            let suggestions = if note { suggester.suggest_note(&text, limit) } else { suggester.suggest(&text, limit) };
+            let suggestions =
+                if note { suggester.suggest_note(&text, limit) } else { suggester.suggest(&text, limit) };
             if suggestions.is_empty() {
                 println!("no suggestion");
             }
@@ -125,7 +126,11 @@ fn lookup(code: &str) -> Result<ExitCode> {
     println!("{}  {}", concept.code(), concept.display());
     println!(
         "  {kind}, {}",
-        if concept.billable() { "billable (valid for submission)" } else { "not billable (has codes below it)" }
+        if concept.billable() {
+            "billable (valid for submission)"
+        } else {
+            "not billable (has codes below it)"
+        }
     );
     let path: Vec<String> = concept.ancestors().map(|a| format!("{} {}", a.code(), a.display())).collect();
     for (depth, ancestor) in path.iter().rev().enumerate() {
@@ -142,7 +147,11 @@ fn lookup(code: &str) -> Result<ExitCode> {
         }
     }
     for (declared_at, note) in concept.notes() {
-        let from = if declared_at.code() == concept.code() { String::new() } else { format!(" (from {})", declared_at.code()) };
+        let from = if declared_at.code() == concept.code() {
+            String::new()
+        } else {
+            format!(" (from {})", declared_at.code())
+        };
         println!("  {}{from}: {}", note_kind_label(note.kind), note.text);
     }
     Ok(ExitCode::SUCCESS)
@@ -197,7 +206,13 @@ pub fn run_coding(args: CodingArgs) -> Result<ExitCode> {
                     match reason {
                         coding::Reason::NotCoded => println!("    not-coded: no ICD-10-CM diagnosis"),
                         coding::Reason::Edit(edit) => {
-                            println!("    {} [{}] {}: {}", edit.id.as_str(), edit.severity.as_str(), edit.code, edit.message)
+                            println!(
+                                "    {} [{}] {}: {}",
+                                edit.id.as_str(),
+                                edit.severity.as_str(),
+                                edit.code,
+                                edit.message
+                            )
                         }
                     }
                 }

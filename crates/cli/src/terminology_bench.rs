@@ -44,7 +44,11 @@ pub fn bench_terminology(requests: usize) -> Result<ExitCode> {
 
     let mut lookups = Vec::with_capacity(codes.len());
     for code in &codes {
-        let request = LookupRequest { system: Some(system.clone()), code: Some(code.to_string()), ..Default::default() };
+        let request = LookupRequest {
+            system: Some(system.clone()),
+            code: Some(code.to_string()),
+            ..Default::default()
+        };
         let t = Instant::now();
         let result = terminology.lookup(&request, &NoResolver).map(|r| r.to_parameters());
         lookups.push(t.elapsed());
@@ -91,8 +95,11 @@ pub fn bench_terminology(requests: usize) -> Result<ExitCode> {
         .enumerate()
         .filter_map(|(i, code)| {
             let display = icd.lookup(code)?.display().to_lowercase();
-            let words: Vec<&str> =
-                display.split(|c: char| !c.is_alphanumeric()).filter(|w| w.len() > 3).take(1 + i % 2).collect();
+            let words: Vec<&str> = display
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| w.len() > 3)
+                .take(1 + i % 2)
+                .collect();
             (!words.is_empty()).then(|| words.join(" "))
         })
         .collect();
@@ -118,6 +125,13 @@ pub fn bench_terminology(requests: usize) -> Result<ExitCode> {
 
 fn report(what: &str, samples: &mut [std::time::Duration]) {
     samples.sort_unstable();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)].as_secs_f64() * 1e3;
-    println!("{what}: {} calls, p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms", samples.len(), at(0.5), at(0.99), at(1.0));
+    let at =
+        |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)].as_secs_f64() * 1e3;
+    println!(
+        "{what}: {} calls, p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        samples.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
 }

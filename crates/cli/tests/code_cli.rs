@@ -31,7 +31,18 @@ fn lookup_shows_title_billable_hierarchy_and_inherited_notes() {
 
 #[test]
 fn search_finds_titles_with_every_word() {
-    let text = stdout(&chartroom(&["code", "search", "--billable", "--limit", "50", "neck", "right", "femur", "initial", "closed"]));
+    let text = stdout(&chartroom(&[
+        "code",
+        "search",
+        "--billable",
+        "--limit",
+        "50",
+        "neck",
+        "right",
+        "femur",
+        "initial",
+        "closed",
+    ]));
     assert!(text.contains(" S72.001A  Fracture of unspecified part of neck of right femur, initial encounter for closed fracture"), "{text}");
     assert!(!text.contains("left femur"), "{text}");
     let none = stdout(&chartroom(&["code", "search", "zzzzqqq"]));
@@ -44,7 +55,11 @@ fn suggest_ranks_codes_for_a_phrase_and_a_note() {
     assert!(text.trim_start().starts_with("1. I10 "), "{text}");
     let dir = testkit::temp_dir("cli-suggest");
     let note = dir.join("note.txt");
-    std::fs::write(&note, "Chief complaint: cough.\nAssessment: acute bronchitis. No fever. Denies chest pain.\n").unwrap();
+    std::fs::write(
+        &note,
+        "Chief complaint: cough.\nAssessment: acute bronchitis. No fever. Denies chest pain.\n",
+    )
+    .unwrap();
     let text = stdout(&chartroom(&["code", "suggest", "--file", note.to_str().unwrap()]));
     assert!(text.contains("J20.9"), "{text}");
     assert!(!text.contains("R07."), "{text}");

@@ -61,8 +61,20 @@ const MALE: &[(&str, &str, &str)] = &[
 ];
 
 const AGES: &[(&str, &str, AgeRule)] = &[
-    ("P00", "P96", AgeRule { min: 0, max: 0, reason: "conditions originating in the perinatal period are coded on the newborn's record" }),
-    ("Z38", "Z38", AgeRule { min: 0, max: 0, reason: "liveborn infant codes belong on the newborn's birth record" }),
+    (
+        "P00",
+        "P96",
+        AgeRule {
+            min: 0,
+            max: 0,
+            reason: "conditions originating in the perinatal period are coded on the newborn's record",
+        },
+    ),
+    (
+        "Z38",
+        "Z38",
+        AgeRule { min: 0, max: 0, reason: "liveborn infant codes belong on the newborn's birth record" },
+    ),
     ("O00", "O9A", AgeRule { min: 9, max: 64, reason: "maternity codes" }),
     ("Z3A", "Z3A", AgeRule { min: 9, max: 64, reason: "weeks of gestation is a maternity code" }),
 ];

@@ -166,10 +166,23 @@ pub fn check(diagnoses: &[Diagnosis], patient: &PatientFacts, setting: Setting) 
 }
 
 fn edit(id: EditId, severity: Severity, diagnosis: &Diagnosis, message: String) -> Edit {
-    Edit { id, severity, message, code: diagnosis.code.clone(), location: diagnosis.location.clone(), other_location: None }
+    Edit {
+        id,
+        severity,
+        message,
+        code: diagnosis.code.clone(),
+        location: diagnosis.location.clone(),
+        other_location: None,
+    }
 }
 
-fn pair_edit(id: EditId, severity: Severity, diagnosis: &Diagnosis, other: &Diagnosis, message: String) -> Edit {
+fn pair_edit(
+    id: EditId,
+    severity: Severity,
+    diagnosis: &Diagnosis,
+    other: &Diagnosis,
+    message: String,
+) -> Edit {
     Edit { other_location: Some(other.location.clone()), ..edit(id, severity, diagnosis, message) }
 }
 
@@ -191,7 +204,10 @@ fn single_code_edits(
             id,
             severity,
             diagnosis,
-            format!("{code} ({}) has codes below it and {what}: code to the full depth ({below}, ...)", concept.display()),
+            format!(
+                "{code} ({}) has codes below it and {what}: code to the full depth ({below}, ...)",
+                concept.display()
+            ),
         ));
     } else if let Some(query) = specificity::query_candidate(concept, &diagnosis.documentation) {
         let candidates = query
@@ -264,7 +280,9 @@ fn note_names(concept: Concept<'_>, kind: NoteKind, other: Concept<'_>) -> Optio
     concept
         .notes()
         .find(|(_, note)| note.kind == kind && note.references().iter().any(|r| r.contains(&plain)))
-        .map(|(declared_at, note)| format!("{} at {}: \"{}\"", note_kind_name(kind), declared_at.code(), note.text))
+        .map(|(declared_at, note)| {
+            format!("{} at {}: \"{}\"", note_kind_name(kind), declared_at.code(), note.text)
+        })
 }
 
 fn note_kind_name(kind: NoteKind) -> &'static str {
@@ -319,7 +337,8 @@ fn pair_edits(valid: &[(&Diagnosis, Concept<'_>)], edits: &mut Vec<Edit>) {
         let names_an_etiology = concept
             .notes()
             .any(|(_, note)| note.kind == NoteKind::CodeFirst && !note.references().is_empty());
-        let etiology_present = valid.iter().any(|&(_, other)| note_names(concept, NoteKind::CodeFirst, other).is_some());
+        let etiology_present =
+            valid.iter().any(|&(_, other)| note_names(concept, NoteKind::CodeFirst, other).is_some());
         if names_an_etiology && !etiology_present {
             edits.push(edit(
                 EditId::ManifestationWithoutEtiology,
@@ -355,7 +374,8 @@ fn pair_edits(valid: &[(&Diagnosis, Concept<'_>)], edits: &mut Vec<Edit>) {
                         concept_later.code()
                     ),
                 ));
-            } else if let Some(note) = note_names(concept_later, NoteKind::UseAdditionalCode, concept_earlier) {
+            } else if let Some(note) = note_names(concept_later, NoteKind::UseAdditionalCode, concept_earlier)
+            {
                 edits.push(pair_edit(
                     EditId::UseAdditionalCodeOrder,
                     Severity::Warning,

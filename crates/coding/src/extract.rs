@@ -58,7 +58,13 @@ fn condition_documentation(condition: &Json) -> Vec<String> {
 }
 
 /// The ICD-10-CM codings of a CodeableConcept at `path`.
-fn icd_codings(concept: &Json, path: &str, sequence: Option<u32>, documentation: &[String], out: &mut Vec<Diagnosis>) {
+fn icd_codings(
+    concept: &Json,
+    path: &str,
+    sequence: Option<u32>,
+    documentation: &[String],
+    out: &mut Vec<Diagnosis>,
+) {
     for (i, coding) in concept.get("coding").and_then(Json::as_array).into_iter().flatten().enumerate() {
         let system = coding.get("system").and_then(Json::as_str).unwrap_or("");
         if let (true, Some(code)) = (is_icd10cm_system(system), coding.get("code").and_then(Json::as_str)) {
@@ -93,29 +99,48 @@ pub fn diagnoses(resource: &Json, resolve: &dyn Fn(&str) -> Option<Json>) -> Vec
     match resource_type {
         "Condition" => out = condition_diagnoses(resource, "Condition", None),
         "Encounter" => {
-            for (i, entry) in resource.get("diagnosis").and_then(Json::as_array).into_iter().flatten().enumerate() {
+            for (i, entry) in
+                resource.get("diagnosis").and_then(Json::as_array).into_iter().flatten().enumerate()
+            {
                 let rank = whole_number(entry.get("rank"));
-                let reference = entry.get("condition").and_then(|r| r.get("reference")).and_then(Json::as_str);
+                let reference =
+                    entry.get("condition").and_then(|r| r.get("reference")).and_then(Json::as_str);
                 if let Some(condition) = reference.and_then(resolve) {
-                    out.extend(condition_diagnoses(&condition, &format!("Encounter.diagnosis[{i}].condition"), rank));
+                    out.extend(condition_diagnoses(
+                        &condition,
+                        &format!("Encounter.diagnosis[{i}].condition"),
+                        rank,
+                    ));
                 }
             }
         }
         "Claim" | "ExplanationOfBenefit" => {
-            for (i, entry) in resource.get("diagnosis").and_then(Json::as_array).into_iter().flatten().enumerate() {
+            for (i, entry) in
+                resource.get("diagnosis").and_then(Json::as_array).into_iter().flatten().enumerate()
+            {
                 let sequence = whole_number(entry.get("sequence"));
                 let path = format!("{resource_type}.diagnosis[{i}]");
                 if let Some(concept) = entry.get("diagnosisCodeableConcept") {
                     let mut documentation = Vec::new();
                     concept_words(concept, &mut documentation);
-                    icd_codings(concept, &format!("{path}.diagnosisCodeableConcept"), sequence, &documentation, &mut out);
+                    icd_codings(
+                        concept,
+                        &format!("{path}.diagnosisCodeableConcept"),
+                        sequence,
+                        &documentation,
+                        &mut out,
+                    );
                 } else if let Some(condition) = entry
                     .get("diagnosisReference")
                     .and_then(|r| r.get("reference"))
                     .and_then(Json::as_str)
                     .and_then(resolve)
                 {
-                    out.extend(condition_diagnoses(&condition, &format!("{path}.diagnosisReference"), sequence));
+                    out.extend(condition_diagnoses(
+                        &condition,
+                        &format!("{path}.diagnosisReference"),
+                        sequence,
+                    ));
                 }
             }
         }

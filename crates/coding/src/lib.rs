@@ -18,5 +18,5 @@ mod specificity;
 pub mod worklist;
 
 pub use edits::{Diagnosis, Edit, EditId, PatientFacts, Setting, Severity, Sex, check};
-pub use worklist::{Reason, WorklistItem, edits_for, worklist};
 pub use error::Error;
+pub use worklist::{Reason, WorklistItem, edits_for, worklist};

@@ -23,8 +23,26 @@ pub struct Candidate {
 
 /// Words too common in the titles to tell codes apart.
 const FILLER: &[&str] = &[
-    "of", "and", "or", "the", "a", "an", "in", "on", "to", "for", "by", "as", "at", "is", "with", "other", "specified",
-    "encounter", "initial", "subsequent",
+    "of",
+    "and",
+    "or",
+    "the",
+    "a",
+    "an",
+    "in",
+    "on",
+    "to",
+    "for",
+    "by",
+    "as",
+    "at",
+    "is",
+    "with",
+    "other",
+    "specified",
+    "encounter",
+    "initial",
+    "subsequent",
 ];
 
 /// Most candidate codes to name in one edit.
@@ -63,8 +81,10 @@ pub fn query_candidate(concept: Concept<'_>, documentation: &[String]) -> Option
         return None;
     }
     let own = words(concept.display());
-    let category = concept.ancestors().chain(std::iter::once(concept)).find(|c| c.kind() == Kind::Category)?;
-    let shared_prefix = |other: &str| concept.code().chars().zip(other.chars()).take_while(|(a, b)| a == b).count();
+    let category =
+        concept.ancestors().chain(std::iter::once(concept)).find(|c| c.kind() == Kind::Category)?;
+    let shared_prefix =
+        |other: &str| concept.code().chars().zip(other.chars()).take_while(|(a, b)| a == b).count();
     // (documented distinguishing words, closeness in the hierarchy, sibling, its words)
     let mut scored: Vec<((usize, usize), Concept<'_>, Vec<String>)> = Vec::new();
     for sibling in category.descendants() {
@@ -76,7 +96,8 @@ pub fn query_candidate(concept: Concept<'_>, documentation: &[String]) -> Option
         if sibling.seventh_character() != concept.seventh_character() {
             continue;
         }
-        let distinguishing: Vec<String> = words(sibling.display()).into_iter().filter(|w| !own.contains(w)).collect();
+        let distinguishing: Vec<String> =
+            words(sibling.display()).into_iter().filter(|w| !own.contains(w)).collect();
         if distinguishing.is_empty() || !distinguishing.iter().all(|w| documented.contains(w)) {
             continue;
         }

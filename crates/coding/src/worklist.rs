@@ -7,7 +7,7 @@ use serde_json::Value as Json;
 use store::search::{Condition, Filter};
 use store::{SearchQuery, Store, VersionRecord};
 
-use crate::extract::{self, patient_reference, patient_facts, service_date, setting_of};
+use crate::extract::{self, patient_facts, patient_reference, service_date, setting_of};
 use crate::{Diagnosis, Edit, Error, check};
 
 /// Encounters read per store round trip.
@@ -18,7 +18,8 @@ fn parse(record: &VersionRecord) -> Option<Json> {
 }
 
 fn read_reference(store: &dyn Store, reference: &str) -> Option<Json> {
-    let fhir::ReferenceTarget::Local { resource_type, id, .. } = fhir::parse_reference(reference).ok()? else {
+    let fhir::ReferenceTarget::Local { resource_type, id, .. } = fhir::parse_reference(reference).ok()?
+    else {
         return None;
     };
     parse(&store.read(resource_type, id).ok()??)
@@ -29,7 +30,8 @@ fn conditions_of_encounters(store: &dyn Store, encounter_ids: &[String]) -> Resu
     let Some(key) = search_parameters().get("Condition", "encounter").map(|a| a.key) else {
         return Ok(Vec::new());
     };
-    let targets: Vec<(String, String)> = encounter_ids.iter().map(|id| ("Encounter".to_string(), id.clone())).collect();
+    let targets: Vec<(String, String)> =
+        encounter_ids.iter().map(|id| ("Encounter".to_string(), id.clone())).collect();
     Ok(store.referencing(&[key], &targets)?.iter().filter_map(parse).collect())
 }
 
@@ -87,7 +89,11 @@ pub fn edits_for(store: &dyn Store, resource: &Json) -> Result<Vec<Edit>, Error>
                         continue;
                     }
                     let id = sibling.get("id").and_then(Json::as_str).unwrap_or("");
-                    diagnoses.extend(extract::condition_diagnoses(&sibling, &format!("Condition/{id}"), None));
+                    diagnoses.extend(extract::condition_diagnoses(
+                        &sibling,
+                        &format!("Condition/{id}"),
+                        None,
+                    ));
                 }
             }
             // Only what concerns this Condition: its own codes, or pairs it is part of.
@@ -150,8 +156,11 @@ pub fn worklist(store: &dyn Store, limit: Option<usize>) -> Result<Vec<WorklistI
     loop {
         let page = store.search(&query)?;
         let encounters: Vec<Json> = page.matches.iter().filter_map(parse).collect();
-        let ids: Vec<String> =
-            encounters.iter().filter_map(|e| e.get("id").and_then(Json::as_str)).map(str::to_string).collect();
+        let ids: Vec<String> = encounters
+            .iter()
+            .filter_map(|e| e.get("id").and_then(Json::as_str))
+            .map(str::to_string)
+            .collect();
         let conditions = conditions_of_encounters(store, &ids)?;
         let mut by_encounter: HashMap<String, Vec<&Json>> = HashMap::new();
         for condition in &conditions {
@@ -175,10 +184,7 @@ pub fn worklist(store: &dyn Store, limit: Option<usize>) -> Result<Vec<WorklistI
                 vec![Reason::NotCoded]
             } else {
                 let facts = patient_facts(patient, service_date(encounter).as_deref());
-                check(&diagnoses, &facts, crate::Setting::Clinical)
-                    .into_iter()
-                    .map(Reason::Edit)
-                    .collect()
+                check(&diagnoses, &facts, crate::Setting::Clinical).into_iter().map(Reason::Edit).collect()
             };
             if reasons.is_empty() {
                 continue;
@@ -188,7 +194,8 @@ pub fn worklist(store: &dyn Store, limit: Option<usize>) -> Result<Vec<WorklistI
                 .and_then(|p| p.get("end").or_else(|| p.get("start")))
                 .and_then(Json::as_str)
                 .map(str::to_string);
-            let class = encounter.get("class").and_then(|c| c.get("code")).and_then(Json::as_str).map(str::to_string);
+            let class =
+                encounter.get("class").and_then(|c| c.get("code")).and_then(Json::as_str).map(str::to_string);
             items.push(WorklistItem { encounter_id: id, patient: patient_ref, discharged, class, reasons });
         }
         if !page.has_next {

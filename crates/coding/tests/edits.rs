@@ -4,7 +4,12 @@
 use chartroom_coding::{Diagnosis, EditId, PatientFacts, Setting, Sex, check};
 
 fn dx(code: &str, sequence: Option<u32>) -> Diagnosis {
-    Diagnosis { code: code.into(), location: format!("Claim.diagnosis[{}]", sequence.unwrap_or(0)), sequence, documentation: Vec::new() }
+    Diagnosis {
+        code: code.into(),
+        location: format!("Claim.diagnosis[{}]", sequence.unwrap_or(0)),
+        sequence,
+        documentation: Vec::new(),
+    }
 }
 
 fn documented(code: &str, words: &[&str]) -> Diagnosis {
@@ -41,13 +46,28 @@ fn header_codes_cannot_be_billed() {
     let edits = check(&[dx("E11", Some(1))], &PatientFacts::default(), Setting::Claim);
     assert_eq!(edits.iter().map(|e| e.id).collect::<Vec<_>>(), vec![EditId::HeaderCodeOnClaim]);
     assert!(edits[0].message.contains("E11.0"), "{}", edits[0].message);
-    assert!(!fired(&[dx("E11.9", Some(1))], PatientFacts::default(), Setting::Claim, EditId::HeaderCodeOnClaim));
+    assert!(!fired(
+        &[dx("E11.9", Some(1))],
+        PatientFacts::default(),
+        Setting::Claim,
+        EditId::HeaderCodeOnClaim
+    ));
     // On a problem list it is incomplete, not a billing error.
     let clinical = check(&[dx("E11", None)], &PatientFacts::default(), Setting::Clinical);
     assert_eq!(clinical.iter().map(|e| e.id).collect::<Vec<_>>(), vec![EditId::IncompleteCode]);
     // A seventh-character code is billable; the six-character code it extends is not.
-    assert!(fired(&[dx("S72.001", Some(1))], PatientFacts::default(), Setting::Claim, EditId::HeaderCodeOnClaim));
-    assert!(!fired(&[dx("S72.001A", Some(1))], PatientFacts::default(), Setting::Claim, EditId::HeaderCodeOnClaim));
+    assert!(fired(
+        &[dx("S72.001", Some(1))],
+        PatientFacts::default(),
+        Setting::Claim,
+        EditId::HeaderCodeOnClaim
+    ));
+    assert!(!fired(
+        &[dx("S72.001A", Some(1))],
+        PatientFacts::default(),
+        Setting::Claim,
+        EditId::HeaderCodeOnClaim
+    ));
 }
 
 #[test]
@@ -88,10 +108,25 @@ fn excludes1_pairs_are_refused() {
     assert!(pair[0].message.contains("E10.9") && pair[0].message.contains("E11.9"));
     assert_eq!(pair[0].other_location.as_deref(), Some("Claim.diagnosis[1]"));
     // G63 Excludes1: "diabetes mellitus (E08-E13 with .42)".
-    assert!(fired(&[dx("E11.42", Some(1)), dx("G63", Some(2))], adult(Sex::Male), Setting::Claim, EditId::Excludes1Pair));
+    assert!(fired(
+        &[dx("E11.42", Some(1)), dx("G63", Some(2))],
+        adult(Sex::Male),
+        Setting::Claim,
+        EditId::Excludes1Pair
+    ));
     // I10's Excludes2 (hypertension involving vessels of brain, I60-I69) allows both.
-    assert!(!fired(&[dx("I10", Some(1)), dx("I63.9", Some(2))], adult(Sex::Male), Setting::Claim, EditId::Excludes1Pair));
-    assert!(!fired(&[dx("E11.9", Some(1)), dx("I10", Some(2))], adult(Sex::Male), Setting::Claim, EditId::Excludes1Pair));
+    assert!(!fired(
+        &[dx("I10", Some(1)), dx("I63.9", Some(2))],
+        adult(Sex::Male),
+        Setting::Claim,
+        EditId::Excludes1Pair
+    ));
+    assert!(!fired(
+        &[dx("E11.9", Some(1)), dx("I10", Some(2))],
+        adult(Sex::Male),
+        Setting::Claim,
+        EditId::Excludes1Pair
+    ));
 }
 
 #[test]
@@ -108,15 +143,26 @@ fn manifestations_follow_their_etiology() {
     let alone = ids(&[dx("I10", Some(1)), dx("G63", Some(2))], adult(Sex::Male), Setting::Claim);
     assert_eq!(alone, vec!["icd-manifestation-without-etiology"]);
     // Unordered codes (a problem list) are not checked for sequence.
-    assert!(!fired(&[dx("G63", None), dx("E85.4", None)], adult(Sex::Male), Setting::Clinical, EditId::CodeFirstOrder));
+    assert!(!fired(
+        &[dx("G63", None), dx("E85.4", None)],
+        adult(Sex::Male),
+        Setting::Clinical,
+        EditId::CodeFirstOrder
+    ));
 }
 
 #[test]
 fn additional_codes_follow_the_code_that_asks_for_them() {
     // E11 "Use additional code to identify control using: insulin (Z79.4)".
     let wrong = check(&[dx("Z79.4", Some(1)), dx("E11.9", Some(2))], &adult(Sex::Female), Setting::Claim);
-    assert_eq!(wrong.iter().map(|e| e.id).collect::<Vec<_>>(), vec![EditId::UseAdditionalCodeOrder], "{wrong:?}");
-    assert!(check(&[dx("E11.9", Some(1)), dx("Z79.4", Some(2))], &adult(Sex::Female), Setting::Claim).is_empty());
+    assert_eq!(
+        wrong.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![EditId::UseAdditionalCodeOrder],
+        "{wrong:?}"
+    );
+    assert!(
+        check(&[dx("E11.9", Some(1)), dx("Z79.4", Some(2))], &adult(Sex::Female), Setting::Claim).is_empty()
+    );
 }
 
 #[test]
@@ -147,7 +193,13 @@ fn newborn_and_maternity_codes_conflict_with_ages() {
 #[test]
 fn every_edit_has_an_id_a_severity_and_a_message() {
     let edits = check(
-        &[dx("G63", Some(1)), dx("E85.4", Some(2)), dx("E11", Some(3)), dx("N40.0", Some(4)), dx("XYZ", Some(5))],
+        &[
+            dx("G63", Some(1)),
+            dx("E85.4", Some(2)),
+            dx("E11", Some(3)),
+            dx("N40.0", Some(4)),
+            dx("XYZ", Some(5)),
+        ],
         &adult(Sex::Female),
         Setting::Claim,
     );

@@ -195,8 +195,14 @@ mod tests {
             {"system": "http://snomed.info/sct", "code": "44054006"},
             {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E11.9"}
         ]}, "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]}});
-        assert_eq!(eval("code.memberOf('http://hl7.org/fhir/sid/icd-10-cm?fhir_vs=isa/E11')", &condition), vec!["true"]);
-        assert_eq!(eval("code.memberOf('http://hl7.org/fhir/sid/icd-10-cm?fhir_vs=isa/I10')", &condition), vec!["false"]);
+        assert_eq!(
+            eval("code.memberOf('http://hl7.org/fhir/sid/icd-10-cm?fhir_vs=isa/E11')", &condition),
+            vec!["true"]
+        );
+        assert_eq!(
+            eval("code.memberOf('http://hl7.org/fhir/sid/icd-10-cm?fhir_vs=isa/I10')", &condition),
+            vec!["false"]
+        );
         assert_eq!(
             eval("clinicalStatus.memberOf('http://hl7.org/fhir/ValueSet/condition-clinical')", &condition),
             vec!["true"]

@@ -93,7 +93,8 @@ fn base64(text: &str) -> String {
 async fn loaded(name: &str) -> TestServer {
     let server = start(name).await;
     for resource in population() {
-        let path = format!("{}/{}", resource["resourceType"].as_str().unwrap(), resource["id"].as_str().unwrap());
+        let path =
+            format!("{}/{}", resource["resourceType"].as_str().unwrap(), resource["id"].as_str().unwrap());
         let response = server.put(&path, &resource).await;
         assert!(response.status().is_success(), "PUT {path}: {}", response.status());
     }
@@ -179,17 +180,36 @@ async fn coding_edits_on_stored_and_posted_records() {
     assert_eq!(outcome["issue"][0]["expression"][0], "Claim.diagnosis[0].diagnosisCodeableConcept.coding[0]");
     // Nothing was stored by checking.
     let claims = json(server.get("Claim").await).await;
-    assert_eq!(claims["total"].as_u64().unwrap_or(claims["entry"].as_array().map_or(0, |e| e.len() as u64)), 0);
+    assert_eq!(
+        claims["total"].as_u64().unwrap_or(claims["entry"].as_array().map_or(0, |e| e.len() as u64)),
+        0
+    );
     // Bad requests.
-    expect_outcome(server.post("Patient/$coding-edits", &json!({"resourceType": "Patient"})).await, 400, "", "Condition").await;
-    expect_outcome(server.post("Claim/$coding-edits", &json!({"resourceType": "Patient"})).await, 400, "invalid", "Patient").await;
-    expect_outcome(server.get("Condition/nope/$coding-edits").await, 404, "not-found", "Condition/nope").await;
+    expect_outcome(
+        server.post("Patient/$coding-edits", &json!({"resourceType": "Patient"})).await,
+        400,
+        "",
+        "Condition",
+    )
+    .await;
+    expect_outcome(
+        server.post("Claim/$coding-edits", &json!({"resourceType": "Patient"})).await,
+        400,
+        "invalid",
+        "Patient",
+    )
+    .await;
+    expect_outcome(server.get("Condition/nope/$coding-edits").await, 404, "not-found", "Condition/nope")
+        .await;
 }
 
 #[tokio::test]
 async fn code_suggestions_for_text_and_documents() {
     let server = loaded("coding-suggest").await;
-    let body = json(server.get("$suggest-codes?text=type%202%20diabetes%20mellitus%20without%20complications").await).await;
+    let body = json(
+        server.get("$suggest-codes?text=type%202%20diabetes%20mellitus%20without%20complications").await,
+    )
+    .await;
     let first = &body["parameter"][0]["part"];
     assert_eq!(first[0]["valueCoding"]["code"], "E11.9", "{body}");
     assert!(first.as_array().unwrap().iter().any(|p| p["name"] == "matchedWord"));

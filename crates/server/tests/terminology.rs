@@ -26,9 +26,11 @@ fn form_encode(text: &str) -> String {
 
 /// The value of the output parameter `name` (its first `value[x]`).
 fn parameter<'a>(parameters: &'a Value, name: &str) -> Option<&'a Value> {
-    parameters["parameter"].as_array()?.iter().find(|p| p["name"] == name).and_then(|p| {
-        p.as_object()?.iter().find(|(k, _)| k.starts_with("value")).map(|(_, v)| v)
-    })
+    parameters["parameter"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == name)
+        .and_then(|p| p.as_object()?.iter().find(|(k, _)| k.starts_with("value")).map(|(_, v)| v))
 }
 
 fn expansion_codes(value_set: &Value) -> Vec<String> {
@@ -67,11 +69,20 @@ async fn lookup_on_icd10cm_and_r4_code_systems() {
         .filter(|p| p["name"] == "property")
         .map(|p| {
             let parts = p["part"].as_array().unwrap();
-            let code = parts.iter().find(|x| x["name"] == "code").unwrap()["valueCode"].as_str().unwrap().to_string();
+            let code = parts.iter().find(|x| x["name"] == "code").unwrap()["valueCode"]
+                .as_str()
+                .unwrap()
+                .to_string();
             let value = parts
                 .iter()
                 .find(|x| x["name"] == "value")
-                .and_then(|x| x.as_object().unwrap().iter().find(|(k, _)| k.starts_with("value")).map(|(_, v)| v.to_string()))
+                .and_then(|x| {
+                    x.as_object()
+                        .unwrap()
+                        .iter()
+                        .find(|(k, _)| k.starts_with("value"))
+                        .map(|(_, v)| v.to_string())
+                })
                 .unwrap_or_default();
             (code, value)
         })
@@ -86,9 +97,22 @@ async fn lookup_on_icd10cm_and_r4_code_systems() {
     let body = json(server.post("CodeSystem/$lookup", &parameters).await).await;
     assert_eq!(parameter(&body, "display").unwrap(), "Female");
     // Unknown code, unknown system, missing code.
-    expect_outcome(server.get(&format!("CodeSystem/$lookup?system={}&code=E11.99X", encode(ICD))).await, 404, "", "E11.99X").await;
-    expect_outcome(server.get("CodeSystem/$lookup?system=http%3A%2F%2Fexample.org%2Fnone&code=x").await, 404, "", "").await;
-    expect_outcome(server.get(&format!("CodeSystem/$lookup?system={}", encode(ICD))).await, 400, "", "code").await;
+    expect_outcome(
+        server.get(&format!("CodeSystem/$lookup?system={}&code=E11.99X", encode(ICD))).await,
+        404,
+        "",
+        "E11.99X",
+    )
+    .await;
+    expect_outcome(
+        server.get("CodeSystem/$lookup?system=http%3A%2F%2Fexample.org%2Fnone&code=x").await,
+        404,
+        "",
+        "",
+    )
+    .await;
+    expect_outcome(server.get(&format!("CodeSystem/$lookup?system={}", encode(ICD))).await, 400, "", "code")
+        .await;
 }
 
 #[tokio::test]
@@ -103,20 +127,38 @@ async fn validate_code_against_built_in_and_stored_value_sets() {
     assert_eq!(parameter(&no, "result"), Some(&json!(false)));
     assert!(parameter(&no, "message").is_some());
     // A wrong display is not valid, and the right one is reported.
-    let wrong_display = json(
-        server.get(&format!("{}&display=Mann", check(GENDER_VS, GENDER_CS, "male"))).await,
-    )
-    .await;
+    let wrong_display =
+        json(server.get(&format!("{}&display=Mann", check(GENDER_VS, GENDER_CS, "male"))).await).await;
     assert_eq!(parameter(&wrong_display, "result"), Some(&json!(false)));
     assert_eq!(parameter(&wrong_display, "display"), Some(&json!("Male")));
     // The stored value set, by URL and as an instance.
     let stored = "http://example.org/fhir/ValueSet/cardiometabolic";
-    assert_eq!(parameter(&json(server.get(&check(stored, ICD, "E11.65")).await).await, "result"), Some(&json!(true)));
-    assert_eq!(parameter(&json(server.get(&check(stored, ICD, "I10")).await).await, "result"), Some(&json!(true)));
-    assert_eq!(parameter(&json(server.get(&check(stored, ICD, "E10.9")).await).await, "result"), Some(&json!(false)));
-    let instance = json(server.get(&format!("ValueSet/cardiometabolic/$validate-code?system={}&code=E11.9", encode(ICD))).await).await;
+    assert_eq!(
+        parameter(&json(server.get(&check(stored, ICD, "E11.65")).await).await, "result"),
+        Some(&json!(true))
+    );
+    assert_eq!(
+        parameter(&json(server.get(&check(stored, ICD, "I10")).await).await, "result"),
+        Some(&json!(true))
+    );
+    assert_eq!(
+        parameter(&json(server.get(&check(stored, ICD, "E10.9")).await).await, "result"),
+        Some(&json!(false))
+    );
+    let instance = json(
+        server
+            .get(&format!("ValueSet/cardiometabolic/$validate-code?system={}&code=E11.9", encode(ICD)))
+            .await,
+    )
+    .await;
     assert_eq!(parameter(&instance, "result"), Some(&json!(true)));
-    expect_outcome(server.get(&check("http://example.org/none", ICD, "E11.9")).await, 404, "", "example.org/none").await;
+    expect_outcome(
+        server.get(&check("http://example.org/none", ICD, "E11.9")).await,
+        404,
+        "",
+        "example.org/none",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -124,12 +166,14 @@ async fn expand_with_filters_paging_and_implicit_value_sets() {
     let server = server_with_value_set("terminology-expand").await;
     // Implicit: E11 and everything below it.
     let url = format!("{ICD}?fhir_vs=isa/E11");
-    let page = json(server.get(&format!("ValueSet/$expand?url={}&count=5&offset=0", encode(&url))).await).await;
+    let page =
+        json(server.get(&format!("ValueSet/$expand?url={}&count=5&offset=0", encode(&url))).await).await;
     let total = page["expansion"]["total"].as_u64().unwrap();
     assert!(total > 50, "{total}");
     let first = expansion_codes(&page);
     assert_eq!(first.len(), 5);
-    let next = json(server.get(&format!("ValueSet/$expand?url={}&count=5&offset=5", encode(&url))).await).await;
+    let next =
+        json(server.get(&format!("ValueSet/$expand?url={}&count=5&offset=5", encode(&url))).await).await;
     let second = expansion_codes(&next);
     assert_eq!(second.len(), 5);
     assert!(first.iter().all(|c| !second.contains(c)));
@@ -147,7 +191,13 @@ async fn expand_with_filters_paging_and_implicit_value_sets() {
     .await;
     assert!(expansion_codes(&filtered).contains(&"S72.001A".to_string()), "{filtered}");
     // The whole of ICD-10-CM without paging is refused as too costly.
-    expect_outcome(server.get(&format!("ValueSet/$expand?url={}", encode(&format!("{ICD}?fhir_vs")))).await, 400, "", "too costly").await;
+    expect_outcome(
+        server.get(&format!("ValueSet/$expand?url={}", encode(&format!("{ICD}?fhir_vs")))).await,
+        400,
+        "",
+        "too costly",
+    )
+    .await;
     // A stored value set as an instance.
     let stored = json(server.get("ValueSet/cardiometabolic/$expand?count=1000").await).await;
     let codes = expansion_codes(&stored);
@@ -166,7 +216,8 @@ async fn expand_with_filters_paging_and_implicit_value_sets() {
 #[tokio::test]
 async fn subsumes_gives_all_four_outcomes() {
     let server = start("terminology-subsumes").await;
-    let outcome = |a: &str, b: &str| format!("CodeSystem/$subsumes?system={}&codeA={a}&codeB={b}", encode(ICD));
+    let outcome =
+        |a: &str, b: &str| format!("CodeSystem/$subsumes?system={}&codeA={a}&codeB={b}", encode(ICD));
     for (a, b, expected) in [
         ("E11", "E11.9", "subsumes"),
         ("E11.9", "E11", "subsumed-by"),
@@ -181,7 +232,9 @@ async fn subsumes_gives_all_four_outcomes() {
 #[tokio::test]
 async fn token_search_modifiers_use_the_terminology() {
     let server = server_with_value_set("terminology-search").await;
-    for (id, code) in [("dm", "E11.9"), ("dm-kidney", "E11.21"), ("t1", "E10.9"), ("htn", "I10"), ("flu", "J10.1")] {
+    for (id, code) in
+        [("dm", "E11.9"), ("dm-kidney", "E11.21"), ("t1", "E10.9"), ("htn", "I10"), ("flu", "J10.1")]
+    {
         let condition = json!({
             "resourceType": "Condition", "id": id, "subject": {"reference": "Patient/p"},
             "code": {"coding": [{"system": ICD, "code": code}]}
@@ -200,7 +253,10 @@ async fn token_search_modifiers_use_the_terminology() {
         let server = &server;
         async move { ids(json(server.get(&format!("Condition?{query}")).await).await) }
     };
-    assert_eq!(search(format!("code:below={}", encode(&format!("{ICD}|E11")))).await, vec!["dm", "dm-kidney"]);
+    assert_eq!(
+        search(format!("code:below={}", encode(&format!("{ICD}|E11")))).await,
+        vec!["dm", "dm-kidney"]
+    );
     // E11.21 is below E11.2, which is below E11: a search for E11.21 and its ancestors finds only
     // records coded with one of those.
     assert_eq!(search(format!("code:above={}", encode(&format!("{ICD}|E11.21")))).await, vec!["dm-kidney"]);
@@ -208,6 +264,7 @@ async fn token_search_modifiers_use_the_terminology() {
     assert_eq!(search(format!("code:in={stored}")).await, vec!["dm", "dm-kidney", "htn"]);
     assert_eq!(search(format!("code:not-in={stored}")).await, vec!["flu", "t1"]);
     // Unknown value set and a :below without a system are refused.
-    expect_outcome(server.get("Condition?code:in=http%3A%2F%2Fexample.org%2Fnone").await, 400, "", "none").await;
+    expect_outcome(server.get("Condition?code:in=http%3A%2F%2Fexample.org%2Fnone").await, 400, "", "none")
+        .await;
     expect_outcome(server.get("Condition?code:below=E11").await, 400, "", "system|code").await;
 }

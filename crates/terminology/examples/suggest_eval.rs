@@ -150,8 +150,6 @@ fn parse_ranking(setting: &str) -> Ranking {
             "of" => ranking.other_factor = single,
             "xf" => ranking.exact_factor = single,
             "beta" => ranking.phrase_beta = single,
-            "cs" => ranking.category_support = single,
-            "sd" => ranking.sibling_decay = single,
             other => eprintln!("unknown setting {other}"),
         }
     }

@@ -6,16 +6,16 @@
 //! without network access and without the `../shared` reference folder.
 
 mod error;
-pub mod icd10cm;
-pub mod r4;
 mod expand;
+pub mod icd10cm;
 mod operations;
+pub mod r4;
 mod registry;
 pub mod suggest;
 
 pub use error::Error;
 pub use operations::{
-    Coding, EXPANSION_LIMIT, ExpandRequest, Expansion, ExpansionEntry, LookupProperty, LookupRequest, LookupResult,
-    Subsumption, SubsumesRequest, ValidateCodeRequest, ValidateCodeResult,
+    Coding, EXPANSION_LIMIT, ExpandRequest, Expansion, ExpansionEntry, LookupProperty, LookupRequest,
+    LookupResult, SubsumesRequest, Subsumption, ValidateCodeRequest, ValidateCodeResult,
 };
 pub use registry::{NoResolver, Resolver, Terminology};

@@ -887,7 +887,8 @@ impl Terminology {
     /// system or the code is unknown.
     pub fn ancestors_and_self(&self, system: &str, code: &str) -> Result<Vec<String>, Error> {
         let engine = Engine::new(&NoResolver);
-        let cs = engine.system(system).ok_or_else(|| Error::NotFound(format!("unknown code system {system}")))?;
+        let cs =
+            engine.system(system).ok_or_else(|| Error::NotFound(format!("unknown code system {system}")))?;
         let id = cs.find(code).ok_or_else(|| Error::NotFound(format!("{code} is not a code of {system}")))?;
         let mut seen = vec![id];
         let mut next = 0;

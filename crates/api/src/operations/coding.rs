@@ -28,7 +28,9 @@ fn json_response(value: &Json) -> Response {
 /// `details`, the code's location in `expression`.
 fn edits_outcome(edits: &[coding::Edit]) -> Json {
     let issues: Vec<Json> = if edits.is_empty() {
-        vec![json!({"severity": "information", "code": "informational", "diagnostics": "No coding edit failed"})]
+        vec![
+            json!({"severity": "information", "code": "informational", "diagnostics": "No coding edit failed"}),
+        ]
     } else {
         edits.iter().map(edit_issue).collect()
     };
@@ -55,7 +57,10 @@ impl Api {
             Level::Instance(resource_type, id) => self.read_live(resource_type, id)?,
             Level::Type(resource_type) => {
                 let resource = body.ok_or_else(|| {
-                    ApiError::bad_request(IssueType::Required, format!("POST the {resource_type} to check as the body"))
+                    ApiError::bad_request(
+                        IssueType::Required,
+                        format!("POST the {resource_type} to check as the body"),
+                    )
                 })?;
                 let given = resource.get("resourceType").and_then(Json::as_str).unwrap_or("");
                 if given != resource_type {
@@ -97,15 +102,19 @@ impl Api {
         let limit = inputs.whole_number("count")?.unwrap_or(10).clamp(1, MOST_SUGGESTIONS);
         let text = match (level, body) {
             (Level::Instance(_, id), _) => document_text(self, &self.read_live("DocumentReference", id)?)?,
-            (_, Some(document)) if document.get("resourceType").and_then(Json::as_str) == Some("DocumentReference") => {
+            (_, Some(document))
+                if document.get("resourceType").and_then(Json::as_str) == Some("DocumentReference") =>
+            {
                 document_text(self, document)?
             }
             _ => match inputs.resource("document") {
                 Some(document) => document_text(self, document)?,
-                None => inputs
-                    .get("text")
-                    .map(str::to_string)
-                    .ok_or_else(|| ApiError::bad_request(IssueType::Required, "$suggest-codes needs a 'text' (or a DocumentReference)"))?,
+                None => inputs.get("text").map(str::to_string).ok_or_else(|| {
+                    ApiError::bad_request(
+                        IssueType::Required,
+                        "$suggest-codes needs a 'text' (or a DocumentReference)",
+                    )
+                })?,
             },
         };
         if text.trim().is_empty() {
@@ -135,7 +144,9 @@ impl Api {
 }
 
 fn worklist_parameter(item: &coding::WorklistItem) -> Json {
-    let mut parts = vec![json!({"name": "encounter", "valueReference": {"reference": format!("Encounter/{}", item.encounter_id)}})];
+    let mut parts = vec![
+        json!({"name": "encounter", "valueReference": {"reference": format!("Encounter/{}", item.encounter_id)}}),
+    ];
     if let Some(patient) = &item.patient {
         parts.push(json!({"name": "patient", "valueReference": {"reference": patient}}));
     }
@@ -187,7 +198,12 @@ fn document_text(api: &Api, document: &Json) -> Result<String, ApiError> {
             continue;
         };
         let bytes = base64_decode(&data).ok_or_else(|| {
-            ApiError::at(400, IssueType::Invalid, "the attachment's data is not base64", format!("{location}.data"))
+            ApiError::at(
+                400,
+                IssueType::Invalid,
+                "the attachment's data is not base64",
+                format!("{location}.data"),
+            )
         })?;
         text.push_str(&String::from_utf8_lossy(&bytes));
         text.push('\n');

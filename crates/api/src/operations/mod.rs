@@ -63,7 +63,10 @@ impl Api {
         if let Level::Instance(t, id) = invocation.level
             && !fhir::is_valid_id(id)
         {
-            return Err(ApiError::from(fhir::Error::InvalidId { resource_type: t.to_string(), id: id.to_string() }));
+            return Err(ApiError::from(fhir::Error::InvalidId {
+                resource_type: t.to_string(),
+                id: id.to_string(),
+            }));
         }
         if !matches!(method, Method::Get | Method::Head | Method::Post) {
             return Err(ApiError::method_not_allowed(method, &format!("${}", invocation.name), "GET, POST"));
@@ -73,9 +76,10 @@ impl Api {
         match (invocation.name, invocation.level) {
             ("coding-edits", level) => self.coding_edits(level, body.as_ref()),
             ("coding-worklist", Level::System | Level::Type("Encounter")) => self.coding_worklist(&inputs),
-            ("suggest-codes", Level::System | Level::Type("DocumentReference") | Level::Instance("DocumentReference", _)) => {
-                self.suggest_codes(invocation.level, &inputs, body.as_ref())
-            }
+            (
+                "suggest-codes",
+                Level::System | Level::Type("DocumentReference") | Level::Instance("DocumentReference", _),
+            ) => self.suggest_codes(invocation.level, &inputs, body.as_ref()),
             ("lookup" | "subsumes", Level::Type("CodeSystem") | Level::Instance("CodeSystem", _))
             | ("expand" | "validate-code", Level::Type("ValueSet") | Level::Instance("ValueSet", _)) => {
                 self.terminology_operation(invocation, &inputs)
@@ -93,10 +97,11 @@ impl Api {
             .store
             .read(resource_type, id)?
             .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
-        let body = record
-            .body
-            .ok_or_else(|| ApiError::new(410, IssueType::Deleted, format!("{resource_type}/{id} was deleted")))?;
-        fhir::parse_json(&body).map_err(|e| ApiError::internal(format!("stored {resource_type}/{id} does not parse: {e}")))
+        let body = record.body.ok_or_else(|| {
+            ApiError::new(410, IssueType::Deleted, format!("{resource_type}/{id} was deleted"))
+        })?;
+        fhir::parse_json(&body)
+            .map_err(|e| ApiError::internal(format!("stored {resource_type}/{id} does not parse: {e}")))
     }
 }
 

@@ -12,7 +12,10 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<Option<Json>, ApiError> {
     }
     let value = fhir::parse_json(body)?;
     if value.get("resourceType").and_then(Json::as_str).is_none() {
-        return Err(ApiError::bad_request(IssueType::Invalid, "the body is not a FHIR resource (no resourceType)"));
+        return Err(ApiError::bad_request(
+            IssueType::Invalid,
+            "the body is not a FHIR resource (no resourceType)",
+        ));
     }
     Ok(Some(value))
 }
@@ -29,11 +32,19 @@ impl Inputs {
     pub(crate) fn new(query: &str, body: Option<&Json>) -> Result<Inputs, ApiError> {
         let mut pairs: Vec<(String, String)> =
             crate::query_pairs(query).map(|(n, v)| (n.into_owned(), v.into_owned())).collect();
-        let parameters = body.filter(|b| b.get("resourceType").and_then(Json::as_str) == Some("Parameters")).cloned();
+        let parameters =
+            body.filter(|b| b.get("resourceType").and_then(Json::as_str) == Some("Parameters")).cloned();
         if let Some(parameters) = &parameters {
-            for (i, parameter) in parameters.get("parameter").and_then(Json::as_array).into_iter().flatten().enumerate() {
+            for (i, parameter) in
+                parameters.get("parameter").and_then(Json::as_array).into_iter().flatten().enumerate()
+            {
                 let name = parameter.get("name").and_then(Json::as_str).ok_or_else(|| {
-                    ApiError::at(400, IssueType::Required, "a parameter has no name", format!("Parameters.parameter[{i}]"))
+                    ApiError::at(
+                        400,
+                        IssueType::Required,
+                        "a parameter has no name",
+                        format!("Parameters.parameter[{i}]"),
+                    )
                 })?;
                 if let Some(text) = simple_value(parameter) {
                     pairs.push((name.to_string(), text));
@@ -53,7 +64,10 @@ impl Inputs {
         self.get(name)
             .map(|v| {
                 v.parse::<usize>().map_err(|_| {
-                    ApiError::bad_request(IssueType::Value, format!("{name} must be a whole number, got '{v}'"))
+                    ApiError::bad_request(
+                        IssueType::Value,
+                        format!("{name} must be a whole number, got '{v}'"),
+                    )
                 })
             })
             .transpose()

@@ -9,7 +9,9 @@ use fhir::search_parameters::search_parameters;
 use serde_json::Value as Json;
 use store::search::{Condition, Filter, UriMode};
 use store::{SearchQuery, Store};
-use terminology::{ExpandRequest, LookupRequest, Resolver, SubsumesRequest, Terminology, ValidateCodeRequest};
+use terminology::{
+    ExpandRequest, LookupRequest, Resolver, SubsumesRequest, Terminology, ValidateCodeRequest,
+};
 
 use super::{Inputs, Invocation, Level};
 use crate::{Api, ApiError, Response};
@@ -24,7 +26,10 @@ impl StoreTerminology<'_> {
         let key = search_parameters().get(resource_type, "url")?.key;
         let query = SearchQuery {
             resource_type: resource_type.to_string(),
-            filters: vec![Filter::Param { key, any: vec![Condition::Uri { value: url.to_string(), mode: UriMode::Exact }] }],
+            filters: vec![Filter::Param {
+                key,
+                any: vec![Condition::Uri { value: url.to_string(), mode: UriMode::Exact }],
+            }],
             sort: Vec::new(),
             count: 1,
             cursor: None,
@@ -63,7 +68,11 @@ type FromParameters<T> = fn(&Json) -> Result<T, terminology::Error>;
 type FromQuery<T> = fn(&[(String, String)]) -> Result<T, terminology::Error>;
 
 /// Reads a request from a Parameters body, or else from the query.
-fn request<T>(inputs: &Inputs, from_parameters: FromParameters<T>, from_query: FromQuery<T>) -> Result<T, ApiError> {
+fn request<T>(
+    inputs: &Inputs,
+    from_parameters: FromParameters<T>,
+    from_query: FromQuery<T>,
+) -> Result<T, ApiError> {
     match &inputs.parameters {
         Some(parameters) => from_parameters(parameters),
         None => from_query(&inputs.pairs),
@@ -72,7 +81,11 @@ fn request<T>(inputs: &Inputs, from_parameters: FromParameters<T>, from_query: F
 }
 
 impl Api {
-    pub(crate) fn terminology_operation(&self, invocation: Invocation<'_>, inputs: &Inputs) -> Result<Response, ApiError> {
+    pub(crate) fn terminology_operation(
+        &self,
+        invocation: Invocation<'_>,
+        inputs: &Inputs,
+    ) -> Result<Response, ApiError> {
         let terminology = Terminology::get();
         let resolver = StoreTerminology { store: self.store.as_ref() };
         let instance = match invocation.level {
@@ -83,9 +96,14 @@ impl Api {
         let instance_url = || -> Result<Option<String>, ApiError> {
             match &instance {
                 None => Ok(None),
-                Some(resource) => resource.get("url").and_then(Json::as_str).map(|u| Some(u.to_string())).ok_or_else(|| {
-                    ApiError::bad_request(IssueType::Invalid, "the stored resource has no url, so it cannot be used as terminology")
-                }),
+                Some(resource) => {
+                    resource.get("url").and_then(Json::as_str).map(|u| Some(u.to_string())).ok_or_else(|| {
+                        ApiError::bad_request(
+                            IssueType::Invalid,
+                            "the stored resource has no url, so it cannot be used as terminology",
+                        )
+                    })
+                }
             }
         };
         match invocation.name {
@@ -98,7 +116,8 @@ impl Api {
                 Ok(json_response(&result.to_parameters()))
             }
             "subsumes" => {
-                let mut request = request(inputs, SubsumesRequest::from_parameters, SubsumesRequest::from_query)?;
+                let mut request =
+                    request(inputs, SubsumesRequest::from_parameters, SubsumesRequest::from_query)?;
                 if let Some(url) = instance_url()? {
                     request.system = Some(url);
                 }
@@ -116,7 +135,8 @@ impl Api {
                 Ok(json_response(&expansion.to_value_set()))
             }
             "validate-code" => {
-                let mut request = request(inputs, ValidateCodeRequest::from_parameters, ValidateCodeRequest::from_query)?;
+                let mut request =
+                    request(inputs, ValidateCodeRequest::from_parameters, ValidateCodeRequest::from_query)?;
                 if let Some(value_set) = instance {
                     request.value_set = Some(value_set);
                 } else if request.value_set.is_none() {
@@ -125,7 +145,10 @@ impl Api {
                 let result = terminology.validate_code(&request, &resolver).map_err(terminology_error)?;
                 Ok(json_response(&result.to_parameters()))
             }
-            other => Err(ApiError::bad_request(IssueType::NotSupported, format!("operation ${other} is not supported"))),
+            other => Err(ApiError::bad_request(
+                IssueType::NotSupported,
+                format!("operation ${other} is not supported"),
+            )),
         }
     }
 }

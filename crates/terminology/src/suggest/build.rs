@@ -218,17 +218,10 @@ pub fn build(icd: &Icd10Cm, options: &BuildOptions) -> Suggester {
                 other,
             }
         });
-        let parent = base.parent().map_or(base.index(), |p| p.index()) as u32;
-        let category = std::iter::once(base)
-            .chain(base.ancestors())
-            .find(|c| c.kind() == Kind::Category)
-            .map_or(parent, |c| c.index() as u32);
         docs.push(Doc {
             code: concept.code().into(),
             display: concept.display().into(),
             family,
-            parent,
-            category,
             phrases,
         });
     }

@@ -118,13 +118,6 @@ pub struct Ranking {
     /// Favours codes listing many inclusion terms, by `1 + prior * ln(1 + terms)`: such codes
     /// ("other specified ...") are where conditions the classification does not name go.
     pub inclusion_prior: f32,
-    /// How much the other candidates of a code's category add to its score, by
-    /// `1 + support * share`, where share is their best score relative to the best overall:
-    /// a text that fits several codes of one category most likely names that category.
-    pub category_support: f32,
-    /// The factor applied, in the final order, to a code for each better-ranked code with the
-    /// same parent (1: none): an ambiguous text gets candidates from more than one place.
-    pub sibling_decay: f32,
 }
 
 impl Default for Ranking {
@@ -149,8 +142,6 @@ impl Default for Ranking {
             inclusion_prior: 0.2,
             expansion_weight: 1.3,
             variant_weight: 0.4,
-            category_support: 0.0,
-            sibling_decay: 1.0,
         }
     }
 }
@@ -263,11 +254,6 @@ struct Doc {
     /// The document number of the first code of its seventh-character family (its own number
     /// for other codes).
     family: u32,
-    /// The concept positions of the node above the code (above its six-character code for a
-    /// seventh-character code) and of its three-character category: siblings compete for the
-    /// same text, and a text naming a category is answered by any of its codes.
-    parent: u32,
-    category: u32,
     phrases: Phrases,
 }
 
@@ -688,65 +674,9 @@ impl Suggester {
                 * power(candidate.coverage, self.ranking.coverage_exponent)
                 * (1.0 + self.ranking.inclusion_prior * inclusion_terms.ln_1p());
         }
-        self.support_by_category(&mut scored);
         scored.sort_unstable_by(by_score);
-        self.spread_over_parents(&mut scored, limit);
         scored.truncate(limit);
         scored
-    }
-
-    /// Raises each candidate by the best other candidate of its category (see
-    /// [`Ranking::category_support`]).
-    fn support_by_category(&self, scored: &mut [Scored]) {
-        let support = self.ranking.category_support;
-        let top = scored.iter().map(|c| c.score).fold(0f32, f32::max);
-        if support <= 0.0 || top <= 0.0 {
-            return;
-        }
-        // Per category, its two best scores.
-        let mut best: FxHashMap<u32, (f32, f32)> = FxHashMap::default();
-        for candidate in scored.iter() {
-            let entry = best.entry(self.docs[candidate.doc as usize].parent).or_default();
-            if candidate.score > entry.0 {
-                *entry = (candidate.score, entry.0);
-            } else if candidate.score > entry.1 {
-                entry.1 = candidate.score;
-            }
-        }
-        for candidate in scored.iter_mut() {
-            let (first, second) = best.get(&self.docs[candidate.doc as usize].parent).copied().unwrap_or_default();
-            let other = if candidate.score >= first { second } else { first };
-            candidate.score *= 1.0 + support * other / top;
-        }
-    }
-
-    /// Reorders the head of a sorted list so that each code is discounted by the codes with
-    /// the same parent ranked before it (see [`Ranking::sibling_decay`]).
-    fn spread_over_parents(&self, scored: &mut [Scored], limit: usize) {
-        /// Only the head is reordered: the rest is never shown together.
-        const HEAD: usize = 40;
-        let decay = self.ranking.sibling_decay;
-        if decay >= 1.0 || scored.len() < 2 {
-            return;
-        }
-        let head = scored.len().min(HEAD.max(limit.min(HEAD)));
-        let mut placed: FxHashMap<u32, i32> = FxHashMap::default();
-        for position in 0..head {
-            let discounted = |candidate: &Scored| {
-                let parent = self.docs[candidate.doc as usize].parent;
-                candidate.score * decay.powi(placed.get(&parent).copied().unwrap_or(0))
-            };
-            let mut pick = position;
-            let mut pick_score = discounted(&scored[position]);
-            for (offset, candidate) in scored[position + 1..head].iter().enumerate() {
-                let score = discounted(candidate);
-                if score > pick_score {
-                    (pick, pick_score) = (position + 1 + offset, score);
-                }
-            }
-            scored[position..=pick].rotate_right(1);
-            *placed.entry(self.docs[scored[position].doc as usize].parent).or_default() += 1;
-        }
     }
 
     /// Whether every word of the text is in the code's description.
