@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
-use fhir::search_parameters::search_parameters;
+use fhir::search_parameters::{SearchParamType, search_parameters};
 use serde_json::Value as Json;
-use store::search::{Condition, Filter};
+use store::search::{Condition, Filter, Sort, SortBy};
 use store::{SearchQuery, Store, VersionRecord};
 
 use crate::extract::{self, patient_facts, patient_reference, service_date, setting_of};
@@ -113,6 +113,15 @@ pub fn edits_for(store: &dyn Store, resource: &Json) -> Result<Vec<Edit>, Error>
     }
 }
 
+/// Instants in different zones compare by their start in time, not as text.
+fn instant_millis(text: &str) -> Option<i64> {
+    fhir::DateTime::parse(text, fhir::DateTimeKind::DateTime).ok().map(|d| d.lower_bound_millis())
+}
+
+fn discharge_millis(item: &WorklistItem) -> Option<i64> {
+    item.discharged.as_deref().and_then(instant_millis)
+}
+
 /// Why an encounter is on the worklist.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Reason {
@@ -135,6 +144,11 @@ pub struct WorklistItem {
 
 /// The finished encounters with no coded diagnosis or with failing edits, oldest discharge
 /// first (encounters with no dates last), at most `limit` of them.
+///
+/// Encounters are read in order of admission (the `date` index). An encounter ends no
+/// earlier than it starts, so once `limit` items were discharged before the admission of the
+/// encounter just read, no later encounter can come before them: a first page of a large
+/// store does not read every encounter.
 pub fn worklist(store: &dyn Store, limit: Option<usize>) -> Result<Vec<WorklistItem>, Error> {
     let status = search_parameters()
         .get("Encounter", "status")
@@ -146,7 +160,11 @@ pub fn worklist(store: &dyn Store, limit: Option<usize>) -> Result<Vec<WorklistI
             key: status,
             any: vec![Condition::Token { system: None, code: Some("finished".to_string()) }],
         }],
-        sort: Vec::new(),
+        sort: search_parameters()
+            .get("Encounter", "date")
+            .map(|date| Sort { by: SortBy::Param { key: date.key, kind: SearchParamType::Date }, descending: false })
+            .into_iter()
+            .collect(),
         count: BATCH,
         cursor: None,
         total: false,
@@ -201,20 +219,21 @@ pub fn worklist(store: &dyn Store, limit: Option<usize>) -> Result<Vec<WorklistI
         if !page.has_next {
             break;
         }
+        let admitted = encounters
+            .last()
+            .and_then(|e| e.get("period")?.get("start")?.as_str())
+            .and_then(instant_millis);
+        if let (Some(limit), Some(admitted)) = (limit, admitted)
+            && items.iter().filter(|item| discharge_millis(item).is_some_and(|d| d < admitted)).count() >= limit
+        {
+            break;
+        }
         query.cursor = page.last.map(|cursor| store::search::Cursor { before: false, ..cursor });
         if query.cursor.is_none() {
             break;
         }
     }
-    // Oldest discharge first. Instants in different zones compare by their start in time,
-    // not as text.
-    let instant = |item: &WorklistItem| {
-        item.discharged
-            .as_deref()
-            .and_then(|d| fhir::DateTime::parse(d, fhir::DateTimeKind::DateTime).ok())
-            .map(|d| d.lower_bound_millis())
-    };
-    items.sort_by_key(|item| (instant(item).is_none(), instant(item), item.encounter_id.clone()));
+    items.sort_by_key(|item| (discharge_millis(item).is_none(), discharge_millis(item), item.encounter_id.clone()));
     if let Some(limit) = limit {
         items.truncate(limit);
     }

@@ -234,3 +234,57 @@ async fn code_suggestions_for_text_and_documents() {
     expect_outcome(server.get("$suggest-codes").await, 400, "required", "text").await;
     expect_outcome(server.get("Patient/$nonsense").await, 400, "not-supported", "$nonsense").await;
 }
+
+/// Admission order is not discharge order: a long stay admitted first and discharged late must
+/// still be listed by its discharge, also when the list stops early.
+#[tokio::test]
+async fn the_worklist_orders_by_discharge_across_pages() {
+    let server = start("coding-worklist-pages").await;
+    let day = |n: i64| {
+        let (y, m, d) = civil(18_262 + n); // 2020-01-01 + n days
+        format!("{y:04}-{m:02}-{d:02}")
+    };
+    let mut entries = vec![json!({
+        "resource": {"resourceType": "Encounter", "id": "long", "status": "finished",
+            "period": {"start": "2020-01-01T08:00:00Z", "end": "2020-12-31T12:00:00Z"}},
+        "request": {"method": "PUT", "url": "Encounter/long"}
+    })];
+    for i in 1..=1200 {
+        entries.push(json!({
+            "resource": {"resourceType": "Encounter", "id": format!("short-{i}"), "status": "finished",
+                "period": {"start": format!("{}T08:00:00Z", day(i)), "end": format!("{}T10:00:00Z", day(i))}},
+            "request": {"method": "PUT", "url": format!("Encounter/short-{i}")}
+        }));
+    }
+    let bundle = json!({"resourceType": "Bundle", "type": "transaction", "entry": entries});
+    assert_eq!(server.post("", &bundle).await.status(), 200);
+    let order = |body: Value| -> Vec<String> {
+        body["parameter"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["part"][0]["valueReference"]["reference"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let first = order(json(server.get("Encounter/$coding-worklist?_count=3").await).await);
+    assert_eq!(first, vec!["Encounter/short-1", "Encounter/short-2", "Encounter/short-3"]);
+    let many = order(json(server.get("Encounter/$coding-worklist?_count=400").await).await);
+    // Discharged 2020-01-02 .. 2020-12-31 10:00 (365 short stays), then the long stay.
+    assert_eq!(many.len(), 400);
+    assert_eq!(many[364], "Encounter/short-365");
+    assert_eq!(many[365], "Encounter/long");
+    assert_eq!(many[366], "Encounter/short-366");
+}
+
+/// (year, month, day) of a day count since 1970-01-01.
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}

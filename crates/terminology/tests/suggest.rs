@@ -103,6 +103,28 @@ fn only_billable_codes_are_suggested() {
 }
 
 #[test]
+fn lay_words_british_spellings_and_misspellings() {
+    for (text, prefix) in [
+        ("shingles", "B02"),
+        ("chickenpox", "B01"),
+        ("whooping cough", "A37"),
+        ("heart attack", "I21"),
+        ("german measles", "B06"),
+        ("oesophageal varices", "I85"),
+        ("iron deficiency anaemia", "D50"),
+        ("pnuemonia", "J"),
+        ("diabetis mellitus type 2", "E11"),
+    ] {
+        let suggestions = suggest(text);
+        assert!(
+            suggestions.iter().take(5).any(|s| s.code.starts_with(prefix)),
+            "{text:?}: expected {prefix} within the first five, got {:?}",
+            codes(&suggestions)
+        );
+    }
+}
+
+#[test]
 fn matched_words_are_the_words_as_written() {
     let suggestions = suggest("Fx of the RT femoral neck");
     let first = &suggestions[0];

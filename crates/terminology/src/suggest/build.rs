@@ -97,16 +97,27 @@ struct AnalysedPhrase {
     denied: Vec<u32>,
 }
 
+/// The words that open a denial, as stems.
+const DENIAL: &[&str] = &["not", "without", "no"];
+
 fn analyse_phrase(text: &str, builder: &mut IndexBuilder) -> AnalysedPhrase {
     let text = without_code_references(text);
     let terms = text::analyse(&text);
     let denied = text::denied(&text, &terms);
     let bracketed = text::bracketed(&text, &terms);
     let ids: Vec<u32> = terms.iter().map(|term| builder.term_id(&term.stem)).collect();
-    let essential: FxHashSet<u32> =
-        ids.iter().zip(&bracketed).filter(|(_, bracketed)| !**bracketed).map(|(&id, _)| id).collect();
+    // What a phrase denies ("not intractable, without status migrainosus") is the default
+    // case: a text that does not mention it still names the phrase's condition.
+    let essential: FxHashSet<u32> = ids
+        .iter()
+        .zip(terms.iter().zip(&bracketed).zip(&denied))
+        .filter(|(_, ((term, bracketed), denied))| {
+            !**bracketed && !**denied && !DENIAL.contains(&term.stem.as_str())
+        })
+        .map(|(&id, _)| id)
+        .collect();
     let optional = bag(&ids.iter().copied().filter(|id| !essential.contains(id)).collect::<Vec<_>>());
-    let denied = ids.iter().zip(denied).filter(|(_, denied)| *denied).map(|(&id, _)| id).collect();
+    let denied = ids.iter().zip(&denied).filter(|(_, denied)| **denied).map(|(&id, _)| id).collect();
     AnalysedPhrase { terms: ids, optional, denied }
 }
 
@@ -218,12 +229,7 @@ pub fn build(icd: &Icd10Cm, options: &BuildOptions) -> Suggester {
                 other,
             }
         });
-        docs.push(Doc {
-            code: concept.code().into(),
-            display: concept.display().into(),
-            family,
-            phrases,
-        });
+        docs.push(Doc { code: concept.code().into(), display: concept.display().into(), family, phrases });
     }
     let mut codes: Vec<(Box<str>, u32)> = docs
         .iter()

@@ -116,8 +116,25 @@ impl IndexBuilder {
         let mut sorted_terms: Vec<(Box<str>, u32)> =
             self.term_ids.iter().map(|(term, &id)| (term.as_str().into(), id)).collect();
         sorted_terms.sort_unstable();
+        let mut reversed_terms: Vec<(Box<str>, u32)> = sorted_terms
+            .iter()
+            .map(|(term, id)| (term.chars().rev().collect::<String>().into(), *id))
+            .collect();
+        reversed_terms.sort_unstable();
+        let mut trigrams: FxHashMap<[u8; 3], Vec<u32>> = FxHashMap::default();
+        let mut trigram_counts = vec![0u16; postings.len()];
+        for (term, &id) in &self.term_ids {
+            let grams = trigrams_of(term);
+            trigram_counts[id as usize] = grams.len() as u16;
+            for gram in grams {
+                trigrams.entry(gram).or_default().push(id);
+            }
+        }
         let mut index = Index {
             sorted_terms,
+            reversed_terms,
+            trigrams,
+            trigram_counts,
             term_ids: self.term_ids,
             postings,
             idf,
@@ -136,6 +153,12 @@ pub struct Index {
     term_ids: FxHashMap<String, u32>,
     /// Every term, sorted, for finding terms by prefix.
     sorted_terms: Vec<(Box<str>, u32)>,
+    /// Every term spelt backwards, sorted, for finding terms by ending.
+    reversed_terms: Vec<(Box<str>, u32)>,
+    /// The terms containing each trigram of letters (padded at both ends), and per term id
+    /// its number of distinct trigrams.
+    trigrams: FxHashMap<[u8; 3], Vec<u32>>,
+    trigram_counts: Vec<u16>,
     postings: Vec<Vec<Posting>>,
     idf: Vec<f32>,
     lengths: Vec<[u16; FIELDS]>,
@@ -179,6 +202,12 @@ impl Index {
         self.term_ids.get(term).copied()
     }
 
+    /// The id of a term some document contains (a term can be known without any: the words
+    /// of texts left out of the index).
+    pub fn used_term_id(&self, term: &str) -> Option<u32> {
+        self.term_id(term).filter(|&id| !self.postings[id as usize].is_empty())
+    }
+
     /// Terms that extend `term` or that it extends, by up to `slack` characters, sharing at
     /// least `min_common` characters: "tuberculosi" and "tubercul", "bancroftian" and
     /// "bancrofti". Stemming leaves such pairs apart where the suffixes are not English ones.
@@ -204,6 +233,60 @@ impl Index {
         }
     }
 
+    /// Terms resembling a word no document contains: spelt alike (a misspelling, a variant
+    /// spelling), or sharing its longest beginning or ending with it ("chylopericardium" and
+    /// "pericardium", "urethrorrhea" and "urethra"), as compound medical words are built.
+    pub fn similar(&self, term: &str, mut found: impl FnMut(u32)) {
+        /// Shared beginnings and endings shorter than this are too common to mean anything.
+        const MIN_SHARED: usize = 6;
+        /// The most terms taken for one shared beginning or ending.
+        const MAX_SHARING: usize = 6;
+        /// The least Dice coefficient over trigrams.
+        const MIN_SPELLING_SIMILARITY: f32 = 0.5;
+        if term.len() < MIN_SHARED || !term.is_ascii() {
+            return;
+        }
+        let grams = trigrams_of(term);
+        let mut shared: FxHashMap<u32, u16> = FxHashMap::default();
+        for gram in &grams {
+            for &id in self.trigrams.get(gram).map_or(&[][..], Vec::as_slice) {
+                *shared.entry(id).or_default() += 1;
+            }
+        }
+        for (id, count) in shared {
+            let total = grams.len() + usize::from(self.trigram_counts[id as usize]);
+            if 2.0 * f32::from(count) / total as f32 >= MIN_SPELLING_SIMILARITY {
+                found(id);
+            }
+        }
+        let reversed: String = term.chars().rev().collect();
+        for (list, key) in [(&self.sorted_terms, term), (&self.reversed_terms, reversed.as_str())] {
+            let at = list.partition_point(|(t, _)| &**t < key);
+            let common = |i: usize| {
+                list.get(i).map_or(0, |(t, _)| t.bytes().zip(key.bytes()).take_while(|(a, b)| a == b).count())
+            };
+            let longest = common(at).max(at.checked_sub(1).map_or(0, common));
+            if longest < MIN_SHARED || longest >= key.len() {
+                continue;
+            }
+            let stem = &key[..longest];
+            let first = list.partition_point(|(t, _)| &**t < stem);
+            for (_, id) in list[first..].iter().take_while(|(t, _)| t.starts_with(stem)).take(MAX_SHARING) {
+                found(*id);
+            }
+        }
+    }
+
+    /// The first `limit` terms, in alphabetical order, that begin with `prefix`.
+    pub fn with_prefix(&self, prefix: &str, limit: usize, mut found: impl FnMut(u32)) {
+        let start = self.sorted_terms.partition_point(|(t, _)| &**t < prefix);
+        for (_, id) in
+            self.sorted_terms[start..].iter().take_while(|(t, _)| t.starts_with(prefix)).take(limit)
+        {
+            found(*id);
+        }
+    }
+
     pub fn idf(&self, term: u32) -> f32 {
         self.idf[term as usize]
     }
@@ -219,6 +302,15 @@ impl Index {
             visit(posting.doc, idf * tf * (k1 + 1.0) / (k1 + tf));
         }
     }
+}
+
+/// The distinct letter trigrams of a term padded with a space at both ends.
+fn trigrams_of(term: &str) -> Vec<[u8; 3]> {
+    let padded: Vec<u8> = std::iter::once(b' ').chain(term.bytes()).chain(std::iter::once(b' ')).collect();
+    let mut grams: Vec<[u8; 3]> = padded.windows(3).map(|w| [w[0], w[1], w[2]]).collect();
+    grams.sort_unstable();
+    grams.dedup();
+    grams
 }
 
 #[cfg(test)]

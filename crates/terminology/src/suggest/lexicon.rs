@@ -222,6 +222,55 @@ pub const EQUIVALENTS: &[(&str, &str)] = &[
     ("cutaneous", "skin"),
 ];
 
+/// British spellings, as parts of words, and their American forms, which the classification
+/// uses ("haemorrhage", "oesophagitis", "paediatric", "tumour").
+pub const BRITISH_SPELLINGS: &[(&str, &str)] = &[
+    ("aem", "em"),
+    ("aes", "es"),
+    ("paed", "ped"),
+    ("oesoph", "esoph"),
+    ("oedem", "edem"),
+    ("oestr", "estr"),
+    ("foet", "fet"),
+    ("coeli", "celi"),
+    ("rrhoea", "rrhea"),
+    ("noea", "nea"),
+    ("gynaec", "gynec"),
+    ("tumour", "tumor"),
+    ("leucocyt", "leukocyt"),
+    ("sulph", "sulf"),
+    ("grey", "gray"),
+];
+
+/// Organisms named by the initial of their genus ("S. aureus"): the initial, the species and
+/// the genus the classification spells out.
+pub const GENUS_INITIALS: &[(&str, &str, &str)] = &[
+    ("s", "aureus", "staphylococcus"),
+    ("s", "epidermidis", "staphylococcus"),
+    ("s", "pneumoniae", "streptococcus"),
+    ("s", "pyogenes", "streptococcus"),
+    ("s", "agalactiae", "streptococcus"),
+    ("h", "influenzae", "hemophilus"),
+    ("h", "pylori", "helicobacter"),
+    ("e", "coli", "escherichia"),
+    ("k", "pneumoniae", "klebsiella"),
+    ("p", "aeruginosa", "pseudomonas"),
+    ("c", "difficile", "clostridium"),
+    ("m", "tuberculosis", "mycobacterium"),
+    ("n", "gonorrhoeae", "neisseria"),
+    ("n", "meningitidis", "neisseria"),
+    ("c", "trachomatis", "chlamydia"),
+    ("t", "pallidum", "treponema"),
+    ("b", "pertussis", "bordetella"),
+    ("m", "pneumoniae", "mycoplasma"),
+];
+
+/// Spinal levels written as a letter and a number ("L4", "T12"), as the classification writes
+/// them, and the region the letter stands for, as it also writes them ("lumbar spinal cord
+/// level 4"). "C" and "S" are left out: "C1 esterase", "C3 glomerulopathy" and "S1 heart
+/// sound" are not levels.
+pub const SPINAL_LEVELS: &[(char, &str, u32)] = &[('l', "lumbar", 5), ('t', "thoracic", 12)];
+
 /// Words that say when or how long, not what: left out of the clauses of a note ("cough for
 /// three days"), where they would otherwise count as words a code fails to match.
 pub const NOTE_FILLER: &[&str] = &[
@@ -312,4 +361,140 @@ pub const ROMAN_CONTEXT: &[&str] = &[
     "degree",
     "mucopolysaccharidosis",
     "glycogenosis",
+];
+
+/// Lay and clinical names of the same condition, either way round: a query using one is also
+/// matched against codes using the other. General medical vocabulary, not the classification's
+/// own pairings (those are learned, see `assoc`).
+pub const SYNONYMS: &[(&str, &str)] = &[
+    ("heart attack", "myocardial infarction"),
+    ("stroke", "cerebral infarction"),
+    ("shingles", "zoster"),
+    ("chickenpox", "varicella"),
+    ("german measles", "rubella"),
+    ("whooping cough", "pertussis"),
+    ("lockjaw", "tetanus"),
+    ("ringworm", "tinea"),
+    ("high blood pressure", "hypertension"),
+    ("low blood pressure", "hypotension"),
+    ("high blood sugar", "hyperglycemia"),
+    ("low blood sugar", "hypoglycemia"),
+    ("hives", "urticaria"),
+    ("nosebleed", "epistaxis"),
+    ("fainting", "syncope"),
+    ("itching", "pruritus"),
+    ("hair loss", "alopecia"),
+    ("bruise", "contusion"),
+    ("piles", "hemorrhoids"),
+    ("bedsore", "pressure ulcer"),
+    ("pink eye", "conjunctivitis"),
+    ("stye", "hordeolum"),
+    ("cold sore", "herpes labialis"),
+    ("lazy eye", "amblyopia"),
+    ("cross eye", "strabismus"),
+    ("nearsightedness", "myopia"),
+    ("farsightedness", "hypermetropia"),
+    ("double vision", "diplopia"),
+    ("bedwetting", "enuresis"),
+    ("sleepwalking", "somnambulism"),
+    ("clubfoot", "talipes"),
+    ("harelip", "cleft lip"),
+    ("gallstone", "cholelithiasis"),
+    ("kidney stone", "nephrolithiasis"),
+    ("stone", "calculus"),
+    ("water on the brain", "hydrocephalus"),
+    ("blood clot", "thrombosis"),
+    ("cancer", "malignant neoplasm"),
+    ("tumor", "neoplasm"),
+    ("growth", "neoplasm"),
+    ("swelling", "edema"),
+    ("fever", "pyrexia"),
+    ("vomiting", "emesis"),
+    ("sugar", "glucose"),
+    ("wasting", "cachexia"),
+    ("hoarseness", "dysphonia"),
+    ("lung", "pulmonary"),
+    ("bowel", "intestine"),
+    ("intestinal", "intestine"),
+    ("bowel", "colon"),
+    ("womb", "uterus"),
+    ("uterine", "uterus"),
+    ("breast", "mammary"),
+    ("blood", "hematic"),
+    ("brain", "cerebral"),
+    ("bone", "osseous"),
+    ("vessel", "vascular"),
+    ("vein", "venous"),
+    ("nerve", "neural"),
+    ("muscle", "muscular"),
+    ("joint", "articular"),
+    ("nose", "nasal"),
+    ("ear", "otic"),
+    ("bladder", "vesical"),
+    ("bowel", "enteric"),
+    ("inflammation", "inflammatory"),
+];
+
+/// Plain words for organs and the roots of the Greek or Latin words built on them: a query
+/// saying "kidney" is also matched against words beginning "nephr" ("nephropathy") and one
+/// saying "nephrosclerosis" against "kidney".
+pub const COMBINING_FORMS: &[(&str, &[&str])] = &[
+    ("kidney", &["nephr"]),
+    ("liver", &["hepat"]),
+    ("lung", &["pneumo", "pneumon", "pulmon"]),
+    ("stomach", &["gastr"]),
+    ("bone", &["oste"]),
+    ("skin", &["derm", "cutan"]),
+    ("blood", &["hemat", "hemo"]),
+    ("brain", &["cerebr", "encephal"]),
+    ("heart", &["cardi"]),
+    ("intestine", &["enter"]),
+    ("bladder", &["cystit", "vesic"]),
+    ("eye", &["ophthalm", "ocul"]),
+    ("ear", &["otit", "oto"]),
+    ("nose", &["rhin"]),
+    ("joint", &["arthr"]),
+    ("muscle", &["myosit", "myopath"]),
+    ("nerve", &["neur"]),
+    ("vessel", &["angi"]),
+    ("vein", &["phleb"]),
+    ("uterus", &["hyster", "metr"]),
+    ("breast", &["mamm", "mastit"]),
+    ("mouth", &["stomat"]),
+    ("tongue", &["gloss"]),
+    ("gum", &["gingiv"]),
+    ("spleen", &["splen"]),
+    ("pancreas", &["pancrea"]),
+    ("gallbladder", &["cholecyst"]),
+    ("testis", &["orchi"]),
+    ("ovary", &["oophor"]),
+    ("vagina", &["colp"]),
+    ("head", &["cephal"]),
+    ("chest", &["thorac"]),
+    ("spine", &["spondyl"]),
+    ("gland", &["aden"]),
+    ("throat", &["pharyn"]),
+    ("esophagus", &["esophag"]),
+];
+
+/// Endings of Greek or Latin words and the plain words they stand for ("lymphocytopenia" is
+/// decreased lymphocytes, "otorrhea" a discharge from the ear). Matched against the end of a
+/// query word's stem.
+pub const SUFFIX_MEANINGS: &[(&str, &str)] = &[
+    ("iti", "inflammation"),
+    ("penia", "decreased deficiency"),
+    ("rrhea", "discharge"),
+    ("rrhagia", "hemorrhage"),
+    ("algia", "pain"),
+    ("megali", "enlargement hypertrophy"),
+    ("lithiasi", "calculus"),
+    ("ectomi", "removal absence"),
+    ("plegia", "paralysis"),
+    ("uria", "urine"),
+    ("oma", "neoplasm"),
+    ("pathi", "disease disorder"),
+    ("ptosi", "prolapse"),
+    ("cele", "hernia"),
+    ("stenosi", "stenosis narrowing"),
+    ("sclerosi", "sclerosis"),
 ];

@@ -35,6 +35,7 @@ mod lexicon;
 mod note;
 mod stem;
 mod text;
+mod vocabulary;
 
 use std::cell::RefCell;
 use std::sync::OnceLock;
@@ -118,6 +119,15 @@ pub struct Ranking {
     /// Favours codes listing many inclusion terms, by `1 + prior * ln(1 + terms)`: such codes
     /// ("other specified ...") are where conditions the classification does not name go.
     pub inclusion_prior: f32,
+    /// The weight of a word's names in general medical vocabulary (see [`vocabulary`])
+    /// relative to the word (0: none).
+    pub synonym_weight: f32,
+    /// The weight of the plain words for a word's roots and ending, and of the words built on
+    /// a plain word's roots, relative to the word (0: none).
+    pub root_weight: f32,
+    /// The weight of the terms resembling a word no code uses (see `Index::similar`)
+    /// relative to the word (0: none).
+    pub similar_weight: f32,
 }
 
 impl Default for Ranking {
@@ -142,6 +152,9 @@ impl Default for Ranking {
             inclusion_prior: 0.2,
             expansion_weight: 1.3,
             variant_weight: 0.4,
+            synonym_weight: 0.8,
+            root_weight: 0.3,
+            similar_weight: 0.3,
         }
     }
 }
@@ -515,7 +528,7 @@ impl Suggester {
             if in_note && is_filler(text, term.start, term.end) {
                 continue;
             }
-            let id = self.index.term_id(&term.stem);
+            let id = self.index.used_term_id(&term.stem);
             if let Some(position) = stems.iter().position(|s| *s == term.stem) {
                 query.terms[position].spans.push((term.start, term.end));
                 query.terms[position].denied &= denied;
@@ -546,6 +559,24 @@ impl Suggester {
             for id in variants {
                 expand(id, self.ranking.variant_weight, source, &mut query);
             }
+        }
+        for (source, stem) in stems.iter().enumerate() {
+            if query.terms[source].id.is_none() {
+                let mut similar = Vec::new();
+                self.index.similar(stem, |id| similar.push(id));
+                for id in similar {
+                    expand(id, self.ranking.similar_weight, source, &mut query);
+                }
+            }
+        }
+        let mut offered = Vec::new();
+        vocabulary::expand(&stems, &self.index, |id, source, kind| offered.push((id, source, kind)));
+        for (id, source, kind) in offered {
+            let weight = match kind {
+                vocabulary::Source::Synonym => self.ranking.synonym_weight,
+                vocabulary::Source::Root => self.ranking.root_weight,
+            };
+            expand(id, weight, source, &mut query);
         }
         query
     }

@@ -2,11 +2,15 @@
 //! words without meaning for coding are dropped and the rest are stemmed. Classification text
 //! and queries go through the same steps, so they meet on the same terms.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::lexicon::{ABBREVIATIONS, EQUIVALENTS, ROMAN, ROMAN_CONTEXT, STOP_WORDS};
+use super::lexicon::{
+    ABBREVIATIONS, BRITISH_SPELLINGS, EQUIVALENTS, GENUS_INITIALS, ROMAN, ROMAN_CONTEXT, SPINAL_LEVELS,
+    STOP_WORDS,
+};
 use super::stem::stem;
 
 /// One term of analysed text, with the byte range of the word it came from. A word expanded
@@ -84,12 +88,25 @@ pub fn analyse(text: &str) -> Vec<Term> {
             i += 1;
             continue;
         }
+        // "S. aureus": the genus, then the species as the next word.
+        if let Some(next) = words.get(i + 1)
+            && let Some((_, _, genus)) = GENUS_INITIALS
+                .iter()
+                .find(|(initial, species, _)| *initial == word.text && *species == next.text)
+        {
+            push_word(&mut terms, tables, genus, word.start, word.end);
+            i += 1;
+            continue;
+        }
         let previous = i.checked_sub(1).map(|p| words[p].text.as_str());
         if let Some(number) = tables.roman.get(word.text.as_str())
             && (word.text.len() > 1 && word.text != "iv" && word.text != "ix"
                 || previous.is_some_and(|p| tables.roman_context.contains(p)))
         {
             push_word(&mut terms, tables, number, word.start, word.end);
+        } else if let Some((region, level)) = spinal_level(&word.text) {
+            push_word(&mut terms, tables, region, word.start, word.end);
+            push_word(&mut terms, tables, level, word.start, word.end);
         } else if let Some(expansion) = tables.abbreviations.get(word.text.as_str()) {
             for part in expansion {
                 push_word(&mut terms, tables, part, word.start, word.end);
@@ -154,10 +171,38 @@ pub fn bracketed(text: &str, terms: &[Term]) -> Vec<bool> {
     terms.iter().map(|term| depth_at.get(term.start).is_some_and(|&d| d > 0)).collect()
 }
 
+/// The region and number of a spinal level ("l4" is lumbar 4).
+fn spinal_level(word: &str) -> Option<(&'static str, &str)> {
+    let mut chars = word.chars();
+    let letter = chars.next()?;
+    let number = chars.as_str();
+    let (_, region, last) = SPINAL_LEVELS.iter().find(|(l, _, _)| *l == letter)?;
+    let level: u32 = number.parse().ok().filter(|_| number.bytes().all(|b| b.is_ascii_digit()))?;
+    (1..=*last).contains(&level).then_some((*region, number))
+}
+
+/// The American spelling of a word.
+fn american(word: &str) -> Cow<'_, str> {
+    // Every British spelling has one of these pairs of letters; most words have none.
+    let bytes = word.as_bytes();
+    if !bytes.windows(2).any(|pair| matches!(pair, b"ae" | b"oe" | b"ou" | b"uc" | b"ph" | b"ey")) {
+        return Cow::Borrowed(word);
+    }
+    let mut word = Cow::Borrowed(word);
+    for (british, american) in BRITISH_SPELLINGS {
+        if word.contains(british) {
+            word = Cow::Owned(word.replace(british, american));
+        }
+    }
+    word
+}
+
 fn push_word(terms: &mut Vec<Term>, tables: &Tables, word: &str, start: usize, end: usize) {
     if tables.stop.contains(word) {
         return;
     }
+    let american = american(word);
+    let word = american.as_ref();
     let word = tables.equivalents.get(word).copied().unwrap_or(word);
     terms.push(Term { stem: stem(word), start, end });
 }
@@ -299,6 +344,18 @@ mod tests {
         let text = "Hypertension (arterial) (benign) [essential]";
         let terms = analyse(text);
         assert_eq!(bracketed(text, &terms), [false, true, true, true]);
+    }
+
+    #[test]
+    fn british_spellings_and_spinal_levels_meet_the_classification() {
+        assert_eq!(stems("oesophageal haemorrhage"), stems("esophageal hemorrhage"));
+        assert_eq!(stems("paediatric anaemia, tumour"), stems("pediatric anemia, tumor"));
+        assert_eq!(stems("L4 level"), stems("lumbar 4 level"));
+        assert_eq!(stems("T12"), stems("thoracic 12"));
+        assert_eq!(stems("t13"), ["t13"]);
+        assert_eq!(stems("C1 esterase"), ["c1", "esteras"]);
+        assert_eq!(stems("S. aureus"), stems("Staphylococcus aureus"));
+        assert_eq!(stems("hepatitis c"), ["hepat", "c"]);
     }
 
     #[test]
