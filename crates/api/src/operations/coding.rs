@@ -13,6 +13,9 @@ pub(crate) const EDIT_SYSTEM: &str = "urn:chartroom:coding-edit";
 /// Most suggestions one call returns.
 const MOST_SUGGESTIONS: usize = 50;
 
+/// Longest text read for suggestions: a long discharge summary is tens of kilobytes.
+const MOST_TEXT_BYTES: usize = 256 * 1024;
+
 fn coding_error(error: coding::Error) -> ApiError {
     match error {
         coding::Error::Store(e) => ApiError::from(e),
@@ -117,6 +120,12 @@ impl Api {
                 })?,
             },
         };
+        if text.len() > MOST_TEXT_BYTES {
+            return Err(ApiError::bad_request(
+                IssueType::TooLong,
+                format!("the text is {} bytes; code suggestion reads at most {MOST_TEXT_BYTES}", text.len()),
+            ));
+        }
         if text.trim().is_empty() {
             return Err(ApiError::bad_request(IssueType::Required, "the text to suggest codes for is empty"));
         }

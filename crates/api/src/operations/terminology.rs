@@ -55,6 +55,9 @@ impl Resolver for StoreTerminology<'_> {
 pub(crate) fn terminology_error(error: terminology::Error) -> ApiError {
     match error {
         terminology::Error::NotFound(message) => ApiError::not_found(message),
+        terminology::Error::Invalid(message) if message.starts_with("too costly") => {
+            ApiError::bad_request(IssueType::TooCostly, message)
+        }
         terminology::Error::Invalid(message) => ApiError::bad_request(IssueType::Invalid, message),
         other => ApiError::internal(other.to_string()),
     }

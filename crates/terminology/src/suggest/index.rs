@@ -238,7 +238,7 @@ impl Index {
     /// "pericardium", "urethrorrhea" and "urethra"), as compound medical words are built.
     pub fn similar(&self, term: &str, mut found: impl FnMut(u32)) {
         /// Shared beginnings and endings shorter than this are too common to mean anything.
-        const MIN_SHARED: usize = 6;
+        const MIN_SHARED: usize = 5;
         /// The most terms taken for one shared beginning or ending.
         const MAX_SHARING: usize = 6;
         /// The least Dice coefficient over trigrams.

@@ -10,8 +10,11 @@
 //! ("htn", "t2dm", "fx", "rt"), words that carry no meaning for coding, Porter stemming.
 //!
 //! A query is expanded with word associations learned from the classification itself (see
-//! [`assoc`]: "ringworm" stands for "tinea") and with prefix variants ("tuberculous",
-//! "tuberculosis"). The best BM25F candidates are then compared phrase by phrase (see
+//! [`assoc`]: "ringworm" stands for "tinea"), with prefix variants ("tuberculous",
+//! "tuberculosis"), with general medical vocabulary the classification does not spell out (see
+//! [`vocabulary`]: "shingles" is "zoster", "nephrosclerosis" is about the kidney) and, for a
+//! word no code uses, with words spelt alike or built on the same beginning or ending
+//! ("pnuemonia", "chylopericardium"). The best BM25F candidates are then compared phrase by phrase (see
 //! [`Ranking`]): a code one of whose phrases says what the text says, and not much more, wins
 //! over one that merely shares many words across its fields.
 //!
