@@ -159,6 +159,17 @@ async fn validate_code_against_built_in_and_stored_value_sets() {
         "example.org/none",
     )
     .await;
+    // CodeSystem/$validate-code: membership of the code system itself.
+    let in_system = |code: &str| format!("CodeSystem/$validate-code?url={}&code={code}", encode(ICD));
+    assert_eq!(
+        parameter(&json(server.get(&in_system("S72.001A")).await).await, "result"),
+        Some(&json!(true))
+    );
+    assert_eq!(
+        parameter(&json(server.get(&in_system("S72.001Z")).await).await, "result"),
+        Some(&json!(false))
+    );
+    expect_outcome(server.get("CodeSystem/$validate-code?code=E11.9").await, 400, "", "url").await;
 }
 
 #[tokio::test]

@@ -80,7 +80,7 @@ impl Api {
                 "suggest-codes",
                 Level::System | Level::Type("DocumentReference") | Level::Instance("DocumentReference", _),
             ) => self.suggest_codes(invocation.level, &inputs, body.as_ref()),
-            ("lookup" | "subsumes", Level::Type("CodeSystem") | Level::Instance("CodeSystem", _))
+            ("lookup" | "subsumes" | "validate-code", Level::Type("CodeSystem") | Level::Instance("CodeSystem", _))
             | ("expand" | "validate-code", Level::Type("ValueSet") | Level::Instance("ValueSet", _)) => {
                 self.terminology_operation(invocation, &inputs)
             }

@@ -137,6 +137,34 @@ impl Api {
                 let expansion = terminology.expand(&request, &resolver).map_err(terminology_error)?;
                 Ok(json_response(&expansion.to_value_set()))
             }
+            "validate-code"
+                if matches!(
+                    invocation.level,
+                    Level::Type("CodeSystem") | Level::Instance("CodeSystem", _)
+                ) =>
+            {
+                // CodeSystem/$validate-code: `url` names the code system; membership of the
+                // whole system is its implicit value set.
+                let mut request =
+                    request(inputs, ValidateCodeRequest::from_parameters, ValidateCodeRequest::from_query)?;
+                let system = match instance_url()? {
+                    Some(url) => Some(url),
+                    None => request.url.take().or_else(|| request.system.clone()),
+                };
+                let system = system.ok_or_else(|| {
+                    ApiError::bad_request(
+                        IssueType::Required,
+                        "CodeSystem/$validate-code needs url (the code system)",
+                    )
+                })?;
+                if request.system.is_none() && request.coding.is_none() && request.codeable_concept.is_none()
+                {
+                    request.system = Some(system.clone());
+                }
+                request.url = Some(format!("{system}?fhir_vs"));
+                let result = terminology.validate_code(&request, &resolver).map_err(terminology_error)?;
+                Ok(json_response(&result.to_parameters()))
+            }
             "validate-code" => {
                 let mut request =
                     request(inputs, ValidateCodeRequest::from_parameters, ValidateCodeRequest::from_query)?;
