@@ -486,16 +486,38 @@ impl Api {
     ) -> Result<Vec<Condition>, Rejected> {
         use terminology::Terminology;
         let terminology = Terminology::get();
-        let fail = |error: terminology::Error| match error {
-            terminology::Error::NotFound(message) | terminology::Error::Invalid(message) => {
-                invalid(format!("{name}:{modifier}={value}: {message}"))
+        let fail = |error: terminology::Error| {
+            let mut error = crate::operations::terminology_error(error);
+            for issue in &mut error.outcome.issues {
+                issue.diagnostics = format!("{name}:{modifier}={value}: {}", issue.diagnostics);
             }
-            other => Rejected::Invalid(ApiError::internal(other.to_string())),
+            // Whatever the terminology could not find is a bad search value, not a missing page.
+            if error.status == 404 {
+                error.status = 400;
+            }
+            Rejected::Invalid(error)
         };
         let codes: Vec<(String, String)> = match modifier {
             "in" | "not-in" => {
                 let resolver = crate::operations::StoreTerminology { store: self.store.as_ref() };
-                terminology.expand_codes_with(&unescape(value), &resolver).map_err(fail)?
+                let value = unescape(value);
+                // A literal reference (`ValueSet/123`) names a stored value set by id; a
+                // canonical URL by its `url`.
+                let url = match fhir::parse_reference(&value) {
+                    Ok(ReferenceTarget::Local { resource_type: "ValueSet", id, .. }) => self
+                        .store
+                        .read("ValueSet", id)
+                        .ok()
+                        .flatten()
+                        .and_then(|record| record.body)
+                        .and_then(|body| fhir::parse_json(&body).ok())
+                        .and_then(|vs| vs.get("url").and_then(Value::as_str).map(str::to_string))
+                        .ok_or_else(|| {
+                            invalid(format!("{name}:{modifier}: {value} is not a stored ValueSet with a url"))
+                        })?,
+                    _ => value,
+                };
+                terminology.expand_codes_with(&url, &resolver).map_err(fail)?
             }
             _ => {
                 let Condition::Token { system: Some(system), code: Some(code) } = token_condition(value)

@@ -23,6 +23,9 @@ pub struct AgeRule {
     pub min: u32,
     pub max: u32,
     pub reason: &'static str,
+    /// `false` where the guidelines allow exceptions, so a conflict is a warning: a perinatal
+    /// condition that persists keeps its P code for life (guideline I.C.16.a.4).
+    pub strict: bool,
 }
 
 impl AgeRule {
@@ -45,7 +48,7 @@ const FEMALE: &[(&str, &str, &str)] = &[
     ("O00", "O9A", "pregnancy, childbirth and the puerperium"),
     ("Q50", "Q52", "congenital malformations of female genital organs"),
     ("R87", "R87", "abnormal findings in specimens from female genital organs"),
-    ("Z32", "Z36", "encounters related to pregnancy"),
+    ("Z32", "Z37", "encounters related to pregnancy and outcome of delivery"),
     ("Z39", "Z39", "postpartum care"),
     ("Z3A", "Z3A", "weeks of gestation"),
 ];
@@ -67,16 +70,31 @@ const AGES: &[(&str, &str, AgeRule)] = &[
         AgeRule {
             min: 0,
             max: 0,
-            reason: "conditions originating in the perinatal period are coded on the newborn's record",
+            reason: "perinatal conditions are coded on the newborn's record, unless they persist",
+            strict: false,
         },
     ),
     (
         "Z38",
         "Z38",
-        AgeRule { min: 0, max: 0, reason: "liveborn infant codes belong on the newborn's birth record" },
+        AgeRule {
+            min: 0,
+            max: 0,
+            reason: "liveborn infant codes belong on the newborn's birth record",
+            strict: true,
+        },
     ),
-    ("O00", "O9A", AgeRule { min: 9, max: 64, reason: "maternity codes" }),
-    ("Z3A", "Z3A", AgeRule { min: 9, max: 64, reason: "weeks of gestation is a maternity code" }),
+    ("O00", "O9A", AgeRule { min: 9, max: 64, reason: "maternity codes", strict: true }),
+    (
+        "Z37",
+        "Z37",
+        AgeRule { min: 9, max: 64, reason: "outcome of delivery is a maternity code", strict: true },
+    ),
+    (
+        "Z3A",
+        "Z3A",
+        AgeRule { min: 9, max: 64, reason: "weeks of gestation is a maternity code", strict: true },
+    ),
 ];
 
 /// Whether `code` (with or without the dot) falls in `first..=last`, compared on as many

@@ -161,7 +161,9 @@ pub fn check(diagnoses: &[Diagnosis], patient: &PatientFacts, setting: Setting) 
     for &(diagnosis, concept) in &valid {
         single_code_edits(diagnosis, concept, patient, setting, &mut edits);
     }
-    pair_edits(&valid, &mut edits);
+    // First-listed is first among all the codes, valid or not.
+    let first_sequence = diagnoses.iter().filter_map(|d| d.sequence).min();
+    pair_edits(&valid, first_sequence, &mut edits);
     edits
 }
 
@@ -248,11 +250,11 @@ fn single_code_edits(
         && let Some(rule) = demographics::age_rule(code)
         && !rule.allows_any(youngest, oldest)
     {
-        let AgeRule { min, max, reason } = rule;
+        let AgeRule { min, max, reason, strict } = rule;
         let age = if youngest == oldest { format!("{youngest}") } else { format!("{youngest}-{oldest}") };
         edits.push(edit(
             EditId::AgeConflict,
-            Severity::Error,
+            if strict { Severity::Error } else { Severity::Warning },
             diagnosis,
             format!(
                 "{code} ({}) applies to ages {min}-{max} ({reason}), but the patient was {age} at the time of service",
@@ -269,9 +271,14 @@ fn sex_name(sex: Sex) -> &'static str {
     }
 }
 
-/// Manifestation codes say so in their title, by the classification's convention.
+/// Manifestation codes say so in their title or their category's, by the classification's
+/// convention ("... in diseases classified elsewhere", "... in other diseases classified
+/// elsewhere", D63 "Anemia in chronic diseases classified elsewhere").
 fn is_manifestation(concept: Concept<'_>) -> bool {
-    concept.display().to_ascii_lowercase().contains("in diseases classified elsewhere")
+    std::iter::once(concept)
+        .chain(concept.ancestors())
+        .take_while(|c| matches!(c.kind(), Kind::Category | Kind::Code))
+        .any(|c| c.display().to_ascii_lowercase().contains("classified elsewhere"))
 }
 
 /// The notes of `kind` on `concept` or inherited, whose code references cover `other`.
@@ -294,8 +301,7 @@ fn note_kind_name(kind: NoteKind) -> &'static str {
     }
 }
 
-fn pair_edits(valid: &[(&Diagnosis, Concept<'_>)], edits: &mut Vec<Edit>) {
-    let first_sequence = valid.iter().filter_map(|(d, _)| d.sequence).min();
+fn pair_edits(valid: &[(&Diagnosis, Concept<'_>)], first_sequence: Option<u32>, edits: &mut Vec<Edit>) {
     for (i, &(a, concept_a)) in valid.iter().enumerate() {
         for &(b, concept_b) in &valid[i + 1..] {
             if concept_a.code() == concept_b.code() {

@@ -95,14 +95,27 @@ fn whole_number(value: Option<&Json>) -> Option<u32> {
 /// order the resource gives them. `resolve` reads referenced Conditions (`Condition/123`).
 pub fn diagnoses(resource: &Json, resolve: &dyn Fn(&str) -> Option<Json>) -> Vec<Diagnosis> {
     let resource_type = resource.get("resourceType").and_then(Json::as_str).unwrap_or("");
+    // `#id` points into the resource's own `contained`; anything else is the caller's.
+    let resolve = |reference: &str| match reference.strip_prefix('#') {
+        Some(id) => resource
+            .get("contained")
+            .and_then(Json::as_array)?
+            .iter()
+            .find(|c| c.get("id").and_then(Json::as_str) == Some(id))
+            .cloned(),
+        None => resolve(reference),
+    };
+    let resolve = |reference: &str| resolve(reference).filter(is_asserted);
     let mut out = Vec::new();
     match resource_type {
-        "Condition" => out = condition_diagnoses(resource, "Condition", None),
+        "Condition" if is_asserted(resource) => out = condition_diagnoses(resource, "Condition", None),
         "Encounter" => {
+            let ranked_use = ranked_use(resource);
             for (i, entry) in
                 resource.get("diagnosis").and_then(Json::as_array).into_iter().flatten().enumerate()
             {
-                let rank = whole_number(entry.get("rank"));
+                // Ranks order the diagnoses of one use (admission, discharge, billing) only.
+                let rank = whole_number(entry.get("rank")).filter(|_| use_of(entry) == ranked_use);
                 let reference =
                     entry.get("condition").and_then(|r| r.get("reference")).and_then(Json::as_str);
                 if let Some(condition) = reference.and_then(resolve) {
@@ -149,6 +162,36 @@ pub fn diagnoses(resource: &Json, resolve: &dyn Fn(&str) -> Option<Json>) -> Vec
     out
 }
 
+/// Whether a Condition stands: not entered in error, not refuted.
+pub fn is_asserted(condition: &Json) -> bool {
+    let verification = condition
+        .get("verificationStatus")
+        .and_then(|v| v.get("coding"))
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.get("code").and_then(Json::as_str));
+    !verification.into_iter().any(|code| matches!(code, "entered-in-error" | "refuted"))
+}
+
+fn use_of(entry: &Json) -> Option<&str> {
+    entry.get("use")?.get("coding")?.as_array()?.iter().find_map(|c| c.get("code")?.as_str())
+}
+
+/// The diagnosis use whose ranks give the order: billing, else discharge, else whatever the
+/// first ranked entry uses.
+fn ranked_use(encounter: &Json) -> Option<&str> {
+    let entries: Vec<&Json> =
+        encounter.get("diagnosis").and_then(Json::as_array).into_iter().flatten().collect();
+    let uses: Vec<Option<&str>> =
+        entries.iter().filter(|e| e.get("rank").is_some()).map(|e| use_of(e)).collect();
+    ["billing", "DD"]
+        .into_iter()
+        .find(|wanted| uses.contains(&Some(*wanted)))
+        .map(Some)
+        .unwrap_or_else(|| uses.first().copied().flatten())
+}
+
 /// The date of service a resource gives (for the patient's age).
 pub fn service_date(resource: &Json) -> Option<String> {
     let resource_type = resource.get("resourceType").and_then(Json::as_str)?;
@@ -162,7 +205,9 @@ pub fn service_date(resource: &Json) -> Option<String> {
         })
     };
     match resource_type {
-        "Condition" => first(&[&["onsetDateTime"], &["onsetPeriod", "start"], &["recordedDate"]]),
+        // When the condition was coded, not when it began: a condition present since birth is
+        // still coded on an adult's record.
+        "Condition" => first(&[&["recordedDate"], &["onsetDateTime"], &["onsetPeriod", "start"]]),
         "Encounter" => first(&[&["period", "start"], &["period", "end"]]),
         "Claim" | "ExplanationOfBenefit" => first(&[&["billablePeriod", "start"], &["created"]]),
         _ => None,
@@ -243,6 +288,33 @@ fn whole_years(from: Day, to: Day) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contained_conditions_ranks_of_one_use_and_refuted_conditions() {
+        let icd = |code: &str| serde_json::json!({"coding": [{"system": terminology::icd10cm::SYSTEM, "code": code}]});
+        let encounter = serde_json::json!({
+            "resourceType": "Encounter",
+            "contained": [
+                {"resourceType": "Condition", "id": "a", "code": icd("E11.9")},
+                {"resourceType": "Condition", "id": "b", "code": icd("I10")},
+                {"resourceType": "Condition", "id": "x", "code": icd("J10.1"),
+                 "verificationStatus": {"coding": [{"code": "entered-in-error"}]}}
+            ],
+            "diagnosis": [
+                {"condition": {"reference": "#a"}, "rank": 1,
+                 "use": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/diagnosis-role", "code": "AD"}]}},
+                {"condition": {"reference": "#b"}, "rank": 1,
+                 "use": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/diagnosis-role", "code": "billing"}]}},
+                {"condition": {"reference": "#x"}, "rank": 2,
+                 "use": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/diagnosis-role", "code": "billing"}]}}
+            ]
+        });
+        let found = diagnoses(&encounter, &|_| None);
+        let summary: Vec<(&str, Option<u32>)> = found.iter().map(|d| (d.code.as_str(), d.sequence)).collect();
+        // The admission diagnosis keeps no rank (billing ranks the list); the condition entered
+        // in error is not a diagnosis.
+        assert_eq!(summary, vec![("E11.9", None), ("I10", Some(1))]);
+    }
 
     #[test]
     fn ages_widen_with_partial_dates() {

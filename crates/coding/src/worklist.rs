@@ -48,17 +48,22 @@ fn encounter_id_of(condition: &Json) -> Option<String> {
 fn encounter_diagnoses(store: &dyn Store, encounter: &Json, pointing: &[&Json]) -> Vec<Diagnosis> {
     let resolve = |reference: &str| read_reference(store, reference);
     let mut diagnoses = extract::diagnoses(encounter, &resolve);
-    let listed: Vec<&str> = encounter
+    // Listed references may carry a version or the server's base: compare what they point at.
+    let listed: Vec<String> = encounter
         .get("diagnosis")
         .and_then(Json::as_array)
         .into_iter()
         .flatten()
         .filter_map(|d| d.get("condition")?.get("reference")?.as_str())
+        .filter_map(|reference| match fhir::parse_reference(reference).ok()? {
+            fhir::ReferenceTarget::Local { resource_type: "Condition", id, .. } => Some(id.to_string()),
+            _ => None,
+        })
         .collect();
-    for condition in pointing {
+    for condition in pointing.iter().filter(|c| extract::is_asserted(c)) {
         let id = condition.get("id").and_then(Json::as_str).unwrap_or("");
         let reference = format!("Condition/{id}");
-        if listed.contains(&reference.as_str()) {
+        if listed.iter().any(|listed_id| listed_id == id) {
             continue;
         }
         diagnoses.extend(extract::condition_diagnoses(condition, &reference, None));
@@ -84,7 +89,9 @@ pub fn edits_for(store: &dyn Store, resource: &Json) -> Result<Vec<Edit>, Error>
         "Condition" => {
             let own_id = resource.get("id").and_then(Json::as_str);
             if let Some(encounter) = encounter_id_of(resource) {
-                for sibling in conditions_of_encounters(store, &[encounter])? {
+                for sibling in
+                    conditions_of_encounters(store, &[encounter])?.into_iter().filter(extract::is_asserted)
+                {
                     if sibling.get("id").and_then(Json::as_str) == own_id {
                         continue;
                     }
@@ -162,7 +169,10 @@ pub fn worklist(store: &dyn Store, limit: Option<usize>) -> Result<Vec<WorklistI
         }],
         sort: search_parameters()
             .get("Encounter", "date")
-            .map(|date| Sort { by: SortBy::Param { key: date.key, kind: SearchParamType::Date }, descending: false })
+            .map(|date| Sort {
+                by: SortBy::Param { key: date.key, kind: SearchParamType::Date },
+                descending: false,
+            })
             .into_iter()
             .collect(),
         count: BATCH,
@@ -219,12 +229,11 @@ pub fn worklist(store: &dyn Store, limit: Option<usize>) -> Result<Vec<WorklistI
         if !page.has_next {
             break;
         }
-        let admitted = encounters
-            .last()
-            .and_then(|e| e.get("period")?.get("start")?.as_str())
-            .and_then(instant_millis);
+        let admitted =
+            encounters.last().and_then(|e| e.get("period")?.get("start")?.as_str()).and_then(instant_millis);
         if let (Some(limit), Some(admitted)) = (limit, admitted)
-            && items.iter().filter(|item| discharge_millis(item).is_some_and(|d| d < admitted)).count() >= limit
+            && items.iter().filter(|item| discharge_millis(item).is_some_and(|d| d < admitted)).count()
+                >= limit
         {
             break;
         }
@@ -233,7 +242,9 @@ pub fn worklist(store: &dyn Store, limit: Option<usize>) -> Result<Vec<WorklistI
             break;
         }
     }
-    items.sort_by_key(|item| (discharge_millis(item).is_none(), discharge_millis(item), item.encounter_id.clone()));
+    items.sort_by_key(|item| {
+        (discharge_millis(item).is_none(), discharge_millis(item), item.encounter_id.clone())
+    });
     if let Some(limit) = limit {
         items.truncate(limit);
     }

@@ -1,6 +1,7 @@
 //! Each coding edit, with a case that must fail it and a close case that must pass. The
 //! notes these cases rely on are quoted from the FY2026 tabular list beside each case.
 
+use chartroom_coding as coding;
 use chartroom_coding::{Diagnosis, EditId, PatientFacts, Setting, Sex, check};
 
 fn dx(code: &str, sequence: Option<u32>) -> Diagnosis {
@@ -209,4 +210,49 @@ fn every_edit_has_an_id_a_severity_and_a_message() {
         assert!(!edit.message.is_empty());
         assert!(edit.location.starts_with("Claim.diagnosis["));
     }
+}
+
+#[test]
+fn manifestations_named_by_their_category_or_in_other_wording() {
+    // F02.80 "Dementia in other diseases classified elsewhere, ...": code first G30.-.
+    assert!(fired(
+        &[dx("F02.80", Some(1)), dx("G30.9", Some(2))],
+        adult(Sex::Male),
+        Setting::Claim,
+        EditId::ManifestationFirstListed
+    ));
+    // D63.1 "Anemia in chronic kidney disease", under D63 "Anemia in chronic diseases classified elsewhere".
+    assert!(fired(
+        &[dx("D63.1", Some(1)), dx("N18.4", Some(2))],
+        adult(Sex::Male),
+        Setting::Claim,
+        EditId::ManifestationFirstListed
+    ));
+    assert!(!fired(
+        &[dx("N18.4", Some(1)), dx("D63.1", Some(2))],
+        adult(Sex::Male),
+        Setting::Claim,
+        EditId::ManifestationFirstListed
+    ));
+    // First-listed counts every code, also an invalid one listed first.
+    assert!(!fired(
+        &[dx("E11.99X", Some(1)), dx("G63", Some(2)), dx("E85.4", Some(3))],
+        adult(Sex::Male),
+        Setting::Claim,
+        EditId::ManifestationFirstListed
+    ));
+}
+
+#[test]
+fn persisting_perinatal_conditions_are_a_warning_and_delivery_outcomes_are_maternity() {
+    let aged = |sex: Sex, years: u32| PatientFacts { sex: Some(sex), age_years: Some((years, years)) };
+    // P27.1 bronchopulmonary dysplasia can persist: a warning, not an error.
+    let edits = check(&[dx("P27.1", Some(1))], &aged(Sex::Male, 70), Setting::Claim);
+    assert_eq!(
+        edits.iter().map(|e| (e.id, e.severity)).collect::<Vec<_>>(),
+        vec![(EditId::AgeConflict, coding::Severity::Warning)]
+    );
+    // Z37.0 single live birth: the mother's record.
+    assert!(fired(&[dx("Z37.0", Some(2))], aged(Sex::Male, 30), Setting::Claim, EditId::SexConflict));
+    assert!(!fired(&[dx("Z37.0", Some(2))], aged(Sex::Female, 30), Setting::Claim, EditId::SexConflict));
 }

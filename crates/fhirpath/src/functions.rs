@@ -1055,9 +1055,13 @@ fn member_of(item: &Value<'_>, url: &str) -> Option<bool> {
     }
 }
 
-/// A bare code (`Patient.gender`) carries no system: it is a member when the value set holds
-/// that code in any of its systems.
+/// A bare code (`Patient.gender`) carries no system: the specification decides it only
+/// against a value set of a single code system (empty otherwise).
 fn plain_code_member(code: &str, url: &str) -> Option<bool> {
     let codes = terminology::Terminology::get().expand_codes(url).ok()?;
+    let system = codes.first().map(|(s, _)| s);
+    if codes.iter().any(|(s, _)| Some(s) != system) {
+        return None;
+    }
     Some(codes.iter().any(|(_, c)| c == code))
 }

@@ -178,6 +178,11 @@ async fn coding_edits_on_stored_and_posted_records() {
     let outcome = json(response).await;
     assert_eq!(edit_codes(&outcome), vec!["icd-header-code-on-claim", "icd-sex-conflict"]);
     assert_eq!(outcome["issue"][0]["expression"][0], "Claim.diagnosis[0].diagnosisCodeableConcept.coding[0]");
+    // The same claim as the `resource` of a Parameters body.
+    let wrapped =
+        json!({"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": claim}]});
+    let outcome = json(server.post("Claim/$coding-edits", &wrapped).await).await;
+    assert_eq!(edit_codes(&outcome), vec!["icd-header-code-on-claim", "icd-sex-conflict"]);
     // Nothing was stored by checking.
     let claims = json(server.get("Claim").await).await;
     assert_eq!(

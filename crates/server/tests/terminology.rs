@@ -243,9 +243,14 @@ async fn subsumes_gives_all_four_outcomes() {
 #[tokio::test]
 async fn token_search_modifiers_use_the_terminology() {
     let server = server_with_value_set("terminology-search").await;
-    for (id, code) in
-        [("dm", "E11.9"), ("dm-kidney", "E11.21"), ("t1", "E10.9"), ("htn", "I10"), ("flu", "J10.1")]
-    {
+    for (id, code) in [
+        ("dm", "E11.9"),
+        ("dm-kidney", "E11.21"),
+        ("t1", "E10.9"),
+        ("htn", "I10"),
+        ("flu", "J10.1"),
+        ("hip", "S72.001A"),
+    ] {
         let condition = json!({
             "resourceType": "Condition", "id": id, "subject": {"reference": "Patient/p"},
             "code": {"coding": [{"system": ICD, "code": code}]}
@@ -273,7 +278,14 @@ async fn token_search_modifiers_use_the_terminology() {
     assert_eq!(search(format!("code:above={}", encode(&format!("{ICD}|E11.21")))).await, vec!["dm-kidney"]);
     let stored = encode("http://example.org/fhir/ValueSet/cardiometabolic");
     assert_eq!(search(format!("code:in={stored}")).await, vec!["dm", "dm-kidney", "htn"]);
-    assert_eq!(search(format!("code:not-in={stored}")).await, vec!["flu", "t1"]);
+    assert_eq!(search(format!("code:not-in={stored}")).await, vec!["flu", "hip", "t1"]);
+    // Thousands of codes (S72 with its seventh characters) are one query.
+    assert_eq!(search(format!("code:below={}", encode(&format!("{ICD}|S72")))).await, vec!["hip"]);
+    assert_eq!(search(format!("code:below={}", encode(&format!("{ICD}|S70-S79")))).await, vec!["hip"]);
+    let s72 = encode(&format!("{ICD}?fhir_vs=isa/S72"));
+    assert_eq!(search(format!("code:not-in={s72}")).await, vec!["dm", "dm-kidney", "flu", "htn", "t1"]);
+    // A literal reference to a stored value set works as well as its canonical URL.
+    assert_eq!(search("code:in=ValueSet/cardiometabolic".to_string()).await, vec!["dm", "dm-kidney", "htn"]);
     // Unknown value set and a :below without a system are refused.
     expect_outcome(server.get("Condition?code:in=http%3A%2F%2Fexample.org%2Fnone").await, 400, "", "none")
         .await;

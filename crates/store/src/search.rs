@@ -777,17 +777,53 @@ fn conditions_set(sql: &mut Sql, key: ParamKey, any: &[Condition]) {
     sql.push(&format!("SELECT x.rkey FROM {table} x WHERE x.param = "));
     sql.bind(i64::from(key));
     sql.push(" AND (");
-    // No alternative matches nothing (an empty value set under `:not-in`).
+    any_sql(sql, any, indexes_ranges(key));
+    sql.push(")");
+}
+
+/// Above this many alternatives, token codes are grouped by system.
+const GROUP_TOKENS_OVER: usize = 8;
+
+/// The alternatives of one parameter joined with OR. Many token codes of one system (a value
+/// set under `:in`, a hierarchy under `:below`) are bound as one array: SQLite limits an
+/// expression's depth to 1000, and one `IN` over an array is also faster than a chain of ORs.
+/// No alternative at all matches nothing (an empty value set).
+fn any_sql(sql: &mut Sql, any: &[Condition], ranges: bool) {
     if any.is_empty() {
         sql.push("0");
+        return;
     }
-    for (i, condition) in any.iter().enumerate() {
-        if i > 0 {
+    let mut groups: Vec<(&str, Vec<SqlValue>)> = Vec::new();
+    let mut rest: Vec<&Condition> = Vec::new();
+    for condition in any {
+        match condition {
+            Condition::Token { system: Some(system), code: Some(code) } if any.len() > GROUP_TOKENS_OVER => {
+                match groups.iter_mut().find(|(s, _)| s == system) {
+                    Some((_, codes)) => codes.push(SqlValue::Text(code.clone())),
+                    None => groups.push((system, vec![SqlValue::Text(code.clone())])),
+                }
+            }
+            other => rest.push(other),
+        }
+    }
+    let mut first = true;
+    let mut separate = |sql: &mut Sql| {
+        if !first {
             sql.push(" OR ");
         }
-        condition_sql(sql, condition, indexes_ranges(key));
+        first = false;
+    };
+    for (system, codes) in groups {
+        separate(sql);
+        sql.push("(x.system = ");
+        sql.bind(system.to_string());
+        sql.push(" AND x.code IN rarray(?))");
+        sql.values.push(Box::new(Rc::new(codes)));
     }
-    sql.push(")");
+    for condition in rest {
+        separate(sql);
+        condition_sql(sql, condition, ranges);
+    }
 }
 
 /// How likely a filter's set is to be small, for nested searches (chains, `_has`) that are
@@ -916,17 +952,12 @@ fn filter_set(sql: &mut Sql, resource_type: &str, filter: &Filter) -> bool {
 /// the index can be entered by rkey, a set membership otherwise.
 fn filter_check(sql: &mut Sql, resource_type: &str, filter: &Filter) {
     match filter {
-        Filter::Param { key, any } if probeable(any) => {
+        Filter::Param { key, any } if !any.is_empty() && probeable(any) => {
             let table = table_of(&any[0]);
             sql.push(&format!("EXISTS (SELECT 1 FROM {table} x WHERE x.param = "));
             sql.bind(i64::from(*key));
             sql.push(" AND x.rkey = r.rkey AND (");
-            for (i, condition) in any.iter().enumerate() {
-                if i > 0 {
-                    sql.push(" OR ");
-                }
-                condition_sql(sql, condition, indexes_ranges(*key));
-            }
+            any_sql(sql, any, indexes_ranges(*key));
             sql.push("))");
         }
         Filter::Not { key, any } => {

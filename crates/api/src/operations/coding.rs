@@ -59,6 +59,21 @@ impl Api {
         let resource = match level {
             Level::Instance(resource_type, id) => self.read_live(resource_type, id)?,
             Level::Type(resource_type) => {
+                // The record itself as the body, or a Parameters with it as `resource`.
+                let body = match body {
+                    Some(parameters)
+                        if parameters.get("resourceType").and_then(Json::as_str) == Some("Parameters") =>
+                    {
+                        parameters
+                            .get("parameter")
+                            .and_then(Json::as_array)
+                            .and_then(|ps| {
+                                ps.iter().find(|p| p.get("name").and_then(Json::as_str) == Some("resource"))
+                            })
+                            .and_then(|p| p.get("resource"))
+                    }
+                    other => other,
+                };
                 let resource = body.ok_or_else(|| {
                     ApiError::bad_request(
                         IssueType::Required,
@@ -201,7 +216,9 @@ fn document_text(api: &Api, document: &Json) -> Result<String, ApiError> {
         } else if let Some(url) = attachment.get("url").and_then(Json::as_str)
             && let Some(id) = url.strip_prefix("Binary/")
         {
-            let binary = api.read_live("Binary", id)?;
+            let binary = api.read_live("Binary", id).map_err(|error| {
+                ApiError::at(400, IssueType::NotFound, error.message(), format!("{location}.url"))
+            })?;
             binary.get("data").and_then(Json::as_str).unwrap_or("").to_string()
         } else {
             continue;

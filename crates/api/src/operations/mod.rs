@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 
 use crate::{Api, ApiError, Method, Request, Response};
 pub(crate) use parameters::Inputs;
-pub(crate) use terminology::StoreTerminology;
+pub(crate) use terminology::{StoreTerminology, terminology_error};
 
 /// Where an operation is invoked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,7 +80,10 @@ impl Api {
                 "suggest-codes",
                 Level::System | Level::Type("DocumentReference") | Level::Instance("DocumentReference", _),
             ) => self.suggest_codes(invocation.level, &inputs, body.as_ref()),
-            ("lookup" | "subsumes" | "validate-code", Level::Type("CodeSystem") | Level::Instance("CodeSystem", _))
+            (
+                "lookup" | "subsumes" | "validate-code",
+                Level::Type("CodeSystem") | Level::Instance("CodeSystem", _),
+            )
             | ("expand" | "validate-code", Level::Type("ValueSet") | Level::Instance("ValueSet", _)) => {
                 self.terminology_operation(invocation, &inputs)
             }

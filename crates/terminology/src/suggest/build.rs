@@ -108,9 +108,10 @@ fn analyse_phrase(text: &str, builder: &mut IndexBuilder) -> AnalysedPhrase {
     let ids: Vec<u32> = terms.iter().map(|term| builder.term_id(&term.stem)).collect();
     // What a phrase denies ("not intractable, without status migrainosus") is the default
     // case: a text that does not mention it still names the phrase's condition.
+    let default_case = text::denied_with_lists(&text, &terms);
     let essential: FxHashSet<u32> = ids
         .iter()
-        .zip(terms.iter().zip(&bracketed).zip(&denied))
+        .zip(terms.iter().zip(&bracketed).zip(&default_case))
         .filter(|(_, ((term, bracketed), denied))| {
             !**bracketed && !**denied && !DENIAL.contains(&term.stem.as_str())
         })
@@ -238,6 +239,7 @@ pub fn build(icd: &Icd10Cm, options: &BuildOptions) -> Suggester {
         .collect();
     codes.sort_unstable();
     let index = builder.finish(options.ranking.bm25f(), &families);
+    super::vocabulary::prepare();
     let term_weights = term_weights(&index, &residual_terms, &options.ranking);
     Suggester {
         index,

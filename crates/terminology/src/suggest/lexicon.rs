@@ -458,7 +458,7 @@ pub const COMBINING_FORMS: &[(&str, &[&str])] = &[
     ("nerve", &["neur"]),
     ("vessel", &["angi"]),
     ("vein", &["phleb"]),
-    ("uterus", &["hyster", "metr"]),
+    ("uterus", &["hyster", "metrit", "metrorrh"]),
     ("breast", &["mamm", "mastit"]),
     ("mouth", &["stomat"]),
     ("tongue", &["gloss"]),

@@ -14,9 +14,9 @@
 //! "tuberculosis"), with general medical vocabulary the classification does not spell out (see
 //! [`vocabulary`]: "shingles" is "zoster", "nephrosclerosis" is about the kidney) and, for a
 //! word no code uses, with words spelt alike or built on the same beginning or ending
-//! ("pnuemonia", "chylopericardium"). The best BM25F candidates are then compared phrase by phrase (see
-//! [`Ranking`]): a code one of whose phrases says what the text says, and not much more, wins
-//! over one that merely shares many words across its fields.
+//! ("pnuemonia", "chylopericardium"). The best BM25F candidates are then compared phrase by
+//! phrase (see [`Ranking`]): a code one of whose phrases says what the text says, and not much
+//! more, wins over one that merely shares many words across its fields.
 //!
 //! Results list billable codes only, and at most one code per family of seventh-character
 //! codes: the one whose character the text speaks for ("subsequent encounter"), else the

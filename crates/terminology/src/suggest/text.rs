@@ -153,6 +153,50 @@ pub fn denied(text: &str, terms: &[Term]) -> Vec<bool> {
     denied
 }
 
+/// [`denied`], with a denial also reaching over a list whose items commas separate and whose
+/// last item "and" or "or" opens: "without behavioral disturbance, psychotic disturbance, mood
+/// disturbance, and anxiety" denies all four, while in "without foreign body, left hand" the
+/// comma ends the denial.
+pub fn denied_with_lists(text: &str, terms: &[Term]) -> Vec<bool> {
+    let mut denied = denied(text, terms);
+    let gap = |i: usize| -> &str {
+        let start = terms[i - 1].end;
+        text.get(start..terms[i].start).filter(|_| start <= terms[i].start).unwrap_or("")
+    };
+    let mut i = 0;
+    while i < terms.len() {
+        if !matches!(terms[i].stem.as_str(), "without" | "no") {
+            i += 1;
+            continue;
+        }
+        // The denial's reach, up to "with" or the end; the list's last item, if one is found.
+        let mut end = i + 1;
+        let mut last_item = None;
+        while end < terms.len() && terms[end].stem != "with" {
+            let between = gap(end);
+            if between.contains(',') {
+                let lower = between.to_ascii_lowercase();
+                if lower.contains(" and ") || lower.contains(" or ") {
+                    last_item = Some(end);
+                } else if last_item.is_some() {
+                    break;
+                }
+            }
+            end += 1;
+        }
+        if let Some(last) = last_item {
+            let stop = (last + 1..end).find(|&j| gap(j).contains([',', ';', ':'])).unwrap_or(end);
+            for flag in &mut denied[i + 1..stop] {
+                *flag = true;
+            }
+            i = stop;
+        } else {
+            i += 1;
+        }
+    }
+    denied
+}
+
 /// Which terms stand inside parentheses or square brackets. The tabular list encloses
 /// nonessential modifiers in parentheses ("Essential (primary) hypertension") and synonyms
 /// or explanations in brackets: a text without them still names the same condition.
@@ -337,6 +381,23 @@ mod tests {
         );
         assert_eq!(denied_stems("Migraine without aura with status migrainosus"), ["aura"]);
         assert!(denied_stems("Hypertensive heart disease with heart failure").is_empty());
+    }
+
+    #[test]
+    fn denial_reaches_over_a_list() {
+        let denied_stems = |text: &str| -> Vec<String> {
+            let terms = analyse(text);
+            let denied = denied_with_lists(text, &terms);
+            terms.into_iter().zip(denied).filter(|(_, d)| *d).map(|(t, _)| t.stem).collect()
+        };
+        assert_eq!(
+            denied_stems(
+                "Dementia, mild, without behavioral disturbance, psychotic disturbance, and anxiety"
+            ),
+            ["behavior", "disturb", "psychot", "disturb", "anxieti"]
+        );
+        assert_eq!(denied_stems("Laceration without foreign body, left hand"), ["foreign", "bodi"]);
+        assert_eq!(denied_stems("Migraine without aura, with status migrainosus"), ["aura"]);
     }
 
     #[test]

@@ -50,8 +50,15 @@ fn tables() -> &'static Tables {
             if a.is_empty() || b.is_empty() || a == b {
                 continue;
             }
-            synonyms.push((a.clone(), b.clone()));
-            synonyms.push((b, a));
+            // A clinical word is not looked for as the several everyday words of a lay
+            // phrase ("hypertension" as "high blood pressure"): each is common, and where the
+            // classification uses the phrase it also uses the word.
+            if b.len() <= a.len() + 1 {
+                synonyms.push((a.clone(), b.clone()));
+            }
+            if a.len() <= b.len() + 1 {
+                synonyms.push((b, a));
+            }
         }
         let forms = COMBINING_FORMS
             .iter()
@@ -60,6 +67,11 @@ fn tables() -> &'static Tables {
         let endings = SUFFIX_MEANINGS.iter().map(|(ending, meaning)| (*ending, stems(meaning))).collect();
         Tables { synonyms, forms, endings }
     })
+}
+
+/// Analyses the tables now rather than on the first query.
+pub fn prepare() {
+    tables();
 }
 
 /// Calls `found(term, position, source)` for every index term the vocabulary offers for the
