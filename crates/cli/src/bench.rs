@@ -72,6 +72,13 @@ enum BenchKind {
     Suggest {
         #[arg(long, default_value_t = 10)]
         every: usize,
+        /// Instead, measure on the clinical notes of a generated population (`chartroom
+        /// generate --out DIR`) against the codes of each encounter's claim.
+        #[arg(long)]
+        notes: Option<PathBuf>,
+        /// Most notes to read with --notes.
+        #[arg(long, default_value_t = 5000)]
+        max_notes: usize,
         /// Misses to print.
         #[arg(long, default_value_t = 10)]
         misses: usize,
@@ -113,7 +120,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         BenchKind::Prepare { resources } => bench_prepare(resources),
         BenchKind::Search(args) => crate::search_bench::run(args),
         BenchKind::Terminology { requests } => crate::terminology_bench::bench_terminology(requests),
-        BenchKind::Suggest { every, misses } => crate::terminology_bench::bench_suggest(every, misses),
+        BenchKind::Suggest { notes: Some(dir), max_notes, .. } => {
+            crate::terminology_bench::bench_suggest_notes(&dir, max_notes)
+        }
+        BenchKind::Suggest { every, misses, .. } => crate::terminology_bench::bench_suggest(every, misses),
         BenchKind::Fhirpath { fhir_dir, seconds, exclude_pairs } => {
             bench_fhirpath(&fhir_dir, seconds, exclude_pairs.as_deref())
         }

@@ -4,6 +4,7 @@
 mod bench;
 mod code;
 mod fixture;
+mod generate;
 mod path;
 mod search_bench;
 mod terminology_bench;
@@ -35,8 +36,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate a demo population on first run (empty data directory), import it, and serve.
+    Demo(generate::DemoArgs),
     /// Serve the FHIR R4 REST API at /fhir.
     Serve(ServeArgs),
+    /// Write a deterministic synthetic population as NDJSON, one file per resource type.
+    Generate(generate::GenerateArgs),
     /// Import NDJSON files (one resource per line) and JSON resources or Bundles.
     Import(ImportArgs),
     /// Evaluate a FHIRPath expression against a resource (FILE, or stdin) and print the
@@ -146,7 +151,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
+        Command::Demo(args) => generate::demo(args),
         Command::Serve(args) => serve(args),
+        Command::Generate(args) => generate::generate(args),
         Command::Import(args) => import(args),
         Command::Fhirpath(args) => path::run(args),
         Command::Reindex(args) => reindex(args),

@@ -135,3 +135,66 @@ fn report(what: &str, samples: &mut [std::time::Duration]) {
         at(1.0)
     );
 }
+
+/// Code suggestion on generated clinical notes: each DocumentReference's text against the
+/// ICD-10-CM codes of the Claim of the same encounter (`doc-X` ↔ `claim-X`, as `chartroom
+/// generate` names them).
+pub fn bench_suggest_notes(dir: &std::path::Path, limit_notes: usize) -> Result<ExitCode> {
+    use std::collections::HashMap;
+    use std::io::BufRead;
+
+    let lines = |name: &str| -> Result<Vec<serde_json::Value>> {
+        let path = dir.join(name);
+        let file = std::fs::File::open(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(std::io::BufReader::new(file)
+            .lines()
+            .map_while(|l| l.ok())
+            .filter_map(|l| serde_json::from_str(&l).ok())
+            .collect())
+    };
+    let mut coded: HashMap<String, Vec<String>> = HashMap::new();
+    for claim in lines("Claim.ndjson")? {
+        let Some(key) = claim["id"].as_str().and_then(|id| id.strip_prefix("claim-")) else { continue };
+        let mut diagnoses: Vec<(u64, String)> = claim["diagnosis"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| {
+                let coding = d["diagnosisCodeableConcept"]["coding"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["system"].as_str() == Some(terminology::icd10cm::SYSTEM))?;
+                Some((d["sequence"].as_u64().unwrap_or(u64::MAX), coding["code"].as_str()?.to_string()))
+            })
+            .collect();
+        diagnoses.sort();
+        coded.insert(key.to_string(), diagnoses.into_iter().map(|(_, code)| code).collect());
+    }
+    let suggester = terminology::suggest::Suggester::icd10cm();
+    let (mut notes, mut primary_top1, mut primary_top5, mut diagnoses, mut recalled5) = (0, 0, 0, 0, 0);
+    let started = std::time::Instant::now();
+    for document in lines("DocumentReference.ndjson")?.iter().take(limit_notes) {
+        let Some(key) = document["id"].as_str().and_then(|id| id.strip_prefix("doc-")) else { continue };
+        let Some(codes) = coded.get(key).filter(|c| !c.is_empty()) else { continue };
+        let Some(data) = document["content"][0]["attachment"]["data"].as_str() else { continue };
+        let Some(text) = fhir::base64_decode(data).map(|b| String::from_utf8_lossy(&b).into_owned()) else {
+            continue;
+        };
+        let suggested: Vec<String> = suggester.suggest_note(&text, 5).into_iter().map(|s| s.code).collect();
+        notes += 1;
+        primary_top1 += usize::from(suggested.first() == Some(&codes[0]));
+        primary_top5 += usize::from(suggested.contains(&codes[0]));
+        diagnoses += codes.len();
+        recalled5 += codes.iter().filter(|c| suggested.contains(c)).count();
+    }
+    let rate = |n: usize, d: usize| 100.0 * n as f64 / d.max(1) as f64;
+    println!(
+        "{notes} notes: first-listed diagnosis top-1 {primary_top1} ({:.1}%), top-5 {primary_top5} ({:.1}%); \
+         all {diagnoses} coded diagnoses in the top 5: {recalled5} ({:.1}%); {:.1} ms per note",
+        rate(primary_top1, notes),
+        rate(primary_top5, notes),
+        rate(recalled5, diagnoses),
+        started.elapsed().as_secs_f64() * 1e3 / notes.max(1) as f64
+    );
+    Ok(ExitCode::SUCCESS)
+}

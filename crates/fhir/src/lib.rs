@@ -1,12 +1,14 @@
 //! FHIR R4 (4.0.1) foundations: resources as JSON with typed access, the embedded R4
 //! definitions, dates and times with precision, and `OperationOutcome`.
 
+mod base64;
 pub mod datetime;
 pub mod definitions;
 pub mod outcome;
 pub mod resource;
 pub mod search_parameters;
 
+pub use base64::base64_decode;
 pub use datetime::{DateTime, DateTimeKind, Precision, Time};
 pub use definitions::{Definitions, definitions};
 pub use outcome::{Issue, IssueType, OperationOutcome, Severity};
