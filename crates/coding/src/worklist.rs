@@ -35,6 +35,35 @@ fn conditions_of_encounters(store: &dyn Store, encounter_ids: &[String]) -> Resu
     Ok(store.referencing(&[key], &targets)?.iter().filter_map(parse).collect())
 }
 
+/// The live Claims with an item for one of `encounter_ids`.
+fn claims_of_encounters(store: &dyn Store, encounter_ids: &[String]) -> Result<Vec<Json>, Error> {
+    let Some(key) = search_parameters().get("Claim", "encounter").map(|a| a.key) else {
+        return Ok(Vec::new());
+    };
+    let targets: Vec<(String, String)> =
+        encounter_ids.iter().map(|id| ("Encounter".to_string(), id.clone())).collect();
+    Ok(store.referencing(&[key], &targets)?.iter().filter_map(parse).collect())
+}
+
+/// The encounters a Claim's items are for.
+fn claim_encounter_ids(claim: &Json) -> Vec<String> {
+    let mut ids: Vec<String> = claim
+        .get("item")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|item| item.get("encounter").and_then(Json::as_array).into_iter().flatten())
+        .filter_map(|r| r.get("reference")?.as_str())
+        .filter_map(|reference| match fhir::parse_reference(reference).ok()? {
+            fhir::ReferenceTarget::Local { resource_type: "Encounter", id, .. } => Some(id.to_string()),
+            _ => None,
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 fn encounter_id_of(condition: &Json) -> Option<String> {
     let reference = condition.get("encounter")?.get("reference")?.as_str()?;
     match fhir::parse_reference(reference).ok()? {
@@ -196,10 +225,27 @@ pub fn worklist(store: &dyn Store, limit: Option<usize>) -> Result<Vec<WorklistI
                 by_encounter.entry(id).or_default().push(condition);
             }
         }
+        // A claim for the encounter carries the coder's codes even where the clinical record
+        // holds none: such an encounter is coded, and its claim is what gets checked.
+        let claims = claims_of_encounters(store, &ids)?;
+        let mut claims_by_encounter: HashMap<String, Vec<&Json>> = HashMap::new();
+        for claim in &claims {
+            for id in claim_encounter_ids(claim) {
+                claims_by_encounter.entry(id).or_default().push(claim);
+            }
+        }
         for encounter in &encounters {
             let id = encounter.get("id").and_then(Json::as_str).unwrap_or("").to_string();
             let pointing = by_encounter.get(&id).map(Vec::as_slice).unwrap_or(&[]);
-            let diagnoses = encounter_diagnoses(store, encounter, pointing);
+            let mut diagnoses = encounter_diagnoses(store, encounter, pointing);
+            let mut setting = crate::Setting::Clinical;
+            if diagnoses.is_empty() {
+                let resolve = |reference: &str| read_reference(store, reference);
+                for claim in claims_by_encounter.get(&id).map(Vec::as_slice).unwrap_or(&[]) {
+                    diagnoses.extend(extract::diagnoses(claim, &resolve));
+                }
+                setting = crate::Setting::Claim;
+            }
             let patient_ref = patient_reference(encounter).map(str::to_string);
             let patient = match &patient_ref {
                 Some(reference) => patients
@@ -212,7 +258,7 @@ pub fn worklist(store: &dyn Store, limit: Option<usize>) -> Result<Vec<WorklistI
                 vec![Reason::NotCoded]
             } else {
                 let facts = patient_facts(patient, service_date(encounter).as_deref());
-                check(&diagnoses, &facts, crate::Setting::Clinical).into_iter().map(Reason::Edit).collect()
+                check(&diagnoses, &facts, setting).into_iter().map(Reason::Edit).collect()
             };
             if reasons.is_empty() {
                 continue;

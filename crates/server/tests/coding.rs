@@ -63,6 +63,18 @@ fn population() -> Vec<Value> {
         ),
         // Still in progress: never on the list.
         encounter("e-open", "in-progress", "pm", "2024-01-01"),
+        // Discharged 2024-01-12 with no Condition, but billed with I10: coded, clean.
+        encounter("e-billed", "finished", "pm", "2024-01-12"),
+        json!({
+            "resourceType": "Claim", "id": "claim-billed", "status": "active", "use": "claim",
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
+            "patient": {"reference": "Patient/pm"}, "created": "2024-01-13",
+            "provider": {"reference": "Patient/pm"}, "priority": {"coding": [{"code": "normal"}]},
+            "insurance": [{"sequence": 1, "focal": true, "coverage": {"display": "self-pay"}}],
+            "diagnosis": [{"sequence": 1, "diagnosisCodeableConcept": icd("I10")}],
+            "item": [{"sequence": 1, "productOrService": {"text": "office visit"},
+                      "encounter": [{"reference": "Encounter/e-billed"}]}]
+        }),
         // A clinical note, inline as base64 text.
         json!({
             "resourceType": "DocumentReference", "id": "note1", "status": "current",
@@ -183,11 +195,11 @@ async fn coding_edits_on_stored_and_posted_records() {
         json!({"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": claim}]});
     let outcome = json(server.post("Claim/$coding-edits", &wrapped).await).await;
     assert_eq!(edit_codes(&outcome), vec!["icd-header-code-on-claim", "icd-sex-conflict"]);
-    // Nothing was stored by checking.
+    // Nothing was stored by checking: the population's one claim only.
     let claims = json(server.get("Claim").await).await;
     assert_eq!(
         claims["total"].as_u64().unwrap_or(claims["entry"].as_array().map_or(0, |e| e.len() as u64)),
-        0
+        1
     );
     // Bad requests.
     expect_outcome(
@@ -230,7 +242,7 @@ async fn code_suggestions_for_text_and_documents() {
     assert!(codes.contains(&"I10"), "{codes:?}");
     assert!(!codes.iter().any(|c| c.starts_with("R07")), "{codes:?}");
     // The same document POSTed.
-    let posted = json(server.post("DocumentReference/$suggest-codes", &population()[13]).await).await;
+    let posted = json(server.post("DocumentReference/$suggest-codes", &population()[15]).await).await;
     assert_eq!(posted["parameter"].as_array().map(Vec::len), note["parameter"].as_array().map(Vec::len));
     // Parameters body.
     let parameters = json!({"resourceType": "Parameters", "parameter": [{"name": "text", "valueString": "essential hypertension"}]});
