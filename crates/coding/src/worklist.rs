@@ -25,19 +25,14 @@ fn read_reference(store: &dyn Store, reference: &str) -> Option<Json> {
     parse(&store.read(resource_type, id).ok()??)
 }
 
-/// The live Conditions whose `encounter` points at one of `encounter_ids`.
-fn conditions_of_encounters(store: &dyn Store, encounter_ids: &[String]) -> Result<Vec<Json>, Error> {
-    let Some(key) = search_parameters().get("Condition", "encounter").map(|a| a.key) else {
-        return Ok(Vec::new());
-    };
-    let targets: Vec<(String, String)> =
-        encounter_ids.iter().map(|id| ("Encounter".to_string(), id.clone())).collect();
-    Ok(store.referencing(&[key], &targets)?.iter().filter_map(parse).collect())
-}
-
-/// The live Claims with an item for one of `encounter_ids`.
-fn claims_of_encounters(store: &dyn Store, encounter_ids: &[String]) -> Result<Vec<Json>, Error> {
-    let Some(key) = search_parameters().get("Claim", "encounter").map(|a| a.key) else {
+/// The live resources of `resource_type` whose `encounter` parameter points at one of
+/// `encounter_ids` (Condition.encounter, Claim.item.encounter).
+fn pointing_at_encounters(
+    store: &dyn Store,
+    resource_type: &str,
+    encounter_ids: &[String],
+) -> Result<Vec<Json>, Error> {
+    let Some(key) = search_parameters().get(resource_type, "encounter").map(|a| a.key) else {
         return Ok(Vec::new());
     };
     let targets: Vec<(String, String)> =
@@ -118,8 +113,9 @@ pub fn edits_for(store: &dyn Store, resource: &Json) -> Result<Vec<Edit>, Error>
         "Condition" => {
             let own_id = resource.get("id").and_then(Json::as_str);
             if let Some(encounter) = encounter_id_of(resource) {
-                for sibling in
-                    conditions_of_encounters(store, &[encounter])?.into_iter().filter(extract::is_asserted)
+                for sibling in pointing_at_encounters(store, "Condition", &[encounter])?
+                    .into_iter()
+                    .filter(extract::is_asserted)
                 {
                     if sibling.get("id").and_then(Json::as_str) == own_id {
                         continue;
@@ -141,7 +137,8 @@ pub fn edits_for(store: &dyn Store, resource: &Json) -> Result<Vec<Edit>, Error>
         }
         "Encounter" => {
             let id = resource.get("id").and_then(Json::as_str).unwrap_or("").to_string();
-            let pointing = if id.is_empty() { Vec::new() } else { conditions_of_encounters(store, &[id])? };
+            let pointing =
+                if id.is_empty() { Vec::new() } else { pointing_at_encounters(store, "Condition", &[id])? };
             let diagnoses = encounter_diagnoses(store, resource, &pointing.iter().collect::<Vec<_>>());
             Ok(check(&diagnoses, &facts, setting))
         }
@@ -218,7 +215,7 @@ pub fn worklist(store: &dyn Store, limit: Option<usize>) -> Result<Vec<WorklistI
             .filter_map(|e| e.get("id").and_then(Json::as_str))
             .map(str::to_string)
             .collect();
-        let conditions = conditions_of_encounters(store, &ids)?;
+        let conditions = pointing_at_encounters(store, "Condition", &ids)?;
         let mut by_encounter: HashMap<String, Vec<&Json>> = HashMap::new();
         for condition in &conditions {
             if let Some(id) = encounter_id_of(condition) {
@@ -227,7 +224,7 @@ pub fn worklist(store: &dyn Store, limit: Option<usize>) -> Result<Vec<WorklistI
         }
         // A claim for the encounter carries the coder's codes even where the clinical record
         // holds none: such an encounter is coded, and its claim is what gets checked.
-        let claims = claims_of_encounters(store, &ids)?;
+        let claims = pointing_at_encounters(store, "Claim", &ids)?;
         let mut claims_by_encounter: HashMap<String, Vec<&Json>> = HashMap::new();
         for claim in &claims {
             for id in claim_encounter_ids(claim) {

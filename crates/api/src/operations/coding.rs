@@ -4,7 +4,7 @@ use fhir::IssueType;
 use serde_json::{Value as Json, json};
 use terminology::suggest::Suggester;
 
-use super::{Inputs, Level};
+use super::{Inputs, Level, json_response};
 use crate::{Api, ApiError, Response};
 
 /// The code system of the edit identifiers in `OperationOutcome.issue.details`.
@@ -21,10 +21,6 @@ fn coding_error(error: coding::Error) -> ApiError {
         coding::Error::Store(e) => ApiError::from(e),
         coding::Error::Invalid(message) => ApiError::bad_request(IssueType::NotSupported, message),
     }
-}
-
-fn json_response(value: &Json) -> Response {
-    Response::json(200, serde_json::to_vec(value).unwrap_or_default())
 }
 
 /// The edits as an OperationOutcome: one issue per failed edit, its identifier in

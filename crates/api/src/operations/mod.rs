@@ -108,6 +108,11 @@ impl Api {
     }
 }
 
+/// A 200 with an operation's output resource.
+fn json_response(value: &Json) -> Response {
+    Response::json(200, serde_json::to_vec(value).unwrap_or_default())
+}
+
 fn level_name(level: Level<'_>) -> String {
     match level {
         Level::System => "at the system level".to_string(),

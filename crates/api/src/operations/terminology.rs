@@ -13,7 +13,7 @@ use terminology::{
     ExpandRequest, LookupRequest, Resolver, SubsumesRequest, Terminology, ValidateCodeRequest,
 };
 
-use super::{Inputs, Invocation, Level};
+use super::{Inputs, Invocation, Level, json_response};
 use crate::{Api, ApiError, Response};
 
 /// Finds stored CodeSystem and ValueSet resources by `url`.
@@ -61,10 +61,6 @@ pub(crate) fn terminology_error(error: terminology::Error) -> ApiError {
         terminology::Error::Invalid(message) => ApiError::bad_request(IssueType::Invalid, message),
         other => ApiError::internal(other.to_string()),
     }
-}
-
-fn json_response(value: &Json) -> Response {
-    Response::json(200, serde_json::to_vec(value).unwrap_or_default())
 }
 
 type FromParameters<T> = fn(&Json) -> Result<T, terminology::Error>;
