@@ -96,6 +96,10 @@ impl ImportReport {
     }
 }
 
+/// Directories that sit beside resources without holding any: a generated population's
+/// answers (`chartroom generate` writes them to `ground-truth/`).
+const NOT_RESOURCES: &[&str] = &["ground-truth"];
+
 /// Files under `path` to import: `.ndjson` and `.json`, in name order.
 pub fn import_files(path: &Path) -> Result<Vec<PathBuf>, ApiError> {
     let metadata =
@@ -111,7 +115,9 @@ pub fn import_files(path: &Path) -> Result<Vec<PathBuf>, ApiError> {
         for entry in entries.flatten() {
             let entry_path = entry.path();
             if entry_path.is_dir() {
-                pending.push(entry_path);
+                if !NOT_RESOURCES.iter().any(|name| entry_path.file_name().is_some_and(|n| n == *name)) {
+                    pending.push(entry_path);
+                }
             } else if matches!(entry_path.extension().and_then(|e| e.to_str()), Some("ndjson" | "json")) {
                 files.push(entry_path);
             }

@@ -24,6 +24,66 @@ pub struct GenerateArgs {
     /// Print no progress bar.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    truth: TruthArgs,
+}
+
+/// What to plant in the population; all of it is listed in `OUT/ground-truth/`.
+#[derive(clap::Args)]
+struct TruthArgs {
+    /// Share of patients given one data-quality defect (the classes take turns).
+    #[arg(long, default_value_t = synth::TruthOptions::default().defect_rate)]
+    defect_rate: f64,
+    /// Share of patients registered twice with registration errors.
+    #[arg(long, default_value_t = synth::TruthOptions::default().duplicate_rate)]
+    duplicate_rate: f64,
+    /// Outbreaks to seed (a syndrome in one city for four weeks).
+    #[arg(long, default_value_t = synth::TruthOptions::default().outbreaks)]
+    outbreaks: usize,
+    /// Share of an outbreak city's residents who fall ill.
+    #[arg(long, default_value_t = synth::TruthOptions::default().attack_rate)]
+    attack_rate: f64,
+    /// Share of 45- to 85-year-olds diagnosed with lung cancer and given one of two regimens.
+    #[arg(long, default_value_t = synth::TruthOptions::default().cohort_rate)]
+    cohort_rate: f64,
+    /// Hazard of death on regimen B relative to regimen A.
+    #[arg(long, default_value_t = synth::TruthOptions::default().hazard_ratio)]
+    hazard_ratio: f64,
+    /// Median survival on regimen A, in days.
+    #[arg(long, default_value_t = synth::TruthOptions::default().median_survival_days)]
+    median_survival_days: f64,
+    /// Log-odds of a 30-day readmission with no chronic disease.
+    #[arg(long, default_value_t = synth::TruthOptions::default().readmission_intercept, allow_hyphen_values = true)]
+    readmission_intercept: f64,
+    /// Log-odds added per chronic disease present at discharge.
+    #[arg(long, default_value_t = synth::TruthOptions::default().readmission_per_disease, allow_hyphen_values = true)]
+    readmission_per_disease: f64,
+    /// Plant nothing: no defects, duplicates, outbreaks or cohort.
+    #[arg(long, conflicts_with_all = ["defect_rate", "duplicate_rate", "outbreaks", "cohort_rate"])]
+    clean: bool,
+}
+
+impl TruthArgs {
+    fn options(&self) -> synth::TruthOptions {
+        if self.clean {
+            return synth::TruthOptions {
+                readmission_intercept: self.readmission_intercept,
+                readmission_per_disease: self.readmission_per_disease,
+                ..synth::TruthOptions::none()
+            };
+        }
+        synth::TruthOptions {
+            defect_rate: self.defect_rate,
+            duplicate_rate: self.duplicate_rate,
+            outbreaks: self.outbreaks,
+            attack_rate: self.attack_rate,
+            cohort_rate: self.cohort_rate,
+            hazard_ratio: self.hazard_ratio,
+            median_survival_days: self.median_survival_days,
+            readmission_intercept: self.readmission_intercept,
+            readmission_per_disease: self.readmission_per_disease,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -54,17 +114,22 @@ fn progress(quiet: bool, what: &str) -> ProgressBar {
     bar
 }
 
-fn run_generate(patients: usize, seed: u64, out: &std::path::Path, quiet: bool) -> Result<synth::Summary> {
+fn run_generate(
+    options: &synth::GenerateOptions,
+    out: &std::path::Path,
+    quiet: bool,
+) -> Result<synth::Summary> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let bar = progress(quiet, "generated");
-    let options = synth::GenerateOptions { patients, seed };
-    let summary = synth::generate(&options, out, &|n| bar.inc(n)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let summary = synth::generate(options, out, &|n| bar.inc(n)).map_err(|e| anyhow::anyhow!("{e}"))?;
     bar.finish_and_clear();
     Ok(summary)
 }
 
 pub fn generate(args: GenerateArgs) -> Result<ExitCode> {
-    let summary = run_generate(args.patients, args.seed, &args.out, args.quiet)?;
+    let options =
+        synth::GenerateOptions { patients: args.patients, seed: args.seed, truth: args.truth.options() };
+    let summary = run_generate(&options, &args.out, args.quiet)?;
     for (resource_type, count) in &summary.resources {
         println!("{count:>10}  {resource_type}");
     }
@@ -77,6 +142,10 @@ pub fn generate(args: GenerateArgs) -> Result<ExitCode> {
         seconds,
         summary.patients as f64 / seconds,
         summary.total() as f64 / seconds
+    );
+    println!(
+        "ground truth (planted defects, duplicates, outbreaks, cohort, readmissions) in {}",
+        args.out.join(synth::GROUND_TRUTH_DIR).display()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -97,7 +166,8 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
             args.patients
         );
         let generated = args.data.join("demo-population");
-        let summary = run_generate(args.patients, 1, &generated, false)?;
+        let options = synth::GenerateOptions { patients: args.patients, seed: 1, ..Default::default() };
+        let summary = run_generate(&options, &generated, false)?;
         println!("generated {} resources in {:.1} s", summary.total(), summary.elapsed.as_secs_f64());
         crate::ensure_index(&store)?;
         let api = Api::new(store.clone(), ApiConfig::default());

@@ -12,8 +12,9 @@ fn chartroom(args: &[&str]) -> Output {
 fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .expect("read output")
-        .map(|entry| {
-            let path = entry.expect("entry").path();
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.is_file())
+        .map(|path| {
             (
                 path.file_name().unwrap().to_string_lossy().into_owned(),
                 std::fs::read(&path).expect("read file"),
@@ -50,6 +51,59 @@ fn generate_is_deterministic_and_writes_one_file_per_type() {
     assert!(first.iter().any(|(name, _)| name == "Encounter.ndjson"));
     assert_eq!(first, again, "same seed, same bytes");
     assert_ne!(first, other, "another seed, other data");
+    assert_eq!(files(&dir.join("a/ground-truth")), files(&dir.join("b/ground-truth")));
+}
+
+#[test]
+fn generate_plants_what_the_flags_ask_for() {
+    let dir = testkit::temp_dir("cli-generate-truth");
+    let lines = |out: &Path, file: &str| {
+        std::fs::read_to_string(out.join("ground-truth").join(file))
+            .expect("ground-truth file")
+            .lines()
+            .count()
+    };
+    let out = dir.join("planted");
+    let planted = chartroom(&[
+        "generate",
+        "--patients",
+        "40",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--defect-rate",
+        "0.25",
+        "--duplicate-rate",
+        "0.1",
+        "--outbreaks",
+        "0",
+    ]);
+    assert!(planted.status.success(), "{}", String::from_utf8_lossy(&planted.stderr));
+    assert!(String::from_utf8_lossy(&planted.stdout).contains("ground truth"));
+    assert_eq!(lines(&out, "defects.ndjson"), 10, "a quarter of 40 patients");
+    assert_eq!(lines(&out, "duplicates.ndjson"), 4);
+    assert_eq!(lines(&out, "outbreak-cases.ndjson"), 0);
+    let parameters: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("ground-truth/parameters.json")).unwrap()).unwrap();
+    assert_eq!(parameters["defects"]["rate"], 0.25);
+
+    let clean = dir.join("clean");
+    let output =
+        chartroom(&["generate", "--patients", "40", "--out", clean.to_str().unwrap(), "--quiet", "--clean"]);
+    assert!(output.status.success());
+    assert_eq!(
+        lines(&clean, "defects.ndjson") + lines(&clean, "duplicates.ndjson") + lines(&clean, "cohort.ndjson"),
+        0
+    );
+
+    let refused =
+        chartroom(&["generate", "--patients", "5", "--out", clean.to_str().unwrap(), "--defect-rate", "2"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("defect rate"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
 }
 
 /// Starts `chartroom demo` on a free port; returns the process, its FHIR base URL and what it

@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     let defaults = GenerateOptions::default();
     let patients = args.next().and_then(|a| a.parse().ok()).unwrap_or(defaults.patients);
     let seed = args.next().and_then(|a| a.parse().ok()).unwrap_or(defaults.seed);
-    match generate(&GenerateOptions { patients, seed }, &out, &|_| {}) {
+    match generate(&GenerateOptions { patients, seed, ..Default::default() }, &out, &|_| {}) {
         Ok(summary) => {
             for (resource_type, count) in &summary.resources {
                 println!("{count:>10}  {resource_type}");

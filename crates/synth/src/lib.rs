@@ -6,9 +6,11 @@
 //! the same bytes. Patients are generated one at a time and streamed out, so memory stays flat
 //! however many are asked for.
 
+mod calendar;
 mod clinical;
 mod population;
 mod rng;
+mod truth;
 mod vocab;
 
 use std::collections::BTreeMap;
@@ -19,16 +21,21 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use truth::TruthFile;
+pub use truth::{GROUND_TRUTH_DIR, TruthOptions};
+
 /// What to generate.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct GenerateOptions {
     pub patients: usize,
     pub seed: u64,
+    /// What to plant, and list in `ground-truth/`.
+    pub truth: TruthOptions,
 }
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { patients: 1000, seed: 1 }
+        GenerateOptions { patients: 1000, seed: 1, truth: TruthOptions::default() }
     }
 }
 
@@ -62,7 +69,7 @@ const MAX_PATIENTS: usize = 100_000_000;
 
 /// The resource types written, each to `<type>.ndjson`; all files are created (and emptied)
 /// up front so a directory never mixes runs.
-const RESOURCE_TYPES: &[&str] = &[
+pub(crate) const RESOURCE_TYPES: &[&str] = &[
     "Claim",
     "Condition",
     "Coverage",
@@ -80,8 +87,8 @@ const RESOURCE_TYPES: &[&str] = &[
 ];
 
 /// Generates `options.patients` patients (with the organizations, locations and practitioners
-/// they refer to) into `out`, calling `progress` with the number of resources written since
-/// its last call.
+/// they refer to) into `out`, and what was planted into `out/ground-truth/`, calling
+/// `progress` with the number of resources written since its last call.
 ///
 /// Patients are generated in batches on worker threads and written in patient order, so the
 /// bytes do not depend on the number of threads.
@@ -92,18 +99,24 @@ pub fn generate(options: &GenerateOptions, out: &Path, progress: &dyn Fn(u64)) -
             options.patients
         )));
     }
+    options.truth.check().map_err(Error::Invalid)?;
     let started = Instant::now();
-    std::fs::create_dir_all(out)?;
+    std::fs::create_dir_all(out.join(GROUND_TRUTH_DIR))?;
+    let plan = population::Plan::new(options);
+    std::fs::write(
+        out.join(GROUND_TRUTH_DIR).join("parameters.json"),
+        serde_json::to_vec_pretty(&plan.parameters(options.patients)).map_err(std::io::Error::from)?,
+    )?;
     let mut files = Files::create(out, progress)?;
     let mut directory = Sink::default();
-    population::write_directory(options.seed, &mut directory)?;
+    population::write_directory(&plan, &mut directory)?;
     files.append(directory)?;
 
     let batches = options.patients.div_ceil(BATCH);
     let workers =
         std::thread::available_parallelism().map_or(1, usize::from).clamp(1, MAX_WORKERS).min(batches.max(1));
-    let seed = options.seed;
     let patients = options.patients;
+    let plan = &plan;
     std::thread::scope(|scope| -> Result<(), Error> {
         // One bounded channel per worker, read round-robin: batches arrive in order and at most
         // a few per worker are held in memory.
@@ -114,7 +127,7 @@ pub fn generate(options: &GenerateOptions, out: &Path, progress: &dyn Fn(u64)) -
                     for batch in (worker..batches).step_by(workers) {
                         let mut sink = Sink::default();
                         let result = (batch * BATCH..((batch + 1) * BATCH).min(patients))
-                            .try_for_each(|index| population::write_patient(seed, index, &mut sink))
+                            .try_for_each(|index| population::write_patient(plan, index, &mut sink))
                             .map(|()| sink);
                         let failed = result.is_err();
                         if sender.send(result).is_err() || failed {
@@ -148,6 +161,8 @@ const MAX_WORKERS: usize = 4;
 pub(crate) struct Sink {
     buffers: Vec<Vec<u8>>,
     counts: Vec<u64>,
+    /// Ground-truth lines, per [`TruthFile`].
+    truth: Vec<Vec<u8>>,
 }
 
 impl Sink {
@@ -172,6 +187,80 @@ impl Sink {
         Ok(())
     }
 
+    /// Lists a finding in a ground-truth file.
+    pub(crate) fn record(&mut self, file: TruthFile, line: &Value) -> Result<(), Error> {
+        if self.truth.is_empty() {
+            self.truth = vec![Vec::new(); TruthFile::ALL.len()];
+        }
+        let buffer = &mut self.truth[file as usize];
+        serde_json::to_writer(&mut *buffer, line).map_err(std::io::Error::from)?;
+        buffer.push(b'\n');
+        Ok(())
+    }
+
+    /// The resources of a type written so far, parsed back.
+    pub(crate) fn parsed(&self, resource_type: &str) -> Result<Vec<Value>, Error> {
+        let Ok(slot) = RESOURCE_TYPES.binary_search(&resource_type) else { return Ok(Vec::new()) };
+        let Some(buffer) = self.buffers.get(slot) else { return Ok(Vec::new()) };
+        buffer
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                serde_json::from_slice(line)
+                    .map_err(|e| Error::Invalid(format!("a generated line does not parse: {e}")))
+            })
+            .collect()
+    }
+
+    /// Replaces the `position`-th resource of its type with `resource`.
+    pub(crate) fn replace(
+        &mut self,
+        resource_type: &str,
+        position: usize,
+        resource: &Value,
+    ) -> Result<(), Error> {
+        let slot = self.slot(resource_type)?;
+        let old = std::mem::take(&mut self.buffers[slot]);
+        let mut new = Vec::with_capacity(old.len() + 64);
+        for (at, line) in old.split(|&b| b == b'\n').filter(|line| !line.is_empty()).enumerate() {
+            if at == position {
+                serde_json::to_writer(&mut new, resource).map_err(std::io::Error::from)?;
+            } else {
+                new.extend_from_slice(line);
+            }
+            new.push(b'\n');
+        }
+        self.buffers[slot] = new;
+        Ok(())
+    }
+
+    /// Appends everything `other` holds.
+    pub(crate) fn extend(&mut self, other: Sink) {
+        if other.buffers.is_empty() && other.truth.is_empty() {
+            return;
+        }
+        if self.buffers.is_empty() {
+            *self = other;
+            return;
+        }
+        for ((buffer, count), (more, added)) in self
+            .buffers
+            .iter_mut()
+            .zip(self.counts.iter_mut())
+            .zip(other.buffers.into_iter().zip(other.counts))
+        {
+            buffer.extend_from_slice(&more);
+            *count += added;
+        }
+        if self.truth.is_empty() {
+            self.truth = other.truth;
+        } else {
+            for (buffer, more) in self.truth.iter_mut().zip(other.truth) {
+                buffer.extend_from_slice(&more);
+            }
+        }
+    }
+
     fn slot(&mut self, resource_type: &str) -> Result<usize, Error> {
         let slot = RESOURCE_TYPES
             .binary_search(&resource_type)
@@ -187,6 +276,7 @@ impl Sink {
 /// The open NDJSON files and the counts.
 struct Files<'p> {
     writers: Vec<BufWriter<File>>,
+    truth: Vec<BufWriter<File>>,
     counts: Vec<u64>,
     unreported: u64,
     progress: &'p dyn Fn(u64),
@@ -200,7 +290,11 @@ impl<'p> Files<'p> {
             .iter()
             .map(|t| Ok(BufWriter::with_capacity(1 << 16, File::create(out.join(format!("{t}.ndjson")))?)))
             .collect::<Result<Vec<_>, std::io::Error>>()?;
-        Ok(Files { writers, counts: vec![0; RESOURCE_TYPES.len()], unreported: 0, progress })
+        let truth = TruthFile::ALL
+            .iter()
+            .map(|file| Ok(BufWriter::new(File::create(out.join(GROUND_TRUTH_DIR).join(file.file_name()))?)))
+            .collect::<Result<Vec<_>, std::io::Error>>()?;
+        Ok(Files { writers, truth, counts: vec![0; RESOURCE_TYPES.len()], unreported: 0, progress })
     }
 
     fn append(&mut self, sink: Sink) -> Result<(), Error> {
@@ -211,6 +305,9 @@ impl<'p> Files<'p> {
             *total += count;
             self.unreported += count;
         }
+        for (writer, buffer) in self.truth.iter_mut().zip(&sink.truth) {
+            writer.write_all(buffer)?;
+        }
         if self.unreported >= PROGRESS_EVERY {
             (self.progress)(self.unreported);
             self.unreported = 0;
@@ -219,7 +316,7 @@ impl<'p> Files<'p> {
     }
 
     fn finish(mut self) -> Result<BTreeMap<String, u64>, Error> {
-        for writer in &mut self.writers {
+        for writer in self.writers.iter_mut().chain(self.truth.iter_mut()) {
             writer.flush()?;
         }
         if self.unreported > 0 {

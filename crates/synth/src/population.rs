@@ -6,87 +6,13 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
+use crate::calendar::*;
 use crate::clinical::{self, Disease, Dx, Presentation};
 use crate::rng::Rng;
+use crate::truth::models::{self, CohortMember, Outbreak, Syndrome};
+use crate::truth::{self, TruthFile, TruthOptions, defects, duplicates};
 use crate::vocab;
-use crate::{Error, Sink};
-
-// ---------------------------------------------------------------------------------------------
-// Time. Everything is placed relative to a fixed "today" so output never depends on the clock.
-
-const DAY: i64 = 86_400;
-/// 2026-01-01: the population is as of this date.
-const TODAY: i64 = 20_454;
-/// 2019-01-01: encounters are recorded from here on.
-const RECORDS_FROM: i64 = 17_897;
-
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if month <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, month, day)
-}
-
-fn date(days: i64) -> String {
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// A FHIR dateTime (also a valid instant) in UTC.
-fn date_time(seconds: i64) -> String {
-    let days = seconds.div_euclid(DAY);
-    let of_day = seconds.rem_euclid(DAY);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", of_day / 3600, of_day / 60 % 60, of_day % 60)
-}
-
-fn month_of(days: i64) -> i64 {
-    civil_from_days(days).1
-}
-
-/// Whole years between two days.
-fn years_between(from: i64, to: i64) -> i64 {
-    let (y1, m1, d1) = civil_from_days(from);
-    let (y2, m2, d2) = civil_from_days(to);
-    y2 - y1 - i64::from((m2, d2) < (m1, d1))
-}
-
-// ---------------------------------------------------------------------------------------------
-// JSON helpers.
-
-fn reference(target: &str) -> Value {
-    json!({ "reference": target })
-}
-
-fn coding(system: &str, code: &str, display: &str) -> Value {
-    json!({ "system": system, "code": code, "display": display })
-}
-
-fn concept(system: &str, code: &str, display: &str) -> Value {
-    json!({ "coding": [coding(system, code, display)] })
-}
-
-const ICD10CM: &str = "http://hl7.org/fhir/sid/icd-10-cm";
-const SNOMED: &str = "http://snomed.info/sct";
-const LOINC: &str = "http://loinc.org";
-const UCUM: &str = "http://unitsofmeasure.org";
-const CPT: &str = "http://www.ama-assn.org/go/cpt";
+use crate::{Error, GenerateOptions, Sink};
 
 fn dx_concept(dx: &Dx) -> Value {
     let mut codings = vec![coding(ICD10CM, dx.icd, dx.display)];
@@ -202,7 +128,65 @@ fn clinic_location(provider: usize) -> String {
 /// The stream of the directory, apart from every patient's.
 const DIRECTORY_STREAM: u64 = u64::MAX;
 
-pub(crate) fn write_directory(seed: u64, sink: &mut Sink) -> Result<(), Error> {
+/// A practitioner of the directory.
+pub(crate) struct StaffMember {
+    given: &'static str,
+    family: &'static str,
+    female: bool,
+    birth: i64,
+    staff_id: String,
+}
+
+const STAFF_SYSTEM: &str = "http://hospital.example.org/staff";
+
+fn draw_staff(seed: u64) -> Vec<StaffMember> {
+    let mut rng = Rng::stream(seed, DIRECTORY_STREAM);
+    let mut staff = Vec::new();
+    for provider in 0..PROVIDERS.len() {
+        for slot in 0..PRACTITIONERS_PER_PROVIDER {
+            let female = rng.chance(0.5);
+            let given = if female { rng.pick(vocab::FEMALE_GIVEN) } else { rng.pick(vocab::MALE_GIVEN) };
+            let family = rng.pick(vocab::SURNAMES);
+            let age = rng.range(28, 66);
+            let birth = TODAY - age * 365 - age / 4 - rng.range(1, 364);
+            let staff_id = format!("S{:05}", 1000 + provider * 100 + slot);
+            staff.push(StaffMember { given, family, female, birth, staff_id });
+        }
+    }
+    staff
+}
+
+/// Every third practitioner is also a patient: practitioner `3k` is patient `3 + 51k`.
+fn employee_of(index: usize, staff: usize) -> Option<usize> {
+    let k = index.checked_sub(3)?;
+    (k % 51 == 0 && 3 * (k / 51) < staff).then_some(3 * (k / 51))
+}
+
+/// What every patient's generation shares: the seed, what to plant, the directory's staff
+/// and the outbreaks.
+pub(crate) struct Plan {
+    seed: u64,
+    truth: TruthOptions,
+    staff: Vec<StaffMember>,
+    outbreaks: Vec<Outbreak>,
+}
+
+impl Plan {
+    pub(crate) fn new(options: &GenerateOptions) -> Plan {
+        Plan {
+            seed: options.seed,
+            truth: options.truth.clone(),
+            staff: draw_staff(options.seed),
+            outbreaks: models::outbreaks(options.seed, &options.truth),
+        }
+    }
+
+    pub(crate) fn parameters(&self, patients: usize) -> Value {
+        truth::parameters(self.seed, patients, &self.truth, &self.outbreaks)
+    }
+}
+
+pub(crate) fn write_directory(plan: &Plan, sink: &mut Sink) -> Result<(), Error> {
     let org_type = "http://terminology.hl7.org/CodeSystem/organization-type";
     for provider in PROVIDERS {
         sink.write(&json!({
@@ -259,24 +243,19 @@ pub(crate) fn write_directory(seed: u64, sink: &mut Sink) -> Result<(), Error> {
             }))?;
         }
     }
-    let mut rng = Rng::stream(seed, DIRECTORY_STREAM);
-    for provider in 0..PROVIDERS.len() {
-        for slot in 0..PRACTITIONERS_PER_PROVIDER {
-            let female = rng.chance(0.5);
-            let given = if female { rng.pick(vocab::FEMALE_GIVEN) } else { rng.pick(vocab::MALE_GIVEN) };
-            let family = rng.pick(vocab::SURNAMES);
-            let id = practitioner_id(provider, slot);
-            sink.write(&json!({
-                "resourceType": "Practitioner",
-                "id": id,
-                "identifier": [{ "system": "http://hospital.example.org/staff", "value": format!("S{:05}", 1000 + provider * 100 + slot) }],
-                "active": true,
-                "name": [{ "use": "official", "family": family, "given": [given], "prefix": ["Dr."] }],
-                "telecom": [{ "system": "email", "value": format!("{}.{}@hospital.example.org",
-                    given.to_ascii_lowercase(), family.to_ascii_lowercase().replace(['\'', ' ', '.'], "")), "use": "work" }],
-                "gender": if female { "female" } else { "male" },
-            }))?;
-        }
+    for (number, member) in plan.staff.iter().enumerate() {
+        let (given, family) = (member.given, member.family);
+        sink.write(&json!({
+            "resourceType": "Practitioner",
+            "id": practitioner_id(number / PRACTITIONERS_PER_PROVIDER, number % PRACTITIONERS_PER_PROVIDER),
+            "identifier": [{ "system": STAFF_SYSTEM, "value": member.staff_id }],
+            "active": true,
+            "name": [{ "use": "official", "family": family, "given": [given], "prefix": ["Dr."] }],
+            "telecom": [{ "system": "email", "value": format!("{}.{}@hospital.example.org",
+                given.to_ascii_lowercase(), family.to_ascii_lowercase().replace(['\'', ' ', '.'], "")), "use": "work" }],
+            "gender": if member.female { "female" } else { "male" },
+            "birthDate": date(member.birth),
+        }))?;
     }
     Ok(())
 }
@@ -307,6 +286,32 @@ struct Person {
     hospital: usize,
     pcp: String,
     payer: usize,
+    address: Address,
+    /// The practitioner (index into the staff) this patient is, if an employee.
+    employee: Option<usize>,
+    cohort: Option<CohortMember>,
+}
+
+struct Address {
+    line: String,
+    apartment: Option<String>,
+    city: &'static str,
+    state: &'static str,
+    zip: String,
+    area_code: &'static str,
+}
+
+fn draw_address(rng: &mut Rng) -> Address {
+    let (city, state, zip3, area_code) = *rng.pick(vocab::CITIES);
+    let line = format!(
+        "{} {} {}",
+        rng.range(10, 9899),
+        rng.pick(vocab::STREET_NAMES),
+        rng.pick(vocab::STREET_SUFFIXES)
+    );
+    let zip = format!("{zip3}{:02}", rng.range(1, 99));
+    let apartment = rng.chance(0.12).then(|| format!("Apt {}", rng.range(1, 40)));
+    Address { line, apartment, city, state, zip, area_code }
 }
 
 impl Person {
@@ -349,11 +354,17 @@ fn draw_age(rng: &mut Rng) -> i64 {
     95
 }
 
-fn draw_person(rng: &mut Rng, index: usize) -> Person {
+fn draw_person(plan: &Plan, rng: &mut Rng, index: usize) -> Person {
     let key = format!("{:06}", index + 1);
-    let female = rng.chance(0.505);
-    let age = draw_age(rng);
-    let birth = TODAY - age * 365 - age / 4 - rng.range(1, 364);
+    let employee = employee_of(index, plan.staff.len());
+    let mut female = rng.chance(0.505);
+    let mut age = draw_age(rng);
+    let mut birth = TODAY - age * 365 - age / 4 - rng.range(1, 364);
+    if let Some(member) = employee.map(|j| &plan.staff[j]) {
+        female = member.female;
+        birth = member.birth;
+        age = years_between(birth, TODAY);
+    }
     let death_risk = match age {
         0..=39 => 0.003,
         40..=64 => 0.02,
@@ -365,14 +376,19 @@ fn draw_person(rng: &mut Rng, index: usize) -> Person {
         day * DAY + rng.range(0, DAY - 1)
     });
     let last_day = death.map_or(TODAY, |s| s / DAY);
-    let given = if female { rng.pick(vocab::FEMALE_GIVEN) } else { rng.pick(vocab::MALE_GIVEN) };
-    let family = if rng.chance(0.04) {
+    let mut given = if female { rng.pick(vocab::FEMALE_GIVEN) } else { rng.pick(vocab::MALE_GIVEN) };
+    let mut family = if rng.chance(0.04) {
         rng.pick(vocab::MULTI_PART_SURNAMES).to_string()
     } else if rng.chance(0.06) {
         format!("{}-{}", rng.pick(vocab::SURNAMES), rng.pick(vocab::SURNAMES))
     } else {
         rng.pick(vocab::SURNAMES).to_string()
     };
+    if let Some(member) = employee.map(|j| &plan.staff[j]) {
+        given = &member.given;
+        family = member.family.to_string();
+    }
+    let address = draw_address(rng);
     let adult_age = age.min(18) as f64;
     let adult_height = if female { rng.normal(162.0, 6.5) } else { rng.normal(175.5, 7.0) };
     // A rough growth curve: 50 cm at birth, adult height at 18.
@@ -410,6 +426,9 @@ fn draw_person(rng: &mut Rng, index: usize) -> Person {
         hospital,
         pcp,
         payer,
+        address,
+        employee,
+        cohort: None,
     };
     let age_at_end = person.age_on(last_day);
     for &disease in clinical::DISEASES {
@@ -427,9 +446,28 @@ fn draw_person(rng: &mut Rng, index: usize) -> Person {
         let onset = rng.range(earliest.max(last_day - 25 * 365), last_day - 30);
         person.diseases.push((disease, onset));
     }
+    if !person.has_ever(Disease::LungCancer)
+        && let Some(member) =
+            models::enrol(&plan.truth, birth, &mut truth::feature_stream(plan.seed, COHORT, index))
+        && death.is_none_or(|d| d / DAY > member.diagnosed_day + 1)
+    {
+        // Lung cancer decides this person's survival; nothing else starts after their death.
+        person.death = member.death;
+        let end = member.death.map_or(TODAY, |s| s / DAY);
+        person.diseases.retain(|&(_, onset)| onset < end - 1);
+        person.diseases.push((Disease::LungCancer, member.diagnosed_day));
+        person.cohort = Some(member);
+    }
     person.problems = problem_list(&person, rng);
     person
 }
+
+/// The planted features' streams (see [`truth::feature_stream`]).
+const COHORT: u64 = 1;
+const DEFECTS: u64 = 2;
+const DUPLICATES: u64 = 3;
+const OUTBREAKS: u64 = 4;
+const READMISSIONS: u64 = 5;
 
 /// The coded problem list: combination codes where ICD-10-CM requires them.
 fn problem_list(person: &Person, rng: &mut Rng) -> Vec<Problem> {
@@ -528,9 +566,24 @@ struct Visit {
     provider: usize,
     location: String,
     practitioner: String,
+    planted: Planted,
 }
 
-fn plan_visits(person: &Person, rng: &mut Rng) -> Vec<Visit> {
+/// What ground truth a visit carries.
+#[derive(Default)]
+struct Planted {
+    /// The outbreak (index into the plan's) this visit is a case of.
+    outbreak: Option<usize>,
+    /// For a stay whose readmission window is complete: chronic diseases at discharge and the
+    /// modelled readmission risk.
+    index_stay: Option<(usize, f64)>,
+    /// A readmission drawn from the model.
+    readmission: bool,
+    /// The visit at which a cohort member's lung cancer is diagnosed and treatment ordered.
+    cohort_diagnosis: bool,
+}
+
+fn plan_visits(plan: &Plan, person: &Person, index: usize, rng: &mut Rng) -> Vec<Visit> {
     let first_day = RECORDS_FROM.max(person.birth + 1);
     let last_day = person.death.map_or(TODAY - 1, |s| s / DAY - 1);
     let mut visits = Vec::new();
@@ -567,6 +620,7 @@ fn plan_visits(person: &Person, rng: &mut Rng) -> Vec<Visit> {
             provider: person.clinic,
             location: clinic_location(person.clinic),
             practitioner,
+            planted: Planted::default(),
         });
     }
     for _ in 0..emergencies {
@@ -576,26 +630,20 @@ fn plan_visits(person: &Person, rng: &mut Rng) -> Vec<Visit> {
         let presentation = emergency_problem(person, day, rng);
         visits.push(hospital_visit(person, Class::Emergency, start, end, presentation, None, rng));
     }
-    for _ in 0..stays {
-        let day = rng.range(first_day, (last_day - 8).max(first_day));
-        let presentation = inpatient_problem(person, day, rng);
-        let (start, end) = stay_times(day, rng);
-        let disposition = if person.age_on(day) >= 75 && rng.chance(0.3) {
-            ("snf", "Skilled nursing facility")
-        } else if presentation.dx.icd == "S72.001A" && rng.chance(0.5) {
-            ("rehab", "Rehabilitation")
-        } else {
-            ("home", "Home")
-        };
-        visits.push(hospital_visit(
-            person,
-            Class::Inpatient,
-            start,
-            end,
-            presentation,
-            Some(disposition),
-            rng,
-        ));
+    // Inpatient stays. After each discharge comes a 30-day window in which the only admission
+    // is a readmission drawn from the model, so the readmissions on record are the model's.
+    let mut admissions: Vec<i64> =
+        (0..stays).map(|_| rng.range(first_day, (last_day - 8).max(first_day))).collect();
+    admissions.sort_unstable();
+    let mut readmissions = truth::feature_stream(plan.seed, READMISSIONS, index);
+    let mut quiet_until = i64::MIN;
+    for planned in admissions {
+        if planned <= quiet_until {
+            continue;
+        }
+        let chain = stay_and_readmissions(plan, person, planned, last_day, rng, &mut readmissions);
+        quiet_until = chain.last().map_or(planned, |stay| stay.end / DAY + models::READMISSION_WINDOW);
+        visits.extend(chain);
     }
     // Most deaths on record happen in hospital at the end of a last admission.
     if let Some(death) = person.death
@@ -607,7 +655,9 @@ fn plan_visits(person: &Person, rng: &mut Rng) -> Vec<Visit> {
         } else {
             &clinical::LUNG_INFECTION
         };
-        let start = death - rng.range(2, 9) * DAY;
+        // A cohort member's last admission comes after the visit that diagnosed them.
+        let after = person.cohort.map_or(i64::MIN, |member| member.time_zero + 3600);
+        let start = (death - rng.range(2, 9) * DAY).max(after);
         visits.push(hospital_visit(
             person,
             Class::Inpatient,
@@ -630,7 +680,8 @@ fn plan_visits(person: &Person, rng: &mut Rng) -> Vec<Visit> {
         busy_until = busy_until.max(visit.end);
     }
     let limit = person.death.unwrap_or(TODAY * DAY);
-    visits.retain(|v| v.end <= limit);
+    visits.retain(|v| v.end <= limit && v.start < v.end);
+    plant_visits(plan, person, index, &mut visits);
     if visits.is_empty() {
         // Everyone in the population was seen at least once.
         let day = first_day.max(last_day - 30).min(last_day);
@@ -644,9 +695,123 @@ fn plan_visits(person: &Person, rng: &mut Rng) -> Vec<Visit> {
             provider: person.clinic,
             location: clinic_location(person.clinic),
             practitioner: person.pcp.clone(),
+            planted: Planted::default(),
         });
     }
     visits
+}
+
+/// Adds the visits of the planted features, in place of anything they overlap: the cohort
+/// member's diagnosis, then outbreak cases (which give way to what is there).
+fn plant_visits(plan: &Plan, person: &Person, index: usize, visits: &mut Vec<Visit>) {
+    let overlaps = |a: &Visit, start: i64, end: i64| a.start < end && start < a.end;
+    if let Some(member) = person.cohort {
+        let (start, end) = models::cohort_visit(member.diagnosed_day);
+        visits.retain(|v| !overlaps(v, start, end));
+        visits.push(Visit {
+            class: Class::Ambulatory,
+            start,
+            end,
+            presentation: None,
+            disposition: None,
+            provider: person.clinic,
+            location: clinic_location(person.clinic),
+            practitioner: person.pcp.clone(),
+            planted: Planted { cohort_diagnosis: true, ..Planted::default() },
+        });
+    }
+    let first_day = RECORDS_FROM.max(person.birth + 1);
+    let last_day = person.death.map_or(TODAY - 1, |s| s / DAY - 1);
+    for (number, outbreak) in plan.outbreaks.iter().enumerate() {
+        if person.address.city != outbreak.city {
+            continue;
+        }
+        let mut rng = truth::feature_stream(plan.seed, OUTBREAKS + 16 * number as u64, index);
+        if !rng.chance(outbreak.attack_rate) {
+            continue;
+        }
+        let day = outbreak.onset_day(&mut rng);
+        if day < first_day || day > last_day {
+            continue;
+        }
+        let presentation =
+            if outbreak.syndrome == Syndrome::InfluenzaLike { &clinical::FLU } else { &clinical::STOMACH };
+        let mut visit = if rng.chance(0.3) {
+            let start = day * DAY + rng.range(0, DAY - 4 * 3600);
+            hospital_visit(
+                person,
+                Class::Emergency,
+                start,
+                start + rng.range(2 * 3600, 4 * 3600),
+                presentation,
+                None,
+                &mut rng,
+            )
+        } else {
+            let start = day * DAY + 8 * 3600 + rng.range(0, 34) * 900;
+            Visit {
+                class: Class::Ambulatory,
+                start,
+                end: start + 1200,
+                presentation: Some(presentation),
+                disposition: None,
+                provider: person.clinic,
+                location: clinic_location(person.clinic),
+                practitioner: person.pcp.clone(),
+                planted: Planted::default(),
+            }
+        };
+        if visits.iter().any(|v| overlaps(v, visit.start, visit.end)) {
+            continue;
+        }
+        visit.planted.outbreak = Some(number);
+        visits.push(visit);
+    }
+    visits.sort_by_key(|v| (v.start, v.class));
+}
+
+/// An inpatient stay admitted on `day` and the readmissions the model draws after it (each a
+/// stay with its own window), as long as a window ends before `last_day`.
+fn stay_and_readmissions(
+    plan: &Plan,
+    person: &Person,
+    day: i64,
+    last_day: i64,
+    rng: &mut Rng,
+    readmissions: &mut Rng,
+) -> Vec<Visit> {
+    let mut chain = Vec::new();
+    let mut day = day;
+    loop {
+        let mut stay = inpatient_stay(person, day, rng);
+        stay.planted.readmission = !chain.is_empty();
+        let discharged = stay.end / DAY;
+        let mut again = false;
+        if discharged + models::READMISSION_WINDOW < last_day {
+            let diseases = person.diseases.iter().filter(|&&(_, onset)| onset <= discharged).count();
+            let risk = models::readmission_risk(&plan.truth, diseases);
+            stay.planted.index_stay = Some((diseases, risk));
+            again = readmissions.chance(risk);
+        }
+        chain.push(stay);
+        if !again {
+            return chain;
+        }
+        day = discharged + readmissions.range(1, models::READMISSION_WINDOW);
+    }
+}
+
+fn inpatient_stay(person: &Person, day: i64, rng: &mut Rng) -> Visit {
+    let presentation = inpatient_problem(person, day, rng);
+    let (start, end) = stay_times(day, rng);
+    let disposition = if person.age_on(day) >= 75 && rng.chance(0.3) {
+        ("snf", "Skilled nursing facility")
+    } else if presentation.dx.icd == "S72.001A" && rng.chance(0.5) {
+        ("rehab", "Rehabilitation")
+    } else {
+        ("home", "Home")
+    };
+    hospital_visit(person, Class::Inpatient, start, end, presentation, Some(disposition), rng)
 }
 
 fn stay_times(day: i64, rng: &mut Rng) -> (i64, i64) {
@@ -681,6 +846,7 @@ fn hospital_visit(
         provider,
         location,
         practitioner,
+        planted: Planted::default(),
     }
 }
 
@@ -747,20 +913,185 @@ fn inpatient_problem(person: &Person, day: i64, rng: &mut Rng) -> &'static Prese
 // Writing a patient.
 
 /// Resources of one patient are numbered within the patient so ids never depend on others.
-pub(crate) fn write_patient(seed: u64, index: usize, sink: &mut Sink) -> Result<(), Error> {
-    let mut rng = Rng::stream(seed, index as u64);
-    let person = draw_person(&mut rng, index);
-    sink.write(&patient_resource(&person, &mut rng))?;
+pub(crate) fn write_patient(plan: &Plan, index: usize, batch: &mut Sink) -> Result<(), Error> {
+    let mut rng = Rng::stream(plan.seed, index as u64);
+    let person = draw_person(plan, &mut rng, index);
+    // The patient's own resources, so that planted defects change only this record.
+    let mut sink = Sink::default();
+    sink.write(&patient_resource(plan, &person, &mut rng))?;
     sink.write(&coverage_resource(&person))?;
     for problem in &person.problems {
         sink.write(&chronic_condition(&person, problem))?;
     }
-    let visits = plan_visits(&person, &mut rng);
+    let defect = truth::turn(plan.seed, DEFECTS, plan.truth.defect_rate, index).map(|turn| {
+        let first = Rng::stream(plan.seed, 0xDEFEC7).below(defects::DefectClass::ALL.len() as u64) as usize;
+        defects::DefectClass::for_turn(turn + first)
+    });
+    let mut visits = plan_visits(plan, &person, index, &mut rng);
+    if let Some(class) = defect {
+        make_room_for_defect(class, plan, &person, index, &mut visits);
+    }
     let mut record = Record::default();
     for (number, visit) in visits.iter().enumerate() {
-        write_encounter(&person, visit, number + 1, &mut record, &mut rng, sink)?;
+        write_encounter(&person, visit, number + 1, &mut record, &mut rng, &mut sink)?;
+    }
+    record_truth(plan, &person, &visits, &mut sink)?;
+    if let Some(class) = defect {
+        plant_defect(class, plan, &person, index, &mut sink)?;
+    }
+    if truth::turn(plan.seed, DUPLICATES, plan.truth.duplicate_rate, index).is_some()
+        && let Some(original) = sink.parsed("Patient")?.into_iter().next()
+    {
+        let first_day = RECORDS_FROM.max(person.birth + 1);
+        let last_day = person.death.map_or(TODAY - 1, |s| s / DAY - 1);
+        if last_day > first_day {
+            let visit = duplicates::Visit {
+                key: &person.key,
+                organization: PROVIDERS[person.clinic].id.to_string(),
+                location: clinic_location(person.clinic),
+                practitioner: person.pcp.clone(),
+                first_day,
+                last_day,
+            };
+            let mut rng = truth::feature_stream(plan.seed, DUPLICATES, index);
+            duplicates::register_again(&original, &visit, &mut rng, &mut sink)?;
+        }
+    }
+    batch.extend(sink);
+    Ok(())
+}
+
+fn encounter_reference(person: &Person, number: usize) -> String {
+    format!("Encounter/enc-{}-{:02}", person.key, number + 1)
+}
+
+/// Lists the patient's part in the cohort, outbreaks, readmissions and staff.
+fn record_truth(plan: &Plan, person: &Person, visits: &[Visit], sink: &mut Sink) -> Result<(), Error> {
+    let patient = format!("Patient/{}", person.id());
+    if let Some(j) = person.employee {
+        let practitioner = format!(
+            "Practitioner/{}",
+            practitioner_id(j / PRACTITIONERS_PER_PROVIDER, j % PRACTITIONERS_PER_PROVIDER)
+        );
+        sink.record(
+            TruthFile::Employees,
+            &json!({ "practitioner": practitioner, "patient": patient, "staffId": plan.staff[j].staff_id }),
+        )?;
+    }
+    if let Some(member) = person.cohort
+        && visits.iter().any(|v| v.planted.cohort_diagnosis)
+    {
+        sink.record(TruthFile::Cohort, &member.to_json(&person.id()))?;
+    }
+    let limit_day = person.death.map_or(TODAY, |s| s / DAY);
+    for (number, visit) in visits.iter().enumerate() {
+        if let Some(outbreak) = visit.planted.outbreak.map(|o| &plan.outbreaks[o]) {
+            sink.record(
+                TruthFile::OutbreakCases,
+                &json!({ "outbreak": outbreak.id, "syndrome": outbreak.syndrome.id(), "patient": patient,
+                         "encounter": encounter_reference(person, number), "date": date(visit.start / DAY) }),
+            )?;
+        }
+        let Some((diseases, risk)) = visit.planted.index_stay else { continue };
+        let discharged = visit.end / DAY;
+        if discharged + models::READMISSION_WINDOW >= limit_day {
+            continue;
+        }
+        let next = visits
+            .iter()
+            .enumerate()
+            .skip(number + 1)
+            .find(|(_, v)| v.class == Class::Inpatient)
+            .filter(|(_, v)| v.start / DAY - discharged <= models::READMISSION_WINDOW);
+        sink.record(
+            TruthFile::Readmissions,
+            &json!({
+                "patient": patient,
+                "index": encounter_reference(person, number),
+                "discharged": date_time(visit.end),
+                "chronicDiseases": diseases,
+                "risk": (risk * 1e6).round() / 1e6,
+                "readmitted": next.is_some(),
+                "readmission": next.map(|(n, _)| encounter_reference(person, n)),
+                "days": next.map(|(_, v)| v.start / DAY - discharged),
+                "modelled": next.map(|(_, v)| v.planted.readmission),
+            }),
+        )?;
     }
     Ok(())
+}
+
+fn plant_defect(
+    class: defects::DefectClass,
+    plan: &Plan,
+    person: &Person,
+    index: usize,
+    sink: &mut Sink,
+) -> Result<(), Error> {
+    // A patient borrows the number of the one before, who has no defect and so keeps it.
+    let lender = index
+        .checked_sub(1)
+        .filter(|&lender| truth::turn(plan.seed, DEFECTS, plan.truth.defect_rate, lender).is_none());
+    let borrowable_mrn = lender.map(|lender| {
+        let key = format!("{:06}", lender + 1);
+        (format!("pat-{key}"), format!("M{key}"))
+    });
+    let facts =
+        defects::PatientFacts { id: &person.id(), key: &person.key, female: person.female, borrowable_mrn };
+    let mut rng = truth::feature_stream(plan.seed, DEFECTS, index);
+    if let Some(found) = defects::inject(class, &facts, sink, &mut rng)? {
+        sink.record(TruthFile::Defects, &found)?;
+    }
+    Ok(())
+}
+
+/// Gives a record what its planted defect needs when it lacks it: an inpatient stay, or a
+/// diagnosis with a documented laterality (a wrist fracture seen in the emergency department).
+fn make_room_for_defect(
+    class: defects::DefectClass,
+    plan: &Plan,
+    person: &Person,
+    index: usize,
+    visits: &mut Vec<Visit>,
+) {
+    let has_stay = visits.iter().any(|v| v.class == Class::Inpatient);
+    let has_lateral = person.problems.iter().any(|p| defects::has_unspecified_sibling(p.dx.icd))
+        || visits.iter().filter_map(|v| v.presentation).any(|p| defects::has_unspecified_sibling(p.dx.icd));
+    let needs_stay = class.needs_inpatient_stay() && !has_stay;
+    let needs_lateral = class == defects::DefectClass::UnspecifiedCode && !has_lateral;
+    if !needs_stay && !needs_lateral {
+        return;
+    }
+    let first_day = RECORDS_FROM.max(person.birth + 1);
+    let last_day = person.death.map_or(TODAY - 1, |s| s / DAY - 1) - 8;
+    if last_day <= first_day {
+        return;
+    }
+    let mut rng = truth::feature_stream(plan.seed, DEFECTS + 64, index);
+    let mut readmissions = truth::feature_stream(plan.seed, READMISSIONS + 64, index);
+    let limit = person.death.unwrap_or(TODAY * DAY);
+    for _ in 0..8 {
+        let day = rng.range(first_day, last_day);
+        let added = if needs_stay {
+            stay_and_readmissions(plan, person, day, last_day + 7, &mut rng, &mut readmissions)
+        } else {
+            let start = day * DAY + rng.range(0, DAY - 8 * 3600);
+            let end = start + rng.range(2 * 3600, 6 * 3600);
+            vec![hospital_visit(person, Class::Emergency, start, end, &clinical::WRIST, None, &mut rng)]
+        };
+        // Nothing in the way, and no other stay within a readmission window either side.
+        let (Some(first), Some(last)) = (added.first(), added.last()) else { continue };
+        let margin = if needs_stay { (models::READMISSION_WINDOW + 1) * DAY } else { 0 };
+        let clear = !visits.iter().any(|v| {
+            let reach = if v.class == Class::Inpatient { margin } else { 0 };
+            v.start - reach < last.end && first.start - reach < v.end
+        });
+        if clear && last.end <= limit {
+            visits.extend(added);
+            visits.sort_by_key(|v| (v.start, v.class));
+            return;
+        }
+    }
 }
 
 /// What a patient's record has accumulated across encounters.
@@ -777,22 +1108,15 @@ struct Record {
     last_mammogram: Option<i64>,
 }
 
-fn patient_resource(person: &Person, rng: &mut Rng) -> Value {
+fn patient_resource(plan: &Plan, person: &Person, rng: &mut Rng) -> Value {
     let v2 = "http://terminology.hl7.org/CodeSystem/v2-0203";
-    let (city, state, zip3, area) = *rng.pick(vocab::CITIES);
-    let line = format!(
-        "{} {} {}",
-        rng.range(10, 9899),
-        rng.pick(vocab::STREET_NAMES),
-        rng.pick(vocab::STREET_SUFFIXES)
-    );
-    let mut address = json!({ "use": "home", "type": "physical", "line": [line], "city": city, "state": state,
-                              "postalCode": format!("{zip3}{:02}", rng.range(1, 99)), "country": "US" });
-    if rng.chance(0.12)
-        && let Some(lines) = address.get_mut("line").and_then(Value::as_array_mut)
-    {
-        lines.push(Value::from(format!("Apt {}", rng.range(1, 40))));
+    let home = &person.address;
+    let mut lines = vec![Value::from(home.line.as_str())];
+    if let Some(apartment) = &home.apartment {
+        lines.push(Value::from(apartment.as_str()));
     }
+    let address = json!({ "use": "home", "type": "physical", "line": lines, "city": home.city, "state": home.state,
+                          "postalCode": home.zip, "country": "US" });
     let mut given = vec![Value::from(person.given)];
     if rng.chance(0.6) {
         let middle = if person.female { rng.pick(vocab::FEMALE_GIVEN) } else { rng.pick(vocab::MALE_GIVEN) };
@@ -819,11 +1143,17 @@ fn patient_resource(person: &Person, rng: &mut Rng) -> Value {
         ],
         "active": true,
         "name": names,
-        "telecom": [{ "system": "phone", "value": format!("{area}-555-01{:02}", rng.range(0, 99)),
+        "telecom": [{ "system": "phone", "value": format!("{}-555-01{:02}", home.area_code, rng.range(0, 99)),
                       "use": if rng.chance(0.7) { "mobile" } else { "home" } }],
         "gender": if person.female { "female" } else { "male" },
         "birthDate": date(person.birth),
     });
+    if let (Some(member), Some(identifiers)) =
+        (person.employee.map(|j| &plan.staff[j]), patient.get_mut("identifier").and_then(Value::as_array_mut))
+    {
+        identifiers.push(json!({ "use": "secondary", "type": concept(v2, "EI", "Employee number"),
+                                 "system": STAFF_SYSTEM, "value": member.staff_id }));
+    }
     if let (Some(death), Some(object)) = (person.death, patient.as_object_mut()) {
         object.insert("deceasedDateTime".into(), Value::from(date_time(death)));
     }
@@ -1407,27 +1737,45 @@ fn write_encounter(
     // New prescriptions for problems not yet treated.
     let mut started = Vec::new();
     for problem in person.active_problems(day) {
-        let Some(drug) = clinical::drug_for(problem.disease) else { continue };
-        if record.prescribed.contains(&drug.rxnorm) {
-            continue;
+        // A cohort member's regimen is ordered at the visit that diagnoses the cancer.
+        let drugs: Vec<(&'static str, &'static str, &'static str)> = match person.cohort {
+            Some(member) if problem.disease == Disease::LungCancer => {
+                if !visit.planted.cohort_diagnosis {
+                    continue;
+                }
+                member
+                    .arm
+                    .drugs()
+                    .iter()
+                    .map(|&(code, name)| (code, name, "IV every 3 weeks per oncology protocol"))
+                    .collect()
+            }
+            _ => clinical::drug_for(problem.disease)
+                .map(|d| vec![(d.rxnorm, d.display, d.dosage)])
+                .unwrap_or_default(),
+        };
+        for (rxnorm, display, dosage) in drugs {
+            if record.prescribed.contains(&rxnorm) {
+                continue;
+            }
+            record.prescribed.push(rxnorm);
+            record.medications += 1;
+            sink.write(&json!({
+                "resourceType": "MedicationRequest",
+                "id": format!("med-{}-{:02}", person.key, record.medications),
+                "status": if person.death.is_some() { "stopped" } else { "active" },
+                "intent": "order",
+                "medicationCodeableConcept": { "coding": [coding("http://www.nlm.nih.gov/research/umls/rxnorm", rxnorm, display)],
+                                               "text": display },
+                "subject": person.reference(),
+                "encounter": encounter_ref.clone(),
+                "authoredOn": date_time(visit.end - 300),
+                "requester": practitioner_ref.clone(),
+                "reasonReference": [reference(&format!("Condition/{}", problem.id))],
+                "dosageInstruction": [{ "text": dosage }],
+            }))?;
+            started.push(display);
         }
-        record.prescribed.push(drug.rxnorm);
-        record.medications += 1;
-        sink.write(&json!({
-            "resourceType": "MedicationRequest",
-            "id": format!("med-{}-{:02}", person.key, record.medications),
-            "status": if person.death.is_some() { "stopped" } else { "active" },
-            "intent": "order",
-            "medicationCodeableConcept": { "coding": [coding("http://www.nlm.nih.gov/research/umls/rxnorm", drug.rxnorm, drug.display)],
-                                           "text": drug.display },
-            "subject": person.reference(),
-            "encounter": encounter_ref.clone(),
-            "authoredOn": date_time(visit.end - 300),
-            "requester": practitioner_ref.clone(),
-            "reasonReference": [reference(&format!("Condition/{}", problem.id))],
-            "dosageInstruction": [{ "text": drug.dosage }],
-        }))?;
-        started.push(drug.display);
     }
 
     // Vaccines, at office visits.

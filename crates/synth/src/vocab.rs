@@ -343,4 +343,10 @@ pub const CITIES: &[(&str, &str, &str, &str)] = &[
     ("Zanesville", "OH", "437", "740"),
     ("Springfield", "OH", "455", "937"),
     ("Mansfield", "OH", "449", "419"),
+    // Across the state line: people cross it for care.
+    ("Huntington", "WV", "257", "304"),
+    ("Covington", "KY", "410", "859"),
+    ("Richmond", "IN", "473", "765"),
+    ("Monroe", "MI", "481", "734"),
+    ("Erie", "PA", "165", "814"),
 ];

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::OnceLock;
 
-use chartroom_synth::{self as synth, GenerateOptions, generate};
+use chartroom_synth::{self as synth, GenerateOptions, TruthOptions, generate};
 use fhir::definitions::TypeKind;
 use fhir::{DateTime, DateTimeKind, Resource, definitions};
 use serde_json::Value;
@@ -13,35 +13,47 @@ use terminology::icd10cm::Icd10Cm;
 
 const ICD10CM: &str = "http://hl7.org/fhir/sid/icd-10-cm";
 
+/// The NDJSON files by name, and the ground-truth files as `ground-truth/NAME`.
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .expect("read output")
-        .map(|entry| {
-            let path = entry.expect("entry").path();
-            (
-                path.file_name().unwrap().to_string_lossy().into_owned(),
-                std::fs::read(&path).expect("read file"),
-            )
-        })
-        .collect()
+    let read = |dir: &Path, prefix: &str| -> Vec<(String, Vec<u8>)> {
+        std::fs::read_dir(dir)
+            .expect("read output")
+            .map(|entry| entry.expect("entry").path())
+            .filter(|path| path.is_file())
+            .map(|path| {
+                let name = format!("{prefix}{}", path.file_name().unwrap().to_string_lossy());
+                (name, std::fs::read(&path).expect("read file"))
+            })
+            .collect()
+    };
+    let mut all: BTreeMap<String, Vec<u8>> = read(dir, "").into_iter().collect();
+    all.extend(read(&dir.join(synth::GROUND_TRUTH_DIR), "ground-truth/"));
+    all
 }
 
-fn run(dir: &Path, patients: usize, seed: u64) -> (synth::Summary, BTreeMap<String, Vec<u8>>) {
+fn run(
+    dir: &Path,
+    patients: usize,
+    seed: u64,
+    truth: TruthOptions,
+) -> (synth::Summary, BTreeMap<String, Vec<u8>>) {
     let reported = std::cell::Cell::new(0u64);
-    let summary = generate(&GenerateOptions { patients, seed }, dir, &|n| reported.set(reported.get() + n))
-        .expect("generate");
+    let summary =
+        generate(&GenerateOptions { patients, seed, truth }, dir, &|n| reported.set(reported.get() + n))
+            .expect("generate");
     assert_eq!(reported.get(), summary.total(), "progress adds up to what was written");
     (summary, files(dir))
 }
 
-/// One population shared by the checks that only read it.
+/// One population shared by the checks that only read it: the generator's clean output
+/// (what is planted on purpose is checked against its listing in `ground_truth.rs`).
 fn population() -> &'static (synth::Summary, BTreeMap<String, Vec<u8>>) {
     static POPULATION: OnceLock<(synth::Summary, BTreeMap<String, Vec<u8>>)> = OnceLock::new();
-    POPULATION.get_or_init(|| run(&testkit::temp_dir("synth-population"), 200, 42))
+    POPULATION.get_or_init(|| run(&testkit::temp_dir("synth-population"), 200, 42, TruthOptions::none()))
 }
 
 fn resources() -> impl Iterator<Item = (String, Value)> {
-    population().1.iter().flat_map(|(name, bytes)| {
+    population().1.iter().filter(|(name, _)| !name.contains('/')).flat_map(|(name, bytes)| {
         let expected_type = name.strip_suffix(".ndjson").expect("ndjson file").to_string();
         std::str::from_utf8(bytes).expect("utf-8").lines().map(move |line| {
             let resource = Resource::from_slice(line.as_bytes()).unwrap_or_else(|e| panic!("{e}: {line}"));
@@ -54,15 +66,26 @@ fn resources() -> impl Iterator<Item = (String, Value)> {
 #[test]
 fn the_same_seed_gives_the_same_bytes_and_another_seed_other_bytes() {
     let dir = testkit::temp_dir("synth-determinism");
-    let (first_summary, first) = run(&dir.join("a"), 40, 7);
-    let (_, again) = run(&dir.join("b"), 40, 7);
-    let (_, other) = run(&dir.join("c"), 40, 8);
+    // With everything planted at high rates, so the ground truth is compared too.
+    let truth = TruthOptions {
+        defect_rate: 0.2,
+        duplicate_rate: 0.1,
+        cohort_rate: 0.3,
+        attack_rate: 0.5,
+        ..TruthOptions::default()
+    };
+    let (first_summary, first) = run(&dir.join("a"), 40, 7, truth.clone());
+    let (_, again) = run(&dir.join("b"), 40, 7, truth.clone());
+    let (_, other) = run(&dir.join("c"), 40, 8, truth.clone());
+    assert!(
+        first["ground-truth/defects.ndjson"].len() > 100 && first["ground-truth/cohort.ndjson"].len() > 10
+    );
     assert_eq!(first, again, "same seed, same bytes");
     assert_ne!(first, other, "another seed, other data");
     assert_eq!(first_summary.patients, 40);
     assert!(first.contains_key("Patient.ndjson") && first.contains_key("Encounter.ndjson"));
     // A patient's record does not depend on how many come after it.
-    let (_, fewer) = run(&dir.join("d"), 20, 7);
+    let (_, fewer) = run(&dir.join("d"), 20, 7, truth);
     let first_lines = |files: &BTreeMap<String, Vec<u8>>, n: usize| {
         String::from_utf8_lossy(&files["Patient.ndjson"])
             .lines()
