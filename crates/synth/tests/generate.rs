@@ -288,7 +288,20 @@ fn check_primitive(type_code: &str, value: &Value, path: &str, problems: &mut Ve
 fn every_resource_is_structurally_valid_r4() {
     let mut problems = Vec::new();
     let mut by_type: BTreeMap<String, usize> = BTreeMap::new();
-    for (_, value) in resources() {
+    // The clean population, and one with everything planted at high rates: a planted defect
+    // is wrong in content, never in structure.
+    let truth =
+        TruthOptions { defect_rate: 0.3, duplicate_rate: 0.2, cohort_rate: 0.3, ..TruthOptions::default() };
+    let (_, planted) = run(&testkit::temp_dir("synth-planted"), 100, 3, truth);
+    let planted = planted.into_iter().filter(|(name, _)| !name.contains('/')).flat_map(|(_, bytes)| {
+        String::from_utf8(bytes)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    });
+    for value in resources().map(|(_, v)| v).chain(planted) {
+        let value = &value;
         let resource_type = value["resourceType"].as_str().unwrap().to_string();
         let mut found = Vec::new();
         check_structure(&value, &resource_type, &resource_type, &mut found);
