@@ -304,7 +304,7 @@ fn every_resource_is_structurally_valid_r4() {
         let value = &value;
         let resource_type = value["resourceType"].as_str().unwrap().to_string();
         let mut found = Vec::new();
-        check_structure(&value, &resource_type, &resource_type, &mut found);
+        check_structure(value, &resource_type, &resource_type, &mut found);
         for problem in found {
             let seen = by_type.entry(problem.clone()).or_default();
             *seen += 1;
