@@ -13,7 +13,9 @@ use serde_json::Value;
 use store::{WriteOp, WriteUnit};
 
 use crate::json_writer::{BundleWriter, Entry, EntryResponse};
-use crate::write::{check_type, complete, new_id, prepare_create, prepare_delete, prepare_update};
+use crate::write::{
+    Validation, check_type, complete, new_id, prepare_create, prepare_delete, prepare_update,
+};
 use crate::{Api, ApiError, Method, Prefer, Request, Response, ReturnPreference, known_type, valid_id};
 
 /// One entry's `request`, parsed.
@@ -317,7 +319,11 @@ impl Api {
         match (entry.method, segments.as_slice()) {
             (Method::Post, [resource_type]) => {
                 let resource_type = known_type(resource_type)?;
-                let op = prepare_create(require_resource(resource, resource_type)?, &new_id())?;
+                let op = prepare_create(
+                    require_resource(resource, resource_type)?,
+                    &new_id(),
+                    Validation::Enforce,
+                )?;
                 match (&entry.if_none_exist, op) {
                     (Some(condition), WriteOp::Create(resource)) => Ok(WriteOp::CreateIfNoneExist {
                         resource,
@@ -330,7 +336,7 @@ impl Api {
                 let resource_type = known_type(resource_type)?;
                 let id = valid_id(resource_type, id)?;
                 let resource = require_resource(resource, resource_type)?;
-                prepare_update(&resource, id, entry.if_match.as_deref())
+                prepare_update(&resource, id, entry.if_match.as_deref(), Validation::Enforce)
             }
             (Method::Delete, [resource_type, id]) => {
                 let resource_type = known_type(resource_type)?;
@@ -345,7 +351,7 @@ impl Api {
                     resource.set_id(&new_id());
                 }
                 Ok(WriteOp::ConditionalUpdate {
-                    resource: crate::write::prepare(&resource)?,
+                    resource: crate::write::prepare(&resource, Validation::Enforce)?,
                     query,
                     id_given,
                 })
@@ -500,18 +506,28 @@ impl Api {
                     prepare_delete(&plan.resource_type, &plan.id, entry.if_match.as_deref())
                 }
                 (Method::Post, condition) => match entry.resource.take() {
-                    Some(resource) => match (prepare_create(resource, &plan.id), condition) {
-                        (Ok(WriteOp::Create(resource)), Some(query)) => {
-                            Ok(WriteOp::CreateIfNoneExist { resource, query: query.clone() })
+                    Some(resource) => {
+                        match (prepare_create(resource, &plan.id, Validation::Enforce), condition) {
+                            (Ok(WriteOp::Create(resource)), Some(query)) => {
+                                Ok(WriteOp::CreateIfNoneExist { resource, query: query.clone() })
+                            }
+                            (op, _) => op,
                         }
-                        (op, _) => op,
-                    },
+                    }
                     None => Err(ApiError::internal("planned create lost its resource")),
                 },
                 (_, condition) => match entry.resource.as_mut() {
                     Some(resource) => {
                         resource.set_id(&plan.id);
-                        match (prepare_update(resource, &plan.id, entry.if_match.as_deref()), condition) {
+                        match (
+                            prepare_update(
+                                resource,
+                                &plan.id,
+                                entry.if_match.as_deref(),
+                                Validation::Enforce,
+                            ),
+                            condition,
+                        ) {
                             (Ok(WriteOp::Update { resource, .. }), Some(query)) => {
                                 Ok(WriteOp::ConditionalUpdate {
                                     resource,

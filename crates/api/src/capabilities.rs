@@ -84,7 +84,8 @@ impl Api {
                 "documentation": "FHIR R4 over a versioned store: every change is a new version; \
                                   deletes write tombstones. JSON only. Every R4 search parameter is indexed; \
                                   _text, _content, _list and _filter are not supported. Terminology: ICD-10-CM FY2026 and \
-                                  the R4 code systems and value sets, built in.",
+                                  the R4 code systems and value sets, built in. Every create, update and \
+                                  transaction entry is validated against the R4 definitions (422 with every issue).",
                 "resource": resources,
                 "operation": [{
                     "name": "suggest-codes",
@@ -107,6 +108,17 @@ fn resource_operations(resource_type: &str) -> Vec<Value> {
     let standard = |name: &str, definition: &str| json!({"name": name, "definition": format!("http://hl7.org/fhir/OperationDefinition/{definition}")});
     let own = |name: &str, documentation: &str| json!({"name": name, "definition": format!("urn:chartroom:operation:{name}"), "documentation": documentation});
     let edits = "ICD-10-CM coding edits of the record, as an OperationOutcome";
+    let mut operations = own_operations(resource_type, &standard, &own, edits);
+    operations.push(standard("validate", "Resource-validate"));
+    operations
+}
+
+fn own_operations(
+    resource_type: &str,
+    standard: &dyn Fn(&str, &str) -> Value,
+    own: &dyn Fn(&str, &str) -> Value,
+    edits: &str,
+) -> Vec<Value> {
     match resource_type {
         "Patient" => vec![standard("everything", "Patient-everything")],
         "CodeSystem" => {

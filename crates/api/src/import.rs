@@ -21,7 +21,7 @@ use fhir::{IssueType, Resource};
 use serde_json::Value;
 use store::{PendingWrite, WriteOp, WriteUnit};
 
-use crate::write::{new_id, prepare_create, prepare_update};
+use crate::write::{Validation, new_id, prepare_create, prepare_update};
 use crate::{Api, ApiError};
 
 /// Most bytes of JSON files gathered into one chunk.
@@ -47,6 +47,8 @@ pub struct ImportOptions {
     /// Base URL that Bundles are executed against (matters for absolute `fullUrl`s).
     pub base: String,
     pub bundles: BundleMode,
+    /// Whether resources are validated (invalid ones rejected) or stored as given.
+    pub validation: Validation,
 }
 
 impl Default for ImportOptions {
@@ -58,6 +60,7 @@ impl Default for ImportOptions {
             chunk_size: 1000,
             base: "http://localhost/fhir".to_string(),
             bundles: BundleMode::Execute,
+            validation: Validation::Enforce,
         }
     }
 }
@@ -255,10 +258,10 @@ fn read_ndjson(file: &Arc<Path>, chunk_size: usize, sender: &SyncSender<Vec<Item
 
 /// Turns a resource into a write: resources with an id keep it (update semantics, so
 /// references between files hold and a re-import adds versions instead of duplicates).
-fn prepare_resource(resource: Resource) -> Result<WriteOp, String> {
+fn prepare_resource(resource: Resource, validation: Validation) -> Result<WriteOp, String> {
     let result = match resource.id().map(str::to_string) {
-        Some(id) => prepare_update(&resource, &id, None),
-        None => prepare_create(resource, &new_id()),
+        Some(id) => prepare_update(&resource, &id, None, validation),
+        None => prepare_create(resource, &new_id(), validation),
     };
     result.map_err(|e| e.message())
 }
@@ -306,7 +309,7 @@ fn prepare_chunks(
                 execute_bundle(api, runtime, &options.base, resource, &item, tally);
                 continue;
             }
-            match prepare_resource(resource) {
+            match prepare_resource(resource, options.validation) {
                 Ok(op) => {
                     ops.push(op);
                     origins.push((item.file, item.line));

@@ -31,6 +31,7 @@ pub use error::ApiError;
 pub use headers::{Prefer, ReturnPreference};
 pub use resolve::StoreResolver;
 pub use typed_arena::Arena;
+pub use write::Validation;
 
 /// An HTTP method, as far as FHIR is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -40,17 +40,44 @@ pub(crate) fn check_type(resource: &Resource, expected_type: &str) -> Result<(),
     Ok(())
 }
 
+/// Whether a write is checked against the R4 definitions before it is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Validation {
+    /// Invalid resources are refused with 422 and every issue found.
+    Enforce,
+    /// Stored as given (an import of legacy data whose defects a data-quality report is to
+    /// find); reference formats are still checked.
+    Skip,
+}
+
 /// Serializes a checked resource for the store.
-pub(crate) fn prepare(resource: &Resource) -> Result<PreparedResource, ApiError> {
+pub(crate) fn prepare(resource: &Resource, validation: Validation) -> Result<PreparedResource, ApiError> {
     resource.check_reference_formats()?;
+    if validation == Validation::Enforce {
+        check_valid(resource)?;
+    }
     Ok(PreparedResource::new(resource)?)
+}
+
+/// 422 Unprocessable Entity with every issue, when the resource has errors; warnings never
+/// block a write.
+pub(crate) fn check_valid(resource: &Resource) -> Result<(), ApiError> {
+    let issues = validation::Validator::r4().validate(resource.as_json());
+    if validation::has_errors(&issues) {
+        return Err(ApiError { status: 422, outcome: validation::outcome_of(issues), etag: None });
+    }
+    Ok(())
 }
 
 /// A create: any client id is replaced by a new server id (the specification says a server
 /// SHALL ignore it).
-pub(crate) fn prepare_create(mut resource: Resource, id: &str) -> Result<WriteOp, ApiError> {
+pub(crate) fn prepare_create(
+    mut resource: Resource,
+    id: &str,
+    validation: Validation,
+) -> Result<WriteOp, ApiError> {
     resource.set_id(id);
-    Ok(WriteOp::Create(prepare(&resource)?))
+    Ok(WriteOp::Create(prepare(&resource, validation)?))
 }
 
 /// An update of `id`: the body must carry the same id.
@@ -58,6 +85,7 @@ pub(crate) fn prepare_update(
     resource: &Resource,
     id: &str,
     if_match: Option<&str>,
+    validation: Validation,
 ) -> Result<WriteOp, ApiError> {
     let resource_type = resource.resource_type();
     match resource.id() {
@@ -80,7 +108,7 @@ pub(crate) fn prepare_update(
         Some(_) => {}
     }
     let if_match = if_match.map(parse_if_match).transpose()?;
-    Ok(WriteOp::Update { resource: prepare(resource)?, if_match })
+    Ok(WriteOp::Update { resource: prepare(resource, validation)?, if_match })
 }
 
 /// A delete of `resource_type/id`.
@@ -173,12 +201,12 @@ impl Api {
         let op = match &request.if_none_exist {
             Some(condition) => {
                 let query = self.conditional_query(resource_type, condition, &request.base)?;
-                match prepare_create(resource, &new_id())? {
+                match prepare_create(resource, &new_id(), Validation::Enforce)? {
                     WriteOp::Create(resource) => WriteOp::CreateIfNoneExist { resource, query },
                     other => other,
                 }
             }
-            None => prepare_create(resource, &new_id())?,
+            None => prepare_create(resource, &new_id(), Validation::Enforce)?,
         };
         let written = self.commit_one(op).await?;
         Ok(complete(&request.base, written, preference(request)))
@@ -196,7 +224,7 @@ impl Api {
         if !id_given {
             resource.set_id(&new_id());
         }
-        let prepared = prepare(&resource)?;
+        let prepared = prepare(&resource, Validation::Enforce)?;
         let written =
             self.commit_one(WriteOp::ConditionalUpdate { resource: prepared, query, id_given }).await?;
         Ok(complete(&request.base, written, preference(request)))
@@ -220,7 +248,7 @@ impl Api {
         id: &str,
     ) -> Result<Response, ApiError> {
         let resource = parse_body(&request.body, resource_type)?;
-        let op = prepare_update(&resource, id, request.if_match.as_deref())?;
+        let op = prepare_update(&resource, id, request.if_match.as_deref(), Validation::Enforce)?;
         let written = self.commit_one(op).await?;
         Ok(complete(&request.base, written, preference(request)))
     }

@@ -8,6 +8,7 @@ mod generate;
 mod path;
 mod search_bench;
 mod terminology_bench;
+mod validate;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,9 @@ enum Command {
     Fhirpath(path::FhirpathArgs),
     /// Rebuild the search index from the current version of every resource.
     Reindex(ReindexArgs),
+    /// Validate resources (JSON or NDJSON files) against the R4 definitions; exits 1 when
+    /// any has an error.
+    Validate(validate::ValidateArgs),
     /// ICD-10-CM: look up a code, search titles, suggest codes for clinical text.
     Code(code::CodeArgs),
     /// The coder's tools over a data directory: the worklist of encounters to code.
@@ -124,6 +128,10 @@ struct ImportArgs {
     /// service base) or store them as Bundle resources.
     #[arg(long, value_enum, default_value = "execute")]
     bundles: BundlesArg,
+    /// Store resources as given, without validating them against the R4 definitions (a
+    /// load of legacy data; `chartroom dq` then reports what is wrong with it).
+    #[arg(long)]
+    no_validate: bool,
     /// Print no progress bar.
     #[arg(long)]
     quiet: bool,
@@ -156,6 +164,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::generate(args),
         Command::Import(args) => import(args),
         Command::Fhirpath(args) => path::run(args),
+        Command::Validate(args) => validate::run(args),
         Command::Reindex(args) => reindex(args),
         Command::Code(args) => code::run_code(args),
         Command::Coding(args) => code::run_coding(args),
@@ -230,6 +239,9 @@ fn import(args: ImportArgs) -> Result<ExitCode> {
         BundlesArg::Execute => api::import::BundleMode::Execute,
         BundlesArg::Store => api::import::BundleMode::Store,
     };
+    if args.no_validate {
+        options.validation = api::Validation::Skip;
+    }
     let mut report = run_import(&api, &args.path, &options, args.quiet)?;
     // Closing checkpoints the log into the database and syncs it: only then is the import
     // durable, so its time counts.

@@ -136,19 +136,43 @@ const EXAMPLES_NOT_EXECUTED: &[(&str, &str)] = &[
     ("Bundle-ussg-fht.json", "points to another server"),
 ];
 
+/// Examples that break the specification's own rules (reference target types), refused by
+/// validation on write.
+const INVALID_EXAMPLES: &[&str] = &[
+    "DeviceMetric-example.json",
+    "DeviceUseStatement-example.json",
+    "MedicationRequest-medrx0301.json",
+    "Observation-clinical-gender.json",
+];
+
 #[test]
 fn the_specification_examples_import() {
     let Some(examples) = testkit::shared_dir("fhir-r4/examples") else { return };
     let dir = testkit::temp_dir("import-examples");
 
-    // Every example is a valid resource: stored as-is, all of them import.
-    let stored = chartroom_import(&["--bundles", "store"], &examples, &dir.join("as-resources"));
+    // Stored as given, every example imports.
+    let stored =
+        chartroom_import(&["--bundles", "store", "--no-validate"], &examples, &dir.join("as-resources"));
     assert!(stored.status.success(), "{}", text(&stored.stderr));
     assert!(
         text(&stored.stdout).contains("imported 710 resources from 710 files, rejected 0"),
         "{}",
         text(&stored.stdout)
     );
+    // Validated, the invalid ones are refused, each saying why.
+    let validated = chartroom_import(&["--bundles", "store"], &examples, &dir.join("validated"));
+    assert!(
+        text(&validated.stdout).contains("imported 706 resources from 710 files, rejected 4"),
+        "{}",
+        text(&validated.stdout)
+    );
+    for file in INVALID_EXAMPLES {
+        assert!(
+            text(&validated.stderr).lines().any(|l| l.contains(file) && l.contains("is not allowed here")),
+            "{file}: {}",
+            text(&validated.stderr)
+        );
+    }
 
     // Executing the transaction and batch Bundles: all but the listed files complete.
     let executed = chartroom_import(&[], &examples, &dir.join("executed"));
@@ -159,7 +183,12 @@ fn the_specification_examples_import() {
         .map(|f| format!("{}.json", f.rsplit('/').next().unwrap_or(f)))
         .collect();
     failed_files.dedup();
-    let expected: Vec<String> = EXAMPLES_NOT_EXECUTED.iter().map(|(f, _)| f.to_string()).collect();
+    let mut expected: Vec<String> = EXAMPLES_NOT_EXECUTED
+        .iter()
+        .map(|(f, _)| f.to_string())
+        .chain(INVALID_EXAMPLES.iter().map(|f| f.to_string()))
+        .collect();
+    expected.sort();
     assert_eq!(failed_files, expected, "{stderr}");
     for (file, reason) in EXAMPLES_NOT_EXECUTED {
         assert!(stderr.lines().any(|l| l.contains(file) && l.contains(reason)), "{file}: {reason}\n{stderr}");

@@ -31,6 +31,9 @@ pub struct Environment<'a> {
     /// `%resource` / `%rootResource` / `%context` default to the input; set to give
     /// `resolve()` a containing Bundle, for example.
     pub root: Option<&'a Json>,
+    /// `%rootResource` when it differs from `%resource`: the container of a contained
+    /// resource.
+    pub root_resource: Option<&'a Json>,
     /// Extra `%variables`.
     pub variables: HashMap<String, Collection<'a>>,
     pub resolver: Option<&'a dyn Resolver<'a>>,
@@ -46,7 +49,15 @@ impl Default for Environment<'_> {
     fn default() -> Self {
         let mut now = DateTime::now_utc();
         now.offset_minutes = Some(0);
-        Environment { root: None, variables: HashMap::new(), resolver: None, strict: false, trace: None, now }
+        Environment {
+            root: None,
+            root_resource: None,
+            variables: HashMap::new(),
+            resolver: None,
+            strict: false,
+            trace: None,
+            now,
+        }
     }
 }
 
@@ -228,6 +239,9 @@ impl<'a, 'e> Evaluator<'a, 'e> {
     fn variable(&self, name: &str) -> Result<Collection<'a>> {
         let text = |s: &str| Ok(vec![Value::String(Cow::Owned(s.to_string()))]);
         match name {
+            "rootResource" if self.env.root_resource.is_some() => {
+                Ok(self.env.root_resource.map(|r| Value::Node(Node::resource(r))).into_iter().collect())
+            }
             "resource" | "rootResource" => Ok(self.root.clone()),
             "context" => Ok(self.context.clone()),
             "ucum" => text("http://unitsofmeasure.org"),

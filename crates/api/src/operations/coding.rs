@@ -52,46 +52,13 @@ impl Api {
     /// `[type]/[id]/$coding-edits` (a stored record) or `POST [type]/$coding-edits` (a record
     /// in the body, checked against what the store knows about its patient and encounter).
     pub(crate) fn coding_edits(&self, level: Level<'_>, body: Option<&Json>) -> Result<Response, ApiError> {
-        let resource = match level {
-            Level::Instance(resource_type, id) => self.read_live(resource_type, id)?,
-            Level::Type(resource_type) => {
-                // The record itself as the body, or a Parameters with it as `resource`.
-                let body = match body {
-                    Some(parameters)
-                        if parameters.get("resourceType").and_then(Json::as_str) == Some("Parameters") =>
-                    {
-                        parameters
-                            .get("parameter")
-                            .and_then(Json::as_array)
-                            .and_then(|ps| {
-                                ps.iter().find(|p| p.get("name").and_then(Json::as_str) == Some("resource"))
-                            })
-                            .and_then(|p| p.get("resource"))
-                    }
-                    other => other,
-                };
-                let resource = body.ok_or_else(|| {
-                    ApiError::bad_request(
-                        IssueType::Required,
-                        format!("POST the {resource_type} to check as the body"),
-                    )
-                })?;
-                let given = resource.get("resourceType").and_then(Json::as_str).unwrap_or("");
-                if given != resource_type {
-                    return Err(ApiError::bad_request(
-                        IssueType::Invalid,
-                        format!("the body is a {given}, not a {resource_type}"),
-                    ));
-                }
-                resource.clone()
-            }
-            Level::System => {
-                return Err(ApiError::bad_request(
-                    IssueType::NotSupported,
-                    "$coding-edits runs on a Condition, Encounter, Claim or ExplanationOfBenefit",
-                ));
-            }
-        };
+        if level == Level::System {
+            return Err(ApiError::bad_request(
+                IssueType::NotSupported,
+                "$coding-edits runs on a Condition, Encounter, Claim or ExplanationOfBenefit",
+            ));
+        }
+        let resource = self.operation_resource(level, body)?;
         let edits = coding::edits_for(self.store.as_ref(), &resource).map_err(coding_error)?;
         Ok(json_response(&edits_outcome(&edits)))
     }

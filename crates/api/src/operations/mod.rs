@@ -75,6 +75,10 @@ impl Api {
         let inputs = Inputs::new(&request.query, body.as_ref())?;
         match (invocation.name, invocation.level) {
             ("coding-edits", level) => self.coding_edits(level, body.as_ref()),
+            ("validate", level) => {
+                let resource = self.operation_resource(level, body.as_ref())?;
+                Ok(json_response(&validation::Validator::r4().outcome(&resource).to_json()))
+            }
             ("coding-worklist", Level::System | Level::Type("Encounter")) => self.coding_worklist(&inputs),
             (
                 "suggest-codes",
@@ -92,6 +96,45 @@ impl Api {
                 format!("operation ${name} is not supported {}", level_name(level)),
             )),
         }
+    }
+
+    /// The resource an operation works on: the instance's current version, or the body (the
+    /// resource itself, or a Parameters with it as `resource`), of the level's type.
+    pub(crate) fn operation_resource(&self, level: Level<'_>, body: Option<&Json>) -> Result<Json, ApiError> {
+        if let Level::Instance(resource_type, id) = level {
+            return self.read_live(resource_type, id);
+        }
+        let resource = match body {
+            Some(parameters)
+                if parameters.get("resourceType").and_then(Json::as_str) == Some("Parameters") =>
+            {
+                parameters
+                    .get("parameter")
+                    .and_then(Json::as_array)
+                    .and_then(|ps| {
+                        ps.iter().find(|p| p.get("name").and_then(Json::as_str) == Some("resource"))
+                    })
+                    .and_then(|p| p.get("resource"))
+            }
+            other => other,
+        };
+        let wanted = match level {
+            Level::Type(resource_type) => resource_type,
+            _ => "resource",
+        };
+        let resource = resource.ok_or_else(|| {
+            ApiError::bad_request(IssueType::Required, format!("POST the {wanted} to check as the body"))
+        })?;
+        let given = resource.get("resourceType").and_then(Json::as_str).unwrap_or("");
+        if let Level::Type(resource_type) = level
+            && given != resource_type
+        {
+            return Err(ApiError::bad_request(
+                IssueType::Invalid,
+                format!("the body is a {given}, not a {resource_type}"),
+            ));
+        }
+        Ok(resource.clone())
     }
 
     /// Reads a live resource for an instance-level operation.
