@@ -495,6 +495,11 @@ fn bench_prepare(resources: usize) -> Result<ExitCode> {
     time("check reference formats", &mut || {
         parsed.iter().filter(|r| r.check_reference_formats().is_ok()).count()
     });
+    let validator = validation::Validator::r4();
+    validator.validate(parsed[0].as_json());
+    time("validate (R4 definitions)", &mut || {
+        parsed.iter().filter(|r| !validation::has_errors(&validator.validate(r.as_json()))).count()
+    });
     time("extract search index", &mut || parsed.iter().map(|r| store::index::extract(r).len()).sum());
     time("prepare (serialize+extract)", &mut || {
         parsed.iter().filter(|r| store::PreparedResource::new(r).is_ok()).count()
