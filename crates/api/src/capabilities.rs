@@ -91,6 +91,10 @@ impl Api {
                     "name": "suggest-codes",
                     "definition": "urn:chartroom:operation:suggest-codes",
                     "documentation": "Ranked billable ICD-10-CM codes for clinical text (text=...)"
+                }, {
+                    "name": "data-quality",
+                    "definition": "urn:chartroom:operation:data-quality",
+                    "documentation": "Data-quality checks over the whole record (conformance, completeness, plausibility), as a Parameters with one check each"
                 }],
                 "interaction": [
                     { "code": "transaction" },

@@ -3,6 +3,7 @@
 
 mod bench;
 mod code;
+mod dq;
 mod fixture;
 mod generate;
 mod path;
@@ -50,6 +51,9 @@ enum Command {
     Fhirpath(path::FhirpathArgs),
     /// Rebuild the search index from the current version of every resource.
     Reindex(ReindexArgs),
+    /// Data-quality report over a data directory (conformance, completeness, plausibility);
+    /// each run is kept so the next shows the trend.
+    Dq(dq::DqArgs),
     /// Validate resources (JSON or NDJSON files) against the R4 definitions; exits 1 when
     /// any has an error.
     Validate(validate::ValidateArgs),
@@ -165,6 +169,7 @@ fn main() -> ExitCode {
         Command::Import(args) => import(args),
         Command::Fhirpath(args) => path::run(args),
         Command::Validate(args) => validate::run(args),
+        Command::Dq(args) => dq::run(args),
         Command::Reindex(args) => reindex(args),
         Command::Code(args) => code::run_code(args),
         Command::Coding(args) => code::run_coding(args),

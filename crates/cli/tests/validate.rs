@@ -11,7 +11,8 @@ fn validate(files: &[&std::path::Path]) -> (i32, String) {
 fn valid_files_pass_and_invalid_ones_fail_naming_file_line_and_location() {
     let dir = testkit::temp_dir("cli-validate");
     let valid = dir.join("valid.json");
-    std::fs::write(&valid, r#"{"resourceType":"Patient","gender":"female","birthDate":"1990-02-01"}"#).unwrap();
+    std::fs::write(&valid, r#"{"resourceType":"Patient","gender":"female","birthDate":"1990-02-01"}"#)
+        .unwrap();
     let (code, out) = validate(&[&valid]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("1 resources checked: 0 with errors"), "{out}");

@@ -79,7 +79,8 @@ async fn a_valid_resource_is_stored_and_validate_reports_without_writing() {
     assert!(outcome["issue"].as_array().unwrap().len() >= 5, "{outcome}");
     assert!(outcome["issue"].as_array().unwrap().iter().any(|i| i["expression"][0] == "Patient.birthDate"));
 
-    let parameters = json!({ "resourceType": "Parameters", "parameter": [{ "name": "resource", "resource": valid }] });
+    let parameters =
+        json!({ "resourceType": "Parameters", "parameter": [{ "name": "resource", "resource": valid }] });
     let outcome = json(server.post("Patient/$validate", &parameters).await).await;
     assert_eq!(outcome["issue"][0]["severity"], "information", "{outcome}");
     assert_eq!(server.version_count(), 1, "$validate writes nothing");
@@ -87,4 +88,32 @@ async fn a_valid_resource_is_stored_and_validate_reports_without_writing() {
     let mismatch = json(server.post("Observation/$validate", &valid).await).await;
     assert_eq!(mismatch["resourceType"], "OperationOutcome");
     assert!(mismatch["issue"][0]["diagnostics"].as_str().unwrap().contains("not a Observation"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_quality_report_counts_what_is_missing() {
+    let server = start("data-quality").await;
+    for patient in [
+        json!({ "resourceType": "Patient", "gender": "female" }),
+        json!({ "resourceType": "Patient", "gender": "male", "birthDate": "1980-01-01" }),
+    ] {
+        assert_eq!(server.post("Patient", &patient).await.status(), 201);
+    }
+    let response = server.get("$data-quality").await;
+    assert_eq!(response.status(), 200);
+    let report = json(response).await;
+    assert_eq!(report["resourceType"], "Parameters");
+    let check = report["parameter"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "check" && p["part"][0]["valueCode"] == "patient-birth-date")
+        .expect("the birth-date check");
+    let part =
+        |name: &str| check["part"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned().unwrap();
+    assert_eq!(part("numerator")["valueInteger"], 1);
+    assert_eq!(part("denominator")["valueInteger"], 2);
+    assert_eq!(part("passed")["valueBoolean"], false);
+    assert_eq!(part("category")["valueCode"], "Completeness");
+    assert!(part("example")["valueReference"]["reference"].as_str().unwrap().starts_with("Patient/"));
 }

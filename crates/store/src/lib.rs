@@ -21,6 +21,9 @@ pub use prepared::PreparedResource;
 pub use search::{SearchPage, SearchQuery};
 pub use sqlite::{SqliteStore, StoreOptions, Synchronous};
 
+/// What [`Store::scan_current`] calls with each resource: type, id, body.
+pub type ScanVisitor<'a> = dyn FnMut(&str, &str, &[u8]) -> Result<()> + 'a;
+
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -270,6 +273,11 @@ pub trait Store: Send + Sync {
 
     /// Number of resources whose current version is not deleted.
     fn count_live(&self) -> Result<u64>;
+
+    /// Calls `visit` with the type, id and body of the current version of every live
+    /// resource, type by type, from one consistent snapshot; stops at `visit`'s first error.
+    /// Returns the resources visited.
+    fn scan_current(&self, visit: &mut ScanVisitor<'_>) -> Result<u64>;
 
     /// A page of search results.
     fn search(&self, query: &SearchQuery) -> Result<SearchPage>;

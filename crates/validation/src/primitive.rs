@@ -96,7 +96,7 @@ fn is_time(text: &str) -> bool {
 
 fn is_base64(text: &str) -> bool {
     let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    compact.len() % 4 == 0 && compact.iter().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(b))
+    compact.len().is_multiple_of(4) && compact.iter().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(b))
 }
 
 #[cfg(test)]

@@ -75,6 +75,12 @@ impl Api {
         let inputs = Inputs::new(&request.query, body.as_ref())?;
         match (invocation.name, invocation.level) {
             ("coding-edits", level) => self.coding_edits(level, body.as_ref()),
+            ("data-quality", Level::System) => {
+                // A report over the whole record; `chartroom dq` keeps runs for the trend.
+                let report = quality::run(self.store.as_ref(), &quality::Options::default())
+                    .map_err(|e| ApiError::internal(format!("the data-quality run failed: {e}")))?;
+                Ok(json_response(&report.to_parameters(&fhir::DateTime::now_utc().to_string())))
+            }
             ("validate", level) => {
                 let resource = self.operation_resource(level, body.as_ref())?;
                 Ok(json_response(&validation::Validator::r4().outcome(&resource).to_json()))
