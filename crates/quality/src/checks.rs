@@ -43,17 +43,19 @@ pub struct CheckDef {
     pub name: &'static str,
     pub description: &'static str,
     pub category: Category,
-    /// Value, Relational, Computational, Atemporal, Temporal or Uniqueness.
+    /// Value, Relational, Computational, Atemporal or Temporal.
     pub subcategory: &'static str,
     pub context: Context,
     /// The resources checked.
     pub resource_type: &'static str,
     /// The highest share of failing resources, in percent, at which the check passes.
     pub threshold: f64,
+    /// The DataQualityDashboard check (OMOP CDM v5.4 catalogue) this one mirrors, if any.
+    pub dqd_check: Option<&'static str>,
 }
 
 macro_rules! check {
-    ($id:expr, $name:expr, $description:expr, $category:ident, $subcategory:expr, $context:ident, $resource:expr, $threshold:expr) => {
+    ($id:expr, $name:expr, $description:expr, $category:ident, $subcategory:expr, $context:ident, $resource:expr, $threshold:expr, $dqd:expr) => {
         CheckDef {
             id: $id,
             name: $name,
@@ -63,6 +65,7 @@ macro_rules! check {
             context: Context::$context,
             resource_type: $resource,
             threshold: $threshold,
+            dqd_check: $dqd,
         }
     };
 }
@@ -94,7 +97,8 @@ pub const CATALOGUE: &[CheckDef] = &[
         "Value",
         Verification,
         "any",
-        0.0
+        0.0,
+        Some("cdmDatatype")
     ),
     check!(
         "icd10cm-code-exists",
@@ -104,7 +108,8 @@ pub const CATALOGUE: &[CheckDef] = &[
         "Value",
         Verification,
         "Condition",
-        0.0
+        0.0,
+        Some("isStandardValidConcept")
     ),
     check!(
         "icd10cm-code-billable",
@@ -114,7 +119,8 @@ pub const CATALOGUE: &[CheckDef] = &[
         "Value",
         Verification,
         "Condition",
-        0.0
+        0.0,
+        Some("isStandardValidConcept")
     ),
     check!(
         "reference-resolves",
@@ -124,17 +130,19 @@ pub const CATALOGUE: &[CheckDef] = &[
         "Relational",
         Verification,
         "any",
-        0.0
+        0.0,
+        Some("isForeignKey")
     ),
     check!(
         "unit-per-loinc",
         "Plausible unit for the LOINC code",
         "The UCUM unit of a measurement is one expected for its LOINC code",
-        Conformance,
-        "Value",
+        Plausibility,
+        "Atemporal",
         Verification,
         "Observation",
-        0.0
+        0.0,
+        Some("plausibleUnitConceptIds")
     ),
     check!(
         "patient-birth-date",
@@ -144,7 +152,8 @@ pub const CATALOGUE: &[CheckDef] = &[
         "Atemporal",
         Verification,
         "Patient",
-        0.0
+        0.0,
+        Some("measureValueCompleteness")
     ),
     check!(
         "patient-gender",
@@ -154,7 +163,8 @@ pub const CATALOGUE: &[CheckDef] = &[
         "Atemporal",
         Verification,
         "Patient",
-        0.0
+        0.0,
+        Some("measureValueCompleteness")
     ),
     check!(
         "inpatient-discharge-disposition",
@@ -164,7 +174,8 @@ pub const CATALOGUE: &[CheckDef] = &[
         "Atemporal",
         Verification,
         "Encounter",
-        0.0
+        0.0,
+        Some("measureValueCompleteness")
     ),
     check!(
         "inpatient-diagnosis",
@@ -174,7 +185,8 @@ pub const CATALOGUE: &[CheckDef] = &[
         "Atemporal",
         Verification,
         "Encounter",
-        0.0
+        0.0,
+        Some("measureValueCompleteness")
     ),
     check!(
         "patient-has-encounter",
@@ -184,17 +196,19 @@ pub const CATALOGUE: &[CheckDef] = &[
         "Relational",
         Validation,
         "Patient",
-        0.0
+        0.0,
+        Some("measurePersonCompleteness")
     ),
     check!(
         "identifier-unique",
         "Patient identifiers are unique",
         "No two Patients share an identifier (system and value)",
-        Plausibility,
-        "Uniqueness",
+        Conformance,
+        "Relational",
         Verification,
         "Patient",
-        0.0
+        0.0,
+        Some("isPrimaryKey")
     ),
     check!(
         "value-in-range",
@@ -204,7 +218,8 @@ pub const CATALOGUE: &[CheckDef] = &[
         "Atemporal",
         Verification,
         "Observation",
-        0.0
+        0.0,
+        Some("plausibleValueHigh")
     ),
     check!(
         "end-after-start",
@@ -214,7 +229,8 @@ pub const CATALOGUE: &[CheckDef] = &[
         "Temporal",
         Verification,
         "Encounter",
-        0.0
+        0.0,
+        Some("plausibleStartBeforeEnd")
     ),
     check!(
         "nothing-after-death",
@@ -224,7 +240,8 @@ pub const CATALOGUE: &[CheckDef] = &[
         "Temporal",
         Verification,
         "any",
-        0.0
+        0.0,
+        Some("plausibleBeforeDeath")
     ),
     check!(
         "nothing-before-birth",
@@ -234,7 +251,8 @@ pub const CATALOGUE: &[CheckDef] = &[
         "Temporal",
         Verification,
         "any",
-        0.0
+        0.0,
+        Some("plausibleAfterBirth")
     ),
     check!(
         "sex-specific-code",
@@ -244,7 +262,8 @@ pub const CATALOGUE: &[CheckDef] = &[
         "Atemporal",
         Validation,
         "Condition",
-        0.0
+        0.0,
+        Some("plausibleGenderUseDescendants")
     ),
     check!(
         "specific-code-documented",
@@ -254,7 +273,8 @@ pub const CATALOGUE: &[CheckDef] = &[
         "Atemporal",
         Validation,
         "Condition",
-        0.0
+        0.0,
+        None
     ),
 ];
 

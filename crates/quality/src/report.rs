@@ -124,6 +124,7 @@ impl Report {
                     "context": d.context.as_str(),
                     "resourceType": d.resource_type,
                     "threshold": d.threshold,
+                    "dqdCheck": d.dqd_check,
                     "numerator": c.numerator,
                     "denominator": c.denominator,
                     "percent": (c.percent() * 1000.0).round() / 1000.0,

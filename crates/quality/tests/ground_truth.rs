@@ -153,3 +153,28 @@ fn runs_are_kept_and_the_next_report_shows_the_trend() {
         validation::Validator::r4().validate(&parameters).iter().all(|i| i.severity != fhir::Severity::Error)
     );
 }
+
+/// Each check names the DataQualityDashboard check it mirrors, and that check is in the
+/// OMOP CDM v5.4 catalogue with the same Kahn category.
+#[test]
+fn the_catalogue_mirrors_the_data_quality_dashboard() {
+    let Some(dir) = testkit::shared_dir("data/dqd") else { return };
+    let descriptions = std::fs::read_to_string(dir.join("OMOP_CDMv5.4_Check_Descriptions.csv")).unwrap();
+    let dqd: BTreeMap<&str, &str> = descriptions
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            let category =
+                fields.iter().find(|f| ["Conformance", "Completeness", "Plausibility"].contains(f))?;
+            Some((fields.get(1)?.trim(), *category))
+        })
+        .collect();
+    let mut mirrored = 0;
+    for check in quality::checks::CATALOGUE {
+        let Some(name) = check.dqd_check else { continue };
+        mirrored += 1;
+        let category = dqd.get(name).unwrap_or_else(|| panic!("{}: {name} is not a DQD check", check.id));
+        assert_eq!(*category, check.category.as_str(), "{}: {name}", check.id);
+    }
+    assert!(mirrored >= 15);
+}
