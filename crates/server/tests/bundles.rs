@@ -320,6 +320,8 @@ async fn transaction_rewrites_uris_and_leaves_carried_documents_alone() {
     let binary = "urn:uuid:0b1a0b1a-0000-4000-8000-000000000001";
     let document = json!({
         "resourceType": "Bundle", "type": "document",
+        "identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:d0c00000-0000-4000-8000-000000000001"},
+        "timestamp": "2020-01-01T10:00:00Z",
         "entry": [
             {"fullUrl": "urn:uuid:c0000000-0000-4000-8000-000000000001",
              "resource": {"resourceType": "Composition", "status": "final", "type": {"text": "note"},

@@ -41,6 +41,7 @@ fn population() -> Vec<Value> {
         // Discharged 2024-01-20, G63 ranked before the amyloidosis its code-first note names.
         json!({
             "resourceType": "Encounter", "id": "e-order", "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
             "subject": {"reference": "Patient/pm"},
             "period": {"start": "2024-01-18T08:00:00Z", "end": "2024-01-20T16:00:00Z"},
             "diagnosis": [
@@ -69,7 +70,7 @@ fn population() -> Vec<Value> {
             "resourceType": "Claim", "id": "claim-billed", "status": "active", "use": "claim",
             "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "professional"}]},
             "patient": {"reference": "Patient/pm"}, "created": "2024-01-13",
-            "provider": {"reference": "Patient/pm"}, "priority": {"coding": [{"code": "normal"}]},
+            "provider": {"reference": "Organization/clinic"}, "priority": {"coding": [{"code": "normal"}]},
             "insurance": [{"sequence": 1, "focal": true, "coverage": {"display": "self-pay"}}],
             "diagnosis": [{"sequence": 1, "diagnosisCodeableConcept": icd("I10")}],
             "item": [{"sequence": 1, "productOrService": {"text": "office visit"},
@@ -108,7 +109,8 @@ async fn loaded(name: &str) -> TestServer {
         let path =
             format!("{}/{}", resource["resourceType"].as_str().unwrap(), resource["id"].as_str().unwrap());
         let response = server.put(&path, &resource).await;
-        assert!(response.status().is_success(), "PUT {path}: {}", response.status());
+        let status = response.status();
+        assert!(status.is_success(), "PUT {path}: {status} {}", response.text().await.unwrap_or_default());
     }
     server
 }
@@ -254,7 +256,7 @@ async fn code_suggestions_for_text_and_documents() {
 
 /// Admission order is not discharge order: a long stay admitted first and discharged late must
 /// still be listed by its discharge, also when the list stops early.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worklist_orders_by_discharge_across_pages() {
     let server = start("coding-worklist-pages").await;
     let day = |n: i64| {
@@ -263,12 +265,14 @@ async fn the_worklist_orders_by_discharge_across_pages() {
     };
     let mut entries = vec![json!({
         "resource": {"resourceType": "Encounter", "id": "long", "status": "finished",
+            "class": {"code": "IMP"},
             "period": {"start": "2020-01-01T08:00:00Z", "end": "2020-12-31T12:00:00Z"}},
         "request": {"method": "PUT", "url": "Encounter/long"}
     })];
     for i in 1..=1200 {
         entries.push(json!({
             "resource": {"resourceType": "Encounter", "id": format!("short-{i}"), "status": "finished",
+                "class": {"code": "IMP"},
                 "period": {"start": format!("{}T08:00:00Z", day(i)), "end": format!("{}T10:00:00Z", day(i))}},
             "request": {"method": "PUT", "url": format!("Encounter/short-{i}")}
         }));

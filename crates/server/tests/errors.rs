@@ -241,7 +241,7 @@ async fn unsupported_methods_paths_and_operations() {
     expect_outcome(server.send(Method::OPTIONS, "Patient/p1", None, &[]).await, 405, "not-supported", "")
         .await;
     expect_outcome(server.get("").await, 400, "not-supported", "search across all resource types").await;
-    expect_outcome(server.get("Patient/p1/$validate").await, 400, "not-supported", "$validate").await;
+    expect_outcome(server.get("Patient/p1/$diff").await, 400, "not-supported", "$diff").await;
     expect_outcome(server.get("Patient/p1/foo/bar").await, 404, "not-found", "").await;
     let elsewhere = server.client.get(server.base.replace("/fhir", "/nothing-here")).send().await.unwrap();
     expect_outcome(elsewhere, 404, "not-found", "/nothing-here").await;

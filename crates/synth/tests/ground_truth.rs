@@ -712,3 +712,28 @@ fn rates_out_of_range_are_refused() {
         assert!(!error.to_string().is_empty());
     }
 }
+
+/// Every generated resource passes the project's R4 validation, except the planted periods
+/// that end before they start (invariant per-1), which validation is there to refuse.
+#[test]
+fn every_resource_passes_r4_validation_except_planted_bad_periods() {
+    let population = population();
+    let bad_periods = population.listed(&["end-before-start"]);
+    assert!(!bad_periods.is_empty());
+    let validator = validation::Validator::r4();
+    let mut invalid = BTreeSet::new();
+    for (key, resource) in &population.resources {
+        let errors: Vec<String> = validator
+            .validate(resource)
+            .into_iter()
+            .filter(|i| i.severity == fhir::Severity::Error)
+            .map(|i| format!("{}: {}", i.expression.join(","), i.diagnostics))
+            .collect();
+        if !errors.is_empty() {
+            assert!(bad_periods.contains(key), "{key}: {errors:?}");
+            assert!(errors.iter().all(|e| e.contains("(per-1)")), "{key}: {errors:?}");
+            invalid.insert(key.clone());
+        }
+    }
+    assert_eq!(invalid, bad_periods);
+}

@@ -215,7 +215,8 @@ impl<'j> Walk<'_, 'j> {
             return;
         };
         let is_resource_root = !root.contains('.') && definitions.is_resource_type(root);
-        if object.is_empty() || (object.len() == 1 && object.contains_key("resourceType")) {
+        // ele-1 is about elements; a resource with nothing but its type is valid.
+        if object.is_empty() {
             self.error(IssueType::Invariant, path, "an element must have a value or children (ele-1)");
         }
         let mut choices: Vec<(&'static str, &str)> = Vec::new();

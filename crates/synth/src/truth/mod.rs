@@ -53,7 +53,7 @@ impl Default for TruthOptions {
             defect_rate: 0.02,
             duplicate_rate: 0.01,
             outbreaks: 2,
-            attack_rate: 0.08,
+            attack_rate: 0.15,
             cohort_rate: 0.03,
             hazard_ratio: 0.6,
             median_survival_days: 540.0,
