@@ -93,7 +93,8 @@ pub struct Response {
 }
 
 impl Response {
-    fn json(status: u16, body: Vec<u8>) -> Self {
+    /// A response with a JSON body.
+    pub fn json(status: u16, body: Vec<u8>) -> Self {
         Response { status, etag: None, last_modified: None, location: None, body: Some(body) }
     }
 

@@ -193,5 +193,7 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
         port: args.port,
         max_body_mib: 16,
         base_url: None,
+        // The demo runs open, with the warning serve prints; `chartroom serve` requires tokens.
+        insecure_no_auth: true,
     })
 }

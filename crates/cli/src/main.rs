@@ -7,6 +7,7 @@ mod dq;
 mod fixture;
 mod generate;
 mod path;
+mod privacy_cli;
 mod search_bench;
 mod terminology_bench;
 mod validate;
@@ -51,6 +52,10 @@ enum Command {
     Fhirpath(path::FhirpathArgs),
     /// Rebuild the search index from the current version of every resource.
     Reindex(ReindexArgs),
+    /// Users and their API tokens.
+    User(privacy_cli::UserArgs),
+    /// The audit trail: verify its integrity, account for disclosures.
+    Audit(privacy_cli::AuditArgs),
     /// Data-quality report over a data directory (conformance, completeness, plausibility);
     /// each run is kept so the next shows the trend.
     Dq(dq::DqArgs),
@@ -117,6 +122,10 @@ struct ServeArgs {
     /// Public base URL of the FHIR API, if it differs from http://<Host>/fhir (e.g. behind a proxy).
     #[arg(long)]
     base_url: Option<String>,
+    /// Serve without requiring a token: every request acts as an anonymous administrator (and
+    /// is still audited). For trying Chartroom out only, never with real patient data.
+    #[arg(long)]
+    insecure_no_auth: bool,
 }
 
 #[derive(clap::Args)]
@@ -170,6 +179,8 @@ fn main() -> ExitCode {
         Command::Fhirpath(args) => path::run(args),
         Command::Validate(args) => validate::run(args),
         Command::Dq(args) => dq::run(args),
+        Command::User(args) => privacy_cli::run_user(args),
+        Command::Audit(args) => privacy_cli::run_audit(args),
         Command::Reindex(args) => reindex(args),
         Command::Code(args) => code::run_code(args),
         Command::Coding(args) => code::run_coding(args),
@@ -192,10 +203,19 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     let store = args.store.open(SyncMode::Full)?;
     ensure_index(&store)?;
     let api = Arc::new(Api::new(store.clone(), ApiConfig::default()));
+    let security = server::Security::open(&args.store.data)
+        .with_context(|| format!("cannot open the users and audit trail in {}", args.store.data.display()))?;
     let config = server::ServerConfig {
         max_body_bytes: args.max_body_mib.saturating_mul(1024 * 1024),
         base_url: args.base_url.clone(),
+        security: Some(Arc::new(security)),
+        require_auth: !args.insecure_no_auth,
     };
+    if args.insecure_no_auth {
+        eprintln!(
+            "\n  *** WARNING: serving WITHOUT AUTHENTICATION. Anyone who can reach this port can read and change \n  *** every record (as an anonymous administrator; accesses are audited). Never use this with real patient data.\n"
+        );
+    }
     let router = server::router(api, config);
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))

@@ -4,13 +4,18 @@
 //! names, status codes) and hands everything else to [`api::Api`]. Every error, including a
 //! panic, leaves as an `OperationOutcome`.
 
+mod access;
+
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+
+pub use access::Security;
 
 use api::{Api, Method, Request};
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -26,18 +31,35 @@ const LARGE_BODY_BYTES: usize = 256 * 1024;
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 /// HTTP-level settings.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ServerConfig {
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// The public base URL (`https://chartroom.example.org/fhir`). When absent, it is derived
     /// from each request's `Host`.
     pub base_url: Option<String>,
+    /// Tokens and the audit trail. Without it, nothing is checked or recorded (embedding and
+    /// tests).
+    pub security: Option<Arc<Security>>,
+    /// Whether a request needs a token. When not (`--insecure-no-auth`, `demo`), every request
+    /// acts as an anonymous administrator, and is still audited.
+    pub require_auth: bool,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { max_body_bytes: 16 * 1024 * 1024, base_url: None }
+        ServerConfig { max_body_bytes: 16 * 1024 * 1024, base_url: None, security: None, require_auth: true }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("base_url", &self.base_url)
+            .field("secured", &self.security.is_some())
+            .field("require_auth", &self.require_auth)
+            .finish()
     }
 }
 
@@ -70,7 +92,9 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 fn outcome_response(status: StatusCode, code: IssueType, message: &str) -> Response {
@@ -194,13 +218,10 @@ fn base_url(config: &ServerConfig, headers: &HeaderMap) -> Result<String, Refusa
     Ok(format!("{scheme}://{host}/fhir"))
 }
 
-async fn fhir_endpoint(
-    State(state): State<Arc<AppState>>,
-    method: axum::http::Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::extract::Request) -> Response {
+    let (parts, body) = http_request.into_parts();
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
+    let address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
     let query = uri.query().unwrap_or("");
     if let Err(refusal) = check_acceptable(query, &headers) {
         return refusal.into_response();
@@ -244,10 +265,10 @@ async fn fhir_endpoint(
         Err(refusal) => return refusal.into_response(),
     };
     let path = uri.path().strip_prefix("/fhir").unwrap_or("").trim_matches('/').to_string();
-    let request = Request {
+    let mut request = Request {
         method: Some(method),
         base,
-        path,
+        path: path.clone(),
         query: query.to_string(),
         if_match: header_text(&headers, header::IF_MATCH),
         if_none_match: header_text(&headers, header::IF_NONE_MATCH),
@@ -256,14 +277,138 @@ async fn fhir_endpoint(
         prefer: header_text(&headers, header::HeaderName::from_static("prefer")),
         body: body.into(),
     };
-    // Parsing and preparing a large body is CPU work that must not stall the runtime thread
-    // other connections are waiting on.
-    let response = if request.body.len() > LARGE_BODY_BYTES {
-        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(state.api.handle(&request)))
-    } else {
-        state.api.handle(&request).await
+    let Some(security) = state.config.security.clone() else {
+        return to_http(run(&state, &request).await);
     };
+
+    // Who is asking.
+    let classified = access::classify(method, &path);
+    let purpose = header_text(&headers, header::HeaderName::from_static("x-purpose-of-use"));
+    let break_glass = header_text(&headers, header::HeaderName::from_static("x-break-glass-reason"));
+    let audit = |identity: Option<&privacy::Identity>, status: u16, patients: Vec<String>| {
+        security.audit.record(access::access_record(
+            identity,
+            &classified,
+            &path,
+            query,
+            status,
+            patients,
+            address.clone(),
+            purpose.clone(),
+            break_glass.clone(),
+        ));
+    };
+    let identity = if state.config.require_auth {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        let found = match token {
+            Some(token) => security.users.authenticate(token).ok().flatten(),
+            None => None,
+        };
+        match found {
+            Some(identity) => identity,
+            None => {
+                audit(None, 401, access::patients_touched(&path, None));
+                let message = if token.is_some() {
+                    "the bearer token is not valid"
+                } else {
+                    "authentication required: send Authorization: Bearer <token> (chartroom user add issues one)"
+                };
+                let mut response = outcome_response(StatusCode::UNAUTHORIZED, IssueType::Login, message);
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"chartroom\""));
+                return response;
+            }
+        }
+    } else {
+        privacy::Identity::anonymous_admin()
+    };
+
+    // What they may do.
+    let own_patient = access::patient_context(&identity).map(str::to_string);
+    match access::authorize(&identity, method, &path, query, &request.body, &classified) {
+        Err(denied) => {
+            audit(Some(&identity), denied.status, access::patients_touched(&path, None));
+            let status = StatusCode::from_u16(denied.status).unwrap_or(StatusCode::FORBIDDEN);
+            return (status, [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))], denied.body())
+                .into_response();
+        }
+        Ok(Some(rewrite)) => {
+            request.path = rewrite.path;
+            request.query = rewrite.query;
+        }
+        Ok(None) => {}
+    }
+
+    let mut response = if classified.operation.as_deref() == Some("disclosures") {
+        disclosures(&security, &request, classified.id.as_deref())
+    } else {
+        run(&state, &request).await
+    };
+    if let Some(own) = &own_patient
+        && (200..300).contains(&response.status)
+        && let Some(body) = &response.body
+    {
+        match access::filter_for_patient(body, own) {
+            Some(filtered) => response.body = Some(filtered),
+            None => {
+                response = api::ApiError::new(
+                    403,
+                    IssueType::Forbidden,
+                    "this token gives access to one patient's record only",
+                )
+                .into_response();
+            }
+        }
+    }
+    let touched = if (200..300).contains(&response.status) {
+        access::patients_touched(&path, response.body.as_deref())
+    } else {
+        access::patients_touched(&path, None)
+    };
+    audit(Some(&identity), response.status, touched);
     to_http(response)
+}
+
+/// Hands the request to the API; a large body is parsed off the async worker threads.
+async fn run(state: &AppState, request: &Request) -> api::Response {
+    if request.body.len() > LARGE_BODY_BYTES {
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(state.api.handle(request)))
+    } else {
+        state.api.handle(request).await
+    }
+}
+
+/// `Patient/[id]/$disclosures`: the accounting of disclosures, every audited access to the
+/// patient's record (oldest first) as a Bundle of AuditEvents.
+fn disclosures(security: &Security, request: &Request, patient: Option<&str>) -> api::Response {
+    let Some(patient) = patient else {
+        return api::ApiError::bad_request(
+            IssueType::Required,
+            "$disclosures runs on a Patient: Patient/[id]/$disclosures",
+        )
+        .into_response();
+    };
+    security.audit.flush();
+    match privacy::audit::events_for_patient(&security.data_dir, &format!("Patient/{patient}")) {
+        Ok(events) => {
+            let entries: Vec<serde_json::Value> =
+                events.into_iter().map(|e| serde_json::json!({ "resource": e })).collect();
+            let bundle = serde_json::json!({
+                "resourceType": "Bundle", "type": "collection", "total": entries.len(),
+                "link": [{ "relation": "self", "url": format!("{}/{}", request.base, request.path) }],
+                "entry": entries,
+            });
+            api::Response::json(200, serde_json::to_vec(&bundle).unwrap_or_default())
+        }
+        Err(error) => {
+            api::ApiError::internal(format!("the audit trail cannot be read: {error}")).into_response()
+        }
+    }
 }
 
 fn too_large(limit: usize) -> Response {

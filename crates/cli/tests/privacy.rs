@@ -1,0 +1,81 @@
+//! `chartroom user add`, a `serve` that requires its tokens, and `chartroom audit verify` and
+//! `disclosures` over what the server recorded.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+
+fn chartroom(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chartroom")).args(args).output().expect("run chartroom")
+}
+
+// A failed read panics the test, whose process exit reaps the child.
+#[allow(clippy::zombie_processes)]
+fn serve(data: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chartroom"))
+        .args(["serve", "--port", "0", "--data"])
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chartroom serve");
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+    loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).expect("read serve output") > 0, "serve ended");
+        if let Some(base) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            return (child, base.to_string());
+        }
+    }
+}
+
+fn get(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut request = reqwest::Client::new().get(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    })
+}
+
+#[test]
+fn serve_requires_a_token_and_the_trail_verifies_until_tampered_with() {
+    let data = testkit::temp_dir("cli-privacy");
+    let data_arg = data.to_str().unwrap();
+    let added = chartroom(&["user", "add", "dr-grey", "--role", "clinician", "--data", data_arg]);
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let token = String::from_utf8_lossy(&added.stdout).lines().last().unwrap().trim().to_string();
+    assert!(token.starts_with("chr_") && token.len() > 60, "{token}");
+    let refused = chartroom(&["user", "add", "x", "--role", "surgeon", "--data", data_arg]);
+    assert!(!refused.status.success());
+
+    let (mut server, base) = serve(&data);
+    assert_eq!(get(&format!("{base}/Patient"), None).0, 401);
+    assert_eq!(get(&format!("{base}/Patient/p1"), Some("chr_wrong")).0, 401);
+    let (status, bundle) = get(&format!("{base}/Patient"), Some(&token));
+    assert_eq!(status, 200, "{bundle}");
+    assert_eq!(get(&format!("{base}/Patient/p1"), Some(&token)).0, 404);
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let verified = chartroom(&["audit", "verify", "--data", data_arg]);
+    let text = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{text}");
+    assert!(text.contains("4 entries checked: the chain is intact"), "{text}");
+    let disclosures = chartroom(&["audit", "disclosures", "--patient", "p1", "--data", data_arg]);
+    let text = String::from_utf8_lossy(&disclosures.stdout);
+    assert!(
+        text.contains("dr-grey (clinician)  read") && text.contains("2 accesses to Patient/p1"),
+        "{text}"
+    );
+
+    let connection = rusqlite::Connection::open(data.join("privacy.sqlite")).unwrap();
+    connection.execute("UPDATE audit SET user = 'someone-else' WHERE seq = 3", []).unwrap();
+    let tampered = chartroom(&["audit", "verify", "--data", data_arg]);
+    let text = String::from_utf8_lossy(&tampered.stdout);
+    assert_eq!(tampered.status.code(), Some(1), "{text}");
+    assert!(text.contains("entry 3: edited"), "{text}");
+}

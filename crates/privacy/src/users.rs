@@ -1,0 +1,95 @@
+//! API tokens: `chartroom user add` issues one; only its SHA-256 hash is stored, so a copy of
+//! the data directory does not give anyone access. Tokens are looked up on every request, so
+//! a running server accepts a new one at once.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use crate::role::{Identity, Role};
+use crate::{Error, hex};
+
+/// The users of a data directory.
+pub struct Users {
+    connection: std::sync::Mutex<Connection>,
+}
+
+/// The file beside the store holding users and the audit trail.
+pub const PRIVACY_FILE: &str = "privacy.sqlite";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    patient TEXT,
+    fhir_user TEXT,
+    token_hash TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL
+);";
+
+/// The prefix of Chartroom API tokens, so they are recognisable in logs and secret scanners.
+const TOKEN_PREFIX: &str = "chr_";
+
+impl Users {
+    pub fn open(data_dir: &Path) -> Result<Users, Error> {
+        std::fs::create_dir_all(data_dir)?;
+        let connection = Connection::open(data_dir.join(PRIVACY_FILE))?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        connection.execute_batch(SCHEMA)?;
+        Ok(Users { connection: std::sync::Mutex::new(connection) })
+    }
+
+    /// Adds (or replaces) a user and returns their new token.
+    pub fn add(
+        &self,
+        name: &str,
+        role: Role,
+        patient: Option<&str>,
+        fhir_user: Option<&str>,
+    ) -> Result<String, Error> {
+        if name.trim().is_empty() {
+            return Err(Error::Invalid("a user needs a name".into()));
+        }
+        if role == Role::Patient && patient.is_none() {
+            return Err(Error::Invalid("a patient user needs --patient ID (the Patient they are)".into()));
+        }
+        if let Some(patient) = patient
+            && !fhir::is_valid_id(patient)
+        {
+            return Err(Error::Invalid(format!("'{patient}' is not a valid Patient id")));
+        }
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret)
+            .map_err(|e| Error::Invalid(format!("no randomness for a token: {e}")))?;
+        let token = format!("{TOKEN_PREFIX}{}", hex(&secret));
+        let created = fhir::DateTime::now_utc().to_string();
+        let connection =
+            self.connection.lock().map_err(|_| Error::Invalid("the user table is unavailable".into()))?;
+        connection.execute(
+            "INSERT OR REPLACE INTO users (name, role, patient, fhir_user, token_hash, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![name, role.as_str(), patient, fhir_user, token_hash(&token), created],
+        )?;
+        Ok(token)
+    }
+
+    /// The identity a token stands for, if it is one of ours.
+    pub fn authenticate(&self, token: &str) -> Result<Option<Identity>, Error> {
+        if !token.starts_with(TOKEN_PREFIX) {
+            return Ok(None);
+        }
+        let connection =
+            self.connection.lock().map_err(|_| Error::Invalid("the user table is unavailable".into()))?;
+        let row: Option<(String, String, Option<String>, Option<String>)> = connection
+            .prepare_cached("SELECT name, role, patient, fhir_user FROM users WHERE token_hash = ?1")?
+            .query_row([token_hash(token)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .optional()?;
+        let Some((user, role, patient, fhir_user)) = row else { return Ok(None) };
+        let role = Role::parse(&role)?;
+        Ok(Some(Identity { user, role, patient, scopes: role.scopes(), fhir_user }))
+    }
+}
+
+fn token_hash(token: &str) -> String {
+    hex(&Sha256::digest(token.as_bytes()))
+}
