@@ -60,6 +60,10 @@ enum BenchKind {
         /// Keep the server running after the measurement until interrupted (for wrk/oha).
         #[arg(long)]
         hold: bool,
+        /// Serve as `chartroom serve` does: a bearer token on every request, every access
+        /// audited (compare with and without to see what security costs).
+        #[arg(long)]
+        secure: bool,
     },
     /// Per-resource cost of each step of a write before the store: parse, check, serialize,
     /// extract the search index (single thread, generated resources).
@@ -114,8 +118,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         BenchKind::Import { resources, runs, sync_full, work } => {
             bench_import(resources, runs.max(1), !sync_full, work)
         }
-        BenchKind::Read { patients, requests, connections, seconds, target, hold } => {
-            bench_read(patients, requests, connections.max(1), seconds, target, hold)
+        BenchKind::Read { patients, requests, connections, seconds, target, hold, secure } => {
+            bench_read(patients, requests, connections.max(1), seconds, target, hold, secure)
         }
         BenchKind::Prepare { resources } => bench_prepare(resources),
         BenchKind::Search(args) => crate::search_bench::run(args),
@@ -231,6 +235,8 @@ pub(crate) struct HttpClient {
     writer: TcpStream,
     host: String,
     pub(crate) body: Vec<u8>,
+    /// `Authorization: Bearer ...` line sent with each request, if any.
+    authorization: String,
 }
 
 impl HttpClient {
@@ -242,15 +248,22 @@ impl HttpClient {
             writer: stream,
             host: address.to_string(),
             body: Vec::with_capacity(8192),
+            authorization: String::new(),
         })
+    }
+
+    /// Sends `token` as a bearer token with every request.
+    pub(crate) fn with_token(mut self, token: Option<&str>) -> Self {
+        self.authorization = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+        self
     }
 
     /// GETs `path`; returns the status.
     pub(crate) fn get(&mut self, path: &str) -> Result<u16> {
         write!(
             self.writer,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/fhir+json\r\n\r\n",
-            self.host
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/fhir+json\r\n{}\r\n",
+            self.host, self.authorization
         )?;
         let mut line = String::new();
         self.reader.read_line(&mut line)?;
@@ -286,10 +299,12 @@ fn bench_read(
     seconds: u64,
     target: Option<String>,
     hold: bool,
+    secure: bool,
 ) -> Result<ExitCode> {
     println!("machine: {}", machine());
     let work = WorkDir::new(None, "read")?;
     let mut background = None;
+    let mut token = None;
     let address: SocketAddr = match target {
         Some(target) => target.parse().context("--target must be host:port")?,
         None => {
@@ -303,7 +318,15 @@ fn bench_read(
             let runtime = crate::runtime()?;
             let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
             let address = listener.local_addr()?;
-            let router = server::router(api, server::ServerConfig::default());
+            let mut config = server::ServerConfig::default();
+            if secure {
+                let privacy_dir = work.path.join("data");
+                let users = privacy::Users::open(&privacy_dir)?;
+                token = Some(users.add("bench", privacy::Role::Clinician, None, None)?);
+                config.security = Some(Arc::new(server::Security::open(&privacy_dir)?));
+                println!("secured: bearer token on every request, every access audited");
+            }
+            let router = server::router(api, config);
             runtime.spawn(async move {
                 let _ = server::serve(listener, router, std::future::pending()).await;
             });
@@ -314,7 +337,7 @@ fn bench_read(
     let patient_path = |i: usize| format!("/fhir/Patient/pat-{:08}", i % patients.max(1));
 
     // Single client, sequential: latency.
-    let mut client = HttpClient::connect(address)?;
+    let mut client = HttpClient::connect(address)?.with_token(token.as_deref());
     for i in 0..1000.min(requests) {
         client.get(&patient_path(i * 7919))?;
     }
@@ -344,11 +367,13 @@ fn bench_read(
     let threads: Vec<_> = (0..connections)
         .map(|c| {
             let (stop, done, errors) = (stop.clone(), done.clone(), errors.clone());
+            let token = token.clone();
             std::thread::spawn(move || {
-                let Ok(mut client) = HttpClient::connect(address) else {
+                let Ok(client) = HttpClient::connect(address) else {
                     errors.fetch_add(1, Ordering::Relaxed);
                     return;
                 };
+                let mut client = client.with_token(token.as_deref());
                 let mut i = c * 1_000_003;
                 while !stop.load(Ordering::Relaxed) {
                     i += 7919;

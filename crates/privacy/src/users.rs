@@ -13,7 +13,13 @@ use crate::{Error, hex};
 /// The users of a data directory.
 pub struct Users {
     connection: std::sync::Mutex<Connection>,
+    /// Recently seen tokens (by hash), so a busy server does not query for every request; an
+    /// entry is trusted for [`CACHE_SECONDS`], so a replaced token stops working within that.
+    cache: std::sync::RwLock<std::collections::HashMap<String, (Identity, std::time::Instant)>>,
 }
+
+/// How long an authenticated token is remembered.
+const CACHE_SECONDS: u64 = 10;
 
 /// The file beside the store holding users and the audit trail.
 pub const PRIVACY_FILE: &str = "privacy.sqlite";
@@ -37,7 +43,7 @@ impl Users {
         let connection = Connection::open(data_dir.join(PRIVACY_FILE))?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         connection.execute_batch(SCHEMA)?;
-        Ok(Users { connection: std::sync::Mutex::new(connection) })
+        Ok(Users { connection: std::sync::Mutex::new(connection), cache: Default::default() })
     }
 
     /// Adds (or replaces) a user and returns their new token.
@@ -78,15 +84,31 @@ impl Users {
         if !token.starts_with(TOKEN_PREFIX) {
             return Ok(None);
         }
-        let connection =
-            self.connection.lock().map_err(|_| Error::Invalid("the user table is unavailable".into()))?;
-        let row: Option<(String, String, Option<String>, Option<String>)> = connection
-            .prepare_cached("SELECT name, role, patient, fhir_user FROM users WHERE token_hash = ?1")?
-            .query_row([token_hash(token)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .optional()?;
+        let hash = token_hash(token);
+        if let Ok(cache) = self.cache.read()
+            && let Some((identity, seen)) = cache.get(&hash)
+            && seen.elapsed().as_secs() < CACHE_SECONDS
+        {
+            return Ok(Some(identity.clone()));
+        }
+        let row: Option<(String, String, Option<String>, Option<String>)> = {
+            let connection =
+                self.connection.lock().map_err(|_| Error::Invalid("the user table is unavailable".into()))?;
+            connection
+                .prepare_cached("SELECT name, role, patient, fhir_user FROM users WHERE token_hash = ?1")?
+                .query_row([&hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .optional()?
+        };
         let Some((user, role, patient, fhir_user)) = row else { return Ok(None) };
         let role = Role::parse(&role)?;
-        Ok(Some(Identity { user, role, patient, scopes: role.scopes(), fhir_user }))
+        let identity = Identity { user, role, patient, scopes: role.scopes(), fhir_user };
+        if let Ok(mut cache) = self.cache.write() {
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(hash, (identity.clone(), std::time::Instant::now()));
+        }
+        Ok(Some(identity))
     }
 }
 

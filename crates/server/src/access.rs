@@ -312,43 +312,35 @@ pub(crate) fn filter_for_patient(body: &[u8], own: &str) -> Option<Vec<u8>> {
     if foreign(&value, own) { None } else { Some(body.to_vec()) }
 }
 
-/// The patients a request touched: the path's, and those in the response.
+/// The patients a request touched: the path's, and those in the response (each Patient
+/// returned and each `Patient/...` reference). Read off the serialized JSON, without parsing
+/// it: this runs on every response.
 pub(crate) fn patients_touched(path: &str, body: Option<&[u8]>) -> Vec<String> {
     let mut patients: Vec<String> = Vec::new();
+    let mut add = |id: &str| {
+        let reference = format!("Patient/{id}");
+        if !id.is_empty() && !patients.contains(&reference) {
+            patients.push(reference);
+        }
+    };
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     if let ["Patient", id, ..] = segments.as_slice()
         && !id.starts_with('$')
         && !id.starts_with('_')
     {
-        patients.push(format!("Patient/{id}"));
+        add(id);
     }
-    if let Some(body) = body
-        && let Ok(value) = serde_json::from_slice::<Value>(body)
-    {
-        let mut add = |reference: String| {
-            if !patients.contains(&reference) {
-                patients.push(reference);
-            }
-        };
-        let resources: Vec<&Value> = if value["resourceType"] == "Bundle" {
-            value["entry"].as_array().into_iter().flatten().map(|e| &e["resource"]).collect()
-        } else {
-            vec![&value]
-        };
-        for resource in resources {
-            if resource["resourceType"] == "Patient"
-                && let Some(id) = resource["id"].as_str()
-            {
-                add(format!("Patient/{id}"));
-            }
-            for name in ["subject", "patient", "beneficiary"] {
-                if let Some(target) = resource[name]["reference"].as_str()
-                    && target.starts_with("Patient/")
-                {
-                    add(target.to_string());
-                }
-            }
-        }
+    let Some(body) = body else { return patients };
+    let text = String::from_utf8_lossy(body);
+    let id_at = |rest: &str| -> String {
+        rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.').collect()
+    };
+    for (at, _) in text.match_indices("\"reference\":\"Patient/") {
+        add(&id_at(&text[at + "\"reference\":\"Patient/".len()..]));
+    }
+    // Stored resources begin `{"resourceType":"Patient","id":"...`.
+    for (at, _) in text.match_indices("\"resourceType\":\"Patient\",\"id\":\"") {
+        add(&id_at(&text[at + "\"resourceType\":\"Patient\",\"id\":\"".len()..]));
     }
     patients
 }

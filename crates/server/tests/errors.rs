@@ -181,7 +181,8 @@ async fn media_types_other_than_fhir_json_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_over_the_limit_are_refused_unread() {
-    let server = start_with("err-size", server::ServerConfig { max_body_bytes: 1024, ..Default::default() }).await;
+    let server =
+        start_with("err-size", server::ServerConfig { max_body_bytes: 1024, ..Default::default() }).await;
     let big = json!({"resourceType": "Patient", "name": [{"family": "x".repeat(2000)}]});
     expect_outcome(
         server.post("Patient", &big).await,
