@@ -11,7 +11,7 @@ fn start_server(data: &Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chartroom"))
         .args(["serve", "--data"])
         .arg(data)
-        .args(["--port", "0"])
+        .args(["--port", "0", "--insecure-no-auth"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()

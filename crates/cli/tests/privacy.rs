@@ -58,7 +58,9 @@ fn serve_requires_a_token_and_the_trail_verifies_until_tampered_with() {
     let (status, bundle) = get(&format!("{base}/Patient"), Some(&token));
     assert_eq!(status, 200, "{bundle}");
     assert_eq!(get(&format!("{base}/Patient/p1"), Some(&token)).0, 404);
-    server.kill().unwrap();
+    // A graceful stop commits the audit entries still being gathered.
+    let stopped = Command::new("kill").args(["-TERM", &server.id().to_string()]).status().unwrap();
+    assert!(stopped.success());
     server.wait().unwrap();
 
     let verified = chartroom(&["audit", "verify", "--data", data_arg]);
