@@ -5,12 +5,14 @@
 //! panic, leaves as an `OperationOutcome`.
 
 mod access;
+mod consent;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use access::Security;
+use privacy::Role;
 
 use api::{Api, Method, Request};
 use axum::Router;
@@ -66,11 +68,12 @@ impl std::fmt::Debug for ServerConfig {
 struct AppState {
     api: Arc<Api>,
     config: ServerConfig,
+    consents: consent::Consents,
 }
 
 /// The router: FHIR at `/fhir`, and an OperationOutcome 404 everywhere else.
 pub fn router(api: Arc<Api>, config: ServerConfig) -> Router {
-    let state = Arc::new(AppState { api, config });
+    let state = Arc::new(AppState { api, config, consents: consent::Consents::default() });
     Router::new()
         .route("/fhir", any(fhir_endpoint))
         .route("/fhir/", any(fhir_endpoint))
@@ -364,6 +367,37 @@ async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::e
                 .into_response();
             }
         }
+    }
+    // The patients' consent directives, for the roles that work with records.
+    let consent_applies =
+        matches!(identity.role, Role::Clinician | Role::Coder | Role::HimTechnician | Role::Analyst);
+    let glass_broken =
+        identity.role == Role::Clinician && break_glass.as_deref().is_some_and(|r| !r.trim().is_empty());
+    if consent_applies
+        && !glass_broken
+        && classified.action == "R"
+        && (200..300).contains(&response.status)
+        && let Some(body) = &response.body
+    {
+        let (filtered, _withheld) =
+            state.consents.enforce(&state.api, &request.base, &identity, purpose.as_deref(), body).await;
+        match filtered {
+            Some(filtered) => response.body = Some(filtered),
+            None => {
+                response = api::ApiError::new(
+                    403,
+                    IssueType::Forbidden,
+                    "withheld by the patient's consent directive; a clinician may break the glass with an X-Break-Glass-Reason header",
+                )
+                .into_response();
+            }
+        }
+    }
+    if classified.action != "R"
+        && (classified.resource_type.as_deref() == Some("Consent")
+            || request.body.windows(9).any(|w| w == b"\"Consent\""))
+    {
+        state.consents.forget();
     }
     let touched = if (200..300).contains(&response.status) {
         access::patients_touched(&path, response.body.as_deref())

@@ -250,3 +250,80 @@ async fn every_access_is_audited_and_disclosures_are_accounted_for() {
     assert!(verification.problems.is_empty(), "{:?}", verification.problems);
     assert!(verification.entries >= 15, "{} entries", verification.entries);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_directives_withhold_and_break_the_glass_overrides() {
+    let secured = secured("privacy-consent").await;
+    // Patient a does not want Dr Grey (Practitioner/prac-1) to see her observations.
+    let consent = json!({
+        "resourceType": "Consent", "id": "consent-a", "status": "active",
+        "scope": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy" }] },
+        "category": [{ "coding": [{ "system": "http://loinc.org", "code": "59284-0" }] }],
+        "patient": { "reference": "Patient/pa" },
+        "policyRule": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN" }] },
+        "provision": { "type": "permit", "provision": [{
+            "type": "deny",
+            "actor": [{ "role": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "PRCP" }] },
+                        "reference": { "reference": "Practitioner/prac-1" } }],
+            "class": [{ "system": "http://hl7.org/fhir/resource-types", "code": "Observation" }] }] }
+    });
+    let stored = secured.call(&secured.admin, Method::PUT, "Consent/consent-a", Some(&consent)).await;
+    assert!(stored.status().is_success(), "{}", stored.text().await.unwrap());
+
+    // Withheld from Dr Grey, in searches (saying so) and reads.
+    let (status, bundle) = secured.get(&secured.clinician, "Observation?subject=Patient/pa").await;
+    assert_eq!(status, 200);
+    let entries = bundle["entry"].as_array().unwrap();
+    assert!(entries.iter().all(|e| e["resource"]["resourceType"] != "Observation"), "{bundle}");
+    assert!(
+        entries.iter().any(|e| e["resource"]["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap_or("")
+            .contains("3 entries withheld")),
+        "{bundle}"
+    );
+    let (status, outcome) = secured.get(&secured.clinician, "Observation/obs-a1").await;
+    assert_eq!(status, 403, "{outcome}");
+    assert!(outcome["issue"][0]["diagnostics"].as_str().unwrap().contains("consent"));
+    // Not withheld: another class, another patient, another user.
+    assert_eq!(secured.get(&secured.clinician, "Encounter/enc-a").await.0, 200);
+    assert_eq!(secured.get(&secured.clinician, "Observation/obs-b1").await.0, 200);
+    assert_eq!(secured.get(&secured.coder, "Observation/obs-a1").await.0, 200);
+
+    // Break the glass: allowed, and the trail says why.
+    let bearer = format!("Bearer {}", secured.clinician);
+    let response = secured
+        .server
+        .send(
+            Method::GET,
+            "Observation/obs-a1",
+            None,
+            &[("authorization", bearer.as_str()), ("x-break-glass-reason", "unconscious in the ED")],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let (_, disclosures) = secured.get(&secured.officer, "Patient/pa/$disclosures").await;
+    assert!(
+        disclosures["entry"].as_array().unwrap().iter().any(|e| e["resource"]["entity"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|x| x["name"] == "break-the-glass" && x["description"] == "unconscious in the ED")),
+        "{disclosures}"
+    );
+
+    // A directive written through the server applies at once.
+    let deny_all = json!({
+        "resourceType": "Consent", "id": "consent-b", "status": "active",
+        "scope": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy" }] },
+        "category": [{ "coding": [{ "system": "http://loinc.org", "code": "59284-0" }] }],
+        "patient": { "reference": "Patient/pb" },
+        "policyRule": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT" }] },
+        "provision": { "type": "deny", "class": [{ "system": "http://hl7.org/fhir/resource-types", "code": "Encounter" }] }
+    });
+    assert_eq!(secured.get(&secured.clinician, "Encounter/enc-b").await.0, 200);
+    let stored = secured.call(&secured.admin, Method::PUT, "Consent/consent-b", Some(&deny_all)).await;
+    assert!(stored.status().is_success());
+    assert_eq!(secured.get(&secured.clinician, "Encounter/enc-b").await.0, 403);
+    assert_eq!(secured.get(&secured.coder, "Encounter/enc-b").await.0, 403, "no actor: everyone");
+}
