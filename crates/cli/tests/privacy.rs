@@ -28,6 +28,21 @@ fn serve(data: &std::path::Path) -> (Child, String) {
     }
 }
 
+fn put(url: &str, token: &str, body: &serde_json::Value) -> u16 {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let response = reqwest::Client::new()
+            .put(url)
+            .bearer_auth(token)
+            .header("content-type", "application/fhir+json")
+            .body(serde_json::to_vec(body).unwrap())
+            .send()
+            .await
+            .unwrap();
+        response.status().as_u16()
+    })
+}
+
 fn get(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
@@ -45,14 +60,39 @@ fn get(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
 fn serve_requires_a_token_and_the_trail_verifies_until_tampered_with() {
     let data = testkit::temp_dir("cli-privacy");
     let data_arg = data.to_str().unwrap();
-    let added = chartroom(&["user", "add", "dr-grey", "--role", "clinician", "--data", data_arg]);
+    let added = chartroom(&[
+        "user",
+        "add",
+        "dr-grey",
+        "--role",
+        "clinician",
+        "--fhir-user",
+        "Practitioner/prac-1",
+        "--data",
+        data_arg,
+    ]);
     assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
     let token = String::from_utf8_lossy(&added.stdout).lines().last().unwrap().trim().to_string();
     assert!(token.starts_with("chr_") && token.len() > 60, "{token}");
     let refused = chartroom(&["user", "add", "x", "--role", "surgeon", "--data", data_arg]);
     assert!(!refused.status.success());
 
+    let admin = chartroom(&["user", "add", "root", "--role", "admin", "--data", data_arg]);
+    let admin = String::from_utf8_lossy(&admin.stdout).lines().last().unwrap().trim().to_string();
     let (mut server, base) = serve(&data);
+    for (path, body) in [
+        (
+            "Practitioner/prac-1",
+            serde_json::json!({ "resourceType": "Practitioner", "id": "prac-1", "name": [{ "family": "Grey" }] }),
+        ),
+        (
+            "Patient/p2",
+            serde_json::json!({ "resourceType": "Patient", "id": "p2", "name": [{ "family": "Grey" }] }),
+        ),
+    ] {
+        assert_eq!(put(&format!("{base}/{path}"), &admin, &body), 201);
+    }
+    assert_eq!(get(&format!("{base}/Patient/p2"), Some(&token)).0, 200);
     assert_eq!(get(&format!("{base}/Patient"), None).0, 401);
     assert_eq!(get(&format!("{base}/Patient/p1"), Some("chr_wrong")).0, 401);
     let (status, bundle) = get(&format!("{base}/Patient"), Some(&token));
@@ -66,7 +106,12 @@ fn serve_requires_a_token_and_the_trail_verifies_until_tampered_with() {
     let verified = chartroom(&["audit", "verify", "--data", data_arg]);
     let text = String::from_utf8_lossy(&verified.stdout);
     assert!(verified.status.success(), "{text}");
-    assert!(text.contains("4 entries checked: the chain is intact"), "{text}");
+    assert!(text.contains("7 entries checked: the chain is intact"), "{text}");
+    let report = chartroom(&["audit", "report", "--data", data_arg]);
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    assert!(text.contains("no-treatment-relationship") && text.contains("same-surname"), "{text}");
+    assert!(text.contains("Patient/p2"), "{text}");
     let disclosures = chartroom(&["audit", "disclosures", "--patient", "p1", "--data", data_arg]);
     let text = String::from_utf8_lossy(&disclosures.stdout);
     assert!(

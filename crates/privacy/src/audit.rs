@@ -538,6 +538,22 @@ pub fn verify(data_dir: &Path) -> Result<Verification, Error> {
     Ok(Verification { entries: rows.len() as u64, problems })
 }
 
+/// Every entry of a data directory's trail: position, time recorded, and the access.
+pub fn entries(data_dir: &Path) -> Result<Vec<(i64, String, Access)>, Error> {
+    let connection = open_table(data_dir)?;
+    let mut statement = connection.prepare("SELECT seq, recorded, event FROM audit ORDER BY seq")?;
+    let rows = statement
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+    let mut entries = Vec::new();
+    for row in rows {
+        let (seq, recorded, line) = row?;
+        let access = Access::from_line(&line)
+            .ok_or_else(|| Error::Invalid(format!("audit entry {seq} does not read back")))?;
+        entries.push((seq, recorded, access));
+    }
+    Ok(entries)
+}
+
 /// The AuditEvents of a data directory's trail that touch `patient` (`Patient/id`), oldest
 /// first: the accounting of disclosures.
 pub fn events_for_patient(data_dir: &Path, patient: &str) -> Result<Vec<Value>, Error> {

@@ -79,6 +79,28 @@ impl Users {
         Ok(token)
     }
 
+    /// Every user: name, role, patient, FHIR resource.
+    pub fn all(&self) -> Result<Vec<(String, Role, Option<String>, Option<String>)>, Error> {
+        let connection =
+            self.connection.lock().map_err(|_| Error::Invalid("the user table is unavailable".into()))?;
+        let mut statement =
+            connection.prepare("SELECT name, role, patient, fhir_user FROM users ORDER BY name")?;
+        let rows = statement.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })?;
+        let mut users = Vec::new();
+        for row in rows {
+            let (name, role, patient, fhir_user) = row?;
+            users.push((name, Role::parse(&role)?, patient, fhir_user));
+        }
+        Ok(users)
+    }
+
     /// The identity a token stands for, if it is one of ours.
     pub fn authenticate(&self, token: &str) -> Result<Option<Identity>, Error> {
         if !token.starts_with(TOKEN_PREFIX) {
