@@ -242,6 +242,6 @@ mod tests {
         assert_eq!(volume.len(), 1);
         assert!(volume[0].detail.starts_with("80 accesses on 2026-01-02"), "{}", volume[0].detail);
         // Caring for one's own patient raises nothing.
-        assert!(findings.iter().all(|f| !(f.seq == 1)), "{findings:?}");
+        assert!(findings.iter().all(|f| f.seq != 1), "{findings:?}");
     }
 }

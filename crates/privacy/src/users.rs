@@ -21,6 +21,9 @@ pub struct Users {
 /// How long an authenticated token is remembered.
 const CACHE_SECONDS: u64 = 10;
 
+/// A user as stored: name, role, the patient they are (patients), their FHIR resource.
+pub type UserRecord = (String, Role, Option<String>, Option<String>);
+
 /// The file beside the store holding users and the audit trail.
 pub const PRIVACY_FILE: &str = "privacy.sqlite";
 
@@ -79,8 +82,8 @@ impl Users {
         Ok(token)
     }
 
-    /// Every user: name, role, patient, FHIR resource.
-    pub fn all(&self) -> Result<Vec<(String, Role, Option<String>, Option<String>)>, Error> {
+    /// Every user.
+    pub fn all(&self) -> Result<Vec<UserRecord>, Error> {
         let connection =
             self.connection.lock().map_err(|_| Error::Invalid("the user table is unavailable".into()))?;
         let mut statement =
