@@ -3,11 +3,12 @@
 //! searches. A clinician may break the glass (`X-Break-Glass-Reason`): the access is allowed
 //! and the audit trail marks it.
 //!
-//! The deny rules of a patient are looked up through the API (a `Consent` search) and
-//! remembered briefly; a write of a Consent through this server forgets them at once.
+//! The deny rules of all patients are read through the API (one paged `Consent` search) and
+//! remembered briefly; a write of a Consent through this server forgets them at once. With no
+//! directive on record, responses pass untouched.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use api::{Api, Method, Request};
@@ -15,8 +16,8 @@ use fhir::OperationOutcome;
 use privacy::Identity;
 use serde_json::{Value, json};
 
-/// How long a patient's rules are remembered (Consents written by import, not through the
-/// server, apply within this).
+/// How long the rules are remembered (Consents written by import, not through the server,
+/// apply within this).
 const REMEMBER: Duration = Duration::from_secs(5);
 
 /// One deny provision.
@@ -87,53 +88,71 @@ pub(crate) fn deny_rules(consent: &Value) -> Vec<DenyRule> {
     rules
 }
 
-/// Remembered rules per patient.
+/// The deny rules of every patient with an active directive, read in one search and
+/// refreshed after [`REMEMBER`] (or at once after a Consent is written through the server).
 #[derive(Default)]
 pub(crate) struct Consents {
-    remembered: RwLock<HashMap<String, (Vec<DenyRule>, Instant)>>,
+    snapshot: RwLock<Option<(Arc<HashMap<String, Vec<DenyRule>>>, Instant)>>,
 }
 
 impl Consents {
-    /// Forgets every patient's rules (a Consent was written).
+    /// Forgets the rules (a Consent was written).
     pub(crate) fn forget(&self) {
-        if let Ok(mut remembered) = self.remembered.write() {
-            remembered.clear();
+        if let Ok(mut snapshot) = self.snapshot.write() {
+            *snapshot = None;
         }
     }
 
-    async fn rules(&self, api: &Api, base: &str, patient: &str) -> Vec<DenyRule> {
-        if let Ok(remembered) = self.remembered.read()
-            && let Some((rules, when)) = remembered.get(patient)
+    async fn rules(&self, api: &Api, base: &str) -> Arc<HashMap<String, Vec<DenyRule>>> {
+        if let Ok(snapshot) = self.snapshot.read()
+            && let Some((rules, when)) = snapshot.as_ref()
             && when.elapsed() < REMEMBER
         {
             return rules.clone();
         }
-        let request = Request {
-            method: Some(Method::Get),
-            base: base.to_string(),
-            path: "Consent".into(),
-            query: format!("patient={patient}&status=active&_count=1000"),
-            if_match: None,
-            if_none_match: None,
-            if_modified_since: None,
-            if_none_exist: None,
-            prefer: None,
-            body: Vec::new(),
-        };
-        let response = api.handle(&request).await;
-        let bundle: Value =
-            response.body.as_deref().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or(Value::Null);
-        let rules: Vec<DenyRule> = bundle["entry"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|e| deny_rules(&e["resource"]))
-            .collect();
-        if let Ok(mut remembered) = self.remembered.write() {
-            if remembered.len() > 100_000 {
-                remembered.clear();
+        let mut rules: HashMap<String, Vec<DenyRule>> = HashMap::new();
+        let mut query = "status=active&_count=1000".to_string();
+        // Page through every active Consent.
+        for _ in 0..1000 {
+            let request = Request {
+                method: Some(Method::Get),
+                base: base.to_string(),
+                path: "Consent".into(),
+                query: query.clone(),
+                if_match: None,
+                if_none_match: None,
+                if_modified_since: None,
+                if_none_exist: None,
+                prefer: None,
+                body: Vec::new(),
+            };
+            let response = api.handle(&request).await;
+            let bundle: Value =
+                response.body.as_deref().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or(Value::Null);
+            for entry in bundle["entry"].as_array().into_iter().flatten() {
+                let consent = &entry["resource"];
+                if let Some(patient) = consent["patient"]["reference"].as_str() {
+                    let found = deny_rules(consent);
+                    if !found.is_empty() {
+                        rules.entry(patient.to_string()).or_default().extend(found);
+                    }
+                }
             }
-            remembered.insert(patient.to_string(), (rules.clone(), Instant::now()));
+            let next = bundle["link"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|l| l["relation"] == "next")
+                .and_then(|l| l["url"].as_str())
+                .and_then(|url| url.split_once('?').map(|(_, q)| q.to_string()));
+            match next {
+                Some(next) => query = next,
+                None => break,
+            }
+        }
+        let rules = Arc::new(rules);
+        if let Ok(mut snapshot) = self.snapshot.write() {
+            *snapshot = Some((rules.clone(), Instant::now()));
         }
         rules
     }
@@ -148,22 +167,12 @@ impl Consents {
         purpose: Option<&str>,
         body: &[u8],
     ) -> (Option<Vec<u8>>, usize) {
-        // Most records carry no directive: look only when some resource has a patient.
-        let Ok(mut value) = serde_json::from_slice::<Value>(body) else { return (Some(body.to_vec()), 0) };
-        let mut rules_of: HashMap<String, Vec<DenyRule>> = HashMap::new();
-        let resources: Vec<Value> = if value["resourceType"] == "Bundle" {
-            value["entry"].as_array().into_iter().flatten().map(|e| e["resource"].clone()).collect()
-        } else {
-            vec![value.clone()]
-        };
-        for resource in &resources {
-            if let Some(patient) = patient_of(resource)
-                && !rules_of.contains_key(&patient)
-            {
-                let rules = self.rules(api, base, &patient).await;
-                rules_of.insert(patient, rules);
-            }
+        let rules_of = self.rules(api, base).await;
+        // Most records carry no directive: nothing to read then.
+        if rules_of.is_empty() {
+            return (Some(body.to_vec()), 0);
         }
+        let Ok(mut value) = serde_json::from_slice::<Value>(body) else { return (Some(body.to_vec()), 0) };
         let denied = |resource: &Value| {
             patient_of(resource)
                 .and_then(|p| rules_of.get(&p))
