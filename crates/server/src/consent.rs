@@ -88,11 +88,14 @@ pub(crate) fn deny_rules(consent: &Value) -> Vec<DenyRule> {
     rules
 }
 
+/// `Patient/...` → the deny rules of their active directives.
+type RulesByPatient = HashMap<String, Vec<DenyRule>>;
+
 /// The deny rules of every patient with an active directive, read in one search and
 /// refreshed after [`REMEMBER`] (or at once after a Consent is written through the server).
 #[derive(Default)]
 pub(crate) struct Consents {
-    snapshot: RwLock<Option<(Arc<HashMap<String, Vec<DenyRule>>>, Instant)>>,
+    snapshot: RwLock<Option<(Arc<RulesByPatient>, Instant)>>,
 }
 
 impl Consents {
@@ -103,7 +106,7 @@ impl Consents {
         }
     }
 
-    async fn rules(&self, api: &Api, base: &str) -> Arc<HashMap<String, Vec<DenyRule>>> {
+    async fn rules(&self, api: &Api, base: &str) -> Arc<RulesByPatient> {
         if let Ok(snapshot) = self.snapshot.read()
             && let Some((rules, when)) = snapshot.as_ref()
             && when.elapsed() < REMEMBER
