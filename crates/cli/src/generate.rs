@@ -195,5 +195,6 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
         base_url: None,
         // The demo runs open, with the warning serve prints; `chartroom serve` requires tokens.
         insecure_no_auth: true,
+        jwt_hs256_secret_file: None,
     })
 }

@@ -126,6 +126,10 @@ struct ServeArgs {
     /// is still audited). For trying Chartroom out only, never with real patient data.
     #[arg(long)]
     insecure_no_auth: bool,
+    /// Also accept JWT bearer tokens signed with HS256 by the secret in this file (SMART
+    /// claims: scope, patient, fhirUser; exp required).
+    #[arg(long)]
+    jwt_hs256_secret_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -203,8 +207,13 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     let store = args.store.open(SyncMode::Full)?;
     ensure_index(&store)?;
     let api = Arc::new(Api::new(store.clone(), ApiConfig::default()));
-    let security = server::Security::open(&args.store.data)
+    let mut security = server::Security::open(&args.store.data)
         .with_context(|| format!("cannot open the users and audit trail in {}", args.store.data.display()))?;
+    if let Some(file) = &args.jwt_hs256_secret_file {
+        let secret = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let trimmed = String::from_utf8_lossy(&secret).trim().as_bytes().to_vec();
+        security.jwt = Some(privacy::jwt::Hs256::new(&trimmed)?);
+    }
     let config = server::ServerConfig {
         max_body_bytes: args.max_body_mib.saturating_mul(1024 * 1024),
         base_url: args.base_url.clone(),

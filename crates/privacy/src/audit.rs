@@ -17,7 +17,6 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, params};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::users::PRIVACY_FILE;
 use crate::{Error, hex};
@@ -344,14 +343,7 @@ fn write_private(path: &Path, text: &str) -> Result<(), Error> {
 }
 
 fn hmac(key: &[u8; 32], message: &[u8]) -> [u8; 32] {
-    let mut inner_pad = [0x36u8; 64];
-    let mut outer_pad = [0x5cu8; 64];
-    for (i, byte) in key.iter().enumerate() {
-        inner_pad[i] ^= byte;
-        outer_pad[i] ^= byte;
-    }
-    let inner = Sha256::new().chain_update(inner_pad).chain_update(message).finalize();
-    Sha256::new().chain_update(outer_pad).chain_update(inner).finalize().into()
+    crate::jwt::hmac(key, message)
 }
 
 fn entry_hash(

@@ -2,6 +2,7 @@
 //! (roles and SMART scopes), and the tamper-evident audit trail of every access.
 
 pub mod audit;
+pub mod jwt;
 pub mod monitor;
 pub mod role;
 pub mod scope;

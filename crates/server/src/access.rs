@@ -19,6 +19,8 @@ pub struct Security {
     pub users: Users,
     pub audit: AuditLog,
     pub data_dir: PathBuf,
+    /// JWT bearer tokens (HS256) accepted besides API tokens, when configured.
+    pub jwt: Option<privacy::jwt::Hs256>,
 }
 
 impl Security {
@@ -27,7 +29,17 @@ impl Security {
             users: Users::open(data_dir)?,
             audit: AuditLog::open(data_dir)?,
             data_dir: data_dir.to_path_buf(),
+            jwt: None,
         })
+    }
+
+    /// The identity a bearer token stands for: an API token, or a JWT if configured.
+    pub fn authenticate(&self, token: &str) -> Option<Identity> {
+        if let Some(identity) = self.users.authenticate(token).ok().flatten() {
+            return Some(identity);
+        }
+        let now = fhir::datetime::epoch_millis_now() / 1000;
+        self.jwt.as_ref().and_then(|jwt| jwt.authenticate(token, now).ok().flatten())
     }
 }
 

@@ -308,7 +308,7 @@ async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::e
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim);
         let found = match token {
-            Some(token) => security.users.authenticate(token).ok().flatten(),
+            Some(token) => security.authenticate(token),
             None => None,
         };
         match found {

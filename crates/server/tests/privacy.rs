@@ -327,3 +327,70 @@ async fn consent_directives_withhold_and_break_the_glass_overrides() {
     assert_eq!(secured.get(&secured.clinician, "Encounter/enc-b").await.0, 403);
     assert_eq!(secured.get(&secured.coder, "Encounter/enc-b").await.0, 403, "no actor: everyone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_bearer_tokens_carry_smart_claims() {
+    let privacy_dir = testkit::temp_dir("privacy-jwt-keys");
+    let secret = b"a shared secret of at least 32 bytes!";
+    let mut security = server::Security::open(&privacy_dir).unwrap();
+    security.jwt = Some(privacy::jwt::Hs256::new(secret).unwrap());
+    let admin = security.users.add("root", Role::Admin, None, None).unwrap();
+    let config = server::ServerConfig { security: Some(Arc::new(security)), ..Default::default() };
+    let server = start_with("privacy-jwt", config).await;
+    for patient in ["pa", "pb"] {
+        let body = json!({ "resourceType": "Patient", "id": patient });
+        let bearer = format!("Bearer {admin}");
+        let response = server
+            .send(
+                Method::PUT,
+                &format!("Patient/{patient}"),
+                Some(&body),
+                &[("authorization", bearer.as_str())],
+            )
+            .await;
+        assert!(response.status().is_success());
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let token = |claims: Value| format!("Bearer {}", privacy::jwt::sign(secret, &claims));
+    let patient = token(
+        json!({ "sub": "alice", "scope": "launch/patient openid patient/*.rs", "patient": "pa", "exp": now + 600 }),
+    );
+    assert_eq!(
+        server.send(Method::GET, "Patient/pa", None, &[("authorization", patient.as_str())]).await.status(),
+        200
+    );
+    assert_eq!(
+        server.send(Method::GET, "Patient/pb", None, &[("authorization", patient.as_str())]).await.status(),
+        403
+    );
+    let expired = token(json!({ "sub": "alice", "scope": "patient/*.rs", "patient": "pa", "exp": now - 10 }));
+    assert_eq!(
+        server.send(Method::GET, "Patient/pa", None, &[("authorization", expired.as_str())]).await.status(),
+        401
+    );
+    let forged = format!(
+        "Bearer {}",
+        privacy::jwt::sign(
+            b"not the server's secret, 32 bytes",
+            &json!({ "scope": "system/*.cruds", "exp": now + 600 })
+        )
+    );
+    assert_eq!(
+        server.send(Method::GET, "Patient/pb", None, &[("authorization", forged.as_str())]).await.status(),
+        401
+    );
+    let system =
+        token(json!({ "sub": "etl", "scope": "system/*.read", "role": "analyst", "exp": now + 600 }));
+    assert_eq!(
+        server.send(Method::GET, "Patient/pb", None, &[("authorization", system.as_str())]).await.status(),
+        200
+    );
+    let body = json!({ "resourceType": "Patient" });
+    assert_eq!(
+        server
+            .send(Method::POST, "Patient", Some(&body), &[("authorization", system.as_str())])
+            .await
+            .status(),
+        403
+    );
+}
