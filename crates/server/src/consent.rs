@@ -160,8 +160,7 @@ impl Consents {
         rules
     }
 
-    /// Applies the consent directives of the patients a response is about. Returns the new
-    /// body (`None`: the whole response is withheld) and how many resources were withheld.
+    /// Applies the consent directives of the patients a response is about.
     pub(crate) async fn enforce(
         &self,
         api: &Api,
@@ -169,29 +168,29 @@ impl Consents {
         identity: &Identity,
         purpose: Option<&str>,
         body: &[u8],
-    ) -> (Option<Vec<u8>>, usize) {
+    ) -> Verdict {
         let rules_of = self.rules(api, base).await;
         // Most records carry no directive: nothing to read then.
         if rules_of.is_empty() {
-            return (Some(body.to_vec()), 0);
+            return Verdict::Unchanged;
         }
-        let Ok(mut value) = serde_json::from_slice::<Value>(body) else { return (Some(body.to_vec()), 0) };
+        let Ok(mut value) = serde_json::from_slice::<Value>(body) else { return Verdict::Unchanged };
         let denied = |resource: &Value| {
             patient_of(resource)
                 .and_then(|p| rules_of.get(&p))
                 .is_some_and(|rules| rules.iter().any(|r| r.applies(identity, purpose, resource)))
         };
         if value["resourceType"] != "Bundle" {
-            return if denied(&value) { (None, 1) } else { (Some(body.to_vec()), 0) };
+            return if denied(&value) { Verdict::Withheld } else { Verdict::Unchanged };
         }
         let Some(entries) = value.get_mut("entry").and_then(Value::as_array_mut) else {
-            return (Some(body.to_vec()), 0);
+            return Verdict::Unchanged;
         };
         let before = entries.len();
         entries.retain(|entry| !denied(&entry["resource"]));
         let withheld = before - entries.len();
         if withheld == 0 {
-            return (Some(body.to_vec()), 0);
+            return Verdict::Unchanged;
         }
         entries.push(json!({ "fullUrl": "urn:chartroom:withheld-by-consent",
             "resource": OperationOutcome::information(format!(
@@ -201,8 +200,17 @@ impl Consents {
         if let Some(object) = value.as_object_mut() {
             object.remove("total");
         }
-        (serde_json::to_vec(&value).ok(), withheld)
+        serde_json::to_vec(&value).map_or(Verdict::Withheld, Verdict::Filtered)
     }
+}
+
+/// What the directives make of a response.
+pub(crate) enum Verdict {
+    Unchanged,
+    /// A Bundle with entries withheld (and an OperationOutcome entry saying so).
+    Filtered(Vec<u8>),
+    /// The whole response is withheld.
+    Withheld,
 }
 
 /// The patient a resource is about (`Patient/id`).

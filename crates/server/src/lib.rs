@@ -379,11 +379,10 @@ async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::e
         && (200..300).contains(&response.status)
         && let Some(body) = &response.body
     {
-        let (filtered, _withheld) =
-            state.consents.enforce(&state.api, &request.base, &identity, purpose.as_deref(), body).await;
-        match filtered {
-            Some(filtered) => response.body = Some(filtered),
-            None => {
+        match state.consents.enforce(&state.api, &request.base, &identity, purpose.as_deref(), body).await {
+            consent::Verdict::Unchanged => {}
+            consent::Verdict::Filtered(filtered) => response.body = Some(filtered),
+            consent::Verdict::Withheld => {
                 response = api::ApiError::new(
                     403,
                     IssueType::Forbidden,
