@@ -8,11 +8,13 @@ pub mod outcome;
 pub mod resource;
 pub mod search_parameters;
 
-pub use base64::base64_decode;
+pub use base64::{base64_decode, base64_encode};
 pub use datetime::{DateTime, DateTimeKind, Precision, Time};
 pub use definitions::{Definitions, definitions};
 pub use outcome::{Issue, IssueType, OperationOutcome, Severity};
-pub use resource::{ReferenceSite, ReferenceTarget, Resource, is_valid_id, parse_json, parse_reference};
+pub use resource::{
+    ReferenceSite, ReferenceTarget, Resource, is_valid_id, parse_json, parse_reference, patient_reference,
+};
 pub use search_parameters::{SearchParamType, search_parameters};
 
 /// The FHIR version this crate implements.

@@ -23,6 +23,15 @@ pub fn is_valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
+/// The Patient a resource is about: its `subject`, `patient` or `beneficiary` when that refers
+/// to a Patient (`Patient/id`).
+pub fn patient_reference(resource: &Value) -> Option<&str> {
+    ["subject", "patient", "beneficiary"]
+        .iter()
+        .filter_map(|name| resource.get(*name)?.get("reference")?.as_str())
+        .find(|r| r.starts_with("Patient/"))
+}
+
 /// Parses JSON text into a `Value`, rejecting duplicate property names (FHIR forbids them,
 /// and a plain map would silently keep only the last).
 pub fn parse_json(bytes: &[u8]) -> Result<Value, Error> {

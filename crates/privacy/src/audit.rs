@@ -196,7 +196,7 @@ impl Access {
         }
         if let Some(query) = &self.query {
             entities.push(json!({ "role": { "system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "24", "display": "Query" },
-                                  "query": crate::base64(query.as_bytes()) }));
+                                  "query": fhir::base64_encode(query.as_bytes()) }));
         }
         if let Some(reason) = &self.break_glass_reason {
             entities.push(json!({ "name": "break-the-glass", "description": reason }));

@@ -125,7 +125,7 @@ fn base64url_decode(text: &str) -> Option<Vec<u8>> {
 }
 
 fn base64url_encode(bytes: &[u8]) -> String {
-    crate::base64(bytes).trim_end_matches('=').replace('+', "-").replace('/', "_")
+    fhir::base64_encode(bytes).trim_end_matches('=').replace('+', "-").replace('/', "_")
 }
 
 /// Signs `claims` as an HS256 JWT (for tools and tests that stand in for an authorization

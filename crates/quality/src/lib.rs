@@ -226,7 +226,7 @@ fn check_resource(
         tallies[checks::REFERENCE_RESOLVES].count(dangling, key, examples);
     }
 
-    let patient_key = patient_of(resource);
+    let patient_key = fhir::patient_reference(resource);
     let patient = patient_key.and_then(|p| context.patients.get(p));
     if let (Some(patient), Some(day)) = (patient, event_day(resource)) {
         if let Some(death) = patient["deceasedDateTime"].as_str().and_then(|d| d.get(..10)) {
@@ -368,14 +368,6 @@ fn references(value: &Json, out: &mut Vec<String>) {
         Json::Array(items) => items.iter().for_each(|v| references(v, out)),
         _ => {}
     }
-}
-
-/// The Patient a resource belongs to.
-fn patient_of(resource: &Json) -> Option<&str> {
-    ["subject", "patient", "beneficiary"]
-        .iter()
-        .filter_map(|name| resource[*name]["reference"].as_str())
-        .find(|r| r.starts_with("Patient/"))
 }
 
 /// The day an event of the record happened (`YYYY-MM-DD`): when care was given or billed for,

@@ -218,11 +218,7 @@ fn patient_of(resource: &Value) -> Option<String> {
     if resource["resourceType"] == "Patient" {
         return resource["id"].as_str().map(|id| format!("Patient/{id}"));
     }
-    ["subject", "patient", "beneficiary"]
-        .iter()
-        .filter_map(|name| resource[*name]["reference"].as_str())
-        .find(|r| r.starts_with("Patient/"))
-        .map(str::to_string)
+    fhir::patient_reference(resource).map(str::to_string)
 }
 
 #[cfg(test)]

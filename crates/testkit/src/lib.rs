@@ -24,8 +24,23 @@ pub fn shared_dir(relative: &str) -> Option<PathBuf> {
     None
 }
 
-/// A fresh, empty temporary directory for one test.
+/// A fresh, empty temporary directory for one test. The directories earlier runs left under
+/// the same name are removed, so repeated runs do not fill the disk.
 pub fn temp_dir(name: &str) -> PathBuf {
+    let prefix = format!("chartroom-test-{name}-");
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let file_name = file_name.to_string_lossy();
+            // Only `<prefix><pid>`: another test's name may extend this one's.
+            let earlier = file_name.strip_prefix(&prefix).is_some_and(|pid| {
+                pid.bytes().all(|b| b.is_ascii_digit()) && pid != std::process::id().to_string()
+            });
+            if earlier {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
     let dir = std::env::temp_dir().join(format!("chartroom-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create temporary directory");
