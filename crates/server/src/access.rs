@@ -100,11 +100,10 @@ pub(crate) fn classify(method: Method, path: &str) -> Classified {
     classified.interaction = interaction;
     classified.name = name;
     classified.action = action;
-    if let (["Patient", id, target], Some(Interaction::Search)) = (segments.as_slice(), interaction) {
+    if let (["Patient", _, target], Some(Interaction::Search)) = (segments.as_slice(), interaction) {
         classified.resource_type = Some(target.to_string());
         classified.id = None;
         classified.operation = None;
-        let _ = id;
     } else if segments.len() >= 2 && !segments[1].starts_with('_') {
         classified.id = segments.get(1).and_then(owned);
     }
