@@ -124,8 +124,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         BenchKind::Prepare { resources } => bench_prepare(resources),
         BenchKind::Search(args) => crate::search_bench::run(args),
         BenchKind::Terminology { requests } => crate::terminology_bench::bench_terminology(requests),
-        BenchKind::Suggest { notes: Some(dir), max_notes, .. } => {
-            crate::terminology_bench::bench_suggest_notes(&dir, max_notes)
+        BenchKind::Suggest { notes: Some(dir), max_notes, misses, .. } => {
+            crate::terminology_bench::bench_suggest_notes(&dir, max_notes, misses)
         }
         BenchKind::Suggest { every, misses, .. } => crate::terminology_bench::bench_suggest(every, misses),
         BenchKind::Fhirpath { fhir_dir, seconds, exclude_pairs } => {

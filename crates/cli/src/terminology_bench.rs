@@ -139,7 +139,11 @@ fn report(what: &str, samples: &mut [std::time::Duration]) {
 /// Code suggestion on generated clinical notes: each DocumentReference's text against the
 /// ICD-10-CM codes of the Claim of the same encounter (`doc-X` ↔ `claim-X`, as `chartroom
 /// generate` names them).
-pub fn bench_suggest_notes(dir: &std::path::Path, limit_notes: usize) -> Result<ExitCode> {
+pub fn bench_suggest_notes(
+    dir: &std::path::Path,
+    limit_notes: usize,
+    print_misses: usize,
+) -> Result<ExitCode> {
     use std::collections::HashMap;
     use std::io::BufRead;
 
@@ -173,6 +177,7 @@ pub fn bench_suggest_notes(dir: &std::path::Path, limit_notes: usize) -> Result<
     let suggester = terminology::suggest::Suggester::icd10cm();
     let (mut notes, mut primary_top1, mut primary_top5, mut diagnoses, mut recalled5) = (0, 0, 0, 0, 0);
     let started = std::time::Instant::now();
+    let mut misses = Vec::new();
     for document in lines("DocumentReference.ndjson")?.iter().take(limit_notes) {
         let Some(key) = document["id"].as_str().and_then(|id| id.strip_prefix("doc-")) else { continue };
         let Some(codes) = coded.get(key).filter(|c| !c.is_empty()) else { continue };
@@ -184,6 +189,14 @@ pub fn bench_suggest_notes(dir: &std::path::Path, limit_notes: usize) -> Result<
         notes += 1;
         primary_top1 += usize::from(suggested.first() == Some(&codes[0]));
         primary_top5 += usize::from(suggested.contains(&codes[0]));
+        if !suggested.contains(&codes[0]) && misses.len() < print_misses {
+            misses.push(format!(
+                "  miss: {key}: expected {} (of {}), got {}",
+                codes[0],
+                codes.join(" "),
+                suggested.join(" ")
+            ));
+        }
         diagnoses += codes.len();
         recalled5 += codes.iter().filter(|c| suggested.contains(c)).count();
     }
@@ -196,5 +209,8 @@ pub fn bench_suggest_notes(dir: &std::path::Path, limit_notes: usize) -> Result<
         rate(recalled5, diagnoses),
         started.elapsed().as_secs_f64() * 1e3 / notes.max(1) as f64
     );
+    for miss in misses {
+        println!("{miss}");
+    }
     Ok(ExitCode::SUCCESS)
 }

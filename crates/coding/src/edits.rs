@@ -2,8 +2,8 @@
 
 use terminology::icd10cm::{Concept, Icd10Cm, Kind, NoteKind};
 
-use crate::demographics::{self, AgeRule};
 use crate::specificity;
+use terminology::icd10cm::demographics::{self, AgeRule};
 
 /// One ICD-10-CM code as recorded on a resource.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -28,12 +28,7 @@ pub enum Setting {
     Claim,
 }
 
-/// Administrative sex as FHIR records it (`Patient.gender`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sex {
-    Female,
-    Male,
-}
+pub use terminology::icd10cm::demographics::Sex;
 
 /// What the edits need to know about the patient at the time of service.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

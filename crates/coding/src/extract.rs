@@ -210,6 +210,7 @@ pub fn service_date(resource: &Json) -> Option<String> {
         "Condition" => first(&[&["recordedDate"], &["onsetDateTime"], &["onsetPeriod", "start"]]),
         "Encounter" => first(&[&["period", "start"], &["period", "end"]]),
         "Claim" | "ExplanationOfBenefit" => first(&[&["billablePeriod", "start"], &["created"]]),
+        "DocumentReference" => first(&[&["context", "period", "start"], &["date"]]),
         _ => None,
     }
 }

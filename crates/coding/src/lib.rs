@@ -8,9 +8,8 @@
 //! [`worklist`] finds the finished encounters that still need a coder.
 //!
 //! The edits read the tabular list itself (notes and their code references) through the
-//! `terminology` crate; the sex and age tables are in [`demographics`].
+//! `terminology` crate, as do the sex and age tables (`terminology::icd10cm::demographics`).
 
-pub mod demographics;
 mod edits;
 mod error;
 pub mod extract;

@@ -246,6 +246,18 @@ async fn code_suggestions_for_text_and_documents() {
     // The same document POSTed.
     let posted = json(server.post("DocumentReference/$suggest-codes", &population()[15]).await).await;
     assert_eq!(posted["parameter"].as_array().map(Vec::len), note["parameter"].as_array().map(Vec::len));
+    // The subject's record says who the note is about: right breast cancer is coded to the
+    // female breast for a woman and to the male breast for a man.
+    for (patient, expected) in [("pf", "C50.911"), ("pm", "C50.921")] {
+        let document = json!({
+            "resourceType": "DocumentReference", "status": "current", "date": "2024-03-01T10:00:00Z",
+            "subject": {"reference": format!("Patient/{patient}")},
+            "content": [{"attachment": {"contentType": "text/plain",
+                "data": base64("Assessment:\n1. Carcinoma of the right breast, followed by oncology.\n")}}]
+        });
+        let answer = json(server.post("DocumentReference/$suggest-codes", &document).await).await;
+        assert_eq!(answer["parameter"][0]["part"][0]["valueCoding"]["code"], expected, "{patient}: {answer}");
+    }
     // Parameters body.
     let parameters = json!({"resourceType": "Parameters", "parameter": [{"name": "text", "valueString": "essential hypertension"}]});
     let by_parameters = json(server.post("$suggest-codes", &parameters).await).await;

@@ -43,11 +43,7 @@ dx!(
     "E11.22",
     "Type 2 diabetes mellitus with diabetic chronic kidney disease",
     None,
-    [
-        "Type 2 diabetes mellitus with diabetic chronic kidney disease",
-        "T2DM with diabetic nephropathy",
-        "diabetic CKD"
-    ],
+    ["Type 2 diabetes mellitus with diabetic chronic kidney disease", "T2DM with CKD", "diabetic CKD"],
     ["continue metformin at renal dose, monitor eGFR", "HbA1c and BMP today"]
 );
 dx!(
@@ -99,7 +95,7 @@ dx!(
     "I11.0",
     "Hypertensive heart disease with heart failure",
     None,
-    ["hypertensive heart disease with heart failure", "hypertensive heart disease"],
+    ["hypertensive heart disease with heart failure", "hypertensive heart disease with CHF"],
     ["continue lisinopril and beta blocker"]
 );
 dx!(
@@ -115,7 +111,7 @@ dx!(
     "I50.22",
     "Chronic systolic (congestive) heart failure",
     None,
-    ["chronic systolic heart failure", "HFrEF", "CHF", "congestive heart failure"],
+    ["chronic systolic heart failure", "chronic HFrEF", "chronic systolic CHF"],
     ["euvolemic today, continue diuretic, daily weights", "sodium and fluid restriction reviewed"]
 );
 dx!(
@@ -123,7 +119,7 @@ dx!(
     "I50.23",
     "Acute on chronic systolic (congestive) heart failure",
     None,
-    ["acute on chronic systolic heart failure", "CHF exacerbation", "decompensated heart failure"],
+    ["acute on chronic systolic heart failure", "acute on chronic HFrEF", "acute on chronic systolic CHF"],
     ["IV furosemide, strict intake and output, daily weights"]
 );
 dx!(
@@ -131,7 +127,7 @@ dx!(
     "J44.9",
     "Chronic obstructive pulmonary disease, unspecified",
     Some(("13645005", "Chronic obstructive lung disease")),
-    ["Chronic obstructive pulmonary disease", "COPD", "emphysema"],
+    ["Chronic obstructive pulmonary disease", "COPD", "chronic obstructive lung disease"],
     ["continue inhalers, smoking cessation counseled", "stable, pulmonary rehab discussed"]
 );
 dx!(
@@ -166,7 +162,7 @@ dx!(
     "F32.A",
     "Depression, unspecified",
     Some(("35489007", "Depressive disorder")),
-    ["depression", "depressive disorder", "low mood"],
+    ["depression", "depressive disorder", "depression NOS"],
     ["PHQ-9 reviewed, referral to behavioral health", "continue counseling, safety plan discussed"]
 );
 dx!(
@@ -174,7 +170,7 @@ dx!(
     "F33.1",
     "Major depressive disorder, recurrent, moderate",
     None,
-    ["major depressive disorder, recurrent, moderate", "recurrent MDD", "MDD"],
+    ["major depressive disorder, recurrent, moderate", "recurrent MDD, moderate", "MDD, recurrent, moderate"],
     ["continue SSRI and therapy, follow up in 6 weeks"]
 );
 dx!(
@@ -182,7 +178,7 @@ dx!(
     "F41.1",
     "Generalized anxiety disorder",
     Some(("21897009", "Generalized anxiety disorder")),
-    ["generalized anxiety disorder", "GAD", "anxiety"],
+    ["generalized anxiety disorder", "GAD", "generalized anxiety"],
     ["CBT referral, sleep hygiene discussed"]
 );
 dx!(
@@ -190,7 +186,7 @@ dx!(
     "E78.5",
     "Hyperlipidemia, unspecified",
     Some(("55822004", "Hyperlipidemia")),
-    ["hyperlipidemia", "high cholesterol", "HLD"],
+    ["hyperlipidemia", "dyslipidemia", "HLD"],
     ["continue atorvastatin, lipid panel today", "statin tolerated, recheck lipids in a year"]
 );
 dx!(
@@ -250,7 +246,7 @@ dx!(
     "C50.911",
     "Malignant neoplasm of unspecified site of right female breast",
     Some(("254837009", "Malignant neoplasm of breast")),
-    ["malignant neoplasm of the right breast", "right breast cancer", "breast carcinoma"],
+    ["malignant neoplasm of the right breast", "right breast cancer", "carcinoma of the right breast"],
     ["followed by oncology, continue letrozole"]
 );
 dx!(
@@ -282,7 +278,11 @@ dx!(
     "S52.501A",
     "Unspecified fracture of the lower end of right radius, initial encounter for closed fracture",
     None,
-    ["closed fracture of the distal right radius", "right wrist fracture", "distal radius fracture"],
+    [
+        "closed fracture of the distal right radius",
+        "closed right distal radius fracture",
+        "right distal radius fracture, closed"
+    ],
     ["closed reduction and splint, orthopedics follow-up in one week"]
 );
 dx!(
@@ -290,7 +290,7 @@ dx!(
     "J10.1",
     "Influenza due to other identified influenza virus with other respiratory manifestations",
     Some(("6142004", "Influenza")),
-    ["influenza", "flu", "influenza A"],
+    ["influenza A", "influenza B", "influenza A virus infection"],
     ["oseltamivir for 5 days, fluids and rest", "supportive care, return if short of breath"]
 );
 dx!(
@@ -298,7 +298,7 @@ dx!(
     "A08.4",
     "Viral intestinal infection, unspecified",
     None,
-    ["viral gastroenteritis", "stomach flu", "viral enteritis"],
+    ["viral gastroenteritis", "viral enteritis", "viral intestinal infection"],
     ["oral rehydration, ondansetron as needed", "bland diet, return if unable to keep fluids down"]
 );
 dx!(
@@ -314,7 +314,7 @@ dx!(
     "N39.0",
     "Urinary tract infection, site not specified",
     Some(("68566005", "Urinary tract infectious disease")),
-    ["urinary tract infection", "UTI", "cystitis"],
+    ["urinary tract infection", "UTI", "urinary infection"],
     ["nitrofurantoin for 5 days, urine culture sent", "increase fluids, culture pending"]
 );
 dx!(
@@ -322,7 +322,7 @@ dx!(
     "J06.9",
     "Acute upper respiratory infection, unspecified",
     Some(("54150009", "Upper respiratory infection")),
-    ["upper respiratory infection", "URI", "common cold", "viral URI"],
+    ["upper respiratory infection", "URI", "viral URI", "upper respiratory tract infection"],
     ["supportive care, no antibiotics indicated", "saline rinses, honey for cough"]
 );
 dx!(
@@ -330,7 +330,7 @@ dx!(
     "R07.9",
     "Chest pain, unspecified",
     Some(("29857009", "Chest pain")),
-    ["chest pain", "atypical chest pain", "chest discomfort"],
+    ["chest pain", "chest pain, unspecified", "chest pain of unclear cause"],
     ["troponins negative x2, ECG without ischemic changes, outpatient stress test"]
 );
 dx!(

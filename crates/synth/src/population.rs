@@ -2135,7 +2135,12 @@ fn write_note(
     }
     text.push_str("\nAssessment and plan:\n");
     if diagnoses.is_empty() {
-        text.push_str("1. Routine health maintenance; age-appropriate screening reviewed.\n");
+        // As clinicians write it: an adult's annual physical, a child's well-child check.
+        text.push_str(if age >= 18 {
+            "1. Annual physical, no abnormal findings; age-appropriate screening reviewed.\n"
+        } else {
+            "1. Well-child check, normal growth and development; anticipatory guidance given.\n"
+        });
     }
     for (i, (_, dx)) in diagnoses.iter().enumerate() {
         let _ = writeln!(text, "{}. {}, {}.", i + 1, capitalize(phrase(rng, dx.words)), *rng.pick(dx.plan));

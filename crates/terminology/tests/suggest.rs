@@ -205,3 +205,77 @@ fn held_out_inclusion_terms_find_their_codes() {
     assert!(report.top1_rate() >= 0.395, "{report}");
     assert!(report.top10 >= report.top5 && report.top5 >= report.top1);
 }
+
+#[test]
+fn unspecified_defaults_win_over_residual_and_specified_siblings() {
+    for (text, code) in [
+        ("Pneumonia", "J18.9"),
+        ("GERD", "K21.9"),
+        ("Gastroesophageal reflux disease", "K21.9"),
+        ("Chest pain, unspecified", "R07.9"),
+        ("chest pain of unclear cause", "R07.9"),
+        ("Coronary artery disease", "I25.10"),
+        ("Dyslipidemia", "E78.5"),
+        ("Influenza A", "J10.1"),
+        ("Influenza", "J11.1"),
+        ("degenerative joint disease of the right knee", "M17.11"),
+    ] {
+        assert_ranked(text, code, 1);
+    }
+    // What the text states is not denied by its stem: "esophageal" is not "esophagitis".
+    assert_ranked("reflux esophagitis", "K21.00", 1);
+}
+
+#[test]
+fn codes_for_another_sex_or_age_are_not_suggested() {
+    use chartroom_terminology::icd10cm::demographics::Sex;
+    use chartroom_terminology::suggest::Demographics;
+    let suggester = Suggester::icd10cm();
+    let for_patient = |text: &str, age: u32, sex: Sex| {
+        let patient = Demographics { age_years: Some(age), sex: Some(sex) };
+        suggester.suggest_for(text, &patient, 10).into_iter().map(|s| s.code).collect::<Vec<_>>()
+    };
+    let adult = for_patient("Annual physical", 45, Sex::Female);
+    assert_eq!(adult[0], "Z00.00", "{adult:?}");
+    let child = for_patient("Well-child check", 4, Sex::Male);
+    assert_eq!(child[0], "Z00.129", "{child:?}");
+    assert!(!child.iter().any(|c| c.starts_with("Z00.0") || c.starts_with("Z00.11")), "{child:?}");
+    // Breast cancer in a man is coded to the male breast; female-only codes are left out.
+    let man = for_patient("carcinoma of the right breast", 70, Sex::Male);
+    assert!(man.iter().all(|c| !c.starts_with("C50.91") || c.starts_with("C50.92")), "{man:?}");
+    assert!(man.iter().any(|c| c.starts_with("C50.92")), "{man:?}");
+    // Without facts nothing is filtered.
+    assert!(codes(&suggest("carcinoma of the right breast")).iter().any(|c| c.starts_with("C50.91")));
+}
+
+#[test]
+fn a_notes_diagnosis_list_comes_first_in_its_order() {
+    let note = "Patient: Ann Lee, 67-year-old woman\n\
+        History of present illness: Ann has a history of hypertension, hyperlipidemia and obesity \
+        and reports productive cough and fever for 4 days.\n\
+        Assessment and plan:\n\
+        1. Community-acquired pneumonia, ceftriaxone and azithromycin.\n\
+        2. Major depressive disorder, recurrent, moderate, continue SSRI and therapy.\n\
+        3. Hypertension, well controlled, continue lisinopril.\n\
+        Follow-up in 2 weeks.\n";
+    let suggestions = Suggester::icd10cm().suggest_note(note, 10);
+    let found = codes(&suggestions);
+    assert_eq!(found[..3], ["J18.9", "F33.1", "I10"], "{found:?}");
+    // The statement of an entry runs over its qualifiers, not into its plan.
+    assert_eq!(suggestions[1].evidence.as_deref(), Some("Major depressive disorder, recurrent, moderate"));
+    // Other affirmed history follows the list.
+    assert!(found.contains(&"E78.5"), "{found:?}");
+}
+
+#[test]
+fn a_note_states_who_it_is_about() {
+    use chartroom_terminology::icd10cm::demographics::Sex;
+    use chartroom_terminology::suggest::{Demographics, note_demographics};
+    assert_eq!(
+        note_demographics("Patient: Sam Roe, 4-year-old boy\nWell-child check."),
+        Demographics { age_years: Some(4), sex: Some(Sex::Male) }
+    );
+    let suggestions =
+        Suggester::icd10cm().suggest_note("4-year-old boy.\nAssessment:\n1. Well-child check.\n", 3);
+    assert_eq!(suggestions[0].code, "Z00.129", "{:?}", codes(&suggestions));
+}

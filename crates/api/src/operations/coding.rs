@@ -2,7 +2,7 @@
 
 use fhir::IssueType;
 use serde_json::{Value as Json, json};
-use terminology::suggest::Suggester;
+use terminology::suggest::{Demographics, Suggester};
 
 use super::{Inputs, Level, json_response};
 use crate::{Api, ApiError, Response};
@@ -81,22 +81,27 @@ impl Api {
         body: Option<&Json>,
     ) -> Result<Response, ApiError> {
         let limit = inputs.whole_number("count")?.unwrap_or(10).clamp(1, MOST_SUGGESTIONS);
-        let text = match (level, body) {
-            (Level::Instance(_, id), _) => document_text(self, &self.read_live("DocumentReference", id)?)?,
+        let stored;
+        let document = match (level, body) {
+            (Level::Instance(_, id), _) => {
+                stored = self.read_live("DocumentReference", id)?;
+                Some(&stored)
+            }
             (_, Some(document))
                 if document.get("resourceType").and_then(Json::as_str) == Some("DocumentReference") =>
             {
-                document_text(self, document)?
+                Some(document)
             }
-            _ => match inputs.resource("document") {
-                Some(document) => document_text(self, document)?,
-                None => inputs.get("text").map(str::to_string).ok_or_else(|| {
-                    ApiError::bad_request(
-                        IssueType::Required,
-                        "$suggest-codes needs a 'text' (or a DocumentReference)",
-                    )
-                })?,
-            },
+            _ => inputs.resource("document"),
+        };
+        let text = match document {
+            Some(document) => document_text(self, document)?,
+            None => inputs.get("text").map(str::to_string).ok_or_else(|| {
+                ApiError::bad_request(
+                    IssueType::Required,
+                    "$suggest-codes needs a 'text' (or a DocumentReference)",
+                )
+            })?,
         };
         if text.len() > MOST_TEXT_BYTES {
             return Err(ApiError::bad_request(
@@ -109,10 +114,11 @@ impl Api {
         }
         let suggester = Suggester::icd10cm();
         // A short phrase is one finding; a longer text is a note, read clause by clause.
+        let patient = document.map(|document| self.document_patient(document, &text)).unwrap_or_default();
         let suggestions = if text.len() <= 200 && !text.contains(['.', '\n']) {
-            suggester.suggest(&text, limit)
+            suggester.suggest_for(&text, &patient, limit)
         } else {
-            suggester.suggest_note(&text, limit)
+            suggester.suggest_note_for(&text, &patient, limit)
         };
         let parameters: Vec<Json> = suggestions
             .iter()
@@ -127,6 +133,28 @@ impl Api {
             })
             .collect();
         Ok(json_response(&json!({"resourceType": "Parameters", "parameter": parameters})))
+    }
+}
+
+impl Api {
+    /// Who a document is about: the sex and age (at the document's date) its subject's
+    /// Patient record gives, else what the note itself states ("56-year-old man").
+    fn document_patient(&self, document: &Json, text: &str) -> Demographics {
+        let stated = terminology::suggest::note_demographics(text);
+        let patient = coding::extract::patient_reference(document)
+            .and_then(|reference| reference.strip_prefix("Patient/"))
+            .and_then(|id| self.read_live("Patient", id).ok());
+        let service_date = coding::extract::service_date(document);
+        let facts = coding::extract::patient_facts(patient.as_ref(), service_date.as_deref());
+        Demographics {
+            // An age known only within a range (a birth year, a document month) is not used.
+            age_years: facts
+                .age_years
+                .filter(|(low, high)| low == high)
+                .map(|(age, _)| age)
+                .or(stated.age_years),
+            sex: facts.sex.or(stated.sex),
+        }
     }
 }
 

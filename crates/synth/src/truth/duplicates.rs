@@ -245,7 +245,7 @@ pub(crate) fn register_again(
         "onsetDateTime": crate::calendar::date(day - 2),
         "recordedDate": date_time(start + 1200),
     });
-    condition["code"]["text"] = Value::from("common cold");
+    condition["code"]["text"] = Value::from("upper respiratory infection");
     sink.write(&condition)?;
     sink.write(&json!({
         "resourceType": "Encounter",

@@ -10,6 +10,7 @@
 //! leaf below the node declaring it unless a nearer node declares its own, and the leaf's code
 //! is padded with the placeholder `X` to six characters before the seventh is appended.
 
+pub mod demographics;
 pub mod derive;
 mod references;
 

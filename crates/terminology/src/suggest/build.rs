@@ -8,7 +8,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::assoc::{AssociationLearner, Associations};
 use super::index::{FIELDS, Index, IndexBuilder};
-use super::{BuildOptions, Doc, OPTIONAL_TERM, Phrases, Ranking, Suggester, stem, text};
+use super::{BuildOptions, Doc, Fit, OPTIONAL_TERM, Phrases, Ranking, Suggester, stem, text};
 use crate::icd10cm::{Concept, Icd10Cm, Kind, NoteKind, parse_references};
 
 /// Field numbers.
@@ -109,11 +109,12 @@ fn analyse_phrase(text: &str, builder: &mut IndexBuilder) -> AnalysedPhrase {
     // What a phrase denies ("not intractable, without status migrainosus") is the default
     // case: a text that does not mention it still names the phrase's condition.
     let default_case = text::denied_with_lists(&text, &terms);
+    let unspecified = text::left_unspecified(&text, &terms);
     let essential: FxHashSet<u32> = ids
         .iter()
-        .zip(terms.iter().zip(&bracketed).zip(&default_case))
-        .filter(|(_, ((term, bracketed), denied))| {
-            !**bracketed && !**denied && !DENIAL.contains(&term.stem.as_str())
+        .zip(terms.iter().zip(&bracketed).zip(default_case.iter().zip(&unspecified)))
+        .filter(|(_, ((term, bracketed), (denied, unspecified)))| {
+            !**bracketed && !**denied && !**unspecified && !DENIAL.contains(&term.stem.as_str())
         })
         .map(|(&id, _)| id)
         .collect();
@@ -217,10 +218,13 @@ pub fn build(icd: &Icd10Cm, options: &BuildOptions) -> Suggester {
             }
             let denied_start = denied_terms.len() as u32;
             denied_terms.extend_from_slice(&bag(&base_texts.denied));
+            // A residual category's title opens with "Other" ("Other chest pain"); "Influenza
+            // due to other identified influenza virus" is not one.
             let other = base
                 .display()
                 .split(|c: char| !c.is_ascii_alphabetic())
-                .any(|w| w.eq_ignore_ascii_case("other"));
+                .find(|w| !w.is_empty())
+                .is_some_and(|w| w.eq_ignore_ascii_case("other"));
             Phrases {
                 first,
                 analogues,
@@ -230,7 +234,14 @@ pub fn build(icd: &Icd10Cm, options: &BuildOptions) -> Suggester {
                 other,
             }
         });
-        docs.push(Doc { code: concept.code().into(), display: concept.display().into(), family, phrases });
+        let fit = Fit::of(concept.code(), base.display());
+        docs.push(Doc {
+            code: concept.code().into(),
+            display: concept.display().into(),
+            family,
+            phrases,
+            fit,
+        });
     }
     let mut codes: Vec<(Box<str>, u32)> = docs
         .iter()
@@ -298,6 +309,10 @@ const RESIDUAL_WORDS: &[&str] = &[
     "complications",
     "mellitus",
     "with",
+    // The patient's sex, which the record gives (see `Demographics`) and a text seldom says:
+    // "breast cancer" names "... of female breast" as much as "... of breast".
+    "female",
+    "male",
 ];
 
 /// Per term id, its weight in phrase similarity: its idf, less for residual words.

@@ -138,6 +138,7 @@ pub const ABBREVIATIONS: &[(&str, &str)] = &[
     ("cad", "coronary artery disease"),
     ("ashd", "atherosclerotic heart disease"),
     ("copd", "chronic obstructive pulmonary disease"),
+    ("aecopd", "acute exacerbation chronic obstructive pulmonary disease"),
     ("uti", "urinary tract infection"),
     ("uri", "upper respiratory infection"),
     ("chf", "congestive heart failure"),
@@ -368,6 +369,18 @@ pub const ROMAN_CONTEXT: &[&str] = &[
 /// own pairings (those are learned, see `assoc`).
 pub const SYNONYMS: &[(&str, &str)] = &[
     ("heart attack", "myocardial infarction"),
+    ("coronary artery disease", "atherosclerotic heart disease"),
+    ("annual physical", "adult medical examination"),
+    ("dyslipidemia", "hyperlipidemia"),
+    ("carcinoma", "malignant neoplasm"),
+    ("degenerative joint disease", "osteoarthritis"),
+    ("acid reflux", "esophageal reflux"),
+    ("reactive airway disease", "asthma"),
+    ("distal", "lower end"),
+    ("proximal", "upper end"),
+    ("well child", "child health examination"),
+    ("wellness visit", "general medical examination"),
+    ("asthma attack", "asthma exacerbation"),
     ("stroke", "cerebral infarction"),
     ("shingles", "zoster"),
     ("chickenpox", "varicella"),
@@ -481,7 +494,7 @@ pub const COMBINING_FORMS: &[(&str, &[&str])] = &[
 /// decreased lymphocytes, "otorrhea" a discharge from the ear). Matched against the end of a
 /// query word's stem.
 pub const SUFFIX_MEANINGS: &[(&str, &str)] = &[
-    ("iti", "inflammation"),
+    ("itis", "inflammation"),
     ("penia", "decreased deficiency"),
     ("rrhea", "discharge"),
     ("rrhagia", "hemorrhage"),

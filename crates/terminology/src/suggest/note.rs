@@ -7,6 +7,13 @@
 //! ("family history of colon cancer", "mother had breast cancer", a "Family History:"
 //! section). A trigger's scope runs to the end of its sentence or to a word that turns the
 //! sentence around ("but", "however"), so "denies fever, chills or cough" removes all three.
+//!
+//! Diagnosis lists are recognised: the numbered or bulleted lines of an assessment,
+//! impression or diagnoses section (or the text right after its heading) carry their place in
+//! the list, since the first-listed diagnosis is the one the visit is coded for.
+
+use super::Demographics;
+use crate::icd10cm::demographics::Sex;
 
 /// A stretch of the note to suggest codes for, as a byte range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +24,39 @@ pub struct Unit {
     pub whole: bool,
     /// A whole stretch that also has parts: a code for it must account for most of it.
     pub has_parts: bool,
+    /// The place (0-based) of the line in a diagnosis list, for the stretches of its lines.
+    pub listed: Option<u32>,
+}
+
+/// The patient's age and sex as a note states them ("56-year-old man", "3 month old girl",
+/// "45 yo F"): the first such statement.
+pub fn demographics(note: &str) -> Demographics {
+    let lower = note.to_ascii_lowercase();
+    let words: Vec<&str> =
+        lower.split(|c: char| !(c.is_ascii_alphanumeric() || c == '/')).filter(|w| !w.is_empty()).collect();
+    for (i, word) in words.iter().enumerate() {
+        let Ok(number) = word.parse::<u32>() else { continue };
+        let next = |k: usize| words.get(i + k).copied().unwrap_or("");
+        let (unit, after) = match (next(1), next(2)) {
+            ("year" | "years", "old") => ("year", 3),
+            ("yo" | "y/o" | "yr", _) => ("year", 2),
+            ("month" | "months", "old") => ("month", 3),
+            ("week" | "weeks" | "day" | "days", "old") => ("day", 3),
+            _ => continue,
+        };
+        let age_years = match unit {
+            "year" => number,
+            "month" => number / 12,
+            _ => 0,
+        };
+        let sex = match next(after) {
+            "man" | "male" | "boy" | "gentleman" | "m" => Some(Sex::Male),
+            "woman" | "female" | "girl" | "lady" | "f" => Some(Sex::Female),
+            _ => None,
+        };
+        return Demographics { age_years: Some(age_years), sex };
+    }
+    Demographics::default()
 }
 
 /// Phrases that negate what follows them.
@@ -214,29 +254,92 @@ const SECTIONS: &[&str] = &[
     "hospital course",
 ];
 
+/// Sections whose lines list the diagnoses, most important first.
+const DIAGNOSIS_SECTIONS: &[&str] = &[
+    "assessment",
+    "assessment and plan",
+    "assessment/plan",
+    "a/p",
+    "a&p",
+    "impression",
+    "diagnosis",
+    "diagnoses",
+    "discharge diagnoses",
+    "discharge diagnosis",
+    "admitting diagnosis",
+    "final diagnosis",
+    "postoperative diagnosis",
+    "preoperative diagnosis",
+    "problem list",
+    "problems",
+    "active problems",
+];
+
 /// The stretches of `note` that state something about the patient, with their parts.
 pub fn affirmed_units(note: &str) -> Vec<Unit> {
     let lower = note.to_ascii_lowercase();
     let mut units = Vec::new();
     let mut in_family_section = false;
+    let mut in_diagnosis_section = false;
+    let mut listed_lines = 0u32;
     let mut line_start = 0;
     for line in note.split_inclusive('\n') {
         let line_end = line_start + line.len();
         let mut body_start = line_start;
+        let mut listed = None;
         if let Some((name, after)) = section_header(&lower[line_start..line_end]) {
             in_family_section = FAMILY_SECTIONS.contains(&name);
+            in_diagnosis_section = DIAGNOSIS_SECTIONS.contains(&name);
+            listed_lines = 0;
             body_start = line_start + after;
+            // "Impression: community-acquired pneumonia" lists on the heading's own line.
+            if in_diagnosis_section && note[body_start..line_end].bytes().any(|b| b.is_ascii_alphabetic()) {
+                listed = Some(listed_lines);
+                listed_lines += 1;
+            }
         } else if line.trim().is_empty() {
             in_family_section = false;
+            in_diagnosis_section = false;
+        } else if in_diagnosis_section && let Some(marker) = list_marker(line) {
+            listed = Some(listed_lines);
+            listed_lines += 1;
+            body_start = line_start + marker;
         }
         if !in_family_section {
+            let first = units.len();
             for (start, end) in sentences(note, body_start, line_end) {
                 affirmed_parts(note, &lower, start, end, &mut units);
+            }
+            for unit in &mut units[first..] {
+                unit.listed = listed;
             }
         }
         line_start = line_end;
     }
     units
+}
+
+/// The length of the list marker opening `line` ("1. ", "2) ", "#3 ", "- ", "* ", "• "), if
+/// it has one.
+fn list_marker(line: &str) -> Option<usize> {
+    let text = line.trim_start();
+    let indent = line.len() - text.len();
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let marker = if digits > 0 {
+        match text.as_bytes().get(digits) {
+            Some(b'.' | b')' | b':') => digits + 1,
+            _ => return None,
+        }
+    } else if let Some(rest) = text.strip_prefix('#') {
+        1 + rest.bytes().take_while(u8::is_ascii_digit).count()
+    } else if text.starts_with(['-', '*']) {
+        1
+    } else if text.starts_with('•') {
+        '•'.len_utf8()
+    } else {
+        return None;
+    };
+    text[marker..].starts_with([' ', '\t']).then_some(indent + marker)
 }
 
 /// A line that opens a known section, "Family History:" or "ASSESSMENT AND PLAN:": the
@@ -378,13 +481,14 @@ fn affirmed_parts(note: &str, lower: &str, start: usize, end: usize, units: &mut
         let mut parts = Vec::new();
         split_parts(note, lower, s, e, &mut parts);
         let has_parts = parts.len() > 1 || parts.first().is_some_and(|&part| part != (s, e));
-        units.push(Unit { start: s, end: e, whole: true, has_parts });
+        units.push(Unit { start: s, end: e, whole: true, has_parts, listed: None });
         if has_parts {
             units.extend(parts.into_iter().map(|(start, end)| Unit {
                 start,
                 end,
                 whole: false,
                 has_parts: false,
+                listed: None,
             }));
         }
     }
@@ -465,6 +569,45 @@ mod tests {
             ["Type 2 diabetes mellitus without complications"]
         );
         assert_eq!(texts("Epilepsy, not intractable"), ["Epilepsy, not intractable"]);
+    }
+
+    #[test]
+    fn age_and_sex_as_notes_state_them() {
+        let of = |note: &str| {
+            let d = demographics(note);
+            (d.age_years, d.sex)
+        };
+        assert_eq!(of("Patient: Robert Wright, 56-year-old man"), (Some(56), Some(Sex::Male)));
+        assert_eq!(of("a 3 month old girl with fever"), (Some(0), Some(Sex::Female)));
+        assert_eq!(of("18-month-old boy"), (Some(1), Some(Sex::Male)));
+        assert_eq!(of("45 yo F with cough"), (Some(45), Some(Sex::Female)));
+        assert_eq!(of("70 year old with CHF"), (Some(70), None));
+        assert_eq!(of("BP 120/80, 3 days of cough"), (None, None));
+    }
+
+    #[test]
+    fn diagnosis_lists_keep_their_order() {
+        let note = "HPI: cough.\nAssessment and plan:\n1. Pneumonia, antibiotics.\n2) Hypertension, continue lisinopril.\nVaccine given: influenza.\n\nImpression: sepsis\n- UTI\n";
+        let listed: Vec<(&str, Option<u32>)> = affirmed_units(note)
+            .into_iter()
+            .filter(|u| u.whole)
+            .map(|u| (&note[u.start..u.end], u.listed))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("cough", None),
+                ("Pneumonia, antibiotics", Some(0)),
+                ("Hypertension, continue lisinopril", Some(1)),
+                ("Vaccine given: influenza", None),
+                ("sepsis", Some(0)),
+                ("UTI", Some(1)),
+            ]
+        );
+        assert_eq!(list_marker("12. Asthma"), Some(3));
+        assert_eq!(list_marker("#2 CKD"), Some(2));
+        assert_eq!(list_marker("2.5 cm mass"), None);
+        assert_eq!(list_marker("-1 degree"), None);
     }
 
     #[test]

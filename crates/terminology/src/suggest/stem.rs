@@ -7,9 +7,19 @@
 //! characters outside a–z (numbers, "c3", "covid-19" parts) are returned unchanged.
 
 /// The stem of a lowercase word.
+///
+/// One departure from Porter: an inflammation keeps its ending. Porter takes "-itis" off, so
+/// "esophagitis" met "esophageal" and "gastritis" met "gastric"; a text about reflux would
+/// then deny or assert an inflammation it never mentions. "Arthritis" and "arthritic" still
+/// meet, at "arthritis".
 pub fn stem(word: &str) -> String {
     if word.len() <= 2 || !word.bytes().all(|b| b.is_ascii_lowercase()) {
         return word.to_string();
+    }
+    for ending in ["itides", "itis", "itic"] {
+        if let Some(root) = word.strip_suffix(ending).filter(|root| root.len() >= 3) {
+            return format!("{root}itis");
+        }
     }
     let mut stemmer = Stemmer { b: word.as_bytes().to_vec(), k: word.len() - 1, j: 0 };
     stemmer.step1ab();
@@ -332,6 +342,9 @@ mod tests {
         assert_eq!(stem("fractures"), stem("fractured"));
         assert_eq!(stem("infarction"), stem("infarct"));
         assert_eq!(stem("complications"), stem("complication"));
+        assert_eq!(stem("arthritic"), stem("arthritis"));
+        assert_ne!(stem("esophagitis"), stem("esophageal"));
+        assert_ne!(stem("gastritis"), stem("gastric"));
         assert_eq!(stem("c3"), "c3");
         assert_eq!(stem("ab"), "ab");
     }

@@ -88,6 +88,27 @@ pub fn analyse(text: &str) -> Vec<Term> {
             i += 1;
             continue;
         }
+        // "Of unknown cause", "of unclear etiology": the classification says "unspecified"
+        // (its "fever of unknown origin" goes the same way, so both sides still meet).
+        if matches!(word.text.as_str(), "unclear" | "unknown" | "undetermined")
+            && let Some(next) = words.get(i + 1).filter(|next| {
+                matches!(next.text.as_str(), "cause" | "causes" | "etiology" | "origin" | "source")
+            })
+        {
+            push_word(&mut terms, tables, "unspecified", word.start, next.end);
+            i += 2;
+            continue;
+        }
+        // "Influenza A" (or B) names an identified virus, which the classification codes as
+        // "due to other identified influenza virus", apart from the unidentified one.
+        if matches!(word.text.as_str(), "influenza" | "flu")
+            && let Some(next) = words.get(i + 1).filter(|next| matches!(next.text.as_str(), "a" | "b"))
+        {
+            push_word(&mut terms, tables, "influenza", word.start, word.end);
+            push_word(&mut terms, tables, "identified", next.start, next.end);
+            i += 2;
+            continue;
+        }
         // "S. aureus": the genus, then the species as the next word.
         if let Some(next) = words.get(i + 1)
             && let Some((_, _, genus)) = GENUS_INITIALS
@@ -213,6 +234,30 @@ pub fn bracketed(text: &str, terms: &[Term]) -> Vec<bool> {
     }
     depth_at.push(depth);
     terms.iter().map(|term| depth_at.get(term.start).is_some_and(|&d| d > 0)).collect()
+}
+
+/// Which terms a phrase leaves unspecified after a comma: "eye" in "Glaucoma, unspecified
+/// eye", "organism" in "Pneumonia, unspecified organism". A text that does not say which eye
+/// or organism names that code; one that does names a sibling. The scope ends at a clause
+/// break or at "with", "without" or "due".
+pub fn left_unspecified(text: &str, terms: &[Term]) -> Vec<bool> {
+    static UNSPECIFIED: OnceLock<String> = OnceLock::new();
+    let unspecified = UNSPECIFIED.get_or_init(|| stem("unspecified"));
+    let mut left = vec![false; terms.len()];
+    let mut open = false;
+    for (i, term) in terms.iter().enumerate() {
+        let before = i.checked_sub(1).map_or(0, |p| terms[p].end).min(term.start);
+        let after_break = text[before..term.start].contains([',', ';', ':']);
+        if after_break || matches!(term.stem.as_str(), "with" | "without" | "due") {
+            open = false;
+        }
+        if term.stem == *unspecified {
+            open = after_break;
+        } else {
+            left[i] = open;
+        }
+    }
+    left
 }
 
 /// The region and number of a spinal level ("l4" is lumbar 4).
@@ -342,6 +387,34 @@ mod tests {
     }
 
     #[test]
+    fn what_a_title_leaves_unspecified_after_a_comma() {
+        let left = |text: &str| -> Vec<String> {
+            let terms = analyse(text);
+            let flags = left_unspecified(text, &terms);
+            terms.into_iter().zip(flags).filter(|(_, left)| *left).map(|(term, _)| term.stem).collect()
+        };
+        assert_eq!(left("Glaucoma, unspecified eye"), ["ey"]);
+        assert_eq!(left("Pneumonia, unspecified organism"), ["organ"]);
+        assert!(left("Unspecified fracture of the lower end of right radius").is_empty());
+        assert!(left("Fracture of unspecified part of neck of right femur").is_empty());
+        assert!(left("Alcohol use, unspecified with intoxication").is_empty());
+    }
+
+    #[test]
+    fn an_unknown_cause_is_unspecified() {
+        assert_eq!(stems("chest pain of unclear cause"), stems("chest pain unspecified"));
+        assert_eq!(stems("Fever of unknown origin"), stems("fever unspecified"));
+        assert_eq!(stems("unknown"), ["unknown"]);
+    }
+
+    #[test]
+    fn influenza_a_or_b_is_an_identified_virus() {
+        assert_eq!(stems("Influenza A"), stems("influenza identified"));
+        assert_eq!(stems("flu B"), stems("influenza identified"));
+        assert_eq!(stems("influenza"), ["influenza"]);
+    }
+
+    #[test]
     fn shorthand_is_expanded_with_the_span_of_its_word() {
         assert_eq!(stems("T2DM"), stems("type 2 diabetes mellitus"));
         assert_eq!(stems("htn"), stems("hypertension"));
@@ -416,13 +489,13 @@ mod tests {
         assert_eq!(stems("t13"), ["t13"]);
         assert_eq!(stems("C1 esterase"), ["c1", "esteras"]);
         assert_eq!(stems("S. aureus"), stems("Staphylococcus aureus"));
-        assert_eq!(stems("hepatitis c"), ["hepat", "c"]);
+        assert_eq!(stems("hepatitis c"), ["hepatitis", "c"]);
     }
 
     #[test]
     fn meaningful_small_words_are_kept() {
         assert_eq!(stems("due to underlying condition"), ["due", "underli", "condit"]);
         assert_eq!(stems("epilepsy, not intractable"), ["epilepsi", "not", "intract"]);
-        assert_eq!(stems("hepatitis C"), ["hepat", "c"]);
+        assert_eq!(stems("hepatitis C"), ["hepatitis", "c"]);
     }
 }

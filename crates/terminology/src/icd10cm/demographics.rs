@@ -7,7 +7,12 @@
 //! which is where nearly all of those editors' codes sit. The ages are the editors': newborn
 //! codes at age 0, maternity codes at ages 9 to 64.
 
-use crate::Sex;
+/// Administrative sex as FHIR records it (`Patient.gender`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Sex {
+    Female,
+    Male,
+}
 
 /// A code range restricted to one sex.
 #[derive(Clone, Copy, Debug)]
