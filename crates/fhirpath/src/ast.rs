@@ -107,3 +107,41 @@ pub(crate) enum Expr {
         type_name: TypeSpecifier,
     },
 }
+
+impl Expr {
+    /// Calls `f` on this node and every node below it, parents first.
+    pub(crate) fn visit<'e>(&'e self, f: &mut impl FnMut(&'e Expr)) {
+        f(self);
+        match self {
+            Expr::Literal(_)
+            | Expr::Empty
+            | Expr::This
+            | Expr::Index
+            | Expr::Total
+            | Expr::Variable(_)
+            | Expr::TypeFilter(_) => {}
+            Expr::Member { target, .. } => {
+                if let Some(target) = target {
+                    target.visit(f);
+                }
+            }
+            Expr::Call { target, args, .. } => {
+                if let Some(target) = target {
+                    target.visit(f);
+                }
+                for arg in args {
+                    arg.visit(f);
+                }
+            }
+            Expr::Indexer { target, index } => {
+                target.visit(f);
+                index.visit(f);
+            }
+            Expr::Negate(operand) | Expr::Is { operand, .. } | Expr::As { operand, .. } => operand.visit(f),
+            Expr::Binary { left, right, .. } => {
+                left.visit(f);
+                right.visit(f);
+            }
+        }
+    }
+}

@@ -65,6 +65,21 @@ impl Expression {
         &self.source
     }
 
+    /// The names of the `%variables` the expression refers to (without the `%`), each once, in
+    /// order of first use: a caller supplying its own variables can reject unknown names
+    /// before evaluating anything, and skip setting variables an expression does not read.
+    pub fn variables(&self) -> Vec<&str> {
+        let mut names = Vec::new();
+        self.ast.visit(&mut |expr| {
+            if let ast::Expr::Variable(name) = expr
+                && !names.contains(&name.as_str())
+            {
+                names.push(name.as_str());
+            }
+        });
+        names
+    }
+
     /// Evaluates against a resource (or any FHIR JSON; a resource is typed by its
     /// `resourceType`).
     pub fn evaluate<'a>(&self, input: &'a Json, env: &Environment<'a>) -> Result<Collection<'a>, Error> {
@@ -222,6 +237,13 @@ mod tests {
         .unwrap();
         assert_eq!(eval("component.distinct().count()", &observation), vec!["2"]);
         assert_eq!(eval("component[0] = component[1]", &observation), vec!["true"]);
+    }
+
+    #[test]
+    fn variables_are_listed_once_in_order() {
+        let expression = Expression::parse("name.where(use = %a).given | %b.select(%a & %rowIndex)").unwrap();
+        assert_eq!(expression.variables(), vec!["a", "b", "rowIndex"]);
+        assert!(Expression::parse("name.given").unwrap().variables().is_empty());
     }
 
     #[test]
