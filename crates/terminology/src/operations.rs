@@ -572,6 +572,17 @@ fn required(value: Option<String>, what: &str) -> Result<String, Error> {
     value.filter(|v| !v.is_empty()).ok_or_else(|| Error::Invalid(format!("{what} is required")))
 }
 
+/// Why a requested version of a code system cannot be served: this server holds one edition
+/// of each (ICD-10-CM 2026, the R4 code systems at 4.0.1), and a code's meaning can change
+/// between editions. `None` when no version is asked for, or the system has none recorded.
+fn version_mismatch(system: &System, requested: Option<&str>) -> Option<String> {
+    let requested = requested.filter(|v| !v.is_empty())?;
+    let held = system.version()?;
+    (held != requested).then(|| {
+        format!("the code system {} is known in version {held}, not in version {requested}", system.url())
+    })
+}
+
 fn unknown_system(url: &str) -> Error {
     Error::NotFound(format!("the code system {url} is not known"))
 }
@@ -621,6 +632,11 @@ impl Terminology {
         let code = required(coding.code.or_else(|| request.code.clone()), "code")?;
         let engine = Engine::new(resolver);
         let cs = engine.system(&system).ok_or_else(|| unknown_system(&system))?;
+        if let Some(mismatch) =
+            version_mismatch(&cs, coding.version.as_deref().or(request.version.as_deref()))
+        {
+            return Err(Error::NotFound(mismatch));
+        }
         let id = cs.find(&code).ok_or_else(|| unknown_code(&cs, &code))?;
         let wanted =
             |name: &str| request.properties.is_empty() || request.properties.iter().any(|p| p == name);
@@ -995,6 +1011,9 @@ fn check_coding(
         display,
     };
     let cs = expander.engine.system(&system);
+    if let Some(mismatch) = cs.as_ref().and_then(|cs| version_mismatch(cs, coding.version.as_deref())) {
+        return Ok(invalid(mismatch, None));
+    }
     let id = cs.as_ref().and_then(|cs| cs.find(&code));
     if let Some(cs) = &cs {
         match id {

@@ -776,3 +776,35 @@ fn operations_on_stored_resources() {
         [(wards.to_owned(), "ORTH".to_owned())]
     );
 }
+
+#[test]
+fn a_requested_version_must_be_the_one_held() {
+    let lookup = |version: &str| {
+        let request =
+            LookupRequest::from_query(&pairs(&[("system", ICD), ("code", "E11.9"), ("version", version)]))
+                .expect("request");
+        term().lookup(&request, &NoResolver)
+    };
+    assert!(lookup("2026").is_ok());
+    assert!(
+        matches!(lookup("2019"), Err(Error::NotFound(message)) if message.contains("2026") && message.contains("2019"))
+    );
+    // $validate-code: a coding of another edition is not valid here.
+    let validate = |version: &str| {
+        let request = ValidateCodeRequest {
+            url: Some(GENDER_VS.to_string()),
+            coding: Some(Coding {
+                system: Some(GENDER.into()),
+                version: Some(version.into()),
+                code: Some("male".into()),
+                display: None,
+            }),
+            ..Default::default()
+        };
+        term().validate_code(&request, &NoResolver).expect("validate")
+    };
+    assert!(validate("4.0.1").result);
+    let other = validate("3.0.2");
+    assert!(!other.result);
+    assert!(other.message.is_some_and(|m| m.contains("3.0.2")));
+}
