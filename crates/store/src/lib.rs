@@ -279,6 +279,11 @@ pub trait Store: Send + Sync {
     /// Returns the resources visited.
     fn scan_current(&self, visit: &mut ScanVisitor<'_>) -> Result<u64>;
 
+    /// Like [`Store::scan_current`], for the live resources of one type only, optionally only
+    /// those last updated at or after `since` (ms since the epoch): what an analytics view
+    /// flattens.
+    fn scan_type(&self, resource_type: &str, since: Option<i64>, visit: &mut ScanVisitor<'_>) -> Result<u64>;
+
     /// A page of search results.
     fn search(&self, query: &SearchQuery) -> Result<SearchPage>;
 

@@ -619,6 +619,33 @@ impl Store for SqliteStore {
         })
     }
 
+    fn scan_type(
+        &self,
+        resource_type: &str,
+        since: Option<i64>,
+        visit: &mut crate::ScanVisitor<'_>,
+    ) -> Result<u64> {
+        self.with_reader(|connection| {
+            let snapshot = connection.unchecked_transaction()?;
+            let mut statement = snapshot.prepare(
+                "SELECT r.res_id, v.body
+                   FROM resources r JOIN versions v ON v.seq = r.seq
+                  WHERE r.res_type = ?1 AND r.deleted = 0 AND r.last_updated >= ?2
+                  ORDER BY r.rkey",
+            )?;
+            let mut rows = statement.query(rusqlite::params![resource_type, since.unwrap_or(i64::MIN)])?;
+            let mut visited = 0;
+            while let Some(row) = rows.next()? {
+                let id = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                let body =
+                    row.get_ref(1)?.as_blob_or_null().map_err(rusqlite::Error::from)?.unwrap_or_default();
+                visit(resource_type, id, body)?;
+                visited += 1;
+            }
+            Ok(visited)
+        })
+    }
+
     fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
         self.check_index()?;
         self.with_reader(|connection| {

@@ -320,3 +320,53 @@ fn a_lost_transaction_fails_its_whole_group_and_the_writer_recovers() {
     seqs.dedup();
     assert_eq!(seqs.len(), count, "no sequence number was reused");
 }
+
+#[test]
+fn a_type_scan_sees_the_live_current_versions_of_that_type_only() {
+    let dir = temp_dir("scan-type");
+    let store = SqliteStore::open(&dir, StoreOptions::default()).unwrap();
+    for (id, family) in [("p1", "A"), ("p2", "B"), ("p3", "C")] {
+        store.submit(update(patient(id, family), None)).wait_blocking().unwrap();
+    }
+    store.submit(update(patient("p2", "B2"), None)).wait_blocking().unwrap();
+    store
+        .submit(WriteUnit::single(WriteOp::Delete {
+            resource_type: "Patient".into(),
+            id: "p3".into(),
+            if_match: None,
+        }))
+        .wait_blocking()
+        .unwrap();
+    store
+        .submit(update(
+            prepared(
+                json!({"resourceType": "Observation", "id": "o1", "status": "final", "code": {"text": "x"}}),
+            ),
+            None,
+        ))
+        .wait_blocking()
+        .unwrap();
+    let scan = |since: Option<i64>| {
+        let mut seen = Vec::new();
+        let visited = store
+            .scan_type("Patient", since, &mut |resource_type, id, body| {
+                assert_eq!(resource_type, "Patient");
+                seen.push((
+                    id.to_string(),
+                    body_json(body)["name"][0]["family"].as_str().unwrap().to_string(),
+                ));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(visited as usize, seen.len());
+        seen
+    };
+    assert_eq!(scan(None), [("p1".to_string(), "A".to_string()), ("p2".to_string(), "B2".to_string())]);
+    // Only what changed since the update of p2.
+    let p2 = store.read("Patient", "p2").unwrap().unwrap();
+    assert_eq!(
+        scan(Some(p2.last_updated)).iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().last(),
+        Some(&"p2")
+    );
+    assert!(scan(Some(p2.last_updated + 60_000)).is_empty());
+}
