@@ -83,6 +83,10 @@ enum BenchKind {
         /// Most notes to read with --notes.
         #[arg(long, default_value_t = 5000)]
         max_notes: usize,
+        /// Instead, measure on hand-coded clinical statements (tab-separated: statement,
+        /// code, sex, age, note; e.g. crates/terminology/tests/data/clinical-statements.tsv).
+        #[arg(long, conflicts_with = "notes")]
+        statements: Option<PathBuf>,
         /// Misses to print.
         #[arg(long, default_value_t = 10)]
         misses: usize,
@@ -124,6 +128,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         BenchKind::Prepare { resources } => bench_prepare(resources),
         BenchKind::Search(args) => crate::search_bench::run(args),
         BenchKind::Terminology { requests } => crate::terminology_bench::bench_terminology(requests),
+        BenchKind::Suggest { statements: Some(file), misses, .. } => {
+            crate::terminology_bench::bench_suggest_statements(&file, misses)
+        }
         BenchKind::Suggest { notes: Some(dir), max_notes, misses, .. } => {
             crate::terminology_bench::bench_suggest_notes(&dir, max_notes, misses)
         }

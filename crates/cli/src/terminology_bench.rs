@@ -23,6 +23,37 @@ pub fn bench_suggest(every: usize, show_misses: usize) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Code suggestion on hand-coded clinical statements, each for its patient's sex and age.
+pub fn bench_suggest_statements(file: &std::path::Path, show_misses: usize) -> Result<ExitCode> {
+    let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let statements = terminology::suggest::parse_statements(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let suggester = terminology::suggest::Suggester::icd10cm();
+    let started = std::time::Instant::now();
+    let report = terminology::suggest::evaluate_statements(suggester, &statements);
+    println!(
+        "{report}; {:.2} ms per statement",
+        started.elapsed().as_secs_f64() * 1e3 / statements.len().max(1) as f64
+    );
+    // Misses of the even-numbered statements (0-based) were studied to improve the suggester;
+    // the odd ones were not.
+    for (half, parity) in [("studied half (even lines)", 0), ("unstudied half (odd lines)", 1)] {
+        let part: Vec<_> =
+            statements.iter().enumerate().filter(|(i, _)| i % 2 == parity).map(|(_, s)| s.clone()).collect();
+        println!("  {half}: {}", terminology::suggest::evaluate_statements(suggester, &part));
+    }
+    for miss in report.misses.iter().take(show_misses) {
+        println!(
+            "  miss: \"{}\" -> expected {}, got {} (rank {})",
+            miss.query,
+            miss.expected,
+            miss.suggested.iter().take(5).cloned().collect::<Vec<_>>().join(" "),
+            miss.rank.map_or("-".to_string(), |r| r.to_string())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Latency of `$lookup`, `$validate-code` and `$expand` with a text filter, called in
 /// process (no HTTP), over codes spread through all of ICD-10-CM; each timing includes
 /// rendering the result as FHIR JSON.

@@ -368,6 +368,11 @@ fn analyse_concepts(
                     for note in notes.iter().filter(|note| note.kind == NoteKind::InclusionTerm) {
                         extension.extend(term_ids(&note.text, builder));
                     }
+                    // "With routine healing" must not make a text's "with" ("fall with a
+                    // fracture") speak for the subsequent encounter.
+                    if let Some(with) = builder.existing_term("with") {
+                        extension.retain(|&term| term != with);
+                    }
                     // Words repeated by the character's inclusion terms ("initial encounter for
                     // open fracture NOS") should not outweigh another character's definition.
                     bag(&extension)

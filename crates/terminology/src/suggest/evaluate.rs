@@ -196,3 +196,108 @@ pub fn evaluate_terms(icd: &Icd10Cm, suggester: &Suggester, terms: &[HeldOutTerm
     }
     report
 }
+
+/// A diagnosis statement as a clinician writes it, with the code a coder assigns (see
+/// `tests/data/clinical-statements.tsv`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Statement {
+    pub text: String,
+    pub code: String,
+    /// Sex and age where the code depends on them.
+    pub patient: super::Demographics,
+}
+
+/// Reads statements from tab-separated lines `statement, code, sex (F/M/-), age (years/-),
+/// note`; `#` lines are comments.
+pub fn parse_statements(tsv: &str) -> Result<Vec<Statement>, String> {
+    use crate::icd10cm::demographics::Sex;
+    let mut statements = Vec::new();
+    for (number, line) in tsv.lines().enumerate() {
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [text, code, sex, age, ..] = fields[..] else {
+            return Err(format!("line {}: expected statement, code, sex, age and note", number + 1));
+        };
+        let sex = match sex {
+            "F" => Some(Sex::Female),
+            "M" => Some(Sex::Male),
+            "-" | "" => None,
+            other => return Err(format!("line {}: sex must be F, M or -, not {other:?}", number + 1)),
+        };
+        let age_years = match age {
+            "-" | "" => None,
+            other => Some(
+                other
+                    .parse()
+                    .map_err(|_| format!("line {}: age must be whole years, not {other:?}", number + 1))?,
+            ),
+        };
+        statements.push(Statement {
+            text: text.to_string(),
+            code: code.to_string(),
+            patient: super::Demographics { age_years, sex },
+        });
+    }
+    Ok(statements)
+}
+
+/// Top-1 and top-5 accuracy over statements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatementReport {
+    pub queries: usize,
+    pub top1: usize,
+    pub top5: usize,
+    /// Statements whose code was not among the first five.
+    pub misses: Vec<Miss>,
+}
+
+impl std::fmt::Display for StatementReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} clinical statements: top-1 {} ({:.1}%), top-5 {} ({:.1}%)",
+            self.queries,
+            self.top1,
+            100.0 * rate(self.top1, self.queries),
+            self.top5,
+            100.0 * rate(self.top5, self.queries)
+        )
+    }
+}
+
+impl StatementReport {
+    pub fn top1_rate(&self) -> f64 {
+        rate(self.top1, self.queries)
+    }
+
+    pub fn top5_rate(&self) -> f64 {
+        rate(self.top5, self.queries)
+    }
+}
+
+/// Suggests codes for each statement (for its patient) and scores the answers: correct is the
+/// statement's code exactly.
+pub fn evaluate_statements(suggester: &Suggester, statements: &[Statement]) -> StatementReport {
+    let mut report = StatementReport { queries: statements.len(), top1: 0, top5: 0, misses: Vec::new() };
+    for statement in statements {
+        let suggested: Vec<String> = suggester
+            .suggest_for(&statement.text, &statement.patient, 10)
+            .into_iter()
+            .map(|s| s.code)
+            .collect();
+        let rank = suggested.iter().position(|code| *code == statement.code);
+        report.top1 += usize::from(rank == Some(0));
+        report.top5 += usize::from(rank.is_some_and(|r| r < 5));
+        if rank.is_none_or(|r| r >= 5) {
+            report.misses.push(Miss {
+                query: statement.text.clone(),
+                expected: statement.code.clone(),
+                suggested,
+                rank: rank.map(|r| r + 1),
+            });
+        }
+    }
+    report
+}

@@ -49,7 +49,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::icd10cm::Icd10Cm;
 use crate::icd10cm::demographics::{self, Sex};
 pub use evaluate::{
-    HeldOutReport, HeldOutTerm, Miss, evaluate_held_out, evaluate_terms, held_out_options, held_out_terms,
+    HeldOutReport, HeldOutTerm, Miss, Statement, StatementReport, evaluate_held_out, evaluate_statements,
+    evaluate_terms, held_out_options, held_out_terms, parse_statements,
 };
 use index::{Bm25f, FIELDS, Index};
 pub use note::demographics as note_demographics;
@@ -321,6 +322,25 @@ const OPTIONAL_TERM: u32 = 1 << 31;
 /// differ by this many at most.
 const VARIANT_MIN_COMMON: usize = 5;
 const VARIANT_SLACK: usize = 4;
+
+/// Stems that say which diabetes a text means (a type, or a cause other than type 1 or 2).
+const DIABETES_TYPES: &[&str] = &[
+    "type",
+    "1",
+    "2",
+    "gestat",
+    "neonat",
+    "underli",
+    "drug",
+    "chemic",
+    "induc",
+    "secondari",
+    "other",
+    "pregnanc",
+    "insipidu",
+    "prediabet",
+    "steroid",
+];
 
 /// The most distinct terms of a text that are matched; longer texts keep their first ones.
 const MAX_QUERY_TERMS: usize = 64;
@@ -693,7 +713,7 @@ impl Suggester {
     fn query_of(&self, text: &str, in_note: bool) -> Query {
         let mut query = Query::default();
         let mut stems: Vec<String> = Vec::new();
-        let analysed = text::analyse(text);
+        let analysed = text::with_trimesters(text::analyse(text));
         let denied = text::denied(text, &analysed);
         for (term, denied) in analysed.into_iter().zip(denied) {
             if in_note && is_filler(text, term.start, term.end) {
@@ -749,6 +769,16 @@ impl Suggester {
                 _ => self.index.used_term_id(&format!("un{stem}")),
             };
             query.opposites.extend(opposite);
+        }
+        // Diabetes of no stated type is type 2 (Official Guidelines I.C.4.a.2).
+        if let Some(source) = stems.iter().position(|s| s == "diabet")
+            && !stems.iter().any(|s| DIABETES_TYPES.contains(&s.as_str()))
+        {
+            for word in ["type", "2"] {
+                if let Some(id) = self.index.used_term_id(word) {
+                    expand(id, 1.0, source, &mut query);
+                }
+            }
         }
         let mut offered = Vec::new();
         vocabulary::expand(&stems, &self.index, |id, source, kind| offered.push((id, source, kind)));
@@ -896,17 +926,19 @@ impl Suggester {
     }
 
     /// Whether every word of the text is in the code's description.
-    /// Residual words of the text ("unspecified") need not be there; a word the
-    /// classification does not use counts when one of its expansions is ("dyslipidemia" by
-    /// "hyperlipidemia").
+    /// Residual words of the text ("unspecified") need not be there; a word counts when one
+    /// of its stronger expansions is ("dyslipidemia" by "hyperlipidemia", "distal" by "lower
+    /// end").
     fn described_fully(&self, phrases: Phrases, query: &Query) -> bool {
         let start = self.phrase_bounds[phrases.first as usize] as usize;
         let end = self.phrase_bounds[phrases.first as usize + 1] as usize;
         let description = &self.phrase_terms[start..end];
         let described = |id: u32| description.iter().any(|&entry| entry & !OPTIONAL_TERM == id);
+        let by_expansion =
+            |i: usize| query.expansions.iter().any(|e| e.source == i && e.weight >= 0.5 && described(e.id));
         query.terms.iter().enumerate().all(|(i, term)| match term.id {
-            Some(id) => self.residual_terms.contains(&id) || described(id),
-            None => query.expansions.iter().any(|e| e.source == i && described(e.id)),
+            Some(id) => self.residual_terms.contains(&id) || described(id) || by_expansion(i),
+            None => by_expansion(i),
         })
     }
 

@@ -116,7 +116,13 @@ pub fn analyse(text: &str) -> Vec<Term> {
                 .find(|(initial, species, _)| *initial == word.text && *species == next.text)
         {
             push_word(&mut terms, tables, genus, word.start, word.end);
-            i += 1;
+            // "C. diff" shortens the species too.
+            if next.text == "diff" {
+                push_word(&mut terms, tables, "difficile", next.start, next.end);
+                i += 2;
+            } else {
+                i += 1;
+            }
             continue;
         }
         let previous = i.checked_sub(1).map(|p| words[p].text.as_str());
@@ -137,6 +143,30 @@ pub fn analyse(text: &str) -> Vec<Term> {
         }
         i += 1;
     }
+    terms
+}
+
+/// Adds the trimester a stated week of pregnancy falls in ("at 34 weeks": third trimester),
+/// as the classification's chapter 15 counts them: under 14 weeks the first, 14 to under 28
+/// the second, 28 and over the third. Codes name the trimester, notes the week.
+pub fn with_trimesters(mut terms: Vec<Term>) -> Vec<Term> {
+    let mut added = Vec::new();
+    for pair in terms.windows(2) {
+        let (number, unit) = (&pair[0], &pair[1]);
+        let Ok(week) = number.stem.parse::<u32>() else { continue };
+        if !matches!(unit.stem.as_str(), "week" | "wk" | "wks") || !(1..=43).contains(&week) {
+            continue;
+        }
+        let ordinal = match week {
+            0..=13 => "first",
+            14..=27 => "second",
+            _ => "third",
+        };
+        for word in [ordinal, "trimester"] {
+            added.push(Term { stem: stem(word), start: number.start, end: unit.end });
+        }
+    }
+    terms.extend(added);
     terms
 }
 
@@ -398,6 +428,18 @@ mod tests {
         assert!(left("Unspecified fracture of the lower end of right radius").is_empty());
         assert!(left("Fracture of unspecified part of neck of right femur").is_empty());
         assert!(left("Alcohol use, unspecified with intoxication").is_empty());
+    }
+
+    #[test]
+    fn a_week_of_pregnancy_names_its_trimester() {
+        let stems_of = |text: &str| -> Vec<String> {
+            with_trimesters(analyse(text)).into_iter().map(|t| t.stem).collect()
+        };
+        assert!(stems_of("preeclampsia at 34 weeks").ends_with(&[stem("third"), stem("trimester")]));
+        assert!(stems_of("UTI at 20 weeks").ends_with(&[stem("second"), stem("trimester")]));
+        assert!(stems_of("bleeding at 9 weeks").ends_with(&[stem("first"), stem("trimester")]));
+        assert!(!stems_of("cough for 3 days").contains(&stem("trimester")));
+        assert_eq!(stems("C. diff colitis"), stems("clostridium difficile colitis"));
     }
 
     #[test]
