@@ -16,10 +16,14 @@
 //! `Boolean`; the integer types are `Int64`; decimal is `Float64`; complex types are JSON text;
 //! `collection: true` makes a `List` of the item type. A column without `type` is text.
 //!
+//! [`builtin`] holds the views shipped in the binary (patients, encounters, diagnoses, claims,
+//! ...), as ViewDefinition files embedded at build time.
+//!
 //! `getResourceKey()` is the resource's `id`, and `getReferenceKey([type])` the id part of a
 //! relative or absolute literal reference (the FHIRPath crate implements both).
 
 mod batch;
+pub mod builtin;
 mod row;
 mod view;
 mod write;
