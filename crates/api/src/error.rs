@@ -130,6 +130,7 @@ impl From<store::Error> for ApiError {
             store::Error::IdMismatch(_) => Self::new(400, IssueType::Invalid, error.to_string()),
             store::Error::IndexStale => Self::new(503, IssueType::Transient, error.to_string()),
             store::Error::Database(_)
+            | store::Error::Stopped
             | store::Error::DataDirectory { .. }
             | store::Error::Corrupt(_)
             | store::Error::CommitFailed(_) => {

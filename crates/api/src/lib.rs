@@ -9,6 +9,7 @@
 //! *commit* (the store's single writer). Batches prepare every entry first and submit them
 //! together, so they share one commit.
 
+pub mod analytics;
 mod bundle;
 mod capabilities;
 mod error;
@@ -88,18 +89,27 @@ pub struct Response {
     /// `Last-Modified`).
     pub last_modified: Option<i64>,
     pub location: Option<String>,
-    /// JSON body, if any.
+    /// The body, if any: FHIR JSON unless `content_type` says otherwise.
     pub body: Option<Vec<u8>>,
+    /// The media type of a body that is not FHIR JSON (a view's CSV or Parquet rows).
+    pub content_type: Option<&'static str>,
 }
 
 impl Response {
     /// A response with a JSON body.
     pub fn json(status: u16, body: Vec<u8>) -> Self {
-        Response { status, etag: None, last_modified: None, location: None, body: Some(body) }
+        Response {
+            status,
+            etag: None,
+            last_modified: None,
+            location: None,
+            body: Some(body),
+            content_type: None,
+        }
     }
 
     fn empty(status: u16) -> Self {
-        Response { status, etag: None, last_modified: None, location: None, body: None }
+        Response { status, etag: None, last_modified: None, location: None, body: None, content_type: None }
     }
 
     /// The body as UTF-8 text (for logs and tests).
@@ -117,11 +127,13 @@ pub struct ApiConfig {
     pub max_page_size: usize,
     /// Most entries accepted in one batch or transaction Bundle.
     pub max_bundle_entries: usize,
+    /// Where saved SQL on FHIR views are (`NAME.json`), besides the built-in ones.
+    pub views_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { default_page_size: 50, max_page_size: 1000, max_bundle_entries: 100_000 }
+        ApiConfig { default_page_size: 50, max_page_size: 1000, max_bundle_entries: 100_000, views_dir: None }
     }
 }
 
@@ -226,6 +238,8 @@ impl Api {
                 "search across all resource types is not supported; search a resource type",
             )),
             ["metadata"] => Ok(self.capabilities(request)),
+            ["ViewDefinition"] => Ok(self.list_views()),
+            ["ViewDefinition", name] => self.read_view(name),
             ["_history"] => self.history(request, store::HistoryScope::System),
             [resource_type, rest @ ..] => {
                 let resource_type = known_type(resource_type)?;

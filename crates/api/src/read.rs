@@ -66,5 +66,6 @@ pub(crate) fn respond_with_version(request: &Request, record: VersionRecord) -> 
         last_modified: Some(record.last_updated),
         location: None,
         body: if not_modified { None } else { Some(body) },
+        content_type: None,
     })
 }

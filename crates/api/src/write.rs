@@ -144,6 +144,7 @@ pub(crate) fn complete(base: &str, written: Written, preference: ReturnPreferenc
                 last_modified: Some(last_updated),
                 location: Some(format!("{base}/{resource_type}/{id}/_history/{version}")),
                 body,
+                content_type: None,
             }
         }
         WriteOutcome::Deleted { version, .. } => {
@@ -177,6 +178,7 @@ pub(crate) fn complete(base: &str, written: Written, preference: ReturnPreferenc
                     .to_bytes(),
                 ),
             },
+            content_type: None,
         },
         WriteOutcome::Reindexed { .. } => Response::empty(204),
     }

@@ -41,6 +41,9 @@ pub enum Error {
     Closed,
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    /// A scan's visitor asked to stop (it has what it needs, or failed on its own terms).
+    #[error("the scan was stopped by its reader")]
+    Stopped,
     #[error("the commit failed and nothing of it was stored: {0}")]
     CommitFailed(String),
     #[error("{0}")]

@@ -8,6 +8,7 @@
 mod coding;
 mod parameters;
 mod terminology;
+pub mod views;
 
 use fhir::IssueType;
 use serde_json::Value as Json;
@@ -55,12 +56,18 @@ impl Api {
         method: Method,
         invocation: Invocation<'_>,
     ) -> Result<Response, ApiError> {
+        // ViewDefinition is SQL on FHIR's, not R4's; its instances are views named in
+        // snake_case (`claim_lines`), which `named_view` checks.
+        let view_type =
+            matches!(invocation.level, Level::Type("ViewDefinition") | Level::Instance("ViewDefinition", _));
         if let Level::Type(t) | Level::Instance(t, _) = invocation.level
+            && !view_type
             && !fhir::definitions().is_resource_type(t)
         {
             return Err(ApiError::unknown_type(t));
         }
         if let Level::Instance(t, id) = invocation.level
+            && !view_type
             && !fhir::is_valid_id(id)
         {
             return Err(ApiError::from(fhir::Error::InvalidId {
@@ -86,6 +93,9 @@ impl Api {
                 Ok(json_response(&validation::Validator::r4().outcome(&resource).to_json()))
             }
             ("coding-worklist", Level::System | Level::Type("Encounter")) => self.coding_worklist(&inputs),
+            ("run", Level::Type("ViewDefinition") | Level::Instance("ViewDefinition", _)) => {
+                self.run_view_operation(invocation.level, &inputs, body.as_ref())
+            }
             (
                 "suggest-codes",
                 Level::System | Level::Type("DocumentReference") | Level::Instance("DocumentReference", _),

@@ -1,0 +1,106 @@
+//! SQL on FHIR views over the store: the rows a ViewDefinition makes of the current record,
+//! for `ViewDefinition/$run` and `chartroom view run`.
+//!
+//! Only the view's resource type is read (one type scan, see `Store::scan_type`), optionally
+//! narrowed to one patient's resources and to those changed since a time; rows leave in
+//! batches, so memory stays bounded by one batch whatever the size of the record.
+
+use std::io::Write;
+
+use serde_json::Value as Json;
+use sof::{Format, ViewDefinition, Writer};
+use store::Store;
+
+/// Which of the view's resources to flatten.
+#[derive(Clone, Debug, Default)]
+pub struct ViewScope {
+    /// Only the Patient with this id and the resources about it (`subject`, `patient`,
+    /// `beneficiary`).
+    pub patient: Option<String>,
+    /// Only resources last updated at or after this (ms since the epoch).
+    pub since: Option<i64>,
+    /// At most this many rows.
+    pub limit: Option<u64>,
+}
+
+/// What a run produced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ViewRun {
+    pub resources: u64,
+    pub rows: u64,
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewRunError {
+    /// A resource could not be flattened, or the output could not be written.
+    #[error(transparent)]
+    View(#[from] sof::Error),
+    #[error("reading the record failed: {0}")]
+    Store(#[from] store::Error),
+}
+
+/// Whether a resource is in the scope's patient's part of the record.
+pub(crate) fn about_patient(resource_type: &str, resource: &Json, patient: &str) -> bool {
+    if resource_type == "Patient" {
+        return resource.get("id").and_then(Json::as_str) == Some(patient);
+    }
+    fhir::patient_reference(resource).and_then(|r| r.strip_prefix("Patient/")) == Some(patient)
+}
+
+/// Runs `view` over the store's current resources of its type and writes the rows to `out`
+/// in `format`; returns the writer and what was flattened.
+pub fn run_view<W: Write + Send>(
+    store: &dyn Store,
+    view: &ViewDefinition,
+    scope: &ViewScope,
+    format: Format,
+    out: W,
+) -> Result<(W, ViewRun), ViewRunError> {
+    let mut writer = Writer::new(format, view.schema(), out)?;
+    let mut runner = sof::Runner::new(view, sof::DEFAULT_BATCH_SIZE);
+    let mut run = ViewRun::default();
+    let limit = scope.limit.unwrap_or(u64::MAX);
+    // The store's scan wants its own error type back; a view failure is kept aside and the
+    // scan stopped with a marker error.
+    let mut failure: Option<sof::Error> = None;
+    let emit = |batch: arrow_array::RecordBatch, writer: &mut Writer<W>, run: &mut ViewRun| {
+        let room = (limit - run.rows) as usize;
+        let batch = if batch.num_rows() > room { batch.slice(0, room) } else { batch };
+        run.rows += batch.num_rows() as u64;
+        writer.write(&batch)
+    };
+    let scanned = store.scan_type(view.resource(), scope.since, &mut |resource_type, _id, body| {
+        if run.rows >= limit {
+            return Err(store::Error::Stopped);
+        }
+        let resource: Json = serde_json::from_slice(body)
+            .map_err(|e| store::Error::Corrupt(format!("{resource_type} stored as invalid JSON: {e}")))?;
+        if let Some(patient) = &scope.patient
+            && !about_patient(resource_type, &resource, patient)
+        {
+            return Ok(());
+        }
+        run.resources += 1;
+        let result = runner
+            .push(&resource)
+            .and_then(|batches| batches.into_iter().try_for_each(|batch| emit(batch, &mut writer, &mut run)));
+        result.map_err(|error| {
+            failure = Some(error);
+            store::Error::Stopped
+        })
+    });
+    if let Some(error) = failure {
+        return Err(error.into());
+    }
+    match scanned {
+        Ok(_) | Err(store::Error::Stopped) => {}
+        Err(error) => return Err(error.into()),
+    }
+    if run.rows < limit
+        && let Some(batch) = runner.finish()?
+    {
+        emit(batch, &mut writer, &mut run)?;
+    }
+    Ok((writer.finish()?, run))
+}

@@ -1,0 +1,253 @@
+//! SQL on FHIR views: `ViewDefinition/$run` and reading the views the server knows.
+//!
+//! ViewDefinition is a logical model of the SQL on FHIR specification, not an R4 resource
+//! type, so views are not kept in the versioned record: the server knows the built-in HIM views
+//! (`sof::builtin`) and the definitions saved as `NAME.json` in the data directory's `views/`
+//! folder. `GET ViewDefinition` lists them, `GET ViewDefinition/NAME` returns one, and `$run`
+//! runs one of them, or a definition given inline, over the record (or over resources given
+//! inline).
+
+use fhir::IssueType;
+use serde_json::{Value as Json, json};
+use sof::{Format, ViewDefinition};
+
+use super::{Inputs, Level};
+use crate::analytics::{ViewRunError, ViewScope, about_patient, run_view};
+use crate::{Api, ApiError, Response};
+
+/// A view the server knows by name, with its definition as JSON.
+pub struct NamedView {
+    pub name: String,
+    pub definition: Json,
+    pub view: ViewDefinition,
+    /// Shipped with the server rather than saved in the data directory.
+    pub builtin: bool,
+}
+
+/// Whether `name` can name a saved view file (no path separators or dots).
+fn valid_view_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn invalid_view(error: sof::Error) -> ApiError {
+    ApiError::bad_request(IssueType::Invalid, error.to_string())
+}
+
+impl Api {
+    /// A built-in view, else one saved in the views folder.
+    pub fn named_view(&self, name: &str) -> Result<NamedView, ApiError> {
+        if let Some(builtin) = sof::builtin::get(name) {
+            let definition = fhir::parse_json(builtin.json().as_bytes())
+                .map_err(|e| ApiError::internal(format!("the built-in view {name} does not parse: {e}")))?;
+            let view = ViewDefinition::from_json(&definition).map_err(invalid_view)?;
+            return Ok(NamedView { name: name.to_string(), definition, view, builtin: true });
+        }
+        let unknown =
+            || ApiError::not_found(format!("ViewDefinition/{name} is not known (see GET ViewDefinition)"));
+        if !valid_view_name(name) {
+            return Err(unknown());
+        }
+        let path = self.config.views_dir.as_ref().ok_or_else(unknown)?.join(format!("{name}.json"));
+        let bytes = std::fs::read(&path).map_err(|_| unknown())?;
+        let definition = fhir::parse_json(&bytes).map_err(|e| {
+            ApiError::internal(format!("the saved view {} does not parse: {e}", path.display()))
+        })?;
+        let view = ViewDefinition::from_json(&definition).map_err(|e| {
+            ApiError::internal(format!("the saved view {} is not valid: {e}", path.display()))
+        })?;
+        Ok(NamedView { name: name.to_string(), definition, view, builtin: false })
+    }
+
+    /// Every view the server knows: the built-in ones, then the saved ones by name. A saved
+    /// file that is not a valid view is left out (and logged).
+    pub fn known_views(&self) -> Vec<NamedView> {
+        let mut views: Vec<NamedView> =
+            sof::builtin::views().iter().filter_map(|builtin| self.named_view(builtin.name()).ok()).collect();
+        let Some(dir) = &self.config.views_dir else { return views };
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|entry| {
+                entry.ok()?.file_name().into_string().ok()?.strip_suffix(".json").map(str::to_string)
+            })
+            .filter(|name| valid_view_name(name) && sof::builtin::get(name).is_none())
+            .collect();
+        names.sort();
+        for name in names {
+            match self.named_view(&name) {
+                Ok(view) => views.push(view),
+                Err(error) => tracing::warn!("views/{name}.json left out: {}", error.message()),
+            }
+        }
+        views
+    }
+
+    /// `GET ViewDefinition`: the known views as a searchset Bundle.
+    pub(crate) fn list_views(&self) -> Response {
+        let entries: Vec<Json> = self
+            .known_views()
+            .into_iter()
+            .map(|view| json!({"fullUrl": format!("ViewDefinition/{}", view.name), "resource": view.definition, "search": {"mode": "match"}}))
+            .collect();
+        let bundle =
+            json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len(), "entry": entries});
+        Response::json(200, serde_json::to_vec(&bundle).unwrap_or_default())
+    }
+
+    /// `GET ViewDefinition/NAME`.
+    pub(crate) fn read_view(&self, name: &str) -> Result<Response, ApiError> {
+        let view = self.named_view(name)?;
+        Ok(Response::json(200, serde_json::to_vec(&view.definition).unwrap_or_default()))
+    }
+
+    /// `ViewDefinition/$run` and `ViewDefinition/NAME/$run`. Inputs: the view (`viewResource`,
+    /// a ViewDefinition body, or `viewReference` naming a known view), `_format` (json, ndjson,
+    /// csv, parquet; json by default), `patient`, `_since`, `_limit`, and `resource` (inline
+    /// resources to run over instead of the record).
+    pub(crate) fn run_view_operation(
+        &self,
+        level: Level<'_>,
+        inputs: &Inputs,
+        body: Option<&Json>,
+    ) -> Result<Response, ApiError> {
+        let view = match level {
+            Level::Instance(_, name) => self.named_view(name)?.view,
+            _ => match (body, inputs.resource("viewResource"), view_reference(inputs)) {
+                (Some(body), _, _)
+                    if body.get("resourceType").and_then(Json::as_str) == Some("ViewDefinition") =>
+                {
+                    ViewDefinition::from_json(body).map_err(invalid_view)?
+                }
+                (_, Some(resource), _) => ViewDefinition::from_json(resource).map_err(invalid_view)?,
+                (_, None, Some(reference)) => {
+                    let name = reference.trim_start_matches("ViewDefinition/");
+                    self.named_view(name)?.view
+                }
+                _ => {
+                    return Err(ApiError::bad_request(
+                        IssueType::Required,
+                        "$run needs a view: viewResource, viewReference, a ViewDefinition body, or ViewDefinition/NAME/$run",
+                    ));
+                }
+            },
+        };
+        let format = match inputs.get("_format") {
+            None => Format::Json,
+            Some(name) => name.parse::<Format>().map_err(|_| {
+                ApiError::bad_request(
+                    IssueType::Value,
+                    format!("_format={name} is not an output of $run; use json, ndjson, csv or parquet"),
+                )
+            })?,
+        };
+        let scope = ViewScope {
+            patient: inputs.get("patient").map(|p| p.trim_start_matches("Patient/").to_string()),
+            since: inputs
+                .get("_since")
+                .map(|since| {
+                    fhir::DateTime::parse(since, fhir::DateTimeKind::DateTime)
+                        .map(|t| t.lower_bound_millis())
+                        .map_err(|_| {
+                            ApiError::bad_request(
+                                IssueType::Value,
+                                format!("_since must be an instant, got '{since}'"),
+                            )
+                        })
+                })
+                .transpose()?,
+            limit: inputs.whole_number("_limit")?.map(|n| n as u64),
+        };
+        if let Some(patient) = &scope.patient
+            && !fhir::is_valid_id(patient)
+        {
+            return Err(ApiError::bad_request(
+                IssueType::Value,
+                format!("patient must be Patient/ID, got '{patient}'"),
+            ));
+        }
+        let inline = inline_resources(inputs);
+        let bytes = if inline.is_empty() {
+            run_view(self.store.as_ref(), &view, &scope, format, Vec::new()).map(|(bytes, _)| bytes)
+        } else {
+            run_inline(&view, &inline, &scope, format)
+        }
+        .map_err(|error| match error {
+            ViewRunError::View(error @ sof::Error::Evaluation { .. }) => {
+                ApiError::new(422, IssueType::Processing, error.to_string())
+            }
+            ViewRunError::View(error) => {
+                ApiError::internal(format!("the view could not be written: {error}"))
+            }
+            ViewRunError::Store(error) => ApiError::from(error),
+        })?;
+        let mut response = Response::json(200, bytes);
+        response.content_type = Some(format.media_type());
+        Ok(response)
+    }
+}
+
+/// The `viewReference` input: a Reference in a Parameters body, or text.
+fn view_reference(inputs: &Inputs) -> Option<&str> {
+    let in_body = inputs
+        .parameters
+        .as_ref()
+        .and_then(|p| p.get("parameter"))
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|p| p.get("name").and_then(Json::as_str) == Some("viewReference"))
+        .find_map(|p| p.get("valueReference")?.get("reference")?.as_str());
+    in_body.or_else(|| inputs.get("viewReference"))
+}
+
+/// The `resource` parameters of a Parameters body.
+fn inline_resources(inputs: &Inputs) -> Vec<&Json> {
+    inputs
+        .parameters
+        .as_ref()
+        .and_then(|p| p.get("parameter"))
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|p| p.get("name").and_then(Json::as_str) == Some("resource"))
+        .filter_map(|p| p.get("resource"))
+        .collect()
+}
+
+/// `$run` over resources given with the call.
+fn run_inline(
+    view: &ViewDefinition,
+    resources: &[&Json],
+    scope: &ViewScope,
+    format: Format,
+) -> Result<Vec<u8>, ViewRunError> {
+    let mut writer = sof::Writer::new(format, view.schema(), Vec::new())?;
+    let limit = scope.limit.unwrap_or(u64::MAX) as usize;
+    let mut rows = 0usize;
+    let mut runner = sof::Runner::new(view, sof::DEFAULT_BATCH_SIZE);
+    let mut batches = Vec::new();
+    for resource in resources {
+        let Some(resource_type) = resource.get("resourceType").and_then(Json::as_str) else { continue };
+        if resource_type != view.resource()
+            || scope
+                .patient
+                .as_deref()
+                .is_some_and(|patient| !about_patient(resource_type, resource, patient))
+        {
+            continue;
+        }
+        batches.extend(runner.push(resource)?);
+    }
+    batches.extend(runner.finish()?);
+    for batch in batches {
+        if rows >= limit {
+            break;
+        }
+        let batch = if batch.num_rows() > limit - rows { batch.slice(0, limit - rows) } else { batch };
+        rows += batch.num_rows();
+        writer.write(&batch)?;
+    }
+    Ok(writer.finish()?)
+}
