@@ -6,10 +6,80 @@
 //! batches, so memory stays bounded by one batch whatever the size of the record.
 
 use std::io::Write;
+use std::path::Path;
 
+use fhir::IssueType;
 use serde_json::Value as Json;
 use sof::{Format, ViewDefinition, Writer};
 use store::Store;
+
+use crate::ApiError;
+
+/// A view known by name, with its definition as JSON.
+pub struct NamedView {
+    pub name: String,
+    pub definition: Json,
+    pub view: ViewDefinition,
+    /// Shipped with the server rather than saved in the data directory.
+    pub builtin: bool,
+}
+
+/// Whether `name` can name a saved view file (no path separators or dots).
+pub fn valid_view_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+pub(crate) fn invalid_view(error: sof::Error) -> ApiError {
+    ApiError::bad_request(IssueType::Invalid, error.to_string())
+}
+
+/// A built-in view, else one saved as `NAME.json` in `views_dir`.
+pub fn find_view(name: &str, views_dir: Option<&Path>) -> Result<NamedView, ApiError> {
+    if let Some(builtin) = sof::builtin::get(name) {
+        let definition = fhir::parse_json(builtin.json().as_bytes())
+            .map_err(|e| ApiError::internal(format!("the built-in view {name} does not parse: {e}")))?;
+        let view = ViewDefinition::from_json(&definition).map_err(invalid_view)?;
+        return Ok(NamedView { name: name.to_string(), definition, view, builtin: true });
+    }
+    let unknown =
+        || ApiError::not_found(format!("ViewDefinition/{name} is not known (see GET ViewDefinition)"));
+    if !valid_view_name(name) {
+        return Err(unknown());
+    }
+    let path = views_dir.ok_or_else(unknown)?.join(format!("{name}.json"));
+    let bytes = std::fs::read(&path).map_err(|_| unknown())?;
+    let definition = fhir::parse_json(&bytes)
+        .map_err(|e| ApiError::internal(format!("the saved view {} does not parse: {e}", path.display())))?;
+    let view = ViewDefinition::from_json(&definition)
+        .map_err(|e| ApiError::internal(format!("the saved view {} is not valid: {e}", path.display())))?;
+    Ok(NamedView { name: name.to_string(), definition, view, builtin: false })
+}
+
+/// Every known view: the built-in ones, then those saved in `views_dir` by name. A saved
+/// file that is not a valid view is left out (and logged).
+pub fn known_views(views_dir: Option<&Path>) -> Vec<NamedView> {
+    let mut views: Vec<NamedView> =
+        sof::builtin::views().iter().filter_map(|builtin| find_view(builtin.name(), None).ok()).collect();
+    let Some(dir) = views_dir else { return views };
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            entry.ok()?.file_name().into_string().ok()?.strip_suffix(".json").map(str::to_string)
+        })
+        .filter(|name| valid_view_name(name) && sof::builtin::get(name).is_none())
+        .collect();
+    names.sort();
+    for name in names {
+        match find_view(&name, Some(dir)) {
+            Ok(view) => views.push(view),
+            Err(error) => tracing::warn!("views/{name}.json left out: {}", error.message()),
+        }
+    }
+    views
+}
 
 /// Which of the view's resources to flatten.
 #[derive(Clone, Debug, Default)]

@@ -98,6 +98,9 @@ enum BenchKind {
         #[arg(long, default_value_t = 5000)]
         requests: usize,
     },
+    /// SQL on FHIR: resources per second through the built-in views (a generated population
+    /// of about a million resources by default), on one core and on all.
+    Views(crate::views_bench::ViewsBenchArgs),
     /// Search latency over HTTP with a large generated population: token, date range, chain,
     /// _revinclude, _sort and $everything (first pages), after a timed import.
     Search(crate::search_bench::SearchBenchArgs),
@@ -127,6 +130,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         }
         BenchKind::Prepare { resources } => bench_prepare(resources),
         BenchKind::Search(args) => crate::search_bench::run(args),
+        BenchKind::Views(args) => crate::views_bench::run(args),
         BenchKind::Terminology { requests } => crate::terminology_bench::bench_terminology(requests),
         BenchKind::Suggest { statements: Some(file), misses, .. } => {
             crate::terminology_bench::bench_suggest_statements(&file, misses)

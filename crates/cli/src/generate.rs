@@ -196,5 +196,8 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
         // The demo runs open, with the warning serve prints; `chartroom serve` requires tokens.
         insecure_no_auth: true,
         jwt_hs256_secret_file: None,
+        jwks_file: None,
+        jwt_issuer: None,
+        jwt_audience: None,
     })
 }

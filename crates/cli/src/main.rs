@@ -11,6 +11,8 @@ mod privacy_cli;
 mod search_bench;
 mod terminology_bench;
 mod validate;
+mod views;
+mod views_bench;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -66,6 +68,12 @@ enum Command {
     Code(code::CodeArgs),
     /// The coder's tools over a data directory: the worklist of encounters to code.
     Coding(code::CodingArgs),
+    /// SQL on FHIR views: list the built-in and saved ones, run one to CSV, NDJSON, JSON or
+    /// Parquet, save a new one.
+    View(views::ViewArgs),
+    /// Run SQL over the views' tables (materialized in DIR/analytics.sqlite when the record
+    /// changed).
+    Sql(views::SqlArgs),
     /// Measure import, read, search, FHIRPath, terminology and code-suggestion speed and
     /// quality; prints the numbers.
     Bench(bench::BenchArgs),
@@ -127,9 +135,21 @@ struct ServeArgs {
     #[arg(long)]
     insecure_no_auth: bool,
     /// Also accept JWT bearer tokens signed with HS256 by the secret in this file (SMART
-    /// claims: scope, patient, fhirUser; exp required).
+    /// claims: scope, patient, fhirUser, sub, role; exp required, nbf enforced).
     #[arg(long)]
     jwt_hs256_secret_file: Option<PathBuf>,
+    /// Also accept JWT bearer tokens signed RS256 or ES256 (P-256) by an authorization server
+    /// whose public keys are in this JWKS file ({"keys": [...]}); the key is chosen by the
+    /// token's kid. May be given with --jwt-hs256-secret-file: the token's alg decides, and
+    /// HS256 tokens are refused unless a secret is configured.
+    #[arg(long)]
+    jwks_file: Option<PathBuf>,
+    /// Accept only JWTs whose iss is this (e.g. https://auth.example.org).
+    #[arg(long)]
+    jwt_issuer: Option<String>,
+    /// Accept only JWTs whose aud names this (e.g. this server's base URL).
+    #[arg(long)]
+    jwt_audience: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -188,10 +208,22 @@ fn main() -> ExitCode {
         Command::Reindex(args) => reindex(args),
         Command::Code(args) => code::run_code(args),
         Command::Coding(args) => code::run_coding(args),
+        Command::View(args) => views::run(args),
+        Command::Sql(args) => views::sql(args),
         Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => code,
+        // A reader that stopped early (`| head`) is not a failure of the command.
+        Err(error)
+            if error.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("chartroom: {error:#}");
             ExitCode::FAILURE
@@ -204,16 +236,15 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn serve(args: ServeArgs) -> Result<ExitCode> {
+    // Before the store opens (and perhaps reindexes): a key file that cannot work stops serve
+    // at once.
+    let jwt = jwt_verifier(&args)?;
     let store = args.store.open(SyncMode::Full)?;
     ensure_index(&store)?;
     let api = Arc::new(Api::new(store.clone(), ApiConfig::default()));
     let mut security = server::Security::open(&args.store.data)
         .with_context(|| format!("cannot open the users and audit trail in {}", args.store.data.display()))?;
-    if let Some(file) = &args.jwt_hs256_secret_file {
-        let secret = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-        let trimmed = String::from_utf8_lossy(&secret).trim().as_bytes().to_vec();
-        security.jwt = Some(privacy::jwt::Hs256::new(&trimmed)?);
-    }
+    security.jwt = jwt;
     let config = server::ServerConfig {
         max_body_bytes: args.max_body_mib.saturating_mul(1024 * 1024),
         base_url: args.base_url.clone(),
@@ -236,6 +267,32 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     })?;
     store.close();
     Ok(ExitCode::SUCCESS)
+}
+
+/// The JWTs `serve` accepts, from its flags (`None`: API tokens only).
+fn jwt_verifier(args: &ServeArgs) -> Result<Option<privacy::jwt::Verifier>> {
+    if args.jwt_hs256_secret_file.is_none() && args.jwks_file.is_none() {
+        if args.jwt_issuer.is_some() || args.jwt_audience.is_some() {
+            anyhow::bail!("--jwt-issuer and --jwt-audience need --jwks-file or --jwt-hs256-secret-file");
+        }
+        return Ok(None);
+    }
+    let mut verifier = privacy::jwt::Verifier::default();
+    if let Some(file) = &args.jwt_hs256_secret_file {
+        let secret = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let trimmed = String::from_utf8_lossy(&secret).trim().as_bytes().to_vec();
+        verifier = verifier.with_hs256(privacy::jwt::Hs256::new(&trimmed)?);
+    }
+    if let Some(file) = &args.jwks_file {
+        verifier = verifier.with_jwks(privacy::jwt::Jwks::load(file)?);
+    }
+    if let Some(issuer) = &args.jwt_issuer {
+        verifier = verifier.with_issuer(issuer);
+    }
+    if let Some(audience) = &args.jwt_audience {
+        verifier = verifier.with_audience(audience);
+    }
+    Ok(Some(verifier))
 }
 
 async fn shutdown_signal() {

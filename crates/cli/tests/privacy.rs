@@ -8,12 +8,17 @@ fn chartroom(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_chartroom")).args(args).output().expect("run chartroom")
 }
 
+fn serve(data: &std::path::Path) -> (Child, String) {
+    serve_with(data, &[])
+}
+
 // A failed read panics the test, whose process exit reaps the child.
 #[allow(clippy::zombie_processes)]
-fn serve(data: &std::path::Path) -> (Child, String) {
+fn serve_with(data: &std::path::Path, flags: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chartroom"))
         .args(["serve", "--port", "0", "--data"])
         .arg(data)
+        .args(flags)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -44,11 +49,15 @@ fn put(url: &str, token: &str, body: &serde_json::Value) -> u16 {
 }
 
 fn get(url: &str, token: Option<&str>) -> (u16, serde_json::Value) {
+    get_with(url, token.map(|t| format!("Bearer {t}")))
+}
+
+fn get_with(url: &str, authorization: Option<String>) -> (u16, serde_json::Value) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let mut request = reqwest::Client::new().get(url);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
@@ -125,4 +134,52 @@ fn serve_requires_a_token_and_the_trail_verifies_until_tampered_with() {
     let text = String::from_utf8_lossy(&tampered.stdout);
     assert_eq!(tampered.status.code(), Some(1), "{text}");
     assert!(text.contains("entry 3: edited"), "{text}");
+}
+
+#[test]
+fn serve_accepts_jwts_signed_by_the_keys_in_its_jwks_file() {
+    let data = testkit::temp_dir("cli-jwks");
+    let data_arg = data.to_str().unwrap();
+    let (signer, _) = privacy::jwt::Signer::generate_es256("ec-1").unwrap();
+    let jwks = data.join("jwks.json");
+    std::fs::write(&jwks, serde_json::json!({ "keys": [signer.public_jwk()] }).to_string()).unwrap();
+    let jwks_arg = jwks.to_str().unwrap();
+
+    // A configuration that cannot work stops serve before it listens, saying why.
+    let empty = data.join("empty-jwks.json");
+    std::fs::write(&empty, r#"{"keys": []}"#).unwrap();
+    let refused =
+        chartroom(&["serve", "--port", "0", "--data", data_arg, "--jwks-file", empty.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("no RS256 or ES256 signing key"), "{stderr}");
+    let refused =
+        chartroom(&["serve", "--port", "0", "--data", data_arg, "--jwt-issuer", "https://auth.example.org"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("need --jwks-file"), "{stderr}");
+
+    let admin = chartroom(&["user", "add", "root", "--role", "admin", "--data", data_arg]);
+    let admin = String::from_utf8_lossy(&admin.stdout).lines().last().unwrap().trim().to_string();
+    let flags = ["--jwks-file", jwks_arg, "--jwt-issuer", "https://auth.example.org"];
+    let (mut server, base) = serve_with(&data, &flags);
+    let patient = serde_json::json!({ "resourceType": "Patient", "id": "p1" });
+    assert_eq!(put(&format!("{base}/Patient/p1"), &admin, &patient), 201);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let claims = serde_json::json!({ "iss": "https://auth.example.org", "sub": "dr-who", "scope": "user/*.rs", "exp": now + 600 });
+    let token = signer.sign(&claims).unwrap();
+    assert_eq!(get(&format!("{base}/Patient/p1"), Some(&token)).0, 200);
+    let mut elsewhere = claims.clone();
+    elsewhere["iss"] = "https://evil.example.org".into();
+    let (status, outcome) = get(&format!("{base}/Patient/p1"), Some(&signer.sign(&elsewhere).unwrap()));
+    assert_eq!(status, 401, "{outcome}");
+    // No secret is configured, so HS256 is refused whatever key it was made with.
+    let hs256 = privacy::jwt::sign(b"any secret of thirty-two bytes or more", &claims);
+    let (status, outcome) = get_with(&format!("{base}/Patient/p1"), Some(format!("Bearer {hs256}")));
+    assert_eq!(status, 401);
+    assert!(outcome["issue"][0]["diagnostics"].as_str().unwrap().contains("no shared secret"), "{outcome}");
+    // The trail is searchable as AuditEvents by the administrator.
+    let (status, bundle) = get(&format!("{base}/AuditEvent?agent=dr-who"), Some(&admin));
+    assert_eq!(status, 200, "{bundle}");
+    assert_eq!(bundle["entry"].as_array().unwrap().len(), 1, "{bundle}");
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

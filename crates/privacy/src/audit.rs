@@ -9,13 +9,26 @@
 //!
 //! Appends go through a channel to one writer thread that commits them in batches, so
 //! auditing a read costs the reader a channel send.
+//!
+//! Beside the chain, the same transaction writes a search index (`audit_terms`: one row per
+//! entry and term, `user|dr-grey`, `entity|Patient/pa`, `action|R`, ..., plus `*` for every
+//! entry, each keyed by time recorded and position), so that AuditEvent searches over a
+//! trail of millions of entries read only what they return ([`crate::audit_search`]). The
+//! index is derived from the chained line and deliberately left outside the hash: the
+//! chain's format stays as it was, and an index can be rebuilt from the lines (which
+//! happens for entries written before it existed). What the index says is never trusted on
+//! its own: a search re-derives the terms of every entry it returns from the line and drops
+//! any that does not match, so an edited index row cannot make a search return the wrong
+//! entry; and `verify` checks that each entry's index rows are exactly those its line gives,
+//! so removing rows to hide accesses from searches is reported as tampering.
 
+use std::hash::BuildHasher as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::users::PRIVACY_FILE;
@@ -30,7 +43,20 @@ CREATE TABLE IF NOT EXISTS audit (
     event TEXT NOT NULL,
     prev TEXT NOT NULL,
     hash TEXT NOT NULL
-);";
+);
+CREATE TABLE IF NOT EXISTS audit_terms (
+    term TEXT NOT NULL,
+    recorded_ms INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (term, recorded_ms, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_agents (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;";
+
+/// `audit_meta` row: the last entry whose index rows are written.
+const INDEXED: &str = "indexed";
+/// The index term every entry has (walks of the whole trail in time order).
+pub(crate) const EVERY_ENTRY: &str = "*";
 
 const KEY_FILE: &str = "audit.key";
 /// How long the writer gathers entries into one commit.
@@ -154,19 +180,44 @@ impl Access {
         })
     }
 
-    /// The AuditEvent resource (BALP shape: RESTful interaction, agent, source, entities).
-    pub fn to_audit_event(&self, recorded: &str) -> Value {
-        let outcome = match self.status {
+    /// `AuditEvent.outcome` for the answer's status: success, minor failure (the request was
+    /// refused or wrong), serious failure (the server failed).
+    pub fn outcome_code(&self) -> &'static str {
+        match self.status {
             0..=399 => "0",
-            401 | 403 => "4",
             400..=499 => "4",
             _ => "8",
-        };
+        }
+    }
+
+    /// The search index terms of the access (see the module documentation).
+    pub(crate) fn index_terms(&self) -> Vec<String> {
+        let mut terms = vec![
+            EVERY_ENTRY.to_string(),
+            format!("user|{}", self.user),
+            format!("action|{}", self.action),
+            format!("outcome|{}", self.outcome_code()),
+            format!("subtype|{}", self.interaction),
+        ];
+        // The entities with a `what` reference in the AuditEvent (`to_audit_event`).
+        for entity in self.patients.iter().chain(self.resources.iter().filter(|r| r.contains('/'))) {
+            let term = format!("entity|{entity}");
+            if !terms.contains(&term) {
+                terms.push(term);
+            }
+        }
+        terms
+    }
+
+    /// The AuditEvent resource (BALP shape: RESTful interaction, agent, source, entities).
+    pub fn to_audit_event(&self, recorded: &str) -> Value {
+        let outcome = self.outcome_code();
         let mut agent = json!({
             "type": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/extra-security-role-type",
                                     "code": "humanuser", "display": "human user" }] },
             "role": [{ "text": self.role }],
             "who": { "identifier": { "system": "urn:chartroom:user", "value": self.user } },
+            "name": self.user,
             "requestor": true,
         });
         if let Some(address) = &self.address {
@@ -222,6 +273,107 @@ impl Access {
     }
 }
 
+/// The AuditEvent of trail entry `seq`, with its stable id (`audit-{seq}`).
+pub fn event(seq: i64, recorded: &str, access: &Access) -> Value {
+    let mut event = access.to_audit_event(recorded);
+    if let Some(object) = event.as_object_mut() {
+        // `id` and `meta` first, as in every stored resource.
+        let mut ordered = serde_json::Map::with_capacity(object.len() + 2);
+        ordered.insert("resourceType".into(), Value::from("AuditEvent"));
+        ordered.insert("id".into(), Value::from(event_id(seq)));
+        ordered.insert("meta".into(), json!({ "versionId": "1", "lastUpdated": recorded }));
+        for (name, value) in std::mem::take(object) {
+            ordered.entry(name).or_insert(value);
+        }
+        *object = ordered;
+    }
+    event
+}
+
+/// The id of the AuditEvent of entry `seq`.
+pub fn event_id(seq: i64) -> String {
+    format!("audit-{seq}")
+}
+
+/// The entry an AuditEvent id names.
+pub fn parse_event_id(id: &str) -> Option<i64> {
+    id.strip_prefix("audit-")
+        .filter(|n| !n.is_empty() && !n.starts_with('0') && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse().ok())
+}
+
+/// Milliseconds since the epoch of a stored `recorded` instant (0 if it does not read: such
+/// an entry fails `verify` anyway).
+pub(crate) fn recorded_millis(recorded: &str) -> i64 {
+    fhir::DateTime::parse(recorded, fhir::DateTimeKind::Instant).map_or(0, |t| t.lower_bound_millis())
+}
+
+/// Writes the index rows of one entry (in the caller's transaction).
+fn index_entry(connection: &Connection, seq: i64, recorded_ms: i64, access: &Access) -> Result<(), Error> {
+    let mut term = connection
+        .prepare_cached("INSERT OR IGNORE INTO audit_terms (term, recorded_ms, seq) VALUES (?1, ?2, ?3)")?;
+    for text in access.index_terms() {
+        term.execute(params![text, recorded_ms, seq])?;
+    }
+    connection
+        .prepare_cached("INSERT OR IGNORE INTO audit_agents (name) VALUES (?1)")?
+        .execute(params![access.user])?;
+    Ok(())
+}
+
+fn indexed_through(connection: &Connection) -> Result<i64, Error> {
+    Ok(connection
+        .query_row("SELECT value FROM audit_meta WHERE name = ?1", params![INDEXED], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+fn set_indexed_through(connection: &Connection, seq: i64) -> Result<(), Error> {
+    connection
+        .prepare_cached("INSERT INTO audit_meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = ?2")?
+        .execute(params![INDEXED, seq])?;
+    Ok(())
+}
+
+/// Indexes the entries written without an index (by a version before it, or when the
+/// index rows of the last entries were removed). A no-op when the index is current, which
+/// it is while a server writes the trail.
+fn catch_up(connection: &Connection) -> Result<(), Error> {
+    let last = || -> Result<i64, Error> {
+        Ok(connection.query_row("SELECT coalesce(max(seq), 0) FROM audit", [], |r| r.get(0))?)
+    };
+    if indexed_through(connection)? >= last()? {
+        return Ok(());
+    }
+    // IMMEDIATE: the writer may be appending; whoever is second finds nothing left to do.
+    let transaction =
+        rusqlite::Transaction::new_unchecked(connection, rusqlite::TransactionBehavior::Immediate)?;
+    let from = indexed_through(&transaction)?;
+    let through = last()?;
+    {
+        let mut statement =
+            transaction.prepare("SELECT seq, recorded, event FROM audit WHERE seq > ?1 ORDER BY seq")?;
+        let mut rows = statement.query(params![from])?;
+        while let Some(row) = rows.next()? {
+            let (seq, recorded, line): (i64, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+            // An entry that does not read back is left to `verify` to report.
+            if let Some(access) = Access::from_line(&line) {
+                index_entry(&transaction, seq, recorded_millis(&recorded), &access)?;
+            }
+        }
+    }
+    set_indexed_through(&transaction, through)?;
+    transaction.commit()?;
+    Ok(())
+}
+
+/// A connection for reading the trail, its index current.
+pub(crate) fn open_reader(data_dir: &Path) -> Result<Connection, Error> {
+    let connection = open_table(data_dir)?;
+    catch_up(&connection)?;
+    Ok(connection)
+}
+
 enum Message {
     Append(Box<Access>),
     Flush(SyncSender<()>),
@@ -238,7 +390,7 @@ impl AuditLog {
     pub fn open(data_dir: &Path) -> Result<AuditLog, Error> {
         std::fs::create_dir_all(data_dir)?;
         let key = load_or_create_key(data_dir)?;
-        let connection = open_table(data_dir)?;
+        let connection = open_reader(data_dir)?;
         let (sender, receiver) = sync_channel(65_536);
         let head = data_dir.join(HEAD_FILE);
         let writer = std::thread::Builder::new()
@@ -397,7 +549,8 @@ fn write_loop(mut connection: Connection, key: [u8; 32], head: PathBuf, receiver
                     match message {
                         Message::Flush(done) => waiting.push(done),
                         Message::Append(access) => {
-                            let recorded = fhir::DateTime::now_utc().to_string();
+                            let recorded_ms = fhir::datetime::epoch_millis_now();
+                            let recorded = fhir::DateTime::from_epoch_millis(recorded_ms).to_string();
                             let event = access.to_line();
                             let patients = access.patients.join(" ");
                             let next = seq + 1;
@@ -412,12 +565,14 @@ fn write_loop(mut connection: Connection, key: [u8; 32], head: PathBuf, receiver
                                 prev,
                                 hash
                             ])?;
+                            index_entry(&transaction, next, recorded_ms, &access)?;
                             seq = next;
                             prev = hash;
                         }
                     }
                 }
             }
+            set_indexed_through(&transaction, seq)?;
             transaction.commit()?;
             if seq != anchored_seq && (!waiting.is_empty() || anchored.elapsed() >= anchor_every) {
                 write_private(&head, &head_line(&key, seq, &prev))?;
@@ -457,6 +612,9 @@ pub enum Tamper {
     Inserted { seq: i64 },
     /// An entry written at another position.
     Moved { seq: i64, from: i64 },
+    /// A genuine entry whose search index rows were removed or altered, so AuditEvent
+    /// searches may not find it (or may be led to it by what another entry holds).
+    Unindexed { seq: i64 },
 }
 
 impl std::fmt::Display for Tamper {
@@ -467,6 +625,9 @@ impl std::fmt::Display for Tamper {
             Tamper::Missing { from, to } => write!(f, "entries {from} to {to}: deleted"),
             Tamper::Inserted { seq } => write!(f, "entry {seq}: inserted (not written by Chartroom)"),
             Tamper::Moved { seq, from } => write!(f, "entry {seq}: moved (written as entry {from})"),
+            Tamper::Unindexed { seq } => {
+                write!(f, "entry {seq}: its search index rows were removed or altered (searches may miss it)")
+            }
         }
     }
 }
@@ -502,6 +663,19 @@ pub fn verify(data_dir: &Path) -> Result<Verification, Error> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?
         .collect::<Result<_, _>>()?;
     let last_written = head_seq.unwrap_or(0).max(rows.last().map_or(0, |r| r.0));
+    // Entries past this are indexed when the trail is next opened for writing or searching.
+    let indexed = indexed_through(&connection)?;
+    // The index: the rows each genuine entry should have, as a sum of keyed hashes, against
+    // the rows the table holds, in one pass over it (not a lookup per row: a trail of a
+    // million entries has seven million). A removed, altered or added row unbalances the
+    // sum of the entry it belongs to; the key is random, so no substitute rows balance it.
+    let keyed = std::hash::RandomState::new();
+    let row_hash = |term: &str, recorded_ms: i64| keyed.hash_one((term, recorded_ms));
+    // (position, sum, rows, agent known), in order of position: looked up by binary search,
+    // as positions can be anything in an altered table.
+    let mut balance: Vec<(i64, u64, i64, bool)> = Vec::new();
+    let mut agent_row = connection.prepare("SELECT 1 FROM audit_agents WHERE name = ?1")?;
+    let mut agents_found: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut problems = Vec::new();
     let mut expected = 1;
     for (seq, recorded, user, patients, event, prev, hash) in &rows {
@@ -509,8 +683,23 @@ pub fn verify(data_dir: &Path) -> Result<Verification, Error> {
         if seq > expected {
             problems.push(Tamper::Missing { from: expected, to: seq - 1 });
         }
+        let genuine = entry_hash(&key, seq, recorded, user, patients, event, prev) == *hash;
+        if genuine
+            && (1..=indexed).contains(&seq)
+            && let Some(access) = Access::from_line(event)
+        {
+            let recorded_ms = recorded_millis(recorded);
+            let terms = access.index_terms();
+            let sum = terms.iter().fold(0u64, |sum, term| sum.wrapping_add(row_hash(term, recorded_ms)));
+            let mut agent_known = agents_found.contains(&access.user);
+            if !agent_known && agent_row.exists(params![access.user])? {
+                agents_found.insert(access.user.clone());
+                agent_known = true;
+            }
+            balance.push((seq, sum, terms.len() as i64, agent_known));
+        }
         // The hash covers the position, so an entry is genuine only where it was written.
-        if entry_hash(&key, seq, recorded, user, patients, event, prev) != *hash {
+        if !genuine {
             let moved_from = (1..=last_written + 1)
                 .filter(|s| *s != seq)
                 .find(|s| entry_hash(&key, *s, recorded, user, patients, event, prev) == *hash);
@@ -527,6 +716,30 @@ pub fn verify(data_dir: &Path) -> Result<Verification, Error> {
     {
         problems.push(Tamper::Missing { from: expected, to: head });
     }
+    let mut statement = connection.prepare("SELECT term, recorded_ms, seq FROM audit_terms")?;
+    let mut index_rows = statement.query([])?;
+    while let Some(row) = index_rows.next()? {
+        let seq: i64 = row.get(2)?;
+        if let Ok(at) = balance.binary_search_by_key(&seq, |entry| entry.0) {
+            let term: String = row.get(0)?;
+            let entry = &mut balance[at];
+            entry.1 = entry.1.wrapping_sub(row_hash(&term, row.get(1)?));
+            entry.2 -= 1;
+        }
+    }
+    for (seq, sum, rows, agent_known) in balance {
+        if !agent_known || (sum, rows) != (0, 0) {
+            problems.push(Tamper::Unindexed { seq });
+        }
+    }
+    // In the order of the trail.
+    problems.sort_by_key(|problem| match problem {
+        Tamper::Missing { from, .. } => *from,
+        Tamper::Edited { seq }
+        | Tamper::Inserted { seq }
+        | Tamper::Moved { seq, .. }
+        | Tamper::Unindexed { seq } => *seq,
+    });
     Ok(Verification { entries: rows.len() as u64, problems })
 }
 
@@ -549,29 +762,22 @@ pub fn entries(data_dir: &Path) -> Result<Vec<(i64, String, Access)>, Error> {
 /// The AuditEvents of a data directory's trail that touch `patient` (`Patient/id`), oldest
 /// first: the accounting of disclosures.
 pub fn events_for_patient(data_dir: &Path, patient: &str) -> Result<Vec<Value>, Error> {
-    let connection = open_table(data_dir)?;
-    let mut statement =
-        connection.prepare("SELECT seq, recorded, patients, event FROM audit ORDER BY seq")?;
-    let rows = statement.query_map([], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
-    })?;
-    let mut events = Vec::new();
-    for row in rows {
-        let (seq, recorded, patients, line) = row?;
-        if patients.split(' ').any(|p| p == patient) {
-            let access = Access::from_line(&line)
-                .ok_or_else(|| Error::Invalid(format!("audit entry {seq} does not read back")))?;
-            let mut event = access.to_audit_event(&recorded);
-            event["id"] = Value::from(format!("audit-{seq}"));
-            events.push(event);
-        }
-    }
-    Ok(events)
+    crate::audit_search::events_for_entity(data_dir, patient)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_chain_hash_is_standard_hmac_sha256_as_before() {
+        // Computed outside Chartroom (`openssl dgst -sha256 -mac HMAC`), so trails written by
+        // earlier versions (a hand-written HMAC) still verify with ring's.
+        let key: [u8; 32] = std::array::from_fn(|i| i as u8);
+        let line = "dr-grey\tclinician\tread\tR\t200\tPatient/pa\tPatient/pa\t\t\t\t\t";
+        let hash = entry_hash(&key, 1, "2025-01-01T00:00:00.000Z", "dr-grey", "Patient/pa", line, GENESIS);
+        assert_eq!(hash, "aa3fab933070156a1d958a843845373cf3313daec943e563c833088cc811834a");
+    }
 
     #[test]
     fn a_stored_line_reads_back_as_the_access() {

@@ -2,6 +2,7 @@
 //! (roles and SMART scopes), and the tamper-evident audit trail of every access.
 
 pub mod audit;
+pub mod audit_search;
 pub mod jwt;
 pub mod monitor;
 pub mod role;
@@ -25,6 +26,12 @@ pub enum Error {
     Role(String),
     #[error("{0}")]
     Invalid(String),
+    /// An AuditEvent search that cannot be run as asked (unsupported or malformed).
+    #[error("{message}")]
+    Search { code: fhir::IssueType, message: String },
+    /// A bearer JWT that is refused, and why.
+    #[error("{0}")]
+    Jwt(String),
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

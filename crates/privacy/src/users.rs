@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use sha2::{Digest, Sha256};
 
 use crate::role::{Identity, Role};
 use crate::{Error, hex};
@@ -138,5 +137,5 @@ impl Users {
 }
 
 fn token_hash(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
+    hex(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref())
 }

@@ -19,8 +19,9 @@ pub struct Security {
     pub users: Users,
     pub audit: AuditLog,
     pub data_dir: PathBuf,
-    /// JWT bearer tokens (HS256) accepted besides API tokens, when configured.
-    pub jwt: Option<privacy::jwt::Hs256>,
+    /// JWT bearer tokens accepted besides API tokens, when configured: HS256 with a shared
+    /// secret, RS256 / ES256 with an authorization server's JWKS, or both.
+    pub jwt: Option<privacy::jwt::Verifier>,
 }
 
 impl Security {
@@ -33,13 +34,14 @@ impl Security {
         })
     }
 
-    /// The identity a bearer token stands for: an API token, or a JWT if configured.
-    pub fn authenticate(&self, token: &str) -> Option<Identity> {
+    /// The identity a bearer token stands for: an API token, or a JWT if configured;
+    /// `Ok(None)` for a token of neither kind, an error saying why a JWT is refused.
+    pub fn authenticate(&self, token: &str) -> Result<Option<Identity>, privacy::Error> {
         if let Some(identity) = self.users.authenticate(token).ok().flatten() {
-            return Some(identity);
+            return Ok(Some(identity));
         }
-        let now = fhir::datetime::epoch_millis_now() / 1000;
-        self.jwt.as_ref().and_then(|jwt| jwt.authenticate(token, now).ok().flatten())
+        let Some(jwt) = &self.jwt else { return Ok(None) };
+        jwt.authenticate(token, fhir::datetime::epoch_millis_now() / 1000)
     }
 }
 

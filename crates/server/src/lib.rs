@@ -288,19 +288,22 @@ async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::e
     let classified = access::classify(method, &path);
     let purpose = header_text(&headers, header::HeaderName::from_static("x-purpose-of-use"));
     let break_glass = header_text(&headers, header::HeaderName::from_static("x-break-glass-reason"));
-    let audit = |identity: Option<&privacy::Identity>, status: u16, patients: Vec<String>| {
-        security.audit.record(access::access_record(
-            identity,
-            &classified,
-            &path,
-            query,
-            status,
-            patients,
-            address.clone(),
-            purpose.clone(),
-            break_glass.clone(),
-        ));
-    };
+    let audit =
+        |identity: Option<&privacy::Identity>, status: u16, patients: Vec<String>, why: Option<String>| {
+            let mut record = access::access_record(
+                identity,
+                &classified,
+                &path,
+                query,
+                status,
+                patients,
+                address.clone(),
+                purpose.clone(),
+                break_glass.clone(),
+            );
+            record.outcome_text = why;
+            security.audit.record(record);
+        };
     let identity = if state.config.require_auth {
         let token = headers
             .get(header::AUTHORIZATION)
@@ -309,18 +312,21 @@ async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::e
             .map(str::trim);
         let found = match token {
             Some(token) => security.authenticate(token),
-            None => None,
+            None => Ok(None),
         };
         match found {
-            Some(identity) => identity,
-            None => {
-                audit(None, 401, access::patients_touched(&path, None));
-                let message = if token.is_some() {
-                    "the bearer token is not valid"
-                } else {
-                    "authentication required: send Authorization: Bearer <token> (chartroom user add issues one)"
+            Ok(Some(identity)) => identity,
+            refused => {
+                // Why a JWT was refused helps its client (RFC 6750's error_description) and
+                // the privacy office; it says nothing about the server's keys.
+                let why = refused.err().map(|e| e.to_string());
+                audit(None, 401, access::patients_touched(&path, None), why.clone());
+                let message = match (&why, token) {
+                    (Some(why), _) => format!("the bearer token is not valid: {why}"),
+                    (None, Some(_)) => "the bearer token is not valid".to_string(),
+                    (None, None) => "authentication required: send Authorization: Bearer <token> (chartroom user add issues one)".to_string(),
                 };
-                let mut response = outcome_response(StatusCode::UNAUTHORIZED, IssueType::Login, message);
+                let mut response = outcome_response(StatusCode::UNAUTHORIZED, IssueType::Login, &message);
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"chartroom\""));
@@ -335,7 +341,7 @@ async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::e
     let own_patient = access::patient_context(&identity).map(str::to_string);
     match access::authorize(&identity, method, &path, query, &request.body, &classified) {
         Err(denied) => {
-            audit(Some(&identity), denied.status, access::patients_touched(&path, None));
+            audit(Some(&identity), denied.status, access::patients_touched(&path, None), None);
             let status = StatusCode::from_u16(denied.status).unwrap_or(StatusCode::FORBIDDEN);
             return (status, [(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON))], denied.body())
                 .into_response();
@@ -347,8 +353,20 @@ async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::e
         Ok(None) => {}
     }
 
+    // The patients a read of the audit trail is about: those its query names, not every
+    // patient in the entries it returns (a review of the trail is not an access to them).
+    let mut trail_patients: Option<Vec<String>> = None;
     let mut response = if classified.operation.as_deref() == Some("disclosures") {
         disclosures(&security, &request, classified.id.as_deref())
+    } else if classified.resource_type.as_deref() == Some("AuditEvent") && classified.operation.is_none() {
+        // SQLite reads (and the wait for the audit writer's batch) off the async workers.
+        let (security, trail_request) = (security.clone(), request.clone());
+        let answered = tokio::task::spawn_blocking(move || audit_trail(&security, &trail_request)).await;
+        let (response, patients) = answered.unwrap_or_else(|_| {
+            (api::ApiError::internal("the audit trail could not be read").into_response(), Vec::new())
+        });
+        trail_patients = Some(patients);
+        response
     } else {
         run(&state, &request).await
     };
@@ -398,12 +416,14 @@ async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::e
     {
         state.consents.forget();
     }
-    let touched = if (200..300).contains(&response.status) {
+    let touched = if let Some(patients) = trail_patients {
+        patients
+    } else if (200..300).contains(&response.status) {
         access::patients_touched(&path, response.body.as_deref())
     } else {
         access::patients_touched(&path, None)
     };
-    audit(Some(&identity), response.status, touched);
+    audit(Some(&identity), response.status, touched, None);
     to_http(response)
 }
 
@@ -442,6 +462,132 @@ fn disclosures(security: &Security, request: &Request, patient: Option<&str>) ->
             api::ApiError::internal(format!("the audit trail cannot be read: {error}")).into_response()
         }
     }
+}
+
+/// AuditEvent reads, answered from the audit trail (the store holds no AuditEvents): read,
+/// vread of the one version, and search (also as `Patient/[id]/AuditEvent`); the parameters
+/// are those of [`privacy::audit_search`]. Returns the answer and the patients the request
+/// names, for its own audit entry.
+fn audit_trail(security: &Security, request: &Request) -> (api::Response, Vec<String>) {
+    // What was recorded up to this request (the reader's own earlier requests included) is
+    // committed before it is searched.
+    security.audit.flush();
+    let segments: Vec<&str> = request.path.split('/').filter(|s| !s.is_empty()).collect();
+    let failed = |error: privacy::Error| match error {
+        privacy::Error::Search { code, message } => api::ApiError::bad_request(code, message).into_response(),
+        other => api::ApiError::internal(format!("the audit trail cannot be read: {other}")).into_response(),
+    };
+    let form_search = request.method == Some(Method::Post) && segments.last() == Some(&"_search");
+    if !matches!(request.method, Some(Method::Get | Method::Head) | None) && !form_search {
+        let message = "the audit trail is read with GET (or POST [base]/AuditEvent/_search)";
+        return (api::ApiError::new(405, IssueType::NotSupported, message).into_response(), Vec::new());
+    }
+    match segments.as_slice() {
+        ["AuditEvent"] | ["AuditEvent", "_search"] => trail_search(security, request, "AuditEvent", None),
+        ["Patient", id, "AuditEvent"] => {
+            trail_search(security, request, &format!("Patient/{id}/AuditEvent"), Some(id))
+        }
+        ["AuditEvent", "_history"] | ["AuditEvent", _, "_history"] => {
+            let message =
+                "audit entries are never changed, so AuditEvents have no history: search them instead";
+            (api::ApiError::bad_request(IssueType::NotSupported, message).into_response(), Vec::new())
+        }
+        ["AuditEvent", id] | ["AuditEvent", id, "_history", "1"] => {
+            let response = match privacy::audit_search::read(&security.data_dir, id) {
+                Ok(Some(event)) => api::Response::json(200, serde_json::to_vec(&event).unwrap_or_default()),
+                Ok(None) => api::ApiError::not_found(format!("AuditEvent/{id} is not in the audit trail"))
+                    .into_response(),
+                Err(error) => failed(error),
+            };
+            (response, Vec::new())
+        }
+        ["AuditEvent", id, "_history", version] => {
+            let message =
+                format!("AuditEvent/{id} has no version {version}: audit entries are never changed");
+            (api::ApiError::not_found(message).into_response(), Vec::new())
+        }
+        _ => {
+            let message = "the audit trail answers read, vread and search of AuditEvents only";
+            (api::ApiError::bad_request(IssueType::NotSupported, message).into_response(), Vec::new())
+        }
+    }
+}
+
+/// An AuditEvent search: a searchset Bundle, newest first unless `_sort=date`, with a `next`
+/// link while more remain.
+fn trail_search(
+    security: &Security,
+    request: &Request,
+    path: &str,
+    patient: Option<&str>,
+) -> (api::Response, Vec<String>) {
+    let mut pairs: Vec<(String, String)> =
+        form_urlencoded::parse(request.query.as_bytes()).into_owned().collect();
+    if request.method == Some(Method::Post) {
+        pairs.extend(form_urlencoded::parse(&request.body).into_owned());
+    }
+    let mut query =
+        match privacy::audit_search::Query::parse(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))) {
+            Ok(query) => query,
+            Err(privacy::Error::Search { code, message }) => {
+                return (api::ApiError::bad_request(code, message).into_response(), Vec::new());
+            }
+            Err(other) => {
+                return (
+                    api::ApiError::bad_request(IssueType::Invalid, other.to_string()).into_response(),
+                    Vec::new(),
+                );
+            }
+        };
+    if let Some(patient) = patient {
+        query.within_patient(patient);
+    }
+    let patients = query.patients().to_vec();
+    let page = match privacy::audit_search::search(&security.data_dir, &query) {
+        Ok(page) => page,
+        Err(privacy::Error::Search { code, message }) => {
+            return (api::ApiError::bad_request(code, message).into_response(), patients);
+        }
+        Err(error) => {
+            let message = format!("the audit trail cannot be read: {error}");
+            return (api::ApiError::internal(message).into_response(), patients);
+        }
+    };
+    let link = |cursor: Option<&str>| {
+        let mut serializer = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in query.params() {
+            serializer.append_pair(name, value);
+        }
+        if let Some(cursor) = cursor {
+            serializer.append_pair("_cursor", cursor);
+        }
+        let encoded = serializer.finish();
+        if encoded.is_empty() {
+            format!("{}/{path}", request.base)
+        } else {
+            format!("{}/{path}?{encoded}", request.base)
+        }
+    };
+    let mut links = vec![serde_json::json!({ "relation": "self", "url": link(query.cursor().as_deref()) })];
+    if let Some(next) = &page.next {
+        links.push(serde_json::json!({ "relation": "next", "url": link(Some(next)) }));
+    }
+    let entries: Vec<serde_json::Value> = page
+        .events
+        .into_iter()
+        .map(|event| {
+            let full_url =
+                format!("{}/AuditEvent/{}", request.base, event["id"].as_str().unwrap_or_default());
+            serde_json::json!({ "fullUrl": full_url, "resource": event, "search": { "mode": "match" } })
+        })
+        .collect();
+    let mut bundle = serde_json::json!({ "resourceType": "Bundle", "type": "searchset" });
+    if let Some(total) = page.total {
+        bundle["total"] = serde_json::Value::from(total);
+    }
+    bundle["link"] = serde_json::Value::Array(links);
+    bundle["entry"] = serde_json::Value::Array(entries);
+    (api::Response::json(200, serde_json::to_vec(&bundle).unwrap_or_default()), patients)
 }
 
 fn too_large(limit: usize) -> Response {

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 struct Secured {
     server: TestServer,
+    security: Arc<server::Security>,
     privacy_dir: std::path::PathBuf,
     admin: String,
     clinician: String,
@@ -30,10 +31,10 @@ async fn secured(name: &str) -> Secured {
     let coder = users.add("coder-kim", Role::Coder, None, None).unwrap();
     let officer = users.add("privacy-pat", Role::PrivacyOfficer, None, None).unwrap();
     let patient_a = users.add("alice", Role::Patient, Some("pa"), None).unwrap();
-    let security = server::Security::open(&privacy_dir).unwrap();
-    let config = server::ServerConfig { security: Some(Arc::new(security)), ..Default::default() };
+    let security = Arc::new(server::Security::open(&privacy_dir).unwrap());
+    let config = server::ServerConfig { security: Some(security.clone()), ..Default::default() };
     let server = start_with(name, config).await;
-    let secured = Secured { server, privacy_dir, admin, clinician, coder, officer, patient_a };
+    let secured = Secured { server, security, privacy_dir, admin, clinician, coder, officer, patient_a };
     // Two patients, each with an encounter and observations; an observation of b's points
     // at a's record (as a performer), the kind of link an _include could follow.
     let mut resources = vec![
@@ -333,7 +334,7 @@ async fn jwt_bearer_tokens_carry_smart_claims() {
     let privacy_dir = testkit::temp_dir("privacy-jwt-keys");
     let secret = b"a shared secret of at least 32 bytes!";
     let mut security = server::Security::open(&privacy_dir).unwrap();
-    security.jwt = Some(privacy::jwt::Hs256::new(secret).unwrap());
+    security.jwt = Some(privacy::jwt::Hs256::new(secret).unwrap().into());
     let admin = security.users.add("root", Role::Admin, None, None).unwrap();
     let config = server::ServerConfig { security: Some(Arc::new(security)), ..Default::default() };
     let server = start_with("privacy-jwt", config).await;
@@ -393,4 +394,281 @@ async fn jwt_bearer_tokens_carry_smart_claims() {
             .status(),
         403
     );
+}
+
+/// The ids of a searchset's AuditEvents, in order.
+fn event_ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["resource"]["id"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn seq_of(id: &str) -> u64 {
+    id.strip_prefix("audit-").unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_privacy_office_searches_the_trail_as_audit_events() {
+    let secured = secured("privacy-audit-api").await;
+    // The setup wrote 11 resources as root (entries 1 to 11); then:
+    assert_eq!(secured.get(&secured.clinician, "Patient/pa").await.0, 200);
+    assert_eq!(secured.get(&secured.clinician, "Observation?subject=Patient/pa").await.0, 200);
+    // Only privacy officers and administrators read the trail, by any route.
+    for path in ["AuditEvent", "AuditEvent/audit-1", "Patient/pa/AuditEvent", "AuditEvent?patient=pa"] {
+        let (status, outcome) = secured.get(&secured.clinician, path).await;
+        assert_eq!((status, outcome["resourceType"].as_str()), (403, Some("OperationOutcome")), "{path}");
+    }
+    assert_eq!(secured.get(&secured.coder, "Encounter/enc-a").await.0, 200);
+    assert_eq!(secured.get(&secured.patient_a, "AuditEvent?patient=pa").await.0, 403);
+    secured.security.audit.flush();
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let between = fhir::DateTime::now_utc().to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    assert_eq!(secured.get(&secured.clinician, "Patient/pb").await.0, 200);
+    let officer = &secured.officer;
+
+    // By agent: Dr Grey's seven accesses, newest first, refusals included.
+    let (status, bundle) = secured.get(officer, "AuditEvent?agent=dr-grey").await;
+    assert_eq!(status, 200, "{bundle}");
+    assert_eq!(bundle["type"], "searchset");
+    let grey = event_ids(&bundle);
+    assert_eq!(grey.len(), 7, "{bundle}");
+    assert!(grey.windows(2).all(|w| seq_of(&w[0]) > seq_of(&w[1])), "newest first: {grey:?}");
+    let events: Vec<&Value> = bundle["entry"].as_array().unwrap().iter().map(|e| &e["resource"]).collect();
+    assert!(events.iter().all(|e| e["agent"][0]["who"]["identifier"]["value"] == "dr-grey"));
+    let subtypes: Vec<&str> = events.iter().map(|e| e["subtype"][0]["code"].as_str().unwrap()).collect();
+    assert_eq!(subtypes[0], "read", "Patient/pb came last");
+    assert_eq!(events.iter().filter(|e| e["outcome"] == "4").count(), 4, "the four refused trail reads");
+    let recorded: Vec<&str> = events.iter().map(|e| e["recorded"].as_str().unwrap()).collect();
+    assert!(recorded.windows(2).all(|w| w[0] >= w[1]), "{recorded:?}");
+    assert_eq!(event_ids(&secured.get(officer, "AuditEvent?agent-name=DR-").await.1), grey);
+    assert_eq!(event_ids(&secured.get(officer, "AuditEvent?agent=dr-grey&outcome=4").await.1).len(), 4);
+
+    // By date: before and after the mark.
+    let after = secured.get(officer, &format!("AuditEvent?agent=dr-grey&date=ge{between}")).await.1;
+    assert_eq!(event_ids(&after), grey[..1], "{after}");
+    let before = secured.get(officer, &format!("AuditEvent?agent=dr-grey&date=lt{between}")).await.1;
+    assert_eq!(event_ids(&before), grey[1..]);
+    let today = &between[..10];
+    let window = format!("AuditEvent?agent=dr-grey&date=ge{today}&date=le{today}");
+    assert_eq!(event_ids(&secured.get(officer, &window).await.1), grey);
+
+    // By patient: every access touching Patient/pa, and only those: Dr Grey's read, the
+    // search that returned pa's observations, the refused `Patient/pa/AuditEvent`, and the
+    // read of Patient/pb, which links to pa.
+    let (_, pa) = secured.get(officer, "AuditEvent?patient=pa&agent=dr-grey").await;
+    assert_eq!(event_ids(&pa).len(), 4, "{pa}");
+    let allowed = format!("AuditEvent?patient=pa&agent=dr-grey&outcome=0&date=lt{between}");
+    let (_, allowed) = secured.get(officer, &allowed).await;
+    let subtypes: Vec<&str> = allowed["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["subtype"][0]["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(subtypes, ["search-type", "read"], "{allowed}");
+    for entry in pa["entry"].as_array().unwrap() {
+        let entities = entry["resource"]["entity"].as_array().unwrap();
+        assert!(entities.iter().any(|x| x["what"]["reference"] == "Patient/pa"), "{entry}");
+    }
+    let compartment = secured.get(officer, "Patient/pa/AuditEvent?agent=dr-grey").await.1;
+    assert_eq!(event_ids(&compartment), event_ids(&pa));
+    let (_, everyone) = secured.get(officer, "AuditEvent?patient=Patient/pa&_count=100").await;
+    let users: std::collections::BTreeSet<&str> = everyone["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["agent"][0]["who"]["identifier"]["value"].as_str().unwrap())
+        .collect();
+    // The coder's read of pa's encounter counts; so do the office's searches naming pa.
+    assert_eq!(users, ["coder-kim", "dr-grey", "privacy-pat", "root"].into(), "{users:?}");
+
+    // Paging: the 11 writes of the setup, five at a time, through the next links.
+    let mut url = secured.server.url("AuditEvent?action=U&_count=5");
+    let mut pages = Vec::new();
+    loop {
+        let response = secured.server.client.get(&url).bearer_auth(officer).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let bundle = json(response).await;
+        pages.push(event_ids(&bundle));
+        let next = bundle["link"].as_array().unwrap().iter().find(|l| l["relation"] == "next");
+        match next {
+            Some(link) => url = link["url"].as_str().unwrap().to_string(),
+            None => break,
+        }
+        assert!(url.contains("action=U") && url.contains("_count=5") && url.contains("_cursor="), "{url}");
+    }
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [5, 5, 1]);
+    let writes: Vec<u64> = pages.concat().iter().map(|id| seq_of(id)).collect();
+    assert_eq!(writes, (1..=11).rev().collect::<Vec<u64>>());
+    let (_, oldest) = secured.get(officer, "AuditEvent?action=U&_sort=date&_count=2&_total=accurate").await;
+    assert_eq!(
+        (event_ids(&oldest), oldest["total"].as_u64()),
+        (vec!["audit-1".into(), "audit-2".into()], Some(11))
+    );
+
+    // A read gives the resource the search gave.
+    let first = &bundle["entry"][0];
+    let id = first["resource"]["id"].as_str().unwrap();
+    assert_eq!(first["fullUrl"], secured.server.url(&format!("AuditEvent/{id}")));
+    let (status, read) = secured.get(officer, &format!("AuditEvent/{id}")).await;
+    assert_eq!((status, &read), (200, &first["resource"]));
+    assert_eq!(secured.get(officer, &format!("AuditEvent/{id}/_history/1")).await.1, read);
+    assert_eq!(secured.get(officer, &format!("AuditEvent/{id}/_history/2")).await.0, 404);
+    assert_eq!(secured.get(&secured.admin, &format!("AuditEvent/{id}")).await.0, 200, "administrators too");
+    let (status, missing) = secured.get(officer, "AuditEvent/audit-99999").await;
+    assert_eq!((status, missing["issue"][0]["code"].as_str()), (404, Some("not-found")));
+
+    // What is not supported is refused by name.
+    let (status, outcome) = secured.get(officer, "AuditEvent?patient=pa&address=10.0.0.1&_elements=id").await;
+    assert_eq!(status, 400, "{outcome}");
+    assert_eq!(outcome["issue"][0]["code"], "not-supported");
+    let diagnostics = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+    assert!(diagnostics.contains("parameters address, _elements;"), "{diagnostics}");
+    assert_eq!(secured.get(officer, "AuditEvent?date=yesterday").await.0, 400);
+    assert_eq!(secured.get(officer, "AuditEvent/_history").await.0, 400);
+    let patch = secured.call(officer, Method::PATCH, &format!("AuditEvent/{id}"), Some(&json!([]))).await;
+    assert_eq!(patch.status(), 405);
+
+    // A form-encoded search, as POST [base]/AuditEvent/_search.
+    let response = secured
+        .server
+        .client
+        .post(secured.server.url("AuditEvent/_search"))
+        .bearer_auth(officer)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("agent=dr-grey")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(event_ids(&json(response).await), grey);
+
+    // Reading the trail is itself on the trail, with the patient the search named.
+    let (_, own) = secured.get(officer, "AuditEvent?agent=privacy-pat&patient=pa&subtype=search-type").await;
+    let own = own["entry"].as_array().unwrap();
+    assert!(!own.is_empty());
+    assert!(own.iter().all(|e| e["resource"]["entity"][1]["name"] == "AuditEvent"), "{own:?}");
+    let verification = privacy::audit::verify(&secured.privacy_dir).unwrap();
+    assert!(verification.problems.is_empty(), "{:?}", verification.problems);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_bearer_tokens_signed_rs256_and_es256_carry_smart_claims() {
+    let rsa = privacy::jwt::Signer::rs256(
+        "rsa-1",
+        include_bytes!("../../privacy/tests/data/test-only-rsa2048-private.pk8"),
+    )
+    .unwrap();
+    let (ec, _) = privacy::jwt::Signer::generate_es256("ec-1").unwrap();
+    let jwks = json!({ "keys": [rsa.public_jwk(), ec.public_jwk()] });
+    let privacy_dir = testkit::temp_dir("privacy-jwks-keys");
+    let mut security = server::Security::open(&privacy_dir).unwrap();
+    let jwks = privacy::jwt::Jwks::from_json(jwks.to_string().as_bytes()).unwrap();
+    security.jwt = Some(privacy::jwt::Verifier::from(jwks).with_issuer("https://auth.example.org"));
+    let admin = security.users.add("root", Role::Admin, None, None).unwrap();
+    let config = server::ServerConfig { security: Some(Arc::new(security)), ..Default::default() };
+    let server = start_with("privacy-jwks", config).await;
+    let send = |token: String, path: &'static str| {
+        let server = &server;
+        async move {
+            let bearer = format!("Bearer {token}");
+            let response = server.send(Method::GET, path, None, &[("authorization", bearer.as_str())]).await;
+            let status = response.status().as_u16();
+            (status, json(response).await)
+        }
+    };
+    for (patient, observation) in [("pa", "obs-a"), ("pb", "obs-b")] {
+        let bearer = format!("Bearer {admin}");
+        let headers = [("authorization", bearer.as_str())];
+        let body = json!({ "resourceType": "Patient", "id": patient });
+        assert!(
+            server
+                .send(Method::PUT, &format!("Patient/{patient}"), Some(&body), &headers)
+                .await
+                .status()
+                .is_success()
+        );
+        let body = json!({ "resourceType": "Observation", "id": observation, "status": "final", "code": { "text": "pulse" },
+                           "subject": { "reference": format!("Patient/{patient}") } });
+        let path = format!("Observation/{observation}");
+        assert!(server.send(Method::PUT, &path, Some(&body), &headers).await.status().is_success());
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let issuer = "https://auth.example.org";
+
+    // RS256, patient context: the own record only.
+    let patient = rsa
+        .sign(&json!({ "iss": issuer, "sub": "alice", "scope": "launch/patient patient/*.rs", "patient": "pa", "exp": now + 600 }))
+        .unwrap();
+    assert_eq!(send(patient.clone(), "Patient/pa").await.0, 200);
+    assert_eq!(send(patient.clone(), "Patient/pb").await.0, 403);
+    let (status, bundle) = send(patient.clone(), "Observation").await;
+    assert_eq!(status, 200);
+    let subjects: Vec<&str> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["resource"]["subject"]["reference"].as_str())
+        .collect();
+    assert_eq!(subjects, ["Patient/pa"], "{bundle}");
+
+    // ES256, a user: reads across records, writes nothing its scopes do not allow.
+    let user = ec
+        .sign(&json!({ "iss": issuer, "sub": "dr-who", "scope": "openid fhirUser user/*.rs", "fhirUser": "Practitioner/p1", "exp": now + 600 }))
+        .unwrap();
+    assert_eq!(send(user.clone(), "Patient/pb").await.0, 200);
+    assert_eq!(send(user.clone(), "Observation?subject=Patient/pb").await.0, 200);
+    let bearer = format!("Bearer {user}");
+    let body = json!({ "resourceType": "Patient" });
+    assert_eq!(
+        server
+            .send(Method::POST, "Patient", Some(&body), &[("authorization", bearer.as_str())])
+            .await
+            .status(),
+        403
+    );
+
+    // Forged, confused, expired, from elsewhere: 401 with an OperationOutcome saying why.
+    let impostor = privacy::jwt::Signer::rs256(
+        "rsa-1",
+        include_bytes!("../../privacy/tests/data/test-only-rsa2048-other-private.pk8"),
+    )
+    .unwrap();
+    let claims = json!({ "iss": issuer, "sub": "mallory", "scope": "system/*.cruds", "exp": now + 600 });
+    let modulus = rsa.public_jwk()["n"].as_str().unwrap().to_string();
+    // Key confusion: HS256 keyed with the public key's modulus, which anyone can read.
+    let confused = privacy::jwt::sign(modulus.as_bytes(), &claims);
+    let mut stranger = claims.clone();
+    stranger["iss"] = Value::from("https://evil.example.org");
+    let mut expired = claims.clone();
+    expired["exp"] = Value::from(now - 5);
+    for (token, why) in [
+        (impostor.sign(&claims).unwrap(), "signature does not verify"),
+        (confused, "no shared secret is configured"),
+        (rsa.sign(&stranger).unwrap(), "not issued by"),
+        (ec.sign(&expired).unwrap(), "expired"),
+    ] {
+        let (status, outcome) = send(token, "Patient/pb").await;
+        assert_eq!(status, 401, "{why}: {outcome}");
+        assert_eq!(outcome["resourceType"], "OperationOutcome");
+        assert_eq!(outcome["issue"][0]["code"], "login");
+        let diagnostics = outcome["issue"][0]["diagnostics"].as_str().unwrap();
+        assert!(diagnostics.contains(why), "{diagnostics} (expected: {why})");
+    }
+    // The refusals are on the trail with their reason.
+    let (status, refused) = send(admin.clone(), "AuditEvent?agent=unauthenticated&outcome=4").await;
+    assert_eq!(status, 200);
+    let reasons: Vec<&str> = refused["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["resource"]["outcomeDesc"].as_str())
+        .collect();
+    for why in ["signature does not verify", "no shared secret is configured", "not issued by", "expired"] {
+        assert_eq!(reasons.iter().filter(|r| r.contains(why)).count(), 1, "{why}: {reasons:?}");
+    }
 }

@@ -12,76 +12,20 @@ use serde_json::{Value as Json, json};
 use sof::{Format, ViewDefinition};
 
 use super::{Inputs, Level};
-use crate::analytics::{ViewRunError, ViewScope, about_patient, run_view};
+use crate::analytics::{
+    NamedView, ViewRunError, ViewScope, about_patient, find_view, invalid_view, known_views, run_view,
+};
 use crate::{Api, ApiError, Response};
-
-/// A view the server knows by name, with its definition as JSON.
-pub struct NamedView {
-    pub name: String,
-    pub definition: Json,
-    pub view: ViewDefinition,
-    /// Shipped with the server rather than saved in the data directory.
-    pub builtin: bool,
-}
-
-/// Whether `name` can name a saved view file (no path separators or dots).
-fn valid_view_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-fn invalid_view(error: sof::Error) -> ApiError {
-    ApiError::bad_request(IssueType::Invalid, error.to_string())
-}
 
 impl Api {
     /// A built-in view, else one saved in the views folder.
     pub fn named_view(&self, name: &str) -> Result<NamedView, ApiError> {
-        if let Some(builtin) = sof::builtin::get(name) {
-            let definition = fhir::parse_json(builtin.json().as_bytes())
-                .map_err(|e| ApiError::internal(format!("the built-in view {name} does not parse: {e}")))?;
-            let view = ViewDefinition::from_json(&definition).map_err(invalid_view)?;
-            return Ok(NamedView { name: name.to_string(), definition, view, builtin: true });
-        }
-        let unknown =
-            || ApiError::not_found(format!("ViewDefinition/{name} is not known (see GET ViewDefinition)"));
-        if !valid_view_name(name) {
-            return Err(unknown());
-        }
-        let path = self.config.views_dir.as_ref().ok_or_else(unknown)?.join(format!("{name}.json"));
-        let bytes = std::fs::read(&path).map_err(|_| unknown())?;
-        let definition = fhir::parse_json(&bytes).map_err(|e| {
-            ApiError::internal(format!("the saved view {} does not parse: {e}", path.display()))
-        })?;
-        let view = ViewDefinition::from_json(&definition).map_err(|e| {
-            ApiError::internal(format!("the saved view {} is not valid: {e}", path.display()))
-        })?;
-        Ok(NamedView { name: name.to_string(), definition, view, builtin: false })
+        find_view(name, self.config.views_dir.as_deref())
     }
 
-    /// Every view the server knows: the built-in ones, then the saved ones by name. A saved
-    /// file that is not a valid view is left out (and logged).
+    /// Every view the server knows: the built-in ones, then the saved ones by name.
     pub fn known_views(&self) -> Vec<NamedView> {
-        let mut views: Vec<NamedView> =
-            sof::builtin::views().iter().filter_map(|builtin| self.named_view(builtin.name()).ok()).collect();
-        let Some(dir) = &self.config.views_dir else { return views };
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .filter_map(|entry| {
-                entry.ok()?.file_name().into_string().ok()?.strip_suffix(".json").map(str::to_string)
-            })
-            .filter(|name| valid_view_name(name) && sof::builtin::get(name).is_none())
-            .collect();
-        names.sort();
-        for name in names {
-            match self.named_view(&name) {
-                Ok(view) => views.push(view),
-                Err(error) => tracing::warn!("views/{name}.json left out: {}", error.message()),
-            }
-        }
-        views
+        known_views(self.config.views_dir.as_deref())
     }
 
     /// `GET ViewDefinition`: the known views as a searchset Bundle.
