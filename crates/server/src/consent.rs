@@ -160,6 +160,15 @@ impl Consents {
         rules
     }
 
+    /// Whether any active consent directive is on record (for `patient` only, when given).
+    pub(crate) async fn any_directive(&self, api: &Api, base: &str, patient: Option<&str>) -> bool {
+        let rules = self.rules(api, base).await;
+        match patient {
+            Some(patient) => rules.contains_key(&format!("Patient/{patient}")),
+            None => !rules.is_empty(),
+        }
+    }
+
     /// Applies the consent directives of the patients a response is about.
     pub(crate) async fn enforce(
         &self,

@@ -126,7 +126,6 @@ fn media_type(value: &str) -> String {
     value.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
-/// Checks `_format` and `Accept`: this server speaks JSON only.
 /// A request refused at the HTTP level, before the FHIR API sees it.
 struct Refusal {
     status: StatusCode,
@@ -148,7 +147,12 @@ impl Refusal {
     }
 }
 
-fn check_acceptable(query: &str, headers: &HeaderMap) -> Result<(), Refusal> {
+/// Checks `_format` and `Accept`: this server speaks JSON only, except that a view's rows
+/// (`ViewDefinition/$run`) come in the `_format` asked for (the API checks it).
+fn check_acceptable(path: &str, query: &str, headers: &HeaderMap) -> Result<(), Refusal> {
+    if path.starts_with("/fhir/ViewDefinition/") && path.ends_with("/$run") {
+        return Ok(());
+    }
     for (name, value) in form_urlencoded::parse(query.as_bytes()) {
         // A literal `+` (application/fhir+json) arrives decoded as a space.
         if name == "_format" && !is_json_media_type(&media_type(&value.replace(' ', "+"))) {
@@ -226,7 +230,7 @@ async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::e
     let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
     let address = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
     let query = uri.query().unwrap_or("");
-    if let Err(refusal) = check_acceptable(query, &headers) {
+    if let Err(refusal) = check_acceptable(uri.path(), query, &headers) {
         return refusal.into_response();
     }
     let method = Method::parse(method.as_str());
@@ -353,6 +357,31 @@ async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::e
         Ok(None) => {}
     }
 
+    // A view's rows are not FHIR resources the consent filter can withhold one by one, so the
+    // roles consent binds run views only while no directive could withhold anything from
+    // them: none on record, or the run limited to a patient without one.
+    let consent_bound =
+        matches!(identity.role, Role::Clinician | Role::Coder | Role::HimTechnician | Role::Analyst);
+    if consent_bound
+        && classified.resource_type.as_deref() == Some("ViewDefinition")
+        && classified.operation.as_deref() == Some("run")
+    {
+        let patient = form_urlencoded::parse(request.query.as_bytes())
+            .find(|(name, _)| name == "patient")
+            .map(|(_, value)| value.trim_start_matches("Patient/").to_string());
+        if state.consents.any_directive(&state.api, &request.base, patient.as_deref()).await {
+            audit(Some(&identity), 403, access::patients_touched(&path, None), None);
+            return to_http(
+                api::ApiError::new(
+                    403,
+                    IssueType::Forbidden,
+                    "consent directives are on record that a view's rows cannot honour; run the view for one patient without a directive, or ask the privacy office",
+                )
+                .into_response(),
+            );
+        }
+    }
+
     // The patients a read of the audit trail is about: those its query names, not every
     // patient in the entries it returns (a review of the trail is not an access to them).
     let mut trail_patients: Option<Vec<String>> = None;
@@ -387,8 +416,7 @@ async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::e
         }
     }
     // The patients' consent directives, for the roles that work with records.
-    let consent_applies =
-        matches!(identity.role, Role::Clinician | Role::Coder | Role::HimTechnician | Role::Analyst);
+    let consent_applies = consent_bound;
     let glass_broken =
         identity.role == Role::Clinician && break_glass.as_deref().is_some_and(|r| !r.trim().is_empty());
     if consent_applies
@@ -615,7 +643,7 @@ fn to_http(response: api::Response) -> Response {
     }
     let body = match response.body {
         Some(body) => {
-            builder = builder.header(header::CONTENT_TYPE, FHIR_JSON);
+            builder = builder.header(header::CONTENT_TYPE, response.content_type.unwrap_or(FHIR_JSON));
             Body::from(body)
         }
         None => Body::empty(),

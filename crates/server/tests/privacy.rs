@@ -672,3 +672,74 @@ async fn jwks_bearer_tokens_signed_rs256_and_es256_carry_smart_claims() {
         assert_eq!(reasons.iter().filter(|r| r.contains(why)).count(), 1, "{why}: {reasons:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_run_over_http_for_the_roles_that_may_and_never_around_consent() {
+    let secured = secured("privacy-views").await;
+    // Rows in the format asked for, with its media type.
+    let bearer = format!("Bearer {}", secured.admin);
+    let response = secured
+        .server
+        .send(
+            Method::GET,
+            "ViewDefinition/patients/$run?_format=csv",
+            None,
+            &[("authorization", bearer.as_str())],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/csv");
+    let csv = response.text().await.unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(csv.contains("pa,") && csv.contains("pb,"), "{csv}");
+    let response = secured
+        .server
+        .send(
+            Method::GET,
+            "ViewDefinition/patients/$run?_format=parquet",
+            None,
+            &[("authorization", bearer.as_str())],
+        )
+        .await;
+    assert_eq!(response.headers()["content-type"], "application/vnd.apache.parquet");
+    assert!(response.bytes().await.unwrap().starts_with(b"PAR1"));
+    let (status, listed) = secured.get(&secured.clinician, "ViewDefinition").await;
+    assert_eq!(status, 200);
+    assert!(listed["entry"].as_array().unwrap().len() >= 10);
+
+    // A patient's token runs no views; a clinician may while no directive is on record.
+    assert_eq!(secured.get(&secured.patient_a, "ViewDefinition/observations/$run").await.0, 403);
+    let (status, rows) = secured.get(&secured.clinician, "ViewDefinition/observations/$run").await;
+    assert_eq!(status, 200);
+    assert_eq!(rows.as_array().unwrap().len(), 6);
+
+    // Once patient a restricts her record, a view over everyone would leak it: refused for
+    // the roles consent binds, allowed for another patient's rows and for the administrator.
+    let consent = json!({
+        "resourceType": "Consent", "id": "consent-a", "status": "active",
+        "scope": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy" }] },
+        "category": [{ "coding": [{ "system": "http://loinc.org", "code": "59284-0" }] }],
+        "patient": { "reference": "Patient/pa" },
+        "policyRule": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTOUT" }] },
+        "provision": { "type": "deny", "class": [{ "system": "http://hl7.org/fhir/resource-types", "code": "Observation" }] }
+    });
+    assert!(
+        secured
+            .call(&secured.admin, Method::PUT, "Consent/consent-a", Some(&consent))
+            .await
+            .status()
+            .is_success()
+    );
+    let (status, outcome) = secured.get(&secured.clinician, "ViewDefinition/observations/$run").await;
+    assert_eq!(status, 403, "{outcome}");
+    assert!(outcome["issue"][0]["diagnostics"].as_str().unwrap().contains("consent"));
+    assert_eq!(
+        secured.get(&secured.coder, "ViewDefinition/observations/$run?patient=Patient/pa").await.0,
+        403
+    );
+    let (status, rows) =
+        secured.get(&secured.coder, "ViewDefinition/observations/$run?patient=Patient/pb").await;
+    assert_eq!(status, 200);
+    assert!(rows.as_array().unwrap().iter().all(|r| r["patient_id"] == "pb"));
+    assert_eq!(secured.get(&secured.admin, "ViewDefinition/observations/$run").await.0, 200);
+}
