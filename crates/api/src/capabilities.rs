@@ -92,6 +92,10 @@ impl Api {
                     "definition": "urn:chartroom:operation:suggest-codes",
                     "documentation": "Ranked billable ICD-10-CM codes for clinical text (text=...)"
                 }, {
+                    "name": "export",
+                    "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+                    "documentation": "Bulk export of the whole record as NDJSON (Prefer: respond-async; _type, _since); poll $export-status/JOB"
+                }, {
                     "name": "data-quality",
                     "definition": "urn:chartroom:operation:data-quality",
                     "documentation": "Data-quality checks over the whole record (conformance, completeness, plausibility), as a Parameters with one check each"
@@ -124,7 +128,15 @@ fn own_operations(
     edits: &str,
 ) -> Vec<Value> {
     match resource_type {
-        "Patient" => vec![standard("everything", "Patient-everything")],
+        "Patient" => vec![
+            standard("everything", "Patient-everything"),
+            json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}),
+        ],
+        "Group" => {
+            vec![
+                json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}),
+            ]
+        }
         "CodeSystem" => {
             vec![standard("lookup", "CodeSystem-lookup"), standard("subsumes", "CodeSystem-subsumes")]
         }

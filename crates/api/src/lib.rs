@@ -13,6 +13,7 @@ pub mod analytics;
 mod bundle;
 mod capabilities;
 mod error;
+mod export;
 mod headers;
 mod history;
 pub mod import;
@@ -129,25 +130,37 @@ pub struct ApiConfig {
     pub max_bundle_entries: usize,
     /// Where saved SQL on FHIR views are (`NAME.json`), besides the built-in ones.
     pub views_dir: Option<std::path::PathBuf>,
+    /// Where bulk export jobs write their files; `None`: no bulk export.
+    pub export_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { default_page_size: 50, max_page_size: 1000, max_bundle_entries: 100_000, views_dir: None }
+        ApiConfig {
+            default_page_size: 50,
+            max_page_size: 1000,
+            max_bundle_entries: 100_000,
+            views_dir: None,
+            export_dir: None,
+        }
     }
 }
 
-/// The FHIR API over a store.
+/// The FHIR API over a store. Cloning shares the store and the export jobs (a bulk export
+/// runs on its own thread with a clone).
+#[derive(Clone)]
 pub struct Api {
     store: Arc<dyn Store>,
     config: ApiConfig,
     started: String,
+    exports: Arc<export::Exports>,
 }
 
 impl Api {
     /// An API serving `store`.
     pub fn new(store: Arc<dyn Store>, config: ApiConfig) -> Self {
-        Api { store, config, started: fhir::DateTime::now_utc().to_string() }
+        let exports = Arc::new(export::Exports::new(config.export_dir.clone()));
+        Api { store, config, started: fhir::DateTime::now_utc().to_string(), exports }
     }
 
     /// The underlying store.
@@ -180,6 +193,7 @@ impl Api {
         match segments.as_slice() {
             [] if method == Method::Post => self.bundle(request).await,
             [] => Err(ApiError::method_not_allowed(method, "the service base", "POST (batch/transaction)")),
+            ["$export-status", job] if method == Method::Delete => self.export_delete(job),
             [first, ..] if first.starts_with('$') || first.starts_with('_') || *first == "metadata" => {
                 Err(ApiError::method_not_allowed(method, first, "GET"))
             }
@@ -238,6 +252,8 @@ impl Api {
                 "search across all resource types is not supported; search a resource type",
             )),
             ["metadata"] => Ok(self.capabilities(request)),
+            ["$export-status", job] => self.export_status(job),
+            ["$export-file", job, name] => self.export_file(job, name),
             ["ViewDefinition"] => Ok(self.list_views()),
             ["ViewDefinition", name] => self.read_view(name),
             ["_history"] => self.history(request, store::HistoryScope::System),

@@ -886,6 +886,60 @@ impl Api {
         Ok(included)
     }
 
+    /// A patient's whole record, as `$everything` and a patient's bulk export give it: the
+    /// Patient, every resource of its compartment, then what they reference; optionally only
+    /// some types and what changed since a time; in (type, id) order.
+    pub(crate) fn everything_members(
+        &self,
+        patient: VersionRecord,
+        types: Option<&[String]>,
+        since: Option<i64>,
+    ) -> Result<Vec<VersionRecord>, ApiError> {
+        let id = patient.id.clone();
+        let mut members: Vec<VersionRecord> = vec![patient];
+        let compartment = fhir::definitions().compartment("Patient").cloned().unwrap_or_default();
+        let target = vec![("Patient".to_string(), id.to_string())];
+        let mut compartment_types: Vec<&&str> = compartment.keys().collect();
+        compartment_types.sort();
+        for resource_type in compartment_types {
+            let keys = compartment_keys("Patient", resource_type);
+            if keys.is_empty() {
+                continue;
+            }
+            members.extend(
+                self.store
+                    .referencing(&keys, &target)?
+                    .into_iter()
+                    .filter(|r| r.resource_type == **resource_type),
+            );
+        }
+        let mut seen: std::collections::HashSet<(String, String)> =
+            members.iter().map(|m| (m.resource_type.clone(), m.id.clone())).collect();
+        let mut referenced: Vec<(String, String)> = Vec::new();
+        for member in &members {
+            let Some(body) = &member.body else { continue };
+            let Ok(json) = fhir::parse_json(body) else { continue };
+            let Ok(resource) = fhir::Resource::from_value(json) else { continue };
+            for site in resource.references() {
+                if let Ok(ReferenceTarget::Local { resource_type, id, .. }) =
+                    fhir::parse_reference(site.reference)
+                {
+                    let identity = (resource_type.to_string(), id.to_string());
+                    if !seen.contains(&identity) {
+                        seen.insert(identity.clone());
+                        referenced.push(identity);
+                    }
+                }
+            }
+        }
+        members.extend(self.store.read_many(&referenced)?);
+        members.retain(|m| {
+            types.is_none_or(|t| t.contains(&m.resource_type)) && since.is_none_or(|s| m.last_updated >= s)
+        });
+        members.sort_by(|a, b| (&a.resource_type, &a.id).cmp(&(&b.resource_type, &b.id)));
+        Ok(members)
+    }
+
     /// `Patient/[id]/$everything`: the patient, every resource in its compartment, and the
     /// resources those refer to; `_type`, `_since`, `_count` and paging by cursor.
     pub(crate) fn everything(&self, request: &Request, id: &str) -> Result<Response, ApiError> {
@@ -934,49 +988,7 @@ impl Api {
                 _ => {}
             }
         }
-        // Every member: the patient, compartment resources, then what they reference.
-        let mut members: Vec<VersionRecord> = vec![patient];
-        let compartment = fhir::definitions().compartment("Patient").cloned().unwrap_or_default();
-        let target = vec![("Patient".to_string(), id.to_string())];
-        let mut compartment_types: Vec<&&str> = compartment.keys().collect();
-        compartment_types.sort();
-        for resource_type in compartment_types {
-            let keys = compartment_keys("Patient", resource_type);
-            if keys.is_empty() {
-                continue;
-            }
-            members.extend(
-                self.store
-                    .referencing(&keys, &target)?
-                    .into_iter()
-                    .filter(|r| r.resource_type == **resource_type),
-            );
-        }
-        let mut seen: std::collections::HashSet<(String, String)> =
-            members.iter().map(|m| (m.resource_type.clone(), m.id.clone())).collect();
-        let mut referenced: Vec<(String, String)> = Vec::new();
-        for member in &members {
-            let Some(body) = &member.body else { continue };
-            let Ok(json) = fhir::parse_json(body) else { continue };
-            let Ok(resource) = fhir::Resource::from_value(json) else { continue };
-            for site in resource.references() {
-                if let Ok(ReferenceTarget::Local { resource_type, id, .. }) =
-                    fhir::parse_reference(site.reference)
-                {
-                    let identity = (resource_type.to_string(), id.to_string());
-                    if !seen.contains(&identity) {
-                        seen.insert(identity.clone());
-                        referenced.push(identity);
-                    }
-                }
-            }
-        }
-        members.extend(self.store.read_many(&referenced)?);
-        members.retain(|m| {
-            types.as_ref().is_none_or(|t| t.contains(&m.resource_type))
-                && since.is_none_or(|s| m.last_updated >= s)
-        });
-        members.sort_by(|a, b| (&a.resource_type, &a.id).cmp(&(&b.resource_type, &b.id)));
+        let members = self.everything_members(patient, types.as_deref(), since)?;
         let start = match &after {
             Some(cursor) => members.partition_point(|m| (&m.resource_type, &m.id) <= (&cursor.0, &cursor.1)),
             None => 0,

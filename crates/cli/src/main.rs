@@ -241,7 +241,12 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     let jwt = jwt_verifier(&args)?;
     let store = args.store.open(SyncMode::Full)?;
     ensure_index(&store)?;
-    let api = Arc::new(Api::new(store.clone(), ApiConfig::default()));
+    let api_config = ApiConfig {
+        views_dir: Some(args.store.data.join("views")),
+        export_dir: Some(args.store.data.join("exports")),
+        ..ApiConfig::default()
+    };
+    let api = Arc::new(Api::new(store.clone(), api_config));
     let mut security = server::Security::open(&args.store.data)
         .with_context(|| format!("cannot open the users and audit trail in {}", args.store.data.display()))?;
     security.jwt = jwt;

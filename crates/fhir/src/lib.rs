@@ -14,6 +14,7 @@ pub use definitions::{Definitions, definitions};
 pub use outcome::{Issue, IssueType, OperationOutcome, Severity};
 pub use resource::{
     ReferenceSite, ReferenceTarget, Resource, is_valid_id, parse_json, parse_reference, patient_reference,
+    patients_mentioned,
 };
 pub use search_parameters::{SearchParamType, search_parameters};
 

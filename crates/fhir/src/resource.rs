@@ -32,6 +32,33 @@ pub fn patient_reference(resource: &Value) -> Option<&str> {
         .find(|r| r.starts_with("Patient/"))
 }
 
+/// The Patients a resource is about: a Patient's own id, or else the id of every
+/// `Patient/...` reference in it (any element named `reference`), in order, with repeats.
+/// What a patient's view of the record must not show of anyone else. (A Patient's links to
+/// other Patients say nothing about them beyond the link.)
+pub fn patients_mentioned(resource: &Value) -> Vec<&str> {
+    fn walk<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(object) => {
+                if let Some(Value::String(target)) = object.get("reference")
+                    && let Some(id) = target.strip_prefix("Patient/")
+                {
+                    found.push(id.split('/').next().unwrap_or(id));
+                }
+                object.values().for_each(|v| walk(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, found)),
+            _ => {}
+        }
+    }
+    if resource.get("resourceType").and_then(Value::as_str) == Some("Patient") {
+        return resource.get("id").and_then(Value::as_str).into_iter().collect();
+    }
+    let mut found = Vec::new();
+    walk(resource, &mut found);
+    found
+}
+
 /// Parses JSON text into a `Value`, rejecting duplicate property names (FHIR forbids them,
 /// and a plain map would silently keep only the last).
 pub fn parse_json(bytes: &[u8]) -> Result<Value, Error> {

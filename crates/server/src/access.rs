@@ -145,8 +145,18 @@ pub(crate) fn patient_context(identity: &Identity) -> Option<&str> {
 }
 
 /// Operations a patient may run on their own record or on terminology.
-const PATIENT_OPERATIONS: &[&str] =
-    &["everything", "disclosures", "lookup", "expand", "validate-code", "subsumes", "validate"];
+const PATIENT_OPERATIONS: &[&str] = &[
+    "everything",
+    "disclosures",
+    "lookup",
+    "expand",
+    "validate-code",
+    "subsumes",
+    "validate",
+    "export",
+    "export-status",
+    "export-file",
+];
 
 /// Checks the request against the identity's role and scopes; for a patient-context token,
 /// returns how to confine it to the patient's record.
@@ -250,6 +260,31 @@ fn confine_to_patient(
     {
         return Err(Denied::forbidden(format!("${operation} is not available to a patient's token")));
     }
+    // A patient exports their own record only (the job's files are theirs alone: see
+    // `lib.rs`).
+    if classified.operation.as_deref() == Some("export") {
+        return match segments.as_slice() {
+            ["Patient", "$export"] | ["Patient", _, "$export"] => {
+                if let ["Patient", id, _] = segments.as_slice()
+                    && *id != own
+                {
+                    return Err(Denied::forbidden("this token gives access to one patient's record only"));
+                }
+                let kept: Vec<String> = form_urlencoded::parse(query.as_bytes())
+                    .filter(|(name, _)| name != "patient")
+                    .map(|(name, value)| {
+                        format!(
+                            "{}={}",
+                            name,
+                            form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>()
+                        )
+                    })
+                    .collect();
+                Ok(Rewrite { path: format!("Patient/{own}/$export"), query: kept.join("&") })
+            }
+            _ => Err(Denied::forbidden("a patient's token exports its own record only (Patient/$export)")),
+        };
+    }
     match segments.as_slice() {
         ["Patient", id, ..] if *id != own && !id.starts_with('$') => {
             Err(Denied::forbidden("this token gives access to one patient's record only"))
@@ -274,30 +309,7 @@ fn in_patient_compartment(resource_type: &str) -> bool {
 
 /// Whether a resource belongs to (or points at) a patient other than `own`.
 pub(crate) fn foreign(resource: &Value, own: &str) -> bool {
-    if resource["resourceType"] == "Patient" {
-        return resource["id"].as_str() != Some(own);
-    }
-    let mut foreign = false;
-    walk_references(resource, &mut |target| {
-        if let Some(id) = target.strip_prefix("Patient/") {
-            let id = id.split('/').next().unwrap_or(id);
-            foreign |= id != own;
-        }
-    });
-    foreign
-}
-
-fn walk_references(value: &Value, visit: &mut dyn FnMut(&str)) {
-    match value {
-        Value::Object(object) => {
-            if let Some(Value::String(target)) = object.get("reference") {
-                visit(target);
-            }
-            object.values().for_each(|v| walk_references(v, visit));
-        }
-        Value::Array(items) => items.iter().for_each(|v| walk_references(v, visit)),
-        _ => {}
-    }
+    fhir::patients_mentioned(resource).iter().any(|patient| *patient != own)
 }
 
 /// Removes from a response body everything about other patients; `None` when the whole

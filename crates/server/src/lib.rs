@@ -69,11 +69,19 @@ struct AppState {
     api: Arc<Api>,
     config: ServerConfig,
     consents: consent::Consents,
+    /// Who started each bulk export (by job id): only they (or an administrator) poll it and
+    /// fetch its files.
+    export_owners: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// The router: FHIR at `/fhir`, and an OperationOutcome 404 everywhere else.
 pub fn router(api: Arc<Api>, config: ServerConfig) -> Router {
-    let state = Arc::new(AppState { api, config, consents: consent::Consents::default() });
+    let state = Arc::new(AppState {
+        api,
+        config,
+        consents: consent::Consents::default(),
+        export_owners: Default::default(),
+    });
     Router::new()
         .route("/fhir", any(fhir_endpoint))
         .route("/fhir/", any(fhir_endpoint))
@@ -362,22 +370,42 @@ async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::e
     // them: none on record, or the run limited to a patient without one.
     let consent_bound =
         matches!(identity.role, Role::Clinician | Role::Coder | Role::HimTechnician | Role::Analyst);
-    if consent_bound
-        && classified.resource_type.as_deref() == Some("ViewDefinition")
-        && classified.operation.as_deref() == Some("run")
-    {
-        let patient = form_urlencoded::parse(request.query.as_bytes())
-            .find(|(name, _)| name == "patient")
-            .map(|(_, value)| value.trim_start_matches("Patient/").to_string());
+    // A bulk export's NDJSON is no more filterable than a view's rows.
+    let view_run = classified.resource_type.as_deref() == Some("ViewDefinition")
+        && classified.operation.as_deref() == Some("run");
+    if consent_bound && (view_run || classified.operation.as_deref() == Some("export")) {
+        let in_path = match request.path.split('/').collect::<Vec<_>>().as_slice() {
+            ["Patient", id, "$export"] => Some(id.to_string()),
+            _ => None,
+        };
+        let patient = in_path.or_else(|| {
+            form_urlencoded::parse(request.query.as_bytes())
+                .find(|(name, _)| name == "patient")
+                .map(|(_, value)| value.trim_start_matches("Patient/").to_string())
+        });
         if state.consents.any_directive(&state.api, &request.base, patient.as_deref()).await {
             audit(Some(&identity), 403, access::patients_touched(&path, None), None);
             return to_http(
                 api::ApiError::new(
                     403,
                     IssueType::Forbidden,
-                    "consent directives are on record that a view's rows cannot honour; run the view for one patient without a directive, or ask the privacy office",
+                    "consent directives are on record that a view's rows or an export's files cannot honour; run it for one patient without a directive, or ask the privacy office",
                 )
                 .into_response(),
+            );
+        }
+    }
+
+    // A bulk export's status and files are its starter's (after a restart, the administrator's).
+    if let ["$export-status" | "$export-file", job, ..] =
+        request.path.split('/').collect::<Vec<_>>().as_slice()
+    {
+        let owner = state.export_owners.lock().ok().and_then(|owners| owners.get(*job).cloned());
+        if identity.role != Role::Admin && owner.as_deref() != Some(identity.user.as_str()) {
+            audit(Some(&identity), 403, Vec::new(), None);
+            return to_http(
+                api::ApiError::new(403, IssueType::Forbidden, "this export was started by someone else")
+                    .into_response(),
             );
         }
     }
@@ -399,6 +427,13 @@ async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::e
     } else {
         run(&state, &request).await
     };
+    if classified.operation.as_deref() == Some("export")
+        && response.status == 202
+        && let Some(job) = response.location.as_deref().and_then(|l| l.rsplit('/').next())
+        && let Ok(mut owners) = state.export_owners.lock()
+    {
+        owners.insert(job.to_string(), identity.user.clone());
+    }
     if let Some(own) = &own_patient
         && (200..300).contains(&response.status)
         && let Some(body) = &response.body

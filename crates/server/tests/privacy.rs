@@ -743,3 +743,61 @@ async fn views_run_over_http_for_the_roles_that_may_and_never_around_consent() {
     assert!(rows.as_array().unwrap().iter().all(|r| r["patient_id"] == "pb"));
     assert_eq!(secured.get(&secured.admin, "ViewDefinition/observations/$run").await.0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patient_bulk_exports_their_own_record_and_no_one_elses() {
+    let secured = secured("privacy-export").await;
+    let kickoff = |token: String, path: &'static str| {
+        let secured = &secured;
+        async move {
+            let bearer = format!("Bearer {token}");
+            secured
+                .server
+                .send(
+                    Method::GET,
+                    path,
+                    None,
+                    &[("authorization", bearer.as_str()), ("prefer", "respond-async")],
+                )
+                .await
+        }
+    };
+    // Not the whole record, not someone else's, not by a Group.
+    assert_eq!(kickoff(secured.patient_a.clone(), "$export").await.status(), 403);
+    assert_eq!(kickoff(secured.patient_a.clone(), "Patient/pb/$export").await.status(), 403);
+    // Patient/$export is the patient's own record, even when it names someone else.
+    let started = kickoff(secured.patient_a.clone(), "Patient/$export?patient=Patient/pb").await;
+    assert_eq!(started.status(), 202);
+    let status_url = started.headers()["content-location"].to_str().unwrap().to_string();
+    let status_path = status_url.split("/fhir/").nth(1).unwrap().to_string();
+    let manifest = loop {
+        let (status, body) = secured.get(&secured.patient_a, &status_path).await;
+        match status {
+            202 => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            200 => break body,
+            other => panic!("{other}: {body}"),
+        }
+    };
+    let mut exported = Vec::new();
+    for output in manifest["output"].as_array().unwrap() {
+        let file_path = output["url"].as_str().unwrap().split("/fhir/").nth(1).unwrap().to_string();
+        let bearer = format!("Bearer {}", secured.patient_a);
+        let response =
+            secured.server.send(Method::GET, &file_path, None, &[("authorization", bearer.as_str())]).await;
+        assert_eq!(response.status(), 200);
+        for line in response.text().await.unwrap().lines() {
+            exported.push(serde_json::from_str::<Value>(line).unwrap());
+        }
+        // Nobody else fetches the patient's files; the administrator may.
+        assert_eq!(secured.call(&secured.clinician, Method::GET, &file_path, None).await.status(), 403);
+        assert_eq!(secured.call(&secured.admin, Method::GET, &file_path, None).await.status(), 200);
+    }
+    assert!(exported.iter().any(|r| r["resourceType"] == "Patient" && r["id"] == "pa"));
+    assert_eq!(exported.iter().filter(|r| r["resourceType"] == "Observation").count(), 3);
+    let mentioned: Vec<String> = exported.iter().flat_map(patients_in).collect();
+    assert!(mentioned.iter().all(|p| p == "Patient/pa"), "{mentioned:?}");
+    assert_eq!(secured.get(&secured.clinician, &status_path).await.0, 403);
+    // The administrator exports everything.
+    let all = kickoff(secured.admin.clone(), "$export").await;
+    assert_eq!(all.status(), 202);
+}

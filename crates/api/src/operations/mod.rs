@@ -93,6 +93,21 @@ impl Api {
                 Ok(json_response(&validation::Validator::r4().outcome(&resource).to_json()))
             }
             ("coding-worklist", Level::System | Level::Type("Encounter")) => self.coding_worklist(&inputs),
+            ("export", Level::System) => {
+                self.export_kickoff(request, crate::export::ExportScope::System, &inputs)
+            }
+            ("export", Level::Type("Patient")) => {
+                self.export_kickoff(request, crate::export::ExportScope::AllPatients, &inputs)
+            }
+            ("export", Level::Instance("Patient", id)) => self.export_kickoff(
+                request,
+                crate::export::ExportScope::Patients(vec![id.to_string()]),
+                &inputs,
+            ),
+            ("export", Level::Instance("Group", id)) => {
+                let members = self.group_patients(id)?;
+                self.export_kickoff(request, crate::export::ExportScope::Patients(members), &inputs)
+            }
             ("run", Level::Type("ViewDefinition") | Level::Instance("ViewDefinition", _)) => {
                 self.run_view_operation(invocation.level, &inputs, body.as_ref())
             }
@@ -112,6 +127,28 @@ impl Api {
                 format!("operation ${name} is not supported {}", level_name(level)),
             )),
         }
+    }
+
+    /// The Patients a Group lists (`Group.member.entity`), for a Group's bulk export.
+    fn group_patients(&self, id: &str) -> Result<Vec<String>, ApiError> {
+        let group = self.read_live("Group", id)?;
+        let patients: Vec<String> = group
+            .get("member")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|m| m.get("inactive").and_then(Json::as_bool) != Some(true))
+            .filter_map(|m| {
+                m.get("entity")?.get("reference")?.as_str()?.strip_prefix("Patient/").map(str::to_string)
+            })
+            .collect();
+        if patients.is_empty() {
+            return Err(ApiError::bad_request(
+                IssueType::Value,
+                format!("Group/{id} lists no active Patient members"),
+            ));
+        }
+        Ok(patients)
     }
 
     /// The resource an operation works on: the instance's current version, or the body (the

@@ -22,7 +22,9 @@ pub async fn start(name: &str) -> TestServer {
 pub async fn start_with(name: &str, config: server::ServerConfig) -> TestServer {
     let dir = testkit::temp_dir(name);
     let store = Arc::new(SqliteStore::open(&dir, StoreOptions::default()).expect("open store"));
-    let api = Arc::new(Api::new(store.clone(), ApiConfig::default()));
+    // Bulk exports write beside the store.
+    let config_api = ApiConfig { export_dir: Some(dir.join("exports")), ..ApiConfig::default() };
+    let api = Arc::new(Api::new(store.clone(), config_api));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let router = server::router(api, config);

@@ -1,0 +1,381 @@
+//! Bulk export (FHIR Bulk Data Access, `$export`): the whole record, the Patient compartment of
+//! every patient, or one patient's record, as NDJSON files fetched after an asynchronous job.
+//!
+//! Kick-off (`[base]/$export`, `Patient/$export`, `Patient/[id]/$export`, `Group/[id]/$export`,
+//! with `Prefer: respond-async`) answers 202 with the job's status URL
+//! (`[base]/$export-status/JOB`). The job runs on its own thread over one snapshot per
+//! resource type and writes `DIR/exports/JOB/TYPE-N.ndjson` (at most [`RESOURCES_PER_FILE`]
+//! each), then `manifest.json`. Polling answers 202 while it runs and the manifest when done;
+//! files are fetched from `[base]/$export-file/JOB/NAME`; DELETE on the status URL cancels the
+//! job or removes its files. The manifest is on disk, so a finished export survives a restart.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use fhir::IssueType;
+use serde_json::{Value as Json, json};
+
+use crate::{Api, ApiError, Request, Response};
+
+/// Resources per NDJSON file: a file is one response body.
+pub const RESOURCES_PER_FILE: u64 = 100_000;
+
+/// What a job exports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExportScope {
+    /// Every resource (`[base]/$export`).
+    System,
+    /// The resources of the Patient compartment's types (`Patient/$export`).
+    AllPatients,
+    /// These patients' records, as `$everything` gives them (`Patient/[id]/$export`,
+    /// `Group/[id]/$export`, or `Patient/$export?patient=...`).
+    Patients(Vec<String>),
+}
+
+/// A job as the server tracks it while it runs.
+struct Job {
+    cancelled: Arc<AtomicBool>,
+    exported: Arc<AtomicU64>,
+}
+
+/// The export jobs of one API.
+#[derive(Default)]
+pub struct Exports {
+    /// Where jobs write; `None`: bulk export is not available.
+    dir: Option<PathBuf>,
+    running: Mutex<HashMap<String, Job>>,
+}
+
+impl Exports {
+    pub fn new(dir: Option<PathBuf>) -> Exports {
+        Exports { dir, running: Mutex::new(HashMap::new()) }
+    }
+}
+
+fn valid_job(job: &str) -> bool {
+    job.len() == 36 && job.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
+fn valid_file(name: &str) -> bool {
+    name.ends_with(".ndjson")
+        && !name.starts_with('.')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// The types a scope exports, by `_type` (checked) and the scope.
+fn export_types(scope: &ExportScope, requested: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let defs = fhir::definitions();
+    let compartment: Vec<String> =
+        defs.compartment("Patient").map(|c| c.keys().map(|t| t.to_string()).collect()).unwrap_or_default();
+    let mut types: Vec<String> = match requested {
+        Some(list) => {
+            let mut types = Vec::new();
+            for name in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                if !defs.is_resource_type(name) {
+                    return Err(ApiError::bad_request(
+                        IssueType::Value,
+                        format!("_type: '{name}' is not a resource type"),
+                    ));
+                }
+                types.push(name.to_string());
+            }
+            types
+        }
+        None if *scope == ExportScope::System => defs.resource_types().map(str::to_string).collect(),
+        None => {
+            let mut types = compartment.clone();
+            types.push("Patient".into());
+            types
+        }
+    };
+    if *scope == ExportScope::AllPatients {
+        types.retain(|t| t == "Patient" || compartment.contains(t));
+    }
+    types.sort();
+    types.dedup();
+    Ok(types)
+}
+
+impl Api {
+    /// `$export` at system, Patient or Group level (and for one Patient): starts a job.
+    pub(crate) fn export_kickoff(
+        &self,
+        request: &Request,
+        scope: ExportScope,
+        inputs: &crate::operations::Inputs,
+    ) -> Result<Response, ApiError> {
+        let Some(dir) = &self.exports.dir else {
+            return Err(ApiError::not_supported("bulk export needs a data directory; this server has none"));
+        };
+        if !request.prefer.as_deref().is_some_and(|p| p.split(',').any(|p| p.trim() == "respond-async")) {
+            return Err(ApiError::bad_request(
+                IssueType::Required,
+                "$export runs asynchronously: send Prefer: respond-async",
+            ));
+        }
+        if let Some(format) = inputs.get("_outputFormat")
+            && !matches!(format, "application/fhir+ndjson" | "application/ndjson" | "ndjson")
+        {
+            return Err(ApiError::bad_request(
+                IssueType::NotSupported,
+                format!("_outputFormat {format} is not supported; exports are application/fhir+ndjson"),
+            ));
+        }
+        for unsupported in ["_elements", "_typeFilter", "includeAssociatedData"] {
+            if inputs.get(unsupported).is_some() {
+                return Err(ApiError::not_supported(format!("$export does not support {unsupported}")));
+            }
+        }
+        // `patient` narrows a Patient-level export to some patients.
+        let scope = match (scope, inputs.get("patient")) {
+            (ExportScope::AllPatients, Some(patients)) => ExportScope::Patients(
+                patients.split(',').map(|p| p.trim().trim_start_matches("Patient/").to_string()).collect(),
+            ),
+            (scope, _) => scope,
+        };
+        let types = export_types(&scope, inputs.get("_type"))?;
+        // A patient's record is everything `$everything` gives unless `_type` narrows it.
+        let types = if inputs.get("_type").is_none() && matches!(scope, ExportScope::Patients(_)) {
+            None
+        } else {
+            Some(types)
+        };
+        let since = inputs
+            .get("_since")
+            .map(|since| crate::history::parse_instant_param("_since", since).map(|t| t.lower_bound_millis()))
+            .transpose()?;
+        if let ExportScope::Patients(patients) = &scope {
+            for id in patients {
+                if !fhir::is_valid_id(id) {
+                    return Err(ApiError::bad_request(
+                        IssueType::Value,
+                        format!("patient: '{id}' is not a Patient id"),
+                    ));
+                }
+                match self.store.read("Patient", id)? {
+                    Some(record) if !record.is_deleted() => {}
+                    _ => return Err(ApiError::not_found(format!("Patient/{id} is not known"))),
+                }
+            }
+        }
+        let job = uuid::Uuid::now_v7().to_string();
+        let job_dir = dir.join(&job);
+        std::fs::create_dir_all(&job_dir)
+            .map_err(|e| ApiError::internal(format!("cannot create the export directory: {e}")))?;
+        let state =
+            Job { cancelled: Arc::new(AtomicBool::new(false)), exported: Arc::new(AtomicU64::new(0)) };
+        let (cancelled, exported) = (state.cancelled.clone(), state.exported.clone());
+        if let Ok(mut running) = self.exports.running.lock() {
+            running.insert(job.clone(), state);
+        }
+        let api = self.clone();
+        let base = request.base.clone();
+        let original = format!(
+            "{}/{}{}{}",
+            request.base,
+            request.path,
+            if request.query.is_empty() { "" } else { "?" },
+            request.query
+        );
+        let job_id = job.clone();
+        std::thread::Builder::new()
+            .name(format!("export-{job}"))
+            .spawn(move || {
+                let transaction_time = fhir::DateTime::now_utc().to_string();
+                let result =
+                    api.write_export(&job_dir, &scope, types.as_deref(), since, &cancelled, &exported);
+                let manifest = match result {
+                    Ok(outputs) => json!({
+                        "transactionTime": transaction_time,
+                        "request": original,
+                        "requiresAccessToken": true,
+                        "output": outputs.iter().map(|(resource_type, name, count)| json!({
+                            "type": resource_type,
+                            "url": format!("{base}/$export-file/{job_id}/{name}"),
+                            "count": count,
+                        })).collect::<Vec<_>>(),
+                        "error": [],
+                    }),
+                    Err(message) => json!({"error": message}),
+                };
+                if !cancelled.load(Ordering::Relaxed) {
+                    let _ = std::fs::write(
+                        job_dir.join("manifest.json"),
+                        serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
+                    );
+                }
+                if let Ok(mut running) = api.exports.running.lock() {
+                    running.remove(&job_id);
+                }
+            })
+            .map_err(|e| ApiError::internal(format!("cannot start the export job: {e}")))?;
+        let mut response = Response::json(
+            202,
+            fhir::OperationOutcome::information(format!(
+                "export {job} started; poll {}/$export-status/{job}",
+                request.base
+            ))
+            .to_bytes(),
+        );
+        response.location = Some(format!("{}/$export-status/{job}", request.base));
+        Ok(response)
+    }
+
+    /// Writes the job's files; returns (type, file name, resources) per file.
+    fn write_export(
+        &self,
+        dir: &std::path::Path,
+        scope: &ExportScope,
+        types: Option<&[String]>,
+        since: Option<i64>,
+        cancelled: &AtomicBool,
+        exported: &AtomicU64,
+    ) -> Result<Vec<(String, String, u64)>, String> {
+        let mut outputs = Vec::new();
+        let mut open: Option<(String, u32, u64, std::io::BufWriter<std::fs::File>)> = None;
+        let mut files_per_type: HashMap<String, u32> = HashMap::new();
+        let mut emit = |resource_type: &str,
+                        body: &[u8],
+                        outputs: &mut Vec<(String, String, u64)>|
+         -> Result<(), String> {
+            let switch = match &open {
+                Some((current, _, count, _)) => current != resource_type || *count >= RESOURCES_PER_FILE,
+                None => true,
+            };
+            if switch {
+                if let Some((current, number, count, mut writer)) = open.take() {
+                    writer.flush().map_err(|e| e.to_string())?;
+                    outputs.push((current.clone(), format!("{current}-{number}.ndjson"), count));
+                }
+                let number = files_per_type.entry(resource_type.to_string()).or_default();
+                *number += 1;
+                let file = std::fs::File::create(dir.join(format!("{resource_type}-{number}.ndjson")))
+                    .map_err(|e| format!("cannot write the export: {e}"))?;
+                open = Some((resource_type.to_string(), *number, 0, std::io::BufWriter::new(file)));
+            }
+            if let Some((_, _, count, writer)) = &mut open {
+                writer
+                    .write_all(body)
+                    .and_then(|()| writer.write_all(b"\n"))
+                    .map_err(|e| format!("cannot write the export: {e}"))?;
+                *count += 1;
+            }
+            exported.fetch_add(1, Ordering::Relaxed);
+            if cancelled.load(Ordering::Relaxed) { Err("the export was cancelled".into()) } else { Ok(()) }
+        };
+        match scope {
+            ExportScope::System | ExportScope::AllPatients => {
+                for resource_type in types.unwrap_or_default() {
+                    let mut failure = None;
+                    let scanned = self.store.scan_type(resource_type, since, &mut |_, _, body| {
+                        emit(resource_type, body, &mut outputs).map_err(|e| {
+                            failure = Some(e);
+                            store::Error::Stopped
+                        })
+                    });
+                    if let Some(failure) = failure {
+                        return Err(failure);
+                    }
+                    scanned.map_err(|e| format!("reading the record failed: {e}"))?;
+                }
+            }
+            ExportScope::Patients(patients) => {
+                let mut by_type: std::collections::BTreeMap<String, Vec<Vec<u8>>> = Default::default();
+                let mut seen = std::collections::HashSet::new();
+                for id in patients {
+                    let Some(patient) = self.store.read("Patient", id).map_err(|e| e.to_string())? else {
+                        continue;
+                    };
+                    let members = self.everything_members(patient, types, since).map_err(|e| e.message())?;
+                    for member in members {
+                        let Some(body) = member.body else { continue };
+                        // The compartment reaches other patients (a linked Patient, a
+                        // resource about two people): an export of some patients' records
+                        // holds nothing about anyone else.
+                        let about_others = serde_json::from_slice::<Json>(&body).map_or(true, |json| {
+                            fhir::patients_mentioned(&json)
+                                .iter()
+                                .any(|p| !patients.iter().any(|own| own == p))
+                        });
+                        if !about_others && seen.insert((member.resource_type.clone(), member.id.clone())) {
+                            by_type.entry(member.resource_type).or_default().push(body);
+                        }
+                    }
+                }
+                for (resource_type, bodies) in by_type {
+                    for body in bodies {
+                        emit(&resource_type, &body, &mut outputs)?;
+                    }
+                }
+            }
+        }
+        if let Some((current, number, count, mut writer)) = open.take() {
+            writer.flush().map_err(|e| e.to_string())?;
+            outputs.push((current.clone(), format!("{current}-{number}.ndjson"), count));
+        }
+        Ok(outputs)
+    }
+
+    fn job_dir(&self, job: &str) -> Result<PathBuf, ApiError> {
+        let unknown = || ApiError::not_found(format!("export {job} is not known"));
+        if !valid_job(job) {
+            return Err(unknown());
+        }
+        let dir = self.exports.dir.as_ref().ok_or_else(unknown)?.join(job);
+        if dir.is_dir() { Ok(dir) } else { Err(unknown()) }
+    }
+
+    /// `GET $export-status/JOB`: 202 while running, the manifest when done.
+    pub(crate) fn export_status(&self, job: &str) -> Result<Response, ApiError> {
+        let dir = self.job_dir(job)?;
+        if let Ok(running) = self.exports.running.lock()
+            && let Some(state) = running.get(job)
+        {
+            let progress =
+                format!("in progress: {} resources written", state.exported.load(Ordering::Relaxed));
+            return Ok(Response::json(202, fhir::OperationOutcome::information(progress).to_bytes()));
+        }
+        let manifest = std::fs::read(dir.join("manifest.json"))
+            .map_err(|_| ApiError::internal(format!("export {job} stopped without a manifest")))?;
+        let value: Json = serde_json::from_slice(&manifest).unwrap_or(Json::Null);
+        if let Some(message) = value.get("error").and_then(Json::as_str) {
+            return Err(ApiError::internal(format!("export {job} failed: {message}")));
+        }
+        let mut response = Response::json(200, manifest);
+        response.content_type = Some("application/json");
+        Ok(response)
+    }
+
+    /// `GET $export-file/JOB/NAME`.
+    pub(crate) fn export_file(&self, job: &str, name: &str) -> Result<Response, ApiError> {
+        let dir = self.job_dir(job)?;
+        if !valid_file(name) || self.exports.running.lock().is_ok_and(|r| r.contains_key(job)) {
+            return Err(ApiError::not_found(format!("export {job} has no file {name} (yet)")));
+        }
+        let body = std::fs::read(dir.join(name))
+            .map_err(|_| ApiError::not_found(format!("export {job} has no file {name}")))?;
+        let mut response = Response::json(200, body);
+        response.content_type = Some("application/fhir+ndjson");
+        Ok(response)
+    }
+
+    /// `DELETE $export-status/JOB`: cancels a running job and removes its files.
+    pub(crate) fn export_delete(&self, job: &str) -> Result<Response, ApiError> {
+        let dir = self.job_dir(job)?;
+        if let Ok(running) = self.exports.running.lock()
+            && let Some(state) = running.get(job)
+        {
+            state.cancelled.store(true, Ordering::Relaxed);
+        }
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| ApiError::internal(format!("cannot remove export {job}: {e}")))?;
+        Ok(Response::json(
+            202,
+            fhir::OperationOutcome::information(format!("export {job} cancelled and its files removed"))
+                .to_bytes(),
+        ))
+    }
+}

@@ -1,0 +1,218 @@
+//! Bulk export (`$export`): kick-off, polling, the manifest and its files, per scope.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chartroom_api::{Api, ApiConfig, Method, Request, Response};
+use serde_json::{Value, json};
+use store::{SqliteStore, StoreOptions};
+
+struct Fixture {
+    api: Api,
+    runtime: tokio::runtime::Runtime,
+}
+
+fn record() -> Vec<Value> {
+    let mut resources = vec![
+        json!({"resourceType": "Organization", "id": "org1", "name": "General"}),
+        json!({"resourceType": "Group", "id": "g1", "type": "person", "actual": true,
+            "member": [{"entity": {"reference": "Patient/p2"}}]}),
+    ];
+    for patient in ["p1", "p2", "p3"] {
+        resources.push(json!({"resourceType": "Patient", "id": patient, "managingOrganization": {"reference": "Organization/org1"}}));
+        for n in 0..2 {
+            resources.push(
+                json!({"resourceType": "Observation", "id": format!("{patient}-o{n}"), "status": "final",
+                "code": {"text": "pulse"}, "subject": {"reference": format!("Patient/{patient}")}}),
+            );
+        }
+        resources
+            .push(json!({"resourceType": "Encounter", "id": format!("{patient}-e"), "status": "finished",
+            "class": {"code": "AMB"}, "subject": {"reference": format!("Patient/{patient}")}}));
+    }
+    resources
+}
+
+impl Fixture {
+    fn new(name: &str) -> Fixture {
+        let dir = testkit::temp_dir(name);
+        let store = Arc::new(SqliteStore::open(&dir.join("data"), StoreOptions::default()).unwrap());
+        let api =
+            Api::new(store, ApiConfig { export_dir: Some(dir.join("exports")), ..ApiConfig::default() });
+        let fixture =
+            Fixture { api, runtime: tokio::runtime::Builder::new_current_thread().build().unwrap() };
+        for resource in record() {
+            let path = format!(
+                "{}/{}",
+                resource["resourceType"].as_str().unwrap(),
+                resource["id"].as_str().unwrap()
+            );
+            assert!(fixture.call(Method::Put, &path, "", Some(&resource), None).status < 300);
+        }
+        fixture
+    }
+
+    fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Option<&Value>,
+        prefer: Option<&str>,
+    ) -> Response {
+        let request = Request {
+            method: Some(method),
+            base: "http://test/fhir".into(),
+            path: path.into(),
+            query: query.into(),
+            prefer: prefer.map(str::to_string),
+            body: body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default(),
+            ..Default::default()
+        };
+        self.runtime.block_on(self.api.handle(&request))
+    }
+
+    /// Kicks off an export and polls it to its manifest.
+    fn export(&self, path: &str, query: &str) -> Value {
+        let kickoff = self.call(Method::Get, path, query, None, Some("respond-async"));
+        assert_eq!(kickoff.status, 202, "{}", kickoff.body_text());
+        let status_url = kickoff.location.clone().unwrap();
+        let status_path = status_url.strip_prefix("http://test/fhir/").unwrap().to_string();
+        for _ in 0..200 {
+            let status = self.call(Method::Get, &status_path, "", None, None);
+            match status.status {
+                202 => std::thread::sleep(Duration::from_millis(20)),
+                200 => return serde_json::from_slice(status.body.as_deref().unwrap()).unwrap(),
+                other => panic!("status {other}: {}", status.body_text()),
+            }
+        }
+        panic!("the export did not finish");
+    }
+
+    /// Every resource of a manifest's files, as (type, id).
+    fn exported(&self, manifest: &Value) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        for output in manifest["output"].as_array().unwrap() {
+            let url = output["url"].as_str().unwrap();
+            let file = self.call(Method::Get, url.strip_prefix("http://test/fhir/").unwrap(), "", None, None);
+            assert_eq!(file.status, 200);
+            assert_eq!(file.content_type, Some("application/fhir+ndjson"));
+            let lines: Vec<Value> =
+                file.body_text().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            assert_eq!(lines.len() as u64, output["count"].as_u64().unwrap());
+            for line in lines {
+                assert_eq!(line["resourceType"], output["type"]);
+                found.push((
+                    line["resourceType"].as_str().unwrap().to_string(),
+                    line["id"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+        found.sort();
+        found
+    }
+}
+
+#[test]
+fn a_system_export_holds_every_resource_and_type_filters_narrow_it() {
+    let fixture = Fixture::new("export-system");
+    let manifest = fixture.export("$export", "");
+    assert_eq!(manifest["requiresAccessToken"], true);
+    assert!(manifest["transactionTime"].as_str().is_some());
+    assert_eq!(fixture.exported(&manifest).len(), record().len());
+    let observations = fixture.export("$export", "_type=Observation");
+    let found = fixture.exported(&observations);
+    assert_eq!(found.len(), 6);
+    assert!(found.iter().all(|(t, _)| t == "Observation"));
+    // Nothing changed since the future.
+    let later = fixture.export("$export", "_since=2999-01-01T00:00:00Z");
+    assert!(fixture.exported(&later).is_empty());
+}
+
+#[test]
+fn patient_and_group_exports_hold_those_patients_records_only() {
+    let fixture = Fixture::new("export-patients");
+    // The types of the Patient compartment (Group is one, by its members); Organization is not.
+    let all = fixture.exported(&fixture.export("Patient/$export", ""));
+    assert_eq!(all.iter().filter(|(t, _)| t == "Patient").count(), 3);
+    assert_eq!(all.iter().filter(|(t, _)| t == "Observation").count(), 6);
+    assert!(!all.iter().any(|(t, _)| t == "Organization"), "{all:?}");
+    // One patient: their resources and what those refer to.
+    let one = fixture.exported(&fixture.export("Patient/p1/$export", ""));
+    let expected: Vec<(String, String)> = [
+        ("Encounter", "p1-e"),
+        ("Observation", "p1-o0"),
+        ("Observation", "p1-o1"),
+        ("Organization", "org1"),
+        ("Patient", "p1"),
+    ]
+    .iter()
+    .map(|(t, i)| (t.to_string(), i.to_string()))
+    .collect();
+    assert_eq!(one, expected);
+    let by_parameter = fixture.exported(&fixture.export("Patient/$export", "patient=Patient/p1"));
+    assert_eq!(by_parameter, expected);
+    let group = fixture.exported(&fixture.export("Group/g1/$export", ""));
+    assert!(
+        group.iter().all(|(t, id)| t == "Organization" || t == "Group" || id.starts_with("p2")),
+        "{group:?}"
+    );
+    assert!(group.contains(&("Patient".to_string(), "p2".to_string())));
+}
+
+#[test]
+fn kickoffs_and_polls_that_cannot_be_served_say_why() {
+    let fixture = Fixture::new("export-errors");
+    let expect = |response: Response, status: u16, says: &str| {
+        assert_eq!(response.status, status, "{}", response.body_text());
+        assert!(response.body_text().contains(says), "{}", response.body_text());
+    };
+    expect(fixture.call(Method::Get, "$export", "", None, None), 400, "respond-async");
+    expect(
+        fixture.call(Method::Get, "$export", "_outputFormat=text/csv", None, Some("respond-async")),
+        400,
+        "_outputFormat",
+    );
+    expect(
+        fixture.call(Method::Get, "$export", "_type=Nonsense", None, Some("respond-async")),
+        400,
+        "Nonsense",
+    );
+    expect(fixture.call(Method::Get, "$export", "_since=soon", None, Some("respond-async")), 400, "_since");
+    expect(
+        fixture.call(Method::Get, "Patient/nobody/$export", "", None, Some("respond-async")),
+        404,
+        "nobody",
+    );
+    expect(
+        fixture.call(Method::Get, "$export-status/00000000-0000-0000-0000-000000000000", "", None, None),
+        404,
+        "not known",
+    );
+    let escape = fixture.call(Method::Get, "$export-status/../../etc", "", None, None);
+    assert!((400..500).contains(&escape.status), "{}", escape.body_text());
+    // A finished export can be deleted; then it is gone.
+    let kickoff = fixture.call(Method::Get, "$export", "", None, Some("respond-async"));
+    let status_path = kickoff.location.unwrap().strip_prefix("http://test/fhir/").unwrap().to_string();
+    let job = status_path.rsplit('/').next().unwrap().to_string();
+    let escape = fixture.call(Method::Get, &format!("$export-file/{job}/../../x.ndjson"), "", None, None);
+    assert!((400..500).contains(&escape.status), "{}", escape.body_text());
+    while fixture.call(Method::Get, &status_path, "", None, None).status == 202 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(fixture.call(Method::Delete, &status_path, "", None, None).status, 202);
+    assert_eq!(fixture.call(Method::Get, &status_path, "", None, None).status, 404);
+    // Without an export directory there is no bulk export.
+    let dir = testkit::temp_dir("export-none");
+    let store = Arc::new(SqliteStore::open(&dir, StoreOptions::default()).unwrap());
+    let api = Api::new(store, ApiConfig::default());
+    let request = Request {
+        method: Some(Method::Get),
+        path: "$export".into(),
+        prefer: Some("respond-async".into()),
+        ..Default::default()
+    };
+    let response = fixture.runtime.block_on(api.handle(&request));
+    assert_eq!(response.status, 400);
+    assert!(response.body_text().contains("not-supported"));
+}
