@@ -539,50 +539,68 @@ fn write_loop(mut connection: Connection, key: [u8; 32], head: PathBuf, receiver
             batch.push(message);
         }
         let mut waiting = Vec::new();
-        let committed = (|| -> Result<(), Error> {
-            let transaction = connection.transaction()?;
-            {
-                let mut insert = transaction.prepare_cached(
-                    "INSERT INTO audit (seq, recorded, user, patients, event, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?;
-                for message in batch {
-                    match message {
-                        Message::Flush(done) => waiting.push(done),
-                        Message::Append(access) => {
-                            let recorded_ms = fhir::datetime::epoch_millis_now();
-                            let recorded = fhir::DateTime::from_epoch_millis(recorded_ms).to_string();
-                            let event = access.to_line();
-                            let patients = access.patients.join(" ");
-                            let next = seq + 1;
-                            let hash =
-                                entry_hash(&key, next, &recorded, &access.user, &patients, &event, &prev);
-                            insert.execute(params![
-                                next,
-                                recorded,
-                                access.user,
-                                patients,
-                                event,
-                                prev,
-                                hash
-                            ])?;
-                            index_entry(&transaction, next, recorded_ms, &access)?;
-                            seq = next;
-                            prev = hash;
-                        }
+        let mut accesses = Vec::new();
+        for message in batch {
+            match message {
+                Message::Flush(done) => waiting.push(done),
+                Message::Append(access) => accesses.push(access),
+            }
+        }
+        // A failed commit leaves nothing behind, so the chain's end stays where it was and the
+        // batch is tried again: every access must leave its entry, and a position counted but
+        // not written would show as a gap.
+        let mut attempts = 0;
+        loop {
+            let (batch_seq, batch_prev) = (seq, prev.clone());
+            let committed = (|| -> Result<(), Error> {
+                let transaction = connection.transaction()?;
+                {
+                    let mut insert = transaction.prepare_cached(
+                        "INSERT INTO audit (seq, recorded, user, patients, event, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )?;
+                    for access in &accesses {
+                        let recorded_ms = fhir::datetime::epoch_millis_now();
+                        let recorded = fhir::DateTime::from_epoch_millis(recorded_ms).to_string();
+                        let event = access.to_line();
+                        let patients = access.patients.join(" ");
+                        let next = seq + 1;
+                        let hash = entry_hash(&key, next, &recorded, &access.user, &patients, &event, &prev);
+                        insert.execute(params![next, recorded, access.user, patients, event, prev, hash])?;
+                        index_entry(&transaction, next, recorded_ms, access)?;
+                        seq = next;
+                        prev = hash;
                     }
                 }
+                set_indexed_through(&transaction, seq)?;
+                transaction.commit()?;
+                Ok(())
+            })();
+            match committed {
+                Ok(()) => break,
+                Err(error) => {
+                    (seq, prev) = (batch_seq, batch_prev);
+                    attempts += 1;
+                    if attempts >= 5 {
+                        tracing_like_warning(&format!(
+                            "the audit trail could not be written ({error}); {} entries are lost",
+                            accesses.len()
+                        ));
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50 * attempts));
+                }
             }
-            set_indexed_through(&transaction, seq)?;
-            transaction.commit()?;
-            if seq != anchored_seq && (!waiting.is_empty() || anchored.elapsed() >= anchor_every) {
-                write_private(&head, &head_line(&key, seq, &prev))?;
-                anchored = std::time::Instant::now();
-                anchored_seq = seq;
+        }
+        if seq != anchored_seq && (!waiting.is_empty() || anchored.elapsed() >= anchor_every) {
+            match write_private(&head, &head_line(&key, seq, &prev)) {
+                Ok(()) => {
+                    anchored = std::time::Instant::now();
+                    anchored_seq = seq;
+                }
+                Err(error) => {
+                    tracing_like_warning(&format!("the audit trail's anchor could not be written: {error}"))
+                }
             }
-            Ok(())
-        })();
-        if let Err(error) = committed {
-            tracing_like_warning(&format!("the audit trail could not be written: {error}"));
         }
         for done in waiting {
             let _ = done.send(());
@@ -663,6 +681,36 @@ pub fn verify(data_dir: &Path) -> Result<Verification, Error> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?
         .collect::<Result<_, _>>()?;
     let last_written = head_seq.unwrap_or(0).max(rows.last().map_or(0, |r| r.0));
+    // Whether each row is genuine where it is stored, and each stored hash by its row (what a
+    // moved entry's `prev` names).
+    let genuine: Vec<bool> = rows
+        .iter()
+        .map(|(seq, recorded, user, patients, event, prev, hash)| {
+            entry_hash(&key, *seq, recorded, user, patients, event, prev) == *hash
+        })
+        .collect();
+    let by_hash: std::collections::HashMap<&str, usize> =
+        rows.iter().enumerate().map(|(i, r)| (r.6.as_str(), i)).collect();
+    // Where an entry was written: one after its predecessor (named by `prev`), whose own
+    // place is where it is stored if genuine, else found the same way; the genesis is before
+    // position 1. One candidate per entry: a full search would be a hash per position, and a
+    // forged position could make it endless.
+    let written_at = |prev: &str| -> Option<i64> {
+        let mut prev = prev;
+        let mut steps = 1;
+        for _ in 0..rows.len() + 1 {
+            if prev == GENESIS {
+                return Some(steps);
+            }
+            let &index = by_hash.get(prev)?;
+            if genuine[index] {
+                return Some(rows[index].0 + steps);
+            }
+            prev = rows[index].5.as_str();
+            steps += 1;
+        }
+        None
+    };
     // Entries past this are indexed when the trail is next opened for writing or searching.
     let indexed = indexed_through(&connection)?;
     // The index: the rows each genuine entry should have, as a sum of keyed hashes, against
@@ -678,12 +726,12 @@ pub fn verify(data_dir: &Path) -> Result<Verification, Error> {
     let mut agents_found: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut problems = Vec::new();
     let mut expected = 1;
-    for (seq, recorded, user, patients, event, prev, hash) in &rows {
+    for (index, (seq, recorded, user, patients, event, prev, hash)) in rows.iter().enumerate() {
         let seq = *seq;
         if seq > expected {
             problems.push(Tamper::Missing { from: expected, to: seq - 1 });
         }
-        let genuine = entry_hash(&key, seq, recorded, user, patients, event, prev) == *hash;
+        let genuine = genuine[index];
         if genuine
             && (1..=indexed).contains(&seq)
             && let Some(access) = Access::from_line(event)
@@ -700,9 +748,9 @@ pub fn verify(data_dir: &Path) -> Result<Verification, Error> {
         }
         // The hash covers the position, so an entry is genuine only where it was written.
         if !genuine {
-            let moved_from = (1..=last_written + 1)
-                .filter(|s| *s != seq)
-                .find(|s| entry_hash(&key, *s, recorded, user, patients, event, prev) == *hash);
+            let moved_from = written_at(prev)
+                .filter(|s| *s != seq && *s <= last_written + 1)
+                .filter(|s| entry_hash(&key, *s, recorded, user, patients, event, prev) == *hash);
             problems.push(match moved_from {
                 Some(from) => Tamper::Moved { seq, from },
                 None if head_seq.is_some_and(|h| seq > h) => Tamper::Inserted { seq },

@@ -119,3 +119,31 @@ fn a_forged_end_of_the_chain_is_refused() {
     std::fs::write(dir.join("audit.head"), "3 0000 0000").unwrap();
     assert!(audit::verify(&dir).is_err());
 }
+
+#[test]
+fn an_entry_moved_to_a_far_position_is_found_at_once() {
+    let dir = trail("audit-far");
+    // Moved past the end, to a position no search could reach by counting.
+    sql(&dir, "UPDATE audit SET seq = 9000000000000000000 WHERE seq = 6");
+    let problems = audit::verify(&dir).unwrap().problems;
+    assert!(problems.contains(&Tamper::Missing { from: 6, to: 6 }), "{problems:?}");
+    assert!(problems.contains(&Tamper::Moved { seq: 9_000_000_000_000_000_000, from: 6 }), "{problems:?}");
+}
+
+#[test]
+fn a_trail_that_could_not_be_written_for_a_while_keeps_no_gap() {
+    let dir = trail("audit-retry");
+    // The table refuses writes for a moment, as a full disk or a held lock would.
+    sql(&dir, "CREATE TRIGGER refuse BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'refused'); END;");
+    let log = AuditLog::open(&dir).unwrap();
+    log.record(access(11));
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    sql(&dir, "DROP TRIGGER refuse;");
+    log.flush();
+    log.record(access(12));
+    log.flush();
+    log.close();
+    let result = audit::verify(&dir).unwrap();
+    assert_eq!(result.entries, 12);
+    assert!(result.problems.is_empty(), "{:?}", result.problems);
+}
