@@ -150,6 +150,24 @@ async fn roles_do_what_their_scopes_permit() {
     assert_eq!(secured.get(&secured.officer, "AuditEvent").await.0, 200);
     let event = json!({ "resourceType": "AuditEvent" });
     assert_eq!(secured.call(&secured.admin, Method::POST, "AuditEvent", Some(&event)).await.status(), 403);
+
+    // An analyst reads and runs views but changes nothing; an HIM technician keeps the record
+    // (corrects and retires entries) but does not read the trail.
+    let users = Users::open(&secured.privacy_dir).unwrap();
+    let analyst = users.add("ana-lyst", Role::Analyst, None, None).unwrap();
+    let technician = users.add("him-tech", Role::HimTechnician, None, None).unwrap();
+    assert_eq!(secured.get(&analyst, "Observation?subject=Patient/pa").await.0, 200);
+    assert_eq!(secured.get(&analyst, "ViewDefinition/patients/$run").await.0, 200);
+    assert_eq!(secured.call(&analyst, Method::POST, "Patient", Some(&patient)).await.status(), 403);
+    assert_eq!(secured.call(&analyst, Method::DELETE, "Observation/obs-a3", None).await.status(), 403);
+    assert_eq!(secured.get(&analyst, "AuditEvent").await.0, 403);
+    let corrected = json!({ "resourceType": "Patient", "id": "pb", "name": [{ "family": "Baker-Smith" }], "gender": "male" });
+    assert_eq!(secured.call(&technician, Method::PUT, "Patient/pb", Some(&corrected)).await.status(), 200);
+    assert!(
+        secured.call(&technician, Method::DELETE, "Observation/obs-b3", None).await.status().is_success()
+    );
+    assert_eq!(secured.get(&technician, "AuditEvent").await.0, 403);
+    assert_eq!(secured.get(&technician, "Patient/pb/$disclosures").await.0, 403);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
