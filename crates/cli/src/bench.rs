@@ -60,8 +60,9 @@ enum BenchKind {
         /// Keep the server running after the measurement until interrupted (for wrk/oha).
         #[arg(long)]
         hold: bool,
-        /// Serve as `chartroom serve` does: a bearer token on every request, every access
-        /// audited (compare with and without to see what security costs).
+        /// Serve as `chartroom serve` does, a bearer token on every request and every access
+        /// audited, beside an open server over the same store: the throughput of the two is
+        /// measured in alternating rounds and the cost of security printed.
         #[arg(long)]
         secure: bool,
     },
@@ -315,7 +316,8 @@ fn bench_read(
     println!("machine: {}", machine());
     let work = WorkDir::new(None, "read")?;
     let mut background = None;
-    let mut token = None;
+    // The server measured, and when comparing, the secured one beside it with its token.
+    let mut secured: Option<(SocketAddr, String, Arc<server::Security>)> = None;
     let address: SocketAddr = match target {
         Some(target) => target.parse().context("--target must be host:port")?,
         None => {
@@ -327,34 +329,122 @@ fn bench_read(
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("loaded {} resources ({} patients)", report.imported, counts.patients);
             let runtime = crate::runtime()?;
-            let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-            let address = listener.local_addr()?;
-            let mut config = server::ServerConfig::default();
-            if secure {
-                let privacy_dir = work.path.join("data");
-                let users = privacy::Users::open(&privacy_dir)?;
-                token = Some(users.add("bench", privacy::Role::Clinician, None, None)?);
-                config.security = Some(Arc::new(server::Security::open(&privacy_dir)?));
-                println!("secured: bearer token on every request, every access audited");
-            }
-            let router = server::router(api, config);
+            let listen = || -> Result<(tokio::net::TcpListener, SocketAddr)> {
+                let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+                let address = listener.local_addr()?;
+                Ok((listener, address))
+            };
+            let (listener, address) = listen()?;
+            let router = server::router(api.clone(), server::ServerConfig::default());
             runtime.spawn(async move {
                 let _ = server::serve(listener, router, std::future::pending()).await;
             });
+            if secure {
+                let privacy_dir = work.path.join("data");
+                let users = privacy::Users::open(&privacy_dir)?;
+                let token = users.add("bench", privacy::Role::Clinician, None, None)?;
+                let security = Arc::new(server::Security::open(&privacy_dir)?);
+                let config = server::ServerConfig {
+                    security: Some(security.clone()),
+                    ..server::ServerConfig::default()
+                };
+                let (listener, secure_address) = listen()?;
+                let router = server::router(api, config);
+                runtime.spawn(async move {
+                    let _ = server::serve(listener, router, std::future::pending()).await;
+                });
+                secured = Some((secure_address, token, security));
+                println!(
+                    "secured beside open: a clinician's bearer token on every request, every access audited"
+                );
+            }
             background = Some((runtime, store));
             address
         }
     };
-    let patient_path = |i: usize| format!("/fhir/Patient/pat-{:08}", i % patients.max(1));
+    let label = |secure: bool| if secure { "secured" } else { "open" };
+    let mut servers = vec![(address, None::<String>, false)];
+    if let Some((address, token, _)) = &secured {
+        servers.push((*address, Some(token.clone()), true));
+    }
+    for (address, token, is_secure) in &servers {
+        let latencies = read_latencies(*address, token.as_deref(), patients, requests)?;
+        println!(
+            "GET Patient/[id], {}, 1 client, {requests} requests: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            label(*is_secure),
+            percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+            percentile(&latencies, 0.9).as_secs_f64() * 1e3,
+            percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+            latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
+        );
+    }
+    // Alternating rounds, so that whatever else the machine does falls on both alike.
+    let rounds = if servers.len() > 1 { 3 } else { 1 };
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
+    for _ in 0..rounds {
+        for (i, (address, token, is_secure)) in servers.iter().enumerate() {
+            let (rate, errors) = read_throughput(*address, token.as_deref(), patients, connections, seconds);
+            println!(
+                "GET Patient/[id], {}, {connections} connections, {seconds} s: {rate:.0} requests/s ({errors} errors)",
+                label(*is_secure)
+            );
+            rates[i].push(rate);
+            // The audit index is written while the writer is idle: let it finish (and say how
+            // long it took) so that it does not run into the next round.
+            if *is_secure && let Some((_, _, security)) = &secured {
+                let started = Instant::now();
+                security.audit.flush();
+                println!(
+                    "  audit trail committed and indexed {:.2} s after the round",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+    }
+    if rates.len() > 1 {
+        let median = |values: &mut Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        let (open, secure) = (median(&mut rates[0].clone()), median(&mut rates[1].clone()));
+        println!(
+            "median of {rounds} rounds: open {open:.0} requests/s, secured {secure:.0} requests/s: authentication + audit cost {:.1}% of throughput",
+            (1.0 - secure / open) * 100.0
+        );
+    }
+    if hold {
+        println!("server still running at http://{address}/fhir (Ctrl-C to stop)");
+        if let Some((runtime, _)) = &background {
+            runtime.block_on(async {
+                let _ = tokio::signal::ctrl_c().await;
+            });
+        }
+    }
+    if let Some((runtime, store)) = background {
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        store.close();
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
-    // Single client, sequential: latency.
-    let mut client = HttpClient::connect(address)?.with_token(token.as_deref());
+fn patient_path(i: usize, patients: usize) -> String {
+    format!("/fhir/Patient/pat-{:08}", i % patients.max(1))
+}
+
+/// One client, sequential requests (after a warm-up), sorted.
+fn read_latencies(
+    address: SocketAddr,
+    token: Option<&str>,
+    patients: usize,
+    requests: usize,
+) -> Result<Vec<Duration>> {
+    let mut client = HttpClient::connect(address)?.with_token(token);
     for i in 0..1000.min(requests) {
-        client.get(&patient_path(i * 7919))?;
+        client.get(&patient_path(i * 7919, patients))?;
     }
     let mut latencies = Vec::with_capacity(requests);
     for i in 0..requests {
-        let path = patient_path(i * 104_729);
+        let path = patient_path(i * 104_729, patients);
         let started = Instant::now();
         let status = client.get(&path)?;
         latencies.push(started.elapsed());
@@ -363,22 +453,24 @@ fn bench_read(
         }
     }
     latencies.sort();
-    println!(
-        "GET Patient/[id], 1 client, {requests} requests: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.9).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-        latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
-    );
+    Ok(latencies)
+}
 
-    // Many connections: throughput.
+/// Requests per second (and errors) from `connections` keep-alive clients for `seconds`.
+fn read_throughput(
+    address: SocketAddr,
+    token: Option<&str>,
+    patients: usize,
+    connections: usize,
+    seconds: u64,
+) -> (f64, u64) {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..connections)
         .map(|c| {
             let (stop, done, errors) = (stop.clone(), done.clone(), errors.clone());
-            let token = token.clone();
+            let token = token.map(str::to_string);
             std::thread::spawn(move || {
                 let Ok(client) = HttpClient::connect(address) else {
                     errors.fetch_add(1, Ordering::Relaxed);
@@ -388,7 +480,7 @@ fn bench_read(
                 let mut i = c * 1_000_003;
                 while !stop.load(Ordering::Relaxed) {
                     i += 7919;
-                    match client.get(&format!("/fhir/Patient/pat-{:08}", i % patients.max(1))) {
+                    match client.get(&patient_path(i, patients)) {
                         Ok(200) => done.fetch_add(1, Ordering::Relaxed),
                         _ => errors.fetch_add(1, Ordering::Relaxed),
                     };
@@ -403,25 +495,7 @@ fn bench_read(
     for thread in threads {
         let _ = thread.join();
     }
-    let completed = done.load(Ordering::Relaxed);
-    println!(
-        "GET Patient/[id], {connections} connections, {seconds} s: {:.0} requests/s ({} errors)",
-        completed as f64 / elapsed.as_secs_f64(),
-        errors.load(Ordering::Relaxed)
-    );
-    if hold {
-        println!("server still running at http://{address}/fhir (Ctrl-C to stop)");
-        if let Some((runtime, _)) = &background {
-            runtime.block_on(async {
-                let _ = tokio::signal::ctrl_c().await;
-            });
-        }
-    }
-    if let Some((runtime, store)) = background {
-        runtime.shutdown_timeout(Duration::from_secs(1));
-        store.close();
-    }
-    Ok(ExitCode::SUCCESS)
+    (done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64(), errors.load(Ordering::Relaxed))
 }
 
 /// The FHIRPath benchmark's expressions, resources, and (expression, resource) pairs.

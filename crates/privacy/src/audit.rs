@@ -10,10 +10,12 @@
 //! Appends go through a channel to one writer thread that commits them in batches, so
 //! auditing a read costs the reader a channel send.
 //!
-//! Beside the chain, the same transaction writes a search index (`audit_terms`: one row per
-//! entry and term, `user|dr-grey`, `entity|Patient/pa`, `action|R`, ..., plus `*` for every
-//! entry, each keyed by time recorded and position), so that AuditEvent searches over a
-//! trail of millions of entries read only what they return ([`crate::audit_search`]). The
+//! Beside the chain lies a search index (`audit_terms`: one row per entry and term,
+//! `user|dr-grey`, `entity|Patient/pa`, `action|R`, ..., plus `*` for every entry, each
+//! keyed by time recorded and position), so that AuditEvent searches over a trail of
+//! millions of entries read only what they return ([`crate::audit_search`]). The writer
+//! indexes when no accesses are waiting, so at peak load the appends alone take its time
+//! and the index catches up afterwards; a search first indexes whatever is still behind. The
 //! index is derived from the chained line and deliberately left outside the hash: the
 //! chain's format stays as it was, and an index can be rebuilt from the lines (which
 //! happens for entries written before it existed). What the index says is never trusted on
@@ -59,6 +61,9 @@ const INDEXED: &str = "indexed";
 pub(crate) const EVERY_ENTRY: &str = "*";
 
 const KEY_FILE: &str = "audit.key";
+/// Entries indexed per transaction while catching up, so the appending writer (or a search)
+/// never waits long for the other.
+const INDEX_CHUNK: i64 = 2_000;
 /// How long the writer gathers entries into one commit.
 const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(20);
 const HEAD_FILE: &str = "audit.head";
@@ -335,25 +340,32 @@ fn set_indexed_through(connection: &Connection, seq: i64) -> Result<(), Error> {
     Ok(())
 }
 
-/// Indexes the entries written without an index (by a version before it, or when the
-/// index rows of the last entries were removed). A no-op when the index is current, which
-/// it is while a server writes the trail.
+/// Indexes the entries written without an index (by a version before it, while the writer
+/// was busy appending, or when the index rows of the last entries were removed), in chunks.
 fn catch_up(connection: &Connection) -> Result<(), Error> {
+    while index_chunk(connection)? {}
+    Ok(())
+}
+
+/// Indexes up to [`INDEX_CHUNK`] of the entries not yet indexed; says whether any remain.
+fn index_chunk(connection: &Connection) -> Result<bool, Error> {
     let last = || -> Result<i64, Error> {
         Ok(connection.query_row("SELECT coalesce(max(seq), 0) FROM audit", [], |r| r.get(0))?)
     };
     if indexed_through(connection)? >= last()? {
-        return Ok(());
+        return Ok(false);
     }
-    // IMMEDIATE: the writer may be appending; whoever is second finds nothing left to do.
+    // IMMEDIATE: the writer and a search may both be catching up; whoever is second starts
+    // where the first stopped.
     let transaction =
         rusqlite::Transaction::new_unchecked(connection, rusqlite::TransactionBehavior::Immediate)?;
     let from = indexed_through(&transaction)?;
-    let through = last()?;
+    let through = last()?.min(from + INDEX_CHUNK);
     {
-        let mut statement =
-            transaction.prepare("SELECT seq, recorded, event FROM audit WHERE seq > ?1 ORDER BY seq")?;
-        let mut rows = statement.query(params![from])?;
+        let mut statement = transaction.prepare_cached(
+            "SELECT seq, recorded, event FROM audit WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+        )?;
+        let mut rows = statement.query(params![from, through])?;
         while let Some(row) = rows.next()? {
             let (seq, recorded, line): (i64, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
             // An entry that does not read back is left to `verify` to report.
@@ -363,8 +375,9 @@ fn catch_up(connection: &Connection) -> Result<(), Error> {
         }
     }
     set_indexed_through(&transaction, through)?;
+    let remaining = through < last()?;
     transaction.commit()?;
-    Ok(())
+    Ok(remaining)
 }
 
 /// A connection for reading the trail, its index current.
@@ -442,7 +455,11 @@ fn open_table(data_dir: &Path) -> Result<Connection, Error> {
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
     // WAL with NORMAL sync: a committed entry survives the process being killed; on power
     // loss the last batch (well under a second) may be lost, as with the store's import mode.
-    connection.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
+    // Appends rewrite the same last pages batch after batch; checkpointing every 40 MB
+    // instead of 4 MB copies each of them back far less often.
+    connection.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000; PRAGMA cache_size = -32000;",
+    )?;
     connection.execute_batch(SCHEMA)?;
     Ok(connection)
 }
@@ -527,7 +544,16 @@ fn write_loop(mut connection: Connection, key: [u8; 32], head: PathBuf, receiver
     let anchor_every = std::time::Duration::from_millis(200);
     let mut anchored = std::time::Instant::now() - anchor_every;
     let mut anchored_seq = seq;
-    while let Ok(first) = receiver.recv() {
+    // An access that arrived while the writer looked for idle time to index.
+    let mut carried = None;
+    loop {
+        let first = match carried.take() {
+            Some(message) => message,
+            None => match receiver.recv() {
+                Ok(message) => message,
+                Err(_) => break,
+            },
+        };
         // Gather for a moment before committing: a commit (and a wake-up of this thread) per
         // request would cost more than the request. Sleeping, not waiting on the channel,
         // lets senders hand over entries without waking it.
@@ -566,12 +592,10 @@ fn write_loop(mut connection: Connection, key: [u8; 32], head: PathBuf, receiver
                         let next = seq + 1;
                         let hash = entry_hash(&key, next, &recorded, &access.user, &patients, &event, &prev);
                         insert.execute(params![next, recorded, access.user, patients, event, prev, hash])?;
-                        index_entry(&transaction, next, recorded_ms, access)?;
                         seq = next;
                         prev = hash;
                     }
                 }
-                set_indexed_through(&transaction, seq)?;
                 transaction.commit()?;
                 Ok(())
             })();
@@ -602,8 +626,32 @@ fn write_loop(mut connection: Connection, key: [u8; 32], head: PathBuf, receiver
                 }
             }
         }
+        // Whoever flushes finds the index current too.
+        if !waiting.is_empty()
+            && let Err(error) = catch_up(&connection)
+        {
+            tracing_like_warning(&format!("the audit index could not be written: {error}"));
+        }
         for done in waiting {
             let _ = done.send(());
+        }
+        // Index while nobody is waiting to be appended, a chunk at a time.
+        loop {
+            match receiver.try_recv() {
+                Ok(message) => {
+                    carried = Some(message);
+                    break;
+                }
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+                Err(std::sync::mpsc::TryRecvError::Empty) => match index_chunk(&connection) {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(error) => {
+                        tracing_like_warning(&format!("the audit index could not be written: {error}"));
+                        break;
+                    }
+                },
+            }
         }
     }
     // Closing: the anchor records the last entry.

@@ -356,16 +356,19 @@ pub(crate) fn patients_touched(path: &str, body: Option<&[u8]>) -> Vec<String> {
         add(id);
     }
     let Some(body) = body else { return patients };
-    let text = String::from_utf8_lossy(body);
-    let id_at = |rest: &str| -> String {
-        rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.').collect()
+    let id_at = |rest: &[u8]| -> String {
+        let end = rest
+            .iter()
+            .position(|&b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+            .unwrap_or(rest.len());
+        // ASCII by the test above.
+        String::from_utf8_lossy(&rest[..end]).into_owned()
     };
-    for (at, _) in text.match_indices("\"reference\":\"Patient/") {
-        add(&id_at(&text[at + "\"reference\":\"Patient/".len()..]));
-    }
-    // Stored resources begin `{"resourceType":"Patient","id":"...`.
-    for (at, _) in text.match_indices("\"resourceType\":\"Patient\",\"id\":\"") {
-        add(&id_at(&text[at + "\"resourceType\":\"Patient\",\"id\":\"".len()..]));
+    // References, and stored resources, which begin `{"resourceType":"Patient","id":"...`.
+    for needle in [&b"\"reference\":\"Patient/"[..], &b"\"resourceType\":\"Patient\",\"id\":\""[..]] {
+        for at in memchr::memmem::find_iter(body, needle) {
+            add(&id_at(&body[at + needle.len()..]));
+        }
     }
     patients
 }

@@ -100,6 +100,15 @@ pub struct ResolvedChild<'d> {
     pub type_code: Option<&'d str>,
 }
 
+/// A name under a root, as [`Definitions::member`] resolves it.
+#[derive(Debug, Clone, Copy)]
+pub enum Member<'d> {
+    /// The FHIRPath name of a choice element (`value` for `Observation.value[x]`).
+    Choice(&'d ElementDef),
+    /// A JSON property name: what [`Definitions::child`] gives.
+    Child(ResolvedChild<'d>),
+}
+
 /// Where a child's element definition is: (type index, element index).
 #[derive(Clone, Copy, Debug)]
 struct Slot {
@@ -296,6 +305,23 @@ impl Definitions {
         (slot.chosen.is_none() && element.path.ends_with("[x]")).then_some(element)
     }
 
+    /// [`Definitions::choice`] and else [`Definitions::child`] from one lookup: FHIRPath
+    /// member access asks both for every step, and each walks the base chain.
+    pub fn member(&self, parent_root: &str, name: &str) -> Option<Member<'_>> {
+        let (element, slot) = self.slot(parent_root, name)?;
+        if element.path.ends_with("[x]") {
+            return Some(match slot.chosen {
+                None => Member::Choice(element),
+                Some(chosen) => Member::Child(ResolvedChild {
+                    element,
+                    type_code: Some(element.types[chosen as usize].code),
+                }),
+            });
+        }
+        let type_code = if element.types.len() == 1 { Some(element.types[0].code) } else { None };
+        Some(Member::Child(ResolvedChild { element, type_code }))
+    }
+
     fn slot(&self, parent_root: &str, name: &str) -> Option<(&ElementDef, Slot)> {
         let mut root = Some(parent_root);
         while let Some(current_root) = root {
@@ -386,6 +412,30 @@ mod tests {
         assert!(defs.child("Observation", "value").is_none(), "the stem is not a JSON property");
         assert_eq!(defs.choice("Observation", "value").unwrap().path, "Observation.value[x]");
         assert!(defs.choice("Observation", "status").is_none());
+        // `member` agrees with `choice` and then `child`.
+        for (root, name) in [
+            ("Observation", "value"),
+            ("Observation", "valueQuantity"),
+            ("Observation", "status"),
+            ("Observation", "nosuch"),
+            ("Duration", "code"),
+            ("Patient.contact", "relationship"),
+        ] {
+            match defs.member(root, name) {
+                Some(Member::Choice(element)) => {
+                    assert_eq!(defs.choice(root, name).map(|e| e.path), Some(element.path))
+                }
+                Some(Member::Child(child)) => {
+                    assert!(defs.choice(root, name).is_none());
+                    let expected = defs.child(root, name).unwrap();
+                    assert_eq!(
+                        (child.element.path, child.type_code),
+                        (expected.element.path, expected.type_code)
+                    );
+                }
+                None => assert!(defs.choice(root, name).is_none() && defs.child(root, name).is_none()),
+            }
+        }
         assert!(defs.child("Patient", "meta").is_some());
         let given = defs.child("HumanName", "given").unwrap();
         assert_eq!(given.element.max, None);
