@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use fhir::definitions::{TypeKind, definitions};
+use fhir::definitions::{Member, ResolvedChild, TypeKind, definitions};
 use fhir::{DateTime, Precision, Time};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::*;
@@ -316,42 +316,27 @@ impl<'a, 'e> Evaluator<'a, 'e> {
         };
         let defs = definitions();
         if !node.root.is_empty() {
-            if let Some(element) = defs.choice(node.root, name) {
-                // The JSON names the choice by its type: `valueQuantity`, `valueString`.
-                for (key, value) in object {
-                    let Some(suffix) = key.strip_prefix(name) else { continue };
-                    if let Some(ty) = element.types.iter().find(|t| is_type_suffix(t.code, suffix)) {
-                        let root = defs.children_root(element, Some(ty.code));
-                        push_json(out, value, sidecar_of(object, key), ty.code, Some(root));
+            match defs.member(node.root, name) {
+                Some(Member::Choice(element)) => {
+                    // The JSON names the choice by its type: `valueQuantity`, `valueString`.
+                    for (key, value) in object {
+                        let Some(suffix) = key.strip_prefix(name) else { continue };
+                        if let Some(ty) = element.types.iter().find(|t| is_type_suffix(t.code, suffix)) {
+                            let root = defs.children_root(element, Some(ty.code));
+                            push_json(out, value, sidecar_of(object, key), ty.code, Some(root));
+                        }
                     }
+                    return Ok(());
                 }
-                return Ok(());
-            }
-            match defs.child(node.root, name) {
-                Some(child) if child.element.path.ends_with("[x]") => {
+                Some(Member::Child(child)) if child.element.path.ends_with("[x]") => {
                     // `valueQuantity`: FHIRPath names the choice element `value`.
                     if self.env.strict {
                         return error(format!("'{name}' is not an element name; use value.ofType(...)"));
                     }
                     return Ok(());
                 }
-                Some(child) => {
-                    let type_code = child.type_code.or_else(|| {
-                        child
-                            .element
-                            .content_reference
-                            .map(|_| "BackboneElement")
-                            .or_else(|| child.element.types.first().map(|t| t.code))
-                    });
-                    let type_code = match type_code {
-                        // The logical id of a resource is a FHIR `id`; other `id`s are strings.
-                        Some(_) if name == "id" && is_resource_type(node.type_name) => "id",
-                        Some(code) if code.starts_with("http://hl7.org/fhirpath/System.") => {
-                            system_fhir_type(code)
-                        }
-                        Some(code) => code,
-                        None => "",
-                    };
+                Some(Member::Child(child)) => {
+                    let type_code = member_type_code(&child, name, is_resource_type(node.type_name));
                     let root = defs.children_root(child.element, child.type_code);
                     let value = lookup(object, name);
                     let sidecar = if is_primitive_type(type_code) { sidecar_of(object, name) } else { None };
@@ -592,7 +577,30 @@ fn check_ordered_input(function: crate::functions::Function, target: &Expr) -> R
     Ok(())
 }
 
-fn is_resource_type(name: &str) -> bool {
+/// The FHIR type of child element `name` (of a resource when `of_resource`), as FHIRPath
+/// types it; empty when the definitions give none.
+pub(crate) fn member_type_code(
+    child: &ResolvedChild<'static>,
+    name: &str,
+    of_resource: bool,
+) -> &'static str {
+    let type_code = child.type_code.or_else(|| {
+        child
+            .element
+            .content_reference
+            .map(|_| "BackboneElement")
+            .or_else(|| child.element.types.first().map(|t| t.code))
+    });
+    match type_code {
+        // The logical id of a resource is a FHIR `id`; other `id`s are strings.
+        Some(_) if name == "id" && of_resource => "id",
+        Some(code) if code.starts_with("http://hl7.org/fhirpath/System.") => system_fhir_type(code),
+        Some(code) => code,
+        None => "",
+    }
+}
+
+pub(crate) fn is_resource_type(name: &str) -> bool {
     definitions().type_def(name).is_some_and(|t| t.kind == TypeKind::Resource)
 }
 

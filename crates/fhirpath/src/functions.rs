@@ -665,15 +665,7 @@ impl<'a> Evaluator<'a, '_> {
                     .filter_map(|item| {
                         let Value::Node(node) = item else { return None };
                         let reference = node.json?.get("reference")?.as_str()?;
-                        let mut parts = reference.split('/').collect::<Vec<_>>();
-                        if parts.len() >= 4 && parts[parts.len() - 2] == "_history" {
-                            parts.truncate(parts.len() - 2);
-                        }
-                        let (resource_type, id) = (parts.get(parts.len().checked_sub(2)?)?, parts.last()?);
-                        if wanted.as_deref().is_some_and(|w| w != *resource_type) {
-                            return None;
-                        }
-                        Some(string(id.to_string()))
+                        reference_key(reference, wanted.as_deref()).map(|id| string(id.to_string()))
                     })
                     .collect())
             }
@@ -1064,4 +1056,18 @@ fn plain_code_member(code: &str, url: &str) -> Option<bool> {
         return None;
     }
     Some(codes.iter().any(|(_, c)| c == code))
+}
+
+/// The id a reference (`Patient/p1`, `http://x/fhir/Patient/p1/_history/2`) points at, when
+/// it names a resource of type `wanted` (any type when `None`).
+pub(crate) fn reference_key<'r>(reference: &'r str, wanted: Option<&str>) -> Option<&'r str> {
+    let mut parts = reference.split('/').collect::<Vec<_>>();
+    if parts.len() >= 4 && parts[parts.len() - 2] == "_history" {
+        parts.truncate(parts.len() - 2);
+    }
+    let (resource_type, id) = (parts.get(parts.len().checked_sub(2)?)?, parts.last()?);
+    if wanted.is_some_and(|w| w != *resource_type) {
+        return None;
+    }
+    Some(id)
 }

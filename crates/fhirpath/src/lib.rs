@@ -8,6 +8,7 @@
 
 mod ast;
 mod boundary;
+mod direct;
 mod eval;
 mod functions;
 mod lexer;
@@ -16,6 +17,7 @@ mod text;
 pub mod ucum;
 mod value;
 
+pub use direct::DirectPath;
 pub use eval::{Environment, Resolver};
 pub use value::{Collection, Node, Quantity, TypeInfo, Value};
 
@@ -58,6 +60,18 @@ impl Expression {
     /// Parses and checks an expression.
     pub fn parse(text: &str) -> Result<Self, Error> {
         Ok(Expression { source: text.to_string(), ast: parser::parse(text)? })
+    }
+
+    /// The expression as a [`DirectPath`], when it is one of the shapes that can be walked
+    /// straight over the JSON.
+    pub fn direct(&self) -> Option<DirectPath> {
+        DirectPath::compile(&self.ast, &|_| None)
+    }
+
+    /// [`Expression::direct`] for an evaluation whose `%name` variables of text value are
+    /// those `constant` gives (a ViewDefinition's constants).
+    pub fn direct_with(&self, constant: &dyn Fn(&str) -> Option<String>) -> Option<DirectPath> {
+        DirectPath::compile(&self.ast, constant)
     }
 
     /// The expression's text.

@@ -43,28 +43,8 @@ impl ViewDefinition {
         if resource_type != Some(self.resource()) {
             return Ok(Vec::new());
         }
-        let mut variables = HashMap::with_capacity(self.constants.len() + 1);
-        for constant in &self.constants {
-            let node = Node {
-                json: Some(&constant.value),
-                sidecar: None,
-                type_name: constant.fhir_type,
-                root: constant.fhir_type,
-            };
-            variables.insert(constant.name.clone(), vec![Value::Node(node)]);
-        }
-        variables.insert(ROW_INDEX.to_string(), vec![Value::Integer(0)]);
-        let env = Environment {
-            root: None,
-            root_resource: None,
-            variables,
-            resolver: None,
-            strict: false,
-            trace: None,
-            now,
-        };
         let node = Value::Node(Node::resource(resource));
-        let mut evaluation = Evaluation { resource, root: vec![node.clone()], env };
+        let mut evaluation = Evaluation { view: self, now, direct: self.direct_paths, resource, env: None };
         for filter in &self.filters {
             if !evaluation.filter(filter, &node)? {
                 return Ok(Vec::new());
@@ -83,9 +63,37 @@ pub(crate) fn now() -> DateTime {
 }
 
 struct Evaluation<'r> {
+    view: &'r ViewDefinition,
+    now: DateTime,
+    /// Whether paths that can be walked directly are (see [`fhirpath::DirectPath`]).
+    direct: bool,
     resource: &'r Json,
-    root: Collection<'r>,
-    env: Environment<'r>,
+    /// Made when a path first needs the general evaluator.
+    env: Option<Environment<'r>>,
+}
+
+/// The variables of a view's paths: its constants and `%rowIndex`.
+fn environment<'r>(view: &'r ViewDefinition, now: DateTime) -> Environment<'r> {
+    let mut variables = HashMap::with_capacity(view.constants.len() + 1);
+    for constant in &view.constants {
+        let node = Node {
+            json: Some(&constant.value),
+            sidecar: None,
+            type_name: constant.fhir_type,
+            root: constant.fhir_type,
+        };
+        variables.insert(constant.name.clone(), vec![Value::Node(node)]);
+    }
+    variables.insert(ROW_INDEX.to_string(), vec![Value::Integer(0)]);
+    Environment {
+        root: None,
+        root_resource: None,
+        variables,
+        resolver: None,
+        strict: false,
+        trace: None,
+        now,
+    }
 }
 
 impl<'r> Evaluation<'r> {
@@ -95,14 +103,27 @@ impl<'r> Evaluation<'r> {
         focus: &Value<'r>,
         row_index: usize,
     ) -> Result<Collection<'r>, Error> {
+        if self.direct
+            && let Some(direct) = &path.direct
+            && let Some(values) = direct.evaluate(focus)
+        {
+            return Ok(values);
+        }
+        if self.direct && path.row_index_only {
+            return Ok(vec![Value::Integer(row_index as i64)]);
+        }
+        let (view, now) = (self.view, self.now);
+        let env = self.env.get_or_insert_with(|| environment(view, now));
         if path.uses_row_index
-            && let Some(slot) = self.env.variables.get_mut(ROW_INDEX)
+            && let Some(slot) = env.variables.get_mut(ROW_INDEX)
         {
             *slot = vec![Value::Integer(row_index as i64)];
         }
-        path.expression
-            .evaluate_collection(vec![focus.clone()], self.root.clone(), &self.env)
-            .map_err(|e| self.error(&path.location, e.to_string()))
+        let root = vec![Value::Node(Node::resource(self.resource))];
+        match path.expression.evaluate_collection(vec![focus.clone()], root, env) {
+            Ok(values) => Ok(values),
+            Err(e) => Err(self.error(&path.location, e.to_string())),
+        }
     }
 
     fn error(&self, location: &str, message: impl Into<String>) -> Error {
@@ -254,6 +275,20 @@ fn cell(column: &ColumnDef, values: &Collection<'_>) -> Result<Cell, String> {
 }
 
 fn scalar(kind: Kind, value: &Value<'_>) -> Result<Cell, String> {
+    // Text needs no System value (which for a date means parsing it).
+    match kind {
+        Kind::Text => return Ok(Cell::Text(text(value))),
+        Kind::Json => {
+            return Ok(Cell::Text(match value {
+                Value::Node(node) if !node.is_primitive() => {
+                    node.json.map(Json::to_string).unwrap_or_default()
+                }
+                Value::Quantity(_) => value.to_json().to_string(),
+                _ => text(value),
+            }));
+        }
+        Kind::Boolean | Kind::Integer | Kind::Decimal => {}
+    }
     let system = value.system();
     let mismatch = |expected: &str| {
         Err(format!("expected {expected}, found {} ({})", system.type_label(), system.display()))
@@ -276,12 +311,7 @@ fn scalar(kind: Kind, value: &Value<'_>) -> Result<Cell, String> {
             }
             _ => mismatch("a decimal"),
         },
-        Kind::Text => Ok(Cell::Text(text(value))),
-        Kind::Json => Ok(Cell::Text(match value {
-            Value::Node(node) if !node.is_primitive() => node.json.map(Json::to_string).unwrap_or_default(),
-            Value::Quantity(_) => value.to_json().to_string(),
-            _ => text(value),
-        })),
+        Kind::Text | Kind::Json => Ok(Cell::Text(text(value))),
     }
 }
 

@@ -105,16 +105,20 @@ impl Column {
 }
 
 /// A compiled FHIRPath expression with where it came from.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Path {
     pub expression: Expression,
     pub location: String,
     /// Whether it reads `%rowIndex`, which is then set before each evaluation.
     pub uses_row_index: bool,
+    /// The expression walked straight over the JSON, when it has such a shape.
+    pub direct: Option<fhirpath::DirectPath>,
+    /// Whether the expression is just `%rowIndex`.
+    pub row_index_only: bool,
 }
 
 /// What a selection iterates over.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Iteration {
     /// The parent's node itself.
     Parent,
@@ -123,7 +127,7 @@ pub(crate) enum Iteration {
     Repeat(Vec<Path>),
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct ColumnDef {
     pub path: Path,
     pub kind: Kind,
@@ -133,7 +137,7 @@ pub(crate) struct ColumnDef {
 /// A selection structure (`select`, a `unionAll` branch, or the view itself). Its rows are
 /// `width` cells: its own columns, then each nested select's, then the union's, which is
 /// exactly the view's column order, so combining rows is concatenation.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Select {
     pub iteration: Iteration,
     pub columns: Vec<ColumnDef>,
@@ -146,7 +150,7 @@ pub(crate) struct Select {
 }
 
 /// A constant's value, typed so that `birthDate = %date` compares dates, not strings.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Constant {
     pub name: String,
     pub value: Json,
@@ -154,7 +158,7 @@ pub(crate) struct Constant {
 }
 
 /// A parsed and checked ViewDefinition.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ViewDefinition {
     name: Option<String>,
     resource: String,
@@ -163,6 +167,7 @@ pub struct ViewDefinition {
     pub(crate) root: Select,
     columns: Vec<Column>,
     schema: SchemaRef,
+    pub(crate) direct_paths: bool,
 }
 
 /// Variables the evaluator or the runner provide besides the constants.
@@ -200,6 +205,13 @@ const COLUMN_KEYS: &[&str] = &["name", "path", "type", "collection", "descriptio
 const WHERE_KEYS: &[&str] = &["path", "description"];
 
 impl ViewDefinition {
+    /// The same view evaluating every path through the general FHIRPath evaluator, never
+    /// walking one directly: the rows must be the same, which the tests check.
+    pub fn without_direct_paths(mut self) -> ViewDefinition {
+        self.direct_paths = false;
+        self
+    }
+
     /// Reads and checks a ViewDefinition. The error names the first problem and where it is
     /// (`select[0].column[2].path: ...`).
     pub fn from_json(json: &Json) -> Result<ViewDefinition, Error> {
@@ -227,7 +239,7 @@ impl ViewDefinition {
         let constants = constants(view.get("constant"))?;
         let mut known: Vec<&str> = BUILT_IN_VARIABLES.to_vec();
         known.extend(constants.iter().map(|c| c.name.as_str()));
-        let compiler = Compiler { known: &known };
+        let compiler = Compiler { known: &known, constants: &constants };
 
         let mut filters = Vec::new();
         for (i, item) in array(view.get("where"), "where")?.iter().enumerate() {
@@ -264,7 +276,7 @@ impl ViewDefinition {
             }
         }
         let schema = Arc::new(Schema::new(columns.iter().map(Column::field).collect::<Vec<_>>()));
-        Ok(ViewDefinition { name, resource, constants, filters, root, columns, schema })
+        Ok(ViewDefinition { name, resource, constants, filters, root, columns, schema, direct_paths: true })
     }
 
     /// The view's `name`, if it has one.
@@ -292,6 +304,7 @@ impl ViewDefinition {
 struct Compiler<'k> {
     /// Names a `%variable` may have.
     known: &'k [&'k str],
+    constants: &'k [Constant],
 }
 
 impl Compiler<'_> {
@@ -308,7 +321,22 @@ impl Compiler<'_> {
             }
         }
         let uses_row_index = variables.contains(&"rowIndex");
-        Ok(Path { expression, location: location.to_string(), uses_row_index })
+        // Direct paths compare with constants only as text.
+        let text_constant = |name: &str| {
+            self.constants
+                .iter()
+                .find(|c| c.name == name)
+                .filter(|c| {
+                    matches!(
+                        c.fhir_type,
+                        "string" | "code" | "uri" | "url" | "canonical" | "id" | "oid" | "uuid" | "markdown"
+                    )
+                })
+                .and_then(|c| c.value.as_str().map(str::to_string))
+        };
+        let direct = expression.direct_with(&text_constant);
+        let row_index_only = expression.source().trim() == "%rowIndex";
+        Ok(Path { expression, location: location.to_string(), uses_row_index, direct, row_index_only })
     }
 
     /// One selection structure; its columns (in output order) are appended to `out`.

@@ -575,6 +575,20 @@ fn procedures_medications_and_immunizations_say_what_the_resources_say() {
 }
 
 /// The rows a built-in view gives for one resource, as maps.
+#[test]
+fn direct_paths_give_the_rows_of_the_general_evaluator() {
+    let mut compared = 0;
+    for builtin in builtin::views() {
+        let general = builtin.view().clone().without_direct_paths();
+        for resource in resources(builtin.view().resource()) {
+            let direct = builtin.view().rows(resource).unwrap();
+            assert_eq!(direct, general.rows(resource).unwrap(), "{} over {resource}", builtin.name());
+            compared += direct.len();
+        }
+    }
+    assert!(compared > 1_000, "only {compared} rows compared");
+}
+
 fn rows_of(name: &str, resource: &Json) -> Table {
     let view = builtin::get(name).expect("built-in").view();
     let names: Vec<String> = view.columns().iter().map(|c| c.name().to_string()).collect();

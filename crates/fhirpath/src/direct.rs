@@ -1,0 +1,631 @@
+//! Direct paths: the expressions analytics runs most — member chains with `first()`,
+//! `ofType()` on a choice, `where(member = 'text')`, `getResourceKey()` and
+//! `getReferenceKey()` — walked straight over the JSON, without the evaluator's collections
+//! of intermediate results.
+//!
+//! A direct path gives exactly what [`crate::Expression::evaluate_collection`] gives in
+//! non-strict mode, or nothing at all: whenever the JSON is not of the usual shape (a
+//! primitive's `_name` extension sibling, an element the definitions do not know, a
+//! contained resource, several values where a comparison wants one), [`DirectPath::evaluate`]
+//! returns `None` and the caller evaluates the expression the ordinary way. The conformance
+//! suites run through both.
+
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+use fhir::definitions::{Member, TypeKind, definitions};
+use serde_json::Value as Json;
+
+use crate::ast::{BinaryOp, Expr, Literal};
+use crate::eval::{is_resource_type, lookup, member_type_code, union};
+use crate::functions::{Function, reference_key};
+use crate::parser::type_of_expr;
+use crate::value::{Collection, Node, Value, is_primitive_type};
+
+/// An expression that can be walked directly (see the module documentation).
+#[derive(Clone, Debug)]
+pub struct DirectPath {
+    steps: Vec<Step>,
+}
+
+#[derive(Clone, Debug)]
+enum Step {
+    /// `.name` of a non-choice element.
+    Member(Resolving),
+    /// `.name.ofType(T)` of a choice element: the JSON keys `nameT` (and `nameU` for types
+    /// `U` that are `T`).
+    Choice {
+        name: String,
+        type_name: String,
+        resolved: OnceLock<(Key, Vec<(String, &'static str, &'static str)>)>,
+    },
+    First,
+    /// `where(criterion)`.
+    Where(Criterion),
+    /// `iif(criterion, then, otherwise)` at the start of the path (on the focus).
+    Iif {
+        criterion: Criterion,
+        then: DirectPath,
+        otherwise: Option<DirectPath>,
+    },
+    /// `a | b | ...`, the whole path.
+    Union(Vec<DirectPath>),
+    ResourceKey,
+    ReferenceKey(Option<String>),
+    Empty,
+}
+
+/// A test of one item: what `where()`, `exists()` and `iif()` take. `exists()` and
+/// `empty()` are never empty, and an empty comparison counts as false, which `and` and `or`
+/// in a `where` or `iif` criterion give too (no `not()`, under which they would differ).
+#[derive(Clone, Debug)]
+enum Criterion {
+    Exists(DirectPath),
+    Empty(DirectPath),
+    /// `path.exists(criterion)`.
+    ExistsWhere(DirectPath, Box<Criterion>),
+    /// `path = literal`.
+    Equals(DirectPath, Expected),
+    And(Box<Criterion>, Box<Criterion>),
+    Or(Box<Criterion>, Box<Criterion>),
+}
+
+#[derive(Clone, Debug)]
+enum Expected {
+    Text(String),
+    Boolean(bool),
+    Integer(i64),
+}
+
+impl Criterion {
+    fn test(&self, item: &Value<'_>) -> Option<bool> {
+        Some(match self {
+            Criterion::Exists(path) => !path.evaluate(item)?.is_empty(),
+            Criterion::Empty(path) => path.evaluate(item)?.is_empty(),
+            Criterion::ExistsWhere(path, criterion) => {
+                for found in path.evaluate(item)? {
+                    if criterion.test(&found)? {
+                        return Some(true);
+                    }
+                }
+                false
+            }
+            Criterion::Equals(path, expected) => {
+                let found = path.evaluate(item)?;
+                let [value] = found.as_slice() else { return Some(false) };
+                let json = match value {
+                    Value::Node(node) => node.json?,
+                    Value::String(text) => {
+                        return match expected {
+                            Expected::Text(wanted) => Some(text == wanted),
+                            _ => None,
+                        };
+                    }
+                    _ => return None,
+                };
+                let type_name = match value {
+                    Value::Node(node) => node.type_name,
+                    _ => "",
+                };
+                match (expected, json) {
+                    (Expected::Text(wanted), Json::String(text)) if is_text_type(type_name) => text == wanted,
+                    (Expected::Boolean(wanted), Json::Bool(b)) => b == wanted,
+                    (Expected::Integer(wanted), Json::Number(n)) if type_name != "decimal" => {
+                        n.as_i64()? == *wanted
+                    }
+                    _ => return None,
+                }
+            }
+            Criterion::And(left, right) => left.test(item)? && right.test(item)?,
+            Criterion::Or(left, right) => left.test(item)? || right.test(item)?,
+        })
+    }
+}
+
+/// Primitive types whose values compare with a string literal as text.
+fn is_text_type(type_name: &str) -> bool {
+    matches!(type_name, "string" | "code" | "uri" | "url" | "canonical" | "id" | "oid" | "uuid" | "markdown")
+}
+
+/// Where the definitions were asked: the item's definitions root and type name.
+type Key = (usize, usize);
+
+fn key_of(node: &Node<'_>) -> Key {
+    (node.root.as_ptr() as usize ^ (node.root.len() << 48), node.type_name.as_ptr() as usize)
+}
+
+/// A member name and what the definitions say of it for the first kind of item it met (the
+/// items at one place in a view are nearly always of one kind; others are resolved afresh).
+#[derive(Clone, Debug)]
+struct Resolving {
+    name: String,
+    resolved: OnceLock<(Key, Option<Resolved>)>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Resolved {
+    type_code: &'static str,
+    root: &'static str,
+    primitive: bool,
+}
+
+impl Resolving {
+    fn new(name: &str) -> Resolving {
+        Resolving { name: name.to_string(), resolved: OnceLock::new() }
+    }
+
+    fn resolve(&self, node: &Node<'_>) -> Option<Resolved> {
+        let key = key_of(node);
+        let (cached_key, cached) = self.resolved.get_or_init(|| (key, resolve_member(node, &self.name)));
+        if *cached_key == key { *cached } else { resolve_member(node, &self.name) }
+    }
+}
+
+fn resolve_member(node: &Node<'_>, name: &str) -> Option<Resolved> {
+    if node.root.is_empty() {
+        return None;
+    }
+    let defs = definitions();
+    let Some(Member::Child(child)) = defs.member(node.root, name) else { return None };
+    if child.element.path.ends_with("[x]") {
+        return None;
+    }
+    let type_code = member_type_code(&child, name, is_resource_type(node.type_name));
+    // A contained resource is typed by its own `resourceType`, an unknown type not at all.
+    if type_code.is_empty() || type_code == "Resource" {
+        return None;
+    }
+    let root = defs.children_root(child.element, child.type_code);
+    Some(Resolved { type_code, root, primitive: is_primitive_type(type_code) })
+}
+
+impl DirectPath {
+    /// `constant` gives the text of a view's `%name` constants that are strings.
+    pub(crate) fn compile(expr: &Expr, constant: &dyn Fn(&str) -> Option<String>) -> Option<DirectPath> {
+        let mut steps = Vec::new();
+        match expr {
+            Expr::Empty => steps.push(Step::Empty),
+            Expr::Binary { op: BinaryOp::Union, .. } => {
+                let mut branches = Vec::new();
+                union_branches(expr, constant, &mut branches)?;
+                steps.push(Step::Union(branches));
+            }
+            _ => compile_into(expr, constant, &mut steps)?,
+        }
+        // Keys are strings, not elements: nothing may follow them.
+        let key_at = steps.iter().position(|s| matches!(s, Step::ResourceKey | Step::ReferenceKey(_)));
+        if let Some(at) = key_at {
+            let rest = &steps[at + 1..];
+            if !(rest.is_empty() || matches!(rest, [Step::First])) {
+                return None;
+            }
+        }
+        Some(DirectPath { steps })
+    }
+
+    /// What the expression gives for `focus`, or `None` when it must be evaluated the
+    /// ordinary way.
+    pub fn evaluate<'a>(&self, focus: &Value<'a>) -> Option<Collection<'a>> {
+        let Value::Node(node) = focus else { return None };
+        let mut items: Vec<Node<'a>> = vec![*node];
+        let mut next: Vec<Node<'a>> = Vec::new();
+        for step in &self.steps {
+            match step {
+                Step::Member(member) => {
+                    next.clear();
+                    for item in &items {
+                        let object = item.json?.as_object()?;
+                        let resolved = member.resolve(item)?;
+                        if resolved.primitive && has_sidecar(object, &member.name) {
+                            return None;
+                        }
+                        if let Some(value) = lookup(object, &member.name) {
+                            push(&mut next, value, resolved.type_code, resolved.root);
+                        }
+                    }
+                    std::mem::swap(&mut items, &mut next);
+                }
+                Step::Choice { name, type_name, resolved } => {
+                    next.clear();
+                    for item in &items {
+                        let object = item.json?.as_object()?;
+                        let key = key_of(item);
+                        let (cached_key, cached) = resolved
+                            .get_or_init(|| (key, choice_keys(item, name, type_name).unwrap_or_default()));
+                        let fresh;
+                        let keys = if *cached_key == key {
+                            cached
+                        } else {
+                            fresh = choice_keys(item, name, type_name)?;
+                            &fresh
+                        };
+                        if keys.is_empty() {
+                            return None;
+                        }
+                        let mut found = 0;
+                        for (json_key, type_code, root) in keys {
+                            if has_sidecar(object, json_key) {
+                                return None;
+                            }
+                            if let Some(value) = lookup(object, json_key) {
+                                found += 1;
+                                push(&mut next, value, type_code, root);
+                            }
+                        }
+                        // Two choices present: the ordinary path keeps the JSON's order.
+                        if found > 1 {
+                            return None;
+                        }
+                    }
+                    std::mem::swap(&mut items, &mut next);
+                }
+                Step::First => items.truncate(1),
+                Step::Where(criterion) => {
+                    let mut kept = Vec::with_capacity(items.len());
+                    for item in &items {
+                        if criterion.test(&Value::Node(*item))? {
+                            kept.push(*item);
+                        }
+                    }
+                    items = kept;
+                }
+                Step::Iif { criterion, then, otherwise } => {
+                    let [item] = items.as_slice() else { return None };
+                    let focus = Value::Node(*item);
+                    let chosen = if criterion.test(&focus)? { Some(then) } else { otherwise.as_ref() };
+                    let Some(chosen) = chosen else {
+                        items.clear();
+                        continue;
+                    };
+                    let values = chosen.evaluate(&focus)?;
+                    if self.steps.len() == 1 {
+                        return Some(values);
+                    }
+                    items.clear();
+                    for value in values {
+                        // Keys are not elements to go on from.
+                        let Value::Node(node) = value else { return None };
+                        items.push(node);
+                    }
+                }
+                Step::Union(branches) => {
+                    let mut out = Vec::new();
+                    for branch in branches {
+                        out = union(out, branch.evaluate(focus)?);
+                    }
+                    return Some(out);
+                }
+                Step::ResourceKey => {
+                    return Some(
+                        self.keys_end(
+                            items
+                                .iter()
+                                .filter_map(|node| node.json?.get("id")?.as_str())
+                                .map(|id| Value::String(Cow::Borrowed(id)))
+                                .collect(),
+                        ),
+                    );
+                }
+                Step::ReferenceKey(wanted) => {
+                    return Some(
+                        self.keys_end(
+                            items
+                                .iter()
+                                .filter_map(|node| {
+                                    let reference = node.json?.get("reference")?.as_str()?;
+                                    reference_key(reference, wanted.as_deref())
+                                })
+                                .map(|id| Value::String(Cow::Owned(id.to_string())))
+                                .collect(),
+                        ),
+                    );
+                }
+                Step::Empty => return Some(Vec::new()),
+            }
+        }
+        Some(items.into_iter().map(Value::Node).collect())
+    }
+}
+
+fn union_branches(
+    expr: &Expr,
+    constant: &dyn Fn(&str) -> Option<String>,
+    out: &mut Vec<DirectPath>,
+) -> Option<()> {
+    match expr {
+        Expr::Binary { op: BinaryOp::Union, left, right } => {
+            union_branches(left, constant, out)?;
+            union_branches(right, constant, out)
+        }
+        other => {
+            out.push(DirectPath::compile(other, constant)?);
+            Some(())
+        }
+    }
+}
+
+impl DirectPath {
+    /// Keys end a path, but for a `first()` after them.
+    fn keys_end<'a>(&self, mut keys: Collection<'a>) -> Collection<'a> {
+        if matches!(self.steps.last(), Some(Step::First)) {
+            keys.truncate(1);
+        }
+        keys
+    }
+}
+
+fn compile_criterion(expr: &Expr, constant: &dyn Fn(&str) -> Option<String>) -> Option<Criterion> {
+    let path = |e: &Expr| DirectPath::compile(e, constant);
+    match expr {
+        Expr::Binary { op: BinaryOp::And, left, right } => Some(Criterion::And(
+            Box::new(compile_criterion(left, constant)?),
+            Box::new(compile_criterion(right, constant)?),
+        )),
+        Expr::Binary { op: BinaryOp::Or, left, right } => Some(Criterion::Or(
+            Box::new(compile_criterion(left, constant)?),
+            Box::new(compile_criterion(right, constant)?),
+        )),
+        Expr::Binary { op: BinaryOp::Equal, left, right } => {
+            let expected = match right.as_ref() {
+                Expr::Literal(Literal::String(text)) => Expected::Text(text.clone()),
+                Expr::Literal(Literal::Boolean(b)) => Expected::Boolean(*b),
+                Expr::Literal(Literal::Integer(i)) => Expected::Integer(*i),
+                Expr::Variable(variable) => Expected::Text(variable_text(variable, constant)?),
+                _ => return None,
+            };
+            Some(Criterion::Equals(path(left)?, expected))
+        }
+        Expr::Call { target, function: Function::Exists, args } => {
+            let target = match target {
+                Some(target) => path(target)?,
+                None => DirectPath { steps: Vec::new() },
+            };
+            match args.as_slice() {
+                [] => Some(Criterion::Exists(target)),
+                [criterion] => {
+                    Some(Criterion::ExistsWhere(target, Box::new(compile_criterion(criterion, constant)?)))
+                }
+                _ => None,
+            }
+        }
+        Expr::Call { target: Some(target), function: Function::Empty, args } if args.is_empty() => {
+            Some(Criterion::Empty(path(target)?))
+        }
+        _ => None,
+    }
+}
+
+/// A `%variable` as text: the evaluator's own first, then the view's string constants.
+fn variable_text(name: &str, constant: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    match name {
+        "resource" | "rootResource" | "context" => None,
+        _ => known_variable(name).map(str::to_string).or_else(|| {
+            if name.starts_with("vs-") || name.starts_with("ext-") { None } else { constant(name) }
+        }),
+    }
+}
+
+fn compile_into(expr: &Expr, constant: &dyn Fn(&str) -> Option<String>, steps: &mut Vec<Step>) -> Option<()> {
+    match expr {
+        Expr::This => Some(()),
+        Expr::Member { target, name } => {
+            if let Some(target) = target {
+                compile_into(target, constant, steps)?;
+            }
+            steps.push(Step::Member(Resolving::new(name)));
+            Some(())
+        }
+        Expr::Call { target, function, args } => {
+            match (function, args.as_slice()) {
+                (Function::OfType, [type_arg]) => {
+                    // Only `name.ofType(T)`: the choice element, by the type it is written in.
+                    let Some(Expr::Member { target: inner, name }) = target.as_deref() else { return None };
+                    let spec = type_of_expr(type_arg)?;
+                    if spec.namespace.as_deref().is_some_and(|n| n != "FHIR") {
+                        return None;
+                    }
+                    definitions().type_def(&spec.name)?;
+                    if let Some(inner) = inner {
+                        compile_into(inner, constant, steps)?;
+                    }
+                    steps.push(Step::Choice {
+                        name: name.clone(),
+                        type_name: spec.name,
+                        resolved: OnceLock::new(),
+                    });
+                    return Some(());
+                }
+                (Function::Where, [criterion]) => {
+                    let criterion = compile_criterion(criterion, constant)?;
+                    if let Some(target) = target {
+                        compile_into(target, constant, steps)?;
+                    }
+                    steps.push(Step::Where(criterion));
+                    return Some(());
+                }
+                (Function::Iif, [criterion, then, rest @ ..]) if target.is_none() && steps.is_empty() => {
+                    let otherwise = match rest {
+                        [] => None,
+                        [otherwise] => Some(DirectPath::compile(otherwise, constant)?),
+                        _ => return None,
+                    };
+                    steps.push(Step::Iif {
+                        criterion: compile_criterion(criterion, constant)?,
+                        then: DirectPath::compile(then, constant)?,
+                        otherwise,
+                    });
+                    return Some(());
+                }
+                _ => {}
+            }
+            if let Some(target) = target {
+                compile_into(target, constant, steps)?;
+            }
+            match (function, args.as_slice()) {
+                (Function::First, []) => steps.push(Step::First),
+                (Function::GetResourceKey, []) => steps.push(Step::ResourceKey),
+                (Function::GetReferenceKey, []) => steps.push(Step::ReferenceKey(None)),
+                (Function::GetReferenceKey, [type_arg]) => {
+                    steps.push(Step::ReferenceKey(Some(type_of_expr(type_arg)?.name)))
+                }
+                _ => return None,
+            }
+            Some(())
+        }
+        _ => None,
+    }
+}
+
+/// The variables whose value no environment can change (the evaluator answers them first).
+fn known_variable(name: &str) -> Option<&'static str> {
+    match name {
+        "ucum" => Some("http://unitsofmeasure.org"),
+        "sct" => Some("http://snomed.info/sct"),
+        "loinc" => Some("http://loinc.org"),
+        _ => None,
+    }
+}
+
+/// The JSON keys of choice element `name` of `item` whose type is `type_name` (exactly, for
+/// a primitive; or a specialization of it), with their types and roots.
+fn choice_keys(
+    item: &Node<'_>,
+    name: &str,
+    type_name: &str,
+) -> Option<Vec<(String, &'static str, &'static str)>> {
+    if item.root.is_empty() {
+        return None;
+    }
+    let defs = definitions();
+    let Some(Member::Choice(element)) = defs.member(item.root, name) else { return None };
+    let target = defs.type_def(type_name)?;
+    let keys: Vec<_> = element
+        .types
+        .iter()
+        .filter(|t| {
+            if target.kind == TypeKind::PrimitiveType {
+                t.code == target.name
+            } else {
+                defs.is_subtype(t.code, target.name)
+            }
+        })
+        .map(|t| {
+            let mut chars = t.code.chars();
+            let capitalized =
+                chars.next().map(|c| c.to_ascii_uppercase().to_string()).unwrap_or_default() + chars.as_str();
+            (format!("{name}{capitalized}"), t.code, defs.children_root(element, Some(t.code)))
+        })
+        .collect();
+    // A choice with none of the type: nothing to find, which the ordinary path also says.
+    if keys.is_empty() { None } else { Some(keys) }
+}
+
+fn has_sidecar(object: &serde_json::Map<String, Json>, name: &str) -> bool {
+    object.keys().any(|k| k.len() == name.len() + 1 && k.starts_with('_') && &k[1..] == name)
+}
+
+fn push<'a>(out: &mut Vec<Node<'a>>, value: &'a Json, type_name: &'static str, root: &'static str) {
+    match value {
+        Json::Array(items) => {
+            for item in items.iter().filter(|i| !i.is_null()) {
+                out.push(Node { json: Some(item), sidecar: None, type_name, root });
+            }
+        }
+        Json::Null => {}
+        single => out.push(Node { json: Some(single), sidecar: None, type_name, root }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{Environment, Expression};
+
+    fn observation() -> Json {
+        json!({"resourceType": "Observation", "id": "o1", "status": "final",
+            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "1"},
+                                {"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+            "subject": {"reference": "Patient/p1"},
+            "encounter": {"reference": "http://x/fhir/Encounter/e1/_history/2"},
+            "valueQuantity": {"value": 69, "unit": "/min"},
+            "component": [{"code": {"text": "a"}}, {"code": {"text": "b"}}]})
+    }
+
+    /// The direct walk, and the general evaluator's answer, as display strings.
+    fn both(expression: &str, resource: &Json) -> (Option<Vec<String>>, Vec<String>) {
+        let parsed = Expression::parse(expression).unwrap();
+        let direct = parsed.direct().unwrap_or_else(|| panic!("{expression} is not direct"));
+        let focus = Value::Node(Node::resource(resource));
+        let walked = direct.evaluate(&focus).map(|c| c.iter().map(Value::display).collect());
+        let general = parsed.evaluate(resource, &Environment::default()).unwrap();
+        (walked, general.iter().map(Value::display).collect())
+    }
+
+    #[test]
+    fn the_shapes_analytics_uses_are_walked_directly_and_agree() {
+        let resource = observation();
+        for (expression, expected) in [
+            ("getResourceKey()", vec!["o1"]),
+            ("subject.getReferenceKey(Patient)", vec!["p1"]),
+            ("subject.getReferenceKey(Encounter)", vec![]),
+            ("encounter.getReferenceKey()", vec!["e1"]),
+            ("status", vec!["final"]),
+            ("code.coding.where(system = %loinc).first().code", vec!["8867-4"]),
+            ("code.coding.where(system = 'http://snomed.info/sct').code", vec!["1"]),
+            ("code.coding.code", vec!["1", "8867-4"]),
+            ("value.ofType(Quantity).unit", vec!["/min"]),
+            ("value.ofType(string)", vec![]),
+            ("component.code.text", vec!["a", "b"]),
+            ("component.first().code.text", vec!["a"]),
+            ("{}", vec![]),
+            ("encounter.getReferenceKey(Encounter).first()", vec!["e1"]),
+            ("status | code.coding.code | status", vec!["final", "1", "8867-4"]),
+            ("value.ofType(Quantity).value | value.ofType(integer)", vec!["69"]),
+            ("code.coding.where(system = %loinc and code = '8867-4').display", vec!["Heart rate"]),
+            ("code.coding.where(system = %sct or display = 'Heart rate').code", vec!["1", "8867-4"]),
+            ("code.coding.where(code.exists() and display.empty()).code", vec!["1"]),
+            ("component.where(code.exists(text = 'b')).code.text", vec!["b"]),
+            ("iif(value.ofType(Quantity).exists(), value.ofType(Quantity).unit, status)", vec!["/min"]),
+            ("iif(component.empty(), status, code.coding.first().code)", vec!["1"]),
+            ("iif(status = 'final', subject.getReferenceKey())", vec!["p1"]),
+            ("iif(status = 'draft', subject.getReferenceKey())", vec![]),
+        ] {
+            let (walked, general) = both(expression, &resource);
+            assert_eq!(
+                walked.as_deref(),
+                Some(&expected.iter().map(|s| s.to_string()).collect::<Vec<_>>()[..]),
+                "{expression}"
+            );
+            assert_eq!(general, expected, "{expression}");
+        }
+    }
+
+    #[test]
+    fn unusual_json_is_left_to_the_general_evaluator() {
+        let mut resource = observation();
+        resource["_status"] = json!({"extension": [{"url": "http://x", "valueString": "y"}]});
+        resource["valueString"] = json!("two values");
+        let (walked, _) = both("status", &resource);
+        assert_eq!(walked, None, "status has an extension sibling");
+        // Another type of the choice beside it changes nothing.
+        let (walked, general) = both("value.ofType(Quantity)", &resource);
+        assert_eq!(walked, Some(general));
+        // Not a direct shape at all.
+        // A choice named without its type: several keys, in the JSON's order.
+        let (walked, general) = both("value", &resource);
+        assert_eq!((walked, general.len()), (None, 2));
+        for expression in [
+            "status.not()",
+            "code.coding.where(code.exists().not())",
+            "code.coding.where(code.length() > 2)",
+            "name.given.first() + 'x'",
+        ] {
+            assert!(Expression::parse(expression).unwrap().direct().is_none(), "{expression}");
+        }
+        // An element the definitions do not know.
+        let (walked, general) = both("nosuch", &json!({"resourceType": "Patient", "nosuch": "x"}));
+        assert_eq!((walked, general), (None, vec!["x".to_string()]));
+    }
+}
