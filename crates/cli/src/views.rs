@@ -341,7 +341,7 @@ pub fn sql(args: SqlArgs) -> Result<ExitCode> {
     // The user's statement reads; it must not change the tables behind the views' stamps.
     db.execute_batch("PRAGMA query_only = ON;")?;
     let mut statement = db.prepare(&args.query).map_err(|e| anyhow!("the query does not compile: {e}"))?;
-    let names: Vec<String> = statement.column_names().into_iter().map(str::to_string).collect();
+    let names: Vec<String> = statement.column_names().map(str::to_string).collect();
     let mut rows = statement.query([])?;
     let mut table: Vec<Vec<rusqlite::types::Value>> = Vec::new();
     while let Some(row) = rows.next().map_err(|e| anyhow!("the query failed: {e}"))? {

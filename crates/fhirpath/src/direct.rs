@@ -37,7 +37,7 @@ enum Step {
     Choice {
         name: String,
         type_name: String,
-        resolved: OnceLock<(Key, Vec<(String, &'static str, &'static str)>)>,
+        resolved: OnceLock<(Key, Vec<ChoiceKey>)>,
     },
     First,
     /// `where(criterion)`.
@@ -126,6 +126,9 @@ impl Criterion {
 fn is_text_type(type_name: &str) -> bool {
     matches!(type_name, "string" | "code" | "uri" | "url" | "canonical" | "id" | "oid" | "uuid" | "markdown")
 }
+
+/// A JSON key of a choice element (`valueQuantity`), its type and the root of its children.
+type ChoiceKey = (String, &'static str, &'static str);
 
 /// Where the definitions were asked: the item's definitions root and type name.
 type Key = (usize, usize);

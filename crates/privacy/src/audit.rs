@@ -745,8 +745,9 @@ pub fn verify(data_dir: &Path) -> Result<Verification, Error> {
     // forged position could make it endless.
     let written_at = |prev: &str| -> Option<i64> {
         let mut prev = prev;
-        let mut steps = 1;
-        for _ in 0..rows.len() + 1 {
+        // At most one step per stored entry (and one to the genesis): a cycle of forged
+        // predecessors ends the walk.
+        for steps in 1..=rows.len() as i64 + 1 {
             if prev == GENESIS {
                 return Some(steps);
             }
@@ -755,7 +756,6 @@ pub fn verify(data_dir: &Path) -> Result<Verification, Error> {
                 return Some(rows[index].0 + steps);
             }
             prev = rows[index].5.as_str();
-            steps += 1;
         }
         None
     };

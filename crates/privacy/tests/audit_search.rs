@@ -204,3 +204,29 @@ fn malformed_and_unsupported_searches_say_what_is_wrong() {
     let page = search(&dir, &Query::parse([("patient", "p1")]).unwrap()).unwrap();
     assert!(page.events.is_empty() && page.next.is_none());
 }
+
+#[test]
+fn a_search_indexes_what_the_busy_writer_left_behind() {
+    // The writer indexes only while idle; entries committed but not yet indexed (more than
+    // one chunk of them) must still be found, and the index must then verify.
+    let dir = testkit::temp_dir("audit-index-behind");
+    let log = AuditLog::open(&dir).unwrap();
+    for n in 1..=4_500 {
+        log.record(access(n));
+    }
+    log.flush();
+    log.close();
+    let connection = Connection::open(dir.join("privacy.sqlite")).unwrap();
+    // As a busy writer leaves it: entries appended, the index behind.
+    connection.execute("DELETE FROM audit_terms WHERE seq > 100", []).unwrap();
+    connection.execute("UPDATE audit_meta SET value = 100 WHERE name = 'indexed'", []).unwrap();
+    drop(connection);
+    let expected = newest_first_upto(4_500, |n| n % 4 == 1);
+    assert_eq!(all(&dir, &[("patient", "Patient/p1"), ("_count", "1000")]), expected);
+    let verification = audit::verify(&dir).unwrap();
+    assert!(verification.problems.is_empty(), "{:?}", verification.problems);
+}
+
+fn newest_first_upto(last: usize, filter: impl Fn(usize) -> bool) -> Vec<usize> {
+    (1..=last).rev().filter(|&n| filter(n)).collect()
+}
