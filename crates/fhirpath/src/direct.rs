@@ -55,6 +55,13 @@ enum Step {
     Empty,
 }
 
+/// The lists a [`DirectPath`] walks with, kept between calls.
+#[derive(Debug, Default)]
+pub struct Scratch<'a> {
+    items: Vec<Node<'a>>,
+    next: Vec<Node<'a>>,
+}
+
 /// A test of one item: what `where()`, `exists()` and `iif()` take. `exists()` and
 /// `empty()` are never empty, and an empty comparison counts as false, which `and` and `or`
 /// in a `where` or `iif` criterion give too (no `not()`, under which they would differ).
@@ -91,6 +98,21 @@ impl Criterion {
                 false
             }
             Criterion::Equals(path, expected) => {
+                // `member = value`, the usual criterion, without building a list.
+                if let [Step::Member(member)] = path.steps.as_slice()
+                    && let Value::Node(node) = item
+                {
+                    let object = node.json?.as_object()?;
+                    let resolved = member.resolve(node)?;
+                    if !resolved.primitive || has_sidecar(object, &member.name) {
+                        return None;
+                    }
+                    return match lookup(object, &member.name) {
+                        None | Some(Json::Null) => Some(false),
+                        Some(Json::Array(_)) => None,
+                        Some(json) => equals(expected, json, resolved.type_code),
+                    };
+                }
                 let found = path.evaluate(item)?;
                 let [value] = found.as_slice() else { return Some(false) };
                 let json = match value {
@@ -107,19 +129,23 @@ impl Criterion {
                     Value::Node(node) => node.type_name,
                     _ => "",
                 };
-                match (expected, json) {
-                    (Expected::Text(wanted), Json::String(text)) if is_text_type(type_name) => text == wanted,
-                    (Expected::Boolean(wanted), Json::Bool(b)) => b == wanted,
-                    (Expected::Integer(wanted), Json::Number(n)) if type_name != "decimal" => {
-                        n.as_i64()? == *wanted
-                    }
-                    _ => return None,
-                }
+                return equals(expected, json, type_name);
             }
             Criterion::And(left, right) => left.test(item)? && right.test(item)?,
             Criterion::Or(left, right) => left.test(item)? || right.test(item)?,
         })
     }
+}
+
+/// Whether a primitive's JSON value equals the literal (`None`: not a comparison this
+/// walk answers).
+fn equals(expected: &Expected, json: &Json, type_name: &str) -> Option<bool> {
+    Some(match (expected, json) {
+        (Expected::Text(wanted), Json::String(text)) if is_text_type(type_name) => text == wanted,
+        (Expected::Boolean(wanted), Json::Bool(b)) => b == wanted,
+        (Expected::Integer(wanted), Json::Number(n)) if type_name != "decimal" => n.as_i64()? == *wanted,
+        _ => return None,
+    })
 }
 
 /// Primitive types whose values compare with a string literal as text.
@@ -209,28 +235,35 @@ impl DirectPath {
     /// What the expression gives for `focus`, or `None` when it must be evaluated the
     /// ordinary way.
     pub fn evaluate<'a>(&self, focus: &Value<'a>) -> Option<Collection<'a>> {
+        self.evaluate_with(focus, &mut Scratch::default())
+    }
+
+    /// [`DirectPath::evaluate`] with lists kept from one call to the next (a view runs many
+    /// paths per resource; each would otherwise allocate its own).
+    pub fn evaluate_with<'a>(&self, focus: &Value<'a>, scratch: &mut Scratch<'a>) -> Option<Collection<'a>> {
         let Value::Node(node) = focus else { return None };
-        let mut items: Vec<Node<'a>> = vec![*node];
-        let mut next: Vec<Node<'a>> = Vec::new();
+        let Scratch { items, next } = scratch;
+        items.clear();
+        items.push(*node);
         for step in &self.steps {
             match step {
                 Step::Member(member) => {
                     next.clear();
-                    for item in &items {
+                    for item in items.iter() {
                         let object = item.json?.as_object()?;
                         let resolved = member.resolve(item)?;
                         if resolved.primitive && has_sidecar(object, &member.name) {
                             return None;
                         }
                         if let Some(value) = lookup(object, &member.name) {
-                            push(&mut next, value, resolved.type_code, resolved.root);
+                            push(next, value, resolved.type_code, resolved.root);
                         }
                     }
-                    std::mem::swap(&mut items, &mut next);
+                    std::mem::swap(items, next);
                 }
                 Step::Choice { name, type_name, resolved } => {
                     next.clear();
-                    for item in &items {
+                    for item in items.iter() {
                         let object = item.json?.as_object()?;
                         let key = key_of(item);
                         let (cached_key, cached) = resolved
@@ -252,7 +285,7 @@ impl DirectPath {
                             }
                             if let Some(value) = lookup(object, json_key) {
                                 found += 1;
-                                push(&mut next, value, type_code, root);
+                                push(next, value, type_code, root);
                             }
                         }
                         // Two choices present: the ordinary path keeps the JSON's order.
@@ -260,17 +293,21 @@ impl DirectPath {
                             return None;
                         }
                     }
-                    std::mem::swap(&mut items, &mut next);
+                    std::mem::swap(items, next);
                 }
                 Step::First => items.truncate(1),
                 Step::Where(criterion) => {
-                    let mut kept = Vec::with_capacity(items.len());
-                    for item in &items {
-                        if criterion.test(&Value::Node(*item))? {
-                            kept.push(*item);
+                    let mut declined = false;
+                    items.retain(|item| match criterion.test(&Value::Node(*item)) {
+                        Some(keep) => keep,
+                        None => {
+                            declined = true;
+                            false
                         }
+                    });
+                    if declined {
+                        return None;
                     }
-                    items = kept;
                 }
                 Step::Iif { criterion, then, otherwise } => {
                     let [item] = items.as_slice() else { return None };
@@ -326,7 +363,7 @@ impl DirectPath {
                 Step::Empty => return Some(Vec::new()),
             }
         }
-        Some(items.into_iter().map(Value::Node).collect())
+        Some(items.iter().copied().map(Value::Node).collect())
     }
 }
 

@@ -44,7 +44,14 @@ impl ViewDefinition {
             return Ok(Vec::new());
         }
         let node = Value::Node(Node::resource(resource));
-        let mut evaluation = Evaluation { view: self, now, direct: self.direct_paths, resource, env: None };
+        let mut evaluation = Evaluation {
+            view: self,
+            now,
+            direct: self.direct_paths,
+            resource,
+            env: None,
+            scratch: fhirpath::Scratch::default(),
+        };
         for filter in &self.filters {
             if !evaluation.filter(filter, &node)? {
                 return Ok(Vec::new());
@@ -70,6 +77,7 @@ struct Evaluation<'r> {
     resource: &'r Json,
     /// Made when a path first needs the general evaluator.
     env: Option<Environment<'r>>,
+    scratch: fhirpath::Scratch<'r>,
 }
 
 /// The variables of a view's paths: its constants and `%rowIndex`.
@@ -105,7 +113,7 @@ impl<'r> Evaluation<'r> {
     ) -> Result<Collection<'r>, Error> {
         if self.direct
             && let Some(direct) = &path.direct
-            && let Some(values) = direct.evaluate(focus)
+            && let Some(values) = direct.evaluate_with(focus, &mut self.scratch)
         {
             return Ok(values);
         }
