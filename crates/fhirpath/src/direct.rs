@@ -13,11 +13,11 @@
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
-use fhir::definitions::{Member, TypeKind, definitions};
+use fhir::definitions::{ElementDef, Member, TypeKind, definitions};
 use serde_json::Value as Json;
 
 use crate::ast::{BinaryOp, Expr, Literal};
-use crate::eval::{is_resource_type, lookup, member_type_code, union};
+use crate::eval::{is_resource_type, is_type_suffix, lookup, member_type_code, union};
 use crate::functions::{Function, reference_key};
 use crate::parser::type_of_expr;
 use crate::value::{Collection, Node, Value, is_primitive_type};
@@ -176,6 +176,9 @@ struct Resolved {
     type_code: &'static str,
     root: &'static str,
     primitive: bool,
+    /// A choice element named without its type (`value`): its JSON keys are `value` and a
+    /// type name, and `type_code` and `root` say nothing.
+    choice: Option<&'static ElementDef>,
 }
 
 impl Resolving {
@@ -195,7 +198,12 @@ fn resolve_member(node: &Node<'_>, name: &str) -> Option<Resolved> {
         return None;
     }
     let defs = definitions();
-    let Some(Member::Child(child)) = defs.member(node.root, name) else { return None };
+    let child = match defs.member(node.root, name)? {
+        Member::Choice(element) => {
+            return Some(Resolved { type_code: "", root: "", primitive: false, choice: Some(element) });
+        }
+        Member::Child(child) => child,
+    };
     if child.element.path.ends_with("[x]") {
         return None;
     }
@@ -205,7 +213,7 @@ fn resolve_member(node: &Node<'_>, name: &str) -> Option<Resolved> {
         return None;
     }
     let root = defs.children_root(child.element, child.type_code);
-    Some(Resolved { type_code, root, primitive: is_primitive_type(type_code) })
+    Some(Resolved { type_code, root, primitive: is_primitive_type(type_code), choice: None })
 }
 
 impl DirectPath {
@@ -252,6 +260,26 @@ impl DirectPath {
                     for item in items.iter() {
                         let object = item.json?.as_object()?;
                         let resolved = member.resolve(item)?;
+                        if let Some(element) = resolved.choice {
+                            // Every type present, in the JSON's order, as the evaluator does.
+                            for (key, value) in object {
+                                let Some(suffix) = key.strip_prefix(member.name.as_str()) else { continue };
+                                let Some(ty) = element.types.iter().find(|t| is_type_suffix(t.code, suffix))
+                                else {
+                                    continue;
+                                };
+                                if has_sidecar(object, key) {
+                                    return None;
+                                }
+                                push(
+                                    next,
+                                    value,
+                                    ty.code,
+                                    definitions().children_root(element, Some(ty.code)),
+                                );
+                            }
+                            continue;
+                        }
                         if resolved.primitive && has_sidecar(object, &member.name) {
                             return None;
                         }
@@ -653,9 +681,11 @@ mod tests {
         let (walked, general) = both("value.ofType(Quantity)", &resource);
         assert_eq!(walked, Some(general));
         // Not a direct shape at all.
-        // A choice named without its type: several keys, in the JSON's order.
+        // A choice named without its type: every type present, in the JSON's order.
         let (walked, general) = both("value", &resource);
-        assert_eq!((walked, general.len()), (None, 2));
+        assert_eq!((walked.clone(), general.len()), (Some(general), 2));
+        let (walked, _) = both("where(value.exists() or component.empty()).id", &resource);
+        assert_eq!(walked, Some(vec!["o1".to_string()]));
         for expression in [
             "status.not()",
             "code.coding.where(code.exists().not())",

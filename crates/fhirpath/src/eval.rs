@@ -640,7 +640,7 @@ fn sidecar_of<'j>(object: &'j serde_json::Map<String, Json>, name: &str) -> Opti
 }
 
 /// Whether `suffix` is type `code` capitalised (`Quantity` for `Quantity`, `String` for `string`).
-fn is_type_suffix(code: &str, suffix: &str) -> bool {
+pub(crate) fn is_type_suffix(code: &str, suffix: &str) -> bool {
     let (mut c, mut s) = (code.chars(), suffix.chars());
     match (c.next(), s.next()) {
         (Some(a), Some(b)) => a.to_ascii_uppercase() == b && c.eq(s),
