@@ -17,7 +17,7 @@ use fhir::definitions::{ElementDef, Member, TypeKind, definitions};
 use serde_json::Value as Json;
 
 use crate::ast::{BinaryOp, Expr, Literal};
-use crate::eval::{is_resource_type, is_type_suffix, lookup, member_type_code, union};
+use crate::eval::{code_system_variable, is_resource_type, is_type_suffix, lookup, member_type_code, union};
 use crate::functions::{Function, reference_key};
 use crate::parser::type_of_expr;
 use crate::value::{Collection, Node, Value, is_primitive_type};
@@ -467,7 +467,7 @@ fn compile_criterion(expr: &Expr, constant: &dyn Fn(&str) -> Option<String>) -> 
 fn variable_text(name: &str, constant: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     match name {
         "resource" | "rootResource" | "context" => None,
-        _ => known_variable(name).map(str::to_string).or_else(|| {
+        _ => code_system_variable(name).map(str::to_string).or_else(|| {
             if name.starts_with("vs-") || name.starts_with("ext-") { None } else { constant(name) }
         }),
     }
@@ -540,16 +540,6 @@ fn compile_into(expr: &Expr, constant: &dyn Fn(&str) -> Option<String>, steps: &
             }
             Some(())
         }
-        _ => None,
-    }
-}
-
-/// The variables whose value no environment can change (the evaluator answers them first).
-fn known_variable(name: &str) -> Option<&'static str> {
-    match name {
-        "ucum" => Some("http://unitsofmeasure.org"),
-        "sct" => Some("http://snomed.info/sct"),
-        "loinc" => Some("http://loinc.org"),
         _ => None,
     }
 }

@@ -244,9 +244,7 @@ impl<'a, 'e> Evaluator<'a, 'e> {
             }
             "resource" | "rootResource" => Ok(self.root.clone()),
             "context" => Ok(self.context.clone()),
-            "ucum" => text("http://unitsofmeasure.org"),
-            "sct" => text("http://snomed.info/sct"),
-            "loinc" => text("http://loinc.org"),
+            other if let Some(system) = code_system_variable(other) => text(system),
             other => {
                 if let Some(value) = self.env.variables.get(other) {
                     return Ok(value.clone());
@@ -597,6 +595,17 @@ pub(crate) fn member_type_code(
         Some(code) if code.starts_with("http://hl7.org/fhirpath/System.") => system_fhir_type(code),
         Some(code) => code,
         None => "",
+    }
+}
+
+/// The code-system variables of FHIRPath (`%ucum`, `%sct`, `%loinc`): answered before any of
+/// the environment's, so no environment can change them.
+pub(crate) fn code_system_variable(name: &str) -> Option<&'static str> {
+    match name {
+        "ucum" => Some("http://unitsofmeasure.org"),
+        "sct" => Some("http://snomed.info/sct"),
+        "loinc" => Some("http://loinc.org"),
+        _ => None,
     }
 }
 
