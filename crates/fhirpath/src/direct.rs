@@ -1,23 +1,23 @@
-//! Direct paths: the expressions analytics runs most — member chains with `first()`,
-//! `ofType()` on a choice, `where(member = 'text')`, `getResourceKey()` and
-//! `getReferenceKey()` — walked straight over the JSON, without the evaluator's collections
-//! of intermediate results.
+//! Direct paths: the expressions analytics runs most — member chains, `first()`, `ofType()`
+//! on a choice, `where()`/`exists()`/`iif()` over exists, empty and equality tests joined by
+//! `and`/`or`, unions, `getResourceKey()` and `getReferenceKey()` — walked straight over the
+//! JSON, without the evaluator's collections of intermediate results.
 //!
 //! A direct path gives exactly what [`crate::Expression::evaluate_collection`] gives in
 //! non-strict mode, or nothing at all: whenever the JSON is not of the usual shape (a
 //! primitive's `_name` extension sibling, an element the definitions do not know, a
 //! contained resource, several values where a comparison wants one), [`DirectPath::evaluate`]
-//! returns `None` and the caller evaluates the expression the ordinary way. The conformance
-//! suites run through both.
+//! returns `None` and the caller evaluates the expression the ordinary way. The SQL on FHIR
+//! tests run every view both ways and compare.
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
-use fhir::definitions::{ElementDef, Member, TypeKind, definitions};
+use fhir::definitions::{ElementDef, Member, TypeKind, choice_key, definitions};
 use serde_json::Value as Json;
 
 use crate::ast::{BinaryOp, Expr, Literal};
-use crate::eval::{code_system_variable, is_resource_type, is_type_suffix, lookup, member_type_code, union};
+use crate::eval::{choice_entries, code_system_variable, is_resource_type, lookup, member_type_code, union};
 use crate::functions::{Function, reference_key};
 use crate::parser::type_of_expr;
 use crate::value::{Collection, Node, Value, is_primitive_type};
@@ -141,15 +141,16 @@ impl Criterion {
 /// walk answers).
 fn equals(expected: &Expected, json: &Json, type_name: &str) -> Option<bool> {
     Some(match (expected, json) {
-        (Expected::Text(wanted), Json::String(text)) if is_text_type(type_name) => text == wanted,
+        (Expected::Text(wanted), Json::String(text)) if compares_as_text(type_name) => text == wanted,
         (Expected::Boolean(wanted), Json::Bool(b)) => b == wanted,
         (Expected::Integer(wanted), Json::Number(n)) if type_name != "decimal" => n.as_i64()? == *wanted,
         _ => return None,
     })
 }
 
-/// Primitive types whose values compare with a string literal as text.
-fn is_text_type(type_name: &str) -> bool {
+/// Primitive types whose values a direct path compares with a string literal as text (a
+/// constant of another type is left to the evaluator).
+pub fn compares_as_text(type_name: &str) -> bool {
     matches!(type_name, "string" | "code" | "uri" | "url" | "canonical" | "id" | "oid" | "uuid" | "markdown")
 }
 
@@ -262,21 +263,12 @@ impl DirectPath {
                         let resolved = member.resolve(item)?;
                         if let Some(element) = resolved.choice {
                             // Every type present, in the JSON's order, as the evaluator does.
-                            for (key, value) in object {
-                                let Some(suffix) = key.strip_prefix(member.name.as_str()) else { continue };
-                                let Some(ty) = element.types.iter().find(|t| is_type_suffix(t.code, suffix))
-                                else {
-                                    continue;
-                                };
+                            for (key, value, type_code, root) in choice_entries(object, &member.name, element)
+                            {
                                 if has_sidecar(object, key) {
                                     return None;
                                 }
-                                push(
-                                    next,
-                                    value,
-                                    ty.code,
-                                    definitions().children_root(element, Some(ty.code)),
-                                );
+                                push(next, value, type_code, root);
                             }
                             continue;
                         }
@@ -567,12 +559,7 @@ fn choice_keys(
                 defs.is_subtype(t.code, target.name)
             }
         })
-        .map(|t| {
-            let mut chars = t.code.chars();
-            let capitalized =
-                chars.next().map(|c| c.to_ascii_uppercase().to_string()).unwrap_or_default() + chars.as_str();
-            (format!("{name}{capitalized}"), t.code, defs.children_root(element, Some(t.code)))
-        })
+        .map(|t| (choice_key(name, t.code), t.code, defs.children_root(element, Some(t.code))))
         .collect();
     // A choice with none of the type: nothing to find, which the ordinary path also says.
     if keys.is_empty() { None } else { Some(keys) }

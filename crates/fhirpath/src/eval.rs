@@ -4,7 +4,7 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
-use fhir::definitions::{Member, ResolvedChild, TypeKind, definitions};
+use fhir::definitions::{ElementDef, Member, ResolvedChild, TypeKind, definitions};
 use fhir::{DateTime, Precision, Time};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::*;
@@ -316,13 +316,8 @@ impl<'a, 'e> Evaluator<'a, 'e> {
         if !node.root.is_empty() {
             match defs.member(node.root, name) {
                 Some(Member::Choice(element)) => {
-                    // The JSON names the choice by its type: `valueQuantity`, `valueString`.
-                    for (key, value) in object {
-                        let Some(suffix) = key.strip_prefix(name) else { continue };
-                        if let Some(ty) = element.types.iter().find(|t| is_type_suffix(t.code, suffix)) {
-                            let root = defs.children_root(element, Some(ty.code));
-                            push_json(out, value, sidecar_of(object, key), ty.code, Some(root));
-                        }
+                    for (key, value, type_code, root) in choice_entries(object, name, element) {
+                        push_json(out, value, sidecar_of(object, key), type_code, Some(root));
                     }
                     return Ok(());
                 }
@@ -648,8 +643,23 @@ fn sidecar_of<'j>(object: &'j serde_json::Map<String, Json>, name: &str) -> Opti
     object.iter().find(|(k, _)| k.strip_prefix('_') == Some(name)).map(|(_, v)| v)
 }
 
+/// The values of choice element `name` (`value`) in an object, in the JSON's order, each
+/// with its key (`valueQuantity`), its type, and the root of its children: the JSON names
+/// the choice by its type.
+pub(crate) fn choice_entries<'j>(
+    object: &'j serde_json::Map<String, Json>,
+    name: &str,
+    element: &'static ElementDef,
+) -> impl Iterator<Item = (&'j str, &'j Json, &'static str, &'static str)> {
+    object.iter().filter_map(move |(key, value)| {
+        let suffix = key.strip_prefix(name)?;
+        let ty = element.types.iter().find(|t| is_type_suffix(t.code, suffix))?;
+        Some((key.as_str(), value, ty.code, definitions().children_root(element, Some(ty.code))))
+    })
+}
+
 /// Whether `suffix` is type `code` capitalised (`Quantity` for `Quantity`, `String` for `string`).
-pub(crate) fn is_type_suffix(code: &str, suffix: &str) -> bool {
+fn is_type_suffix(code: &str, suffix: &str) -> bool {
     let (mut c, mut s) = (code.chars(), suffix.chars());
     match (c.next(), s.next()) {
         (Some(a), Some(b)) => a.to_ascii_uppercase() == b && c.eq(s),

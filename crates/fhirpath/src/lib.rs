@@ -17,7 +17,7 @@ mod text;
 pub mod ucum;
 mod value;
 
-pub use direct::{DirectPath, Scratch};
+pub use direct::{DirectPath, Scratch, compares_as_text};
 pub use eval::{Environment, Resolver};
 pub use value::{Collection, Node, Quantity, TypeInfo, Value};
 

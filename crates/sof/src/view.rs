@@ -326,12 +326,7 @@ impl Compiler<'_> {
             self.constants
                 .iter()
                 .find(|c| c.name == name)
-                .filter(|c| {
-                    matches!(
-                        c.fhir_type,
-                        "string" | "code" | "uri" | "url" | "canonical" | "id" | "oid" | "uuid" | "markdown"
-                    )
-                })
+                .filter(|c| fhirpath::compares_as_text(c.fhir_type))
                 .and_then(|c| c.value.as_str().map(str::to_string))
         };
         let direct = expression.direct_with(&text_constant);

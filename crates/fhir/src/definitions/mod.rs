@@ -222,7 +222,7 @@ impl Definitions {
                     Some(stem) => {
                         table.insert(stem.to_string(), slot);
                         for (i, choice) in element.types.iter().enumerate() {
-                            let key = format!("{stem}{}", capitalized(choice.code));
+                            let key = choice_key(stem, choice.code);
                             table.insert(key, Slot { chosen: Some(i as u32), ..slot });
                         }
                     }
@@ -345,11 +345,13 @@ impl Definitions {
     }
 }
 
-fn capitalized(code: &str) -> String {
+/// The JSON name of choice element `stem` (`value`) in type `code` (`valueQuantity`,
+/// `valueString`).
+pub fn choice_key(stem: &str, code: &str) -> String {
     let mut chars = code.chars();
     match chars.next() {
-        Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
-        None => String::new(),
+        Some(first) => format!("{stem}{}{}", first.to_ascii_uppercase(), chars.as_str()),
+        None => stem.to_string(),
     }
 }
 
