@@ -376,7 +376,7 @@ fn sql_value(cell: &Cell) -> rusqlite::types::Value {
         Cell::Boolean(b) => Value::Integer(i64::from(*b)),
         Cell::Integer(i) => Value::Integer(*i),
         Cell::Decimal(d) => Value::Real(*d),
-        Cell::Text(t) => Value::Text(t.clone()),
+        Cell::Text(t) => Value::Text(t.to_string()),
         Cell::List(items) => Value::Text(
             serde_json::to_string(&items.iter().map(cell_json).collect::<Vec<_>>()).unwrap_or_default(),
         ),
@@ -389,7 +389,7 @@ fn cell_json(cell: &Cell) -> Json {
         Cell::Boolean(b) => Json::Bool(*b),
         Cell::Integer(i) => Json::from(*i),
         Cell::Decimal(d) => serde_json::Number::from_f64(*d).map_or(Json::Null, Json::Number),
-        Cell::Text(t) => Json::String(t.clone()),
+        Cell::Text(t) => Json::String(t.to_string()),
         Cell::List(items) => Json::Array(items.iter().map(cell_json).collect()),
     }
 }

@@ -17,7 +17,9 @@ use fhir::definitions::{ElementDef, Member, TypeKind, choice_key, definitions};
 use serde_json::Value as Json;
 
 use crate::ast::{BinaryOp, Expr, Literal};
-use crate::eval::{choice_entries, code_system_variable, is_resource_type, lookup, member_type_code, union};
+use crate::eval::{
+    choice_entries, code_system_variable, contains, is_resource_type, lookup, member_type_code,
+};
 use crate::functions::{Function, reference_key};
 use crate::parser::type_of_expr;
 use crate::value::{Collection, Node, Value, is_primitive_type};
@@ -55,11 +57,40 @@ enum Step {
     Empty,
 }
 
-/// The lists a [`DirectPath`] walks with, kept between calls.
+/// The lists a [`DirectPath`] walks with, kept between calls (a view runs many paths per
+/// resource; each would otherwise allocate its own).
 #[derive(Debug, Default)]
 pub struct Scratch<'a> {
     items: Vec<Node<'a>>,
     next: Vec<Node<'a>>,
+    /// What the last path gave.
+    out: Vec<Value<'a>>,
+    /// For criteria and sub-paths, walked while the lists above are in use.
+    inner: Option<Box<Scratch<'a>>>,
+}
+
+impl<'a> Scratch<'a> {
+    /// The same lists, emptied, for values of another lifetime: a runner keeps one scratch
+    /// from one resource to the next.
+    pub fn recycle<'b>(self) -> Scratch<'b> {
+        Scratch {
+            items: reuse(self.items),
+            next: reuse(self.next),
+            out: reuse(self.out),
+            inner: self.inner.map(|inner| Box::new(inner.recycle())),
+        }
+    }
+
+    fn inner<'s>(inner: &'s mut Option<Box<Scratch<'a>>>) -> &'s mut Scratch<'a> {
+        inner.get_or_insert_with(Box::default)
+    }
+}
+
+/// An emptied list's allocation, for items of another lifetime (collecting an empty iterator
+/// of a type of the same layout keeps the allocation).
+fn reuse<'b, T, U>(mut list: Vec<T>) -> Vec<U> {
+    list.clear();
+    list.into_iter().filter_map(|_| None).collect()
 }
 
 /// A test of one item: what `where()`, `exists()` and `iif()` take. `exists()` and
@@ -85,13 +116,14 @@ enum Expected {
 }
 
 impl Criterion {
-    fn test(&self, item: &Value<'_>) -> Option<bool> {
+    fn test<'a>(&self, item: &Value<'a>, scratch: &mut Scratch<'a>) -> Option<bool> {
         Some(match self {
-            Criterion::Exists(path) => !path.evaluate(item)?.is_empty(),
-            Criterion::Empty(path) => path.evaluate(item)?.is_empty(),
+            Criterion::Exists(path) => !path.evaluate_in(item, scratch)?.is_empty(),
+            Criterion::Empty(path) => path.evaluate_in(item, scratch)?.is_empty(),
             Criterion::ExistsWhere(path, criterion) => {
-                for found in path.evaluate(item)? {
-                    if criterion.test(&found)? {
+                let found = path.evaluate_in(item, scratch)?.to_vec();
+                for found in &found {
+                    if criterion.test(found, scratch)? {
                         return Some(true);
                     }
                 }
@@ -104,17 +136,17 @@ impl Criterion {
                 {
                     let object = node.json?.as_object()?;
                     let resolved = member.resolve(node)?;
-                    if !resolved.primitive || has_sidecar(object, &member.name) {
+                    if !resolved.primitive {
                         return None;
                     }
-                    return match lookup(object, &member.name) {
+                    return match primitive_member(object, &member.name)? {
                         None | Some(Json::Null) => Some(false),
                         Some(Json::Array(_)) => None,
                         Some(json) => equals(expected, json, resolved.type_code),
                     };
                 }
-                let found = path.evaluate(item)?;
-                let [value] = found.as_slice() else { return Some(false) };
+                let found = path.evaluate_in(item, scratch)?;
+                let [value] = found else { return Some(false) };
                 let json = match value {
                     Value::Node(node) => node.json?,
                     Value::String(text) => {
@@ -131,8 +163,8 @@ impl Criterion {
                 };
                 return equals(expected, json, type_name);
             }
-            Criterion::And(left, right) => left.test(item)? && right.test(item)?,
-            Criterion::Or(left, right) => left.test(item)? || right.test(item)?,
+            Criterion::And(left, right) => left.test(item, scratch)? && right.test(item, scratch)?,
+            Criterion::Or(left, right) => left.test(item, scratch)? || right.test(item, scratch)?,
         })
     }
 }
@@ -244,14 +276,19 @@ impl DirectPath {
     /// What the expression gives for `focus`, or `None` when it must be evaluated the
     /// ordinary way.
     pub fn evaluate<'a>(&self, focus: &Value<'a>) -> Option<Collection<'a>> {
-        self.evaluate_with(focus, &mut Scratch::default())
+        self.evaluate_in(focus, &mut Scratch::default()).map(<[Value<'a>]>::to_vec)
     }
 
-    /// [`DirectPath::evaluate`] with lists kept from one call to the next (a view runs many
-    /// paths per resource; each would otherwise allocate its own).
-    pub fn evaluate_with<'a>(&self, focus: &Value<'a>, scratch: &mut Scratch<'a>) -> Option<Collection<'a>> {
+    /// [`DirectPath::evaluate`] into lists kept from one call to the next: the values are in
+    /// `scratch` until its next use.
+    pub fn evaluate_in<'s, 'a>(
+        &self,
+        focus: &Value<'a>,
+        scratch: &'s mut Scratch<'a>,
+    ) -> Option<&'s [Value<'a>]> {
         let Value::Node(node) = focus else { return None };
-        let Scratch { items, next } = scratch;
+        let Scratch { items, next, out, inner } = scratch;
+        out.clear();
         items.clear();
         items.push(*node);
         for step in &self.steps {
@@ -272,10 +309,12 @@ impl DirectPath {
                             }
                             continue;
                         }
-                        if resolved.primitive && has_sidecar(object, &member.name) {
-                            return None;
-                        }
-                        if let Some(value) = lookup(object, &member.name) {
+                        let value = if resolved.primitive {
+                            primitive_member(object, &member.name)?
+                        } else {
+                            lookup(object, &member.name)
+                        };
+                        if let Some(value) = value {
                             push(next, value, resolved.type_code, resolved.root);
                         }
                     }
@@ -300,10 +339,7 @@ impl DirectPath {
                         }
                         let mut found = 0;
                         for (json_key, type_code, root) in keys {
-                            if has_sidecar(object, json_key) {
-                                return None;
-                            }
-                            if let Some(value) = lookup(object, json_key) {
+                            if let Some(value) = primitive_member(object, json_key)? {
                                 found += 1;
                                 push(next, value, type_code, root);
                             }
@@ -317,8 +353,9 @@ impl DirectPath {
                 }
                 Step::First => items.truncate(1),
                 Step::Where(criterion) => {
+                    let inner = Scratch::inner(inner);
                     let mut declined = false;
-                    items.retain(|item| match criterion.test(&Value::Node(*item)) {
+                    items.retain(|item| match criterion.test(&Value::Node(*item), inner) {
                         Some(keep) => keep,
                         None => {
                             declined = true;
@@ -332,58 +369,61 @@ impl DirectPath {
                 Step::Iif { criterion, then, otherwise } => {
                     let [item] = items.as_slice() else { return None };
                     let focus = Value::Node(*item);
-                    let chosen = if criterion.test(&focus)? { Some(then) } else { otherwise.as_ref() };
+                    let inner = Scratch::inner(inner);
+                    let chosen = if criterion.test(&focus, inner)? { Some(then) } else { otherwise.as_ref() };
                     let Some(chosen) = chosen else {
                         items.clear();
                         continue;
                     };
-                    let values = chosen.evaluate(&focus)?;
+                    let values = chosen.evaluate_in(&focus, inner)?;
                     if self.steps.len() == 1 {
-                        return Some(values);
+                        out.extend_from_slice(values);
+                        return Some(out);
                     }
                     items.clear();
                     for value in values {
                         // Keys are not elements to go on from.
                         let Value::Node(node) = value else { return None };
-                        items.push(node);
+                        items.push(*node);
                     }
                 }
                 Step::Union(branches) => {
-                    let mut out = Vec::new();
+                    let inner = Scratch::inner(inner);
                     for branch in branches {
-                        out = union(out, branch.evaluate(focus)?);
+                        for value in branch.evaluate_in(focus, inner)? {
+                            if !contains(out, value) {
+                                out.push(value.clone());
+                            }
+                        }
                     }
                     return Some(out);
                 }
                 Step::ResourceKey => {
-                    return Some(
-                        self.keys_end(
-                            items
-                                .iter()
-                                .filter_map(|node| node.json?.get("id")?.as_str())
-                                .map(|id| Value::String(Cow::Borrowed(id)))
-                                .collect(),
-                        ),
+                    out.extend(
+                        items
+                            .iter()
+                            .filter_map(|node| lookup(node.json?.as_object()?, "id")?.as_str())
+                            .map(|id| Value::String(Cow::Borrowed(id))),
                     );
+                    return Some(self.keys_end(out));
                 }
                 Step::ReferenceKey(wanted) => {
-                    return Some(
-                        self.keys_end(
-                            items
-                                .iter()
-                                .filter_map(|node| {
-                                    let reference = node.json?.get("reference")?.as_str()?;
-                                    reference_key(reference, wanted.as_deref())
-                                })
-                                .map(|id| Value::String(Cow::Owned(id.to_string())))
-                                .collect(),
-                        ),
+                    out.extend(
+                        items
+                            .iter()
+                            .filter_map(|node| {
+                                let reference = lookup(node.json?.as_object()?, "reference")?.as_str()?;
+                                reference_key(reference, wanted.as_deref())
+                            })
+                            .map(|id| Value::String(Cow::Borrowed(id))),
                     );
+                    return Some(self.keys_end(out));
                 }
-                Step::Empty => return Some(Vec::new()),
+                Step::Empty => return Some(out),
             }
         }
-        Some(items.iter().copied().map(Value::Node).collect())
+        out.extend(items.iter().copied().map(Value::Node));
+        Some(out)
     }
 }
 
@@ -406,7 +446,7 @@ fn union_branches(
 
 impl DirectPath {
     /// Keys end a path, but for a `first()` after them.
-    fn keys_end<'a>(&self, mut keys: Collection<'a>) -> Collection<'a> {
+    fn keys_end<'s, 'a>(&self, keys: &'s mut Vec<Value<'a>>) -> &'s [Value<'a>] {
         if matches!(self.steps.last(), Some(Step::First)) {
             keys.truncate(1);
         }
@@ -566,7 +606,27 @@ fn choice_keys(
 }
 
 fn has_sidecar(object: &serde_json::Map<String, Json>, name: &str) -> bool {
-    object.keys().any(|k| k.len() == name.len() + 1 && k.starts_with('_') && &k[1..] == name)
+    object.keys().any(|k| is_sidecar_key(k, name))
+}
+
+fn is_sidecar_key(key: &str, name: &str) -> bool {
+    key.len() == name.len() + 1 && key.as_bytes()[0] == b'_' && &key[1..] == name
+}
+
+/// The value of primitive member `name`, in one pass over the keys that also looks for its
+/// `_name` sibling (`None`: there is one, which only the evaluator reads).
+fn primitive_member<'j>(object: &'j serde_json::Map<String, Json>, name: &str) -> Option<Option<&'j Json>> {
+    let mut found = None;
+    for (key, value) in object {
+        if key.len() == name.len() {
+            if found.is_none() && key == name {
+                found = Some(value);
+            }
+        } else if is_sidecar_key(key, name) {
+            return None;
+        }
+    }
+    Some(found)
 }
 
 fn push<'a>(out: &mut Vec<Node<'a>>, value: &'a Json, type_name: &'static str, root: &'static str) {

@@ -1061,12 +1061,15 @@ fn plain_code_member(code: &str, url: &str) -> Option<bool> {
 /// The id a reference (`Patient/p1`, `http://x/fhir/Patient/p1/_history/2`) points at, when
 /// it names a resource of type `wanted` (any type when `None`).
 pub(crate) fn reference_key<'r>(reference: &'r str, wanted: Option<&str>) -> Option<&'r str> {
-    let mut parts = reference.split('/').collect::<Vec<_>>();
-    if parts.len() >= 4 && parts[parts.len() - 2] == "_history" {
-        parts.truncate(parts.len() - 2);
-    }
-    let (resource_type, id) = (parts.get(parts.len().checked_sub(2)?)?, parts.last()?);
-    if wanted.is_some_and(|w| w != *resource_type) {
+    // From the end: `[type]/[id]`, or `[type]/[id]/_history/[version]` (`x/_history/1`, with
+    // no type before its id, reads as type `_history`).
+    let mut parts = reference.rsplit('/');
+    let (last, before) = (parts.next()?, parts.next()?);
+    let (resource_type, id) = match (before, parts.next(), parts.next()) {
+        ("_history", Some(id), Some(resource_type)) => (resource_type, id),
+        _ => (before, last),
+    };
+    if wanted.is_some_and(|w| w != resource_type) {
         return None;
     }
     Some(id)

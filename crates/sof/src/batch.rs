@@ -12,7 +12,7 @@ use fhir::DateTime;
 use serde_json::Value as Json;
 
 use crate::Error;
-use crate::row::{Cell, now};
+use crate::row::{Cell, Lists, now};
 use crate::view::{Kind, ViewDefinition};
 
 /// The default number of rows per batch.
@@ -28,6 +28,7 @@ pub struct Runner<'v> {
     rows: u64,
     /// One `now()` for the whole run.
     now: DateTime,
+    lists: Lists,
 }
 
 impl<'v> Runner<'v> {
@@ -40,13 +41,13 @@ impl<'v> Runner<'v> {
             .zip(view.schema().fields())
             .map(|(column, field)| ColumnBuilder::new(column.kind(), column.collection(), field, batch_size))
             .collect();
-        Runner { view, batch_size, columns, pending: 0, rows: 0, now: now() }
+        Runner { view, batch_size, columns, pending: 0, rows: 0, now: now(), lists: Lists::default() }
     }
 
     /// Adds one resource's rows (none if it is not of the view's type); returns the batches
     /// that filled up. On an error no row of this resource has been added.
     pub fn push(&mut self, resource: &Json) -> Result<Vec<RecordBatch>, Error> {
-        let rows = self.view.rows_at(resource, self.now)?;
+        let rows = self.view.rows_at(resource, self.now, &mut self.lists)?;
         let mut full = Vec::new();
         for row in rows {
             for (builder, cell) in self.columns.iter_mut().zip(row) {
@@ -150,9 +151,9 @@ impl Values {
     }
 
     /// Cells come typed for their column (see `row::scalar`); anything else is stored as null.
-    fn append(&mut self, cell: Cell) {
+    fn append(&mut self, cell: Cell<'_>) {
         match (self, cell) {
-            (Values::Text(b), Cell::Text(s)) => b.append_value(s),
+            (Values::Text(b), Cell::Text(s)) => b.append_value(&*s),
             (Values::Boolean(b), Cell::Boolean(v)) => b.append_value(v),
             (Values::Integer(b), Cell::Integer(v)) => b.append_value(v),
             (Values::Decimal(b), Cell::Decimal(v)) => b.append_value(v),
@@ -205,7 +206,7 @@ impl ColumnBuilder {
         }
     }
 
-    fn append(&mut self, cell: Cell) {
+    fn append(&mut self, cell: Cell<'_>) {
         match self {
             ColumnBuilder::Single(values) => values.append(cell),
             ColumnBuilder::List { values, offsets, validity, .. } => {

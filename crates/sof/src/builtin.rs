@@ -144,7 +144,7 @@ mod tests {
                "period": period})
     }
 
-    fn length_of_stay(encounter: &Json) -> Cell {
+    fn length_of_stay(encounter: &Json) -> Cell<'_> {
         let view = get("encounters").expect("encounters").view();
         let column =
             view.columns().iter().position(|c| c.name() == "length_of_stay_days").expect("the column");

@@ -1,5 +1,6 @@
 //! The rows of one resource: the specification's processing algorithm over the compiled view.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use fhir::DateTime;
@@ -9,21 +10,42 @@ use serde_json::Value as Json;
 use crate::Error;
 use crate::view::{ColumnDef, Iteration, Kind, Path, Select, ViewDefinition};
 
-/// One value of a row, already in its column's representation.
+/// One value of a row, already in its column's representation; text is borrowed from the
+/// resource where it is written there as it is output.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Cell {
+pub enum Cell<'r> {
     Null,
     Boolean(bool),
     Integer(i64),
     Decimal(f64),
     /// Text, and complex values as JSON text.
-    Text(String),
+    Text(Cow<'r, str>),
     /// A `collection: true` column (empty when the path found nothing).
-    List(Vec<Cell>),
+    List(Vec<Cell<'r>>),
+}
+
+impl Cell<'_> {
+    /// The cell with its text copied out of the resource.
+    pub fn into_owned(self) -> Cell<'static> {
+        match self {
+            Cell::Null => Cell::Null,
+            Cell::Boolean(b) => Cell::Boolean(b),
+            Cell::Integer(i) => Cell::Integer(i),
+            Cell::Decimal(d) => Cell::Decimal(d),
+            Cell::Text(text) => Cell::Text(Cow::Owned(text.into_owned())),
+            Cell::List(items) => Cell::List(items.into_iter().map(Cell::into_owned).collect()),
+        }
+    }
 }
 
 /// A row: one cell per column of the view, in [`ViewDefinition::columns`] order.
-pub type Row = Vec<Cell>;
+pub type Row<'r> = Vec<Cell<'r>>;
+
+/// The lists a view's paths walk with, kept by a runner from one resource to the next.
+#[derive(Default)]
+pub(crate) struct Lists {
+    scratch: fhirpath::Scratch<'static>,
+}
 
 /// `repeat` follows paths that should descend; these bound a path that does not (`$this`).
 const REPEAT_MAX_DEPTH: usize = 64;
@@ -32,14 +54,19 @@ const REPEAT_MAX_NODES: usize = 100_000;
 impl ViewDefinition {
     /// The rows a resource contributes (none when its `resourceType` is not the view's
     /// resource or a `where` excludes it).
-    pub fn rows(&self, resource: &Json) -> Result<Vec<Row>, Error> {
-        self.rows_at(resource, now())
+    pub fn rows<'r>(&'r self, resource: &'r Json) -> Result<Vec<Row<'r>>, Error> {
+        self.rows_at(resource, now(), &mut Lists::default())
     }
 
     /// [`ViewDefinition::rows`] with `now()`/`today()` fixed, so that a whole run sees one
     /// instant.
-    pub(crate) fn rows_at(&self, resource: &Json, now: DateTime) -> Result<Vec<Row>, Error> {
-        let resource_type = resource.get("resourceType").and_then(Json::as_str);
+    pub(crate) fn rows_at<'r>(
+        &'r self,
+        resource: &'r Json,
+        now: DateTime,
+        lists: &mut Lists,
+    ) -> Result<Vec<Row<'r>>, Error> {
+        let resource_type = resource.as_object().and_then(|o| o.get("resourceType")).and_then(Json::as_str);
         if resource_type != Some(self.resource()) {
             return Ok(Vec::new());
         }
@@ -50,14 +77,11 @@ impl ViewDefinition {
             direct: self.direct_paths,
             resource,
             env: None,
-            scratch: fhirpath::Scratch::default(),
+            scratch: std::mem::take(&mut lists.scratch).recycle(),
         };
-        for filter in &self.filters {
-            if !evaluation.filter(filter, &node)? {
-                return Ok(Vec::new());
-            }
-        }
-        evaluation.process(&self.root, &node, 0)
+        let rows = evaluation.rows(self, &node);
+        lists.scratch = evaluation.scratch.recycle();
+        rows
     }
 }
 
@@ -105,20 +129,31 @@ fn environment<'r>(view: &'r ViewDefinition, now: DateTime) -> Environment<'r> {
 }
 
 impl<'r> Evaluation<'r> {
-    fn evaluate(
-        &mut self,
+    fn rows(&mut self, view: &ViewDefinition, node: &Value<'r>) -> Result<Vec<Row<'r>>, Error> {
+        for filter in &view.filters {
+            if !self.filter(filter, node)? {
+                return Ok(Vec::new());
+            }
+        }
+        self.process(&view.root, node, 0)
+    }
+
+    /// What `path` gives for `focus`; a path walked directly leaves its values in the
+    /// scratch lists.
+    fn evaluate<'s>(
+        &'s mut self,
         path: &Path,
         focus: &Value<'r>,
         row_index: usize,
-    ) -> Result<Collection<'r>, Error> {
+    ) -> Result<Cow<'s, [Value<'r>]>, Error> {
         if self.direct
             && let Some(direct) = &path.direct
-            && let Some(values) = direct.evaluate_with(focus, &mut self.scratch)
+            && let Some(values) = direct.evaluate_in(focus, &mut self.scratch)
         {
-            return Ok(values);
+            return Ok(Cow::Borrowed(values));
         }
         if self.direct && path.row_index_only {
-            return Ok(vec![Value::Integer(row_index as i64)]);
+            return Ok(Cow::Owned(vec![Value::Integer(row_index as i64)]));
         }
         let (view, now) = (self.view, self.now);
         let env = self.env.get_or_insert_with(|| environment(view, now));
@@ -129,46 +164,43 @@ impl<'r> Evaluation<'r> {
         }
         let root = vec![Value::Node(Node::resource(self.resource))];
         match path.expression.evaluate_collection(vec![focus.clone()], root, env) {
-            Ok(values) => Ok(values),
-            Err(e) => Err(self.error(&path.location, e.to_string())),
+            Ok(values) => Ok(Cow::Owned(values)),
+            Err(e) => Err(evaluation_error(self.resource, &path.location, e.to_string())),
         }
     }
 
     fn error(&self, location: &str, message: impl Into<String>) -> Error {
-        let resource_type = self.resource.get("resourceType").and_then(Json::as_str).unwrap_or("?");
-        let resource = match self.resource.get("id").and_then(Json::as_str) {
-            Some(id) => format!("{resource_type}/{id}"),
-            None => format!("{resource_type} (without id)"),
-        };
-        Error::Evaluation { resource, location: location.to_string(), message: message.into() }
+        evaluation_error(self.resource, location, message)
     }
 
     /// A `where`: empty excludes the resource; anything but one Boolean is an error.
     fn filter(&mut self, filter: &Path, node: &Value<'r>) -> Result<bool, Error> {
         let result = self.evaluate(filter, node, 0)?;
-        match result.as_slice() {
-            [] => Ok(false),
+        let wrong = match &*result {
+            [] => return Ok(false),
             [value] => match value.system().as_ref() {
-                Value::Boolean(b) => Ok(*b),
-                other => Err(self.error(
-                    &filter.location,
-                    format!("must evaluate to a boolean, found {} ({})", other.type_label(), other.display()),
-                )),
+                Value::Boolean(b) => return Ok(*b),
+                other => {
+                    format!("must evaluate to a boolean, found {} ({})", other.type_label(), other.display())
+                }
             },
-            values => Err(self.error(
-                &filter.location,
-                format!("must evaluate to a single boolean, found {} values", values.len()),
-            )),
-        }
+            values => format!("must evaluate to a single boolean, found {} values", values.len()),
+        };
+        Err(self.error(&filter.location, wrong))
     }
 
     /// The rows of `select` over `node`; `row_index` is the enclosing `%rowIndex`, kept when
     /// the select does not iterate.
-    fn process(&mut self, select: &Select, node: &Value<'r>, row_index: usize) -> Result<Vec<Row>, Error> {
+    fn process(
+        &mut self,
+        select: &Select,
+        node: &Value<'r>,
+        row_index: usize,
+    ) -> Result<Vec<Row<'r>>, Error> {
         let foci = match &select.iteration {
             Iteration::Parent => return self.combine(select, node, row_index),
             Iteration::ForEach(path) | Iteration::ForEachOrNull(path) => {
-                self.evaluate(path, node, row_index)?
+                self.evaluate(path, node, row_index)?.into_owned()
             }
             Iteration::Repeat(paths) => {
                 let mut foci = Vec::new();
@@ -196,7 +228,7 @@ impl<'r> Evaluation<'r> {
         out: &mut Collection<'r>,
     ) -> Result<(), Error> {
         for path in paths {
-            let children = self.evaluate(path, node, row_index)?;
+            let children = self.evaluate(path, node, row_index)?.into_owned();
             if !children.is_empty() && depth >= REPEAT_MAX_DEPTH {
                 return Err(self.error(
                     &path.location,
@@ -219,11 +251,17 @@ impl<'r> Evaluation<'r> {
 
     /// The rows for one focus: its columns, times each nested select's rows, times the
     /// union's rows (the Cartesian product; a part with no rows leaves no rows).
-    fn combine(&mut self, select: &Select, focus: &Value<'r>, row_index: usize) -> Result<Vec<Row>, Error> {
+    fn combine(
+        &mut self,
+        select: &Select,
+        focus: &Value<'r>,
+        row_index: usize,
+    ) -> Result<Vec<Row<'r>>, Error> {
         let mut own = Vec::with_capacity(select.width);
         for column in &select.columns {
             let values = self.evaluate(&column.path, focus, row_index)?;
-            own.push(cell(column, &values).map_err(|message| self.error(&column.path.location, message))?);
+            let cell = cell(column, &values);
+            own.push(cell.map_err(|message| self.error(&column.path.location, message))?);
         }
         let mut rows = vec![own];
         for nested in &select.selects {
@@ -241,7 +279,16 @@ impl<'r> Evaluation<'r> {
     }
 }
 
-fn product(left: Vec<Row>, right: Vec<Row>) -> Vec<Row> {
+fn evaluation_error(resource: &Json, location: &str, message: impl Into<String>) -> Error {
+    let resource_type = resource.get("resourceType").and_then(Json::as_str).unwrap_or("?");
+    let resource = match resource.get("id").and_then(Json::as_str) {
+        Some(id) => format!("{resource_type}/{id}"),
+        None => format!("{resource_type} (without id)"),
+    };
+    Error::Evaluation { resource, location: location.to_string(), message: message.into() }
+}
+
+fn product<'r>(left: Vec<Row<'r>>, right: Vec<Row<'r>>) -> Vec<Row<'r>> {
     match right.len() {
         0 => Vec::new(),
         1 => {
@@ -267,11 +314,11 @@ fn product(left: Vec<Row>, right: Vec<Row>) -> Vec<Row> {
 }
 
 /// A column's cell from what its path found; the message says what is wrong.
-fn cell(column: &ColumnDef, values: &Collection<'_>) -> Result<Cell, String> {
+fn cell<'r>(column: &ColumnDef, values: &[Value<'r>]) -> Result<Cell<'r>, String> {
     if column.collection {
         return values.iter().map(|v| scalar(column.kind, v)).collect::<Result<_, _>>().map(Cell::List);
     }
-    match values.as_slice() {
+    match values {
         [] => Ok(Cell::Null),
         [value] => scalar(column.kind, value),
         values => Err(format!(
@@ -282,20 +329,25 @@ fn cell(column: &ColumnDef, values: &Collection<'_>) -> Result<Cell, String> {
     }
 }
 
-fn scalar(kind: Kind, value: &Value<'_>) -> Result<Cell, String> {
-    // Text needs no System value (which for a date means parsing it).
+fn scalar<'r>(kind: Kind, value: &Value<'r>) -> Result<Cell<'r>, String> {
+    // Text needs no System value (which for a date means parsing it), and neither do numbers
+    // and Booleans as the resource writes them.
     match kind {
         Kind::Text => return Ok(Cell::Text(text(value))),
         Kind::Json => {
             return Ok(Cell::Text(match value {
                 Value::Node(node) if !node.is_primitive() => {
-                    node.json.map(Json::to_string).unwrap_or_default()
+                    Cow::Owned(node.json.map(Json::to_string).unwrap_or_default())
                 }
-                Value::Quantity(_) => value.to_json().to_string(),
+                Value::Quantity(_) => Cow::Owned(value.to_json().to_string()),
                 _ => text(value),
             }));
         }
-        Kind::Boolean | Kind::Integer | Kind::Decimal => {}
+        Kind::Boolean | Kind::Integer | Kind::Decimal => {
+            if let Some(cell) = written_number(kind, value) {
+                return Ok(cell);
+            }
+        }
     }
     let system = value.system();
     let mismatch = |expected: &str| {
@@ -323,18 +375,42 @@ fn scalar(kind: Kind, value: &Value<'_>) -> Result<Cell, String> {
     }
 }
 
+/// A number or Boolean element's cell straight from its JSON (`None`: ask its System value,
+/// which also says what is wrong).
+fn written_number<'r>(kind: Kind, value: &Value<'r>) -> Option<Cell<'r>> {
+    let Value::Node(node) = value else { return None };
+    let integer_type = matches!(node.type_name, "integer" | "positiveInt" | "unsignedInt");
+    match (kind, node.json?) {
+        (Kind::Boolean, Json::Bool(b)) => Some(Cell::Boolean(*b)),
+        (Kind::Integer, Json::Number(n)) if integer_type => n.as_i64().map(Cell::Integer),
+        // The nearest double to the number as written, for the plain decimals a Decimal holds
+        // exactly (an exponent or a 29th digit is left to it).
+        (Kind::Decimal, Json::Number(n))
+            if (integer_type || node.type_name == "decimal")
+                && n.as_str().len() <= 24
+                && !n.as_str().contains(['e', 'E']) =>
+        {
+            n.as_str().parse().ok().map(Cell::Decimal)
+        }
+        _ => None,
+    }
+}
+
 /// A value in its FHIR string form: a primitive element as written in the resource (`1.50`
 /// keeps its zero), System values without FHIRPath's `@`, complex elements as JSON.
-fn text(value: &Value<'_>) -> String {
-    if let Value::Node(node) = value {
-        match node.json {
-            Some(Json::String(s)) => return s.clone(),
-            Some(json @ (Json::Number(_) | Json::Bool(_))) => return json.to_string(),
-            Some(json) if !node.is_primitive() => return json.to_string(),
+fn text<'r>(value: &Value<'r>) -> Cow<'r, str> {
+    match value {
+        Value::Node(node) => match node.json {
+            Some(Json::String(s)) => return Cow::Borrowed(s),
+            Some(Json::Number(n)) => return Cow::Borrowed(n.as_str()),
+            Some(Json::Bool(b)) => return Cow::Borrowed(if *b { "true" } else { "false" }),
+            Some(json) if !node.is_primitive() => return Cow::Owned(json.to_string()),
             _ => {}
-        }
+        },
+        Value::String(s) => return s.clone(),
+        _ => {}
     }
-    match value.system().as_ref() {
+    Cow::Owned(match value.system().as_ref() {
         Value::String(s) => s.to_string(),
         Value::Boolean(b) => b.to_string(),
         Value::Integer(i) | Value::Long(i) => i.to_string(),
@@ -344,7 +420,7 @@ fn text(value: &Value<'_>) -> String {
         Value::Quantity(q) => q.to_string(),
         Value::Type(t) => format!("{}.{}", t.namespace, t.name),
         Value::Node(node) => node.json.map(Json::to_string).unwrap_or_default(),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -448,7 +524,8 @@ mod tests {
         let several_booleans =
             view(json!({"resource": "Patient", "where": [{"path": "name.exists() | true"}],
             "select": [{"column": [{"name": "id", "path": "id"}]}]}));
-        let ok = several_booleans.rows(&patient());
+        let resource = patient();
+        let ok = several_booleans.rows(&resource);
         assert!(ok.is_ok(), "a union of equal Booleans is one Boolean: {ok:?}");
         let multiple = view(
             json!({"resource": "Patient", "where": [{"path": "name.family.exists()"}, {"path": "name.given.empty()"}],

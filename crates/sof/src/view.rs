@@ -146,7 +146,7 @@ pub(crate) struct Select {
     pub width: usize,
     /// The row `forEachOrNull` emits for an empty collection: nulls, except `%rowIndex`
     /// columns, which are 0.
-    pub null_row: Vec<Cell>,
+    pub null_row: Vec<Cell<'static>>,
 }
 
 /// A constant's value, typed so that `birthDate = %date` compares dates, not strings.
@@ -481,7 +481,7 @@ impl Select {
         columns: Vec<ColumnDef>,
         selects: Vec<Select>,
         union_all: Vec<Select>,
-        null_row: &[Cell],
+        null_row: &[Cell<'static>],
     ) -> Select {
         let width = columns.len()
             + selects.iter().map(|s| s.width).sum::<usize>()
@@ -491,7 +491,7 @@ impl Select {
     }
 }
 
-fn null_row(columns: &[Column], row_index: &[bool]) -> Vec<Cell> {
+fn null_row(columns: &[Column], row_index: &[bool]) -> Vec<Cell<'static>> {
     columns
         .iter()
         .zip(row_index)
@@ -499,7 +499,7 @@ fn null_row(columns: &[Column], row_index: &[bool]) -> Vec<Cell> {
             (true, Kind::Integer, false) => Cell::Integer(0),
             (true, Kind::Integer, true) => Cell::List(vec![Cell::Integer(0)]),
             (true, Kind::Decimal, false) => Cell::Decimal(0.0),
-            (true, Kind::Text, false) => Cell::Text("0".to_string()),
+            (true, Kind::Text, false) => Cell::Text("0".into()),
             _ => Cell::Null,
         })
         .collect()

@@ -19,7 +19,7 @@ const ICD10CM: &str = "http://hl7.org/fhir/sid/icd-10-cm";
 const LOINC: &str = "http://loinc.org";
 
 /// A view's output: one map of column name to cell per row.
-type Table = Vec<BTreeMap<String, Cell>>;
+type Table = Vec<BTreeMap<String, Cell<'static>>>;
 
 struct Population {
     /// The resources of each NDJSON file, by resource type, in file order.
@@ -71,7 +71,9 @@ fn population() -> &'static Population {
                 let mut table = Table::new();
                 for resource in resources.get(view.resource()).into_iter().flatten() {
                     let rows = view.rows(resource).unwrap_or_else(|e| panic!("{}: {e}", builtin.name()));
-                    table.extend(rows.into_iter().map(|row| names.iter().cloned().zip(row).collect()));
+                    table.extend(rows.into_iter().map(|row| {
+                        names.iter().cloned().zip(row.into_iter().map(Cell::into_owned)).collect()
+                    }));
                 }
                 (builtin.name(), table)
             })
@@ -82,7 +84,7 @@ fn population() -> &'static Population {
                 let mut positions: HashMap<String, Vec<usize>> = HashMap::new();
                 for (i, row) in tables[view].iter().enumerate() {
                     if let Cell::Text(value) = &row[column] {
-                        positions.entry(value.clone()).or_default().push(i);
+                        positions.entry(value.to_string()).or_default().push(i);
                     }
                 }
                 ((view, column), positions)
@@ -101,38 +103,38 @@ fn table(name: &str) -> &'static Table {
 }
 
 /// The rows of `name` whose `column` is `value`.
-fn rows_where(name: &str, column: &str, value: &str) -> Vec<&'static BTreeMap<String, Cell>> {
+fn rows_where(name: &str, column: &str, value: &str) -> Vec<&'static BTreeMap<String, Cell<'static>>> {
     let population = population();
     let positions = population.index.get(&(name, column)).expect("an indexed column");
     positions.get(value).into_iter().flatten().map(|&i| &population.tables[name][i]).collect()
 }
 
 /// The one row of `name` whose `column` is `value`.
-fn row(name: &str, column: &str, value: &str) -> &'static BTreeMap<String, Cell> {
+fn row(name: &str, column: &str, value: &str) -> &'static BTreeMap<String, Cell<'static>> {
     let rows = rows_where(name, column, value);
     assert_eq!(rows.len(), 1, "{name} rows with {column} = {value}");
     rows[0]
 }
 
-fn text(value: &str) -> Cell {
-    Cell::Text(value.to_string())
+fn text(value: &str) -> Cell<'static> {
+    Cell::Text(value.to_string().into())
 }
 
 /// A JSON string as a text cell, anything absent as null.
-fn text_of(value: Option<&Json>) -> Cell {
+fn text_of(value: Option<&Json>) -> Cell<'static> {
     value.and_then(Json::as_str).map_or(Cell::Null, text)
 }
 
-fn decimal_of(value: Option<&Json>) -> Cell {
+fn decimal_of(value: Option<&Json>) -> Cell<'static> {
     value.and_then(Json::as_f64).map_or(Cell::Null, Cell::Decimal)
 }
 
-fn integer_of(value: Option<&Json>) -> Cell {
+fn integer_of(value: Option<&Json>) -> Cell<'static> {
     value.and_then(Json::as_i64).map_or(Cell::Null, Cell::Integer)
 }
 
 /// The id a relative reference `Type/id` names, when it names a `resource_type`.
-fn reference_id(reference: Option<&Json>, resource_type: &str) -> Cell {
+fn reference_id(reference: Option<&Json>, resource_type: &str) -> Cell<'static> {
     reference
         .and_then(|r| r.get("reference")?.as_str()?.strip_prefix(resource_type)?.strip_prefix('/'))
         .map_or(Cell::Null, text)
@@ -148,7 +150,7 @@ fn coding<'j>(concept: Option<&'j Json>, system: &str) -> Option<&'j Json> {
 }
 
 /// The LOINC code of a CodeableConcept, as a cell.
-fn loinc(concept: Option<&Json>) -> Cell {
+fn loinc(concept: Option<&Json>) -> Cell<'static> {
     text_of(coding(concept, LOINC).and_then(|c| c.get("code")))
 }
 
@@ -406,7 +408,7 @@ fn icd10cm_diagnoses_per_encounter_with_rank_come_from_joining_two_views() {
 
     // SELECT ed.encounter_id, ed.rank, d.icd10cm_code FROM encounter_diagnoses ed
     // JOIN diagnoses d ON d.id = ed.condition_id ORDER BY ed.encounter_id, ed.rank
-    let by_id: BTreeMap<String, &BTreeMap<String, Cell>> =
+    let by_id: BTreeMap<String, &BTreeMap<String, Cell<'static>>> =
         table("diagnoses").iter().map(|d| (format!("{:?}", d["id"]), d)).collect();
     let mut joined: BTreeMap<String, Vec<(i64, String)>> = BTreeMap::new();
     for ed in table("encounter_diagnoses") {
@@ -418,7 +420,7 @@ fn icd10cm_diagnoses_per_encounter_with_rank_come_from_joining_two_views() {
         };
         assert_eq!(ed["patient_id"], d["patient_id"], "an encounter lists its own patient's conditions");
         assert_eq!(ed["use"], text("billing"));
-        joined.entry(encounter.clone()).or_default().push((*rank, code.clone()));
+        joined.entry(encounter.to_string()).or_default().push((*rank, code.to_string()));
     }
     for list in joined.values_mut() {
         list.sort();
@@ -506,7 +508,7 @@ fn observations_give_one_row_per_value_components_included() {
             assert_eq!(row["observation_code"], loinc(observation.get("code")));
         }
         // The measured value, and what the row says about it.
-        let expect = |row: &BTreeMap<String, Cell>, element: &Json| {
+        let expect = |row: &BTreeMap<String, Cell<'static>>, element: &Json| {
             let quantity = element.get("valueQuantity");
             assert_eq!(row["loinc_code"], loinc(element.get("code")), "{id}");
             assert_eq!(row["value"], decimal_of(quantity.and_then(|q| q.get("value"))), "{id}");
@@ -593,7 +595,9 @@ fn rows_of(name: &str, resource: &Json) -> Table {
     let view = builtin::get(name).expect("built-in").view();
     let names: Vec<String> = view.columns().iter().map(|c| c.name().to_string()).collect();
     let rows = view.rows(resource).unwrap_or_else(|e| panic!("{name}: {e}"));
-    rows.into_iter().map(|row| names.iter().cloned().zip(row).collect()).collect()
+    rows.into_iter()
+        .map(|row| names.iter().cloned().zip(row.into_iter().map(Cell::into_owned)).collect())
+        .collect()
 }
 
 #[test]
