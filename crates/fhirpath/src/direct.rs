@@ -20,7 +20,7 @@ use crate::ast::{BinaryOp, Expr, Literal};
 use crate::eval::{
     choice_entries, code_system_variable, contains, is_resource_type, lookup, member_type_code,
 };
-use crate::functions::{Function, reference_key};
+use crate::functions::{Function, reference_key, substring, to_string_value};
 use crate::parser::type_of_expr;
 use crate::value::{Collection, Node, Value, is_primitive_type};
 
@@ -44,17 +44,53 @@ enum Step {
     First,
     /// `where(criterion)`.
     Where(Criterion),
-    /// `iif(criterion, then, otherwise)` at the start of the path (on the focus).
+    /// `iif(criterion, then, otherwise)` at the start of the path (on the focus); a branch
+    /// that cannot be walked directly is left to the evaluator when it is the one chosen.
     Iif {
         criterion: Criterion,
-        then: DirectPath,
-        otherwise: Option<DirectPath>,
+        then: Branch,
+        otherwise: Branch,
     },
     /// `a | b | ...`, the whole path.
     Union(Vec<DirectPath>),
+    Empty,
+    // Steps that end the walk over elements: what follows them works on their values.
     ResourceKey,
     ReferenceKey(Option<String>),
-    Empty,
+    ToString,
+    /// `exists()` as a value (not a criterion).
+    Exists,
+    Count,
+    // Steps over values.
+    Distinct,
+    Substring(i64, Option<i64>),
+}
+
+impl Step {
+    /// Whether the step turns the elements walked so far into values.
+    fn makes_values(&self) -> bool {
+        matches!(
+            self,
+            Step::ResourceKey | Step::ReferenceKey(_) | Step::ToString | Step::Exists | Step::Count
+        )
+    }
+
+    /// Whether the step can follow one that made values.
+    fn takes_values(&self) -> bool {
+        matches!(
+            self,
+            Step::ToString | Step::Exists | Step::Count | Step::First | Step::Distinct | Step::Substring(..)
+        )
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Branch {
+    Direct(DirectPath),
+    /// Not walked directly.
+    General,
+    /// `iif()` without its third argument.
+    Absent,
 }
 
 /// The lists a [`DirectPath`] walks with, kept between calls (a view runs many paths per
@@ -104,6 +140,8 @@ enum Criterion {
     ExistsWhere(DirectPath, Box<Criterion>),
     /// `path = literal`.
     Equals(DirectPath, Expected),
+    /// `path in (literal | literal ...)`.
+    In(DirectPath, Vec<Expected>),
     And(Box<Criterion>, Box<Criterion>),
     Or(Box<Criterion>, Box<Criterion>),
 }
@@ -147,25 +185,38 @@ impl Criterion {
                 }
                 let found = path.evaluate_in(item, scratch)?;
                 let [value] = found else { return Some(false) };
-                let json = match value {
-                    Value::Node(node) => node.json?,
-                    Value::String(text) => {
-                        return match expected {
-                            Expected::Text(wanted) => Some(text == wanted),
-                            _ => None,
-                        };
+                return value_equals(expected, value);
+            }
+            Criterion::In(path, wanted) => {
+                // `{} in (...)` is empty, false to `where()` and `iif()`; several items are an
+                // error the evaluator reports.
+                match path.evaluate_in(item, scratch)? {
+                    [] => false,
+                    [value] => {
+                        for expected in wanted {
+                            if value_equals(expected, value)? {
+                                return Some(true);
+                            }
+                        }
+                        false
                     }
                     _ => return None,
-                };
-                let type_name = match value {
-                    Value::Node(node) => node.type_name,
-                    _ => "",
-                };
-                return equals(expected, json, type_name);
+                }
             }
             Criterion::And(left, right) => left.test(item, scratch)? && right.test(item, scratch)?,
             Criterion::Or(left, right) => left.test(item, scratch)? || right.test(item, scratch)?,
         })
+    }
+}
+
+/// Whether one value equals the literal (`None`: not a comparison this walk answers).
+fn value_equals(expected: &Expected, value: &Value<'_>) -> Option<bool> {
+    match (value, expected) {
+        (Value::Node(node), _) => equals(expected, node.json?, node.type_name),
+        (Value::String(text), Expected::Text(wanted)) => Some(text == wanted),
+        (Value::Integer(n), Expected::Integer(wanted)) => Some(n == wanted),
+        (Value::Boolean(b), Expected::Boolean(wanted)) => Some(b == wanted),
+        _ => None,
     }
 }
 
@@ -262,13 +313,17 @@ impl DirectPath {
             }
             _ => compile_into(expr, constant, &mut steps)?,
         }
-        // Keys are strings, not elements: nothing may follow them.
-        let key_at = steps.iter().position(|s| matches!(s, Step::ResourceKey | Step::ReferenceKey(_)));
-        if let Some(at) = key_at {
-            let rest = &steps[at + 1..];
-            if !(rest.is_empty() || matches!(rest, [Step::First])) {
-                return None;
-            }
+        // Values are not elements: only steps over values may follow them.
+        if let Some(at) = steps.iter().position(Step::makes_values)
+            && !steps[at + 1..].iter().all(Step::takes_values)
+        {
+            return None;
+        }
+        // `distinct()` of elements compares them as the evaluator does: left to it.
+        if let Some(at) = steps.iter().position(|s| matches!(s, Step::Distinct))
+            && !steps[..at].iter().any(Step::makes_values)
+        {
+            return None;
         }
         Some(DirectPath { steps })
     }
@@ -291,7 +346,13 @@ impl DirectPath {
         out.clear();
         items.clear();
         items.push(*node);
+        // Whether the walk has turned to values (in `out`).
+        let mut values = false;
         for step in &self.steps {
+            if !values && matches!(step, Step::Distinct | Step::Substring(..)) {
+                out.extend(items.iter().copied().map(Value::Node));
+                values = true;
+            }
             match step {
                 Step::Member(member) => {
                     next.clear();
@@ -351,6 +412,7 @@ impl DirectPath {
                     }
                     std::mem::swap(items, next);
                 }
+                Step::First if values => out.truncate(1),
                 Step::First => items.truncate(1),
                 Step::Where(criterion) => {
                     let inner = Scratch::inner(inner);
@@ -370,18 +432,22 @@ impl DirectPath {
                     let [item] = items.as_slice() else { return None };
                     let focus = Value::Node(*item);
                     let inner = Scratch::inner(inner);
-                    let chosen = if criterion.test(&focus, inner)? { Some(then) } else { otherwise.as_ref() };
-                    let Some(chosen) = chosen else {
-                        items.clear();
-                        continue;
+                    let chosen = if criterion.test(&focus, inner)? { then } else { otherwise };
+                    let chosen = match chosen {
+                        Branch::Direct(path) => path,
+                        Branch::General => return None,
+                        Branch::Absent => {
+                            items.clear();
+                            continue;
+                        }
                     };
-                    let values = chosen.evaluate_in(&focus, inner)?;
+                    let found = chosen.evaluate_in(&focus, inner)?;
                     if self.steps.len() == 1 {
-                        out.extend_from_slice(values);
+                        out.extend_from_slice(found);
                         return Some(out);
                     }
                     items.clear();
-                    for value in values {
+                    for value in found {
                         // Keys are not elements to go on from.
                         let Value::Node(node) = value else { return None };
                         items.push(*node);
@@ -391,13 +457,16 @@ impl DirectPath {
                     let inner = Scratch::inner(inner);
                     for branch in branches {
                         for value in branch.evaluate_in(focus, inner)? {
-                            if !contains(out, value) {
+                            // (`contains` compares System values, which for a date means
+                            // parsing it: not for the first.)
+                            if out.is_empty() || !contains(out, value) {
                                 out.push(value.clone());
                             }
                         }
                     }
                     return Some(out);
                 }
+                Step::Empty => return Some(out),
                 Step::ResourceKey => {
                     out.extend(
                         items
@@ -405,7 +474,7 @@ impl DirectPath {
                             .filter_map(|node| lookup(node.json?.as_object()?, "id")?.as_str())
                             .map(|id| Value::String(Cow::Borrowed(id))),
                     );
-                    return Some(self.keys_end(out));
+                    values = true;
                 }
                 Step::ReferenceKey(wanted) => {
                     out.extend(
@@ -417,12 +486,57 @@ impl DirectPath {
                             })
                             .map(|id| Value::String(Cow::Borrowed(id))),
                     );
-                    return Some(self.keys_end(out));
+                    values = true;
                 }
-                Step::Empty => return Some(out),
+                Step::ToString => {
+                    if !values {
+                        out.extend(items.iter().copied().map(Value::Node));
+                        values = true;
+                    }
+                    match out.as_slice() {
+                        [] => {}
+                        [value] => {
+                            let text = to_string_value(&value.system());
+                            out.clear();
+                            out.extend(text);
+                        }
+                        _ => return None,
+                    }
+                }
+                Step::Exists | Step::Count => {
+                    let count = if values { out.len() } else { items.len() };
+                    out.clear();
+                    out.push(match step {
+                        Step::Exists => Value::Boolean(count > 0),
+                        _ => Value::Integer(count as i64),
+                    });
+                    values = true;
+                }
+                Step::Distinct => {
+                    let mut kept: Vec<Value<'a>> = Vec::with_capacity(out.len());
+                    for value in out.drain(..) {
+                        let Value::String(text) = &value else { return None };
+                        if !kept.iter().any(|k| matches!(k, Value::String(t) if t == text)) {
+                            kept.push(value);
+                        }
+                    }
+                    *out = kept;
+                }
+                Step::Substring(start, length) => match out.as_slice() {
+                    [] => {}
+                    [value] => {
+                        let Value::String(text) = value.system().into_owned() else { return None };
+                        let part = substring(&text, *start, *length);
+                        out.clear();
+                        out.extend(part.map(|part| Value::String(Cow::Owned(part))));
+                    }
+                    _ => return None,
+                },
             }
         }
-        out.extend(items.iter().copied().map(Value::Node));
+        if !values {
+            out.extend(items.iter().copied().map(Value::Node));
+        }
         Some(out)
     }
 }
@@ -444,16 +558,6 @@ fn union_branches(
     }
 }
 
-impl DirectPath {
-    /// Keys end a path, but for a `first()` after them.
-    fn keys_end<'s, 'a>(&self, keys: &'s mut Vec<Value<'a>>) -> &'s [Value<'a>] {
-        if matches!(self.steps.last(), Some(Step::First)) {
-            keys.truncate(1);
-        }
-        keys
-    }
-}
-
 fn compile_criterion(expr: &Expr, constant: &dyn Fn(&str) -> Option<String>) -> Option<Criterion> {
     let path = |e: &Expr| DirectPath::compile(e, constant);
     match expr {
@@ -465,15 +569,13 @@ fn compile_criterion(expr: &Expr, constant: &dyn Fn(&str) -> Option<String>) -> 
             Box::new(compile_criterion(left, constant)?),
             Box::new(compile_criterion(right, constant)?),
         )),
+        Expr::Binary { op: BinaryOp::In, left, right } => {
+            let mut wanted = Vec::new();
+            literals(right, constant, &mut wanted)?;
+            Some(Criterion::In(path(left)?, wanted))
+        }
         Expr::Binary { op: BinaryOp::Equal, left, right } => {
-            let expected = match right.as_ref() {
-                Expr::Literal(Literal::String(text)) => Expected::Text(text.clone()),
-                Expr::Literal(Literal::Boolean(b)) => Expected::Boolean(*b),
-                Expr::Literal(Literal::Integer(i)) => Expected::Integer(*i),
-                Expr::Variable(variable) => Expected::Text(variable_text(variable, constant)?),
-                _ => return None,
-            };
-            Some(Criterion::Equals(path(left)?, expected))
+            Some(Criterion::Equals(path(left)?, expected(right, constant)?))
         }
         Expr::Call { target, function: Function::Exists, args } => {
             let target = match target {
@@ -492,6 +594,31 @@ fn compile_criterion(expr: &Expr, constant: &dyn Fn(&str) -> Option<String>) -> 
             Some(Criterion::Empty(path(target)?))
         }
         _ => None,
+    }
+}
+
+/// A literal, or a constant that is text.
+fn expected(expr: &Expr, constant: &dyn Fn(&str) -> Option<String>) -> Option<Expected> {
+    Some(match expr {
+        Expr::Literal(Literal::String(text)) => Expected::Text(text.clone()),
+        Expr::Literal(Literal::Boolean(b)) => Expected::Boolean(*b),
+        Expr::Literal(Literal::Integer(i)) => Expected::Integer(*i),
+        Expr::Variable(variable) => Expected::Text(variable_text(variable, constant)?),
+        _ => return None,
+    })
+}
+
+/// The literals of `a | b | ...`.
+fn literals(expr: &Expr, constant: &dyn Fn(&str) -> Option<String>, out: &mut Vec<Expected>) -> Option<()> {
+    match expr {
+        Expr::Binary { op: BinaryOp::Union, left, right } => {
+            literals(left, constant, out)?;
+            literals(right, constant, out)
+        }
+        other => {
+            out.push(expected(other, constant)?);
+            Some(())
+        }
     }
 }
 
@@ -544,14 +671,21 @@ fn compile_into(expr: &Expr, constant: &dyn Fn(&str) -> Option<String>, steps: &
                     return Some(());
                 }
                 (Function::Iif, [criterion, then, rest @ ..]) if target.is_none() && steps.is_empty() => {
-                    let otherwise = match rest {
-                        [] => None,
-                        [otherwise] => Some(DirectPath::compile(otherwise, constant)?),
+                    let branch =
+                        |e: &Expr| DirectPath::compile(e, constant).map_or(Branch::General, Branch::Direct);
+                    let (then, otherwise) = match rest {
+                        [] => (branch(then), Branch::Absent),
+                        [otherwise] => (branch(then), branch(otherwise)),
                         _ => return None,
                     };
+                    // Neither walked directly: the evaluator would do all the work after the
+                    // criterion.
+                    if matches!(then, Branch::General) && !matches!(otherwise, Branch::Direct(_)) {
+                        return None;
+                    }
                     steps.push(Step::Iif {
                         criterion: compile_criterion(criterion, constant)?,
-                        then: DirectPath::compile(then, constant)?,
+                        then,
                         otherwise,
                     });
                     return Some(());
@@ -563,6 +697,22 @@ fn compile_into(expr: &Expr, constant: &dyn Fn(&str) -> Option<String>, steps: &
             }
             match (function, args.as_slice()) {
                 (Function::First, []) => steps.push(Step::First),
+                (Function::ToStringFn, []) => steps.push(Step::ToString),
+                (Function::Exists, []) => steps.push(Step::Exists),
+                (Function::Count, []) => steps.push(Step::Count),
+                (Function::Distinct, []) => steps.push(Step::Distinct),
+                (Function::Substring, [start, rest @ ..]) => {
+                    let literal = |e: &Expr| match e {
+                        Expr::Literal(Literal::Integer(i)) => Some(*i),
+                        _ => None,
+                    };
+                    let length = match rest {
+                        [] => None,
+                        [length] => Some(literal(length)?),
+                        _ => return None,
+                    };
+                    steps.push(Step::Substring(literal(start)?, length))
+                }
                 (Function::GetResourceKey, []) => steps.push(Step::ResourceKey),
                 (Function::GetReferenceKey, []) => steps.push(Step::ReferenceKey(None)),
                 (Function::GetReferenceKey, [type_arg]) => {
@@ -696,6 +846,23 @@ mod tests {
             ("iif(component.empty(), status, code.coding.first().code)", vec!["1"]),
             ("iif(status = 'final', subject.getReferenceKey())", vec!["p1"]),
             ("iif(status = 'draft', subject.getReferenceKey())", vec![]),
+            ("iif(status in ('draft' | 'final'), code.coding.first().code, {})", vec!["1"]),
+            ("iif(status in ('draft' | 'preliminary'), code.coding.first().code, {})", vec![]),
+            ("iif(status in 'final', status)", vec!["final"]),
+            ("code.coding.code.exists()", vec!["true"]),
+            ("component.code.coding.exists()", vec!["false"]),
+            ("code.coding.count()", vec!["2"]),
+            ("subject.getReferenceKey().count()", vec!["1"]),
+            ("iif(code.coding.count() = 2, status, {})", vec!["final"]),
+            ("component.code.text.count()", vec!["2"]),
+            ("status.toString()", vec!["final"]),
+            ("status.substring(1, 3)", vec!["ina"]),
+            ("status.substring(2)", vec!["nal"]),
+            ("status.substring(9, 1)", vec![]),
+            ("status.toString().substring(0, 2)", vec!["fi"]),
+            ("value.ofType(Quantity).value.toString()", vec!["69"]),
+            ("code.coding.system.first().substring(7, 6)", vec!["snomed"]),
+            ("iif(component.exists(), component.code.text.first(), {})", vec!["a"]),
         ] {
             let (walked, general) = both(expression, &resource);
             assert_eq!(
@@ -731,6 +898,44 @@ mod tests {
         ] {
             assert!(Expression::parse(expression).unwrap().direct().is_none(), "{expression}");
         }
+        // A branch of an iif() that is not walked directly is left to the evaluator when it
+        // is the one chosen.
+        let (walked, general) = both("iif(id = 'o1', id.length(), id)", &resource);
+        assert_eq!((walked, general), (None, vec!["2".to_string()]));
+        let (walked, general) = both("iif(id = 'o2', id.length(), id)", &resource);
+        assert_eq!((walked, general.clone()), (Some(general), vec!["o1".to_string()]));
+        // Several items where one is wanted: the evaluator says what is wrong.
+        for expression in [
+            "code.coding.code.substring(0, 1)",
+            "code.coding.code.toString()",
+            "iif(code.coding.code in 'x', id)",
+        ] {
+            let parsed = Expression::parse(expression).unwrap();
+            let direct = parsed.direct().unwrap_or_else(|| panic!("{expression} is not direct"));
+            assert!(direct.evaluate(&Value::Node(Node::resource(&resource))).is_none(), "{expression}");
+        }
+        // Distinct keys are strings; distinct elements are compared by the evaluator.
+        let claim = json!({"resourceType": "Claim", "item": [
+            {"encounter": [{"reference": "Encounter/e1"}]}, {"encounter": [{"reference": "Encounter/e2"}]},
+            {"encounter": [{"reference": "Encounter/e1"}]}]});
+        for (expression, expected) in [
+            ("item.encounter.getReferenceKey(Encounter).distinct()", vec!["e1", "e2"]),
+            ("item.encounter.getReferenceKey(Encounter).distinct().count()", vec!["2"]),
+            ("item.encounter.getReferenceKey(Encounter).count()", vec!["3"]),
+            (
+                "iif(item.encounter.getReferenceKey().distinct().count() = 1, item.encounter.getReferenceKey(), {})",
+                vec![],
+            ),
+            (
+                "iif(item.first().encounter.getReferenceKey().distinct().count() = 1, item.first().encounter.getReferenceKey())",
+                vec!["e1"],
+            ),
+        ] {
+            let (walked, general) = both(expression, &claim);
+            assert_eq!(walked.as_ref(), Some(&general), "{expression}");
+            assert_eq!(general, expected, "{expression}");
+        }
+        assert!(Expression::parse("code.coding.distinct()").unwrap().direct().is_none());
         // An element the definitions do not know.
         let (walked, general) = both("nosuch", &json!({"resourceType": "Patient", "nosuch": "x"}));
         assert_eq!((walked, general), (None, vec!["x".to_string()]));

@@ -377,16 +377,7 @@ impl<'a> Evaluator<'a, '_> {
                     },
                     None => None,
                 };
-                let chars: Vec<char> = text.chars().collect();
-                if start < 0 || start as usize >= chars.len() {
-                    return Ok(Vec::new());
-                }
-                let start = start as usize;
-                let end = match length {
-                    Some(length) => (start + length.max(0) as usize).min(chars.len()),
-                    None => chars.len(),
-                };
-                Ok(one(string(chars[start..end].iter().collect::<String>())))
+                Ok(substring(&text, start, length).map(string).into_iter().collect())
             }
             Upper | Lower | Length | ToChars | Trim => {
                 let Some(text) = self.input_string(input, function)? else { return Ok(Vec::new()) };
@@ -914,7 +905,21 @@ fn to_decimal_value<'a>(value: &Value<'a>) -> Option<Value<'a>> {
     }
 }
 
-fn to_string_value<'a>(value: &Value<'a>) -> Option<Value<'a>> {
+/// `substring(start, length)` of `text`, in characters (`None`: empty, when `start` is outside it).
+pub(crate) fn substring(text: &str, start: i64, length: Option<i64>) -> Option<String> {
+    let chars: Vec<char> = text.chars().collect();
+    if start < 0 || start as usize >= chars.len() {
+        return None;
+    }
+    let start = start as usize;
+    let end = match length {
+        Some(length) => (start + length.max(0) as usize).min(chars.len()),
+        None => chars.len(),
+    };
+    Some(chars[start..end].iter().collect())
+}
+
+pub(crate) fn to_string_value<'a>(value: &Value<'a>) -> Option<Value<'a>> {
     match value {
         Value::String(s) => Some(Value::String(s.clone())),
         Value::Node(_) | Value::Type(_) => None,

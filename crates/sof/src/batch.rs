@@ -4,7 +4,7 @@ use std::borrow::Borrow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
+use arrow_array::builder::{ArrayBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, ListArray, RecordBatch};
 use arrow_buffer::{NullBufferBuilder, OffsetBuffer};
 use arrow_schema::{DataType, FieldRef};
@@ -164,12 +164,26 @@ impl Values {
         }
     }
 
+    /// The values so far, leaving a builder sized like the batch just finished (Arrow's own
+    /// `finish` leaves empty buffers that grow by doubling, reallocating every batch).
     fn finish(&mut self) -> ArrayRef {
         match self {
-            Values::Text(b) => Arc::new(b.finish()),
-            Values::Boolean(b) => Arc::new(b.finish()),
-            Values::Integer(b) => Arc::new(b.finish()),
-            Values::Decimal(b) => Arc::new(b.finish()),
+            Values::Text(b) => {
+                let (count, bytes) = (b.len(), b.values_slice().len());
+                Arc::new(std::mem::replace(b, StringBuilder::with_capacity(count, bytes)).finish())
+            }
+            Values::Boolean(b) => {
+                let count = b.len();
+                Arc::new(std::mem::replace(b, BooleanBuilder::with_capacity(count)).finish())
+            }
+            Values::Integer(b) => {
+                let count = b.len();
+                Arc::new(std::mem::replace(b, Int64Builder::with_capacity(count)).finish())
+            }
+            Values::Decimal(b) => {
+                let count = b.len();
+                Arc::new(std::mem::replace(b, Float64Builder::with_capacity(count)).finish())
+            }
         }
     }
 }

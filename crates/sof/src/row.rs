@@ -294,8 +294,11 @@ fn product<'r>(left: Vec<Row<'r>>, right: Vec<Row<'r>>) -> Vec<Row<'r>> {
         1 => {
             let Some(only) = right.into_iter().next() else { return Vec::new() };
             let mut rows = left;
-            for row in &mut rows {
-                row.extend(only.iter().cloned());
+            if let Some((last, others)) = rows.split_last_mut() {
+                for row in others {
+                    row.extend(only.iter().cloned());
+                }
+                last.extend(only);
             }
             rows
         }
