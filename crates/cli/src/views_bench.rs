@@ -30,6 +30,9 @@ pub struct ViewsBenchArgs {
     /// from second to second, the work does not).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Only these built-in views (all by default).
+    #[arg(long = "view")]
+    views: Vec<String>,
 }
 
 struct Timing {
@@ -84,7 +87,16 @@ pub fn run(args: ViewsBenchArgs) -> Result<ExitCode> {
             started.elapsed().as_secs_f64()
         );
     }
-    let views = sof::builtin::views();
+    let views: Vec<&sof::builtin::Builtin> = sof::builtin::views()
+        .iter()
+        .filter(|v| args.views.is_empty() || args.views.iter().any(|name| name == v.name()))
+        .collect();
+    if views.is_empty() {
+        return Err(anyhow!(
+            "no built-in view is named {} (see `chartroom view list`)",
+            args.views.join(", ")
+        ));
+    }
     let mut types: Vec<&str> = views.iter().map(|v| v.view().resource()).collect();
     types.sort_unstable();
     types.dedup();

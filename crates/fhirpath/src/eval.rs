@@ -630,7 +630,7 @@ fn system_fhir_type(code: &str) -> &'static str {
 
 /// Looks a property up in a JSON object. FHIR objects are small: a linear scan beats hashing
 /// the key (serde_json's map uses SipHash).
-pub(crate) fn lookup<'j>(object: &'j serde_json::Map<String, Json>, key: &str) -> Option<&'j Json> {
+pub fn lookup<'j>(object: &'j serde_json::Map<String, Json>, key: &str) -> Option<&'j Json> {
     if object.len() <= 16 {
         object.iter().find(|(k, _)| k.as_str() == key).map(|(_, v)| v)
     } else {

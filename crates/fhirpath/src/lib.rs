@@ -18,7 +18,7 @@ pub mod ucum;
 mod value;
 
 pub use direct::{DirectPath, Scratch, compares_as_text};
-pub use eval::{Environment, Resolver};
+pub use eval::{Environment, Resolver, lookup};
 pub use value::{Collection, Node, Quantity, TypeInfo, Value};
 
 use eval::{Evaluator, Frame};

@@ -134,6 +134,15 @@ mod tests {
         days + day - 1
     }
 
+    #[test]
+    fn built_in_paths_are_walked_directly() {
+        let general: Vec<String> = views()
+            .iter()
+            .flat_map(|b| b.view().general_paths().into_iter().map(|p| format!("{}: {p}", b.name())))
+            .collect();
+        assert_eq!(general, Vec::<String>::new());
+    }
+
     fn stay(class: &str, start: &str, end: Option<&str>) -> Json {
         let mut period = json!({"start": start});
         if let Some(end) = end {

@@ -66,7 +66,8 @@ impl ViewDefinition {
         now: DateTime,
         lists: &mut Lists,
     ) -> Result<Vec<Row<'r>>, Error> {
-        let resource_type = resource.as_object().and_then(|o| o.get("resourceType")).and_then(Json::as_str);
+        let resource_type =
+            resource.as_object().and_then(|o| fhirpath::lookup(o, "resourceType")).and_then(Json::as_str);
         if resource_type != Some(self.resource()) {
             return Ok(Vec::new());
         }

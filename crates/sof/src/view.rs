@@ -212,6 +212,31 @@ impl ViewDefinition {
         self
     }
 
+    /// Where the view has paths the general evaluator runs for every resource (none of
+    /// their shape can be walked directly): the places an analyst's view is slowest.
+    pub fn general_paths(&self) -> Vec<&str> {
+        fn walk<'v>(select: &'v Select, out: &mut Vec<&'v str>) {
+            let iterated = match &select.iteration {
+                Iteration::Parent => Vec::new(),
+                Iteration::ForEach(path) | Iteration::ForEachOrNull(path) => vec![path],
+                Iteration::Repeat(paths) => paths.iter().collect(),
+            };
+            let columns = select.columns.iter().map(|c| &c.path);
+            for path in iterated.into_iter().chain(columns) {
+                if path.direct.is_none() && !path.row_index_only {
+                    out.push(&path.location);
+                }
+            }
+            for nested in select.selects.iter().chain(&select.union_all) {
+                walk(nested, out);
+            }
+        }
+        let mut out: Vec<&str> =
+            self.filters.iter().filter(|p| p.direct.is_none()).map(|p| p.location.as_str()).collect();
+        walk(&self.root, &mut out);
+        out
+    }
+
     /// Reads and checks a ViewDefinition. The error names the first problem and where it is
     /// (`select[0].column[2].path: ...`).
     pub fn from_json(json: &Json) -> Result<ViewDefinition, Error> {
