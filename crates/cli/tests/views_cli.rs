@@ -115,6 +115,36 @@ fn an_invalid_view_exits_non_zero_saying_what_is_wrong() {
 }
 
 #[test]
+fn input_of_other_types_is_skipped_but_must_be_json() {
+    let dir = testkit::temp_dir("cli-views-mixed");
+    let input = dir.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    // Escaped, the type's name is not in the line as written: it is still read.
+    std::fs::write(
+        input.join("mixed.ndjson"),
+        concat!(
+            r#"{"resourceType": "Patient", "id": "p1", "gender": "female"}"#,
+            "\n",
+            r#"{"resourceType": "Device", "id": "d1"}"#,
+            "\n",
+            r#"{"resourceType": "Pati\u0065nt", "id": "p2", "gender": "male"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.join("patients.csv");
+    let output = chartroom(&["view", "run", "patients", "--input", path(&input), "--out", path(&out)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let csv = std::fs::read_to_string(&out).unwrap();
+    let ids: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(ids, ["p1", "p2"], "{csv}");
+    std::fs::write(input.join("broken.ndjson"), "{\"resourceType\": \"Device\", broken\n").unwrap();
+    let output = chartroom(&["view", "run", "patients", "--input", path(&input), "--out", path(&out)]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("broken.ndjson:1"), "{}", stderr(&output));
+}
+
+#[test]
 fn sql_over_the_views_materializes_them_once_per_change_of_the_record() {
     let (ndjson, data) = population("cli-views-sql");
     let count =

@@ -13,8 +13,8 @@ pub use datetime::{DateTime, DateTimeKind, Precision, Time};
 pub use definitions::{Definitions, definitions};
 pub use outcome::{Issue, IssueType, OperationOutcome, Severity};
 pub use resource::{
-    ReferenceSite, ReferenceTarget, Resource, is_valid_id, parse_json, parse_reference, patient_reference,
-    patients_mentioned,
+    ReferenceSite, ReferenceTarget, Resource, check_json, is_valid_id, parse_json, parse_reference,
+    patient_reference, patients_mentioned,
 };
 pub use search_parameters::{SearchParamType, search_parameters};
 

@@ -69,6 +69,15 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, Error> {
     Ok(value)
 }
 
+/// Checks that `bytes` are one well-formed JSON value, without building it: for input a
+/// reader skips (another resource type) but must still not accept if it is broken.
+pub fn check_json(bytes: &[u8]) -> Result<(), Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde::de::IgnoredAny::deserialize(&mut deserializer)
+        .and_then(|_| deserializer.end())
+        .map_err(|e| Error::Json { line: e.line(), column: e.column(), message: json_message(&e) })
+}
+
 /// serde_json's message without its own " at line X column Y" suffix (reported separately).
 fn json_message(error: &serde_json::Error) -> String {
     let text = error.to_string();

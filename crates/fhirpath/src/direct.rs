@@ -124,7 +124,7 @@ impl<'a> Scratch<'a> {
 
 /// An emptied list's allocation, for items of another lifetime (collecting an empty iterator
 /// of a type of the same layout keeps the allocation).
-fn reuse<'b, T, U>(mut list: Vec<T>) -> Vec<U> {
+fn reuse<T, U>(mut list: Vec<T>) -> Vec<U> {
     list.clear();
     list.into_iter().filter_map(|_| None).collect()
 }
