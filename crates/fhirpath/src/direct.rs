@@ -75,6 +75,11 @@ impl Step {
         )
     }
 
+    /// Whether the step works on values, elements walked so far being taken as such.
+    fn reads_values(&self) -> bool {
+        matches!(self, Step::ToString | Step::Exists | Step::Count | Step::Distinct | Step::Substring(..))
+    }
+
     /// Whether the step can follow one that made values.
     fn takes_values(&self) -> bool {
         matches!(
@@ -101,8 +106,9 @@ pub struct Scratch<'a> {
     next: Vec<Node<'a>>,
     /// What the last path gave.
     out: Vec<Value<'a>>,
-    /// For criteria and sub-paths, walked while the lists above are in use.
-    inner: Option<Box<Scratch<'a>>>,
+    /// For criteria and sub-paths, walked while the lists above are in use: none or one
+    /// (a list, so that recycling keeps its allocation).
+    inner: Vec<Scratch<'a>>,
 }
 
 impl<'a> Scratch<'a> {
@@ -113,12 +119,15 @@ impl<'a> Scratch<'a> {
             items: reuse(self.items),
             next: reuse(self.next),
             out: reuse(self.out),
-            inner: self.inner.map(|inner| Box::new(inner.recycle())),
+            inner: self.inner.into_iter().map(Scratch::recycle).collect(),
         }
     }
 
-    fn inner<'s>(inner: &'s mut Option<Box<Scratch<'a>>>) -> &'s mut Scratch<'a> {
-        inner.get_or_insert_with(Box::default)
+    fn inner<'s>(inner: &'s mut Vec<Scratch<'a>>) -> &'s mut Scratch<'a> {
+        if inner.is_empty() {
+            inner.push(Scratch::default());
+        }
+        &mut inner[0]
     }
 }
 
@@ -349,7 +358,7 @@ impl DirectPath {
         // Whether the walk has turned to values (in `out`).
         let mut values = false;
         for step in &self.steps {
-            if !values && matches!(step, Step::Distinct | Step::Substring(..)) {
+            if !values && step.reads_values() {
                 out.extend(items.iter().copied().map(Value::Node));
                 values = true;
             }
@@ -488,39 +497,35 @@ impl DirectPath {
                     );
                     values = true;
                 }
-                Step::ToString => {
-                    if !values {
-                        out.extend(items.iter().copied().map(Value::Node));
-                        values = true;
+                Step::ToString => match out.as_slice() {
+                    [] => {}
+                    [value] => {
+                        let text = to_string_value(&value.system());
+                        out.clear();
+                        out.extend(text);
                     }
-                    match out.as_slice() {
-                        [] => {}
-                        [value] => {
-                            let text = to_string_value(&value.system());
-                            out.clear();
-                            out.extend(text);
-                        }
-                        _ => return None,
-                    }
-                }
+                    _ => return None,
+                },
                 Step::Exists | Step::Count => {
-                    let count = if values { out.len() } else { items.len() };
+                    let count = out.len();
                     out.clear();
                     out.push(match step {
                         Step::Exists => Value::Boolean(count > 0),
                         _ => Value::Integer(count as i64),
                     });
-                    values = true;
                 }
                 Step::Distinct => {
-                    let mut kept: Vec<Value<'a>> = Vec::with_capacity(out.len());
-                    for value in out.drain(..) {
-                        let Value::String(text) = &value else { return None };
-                        if !kept.iter().any(|k| matches!(k, Value::String(t) if t == text)) {
-                            kept.push(value);
+                    // In place: the first of each text, in order.
+                    let mut kept = 0;
+                    for i in 0..out.len() {
+                        let Value::String(text) = &out[i] else { return None };
+                        let seen = out[..kept].iter().any(|k| matches!(k, Value::String(t) if t == text));
+                        if !seen {
+                            out.swap(kept, i);
+                            kept += 1;
                         }
                     }
-                    *out = kept;
+                    out.truncate(kept);
                 }
                 Step::Substring(start, length) => match out.as_slice() {
                     [] => {}
