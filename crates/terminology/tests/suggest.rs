@@ -1,7 +1,7 @@
 //! ICD-10-CM code suggestion: hand-checked phrases and notes, and the held-out quality floor.
 
 use chartroom_terminology::icd10cm::Icd10Cm;
-use chartroom_terminology::suggest::{Suggester, Suggestion, evaluate_held_out};
+use chartroom_terminology::suggest::{DEEPEST_RANK, Suggester, Suggestion, evaluate_held_out};
 
 fn suggest(text: &str) -> Vec<Suggestion> {
     Suggester::icd10cm().suggest(text, 10)
@@ -204,6 +204,13 @@ fn held_out_inclusion_terms_find_their_codes() {
     assert!(report.top5_rate() >= 0.67, "{report}");
     assert!(report.top1_rate() >= 0.395, "{report}");
     assert!(report.top10 >= report.top5 && report.top5 >= report.top1);
+    assert!(report.deepest >= report.top50 && report.top50 >= report.top10, "{report}");
+    // A miss reports where the right code was found, when it was within reach.
+    for miss in &report.misses {
+        assert!(miss.rank.is_none_or(|r| (6..=DEEPEST_RANK).contains(&r)), "{miss:?}");
+    }
+    let found_deeper = report.misses.iter().filter(|m| m.rank.is_some()).count();
+    assert_eq!(found_deeper, report.deepest - report.top5, "{report}");
 }
 
 #[test]
