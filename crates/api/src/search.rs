@@ -226,6 +226,12 @@ impl Api {
 
     fn quantity_condition(&self, name: &str, value: &str) -> Result<Condition, Rejected> {
         let parts = split_escaped(value, '|');
+        if parts.len() > 3 {
+            return Err(invalid(format!(
+                "{name}: '{value}' has {} parts; a quantity is [prefix]number|system|code (escape a '|' in a code as '\\|')",
+                parts.len()
+            )));
+        }
         let number = parts.first().map(String::as_str).unwrap_or("");
         let (prefix, amount, low, high) = number_condition(name, number)?;
         let system = parts.get(1).map(|s| unescape(s)).filter(|s| !s.is_empty());
@@ -362,6 +368,9 @@ impl Api {
 
     /// Parses one search parameter (`name[:modifier][.chain]=value`) of `resource_type`.
     fn filter(&self, resource_type: &str, name: &str, value: &str, base: &str) -> Result<Filter, Rejected> {
+        if name == "_has" {
+            return Err(invalid("'_has': _has is _has:Type:reference:parameter".to_string()));
+        }
         if let Some(rest) = name.strip_prefix("_has:") {
             let mut parts = rest.splitn(3, ':');
             let (Some(source_type), Some(reference), Some(inner)) =

@@ -160,6 +160,9 @@ async fn the_worklist_lists_uncoded_and_failing_encounters_oldest_discharge_firs
     let first = json(server.get("Encounter/$coding-worklist?_count=1").await).await;
     assert_eq!(first["parameter"].as_array().unwrap().len(), 1);
     expect_outcome(server.get("Encounter/$coding-worklist?_count=x").await, 400, "value", "_count").await;
+    // Chartroom's own operations refuse parameters they do not define.
+    expect_outcome(server.get("Encounter/$coding-worklist?_cuont=1").await, 400, "not-supported", "'_cuont'")
+        .await;
 }
 
 #[tokio::test]
@@ -263,6 +266,13 @@ async fn code_suggestions_for_text_and_documents() {
     let by_parameters = json(server.post("$suggest-codes", &parameters).await).await;
     assert_eq!(by_parameters["parameter"][0]["part"][0]["valueCoding"]["code"], "I10");
     expect_outcome(server.get("$suggest-codes").await, 400, "required", "text").await;
+    expect_outcome(
+        server.get("$suggest-codes?text=asthma&limit=3").await,
+        400,
+        "not-supported",
+        "it takes text, count, document",
+    )
+    .await;
     expect_outcome(server.get("Patient/$nonsense").await, 400, "not-supported", "$nonsense").await;
 }
 

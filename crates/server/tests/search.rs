@@ -778,6 +778,9 @@ async fn unknown_parameters_lenient_or_strict_and_post_search() {
     expect_outcome(s.get("Patient?_count=many").await, 400, "", "_count").await;
     expect_outcome(s.get("Patient?family:fuzzy=x").await, 400, "", "fuzzy").await;
     expect_outcome(s.get("Observation?value-quantity=lots").await, 400, "", "value-quantity").await;
+    expect_outcome(s.get("Observation?value-quantity=72||/min|x").await, 400, "", "4 parts").await;
+    // `_has` is never a parameter of its own: without its parts it is malformed, not unknown.
+    expect_outcome(s.get("Patient?_has=x").await, 400, "", "_has:Type:reference:parameter").await;
     // POST [type]/_search with a form body.
     let response = s
         .client

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{json, start};
+use common::{expect_outcome, json, start};
 use serde_json::json;
 
 fn invalid_patient() -> serde_json::Value {
@@ -88,6 +88,25 @@ async fn a_valid_resource_is_stored_and_validate_reports_without_writing() {
     let mismatch = json(server.post("Observation/$validate", &valid).await).await;
     assert_eq!(mismatch["resourceType"], "OperationOutcome");
     assert!(mismatch["issue"][0]["diagnostics"].as_str().unwrap().contains("not a Observation"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strings_over_one_megabyte_are_refused_and_control_characters_warned_about() {
+    let server = start("validate-strings").await;
+    let long = json!({ "resourceType": "Patient", "name": [{ "family": "a".repeat(1024 * 1024 + 1) }] });
+    let outcome =
+        expect_outcome(server.post("Patient", &long).await, 422, "value", "shall not exceed 1 MB").await;
+    assert_eq!(outcome["issue"][0]["expression"][0], "Patient.name[0].family", "{outcome}");
+    assert_eq!(server.version_count(), 0);
+
+    // A NUL is allowed but questionable: stored, and `$validate` says where it is.
+    let nul = json!({ "resourceType": "Patient", "name": [{ "family": "Chal\u{0}mers" }] });
+    assert_eq!(server.post("Patient", &nul).await.status(), 201);
+    let outcome = json(server.post("Patient/$validate", &nul).await).await;
+    let issue = &outcome["issue"][0];
+    assert_eq!(issue["severity"], "warning", "{outcome}");
+    assert_eq!(issue["expression"][0], "Patient.name[0].family", "{outcome}");
+    assert!(issue["diagnostics"].as_str().unwrap().contains("U+0000"), "{outcome}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

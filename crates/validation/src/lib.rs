@@ -344,6 +344,10 @@ impl<'j> Walk<'_, 'j> {
             if let Some(problem) = primitive::problem(type_code, item) {
                 self.error(IssueType::Value, path, problem);
             } else if let Some(code) = item.as_str() {
+                if let Some(warning) = primitive::warning(type_code, item) {
+                    self.issues
+                        .push(Issue::new(Severity::Warning, IssueType::Value, warning).at(path.to_string()));
+                }
                 self.bound_code(element, code, path);
             }
             return;

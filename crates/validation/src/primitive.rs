@@ -21,12 +21,30 @@ pub fn problem(type_code: &str, value: &Json) -> Option<String> {
             return (!(low..=i64::from(i32::MAX)).contains(&number))
                 .then(|| format!("{number} is outside the range of {type_code}"));
         }
-        "decimal" => return (!value.is_number()).then(|| "expected a number".to_string()),
+        "decimal" => {
+            if !value.is_number() {
+                return Some("expected a number".into());
+            }
+            // Lexically valid, but search and comparison need a double: refusing is better
+            // than a value that no search can find.
+            return value.as_f64().is_none_or(|v| !v.is_finite()).then(|| {
+                format!(
+                    "{} is outside the range of decimals this server can compare (about ±1.8e308)",
+                    shorten(&value.to_string())
+                )
+            });
+        }
         _ => "a string",
     };
     let Some(text) = value.as_str() else { return Some(format!("expected {expected_json}")) };
     if text.is_empty() {
         return Some("an empty string is not a value (leave the element out)".into());
+    }
+    if STRING_TYPES.contains(&type_code) && text.len() > MAX_STRING_BYTES {
+        return Some(format!(
+            "the {type_code} is {} bytes; FHIR strings shall not exceed 1 MB ({MAX_STRING_BYTES} bytes)",
+            text.len()
+        ));
     }
     let fits = match type_code {
         "string" | "markdown" => !text.trim().is_empty(),
@@ -47,6 +65,27 @@ pub fn problem(type_code: &str, value: &Json) -> Option<String> {
         _ => true,
     };
     (!fits).then(|| format!("'{}' is not a valid {type_code}", shorten(text)))
+}
+
+/// The string type and its specializations in R4, to which the 1 MB limit applies.
+const STRING_TYPES: &[&str] = &["string", "markdown", "code", "id"];
+
+/// "FHIR strings SHALL NOT exceed 1MB in size" (the `string` definition).
+pub const MAX_STRING_BYTES: usize = 1024 * 1024;
+
+/// What is questionable but allowed about a valid `value` of `type_code`: R4 says strings
+/// SHOULD NOT hold control characters other than tab, carriage return and line feed, which
+/// usually come from a broken export or a pasted binary.
+pub fn warning(type_code: &str, value: &Json) -> Option<String> {
+    if !STRING_TYPES.contains(&type_code) {
+        return None;
+    }
+    let text = value.as_str()?;
+    let control = text.chars().find(|&c| c < ' ' && !matches!(c, '\t' | '\n' | '\r'))?;
+    Some(format!(
+        "the {type_code} contains the control character U+{:04X}; strings should hold only tab, carriage return and line feed below U+0020",
+        u32::from(control)
+    ))
 }
 
 fn shorten(text: &str) -> String {
@@ -103,7 +142,7 @@ fn is_base64(text: &str) -> bool {
 mod tests {
     use serde_json::json;
 
-    use super::problem;
+    use super::{MAX_STRING_BYTES, problem, warning};
 
     #[test]
     fn each_primitive_accepts_its_forms_and_refuses_others() {
@@ -136,6 +175,7 @@ mod tests {
             ("positiveInt", json!(0)),
             ("unsignedInt", json!(-1)),
             ("decimal", json!("1.5")),
+            ("decimal", serde_json::from_str::<serde_json::Value>("1e999999").expect("a number")),
             ("string", json!("")),
             ("string", json!("   ")),
             ("code", json!(" x")),
@@ -154,5 +194,25 @@ mod tests {
         for (type_code, value) in bad {
             assert!(problem(type_code, &value).is_some(), "{type_code} {value} should be refused");
         }
+    }
+
+    #[test]
+    fn strings_over_one_megabyte_are_refused() {
+        let at_limit = "a".repeat(MAX_STRING_BYTES);
+        assert_eq!(problem("string", &json!(at_limit)), None);
+        let over = "é".repeat(MAX_STRING_BYTES / 2 + 1);
+        let found = problem("markdown", &json!(over)).expect("over the limit");
+        assert!(found.contains("1048578 bytes"), "{found}");
+        // Binary content has no such limit.
+        assert_eq!(problem("base64Binary", &json!("QUJD".repeat(MAX_STRING_BYTES / 2))), None);
+    }
+
+    #[test]
+    fn control_characters_in_strings_are_warned_about() {
+        let found = warning("string", &json!("a\u{0}b")).expect("NUL");
+        assert!(found.contains("U+0000"), "{found}");
+        assert!(warning("markdown", &json!("bell \u{7}")).is_some());
+        assert_eq!(warning("string", &json!("line one\r\n\tline two")), None);
+        assert_eq!(warning("base64Binary", &json!("a\u{0}")), None);
     }
 }

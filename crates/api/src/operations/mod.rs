@@ -81,8 +81,12 @@ impl Api {
         let body = if method == Method::Post { parameters::parse_body(&request.body)? } else { None };
         let inputs = Inputs::new(&request.query, body.as_ref())?;
         match (invocation.name, invocation.level) {
-            ("coding-edits", level) => self.coding_edits(level, body.as_ref()),
+            ("coding-edits", level) => {
+                inputs.only("coding-edits", &["resource"])?;
+                self.coding_edits(level, body.as_ref())
+            }
             ("data-quality", Level::System) => {
+                inputs.only("data-quality", &[])?;
                 // A report over the whole record; `chartroom dq` keeps runs for the trend.
                 let report = quality::run(self.store.as_ref(), &quality::Options::default())
                     .map_err(|e| ApiError::internal(format!("the data-quality run failed: {e}")))?;
@@ -92,7 +96,10 @@ impl Api {
                 let resource = self.operation_resource(level, body.as_ref())?;
                 Ok(json_response(&validation::Validator::r4().outcome(&resource).to_json()))
             }
-            ("coding-worklist", Level::System | Level::Type("Encounter")) => self.coding_worklist(&inputs),
+            ("coding-worklist", Level::System | Level::Type("Encounter")) => {
+                inputs.only("coding-worklist", &["_count"])?;
+                self.coding_worklist(&inputs)
+            }
             ("export", Level::System) => {
                 self.export_kickoff(request, crate::export::ExportScope::System, &inputs)
             }
@@ -114,7 +121,10 @@ impl Api {
             (
                 "suggest-codes",
                 Level::System | Level::Type("DocumentReference") | Level::Instance("DocumentReference", _),
-            ) => self.suggest_codes(invocation.level, &inputs, body.as_ref()),
+            ) => {
+                inputs.only("suggest-codes", &["text", "count", "document"])?;
+                self.suggest_codes(invocation.level, &inputs, body.as_ref())
+            }
             (
                 "lookup" | "subsumes" | "validate-code",
                 Level::Type("CodeSystem") | Level::Instance("CodeSystem", _),

@@ -73,6 +73,35 @@ impl Inputs {
             .transpose()
     }
 
+    /// Refuses any input but `accepted` (and `_format`/`_pretty`, which every interaction
+    /// takes): for operations Chartroom defines, a misspelt parameter ("cuont") is an error,
+    /// not a silently different answer.
+    pub(crate) fn only(&self, operation: &str, accepted: &[&str]) -> Result<(), ApiError> {
+        let body_names = self
+            .parameters
+            .as_ref()
+            .and_then(|p| p.get("parameter"))
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("name").and_then(Json::as_str));
+        let names = self.pairs.iter().map(|(n, _)| n.as_str()).chain(body_names);
+        for name in names {
+            if !accepted.contains(&name) && !matches!(name, "_format" | "_pretty") {
+                let takes = if accepted.is_empty() {
+                    "it takes no parameters".to_string()
+                } else {
+                    format!("it takes {}", accepted.join(", "))
+                };
+                return Err(ApiError::bad_request(
+                    IssueType::NotSupported,
+                    format!("${operation} has no parameter '{name}': {takes}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The `resource` of the parameter `name` in a Parameters body.
     pub(crate) fn resource(&self, name: &str) -> Option<&Json> {
         self.parameters
