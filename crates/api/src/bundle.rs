@@ -13,17 +13,20 @@ use serde_json::Value;
 use store::{WriteOp, WriteUnit};
 
 use crate::json_writer::{BundleWriter, Entry, EntryResponse};
+use fhir::rest::{Route, Target};
+
+use crate::access::Gate;
 use crate::write::{
     Validation, check_type, complete, new_id, prepare_create, prepare_delete, prepare_update,
 };
-use crate::{Api, ApiError, Method, Prefer, Request, Response, ReturnPreference, known_type, valid_id};
+use crate::{Api, ApiError, Method, Prefer, Request, Response, ReturnPreference};
 
 /// One entry's `request`, parsed.
 struct EntryRequest {
     method: Method,
-    /// Path below the base, without query.
-    path: String,
-    query: String,
+    /// What the entry asks for, by the same parser as a request sent alone.
+    route: Route,
+    target: Target,
     if_match: Option<String>,
     if_none_match: Option<String>,
     if_modified_since: Option<String>,
@@ -37,21 +40,27 @@ impl EntryRequest {
         Request {
             method: Some(Method::Get),
             base: base.to_string(),
-            path: self.path.clone(),
-            query: self.query.clone(),
+            path: self.target.path(),
+            query: self.target.query.clone(),
             if_none_match: self.if_none_match.clone(),
             if_modified_since: self.if_modified_since.clone(),
             ..Default::default()
         }
     }
-
-    fn segments(&self) -> Vec<&str> {
-        self.path.split('/').filter(|s| !s.is_empty()).collect()
-    }
 }
 
 fn entry_string(entry: &Value, field: &str) -> Option<String> {
     entry.get("request")?.get(field)?.as_str().map(str::to_string)
+}
+
+/// Whether `text` is a UUID in its canonical form (8-4-4-4-12 hexadecimal digits), as a
+/// `urn:uuid:` must be.
+fn is_uuid(text: &str) -> bool {
+    text.len() == 36
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
 }
 
 fn parse_entry(mut entry: Value, base: &str) -> Result<EntryRequest, ApiError> {
@@ -72,32 +81,36 @@ fn parse_entry(mut entry: Value, base: &str) -> Result<EntryRequest, ApiError> {
     let Some(url) = request.get("url").and_then(Value::as_str) else {
         return Err(ApiError::at(400, IssueType::Required, "request.url is missing", "request.url"));
     };
-    let url_path = url.split('?').next().unwrap_or(url);
-    let relative = match url.strip_prefix(base) {
-        Some(rest) => rest,
-        None if url_path.contains("://") => {
-            return Err(ApiError::at(
-                400,
-                IssueType::NotSupported,
-                format!("request.url '{url}' points to another server; use a URL relative to this one"),
-                "request.url",
-            ));
-        }
-        None => url,
-    };
-    let relative = relative.trim_start_matches('/');
-    let (path, query) = relative.split_once('?').unwrap_or((relative, ""));
+    let at_url =
+        |error: fhir::rest::RouteError| ApiError::at(error.status, error.code, error.message, "request.url");
+    let target = Target::parse(url, base).map_err(at_url)?;
+    let route = Route::parse(method, &target).map_err(at_url)?;
+    let full_url = entry.get("fullUrl").and_then(Value::as_str).map(str::to_string);
+    if let Some(uuid) = full_url.as_deref().and_then(|u| u.strip_prefix("urn:uuid:"))
+        && !is_uuid(uuid)
+    {
+        return Err(ApiError::at(
+            400,
+            IssueType::Value,
+            format!("fullUrl 'urn:uuid:{uuid}' is not a UUID (8-4-4-4-12 hexadecimal digits)"),
+            "fullUrl",
+        ));
+    }
     let parsed = EntryRequest {
         method,
-        path: path.trim_end_matches('/').to_string(),
-        query: query.to_string(),
+        route,
+        target,
         if_match: entry_string(&entry, "ifMatch"),
         if_none_match: entry_string(&entry, "ifNoneMatch"),
         if_modified_since: entry_string(&entry, "ifModifiedSince"),
         if_none_exist: entry_string(&entry, "ifNoneExist"),
-        full_url: entry.get("fullUrl").and_then(Value::as_str).map(str::to_string),
+        full_url,
         resource: match entry.get_mut("resource").map(Value::take) {
-            Some(value) => Some(Resource::from_value(value)?),
+            Some(value) => {
+                let mut resource = Resource::from_value(value)?;
+                crate::write::localize_references(&mut resource, base);
+                Some(resource)
+            }
             None => None,
         },
     };
@@ -220,7 +233,7 @@ struct PlannedWrite {
 }
 
 impl Api {
-    pub(crate) async fn bundle(&self, request: &Request) -> Result<Response, ApiError> {
+    pub(crate) async fn bundle(&self, request: &Request, gate: &Gate) -> Result<Response, ApiError> {
         if request.body.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request(
                 IssueType::Required,
@@ -229,15 +242,28 @@ impl Api {
         }
         let value = fhir::parse_json(&request.body)?;
         let bundle = Resource::from_value(value)?;
-        self.process_bundle(&request.base, request.prefer.as_deref(), bundle).await
+        self.bundle_as(&request.base, request.prefer.as_deref(), bundle, gate).await
     }
 
-    /// Processes a parsed batch or transaction Bundle as if it were POSTed to `base`.
+    /// Processes a parsed batch or transaction Bundle as if it were POSTed to `base` by the
+    /// embedding program itself (import).
     pub async fn process_bundle(
         &self,
         base: &str,
         prefer: Option<&str>,
         bundle: Resource,
+    ) -> Result<Response, ApiError> {
+        let route = Route::Bundle;
+        let gate = Gate::open(self, None, &route)?;
+        self.bundle_as(base, prefer, bundle, &gate).await
+    }
+
+    async fn bundle_as(
+        &self,
+        base: &str,
+        prefer: Option<&str>,
+        bundle: Resource,
+        gate: &Gate,
     ) -> Result<Response, ApiError> {
         if bundle.resource_type() != "Bundle" {
             return Err(ApiError::at(
@@ -277,8 +303,11 @@ impl Api {
         }
         let preference = Prefer::parse(prefer).return_preference;
         match bundle_type.as_str() {
-            "transaction" => self.transaction(base, entries, preference).await,
-            "batch" => self.batch(base, entries, preference).await,
+            "transaction" => {
+                gate.name_interaction("transaction");
+                self.transaction(base, entries, preference, gate).await
+            }
+            "batch" => self.batch(base, entries, preference, gate).await,
             other => Err(ApiError::at(
                 400,
                 IssueType::Invalid,
@@ -315,10 +344,8 @@ impl Api {
                 }
             }
         }
-        let segments = entry.segments();
-        match (entry.method, segments.as_slice()) {
-            (Method::Post, [resource_type]) => {
-                let resource_type = known_type(resource_type)?;
+        match &entry.route {
+            Route::Create { resource_type } => {
                 let op = prepare_create(
                     require_resource(resource, resource_type)?,
                     &new_id(),
@@ -332,19 +359,15 @@ impl Api {
                     (_, op) => Ok(op),
                 }
             }
-            (Method::Put, [resource_type, id]) => {
-                let resource_type = known_type(resource_type)?;
-                let id = valid_id(resource_type, id)?;
+            Route::Update { resource_type, id } => {
                 let resource = require_resource(resource, resource_type)?;
                 prepare_update(&resource, id, entry.if_match.as_deref(), Validation::Enforce)
             }
-            (Method::Delete, [resource_type, id]) => {
-                let resource_type = known_type(resource_type)?;
-                prepare_delete(resource_type, valid_id(resource_type, id)?, entry.if_match.as_deref())
+            Route::Delete { resource_type, id } => {
+                prepare_delete(resource_type, id, entry.if_match.as_deref())
             }
-            (Method::Put, [resource_type]) if !entry.query.is_empty() => {
-                let resource_type = known_type(resource_type)?;
-                let query = self.conditional_query(resource_type, &entry.query, base)?;
+            Route::ConditionalUpdate { resource_type } => {
+                let query = self.conditional_query(resource_type, &entry.target.query, base)?;
                 let mut resource = require_resource(resource, resource_type)?;
                 let id_given = resource.id().is_some();
                 if !id_given {
@@ -356,13 +379,10 @@ impl Api {
                     id_given,
                 })
             }
-            (Method::Delete, [resource_type]) if !entry.query.is_empty() => {
-                let resource_type = known_type(resource_type)?;
-                Ok(WriteOp::ConditionalDelete {
-                    query: self.conditional_query(resource_type, &entry.query, base)?,
-                })
-            }
-            _ => Err(unsupported_entry(entry.method, &entry.path)),
+            Route::ConditionalDelete { resource_type } => Ok(WriteOp::ConditionalDelete {
+                query: self.conditional_query(resource_type, &entry.target.query, base)?,
+            }),
+            _ => Err(unsupported_entry(entry.method, &entry.target.path())),
         }
     }
 
@@ -371,30 +391,37 @@ impl Api {
         base: &str,
         entries: Vec<Value>,
         preference: Option<ReturnPreference>,
+        gate: &Gate,
     ) -> Result<Response, ApiError> {
         let preference = preference.unwrap_or(ReturnPreference::Minimal);
         let written_kind = write_body_kind(preference);
         let mut results: Vec<EntryResult> = Vec::new();
         results.resize_with(entries.len(), || None);
-        let mut pending = Vec::new();
-        let mut reads = Vec::new();
         let siblings: HashSet<String> =
             entries.iter().filter_map(|e| e.get("fullUrl")?.as_str()).map(str::to_string).collect();
+        // Every entry is parsed and authorized before any is run: a refused entry refuses the
+        // whole Bundle, and nothing of it is written.
+        let mut parsed = Vec::with_capacity(entries.len());
         for (index, raw) in entries.into_iter().enumerate() {
-            let entry = match parse_entry(raw, base) {
-                Ok(entry) => entry,
-                Err(error) => {
-                    results[index] = Some((Err(error.in_entry(index)), BodyKind::Outcome));
-                    continue;
+            match parse_entry(raw, base) {
+                Ok(entry) => {
+                    gate.authorize(&entry.route).map_err(|e| e.in_entry(index))?;
+                    parsed.push((index, entry));
                 }
-            };
-            match entry.method {
-                Method::Get | Method::Head => reads.push((index, entry)),
-                _ => match self.prepare_batch_write(entry, &siblings, base) {
-                    // Submitted without waiting, so the whole batch shares one commit.
-                    Ok(op) => pending.push((index, self.store.submit(WriteUnit::single(op)))),
-                    Err(error) => results[index] = Some((Err(error.in_entry(index)), BodyKind::Outcome)),
-                },
+                Err(error) => results[index] = Some((Err(error.in_entry(index)), BodyKind::Outcome)),
+            }
+        }
+        let mut pending = Vec::new();
+        let mut reads = Vec::new();
+        for (index, entry) in parsed {
+            if entry.method.is_read() {
+                reads.push((index, entry));
+                continue;
+            }
+            match self.prepare_batch_write(entry, &siblings, base) {
+                // Submitted without waiting, so the whole batch shares one commit.
+                Ok(op) => pending.push((index, self.store.submit(WriteUnit::single(op)))),
+                Err(error) => results[index] = Some((Err(error.in_entry(index)), BodyKind::Outcome)),
             }
         }
         for (index, write) in pending {
@@ -408,7 +435,9 @@ impl Api {
             results[index] = Some((result, written_kind));
         }
         for (index, entry) in reads {
-            let result = self.route_read(&entry.read_request(base)).map_err(|e| e.in_entry(index));
+            let result = self
+                .dispatch_read(&entry.read_request(base), gate, &entry.route)
+                .map_err(|e| e.in_entry(index));
             results[index] = Some((result, BodyKind::Resource));
         }
         Ok(finish_response("batch-response", results))
@@ -419,11 +448,14 @@ impl Api {
         base: &str,
         entries: Vec<Value>,
         preference: Option<ReturnPreference>,
+        gate: &Gate,
     ) -> Result<Response, ApiError> {
         let preference = preference.unwrap_or(ReturnPreference::Minimal);
         let mut parsed = Vec::with_capacity(entries.len());
         for (index, raw) in entries.into_iter().enumerate() {
-            parsed.push(parse_entry(raw, base).map_err(|e| e.in_entry(index))?);
+            let entry = parse_entry(raw, base).map_err(|e| e.in_entry(index))?;
+            gate.authorize(&entry.route).map_err(|e| e.in_entry(index))?;
+            parsed.push(entry);
         }
 
         // Fix every write's identity, and map fullUrls to the identities they stand for.
@@ -476,8 +508,8 @@ impl Api {
         // Reads run after the writes, but a read that would fail must fail the transaction
         // before anything is written.
         for (index, entry) in parsed.iter().enumerate() {
-            if matches!(entry.method, Method::Get | Method::Head) {
-                self.check_transaction_read(entry, &targets, base).map_err(|e| e.in_entry(index))?;
+            if entry.method.is_read() {
+                self.check_transaction_read(entry, &targets, base, gate).map_err(|e| e.in_entry(index))?;
             }
         }
 
@@ -575,7 +607,9 @@ impl Api {
         }
         for (index, entry) in parsed.iter().enumerate() {
             if results[index].is_none() {
-                let result = self.route_read(&entry.read_request(base)).map_err(|e| e.in_entry(index));
+                let result = self
+                    .dispatch_read(&entry.read_request(base), gate, &entry.route)
+                    .map_err(|e| e.in_entry(index));
                 results[index] = Some((result, BodyKind::Resource));
             }
         }
@@ -591,7 +625,6 @@ impl Api {
         entry: &EntryRequest,
         base: &str,
     ) -> Result<Option<PlannedWrite>, ApiError> {
-        let segments = entry.segments();
         let plan = |resource_type: &str, id: String| PlannedWrite {
             index,
             method: entry.method,
@@ -601,10 +634,11 @@ impl Api {
             existing: None,
             nothing: false,
         };
-        match (entry.method, segments.as_slice()) {
-            (Method::Get | Method::Head, _) => Ok(None),
-            (Method::Post, [resource_type]) => {
-                let resource_type = known_type(resource_type)?;
+        if entry.method.is_read() {
+            return Ok(None);
+        }
+        match &entry.route {
+            Route::Create { resource_type } => {
                 let resource = entry.resource.as_ref().ok_or_else(|| missing_resource(resource_type))?;
                 check_type(resource, resource_type)?;
                 let Some(condition) = &entry.if_none_exist else {
@@ -629,23 +663,16 @@ impl Api {
                     )),
                 }
             }
-            (Method::Put, [resource_type, id]) => {
-                let resource_type = known_type(resource_type)?;
-                let id = valid_id(resource_type, id)?;
+            Route::Update { resource_type, id } => {
                 let resource = entry.resource.as_ref().ok_or_else(|| missing_resource(resource_type))?;
                 check_type(resource, resource_type)?;
-                Ok(Some(plan(resource_type, id.to_string())))
+                Ok(Some(plan(resource_type, id.clone())))
             }
-            (Method::Delete, [resource_type, id]) => {
-                let resource_type = known_type(resource_type)?;
-                let id = valid_id(resource_type, id)?;
-                Ok(Some(plan(resource_type, id.to_string())))
-            }
-            (Method::Put, [resource_type]) if !entry.query.is_empty() => {
-                let resource_type = known_type(resource_type)?;
+            Route::Delete { resource_type, id } => Ok(Some(plan(resource_type, id.clone()))),
+            Route::ConditionalUpdate { resource_type } => {
                 let resource = entry.resource.as_ref().ok_or_else(|| missing_resource(resource_type))?;
                 check_type(resource, resource_type)?;
-                let query = self.conditional_query(resource_type, &entry.query, base)?;
+                let query = self.conditional_query(resource_type, &entry.target.query, base)?;
                 let matches = self.store.search(&store::SearchQuery { count: 2, ..query.clone() })?.matches;
                 let id = match (matches.as_slice(), resource.id()) {
                     ([], Some(id)) => id.to_string(),
@@ -664,15 +691,17 @@ impl Api {
                         return Err(ApiError::new(
                             412,
                             IssueType::MultipleMatches,
-                            format!("'{resource_type}?{}' matches more than one resource", entry.query),
+                            format!(
+                                "'{resource_type}?{}' matches more than one resource",
+                                entry.target.query
+                            ),
                         ));
                     }
                 };
                 Ok(Some(PlannedWrite { condition: Some(query), ..plan(resource_type, id) }))
             }
-            (Method::Delete, [resource_type]) if !entry.query.is_empty() => {
-                let resource_type = known_type(resource_type)?;
-                let query = self.conditional_query(resource_type, &entry.query, base)?;
+            Route::ConditionalDelete { resource_type } => {
+                let query = self.conditional_query(resource_type, &entry.target.query, base)?;
                 let matches = self.store.search(&store::SearchQuery { count: 2, ..query.clone() })?.matches;
                 match matches.as_slice() {
                     [] => Ok(Some(PlannedWrite { nothing: true, ..plan(resource_type, String::new()) })),
@@ -683,11 +712,11 @@ impl Api {
                     _ => Err(ApiError::new(
                         412,
                         IssueType::MultipleMatches,
-                        format!("'{resource_type}?{}' matches more than one resource", entry.query),
+                        format!("'{resource_type}?{}' matches more than one resource", entry.target.query),
                     )),
                 }
             }
-            _ => Err(unsupported_entry(entry.method, &entry.path)),
+            _ => Err(unsupported_entry(entry.method, &entry.target.path())),
         }
     }
 }
@@ -701,17 +730,15 @@ impl Api {
         entry: &EntryRequest,
         targets: &HashMap<String, Method>,
         base: &str,
+        gate: &Gate,
     ) -> Result<(), ApiError> {
-        let segments = entry.segments();
-        let identity = match segments.as_slice() {
-            // History and metadata always answer; only their form needs checking.
-            [resource_type, "_history"] => return known_type(resource_type).map(|_| ()),
-            [resource_type, id, "_history"] => {
-                return known_type(resource_type).and_then(|t| valid_id(t, id)).map(|_| ());
+        let identity = match &entry.route {
+            // History and metadata always answer; the route parser checked their form.
+            Route::History(_) | Route::Capabilities => return Ok(()),
+            Route::Read { resource_type, id } | Route::Vread { resource_type, id, .. } => {
+                format!("{resource_type}/{id}")
             }
-            ["_history"] | ["metadata"] => return Ok(()),
-            [resource_type, id] | [resource_type, id, "_history", _] => format!("{resource_type}/{id}"),
-            _ => return self.route_read(&entry.read_request(base)).map(|_| ()),
+            route => return self.dispatch_read(&entry.read_request(base), gate, route).map(|_| ()),
         };
         match targets.get(&identity) {
             Some(Method::Delete) => Err(ApiError::new(
@@ -719,8 +746,8 @@ impl Api {
                 IssueType::Deleted,
                 format!("{identity} is deleted by this transaction and cannot be read in it"),
             )),
-            Some(_) if segments.len() == 2 => Ok(()),
-            _ => self.route_read(&entry.read_request(base)).map(|_| ()),
+            Some(_) if matches!(entry.route, Route::Read { .. }) => Ok(()),
+            _ => self.dispatch_read(&entry.read_request(base), gate, &entry.route).map(|_| ()),
         }
     }
 }

@@ -119,6 +119,30 @@ impl From<fhir::Error> for ApiError {
     }
 }
 
+/// The first 300 characters of a message, marked when cut.
+fn brief(message: &str) -> String {
+    match message.char_indices().nth(300) {
+        Some((at, _)) => format!("{}... ({} characters)", &message[..at], message.len()),
+        None => message.to_string(),
+    }
+}
+
+/// Whether SQLite refused a statement for its size or shape rather than failing.
+fn is_query_limit(error: &rusqlite::Error) -> bool {
+    let text = error.to_string();
+    matches!(error.sqlite_error_code(), Some(rusqlite::ErrorCode::TooBig))
+        || [
+            "too many SQL variables",
+            "Expression tree is too large",
+            "tables in a join",
+            "too many terms",
+            "too many FROM clause terms",
+            "parser stack overflow",
+        ]
+        .iter()
+        .any(|needle| text.contains(needle))
+}
+
 impl From<store::Error> for ApiError {
     fn from(error: store::Error) -> Self {
         match &error {
@@ -129,13 +153,27 @@ impl From<store::Error> for ApiError {
             store::Error::MultipleMatches(_) => Self::new(412, IssueType::MultipleMatches, error.to_string()),
             store::Error::IdMismatch(_) => Self::new(400, IssueType::Invalid, error.to_string()),
             store::Error::IndexStale => Self::new(503, IssueType::Transient, error.to_string()),
+            // A query beyond what SQLite takes (the search limits keep searches well inside;
+            // this is the backstop): the request's fault, said without the SQL.
+            store::Error::Database(database) if is_query_limit(database) => {
+                tracing::warn!("a query beyond the database's limits: {}", brief(&error.to_string()));
+                Self::bad_request(
+                    IssueType::TooCostly,
+                    "the request is too complex for the store; narrow it (fewer parameters, values or chains)",
+                )
+            }
             store::Error::Database(_)
             | store::Error::Stopped
             | store::Error::DataDirectory { .. }
             | store::Error::Corrupt(_)
             | store::Error::CommitFailed(_) => {
-                tracing::error!("store failure: {error}");
-                Self::internal(format!("the store could not complete the request: {error}"))
+                // The whole message (it may hold a statement of any size) only when asked for.
+                tracing::error!("store failure: {}", brief(&error.to_string()));
+                tracing::debug!("store failure in full: {error}");
+                Self::internal(format!(
+                    "the store could not complete the request: {}",
+                    brief(&error.to_string())
+                ))
             }
         }
     }

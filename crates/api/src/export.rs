@@ -18,7 +18,12 @@ use std::sync::{Arc, Mutex};
 use fhir::IssueType;
 use serde_json::{Value as Json, json};
 
+use crate::access::Gate;
 use crate::{Api, ApiError, Request, Response};
+
+/// The file in a job's directory naming the user who started it (not an NDJSON file, so
+/// never served).
+const OWNER_FILE: &str = "owner";
 
 /// Resources per NDJSON file: a file is one response body.
 pub const RESOURCES_PER_FILE: u64 = 100_000;
@@ -104,6 +109,7 @@ impl Api {
     pub(crate) fn export_kickoff(
         &self,
         request: &Request,
+        gate: &Gate,
         scope: ExportScope,
         inputs: &crate::operations::Inputs,
     ) -> Result<Response, ApiError> {
@@ -165,6 +171,11 @@ impl Api {
         let job_dir = dir.join(&job);
         std::fs::create_dir_all(&job_dir)
             .map_err(|e| ApiError::internal(format!("cannot create the export directory: {e}")))?;
+        // Only its starter follows a job (and, after a restart too, an administrator).
+        if let Some(user) = gate.user() {
+            std::fs::write(job_dir.join(OWNER_FILE), user)
+                .map_err(|e| ApiError::internal(format!("cannot record the export's owner: {e}")))?;
+        }
         let state =
             Job { cancelled: Arc::new(AtomicBool::new(false)), exported: Arc::new(AtomicU64::new(0)) };
         let (cancelled, exported) = (state.cancelled.clone(), state.exported.clone());
@@ -326,6 +337,12 @@ impl Api {
         }
         let dir = self.exports.dir.as_ref().ok_or_else(unknown)?.join(job);
         if dir.is_dir() { Ok(dir) } else { Err(unknown()) }
+    }
+
+    /// Who started an export (`None` when unknown: started without a caller).
+    pub(crate) fn export_owner(&self, job: &str) -> Option<String> {
+        let dir = self.job_dir(job).ok()?;
+        std::fs::read_to_string(dir.join(OWNER_FILE)).ok()
     }
 
     /// `GET $export-status/JOB`: 202 while running, the manifest when done.

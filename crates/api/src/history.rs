@@ -3,6 +3,9 @@
 use fhir::{DateTime, DateTimeKind, IssueType};
 use store::{HistoryQuery, HistoryScope, WriteMethod};
 
+use privacy::Sight;
+
+use crate::access::Gate;
 use crate::headers::{Prefer, etag};
 use crate::json_writer::{BundleWriter, Entry, EntryResponse};
 use crate::{Api, ApiError, Request, Response, query_pairs};
@@ -11,7 +14,12 @@ use crate::{Api, ApiError, Request, Response, query_pairs};
 const CURSOR: &str = "_cursor";
 
 impl Api {
-    pub(crate) fn history(&self, request: &Request, scope: HistoryScope) -> Result<Response, ApiError> {
+    pub(crate) fn history(
+        &self,
+        request: &Request,
+        gate: &Gate,
+        scope: HistoryScope,
+    ) -> Result<Response, ApiError> {
         let strict = Prefer::parse(request.prefer.as_deref()).strict;
         let mut query = HistoryQuery { count: self.config.default_page_size, ..Default::default() };
         let mut since_text = None;
@@ -52,12 +60,26 @@ impl Api {
                 _ => {}
             }
         }
-        let page = self.store.history(&scope, &query)?;
-        if let HistoryScope::Instance { resource_type, id } = &scope
-            && page.total == Some(0)
-            && self.store.read(resource_type, id)?.is_none()
-        {
-            return Err(ApiError::not_found(format!("{resource_type}/{id} is not known")));
+        let mut page = self.store.history(&scope, &query)?;
+        if let HistoryScope::Instance { resource_type, id } = &scope {
+            match self.store.read(resource_type, id)? {
+                None if page.total == Some(0) => {
+                    return Err(ApiError::not_found(format!("{resource_type}/{id} is not known")));
+                }
+                Some(current) => self.admit_version(gate, &current)?,
+                None => {}
+            }
+        }
+        // Each version is judged on its own content (a resource may have changed hands); a
+        // tombstone has none, and is shown when its type is.
+        let before = page.versions.len();
+        page.versions.retain(|version| match &version.body {
+            Some(body) => gate.admit(&version.resource_type, body) == Sight::Shown,
+            None => gate.may_read_type(&version.resource_type),
+        });
+        let withheld = before - page.versions.len();
+        if withheld > 0 {
+            page.total = None;
         }
 
         let path = if request.path.is_empty() { "_history".to_string() } else { request.path.clone() };
@@ -107,6 +129,9 @@ impl Api {
                     ..Default::default()
                 }),
             });
+        }
+        if withheld > 0 {
+            crate::search::withheld_note(&mut bundle, withheld);
         }
         Ok(Response::json(200, bundle.finish()))
     }

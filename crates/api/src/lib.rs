@@ -9,7 +9,9 @@
 //! *commit* (the store's single writer). Batches prepare every entry first and submit them
 //! together, so they share one commit.
 
+mod access;
 pub mod analytics;
+mod audit_trail;
 mod bundle;
 mod capabilities;
 mod error;
@@ -26,41 +28,17 @@ mod write;
 
 use std::sync::Arc;
 
-use fhir::definitions;
+use fhir::rest::{Level, Route, Target};
 use store::Store;
 
+pub use access::{Audited, Caller};
+pub use audit_trail::AuditTrail;
 pub use error::ApiError;
+pub use fhir::rest::Method;
 pub use headers::{Prefer, ReturnPreference};
 pub use resolve::StoreResolver;
 pub use typed_arena::Arena;
 pub use write::Validation;
-
-/// An HTTP method, as far as FHIR is concerned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Method {
-    Get,
-    Head,
-    Post,
-    Put,
-    Delete,
-    Patch,
-    Other,
-}
-
-impl Method {
-    /// Parses an HTTP method name.
-    pub fn parse(name: &str) -> Method {
-        match name {
-            "GET" => Method::Get,
-            "HEAD" => Method::Head,
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "DELETE" => Method::Delete,
-            "PATCH" => Method::Patch,
-            _ => Method::Other,
-        }
-    }
-}
 
 /// A FHIR RESTful request.
 #[derive(Clone, Debug, Default)]
@@ -79,6 +57,10 @@ pub struct Request {
     pub if_none_exist: Option<String>,
     pub prefer: Option<String>,
     pub body: Vec<u8>,
+    /// Who is asking. The HTTP server sets it on every request it serves, and the access
+    /// policy then decides what runs and what is returned; `None` is the embedding program
+    /// itself (the command line, import, tests), which sees everything.
+    pub caller: Option<Arc<Caller>>,
 }
 
 /// A FHIR RESTful response.
@@ -94,6 +76,9 @@ pub struct Response {
     pub body: Option<Vec<u8>>,
     /// The media type of a body that is not FHIR JSON (a view's CSV or Parquet rows).
     pub content_type: Option<&'static str>,
+    /// What the audit trail records of the request: the interaction and the patients whose
+    /// records the answer carried.
+    pub audit: Audited,
 }
 
 impl Response {
@@ -106,11 +91,20 @@ impl Response {
             location: None,
             body: Some(body),
             content_type: None,
+            audit: Audited::default(),
         }
     }
 
     fn empty(status: u16) -> Self {
-        Response { status, etag: None, last_modified: None, location: None, body: None, content_type: None }
+        Response {
+            status,
+            etag: None,
+            last_modified: None,
+            location: None,
+            body: None,
+            content_type: None,
+            audit: Audited::default(),
+        }
     }
 
     /// The body as UTF-8 text (for logs and tests).
@@ -154,13 +148,29 @@ pub struct Api {
     config: ApiConfig,
     started: String,
     exports: Arc<export::Exports>,
+    consents: Arc<access::ConsentCache>,
+    /// The audit trail AuditEvents are read from (it is not in the store), when there is one.
+    trail: Option<Arc<AuditTrail>>,
 }
 
 impl Api {
     /// An API serving `store`.
     pub fn new(store: Arc<dyn Store>, config: ApiConfig) -> Self {
         let exports = Arc::new(export::Exports::new(config.export_dir.clone()));
-        Api { store, config, started: fhir::DateTime::now_utc().to_string(), exports }
+        Api {
+            store,
+            config,
+            started: fhir::DateTime::now_utc().to_string(),
+            exports,
+            consents: Arc::default(),
+            trail: None,
+        }
+    }
+
+    /// Answers AuditEvent reads and searches, and `Patient/[id]/$disclosures`, from `trail`.
+    pub fn with_audit_trail(mut self, trail: Arc<AuditTrail>) -> Self {
+        self.trail = Some(trail);
+        self
     }
 
     /// The underlying store.
@@ -168,141 +178,174 @@ impl Api {
         &self.store
     }
 
-    /// Handles one request.
+    /// Handles one request: parses its route, asks the access policy, runs it, and says
+    /// what the audit trail is to record of it.
     pub async fn handle(&self, request: &Request) -> Response {
         let pretty = query_pairs(&request.query).any(|(k, v)| k == "_pretty" && v == "true");
-        let mut response = match self.route(request).await {
-            Ok(response) => response,
-            Err(error) => error.into_response(),
+        let method = request.method.unwrap_or(Method::Get);
+        let route = Target::from_path(&request.path, &request.query)
+            .and_then(|target| Route::parse(method, &target))
+            .map_err(ApiError::from);
+        let (mut response, audited) = match route {
+            Err(error) => {
+                let audited = Audited::unrouted(method, &request.path);
+                (error.into_response(), audited)
+            }
+            Ok(route) => {
+                let mut audited = Audited::of(&route);
+                let response = match access::Gate::open(self, request.caller.clone(), &route) {
+                    Err(error) => error.into_response(),
+                    Ok(gate) => {
+                        let response = match self.dispatch(request, &gate, &route).await {
+                            Ok(response) => response,
+                            Err(error) => error.into_response(),
+                        };
+                        audited.patients = gate.touched();
+                        if let Some(code) = gate.interaction() {
+                            audited.interaction = code;
+                        }
+                        response
+                    }
+                };
+                if let Some(("Patient", id)) = route.instance() {
+                    audited.add_patient(id);
+                }
+                if let Route::Search { compartment: Some((compartment, id)), .. } = &route
+                    && compartment == "Patient"
+                {
+                    audited.add_patient(id);
+                }
+                self.consents.forget_after(&route, &request.body);
+                (response, audited)
+            }
         };
+        response.audit = audited;
         if pretty && let Some(body) = response.body.take() {
             response.body = Some(pretty_print(body));
         }
         response
     }
 
-    async fn route(&self, request: &Request) -> Result<Response, ApiError> {
-        let method = request.method.unwrap_or(Method::Get);
-        if is_read(method) {
-            return self.route_read(request);
-        }
-        let segments = path_segments(&request.path);
-        if let Some(invocation) = operations::Invocation::parse(&segments) {
-            return self.operation(request, method, invocation);
-        }
-        match segments.as_slice() {
-            [] if method == Method::Post => self.bundle(request).await,
-            [] => Err(ApiError::method_not_allowed(method, "the service base", "POST (batch/transaction)")),
-            ["$export-status", job] if method == Method::Delete => self.export_delete(job),
-            [first, ..] if first.starts_with('$') || first.starts_with('_') || *first == "metadata" => {
-                Err(ApiError::method_not_allowed(method, first, "GET"))
+    async fn dispatch(
+        &self,
+        request: &Request,
+        gate: &access::Gate,
+        route: &Route,
+    ) -> Result<Response, ApiError> {
+        match route {
+            Route::Bundle => self.bundle(request, gate).await,
+            Route::Create { resource_type } => self.create(request, resource_type).await,
+            Route::Update { resource_type, id } => self.update(request, resource_type, id).await,
+            Route::ConditionalUpdate { resource_type } => {
+                self.conditional_update(request, resource_type).await
             }
-            [resource_type, rest @ ..] => {
-                let resource_type = known_type(resource_type)?;
-                match (rest, method) {
-                    ([], Method::Post) => self.create(request, resource_type).await,
-                    ([], Method::Put) if !request.query.is_empty() => {
-                        self.conditional_update(request, resource_type).await
-                    }
-                    ([], Method::Delete) if !request.query.is_empty() => {
-                        self.conditional_delete(request, resource_type).await
-                    }
-                    (["_search"], Method::Post) => {
-                        // Parameters in the form body and the URL both count.
-                        let mut pairs = decoded_pairs(&request.query);
-                        pairs.extend(
-                            form_urlencoded::parse(&request.body)
-                                .map(|(n, v)| (n.into_owned(), v.into_owned())),
-                        );
-                        self.search(request, resource_type, &pairs, None, resource_type)
-                    }
-                    ([], _) => Err(ApiError::method_not_allowed(
-                        method,
-                        resource_type,
-                        "GET, POST (and PUT or DELETE with search parameters)",
-                    )),
-                    ([id], Method::Put) => {
-                        self.update(request, resource_type, valid_id(resource_type, id)?).await
-                    }
-                    ([id], Method::Delete) => {
-                        self.delete(request, resource_type, valid_id(resource_type, id)?).await
-                    }
-                    ([_], Method::Patch) => Err(ApiError::not_supported(
-                        "PATCH is not supported; send the whole resource with PUT",
-                    )),
-                    ([_], _) => Err(ApiError::method_not_allowed(method, "a resource", "GET, PUT, DELETE")),
-                    ([_, operation, ..], _) if operation.starts_with('$') => {
-                        Err(ApiError::not_supported(format!("operation {operation} is not supported")))
-                    }
-                    _ => Err(ApiError::method_not_allowed(method, &request.path, "GET")),
-                }
+            Route::Delete { resource_type, id } => self.delete(request, resource_type, id).await,
+            Route::ConditionalDelete { resource_type } => {
+                self.conditional_delete(request, resource_type).await
             }
+            Route::Patch { .. } | Route::ConditionalPatch { .. } => {
+                Err(ApiError::not_supported("PATCH is not supported; send the whole resource with PUT"))
+            }
+            Route::ExportStatus { job, cancel: true } => {
+                gate.follow_export(self.export_owner(job).as_deref())?;
+                self.export_delete(job)
+            }
+            _ => self.dispatch_read(request, gate, route),
         }
     }
 
-    /// Reads (GET/HEAD) never wait for the writer, so they run synchronously; batch and
-    /// transaction Bundles reuse this for their GET entries.
-    fn route_read(&self, request: &Request) -> Result<Response, ApiError> {
-        let segments = path_segments(&request.path);
-        if let Some(invocation) = operations::Invocation::parse(&segments) {
-            return self.operation(request, request.method.unwrap_or(Method::Get), invocation);
+    /// The routes that do not wait for the writer (reads, searches, operations): they run
+    /// synchronously, and a Bundle's GET entries come here too.
+    fn dispatch_read(
+        &self,
+        request: &Request,
+        gate: &access::Gate,
+        route: &Route,
+    ) -> Result<Response, ApiError> {
+        if route.resource_type() == Some("AuditEvent")
+            && let Some(trail) = &self.trail
+        {
+            return trail.answer(request, route, gate);
         }
-        match segments.as_slice() {
-            [] => Err(ApiError::not_supported(
+        match route {
+            Route::Capabilities => Ok(self.capabilities(request)),
+            Route::SearchSystem => Err(ApiError::not_supported(
                 "search across all resource types is not supported; search a resource type",
             )),
-            ["metadata"] => Ok(self.capabilities(request)),
-            ["$export-status", job] => self.export_status(job),
-            ["$export-file", job, name] => self.export_file(job, name),
-            ["ViewDefinition"] => Ok(self.list_views()),
-            ["ViewDefinition", name] => self.read_view(name),
-            ["_history"] => self.history(request, store::HistoryScope::System),
-            [resource_type, rest @ ..] => {
-                let resource_type = known_type(resource_type)?;
-                match rest {
-                    [] => self.search(
-                        request,
-                        resource_type,
-                        &decoded_pairs(&request.query),
-                        None,
-                        resource_type,
-                    ),
-                    [id, "$everything"] if resource_type == "Patient" => {
-                        self.everything(request, valid_id(resource_type, id)?)
-                    }
-                    [id, compartment_type] if fhir::definitions().is_resource_type(compartment_type) => {
-                        let id = valid_id(resource_type, id)?;
-                        let path = format!("{resource_type}/{id}/{compartment_type}");
-                        let pairs = decoded_pairs(&request.query);
-                        self.search(request, compartment_type, &pairs, Some((resource_type, id)), &path)
-                    }
-                    ["_history"] => {
-                        self.history(request, store::HistoryScope::Type(resource_type.to_string()))
-                    }
-                    [id] => {
-                        let mut response = self.read(request, resource_type, valid_id(resource_type, id)?)?;
-                        if response.status == 200 {
-                            search::shape_read(&mut response, resource_type, &request.query)?;
-                        }
-                        Ok(response)
-                    }
-                    [id, "_history"] => {
-                        let id = valid_id(resource_type, id)?;
-                        let scope = store::HistoryScope::Instance {
-                            resource_type: resource_type.to_string(),
-                            id: id.to_string(),
-                        };
-                        self.history(request, scope)
-                    }
-                    [id, "_history", version] => {
-                        self.vread(request, resource_type, valid_id(resource_type, id)?, version)
-                    }
-                    [_, operation, ..] if operation.starts_with('$') => {
-                        Err(ApiError::not_supported(format!("operation {operation} is not supported")))
-                    }
-                    _ => Err(ApiError::not_found(format!("no FHIR endpoint at '{}'", request.path))),
-                }
+            Route::ExportStatus { job, .. } => {
+                gate.follow_export(self.export_owner(job).as_deref())?;
+                self.export_status(job)
             }
+            Route::ExportFile { job, file } => {
+                gate.follow_export(self.export_owner(job).as_deref())?;
+                self.export_file(job, file)
+            }
+            Route::ViewDefinitions => Ok(self.list_views()),
+            Route::ViewDefinition { name } => self.read_view(name),
+            Route::History(level) => {
+                let scope = match level {
+                    Level::System => store::HistoryScope::System,
+                    Level::Type(t) => store::HistoryScope::Type(t.clone()),
+                    Level::Instance(t, id) => {
+                        store::HistoryScope::Instance { resource_type: t.clone(), id: id.clone() }
+                    }
+                };
+                self.history(request, gate, scope)
+            }
+            Route::Search { resource_type, compartment, form } => {
+                let mut pairs = decoded_pairs(&request.query);
+                if *form {
+                    // Parameters in the form body and the URL both count.
+                    pairs.extend(
+                        form_urlencoded::parse(&request.body).map(|(n, v)| (n.into_owned(), v.into_owned())),
+                    );
+                }
+                let path = match compartment {
+                    Some((t, id)) => format!("{t}/{id}/{resource_type}"),
+                    None => resource_type.clone(),
+                };
+                let compartment = compartment.as_ref().map(|(t, id)| (t.as_str(), id.as_str()));
+                self.search(request, gate, resource_type, &pairs, compartment, &path)
+            }
+            Route::Read { resource_type, id } => {
+                let mut response = self.read(request, gate, resource_type, id)?;
+                if response.status == 200 {
+                    search::shape_read(&mut response, resource_type, &request.query)?;
+                }
+                Ok(response)
+            }
+            Route::Vread { resource_type, id, version } => {
+                self.vread(request, gate, resource_type, id, version)
+            }
+            Route::Operation { name, level: Level::Instance(t, id), .. }
+                if name == "everything" && t == "Patient" =>
+            {
+                self.everything(request, gate, id)
+            }
+            Route::Operation { name, level, .. } if name == "disclosures" => match &self.trail {
+                Some(trail) => trail.disclosures(request, level, gate),
+                None => {
+                    Err(ApiError::not_supported("$disclosures needs the audit trail; this server keeps none"))
+                }
+            },
+            Route::Operation { name, level, method } => self.operation(request, gate, *method, name, level),
+            Route::Bundle
+            | Route::Create { .. }
+            | Route::Update { .. }
+            | Route::ConditionalUpdate { .. }
+            | Route::Patch { .. }
+            | Route::ConditionalPatch { .. }
+            | Route::Delete { .. }
+            | Route::ConditionalDelete { .. } => Err(ApiError::internal("a write reached the read path")),
+        }
+    }
+}
+
+impl From<fhir::rest::RouteError> for ApiError {
+    fn from(error: fhir::rest::RouteError) -> Self {
+        match error.expression {
+            Some(expression) => ApiError::at(error.status, error.code, error.message, expression),
+            None => ApiError::new(error.status, error.code, error.message),
         }
     }
 }
@@ -310,35 +353,6 @@ impl Api {
 /// Decoded `name=value` pairs, owned.
 fn decoded_pairs(query: &str) -> Vec<(String, String)> {
     query_pairs(query).map(|(n, v)| (n.into_owned(), v.into_owned())).collect()
-}
-
-fn path_segments(path: &str) -> Vec<&str> {
-    if path.is_empty() { Vec::new() } else { path.split('/').collect() }
-}
-
-fn is_read(method: Method) -> bool {
-    matches!(method, Method::Get | Method::Head)
-}
-
-fn known_type(name: &str) -> Result<&str, ApiError> {
-    if definitions().is_resource_type(name) {
-        Ok(name)
-    } else if name.starts_with('$') {
-        Err(ApiError::not_supported(format!("operation {name} is not supported")))
-    } else {
-        Err(ApiError::unknown_type(name))
-    }
-}
-
-fn valid_id<'a>(resource_type: &str, id: &'a str) -> Result<&'a str, ApiError> {
-    if fhir::is_valid_id(id) {
-        Ok(id)
-    } else {
-        Err(ApiError::from(fhir::Error::InvalidId {
-            resource_type: resource_type.to_string(),
-            id: id.to_string(),
-        }))
-    }
 }
 
 /// Decoded `name=value` pairs of a query string.

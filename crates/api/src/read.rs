@@ -3,6 +3,7 @@
 use fhir::{DateTime, IssueType, OperationOutcome};
 use store::VersionRecord;
 
+use crate::access::Gate;
 use crate::headers::{etag, parse_etag};
 use crate::{Api, ApiError, Request, Response};
 
@@ -10,6 +11,7 @@ impl Api {
     pub(crate) fn read(
         &self,
         request: &Request,
+        gate: &Gate,
         resource_type: &str,
         id: &str,
     ) -> Result<Response, ApiError> {
@@ -17,12 +19,14 @@ impl Api {
             .store
             .read(resource_type, id)?
             .ok_or_else(|| ApiError::not_found(format!("{resource_type}/{id} is not known")))?;
+        self.admit_version(gate, &record)?;
         respond_with_version(request, record)
     }
 
     pub(crate) fn vread(
         &self,
         request: &Request,
+        gate: &Gate,
         resource_type: &str,
         id: &str,
         version: &str,
@@ -30,7 +34,32 @@ impl Api {
         let missing = || ApiError::not_found(format!("{resource_type}/{id} has no version '{version}'"));
         let number: u64 = version.parse().map_err(|_| missing())?;
         let record = self.store.vread(resource_type, id, number)?.ok_or_else(missing)?;
+        self.admit_version(gate, &record)?;
         respond_with_version(request, record)
+    }
+
+    /// Asks the policy about one stored version before anything of it is answered, even
+    /// a 304 or a 410: a tombstone is judged by the last version that had content.
+    pub(crate) fn admit_version(&self, gate: &Gate, record: &VersionRecord) -> Result<(), ApiError> {
+        if !gate.checks() {
+            if let Some(body) = &record.body {
+                gate.shown(body);
+            }
+            return Ok(());
+        }
+        if let Some(body) = &record.body {
+            return gate.admit_one(&record.resource_type, body);
+        }
+        let mut version = record.version;
+        while version > 1 {
+            version -= 1;
+            if let Some(earlier) = self.store.vread(&record.resource_type, &record.id, version)?
+                && let Some(body) = &earlier.body
+            {
+                return gate.admit_one(&record.resource_type, body);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -67,5 +96,6 @@ pub(crate) fn respond_with_version(request: &Request, record: VersionRecord) -> 
         location: None,
         body: if not_modified { None } else { Some(body) },
         content_type: None,
+        audit: Default::default(),
     })
 }

@@ -9,8 +9,118 @@ use store::search::{
 };
 use store::{SearchPage, SearchQuery, VersionRecord};
 
+use privacy::Sight;
+
+use crate::access::Gate;
 use crate::json_writer::{BundleWriter, Entry};
 use crate::{Api, ApiError, Prefer, Request, Response};
+
+/// Bounds on what one search may ask, so that every search runs in bounded time, stack and
+/// SQL: a search beyond them is a 400 naming the bound (never a store error, a 500, or a
+/// thread's stack overflowing on a chain parsed recursively).
+pub(crate) mod limits {
+    use fhir::IssueType;
+    use store::search::Filter;
+
+    use crate::ApiError;
+
+    /// Search parameters (AND-ed filters) in one search.
+    pub const PARAMETERS: usize = 50;
+    /// Values given in all of a search's parameters together (`a,b,c` is three); codes that a
+    /// `:below` or `:in` expands to are not counted.
+    pub const VALUES: usize = 500;
+    /// Links in one chained or `_has` parameter (`subject:Patient.organization.name` is two).
+    pub const CHAIN_DEPTH: usize = 4;
+    /// Chain and `_has` links in one search, counted after a chain without a type is tried
+    /// on each type its reference may point to.
+    pub const CHAIN_LINKS: usize = 16;
+    /// `_include` and `_revinclude` parameters in one search.
+    pub const INCLUDES: usize = 10;
+    /// Resources `_include` and `_revinclude` add to one page.
+    pub const INCLUDED: usize = 1000;
+    /// Characters in one parameter name.
+    pub const NAME_LENGTH: usize = 512;
+
+    fn too_costly(message: String) -> ApiError {
+        ApiError::bad_request(IssueType::TooCostly, message)
+    }
+
+    /// A parameter name, before it is parsed (chains are parsed recursively).
+    pub fn check_name(name: &str) -> Result<(), ApiError> {
+        if name.len() > NAME_LENGTH {
+            return Err(too_costly(format!(
+                "a search parameter name is at most {NAME_LENGTH} characters long"
+            )));
+        }
+        let depth = name.matches('.').count() + name.matches("_has:").count();
+        if depth > CHAIN_DEPTH {
+            return Err(too_costly(format!(
+                "the search parameter '{}...' chains {depth} links; at most {CHAIN_DEPTH} are accepted",
+                name.chars().take(60).collect::<String>()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Chain and `_has` links in a parsed filter.
+    pub fn chain_links(filter: &Filter) -> usize {
+        match filter {
+            Filter::Chain { filters, .. } | Filter::Has { filters, .. } => {
+                1 + filters.iter().map(chain_links).sum::<usize>()
+            }
+            Filter::AnyOf(filters) => filters.iter().map(chain_links).sum(),
+            _ => 0,
+        }
+    }
+
+    /// The search as a whole.
+    pub fn check_search(
+        parameters: usize,
+        values: usize,
+        links: usize,
+        includes: usize,
+    ) -> Result<(), ApiError> {
+        if parameters > PARAMETERS {
+            return Err(too_costly(format!(
+                "the search has {parameters} parameters; at most {PARAMETERS} are accepted"
+            )));
+        }
+        if values > VALUES {
+            return Err(too_costly(format!(
+                "the search's parameters hold {values} values together; at most {VALUES} are accepted (split the search)"
+            )));
+        }
+        if links > CHAIN_LINKS {
+            return Err(too_costly(format!(
+                "the search's chains and _has parameters come to {links} links (a chain without a type counts once per type it may reach); at most {CHAIN_LINKS} are accepted"
+            )));
+        }
+        if includes > INCLUDES {
+            return Err(too_costly(format!(
+                "the search has {includes} _include and _revinclude parameters; at most {INCLUDES} are accepted"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Matches read one by one to count what a caller may see, at most: beyond it a search
+/// answers without `total`.
+const VISIBLE_COUNT_LIMIT: usize = 10_000;
+
+/// The entry saying that `withheld` entries were left out by the access policy.
+pub(crate) fn withheld_note(bundle: &mut BundleWriter, withheld: usize) {
+    let note = fhir::OperationOutcome::information(format!(
+        "{withheld} entries withheld: other patients' records, types the token's scopes do not open, or records under a patient's consent directive (a clinician may break the glass with an X-Break-Glass-Reason header)"
+    ))
+    .to_bytes();
+    bundle.entry(&Entry {
+        full_url: Some("urn:chartroom:withheld"),
+        resource: Some(&note),
+        search_mode: Some("outcome"),
+        ..Default::default()
+    });
+}
 
 const UCUM: &str = "http://unitsofmeasure.org";
 
@@ -582,6 +692,8 @@ impl Api {
             used: Vec::new(),
         };
         let mut used = Vec::new();
+        // What the search asks of the store, against `limits`.
+        let (mut values, mut links) = (0usize, 0usize);
         for (name, value) in pairs {
             let keep = |used: &mut Vec<(String, String)>| used.push((name.clone(), value.clone()));
             match name.as_str() {
@@ -673,8 +785,13 @@ impl Api {
                     })?);
                 }
                 "_format" | "_pretty" => {}
-                _ => match self.filter(resource_type, name, value, base) {
+                _ => match limits::check_name(name)
+                    .map_err(Rejected::Invalid)
+                    .and_then(|()| self.filter(resource_type, name, value, base))
+                {
                     Ok(filter) => {
+                        values += split_escaped(value, ',').len();
+                        links += limits::chain_links(&filter);
                         query.filters.push(filter);
                         keep(&mut used);
                     }
@@ -698,6 +815,12 @@ impl Api {
                 },
             }
         }
+        limits::check_search(
+            query.filters.len(),
+            values,
+            links,
+            parsed.includes.len() + parsed.revincludes.len(),
+        )?;
         if parsed.summary == Summary::Count {
             query.count = 0;
             query.total = true;
@@ -711,6 +834,7 @@ impl Api {
     pub(crate) fn search(
         &self,
         request: &Request,
+        gate: &Gate,
         resource_type: &str,
         pairs: &[(String, String)],
         compartment: Option<(&str, &str)>,
@@ -732,13 +856,52 @@ impl Api {
                 target_id: id.to_string(),
             });
         }
-        let page = self.store.search(&parsed.query)?;
-        Ok(Response::json(200, self.searchset(request, path, &parsed, page)?))
+        gate.confine(&mut parsed.query);
+        // Where the policy may withhold matches one by one, the store's count is not the
+        // caller's: count what they may see instead.
+        let visible_total = if gate.may_withhold(resource_type) {
+            let asked = std::mem::take(&mut parsed.query.total);
+            Some(if asked { self.visible_total(gate, &parsed.query)? } else { None })
+        } else {
+            None
+        };
+        let mut page = self.store.search(&parsed.query)?;
+        if let Some(total) = visible_total {
+            page.total = total;
+        }
+        Ok(Response::json(200, self.searchset(request, gate, path, &parsed, page)?))
+    }
+
+    /// How many matches of `query` the caller may see; `None` beyond [`VISIBLE_COUNT_LIMIT`]
+    /// (each must be read to decide).
+    fn visible_total(&self, gate: &Gate, query: &SearchQuery) -> Result<Option<u64>, ApiError> {
+        let mut walk =
+            SearchQuery { count: 1000, cursor: None, sort: Vec::new(), total: false, ..query.clone() };
+        let (mut seen, mut visible) = (0usize, 0u64);
+        loop {
+            let page = self.store.search(&walk)?;
+            for record in &page.matches {
+                seen += 1;
+                if let Some(body) = &record.body
+                    && gate.sight(&record.resource_type, body) == Sight::Shown
+                {
+                    visible += 1;
+                }
+            }
+            if seen > VISIBLE_COUNT_LIMIT {
+                return Ok(None);
+            }
+            match (page.has_next, page.last) {
+                (true, Some(last)) => walk.cursor = Some(Cursor { before: false, ..last }),
+                _ => return Ok(Some(visible)),
+            }
+        }
     }
 
     fn searchset(
         &self,
         request: &Request,
+        gate: &Gate,
         path: &str,
         parsed: &ParsedSearch,
         page: SearchPage,
@@ -784,11 +947,25 @@ impl Api {
         }
         let mut seen: std::collections::HashSet<(String, String)> =
             page.matches.iter().map(|m| (m.resource_type.clone(), m.id.clone())).collect();
-        let included = self.includes(parsed, &page.matches, &mut seen)?;
+        // Includes follow only what the caller may see.
+        let matches: Vec<VersionRecord> = page
+            .matches
+            .into_iter()
+            .filter(|m| {
+                m.body.as_deref().is_some_and(|body| gate.sight(&m.resource_type, body) == Sight::Shown)
+            })
+            .collect();
+        let mut withheld = seen.len() - matches.len();
+        let included = self.includes(parsed, &matches, &mut seen)?;
         for (record, mode) in
-            page.matches.iter().map(|m| (m, "match")).chain(included.iter().map(|m| (m, "include")))
+            matches.iter().map(|m| (m, "match")).chain(included.iter().map(|m| (m, "include")))
         {
             let Some(body) = &record.body else { continue };
+            if mode == "include" && gate.sight(&record.resource_type, body) != Sight::Shown {
+                withheld += 1;
+                continue;
+            }
+            gate.shown(body);
             let full_url = format!("{}/{}/{}", request.base, record.resource_type, record.id);
             let shaped = shape(body, &record.resource_type, parsed.summary, parsed.elements.as_deref());
             bundle.entry(&Entry {
@@ -797,6 +974,9 @@ impl Api {
                 search_mode: Some(mode),
                 ..Default::default()
             });
+        }
+        if withheld > 0 {
+            withheld_note(&mut bundle, withheld);
         }
         Ok(bundle.finish())
     }
@@ -808,7 +988,6 @@ impl Api {
         matches: &[VersionRecord],
         seen: &mut std::collections::HashSet<(String, String)>,
     ) -> Result<Vec<VersionRecord>, ApiError> {
-        const MAX_INCLUDED: usize = 1000;
         let mut included: Vec<VersionRecord> = Vec::new();
         let mut frontier: Vec<VersionRecord> = matches.to_vec();
         for round in 0..4 {
@@ -886,9 +1065,14 @@ impl Api {
                 break;
             }
             included.extend(found.iter().cloned());
-            if included.len() >= MAX_INCLUDED {
-                included.truncate(MAX_INCLUDED);
-                break;
+            if included.len() > limits::INCLUDED {
+                return Err(ApiError::bad_request(
+                    IssueType::TooCostly,
+                    format!(
+                        "the _include and _revinclude of this page reach more than {} resources; ask for a smaller _count or fewer includes",
+                        limits::INCLUDED
+                    ),
+                ));
             }
             frontier = found;
         }
@@ -951,10 +1135,11 @@ impl Api {
 
     /// `Patient/[id]/$everything`: the patient, every resource in its compartment, and the
     /// resources those refer to; `_type`, `_since`, `_count` and paging by cursor.
-    pub(crate) fn everything(&self, request: &Request, id: &str) -> Result<Response, ApiError> {
+    pub(crate) fn everything(&self, request: &Request, gate: &Gate, id: &str) -> Result<Response, ApiError> {
         let Some(patient) = self.store.read("Patient", id)? else {
             return Err(ApiError::not_found(format!("Patient/{id} is not known")));
         };
+        self.admit_version(gate, &patient)?;
         if patient.is_deleted() {
             return Err(ApiError::new(410, IssueType::Deleted, format!("Patient/{id} was deleted")));
         }
@@ -997,7 +1182,14 @@ impl Api {
                 _ => {}
             }
         }
-        let members = self.everything_members(patient, types.as_deref(), since)?;
+        let mut members = self.everything_members(patient, types.as_deref(), since)?;
+        // What the caller may not see is not a member of their answer at all, so pages and
+        // the total stay consistent.
+        if gate.checks() {
+            members.retain(|m| {
+                m.body.as_deref().is_some_and(|body| gate.sight(&m.resource_type, body) == Sight::Shown)
+            });
+        }
         let start = match &after {
             Some(cursor) => members.partition_point(|m| (&m.resource_type, &m.id) <= (&cursor.0, &cursor.1)),
             None => 0,
@@ -1026,6 +1218,7 @@ impl Api {
         let mut bundle = BundleWriter::new("searchset", Some(members.len() as u64), &links);
         for record in page {
             let Some(body) = &record.body else { continue };
+            gate.shown(body);
             let full_url = format!("{}/{}/{}", request.base, record.resource_type, record.id);
             bundle.entry(&Entry {
                 full_url: Some(&full_url),

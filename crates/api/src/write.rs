@@ -12,16 +12,31 @@ pub(crate) fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
-/// Parses a request body as a resource of `expected_type`.
-pub(crate) fn parse_body(body: &[u8], expected_type: &str) -> Result<Resource, ApiError> {
+/// References on the server's own base (`{base}/Patient/1`) become relative (`Patient/1`),
+/// so that the index, compartments and the access policy know them as this server's.
+pub(crate) fn localize_references(resource: &mut Resource, base: &str) {
+    if base.is_empty() {
+        return;
+    }
+    resource.rewrite_references(&mut |reference| {
+        let relative = reference.strip_prefix(base)?.strip_prefix('/')?;
+        matches!(fhir::parse_reference(relative), Ok(fhir::ReferenceTarget::Local { .. }))
+            .then(|| relative.to_string())
+    });
+}
+
+/// Parses a request body as a resource of `expected_type`, its references on `base` made
+/// relative.
+pub(crate) fn parse_body(body: &[u8], expected_type: &str, base: &str) -> Result<Resource, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(
             IssueType::Required,
             format!("the request has no body; send the {expected_type} resource as JSON"),
         ));
     }
-    let resource = Resource::from_slice(body)?;
+    let mut resource = Resource::from_slice(body)?;
     check_type(&resource, expected_type)?;
+    localize_references(&mut resource, base);
     Ok(resource)
 }
 
@@ -145,6 +160,7 @@ pub(crate) fn complete(base: &str, written: Written, preference: ReturnPreferenc
                 location: Some(format!("{base}/{resource_type}/{id}/_history/{version}")),
                 body,
                 content_type: None,
+                audit: Default::default(),
             }
         }
         WriteOutcome::Deleted { version, .. } => {
@@ -179,6 +195,7 @@ pub(crate) fn complete(base: &str, written: Written, preference: ReturnPreferenc
                 ),
             },
             content_type: None,
+            audit: Default::default(),
         },
         WriteOutcome::Reindexed { .. } => Response::empty(204),
     }
@@ -199,7 +216,7 @@ impl Api {
     }
 
     pub(crate) async fn create(&self, request: &Request, resource_type: &str) -> Result<Response, ApiError> {
-        let resource = parse_body(&request.body, resource_type)?;
+        let resource = parse_body(&request.body, resource_type, &request.base)?;
         let op = match &request.if_none_exist {
             Some(condition) => {
                 let query = self.conditional_query(resource_type, condition, &request.base)?;
@@ -221,7 +238,7 @@ impl Api {
         resource_type: &str,
     ) -> Result<Response, ApiError> {
         let query = self.conditional_query(resource_type, &request.query, &request.base)?;
-        let mut resource = parse_body(&request.body, resource_type)?;
+        let mut resource = parse_body(&request.body, resource_type, &request.base)?;
         let id_given = resource.id().is_some();
         if !id_given {
             resource.set_id(&new_id());
@@ -249,7 +266,7 @@ impl Api {
         resource_type: &str,
         id: &str,
     ) -> Result<Response, ApiError> {
-        let resource = parse_body(&request.body, resource_type)?;
+        let resource = parse_body(&request.body, resource_type, &request.base)?;
         let op = prepare_update(&resource, id, request.if_match.as_deref(), Validation::Enforce)?;
         let written = self.commit_one(op).await?;
         Ok(complete(&request.base, written, preference(request)))

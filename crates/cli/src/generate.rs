@@ -199,5 +199,7 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
         jwks_file: None,
         jwt_issuer: None,
         jwt_audience: None,
+        audit_durability: crate::AuditDurability::Strict,
+        body_timeout_secs: 30,
     })
 }

@@ -150,6 +150,22 @@ struct ServeArgs {
     /// Accept only JWTs whose aud names this (e.g. this server's base URL).
     #[arg(long)]
     jwt_audience: Option<String>,
+    /// When a response may leave relative to its audit entry. strict: only once the entry is
+    /// committed (a delivered response always has its entry, even if the process is killed;
+    /// with --sync full the entry is also synced to disk). fast: entries are committed every
+    /// 20 ms without waiting (a killed process loses its last moments' entries; the gap is
+    /// recorded at the next start).
+    #[arg(long, value_enum, default_value = "strict")]
+    audit_durability: AuditDurability,
+    /// Seconds a request body may take to arrive once its headers have (408 after).
+    #[arg(long, default_value_t = 30)]
+    body_timeout_secs: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AuditDurability {
+    Strict,
+    Fast,
 }
 
 #[derive(clap::Args)]
@@ -247,14 +263,24 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         ..ApiConfig::default()
     };
     let api = Arc::new(Api::new(store.clone(), api_config));
-    let mut security = server::Security::open(&args.store.data)
+    let audit = privacy::AuditOptions {
+        durability: match args.audit_durability {
+            AuditDurability::Strict => privacy::Durability::Strict,
+            AuditDurability::Fast => privacy::Durability::Fast,
+        },
+        // The trail is as durable as the record: synced on every commit when the store is.
+        sync_full: matches!(args.store.sync.unwrap_or(SyncMode::Full), SyncMode::Full),
+    };
+    let mut security = server::Security::open_with(&args.store.data, audit)
         .with_context(|| format!("cannot open the users and audit trail in {}", args.store.data.display()))?;
     security.jwt = jwt;
     let config = server::ServerConfig {
         max_body_bytes: args.max_body_mib.saturating_mul(1024 * 1024),
+        body_timeout: std::time::Duration::from_secs(args.body_timeout_secs.max(1)),
         base_url: args.base_url.clone(),
         security: Some(Arc::new(security)),
         require_auth: !args.insecure_no_auth,
+        ..server::ServerConfig::default()
     };
     if args.insecure_no_auth {
         eprintln!(

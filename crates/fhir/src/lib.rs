@@ -6,6 +6,7 @@ pub mod datetime;
 pub mod definitions;
 pub mod outcome;
 pub mod resource;
+pub mod rest;
 pub mod search_parameters;
 
 pub use base64::{base64_decode, base64_encode};
@@ -14,7 +15,7 @@ pub use definitions::{Definitions, definitions};
 pub use outcome::{Issue, IssueType, OperationOutcome, Severity};
 pub use resource::{
     ReferenceSite, ReferenceTarget, Resource, check_json, is_valid_id, parse_json, parse_reference,
-    patient_reference, patients_mentioned,
+    patient_id_of_reference, patient_reference, patients_mentioned,
 };
 pub use search_parameters::{SearchParamType, search_parameters};
 
@@ -33,7 +34,7 @@ pub enum Error {
     #[error("'{0}' is not a FHIR R4 resource type")]
     UnknownResourceType(String),
     #[error(
-        "'{id}' is not a valid id for {resource_type}: ids are 1-64 characters from A-Z, a-z, 0-9, '-' and '.'"
+        "'{id}' is not a valid id for {resource_type}: ids are 1-64 characters from A-Z, a-z, 0-9, '-' and '.', not dots only"
     )]
     InvalidId { resource_type: String, id: String },
     #[error("{element} must be {expected}")]

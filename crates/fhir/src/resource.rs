@@ -18,9 +18,14 @@ pub struct Resource {
     json: Value,
 }
 
-/// Whether `id` matches the FHIR id rule `[A-Za-z0-9\-\.]{1,64}`.
+/// Whether `id` matches the FHIR id rule `[A-Za-z0-9\-\.]{1,64}` and is not made of dots
+/// only: `.` and `..` are legal by the rule, but as a URL path segment they mean "this" and
+/// "the parent", which clients and proxies resolve away, so such a resource could never be
+/// addressed.
 pub fn is_valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    (1..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && !id.bytes().all(|b| b == b'.')
 }
 
 /// The Patient a resource is about: its `subject`, `patient` or `beneficiary` when that refers
@@ -33,17 +38,17 @@ pub fn patient_reference(resource: &Value) -> Option<&str> {
 }
 
 /// The Patients a resource is about: a Patient's own id, or else the id of every
-/// `Patient/...` reference in it (any element named `reference`), in order, with repeats.
-/// What a patient's view of the record must not show of anyone else. (A Patient's links to
-/// other Patients say nothing about them beyond the link.)
+/// `Patient/...` reference in it (any element named `reference`, relative or absolute on any
+/// base), in order, with repeats. What a patient's view of the record must not show of anyone
+/// else. (A Patient's links to other Patients say nothing about them beyond the link.)
 pub fn patients_mentioned(resource: &Value) -> Vec<&str> {
     fn walk<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
         match value {
             Value::Object(object) => {
                 if let Some(Value::String(target)) = object.get("reference")
-                    && let Some(id) = target.strip_prefix("Patient/")
+                    && let Some(id) = patient_id_of_reference(target)
                 {
-                    found.push(id.split('/').next().unwrap_or(id));
+                    found.push(id);
                 }
                 object.values().for_each(|v| walk(v, found));
             }
@@ -57,6 +62,18 @@ pub fn patients_mentioned(resource: &Value) -> Vec<&str> {
     let mut found = Vec::new();
     walk(resource, &mut found);
     found
+}
+
+/// The Patient id a reference names: `Patient/id`, `Patient/id/_history/n`, or an absolute
+/// URL whose path ends so (on any base: what another server calls a Patient is still one).
+pub fn patient_id_of_reference(reference: &str) -> Option<&str> {
+    let tail = match reference.strip_prefix("Patient/") {
+        Some(tail) => tail,
+        None if reference.contains("://") => &reference[reference.rfind("/Patient/")? + "/Patient/".len()..],
+        None => return None,
+    };
+    let id = tail.split('/').next().unwrap_or(tail);
+    is_valid_id(id).then_some(id)
 }
 
 /// Parses JSON text into a `Value`, rejecting duplicate property names (FHIR forbids them,

@@ -109,6 +109,44 @@ pub(crate) enum Expr {
 }
 
 impl Expr {
+    /// How deep the tree is, measured without recursion (a tree as deep as its text is long
+    /// must not overflow the stack measuring it).
+    pub(crate) fn depth<'e>(&'e self) -> usize {
+        let mut deepest = 0;
+        let mut stack: Vec<(&'e Expr, usize)> = vec![(self, 1)];
+        while let Some((expr, depth)) = stack.pop() {
+            deepest = deepest.max(depth);
+            let mut push = |child: &'e Expr| stack.push((child, depth + 1));
+            match expr {
+                Expr::Literal(_)
+                | Expr::Empty
+                | Expr::This
+                | Expr::Index
+                | Expr::Total
+                | Expr::Variable(_)
+                | Expr::TypeFilter(_)
+                | Expr::Member { target: None, .. } => {}
+                Expr::Member { target: Some(target), .. } => push(target),
+                Expr::Call { target, args, .. } => {
+                    if let Some(target) = target {
+                        push(target);
+                    }
+                    args.iter().for_each(&mut push);
+                }
+                Expr::Indexer { target, index } => {
+                    push(target);
+                    push(index);
+                }
+                Expr::Negate(operand) | Expr::Is { operand, .. } | Expr::As { operand, .. } => push(operand),
+                Expr::Binary { left, right, .. } => {
+                    push(left);
+                    push(right);
+                }
+            }
+        }
+        deepest
+    }
+
     /// Calls `f` on this node and every node below it, parents first.
     pub(crate) fn visit<'e>(&'e self, f: &mut impl FnMut(&'e Expr)) {
         f(self);

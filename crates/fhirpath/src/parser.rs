@@ -9,10 +9,26 @@ use crate::functions::Function;
 use crate::lexer::{Token, TokenKind, tokenize};
 use crate::value::Quantity;
 
+/// Tokens in one expression, at most (the longest R4 expression has a few hundred).
+pub(crate) const MAX_TOKENS: usize = 10_000;
+/// How deep an expression may nest (parentheses, arguments, operands, path steps). Parsing,
+/// evaluating and dropping an expression recurse over its tree: bounded here, so an
+/// expression from outside (a view's path, a command line) cannot overflow a thread's stack.
+pub(crate) const MAX_DEPTH: usize = 256;
+
 pub(crate) fn parse(text: &str) -> Result<Expr, Error> {
     let tokens = tokenize(text)?;
-    let mut parser = Parser { tokens, position: 0 };
+    if tokens.len() > MAX_TOKENS {
+        return Err(Error::parse(
+            0,
+            format!("the expression has {} tokens; at most {MAX_TOKENS} are accepted", tokens.len()),
+        ));
+    }
+    let mut parser = Parser { tokens, position: 0, depth: 0 };
     let expr = parser.expression(0)?;
+    if expr.depth() > MAX_DEPTH {
+        return Err(Error::parse(0, format!("the expression nests more than {MAX_DEPTH} levels deep")));
+    }
     match parser.peek() {
         TokenKind::End => Ok(expr),
         other => Err(parser.error(format!("expected an operator or the end, found {}", other.describe()))),
@@ -22,6 +38,8 @@ pub(crate) fn parse(text: &str) -> Result<Expr, Error> {
 struct Parser {
     tokens: Vec<Token>,
     position: usize,
+    /// Recursion depth of the parser itself.
+    depth: usize,
 }
 
 /// Binding power of infix operators: (left, right). Higher binds tighter.
@@ -121,6 +139,16 @@ impl Parser {
     }
 
     fn expression(&mut self, min_power: u8) -> Result<Expr, Error> {
+        self.depth += 1;
+        let result = self.expression_within(min_power);
+        self.depth -= 1;
+        result
+    }
+
+    fn expression_within(&mut self, min_power: u8) -> Result<Expr, Error> {
+        if self.depth > MAX_DEPTH {
+            return Err(self.error(format!("the expression nests more than {MAX_DEPTH} levels deep")));
+        }
         let mut left = self.unary()?;
         while let Some((power, op)) = infix(self.peek()) {
             if power <= min_power {
@@ -157,7 +185,14 @@ impl Parser {
     /// The operand of a sign: only invocations and indexers bind tighter than a sign, so
     /// `-1.abs()` is `-(1.abs())` and `-1 + 2` is `(-1) + 2`.
     fn unary_operand(&mut self) -> Result<Expr, Error> {
-        self.unary()
+        self.depth += 1;
+        let result = if self.depth > MAX_DEPTH {
+            Err(self.error(format!("the expression nests more than {MAX_DEPTH} levels deep")))
+        } else {
+            self.unary()
+        };
+        self.depth -= 1;
+        result
     }
 
     fn postfix(&mut self) -> Result<Expr, Error> {
@@ -358,5 +393,26 @@ fn date_time_literal(text: &str, at: usize) -> Result<Expr, Error> {
         Ok(Expr::Literal(Literal::DateTime(value)))
     } else {
         Ok(Expr::Literal(Literal::Date(value)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expressions_from_outside_cannot_nest_without_bound() {
+        let nested = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+        assert!(parse(&nested).is_err());
+        let signs = format!("{}1", "-".repeat(100_000));
+        assert!(parse(&signs).is_err());
+        let sum = format!("1{}", " + 1".repeat(4_000));
+        assert!(parse(&sum).is_err());
+        let path = format!("a{}", ".b".repeat(300));
+        assert!(parse(&path).is_err());
+        let arguments = format!("{}1{}", "iif(true, ".repeat(300), ", 2)".repeat(300));
+        assert!(parse(&arguments).is_err());
+        assert!(parse(&format!("a{}", ".b".repeat(100))).is_ok());
+        assert!(parse(&format!("1{}", " + 1".repeat(200))).is_ok());
     }
 }

@@ -53,7 +53,13 @@ CREATE TABLE IF NOT EXISTS audit_terms (
     PRIMARY KEY (term, recorded_ms, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit_agents (name TEXT PRIMARY KEY) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;";
+CREATE TABLE IF NOT EXISTS audit_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_anchor (
+    name TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    mac TEXT NOT NULL
+) WITHOUT ROWID;";
 
 /// `audit_meta` row: the last entry whose index rows are written.
 const INDEXED: &str = "indexed";
@@ -89,12 +95,14 @@ pub struct Access {
     /// Purpose of use (a v3-ActReason code, e.g. TREAT, ETREAT).
     pub purpose: Option<String>,
     pub address: Option<String>,
-    pub client: Option<String>,
+    /// The client's `X-Request-Id`, so a client can find the entry of each of its requests.
+    pub request_id: Option<String>,
     pub break_glass_reason: Option<String>,
 }
 
-/// Tab-separated fields of a stored entry; tabs, newlines and backslashes escaped.
-const LINE_FIELDS: usize = 12;
+/// Tab-separated fields of a stored entry; tabs, newlines and backslashes escaped. Entries
+/// written before the request id was recorded have one field fewer.
+const LINE_FIELDS: usize = 13;
 
 fn escape(text: &str, out: &mut String) {
     for c in text.chars() {
@@ -140,9 +148,14 @@ impl Access {
             line.push('\t');
             escape(&list.join(" "), &mut line);
         }
-        for optional in
-            [&self.query, &self.purpose, &self.address, &self.break_glass_reason, &self.outcome_text]
-        {
+        for optional in [
+            &self.query,
+            &self.purpose,
+            &self.address,
+            &self.break_glass_reason,
+            &self.outcome_text,
+            &self.request_id,
+        ] {
             line.push('\t');
             if let Some(value) = optional {
                 escape(value, &mut line);
@@ -154,7 +167,7 @@ impl Access {
     /// Reads a stored line back.
     pub fn from_line(line: &str) -> Option<Access> {
         let fields: Vec<String> = line.split('\t').map(unescape).collect();
-        if fields.len() != LINE_FIELDS {
+        if fields.len() != LINE_FIELDS && fields.len() != LINE_FIELDS - 1 {
             return None;
         }
         let list = |text: &str| -> Vec<String> {
@@ -181,7 +194,7 @@ impl Access {
             address: optional(&fields[9]),
             break_glass_reason: optional(&fields[10]),
             outcome_text: optional(&fields[11]),
-            client: None,
+            request_id: fields.get(12).and_then(optional),
         })
     }
 
@@ -256,6 +269,10 @@ impl Access {
         }
         if let Some(reason) = &self.break_glass_reason {
             entities.push(json!({ "name": "break-the-glass", "description": reason }));
+        }
+        if let Some(request_id) = &self.request_id {
+            entities.push(json!({ "what": { "identifier": { "value": request_id } },
+                                  "type": { "system": "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType", "code": "XrequestId" } }));
         }
         let mut event = json!({
             "resourceType": "AuditEvent",
@@ -387,8 +404,45 @@ pub(crate) fn open_reader(data_dir: &Path) -> Result<Connection, Error> {
     Ok(connection)
 }
 
+/// When a response may leave relative to its audit entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// The entry is committed before the response leaves ([`Receipt::durable`]): a delivered
+    /// response always has its entry, even if the process is killed right after. Entries
+    /// arriving together share one commit.
+    #[default]
+    Strict,
+    /// Entries are gathered for 20 ms and committed together, and nobody waits: a killed
+    /// process loses the entries of its last moments (detected and recorded at the next
+    /// start).
+    Fast,
+}
+
+/// How the trail is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuditOptions {
+    pub durability: Durability,
+    /// Whether every commit is synced to disk (SQLite `synchronous=FULL`), so that entries
+    /// survive power loss too; otherwise a commit survives the process being killed.
+    pub sync_full: bool,
+}
+
+/// A recorded access, for waiting until its entry is committed.
+pub struct Receipt(Option<tokio::sync::oneshot::Receiver<bool>>);
+
+impl Receipt {
+    /// Whether the entry is committed: waits for the commit under [`Durability::Strict`];
+    /// `true` at once under [`Durability::Fast`]; `false` if the trail could not be written.
+    pub async fn durable(self) -> bool {
+        match self.0 {
+            Some(receiver) => receiver.await.unwrap_or(false),
+            None => true,
+        }
+    }
+}
+
 enum Message {
-    Append(Box<Access>),
+    Append(Box<Access>, Option<tokio::sync::oneshot::Sender<bool>>),
     Flush(SyncSender<()>),
 }
 
@@ -396,29 +450,52 @@ enum Message {
 pub struct AuditLog {
     sender: Mutex<Option<SyncSender<Message>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    durability: Durability,
 }
 
 impl AuditLog {
-    /// Opens the trail (creating its key on first use) and starts its writer.
+    /// Opens the trail (creating its key on first use) and starts its writer, with strict
+    /// durability.
     pub fn open(data_dir: &Path) -> Result<AuditLog, Error> {
-        std::fs::create_dir_all(data_dir)?;
-        let key = load_or_create_key(data_dir)?;
-        let connection = open_reader(data_dir)?;
-        let (sender, receiver) = sync_channel(65_536);
-        let head = data_dir.join(HEAD_FILE);
-        let writer = std::thread::Builder::new()
-            .name("audit-writer".into())
-            .spawn(move || write_loop(connection, key, head, receiver))?;
-        Ok(AuditLog { sender: Mutex::new(Some(sender)), writer: Mutex::new(Some(writer)) })
+        AuditLog::open_with(data_dir, AuditOptions::default())
     }
 
-    /// Records an access (returns at once; the writer commits it with the next batch).
-    pub fn record(&self, access: Access) {
+    /// Opens the trail with `options`. What the previous run left is checked first: an end
+    /// that no longer matches its anchors, and a run that ended without closing the trail,
+    /// are each recorded as an entry of their own.
+    pub fn open_with(data_dir: &Path, options: AuditOptions) -> Result<AuditLog, Error> {
+        std::fs::create_dir_all(data_dir)?;
+        let (key, created) = load_or_create_key(data_dir)?;
+        let connection = open_reader(data_dir)?;
+        if options.sync_full {
+            connection.execute_batch("PRAGMA synchronous = FULL;")?;
+        }
+        let head = data_dir.join(HEAD_FILE);
+        let start = start_run(&connection, &key, &head, created)?;
+        let (sender, receiver) = sync_channel(65_536);
+        let durability = options.durability;
+        let writer = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || write_loop(connection, key, head, receiver, durability, start))?;
+        Ok(AuditLog { sender: Mutex::new(Some(sender)), writer: Mutex::new(Some(writer)), durability })
+    }
+
+    /// Records an access. Under strict durability the returned receipt says when its entry
+    /// is committed; the caller holds the response until then.
+    pub fn record(&self, access: Access) -> Receipt {
+        let (reply, receipt) = match self.durability {
+            Durability::Strict => {
+                let (sender, receiver) = tokio::sync::oneshot::channel();
+                (Some(sender), Receipt(Some(receiver)))
+            }
+            Durability::Fast => (None, Receipt(None)),
+        };
         if let Ok(guard) = self.sender.lock()
             && let Some(sender) = guard.as_ref()
         {
-            let _ = sender.send(Message::Append(Box::new(access)));
+            let _ = sender.send(Message::Append(Box::new(access), reply));
         }
+        receipt
     }
 
     /// Waits until everything recorded so far is committed.
@@ -431,7 +508,7 @@ impl AuditLog {
         }
     }
 
-    /// Commits what is pending and stops the writer.
+    /// Commits what is pending, marks the run as closed, and stops the writer.
     pub fn close(&self) {
         if let Ok(mut guard) = self.sender.lock() {
             guard.take();
@@ -454,7 +531,8 @@ fn open_table(data_dir: &Path) -> Result<Connection, Error> {
     let connection = Connection::open(data_dir.join(PRIVACY_FILE))?;
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
     // WAL with NORMAL sync: a committed entry survives the process being killed; on power
-    // loss the last batch (well under a second) may be lost, as with the store's import mode.
+    // loss the last batch (well under a second) may be lost, as with the store's import mode
+    // (`AuditOptions::sync_full` syncs every commit instead).
     // Appends rewrite the same last pages batch after batch; checkpointing every 40 MB
     // instead of 4 MB copies each of them back far less often.
     connection.execute_batch(
@@ -464,17 +542,19 @@ fn open_table(data_dir: &Path) -> Result<Connection, Error> {
     Ok(connection)
 }
 
-fn load_or_create_key(data_dir: &Path) -> Result<[u8; 32], Error> {
+/// The key, and whether it was created now (a new trail).
+fn load_or_create_key(data_dir: &Path) -> Result<([u8; 32], bool), Error> {
     let path = data_dir.join(KEY_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => parse_key(text.trim())
+            .map(|key| (key, false))
             .ok_or_else(|| Error::Invalid(format!("{} is not a 64-digit hex key", path.display()))),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             let mut key = [0u8; 32];
             getrandom::fill(&mut key)
                 .map_err(|e| Error::Invalid(format!("no randomness for the audit key: {e}")))?;
             write_private(&path, &hex(&key))?;
-            Ok(key)
+            Ok((key, true))
         }
         Err(error) => Err(error.into()),
     }
@@ -532,18 +612,256 @@ fn head_line(key: &[u8; 32], seq: i64, hash: &str) -> String {
     format!("{seq} {hash} {}", hex(&hmac(key, format!("head\n{seq}\n{hash}").as_bytes())))
 }
 
-fn write_loop(mut connection: Connection, key: [u8; 32], head: PathBuf, receiver: Receiver<Message>) {
-    let last: (i64, String) = connection
+/// The keyed tag of the database's anchor (not the file's: neither can stand in for the
+/// other).
+fn database_anchor_mac(key: &[u8; 32], seq: i64, hash: &str) -> String {
+    hex(&hmac(key, format!("database-head\n{seq}\n{hash}").as_bytes()))
+}
+
+/// The chain's end as the database records it, in the commit that wrote the end.
+fn write_database_anchor(connection: &Connection, key: &[u8; 32], seq: i64, hash: &str) -> Result<(), Error> {
+    connection
+        .prepare_cached(
+            "INSERT INTO audit_anchor (name, seq, hash, mac) VALUES ('head', ?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET seq = ?1, hash = ?2, mac = ?3",
+        )?
+        .execute(params![seq, hash, database_anchor_mac(key, seq, hash)])?;
+    Ok(())
+}
+
+/// An anchor as read back: (position, hash), or why it cannot be trusted.
+type ReadAnchor = Result<Option<(i64, String)>, String>;
+
+fn read_file_anchor(key: &[u8; 32], head: &Path) -> ReadAnchor {
+    match std::fs::read_to_string(head) {
+        Ok(text) => {
+            let parts: Vec<&str> = text.split_whitespace().collect();
+            let seq = parts.first().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+            let hash = parts.get(1).copied().unwrap_or_default();
+            if head_line(key, seq, hash) != text.trim() {
+                return Err(format!("{HEAD_FILE} was altered"));
+            }
+            Ok(Some((seq, hash.to_string())))
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+fn read_database_anchor(connection: &Connection, key: &[u8; 32]) -> Result<ReadAnchor, Error> {
+    let row: Option<(i64, String, String)> = connection
+        .query_row("SELECT seq, hash, mac FROM audit_anchor WHERE name = 'head'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    Ok(match row {
+        None => Ok(None),
+        Some((seq, hash, mac)) if database_anchor_mac(key, seq, &hash) == mac => Ok(Some((seq, hash))),
+        Some(_) => Err("the database's anchor was altered".to_string()),
+    })
+}
+
+/// The last entry: (position, hash), the genesis for an empty trail.
+fn last_entry(connection: &Connection) -> (i64, String) {
+    connection
         .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
-        .unwrap_or((0, GENESIS.to_string()));
-    let (mut seq, mut prev) = last;
-    // The anchor is rewritten at most this often (and on flush and close): renaming a file
-    // per batch would cost more than the batch.
+        .unwrap_or((0, GENESIS.to_string()))
+}
+
+/// Why the chain's end disagrees with its anchors, if it does: the checks [`verify`] makes of
+/// the end, also made when a run starts.
+fn end_problems(connection: &Connection, key: &[u8; 32], head: &Path) -> Result<Vec<String>, Error> {
+    let (last_seq, last_hash) = last_entry(connection);
+    let hash_at = |seq: i64| -> Result<Option<String>, Error> {
+        if seq == 0 {
+            return Ok(Some(GENESIS.to_string()));
+        }
+        Ok(connection
+            .query_row("SELECT hash FROM audit WHERE seq = ?1", params![seq], |r| r.get(0))
+            .optional()?)
+    };
+    let mut problems = Vec::new();
+    match read_database_anchor(connection, key)? {
+        Err(why) => problems.push(why),
+        Ok(None) => problems.push(format!(
+            "the database's anchor is missing (the trail ends at entry {last_seq}): entries may have been removed from the end"
+        )),
+        Ok(Some((seq, hash))) if (seq, hash.as_str()) != (last_seq, last_hash.as_str()) => problems.push(format!(
+            "the database's anchor names entry {seq} as the last, but the trail ends at entry {last_seq}: {}",
+            if seq > last_seq { "entries were removed from the end" } else { "the trail's end was rolled back or extended outside Chartroom" }
+        )),
+        Ok(Some(_)) => {}
+    }
+    match read_file_anchor(key, head) {
+        Err(why) => problems.push(why),
+        Ok(None) => problems.push(format!(
+            "{HEAD_FILE} is missing (the trail ends at entry {last_seq}): entries may have been removed from the end"
+        )),
+        // The file is written at most every 200 ms, so it may lag the database; it must still
+        // name an entry that is there, with its hash.
+        Ok(Some((seq, hash))) => {
+            if seq > last_seq {
+                problems.push(format!(
+                    "{HEAD_FILE} names entry {seq} as written, but the trail ends at entry {last_seq}: entries were removed from the end"
+                ));
+            } else if hash_at(seq)?.as_deref() != Some(hash.as_str()) {
+                problems.push(format!("{HEAD_FILE} names entry {seq} with a hash the trail does not hold there"));
+            }
+        }
+    }
+    Ok(problems)
+}
+
+/// The interaction code of the entry recording that a trail's end disagreed with its anchors
+/// when a run started.
+pub const END_MISMATCH: &str = "audit-end-mismatch";
+/// The interaction code of the entry recording that the previous run ended without closing
+/// the trail (killed, crashed, or the machine stopped).
+pub const UNCLEAN_SHUTDOWN: &str = "unclean-shutdown";
+
+/// `audit_meta` row: the run writing the trail now (a random number), removed when it closes.
+const RUNNING: &str = "running";
+/// `audit_meta` row: when that run started, in ms since the epoch.
+const RUNNING_SINCE: &str = "running-since";
+
+/// What a run starts with: its id, and the entries it must write first.
+struct RunStart {
+    run: i64,
+    notes: Vec<Access>,
+}
+
+fn system_note(interaction: &str, status: u16, text: String) -> Access {
+    Access {
+        user: "chartroom".into(),
+        role: "system".into(),
+        interaction: interaction.into(),
+        action: "E",
+        status,
+        outcome_text: Some(text),
+        ..Access::default()
+    }
+}
+
+/// Checks what the previous run left and claims the trail for this run.
+fn start_run(connection: &Connection, key: &[u8; 32], head: &Path, created: bool) -> Result<RunStart, Error> {
+    let mut notes = Vec::new();
+    let (last_seq, last_hash) = last_entry(connection);
+    let legacy = !created
+        && read_database_anchor(connection, key)?.is_ok_and(|a| a.is_none())
+        && read_file_anchor(key, head).is_ok_and(|a| {
+            a.is_some_and(|(seq, hash)| (seq, hash.as_str()) == (last_seq, last_hash.as_str()))
+        });
+    if created || legacy {
+        // A new trail, or one written before the database kept its anchor: anchored where it
+        // ends now.
+        write_database_anchor(connection, key, last_seq, &last_hash)?;
+        write_private(head, &head_line(key, last_seq, &last_hash))?;
+    } else {
+        let problems = end_problems(connection, key, head)?;
+        if !problems.is_empty() {
+            notes.push(system_note(
+                END_MISMATCH,
+                500,
+                format!(
+                    "when the trail was opened its end did not match its anchors: {}",
+                    problems.join("; ")
+                ),
+            ));
+            // Anchored again where it ends, so that what comes after is checked; the note
+            // keeps what was found, and `verify` reports it.
+            write_database_anchor(connection, key, last_seq, &last_hash)?;
+            write_private(head, &head_line(key, last_seq, &last_hash))?;
+        }
+    }
+    let meta = |name: &str| -> Result<Option<i64>, Error> {
+        Ok(connection
+            .query_row("SELECT value FROM audit_meta WHERE name = ?1", params![name], |r| r.get(0))
+            .optional()?)
+    };
+    if meta(RUNNING)?.is_some() {
+        let since = meta(RUNNING_SINCE)?.map_or_else(
+            || "an unknown time".to_string(),
+            |ms| fhir::DateTime::from_epoch_millis(ms).to_string(),
+        );
+        let last = connection
+            .query_row("SELECT recorded FROM audit ORDER BY seq DESC LIMIT 1", [], |r| r.get::<_, String>(0))
+            .optional()?
+            .unwrap_or_else(|| "none".to_string());
+        notes.push(system_note(
+            UNCLEAN_SHUTDOWN,
+            200,
+            format!(
+                "the run started at {since} ended without closing the audit trail (killed, crashed or the machine stopped); its last entry is {last_seq}, recorded {last}. Under strict durability every response it delivered has its entry; under fast durability the entries of its last moments may be missing"
+            ),
+        ));
+    }
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| Error::Invalid(format!("no randomness for the run id: {e}")))?;
+    let run = (i64::from_le_bytes(bytes) & i64::MAX).max(1);
+    for (name, value) in [(RUNNING, run), (RUNNING_SINCE, fhir::datetime::epoch_millis_now())] {
+        connection.execute(
+            "INSERT INTO audit_meta (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = ?2",
+            params![name, value],
+        )?;
+    }
+    Ok(RunStart { run, notes })
+}
+
+/// Appends `accesses` after (`seq`, `prev`) in one transaction, anchoring the new end in the
+/// same commit; returns the new end.
+fn append(
+    connection: &mut Connection,
+    key: &[u8; 32],
+    mut seq: i64,
+    mut prev: String,
+    accesses: &[Box<Access>],
+) -> Result<(i64, String), Error> {
+    let transaction = connection.transaction()?;
+    {
+        let mut insert = transaction.prepare_cached(
+            "INSERT INTO audit (seq, recorded, user, patients, event, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for access in accesses {
+            let recorded_ms = fhir::datetime::epoch_millis_now();
+            let recorded = fhir::DateTime::from_epoch_millis(recorded_ms).to_string();
+            let event = access.to_line();
+            let patients = access.patients.join(" ");
+            let next = seq + 1;
+            let hash = entry_hash(key, next, &recorded, &access.user, &patients, &event, &prev);
+            insert.execute(params![next, recorded, access.user, patients, event, prev, hash])?;
+            seq = next;
+            prev = hash;
+        }
+    }
+    write_database_anchor(&transaction, key, seq, &prev)?;
+    transaction.commit()?;
+    Ok((seq, prev))
+}
+
+fn write_loop(
+    mut connection: Connection,
+    key: [u8; 32],
+    head: PathBuf,
+    receiver: Receiver<Message>,
+    durability: Durability,
+    start: RunStart,
+) {
+    let (mut seq, mut prev) = last_entry(&connection);
+    if !start.notes.is_empty() {
+        let notes: Vec<Box<Access>> = start.notes.into_iter().map(Box::new).collect();
+        match append(&mut connection, &key, seq, prev.clone(), &notes) {
+            Ok(end) => (seq, prev) = end,
+            Err(error) => {
+                tracing_like_warning(&format!("the audit trail could not note how it was found: {error}"))
+            }
+        }
+    }
+    // The anchor file is rewritten at most this often (and on flush and close): renaming a
+    // file per batch would cost more than the batch. The database's anchor is exact.
     let anchor_every = std::time::Duration::from_millis(200);
     let mut anchored = std::time::Instant::now() - anchor_every;
-    let mut anchored_seq = seq;
+    let mut anchored_seq = -1;
     // An access that arrived while the writer looked for idle time to index.
     let mut carried = None;
     loop {
@@ -554,10 +872,11 @@ fn write_loop(mut connection: Connection, key: [u8; 32], head: PathBuf, receiver
                 Err(_) => break,
             },
         };
-        // Gather for a moment before committing: a commit (and a wake-up of this thread) per
-        // request would cost more than the request. Sleeping, not waiting on the channel,
-        // lets senders hand over entries without waking it.
-        if !matches!(first, Message::Flush(_)) {
+        // Fast: gather for a moment before committing, as a commit (and a wake-up of this
+        // thread) per request costs more than the request; sleeping, not waiting on the
+        // channel, lets senders hand over entries without waking it. Strict: whoever waits
+        // is waiting for this commit, and what arrives during it goes into the next one.
+        if durability == Durability::Fast && !matches!(first, Message::Flush(_)) {
             std::thread::sleep(BATCH_WINDOW);
         }
         let mut batch = vec![first];
@@ -566,54 +885,40 @@ fn write_loop(mut connection: Connection, key: [u8; 32], head: PathBuf, receiver
         }
         let mut waiting = Vec::new();
         let mut accesses = Vec::new();
+        let mut receipts = Vec::new();
         for message in batch {
             match message {
                 Message::Flush(done) => waiting.push(done),
-                Message::Append(access) => accesses.push(access),
+                Message::Append(access, receipt) => {
+                    accesses.push(access);
+                    receipts.extend(receipt);
+                }
             }
         }
         // A failed commit leaves nothing behind, so the chain's end stays where it was and the
         // batch is tried again: every access must leave its entry, and a position counted but
         // not written would show as a gap.
-        let mut attempts = 0;
-        loop {
-            let (batch_seq, batch_prev) = (seq, prev.clone());
-            let committed = (|| -> Result<(), Error> {
-                let transaction = connection.transaction()?;
-                {
-                    let mut insert = transaction.prepare_cached(
-                        "INSERT INTO audit (seq, recorded, user, patients, event, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    )?;
-                    for access in &accesses {
-                        let recorded_ms = fhir::datetime::epoch_millis_now();
-                        let recorded = fhir::DateTime::from_epoch_millis(recorded_ms).to_string();
-                        let event = access.to_line();
-                        let patients = access.patients.join(" ");
-                        let next = seq + 1;
-                        let hash = entry_hash(&key, next, &recorded, &access.user, &patients, &event, &prev);
-                        insert.execute(params![next, recorded, access.user, patients, event, prev, hash])?;
-                        seq = next;
-                        prev = hash;
-                    }
-                }
-                transaction.commit()?;
-                Ok(())
-            })();
-            match committed {
-                Ok(()) => break,
-                Err(error) => {
-                    (seq, prev) = (batch_seq, batch_prev);
-                    attempts += 1;
-                    if attempts >= 5 {
-                        tracing_like_warning(&format!(
-                            "the audit trail could not be written ({error}); {} entries are lost",
-                            accesses.len()
-                        ));
-                        break;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(50 * attempts));
-                }
+        let mut committed = accesses.is_empty();
+        for attempt in 1..=5 {
+            if committed {
+                break;
             }
+            match append(&mut connection, &key, seq, prev.clone(), &accesses) {
+                Ok(end) => {
+                    (seq, prev) = end;
+                    committed = true;
+                }
+                Err(error) if attempt == 5 => tracing_like_warning(&format!(
+                    "the audit trail could not be written ({error}); {} entries are lost",
+                    accesses.len()
+                )),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(50 * attempt)),
+            }
+        }
+        // Under strict durability a response leaves only once its entry is committed; one
+        // whose entry could not be written is not delivered as a success.
+        for receipt in receipts {
+            let _ = receipt.send(committed);
         }
         if seq != anchored_seq && (!waiting.is_empty() || anchored.elapsed() >= anchor_every) {
             match write_private(&head, &head_line(&key, seq, &prev)) {
@@ -654,11 +959,18 @@ fn write_loop(mut connection: Connection, key: [u8; 32], head: PathBuf, receiver
             }
         }
     }
-    // Closing: the anchor records the last entry.
+    // Closing: the anchor records the last entry, and the run is over.
     if seq != anchored_seq
         && let Err(error) = write_private(&head, &head_line(&key, seq, &prev))
     {
         tracing_like_warning(&format!("the audit trail's anchor could not be written: {error}"));
+    }
+    let closed = connection.execute(
+        "DELETE FROM audit_meta WHERE name IN (?1, ?2) AND (SELECT value FROM audit_meta WHERE name = ?1) = ?3",
+        params![RUNNING, RUNNING_SINCE, start.run],
+    );
+    if let Err(error) = closed {
+        tracing_like_warning(&format!("the audit trail could not be marked closed: {error}"));
     }
 }
 
@@ -681,6 +993,12 @@ pub enum Tamper {
     /// A genuine entry whose search index rows were removed or altered, so AuditEvent
     /// searches may not find it (or may be led to it by what another entry holds).
     Unindexed { seq: i64 },
+    /// One of the two records of the chain's end (`audit.head`, the database's anchor) is
+    /// gone: entries removed from the end could go unnoticed by it.
+    AnchorMissing { which: &'static str },
+    /// A run found, when it started, that the chain's end did not match its anchors (its
+    /// entry `seq` says how); the anchors were set again so that later entries are checked.
+    FoundAtStart { seq: i64, detail: String },
 }
 
 impl std::fmt::Display for Tamper {
@@ -694,6 +1012,10 @@ impl std::fmt::Display for Tamper {
             Tamper::Unindexed { seq } => {
                 write!(f, "entry {seq}: its search index rows were removed or altered (searches may miss it)")
             }
+            Tamper::AnchorMissing { which } => {
+                write!(f, "{which} is missing: the chain's end is vouched for by the other anchor only")
+            }
+            Tamper::FoundAtStart { seq, detail } => write!(f, "entry {seq}: {detail}"),
         }
     }
 }
@@ -709,19 +1031,18 @@ pub struct Verification {
 pub fn verify(data_dir: &Path) -> Result<Verification, Error> {
     let key = load_key(data_dir)?;
     let connection = open_table(data_dir)?;
-    let head_seq = match std::fs::read_to_string(data_dir.join(HEAD_FILE)) {
-        Ok(text) => {
-            let parts: Vec<&str> = text.split_whitespace().collect();
-            let seq = parts.first().and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
-            let hash = parts.get(1).copied().unwrap_or_default();
-            if head_line(&key, seq, hash) != text.trim() {
-                return Err(Error::Invalid(format!(
-                    "{HEAD_FILE} was altered: the chain's end cannot be trusted"
-                )));
-            }
-            Some(seq)
-        }
-        Err(_) => None,
+    // The chain's end is kept twice, where one truncation cannot reach both: the anchor file
+    // beside the database (written every 200 ms and on close) and the database's own anchor
+    // (in the commit that wrote the end). Either, if present, must be genuine; the further
+    // of the two bounds the trail.
+    let file_anchor = read_file_anchor(&key, &data_dir.join(HEAD_FILE))
+        .map_err(|why| Error::Invalid(format!("{why}: the chain's end cannot be trusted")))?;
+    let database_anchor = read_database_anchor(&connection, &key)?
+        .map_err(|why| Error::Invalid(format!("{why}: the chain's end cannot be trusted")))?;
+    let head_seq = match (&file_anchor, &database_anchor) {
+        (Some((a, _)), Some((b, _))) => Some(*a.max(b)),
+        (Some((seq, _)), None) | (None, Some((seq, _))) => Some(*seq),
+        (None, None) => None,
     };
     let mut statement = connection
         .prepare("SELECT seq, recorded, user, patients, event, prev, hash FROM audit ORDER BY seq")?;
@@ -828,13 +1149,32 @@ pub fn verify(data_dir: &Path) -> Result<Verification, Error> {
             problems.push(Tamper::Unindexed { seq });
         }
     }
+    // A trail whose key exists has both anchors from its first opening on.
+    if file_anchor.is_none() {
+        problems.push(Tamper::AnchorMissing { which: HEAD_FILE });
+    }
+    if database_anchor.is_none() {
+        problems.push(Tamper::AnchorMissing { which: "the database's anchor" });
+    }
+    // What earlier runs found when they started.
+    for (seq, _, _, _, event, _, _) in &rows {
+        if let Some(access) = Access::from_line(event)
+            && access.interaction == END_MISMATCH
+            && access.user == "chartroom"
+        {
+            problems
+                .push(Tamper::FoundAtStart { seq: *seq, detail: access.outcome_text.unwrap_or_default() });
+        }
+    }
     // In the order of the trail.
     problems.sort_by_key(|problem| match problem {
         Tamper::Missing { from, .. } => *from,
         Tamper::Edited { seq }
         | Tamper::Inserted { seq }
         | Tamper::Moved { seq, .. }
-        | Tamper::Unindexed { seq } => *seq,
+        | Tamper::Unindexed { seq }
+        | Tamper::FoundAtStart { seq, .. } => *seq,
+        Tamper::AnchorMissing { .. } => i64::MAX,
     });
     Ok(Verification { entries: rows.len() as u64, problems })
 }
@@ -889,7 +1229,7 @@ mod tests {
             query: Some("code=x\\y&name=a\nb".into()),
             purpose: Some("TREAT".into()),
             address: Some("10.0.0.1".into()),
-            client: None,
+            request_id: Some("req-7".into()),
             break_glass_reason: Some("unconscious patient".into()),
         };
         let back = Access::from_line(&access.to_line()).unwrap();
@@ -897,6 +1237,7 @@ mod tests {
         assert_eq!(back.patients, access.patients);
         assert_eq!(back.query, access.query);
         assert_eq!(back.break_glass_reason, access.break_glass_reason);
+        assert_eq!(back.request_id, access.request_id);
         assert_eq!(back.status, 200);
         assert_eq!(back.action, "R");
     }

@@ -431,8 +431,12 @@ fn identity(claims: &Map<String, Value>) -> Result<Identity, Error> {
         None if scopes.patient_only() => Role::Patient,
         None => Role::Clinician,
     };
-    if scopes.patient_only() && patient.is_none() {
-        return Err(Error::Jwt("patient scopes need a patient claim".into()));
+    // A patient's token without the patient would be confined to no one, and so to
+    // nothing the policy could check: refused here and by the policy.
+    if (role == Role::Patient || scopes.patient_only()) && patient.is_none() {
+        return Err(Error::Jwt(
+            "a patient's token (role patient or patient/ scopes) needs a patient claim".into(),
+        ));
     }
     Ok(Identity {
         user: text("sub").unwrap_or("jwt").to_string(),

@@ -5,11 +5,13 @@ pub mod audit;
 pub mod audit_search;
 pub mod jwt;
 pub mod monitor;
+pub mod policy;
 pub mod role;
 pub mod scope;
 pub mod users;
 
-pub use audit::{Access, AuditLog, Tamper, Verification};
+pub use audit::{Access, AuditLog, AuditOptions, Durability, Receipt, Tamper, Verification};
+pub use policy::{Caller, Grant, Refusal, ResourceFacts, Sight};
 pub use role::{Identity, Role};
 pub use scope::{Context, Interaction, Scope, Scopes};
 pub use users::Users;

@@ -31,7 +31,7 @@ async fn transaction_resolves_urn_uuids_everywhere() {
         vec![
             // The observation comes first, referring forward to entries below.
             entry(
-                Some("urn:uuid:0bs0bs0b-0000-0000-0000-000000000000"),
+                Some("urn:uuid:0b50b50b-0000-0000-0000-000000000000"),
                 "POST",
                 "Observation",
                 Some(json!({
@@ -306,8 +306,18 @@ async fn transaction_checks_reads_and_full_urls_before_writing() {
     let duplicate_urls = bundle(
         "transaction",
         vec![
-            entry(Some("urn:uuid:same"), "POST", "Patient", Some(json!({"resourceType": "Patient"}))),
-            entry(Some("urn:uuid:same"), "POST", "Patient", Some(json!({"resourceType": "Patient"}))),
+            entry(
+                Some("urn:uuid:5a3e5a3e-0000-4000-8000-000000000000"),
+                "POST",
+                "Patient",
+                Some(json!({"resourceType": "Patient"})),
+            ),
+            entry(
+                Some("urn:uuid:5a3e5a3e-0000-4000-8000-000000000000"),
+                "POST",
+                "Patient",
+                Some(json!({"resourceType": "Patient"})),
+            ),
         ],
     );
     expect_outcome(server.post("", &duplicate_urls).await, 400, "duplicate", "bdl-7").await;
@@ -326,8 +336,8 @@ async fn transaction_rewrites_uris_and_leaves_carried_documents_alone() {
             {"fullUrl": "urn:uuid:c0000000-0000-4000-8000-000000000001",
              "resource": {"resourceType": "Composition", "status": "final", "type": {"text": "note"},
                           "date": "2020-01-01", "title": "Note", "author": [{"display": "Dr A"}],
-                          "subject": {"reference": "urn:uuid:p0000000-0000-4000-8000-000000000001"}}},
-            {"fullUrl": "urn:uuid:p0000000-0000-4000-8000-000000000001", "resource": {"resourceType": "Patient"}}
+                          "subject": {"reference": "urn:uuid:a0000000-0000-4000-8000-000000000001"}}},
+            {"fullUrl": "urn:uuid:a0000000-0000-4000-8000-000000000001", "resource": {"resourceType": "Patient"}}
         ]
     });
     let transaction = bundle(
@@ -364,13 +374,18 @@ async fn batch_entries_may_not_refer_to_each_other() {
     let batch = bundle(
         "batch",
         vec![
-            entry(Some("urn:uuid:p1"), "POST", "Patient", Some(json!({"resourceType": "Patient"}))),
+            entry(
+                Some("urn:uuid:a1a1a1a1-0000-4000-8000-000000000001"),
+                "POST",
+                "Patient",
+                Some(json!({"resourceType": "Patient"})),
+            ),
             entry(
                 None,
                 "POST",
                 "Observation",
                 Some(json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"},
-                            "subject": {"reference": "urn:uuid:p1"}})),
+                            "subject": {"reference": "urn:uuid:a1a1a1a1-0000-4000-8000-000000000001"}})),
             ),
         ],
     );

@@ -13,7 +13,15 @@ pub mod views;
 use fhir::IssueType;
 use serde_json::Value as Json;
 
+use crate::access::Gate;
 use crate::{Api, ApiError, Method, Request, Response};
+
+/// An operation call, by level and name (without the `$`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Invocation<'a> {
+    pub level: Level<'a>,
+    pub name: &'a str,
+}
 pub(crate) use parameters::Inputs;
 pub(crate) use terminology::{StoreTerminology, terminology_error};
 
@@ -25,61 +33,45 @@ pub(crate) enum Level<'a> {
     Instance(&'a str, &'a str),
 }
 
-/// An operation call parsed from the request path.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Invocation<'a> {
-    pub level: Level<'a>,
-    /// Without the `$`.
-    pub name: &'a str,
-}
-
-impl<'a> Invocation<'a> {
-    /// `$op`, `Type/$op`, `Type/id/$op`; `None` for other paths (and for `$everything`,
-    /// which search serves).
-    pub(crate) fn parse(segments: &[&'a str]) -> Option<Invocation<'a>> {
-        let (level, op) = match segments {
-            [op] => (Level::System, *op),
-            [resource_type, op] => (Level::Type(resource_type), *op),
-            [resource_type, id, op] => (Level::Instance(resource_type, id), *op),
-            _ => return None,
-        };
-        let name = op.strip_prefix('$')?;
-        (name != "everything").then_some(Invocation { level, name })
-    }
-}
-
 impl Api {
     /// Runs an operation. GET operations must not change anything; every one here is such.
     pub(crate) fn operation(
         &self,
         request: &Request,
+        gate: &Gate,
         method: Method,
-        invocation: Invocation<'_>,
+        name: &str,
+        level: &fhir::rest::Level,
     ) -> Result<Response, ApiError> {
-        // ViewDefinition is SQL on FHIR's, not R4's; its instances are views named in
-        // snake_case (`claim_lines`), which `named_view` checks.
-        let view_type =
-            matches!(invocation.level, Level::Type("ViewDefinition") | Level::Instance("ViewDefinition", _));
-        if let Level::Type(t) | Level::Instance(t, _) = invocation.level
-            && !view_type
-            && !fhir::definitions().is_resource_type(t)
-        {
-            return Err(ApiError::unknown_type(t));
-        }
-        if let Level::Instance(t, id) = invocation.level
-            && !view_type
-            && !fhir::is_valid_id(id)
-        {
-            return Err(ApiError::from(fhir::Error::InvalidId {
-                resource_type: t.to_string(),
-                id: id.to_string(),
-            }));
-        }
+        // The route parser checked the type and id (ViewDefinition is SQL on FHIR's, not
+        // R4's; its instances are views named in snake_case, which `named_view` checks).
+        let level = match level {
+            fhir::rest::Level::System => Level::System,
+            fhir::rest::Level::Type(t) => Level::Type(t),
+            fhir::rest::Level::Instance(t, id) => Level::Instance(t, id),
+        };
+        let invocation = Invocation { level, name };
         if !matches!(method, Method::Get | Method::Head | Method::Post) {
             return Err(ApiError::method_not_allowed(method, &format!("${}", invocation.name), "GET, POST"));
         }
+        // An operation on one resource reads it: the policy judges it first, as a read.
+        if let Level::Instance(t, id) = invocation.level
+            && t != fhir::rest::VIEW_DEFINITION
+            && gate.checks()
+            && let Some(record) = self.store.read(t, id)?
+        {
+            self.admit_version(gate, &record)?;
+        }
         let body = if method == Method::Post { parameters::parse_body(&request.body)? } else { None };
         let inputs = Inputs::new(&request.query, body.as_ref())?;
+        // Reports and files over many records cannot withhold one resource of them.
+        if matches!(invocation.name, "run" | "export" | "coding-worklist") {
+            let patient = match invocation.level {
+                Level::Instance("Patient", id) => Some(id),
+                _ => inputs.get("patient").map(|p| p.trim_start_matches("Patient/")),
+            };
+            gate.bulk(patient)?;
+        }
         match (invocation.name, invocation.level) {
             ("coding-edits", level) => {
                 inputs.only("coding-edits", &["resource"])?;
@@ -101,19 +93,29 @@ impl Api {
                 self.coding_worklist(&inputs)
             }
             ("export", Level::System) => {
-                self.export_kickoff(request, crate::export::ExportScope::System, &inputs)
+                self.export_kickoff(request, gate, crate::export::ExportScope::System, &inputs)
             }
+            // A patient's token exports their own record, whatever `patient` says.
+            ("export", Level::Type("Patient")) if gate.confined_to().is_some() => self.export_kickoff(
+                request,
+                gate,
+                crate::export::ExportScope::Patients(
+                    gate.confined_to().map(str::to_string).into_iter().collect(),
+                ),
+                &inputs.without("patient"),
+            ),
             ("export", Level::Type("Patient")) => {
-                self.export_kickoff(request, crate::export::ExportScope::AllPatients, &inputs)
+                self.export_kickoff(request, gate, crate::export::ExportScope::AllPatients, &inputs)
             }
             ("export", Level::Instance("Patient", id)) => self.export_kickoff(
                 request,
+                gate,
                 crate::export::ExportScope::Patients(vec![id.to_string()]),
                 &inputs,
             ),
             ("export", Level::Instance("Group", id)) => {
                 let members = self.group_patients(id)?;
-                self.export_kickoff(request, crate::export::ExportScope::Patients(members), &inputs)
+                self.export_kickoff(request, gate, crate::export::ExportScope::Patients(members), &inputs)
             }
             ("run", Level::Type("ViewDefinition") | Level::Instance("ViewDefinition", _)) => {
                 self.run_view_operation(invocation.level, &inputs, body.as_ref())

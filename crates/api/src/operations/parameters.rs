@@ -54,6 +54,11 @@ impl Inputs {
         Ok(Inputs { pairs, parameters })
     }
 
+    /// The inputs without those named `name` (the Parameters body dropped with them).
+    pub(crate) fn without(&self, name: &str) -> Inputs {
+        Inputs { pairs: self.pairs.iter().filter(|(n, _)| n != name).cloned().collect(), parameters: None }
+    }
+
     /// The first value of `name`.
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())

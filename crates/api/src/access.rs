@@ -1,0 +1,391 @@
+//! Where the API applies the access policy ([`privacy::policy`]): the policy decides, this
+//! module makes every path of the API ask it.
+//!
+//! - Every route the API runs is authorized before it runs: the request's own
+//!   ([`Gate::open`]) and each entry of a batch or transaction ([`Gate::authorize`]), parsed
+//!   by the one route parser.
+//! - Every stored resource the API puts into an answer (a read, a vread, search matches and
+//!   includes, history entries, `$everything`, the instance an operation runs on) passes
+//!   [`Gate::sight`] first, on the stored JSON, before `_elements` or `_summary` trims it, and
+//!   before a conditional read decides on 304.
+//! - Every search of a patient-context caller carries their compartment as a filter
+//!   ([`Gate::confine`]), so pages and counts hold their record only; where resources may
+//!   still be withheld one by one, totals count only what the caller may see.
+//!
+//! Invariant: with no caller (the command line, import, tests) nothing is withheld; with a
+//! caller, nothing reaches an answer that `policy::sight` did not show.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use fhir::IssueType;
+use fhir::rest::{Method, Route};
+pub use privacy::policy::Caller;
+use privacy::policy::{self, Directives, Grant, ResourceFacts, Sight};
+use serde_json::Value;
+use store::SearchQuery;
+use store::search::{Cursor, Filter};
+
+use crate::{Api, ApiError};
+
+/// What the audit trail records of a request, as the API saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Audited {
+    /// The restful-interaction code (`read`, `search-type`, `transaction`, ...).
+    pub interaction: &'static str,
+    /// C, R, U, D or E.
+    pub action: &'static str,
+    /// What was addressed: `Type/id`, a type, an operation.
+    pub subject: String,
+    /// `Patient/id` of every patient whose record the answer carried or the request named.
+    pub patients: Vec<String>,
+}
+
+impl Audited {
+    pub(crate) fn of(route: &Route) -> Audited {
+        Audited {
+            interaction: route.interaction_code(),
+            action: route.action(),
+            subject: route.audit_subject(),
+            patients: Vec::new(),
+        }
+    }
+
+    /// A request described by its route without running it (one refused before the API
+    /// saw it): the interaction, and the patient its path names.
+    pub fn describe(method: Method, path: &str, query: &str) -> Audited {
+        match fhir::rest::Target::from_path(path, query).and_then(|target| Route::parse(method, &target)) {
+            Ok(route) => {
+                let mut audited = Audited::of(&route);
+                if let Some(("Patient", id)) = route.instance() {
+                    audited.add_patient(id);
+                }
+                if let Route::Search { compartment: Some((compartment, id)), .. } = &route
+                    && compartment == "Patient"
+                {
+                    audited.add_patient(id);
+                }
+                audited
+            }
+            Err(_) => Audited::unrouted(method, path),
+        }
+    }
+
+    /// A request that named no route (a malformed path).
+    pub(crate) fn unrouted(method: Method, path: &str) -> Audited {
+        Audited {
+            interaction: "unknown",
+            action: if method.is_read() { "R" } else { "E" },
+            subject: path.to_string(),
+            patients: Vec::new(),
+        }
+    }
+
+    pub(crate) fn add_patient(&mut self, id: &str) {
+        add_patient(&mut self.patients, id);
+    }
+}
+
+fn add_patient(patients: &mut Vec<String>, id: &str) {
+    let reference = format!("Patient/{id}");
+    if !id.is_empty() && !patients.contains(&reference) {
+        patients.push(reference);
+    }
+}
+
+/// One request's view through the policy.
+pub(crate) struct Gate {
+    caller: Option<Arc<Caller>>,
+    grant: Grant,
+    directives: Arc<Directives>,
+    /// Whether a resource must be read to decide (a patient context, or consent directives
+    /// binding the caller).
+    inspect: bool,
+    touched: Mutex<Vec<String>>,
+    /// The interaction as the request turned out to be (a Bundle is a batch or a
+    /// transaction by its body).
+    interaction: Mutex<Option<&'static str>>,
+}
+
+fn refused(refusal: policy::Refusal) -> ApiError {
+    let code = match refusal.status {
+        401 => IssueType::Login,
+        405 => IssueType::NotSupported,
+        _ => IssueType::Forbidden,
+    };
+    ApiError::new(refusal.status, code, refusal.message)
+}
+
+impl Gate {
+    /// Authorizes `route` for the caller and prepares what its answers are checked against.
+    pub(crate) fn open(api: &Api, caller: Option<Arc<Caller>>, route: &Route) -> Result<Gate, ApiError> {
+        let Some(caller) = caller else {
+            return Ok(Gate {
+                caller: None,
+                grant: Grant { confined_to: None },
+                directives: Arc::default(),
+                inspect: false,
+                touched: Mutex::default(),
+                interaction: Mutex::default(),
+            });
+        };
+        let grant = policy::authorize(&caller.identity, route).map_err(refused)?;
+        let directives = if caller.consent_bound() { api.consents.directives(api)? } else { Arc::default() };
+        let inspect = grant.confined_to.is_some() || !directives.is_empty();
+        Ok(Gate {
+            caller: Some(caller),
+            grant,
+            directives,
+            inspect,
+            touched: Mutex::default(),
+            interaction: Mutex::default(),
+        })
+    }
+
+    /// Authorizes a route the request runs besides its own (a Bundle entry): a refused entry
+    /// is a 403 for the Bundle, whatever the entry alone would have been answered.
+    pub(crate) fn authorize(&self, route: &Route) -> Result<(), ApiError> {
+        match &self.caller {
+            Some(caller) => policy::authorize(&caller.identity, route)
+                .map(|_| ())
+                .map_err(|refusal| ApiError::new(403, IssueType::Forbidden, refusal.message)),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether there is a caller to check answers against.
+    pub(crate) fn checks(&self) -> bool {
+        self.caller.is_some()
+    }
+
+    /// The patient the caller is confined to.
+    pub(crate) fn confined_to(&self) -> Option<&str> {
+        self.grant.confined_to.as_deref()
+    }
+
+    /// The user asking, when there is a caller.
+    pub(crate) fn user(&self) -> Option<&str> {
+        self.caller.as_deref().map(|c| c.identity.user.as_str())
+    }
+
+    /// Whether some result of a search of `resource_type` may be withheld, so that the store's
+    /// count of matches is not what the caller may see.
+    pub(crate) fn may_withhold(&self, resource_type: &str) -> bool {
+        self.caller
+            .as_deref()
+            .is_some_and(|caller| self.inspect || !policy::may_read_type(&caller.identity, resource_type))
+    }
+
+    /// Confines a search to the caller's patient: their compartment (or, for Patient, their
+    /// own record). Types outside the Patient compartment are filtered resource by resource.
+    pub(crate) fn confine(&self, query: &mut SearchQuery) {
+        let Some(own) = self.confined_to() else { return };
+        if query.resource_type == "Patient" {
+            query.filters.push(Filter::Ids(vec![own.to_string()]));
+            return;
+        }
+        let keys = crate::search::compartment_keys("Patient", &query.resource_type);
+        if !keys.is_empty() {
+            query.filters.push(Filter::Compartment {
+                keys,
+                target_type: "Patient".into(),
+                target_id: own.to_string(),
+            });
+        }
+    }
+
+    /// Whether the caller may read resources of `resource_type` at all.
+    pub(crate) fn may_read_type(&self, resource_type: &str) -> bool {
+        self.caller.as_deref().is_none_or(|caller| policy::may_read_type(&caller.identity, resource_type))
+    }
+
+    /// Whether the stored resource may go into the answer.
+    pub(crate) fn sight(&self, resource_type: &str, body: &[u8]) -> Sight {
+        let Some(caller) = self.caller.as_deref() else { return Sight::Shown };
+        if !policy::may_read_type(&caller.identity, resource_type) {
+            return Sight::NotInScope;
+        }
+        if !self.inspect {
+            return Sight::Shown;
+        }
+        // Stored bytes always parse; if they did not, nothing could show they are the
+        // caller's to see.
+        let Ok(json) = fhir::parse_json(body) else { return Sight::OtherPatient };
+        policy::sight(caller, &self.grant, &facts(resource_type, &json), &self.directives)
+    }
+
+    /// [`Gate::sight`], recording the resource as shown when it is.
+    pub(crate) fn admit(&self, resource_type: &str, body: &[u8]) -> Sight {
+        let sight = self.sight(resource_type, body);
+        if sight == Sight::Shown {
+            self.shown(body);
+        }
+        sight
+    }
+
+    /// [`Gate::admit`] for a single resource answer: a refusal saying why, when withheld.
+    pub(crate) fn admit_one(&self, resource_type: &str, body: &[u8]) -> Result<(), ApiError> {
+        match self.admit(resource_type, body) {
+            Sight::Shown => Ok(()),
+            sight => Err(self.refusal(sight, resource_type)),
+        }
+    }
+
+    /// The refusal for a withheld resource.
+    pub(crate) fn refusal(&self, sight: Sight, resource_type: &str) -> ApiError {
+        let message = match sight {
+            Sight::OtherPatient => "this token gives access to one patient's record only".to_string(),
+            Sight::WithheldByConsent => "withheld by the patient's consent directive; a clinician may break the glass with an X-Break-Glass-Reason header".to_string(),
+            Sight::NotInScope | Sight::Shown => format!(
+                "the {} role's scopes do not permit reading {resource_type}",
+                self.caller.as_deref().map_or("", |c| c.identity.role.as_str())
+            ),
+        };
+        ApiError::new(403, IssueType::Forbidden, message)
+    }
+
+    /// Records the patients a shown resource is about, for the audit trail.
+    pub(crate) fn shown(&self, body: &[u8]) {
+        if let Ok(mut touched) = self.touched.lock() {
+            for id in patients_in_stored(body) {
+                add_patient(&mut touched, &id);
+            }
+        }
+    }
+
+    /// Records a patient the answer is about.
+    pub(crate) fn touch(&self, id: &str) {
+        if let Ok(mut touched) = self.touched.lock() {
+            add_patient(&mut touched, id);
+        }
+    }
+
+    /// Names the interaction more precisely than the route could.
+    pub(crate) fn name_interaction(&self, code: &'static str) {
+        if let Ok(mut interaction) = self.interaction.lock() {
+            *interaction = Some(code);
+        }
+    }
+
+    /// The interaction named by [`Gate::name_interaction`].
+    pub(crate) fn interaction(&self) -> Option<&'static str> {
+        self.interaction.lock().ok().and_then(|i| *i)
+    }
+
+    /// The patients recorded so far.
+    pub(crate) fn touched(&self) -> Vec<String> {
+        self.touched.lock().map(|t| t.clone()).unwrap_or_default()
+    }
+
+    /// Views' rows, exports' files and reports over the record cannot be withheld resource
+    /// by resource: see `policy::bulk_allowed`.
+    pub(crate) fn bulk(&self, patient: Option<&str>) -> Result<(), ApiError> {
+        match self.caller.as_deref() {
+            Some(caller) => policy::bulk_allowed(caller, &self.directives, patient).map_err(refused),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the caller may follow an export started by `owner`.
+    pub(crate) fn follow_export(&self, owner: Option<&str>) -> Result<(), ApiError> {
+        match self.caller.as_deref() {
+            Some(caller) if !policy::may_follow_export(&caller.identity, owner) => {
+                Err(ApiError::new(403, IssueType::Forbidden, "this export was started by someone else"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a stored resource is, for the policy: its Patient compartment by the
+/// CompartmentDefinition's search parameters (evaluated as the index evaluates them), the
+/// patients it names, its labels.
+pub(crate) fn facts(resource_type: &str, json: &Value) -> ResourceFacts {
+    let mut compartment = Vec::new();
+    for key in crate::search::compartment_keys("Patient", resource_type) {
+        for (target_type, id) in store::index::references_of(json, key) {
+            if target_type == "Patient" && !compartment.contains(&id) {
+                compartment.push(id);
+            }
+        }
+    }
+    ResourceFacts::of(json, compartment)
+}
+
+/// The patients a stored resource is about, read off its bytes without parsing them: each
+/// `Patient/...` reference, and a Patient's own id (stored resources begin
+/// `{"resourceType":"Patient","id":"...`). For the audit trail, on every resource answered.
+pub(crate) fn patients_in_stored(body: &[u8]) -> Vec<String> {
+    let mut patients: Vec<String> = Vec::new();
+    let id_at = |rest: &[u8]| -> String {
+        let end = rest
+            .iter()
+            .position(|&b| !(b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+            .unwrap_or(rest.len());
+        // ASCII by the test above.
+        String::from_utf8_lossy(&rest[..end]).into_owned()
+    };
+    for needle in [&b"\"reference\":\"Patient/"[..], &b"{\"resourceType\":\"Patient\",\"id\":\""[..]] {
+        for at in memchr::memmem::find_iter(body, needle) {
+            let id = id_at(&body[at + needle.len()..]);
+            if !id.is_empty() && !patients.contains(&id) {
+                patients.push(id);
+            }
+        }
+    }
+    patients
+}
+
+/// How long the directives are remembered (Consents written by import, not through the API,
+/// apply within this).
+const REMEMBER: Duration = Duration::from_secs(5);
+
+/// The deny rules of every patient with an active directive, read in one paged search and
+/// remembered briefly; a write of a Consent through the API forgets them at once.
+#[derive(Default)]
+pub(crate) struct ConsentCache {
+    snapshot: RwLock<Option<(Arc<Directives>, Instant)>>,
+}
+
+impl ConsentCache {
+    fn directives(&self, api: &Api) -> Result<Arc<Directives>, ApiError> {
+        if let Ok(snapshot) = self.snapshot.read()
+            && let Some((directives, when)) = snapshot.as_ref()
+            && when.elapsed() < REMEMBER
+        {
+            return Ok(directives.clone());
+        }
+        let pairs = [("status".to_string(), "active".to_string())];
+        let mut query = api.parse_search("Consent", &pairs, true, "")?.query;
+        query.count = 1000;
+        let mut consents: Vec<Value> = Vec::new();
+        loop {
+            let page = api.store.search(&query)?;
+            consents.extend(
+                page.matches
+                    .iter()
+                    .filter_map(|m| m.body.as_deref())
+                    .filter_map(|b| fhir::parse_json(b).ok()),
+            );
+            match (page.has_next, page.last) {
+                (true, Some(last)) => query.cursor = Some(Cursor { before: false, ..last }),
+                _ => break,
+            }
+        }
+        let directives = Arc::new(Directives::from_consents(&consents));
+        if let Ok(mut snapshot) = self.snapshot.write() {
+            *snapshot = Some((directives.clone(), Instant::now()));
+        }
+        Ok(directives)
+    }
+
+    /// Forgets the directives after a write that may have changed a Consent.
+    pub(crate) fn forget_after(&self, route: &Route, body: &[u8]) {
+        let consent_written = route.writes()
+            && (route.resource_type() == Some("Consent")
+                || (matches!(route, Route::Bundle) && memchr::memmem::find(body, b"\"Consent\"").is_some()));
+        if consent_written && let Ok(mut snapshot) = self.snapshot.write() {
+            *snapshot = None;
+        }
+    }
+}

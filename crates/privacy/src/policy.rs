@@ -1,0 +1,465 @@
+//! The access policy: the one place that decides what a caller may do and what they may see.
+//!
+//! Two questions, both pure functions, tested without HTTP (`tests/policy.rs`):
+//! - [`authorize`]: may this identity run this [`Route`] at all? Role and SMART scopes, the
+//!   patient context of a patient's token, the audit trail's rules, the operations a patient
+//!   may use. Every route the API runs is asked, a Bundle's entries each on their own.
+//! - [`sight`]: may this stored resource go into an answer? Decided on what the resource *is*
+//!   ([`ResourceFacts`]: its type, its Patient compartment, the patients it names, its security
+//!   labels, all computed from the stored JSON before `_elements` or `_summary` trims it),
+//!   against the identity's scopes, the patient context, and the patients' consent
+//!   directives (which a clinician may set aside by breaking the glass).
+//!
+//! The API applies these answers; nothing else decides access. Invariants:
+//! - A patient-context identity that names no patient is refused everything.
+//! - A patient-context identity sees a resource only when it is their Patient, or in their
+//!   compartment and in no other patient's, or of a type outside the Patient compartment
+//!   naming no other patient.
+//! - A resource of a type the scopes do not open for reading is never shown, however it was
+//!   reached (`_include`, `_revinclude`, `$everything`, a Bundle entry).
+//! - AuditEvents are read only by the privacy office and administrators, and never written.
+
+use std::collections::HashMap;
+
+use fhir::rest::{Level, Route};
+use serde_json::Value;
+
+use crate::{Identity, Interaction, Role};
+
+/// Who is asking, with what they declared about the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub identity: Identity,
+    /// Purpose of use (`X-Purpose-Of-Use`, a v3-ActReason code such as TREAT).
+    pub purpose: Option<String>,
+    /// Why a clinician breaks the glass (`X-Break-Glass-Reason`).
+    pub break_glass: Option<String>,
+}
+
+impl Caller {
+    pub fn new(identity: Identity) -> Caller {
+        Caller { identity, purpose: None, break_glass: None }
+    }
+
+    /// Whether a clinician broke the glass: consent directives do not withhold anything from
+    /// them, and the audit trail says so.
+    pub fn glass_broken(&self) -> bool {
+        self.identity.role == Role::Clinician
+            && self.break_glass.as_deref().is_some_and(|r| !r.trim().is_empty())
+    }
+
+    /// Whether the patients' consent directives bind what this caller reads: the roles that
+    /// work with records, unless the glass is broken. The privacy office and administrators
+    /// answer for the record itself; a patient sees their own record.
+    pub fn consent_bound(&self) -> bool {
+        matches!(self.identity.role, Role::Clinician | Role::Coder | Role::HimTechnician | Role::Analyst)
+            && !self.glass_broken()
+    }
+}
+
+/// A refusal: the status (401 or 403) and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub message: String,
+}
+
+impl Refusal {
+    fn forbidden(message: impl Into<String>) -> Refusal {
+        Refusal { status: 403, message: message.into() }
+    }
+}
+
+/// What [`authorize`] allows a request, with what the API must apply to every resource the
+/// request returns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The patient whose record alone the caller sees (a patient's own token).
+    pub confined_to: Option<String>,
+}
+
+/// The patient an identity is confined to: `Ok(None)` when it is not confined; refused when
+/// it should be (role `patient` or only `patient/` scopes) but names no patient.
+pub fn confinement(identity: &Identity) -> Result<Option<&str>, Refusal> {
+    let needs_patient = identity.role == Role::Patient || identity.scopes.patient_only();
+    match (needs_patient, identity.patient.as_deref()) {
+        (false, _) => Ok(None),
+        (true, Some(patient)) => Ok(Some(patient)),
+        (true, None) => Err(Refusal::forbidden(
+            "this token is a patient's (role patient or patient/ scopes) but names no patient, so it opens no record",
+        )),
+    }
+}
+
+/// Whether the identity may read resources of `resource_type` (its scopes; AuditEvents only
+/// for the privacy office). Cheap: asked of every resource an answer carries.
+pub fn may_read_type(identity: &Identity, resource_type: &str) -> bool {
+    (resource_type != "AuditEvent" || identity.role.reads_audit())
+        && identity.scopes.permit(Interaction::Read, resource_type)
+}
+
+/// Whether the identity's scopes open every type for reading (a `*` scope with `r`).
+pub fn reads_every_type(identity: &Identity) -> bool {
+    identity.scopes.0.iter().any(|s| s.resource_type.is_none() && s.permits(Interaction::Read, "*"))
+}
+
+/// Operations a patient's token may run: on their own record, or on terminology.
+const PATIENT_OPERATIONS: &[&str] =
+    &["everything", "disclosures", "lookup", "expand", "validate-code", "subsumes", "validate", "export"];
+
+/// Decides whether `identity` may run `route`.
+pub fn authorize(identity: &Identity, route: &Route) -> Result<Grant, Refusal> {
+    let confined = confinement(identity)?;
+    let grant = Grant { confined_to: confined.map(str::to_string) };
+    if matches!(route, Route::Capabilities) {
+        return Ok(grant);
+    }
+    if route.resource_type() == Some("AuditEvent") {
+        // No one may write it, whatever their role; a patch, which only changes what exists,
+        // is not an interaction AuditEvents have at all.
+        if matches!(route, Route::Patch { .. } | Route::ConditionalPatch { .. }) {
+            return Err(Refusal {
+                status: 405,
+                message: "audit entries are never changed: AuditEvents cannot be patched".into(),
+            });
+        }
+        if route.writes() {
+            return Err(Refusal::forbidden(
+                "the audit trail is append-only: AuditEvents cannot be written through the API",
+            ));
+        }
+        if !identity.role.reads_audit() {
+            return Err(Refusal::forbidden(
+                "only privacy officers and administrators may read the audit trail",
+            ));
+        }
+    }
+    if let Route::Operation { name, level, .. } = route
+        && name == "disclosures"
+    {
+        let own = matches!(level, Level::Instance(t, id) if t == "Patient" && confined == Some(id.as_str()));
+        if !identity.role.reads_audit() && !own {
+            return Err(Refusal::forbidden(
+                "an accounting of disclosures is for the patient and the privacy office",
+            ));
+        }
+        return Ok(grant);
+    }
+    if let Some(own) = confined {
+        confine(route, own)?;
+    }
+    for (interaction, resource_type) in needs(route) {
+        let permitted = match resource_type {
+            Some(t) => identity.scopes.permit(interaction, t),
+            None => {
+                identity.scopes.0.iter().any(|s| s.resource_type.is_none() && s.permits(interaction, "*"))
+            }
+        };
+        if !permitted {
+            return Err(Refusal::forbidden(format!(
+                "the {} role's scopes do not permit {} on {}",
+                identity.role.as_str(),
+                route.interaction_code(),
+                resource_type.unwrap_or("all resource types")
+            )));
+        }
+    }
+    Ok(grant)
+}
+
+/// The interactions a route needs the scopes to permit, each on a type (`None`: on every
+/// type). A Bundle needs nothing of its own (each entry is authorized as a route), nor do an
+/// export's status and files (their starter's alone: [`may_follow_export`]).
+fn needs(route: &Route) -> Vec<(Interaction, Option<&str>)> {
+    use Interaction::*;
+    match route {
+        Route::Capabilities | Route::Bundle | Route::ExportStatus { .. } | Route::ExportFile { .. } => {
+            Vec::new()
+        }
+        Route::Read { resource_type, .. } | Route::Vread { resource_type, .. } => {
+            vec![(Read, Some(resource_type))]
+        }
+        Route::Search { resource_type, .. } => vec![(Search, Some(resource_type))],
+        Route::SearchSystem | Route::History(Level::System) => vec![(Search, None)],
+        Route::History(Level::Type(t)) => vec![(Search, Some(t))],
+        Route::History(Level::Instance(t, _)) => vec![(Read, Some(t))],
+        Route::Create { resource_type } => vec![(Create, Some(resource_type))],
+        Route::Update { resource_type, .. }
+        | Route::ConditionalUpdate { resource_type }
+        | Route::Patch { resource_type, .. }
+        | Route::ConditionalPatch { resource_type } => vec![(Update, Some(resource_type))],
+        Route::Delete { resource_type, .. } | Route::ConditionalDelete { resource_type } => {
+            vec![(Delete, Some(resource_type))]
+        }
+        // Views flatten resources of any type.
+        Route::ViewDefinitions | Route::ViewDefinition { .. } => vec![(Search, None)],
+        Route::Operation { name, level, .. } => match name.as_str() {
+            // Terminology and validation of a posted resource read no patient's record; at
+            // type or instance level they read that type.
+            "lookup" | "expand" | "validate-code" | "subsumes" | "validate" => {
+                level.resource_type().map(|t| vec![(Read, Some(t))]).unwrap_or_default()
+            }
+            // The entries are each checked against the scopes as they are returned.
+            "everything" => vec![(Read, Some("Patient"))],
+            "suggest-codes" => vec![(Read, Some("DocumentReference"))],
+            // Files and reports over every type cannot be filtered by type afterwards.
+            "export" | "data-quality" | "coding-worklist" | "coding-edits" | "run" => vec![(Read, None)],
+            _ => vec![(Read, level.resource_type())],
+        },
+    }
+}
+
+/// The routes a patient's token may take.
+fn confine(route: &Route, own: &str) -> Result<(), Refusal> {
+    let other_patient = || Refusal::forbidden("this token gives access to one patient's record only");
+    if route.writes() {
+        return Err(Refusal::forbidden("a patient's token reads; it does not write"));
+    }
+    if let Some(("Patient", id)) = route.instance()
+        && id != own
+    {
+        return Err(other_patient());
+    }
+    match route {
+        Route::History(Level::System | Level::Type(_)) => {
+            Err(Refusal::forbidden("history across records is not available to a patient's token"))
+        }
+        Route::Search { compartment: Some((compartment, id)), .. }
+            if compartment == "Patient" && id != own =>
+        {
+            Err(other_patient())
+        }
+        Route::Operation { name, level, .. } => {
+            if !PATIENT_OPERATIONS.contains(&name.as_str()) {
+                return Err(Refusal::forbidden(format!("${name} is not available to a patient's token")));
+            }
+            match (name.as_str(), level) {
+                ("export", Level::Type(t)) if t == "Patient" => Ok(()),
+                ("export", Level::Instance(t, _)) if t == "Patient" => Ok(()),
+                ("export", _) => {
+                    Err(Refusal::forbidden("a patient's token exports its own record only (Patient/$export)"))
+                }
+                ("everything", Level::Instance(..)) => Ok(()),
+                ("everything", _) => Err(other_patient()),
+                _ => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether `identity` may follow (poll, fetch, cancel) an export started by `owner`: its
+/// starter, or an administrator (after a restart the starter is no longer known).
+pub fn may_follow_export(identity: &Identity, owner: Option<&str>) -> bool {
+    identity.role == Role::Admin || owner == Some(identity.user.as_str())
+}
+
+/// What a stored resource is, for [`sight`]: computed from the stored JSON (never from a
+/// trimmed answer).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResourceFacts {
+    pub resource_type: String,
+    pub id: String,
+    /// The patients whose compartment holds the resource, by the R4 Patient
+    /// CompartmentDefinition (a Patient is in its own).
+    pub compartment: Vec<String>,
+    /// Every patient any reference in it names, relative or absolute.
+    pub mentioned: Vec<String>,
+    /// `meta.security` codes.
+    pub labels: Vec<String>,
+}
+
+impl ResourceFacts {
+    /// The facts of a resource whose compartment membership the caller computed (the
+    /// compartment's search parameters are FHIRPath, evaluated where the index is built).
+    pub fn of(resource: &Value, compartment: Vec<String>) -> ResourceFacts {
+        let text = |name: &str| resource.get(name).and_then(Value::as_str).unwrap_or_default().to_string();
+        let resource_type = text("resourceType");
+        let id = text("id");
+        let mut compartment = compartment;
+        if resource_type == "Patient" && !id.is_empty() && !compartment.contains(&id) {
+            compartment.push(id.clone());
+        }
+        let mut mentioned: Vec<String> =
+            fhir::patients_mentioned(resource).into_iter().map(str::to_string).collect();
+        mentioned.sort();
+        mentioned.dedup();
+        let labels = resource["meta"]["security"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|label| label["code"].as_str().map(str::to_string))
+            .collect();
+        ResourceFacts { resource_type, id, compartment, mentioned, labels }
+    }
+
+    /// The patients whose directives govern the resource: a Patient's own, else its
+    /// compartment's.
+    fn patients(&self) -> Vec<&str> {
+        if self.resource_type == "Patient" {
+            vec![self.id.as_str()]
+        } else {
+            self.compartment.iter().map(String::as_str).collect()
+        }
+    }
+}
+
+/// Whether resources of `resource_type` can be in a patient's compartment.
+pub fn in_patient_compartment(resource_type: &str) -> bool {
+    fhir::definitions().compartment("Patient").is_some_and(|types| types.contains_key(resource_type))
+}
+
+/// What [`sight`] decides for one resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sight {
+    Shown,
+    /// The scopes do not open its type.
+    NotInScope,
+    /// It is another patient's (for a patient-context caller).
+    OtherPatient,
+    /// A consent directive of its patient withholds it from this caller.
+    WithheldByConsent,
+}
+
+/// Whether `facts`' resource may go into an answer to `caller` under `grant`.
+pub fn sight(caller: &Caller, grant: &Grant, facts: &ResourceFacts, directives: &Directives) -> Sight {
+    if !may_read_type(&caller.identity, &facts.resource_type) {
+        return Sight::NotInScope;
+    }
+    if let Some(own) = grant.confined_to.as_deref() {
+        let own_record = if facts.resource_type == "Patient" {
+            facts.id == own
+        } else if in_patient_compartment(&facts.resource_type) {
+            facts.compartment.iter().any(|p| p == own)
+                && facts.compartment.iter().chain(&facts.mentioned).all(|p| p == own)
+        } else {
+            facts.mentioned.iter().all(|p| p == own)
+        };
+        if !own_record {
+            return Sight::OtherPatient;
+        }
+    }
+    if caller.consent_bound()
+        && !directives.is_empty()
+        && facts
+            .patients()
+            .into_iter()
+            .any(|patient| directives.rules_of(patient).iter().any(|rule| rule.applies(caller, facts)))
+    {
+        return Sight::WithheldByConsent;
+    }
+    Sight::Shown
+}
+
+/// Views' rows and exports' files cannot be withheld resource by resource, so a caller bound
+/// by consent runs them only while no directive could withhold anything from them: none on
+/// record, or the run limited to a patient without one.
+pub fn bulk_allowed(caller: &Caller, directives: &Directives, patient: Option<&str>) -> Result<(), Refusal> {
+    let blocked = caller.consent_bound()
+        && match patient {
+            Some(patient) => !directives.rules_of(patient).is_empty(),
+            None => !directives.is_empty(),
+        };
+    if blocked {
+        return Err(Refusal::forbidden(
+            "consent directives are on record that a view's rows or an export's files cannot honour; run it for one patient without a directive, or ask the privacy office",
+        ));
+    }
+    Ok(())
+}
+
+/// One deny provision of an active Consent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DenyRule {
+    /// `Practitioner/...` etc.; empty: everyone.
+    actors: Vec<String>,
+    /// Resource types; empty: all.
+    classes: Vec<String>,
+    /// Security label codes; empty: any.
+    labels: Vec<String>,
+    /// Purpose-of-use codes; empty: any.
+    purposes: Vec<String>,
+}
+
+impl DenyRule {
+    fn applies(&self, caller: &Caller, facts: &ResourceFacts) -> bool {
+        let actor = self.actors.is_empty()
+            || caller.identity.fhir_user.as_ref().is_some_and(|me| self.actors.contains(me));
+        let class = self.classes.is_empty() || self.classes.contains(&facts.resource_type);
+        let label = self.labels.is_empty() || facts.labels.iter().any(|l| self.labels.contains(l));
+        let purpose = self.purposes.is_empty()
+            || caller.purpose.as_deref().is_some_and(|p| self.purposes.iter().any(|x| x == p));
+        actor && class && label && purpose
+    }
+}
+
+/// The deny rules of an active Consent (its provision and nested provisions of type deny).
+pub fn deny_rules(consent: &Value) -> Vec<DenyRule> {
+    fn codes(list: &Value) -> Vec<String> {
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item["code"].as_str().or_else(|| item.as_str()).map(str::to_string))
+            .collect()
+    }
+    fn walk(provision: &Value, rules: &mut Vec<DenyRule>, depth: usize) {
+        // Provisions nest; a directive nested deeper than any real one is not walked further.
+        if depth > 32 {
+            return;
+        }
+        if provision["type"] == "deny" {
+            rules.push(DenyRule {
+                actors: provision["actor"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a["reference"]["reference"].as_str().map(str::to_string))
+                    .collect(),
+                classes: codes(&provision["class"]),
+                labels: codes(&provision["securityLabel"]),
+                purposes: codes(&provision["purpose"]),
+            });
+        }
+        for nested in provision["provision"].as_array().into_iter().flatten() {
+            walk(nested, rules, depth + 1);
+        }
+    }
+    let mut rules = Vec::new();
+    if consent["status"] == "active" {
+        walk(&consent["provision"], &mut rules, 0);
+    }
+    rules
+}
+
+/// The deny rules of every patient with an active directive, by patient id.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Directives(HashMap<String, Vec<DenyRule>>);
+
+impl Directives {
+    /// Gathers the deny rules of Consent resources (inactive ones and those without deny
+    /// provisions add nothing).
+    pub fn from_consents<'a>(consents: impl IntoIterator<Item = &'a Value>) -> Directives {
+        let mut rules: HashMap<String, Vec<DenyRule>> = HashMap::new();
+        for consent in consents {
+            let Some(patient) =
+                consent["patient"]["reference"].as_str().and_then(fhir::patient_id_of_reference)
+            else {
+                continue;
+            };
+            let found = deny_rules(consent);
+            if !found.is_empty() {
+                rules.entry(patient.to_string()).or_default().extend(found);
+            }
+        }
+        Directives(rules)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The deny rules of one patient.
+    pub fn rules_of(&self, patient: &str) -> &[DenyRule] {
+        self.0.get(patient).map_or(&[], Vec::as_slice)
+    }
+}
