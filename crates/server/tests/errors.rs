@@ -273,3 +273,38 @@ async fn a_malformed_host_header_is_refused() {
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     assert!(text.contains("invalid Host header"), "{text}");
 }
+
+/// Nesting a request controls is bounded wherever it is walked: JSON bodies (as a resource,
+/// a Bundle, a view), FHIRPath in a view, search chains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_requests_are_refused_not_followed() {
+    let server = start("err-depth").await;
+    let deep_json = format!(
+        "{{\"resourceType\":\"Patient\",\"extension\":{}1{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    for path in ["Patient", "", "ViewDefinition/$run", "Patient/$validate"] {
+        let response = server
+            .client
+            .post(server.url(path))
+            .header("content-type", "application/fhir+json")
+            .body(deep_json.clone())
+            .send()
+            .await
+            .unwrap();
+        expect_outcome(response, 400, "", "").await;
+    }
+    let deep_path = format!("{}id{}", "(".repeat(50_000), ")".repeat(50_000));
+    let view = json!({ "resourceType": "ViewDefinition", "resource": "Patient", "status": "active",
+        "select": [{ "column": [{ "name": "x", "path": deep_path }] }] });
+    let response = server.post("ViewDefinition/$run", &view).await;
+    expect_outcome(response, 400, "", "").await;
+    let chained = format!("Patient?{}name=x", "link.".repeat(2_400));
+    expect_outcome(server.get(&chained).await, 400, "too-costly", "at most 512 characters").await;
+    let chained = format!("Patient?{}name=x", "link.".repeat(20));
+    expect_outcome(server.get(&chained).await, 400, "too-costly", "links; at most 4").await;
+    let has = format!("Patient?{}name=x", "_has:Patient:link:".repeat(10));
+    expect_outcome(server.get(&has).await, 400, "too-costly", "links; at most 4").await;
+    assert_eq!(server.get("metadata").await.status(), 200, "still answering");
+}

@@ -1,0 +1,367 @@
+//! The access policy on its own, without HTTP: every role and scope form against every kind
+//! of route on every resource type, and what a stored resource is against a patient context,
+//! for every type in the Patient compartment.
+
+use chartroom_privacy::policy::{self, Caller, Directives, ResourceFacts, Sight};
+use chartroom_privacy::{Identity, Role, Scopes};
+use fhir::rest::{Level, Method, Route, Target};
+use serde_json::json;
+
+fn identity(role: Role, patient: Option<&str>, scopes: Option<&str>) -> Identity {
+    Identity {
+        user: format!("{}-user", role.as_str()),
+        role,
+        patient: patient.map(str::to_string),
+        scopes: scopes.map_or_else(|| role.scopes(), |s| Scopes::parse(s).unwrap()),
+        fhir_user: Some("Practitioner/p1".into()),
+    }
+}
+
+fn route(method: Method, url: &str) -> Route {
+    Route::parse(method, &Target::parse(url, "http://h/fhir").unwrap()).unwrap()
+}
+
+fn allowed(identity: &Identity, route: &Route) -> bool {
+    policy::authorize(identity, route).is_ok()
+}
+
+/// Every R4 resource type but AuditEvent (whose own rules are tested apart).
+fn types() -> Vec<&'static str> {
+    let mut types: Vec<&str> = fhir::definitions().resource_types().filter(|t| *t != "AuditEvent").collect();
+    types.sort();
+    types
+}
+
+/// Interactions on one type, as routes: (what, read-only?, route).
+fn routes_on(t: &str) -> Vec<(&'static str, bool, Route)> {
+    vec![
+        ("read", true, route(Method::Get, &format!("{t}/x1"))),
+        ("vread", true, route(Method::Get, &format!("{t}/x1/_history/1"))),
+        ("search", true, route(Method::Get, &format!("{t}?_id=x1"))),
+        ("search by form", true, route(Method::Post, &format!("{t}/_search"))),
+        ("instance history", true, route(Method::Get, &format!("{t}/x1/_history"))),
+        ("create", false, route(Method::Post, t)),
+        ("update", false, route(Method::Put, &format!("{t}/x1"))),
+        ("conditional update", false, route(Method::Put, &format!("{t}?identifier=a"))),
+        ("patch", false, route(Method::Patch, &format!("{t}/x1"))),
+        ("delete", false, route(Method::Delete, &format!("{t}/x1"))),
+        ("conditional delete", false, route(Method::Delete, &format!("{t}?identifier=a"))),
+    ]
+}
+
+#[test]
+fn read_only_roles_read_everything_and_write_nothing() {
+    for role in [Role::Analyst, Role::PrivacyOfficer] {
+        let who = identity(role, None, None);
+        for t in types() {
+            for (what, reads, route) in routes_on(t) {
+                assert_eq!(allowed(&who, &route), reads, "{} {what} {t}", role.as_str());
+            }
+        }
+        assert!(
+            allowed(&who, &route(Method::Get, "_history")),
+            "{}: history of the whole record",
+            role.as_str()
+        );
+        assert!(
+            allowed(&who, &route(Method::Post, "")),
+            "{}: a Bundle's entries are authorized one by one",
+            role.as_str()
+        );
+    }
+}
+
+#[test]
+fn clinicians_technicians_and_administrators_do_everything_but_write_the_trail() {
+    for role in [Role::Clinician, Role::HimTechnician, Role::Admin] {
+        let who = identity(role, None, None);
+        for t in types() {
+            for (what, _, route) in routes_on(t) {
+                assert!(allowed(&who, &route), "{} {what} {t}", role.as_str());
+            }
+        }
+        assert!(allowed(&who, &route(Method::Get, "_history")));
+        assert!(allowed(&who, &route(Method::Post, "")), "a Bundle's entries are authorized one by one");
+    }
+}
+
+#[test]
+fn coders_read_and_write_codes_only() {
+    let coder = identity(Role::Coder, None, None);
+    for t in types() {
+        for (what, reads, route) in routes_on(t) {
+            let writes_codes = match what {
+                "create" => matches!(t, "Condition" | "Claim"),
+                "update" | "conditional update" | "patch" => matches!(t, "Condition" | "Claim" | "Encounter"),
+                _ => false,
+            };
+            assert_eq!(allowed(&coder, &route), reads || writes_codes, "coder {what} {t}");
+        }
+    }
+}
+
+#[test]
+fn only_the_privacy_office_reads_the_trail_and_nobody_writes_it() {
+    let trail_reads = [
+        route(Method::Get, "AuditEvent"),
+        route(Method::Get, "AuditEvent/audit-1"),
+        route(Method::Get, "Patient/pa/AuditEvent"),
+        route(Method::Post, "AuditEvent/_search"),
+    ];
+    let trail_writes = [
+        route(Method::Post, "AuditEvent"),
+        route(Method::Put, "AuditEvent/audit-1"),
+        route(Method::Delete, "AuditEvent/audit-1"),
+        route(Method::Patch, "AuditEvent/audit-1"),
+        route(Method::Put, "AuditEvent?entity=x"),
+    ];
+    for role in Role::ALL {
+        let who = identity(role, (role == Role::Patient).then_some("pa"), None);
+        for read in &trail_reads {
+            let expected = role.reads_audit();
+            assert_eq!(allowed(&who, read), expected, "{} {read:?}", role.as_str());
+        }
+        for write in &trail_writes {
+            assert!(!allowed(&who, write), "{} {write:?}", role.as_str());
+        }
+    }
+    // Disclosures: the patient's own, and the privacy office's.
+    let disclosures = |id: &str| route(Method::Get, &format!("Patient/{id}/$disclosures"));
+    assert!(allowed(&identity(Role::Patient, Some("pa"), None), &disclosures("pa")));
+    assert!(!allowed(&identity(Role::Patient, Some("pa"), None), &disclosures("pb")));
+    assert!(allowed(&identity(Role::PrivacyOfficer, None, None), &disclosures("pb")));
+    assert!(!allowed(&identity(Role::Clinician, None, None), &disclosures("pb")));
+}
+
+#[test]
+fn a_patients_token_reads_its_own_record_only() {
+    let patient = identity(Role::Patient, Some("pa"), None);
+    for t in types() {
+        for (what, reads, route) in routes_on(t) {
+            // Reads are allowed as routes and confined by what each resource is; a Patient
+            // other than their own is refused by its id at once.
+            let expected = reads && !(t == "Patient" && route.instance().is_some());
+            assert_eq!(allowed(&patient, &route), expected, "patient {what} {t}");
+        }
+        if policy::in_patient_compartment(t) {
+            assert!(
+                allowed(&patient, &route(Method::Get, &format!("Patient/pa/{t}"))),
+                "own {t} compartment"
+            );
+            assert!(
+                !allowed(&patient, &route(Method::Get, &format!("Patient/pb/{t}"))),
+                "other {t} compartment"
+            );
+        }
+    }
+    let grant = policy::authorize(&patient, &route(Method::Get, "Observation")).unwrap();
+    assert_eq!(grant.confined_to.as_deref(), Some("pa"));
+    for refused in [
+        route(Method::Get, "Patient/pb"),
+        route(Method::Get, "Patient/pb/$everything"),
+        route(Method::Get, "_history"),
+        route(Method::Get, "Observation/_history"),
+        route(Method::Post, ""),
+        route(Method::Get, "$export"),
+        route(Method::Get, "Group/g1/$export"),
+        route(Method::Get, "Patient/pb/$export"),
+        route(Method::Get, "$data-quality"),
+        route(Method::Get, "Encounter/$coding-worklist"),
+        route(Method::Post, "ViewDefinition/$run"),
+        route(Method::Get, "DocumentReference/d1/$suggest-codes"),
+    ] {
+        assert!(!allowed(&patient, &refused), "{refused:?}");
+    }
+    for own in [
+        route(Method::Get, "Patient/pa"),
+        route(Method::Get, "Patient/pa/$everything"),
+        route(Method::Get, "Patient/pa/_history"),
+        route(Method::Get, "Patient/$export"),
+        route(Method::Get, "Patient/pa/$export"),
+        route(Method::Get, "CodeSystem/$lookup"),
+        route(Method::Get, "ValueSet/$expand"),
+        route(Method::Get, "metadata"),
+    ] {
+        assert!(allowed(&patient, &own), "{own:?}");
+    }
+}
+
+#[test]
+fn every_scope_form_is_honoured() {
+    let cases: &[(&str, &str, Method, bool)] = &[
+        ("user/Observation.rs", "Observation/o1", Method::Get, true),
+        ("user/Observation.rs", "Observation", Method::Post, false),
+        ("user/Observation.rs", "Condition/c1", Method::Get, false),
+        ("user/Observation.read", "Observation?code=x", Method::Get, true),
+        ("user/Observation.write", "Observation/o1", Method::Put, true),
+        ("user/Observation.write", "Observation/o1", Method::Get, false),
+        ("user/*.r", "Observation?code=x", Method::Get, false),
+        ("user/*.s", "Observation/o1", Method::Get, false),
+        ("user/*.c", "Observation", Method::Post, true),
+        ("user/*.c", "Observation/o1", Method::Put, false),
+        ("user/*.cruds", "Observation/o1", Method::Delete, true),
+        ("system/*.read", "Observation/o1", Method::Get, true),
+        ("system/*.read", "$export", Method::Get, true),
+        ("user/Patient.rs", "$export", Method::Get, false),
+        ("user/Patient.rs", "Patient/p1/$everything", Method::Get, true),
+        ("user/Patient.rs", "_history", Method::Get, false),
+        ("user/*.*", "_history", Method::Get, true),
+    ];
+    for (scopes, url, method, expected) in cases {
+        let who = identity(Role::Clinician, None, Some(scopes));
+        assert_eq!(allowed(&who, &route(*method, url)), *expected, "{scopes} {method:?} {url}");
+    }
+    // Patient scopes confine to the patient in context; without one they open nothing.
+    let confined = identity(Role::Clinician, Some("pa"), Some("patient/Observation.rs"));
+    assert_eq!(
+        policy::authorize(&confined, &route(Method::Get, "Observation")).unwrap().confined_to.as_deref(),
+        Some("pa")
+    );
+    assert!(!allowed(&confined, &route(Method::Put, "Observation/o1")));
+    for role in [Role::Patient, Role::Clinician] {
+        let scopes = if role == Role::Patient { None } else { Some("patient/*.rs") };
+        let nobody = identity(role, None, scopes);
+        for url in ["metadata", "Patient/pa", "Observation"] {
+            assert_eq!(
+                policy::authorize(&nobody, &route(Method::Get, url)).map_err(|r| r.status),
+                Err(403),
+                "{url}"
+            );
+        }
+    }
+    // A user in a patient's context (user scopes and a patient claim) is not confined.
+    let in_context = identity(Role::Clinician, Some("pa"), Some("user/*.rs"));
+    assert_eq!(policy::authorize(&in_context, &route(Method::Get, "Observation")).unwrap().confined_to, None);
+}
+
+#[test]
+fn exports_are_followed_by_their_starter() {
+    let analyst = identity(Role::Analyst, None, None);
+    assert!(policy::may_follow_export(&analyst, Some("analyst-user")));
+    assert!(!policy::may_follow_export(&analyst, Some("someone-else")));
+    assert!(!policy::may_follow_export(&analyst, None));
+    assert!(policy::may_follow_export(&identity(Role::Admin, None, None), Some("someone-else")));
+}
+
+/// A resource of `t` whose Patient compartment is `patients`, and which names `mentioned`.
+fn facts(t: &str, compartment: &[&str], mentioned: &[&str]) -> ResourceFacts {
+    ResourceFacts {
+        resource_type: t.to_string(),
+        id: "r1".into(),
+        compartment: compartment.iter().map(|p| p.to_string()).collect(),
+        mentioned: mentioned.iter().map(|p| p.to_string()).collect(),
+        labels: Vec::new(),
+    }
+}
+
+#[test]
+fn a_patient_sees_a_resource_by_what_it_is_for_every_compartment_type() {
+    let caller = Caller::new(identity(Role::Patient, Some("pa"), None));
+    let grant = policy::authorize(&caller.identity, &route(Method::Get, "metadata")).unwrap();
+    let none = Directives::default();
+    let compartment = fhir::definitions().compartment("Patient").unwrap();
+    let mut compartment_types: Vec<&&str> = compartment.keys().collect();
+    compartment_types.sort();
+    assert!(compartment_types.len() > 60, "{}", compartment_types.len());
+    for t in compartment_types.into_iter().filter(|t| **t != "Patient" && **t != "AuditEvent") {
+        let sight = |compartment: &[&str], mentioned: &[&str]| {
+            policy::sight(&caller, &grant, &facts(t, compartment, mentioned), &none)
+        };
+        assert_eq!(sight(&["pa"], &["pa"]), Sight::Shown, "{t} of pa");
+        assert_eq!(sight(&["pb"], &["pb"]), Sight::OtherPatient, "{t} of pb");
+        assert_eq!(sight(&["pa", "pb"], &["pa", "pb"]), Sight::OtherPatient, "{t} of pa and pb");
+        assert_eq!(sight(&["pa"], &["pa", "pb"]), Sight::OtherPatient, "{t} of pa naming pb");
+        assert_eq!(sight(&[], &[]), Sight::OtherPatient, "{t} of no patient");
+        assert_eq!(sight(&[], &["pa"]), Sight::OtherPatient, "{t} naming pa outside its compartment");
+    }
+    let patient = |id: &str| ResourceFacts { id: id.into(), ..facts("Patient", &[id], &[id]) };
+    assert_eq!(policy::sight(&caller, &grant, &patient("pa"), &none), Sight::Shown);
+    assert_eq!(policy::sight(&caller, &grant, &patient("pb"), &none), Sight::OtherPatient);
+    // Outside the compartment: shown unless it names another patient.
+    assert_eq!(policy::sight(&caller, &grant, &facts("Practitioner", &[], &[]), &none), Sight::Shown);
+    assert_eq!(policy::sight(&caller, &grant, &facts("Bundle", &[], &["pb"]), &none), Sight::OtherPatient);
+    assert_eq!(
+        policy::sight(&caller, &grant, &facts("AuditEvent", &["pa"], &["pa"]), &none),
+        Sight::NotInScope
+    );
+}
+
+#[test]
+fn facts_come_from_the_stored_resource() {
+    let observation = json!({ "resourceType": "Observation", "id": "o1",
+        "subject": { "reference": "Patient/pa" },
+        "performer": [{ "reference": "http://elsewhere/fhir/Patient/pb/_history/2" }],
+        "meta": { "security": [{ "code": "PSY" }] } });
+    let facts = ResourceFacts::of(&observation, vec!["pa".into()]);
+    assert_eq!(facts.mentioned, vec!["pa", "pb"]);
+    assert_eq!(facts.labels, vec!["PSY"]);
+    let patient = ResourceFacts::of(&json!({ "resourceType": "Patient", "id": "pa" }), Vec::new());
+    assert_eq!(patient.compartment, vec!["pa"]);
+}
+
+#[test]
+fn consent_directives_bind_the_roles_that_work_with_records() {
+    let consent = json!({ "resourceType": "Consent", "status": "active", "patient": { "reference": "Patient/pa" },
+        "provision": { "type": "permit", "provision": [
+            { "type": "deny", "actor": [{ "reference": { "reference": "Practitioner/p1" } }],
+              "class": [{ "code": "Observation" }] },
+            { "type": "deny", "securityLabel": [{ "code": "PSY" }] } ] } });
+    let directives = Directives::from_consents([&consent]);
+    let observation = facts("Observation", &["pa"], &["pa"]);
+    let labelled = ResourceFacts { labels: vec!["PSY".into()], ..facts("Condition", &["pa"], &["pa"]) };
+    let others = facts("Observation", &["pb"], &["pb"]);
+    for role in Role::ALL.into_iter().filter(|r| *r != Role::Patient) {
+        let caller = Caller::new(identity(role, None, None));
+        let grant = policy::authorize(&caller.identity, &route(Method::Get, "Observation")).unwrap();
+        let bound = matches!(role, Role::Clinician | Role::Coder | Role::HimTechnician | Role::Analyst);
+        let expected = if bound { Sight::WithheldByConsent } else { Sight::Shown };
+        assert_eq!(policy::sight(&caller, &grant, &observation, &directives), expected, "{}", role.as_str());
+        assert_eq!(policy::sight(&caller, &grant, &labelled, &directives), expected, "{}", role.as_str());
+        assert_eq!(policy::sight(&caller, &grant, &others, &directives), Sight::Shown, "{}", role.as_str());
+        assert_eq!(policy::bulk_allowed(&caller, &directives, None).is_ok(), !bound, "{}", role.as_str());
+        assert!(policy::bulk_allowed(&caller, &directives, Some("pb")).is_ok());
+    }
+    // Another practitioner is not the actor the first provision names.
+    let other = Caller::new(Identity {
+        fhir_user: Some("Practitioner/p2".into()),
+        ..identity(Role::Clinician, None, None)
+    });
+    let grant = policy::authorize(&other.identity, &route(Method::Get, "Observation")).unwrap();
+    assert_eq!(policy::sight(&other, &grant, &observation, &directives), Sight::Shown);
+    // Breaking the glass is a clinician's, with a reason.
+    let mut glass = Caller::new(identity(Role::Clinician, None, None));
+    glass.break_glass = Some("unconscious in the emergency department".into());
+    assert_eq!(policy::sight(&glass, &grant, &observation, &directives), Sight::Shown);
+    let mut coder = Caller::new(identity(Role::Coder, None, None));
+    coder.break_glass = Some("curious".into());
+    assert_eq!(policy::sight(&coder, &grant, &observation, &directives), Sight::WithheldByConsent);
+    // Inactive directives withhold nothing.
+    let inactive = json!({ "status": "inactive", "patient": { "reference": "Patient/pa" }, "provision": { "type": "deny" } });
+    assert!(Directives::from_consents([&inactive]).is_empty());
+}
+
+#[test]
+fn operations_are_authorized_by_what_they_read() {
+    let narrow = identity(Role::Clinician, None, Some("user/Observation.rs user/Patient.rs"));
+    for (url, method, expected) in [
+        ("Patient/p1/$everything", Method::Get, true),
+        ("$export", Method::Get, false),
+        ("ViewDefinition/$run", Method::Post, false),
+        ("$data-quality", Method::Get, false),
+        ("CodeSystem/$lookup", Method::Get, false),
+        ("Observation/$validate", Method::Post, true),
+        ("$validate", Method::Post, true),
+    ] {
+        let route = route(method, url);
+        assert!(matches!(route, Route::Operation { .. }));
+        assert_eq!(allowed(&narrow, &route), expected, "{url}");
+    }
+    let level = |route: Route| match route {
+        Route::Operation { level, .. } => level,
+        _ => Level::System,
+    };
+    assert_eq!(
+        level(route(Method::Get, "Patient/p1/$everything")),
+        Level::Instance("Patient".into(), "p1".into())
+    );
+}
