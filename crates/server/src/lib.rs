@@ -144,11 +144,18 @@ pub fn router(api: Arc<Api>, config: ServerConfig) -> Router {
         None => api,
     };
     let state = Arc::new(AppState { api, config });
-    Router::new()
+    let routes = Router::new()
         .route("/fhir", any(fhir_endpoint))
         .route("/fhir/", any(fhir_endpoint))
         .route("/fhir/{*path}", any(fhir_endpoint))
-        .fallback(not_found)
+        .fallback(not_found);
+    layered(routes, state)
+}
+
+/// The layers every route is served through: panics become an OperationOutcome inside the
+/// audit layer, which is outermost.
+fn layered(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
+    routes
         .layer(CatchPanicLayer::custom(|_| {
             outcome_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -317,4 +324,41 @@ fn to_http(response: api::Response) -> Response {
             "could not build the response",
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handler that panics still leaves its audit entry (the panic is answered inside the
+    /// audit layer).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_handler_is_audited() {
+        let dir = testkit::temp_dir("server-panic-audit");
+        let security = Arc::new(Security::open(&dir).expect("open the trail"));
+        let store = Arc::new(
+            store::SqliteStore::open(&dir.join("store"), store::StoreOptions::default()).expect("store"),
+        );
+        let api = Arc::new(Api::new(store, api::ApiConfig::default()));
+        let config =
+            ServerConfig { security: Some(security.clone()), require_auth: false, ..Default::default() };
+        let state = Arc::new(AppState { api, config });
+        let routes: Router<Arc<AppState>> =
+            Router::new().route("/fhir/boom", any(|| async { panic!("a handler failed") as Response }));
+        let app = layered(routes, state);
+        let request = axum::http::Request::builder()
+            .uri("/fhir/boom")
+            .header("x-request-id", "boom-1")
+            .body(Body::empty())
+            .expect("request");
+        let response = tower::ServiceExt::oneshot(app, request).await.expect("answered");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        security.audit.flush();
+        let entries = privacy::audit::entries(&dir).expect("entries");
+        assert!(
+            entries.iter().any(|(_, _, a)| a.status == 500 && a.request_id.as_deref() == Some("boom-1")),
+            "{:?}",
+            entries.iter().map(|(_, _, a)| (a.status, a.request_id.clone())).collect::<Vec<_>>()
+        );
+    }
 }
