@@ -156,7 +156,9 @@ pub(crate) fn check_content_type(
     let form_search = method == Method::Post
         && path.ends_with("/_search")
         && content_type.as_deref() == Some("application/x-www-form-urlencoded");
-    if form_search || !(matches!(method, Method::Post | Method::Put | Method::Patch) || !body.is_empty()) {
+    // Only a request that carries a resource (or could) says what it is.
+    let carries_body = matches!(method, Method::Post | Method::Put | Method::Patch) || !body.is_empty();
+    if form_search || !carries_body {
         return Ok(());
     }
     let unsupported =

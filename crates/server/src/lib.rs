@@ -194,7 +194,8 @@ async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::e
         Some(_) if !state.config.require_auth => Some(Identity::anonymous_admin()),
         Some(security) => match authenticate(security, headers) {
             Ok(identity) => Some(identity),
-            Err((why, response)) => {
+            Err(refused) => {
+                let (why, response) = *refused;
                 slot.refused_because(why);
                 return response;
             }
@@ -250,7 +251,7 @@ async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::e
 fn authenticate(
     security: &Security,
     headers: &axum::http::HeaderMap,
-) -> Result<Identity, (Option<String>, Response)> {
+) -> Result<Identity, Box<(Option<String>, Response)>> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -283,7 +284,7 @@ fn authenticate(
     response
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"chartroom\""));
-    Err((why, response))
+    Err(Box::new((why, response)))
 }
 
 /// Hands the request to the API; a large body is parsed off the async worker threads.

@@ -589,7 +589,7 @@ async fn searches_at_the_limits_are_answered() {
     // Chains four links deep, sixteen links in all (untyped chains fan out over their
     // reference's types).
     let deep = "subject:Patient.link:Patient.link:Patient.link:Patient.name=x";
-    let response = f.post_form(&f.admin, "Observation/_search", vec![deep; 4].join("&")).await;
+    let response = f.post_form(&f.admin, "Observation/_search", [deep; 4].join("&")).await;
     assert_eq!(response.status().as_u16(), 200, "{}", response.text().await.unwrap_or_default());
     let untyped = "subject.organization.name=x";
     let response = f.get_response(&f.admin, &format!("Observation?{untyped}&performer.name=y")).await;
