@@ -102,6 +102,8 @@ pub(crate) struct Gate {
     /// binding the caller).
     inspect: bool,
     touched: Mutex<Vec<String>>,
+    /// Whether a search of this request left records out for consent directives.
+    consent_excluded: std::sync::atomic::AtomicBool,
     /// The interaction as the request turned out to be (a Bundle is a batch or a
     /// transaction by its body).
     interaction: Mutex<Option<&'static str>>,
@@ -126,18 +128,23 @@ impl Gate {
                 directives: Arc::default(),
                 inspect: false,
                 touched: Mutex::default(),
+                consent_excluded: Default::default(),
                 interaction: Mutex::default(),
             });
         };
         let grant = policy::authorize(&caller.identity, route).map_err(refused)?;
         let directives = if caller.consent_bound() { api.consents.directives(api)? } else { Arc::default() };
-        let inspect = grant.confined_to.is_some() || !directives.is_empty();
+        // With a patient context, resources may be another patient's; with directives on
+        // record, under one: either way each must be read to decide.
+        let context = policy::confinement(&caller.identity).map_err(refused)?.is_some();
+        let inspect = context || !directives.is_empty();
         Ok(Gate {
             caller: Some(caller),
             grant,
             directives,
             inspect,
             touched: Mutex::default(),
+            consent_excluded: Default::default(),
             interaction: Mutex::default(),
         })
     }
@@ -176,22 +183,106 @@ impl Gate {
             .is_some_and(|caller| self.inspect || !policy::may_read_type(&caller.identity, resource_type))
     }
 
-    /// Confines a search to the caller's patient: their compartment (or, for Patient, their
-    /// own record). Types outside the Patient compartment are filtered resource by resource.
+    /// Narrows a search, and every search inside it (the targets of chains, the sources of
+    /// `_has`), to what the caller may see, in the store itself, so that no filter, count or
+    /// link says anything about the rest: a type the caller reads only in a patient's context
+    /// to that patient's compartment (or, for Patient, their own record); and, for a caller
+    /// bound by consent, without the records of the patients whose directives withhold the
+    /// type from them. Types outside the Patient compartment are judged resource by resource.
     pub(crate) fn confine(&self, query: &mut SearchQuery) {
-        let Some(own) = self.confined_to() else { return };
-        if query.resource_type == "Patient" {
-            query.filters.push(Filter::Ids(vec![own.to_string()]));
+        if self.caller.is_none() {
             return;
         }
-        let keys = crate::search::compartment_keys("Patient", &query.resource_type);
-        if !keys.is_empty() {
-            query.filters.push(Filter::Compartment {
-                keys,
-                target_type: "Patient".into(),
-                target_id: own.to_string(),
-            });
+        let resource_type = query.resource_type.clone();
+        self.confine_filters(&resource_type, &mut query.filters);
+    }
+
+    fn confine_filters(&self, resource_type: &str, filters: &mut Vec<Filter>) {
+        let Some(caller) = self.caller.as_deref() else { return };
+        for filter in filters.iter_mut() {
+            self.confine_nested(filter);
         }
+        let keys = crate::search::compartment_keys("Patient", resource_type);
+        if policy::read_in_patient_context_only(&caller.identity, resource_type)
+            && let Some(own) = caller.identity.patient.as_deref()
+        {
+            if resource_type == "Patient" {
+                filters.push(Filter::Ids(vec![own.to_string()]));
+            } else if !keys.is_empty() {
+                filters.push(Filter::Compartment {
+                    keys: keys.clone(),
+                    target_type: "Patient".into(),
+                    target_id: own.to_string(),
+                });
+            }
+        }
+        for patient in policy::withheld_patients(caller, &self.directives, resource_type) {
+            self.consent_excluded.store(true, std::sync::atomic::Ordering::Relaxed);
+            for key in &keys {
+                filters.push(Filter::Not {
+                    key: *key,
+                    any: vec![store::search::Condition::Reference {
+                        target_types: vec!["Patient".into()],
+                        target: patient.to_string(),
+                        url: false,
+                    }],
+                });
+            }
+        }
+    }
+
+    fn confine_nested(&self, filter: &mut Filter) {
+        match filter {
+            Filter::Chain { target_type, filters, .. } => {
+                let target = target_type.clone();
+                self.confine_filters(&target, filters);
+            }
+            Filter::Has { source_type, filters, .. } => {
+                let source = source_type.clone();
+                self.confine_filters(&source, filters);
+            }
+            Filter::AnyOf(alternatives) => alternatives.iter_mut().for_each(|f| self.confine_nested(f)),
+            _ => {}
+        }
+    }
+
+    /// Whether the caller may create resources of `resource_type` (an update of what does not
+    /// exist yet creates it).
+    pub(crate) fn may_create(&self, resource_type: &str) -> bool {
+        self.caller.as_deref().is_none_or(|c| policy::may_create(&c.identity, resource_type))
+    }
+
+    /// Whether the caller may search `resource_type` (a conditional create's condition is a
+    /// search whose answer shows).
+    pub(crate) fn may_search(&self, resource_type: &str) -> bool {
+        self.caller.as_deref().is_none_or(|c| policy::may_search(&c.identity, resource_type))
+    }
+
+    /// Refuses a conditional create's search to a caller who may not search the type.
+    pub(crate) fn check_search(&self, resource_type: &str) -> Result<(), ApiError> {
+        if self.may_search(resource_type) {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                403,
+                IssueType::Forbidden,
+                format!(
+                    "a conditional create searches {resource_type}, which the token's scopes do not permit"
+                ),
+            ))
+        }
+    }
+
+    /// Whether a search of this request left records out for consent directives.
+    pub(crate) fn left_out_by_consent(&self) -> bool {
+        self.consent_excluded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether withheld entries are said to be withheld: to a caller bound by consent (who
+    /// may break the glass), not to one seeing a patient's record (for whom anything else is
+    /// simply not there).
+    pub(crate) fn tells_withheld(&self) -> bool {
+        self.caller.as_deref().is_some_and(|c| policy::confinement(&c.identity).ok().flatten().is_none())
     }
 
     /// Whether the caller may read resources of `resource_type` at all.
@@ -211,7 +302,7 @@ impl Gate {
         // Stored bytes always parse; if they did not, nothing could show they are the
         // caller's to see.
         let Ok(json) = fhir::parse_json(body) else { return Sight::OtherPatient };
-        policy::sight(caller, &self.grant, &facts(resource_type, &json), &self.directives)
+        policy::sight(caller, &facts(resource_type, &json), &self.directives)
     }
 
     /// [`Gate::sight`], recording the resource as shown when it is.
@@ -379,11 +470,11 @@ impl ConsentCache {
         Ok(directives)
     }
 
-    /// Forgets the directives after a write that may have changed a Consent.
-    pub(crate) fn forget_after(&self, route: &Route, body: &[u8]) {
-        let consent_written = route.writes()
-            && (route.resource_type() == Some("Consent")
-                || (matches!(route, Route::Bundle) && memchr::memmem::find(body, b"\"Consent\"").is_some()));
+    /// Forgets the directives after a write that may have changed a Consent (any Bundle may
+    /// hold one, however its JSON spells the type).
+    pub(crate) fn forget_after(&self, route: &Route) {
+        let consent_written =
+            route.writes() && (route.resource_type() == Some("Consent") || matches!(route, Route::Bundle));
         if consent_written && let Ok(mut snapshot) = self.snapshot.write() {
             *snapshot = None;
         }

@@ -104,8 +104,17 @@ impl AuditTrail {
         gate.touch(patient);
         let events = privacy::audit::events_for_patient(&self.dir, &format!("Patient/{patient}"))
             .map_err(|error| ApiError::internal(format!("the audit trail cannot be read: {error}")))?;
-        let entries: Vec<serde_json::Value> =
-            events.into_iter().map(|e| serde_json::json!({ "resource": e })).collect();
+        // The patient's own accounting says who accessed their record, when, how and why; not
+        // whom else the same request touched, what it searched for, or from where.
+        let own = gate.confined_to().map(str::to_string);
+        let entries: Vec<serde_json::Value> = events
+            .into_iter()
+            .map(|event| match &own {
+                Some(own) => for_the_patient(event, own),
+                None => event,
+            })
+            .map(|e| serde_json::json!({ "resource": e }))
+            .collect();
         let bundle = serde_json::json!({
             "resourceType": "Bundle", "type": "collection", "total": entries.len(),
             "link": [{ "relation": "self", "url": format!("{}/{}", request.base, request.path) }],
@@ -179,4 +188,44 @@ impl AuditTrail {
         bundle["entry"] = serde_json::Value::Array(entries);
         Ok(Response::json(200, serde_json::to_vec(&bundle).unwrap_or_default()))
     }
+}
+
+/// An AuditEvent as the patient's own accounting of disclosures shows it.
+fn for_the_patient(mut event: serde_json::Value, own: &str) -> serde_json::Value {
+    use serde_json::Value;
+    let own_reference = format!("Patient/{own}");
+    for agent in event["agent"].as_array_mut().into_iter().flatten() {
+        if let Some(agent) = agent.as_object_mut() {
+            agent.remove("network");
+        }
+    }
+    if let Some(object) = event.as_object_mut() {
+        object.remove("outcomeDesc");
+    }
+    if let Some(entities) = event.get_mut("entity").and_then(Value::as_array_mut) {
+        entities.retain_mut(|entity| {
+            let reference = entity["what"]["reference"].as_str().map(str::to_string);
+            match reference {
+                Some(reference) if reference.starts_with("Patient/") => reference == own_reference,
+                // Another resource: named by its type only.
+                Some(reference) => {
+                    let resource_type = reference.split('/').next().unwrap_or_default().to_string();
+                    if let Some(entity) = entity.as_object_mut() {
+                        entity.remove("what");
+                        entity.insert("name".into(), Value::from(resource_type));
+                    }
+                    true
+                }
+                None if entity.get("query").is_some() => false,
+                None if entity["name"] == "break-the-glass" => {
+                    if let Some(entity) = entity.as_object_mut() {
+                        entity.remove("description");
+                    }
+                    true
+                }
+                None => entity["what"]["identifier"].is_null() && entity["name"].is_string(),
+            }
+        });
+    }
+    event
 }

@@ -218,6 +218,38 @@ fn rewrite_urns_in_text(text: &str, identities: &HashMap<String, String>) -> Opt
     changed.then_some(out)
 }
 
+/// Bytes the read entries of one Bundle may answer together: the response is built in
+/// memory, and a few hundred searches of a thousand resources each would otherwise hold
+/// gigabytes for one request.
+const READ_BYTES: usize = 64 * 1024 * 1024;
+
+/// What a Bundle's read entries have answered so far.
+#[derive(Default)]
+struct ReadBudget {
+    spent: usize,
+}
+
+impl ReadBudget {
+    fn check(&self) -> Result<(), ApiError> {
+        if self.spent > READ_BYTES {
+            return Err(ApiError::bad_request(
+                IssueType::TooCostly,
+                format!(
+                    "the Bundle's reads already answer more than {} MiB; send the remaining reads in another request",
+                    READ_BYTES / (1024 * 1024)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn spend(&mut self, result: &Result<Response, ApiError>) {
+        if let Ok(response) = result {
+            self.spent += response.body.as_ref().map_or(0, Vec::len);
+        }
+    }
+}
+
 /// A write entry of a transaction, checked and with its identity fixed.
 struct PlannedWrite {
     index: usize,
@@ -326,6 +358,7 @@ impl Api {
         mut entry: EntryRequest,
         siblings: &HashSet<String>,
         base: &str,
+        gate: &Gate,
     ) -> Result<WriteOp, ApiError> {
         let resource = entry.resource.take();
         if let Some(resource) = &resource {
@@ -352,14 +385,18 @@ impl Api {
                     Validation::Enforce,
                 )?;
                 match (&entry.if_none_exist, op) {
-                    (Some(condition), WriteOp::Create(resource)) => Ok(WriteOp::CreateIfNoneExist {
-                        resource,
-                        query: self.conditional_query(resource_type, condition, base)?,
-                    }),
+                    (Some(condition), WriteOp::Create(resource)) => {
+                        gate.check_search(resource_type)?;
+                        Ok(WriteOp::CreateIfNoneExist {
+                            resource,
+                            query: self.conditional_query(resource_type, condition, base)?,
+                        })
+                    }
                     (_, op) => Ok(op),
                 }
             }
             Route::Update { resource_type, id } => {
+                self.check_update_creates(gate, resource_type, Some(id), None)?;
                 let resource = require_resource(resource, resource_type)?;
                 prepare_update(&resource, id, entry.if_match.as_deref(), Validation::Enforce)
             }
@@ -368,6 +405,7 @@ impl Api {
             }
             Route::ConditionalUpdate { resource_type } => {
                 let query = self.conditional_query(resource_type, &entry.target.query, base)?;
+                self.check_update_creates(gate, resource_type, None, Some(&query))?;
                 let mut resource = require_resource(resource, resource_type)?;
                 let id_given = resource.id().is_some();
                 if !id_given {
@@ -418,7 +456,7 @@ impl Api {
                 reads.push((index, entry));
                 continue;
             }
-            match self.prepare_batch_write(entry, &siblings, base) {
+            match self.prepare_batch_write(entry, &siblings, base, gate) {
                 // Submitted without waiting, so the whole batch shares one commit.
                 Ok(op) => pending.push((index, self.store.submit(WriteUnit::single(op)))),
                 Err(error) => results[index] = Some((Err(error.in_entry(index)), BodyKind::Outcome)),
@@ -427,17 +465,20 @@ impl Api {
         for (index, write) in pending {
             let result = match write.wait().await {
                 Ok(mut written) => match written.pop() {
-                    Some(written) => Ok(complete(base, written, preference)),
+                    Some(written) => Ok(complete(base, written, preference, gate)),
                     None => Err(ApiError::internal("the store acknowledged a write without a result")),
                 },
                 Err(error) => Err(ApiError::from(error).in_entry(index)),
             };
             results[index] = Some((result, written_kind));
         }
+        let mut budget = ReadBudget::default();
         for (index, entry) in reads {
-            let result = self
-                .dispatch_read(&entry.read_request(base), gate, &entry.route)
+            let result = budget
+                .check()
+                .and_then(|()| self.dispatch_read(&entry.read_request(base), gate, &entry.route))
                 .map_err(|e| e.in_entry(index));
+            budget.spend(&result);
             results[index] = Some((result, BodyKind::Resource));
         }
         Ok(finish_response("batch-response", results))
@@ -473,7 +514,8 @@ impl Api {
                 )
                 .in_entry(index));
             }
-            let plan = self.plan_transaction_entry(index, entry, base).map_err(|e| e.in_entry(index))?;
+            let plan =
+                self.plan_transaction_entry(index, entry, base, gate).map_err(|e| e.in_entry(index))?;
             let Some(plan) = plan else { continue };
             let identity = format!("{}/{}", plan.resource_type, plan.id);
             if !plan.nothing && targets.insert(identity.clone(), plan.method).is_some() {
@@ -587,7 +629,7 @@ impl Api {
         let mut results: Vec<EntryResult> = Vec::new();
         results.resize_with(parsed.len(), || None);
         for (plan, written) in sequence.iter().zip(written) {
-            results[plan.index] = Some((Ok(complete(base, written, preference)), written_kind));
+            results[plan.index] = Some((Ok(complete(base, written, preference, gate)), written_kind));
         }
         for plan in &plans {
             if let Some(existing) = &plan.existing {
@@ -600,16 +642,19 @@ impl Api {
                         body: existing.body.clone().unwrap_or_default(),
                     },
                 };
-                results[plan.index] = Some((Ok(complete(base, written, preference)), written_kind));
+                results[plan.index] = Some((Ok(complete(base, written, preference, gate)), written_kind));
             } else if plan.nothing {
                 results[plan.index] = Some((Ok(Response::empty(204)), written_kind));
             }
         }
+        let mut budget = ReadBudget::default();
         for (index, entry) in parsed.iter().enumerate() {
             if results[index].is_none() {
-                let result = self
-                    .dispatch_read(&entry.read_request(base), gate, &entry.route)
+                let result = budget
+                    .check()
+                    .and_then(|()| self.dispatch_read(&entry.read_request(base), gate, &entry.route))
                     .map_err(|e| e.in_entry(index));
+                budget.spend(&result);
                 results[index] = Some((result, BodyKind::Resource));
             }
         }
@@ -624,6 +669,7 @@ impl Api {
         index: usize,
         entry: &EntryRequest,
         base: &str,
+        gate: &Gate,
     ) -> Result<Option<PlannedWrite>, ApiError> {
         let plan = |resource_type: &str, id: String| PlannedWrite {
             index,
@@ -644,6 +690,7 @@ impl Api {
                 let Some(condition) = &entry.if_none_exist else {
                     return Ok(Some(plan(resource_type, new_id())));
                 };
+                gate.check_search(resource_type)?;
                 let query = self.conditional_query(resource_type, condition, base)?;
                 let mut matches =
                     self.store.search(&store::SearchQuery { count: 2, ..query.clone() })?.matches;
@@ -666,6 +713,7 @@ impl Api {
             Route::Update { resource_type, id } => {
                 let resource = entry.resource.as_ref().ok_or_else(|| missing_resource(resource_type))?;
                 check_type(resource, resource_type)?;
+                self.check_update_creates(gate, resource_type, Some(id), None)?;
                 Ok(Some(plan(resource_type, id.clone())))
             }
             Route::Delete { resource_type, id } => Ok(Some(plan(resource_type, id.clone()))),
@@ -673,6 +721,7 @@ impl Api {
                 let resource = entry.resource.as_ref().ok_or_else(|| missing_resource(resource_type))?;
                 check_type(resource, resource_type)?;
                 let query = self.conditional_query(resource_type, &entry.target.query, base)?;
+                self.check_update_creates(gate, resource_type, None, Some(&query))?;
                 let matches = self.store.search(&store::SearchQuery { count: 2, ..query.clone() })?.matches;
                 let id = match (matches.as_slice(), resource.id()) {
                     ([], Some(id)) => id.to_string(),

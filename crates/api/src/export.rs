@@ -24,6 +24,10 @@ use crate::{Api, ApiError, Request, Response};
 /// The file in a job's directory naming the user who started it (not an NDJSON file, so
 /// never served).
 const OWNER_FILE: &str = "owner";
+/// The file in a job's directory listing the patients whose records it holds, one per line.
+const PATIENTS_FILE: &str = "patients";
+/// Export jobs one user may have running at once.
+const JOBS_PER_USER: usize = 2;
 
 /// Resources per NDJSON file: a file is one response body.
 pub const RESOURCES_PER_FILE: u64 = 100_000;
@@ -44,6 +48,8 @@ pub enum ExportScope {
 struct Job {
     cancelled: Arc<AtomicBool>,
     exported: Arc<AtomicU64>,
+    /// Who started it.
+    owner: Option<String>,
 }
 
 /// The export jobs of one API.
@@ -57,6 +63,21 @@ pub struct Exports {
 impl Exports {
     pub fn new(dir: Option<PathBuf>) -> Exports {
         Exports { dir, running: Mutex::new(HashMap::new()) }
+    }
+
+    /// Refuses another job to a user who has [`JOBS_PER_USER`] running: each job is a thread
+    /// and files on disk.
+    fn admit(&self, user: &str) -> Result<(), ApiError> {
+        let running =
+            self.running.lock().map(|r| r.values().filter(|j| j.owner.as_deref() == Some(user)).count());
+        if running.unwrap_or(0) >= JOBS_PER_USER {
+            return Err(ApiError::new(
+                429,
+                IssueType::Throttled,
+                format!("{JOBS_PER_USER} exports of yours are running; wait for one to finish or cancel one"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -153,8 +174,22 @@ impl Api {
             .get("_since")
             .map(|since| crate::history::parse_instant_param("_since", since).map(|t| t.lower_bound_millis()))
             .transpose()?;
+        // The files cannot withhold one resource of them: every patient they will hold must
+        // be open to the caller as a whole (and is recorded as touched).
+        match &scope {
+            ExportScope::Patients(patients) => {
+                for id in patients {
+                    gate.bulk(Some(id))?;
+                }
+            }
+            _ => gate.bulk(None)?,
+        }
+        if let Some(user) = gate.user() {
+            self.exports.admit(user)?;
+        }
         if let ExportScope::Patients(patients) = &scope {
             for id in patients {
+                gate.touch(id);
                 if !fhir::is_valid_id(id) {
                     return Err(ApiError::bad_request(
                         IssueType::Value,
@@ -171,13 +206,21 @@ impl Api {
         let job_dir = dir.join(&job);
         std::fs::create_dir_all(&job_dir)
             .map_err(|e| ApiError::internal(format!("cannot create the export directory: {e}")))?;
-        // Only its starter follows a job (and, after a restart too, an administrator).
+        // Only its starter follows a job (and, after a restart too, an administrator); who
+        // fetches its files touches the records of the patients it holds.
         if let Some(user) = gate.user() {
             std::fs::write(job_dir.join(OWNER_FILE), user)
                 .map_err(|e| ApiError::internal(format!("cannot record the export's owner: {e}")))?;
         }
-        let state =
-            Job { cancelled: Arc::new(AtomicBool::new(false)), exported: Arc::new(AtomicU64::new(0)) };
+        if let ExportScope::Patients(patients) = &scope {
+            std::fs::write(job_dir.join(PATIENTS_FILE), patients.join("\n"))
+                .map_err(|e| ApiError::internal(format!("cannot record the export's patients: {e}")))?;
+        }
+        let state = Job {
+            cancelled: Arc::new(AtomicBool::new(false)),
+            exported: Arc::new(AtomicU64::new(0)),
+            owner: gate.user().map(str::to_string),
+        };
         let (cancelled, exported) = (state.cancelled.clone(), state.exported.clone());
         if let Ok(mut running) = self.exports.running.lock() {
             running.insert(job.clone(), state);
@@ -343,6 +386,14 @@ impl Api {
     pub(crate) fn export_owner(&self, job: &str) -> Option<String> {
         let dir = self.job_dir(job).ok()?;
         std::fs::read_to_string(dir.join(OWNER_FILE)).ok()
+    }
+
+    /// The patients whose records an export holds, when it was started for some.
+    pub(crate) fn export_patients(&self, job: &str) -> Vec<String> {
+        let Ok(dir) = self.job_dir(job) else { return Vec::new() };
+        std::fs::read_to_string(dir.join(PATIENTS_FILE))
+            .map(|text| text.lines().map(str::to_string).collect())
+            .unwrap_or_default()
     }
 
     /// `GET $export-status/JOB`: 202 while running, the manifest when done.

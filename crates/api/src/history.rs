@@ -130,8 +130,8 @@ impl Api {
                 }),
             });
         }
-        if withheld > 0 {
-            crate::search::withheld_note(&mut bundle, withheld);
+        if withheld > 0 && gate.tells_withheld() {
+            crate::search::withheld_note(&mut bundle);
         }
         Ok(Response::json(200, bundle.finish()))
     }

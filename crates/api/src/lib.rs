@@ -215,7 +215,7 @@ impl Api {
                 {
                     audited.add_patient(id);
                 }
-                self.consents.forget_after(&route, &request.body);
+                self.consents.forget_after(&route);
                 (response, audited)
             }
         };
@@ -234,14 +234,14 @@ impl Api {
     ) -> Result<Response, ApiError> {
         match route {
             Route::Bundle => self.bundle(request, gate).await,
-            Route::Create { resource_type } => self.create(request, resource_type).await,
-            Route::Update { resource_type, id } => self.update(request, resource_type, id).await,
+            Route::Create { resource_type } => self.create(request, gate, resource_type).await,
+            Route::Update { resource_type, id } => self.update(request, gate, resource_type, id).await,
             Route::ConditionalUpdate { resource_type } => {
-                self.conditional_update(request, resource_type).await
+                self.conditional_update(request, gate, resource_type).await
             }
-            Route::Delete { resource_type, id } => self.delete(request, resource_type, id).await,
+            Route::Delete { resource_type, id } => self.delete(request, gate, resource_type, id).await,
             Route::ConditionalDelete { resource_type } => {
-                self.conditional_delete(request, resource_type).await
+                self.conditional_delete(request, gate, resource_type).await
             }
             Route::Patch { .. } | Route::ConditionalPatch { .. } => {
                 Err(ApiError::not_supported("PATCH is not supported; send the whole resource with PUT"))
@@ -278,7 +278,11 @@ impl Api {
             }
             Route::ExportFile { job, file } => {
                 gate.follow_export(self.export_owner(job).as_deref())?;
-                self.export_file(job, file)
+                let response = self.export_file(job, file)?;
+                for patient in self.export_patients(job) {
+                    gate.touch(&patient);
+                }
+                Ok(response)
             }
             Route::ViewDefinitions => Ok(self.list_views()),
             Route::ViewDefinition { name } => self.read_view(name),

@@ -108,11 +108,12 @@ pub(crate) mod limits {
 /// answers without `total`.
 const VISIBLE_COUNT_LIMIT: usize = 10_000;
 
-/// The entry saying that `withheld` entries were left out by the access policy.
-pub(crate) fn withheld_note(bundle: &mut BundleWriter, withheld: usize) {
-    let note = fhir::OperationOutcome::information(format!(
-        "{withheld} entries withheld: other patients' records, types the token's scopes do not open, or records under a patient's consent directive (a clinician may break the glass with an X-Break-Glass-Reason header)"
-    ))
+/// The entry saying that the access policy left entries out. It says no number: how many
+/// were withheld would tell what the search's filters matched among them.
+pub(crate) fn withheld_note(bundle: &mut BundleWriter) {
+    let note = fhir::OperationOutcome::information(
+        "entries under a patient's consent directive, or of types the token's scopes do not open, are left out of this answer; a clinician may break the glass with an X-Break-Glass-Reason header",
+    )
     .to_bytes();
     bundle.entry(&Entry {
         full_url: Some("urn:chartroom:withheld"),
@@ -955,16 +956,12 @@ impl Api {
                 m.body.as_deref().is_some_and(|body| gate.sight(&m.resource_type, body) == Sight::Shown)
             })
             .collect();
-        let mut withheld = seen.len() - matches.len();
-        let included = self.includes(parsed, &matches, &mut seen)?;
+        let withheld = seen.len() - matches.len();
+        let included = self.includes(parsed, &matches, &mut seen, gate)?;
         for (record, mode) in
             matches.iter().map(|m| (m, "match")).chain(included.iter().map(|m| (m, "include")))
         {
             let Some(body) = &record.body else { continue };
-            if mode == "include" && gate.sight(&record.resource_type, body) != Sight::Shown {
-                withheld += 1;
-                continue;
-            }
             gate.shown(body);
             let full_url = format!("{}/{}/{}", request.base, record.resource_type, record.id);
             let shaped = shape(body, &record.resource_type, parsed.summary, parsed.elements.as_deref());
@@ -975,8 +972,8 @@ impl Api {
                 ..Default::default()
             });
         }
-        if withheld > 0 {
-            withheld_note(&mut bundle, withheld);
+        if (withheld > 0 || gate.left_out_by_consent()) && gate.tells_withheld() {
+            withheld_note(&mut bundle);
         }
         Ok(bundle.finish())
     }
@@ -987,6 +984,7 @@ impl Api {
         parsed: &ParsedSearch,
         matches: &[VersionRecord],
         seen: &mut std::collections::HashSet<(String, String)>,
+        gate: &Gate,
     ) -> Result<Vec<VersionRecord>, ApiError> {
         let mut included: Vec<VersionRecord> = Vec::new();
         let mut frontier: Vec<VersionRecord> = matches.to_vec();
@@ -1061,6 +1059,15 @@ impl Api {
                     }
                 }
             }
+            // What the caller may not see is neither included, nor counted against the bound,
+            // nor followed further (an iteration through another patient's record would say
+            // what it links to).
+            found.retain(|record| {
+                record
+                    .body
+                    .as_deref()
+                    .is_some_and(|body| gate.sight(&record.resource_type, body) == Sight::Shown)
+            });
             if found.is_empty() {
                 break;
             }

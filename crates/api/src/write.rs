@@ -3,6 +3,7 @@
 use fhir::{IssueType, OperationOutcome, Resource};
 use store::{PreparedResource, WriteOp, WriteOutcome, WriteUnit, Written};
 
+use crate::access::Gate;
 use crate::headers::{etag, parse_if_match};
 use crate::{Api, ApiError, Prefer, Request, Response, ReturnPreference};
 
@@ -136,11 +137,14 @@ pub(crate) fn prepare_delete(
     Ok(WriteOp::Delete { resource_type: resource_type.to_string(), id: id.to_string(), if_match })
 }
 
-/// The response to a committed write.
-pub(crate) fn complete(base: &str, written: Written, preference: ReturnPreference) -> Response {
+/// The response to a committed write. What it carries back passes the gate: the caller's own
+/// content is recorded as touched; a resource a conditional create found existing is shown
+/// only if the caller may see it.
+pub(crate) fn complete(base: &str, written: Written, preference: ReturnPreference, gate: &Gate) -> Response {
     let Written { resource_type, id, outcome } = written;
     match outcome {
         WriteOutcome::Stored { version, last_updated, created, body } => {
+            gate.shown(&body);
             let status = if created { 201 } else { 200 };
             let body = match preference {
                 ReturnPreference::Representation => Some(body),
@@ -179,6 +183,15 @@ pub(crate) fn complete(base: &str, written: Written, preference: ReturnPreferenc
                 format!("{resource_type}/{id} did not exist or was already deleted; nothing changed")
             },
         ),
+        WriteOutcome::Existing { body, .. } if gate.admit(&resource_type, &body) != privacy::Sight::Shown => {
+            Response::json(
+                200,
+                OperationOutcome::information(format!(
+                    "a {resource_type} matching the condition already exists (withheld from this token); nothing was created"
+                ))
+                .to_bytes(),
+            )
+        }
         WriteOutcome::Existing { version, last_updated, body } => Response {
             status: 200,
             etag: Some(etag(version)),
@@ -215,10 +228,16 @@ impl Api {
         written.pop().ok_or_else(|| ApiError::internal("the store acknowledged a write without a result"))
     }
 
-    pub(crate) async fn create(&self, request: &Request, resource_type: &str) -> Result<Response, ApiError> {
+    pub(crate) async fn create(
+        &self,
+        request: &Request,
+        gate: &Gate,
+        resource_type: &str,
+    ) -> Result<Response, ApiError> {
         let resource = parse_body(&request.body, resource_type, &request.base)?;
         let op = match &request.if_none_exist {
             Some(condition) => {
+                gate.check_search(resource_type)?;
                 let query = self.conditional_query(resource_type, condition, &request.base)?;
                 match prepare_create(resource, &new_id(), Validation::Enforce)? {
                     WriteOp::Create(resource) => WriteOp::CreateIfNoneExist { resource, query },
@@ -228,16 +247,18 @@ impl Api {
             None => prepare_create(resource, &new_id(), Validation::Enforce)?,
         };
         let written = self.commit_one(op).await?;
-        Ok(complete(&request.base, written, preference(request)))
+        Ok(complete(&request.base, written, preference(request), gate))
     }
 
     /// `PUT [type]?[search]`.
     pub(crate) async fn conditional_update(
         &self,
         request: &Request,
+        gate: &Gate,
         resource_type: &str,
     ) -> Result<Response, ApiError> {
         let query = self.conditional_query(resource_type, &request.query, &request.base)?;
+        self.check_update_creates(gate, resource_type, None, Some(&query))?;
         let mut resource = parse_body(&request.body, resource_type, &request.base)?;
         let id_given = resource.id().is_some();
         if !id_given {
@@ -246,41 +267,77 @@ impl Api {
         let prepared = prepare(&resource, Validation::Enforce)?;
         let written =
             self.commit_one(WriteOp::ConditionalUpdate { resource: prepared, query, id_given }).await?;
-        Ok(complete(&request.base, written, preference(request)))
+        Ok(complete(&request.base, written, preference(request), gate))
     }
 
     /// `DELETE [type]?[search]`.
     pub(crate) async fn conditional_delete(
         &self,
         request: &Request,
+        gate: &Gate,
         resource_type: &str,
     ) -> Result<Response, ApiError> {
         let query = self.conditional_query(resource_type, &request.query, &request.base)?;
         let written = self.commit_one(WriteOp::ConditionalDelete { query }).await?;
-        Ok(complete(&request.base, written, preference(request)))
+        Ok(complete(&request.base, written, preference(request), gate))
     }
 
     pub(crate) async fn update(
         &self,
         request: &Request,
+        gate: &Gate,
         resource_type: &str,
         id: &str,
     ) -> Result<Response, ApiError> {
+        self.check_update_creates(gate, resource_type, Some(id), None)?;
         let resource = parse_body(&request.body, resource_type, &request.base)?;
         let op = prepare_update(&resource, id, request.if_match.as_deref(), Validation::Enforce)?;
         let written = self.commit_one(op).await?;
-        Ok(complete(&request.base, written, preference(request)))
+        Ok(complete(&request.base, written, preference(request), gate))
     }
 
     pub(crate) async fn delete(
         &self,
         request: &Request,
+        gate: &Gate,
         resource_type: &str,
         id: &str,
     ) -> Result<Response, ApiError> {
         let op = prepare_delete(resource_type, id, request.if_match.as_deref())?;
         let written = self.commit_one(op).await?;
-        Ok(complete(&request.base, written, preference(request)))
+        Ok(complete(&request.base, written, preference(request), gate))
+    }
+}
+
+impl Api {
+    /// An update creates what does not exist (or what its condition does not find): that
+    /// needs the scopes' create too.
+    pub(crate) fn check_update_creates(
+        &self,
+        gate: &Gate,
+        resource_type: &str,
+        id: Option<&str>,
+        condition: Option<&store::SearchQuery>,
+    ) -> Result<(), ApiError> {
+        if gate.may_create(resource_type) {
+            return Ok(());
+        }
+        let exists = match (id, condition) {
+            (Some(id), _) => self.store.read(resource_type, id)?.is_some_and(|r| !r.is_deleted()),
+            (None, Some(query)) => {
+                !self.store.search(&store::SearchQuery { count: 1, ..query.clone() })?.matches.is_empty()
+            }
+            (None, None) => false,
+        };
+        if exists {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                403,
+                IssueType::Forbidden,
+                format!("this update would create a {resource_type}, which the token's scopes do not permit"),
+            ))
+        }
     }
 }
 

@@ -105,6 +105,10 @@ enum BenchKind {
     /// Search latency over HTTP with a large generated population: token, date range, chain,
     /// _revinclude, _sort and $everything (first pages), after a timed import.
     Search(crate::search_bench::SearchBenchArgs),
+    /// Reads and writes from many clients against `chartroom serve`, killed with SIGKILL and
+    /// restarted part way; then checks acknowledged writes, version histories and the audit
+    /// trail. `--read-cost`: reads under strict against fast audit durability.
+    Mixed(crate::mixed_bench::MixedArgs),
     /// FHIRPath evaluations per second: every R4 SearchParameter expression on every
     /// specification example of its resource types (the workload bench/fhirpath-js runs too).
     Fhirpath {
@@ -131,6 +135,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         }
         BenchKind::Prepare { resources } => bench_prepare(resources),
         BenchKind::Search(args) => crate::search_bench::run(args),
+        BenchKind::Mixed(args) => crate::mixed_bench::run(args),
         BenchKind::Views(args) => crate::views_bench::run(args),
         BenchKind::Terminology { requests } => crate::terminology_bench::bench_terminology(requests),
         BenchKind::Suggest { statements: Some(file), misses, .. } => {

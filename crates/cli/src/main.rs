@@ -6,6 +6,7 @@ mod code;
 mod dq;
 mod fixture;
 mod generate;
+mod mixed_bench;
 mod path;
 mod privacy_cli;
 mod search_bench;

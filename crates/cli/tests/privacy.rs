@@ -176,8 +176,9 @@ fn serve_accepts_jwts_signed_by_the_keys_in_its_jwks_file() {
     let (status, outcome) = get_with(&format!("{base}/Patient/p1"), Some(format!("Bearer {hs256}")));
     assert_eq!(status, 401);
     assert!(outcome["issue"][0]["diagnostics"].as_str().unwrap().contains("no shared secret"), "{outcome}");
-    // The trail is searchable as AuditEvents by the administrator.
-    let (status, bundle) = get(&format!("{base}/AuditEvent?agent=dr-who"), Some(&admin));
+    // The trail is searchable as AuditEvents by the administrator; a JWT's subject is named
+    // apart from the users `chartroom user add` makes.
+    let (status, bundle) = get(&format!("{base}/AuditEvent?agent=jwt:dr-who"), Some(&admin));
     assert_eq!(status, 200, "{bundle}");
     assert_eq!(bundle["entry"].as_array().unwrap().len(), 1, "{bundle}");
     server.kill().unwrap();

@@ -73,7 +73,14 @@ pub(crate) struct Evaluator<'a, 'e> {
     pub env: &'e Environment<'a>,
     pub context: Collection<'a>,
     pub root: Collection<'a>,
+    /// Items produced so far by this evaluation, against [`MAX_WORK`].
+    pub work: std::cell::Cell<usize>,
 }
+
+/// Items one evaluation may produce in all its steps. An expression from outside (a view's
+/// column) can multiply collections (`descendants().select(descendants())`); real
+/// expressions over one resource produce thousands at most.
+pub(crate) const MAX_WORK: usize = 5_000_000;
 
 pub(crate) type Result<T> = std::result::Result<T, Error>;
 
@@ -120,6 +127,18 @@ impl<'a, 'e> Evaluator<'a, 'e> {
         focus: &Collection<'a>,
         frame: &Frame<'a>,
     ) -> Result<Collection<'a>> {
+        let result = self.eval_node(expr, focus, frame)?;
+        let work = self.work.get() + result.len() + 1;
+        if work > MAX_WORK {
+            return error(format!(
+                "the expression produces more than {MAX_WORK} items over one resource; it is too costly to evaluate"
+            ));
+        }
+        self.work.set(work);
+        Ok(result)
+    }
+
+    fn eval_node(&self, expr: &Expr, focus: &Collection<'a>, frame: &Frame<'a>) -> Result<Collection<'a>> {
         match expr {
             Expr::Literal(literal) => Ok(vec![literal_value(literal)]),
             Expr::Empty => Ok(Vec::new()),

@@ -112,7 +112,7 @@ impl Expression {
         root: Collection<'a>,
         env: &Environment<'a>,
     ) -> Result<Collection<'a>, Error> {
-        let evaluator = Evaluator { env, context: input.clone(), root };
+        let evaluator = Evaluator { env, context: input.clone(), root, work: std::cell::Cell::new(0) };
         evaluator.eval(&self.ast, &input, &Frame { this: None, index: None, total: None })
     }
 }

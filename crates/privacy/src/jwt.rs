@@ -431,15 +431,18 @@ fn identity(claims: &Map<String, Value>) -> Result<Identity, Error> {
         None if scopes.patient_only() => Role::Patient,
         None => Role::Clinician,
     };
-    // A patient's token without the patient would be confined to no one, and so to
-    // nothing the policy could check: refused here and by the policy.
-    if (role == Role::Patient || scopes.patient_only()) && patient.is_none() {
-        return Err(Error::Jwt(
-            "a patient's token (role patient or patient/ scopes) needs a patient claim".into(),
-        ));
+    // Patient scopes without the patient would be confined to no one, and so to nothing the
+    // policy could check: refused here and by the policy.
+    if (role == Role::Patient || scopes.has_patient_scopes()) && patient.is_none() {
+        return Err(Error::Jwt("a token with role patient or patient/ scopes needs a patient claim".into()));
     }
+    // The subject names who acts: export jobs and the audit trail are theirs. Kept apart from
+    // the names `chartroom user add` gives, so that no token can pass for a local user.
+    let Some(subject) = text("sub").filter(|s| !s.trim().is_empty()) else {
+        return Err(Error::Jwt("the JWT names no subject (sub)".into()));
+    };
     Ok(Identity {
-        user: text("sub").unwrap_or("jwt").to_string(),
+        user: format!("jwt:{subject}"),
         role,
         patient,
         scopes,
@@ -669,7 +672,7 @@ mod tests {
         let identity = verifier.authenticate(&patient, NOW).unwrap().unwrap();
         assert_eq!(
             (identity.role, identity.patient.as_deref(), identity.user.as_str()),
-            (Role::Patient, Some("pa"), "alice")
+            (Role::Patient, Some("pa"), "jwt:alice")
         );
         let clinician = sign(secret, &claims());
         let identity = verifier.authenticate(&clinician, NOW).unwrap().unwrap();
@@ -680,7 +683,7 @@ mod tests {
             &json!({ "sub": "x", "scope": "system/*.cruds", "exp": 2_000 }),
         );
         refused(&verifier, &forged, "signature does not verify");
-        let no_patient = sign(secret, &json!({ "scope": "patient/*.rs", "exp": 2_000 }));
+        let no_patient = sign(secret, &json!({ "sub": "x", "scope": "patient/*.rs", "exp": 2_000 }));
         refused(&verifier, &no_patient, "patient claim");
         assert!(verifier.authenticate("chr_abc", NOW).unwrap().is_none(), "not a JWT");
         assert!(Hs256::new(b"short").is_err());
@@ -699,17 +702,17 @@ mod tests {
         let identity = verifier.authenticate(&patient, NOW).unwrap().unwrap();
         assert_eq!(
             (identity.role, identity.patient.as_deref(), identity.user.as_str()),
-            (Role::Patient, Some("pa"), "alice")
+            (Role::Patient, Some("pa"), "jwt:alice")
         );
         let officer = ec
             .sign(&json!({ "sub": "pat", "scope": "user/*.rs", "role": "privacy-officer", "exp": 2_000 }))
             .unwrap();
         let identity = verifier.authenticate(&officer, NOW).unwrap().unwrap();
-        assert_eq!((identity.role, identity.user.as_str()), (Role::PrivacyOfficer, "pat"));
+        assert_eq!((identity.role, identity.user.as_str()), (Role::PrivacyOfficer, "jwt:pat"));
         assert!(identity.scopes.permit(crate::Interaction::Read, "Observation"));
         // Without a kid, the only key of the right type is used.
         let no_kid = rsa.sign_with_header(&json!({ "alg": "RS256" }), &claims()).unwrap();
-        assert_eq!(verifier.authenticate(&no_kid, NOW).unwrap().unwrap().user, "grey");
+        assert_eq!(verifier.authenticate(&no_kid, NOW).unwrap().unwrap().user, "jwt:grey");
         let no_kid = ec.sign_with_header(&json!({ "alg": "ES256", "typ": "JWT" }), &claims()).unwrap();
         assert_eq!(verifier.authenticate(&no_kid, NOW).unwrap().unwrap().role, Role::Clinician);
     }

@@ -11,10 +11,13 @@
 //!   directives (which a clinician may set aside by breaking the glass).
 //!
 //! The API applies these answers; nothing else decides access. Invariants:
-//! - A patient-context identity that names no patient is refused everything.
-//! - A patient-context identity sees a resource only when it is their Patient, or in their
-//!   compartment and in no other patient's, or of a type outside the Patient compartment
-//!   naming no other patient.
+//! - An identity with a patient context (role patient, or any `patient/` scope) that names
+//!   no patient is refused everything.
+//! - Each scope reaches as far as its context: what only `patient/` scopes (or a patient's
+//!   token) open, the identity sees only when it is their Patient, or in their compartment
+//!   and in no other patient's, or of a type outside the Patient compartment naming no other
+//!   patient; what `user/` or `system/` scopes open it sees beyond.
+//! - Consent directives are written only by the privacy office and administrators.
 //! - A resource of a type the scopes do not open for reading is never shown, however it was
 //!   reached (`_include`, `_revinclude`, `$everything`, a Bundle entry).
 //! - AuditEvents are read only by the privacy office and administrators, and never written.
@@ -74,33 +77,75 @@ impl Refusal {
 /// request returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
-    /// The patient whose record alone the caller sees (a patient's own token).
+    /// The patient whose record alone the route reaches: a patient's own token, or a route
+    /// only `patient/` scopes permit.
     pub confined_to: Option<String>,
 }
 
-/// The patient an identity is confined to: `Ok(None)` when it is not confined; refused when
-/// it should be (role `patient` or only `patient/` scopes) but names no patient.
+/// The patient in context: the one a patient's token is, or the one its `patient/` scopes
+/// are limited to. `Ok(None)` when the identity has no patient context; refused when it
+/// needs one (role `patient` or any `patient/` scope) but names no patient.
 pub fn confinement(identity: &Identity) -> Result<Option<&str>, Refusal> {
-    let needs_patient = identity.role == Role::Patient || identity.scopes.patient_only();
+    let needs_patient = identity.role == Role::Patient || identity.scopes.has_patient_scopes();
     match (needs_patient, identity.patient.as_deref()) {
         (false, _) => Ok(None),
         (true, Some(patient)) => Ok(Some(patient)),
         (true, None) => Err(Refusal::forbidden(
-            "this token is a patient's (role patient or patient/ scopes) but names no patient, so it opens no record",
+            "this token has a patient context (role patient or patient/ scopes) but names no patient, so it opens no record",
         )),
     }
 }
 
-/// Whether the identity may read resources of `resource_type` (its scopes; AuditEvents only
-/// for the privacy office). Cheap: asked of every resource an answer carries.
-pub fn may_read_type(identity: &Identity, resource_type: &str) -> bool {
-    (resource_type != "AuditEvent" || identity.role.reads_audit())
-        && identity.scopes.permit(Interaction::Read, resource_type)
+/// How the scopes open an interaction on a type (`*`: on every type).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reach {
+    /// Beyond any one patient (`user/`, `system/`).
+    Everyone,
+    /// Within the patient in context only (`patient/`, or any scope of a patient's token).
+    PatientInContext,
+    No,
 }
 
-/// Whether the identity's scopes open every type for reading (a `*` scope with `r`).
-pub fn reads_every_type(identity: &Identity) -> bool {
-    identity.scopes.0.iter().any(|s| s.resource_type.is_none() && s.permits(Interaction::Read, "*"))
+fn reach(identity: &Identity, interaction: Interaction, resource_type: &str) -> Reach {
+    // A patient is a patient whatever scopes their token carries.
+    if identity.role != Role::Patient && identity.scopes.permit_beyond_patient(interaction, resource_type) {
+        return Reach::Everyone;
+    }
+    let in_context = if identity.role == Role::Patient {
+        identity.scopes.permit_beyond_patient(interaction, resource_type)
+            || identity.scopes.permit_in_patient_context(interaction, resource_type)
+    } else {
+        identity.scopes.permit_in_patient_context(interaction, resource_type)
+    };
+    if in_context && identity.patient.is_some() { Reach::PatientInContext } else { Reach::No }
+}
+
+/// Whether the identity may read resources of `resource_type` at all (in some patient's
+/// context or beyond; AuditEvents only the privacy office, beyond any patient). Cheap:
+/// asked of every resource an answer carries.
+pub fn may_read_type(identity: &Identity, resource_type: &str) -> bool {
+    if resource_type == "AuditEvent" {
+        return reads_trail(identity);
+    }
+    reach(identity, Interaction::Read, resource_type) != Reach::No
+}
+
+/// Whether resources of `resource_type` reach the identity only within the patient in
+/// context (so each must be that patient's).
+pub fn read_in_patient_context_only(identity: &Identity, resource_type: &str) -> bool {
+    reach(identity, Interaction::Read, resource_type) == Reach::PatientInContext
+}
+
+/// Whether the identity reads the audit trail: the privacy office and administrators, with a
+/// scope beyond any one patient's record.
+fn reads_trail(identity: &Identity) -> bool {
+    identity.role.reads_audit() && reach(identity, Interaction::Read, "AuditEvent") == Reach::Everyone
+}
+
+/// Who may write patients' consent directives: the privacy office and administrators (a
+/// directive binds the very roles that would otherwise be able to lift it).
+fn writes_consent(identity: &Identity) -> bool {
+    matches!(identity.role, Role::PrivacyOfficer | Role::Admin)
 }
 
 /// Operations a patient's token may run: on their own record, or on terminology.
@@ -109,10 +154,9 @@ const PATIENT_OPERATIONS: &[&str] =
 
 /// Decides whether `identity` may run `route`.
 pub fn authorize(identity: &Identity, route: &Route) -> Result<Grant, Refusal> {
-    let confined = confinement(identity)?;
-    let grant = Grant { confined_to: confined.map(str::to_string) };
+    let context = confinement(identity)?;
     if matches!(route, Route::Capabilities) {
-        return Ok(grant);
+        return Ok(Grant { confined_to: None });
     }
     if route.resource_type() == Some("AuditEvent") {
         // No one may write it, whatever their role; a patch, which only changes what exists,
@@ -128,43 +172,72 @@ pub fn authorize(identity: &Identity, route: &Route) -> Result<Grant, Refusal> {
                 "the audit trail is append-only: AuditEvents cannot be written through the API",
             ));
         }
-        if !identity.role.reads_audit() {
+        if !reads_trail(identity) {
             return Err(Refusal::forbidden(
-                "only privacy officers and administrators may read the audit trail",
+                "only privacy officers and administrators, beyond any one patient's context, may read the audit trail",
             ));
         }
+        return Ok(Grant { confined_to: None });
     }
     if let Route::Operation { name, level, .. } = route
         && name == "disclosures"
     {
-        let own = matches!(level, Level::Instance(t, id) if t == "Patient" && confined == Some(id.as_str()));
-        if !identity.role.reads_audit() && !own {
+        let own = matches!(level, Level::Instance(t, id) if t == "Patient" && context == Some(id.as_str()));
+        if !reads_trail(identity) && !own {
             return Err(Refusal::forbidden(
                 "an accounting of disclosures is for the patient and the privacy office",
             ));
         }
-        return Ok(grant);
+        // The patient's own accounting shows only what concerns them.
+        return Ok(Grant { confined_to: (!reads_trail(identity)).then(|| id_of(level)) });
     }
-    if let Some(own) = confined {
-        confine(route, own)?;
+    if route.resource_type() == Some("Consent") && route.writes() && !writes_consent(identity) {
+        return Err(Refusal::forbidden(
+            "patients' consent directives are recorded by the privacy office (privacy-officer or admin role)",
+        ));
     }
+    let mut confined = identity.role == Role::Patient;
     for (interaction, resource_type) in needs(route) {
-        let permitted = match resource_type {
-            Some(t) => identity.scopes.permit(interaction, t),
-            None => {
-                identity.scopes.0.iter().any(|s| s.resource_type.is_none() && s.permits(interaction, "*"))
+        match reach(identity, interaction, resource_type.unwrap_or("*")) {
+            Reach::Everyone => {}
+            Reach::PatientInContext => confined = true,
+            Reach::No => {
+                return Err(Refusal::forbidden(format!(
+                    "the {} role's scopes do not permit {} on {}",
+                    identity.role.as_str(),
+                    route.interaction_code(),
+                    resource_type.unwrap_or("all resource types")
+                )));
             }
-        };
-        if !permitted {
-            return Err(Refusal::forbidden(format!(
-                "the {} role's scopes do not permit {} on {}",
-                identity.role.as_str(),
-                route.interaction_code(),
-                resource_type.unwrap_or("all resource types")
-            )));
         }
     }
-    Ok(grant)
+    let confined_to = match (confined, context) {
+        (true, Some(own)) => {
+            confine(route, own)?;
+            Some(own.to_string())
+        }
+        (true, None) => return Err(Refusal::forbidden("this token names no patient, so it opens no record")),
+        (false, _) => None,
+    };
+    Ok(Grant { confined_to })
+}
+
+fn id_of(level: &Level) -> String {
+    level.id().unwrap_or_default().to_string()
+}
+
+/// Whether `identity` may create resources of `resource_type` (an update of what does not
+/// exist creates it, and needs this too).
+pub fn may_create(identity: &Identity, resource_type: &str) -> bool {
+    reach(identity, Interaction::Create, resource_type) != Reach::No
+        && (resource_type != "Consent" || writes_consent(identity))
+        && resource_type != "AuditEvent"
+}
+
+/// Whether `identity` may search `resource_type` (a conditional create asks the store a
+/// search's question, and its answer shows).
+pub fn may_search(identity: &Identity, resource_type: &str) -> bool {
+    reach(identity, Interaction::Search, resource_type) != Reach::No
 }
 
 /// The interactions a route needs the scopes to permit, each on a type (`None`: on every
@@ -184,12 +257,16 @@ fn needs(route: &Route) -> Vec<(Interaction, Option<&str>)> {
         Route::History(Level::Type(t)) => vec![(Search, Some(t))],
         Route::History(Level::Instance(t, _)) => vec![(Read, Some(t))],
         Route::Create { resource_type } => vec![(Create, Some(resource_type))],
-        Route::Update { resource_type, .. }
-        | Route::ConditionalUpdate { resource_type }
-        | Route::Patch { resource_type, .. }
-        | Route::ConditionalPatch { resource_type } => vec![(Update, Some(resource_type))],
-        Route::Delete { resource_type, .. } | Route::ConditionalDelete { resource_type } => {
-            vec![(Delete, Some(resource_type))]
+        Route::Update { resource_type, .. } | Route::Patch { resource_type, .. } => {
+            vec![(Update, Some(resource_type))]
+        }
+        // A conditional write searches first, and what it does shows what the search found.
+        Route::ConditionalUpdate { resource_type } | Route::ConditionalPatch { resource_type } => {
+            vec![(Update, Some(resource_type)), (Search, Some(resource_type))]
+        }
+        Route::Delete { resource_type, .. } => vec![(Delete, Some(resource_type))],
+        Route::ConditionalDelete { resource_type } => {
+            vec![(Delete, Some(resource_type)), (Search, Some(resource_type))]
         }
         // Views flatten resources of any type.
         Route::ViewDefinitions | Route::ViewDefinition { .. } => vec![(Search, None)],
@@ -293,13 +370,13 @@ impl ResourceFacts {
         ResourceFacts { resource_type, id, compartment, mentioned, labels }
     }
 
-    /// The patients whose directives govern the resource: a Patient's own, else its
-    /// compartment's.
+    /// The patients whose directives govern the resource: a Patient's own, else every
+    /// patient its compartment holds or it names (also on another server's base).
     fn patients(&self) -> Vec<&str> {
         if self.resource_type == "Patient" {
             vec![self.id.as_str()]
         } else {
-            self.compartment.iter().map(String::as_str).collect()
+            self.compartment.iter().chain(&self.mentioned).map(String::as_str).collect()
         }
     }
 }
@@ -321,12 +398,14 @@ pub enum Sight {
     WithheldByConsent,
 }
 
-/// Whether `facts`' resource may go into an answer to `caller` under `grant`.
-pub fn sight(caller: &Caller, grant: &Grant, facts: &ResourceFacts, directives: &Directives) -> Sight {
-    if !may_read_type(&caller.identity, &facts.resource_type) {
+/// Whether `facts`' resource may go into an answer to `caller`.
+pub fn sight(caller: &Caller, facts: &ResourceFacts, directives: &Directives) -> Sight {
+    let identity = &caller.identity;
+    if !may_read_type(identity, &facts.resource_type) {
         return Sight::NotInScope;
     }
-    if let Some(own) = grant.confined_to.as_deref() {
+    if read_in_patient_context_only(identity, &facts.resource_type) {
+        let Some(own) = identity.patient.as_deref() else { return Sight::OtherPatient };
         let own_record = if facts.resource_type == "Patient" {
             facts.id == own
         } else if in_patient_compartment(&facts.resource_type) {
@@ -349,6 +428,28 @@ pub fn sight(caller: &Caller, grant: &Grant, facts: &ResourceFacts, directives: 
         return Sight::WithheldByConsent;
     }
     Sight::Shown
+}
+
+/// The patients whose directives withhold every resource of `resource_type` from `caller`
+/// (deny rules that name no security label): a search leaves their records out in the store
+/// itself, so that its filters, counts and `_has`/chains say nothing about what is withheld.
+/// Rules with labels are judged per resource ([`sight`]).
+pub fn withheld_patients<'d>(
+    caller: &Caller,
+    directives: &'d Directives,
+    resource_type: &str,
+) -> Vec<&'d str> {
+    if !caller.consent_bound() {
+        return Vec::new();
+    }
+    directives
+        .0
+        .iter()
+        .filter(|(_, rules)| {
+            rules.iter().any(|rule| rule.labels.is_empty() && rule.applies_to(caller, resource_type))
+        })
+        .map(|(patient, _)| patient.as_str())
+        .collect()
 }
 
 /// Views' rows and exports' files cannot be withheld resource by resource, so a caller bound
@@ -383,14 +484,44 @@ pub struct DenyRule {
 
 impl DenyRule {
     fn applies(&self, caller: &Caller, facts: &ResourceFacts) -> bool {
-        let actor = self.actors.is_empty()
-            || caller.identity.fhir_user.as_ref().is_some_and(|me| self.actors.contains(me));
-        let class = self.classes.is_empty() || self.classes.contains(&facts.resource_type);
         let label = self.labels.is_empty() || facts.labels.iter().any(|l| self.labels.contains(l));
+        label && self.applies_to(caller, &facts.resource_type)
+    }
+
+    /// Whether the rule binds `caller` for resources of `resource_type` (labels apart).
+    fn applies_to(&self, caller: &Caller, resource_type: &str) -> bool {
+        // The actor named relative or absolute (SMART's fhirUser is often a full URL): the
+        // same Practitioner either way.
+        let actor = self.actors.is_empty()
+            || caller
+                .identity
+                .fhir_user
+                .as_deref()
+                .map(local_reference)
+                .is_some_and(|me| self.actors.iter().any(|actor| local_reference(actor) == me));
+        let class = self.classes.is_empty() || self.classes.iter().any(|c| c == resource_type);
         let purpose = self.purposes.is_empty()
             || caller.purpose.as_deref().is_some_and(|p| self.purposes.iter().any(|x| x == p));
-        actor && class && label && purpose
+        actor && class && purpose
     }
+}
+
+/// `Type/id` of a reference written relative or absolute (`http://x/fhir/Practitioner/1`,
+/// with or without `/_history/n`).
+fn local_reference(reference: &str) -> &str {
+    let path = reference.split(['?', '#']).next().unwrap_or(reference);
+    let path = match path.find("/_history/") {
+        Some(at) => &path[..at],
+        None => path,
+    };
+    let mut cut = path.len();
+    for _ in 0..2 {
+        match path[..cut].rfind('/') {
+            Some(at) => cut = at,
+            None => return path,
+        }
+    }
+    &path[cut + 1..]
 }
 
 /// The deny rules of an active Consent (its provision and nested provisions of type deny).

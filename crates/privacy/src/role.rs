@@ -51,7 +51,9 @@ impl Role {
             Role::Clinician | Role::HimTechnician => "user/*.cruds",
             // Coders read the record and write the codes (Conditions, Claims, Encounters).
             Role::Coder => "user/*.rs user/Condition.cu user/Claim.cu user/Encounter.u",
-            Role::PrivacyOfficer | Role::Analyst => "user/*.rs",
+            // The privacy office also records patients' consent directives.
+            Role::PrivacyOfficer => "user/*.rs user/Consent.cud",
+            Role::Analyst => "user/*.rs",
             Role::Patient => "patient/*.rs",
             Role::Admin => "system/*.cruds",
         };

@@ -92,6 +92,15 @@ impl Scope {
         self.resource_type.as_deref().is_none_or(|t| t == resource_type)
             && self.permissions.contains(interaction.letter())
     }
+
+    /// [`Scope::permits`], where `*` asks for every type: only a `*` scope permits that.
+    fn permits_type(&self, interaction: Interaction, resource_type: &str) -> bool {
+        if resource_type == "*" {
+            self.resource_type.is_none() && self.permissions.contains(interaction.letter())
+        } else {
+            self.permits(interaction, resource_type)
+        }
+    }
 }
 
 fn is_in_order(letters: &str) -> bool {
@@ -123,6 +132,29 @@ impl Scopes {
     /// Whether every scope is limited to the patient in context.
     pub fn patient_only(&self) -> bool {
         !self.0.is_empty() && self.0.iter().all(|s| s.context == Context::Patient)
+    }
+
+    /// Whether some scope is limited to the patient in context (`patient/...`).
+    pub fn has_patient_scopes(&self) -> bool {
+        self.0.iter().any(|s| s.context == Context::Patient)
+    }
+
+    /// Whether some `user/` or `system/` scope permits `interaction` on `resource_type` (`*`:
+    /// on every type): access beyond any one patient's record.
+    pub fn permit_beyond_patient(&self, interaction: Interaction, resource_type: &str) -> bool {
+        self.0
+            .iter()
+            .filter(|s| s.context != Context::Patient)
+            .any(|s| s.permits_type(interaction, resource_type))
+    }
+
+    /// Whether some `patient/` scope permits `interaction` on `resource_type` (`*`: on every
+    /// type), within the patient in context.
+    pub fn permit_in_patient_context(&self, interaction: Interaction, resource_type: &str) -> bool {
+        self.0
+            .iter()
+            .filter(|s| s.context == Context::Patient)
+            .any(|s| s.permits_type(interaction, resource_type))
     }
 }
 

@@ -287,12 +287,21 @@ fn authenticate(
     Err(Box::new((why, response)))
 }
 
-/// Hands the request to the API; a large body is parsed off the async worker threads.
+/// Hands the request to the API. The API reads the store synchronously: a read by id takes
+/// microseconds and runs on the async worker, but anything that may take longer (a search, an
+/// operation, a Bundle, a large body) gives its worker thread up to the others first, so that
+/// two heavy requests cannot stall every other client on a two-core machine.
 async fn run(state: &AppState, request: &Request) -> api::Response {
-    if request.body.len() > LARGE_BODY_BYTES {
-        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(state.api.handle(request)))
-    } else {
+    let light = matches!(request.method, Some(Method::Get | Method::Head))
+        && request.query.is_empty()
+        && request.body.is_empty()
+        && !request.path.contains('$');
+    let multi_thread =
+        tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread;
+    if (light && request.body.len() <= LARGE_BODY_BYTES) || !multi_thread {
         state.api.handle(request).await
+    } else {
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(state.api.handle(request)))
     }
 }
 

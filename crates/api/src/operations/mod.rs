@@ -64,17 +64,34 @@ impl Api {
         }
         let body = if method == Method::Post { parameters::parse_body(&request.body)? } else { None };
         let inputs = Inputs::new(&request.query, body.as_ref())?;
-        // Reports and files over many records cannot withhold one resource of them.
-        if matches!(invocation.name, "run" | "export" | "coding-worklist") {
-            let patient = match invocation.level {
-                Level::Instance("Patient", id) => Some(id),
-                _ => inputs.get("patient").map(|p| p.trim_start_matches("Patient/")),
-            };
-            gate.bulk(patient)?;
+        // Reports and rows over many records cannot withhold one resource of them (an
+        // export checks each patient it will hold, once it knows them).
+        match invocation.name {
+            "run" => {
+                let patient = inputs.get("patient").map(|p| p.trim_start_matches("Patient/"));
+                gate.bulk(patient)?;
+                if let Some(patient) = patient {
+                    gate.touch(patient);
+                }
+            }
+            "coding-worklist" => gate.bulk(None)?,
+            _ => {}
         }
         match (invocation.name, invocation.level) {
             ("coding-edits", level) => {
                 inputs.only("coding-edits", &["resource"])?;
+                // The edits read the patient's other diagnoses from the record: all of it is
+                // theirs to withhold.
+                let resource = self.operation_resource(level, body.as_ref()).ok();
+                let patient = resource
+                    .as_ref()
+                    .and_then(fhir::patient_reference)
+                    .and_then(fhir::patient_id_of_reference)
+                    .map(str::to_string);
+                gate.bulk(patient.as_deref())?;
+                if let Some(patient) = &patient {
+                    gate.touch(patient);
+                }
                 self.coding_edits(level, body.as_ref())
             }
             ("data-quality", Level::System) => {
