@@ -216,16 +216,30 @@ impl Gate {
                 });
             }
         }
-        for patient in policy::withheld_patients(caller, &self.directives, resource_type) {
-            self.consent_excluded.store(true, std::sync::atomic::Ordering::Relaxed);
-            for key in &keys {
-                filters.push(Filter::Not {
-                    key: *key,
-                    any: vec![store::search::Condition::Reference {
-                        target_types: vec!["Patient".into()],
-                        target: patient.to_string(),
-                        url: false,
-                    }],
+        // A Patient is not in anyone's compartment by a reference: a directive on Patient
+        // resources is judged resource by resource.
+        if resource_type != "Patient" {
+            for exclusion in policy::exclusions(caller, &self.directives, resource_type) {
+                self.consent_excluded.store(true, std::sync::atomic::Ordering::Relaxed);
+                let labelled = (!exclusion.labels.is_empty())
+                    .then(|| fhir::search_parameters().get(resource_type, "_security"))
+                    .flatten()
+                    .map(|applied| {
+                        let codes = exclusion
+                            .labels
+                            .iter()
+                            .map(|code| store::search::Condition::Token {
+                                system: None,
+                                code: Some(code.to_string()),
+                            })
+                            .collect();
+                        (applied.key, codes)
+                    });
+                filters.push(Filter::Excluded {
+                    keys: keys.clone(),
+                    target_type: "Patient".into(),
+                    target_id: exclusion.patient.to_string(),
+                    labelled,
                 });
             }
         }
@@ -478,5 +492,107 @@ impl ConsentCache {
         if consent_written && let Ok(mut snapshot) = self.snapshot.write() {
             *snapshot = None;
         }
+    }
+}
+
+/// The store as one caller sees it: what an operation reads on their behalf (a coding edit's
+/// other diagnoses, a worklist's encounters) passes the same gate as what a read returns.
+/// Reads of what the caller may not see find nothing; searches are confined and their
+/// matches judged; writes go through unchanged (operations here only read).
+pub(crate) struct ViewedStore<'a> {
+    pub store: &'a dyn store::Store,
+    pub gate: &'a Gate,
+}
+
+impl ViewedStore<'_> {
+    fn visible(&self, record: &store::VersionRecord) -> bool {
+        record.body.as_deref().is_none_or(|body| self.gate.admit(&record.resource_type, body) == Sight::Shown)
+    }
+
+    fn keep(&self, records: Vec<store::VersionRecord>) -> Vec<store::VersionRecord> {
+        records.into_iter().filter(|record| self.visible(record)).collect()
+    }
+}
+
+impl store::Store for ViewedStore<'_> {
+    fn read(&self, resource_type: &str, id: &str) -> store::Result<Option<store::VersionRecord>> {
+        Ok(self.store.read(resource_type, id)?.filter(|record| self.visible(record)))
+    }
+
+    fn vread(
+        &self,
+        resource_type: &str,
+        id: &str,
+        version: u64,
+    ) -> store::Result<Option<store::VersionRecord>> {
+        Ok(self.store.vread(resource_type, id, version)?.filter(|record| self.visible(record)))
+    }
+
+    fn history(
+        &self,
+        scope: &store::HistoryScope,
+        query: &store::HistoryQuery,
+    ) -> store::Result<store::HistoryPage> {
+        let mut page = self.store.history(scope, query)?;
+        page.versions = self.keep(std::mem::take(&mut page.versions));
+        page.total = None;
+        Ok(page)
+    }
+
+    fn submit(&self, unit: store::WriteUnit) -> store::PendingWrite {
+        self.store.submit(unit)
+    }
+
+    fn count_live(&self) -> store::Result<u64> {
+        self.store.count_live()
+    }
+
+    fn scan_current(&self, visit: &mut store::ScanVisitor<'_>) -> store::Result<u64> {
+        self.store.scan_current(&mut |resource_type, id, body| {
+            if self.gate.admit(resource_type, body) == Sight::Shown {
+                visit(resource_type, id, body)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn scan_type(
+        &self,
+        resource_type: &str,
+        since: Option<i64>,
+        visit: &mut store::ScanVisitor<'_>,
+    ) -> store::Result<u64> {
+        self.store.scan_type(resource_type, since, &mut |resource_type, id, body| {
+            if self.gate.admit(resource_type, body) == Sight::Shown {
+                visit(resource_type, id, body)
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn search(&self, query: &SearchQuery) -> store::Result<store::SearchPage> {
+        let mut query = query.clone();
+        self.gate.confine(&mut query);
+        let mut page = self.store.search(&query)?;
+        page.matches = self.keep(std::mem::take(&mut page.matches));
+        Ok(page)
+    }
+
+    fn read_many(&self, identities: &[(String, String)]) -> store::Result<Vec<store::VersionRecord>> {
+        Ok(self.keep(self.store.read_many(identities)?))
+    }
+
+    fn referencing(
+        &self,
+        keys: &[fhir::search_parameters::ParamKey],
+        targets: &[(String, String)],
+    ) -> store::Result<Vec<store::VersionRecord>> {
+        Ok(self.keep(self.store.referencing(keys, targets)?))
+    }
+
+    fn reindex(&self) -> store::Result<u64> {
+        self.store.reindex()
     }
 }

@@ -389,7 +389,7 @@ impl Api {
                         gate.check_search(resource_type)?;
                         Ok(WriteOp::CreateIfNoneExist {
                             resource,
-                            query: self.conditional_query(resource_type, condition, base)?,
+                            query: self.conditional_query(gate, resource_type, condition, base)?,
                         })
                     }
                     (_, op) => Ok(op),
@@ -404,7 +404,7 @@ impl Api {
                 prepare_delete(resource_type, id, entry.if_match.as_deref())
             }
             Route::ConditionalUpdate { resource_type } => {
-                let query = self.conditional_query(resource_type, &entry.target.query, base)?;
+                let query = self.conditional_query(gate, resource_type, &entry.target.query, base)?;
                 self.check_update_creates(gate, resource_type, None, Some(&query))?;
                 let mut resource = require_resource(resource, resource_type)?;
                 let id_given = resource.id().is_some();
@@ -418,7 +418,7 @@ impl Api {
                 })
             }
             Route::ConditionalDelete { resource_type } => Ok(WriteOp::ConditionalDelete {
-                query: self.conditional_query(resource_type, &entry.target.query, base)?,
+                query: self.conditional_query(gate, resource_type, &entry.target.query, base)?,
             }),
             _ => Err(unsupported_entry(entry.method, &entry.target.path())),
         }
@@ -559,7 +559,7 @@ impl Api {
         for plan in &plans {
             let entry = &mut parsed[plan.index];
             if let Some(resource) = entry.resource.as_mut() {
-                self.resolve_bundle_references(resource, &identities, base)
+                self.resolve_bundle_references(resource, &identities, base, gate)
                     .map_err(|e| e.in_entry(plan.index))?;
             }
         }
@@ -691,7 +691,7 @@ impl Api {
                     return Ok(Some(plan(resource_type, new_id())));
                 };
                 gate.check_search(resource_type)?;
-                let query = self.conditional_query(resource_type, condition, base)?;
+                let query = self.conditional_query(gate, resource_type, condition, base)?;
                 let mut matches =
                     self.store.search(&store::SearchQuery { count: 2, ..query.clone() })?.matches;
                 match matches.len() {
@@ -720,7 +720,7 @@ impl Api {
             Route::ConditionalUpdate { resource_type } => {
                 let resource = entry.resource.as_ref().ok_or_else(|| missing_resource(resource_type))?;
                 check_type(resource, resource_type)?;
-                let query = self.conditional_query(resource_type, &entry.target.query, base)?;
+                let query = self.conditional_query(gate, resource_type, &entry.target.query, base)?;
                 self.check_update_creates(gate, resource_type, None, Some(&query))?;
                 let matches = self.store.search(&store::SearchQuery { count: 2, ..query.clone() })?.matches;
                 let id = match (matches.as_slice(), resource.id()) {
@@ -750,7 +750,7 @@ impl Api {
                 Ok(Some(PlannedWrite { condition: Some(query), ..plan(resource_type, id) }))
             }
             Route::ConditionalDelete { resource_type } => {
-                let query = self.conditional_query(resource_type, &entry.target.query, base)?;
+                let query = self.conditional_query(gate, resource_type, &entry.target.query, base)?;
                 let matches = self.store.search(&store::SearchQuery { count: 2, ..query.clone() })?.matches;
                 match matches.as_slice() {
                     [] => Ok(Some(PlannedWrite { nothing: true, ..plan(resource_type, String::new()) })),
@@ -822,6 +822,7 @@ impl Api {
         resource: &mut Resource,
         identities: &HashMap<String, String>,
         base: &str,
+        gate: &Gate,
     ) -> Result<(), ApiError> {
         resource.rewrite_references(&mut |reference| identities.get(reference).cloned());
         resource.rewrite_narratives(&mut |div| rewrite_urns_in_text(div, identities));
@@ -841,7 +842,7 @@ impl Api {
             if let Ok(fhir::ReferenceTarget::Conditional { resource_type, query }) =
                 fhir::parse_reference(site.reference)
             {
-                let matches = self.resolve_condition(resource_type, query, base).map_err(|mut e| {
+                let matches = self.resolve_condition(gate, resource_type, query, base).map_err(|mut e| {
                     for issue in &mut e.outcome.issues {
                         issue.expression = vec![site.path.clone()];
                     }

@@ -24,8 +24,9 @@ use crate::{Api, ApiError, Request, Response};
 /// The file in a job's directory naming the user who started it (not an NDJSON file, so
 /// never served).
 const OWNER_FILE: &str = "owner";
-/// The file in a job's directory listing the patients whose records it holds, one per line.
-const PATIENTS_FILE: &str = "patients";
+/// Beside each file of a job, the patients whose records it holds, one per line (not an NDJSON
+/// file, so never served).
+const PATIENTS_SUFFIX: &str = ".patients";
 /// Export jobs one user may have running at once.
 const JOBS_PER_USER: usize = 2;
 
@@ -65,20 +66,34 @@ impl Exports {
         Exports { dir, running: Mutex::new(HashMap::new()) }
     }
 
-    /// Refuses another job to a user who has [`JOBS_PER_USER`] running: each job is a thread
-    /// and files on disk.
-    fn admit(&self, user: &str) -> Result<(), ApiError> {
-        let running =
-            self.running.lock().map(|r| r.values().filter(|j| j.owner.as_deref() == Some(user)).count());
-        if running.unwrap_or(0) >= JOBS_PER_USER {
+    /// Records a job as running, unless its starter has [`JOBS_PER_USER`] running already
+    /// (each job is a thread and files on disk): counted and recorded under one lock, so that
+    /// kickoffs arriving together cannot all pass the count.
+    fn admit(&self, id: String, job: Job) -> Result<(), ApiError> {
+        let mut running =
+            self.running.lock().map_err(|_| ApiError::internal("the export jobs cannot be counted"))?;
+        if let Some(owner) = &job.owner
+            && running.values().filter(|j| j.owner.as_ref() == Some(owner)).count() >= JOBS_PER_USER
+        {
             return Err(ApiError::new(
                 429,
                 IssueType::Throttled,
                 format!("{JOBS_PER_USER} exports of yours are running; wait for one to finish or cancel one"),
             ));
         }
+        running.insert(id, job);
         Ok(())
     }
+}
+
+fn write_file_patients(
+    dir: &std::path::Path,
+    name: &str,
+    patients: &std::collections::BTreeSet<String>,
+) -> Result<(), String> {
+    let list: Vec<&str> = patients.iter().map(String::as_str).collect();
+    std::fs::write(dir.join(format!("{name}{PATIENTS_SUFFIX}")), list.join("\n"))
+        .map_err(|e| format!("cannot write the export: {e}"))
 }
 
 fn valid_job(job: &str) -> bool {
@@ -184,9 +199,6 @@ impl Api {
             }
             _ => gate.bulk(None)?,
         }
-        if let Some(user) = gate.user() {
-            self.exports.admit(user)?;
-        }
         if let ExportScope::Patients(patients) = &scope {
             for id in patients {
                 gate.touch(id);
@@ -212,18 +224,15 @@ impl Api {
             std::fs::write(job_dir.join(OWNER_FILE), user)
                 .map_err(|e| ApiError::internal(format!("cannot record the export's owner: {e}")))?;
         }
-        if let ExportScope::Patients(patients) = &scope {
-            std::fs::write(job_dir.join(PATIENTS_FILE), patients.join("\n"))
-                .map_err(|e| ApiError::internal(format!("cannot record the export's patients: {e}")))?;
-        }
         let state = Job {
             cancelled: Arc::new(AtomicBool::new(false)),
             exported: Arc::new(AtomicU64::new(0)),
             owner: gate.user().map(str::to_string),
         };
         let (cancelled, exported) = (state.cancelled.clone(), state.exported.clone());
-        if let Ok(mut running) = self.exports.running.lock() {
-            running.insert(job.clone(), state);
+        if let Err(refused) = self.exports.admit(job.clone(), state) {
+            let _ = std::fs::remove_dir_all(&job_dir);
+            return Err(refused);
         }
         let api = self.clone();
         let base = request.base.clone();
@@ -291,6 +300,9 @@ impl Api {
         let mut outputs = Vec::new();
         let mut open: Option<(String, u32, u64, std::io::BufWriter<std::fs::File>)> = None;
         let mut files_per_type: HashMap<String, u32> = HashMap::new();
+        // The patients each file holds records of: whoever fetches it is on their accounting
+        // of disclosures.
+        let mut file_patients: std::collections::BTreeSet<String> = Default::default();
         let mut emit = |resource_type: &str,
                         body: &[u8],
                         outputs: &mut Vec<(String, String, u64)>|
@@ -302,7 +314,9 @@ impl Api {
             if switch {
                 if let Some((current, number, count, mut writer)) = open.take() {
                     writer.flush().map_err(|e| e.to_string())?;
-                    outputs.push((current.clone(), format!("{current}-{number}.ndjson"), count));
+                    let name = format!("{current}-{number}.ndjson");
+                    write_file_patients(dir, &name, &std::mem::take(&mut file_patients))?;
+                    outputs.push((current.clone(), name, count));
                 }
                 let number = files_per_type.entry(resource_type.to_string()).or_default();
                 *number += 1;
@@ -317,6 +331,7 @@ impl Api {
                     .map_err(|e| format!("cannot write the export: {e}"))?;
                 *count += 1;
             }
+            file_patients.extend(crate::access::patients_in_stored(body));
             exported.fetch_add(1, Ordering::Relaxed);
             if cancelled.load(Ordering::Relaxed) { Err("the export was cancelled".into()) } else { Ok(()) }
         };
@@ -368,7 +383,9 @@ impl Api {
         }
         if let Some((current, number, count, mut writer)) = open.take() {
             writer.flush().map_err(|e| e.to_string())?;
-            outputs.push((current.clone(), format!("{current}-{number}.ndjson"), count));
+            let name = format!("{current}-{number}.ndjson");
+            write_file_patients(dir, &name, &file_patients)?;
+            outputs.push((current.clone(), name, count));
         }
         Ok(outputs)
     }
@@ -388,10 +405,13 @@ impl Api {
         std::fs::read_to_string(dir.join(OWNER_FILE)).ok()
     }
 
-    /// The patients whose records an export holds, when it was started for some.
-    pub(crate) fn export_patients(&self, job: &str) -> Vec<String> {
+    /// The patients whose records an export file holds.
+    pub(crate) fn export_file_patients(&self, job: &str, file: &str) -> Vec<String> {
         let Ok(dir) = self.job_dir(job) else { return Vec::new() };
-        std::fs::read_to_string(dir.join(PATIENTS_FILE))
+        if !valid_file(file) {
+            return Vec::new();
+        }
+        std::fs::read_to_string(dir.join(format!("{file}{PATIENTS_SUFFIX}")))
             .map(|text| text.lines().map(str::to_string).collect())
             .unwrap_or_default()
     }

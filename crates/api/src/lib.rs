@@ -279,7 +279,7 @@ impl Api {
             Route::ExportFile { job, file } => {
                 gate.follow_export(self.export_owner(job).as_deref())?;
                 let response = self.export_file(job, file)?;
-                for patient in self.export_patients(job) {
+                for patient in self.export_file_patients(job, file) {
                     gate.touch(&patient);
                 }
                 Ok(response)

@@ -1241,11 +1241,12 @@ impl Api {
     /// conditional operations inside Bundles: `Ok(None)` when nothing matches.
     pub(crate) fn resolve_condition(
         &self,
+        gate: &Gate,
         resource_type: &str,
         query: &str,
         base: &str,
     ) -> Result<Vec<VersionRecord>, ApiError> {
-        let query = self.conditional_query(resource_type, query, base)?;
+        let query = self.conditional_query(gate, resource_type, query, base)?;
         Ok(self.store.search(&SearchQuery { count: 2, ..query })?.matches)
     }
 
@@ -1253,6 +1254,7 @@ impl Api {
     /// could match, and change, resources the client did not mean).
     pub(crate) fn conditional_query(
         &self,
+        gate: &Gate,
         resource_type: &str,
         query: &str,
         base: &str,
@@ -1286,7 +1288,11 @@ impl Api {
                 "a conditional operation needs search parameters",
             ));
         }
-        Ok(parsed.query)
+        // The condition finds only what the caller may see: a write addressed by search
+        // neither changes nor reveals a record withheld from them.
+        let mut query = parsed.query;
+        gate.confine(&mut query);
+        Ok(query)
     }
 }
 

@@ -238,7 +238,7 @@ impl Api {
         let op = match &request.if_none_exist {
             Some(condition) => {
                 gate.check_search(resource_type)?;
-                let query = self.conditional_query(resource_type, condition, &request.base)?;
+                let query = self.conditional_query(gate, resource_type, condition, &request.base)?;
                 match prepare_create(resource, &new_id(), Validation::Enforce)? {
                     WriteOp::Create(resource) => WriteOp::CreateIfNoneExist { resource, query },
                     other => other,
@@ -257,7 +257,7 @@ impl Api {
         gate: &Gate,
         resource_type: &str,
     ) -> Result<Response, ApiError> {
-        let query = self.conditional_query(resource_type, &request.query, &request.base)?;
+        let query = self.conditional_query(gate, resource_type, &request.query, &request.base)?;
         self.check_update_creates(gate, resource_type, None, Some(&query))?;
         let mut resource = parse_body(&request.body, resource_type, &request.base)?;
         let id_given = resource.id().is_some();
@@ -277,7 +277,7 @@ impl Api {
         gate: &Gate,
         resource_type: &str,
     ) -> Result<Response, ApiError> {
-        let query = self.conditional_query(resource_type, &request.query, &request.base)?;
+        let query = self.conditional_query(gate, resource_type, &request.query, &request.base)?;
         let written = self.commit_one(WriteOp::ConditionalDelete { query }).await?;
         Ok(complete(&request.base, written, preference(request), gate))
     }

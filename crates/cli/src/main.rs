@@ -81,7 +81,7 @@ enum Command {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum SyncMode {
+pub(crate) enum SyncMode {
     /// Commits survive power loss (fsync on every group commit).
     Full,
     /// Commits survive a killed process; the last ones may be lost on power loss.

@@ -42,6 +42,9 @@ pub struct MixedArgs {
     /// Leave the server running for the whole load.
     #[arg(long, conflicts_with = "kill_at")]
     no_kill: bool,
+    /// The server's --sync (default: serve's, full); the audit trail is synced as the store is.
+    #[arg(long, value_enum)]
+    pub sync: Option<crate::SyncMode>,
     /// The server's --audit-durability.
     #[arg(long, value_enum, default_value = "strict")]
     audit_durability: AuditDurability,
@@ -126,7 +129,12 @@ struct Server {
 impl Server {
     /// Starts `chartroom serve` on a free port over `data`, its stderr appended to `log`, and
     /// waits for the banner that says where it listens.
-    fn start(data: &Path, durability: AuditDurability, log: &Path) -> Result<Server> {
+    fn start(
+        data: &Path,
+        durability: AuditDurability,
+        sync: Option<crate::SyncMode>,
+        log: &Path,
+    ) -> Result<Server> {
         let exe = std::env::current_exe().context("cannot find the chartroom binary")?;
         let stderr = File::options()
             .create(true)
@@ -138,6 +146,11 @@ impl Server {
             .arg("--data")
             .arg(data)
             .args(["--port", "0", "--audit-durability", durability.as_str()])
+            .args(match sync {
+                Some(crate::SyncMode::Normal) => &["--sync", "normal"][..],
+                Some(crate::SyncMode::Full) => &["--sync", "full"][..],
+                None => &[][..],
+            })
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -795,7 +808,7 @@ fn mixed(args: &MixedArgs) -> Result<ExitCode> {
     let work = WorkDir::new(args.work.clone(), "mixed")?;
     let population = prepare_population(&work.path, args.patients)?;
     let log = work.path.join("serve.log");
-    let mut server = Server::start(&population.data, args.audit_durability, &log)?;
+    let mut server = Server::start(&population.data, args.audit_durability, args.sync, &log)?;
     println!(
         "population: {} patients, {} resources; {} clients, {}% writes, {seconds} s, audit {}, {}",
         population.patients,
@@ -872,7 +885,7 @@ fn kill_and_restart(
     sleep_until(shared.started + Duration::from_secs(at));
     let killed = Instant::now();
     server.kill()?;
-    *server = Server::start(&population.data, args.audit_durability, log)?;
+    *server = Server::start(&population.data, args.audit_durability, args.sync, log)?;
     let down = killed.elapsed();
     *shared.address.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = server.address;
     println!(
@@ -1377,7 +1390,7 @@ fn read_cost(args: &MixedArgs) -> Result<ExitCode> {
     let mut rounds: [Vec<ReadRound>; 2] = [Vec::new(), Vec::new()];
     for _ in 0..args.rounds.max(1) {
         for (slot, durability) in durabilities.iter().enumerate() {
-            let mut server = Server::start(&population.data, *durability, &log)?;
+            let mut server = Server::start(&population.data, *durability, args.sync, &log)?;
             // Warm the page cache and the token cache; not measured.
             measure_reads(server.address, &population, connections, Duration::from_secs(2))?;
             let round =

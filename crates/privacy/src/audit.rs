@@ -70,6 +70,8 @@ const KEY_FILE: &str = "audit.key";
 /// Entries indexed per transaction while catching up, so the appending writer (or a search)
 /// never waits long for the other.
 const INDEX_CHUNK: i64 = 2_000;
+/// Entries indexed per transaction between commits under strict durability.
+const STRICT_INDEX_CHUNK: i64 = 64;
 /// How long the writer gathers entries into one commit.
 const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(20);
 const HEAD_FILE: &str = "audit.head";
@@ -360,12 +362,12 @@ fn set_indexed_through(connection: &Connection, seq: i64) -> Result<(), Error> {
 /// Indexes the entries written without an index (by a version before it, while the writer
 /// was busy appending, or when the index rows of the last entries were removed), in chunks.
 fn catch_up(connection: &Connection) -> Result<(), Error> {
-    while index_chunk(connection)? {}
+    while index_chunk(connection, INDEX_CHUNK)? {}
     Ok(())
 }
 
-/// Indexes up to [`INDEX_CHUNK`] of the entries not yet indexed; says whether any remain.
-fn index_chunk(connection: &Connection) -> Result<bool, Error> {
+/// Indexes up to `chunk` of the entries not yet indexed; says whether any remain.
+fn index_chunk(connection: &Connection, chunk: i64) -> Result<bool, Error> {
     let last = || -> Result<i64, Error> {
         Ok(connection.query_row("SELECT coalesce(max(seq), 0) FROM audit", [], |r| r.get(0))?)
     };
@@ -377,7 +379,7 @@ fn index_chunk(connection: &Connection) -> Result<bool, Error> {
     let transaction =
         rusqlite::Transaction::new_unchecked(connection, rusqlite::TransactionBehavior::Immediate)?;
     let from = indexed_through(&transaction)?;
-    let through = last()?.min(from + INDEX_CHUNK);
+    let through = last()?.min(from + chunk);
     {
         let mut statement = transaction.prepare_cached(
             "SELECT seq, recorded, event FROM audit WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
@@ -864,6 +866,12 @@ fn write_loop(
     let mut anchored_seq = -1;
     // An access that arrived while the writer looked for idle time to index.
     let mut carried = None;
+    // Under strict durability someone may be waiting for the next commit at any moment: the
+    // index is caught up in small steps between commits, so none waits behind a long one.
+    let idle_chunk = match durability {
+        Durability::Strict => STRICT_INDEX_CHUNK,
+        Durability::Fast => INDEX_CHUNK,
+    };
     loop {
         let first = match carried.take() {
             Some(message) => message,
@@ -948,7 +956,7 @@ fn write_loop(
                     break;
                 }
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
-                Err(std::sync::mpsc::TryRecvError::Empty) => match index_chunk(&connection) {
+                Err(std::sync::mpsc::TryRecvError::Empty) => match index_chunk(&connection, idle_chunk) {
                     Ok(true) => continue,
                     Ok(false) => break,
                     Err(error) => {

@@ -430,25 +430,56 @@ pub fn sight(caller: &Caller, facts: &ResourceFacts, directives: &Directives) ->
     Sight::Shown
 }
 
-/// The patients whose directives withhold every resource of `resource_type` from `caller`
-/// (deny rules that name no security label): a search leaves their records out in the store
-/// itself, so that its filters, counts and `_has`/chains say nothing about what is withheld.
-/// Rules with labels are judged per resource ([`sight`]).
+/// What a patient's directives withhold from `caller` among resources of one type: all of
+/// them (`labels` empty), or those carrying one of `labels`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Exclusion<'d> {
+    pub patient: &'d str,
+    pub labels: Vec<&'d str>,
+}
+
+/// What the directives withhold from `caller` among resources of `resource_type`, patient by
+/// patient: a search leaves it out in the store itself, so that its filters, counts and
+/// `_has`/chains say nothing about what is withheld ([`sight`] judges each resource too).
+pub fn exclusions<'d>(
+    caller: &Caller,
+    directives: &'d Directives,
+    resource_type: &str,
+) -> Vec<Exclusion<'d>> {
+    if !caller.consent_bound() {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    for (patient, rules) in &directives.0 {
+        let applying: Vec<&DenyRule> =
+            rules.iter().filter(|rule| rule.applies_to(caller, resource_type)).collect();
+        if applying.is_empty() {
+            continue;
+        }
+        if applying.iter().any(|rule| rule.labels.is_empty()) {
+            found.push(Exclusion { patient: patient.as_str(), labels: Vec::new() });
+        } else {
+            let mut labels: Vec<&str> =
+                applying.iter().flat_map(|rule| rule.labels.iter().map(String::as_str)).collect();
+            labels.sort_unstable();
+            labels.dedup();
+            found.push(Exclusion { patient: patient.as_str(), labels });
+        }
+    }
+    found.sort_by_key(|exclusion| exclusion.patient);
+    found
+}
+
+/// The patients whose directives withhold every resource of `resource_type` from `caller`.
 pub fn withheld_patients<'d>(
     caller: &Caller,
     directives: &'d Directives,
     resource_type: &str,
 ) -> Vec<&'d str> {
-    if !caller.consent_bound() {
-        return Vec::new();
-    }
-    directives
-        .0
-        .iter()
-        .filter(|(_, rules)| {
-            rules.iter().any(|rule| rule.labels.is_empty() && rule.applies_to(caller, resource_type))
-        })
-        .map(|(patient, _)| patient.as_str())
+    exclusions(caller, directives, resource_type)
+        .into_iter()
+        .filter(|e| e.labels.is_empty())
+        .map(|e| e.patient)
         .collect()
 }
 

@@ -151,6 +151,15 @@ pub enum Filter {
     Has { source_type: String, key: ParamKey, filters: Vec<Filter> },
     /// In the compartment of `target_type/target_id`: references it through one of `keys`.
     Compartment { keys: Vec<ParamKey>, target_type: String, target_id: String },
+    /// Not in the compartment of `target_type/target_id` (through `keys`); with `labelled`,
+    /// only those of its resources are excluded that carry one of the codes of that token
+    /// parameter (`_security`). What the access policy withholds, left out in the store.
+    Excluded {
+        keys: Vec<ParamKey>,
+        target_type: String,
+        target_id: String,
+        labelled: Option<(ParamKey, Vec<Condition>)>,
+    },
 }
 
 /// A sort key.
@@ -848,7 +857,7 @@ fn driver_rank(filter: &Filter) -> u8 {
         Filter::Compartment { .. } => 1,
         Filter::Param { .. } | Filter::Chain { .. } | Filter::Has { .. } => 2,
         Filter::AnyOf(_) | Filter::LastUpdated(_) => 3,
-        Filter::Not { .. } | Filter::Missing { .. } => u8::MAX,
+        Filter::Not { .. } | Filter::Missing { .. } | Filter::Excluded { .. } => u8::MAX,
     }
 }
 
@@ -943,7 +952,7 @@ fn filter_set(sql: &mut Sql, resource_type: &str, filter: &Filter) -> bool {
             sql.push(" AND x.target = ");
             sql.bind(target_id.clone());
         }
-        Filter::Not { .. } | Filter::Missing { .. } => return false,
+        Filter::Not { .. } | Filter::Missing { .. } | Filter::Excluded { .. } => return false,
     }
     true
 }
@@ -963,6 +972,28 @@ fn filter_check(sql: &mut Sql, resource_type: &str, filter: &Filter) {
         Filter::Not { key, any } => {
             sql.push("r.rkey NOT IN (");
             conditions_set(sql, *key, any);
+            sql.push(")");
+        }
+        Filter::Excluded { keys, target_type, target_id, labelled } => {
+            sql.push("r.rkey NOT IN (SELECT e.rkey FROM idx_reference e WHERE e.param IN (");
+            for (i, key) in keys.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.bind(i64::from(*key));
+            }
+            if keys.is_empty() {
+                sql.push("NULL");
+            }
+            sql.push(") AND e.target_type = ");
+            sql.bind(target_type.clone());
+            sql.push(" AND e.target = ");
+            sql.bind(target_id.clone());
+            if let Some((key, any)) = labelled {
+                sql.push(" AND e.rkey IN (");
+                conditions_set(sql, *key, any);
+                sql.push(")");
+            }
             sql.push(")");
         }
         Filter::Missing { key, kind, missing } => {

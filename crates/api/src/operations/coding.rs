@@ -5,6 +5,7 @@ use serde_json::{Value as Json, json};
 use terminology::suggest::{Demographics, Suggester};
 
 use super::{Inputs, Level, json_response};
+use crate::access::{Gate, ViewedStore};
 use crate::{Api, ApiError, Response};
 
 /// The code system of the edit identifiers in `OperationOutcome.issue.details`.
@@ -51,7 +52,12 @@ fn edit_issue(edit: &coding::Edit) -> Json {
 impl Api {
     /// `[type]/[id]/$coding-edits` (a stored record) or `POST [type]/$coding-edits` (a record
     /// in the body, checked against what the store knows about its patient and encounter).
-    pub(crate) fn coding_edits(&self, level: Level<'_>, body: Option<&Json>) -> Result<Response, ApiError> {
+    pub(crate) fn coding_edits(
+        &self,
+        level: Level<'_>,
+        body: Option<&Json>,
+        gate: &Gate,
+    ) -> Result<Response, ApiError> {
         if level == Level::System {
             return Err(ApiError::bad_request(
                 IssueType::NotSupported,
@@ -59,15 +65,19 @@ impl Api {
             ));
         }
         let resource = self.operation_resource(level, body)?;
-        let edits = coding::edits_for(self.store.as_ref(), &resource).map_err(coding_error)?;
+        // The patient's other diagnoses and the records referred to are read as the caller
+        // sees them.
+        let viewed = ViewedStore { store: self.store.as_ref(), gate };
+        let edits = coding::edits_for(&viewed, &resource).map_err(coding_error)?;
         Ok(json_response(&edits_outcome(&edits)))
     }
 
     /// `Encounter/$coding-worklist`: finished encounters needing a coder, oldest discharge
     /// first, as a Parameters resource with one `encounter` part per item.
-    pub(crate) fn coding_worklist(&self, inputs: &Inputs) -> Result<Response, ApiError> {
+    pub(crate) fn coding_worklist(&self, inputs: &Inputs, gate: &Gate) -> Result<Response, ApiError> {
         let limit = inputs.whole_number("_count")?.unwrap_or(self.config.default_page_size);
-        let items = coding::worklist(self.store.as_ref(), Some(limit)).map_err(coding_error)?;
+        let viewed = ViewedStore { store: self.store.as_ref(), gate };
+        let items = coding::worklist(&viewed, Some(limit)).map_err(coding_error)?;
         let parameters: Vec<Json> = items.iter().map(worklist_parameter).collect();
         Ok(json_response(&json!({"resourceType": "Parameters", "parameter": parameters})))
     }
@@ -79,6 +89,7 @@ impl Api {
         level: Level<'_>,
         inputs: &Inputs,
         body: Option<&Json>,
+        gate: &Gate,
     ) -> Result<Response, ApiError> {
         let limit = inputs.whole_number("count")?.unwrap_or(10).clamp(1, MOST_SUGGESTIONS);
         let stored;
@@ -95,7 +106,7 @@ impl Api {
             _ => inputs.resource("document"),
         };
         let text = match document {
-            Some(document) => document_text(self, document)?,
+            Some(document) => document_text(self, document, gate)?,
             None => inputs.get("text").map(str::to_string).ok_or_else(|| {
                 ApiError::bad_request(
                     IssueType::Required,
@@ -191,7 +202,7 @@ fn worklist_parameter(item: &coding::WorklistItem) -> Json {
 
 /// The text of a DocumentReference's text attachments: inline `data` (base64) or a `Binary`
 /// on this server.
-fn document_text(api: &Api, document: &Json) -> Result<String, ApiError> {
+fn document_text(api: &Api, document: &Json, gate: &Gate) -> Result<String, ApiError> {
     let mut text = String::new();
     let mut kinds = Vec::new();
     for (i, content) in document.get("content").and_then(Json::as_array).into_iter().flatten().enumerate() {
@@ -207,7 +218,7 @@ fn document_text(api: &Api, document: &Json) -> Result<String, ApiError> {
         } else if let Some(url) = attachment.get("url").and_then(Json::as_str)
             && let Some(id) = url.strip_prefix("Binary/")
         {
-            let binary = api.read_live("Binary", id).map_err(|error| {
+            let binary = api.read_live_as("Binary", id, gate).map_err(|error| {
                 ApiError::at(400, IssueType::NotFound, error.message(), format!("{location}.url"))
             })?;
             binary.get("data").and_then(Json::as_str).unwrap_or("").to_string()

@@ -66,16 +66,12 @@ impl Api {
         let inputs = Inputs::new(&request.query, body.as_ref())?;
         // Reports and rows over many records cannot withhold one resource of them (an
         // export checks each patient it will hold, once it knows them).
-        match invocation.name {
-            "run" => {
-                let patient = inputs.get("patient").map(|p| p.trim_start_matches("Patient/"));
-                gate.bulk(patient)?;
-                if let Some(patient) = patient {
-                    gate.touch(patient);
-                }
+        if invocation.name == "run" {
+            let patient = inputs.get("patient").map(|p| p.trim_start_matches("Patient/"));
+            gate.bulk(patient)?;
+            if let Some(patient) = patient {
+                gate.touch(patient);
             }
-            "coding-worklist" => gate.bulk(None)?,
-            _ => {}
         }
         match (invocation.name, invocation.level) {
             ("coding-edits", level) => {
@@ -92,7 +88,7 @@ impl Api {
                 if let Some(patient) = &patient {
                     gate.touch(patient);
                 }
-                self.coding_edits(level, body.as_ref())
+                self.coding_edits(level, body.as_ref(), gate)
             }
             ("data-quality", Level::System) => {
                 inputs.only("data-quality", &[])?;
@@ -107,7 +103,7 @@ impl Api {
             }
             ("coding-worklist", Level::System | Level::Type("Encounter")) => {
                 inputs.only("coding-worklist", &["_count"])?;
-                self.coding_worklist(&inputs)
+                self.coding_worklist(&inputs, gate)
             }
             ("export", Level::System) => {
                 self.export_kickoff(request, gate, crate::export::ExportScope::System, &inputs)
@@ -142,7 +138,7 @@ impl Api {
                 Level::System | Level::Type("DocumentReference") | Level::Instance("DocumentReference", _),
             ) => {
                 inputs.only("suggest-codes", &["text", "count", "document"])?;
-                self.suggest_codes(invocation.level, &inputs, body.as_ref())
+                self.suggest_codes(invocation.level, &inputs, body.as_ref(), gate)
             }
             (
                 "lookup" | "subsumes" | "validate-code",
@@ -217,6 +213,15 @@ impl Api {
             ));
         }
         Ok(resource.clone())
+    }
+
+    /// [`Api::read_live`], as the caller may see it (a resource an operation follows from
+    /// another).
+    pub(crate) fn read_live_as(&self, resource_type: &str, id: &str, gate: &Gate) -> Result<Json, ApiError> {
+        if let Some(record) = self.store.read(resource_type, id)? {
+            self.admit_version(gate, &record)?;
+        }
+        self.read_live(resource_type, id)
     }
 
     /// Reads a live resource for an instance-level operation.
