@@ -87,6 +87,21 @@ pub fn run_audit(args: AuditArgs) -> Result<ExitCode> {
             for problem in &result.problems {
                 println!("{problem}");
             }
+            // Not tampering, but what the privacy office should know of: runs that ended
+            // without closing the trail (under fast durability their last moments may lack
+            // entries).
+            let unclean = privacy::audit::entries(&store.data)?
+                .into_iter()
+                .filter(|(_, _, access)| {
+                    access.interaction == privacy::audit::UNCLEAN_SHUTDOWN && access.user == "chartroom"
+                })
+                .collect::<Vec<_>>();
+            for (seq, recorded, access) in &unclean {
+                println!(
+                    "note: entry {seq} ({recorded}): {}",
+                    access.outcome_text.as_deref().unwrap_or("a run ended without closing the trail")
+                );
+            }
             println!(
                 "{} entries checked: {}",
                 result.entries,
