@@ -40,7 +40,7 @@ pub fn find_view(name: &str, views_dir: Option<&Path>) -> Result<NamedView, ApiE
     if let Some(builtin) = sof::builtin::get(name) {
         let definition = fhir::parse_json(builtin.json().as_bytes())
             .map_err(|e| ApiError::internal(format!("the built-in view {name} does not parse: {e}")))?;
-        let view = ViewDefinition::from_json(&definition).map_err(invalid_view)?;
+        let view = view_definition(&definition).map_err(invalid_view)?;
         return Ok(NamedView { name: name.to_string(), definition, view, builtin: true });
     }
     let unknown =
@@ -52,7 +52,7 @@ pub fn find_view(name: &str, views_dir: Option<&Path>) -> Result<NamedView, ApiE
     let bytes = std::fs::read(&path).map_err(|_| unknown())?;
     let definition = fhir::parse_json(&bytes)
         .map_err(|e| ApiError::internal(format!("the saved view {} does not parse: {e}", path.display())))?;
-    let view = ViewDefinition::from_json(&definition)
+    let view = view_definition(&definition)
         .map_err(|e| ApiError::internal(format!("the saved view {} is not valid: {e}", path.display())))?;
     Ok(NamedView { name: name.to_string(), definition, view, builtin: false })
 }
@@ -120,6 +120,12 @@ pub(crate) fn about_patient(resource_type: &str, resource: &Json, patient: &str)
 
 /// Runs `view` over the store's current resources of its type and writes the rows to `out`
 /// in `format`; returns the writer and what was flattened.
+/// A ViewDefinition as this server runs it: checked, with `memberOf()` answered by the
+/// built-in terminology.
+pub fn view_definition(json: &serde_json::Value) -> Result<ViewDefinition, sof::Error> {
+    Ok(ViewDefinition::from_json(json)?.with_value_sets(&validation::TERMINOLOGY))
+}
+
 pub fn run_view<W: Write + Send>(
     store: &dyn Store,
     view: &ViewDefinition,

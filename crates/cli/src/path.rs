@@ -51,6 +51,7 @@ pub fn run(args: FhirpathArgs) -> Result<ExitCode> {
     let env = Environment {
         strict: args.strict,
         resolver: resolver.as_ref().map(|r| r as &dyn fhirpath::Resolver),
+        value_sets: Some(&validation::TERMINOLOGY),
         ..Environment::default()
     };
     match expression.evaluate(&input, &env) {

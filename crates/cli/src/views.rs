@@ -92,7 +92,7 @@ fn resolve_view(spec: &str, data: Option<&Path>) -> Result<ViewDefinition> {
     if path.is_file() || spec.ends_with(".json") {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {spec}"))?;
         let json = fhir::parse_json(&bytes).map_err(|e| anyhow!("{spec}: {e}"))?;
-        return ViewDefinition::from_json(&json).map_err(|e| anyhow!("{spec}: {e}"));
+        return api::analytics::view_definition(&json).map_err(|e| anyhow!("{spec}: {e}"));
     }
     let dir = data.map(views_dir);
     find_view(spec, dir.as_deref()).map(|named| named.view).map_err(|e| anyhow!("{}", e.message()))
@@ -156,7 +156,8 @@ pub fn run(args: ViewArgs) -> Result<ExitCode> {
         ViewCommand::Save { file, data, name } => {
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let json = fhir::parse_json(&bytes).map_err(|e| anyhow!("{}: {e}", file.display()))?;
-            let view = ViewDefinition::from_json(&json).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let view =
+                api::analytics::view_definition(&json).map_err(|e| anyhow!("{}: {e}", file.display()))?;
             let name = name
                 .or_else(|| view.name().map(str::to_string))
                 .ok_or_else(|| anyhow!("the view has no name; give --name"))?;

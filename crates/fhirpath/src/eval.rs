@@ -26,6 +26,16 @@ pub trait Resolver<'a> {
 /// Receives `trace()` output: the name and the traced collection.
 pub type TraceSink<'a> = dyn Fn(&str, &Collection<'a>) + Sync;
 
+/// The value sets `memberOf()` asks about: the caller's terminology (the language knows none
+/// of its own). Without one, membership is unknown and `memberOf()` is empty, as the
+/// specification says for a value set the evaluator cannot use.
+pub trait ValueSets: Sync {
+    /// Whether `system|code` is in value set `url`; `None` when that is unknown.
+    fn contains(&self, url: &str, system: &str, code: &str) -> Option<bool>;
+    /// Every (system, code) of value set `url`; `None` when it cannot be expanded.
+    fn codes(&self, url: &str) -> Option<Vec<(String, String)>>;
+}
+
 /// Everything an evaluation can see besides its input.
 pub struct Environment<'a> {
     /// `%resource` / `%rootResource` / `%context` default to the input; set to give
@@ -43,6 +53,8 @@ pub struct Environment<'a> {
     pub trace: Option<&'a TraceSink<'a>>,
     /// The instant `now()`/`today()` report; fixed for the whole evaluation.
     pub now: DateTime,
+    /// What `memberOf()` asks.
+    pub value_sets: Option<&'a dyn ValueSets>,
 }
 
 impl Default for Environment<'_> {
@@ -57,6 +69,7 @@ impl Default for Environment<'_> {
             strict: false,
             trace: None,
             now,
+            value_sets: None,
         }
     }
 }

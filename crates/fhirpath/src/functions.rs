@@ -615,7 +615,8 @@ impl<'a> Evaluator<'a, '_> {
                     return Ok(Vec::new());
                 };
                 let [item] = input.as_slice() else { return Ok(Vec::new()) };
-                Ok(member_of(item, &url).map(Value::Boolean).into_iter().collect())
+                let Some(value_sets) = self.env.value_sets else { return Ok(Vec::new()) };
+                Ok(member_of(value_sets, item, &url).map(Value::Boolean).into_iter().collect())
             }
             ConformsTo => {
                 let Some(url) = self.string_argument(&args[0], focus, frame, "conformsTo()")? else {
@@ -1019,14 +1020,13 @@ fn convert_quantity(quantity: &Quantity, unit: &str) -> Option<Quantity> {
 }
 
 /// `memberOf()` on one item: a code, Coding or CodeableConcept against a value set of the
-/// built-in terminology. Empty when the value set or the answer is unknown, as the
+/// caller's terminology. Empty when the value set or the answer is unknown, as the
 /// specification asks.
-fn member_of(item: &Value<'_>, url: &str) -> Option<bool> {
-    let terminology = terminology::Terminology::get();
+fn member_of(value_sets: &dyn crate::eval::ValueSets, item: &Value<'_>, url: &str) -> Option<bool> {
     let coding_member = |coding: &Json| -> Option<bool> {
         let system = coding.get("system")?.as_str()?;
         let code = coding.get("code")?.as_str()?;
-        terminology.validate(url, system, code).ok()
+        value_sets.contains(url, system, code)
     };
     match item {
         Value::Node(node) => {
@@ -1044,18 +1044,18 @@ fn member_of(item: &Value<'_>, url: &str) -> Option<bool> {
                         None
                     }
                 }
-                _ => plain_code_member(json.as_str()?, url),
+                _ => plain_code_member(value_sets, json.as_str()?, url),
             }
         }
-        Value::String(code) => plain_code_member(code, url),
+        Value::String(code) => plain_code_member(value_sets, code, url),
         _ => None,
     }
 }
 
 /// A bare code (`Patient.gender`) carries no system: the specification decides it only
 /// against a value set of a single code system (empty otherwise).
-fn plain_code_member(code: &str, url: &str) -> Option<bool> {
-    let codes = terminology::Terminology::get().expand_codes(url).ok()?;
+fn plain_code_member(value_sets: &dyn crate::eval::ValueSets, code: &str, url: &str) -> Option<bool> {
+    let codes = value_sets.codes(url)?;
     let system = codes.first().map(|(s, _)| s);
     if codes.iter().any(|(s, _)| Some(s) != system) {
         return None;

@@ -126,6 +126,7 @@ fn environment<'r>(view: &'r ViewDefinition, now: DateTime) -> Environment<'r> {
         strict: false,
         trace: None,
         now,
+        value_sets: view.value_sets.0,
     }
 }
 

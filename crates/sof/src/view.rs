@@ -157,6 +157,16 @@ pub(crate) struct Constant {
     pub fhir_type: &'static str,
 }
 
+/// The value sets `memberOf()` in a view's paths asks: the caller's terminology.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct ValueSetSource(pub Option<&'static dyn fhirpath::ValueSets>);
+
+impl std::fmt::Debug for ValueSetSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "ValueSetSource(given)" } else { "ValueSetSource(none)" })
+    }
+}
+
 /// A parsed and checked ViewDefinition.
 #[derive(Clone, Debug)]
 pub struct ViewDefinition {
@@ -168,6 +178,7 @@ pub struct ViewDefinition {
     columns: Vec<Column>,
     schema: SchemaRef,
     pub(crate) direct_paths: bool,
+    pub(crate) value_sets: ValueSetSource,
 }
 
 /// Variables the evaluator or the runner provide besides the constants.
@@ -209,6 +220,13 @@ impl ViewDefinition {
     /// walking one directly: the rows must be the same, which the tests check.
     pub fn without_direct_paths(mut self) -> ViewDefinition {
         self.direct_paths = false;
+        self
+    }
+
+    /// The same view with `memberOf()` answered by `value_sets` (without, membership is
+    /// unknown and `memberOf()` empty).
+    pub fn with_value_sets(mut self, value_sets: &'static dyn fhirpath::ValueSets) -> ViewDefinition {
+        self.value_sets = ValueSetSource(Some(value_sets));
         self
     }
 
@@ -301,7 +319,17 @@ impl ViewDefinition {
             }
         }
         let schema = Arc::new(Schema::new(columns.iter().map(Column::field).collect::<Vec<_>>()));
-        Ok(ViewDefinition { name, resource, constants, filters, root, columns, schema, direct_paths: true })
+        Ok(ViewDefinition {
+            name,
+            resource,
+            constants,
+            filters,
+            root,
+            columns,
+            schema,
+            direct_paths: true,
+            value_sets: ValueSetSource::default(),
+        })
     }
 
     /// The view's `name`, if it has one.

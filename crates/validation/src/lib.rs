@@ -24,6 +24,23 @@ use serde_json::Value as Json;
 
 pub use primitive::problem as primitive_problem;
 
+/// The built-in terminology as the value sets FHIRPath's `memberOf()` asks: for the
+/// evaluations of everyone who validates, runs views or evaluates expressions.
+pub struct TerminologyValueSets;
+
+/// The one [`TerminologyValueSets`], to hand to an evaluation environment.
+pub static TERMINOLOGY: TerminologyValueSets = TerminologyValueSets;
+
+impl fhirpath::ValueSets for TerminologyValueSets {
+    fn contains(&self, url: &str, system: &str, code: &str) -> Option<bool> {
+        terminology::Terminology::get().validate(url, system, code).ok()
+    }
+
+    fn codes(&self, url: &str) -> Option<Vec<(String, String)>> {
+        terminology::Terminology::get().expand_codes(url).ok()
+    }
+}
+
 /// The validator: compiled invariants and the required-binding value sets it has expanded.
 pub struct Validator {
     definitions: &'static Definitions,
@@ -95,8 +112,12 @@ impl Validator {
         // `%rootResource` is the resource validated: contained resources' local references
         // point into it.
         let silent = |_: &str, _: &fhirpath::Collection<'_>| {};
-        let environment =
-            Environment { root_resource: Some(resource), trace: Some(&silent), ..Environment::default() };
+        let environment = Environment {
+            root_resource: Some(resource),
+            trace: Some(&silent),
+            value_sets: Some(&TERMINOLOGY),
+            ..Environment::default()
+        };
         for pending in &nodes {
             walk.invariants(pending, &environment);
         }

@@ -62,9 +62,11 @@ impl Api {
                 (Some(body), _, _)
                     if body.get("resourceType").and_then(Json::as_str) == Some("ViewDefinition") =>
                 {
-                    ViewDefinition::from_json(body).map_err(invalid_view)?
+                    crate::analytics::view_definition(body).map_err(invalid_view)?
                 }
-                (_, Some(resource), _) => ViewDefinition::from_json(resource).map_err(invalid_view)?,
+                (_, Some(resource), _) => {
+                    crate::analytics::view_definition(resource).map_err(invalid_view)?
+                }
                 (_, None, Some(reference)) => {
                     let name = reference.trim_start_matches("ViewDefinition/");
                     self.named_view(name)?.view
