@@ -202,46 +202,54 @@ impl Gate {
         for filter in filters.iter_mut() {
             self.confine_nested(filter);
         }
-        let keys = crate::search::compartment_keys("Patient", resource_type);
         if policy::read_in_patient_context_only(&caller.identity, resource_type)
             && let Some(own) = caller.identity.patient.as_deref()
         {
+            let keys = crate::search::compartment_keys("Patient", resource_type);
             if resource_type == "Patient" {
                 filters.push(Filter::Ids(vec![own.to_string()]));
-            } else if !keys.is_empty() {
-                filters.push(Filter::Compartment {
-                    keys: keys.clone(),
-                    target_type: "Patient".into(),
-                    target_id: own.to_string(),
-                });
+            } else {
+                if !keys.is_empty() {
+                    filters.push(Filter::Compartment {
+                        keys,
+                        target_type: "Patient".into(),
+                        target_id: own.to_string(),
+                    });
+                }
+                // In their compartment or not, nothing naming another patient.
+                filters
+                    .push(Filter::OnlyTarget { target_type: "Patient".into(), target_id: own.to_string() });
             }
         }
-        // A Patient is not in anyone's compartment by a reference: a directive on Patient
-        // resources is judged resource by resource.
-        if resource_type != "Patient" {
-            for exclusion in policy::exclusions(caller, &self.directives, resource_type) {
-                self.consent_excluded.store(true, std::sync::atomic::Ordering::Relaxed);
-                let labelled = (!exclusion.labels.is_empty())
-                    .then(|| fhir::search_parameters().get(resource_type, "_security"))
-                    .flatten()
-                    .map(|applied| {
-                        let codes = exclusion
-                            .labels
-                            .iter()
-                            .map(|code| store::search::Condition::Token {
-                                system: None,
-                                code: Some(code.to_string()),
-                            })
-                            .collect();
-                        (applied.key, codes)
-                    });
-                filters.push(Filter::Excluded {
-                    keys: keys.clone(),
+        for exclusion in policy::exclusions(caller, &self.directives, resource_type) {
+            self.consent_excluded.store(true, std::sync::atomic::Ordering::Relaxed);
+            let labelled = (!exclusion.labels.is_empty())
+                .then(|| fhir::search_parameters().get(resource_type, "_security"))
+                .flatten()
+                .map(|applied| {
+                    let codes = exclusion
+                        .labels
+                        .iter()
+                        .map(|code| store::search::Condition::Token {
+                            system: None,
+                            code: Some(code.to_string()),
+                        })
+                        .collect();
+                    (applied.key, codes)
+                });
+            // A Patient under a directive by its id; anything else naming them, through any
+            // reference (what the policy judges a resource by: its compartment and every
+            // patient it names).
+            filters.push(if resource_type == "Patient" {
+                Filter::ExcludedIds { ids: vec![exclusion.patient.to_string()], labelled }
+            } else {
+                Filter::Excluded {
+                    keys: Vec::new(),
                     target_type: "Patient".into(),
                     target_id: exclusion.patient.to_string(),
                     labelled,
-                });
-            }
+                }
+            });
         }
     }
 
@@ -297,11 +305,6 @@ impl Gate {
     /// simply not there).
     pub(crate) fn tells_withheld(&self) -> bool {
         self.caller.as_deref().is_some_and(|c| policy::confinement(&c.identity).ok().flatten().is_none())
-    }
-
-    /// Whether the caller may read resources of `resource_type` at all.
-    pub(crate) fn may_read_type(&self, resource_type: &str) -> bool {
-        self.caller.as_deref().is_none_or(|caller| policy::may_read_type(&caller.identity, resource_type))
     }
 
     /// Whether the stored resource may go into the answer.
@@ -450,6 +453,9 @@ const REMEMBER: Duration = Duration::from_secs(5);
 #[derive(Default)]
 pub(crate) struct ConsentCache {
     snapshot: RwLock<Option<(Arc<Directives>, Instant)>>,
+    /// Counts the writes that may have changed a Consent: directives read before one are not
+    /// kept after it.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl ConsentCache {
@@ -460,8 +466,11 @@ impl ConsentCache {
         {
             return Ok(directives.clone());
         }
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
         let pairs = [("status".to_string(), "active".to_string())];
-        let mut query = api.parse_search("Consent", &pairs, true, "")?.query;
+        // The directives are the policy's own input: read whole, for no caller.
+        let everything = Gate::open(api, None, &Route::Capabilities)?;
+        let mut query = api.parse_search(&everything, "Consent", &pairs, true, "")?.query;
         query.count = 1000;
         let mut consents: Vec<Value> = Vec::new();
         loop {
@@ -478,7 +487,9 @@ impl ConsentCache {
             }
         }
         let directives = Arc::new(Directives::from_consents(&consents));
-        if let Ok(mut snapshot) = self.snapshot.write() {
+        if let Ok(mut snapshot) = self.snapshot.write()
+            && self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation
+        {
             *snapshot = Some((directives.clone(), Instant::now()));
         }
         Ok(directives)
@@ -489,8 +500,11 @@ impl ConsentCache {
     pub(crate) fn forget_after(&self, route: &Route) {
         let consent_written =
             route.writes() && (route.resource_type() == Some("Consent") || matches!(route, Route::Bundle));
-        if consent_written && let Ok(mut snapshot) = self.snapshot.write() {
-            *snapshot = None;
+        if consent_written {
+            self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if let Ok(mut snapshot) = self.snapshot.write() {
+                *snapshot = None;
+            }
         }
     }
 }
@@ -547,9 +561,11 @@ impl store::Store for ViewedStore<'_> {
         self.store.count_live()
     }
 
+    // A scan visits every resource of a type: each judged, but not each recorded as
+    // touched (the operation records the patients its answer is about).
     fn scan_current(&self, visit: &mut store::ScanVisitor<'_>) -> store::Result<u64> {
         self.store.scan_current(&mut |resource_type, id, body| {
-            if self.gate.admit(resource_type, body) == Sight::Shown {
+            if self.gate.sight(resource_type, body) == Sight::Shown {
                 visit(resource_type, id, body)
             } else {
                 Ok(())
@@ -564,7 +580,7 @@ impl store::Store for ViewedStore<'_> {
         visit: &mut store::ScanVisitor<'_>,
     ) -> store::Result<u64> {
         self.store.scan_type(resource_type, since, &mut |resource_type, id, body| {
-            if self.gate.admit(resource_type, body) == Sight::Shown {
+            if self.gate.sight(resource_type, body) == Sight::Shown {
                 visit(resource_type, id, body)
             } else {
                 Ok(())
@@ -576,7 +592,11 @@ impl store::Store for ViewedStore<'_> {
         let mut query = query.clone();
         self.gate.confine(&mut query);
         let mut page = self.store.search(&query)?;
-        page.matches = self.keep(std::mem::take(&mut page.matches));
+        let matches = std::mem::take(&mut page.matches);
+        let cursors = std::mem::take(&mut page.cursors);
+        let kept: Vec<(store::VersionRecord, store::search::Cursor)> =
+            matches.into_iter().zip(cursors).filter(|(record, _)| self.visible(record)).collect();
+        (page.matches, page.cursors) = kept.into_iter().unzip();
         Ok(page)
     }
 

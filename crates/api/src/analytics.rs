@@ -91,6 +91,9 @@ pub struct ViewScope {
     pub since: Option<i64>,
     /// At most this many rows.
     pub limit: Option<u64>,
+    /// Stop with [`ViewRunError::TooLong`] past this instant (a run over HTTP is bounded; the
+    /// command line's is not).
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// What a run produced.
@@ -108,6 +111,9 @@ pub enum ViewRunError {
     View(#[from] sof::Error),
     #[error("reading the record failed: {0}")]
     Store(#[from] store::Error),
+    /// The run went past its deadline.
+    #[error("the view ran past its time limit")]
+    TooLong,
 }
 
 /// Whether a resource is in the scope's patient's part of the record.
@@ -146,8 +152,13 @@ pub fn run_view<W: Write + Send>(
         run.rows += batch.num_rows() as u64;
         writer.write(&batch)
     };
+    let mut too_long = false;
     let scanned = store.scan_type(view.resource(), scope.since, &mut |resource_type, _id, body| {
         if run.rows >= limit {
+            return Err(store::Error::Stopped);
+        }
+        if scope.deadline.is_some_and(|deadline| std::time::Instant::now() > deadline) {
+            too_long = true;
             return Err(store::Error::Stopped);
         }
         let resource: Json = serde_json::from_slice(body)
@@ -168,6 +179,9 @@ pub fn run_view<W: Write + Send>(
     });
     if let Some(error) = failure {
         return Err(error.into());
+    }
+    if too_long {
+        return Err(ViewRunError::TooLong);
     }
     match scanned {
         Ok(_) | Err(store::Error::Stopped) => {}

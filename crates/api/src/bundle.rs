@@ -397,10 +397,12 @@ impl Api {
             }
             Route::Update { resource_type, id } => {
                 self.check_update_creates(gate, resource_type, Some(id), None)?;
+                self.admit_existing(gate, resource_type, id)?;
                 let resource = require_resource(resource, resource_type)?;
                 prepare_update(&resource, id, entry.if_match.as_deref(), Validation::Enforce)
             }
             Route::Delete { resource_type, id } => {
+                self.admit_existing(gate, resource_type, id)?;
                 prepare_delete(resource_type, id, entry.if_match.as_deref())
             }
             Route::ConditionalUpdate { resource_type } => {
@@ -714,9 +716,13 @@ impl Api {
                 let resource = entry.resource.as_ref().ok_or_else(|| missing_resource(resource_type))?;
                 check_type(resource, resource_type)?;
                 self.check_update_creates(gate, resource_type, Some(id), None)?;
+                self.admit_existing(gate, resource_type, id)?;
                 Ok(Some(plan(resource_type, id.clone())))
             }
-            Route::Delete { resource_type, id } => Ok(Some(plan(resource_type, id.clone()))),
+            Route::Delete { resource_type, id } => {
+                self.admit_existing(gate, resource_type, id)?;
+                Ok(Some(plan(resource_type, id.clone())))
+            }
             Route::ConditionalUpdate { resource_type } => {
                 let resource = entry.resource.as_ref().ok_or_else(|| missing_resource(resource_type))?;
                 check_type(resource, resource_type)?;

@@ -3,8 +3,6 @@
 use fhir::{DateTime, DateTimeKind, IssueType};
 use store::{HistoryQuery, HistoryScope, WriteMethod};
 
-use privacy::Sight;
-
 use crate::access::Gate;
 use crate::headers::{Prefer, etag};
 use crate::json_writer::{BundleWriter, Entry, EntryResponse};
@@ -71,12 +69,9 @@ impl Api {
             }
         }
         // Each version is judged on its own content (a resource may have changed hands); a
-        // tombstone has none, and is shown when its type is.
+        // tombstone by the last version that had content.
         let before = page.versions.len();
-        page.versions.retain(|version| match &version.body {
-            Some(body) => gate.admit(&version.resource_type, body) == Sight::Shown,
-            None => gate.may_read_type(&version.resource_type),
-        });
+        page.versions.retain(|version| self.admit_version(gate, version).is_ok());
         let withheld = before - page.versions.len();
         if withheld > 0 {
             page.total = None;

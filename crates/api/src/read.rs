@@ -34,8 +34,28 @@ impl Api {
         let missing = || ApiError::not_found(format!("{resource_type}/{id} has no version '{version}'"));
         let number: u64 = version.parse().map_err(|_| missing())?;
         let record = self.store.vread(resource_type, id, number)?.ok_or_else(missing)?;
+        // What the resource is now decides too: a label or a directive added later covers its
+        // earlier versions.
+        if gate.checks()
+            && let Some(current) = self.store.read(resource_type, id)?
+        {
+            self.admit_version(gate, &current)?;
+        }
         self.admit_version(gate, &record)?;
         respond_with_version(request, record)
+    }
+
+    /// Asks the policy about what a write would change, before anything of it is answered (a
+    /// version in a 412 or the record's removal): a caller may not change what they may not
+    /// see.
+    pub(crate) fn admit_existing(&self, gate: &Gate, resource_type: &str, id: &str) -> Result<(), ApiError> {
+        if !gate.checks() {
+            return Ok(());
+        }
+        match self.store.read(resource_type, id)? {
+            Some(current) => self.admit_version(gate, &current),
+            None => Ok(()),
+        }
     }
 
     /// Asks the policy about one stored version before anything of it is answered, even

@@ -478,7 +478,14 @@ impl Api {
     }
 
     /// Parses one search parameter (`name[:modifier][.chain]=value`) of `resource_type`.
-    fn filter(&self, resource_type: &str, name: &str, value: &str, base: &str) -> Result<Filter, Rejected> {
+    fn filter(
+        &self,
+        resource_type: &str,
+        name: &str,
+        value: &str,
+        base: &str,
+        gate: &Gate,
+    ) -> Result<Filter, Rejected> {
         if name == "_has" {
             return Err(invalid("'_has': _has is _has:Type:reference:parameter".to_string()));
         }
@@ -496,7 +503,7 @@ impl Api {
                 .get(source_type, reference)
                 .filter(|a| search_parameters().parameter(a).kind == SearchParamType::Reference)
                 .ok_or_else(|| Rejected::Unknown(format!("{source_type}:{reference}")))?;
-            let inner = self.filter(source_type, inner, value, base)?;
+            let inner = self.filter(source_type, inner, value, base, gate)?;
             return Ok(Filter::Has {
                 source_type: source_type.to_string(),
                 key: applied.key,
@@ -554,7 +561,7 @@ impl Api {
                 if !known {
                     continue;
                 }
-                let inner = self.filter(&target, chain, value, base)?;
+                let inner = self.filter(&target, chain, value, base, gate)?;
                 chains.push(Filter::Chain { key: applied.key, target_type: target, filters: vec![inner] });
             }
             return match chains.len() {
@@ -576,7 +583,7 @@ impl Api {
         {
             let mut any = Vec::new();
             for v in &values {
-                any.extend(self.terminology_conditions(applied.code, modifier, v)?);
+                any.extend(self.terminology_conditions(applied.code, modifier, v, gate)?);
             }
             return Ok(match modifier {
                 "not-in" => Filter::Not { key: applied.key, any },
@@ -603,7 +610,10 @@ impl Api {
         name: &str,
         modifier: &str,
         value: &str,
+        gate: &Gate,
     ) -> Result<Vec<Condition>, Rejected> {
+        // Stored value sets and code systems are read as the caller may see them.
+        let viewed = crate::access::ViewedStore { store: self.store.as_ref(), gate };
         use terminology::Terminology;
         let terminology = Terminology::get();
         let fail = |error: terminology::Error| {
@@ -619,22 +629,24 @@ impl Api {
         };
         let codes: Vec<(String, String)> = match modifier {
             "in" | "not-in" => {
-                let resolver = crate::operations::StoreTerminology { store: self.store.as_ref() };
+                let resolver = crate::operations::StoreTerminology { store: &viewed };
                 let value = unescape(value);
                 // A literal reference (`ValueSet/123`) names a stored value set by id; a
                 // canonical URL by its `url`.
                 let url = match fhir::parse_reference(&value) {
-                    Ok(ReferenceTarget::Local { resource_type: "ValueSet", id, .. }) => self
-                        .store
-                        .read("ValueSet", id)
-                        .ok()
-                        .flatten()
-                        .and_then(|record| record.body)
-                        .and_then(|body| fhir::parse_json(&body).ok())
-                        .and_then(|vs| vs.get("url").and_then(Value::as_str).map(str::to_string))
-                        .ok_or_else(|| {
-                            invalid(format!("{name}:{modifier}: {value} is not a stored ValueSet with a url"))
-                        })?,
+                    Ok(ReferenceTarget::Local { resource_type: "ValueSet", id, .. }) => {
+                        store::Store::read(&viewed, "ValueSet", id)
+                            .ok()
+                            .flatten()
+                            .and_then(|record| record.body)
+                            .and_then(|body| fhir::parse_json(&body).ok())
+                            .and_then(|vs| vs.get("url").and_then(Value::as_str).map(str::to_string))
+                            .ok_or_else(|| {
+                                invalid(format!(
+                                    "{name}:{modifier}: {value} is not a stored ValueSet with a url"
+                                ))
+                            })?
+                    }
                     _ => value,
                 };
                 terminology.expand_codes_with(&url, &resolver).map_err(fail)?
@@ -671,6 +683,7 @@ impl Api {
     /// Parses a search of `resource_type` from decoded (name, value) pairs.
     pub(crate) fn parse_search(
         &self,
+        gate: &Gate,
         resource_type: &str,
         pairs: &[(String, String)],
         strict: bool,
@@ -788,7 +801,7 @@ impl Api {
                 "_format" | "_pretty" => {}
                 _ => match limits::check_name(name)
                     .map_err(Rejected::Invalid)
-                    .and_then(|()| self.filter(resource_type, name, value, base))
+                    .and_then(|()| self.filter(resource_type, name, value, base, gate))
                 {
                     Ok(filter) => {
                         values += split_escaped(value, ',').len();
@@ -822,6 +835,15 @@ impl Api {
             links,
             parsed.includes.len() + parsed.revincludes.len(),
         )?;
+        // A cursor is a position in this search's order: one value per sort key.
+        if let Some(cursor) = &query.cursor
+            && cursor.sort_values.len() != query.sort.len()
+        {
+            return Err(ApiError::bad_request(
+                IssueType::Value,
+                "the paging cursor does not belong to this search (its _sort differs); follow the links of the search's own pages",
+            ));
+        }
         if parsed.summary == Summary::Count {
             query.count = 0;
             query.total = true;
@@ -842,7 +864,7 @@ impl Api {
         path: &str,
     ) -> Result<Response, ApiError> {
         let strict = Prefer::parse(request.prefer.as_deref()).strict;
-        let mut parsed = self.parse_search(resource_type, pairs, strict, &request.base)?;
+        let mut parsed = self.parse_search(gate, resource_type, pairs, strict, &request.base)?;
         if let Some((compartment_type, id)) = compartment {
             let keys = compartment_keys(compartment_type, resource_type);
             if keys.is_empty() {
@@ -866,11 +888,69 @@ impl Api {
         } else {
             None
         };
-        let mut page = self.store.search(&parsed.query)?;
+        let mut page = if gate.may_withhold(resource_type) {
+            self.visible_page(gate, &parsed.query)?
+        } else {
+            self.store.search(&parsed.query)?
+        };
         if let Some(total) = visible_total {
             page.total = total;
         }
         Ok(Response::json(200, self.searchset(request, gate, path, &parsed, page)?))
+    }
+
+    /// A page of what the caller may see, when the store's matches may hold what they may
+    /// not: filled from as many of the store's pages as it takes, its links built only from
+    /// matches the caller sees (a cursor holds its match's sort values), and a next page
+    /// offered only when a further visible match exists.
+    fn visible_page(&self, gate: &Gate, query: &SearchQuery) -> Result<SearchPage, ApiError> {
+        if query.cursor.as_ref().is_some_and(|c| c.before) {
+            return Err(ApiError::bad_request(
+                IssueType::NotSupported,
+                "earlier pages are not offered to this token; page forward from the first page",
+            ));
+        }
+        let wanted = query.count;
+        if wanted == 0 {
+            return Ok(SearchPage::default());
+        }
+        let mut walk = SearchQuery { total: false, count: wanted.max(50), ..query.clone() };
+        let mut kept: Vec<(VersionRecord, Cursor)> = Vec::new();
+        let (mut scanned, mut more) = (0usize, false);
+        'pages: loop {
+            let page = self.store.search(&walk)?;
+            let next = page.last.clone().filter(|_| page.has_next);
+            for (record, cursor) in page.matches.into_iter().zip(page.cursors) {
+                scanned += 1;
+                let visible = record
+                    .body
+                    .as_deref()
+                    .is_some_and(|body| gate.sight(&record.resource_type, body) == Sight::Shown);
+                if visible {
+                    if kept.len() == wanted {
+                        more = true;
+                        break 'pages;
+                    }
+                    kept.push((record, cursor));
+                }
+            }
+            match next {
+                Some(last) if scanned < VISIBLE_COUNT_LIMIT => {
+                    walk.cursor = Some(Cursor { before: false, ..last })
+                }
+                _ => break,
+            }
+        }
+        let (matches, cursors): (Vec<VersionRecord>, Vec<Cursor>) = kept.into_iter().unzip();
+        Ok(SearchPage {
+            first: cursors.first().cloned(),
+            last: cursors.last().cloned(),
+            matches,
+            cursors,
+            has_next: more,
+            has_previous: false,
+            total: None,
+        })
     }
 
     /// How many matches of `query` the caller may see; `None` beyond [`VISIBLE_COUNT_LIMIT`]
@@ -1281,7 +1361,7 @@ impl Api {
                 "a conditional operation needs search parameters",
             ));
         }
-        let parsed = self.parse_search(resource_type, &pairs, true, base)?;
+        let parsed = self.parse_search(gate, resource_type, &pairs, true, base)?;
         if parsed.query.filters.is_empty() {
             return Err(ApiError::bad_request(
                 IssueType::Required,

@@ -290,6 +290,7 @@ impl Api {
         id: &str,
     ) -> Result<Response, ApiError> {
         self.check_update_creates(gate, resource_type, Some(id), None)?;
+        self.admit_existing(gate, resource_type, id)?;
         let resource = parse_body(&request.body, resource_type, &request.base)?;
         let op = prepare_update(&resource, id, request.if_match.as_deref(), Validation::Enforce)?;
         let written = self.commit_one(op).await?;
@@ -303,6 +304,7 @@ impl Api {
         resource_type: &str,
         id: &str,
     ) -> Result<Response, ApiError> {
+        self.admit_existing(gate, resource_type, id)?;
         let op = prepare_delete(resource_type, id, request.if_match.as_deref())?;
         let written = self.commit_one(op).await?;
         Ok(complete(&request.base, written, preference(request), gate))

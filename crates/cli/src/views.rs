@@ -125,6 +125,8 @@ pub fn run(args: ViewArgs) -> Result<ExitCode> {
                 patient: patient.map(|p| p.trim_start_matches("Patient/").to_string()),
                 since,
                 limit: None,
+                // The analyst's own run on the command line takes as long as it takes.
+                deadline: None,
             };
             let sink: Box<dyn Write + Send> = match &out {
                 Some(path) => Box::new(

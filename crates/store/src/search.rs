@@ -151,7 +151,8 @@ pub enum Filter {
     Has { source_type: String, key: ParamKey, filters: Vec<Filter> },
     /// In the compartment of `target_type/target_id`: references it through one of `keys`.
     Compartment { keys: Vec<ParamKey>, target_type: String, target_id: String },
-    /// Not in the compartment of `target_type/target_id` (through `keys`); with `labelled`,
+    /// Not in the compartment of `target_type/target_id` (through `keys`, or without them
+    /// through any reference the index holds); with `labelled`,
     /// only those of its resources are excluded that carry one of the codes of that token
     /// parameter (`_security`). What the access policy withholds, left out in the store.
     Excluded {
@@ -160,6 +161,12 @@ pub enum Filter {
         target_id: String,
         labelled: Option<(ParamKey, Vec<Condition>)>,
     },
+    /// Not these resources (by id); with `labelled`, only those of them carrying one of the
+    /// codes of that token parameter. A Patient under a directive, left out in the store.
+    ExcludedIds { ids: Vec<String>, labelled: Option<(ParamKey, Vec<Condition>)> },
+    /// Referring to no `target_type` other than `target_id`, through any reference the
+    /// index holds: a patient's view of types outside their compartment.
+    OnlyTarget { target_type: String, target_id: String },
 }
 
 /// A sort key.
@@ -229,6 +236,8 @@ pub struct SearchQuery {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SearchPage {
     pub matches: Vec<VersionRecord>,
+    /// The position of each match, in the same order (to page on from any of them).
+    pub cursors: Vec<Cursor>,
     /// Position of the first and last match (for previous/next links).
     pub first: Option<Cursor>,
     pub last: Option<Cursor>,
@@ -857,7 +866,11 @@ fn driver_rank(filter: &Filter) -> u8 {
         Filter::Compartment { .. } => 1,
         Filter::Param { .. } | Filter::Chain { .. } | Filter::Has { .. } => 2,
         Filter::AnyOf(_) | Filter::LastUpdated(_) => 3,
-        Filter::Not { .. } | Filter::Missing { .. } | Filter::Excluded { .. } => u8::MAX,
+        Filter::Not { .. }
+        | Filter::Missing { .. }
+        | Filter::Excluded { .. }
+        | Filter::ExcludedIds { .. }
+        | Filter::OnlyTarget { .. } => u8::MAX,
     }
 }
 
@@ -952,7 +965,11 @@ fn filter_set(sql: &mut Sql, resource_type: &str, filter: &Filter) -> bool {
             sql.push(" AND x.target = ");
             sql.bind(target_id.clone());
         }
-        Filter::Not { .. } | Filter::Missing { .. } | Filter::Excluded { .. } => return false,
+        Filter::Not { .. }
+        | Filter::Missing { .. }
+        | Filter::Excluded { .. }
+        | Filter::ExcludedIds { .. }
+        | Filter::OnlyTarget { .. } => return false,
     }
     true
 }
@@ -975,17 +992,18 @@ fn filter_check(sql: &mut Sql, resource_type: &str, filter: &Filter) {
             sql.push(")");
         }
         Filter::Excluded { keys, target_type, target_id, labelled } => {
-            sql.push("r.rkey NOT IN (SELECT e.rkey FROM idx_reference e WHERE e.param IN (");
-            for (i, key) in keys.iter().enumerate() {
-                if i > 0 {
-                    sql.push(", ");
+            sql.push("r.rkey NOT IN (SELECT e.rkey FROM idx_reference e WHERE ");
+            if !keys.is_empty() {
+                sql.push("e.param IN (");
+                for (i, key) in keys.iter().enumerate() {
+                    if i > 0 {
+                        sql.push(", ");
+                    }
+                    sql.bind(i64::from(*key));
                 }
-                sql.bind(i64::from(*key));
+                sql.push(") AND ");
             }
-            if keys.is_empty() {
-                sql.push("NULL");
-            }
-            sql.push(") AND e.target_type = ");
+            sql.push("e.target_type = ");
             sql.bind(target_type.clone());
             sql.push(" AND e.target = ");
             sql.bind(target_id.clone());
@@ -994,6 +1012,32 @@ fn filter_check(sql: &mut Sql, resource_type: &str, filter: &Filter) {
                 conditions_set(sql, *key, any);
                 sql.push(")");
             }
+            sql.push(")");
+        }
+        Filter::ExcludedIds { ids, labelled } => {
+            sql.push("NOT (r.res_id IN (");
+            for (i, id) in ids.iter().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                sql.bind(id.clone());
+            }
+            if ids.is_empty() {
+                sql.push("NULL");
+            }
+            sql.push(")");
+            if let Some((key, any)) = labelled {
+                sql.push(" AND r.rkey IN (");
+                conditions_set(sql, *key, any);
+                sql.push(")");
+            }
+            sql.push(")");
+        }
+        Filter::OnlyTarget { target_type, target_id } => {
+            sql.push("NOT EXISTS (SELECT 1 FROM idx_reference o WHERE o.rkey = r.rkey AND o.target_type = ");
+            sql.bind(target_type.clone());
+            sql.push(" AND o.target <> ");
+            sql.bind(target_id.clone());
             sql.push(")");
         }
         Filter::Missing { key, kind, missing } => {
@@ -1418,6 +1462,7 @@ pub(crate) fn search(connection: &Connection, query: &SearchQuery) -> Result<Sea
     };
     let position = |rkey: i64| Cursor { sort_values: Vec::new(), rkey, before: false };
     Ok(SearchPage {
+        cursors: rkeys.iter().map(|k| position(*k)).collect(),
         first: rkeys.first().map(|k| position(*k)),
         last: rkeys.last().map(|k| position(*k)),
         matches: fetch(connection, &rkeys)?,
@@ -1611,6 +1656,7 @@ fn sorted_walk(connection: &Connection, query: &SearchQuery, plan: &Plan) -> Res
         before: false,
     };
     Ok(SearchPage {
+        cursors: entries.iter().map(position).collect(),
         first: entries.first().map(position),
         last: entries.last().map(position),
         matches: fetch(connection, &rkeys)?,
@@ -1673,6 +1719,7 @@ fn sorted_search(connection: &Connection, query: &SearchQuery, plan: &Plan) -> R
     let position =
         |entry: &(Vec<SortValue>, i64)| Cursor { sort_values: entry.0.clone(), rkey: entry.1, before: false };
     Ok(SearchPage {
+        cursors: page.iter().map(position).collect(),
         first: page.first().map(position),
         last: page.last().map(position),
         matches: fetch(connection, &rkeys)?,

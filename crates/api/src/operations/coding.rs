@@ -125,7 +125,8 @@ impl Api {
         }
         let suggester = Suggester::icd10cm();
         // A short phrase is one finding; a longer text is a note, read clause by clause.
-        let patient = document.map(|document| self.document_patient(document, &text)).unwrap_or_default();
+        let patient =
+            document.map(|document| self.document_patient(document, &text, gate)).unwrap_or_default();
         let suggestions = if text.len() <= 200 && !text.contains(['.', '\n']) {
             suggester.suggest_for(&text, &patient, limit)
         } else {
@@ -150,11 +151,13 @@ impl Api {
 impl Api {
     /// Who a document is about: the sex and age (at the document's date) its subject's
     /// Patient record gives, else what the note itself states ("56-year-old man").
-    fn document_patient(&self, document: &Json, text: &str) -> Demographics {
+    fn document_patient(&self, document: &Json, text: &str, gate: &Gate) -> Demographics {
         let stated = terminology::suggest::note_demographics(text);
         let patient = coding::extract::patient_reference(document)
             .and_then(|reference| reference.strip_prefix("Patient/"))
-            .and_then(|id| self.read_live("Patient", id).ok());
+            // Read as the caller may see it: a suggestion shaped by a withheld record's sex
+            // or age would tell them.
+            .and_then(|id| self.read_live_as("Patient", id, gate).ok());
         let service_date = coding::extract::service_date(document);
         let facts = coding::extract::patient_facts(patient.as_ref(), service_date.as_deref());
         Demographics {

@@ -92,6 +92,9 @@ impl Api {
             }
             ("data-quality", Level::System) => {
                 inputs.only("data-quality", &[])?;
+                // A report over the whole record, examples included: like a view's rows, it
+                // cannot withhold one resource of it.
+                gate.bulk(None)?;
                 // A report over the whole record; `chartroom dq` keeps runs for the trend.
                 let report = quality::run(self.store.as_ref(), &quality::Options::default())
                     .map_err(|e| ApiError::internal(format!("the data-quality run failed: {e}")))?;
@@ -131,7 +134,7 @@ impl Api {
                 self.export_kickoff(request, gate, crate::export::ExportScope::Patients(members), &inputs)
             }
             ("run", Level::Type("ViewDefinition") | Level::Instance("ViewDefinition", _)) => {
-                self.run_view_operation(invocation.level, &inputs, body.as_ref())
+                self.run_view_operation(invocation.level, &inputs, body.as_ref(), gate)
             }
             (
                 "suggest-codes",
@@ -145,7 +148,7 @@ impl Api {
                 Level::Type("CodeSystem") | Level::Instance("CodeSystem", _),
             )
             | ("expand" | "validate-code", Level::Type("ValueSet") | Level::Instance("ValueSet", _)) => {
-                self.terminology_operation(invocation, &inputs)
+                self.terminology_operation(invocation, &inputs, gate)
             }
             (name, level) => Err(ApiError::bad_request(
                 IssueType::NotSupported,

@@ -14,6 +14,7 @@ use terminology::{
 };
 
 use super::{Inputs, Invocation, Level, json_response};
+use crate::access::{Gate, ViewedStore};
 use crate::{Api, ApiError, Response};
 
 /// Finds stored CodeSystem and ValueSet resources by `url`.
@@ -84,9 +85,12 @@ impl Api {
         &self,
         invocation: Invocation<'_>,
         inputs: &Inputs,
+        gate: &Gate,
     ) -> Result<Response, ApiError> {
         let terminology = Terminology::get();
-        let resolver = StoreTerminology { store: self.store.as_ref() };
+        // Stored code systems and value sets are read as the caller may see them.
+        let viewed = ViewedStore { store: self.store.as_ref(), gate };
+        let resolver = StoreTerminology { store: &viewed };
         let instance = match invocation.level {
             Level::Instance(resource_type, id) => Some(self.read_live(resource_type, id)?),
             _ => None,

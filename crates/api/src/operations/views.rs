@@ -12,10 +12,14 @@ use serde_json::{Value as Json, json};
 use sof::{Format, ViewDefinition};
 
 use super::{Inputs, Level};
+use crate::access::{Gate, ViewedStore};
 use crate::analytics::{
     NamedView, ViewRunError, ViewScope, about_patient, find_view, invalid_view, known_views, run_view,
 };
 use crate::{Api, ApiError, Response};
+
+/// How long a `$run` over HTTP may take: its work is on a server thread others wait for.
+const RUN_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Api {
     /// A built-in view, else one saved in the views folder.
@@ -55,6 +59,7 @@ impl Api {
         level: Level<'_>,
         inputs: &Inputs,
         body: Option<&Json>,
+        gate: &Gate,
     ) -> Result<Response, ApiError> {
         let view = match level {
             Level::Instance(_, name) => self.named_view(name)?.view,
@@ -104,6 +109,7 @@ impl Api {
                 })
                 .transpose()?,
             limit: inputs.whole_number("_limit")?.map(|n| n as u64),
+            deadline: Some(std::time::Instant::now() + RUN_TIME_LIMIT),
         };
         if let Some(patient) = &scope.patient
             && !fhir::is_valid_id(patient)
@@ -115,7 +121,10 @@ impl Api {
         }
         let inline = inline_resources(inputs);
         let bytes = if inline.is_empty() {
-            run_view(self.store.as_ref(), &view, &scope, format, Vec::new()).map(|(bytes, _)| bytes)
+            // Each resource flattened is one the caller may see (a patient's run holds nothing
+            // naming another patient, whatever its subject).
+            let viewed = ViewedStore { store: self.store.as_ref(), gate };
+            run_view(&viewed, &view, &scope, format, Vec::new()).map(|(bytes, _)| bytes)
         } else {
             run_inline(&view, &inline, &scope, format)
         }
@@ -127,6 +136,13 @@ impl Api {
                 ApiError::internal(format!("the view could not be written: {error}"))
             }
             ViewRunError::Store(error) => ApiError::from(error),
+            ViewRunError::TooLong => ApiError::bad_request(
+                IssueType::TooCostly,
+                format!(
+                    "the view ran longer than {} s; narrow it (patient, _since, _limit) or run it with `chartroom view run`",
+                    RUN_TIME_LIMIT.as_secs()
+                ),
+            ),
         })?;
         let mut response = Response::json(200, bytes);
         response.content_type = Some(format.media_type());
