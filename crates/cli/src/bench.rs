@@ -85,7 +85,7 @@ enum BenchKind {
         #[arg(long, default_value_t = 5000)]
         max_notes: usize,
         /// Instead, measure on hand-coded clinical statements (tab-separated: statement,
-        /// code, sex, age, note; e.g. crates/terminology/tests/data/clinical-statements.tsv).
+        /// code, sex, age, note; e.g. crates/suggest/tests/data/clinical-statements.tsv).
         #[arg(long, conflicts_with = "notes")]
         statements: Option<PathBuf>,
         /// Misses to print.

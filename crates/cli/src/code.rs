@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
+use suggest::Suggester;
 use terminology::icd10cm::{Icd10Cm, Kind, NoteKind};
-use terminology::suggest::Suggester;
 
 use crate::StoreArgs;
 

@@ -9,7 +9,7 @@ use terminology::icd10cm::Icd10Cm;
 /// Held-out inclusion terms as queries; prints top-1/top-5 accuracy and some misses.
 pub fn bench_suggest(every: usize, show_misses: usize) -> Result<ExitCode> {
     println!("{}", crate::bench::machine());
-    let report = terminology::suggest::evaluate_held_out(Icd10Cm::get(), every.max(2));
+    let report = suggest::evaluate_held_out(Icd10Cm::get(), every.max(2));
     println!("{report}");
     for miss in report.misses.iter().take(show_misses) {
         println!(
@@ -26,11 +26,11 @@ pub fn bench_suggest(every: usize, show_misses: usize) -> Result<ExitCode> {
 /// Code suggestion on hand-coded clinical statements, each for its patient's sex and age.
 pub fn bench_suggest_statements(file: &std::path::Path, show_misses: usize) -> Result<ExitCode> {
     let text = std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    let statements = terminology::suggest::parse_statements(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-    let suggester = terminology::suggest::Suggester::icd10cm();
+    let statements =
+        suggest::parse_statements(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let suggester = suggest::Suggester::icd10cm();
     let started = std::time::Instant::now();
-    let report = terminology::suggest::evaluate_statements(suggester, &statements);
+    let report = suggest::evaluate_statements(suggester, &statements);
     println!(
         "{report}; {:.2} ms per statement",
         started.elapsed().as_secs_f64() * 1e3 / statements.len().max(1) as f64
@@ -40,7 +40,7 @@ pub fn bench_suggest_statements(file: &std::path::Path, show_misses: usize) -> R
     for (half, parity) in [("studied half (even lines)", 0), ("unstudied half (odd lines)", 1)] {
         let part: Vec<_> =
             statements.iter().enumerate().filter(|(i, _)| i % 2 == parity).map(|(_, s)| s.clone()).collect();
-        println!("  {half}: {}", terminology::suggest::evaluate_statements(suggester, &part));
+        println!("  {half}: {}", suggest::evaluate_statements(suggester, &part));
     }
     for miss in report.misses.iter().take(show_misses) {
         println!(
@@ -205,7 +205,7 @@ pub fn bench_suggest_notes(
         diagnoses.sort();
         coded.insert(key.to_string(), diagnoses.into_iter().map(|(_, code)| code).collect());
     }
-    let suggester = terminology::suggest::Suggester::icd10cm();
+    let suggester = suggest::Suggester::icd10cm();
     let (mut notes, mut primary_top1, mut primary_top5, mut diagnoses, mut recalled5) = (0, 0, 0, 0, 0);
     let started = std::time::Instant::now();
     let mut misses = Vec::new();

@@ -1,6 +1,7 @@
 //! Terminology for Chartroom: ICD-10-CM (the CDC's FY2026 tabular list) and the code systems and
 //! value sets of FHIR R4, with the operations FHIR defines on them (`$lookup`,
-//! `$validate-code`, `$expand`, `$subsumes`) and ranked code suggestion from free text.
+//! `$validate-code`, `$expand`, `$subsumes`). Code suggestion from free text is
+//! `chartroom-suggest`'s, over the ICD-10-CM model here.
 //!
 //! Everything here is in memory and built from tables embedded in the binary, so it works
 //! without network access and without the `../shared` reference folder.
@@ -11,7 +12,6 @@ pub mod icd10cm;
 mod operations;
 pub mod r4;
 mod registry;
-pub mod suggest;
 
 pub use error::Error;
 pub use operations::{

@@ -2,7 +2,7 @@
 
 use fhir::IssueType;
 use serde_json::{Value as Json, json};
-use terminology::suggest::{Demographics, Suggester};
+use suggest::{Demographics, Suggester};
 
 use super::{Inputs, Level, json_response};
 use crate::access::{Gate, ViewedStore};
@@ -152,7 +152,7 @@ impl Api {
     /// Who a document is about: the sex and age (at the document's date) its subject's
     /// Patient record gives, else what the note itself states ("56-year-old man").
     fn document_patient(&self, document: &Json, text: &str, gate: &Gate) -> Demographics {
-        let stated = terminology::suggest::note_demographics(text);
+        let stated = suggest::note_demographics(text);
         let patient = coding::extract::patient_reference(document)
             .and_then(|reference| reference.strip_prefix("Patient/"))
             // Read as the caller may see it: a suggestion shaped by a withheld record's sex

@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use super::{BuildOptions, Suggester};
-use crate::icd10cm::{Icd10Cm, NoteKind};
+use terminology::icd10cm::{Icd10Cm, NoteKind};
 
 /// How deep [`evaluate_terms`] looks for the right code in a query that misses the first ten.
 pub const DEEPEST_RANK: usize = 200;
@@ -239,7 +239,7 @@ pub struct Statement {
 /// Reads statements from tab-separated lines `statement, code, sex (F/M/-), age (years/-),
 /// note`; `#` lines are comments.
 pub fn parse_statements(tsv: &str) -> Result<Vec<Statement>, String> {
-    use crate::icd10cm::demographics::Sex;
+    use terminology::icd10cm::demographics::Sex;
     let mut statements = Vec::new();
     for (number, line) in tsv.lines().enumerate() {
         if line.trim().is_empty() || line.starts_with('#') {

@@ -9,7 +9,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use super::assoc::{AssociationLearner, Associations};
 use super::index::{FIELDS, Index, IndexBuilder};
 use super::{BuildOptions, Doc, Fit, OPTIONAL_TERM, Phrases, Ranking, Suggester, stem, text};
-use crate::icd10cm::{Concept, Icd10Cm, Kind, NoteKind, parse_references};
+use terminology::icd10cm::{Concept, Icd10Cm, Kind, NoteKind, parse_references};
 
 /// Field numbers.
 pub const DESCRIPTION: usize = 0;

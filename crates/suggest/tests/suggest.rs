@@ -1,7 +1,7 @@
 //! ICD-10-CM code suggestion: hand-checked phrases and notes, and the held-out quality floor.
 
-use chartroom_terminology::icd10cm::Icd10Cm;
-use chartroom_terminology::suggest::{DEEPEST_RANK, Suggester, Suggestion, evaluate_held_out};
+use chartroom_suggest::{DEEPEST_RANK, Suggester, Suggestion, evaluate_held_out};
+use terminology::icd10cm::Icd10Cm;
 
 fn suggest(text: &str) -> Vec<Suggestion> {
     Suggester::icd10cm().suggest(text, 10)
@@ -235,8 +235,8 @@ fn unspecified_defaults_win_over_residual_and_specified_siblings() {
 
 #[test]
 fn codes_for_another_sex_or_age_are_not_suggested() {
-    use chartroom_terminology::icd10cm::demographics::Sex;
-    use chartroom_terminology::suggest::Demographics;
+    use chartroom_suggest::Demographics;
+    use terminology::icd10cm::demographics::Sex;
     let suggester = Suggester::icd10cm();
     let for_patient = |text: &str, age: u32, sex: Sex| {
         let patient = Demographics { age_years: Some(age), sex: Some(sex) };
@@ -276,8 +276,8 @@ fn a_notes_diagnosis_list_comes_first_in_its_order() {
 
 #[test]
 fn a_note_states_who_it_is_about() {
-    use chartroom_terminology::icd10cm::demographics::Sex;
-    use chartroom_terminology::suggest::{Demographics, note_demographics};
+    use chartroom_suggest::{Demographics, note_demographics};
+    use terminology::icd10cm::demographics::Sex;
     assert_eq!(
         note_demographics("Patient: Sam Roe, 4-year-old boy\nWell-child check."),
         Demographics { age_years: Some(4), sex: Some(Sex::Male) }
@@ -294,7 +294,7 @@ fn a_note_states_who_it_is_about() {
 /// both halves).
 #[test]
 fn hand_coded_clinical_statements_find_their_codes() {
-    use chartroom_terminology::suggest::{evaluate_statements, parse_statements};
+    use chartroom_suggest::{evaluate_statements, parse_statements};
     let corpus = include_str!("data/clinical-statements.tsv");
     let statements = parse_statements(corpus).expect("the corpus parses");
     assert_eq!(statements.len(), 300);

@@ -12,10 +12,10 @@
 
 use std::time::Instant;
 
-use chartroom_terminology::icd10cm::{Icd10Cm, NoteKind};
-use chartroom_terminology::suggest::{
+use chartroom_suggest::{
     BuildOptions, HeldOutTerm, Ranking, Suggester, evaluate_terms, held_out_options, held_out_terms,
 };
+use terminology::icd10cm::{Icd10Cm, NoteKind};
 
 fn main() {
     if let Ok(queries) = std::env::var("QUERY") {

@@ -13,7 +13,7 @@
 //! the list, since the first-listed diagnosis is the one the visit is coded for.
 
 use super::Demographics;
-use crate::icd10cm::demographics::Sex;
+use terminology::icd10cm::demographics::Sex;
 
 /// A stretch of the note to suggest codes for, as a byte range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

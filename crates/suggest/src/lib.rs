@@ -46,14 +46,14 @@ use std::time::Duration;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::icd10cm::Icd10Cm;
-use crate::icd10cm::demographics::{self, Sex};
 pub use evaluate::{
     DEEPEST_RANK, HeldOutReport, HeldOutTerm, Miss, Statement, StatementReport, evaluate_held_out,
     evaluate_statements, evaluate_terms, held_out_options, held_out_terms, parse_statements,
 };
 use index::{Bm25f, FIELDS, Index};
 pub use note::demographics as note_demographics;
+use terminology::icd10cm::Icd10Cm;
+use terminology::icd10cm::demographics::{self, Sex};
 
 /// One suggested code.
 #[derive(Clone, Debug, PartialEq)]
