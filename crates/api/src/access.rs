@@ -132,7 +132,8 @@ impl Gate {
                 interaction: Mutex::default(),
             });
         };
-        let grant = policy::authorize(&caller.identity, route).map_err(refused)?;
+        let grant = policy::authorize(&caller.identity, route, &crate::operations::registry::Registry)
+            .map_err(refused)?;
         let directives = if caller.consent_bound() { api.consents.directives(api)? } else { Arc::default() };
         // With a patient context, resources may be another patient's; with directives on
         // record, under one: either way each must be read to decide.
@@ -153,9 +154,11 @@ impl Gate {
     /// is a 403 for the Bundle, whatever the entry alone would have been answered.
     pub(crate) fn authorize(&self, route: &Route) -> Result<(), ApiError> {
         match &self.caller {
-            Some(caller) => policy::authorize(&caller.identity, route)
-                .map(|_| ())
-                .map_err(|refusal| ApiError::new(403, IssueType::Forbidden, refusal.message)),
+            Some(caller) => {
+                policy::authorize(&caller.identity, route, &crate::operations::registry::Registry)
+                    .map(|_| ())
+                    .map_err(|refusal| ApiError::new(403, IssueType::Forbidden, refusal.message))
+            }
             None => Ok(()),
         }
     }

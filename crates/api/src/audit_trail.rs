@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use fhir::IssueType;
-use fhir::rest::{Level, Route};
+use fhir::rest::Route;
 use privacy::AuditLog;
 
 use crate::access::Gate;
@@ -85,21 +85,15 @@ impl AuditTrail {
     pub(crate) fn disclosures(
         &self,
         request: &Request,
-        level: &Level,
+        level: &crate::operations::Level<'_>,
         gate: &Gate,
     ) -> Result<Response, ApiError> {
-        let Level::Instance(t, patient) = level else {
+        let crate::operations::Level::Instance("Patient", patient) = *level else {
             return Err(ApiError::bad_request(
                 IssueType::Required,
                 "$disclosures runs on a Patient: Patient/[id]/$disclosures",
             ));
         };
-        if t != "Patient" {
-            return Err(ApiError::bad_request(
-                IssueType::NotSupported,
-                "$disclosures runs on a Patient: Patient/[id]/$disclosures",
-            ));
-        }
         self.log.flush();
         gate.touch(patient);
         let events = privacy::audit::events_for_patient(&self.dir, &format!("Patient/{patient}"))

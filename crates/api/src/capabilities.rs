@@ -4,6 +4,7 @@ use fhir::definitions;
 use fhir::search_parameters::{SearchParamType, search_parameters};
 use serde_json::{Value, json};
 
+use crate::operations::registry::OPERATIONS;
 use crate::{Api, Request, Response};
 
 impl Api {
@@ -59,7 +60,11 @@ impl Api {
                     "searchRevInclude": ["*"],
                     "searchParam": search
                 });
-                let operations = resource_operations(name);
+                let operations: Vec<Value> = OPERATIONS
+                    .iter()
+                    .filter(|op| op.levels.on_type(name))
+                    .map(|op| op.capability(&request.base))
+                    .collect();
                 if !operations.is_empty() {
                     resource["operation"] = Value::Array(operations);
                 }
@@ -87,19 +92,13 @@ impl Api {
                                   the R4 code systems and value sets, built in. Every create, update and \
                                   transaction entry is validated against the R4 definitions (422 with every issue).",
                 "resource": resources,
-                "operation": [{
-                    "name": "suggest-codes",
-                    "definition": "urn:chartroom:operation:suggest-codes",
-                    "documentation": "Ranked billable ICD-10-CM codes for clinical text (text=...)"
-                }, {
-                    "name": "export",
-                    "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
-                    "documentation": "Bulk export of the whole record as NDJSON (Prefer: respond-async; _type, _since); poll $export-status/JOB"
-                }, {
-                    "name": "data-quality",
-                    "definition": "urn:chartroom:operation:data-quality",
-                    "documentation": "Data-quality checks over the whole record (conformance, completeness, plausibility), as a Parameters with one check each"
-                }],
+                // System-level operations, and those of types outside R4 (a SQL on FHIR
+                // ViewDefinition's `$run`), which have no resource entry of their own.
+                "operation": OPERATIONS
+                    .iter()
+                    .filter(|op| op.levels.system || op.levels.beyond_r4())
+                    .map(|op| op.capability(&request.base))
+                    .collect::<Vec<_>>(),
                 "interaction": [
                     { "code": "transaction" },
                     { "code": "batch" },
@@ -108,49 +107,5 @@ impl Api {
             }]
         });
         Response::json(200, serde_json::to_vec(&statement).unwrap_or_default())
-    }
-}
-
-/// The operations a resource type supports, as CapabilityStatement entries.
-fn resource_operations(resource_type: &str) -> Vec<Value> {
-    let standard = |name: &str, definition: &str| json!({"name": name, "definition": format!("http://hl7.org/fhir/OperationDefinition/{definition}")});
-    let own = |name: &str, documentation: &str| json!({"name": name, "definition": format!("urn:chartroom:operation:{name}"), "documentation": documentation});
-    let edits = "ICD-10-CM coding edits of the record, as an OperationOutcome";
-    let mut operations = own_operations(resource_type, &standard, &own, edits);
-    operations.push(standard("validate", "Resource-validate"));
-    operations
-}
-
-fn own_operations(
-    resource_type: &str,
-    standard: &dyn Fn(&str, &str) -> Value,
-    own: &dyn Fn(&str, &str) -> Value,
-    edits: &str,
-) -> Vec<Value> {
-    match resource_type {
-        "Patient" => vec![
-            standard("everything", "Patient-everything"),
-            json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"}),
-        ],
-        "Group" => {
-            vec![
-                json!({"name": "export", "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}),
-            ]
-        }
-        "CodeSystem" => {
-            vec![standard("lookup", "CodeSystem-lookup"), standard("subsumes", "CodeSystem-subsumes")]
-        }
-        "ValueSet" => {
-            vec![standard("expand", "ValueSet-expand"), standard("validate-code", "ValueSet-validate-code")]
-        }
-        "Encounter" => vec![
-            own("coding-edits", edits),
-            own("coding-worklist", "Finished encounters needing a coder, oldest discharge first"),
-        ],
-        "Condition" | "Claim" | "ExplanationOfBenefit" => vec![own("coding-edits", edits)],
-        "DocumentReference" => {
-            vec![own("suggest-codes", "Ranked billable ICD-10-CM codes for the document's text")]
-        }
-        _ => Vec::new(),
     }
 }

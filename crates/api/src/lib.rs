@@ -311,6 +311,17 @@ impl Api {
                 let compartment = compartment.as_ref().map(|(t, id)| (t.as_str(), id.as_str()));
                 self.search(request, gate, resource_type, &pairs, compartment, &path)
             }
+            // The operations' definitions come from the registry (stored ones from the store).
+            Route::Read { resource_type, id }
+                if resource_type == "OperationDefinition" && operations::registry::find(id).is_some() =>
+            {
+                let operation =
+                    operations::registry::find(id).ok_or_else(|| ApiError::internal("lost operation"))?;
+                Ok(Response::json(
+                    200,
+                    serde_json::to_vec(&operation.definition_resource(&request.base)).unwrap_or_default(),
+                ))
+            }
             Route::Read { resource_type, id } => {
                 let mut response = self.read(request, gate, resource_type, id)?;
                 if response.status == 200 {
@@ -321,17 +332,6 @@ impl Api {
             Route::Vread { resource_type, id, version } => {
                 self.vread(request, gate, resource_type, id, version)
             }
-            Route::Operation { name, level: Level::Instance(t, id), .. }
-                if name == "everything" && t == "Patient" =>
-            {
-                self.everything(request, gate, id)
-            }
-            Route::Operation { name, level, .. } if name == "disclosures" => match &self.trail {
-                Some(trail) => trail.disclosures(request, level, gate),
-                None => {
-                    Err(ApiError::not_supported("$disclosures needs the audit trail; this server keeps none"))
-                }
-            },
             Route::Operation { name, level, method } => self.operation(request, gate, *method, name, level),
             Route::Bundle
             | Route::Create { .. }

@@ -5,6 +5,7 @@ mod base64;
 pub mod datetime;
 pub mod definitions;
 pub mod outcome;
+pub mod parameters;
 pub mod resource;
 pub mod rest;
 pub mod search_parameters;

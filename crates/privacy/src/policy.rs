@@ -148,12 +148,54 @@ fn writes_consent(identity: &Identity) -> bool {
     matches!(identity.role, Role::PrivacyOfficer | Role::Admin)
 }
 
-/// Operations a patient's token may run: on their own record, or on terminology.
-const PATIENT_OPERATIONS: &[&str] =
-    &["everything", "disclosures", "lookup", "expand", "validate-code", "subsumes", "validate", "export"];
+/// What an operation reads of the record, for the scopes it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reads {
+    /// Nothing of anyone's record (terminology, the validation of a posted resource).
+    Nothing,
+    /// The type it is invoked on (nothing at system level).
+    LevelType,
+    /// Resources of this type; what else it returns is judged resource by resource.
+    Type(&'static str),
+    /// Every type: files and reports that cannot be filtered by type afterwards.
+    EveryType,
+}
 
-/// Decides whether `identity` may run `route`.
-pub fn authorize(identity: &Identity, route: &Route) -> Result<Grant, Refusal> {
+/// Whether a patient's token may run an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatientUse {
+    Refused,
+    Allowed,
+    /// On their own record only: their Patient instance, or the Patient type (the API then
+    /// confines it to them).
+    OwnRecord,
+}
+
+/// The rights an operation declares (in the API's operation registry): the policy decides on
+/// them as on any route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OperationAccess {
+    pub reads: Reads,
+    /// Whether it changes the record (and so needs write scopes).
+    pub writes: bool,
+    pub patient: PatientUse,
+    /// Whether it reads the audit trail: the privacy office's, or a patient's own accounting.
+    pub trail: bool,
+}
+
+/// Where the policy finds each operation's declared rights.
+pub trait OperationCatalog {
+    /// The rights of operation `name` (without `$`); `None` for an operation not offered.
+    fn access(&self, name: &str) -> Option<OperationAccess>;
+}
+
+/// Decides whether `identity` may run `route`; operations by the rights `operations`
+/// declares for them.
+pub fn authorize(
+    identity: &Identity,
+    route: &Route,
+    operations: &dyn OperationCatalog,
+) -> Result<Grant, Refusal> {
     let context = confinement(identity)?;
     if matches!(route, Route::Capabilities) {
         return Ok(Grant { confined_to: None });
@@ -179,8 +221,12 @@ pub fn authorize(identity: &Identity, route: &Route) -> Result<Grant, Refusal> {
         }
         return Ok(Grant { confined_to: None });
     }
-    if let Route::Operation { name, level, .. } = route
-        && name == "disclosures"
+    let access = match route {
+        Route::Operation { name, .. } => operations.access(name),
+        _ => None,
+    };
+    if let Route::Operation { level, .. } = route
+        && access.is_some_and(|a| a.trail)
     {
         let own = matches!(level, Level::Instance(t, id) if t == "Patient" && context == Some(id.as_str()));
         if !reads_trail(identity) && !own {
@@ -197,7 +243,7 @@ pub fn authorize(identity: &Identity, route: &Route) -> Result<Grant, Refusal> {
         ));
     }
     let mut confined = identity.role == Role::Patient;
-    for (interaction, resource_type) in needs(route) {
+    for (interaction, resource_type) in needs(route, access) {
         match reach(identity, interaction, resource_type.unwrap_or("*")) {
             Reach::Everyone => {}
             Reach::PatientInContext => confined = true,
@@ -213,7 +259,7 @@ pub fn authorize(identity: &Identity, route: &Route) -> Result<Grant, Refusal> {
     }
     let confined_to = match (confined, context) {
         (true, Some(own)) => {
-            confine(route, own)?;
+            confine(route, own, access)?;
             Some(own.to_string())
         }
         (true, None) => return Err(Refusal::forbidden("this token names no patient, so it opens no record")),
@@ -243,7 +289,7 @@ pub fn may_search(identity: &Identity, resource_type: &str) -> bool {
 /// The interactions a route needs the scopes to permit, each on a type (`None`: on every
 /// type). A Bundle needs nothing of its own (each entry is authorized as a route), nor do an
 /// export's status and files (their starter's alone: [`may_follow_export`]).
-fn needs(route: &Route) -> Vec<(Interaction, Option<&str>)> {
+fn needs(route: &Route, access: Option<OperationAccess>) -> Vec<(Interaction, Option<&str>)> {
     use Interaction::*;
     match route {
         Route::Capabilities | Route::Bundle | Route::ExportStatus { .. } | Route::ExportFile { .. } => {
@@ -270,24 +316,31 @@ fn needs(route: &Route) -> Vec<(Interaction, Option<&str>)> {
         }
         // Views flatten resources of any type.
         Route::ViewDefinitions | Route::ViewDefinition { .. } => vec![(Search, None)],
-        Route::Operation { name, level, .. } => match name.as_str() {
-            // Terminology and validation of a posted resource read no patient's record; at
-            // type or instance level they read that type.
-            "lookup" | "expand" | "validate-code" | "subsumes" | "validate" => {
-                level.resource_type().map(|t| vec![(Read, Some(t))]).unwrap_or_default()
+        Route::Operation { level, .. } => {
+            // An operation not offered reads at most its level's type (and is refused by the
+            // API for not being offered).
+            let access = access.unwrap_or(OperationAccess {
+                reads: Reads::LevelType,
+                writes: false,
+                patient: PatientUse::Refused,
+                trail: false,
+            });
+            let mut needs = match access.reads {
+                Reads::Nothing => Vec::new(),
+                Reads::LevelType => level.resource_type().map(|t| vec![(Read, Some(t))]).unwrap_or_default(),
+                Reads::Type(t) => vec![(Read, Some(t))],
+                Reads::EveryType => vec![(Read, None)],
+            };
+            if access.writes {
+                needs.push((Update, level.resource_type()));
             }
-            // The entries are each checked against the scopes as they are returned.
-            "everything" => vec![(Read, Some("Patient"))],
-            "suggest-codes" => vec![(Read, Some("DocumentReference"))],
-            // Files and reports over every type cannot be filtered by type afterwards.
-            "export" | "data-quality" | "coding-worklist" | "coding-edits" | "run" => vec![(Read, None)],
-            _ => vec![(Read, level.resource_type())],
-        },
+            needs
+        }
     }
 }
 
 /// The routes a patient's token may take.
-fn confine(route: &Route, own: &str) -> Result<(), Refusal> {
+fn confine(route: &Route, own: &str, access: Option<OperationAccess>) -> Result<(), Refusal> {
     let other_patient = || Refusal::forbidden("this token gives access to one patient's record only");
     if route.writes() {
         return Err(Refusal::forbidden("a patient's token reads; it does not write"));
@@ -306,21 +359,21 @@ fn confine(route: &Route, own: &str) -> Result<(), Refusal> {
         {
             Err(other_patient())
         }
-        Route::Operation { name, level, .. } => {
-            if !PATIENT_OPERATIONS.contains(&name.as_str()) {
-                return Err(Refusal::forbidden(format!("${name} is not available to a patient's token")));
+        Route::Operation { name, level, .. } => match access.map(|a| (a.patient, a.writes)) {
+            Some((_, true)) => Err(Refusal::forbidden("a patient's token reads; it does not write")),
+            Some((PatientUse::Allowed, false)) => Ok(()),
+            // Their Patient (another's is refused above), or the Patient type, which the API
+            // confines to them.
+            Some((PatientUse::OwnRecord, false)) => match level {
+                Level::Type(t) | Level::Instance(t, _) if t == "Patient" => Ok(()),
+                _ => Err(Refusal::forbidden(format!(
+                    "${name} runs on a patient's token's own record only (Patient/[id]/${name})"
+                ))),
+            },
+            Some((PatientUse::Refused, _)) | None => {
+                Err(Refusal::forbidden(format!("${name} is not available to a patient's token")))
             }
-            match (name.as_str(), level) {
-                ("export", Level::Type(t)) if t == "Patient" => Ok(()),
-                ("export", Level::Instance(t, _)) if t == "Patient" => Ok(()),
-                ("export", _) => {
-                    Err(Refusal::forbidden("a patient's token exports its own record only (Patient/$export)"))
-                }
-                ("everything", Level::Instance(..)) => Ok(()),
-                ("everything", _) => Err(other_patient()),
-                _ => Ok(()),
-            }
-        }
+        },
         _ => Ok(()),
     }
 }

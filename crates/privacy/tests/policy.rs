@@ -2,7 +2,9 @@
 //! of route on every resource type, and what a stored resource is against a patient context,
 //! for every type in the Patient compartment.
 
-use chartroom_privacy::policy::{self, Caller, Directives, ResourceFacts, Sight};
+use chartroom_privacy::policy::{
+    self, Caller, Directives, OperationAccess, OperationCatalog, PatientUse, Reads, ResourceFacts, Sight,
+};
 use chartroom_privacy::{Identity, Role, Scopes};
 use fhir::rest::{Level, Method, Route, Target};
 use serde_json::json;
@@ -22,7 +24,32 @@ fn route(method: Method, url: &str) -> Route {
 }
 
 fn allowed(identity: &Identity, route: &Route) -> bool {
-    policy::authorize(identity, route).is_ok()
+    policy::authorize(identity, route, &Catalog).is_ok()
+}
+
+/// The rights the API's operation registry declares (the API's own tests check the policy
+/// against the registry itself).
+struct Catalog;
+
+impl OperationCatalog for Catalog {
+    fn access(&self, name: &str) -> Option<OperationAccess> {
+        let declared = |reads, patient| OperationAccess { reads, writes: false, patient, trail: false };
+        Some(match name {
+            "everything" => declared(Reads::Type("Patient"), PatientUse::OwnRecord),
+            "disclosures" => {
+                OperationAccess { trail: true, ..declared(Reads::Nothing, PatientUse::OwnRecord) }
+            }
+            "export" => declared(Reads::EveryType, PatientUse::OwnRecord),
+            "lookup" | "expand" | "validate-code" | "subsumes" | "validate" => {
+                declared(Reads::LevelType, PatientUse::Allowed)
+            }
+            "data-quality" | "coding-worklist" | "coding-edits" | "run" => {
+                declared(Reads::EveryType, PatientUse::Refused)
+            }
+            "suggest-codes" => declared(Reads::Type("DocumentReference"), PatientUse::Refused),
+            _ => return None,
+        })
+    }
 }
 
 /// Every R4 resource type but AuditEvent (whose own rules are tested apart).
@@ -168,7 +195,7 @@ fn a_patients_token_reads_its_own_record_only() {
             );
         }
     }
-    let grant = policy::authorize(&patient, &route(Method::Get, "Observation")).unwrap();
+    let grant = policy::authorize(&patient, &route(Method::Get, "Observation"), &Catalog).unwrap();
     assert_eq!(grant.confined_to.as_deref(), Some("pa"));
     for refused in [
         route(Method::Get, "Patient/pb"),
@@ -228,7 +255,10 @@ fn every_scope_form_is_honoured() {
     // Patient scopes confine to the patient in context; without one they open nothing.
     let confined = identity(Role::Clinician, Some("pa"), Some("patient/Observation.rs"));
     assert_eq!(
-        policy::authorize(&confined, &route(Method::Get, "Observation")).unwrap().confined_to.as_deref(),
+        policy::authorize(&confined, &route(Method::Get, "Observation"), &Catalog)
+            .unwrap()
+            .confined_to
+            .as_deref(),
         Some("pa")
     );
     assert!(!allowed(&confined, &route(Method::Put, "Observation/o1")));
@@ -237,7 +267,7 @@ fn every_scope_form_is_honoured() {
         let nobody = identity(role, None, scopes);
         for url in ["metadata", "Patient/pa", "Observation"] {
             assert_eq!(
-                policy::authorize(&nobody, &route(Method::Get, url)).map_err(|r| r.status),
+                policy::authorize(&nobody, &route(Method::Get, url), &Catalog).map_err(|r| r.status),
                 Err(403),
                 "{url}"
             );
@@ -245,7 +275,10 @@ fn every_scope_form_is_honoured() {
     }
     // A user in a patient's context (user scopes and a patient claim) is not confined.
     let in_context = identity(Role::Clinician, Some("pa"), Some("user/*.rs"));
-    assert_eq!(policy::authorize(&in_context, &route(Method::Get, "Observation")).unwrap().confined_to, None);
+    assert_eq!(
+        policy::authorize(&in_context, &route(Method::Get, "Observation"), &Catalog).unwrap().confined_to,
+        None
+    );
 }
 
 #[test]
@@ -382,7 +415,8 @@ fn each_scope_reaches_as_far_as_its_context() {
         Some("pa"),
         Some("launch/patient openid fhirUser patient/*.rs user/Practitioner.rs"),
     );
-    let confined = |url: &str| policy::authorize(&app, &route(Method::Get, url)).unwrap().confined_to;
+    let confined =
+        |url: &str| policy::authorize(&app, &route(Method::Get, url), &Catalog).unwrap().confined_to;
     assert_eq!(confined("Observation").as_deref(), Some("pa"));
     assert_eq!(confined("Patient").as_deref(), Some("pa"));
     assert_eq!(confined("Practitioner"), None);
@@ -404,7 +438,7 @@ fn each_scope_reaches_as_far_as_its_context() {
     assert!(!allowed(&officer, &route(Method::Get, "AuditEvent")));
     assert!(!allowed(&officer, &route(Method::Get, "Patient/pb/$disclosures")));
     assert!(allowed(&officer, &route(Method::Get, "Patient/pa/$disclosures")));
-    let own = policy::authorize(&officer, &route(Method::Get, "Patient/pa/$disclosures")).unwrap();
+    let own = policy::authorize(&officer, &route(Method::Get, "Patient/pa/$disclosures"), &Catalog).unwrap();
     assert_eq!(own.confined_to.as_deref(), Some("pa"), "the patient's own accounting, redacted");
 }
 

@@ -11,3 +11,9 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 }
+
+impl From<fhir::parameters::InputError> for Error {
+    fn from(error: fhir::parameters::InputError) -> Self {
+        Error::Invalid(error.0)
+    }
+}

@@ -10,6 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rustc_hash::FxHasher;
 use serde_json::{Map, Value, json};
 
+use fhir::parameters::{Input, Inputs};
+
 use crate::Error;
 use crate::expand::{Expander, Member, MemberCode, Membership, Policy, TextFilter};
 use crate::r4::{self, Designation, PropertyValue, ValueSetDef};
@@ -54,113 +56,25 @@ impl Coding {
     }
 }
 
-/// The input parameters of an operation, from either form.
-enum Input {
-    Text(String),
-    Json(Value),
-}
-
-struct Inputs(Vec<(String, Input)>);
-
 /// Parameters that change what an operation means and that this server does not implement;
 /// ignoring them would give a wrong answer rather than a partial one.
 const UNSUPPORTED: [&str; 4] =
     ["context", "contextDirection", "check-system-version", "force-system-version"];
 
-impl Inputs {
-    fn from_query(pairs: &[(String, String)]) -> Result<Inputs, Error> {
-        let inputs = Inputs(pairs.iter().map(|(n, v)| (n.clone(), Input::Text(v.clone()))).collect());
-        inputs.refuse_unsupported()?;
-        Ok(inputs)
-    }
+/// The terminology operations' reading of the common operation inputs, beyond the simple
+/// values `Inputs` reads itself.
+trait TerminologyInputs {
+    fn refuse_unsupported(&self) -> Result<(), Error>;
+    fn coding(&self, name: &str) -> Result<Option<Coding>, Error>;
+    fn codeable_concept(&self, name: &str) -> Result<Option<Vec<Coding>>, Error>;
+    fn resource(&self, name: &str) -> Result<Option<Value>, Error>;
+}
 
-    fn from_parameters(parameters: &Value) -> Result<Inputs, Error> {
-        if parameters["resourceType"] != "Parameters" {
-            return Err(Error::Invalid("the request body must be a Parameters resource".into()));
-        }
-        let mut out = Vec::new();
-        for parameter in parameters["parameter"].as_array().into_iter().flatten() {
-            let Some(name) = parameter["name"].as_str() else {
-                return Err(Error::Invalid("a parameter without a name".into()));
-            };
-            let value = if parameter["resource"].is_object() {
-                Input::Json(parameter["resource"].clone())
-            } else {
-                let value = parameter
-                    .as_object()
-                    .and_then(|p| p.iter().find(|(k, _)| k.starts_with("value")))
-                    .map(|(_, v)| v);
-                match value {
-                    Some(Value::String(s)) => Input::Text(s.clone()),
-                    Some(Value::Bool(b)) => Input::Text(b.to_string()),
-                    Some(Value::Number(n)) => Input::Text(n.to_string()),
-                    Some(other @ Value::Object(_)) => Input::Json(other.clone()),
-                    _ => return Err(Error::Invalid(format!("parameter {name} has no value"))),
-                }
-            };
-            out.push((name.to_owned(), value));
-        }
-        let inputs = Inputs(out);
-        inputs.refuse_unsupported()?;
-        Ok(inputs)
-    }
-
+impl TerminologyInputs for Inputs {
     fn refuse_unsupported(&self) -> Result<(), Error> {
-        match self.0.iter().find(|(name, _)| UNSUPPORTED.contains(&name.as_str())) {
-            Some((name, _)) => Err(Error::Invalid(format!("the parameter {name} is not supported"))),
+        match self.names().find(|name| UNSUPPORTED.contains(name)) {
+            Some(name) => Err(Error::Invalid(format!("the parameter {name} is not supported"))),
             None => Ok(()),
-        }
-    }
-
-    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Input> + 'a {
-        self.0.iter().filter(move |(n, _)| n == name).map(|(_, v)| v)
-    }
-
-    fn one<'a>(&'a self, name: &'a str) -> Result<Option<&'a Input>, Error> {
-        let mut found = self.all(name);
-        let first = found.next();
-        if found.next().is_some() {
-            return Err(Error::Invalid(format!("the parameter {name} may appear only once")));
-        }
-        Ok(first)
-    }
-
-    fn text(&self, name: &str) -> Result<Option<String>, Error> {
-        match self.one(name)? {
-            None => Ok(None),
-            Some(Input::Text(t)) => Ok(Some(t.clone())),
-            Some(Input::Json(_)) => {
-                Err(Error::Invalid(format!("the parameter {name} must be a simple value")))
-            }
-        }
-    }
-
-    fn texts(&self, name: &str) -> Result<Vec<String>, Error> {
-        self.all(name)
-            .map(|v| match v {
-                Input::Text(t) => Ok(t.clone()),
-                Input::Json(_) => Err(Error::Invalid(format!("the parameter {name} must be a simple value"))),
-            })
-            .collect()
-    }
-
-    fn boolean(&self, name: &str) -> Result<Option<bool>, Error> {
-        match self.text(name)?.as_deref() {
-            None => Ok(None),
-            Some("true") => Ok(Some(true)),
-            Some("false") => Ok(Some(false)),
-            Some(other) => {
-                Err(Error::Invalid(format!("the parameter {name} must be true or false, not {other:?}")))
-            }
-        }
-    }
-
-    fn count(&self, name: &str) -> Result<Option<usize>, Error> {
-        match self.text(name)? {
-            None => Ok(None),
-            Some(t) => t.trim().parse::<usize>().map(Some).map_err(|_| {
-                Error::Invalid(format!("the parameter {name} must be a non-negative integer, not {t:?}"))
-            }),
         }
     }
 
@@ -193,6 +107,20 @@ impl Inputs {
     }
 }
 
+/// Inputs from the query string.
+fn query_inputs(pairs: &[(String, String)]) -> Result<Inputs, Error> {
+    let inputs = Inputs::from_query(pairs);
+    inputs.refuse_unsupported()?;
+    Ok(inputs)
+}
+
+/// Inputs from a Parameters body.
+fn parameters_inputs(parameters: &Value) -> Result<Inputs, Error> {
+    let inputs = Inputs::from_parameters(parameters)?;
+    inputs.refuse_unsupported()?;
+    Ok(inputs)
+}
+
 fn parameters(parameter: Vec<Value>) -> Value {
     json!({ "resourceType": "Parameters", "parameter": parameter })
 }
@@ -221,14 +149,16 @@ pub struct LookupRequest {
 
 impl LookupRequest {
     pub fn from_query(pairs: &[(String, String)]) -> Result<LookupRequest, Error> {
-        Self::read(&Inputs::from_query(pairs)?)
+        Self::from_inputs(&query_inputs(pairs)?)
     }
 
     pub fn from_parameters(parameters: &Value) -> Result<LookupRequest, Error> {
-        Self::read(&Inputs::from_parameters(parameters)?)
+        Self::from_inputs(&parameters_inputs(parameters)?)
     }
 
-    fn read(inputs: &Inputs) -> Result<LookupRequest, Error> {
+    /// The request from an operation's inputs (the one reader every operation uses).
+    pub fn from_inputs(inputs: &Inputs) -> Result<LookupRequest, Error> {
+        inputs.refuse_unsupported()?;
         Ok(LookupRequest {
             system: inputs.text("system")?,
             version: inputs.text("version")?,
@@ -314,14 +244,16 @@ pub struct ValidateCodeRequest {
 
 impl ValidateCodeRequest {
     pub fn from_query(pairs: &[(String, String)]) -> Result<ValidateCodeRequest, Error> {
-        Self::read(&Inputs::from_query(pairs)?)
+        Self::from_inputs(&query_inputs(pairs)?)
     }
 
     pub fn from_parameters(parameters: &Value) -> Result<ValidateCodeRequest, Error> {
-        Self::read(&Inputs::from_parameters(parameters)?)
+        Self::from_inputs(&parameters_inputs(parameters)?)
     }
 
-    fn read(inputs: &Inputs) -> Result<ValidateCodeRequest, Error> {
+    /// The request from an operation's inputs (the one reader every operation uses).
+    pub fn from_inputs(inputs: &Inputs) -> Result<ValidateCodeRequest, Error> {
+        inputs.refuse_unsupported()?;
         Ok(ValidateCodeRequest {
             url: inputs.text("url")?,
             value_set: inputs.resource("valueSet")?,
@@ -386,14 +318,16 @@ pub struct ExpandRequest {
 
 impl ExpandRequest {
     pub fn from_query(pairs: &[(String, String)]) -> Result<ExpandRequest, Error> {
-        Self::read(&Inputs::from_query(pairs)?)
+        Self::from_inputs(&query_inputs(pairs)?)
     }
 
     pub fn from_parameters(parameters: &Value) -> Result<ExpandRequest, Error> {
-        Self::read(&Inputs::from_parameters(parameters)?)
+        Self::from_inputs(&parameters_inputs(parameters)?)
     }
 
-    fn read(inputs: &Inputs) -> Result<ExpandRequest, Error> {
+    /// The request from an operation's inputs (the one reader every operation uses).
+    pub fn from_inputs(inputs: &Inputs) -> Result<ExpandRequest, Error> {
+        inputs.refuse_unsupported()?;
         Ok(ExpandRequest {
             url: inputs.text("url")?,
             value_set: inputs.resource("valueSet")?,
@@ -520,14 +454,16 @@ pub struct SubsumesRequest {
 
 impl SubsumesRequest {
     pub fn from_query(pairs: &[(String, String)]) -> Result<SubsumesRequest, Error> {
-        Self::read(&Inputs::from_query(pairs)?)
+        Self::from_inputs(&query_inputs(pairs)?)
     }
 
     pub fn from_parameters(parameters: &Value) -> Result<SubsumesRequest, Error> {
-        Self::read(&Inputs::from_parameters(parameters)?)
+        Self::from_inputs(&parameters_inputs(parameters)?)
     }
 
-    fn read(inputs: &Inputs) -> Result<SubsumesRequest, Error> {
+    /// The request from an operation's inputs (the one reader every operation uses).
+    pub fn from_inputs(inputs: &Inputs) -> Result<SubsumesRequest, Error> {
+        inputs.refuse_unsupported()?;
         Ok(SubsumesRequest {
             system: inputs.text("system")?,
             version: inputs.text("version")?,

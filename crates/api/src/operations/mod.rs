@@ -7,6 +7,7 @@
 
 mod coding;
 mod parameters;
+pub(crate) mod registry;
 mod terminology;
 pub mod views;
 
@@ -15,6 +16,7 @@ use serde_json::Value as Json;
 
 use crate::access::Gate;
 use crate::{Api, ApiError, Method, Request, Response};
+use registry::Call;
 
 /// An operation call, by level and name (without the `$`).
 #[derive(Clone, Copy, Debug)]
@@ -34,7 +36,8 @@ pub(crate) enum Level<'a> {
 }
 
 impl Api {
-    /// Runs an operation. GET operations must not change anything; every one here is such.
+    /// Runs an operation, as the registry declares it: offered at this level, invoked with a
+    /// method it takes, with the parameters it declares.
     pub(crate) fn operation(
         &self,
         request: &Request,
@@ -50,12 +53,30 @@ impl Api {
             fhir::rest::Level::Type(t) => Level::Type(t),
             fhir::rest::Level::Instance(t, id) => Level::Instance(t, id),
         };
-        let invocation = Invocation { level, name };
-        if !matches!(method, Method::Get | Method::Head | Method::Post) {
-            return Err(ApiError::method_not_allowed(method, &format!("${}", invocation.name), "GET, POST"));
+        let operation = registry::find(name).ok_or_else(|| {
+            ApiError::bad_request(
+                IssueType::NotSupported,
+                format!("operation ${name} is not supported {}", level_name(level)),
+            )
+        })?;
+        if !operation.levels.allows(&level) {
+            return Err(ApiError::bad_request(
+                IssueType::NotSupported,
+                format!(
+                    "operation ${name} is not supported {}; it runs on {}",
+                    level_name(level),
+                    operation.levels.describe()
+                ),
+            ));
+        }
+        let methods_taken = if operation.affects_state { "POST" } else { "GET, POST" };
+        if !matches!(method, Method::Post)
+            && (operation.affects_state || !matches!(method, Method::Get | Method::Head))
+        {
+            return Err(ApiError::method_not_allowed(method, &format!("${name}"), methods_taken));
         }
         // An operation on one resource reads it: the policy judges it first, as a read.
-        if let Level::Instance(t, id) = invocation.level
+        if let Level::Instance(t, id) = level
             && t != fhir::rest::VIEW_DEFINITION
             && gate.checks()
             && let Some(record) = self.store.read(t, id)?
@@ -64,97 +85,54 @@ impl Api {
         }
         let body = if method == Method::Post { parameters::parse_body(&request.body)? } else { None };
         let inputs = Inputs::new(&request.query, body.as_ref())?;
-        // Reports and rows over many records cannot withhold one resource of them (an
-        // export checks each patient it will hold, once it knows them).
-        if invocation.name == "run" {
-            let patient = inputs.get("patient").map(|p| p.trim_start_matches("Patient/"));
-            gate.bulk(patient)?;
-            if let Some(patient) = patient {
-                gate.touch(patient);
-            }
-        }
-        match (invocation.name, invocation.level) {
-            ("coding-edits", level) => {
-                inputs.only("coding-edits", &["resource"])?;
-                // The edits read the patient's other diagnoses from the record: all of it is
-                // theirs to withhold.
-                let resource = self.operation_resource(level, body.as_ref()).ok();
-                let patient = resource
-                    .as_ref()
-                    .and_then(fhir::patient_reference)
-                    .and_then(fhir::patient_id_of_reference)
-                    .map(str::to_string);
-                gate.bulk(patient.as_deref())?;
-                if let Some(patient) = &patient {
-                    gate.touch(patient);
-                }
-                self.coding_edits(level, body.as_ref(), gate)
-            }
-            ("data-quality", Level::System) => {
-                inputs.only("data-quality", &[])?;
-                // A report over the whole record, examples included: like a view's rows, it
-                // cannot withhold one resource of it.
-                gate.bulk(None)?;
-                // A report over the whole record; `chartroom dq` keeps runs for the trend.
-                let report = quality::run(self.store.as_ref(), &quality::Options::default())
-                    .map_err(|e| ApiError::internal(format!("the data-quality run failed: {e}")))?;
-                Ok(json_response(&report.to_parameters(&fhir::DateTime::now_utc().to_string())))
-            }
-            ("validate", level) => {
-                let resource = self.operation_resource(level, body.as_ref())?;
-                Ok(json_response(&validation::Validator::r4().outcome(&resource).to_json()))
-            }
-            ("coding-worklist", Level::System | Level::Type("Encounter")) => {
-                inputs.only("coding-worklist", &["_count"])?;
-                self.coding_worklist(&inputs, gate)
-            }
-            ("export", Level::System) => {
-                self.export_kickoff(request, gate, crate::export::ExportScope::System, &inputs)
-            }
+        operation.check(&inputs)?;
+        (operation.handler)(self, &Call { request, gate, level, inputs: &inputs, body: body.as_ref() })
+    }
+
+    /// `$export` at system, Patient or Group level (and for one Patient).
+    pub(crate) fn export_operation(&self, call: &Call<'_>) -> Result<Response, ApiError> {
+        use crate::export::ExportScope;
+        let (scope, inputs) = match call.level {
+            Level::System => (ExportScope::System, call.inputs.without("")),
             // A patient's token exports their own record, whatever `patient` says.
-            ("export", Level::Type("Patient")) if gate.confined_to().is_some() => self.export_kickoff(
-                request,
-                gate,
-                crate::export::ExportScope::Patients(
-                    gate.confined_to().map(str::to_string).into_iter().collect(),
-                ),
-                &inputs.without("patient"),
+            Level::Type(_) if call.gate.confined_to().is_some() => (
+                ExportScope::Patients(call.gate.confined_to().map(str::to_string).into_iter().collect()),
+                call.inputs.without("patient"),
             ),
-            ("export", Level::Type("Patient")) => {
-                self.export_kickoff(request, gate, crate::export::ExportScope::AllPatients, &inputs)
+            Level::Type(_) => (ExportScope::AllPatients, call.inputs.without("")),
+            Level::Instance("Group", id) => {
+                (ExportScope::Patients(self.group_patients(id)?), call.inputs.without(""))
             }
-            ("export", Level::Instance("Patient", id)) => self.export_kickoff(
-                request,
-                gate,
-                crate::export::ExportScope::Patients(vec![id.to_string()]),
-                &inputs,
-            ),
-            ("export", Level::Instance("Group", id)) => {
-                let members = self.group_patients(id)?;
-                self.export_kickoff(request, gate, crate::export::ExportScope::Patients(members), &inputs)
-            }
-            ("run", Level::Type("ViewDefinition") | Level::Instance("ViewDefinition", _)) => {
-                self.run_view_operation(invocation.level, &inputs, body.as_ref(), gate)
-            }
-            (
-                "suggest-codes",
-                Level::System | Level::Type("DocumentReference") | Level::Instance("DocumentReference", _),
-            ) => {
-                inputs.only("suggest-codes", &["text", "count", "document"])?;
-                self.suggest_codes(invocation.level, &inputs, body.as_ref(), gate)
-            }
-            (
-                "lookup" | "subsumes" | "validate-code",
-                Level::Type("CodeSystem") | Level::Instance("CodeSystem", _),
-            )
-            | ("expand" | "validate-code", Level::Type("ValueSet") | Level::Instance("ValueSet", _)) => {
-                self.terminology_operation(invocation, &inputs, gate)
-            }
-            (name, level) => Err(ApiError::bad_request(
-                IssueType::NotSupported,
-                format!("operation ${name} is not supported {}", level_name(level)),
-            )),
+            Level::Instance(_, id) => (ExportScope::Patients(vec![id.to_string()]), call.inputs.without("")),
+        };
+        self.export_kickoff(call.request, call.gate, scope, &inputs)
+    }
+
+    /// `$coding-edits` of a record, stored or posted.
+    pub(crate) fn coding_edits_operation(&self, call: &Call<'_>) -> Result<Response, ApiError> {
+        // The edits read the patient's other diagnoses from the record: all of it is theirs
+        // to withhold.
+        let resource = self.operation_resource(call.level, call.body).ok();
+        let patient = resource
+            .as_ref()
+            .and_then(fhir::patient_reference)
+            .and_then(fhir::patient_id_of_reference)
+            .map(str::to_string);
+        call.gate.bulk(patient.as_deref())?;
+        if let Some(patient) = &patient {
+            call.gate.touch(patient);
         }
+        self.coding_edits(call.level, call.body, call.gate)
+    }
+
+    /// `$data-quality` over the whole record; `chartroom dq` keeps runs for the trend.
+    pub(crate) fn data_quality(&self, gate: &Gate) -> Result<Response, ApiError> {
+        // A report over the whole record, examples included: like a view's rows, it cannot
+        // withhold one resource of it.
+        gate.bulk(None)?;
+        let report = quality::run(self.store.as_ref(), &quality::Options::default())
+            .map_err(|e| ApiError::internal(format!("the data-quality run failed: {e}")))?;
+        Ok(json_response(&report.to_parameters(&fhir::DateTime::now_utc().to_string())))
     }
 
     /// The Patients a Group lists (`Group.member.entity`), for a Group's bulk export.

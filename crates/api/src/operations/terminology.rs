@@ -13,8 +13,9 @@ use terminology::{
     ExpandRequest, LookupRequest, Resolver, SubsumesRequest, Terminology, ValidateCodeRequest,
 };
 
-use super::{Inputs, Invocation, Level, json_response};
-use crate::access::{Gate, ViewedStore};
+use super::registry::Call;
+use super::{Invocation, Level, json_response};
+use crate::access::ViewedStore;
 use crate::{Api, ApiError, Response};
 
 /// Finds stored CodeSystem and ValueSet resources by `url`.
@@ -64,29 +65,11 @@ pub(crate) fn terminology_error(error: terminology::Error) -> ApiError {
     }
 }
 
-type FromParameters<T> = fn(&Json) -> Result<T, terminology::Error>;
-type FromQuery<T> = fn(&[(String, String)]) -> Result<T, terminology::Error>;
-
-/// Reads a request from a Parameters body, or else from the query.
-fn request<T>(
-    inputs: &Inputs,
-    from_parameters: FromParameters<T>,
-    from_query: FromQuery<T>,
-) -> Result<T, ApiError> {
-    match &inputs.parameters {
-        Some(parameters) => from_parameters(parameters),
-        None => from_query(&inputs.pairs),
-    }
-    .map_err(terminology_error)
-}
-
 impl Api {
-    pub(crate) fn terminology_operation(
-        &self,
-        invocation: Invocation<'_>,
-        inputs: &Inputs,
-        gate: &Gate,
-    ) -> Result<Response, ApiError> {
+    /// A terminology operation: `$lookup`, `$validate-code`, `$subsumes`, `$expand`.
+    pub(crate) fn terminology_operation(&self, call: &Call<'_>, name: &str) -> Result<Response, ApiError> {
+        let (inputs, gate) = (call.inputs, call.gate);
+        let invocation = Invocation { level: call.level, name };
         let terminology = Terminology::get();
         // Stored code systems and value sets are read as the caller may see them.
         let viewed = ViewedStore { store: self.store.as_ref(), gate };
@@ -111,7 +94,7 @@ impl Api {
         };
         match invocation.name {
             "lookup" => {
-                let mut request = request(inputs, LookupRequest::from_parameters, LookupRequest::from_query)?;
+                let mut request = LookupRequest::from_inputs(&inputs.0).map_err(terminology_error)?;
                 if let Some(url) = instance_url()? {
                     request.system = Some(url);
                 }
@@ -119,8 +102,7 @@ impl Api {
                 Ok(json_response(&result.to_parameters()))
             }
             "subsumes" => {
-                let mut request =
-                    request(inputs, SubsumesRequest::from_parameters, SubsumesRequest::from_query)?;
+                let mut request = SubsumesRequest::from_inputs(&inputs.0).map_err(terminology_error)?;
                 if let Some(url) = instance_url()? {
                     request.system = Some(url);
                 }
@@ -128,7 +110,7 @@ impl Api {
                 Ok(json_response(&result.to_parameters()))
             }
             "expand" => {
-                let mut request = request(inputs, ExpandRequest::from_parameters, ExpandRequest::from_query)?;
+                let mut request = ExpandRequest::from_inputs(&inputs.0).map_err(terminology_error)?;
                 if let Some(value_set) = instance {
                     request.value_set = Some(value_set);
                 } else if request.value_set.is_none() {
@@ -145,8 +127,7 @@ impl Api {
             {
                 // CodeSystem/$validate-code: `url` names the code system; membership of the
                 // whole system is its implicit value set.
-                let mut request =
-                    request(inputs, ValidateCodeRequest::from_parameters, ValidateCodeRequest::from_query)?;
+                let mut request = ValidateCodeRequest::from_inputs(&inputs.0).map_err(terminology_error)?;
                 let system = match instance_url()? {
                     Some(url) => Some(url),
                     None => request.url.take().or_else(|| request.system.clone()),
@@ -166,8 +147,7 @@ impl Api {
                 Ok(json_response(&result.to_parameters()))
             }
             "validate-code" => {
-                let mut request =
-                    request(inputs, ValidateCodeRequest::from_parameters, ValidateCodeRequest::from_query)?;
+                let mut request = ValidateCodeRequest::from_inputs(&inputs.0).map_err(terminology_error)?;
                 if let Some(value_set) = instance {
                     request.value_set = Some(value_set);
                 } else if request.value_set.is_none() {

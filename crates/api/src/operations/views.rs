@@ -61,6 +61,12 @@ impl Api {
         body: Option<&Json>,
         gate: &Gate,
     ) -> Result<Response, ApiError> {
+        // Rows over many records cannot withhold one resource of them.
+        let patient = inputs.get("patient").map(|p| p.trim_start_matches("Patient/"));
+        gate.bulk(patient)?;
+        if let Some(patient) = patient {
+            gate.touch(patient);
+        }
         let view = match level {
             Level::Instance(_, name) => self.named_view(name)?.view,
             _ => match (body, inputs.resource("viewResource"), view_reference(inputs)) {
@@ -152,29 +158,19 @@ impl Api {
 
 /// The `viewReference` input: a Reference in a Parameters body, or text.
 fn view_reference(inputs: &Inputs) -> Option<&str> {
-    let in_body = inputs
-        .parameters
-        .as_ref()
-        .and_then(|p| p.get("parameter"))
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|p| p.get("name").and_then(Json::as_str) == Some("viewReference"))
-        .find_map(|p| p.get("valueReference")?.get("reference")?.as_str());
+    let in_body = inputs.resource("viewReference").and_then(|r| r.get("reference")?.as_str());
     in_body.or_else(|| inputs.get("viewReference"))
 }
 
 /// The `resource` parameters of a Parameters body.
 fn inline_resources(inputs: &Inputs) -> Vec<&Json> {
     inputs
-        .parameters
-        .as_ref()
-        .and_then(|p| p.get("parameter"))
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|p| p.get("name").and_then(Json::as_str) == Some("resource"))
-        .filter_map(|p| p.get("resource"))
+        .0
+        .all("resource")
+        .filter_map(|input| match input {
+            fhir::parameters::Input::Json(resource) => Some(resource),
+            fhir::parameters::Input::Text(_) => None,
+        })
         .collect()
 }
 

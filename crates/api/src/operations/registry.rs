@@ -1,0 +1,500 @@
+//! Every operation the API offers, declared once: its name and definition, where it may be
+//! invoked (system, type, instance; which types), its parameters with their types and
+//! cardinality, whether it changes the record, the rights the access policy decides on, and
+//! its handler. Dispatch, parameter checking (an undeclared parameter is refused), the
+//! CapabilityStatement's `operation` lists, the OperationDefinitions
+//! (`GET OperationDefinition/[name]`) and the policy's view of each operation all come from
+//! [`OPERATIONS`].
+//!
+//! Adding an operation is one entry here and its handler.
+
+use privacy::policy::{OperationAccess, OperationCatalog, PatientUse, Reads};
+use serde_json::{Value as Json, json};
+
+use super::{Inputs, Level};
+use crate::access::Gate;
+use crate::{Api, ApiError, Request, Response};
+
+/// One call of an operation, as its handler gets it.
+pub(crate) struct Call<'a> {
+    pub request: &'a Request,
+    pub gate: &'a Gate,
+    pub level: Level<'a>,
+    pub inputs: &'a Inputs,
+    /// The POST body, when there is one (a Parameters resource, or a resource itself).
+    pub body: Option<&'a Json>,
+}
+
+type Handler = fn(&Api, &Call<'_>) -> Result<Response, ApiError>;
+
+/// Where an operation may be invoked.
+pub(crate) struct Levels {
+    pub system: bool,
+    /// Types it runs on at type level (`*`: any).
+    pub types: &'static [&'static str],
+    /// Types it runs on at instance level (`*`: any).
+    pub instances: &'static [&'static str],
+}
+
+impl Levels {
+    pub(crate) fn allows(&self, level: &Level<'_>) -> bool {
+        let listed = |list: &[&str], t: &str| list.iter().any(|x| *x == "*" || *x == t);
+        match level {
+            Level::System => self.system,
+            Level::Type(t) => listed(self.types, t),
+            Level::Instance(t, _) => listed(self.instances, t),
+        }
+    }
+
+    /// Where it runs, in words.
+    pub(crate) fn describe(&self) -> String {
+        let mut places = Vec::new();
+        if self.system {
+            places.push("the system level".to_string());
+        }
+        let mut types: Vec<&str> = self.types.iter().chain(self.instances).copied().collect();
+        types.dedup();
+        let mut seen = Vec::new();
+        for t in types {
+            if !seen.contains(&t) {
+                seen.push(t);
+            }
+        }
+        if seen.contains(&"*") {
+            places.push("any resource type".to_string());
+        } else if !seen.is_empty() {
+            places.push(seen.join(", "));
+        }
+        places.join(" and ")
+    }
+
+    /// Whether it runs on a type that is not an R4 resource type (SQL on FHIR's
+    /// ViewDefinition).
+    pub(crate) fn beyond_r4(&self) -> bool {
+        self.types.iter().chain(self.instances).any(|t| *t != "*" && !fhir::definitions().is_resource_type(t))
+    }
+
+    /// Whether the operation runs on `resource_type` at type or instance level.
+    pub(crate) fn on_type(&self, resource_type: &str) -> bool {
+        self.types.iter().chain(self.instances).any(|t| *t == "*" || *t == resource_type)
+    }
+}
+
+/// One declared parameter (an input; outputs are described by each handler's answer).
+pub(crate) struct Parameter {
+    pub name: &'static str,
+    /// Its FHIR type (`string`, `integer`, `boolean`, `Coding`, `Resource`, ...).
+    pub kind: &'static str,
+    pub min: u32,
+    /// `None`: any number.
+    pub max: Option<u32>,
+    pub documentation: &'static str,
+}
+
+const fn one(name: &'static str, kind: &'static str, documentation: &'static str) -> Parameter {
+    Parameter { name, kind, min: 0, max: Some(1), documentation }
+}
+
+const fn many(name: &'static str, kind: &'static str, documentation: &'static str) -> Parameter {
+    Parameter { name, kind, min: 0, max: None, documentation }
+}
+
+/// Where an operation's definition is published.
+pub(crate) enum Definition {
+    /// A definition of the FHIR specification or an implementation guide, by canonical URL.
+    Standard(&'static str),
+    /// Chartroom's own, served at `[base]/OperationDefinition/[name]`.
+    Own,
+}
+
+/// One operation.
+pub(crate) struct Operation {
+    pub name: &'static str,
+    pub definition: Definition,
+    pub documentation: &'static str,
+    pub levels: Levels,
+    pub parameters: &'static [Parameter],
+    /// Whether it changes the record (then it is invoked with POST only).
+    pub affects_state: bool,
+    pub access: OperationAccess,
+    pub handler: Handler,
+}
+
+/// The extension of a served OperationDefinition saying what the access policy decides on:
+/// what it reads, whether it writes, whether a patient's token may call it, whether it reads
+/// the audit trail.
+pub(crate) const ACCESS_EXTENSION: &str = "urn:chartroom:operation-access";
+
+/// Parameters every interaction takes.
+const GLOBAL_PARAMETERS: &[&str] = &["_format", "_pretty"];
+
+const fn reads(reads: Reads, patient: PatientUse) -> OperationAccess {
+    OperationAccess { reads, writes: false, patient, trail: false }
+}
+
+const CODING_TYPES: &[&str] = &["Encounter", "Condition", "Claim", "ExplanationOfBenefit"];
+
+/// Every operation, in the order the CapabilityStatement lists them.
+pub(crate) static OPERATIONS: &[Operation] = &[
+    Operation {
+        name: "everything",
+        definition: Definition::Standard("http://hl7.org/fhir/OperationDefinition/Patient-everything"),
+        documentation: "The patient's whole record: the Patient, every resource of its compartment, and what they refer to; paged",
+        levels: Levels { system: false, types: &[], instances: &["Patient"] },
+        parameters: &[
+            one("_since", "instant", "Only resources changed since"),
+            one("_type", "string", "Only these resource types (comma-separated)"),
+            one("_count", "integer", "Entries per page"),
+            one("_cursor", "string", "Where a page starts (from a next link)"),
+        ],
+        affects_state: false,
+        access: reads(Reads::Type("Patient"), PatientUse::OwnRecord),
+        handler: |api, call| match call.level {
+            Level::Instance(_, id) => api.everything(call.request, call.gate, id),
+            _ => Err(ApiError::not_supported("$everything runs on a Patient: Patient/[id]/$everything")),
+        },
+    },
+    Operation {
+        name: "disclosures",
+        definition: Definition::Own,
+        documentation: "The accounting of disclosures: every audited access to the patient's record, oldest first (the patient's own view names no one else)",
+        levels: Levels { system: false, types: &[], instances: &["Patient"] },
+        parameters: &[],
+        affects_state: false,
+        access: OperationAccess {
+            reads: Reads::Nothing,
+            writes: false,
+            patient: PatientUse::OwnRecord,
+            trail: true,
+        },
+        handler: |api, call| match &api.trail {
+            Some(trail) => trail.disclosures(call.request, &call.level, call.gate),
+            None => {
+                Err(ApiError::not_supported("$disclosures needs the audit trail; this server keeps none"))
+            }
+        },
+    },
+    Operation {
+        name: "export",
+        definition: Definition::Standard("http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"),
+        documentation: "Bulk export as NDJSON files (Prefer: respond-async); poll $export-status/JOB",
+        levels: Levels { system: true, types: &["Patient"], instances: &["Patient", "Group"] },
+        parameters: &[
+            one("_outputFormat", "string", "application/fhir+ndjson"),
+            one("_since", "instant", "Only resources changed since"),
+            one("_type", "string", "Only these resource types (comma-separated)"),
+            one("patient", "string", "Only these patients (Patient/$export; comma-separated)"),
+            one("_elements", "string", "Not supported: refused"),
+            one("_typeFilter", "string", "Not supported: refused"),
+            one("includeAssociatedData", "string", "Not supported: refused"),
+        ],
+        affects_state: false,
+        access: reads(Reads::EveryType, PatientUse::OwnRecord),
+        handler: |api, call| api.export_operation(call),
+    },
+    Operation {
+        name: "lookup",
+        definition: Definition::Standard("http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup"),
+        documentation: "A code's display, designations and properties",
+        levels: Levels { system: false, types: &["CodeSystem"], instances: &["CodeSystem"] },
+        parameters: &[
+            one("code", "code", "The code"),
+            one("system", "uri", "Its code system"),
+            one("version", "string", "The code system's version"),
+            one("coding", "Coding", "The code as a Coding"),
+            one("displayLanguage", "code", "The language of the display"),
+            many("property", "code", "Properties to return"),
+        ],
+        affects_state: false,
+        access: reads(Reads::LevelType, PatientUse::Allowed),
+        handler: |api, call| api.terminology_operation(call, "lookup"),
+    },
+    Operation {
+        name: "validate-code",
+        definition: Definition::Standard("http://hl7.org/fhir/OperationDefinition/ValueSet-validate-code"),
+        documentation: "Whether a code is in a value set (or a code system)",
+        levels: Levels {
+            system: false,
+            types: &["ValueSet", "CodeSystem"],
+            instances: &["ValueSet", "CodeSystem"],
+        },
+        parameters: &[
+            one("url", "uri", "The value set (or code system)"),
+            one("valueSet", "Resource", "The value set itself"),
+            one("valueSetVersion", "string", "The value set's version"),
+            one("code", "code", "The code"),
+            one("system", "uri", "Its code system"),
+            one("systemVersion", "string", "The code system's version"),
+            one("version", "string", "The code system's version (on a CodeSystem)"),
+            one("display", "string", "A display to check"),
+            one("coding", "Coding", "The code as a Coding"),
+            one("codeableConcept", "CodeableConcept", "The code as a CodeableConcept"),
+            one("abstract", "boolean", "Whether abstract codes count"),
+            one("displayLanguage", "code", "The language of the display"),
+        ],
+        affects_state: false,
+        access: reads(Reads::LevelType, PatientUse::Allowed),
+        handler: |api, call| api.terminology_operation(call, "validate-code"),
+    },
+    Operation {
+        name: "subsumes",
+        definition: Definition::Standard("http://hl7.org/fhir/OperationDefinition/CodeSystem-subsumes"),
+        documentation: "How two codes of a code system relate (equivalent, subsumes, subsumed-by, not-subsumed)",
+        levels: Levels { system: false, types: &["CodeSystem"], instances: &["CodeSystem"] },
+        parameters: &[
+            one("codeA", "code", "The first code"),
+            one("codeB", "code", "The second code"),
+            one("system", "uri", "Their code system"),
+            one("version", "string", "The code system's version"),
+            one("codingA", "Coding", "The first code as a Coding"),
+            one("codingB", "Coding", "The second code as a Coding"),
+        ],
+        affects_state: false,
+        access: reads(Reads::LevelType, PatientUse::Allowed),
+        handler: |api, call| api.terminology_operation(call, "subsumes"),
+    },
+    Operation {
+        name: "expand",
+        definition: Definition::Standard("http://hl7.org/fhir/OperationDefinition/ValueSet-expand"),
+        documentation: "A value set's codes, filtered and paged",
+        levels: Levels { system: false, types: &["ValueSet"], instances: &["ValueSet"] },
+        parameters: &[
+            one("url", "uri", "The value set"),
+            one("valueSet", "Resource", "The value set itself"),
+            one("valueSetVersion", "string", "The value set's version"),
+            one("filter", "string", "Text the codes' displays must match"),
+            one("count", "integer", "Codes per page"),
+            one("offset", "integer", "Where the page starts"),
+            one("includeDesignations", "boolean", "Whether designations are returned"),
+            one("includeDefinition", "boolean", "Whether the value set's definition is returned"),
+            one("activeOnly", "boolean", "Only active codes"),
+            one("excludeNotForUI", "boolean", "Leave out codes not for display"),
+            one("displayLanguage", "code", "The language of the displays"),
+        ],
+        affects_state: false,
+        access: reads(Reads::LevelType, PatientUse::Allowed),
+        handler: |api, call| api.terminology_operation(call, "expand"),
+    },
+    Operation {
+        name: "validate",
+        definition: Definition::Standard("http://hl7.org/fhir/OperationDefinition/Resource-validate"),
+        documentation: "Validation against the R4 definitions, as an OperationOutcome",
+        levels: Levels { system: true, types: &["*"], instances: &["*"] },
+        parameters: &[
+            one("resource", "Resource", "The resource to validate (or the body)"),
+            one("mode", "code", "create, update or delete: validated the same"),
+            one("profile", "uri", "Only the base R4 definitions are used"),
+        ],
+        affects_state: false,
+        access: reads(Reads::LevelType, PatientUse::Allowed),
+        handler: |api, call| {
+            let resource = api.operation_resource(call.level, call.body)?;
+            Ok(super::json_response(&validation::Validator::r4().outcome(&resource).to_json()))
+        },
+    },
+    Operation {
+        name: "coding-edits",
+        definition: Definition::Own,
+        documentation: "ICD-10-CM coding edits of the record, as an OperationOutcome",
+        levels: Levels { system: false, types: CODING_TYPES, instances: CODING_TYPES },
+        parameters: &[one("resource", "Resource", "The record to check (or the body)")],
+        affects_state: false,
+        access: reads(Reads::EveryType, PatientUse::Refused),
+        handler: |api, call| api.coding_edits_operation(call),
+    },
+    Operation {
+        name: "coding-worklist",
+        definition: Definition::Own,
+        documentation: "Finished encounters needing a coder, oldest discharge first",
+        levels: Levels { system: true, types: &["Encounter"], instances: &[] },
+        parameters: &[one("_count", "integer", "Encounters to list")],
+        affects_state: false,
+        access: reads(Reads::EveryType, PatientUse::Refused),
+        handler: |api, call| api.coding_worklist(call.inputs, call.gate),
+    },
+    Operation {
+        name: "data-quality",
+        definition: Definition::Own,
+        documentation: "Data-quality checks over the whole record (conformance, completeness, plausibility), as a Parameters with one check each",
+        levels: Levels { system: true, types: &[], instances: &[] },
+        parameters: &[],
+        affects_state: false,
+        access: reads(Reads::EveryType, PatientUse::Refused),
+        handler: |api, call| api.data_quality(call.gate),
+    },
+    Operation {
+        name: "run",
+        definition: Definition::Standard("http://sql-on-fhir.org/OperationDefinition/$run"),
+        documentation: "A SQL on FHIR view's rows (json, ndjson, csv or parquet)",
+        levels: Levels { system: false, types: &["ViewDefinition"], instances: &["ViewDefinition"] },
+        parameters: &[
+            one("viewReference", "Reference", "A view by reference (ViewDefinition/NAME)"),
+            one("viewResource", "Resource", "A view given with the call"),
+            one("patient", "string", "Only this patient's part of the record"),
+            one("_since", "instant", "Only resources changed since"),
+            one("_limit", "integer", "At most this many rows"),
+            many("resource", "Resource", "Resources to run the view over instead of the record"),
+        ],
+        affects_state: false,
+        access: reads(Reads::EveryType, PatientUse::Refused),
+        handler: |api, call| api.run_view_operation(call.level, call.inputs, call.body, call.gate),
+    },
+    Operation {
+        name: "suggest-codes",
+        definition: Definition::Own,
+        documentation: "Ranked billable ICD-10-CM codes for clinical text or a document's text",
+        levels: Levels { system: true, types: &["DocumentReference"], instances: &["DocumentReference"] },
+        parameters: &[
+            one("text", "string", "Clinical text"),
+            one("count", "integer", "Suggestions to return"),
+            one("document", "Resource", "A DocumentReference whose text is read"),
+        ],
+        affects_state: false,
+        access: reads(Reads::Type("DocumentReference"), PatientUse::Refused),
+        handler: |api, call| api.suggest_codes(call.level, call.inputs, call.body, call.gate),
+    },
+];
+
+/// The operation named `name`.
+pub(crate) fn find(name: &str) -> Option<&'static Operation> {
+    OPERATIONS.iter().find(|op| op.name == name)
+}
+
+/// The registry as the access policy reads it.
+pub(crate) struct Registry;
+
+impl OperationCatalog for Registry {
+    fn access(&self, name: &str) -> Option<OperationAccess> {
+        find(name).map(|op| op.access)
+    }
+}
+
+impl Operation {
+    /// Refuses an input the operation does not declare, one given more often than declared,
+    /// and a simple value that is not of its declared type.
+    pub(crate) fn check(&self, inputs: &Inputs) -> Result<(), ApiError> {
+        for name in inputs.0.names() {
+            if GLOBAL_PARAMETERS.contains(&name) {
+                continue;
+            }
+            let Some(parameter) = self.parameters.iter().find(|p| p.name == name) else {
+                let takes = if self.parameters.is_empty() {
+                    "it takes no parameters".to_string()
+                } else {
+                    format!(
+                        "it takes {}",
+                        self.parameters.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+                    )
+                };
+                return Err(ApiError::bad_request(
+                    fhir::IssueType::NotSupported,
+                    format!("${} has no parameter '{name}': {takes}", self.name),
+                ));
+            };
+            let given = inputs.0.all(name).count();
+            if parameter.max.is_some_and(|max| given > max as usize) {
+                return Err(ApiError::bad_request(
+                    fhir::IssueType::Value,
+                    format!("${}: the parameter {name} may appear only once", self.name),
+                ));
+            }
+            for value in inputs.0.all(name) {
+                let fhir::parameters::Input::Text(text) = value else { continue };
+                let fits = match parameter.kind {
+                    "integer" => text.trim().parse::<i64>().is_ok(),
+                    "boolean" => matches!(text.as_str(), "true" | "false"),
+                    _ => true,
+                };
+                if !fits {
+                    return Err(ApiError::bad_request(
+                        fhir::IssueType::Value,
+                        format!("${}: {name} must be {} , got '{text}'", self.name, parameter.kind)
+                            .replace(" ,", ","),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Its entry in a CapabilityStatement.
+    pub(crate) fn capability(&self, base: &str) -> Json {
+        json!({
+            "name": self.name,
+            "definition": self.canonical(base),
+            "documentation": self.documentation,
+        })
+    }
+
+    fn canonical(&self, base: &str) -> String {
+        match self.definition {
+            Definition::Standard(url) => url.to_string(),
+            Definition::Own => format!("{base}/OperationDefinition/{}", self.name),
+        }
+    }
+
+    /// The OperationDefinition this server serves for it.
+    pub(crate) fn definition_resource(&self, base: &str) -> Json {
+        let mut resources: Vec<&str> =
+            self.levels.types.iter().chain(self.levels.instances).copied().collect();
+        resources.sort_unstable();
+        resources.dedup();
+        let resources: Vec<&str> = if resources.contains(&"*") { vec!["Resource"] } else { resources };
+        let parameters: Vec<Json> = self
+            .parameters
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name,
+                    "use": "in",
+                    "min": p.min,
+                    "max": p.max.map_or_else(|| "*".to_string(), |m| m.to_string()),
+                    "documentation": p.documentation,
+                    "type": p.kind,
+                })
+            })
+            .collect();
+        let mut definition = json!({
+            "resourceType": "OperationDefinition",
+            "id": self.name,
+            "url": self.canonical(base),
+            "name": self.name.replace('-', "_"),
+            "status": "active",
+            "kind": "operation",
+            "description": self.documentation,
+            "affectsState": self.affects_state,
+            "code": self.name,
+            "system": self.levels.system,
+            "type": !self.levels.types.is_empty(),
+            "instance": !self.levels.instances.is_empty(),
+        });
+        if !resources.is_empty() {
+            definition["resource"] = json!(resources);
+        }
+        if !parameters.is_empty() {
+            definition["parameter"] = Json::Array(parameters);
+        }
+        // Who may call it, as the access policy reads it.
+        let reads = match self.access.reads {
+            Reads::Nothing => "nothing".to_string(),
+            Reads::LevelType => "the type it runs on".to_string(),
+            Reads::Type(t) => t.to_string(),
+            Reads::EveryType => "every type".to_string(),
+        };
+        let patient = match self.access.patient {
+            PatientUse::Refused => "refused",
+            PatientUse::Allowed => "allowed",
+            PatientUse::OwnRecord => "own-record",
+        };
+        definition["extension"] = json!([{
+            "url": ACCESS_EXTENSION,
+            "extension": [
+                { "url": "reads", "valueString": reads },
+                { "url": "writes", "valueBoolean": self.access.writes },
+                { "url": "patient", "valueCode": patient },
+                { "url": "trail", "valueBoolean": self.access.trail },
+            ]
+        }]);
+        definition
+    }
+}
