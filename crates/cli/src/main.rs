@@ -1,19 +1,13 @@
 //! `chartroom`: the one binary. Each subcommand parses its arguments, calls a library, and
 //! renders the result.
 
-mod bench;
 mod code;
 mod dq;
-mod fixture;
 mod generate;
-mod mixed_bench;
 mod path;
 mod privacy_cli;
-mod search_bench;
-mod terminology_bench;
 mod validate;
 mod views;
-mod views_bench;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -75,13 +69,10 @@ enum Command {
     /// Run SQL over the views' tables (materialized in DIR/analytics.sqlite when the record
     /// changed).
     Sql(views::SqlArgs),
-    /// Measure import, read, search, FHIRPath, terminology and code-suggestion speed and
-    /// quality; prints the numbers.
-    Bench(bench::BenchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-pub(crate) enum SyncMode {
+enum SyncMode {
     /// Commits survive power loss (fsync on every group commit).
     Full,
     /// Commits survive a killed process; the last ones may be lost on power loss.
@@ -227,7 +218,6 @@ fn main() -> ExitCode {
         Command::Coding(args) => code::run_coding(args),
         Command::View(args) => views::run(args),
         Command::Sql(args) => views::sql(args),
-        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(code) => code,

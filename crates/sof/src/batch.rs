@@ -17,7 +17,7 @@ use crate::view::{Kind, ViewDefinition};
 
 /// The default number of rows per batch: small enough that a batch's buffers (a few hundred
 /// kilobytes) are reused by the allocator rather than faulted in afresh, which at 8,192 rows
-/// cost about 4% of the time (`chartroom bench views`).
+/// cost about 4% of the time (`chartroom-bench views`).
 pub const DEFAULT_BATCH_SIZE: usize = 2048;
 
 /// Runs a view over resources pushed one at a time. Memory holds at most one batch of rows

@@ -290,7 +290,7 @@ fn a_note_states_who_it_is_about() {
 /// Hand-coded clinical statements written apart from the suggester (see the file's header):
 /// the accuracy is recorded in BENCHMARKS.md and must not drop below this floor. Only the
 /// misses of the even-numbered statements were ever studied to improve the suggester; the odd
-/// ones stay a test of what it was not shown (`chartroom bench suggest --statements` reports
+/// ones stay a test of what it was not shown (`chartroom-bench suggest --statements` reports
 /// both halves).
 #[test]
 fn hand_coded_clinical_statements_find_their_codes() {

@@ -1,4 +1,4 @@
-//! `chartroom bench`: import throughput and read latency/throughput, measured the way clients
+//! `chartroom-bench`: import throughput and read latency/throughput, measured the way clients
 //! see them (the real import path; real HTTP over loopback).
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,4 +1,4 @@
-//! `chartroom bench views`: how fast the built-in SQL on FHIR views flatten a large generated
+//! `chartroom-bench views`: how fast the built-in SQL on FHIR views flatten a large generated
 //! record into Arrow batches, on one core and on all.
 //!
 //! The population is generated to a work directory, and every built-in view is run over the

@@ -1,4 +1,4 @@
-//! `chartroom bench search`: first-page latency of the searches HIM staff run all day, over
+//! `chartroom-bench search`: first-page latency of the searches HIM staff run all day, over
 //! HTTP against a store of generated patients, after timing the import that built it.
 
 use std::net::SocketAddr;

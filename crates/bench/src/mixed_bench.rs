@@ -1,4 +1,4 @@
-//! `chartroom bench mixed`: many clients reading and writing against a `chartroom serve`
+//! `chartroom-bench mixed`: many clients reading and writing against a `chartroom serve`
 //! process that is killed with SIGKILL part way through and started again on the same data
 //! directory. Afterwards every acknowledged write, every written resource's version history
 //! and the audit trail are checked against what the clients were told.
@@ -44,7 +44,7 @@ pub struct MixedArgs {
     no_kill: bool,
     /// The server's --sync (default: serve's, full); the audit trail is synced as the store is.
     #[arg(long, value_enum)]
-    pub sync: Option<crate::SyncMode>,
+    sync: Option<SyncMode>,
     /// The server's --audit-durability.
     #[arg(long, value_enum, default_value = "strict")]
     audit_durability: AuditDurability,
@@ -64,6 +64,35 @@ pub struct MixedArgs {
     /// Working directory (default: a temporary one, removed afterwards unless a check failed).
     #[arg(long)]
     work: Option<PathBuf>,
+    /// The `chartroom` binary to run (default: the one beside this benchmark's binary, as
+    /// `cargo build --release` leaves them).
+    #[arg(long)]
+    chartroom: Option<PathBuf>,
+}
+
+/// `chartroom serve --sync`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SyncMode {
+    Full,
+    Normal,
+}
+
+impl MixedArgs {
+    /// The server binary under test: given, or the sibling of this executable.
+    fn chartroom_binary(&self) -> Result<PathBuf> {
+        if let Some(path) = &self.chartroom {
+            return Ok(path.clone());
+        }
+        let own = std::env::current_exe().context("cannot find this benchmark's binary")?;
+        let sibling = own.with_file_name(format!("chartroom{}", std::env::consts::EXE_SUFFIX));
+        if !sibling.is_file() {
+            bail!(
+                "no chartroom binary at {} (build it with `cargo build --release -p chartroom`, or pass --chartroom)",
+                sibling.display()
+            );
+        }
+        Ok(sibling)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -130,12 +159,12 @@ impl Server {
     /// Starts `chartroom serve` on a free port over `data`, its stderr appended to `log`, and
     /// waits for the banner that says where it listens.
     fn start(
+        exe: &Path,
         data: &Path,
         durability: AuditDurability,
-        sync: Option<crate::SyncMode>,
+        sync: Option<SyncMode>,
         log: &Path,
     ) -> Result<Server> {
-        let exe = std::env::current_exe().context("cannot find the chartroom binary")?;
         let stderr = File::options()
             .create(true)
             .append(true)
@@ -147,8 +176,8 @@ impl Server {
             .arg(data)
             .args(["--port", "0", "--audit-durability", durability.as_str()])
             .args(match sync {
-                Some(crate::SyncMode::Normal) => &["--sync", "normal"][..],
-                Some(crate::SyncMode::Full) => &["--sync", "full"][..],
+                Some(SyncMode::Normal) => &["--sync", "normal"][..],
+                Some(SyncMode::Full) => &["--sync", "full"][..],
                 None => &[][..],
             })
             .stdout(Stdio::piped())
@@ -808,7 +837,8 @@ fn mixed(args: &MixedArgs) -> Result<ExitCode> {
     let work = WorkDir::new(args.work.clone(), "mixed")?;
     let population = prepare_population(&work.path, args.patients)?;
     let log = work.path.join("serve.log");
-    let mut server = Server::start(&population.data, args.audit_durability, args.sync, &log)?;
+    let mut server =
+        Server::start(&args.chartroom_binary()?, &population.data, args.audit_durability, args.sync, &log)?;
     println!(
         "population: {} patients, {} resources; {} clients, {}% writes, {seconds} s, audit {}, {}",
         population.patients,
@@ -885,7 +915,8 @@ fn kill_and_restart(
     sleep_until(shared.started + Duration::from_secs(at));
     let killed = Instant::now();
     server.kill()?;
-    *server = Server::start(&population.data, args.audit_durability, args.sync, log)?;
+    *server =
+        Server::start(&args.chartroom_binary()?, &population.data, args.audit_durability, args.sync, log)?;
     let down = killed.elapsed();
     *shared.address.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = server.address;
     println!(
@@ -1390,7 +1421,8 @@ fn read_cost(args: &MixedArgs) -> Result<ExitCode> {
     let mut rounds: [Vec<ReadRound>; 2] = [Vec::new(), Vec::new()];
     for _ in 0..args.rounds.max(1) {
         for (slot, durability) in durabilities.iter().enumerate() {
-            let mut server = Server::start(&population.data, *durability, args.sync, &log)?;
+            let mut server =
+                Server::start(&args.chartroom_binary()?, &population.data, *durability, args.sync, &log)?;
             // Warm the page cache and the token cache; not measured.
             measure_reads(server.address, &population, connections, Duration::from_secs(2))?;
             let round =

@@ -1,5 +1,5 @@
-//! `chartroom bench suggest` (code-suggestion quality on held-out ICD-10-CM inclusion terms)
-//! and `chartroom bench terminology` (in-process latency of the terminology operations).
+//! `chartroom-bench suggest` (code-suggestion quality on held-out ICD-10-CM inclusion terms)
+//! and `chartroom-bench terminology` (in-process latency of the terminology operations).
 
 use std::process::ExitCode;
 
