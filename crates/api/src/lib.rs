@@ -10,7 +10,6 @@
 //! together, so they share one commit.
 
 mod access;
-pub mod analytics;
 mod audit_trail;
 mod bundle;
 mod capabilities;

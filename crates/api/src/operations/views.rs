@@ -9,14 +9,12 @@
 
 use fhir::IssueType;
 use serde_json::{Value as Json, json};
-use sof::{Format, ViewDefinition};
+use sof::Format;
 
 use super::{Inputs, Level};
 use crate::access::{Gate, ViewedStore};
-use crate::analytics::{
-    NamedView, ViewRunError, ViewScope, about_patient, find_view, invalid_view, known_views, run_view,
-};
 use crate::{Api, ApiError, Response};
+use views::{NamedView, ViewScope, find_view, known_views, run_inline, run_view};
 
 /// How long a `$run` over HTTP may take: its work is on a server thread others wait for.
 const RUN_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -24,7 +22,7 @@ const RUN_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 impl Api {
     /// A built-in view, else one saved in the views folder.
     pub fn named_view(&self, name: &str) -> Result<NamedView, ApiError> {
-        find_view(name, self.config.views_dir.as_deref())
+        find_view(name, self.config.views_dir.as_deref()).map_err(view_error)
     }
 
     /// Every view the server knows: the built-in ones, then the saved ones by name.
@@ -73,11 +71,9 @@ impl Api {
                 (Some(body), _, _)
                     if body.get("resourceType").and_then(Json::as_str) == Some("ViewDefinition") =>
                 {
-                    crate::analytics::view_definition(body).map_err(invalid_view)?
+                    views::view_definition(body).map_err(view_error)?
                 }
-                (_, Some(resource), _) => {
-                    crate::analytics::view_definition(resource).map_err(invalid_view)?
-                }
+                (_, Some(resource), _) => views::view_definition(resource).map_err(view_error)?,
                 (_, None, Some(reference)) => {
                     let name = reference.trim_start_matches("ViewDefinition/");
                     self.named_view(name)?.view
@@ -132,23 +128,17 @@ impl Api {
             let viewed = ViewedStore { store: self.store.as_ref(), gate };
             run_view(&viewed, &view, &scope, format, Vec::new()).map(|(bytes, _)| bytes)
         } else {
-            run_inline(&view, &inline, &scope, format)
+            run_inline(&view, &inline, &scope, format, Vec::new()).map(|(bytes, _)| bytes)
         }
         .map_err(|error| match error {
-            ViewRunError::View(error @ sof::Error::Evaluation { .. }) => {
-                ApiError::new(422, IssueType::Processing, error.to_string())
-            }
-            ViewRunError::View(error) => {
-                ApiError::internal(format!("the view could not be written: {error}"))
-            }
-            ViewRunError::Store(error) => ApiError::from(error),
-            ViewRunError::TooLong => ApiError::bad_request(
+            views::Error::TooLong => ApiError::bad_request(
                 IssueType::TooCostly,
                 format!(
                     "the view ran longer than {} s; narrow it (patient, _since, _limit) or run it with `chartroom view run`",
                     RUN_TIME_LIMIT.as_secs()
                 ),
             ),
+            error => view_error(error),
         })?;
         let mut response = Response::json(200, bytes);
         response.content_type = Some(format.media_type());
@@ -174,38 +164,19 @@ fn inline_resources(inputs: &Inputs) -> Vec<&Json> {
         .collect()
 }
 
-/// `$run` over resources given with the call.
-fn run_inline(
-    view: &ViewDefinition,
-    resources: &[&Json],
-    scope: &ViewScope,
-    format: Format,
-) -> Result<Vec<u8>, ViewRunError> {
-    let mut writer = sof::Writer::new(format, view.schema(), Vec::new())?;
-    let limit = scope.limit.unwrap_or(u64::MAX) as usize;
-    let mut rows = 0usize;
-    let mut runner = sof::Runner::new(view, sof::DEFAULT_BATCH_SIZE);
-    let mut batches = Vec::new();
-    for resource in resources {
-        let Some(resource_type) = resource.get("resourceType").and_then(Json::as_str) else { continue };
-        if resource_type != view.resource()
-            || scope
-                .patient
-                .as_deref()
-                .is_some_and(|patient| !about_patient(resource_type, resource, patient))
-        {
-            continue;
+/// What a view's failure means to the caller.
+fn view_error(error: views::Error) -> ApiError {
+    match error {
+        views::Error::Unknown(_) => ApiError::not_found(error.to_string()),
+        views::Error::Invalid(_) | views::Error::Input(_) | views::Error::Query(_) => {
+            ApiError::bad_request(IssueType::Invalid, error.to_string())
         }
-        batches.extend(runner.push(resource)?);
-    }
-    batches.extend(runner.finish()?);
-    for batch in batches {
-        if rows >= limit {
-            break;
+        views::Error::View(error @ sof::Error::Evaluation { .. }) => {
+            ApiError::new(422, IssueType::Processing, error.to_string())
         }
-        let batch = if batch.num_rows() > limit - rows { batch.slice(0, limit - rows) } else { batch };
-        rows += batch.num_rows();
-        writer.write(&batch)?;
+        views::Error::View(error) => ApiError::internal(format!("the view could not be written: {error}")),
+        views::Error::Store(error) => ApiError::from(error),
+        views::Error::TooLong => ApiError::bad_request(IssueType::TooCostly, error.to_string()),
+        views::Error::Broken(_) | views::Error::Tables(_) => ApiError::internal(error.to_string()),
     }
-    Ok(writer.finish()?)
 }
