@@ -1,12 +1,11 @@
 //! Search: FHIR search parameters parsed into a store query, run, and answered with a
 //! searchset Bundle (includes, paging links, `_summary`/`_elements`).
 
-use fhir::search_parameters::{Applied, ParamKey, SearchParamType, search_parameters};
-use fhir::{DateTime, DateTimeKind, IssueType, ReferenceTarget};
+use fhir::search_parameters::{ParamKey, SearchParamType, search_parameters};
+use fhir::{IssueType, ReferenceTarget};
 use serde_json::{Map, Value};
-use store::search::{
-    Condition, Cursor, Filter, Prefix, QuantityUnit, Sort, SortBy, SortValue, StringMode, UriMode,
-};
+use store::params::{self, ParamValue, ValueError, split_escaped, unescape};
+use store::search::{Condition, Cursor, Filter, Sort, SortBy, SortValue};
 use store::{SearchPage, SearchQuery, VersionRecord};
 
 use privacy::Sight;
@@ -123,8 +122,6 @@ pub(crate) fn withheld_note(bundle: &mut BundleWriter) {
     });
 }
 
-const UCUM: &str = "http://unitsofmeasure.org";
-
 /// Query parameter carrying the paging cursor.
 pub(crate) const CURSOR: &str = "_cursor";
 
@@ -177,306 +174,23 @@ impl From<ApiError> for Rejected {
     }
 }
 
+impl From<ValueError> for Rejected {
+    fn from(error: ValueError) -> Self {
+        match error {
+            ValueError::Invalid(message) => invalid(message),
+            ValueError::UnsupportedModifier { .. } => {
+                Rejected::Invalid(ApiError::bad_request(IssueType::NotSupported, error.to_string()))
+            }
+            ValueError::Unsupported(what) => Rejected::Unsupported(what),
+        }
+    }
+}
+
 fn invalid(message: impl Into<String>) -> Rejected {
     Rejected::Invalid(ApiError::bad_request(IssueType::Value, message))
 }
 
-/// Splits at unescaped `separator` and removes the escapes (`\,` `\|` `\$` `\\`).
-fn split_escaped(value: &str, separator: char) -> Vec<String> {
-    let mut parts = vec![String::new()];
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            match chars.next() {
-                Some(next) if matches!(next, ',' | '|' | '$' | '\\') && next != separator => {
-                    if let Some(part) = parts.last_mut() {
-                        part.push('\\');
-                        part.push(next);
-                    }
-                }
-                Some(next) => {
-                    if let Some(part) = parts.last_mut() {
-                        if next == separator {
-                            part.push('\\');
-                        }
-                        part.push(next);
-                    }
-                }
-                None => {}
-            }
-        } else if c == separator {
-            parts.push(String::new());
-        } else if let Some(part) = parts.last_mut() {
-            part.push(c);
-        }
-    }
-    parts
-}
-
-/// Removes escapes once a value has been split.
-fn unescape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let mut chars = value.chars();
-    while let Some(c) = chars.next() {
-        if c == '\\' {
-            if let Some(next) = chars.next() {
-                out.push(next);
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn split_prefix(value: &str) -> (Prefix, &str) {
-    let prefixes = [
-        ("eq", Prefix::Eq),
-        ("ne", Prefix::Ne),
-        ("gt", Prefix::Gt),
-        ("lt", Prefix::Lt),
-        ("ge", Prefix::Ge),
-        ("le", Prefix::Le),
-        ("sa", Prefix::Sa),
-        ("eb", Prefix::Eb),
-        ("ap", Prefix::Ap),
-    ];
-    for (text, prefix) in prefixes {
-        if let Some(rest) = value.strip_prefix(text)
-            && rest.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.')
-        {
-            return (prefix, rest);
-        }
-    }
-    (Prefix::Eq, value)
-}
-
-fn date_condition(name: &str, value: &str) -> Result<(Prefix, i64, i64), Rejected> {
-    let (prefix, text) = split_prefix(value);
-    // A `+` of a time-zone offset arrives decoded as a space.
-    let text = text.replace(' ', "+");
-    let date = DateTime::parse(&text, DateTimeKind::Partial)
-        .map_err(|e| invalid(format!("{name}: '{value}' is not a date: {e}")))?;
-    Ok((prefix, date.lower_bound_millis(), date.upper_bound_millis()))
-}
-
-/// A number as searched, with the range its precision implies (`100` = [99.5, 100.5)).
-fn number_condition(name: &str, value: &str) -> Result<(Prefix, f64, f64, f64), Rejected> {
-    let (prefix, text) = split_prefix(value);
-    let number: f64 = text.parse().map_err(|_| invalid(format!("{name}: '{value}' is not a number")))?;
-    let mantissa = text.split(['e', 'E']).next().unwrap_or(text);
-    let decimals = mantissa.split_once('.').map_or(0, |(_, f)| f.len()) as i32;
-    let exponent: i32 = text.split_once(['e', 'E']).and_then(|(_, e)| e.parse().ok()).unwrap_or(0);
-    let half = 0.5 * 10f64.powi(exponent - decimals);
-    Ok((prefix, number, number - half, number + half))
-}
-
-/// A modifier this server does not apply. Always an error, even under lenient handling:
-/// ignoring `:not` or `:below` would silently return the wrong resources.
-fn unsupported_modifier(name: &str, modifier: &str) -> Rejected {
-    Rejected::Invalid(ApiError::bad_request(
-        IssueType::NotSupported,
-        format!("the modifier ':{modifier}' is not supported on the search parameter '{name}'"),
-    ))
-}
-
-fn token_condition(value: &str) -> Condition {
-    let parts = split_escaped(value, '|');
-    match parts.as_slice() {
-        [code] => Condition::Token { system: None, code: Some(unescape(code)) },
-        [system, code] => Condition::Token {
-            system: Some(unescape(system)),
-            code: if code.is_empty() { None } else { Some(unescape(code)) },
-        },
-        _ => Condition::Token { system: None, code: Some(unescape(value)) },
-    }
-}
-
 impl Api {
-    fn reference_condition(
-        &self,
-        applied: &Applied,
-        modifier: Option<&str>,
-        value: &str,
-        base: &str,
-    ) -> Result<Condition, Rejected> {
-        let parameter = search_parameters().parameter(applied);
-        let value = unescape(value);
-        let local = match value.strip_prefix(base).and_then(|rest| rest.strip_prefix('/')) {
-            Some(relative) => relative.to_string(),
-            None => value.clone(),
-        };
-        if local.contains("://") {
-            return Ok(Condition::Reference { target_types: Vec::new(), target: local, url: true });
-        }
-        if let Ok(ReferenceTarget::Local { resource_type, id, .. }) = fhir::parse_reference(&local) {
-            if modifier.is_some_and(|m| m != resource_type) {
-                return Err(invalid(format!(
-                    "{}: '{value}' is not a {}",
-                    applied.code,
-                    modifier.unwrap_or("")
-                )));
-            }
-            return Ok(Condition::Reference {
-                target_types: vec![resource_type.to_string()],
-                target: id.to_string(),
-                url: false,
-            });
-        }
-        if !fhir::is_valid_id(&local) {
-            return Err(invalid(format!("{}: '{value}' is neither a reference nor an id", applied.code)));
-        }
-        let target_types = match modifier {
-            Some(resource_type) => vec![resource_type.to_string()],
-            // A bare id also matches canonical and relative references the index could not
-            // type (stored with an empty target type).
-            None => parameter.targets.iter().map(|t| t.to_string()).chain([String::new()]).collect(),
-        };
-        Ok(Condition::Reference { target_types, target: local, url: false })
-    }
-
-    fn quantity_condition(&self, name: &str, value: &str) -> Result<Condition, Rejected> {
-        let parts = split_escaped(value, '|');
-        if parts.len() > 3 {
-            return Err(invalid(format!(
-                "{name}: '{value}' has {} parts; a quantity is [prefix]number|system|code (escape a '|' in a code as '\\|')",
-                parts.len()
-            )));
-        }
-        let number = parts.first().map(String::as_str).unwrap_or("");
-        let (prefix, amount, low, high) = number_condition(name, number)?;
-        let system = parts.get(1).map(|s| unescape(s)).filter(|s| !s.is_empty());
-        let code = parts.get(2).map(|s| unescape(s)).filter(|s| !s.is_empty());
-        let Some(code) = code else {
-            return Ok(Condition::Quantity { prefix, value: amount, low, high, unit: QuantityUnit::Any });
-        };
-        let ucum = system.as_deref().is_none_or(|s| s == UCUM);
-        if ucum && let Some((factor, dimension)) = fhirpath::ucum::parse(&code) {
-            let factor: f64 = factor.to_string().parse().unwrap_or(1.0);
-            return Ok(Condition::Quantity {
-                prefix,
-                value: amount * factor,
-                low: low * factor,
-                high: high * factor,
-                unit: QuantityUnit::Canonical(store::index::dimension_key(&dimension)),
-            });
-        }
-        Ok(Condition::Quantity {
-            prefix,
-            value: amount,
-            low,
-            high,
-            unit: QuantityUnit::Code { system, code },
-        })
-    }
-
-    /// One value (of a comma-separated list) of a parameter, as a condition.
-    fn condition(
-        &self,
-        applied: &Applied,
-        kind: SearchParamType,
-        modifier: Option<&str>,
-        value: &str,
-        base: &str,
-    ) -> Result<Condition, Rejected> {
-        let name = applied.code;
-        match (kind, modifier) {
-            (SearchParamType::String, None | Some("exact") | Some("contains")) => {
-                let text = unescape(value);
-                let normalized = store::index::normalize(&text);
-                let mode = match modifier {
-                    Some("exact") => StringMode::Exact(text),
-                    Some("contains") => StringMode::Contains,
-                    _ => StringMode::Prefix,
-                };
-                Ok(Condition::String { value: normalized, mode })
-            }
-            (SearchParamType::Token, None | Some("not")) => Ok(token_condition(value)),
-            (SearchParamType::Token, Some("text")) => {
-                Ok(Condition::TokenText(store::index::normalize(&unescape(value))))
-            }
-            (SearchParamType::Token, Some("of-type")) => {
-                let parts = split_escaped(value, '|');
-                match parts.as_slice() {
-                    [system, code, identifier] => Ok(Condition::OfType {
-                        system: unescape(system),
-                        code: unescape(code),
-                        value: unescape(identifier),
-                    }),
-                    _ => Err(invalid(format!("{name}:of-type needs system|code|value, got '{value}'"))),
-                }
-            }
-            (SearchParamType::Reference, Some("identifier")) => Ok(token_condition(value)),
-            (SearchParamType::Reference, modifier) => {
-                if let Some(modifier) = modifier
-                    && !fhir::definitions().is_resource_type(modifier)
-                {
-                    return Err(unsupported_modifier(name, modifier));
-                }
-                self.reference_condition(applied, modifier, value, base)
-            }
-            (SearchParamType::Date, None) => {
-                let (prefix, low, high) = date_condition(name, value)?;
-                Ok(Condition::Date { prefix, low, high })
-            }
-            (SearchParamType::Number, None) => {
-                let (prefix, number, low, high) = number_condition(name, value)?;
-                Ok(Condition::Number { prefix, value: number, low, high })
-            }
-            (SearchParamType::Quantity, None) => self.quantity_condition(name, value),
-            (SearchParamType::Uri, None | Some("above") | Some("below")) => {
-                let mode = match modifier {
-                    Some("above") => UriMode::Above,
-                    Some("below") => UriMode::Below,
-                    _ => UriMode::Exact,
-                };
-                Ok(Condition::Uri { value: unescape(value), mode })
-            }
-            (SearchParamType::Composite, None) => {
-                let parts = split_escaped(value, '$');
-                let [first, second] = parts.as_slice() else {
-                    return Err(invalid(format!(
-                        "{name}: a composite value is 'first$second', got '{value}'"
-                    )));
-                };
-                let parameter = search_parameters().parameter(applied);
-                let second_kind = parameter
-                    .components
-                    .get(1)
-                    .and_then(|c| search_parameters().by_id(c.parameter))
-                    .map(|p| p.kind)
-                    .ok_or_else(|| Rejected::Unsupported(name.to_string()))?;
-                let Condition::Token { system, code: Some(code) } = token_condition(first) else {
-                    return Err(invalid(format!("{name}: the first part of '{value}' needs a code")));
-                };
-                let second = match second_kind {
-                    SearchParamType::Quantity => self.quantity_condition(name, second)?,
-                    SearchParamType::Date => {
-                        let (prefix, low, high) = date_condition(name, second)?;
-                        Condition::Date { prefix, low, high }
-                    }
-                    SearchParamType::Number => {
-                        let (prefix, number, low, high) = number_condition(name, second)?;
-                        Condition::Number { prefix, value: number, low, high }
-                    }
-                    SearchParamType::String => Condition::String {
-                        value: store::index::normalize(&unescape(second)),
-                        mode: StringMode::Prefix,
-                    },
-                    SearchParamType::Reference => Condition::Reference {
-                        target_types: Vec::new(),
-                        target: unescape(second),
-                        url: false,
-                    },
-                    _ => token_condition(second),
-                };
-                Ok(Condition::Composite { system, code, second: Box::new(second) })
-            }
-            (_, Some(modifier)) => Err(unsupported_modifier(name, modifier)),
-            (kind, None) => Err(Rejected::Unsupported(format!("{name} ({})", kind.code()))),
-        }
-    }
-
     /// Parses one search parameter (`name[:modifier][.chain]=value`) of `resource_type`.
     fn filter(
         &self,
@@ -529,7 +243,7 @@ impl Api {
             "_lastUpdated" if chain.is_none() && modifier.is_none() => {
                 let mut conditions = Vec::new();
                 for v in &values {
-                    conditions.push(date_condition(code, v)?);
+                    conditions.push(params::date::range(code, v)?);
                 }
                 return Ok(Filter::LastUpdated(conditions));
             }
@@ -594,7 +308,7 @@ impl Api {
         }
         let mut any = Vec::with_capacity(values.len());
         for v in &values {
-            any.push(self.condition(applied, kind, modifier, v, base)?);
+            any.push(params::of(kind).parse(&ParamValue { applied, value: v, base }, modifier)?);
         }
         if modifier == Some("not") {
             return Ok(Filter::Not { key: applied.key, any });
@@ -652,7 +366,8 @@ impl Api {
                 terminology.expand_codes_with(&url, &resolver).map_err(fail)?
             }
             _ => {
-                let Condition::Token { system: Some(system), code: Some(code) } = token_condition(value)
+                let Condition::Token { system: Some(system), code: Some(code) } =
+                    params::token::condition(value)
                 else {
                     return Err(invalid(format!("{name}:{modifier} needs system|code, got '{value}'")));
                 };
@@ -1551,23 +1266,6 @@ pub(crate) fn shape_read(response: &mut Response, resource_type: &str, query: &s
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn escaping_and_prefixes() {
-        assert_eq!(split_escaped("a,b\\,c,d", ','), vec!["a", "b\\,c", "d"]);
-        assert_eq!(unescape("b\\,c"), "b,c");
-        assert!(
-            matches!(token_condition("http://loinc.org|1234-5"), Condition::Token { system: Some(s), code: Some(c) } if s == "http://loinc.org" && c == "1234-5")
-        );
-        assert!(matches!(token_condition("|x"), Condition::Token { system: Some(s), .. } if s.is_empty()));
-        assert!(matches!(token_condition("sys|"), Condition::Token { code: None, .. }));
-        assert_eq!(split_prefix("ge2020").0, Prefix::Ge);
-        assert_eq!(split_prefix("2020").0, Prefix::Eq);
-        let (_, value, low, high) = number_condition("n", "100").unwrap_or((Prefix::Eq, 0.0, 0.0, 0.0));
-        assert_eq!((value, low, high), (100.0, 99.5, 100.5));
-        let (_, _, low, high) = number_condition("n", "100.00").unwrap_or((Prefix::Eq, 0.0, 0.0, 0.0));
-        assert!((low - 99.995).abs() < 1e-9 && (high - 100.005).abs() < 1e-9);
-    }
 
     #[test]
     fn cursors_round_trip() {

@@ -8,8 +8,8 @@
 use std::sync::LazyLock;
 
 use fhir::search_parameters::{ParamKey, SearchParamType, search_parameters};
-use fhir::{DateTime, DateTimeKind, ReferenceTarget, Resource};
-use fhirpath::{Collection, Environment, Expression, Node, Value};
+use fhir::{ReferenceTarget, Resource};
+use fhirpath::{Environment, Expression, Node, Value};
 use serde_json::Value as Json;
 use typed_arena::Arena;
 
@@ -116,7 +116,7 @@ pub fn normalize(text: &str) -> String {
     truncate(out)
 }
 
-fn truncate(mut text: String) -> String {
+pub(crate) fn truncate(mut text: String) -> String {
     if text.len() > MAX_INDEXED {
         let mut end = MAX_INDEXED;
         while !text.is_char_boundary(end) {
@@ -180,7 +180,7 @@ static COMPILED: LazyLock<Vec<Option<Expression>>> = LazyLock::new(|| {
         .collect()
 });
 
-static COMPONENTS: LazyLock<Vec<Vec<(SearchParamType, Expression)>>> = LazyLock::new(|| {
+pub(crate) static COMPONENTS: LazyLock<Vec<Vec<(SearchParamType, Expression)>>> = LazyLock::new(|| {
     let params = search_parameters();
     (0..params.key_count() as ParamKey)
         .map(|key| {
@@ -212,7 +212,7 @@ impl<'a> fhirpath::Resolver<'a> for TypeOnlyResolver<'a> {
 }
 
 /// `Patient/1`, `Patient/1/_history/2` or `http://server/fhir/Patient/1` -> (Patient, 1).
-fn local_identity(reference: &str) -> Option<(&str, &str)> {
+pub(crate) fn local_identity(reference: &str) -> Option<(&str, &str)> {
     match fhir::parse_reference(reference).ok()? {
         ReferenceTarget::Local { resource_type, id, .. } => Some((resource_type, id)),
         ReferenceTarget::Absolute(url) => {
@@ -248,11 +248,7 @@ pub fn extract_json(resource_type: &str, json: &Json) -> IndexEntries {
         let kind = params.parameter(applied).kind;
         let Some(Some(expression)) = COMPILED.get(applied.key as usize) else { continue };
         let Ok(values) = expression.evaluate(json, &env) else { continue };
-        if kind == SearchParamType::Composite {
-            composite(&mut entries, applied.key, &values, &env);
-        } else {
-            add(&mut entries, applied.key, kind, &values);
-        }
+        crate::params::of(kind).extract(&mut entries, applied.key, &values, &env);
     }
     entries
 }
@@ -266,46 +262,13 @@ pub fn references_of(json: &Json, key: ParamKey) -> Vec<(String, String)> {
     let env = Environment { resolver: Some(&resolver), trace: Some(&|_, _| {}), ..Environment::default() };
     let Ok(values) = expression.evaluate(json, &env) else { return Vec::new() };
     let mut entries = IndexEntries::default();
-    add(&mut entries, key, SearchParamType::Reference, &values);
+    crate::params::of(SearchParamType::Reference).extract(&mut entries, key, &values, &env);
     entries.references.into_iter().filter(|(_, t, _)| !t.is_empty()).map(|(_, t, id)| (t, id)).collect()
 }
 
-fn add(entries: &mut IndexEntries, key: ParamKey, kind: SearchParamType, values: &Collection<'_>) {
-    for value in values {
-        match kind {
-            SearchParamType::String => {
-                for text in strings(value) {
-                    entries.strings.push((key, normalize(&text), truncate(text)));
-                }
-            }
-            SearchParamType::Token => tokens(entries, key, value),
-            SearchParamType::Reference => references(entries, key, value),
-            SearchParamType::Date => {
-                if let Some((low, high)) = date_range(value) {
-                    entries.dates.push((key, low, high));
-                }
-            }
-            SearchParamType::Number => {
-                if let Some(number) = number(value) {
-                    entries.numbers.push((key, number, number));
-                }
-            }
-            SearchParamType::Quantity => {
-                if let Some(row) = quantity(key, value) {
-                    entries.quantities.push(row);
-                }
-            }
-            SearchParamType::Uri => {
-                if let Some(text) = primitive_text(value) {
-                    entries.uris.push((key, truncate(text)));
-                }
-            }
-            SearchParamType::Composite | SearchParamType::Special => {}
-        }
-    }
-}
-
-fn node_json<'v>(value: &'v Value<'_>) -> Option<(&'v Node<'v>, &'v serde_json::Map<String, Json>)> {
+pub(crate) fn node_json<'v>(
+    value: &'v Value<'_>,
+) -> Option<(&'v Node<'v>, &'v serde_json::Map<String, Json>)> {
     match value {
         Value::Node(node) => match node.json {
             Some(Json::Object(object)) => Some((node, object)),
@@ -316,16 +279,16 @@ fn node_json<'v>(value: &'v Value<'_>) -> Option<(&'v Node<'v>, &'v serde_json::
 }
 
 /// A property of a (small) JSON object, found by scanning rather than hashing.
-fn get<'j>(object: &'j serde_json::Map<String, Json>, name: &str) -> Option<&'j Json> {
+pub(crate) fn get<'j>(object: &'j serde_json::Map<String, Json>, name: &str) -> Option<&'j Json> {
     object.iter().find(|(key, _)| key.as_str() == name).map(|(_, value)| value)
 }
 
-fn field<'j>(object: &'j serde_json::Map<String, Json>, name: &str) -> Option<&'j str> {
+pub(crate) fn field<'j>(object: &'j serde_json::Map<String, Json>, name: &str) -> Option<&'j str> {
     get(object, name).and_then(Json::as_str)
 }
 
 /// The text of a primitive value, if it is one.
-fn primitive_text(value: &Value<'_>) -> Option<String> {
+pub(crate) fn primitive_text(value: &Value<'_>) -> Option<String> {
     match value.system().as_ref() {
         Value::String(s) => Some(s.to_string()),
         Value::Boolean(b) => Some(b.to_string()),
@@ -334,327 +297,6 @@ fn primitive_text(value: &Value<'_>) -> Option<String> {
         Value::Date(d) | Value::DateTime(d) => Some(d.to_string()),
         Value::Time(t) => Some(t.to_string()),
         _ => None,
-    }
-}
-
-/// The strings a string parameter matches: a primitive itself, the parts of a name or an
-/// address, or the string leaves of another complex value.
-fn strings(value: &Value<'_>) -> Vec<String> {
-    if let Some(text) = primitive_text(value) {
-        return vec![text];
-    }
-    let Some((node, object)) = node_json(value) else { return Vec::new() };
-    let parts: &[&str] = match node.type_name {
-        "HumanName" => &["family", "given", "prefix", "suffix", "text"],
-        "Address" => &["line", "city", "district", "state", "postalCode", "country", "text"],
-        _ => &[],
-    };
-    let mut out = Vec::new();
-    let mut push = |json: &Json| match json {
-        Json::String(s) => out.push(s.clone()),
-        Json::Array(items) => out.extend(items.iter().filter_map(Json::as_str).map(str::to_string)),
-        _ => {}
-    };
-    if parts.is_empty() {
-        for (key, json) in object {
-            if !matches!(key.as_str(), "extension" | "id" | "system" | "use") {
-                push(json);
-            }
-        }
-    } else {
-        for part in parts {
-            if let Some(json) = object.get(*part) {
-                push(json);
-            }
-        }
-    }
-    out
-}
-
-fn tokens(entries: &mut IndexEntries, key: ParamKey, value: &Value<'_>) {
-    let Some((node, object)) = node_json(value) else {
-        if let Some(text) = primitive_text(value) {
-            entries.tokens.push((key, String::new(), truncate(text)));
-        }
-        return;
-    };
-    let coding = |entries: &mut IndexEntries, coding: &serde_json::Map<String, Json>| {
-        let system = field(coding, "system").unwrap_or("");
-        if let Some(code) = field(coding, "code") {
-            entries.tokens.push((key, system.to_string(), truncate(code.to_string())));
-        }
-        if let Some(display) = field(coding, "display") {
-            entries.token_texts.push((key, normalize(display)));
-        }
-    };
-    match node.type_name {
-        "Coding" => coding(entries, object),
-        "CodeableConcept" => {
-            for item in get(object, "coding").and_then(Json::as_array).into_iter().flatten() {
-                if let Some(item) = item.as_object() {
-                    coding(entries, item);
-                }
-            }
-            if let Some(text) = field(object, "text") {
-                entries.token_texts.push((key, normalize(text)));
-            }
-        }
-        "Identifier" => {
-            let system = field(object, "system").unwrap_or("");
-            if let Some(value) = field(object, "value") {
-                entries.tokens.push((key, system.to_string(), truncate(value.to_string())));
-                let types = object.get("type").and_then(|t| t.get("coding")).and_then(Json::as_array);
-                for ty in types.into_iter().flatten() {
-                    if let (Some(ty_system), Some(ty_code)) = (ty["system"].as_str(), ty["code"].as_str()) {
-                        entries.identifier_types.push((
-                            key,
-                            ty_system.to_string(),
-                            ty_code.to_string(),
-                            truncate(value.to_string()),
-                        ));
-                    }
-                }
-            }
-            if let Some(text) = object.get("type").and_then(|t| t.get("text")).and_then(Json::as_str) {
-                entries.token_texts.push((key, normalize(text)));
-            }
-        }
-        "ContactPoint" => {
-            if let Some(value) = field(object, "value") {
-                let system = field(object, "system").unwrap_or("");
-                entries.tokens.push((key, system.to_string(), truncate(value.to_string())));
-            }
-        }
-        "Quantity" | "Age" | "Duration" | "Distance" | "Count" | "SimpleQuantity" | "MoneyQuantity" => {
-            if let Some(code) = field(object, "code") {
-                let system = field(object, "system").unwrap_or("");
-                entries.tokens.push((key, system.to_string(), code.to_string()));
-            }
-        }
-        "Reference" => {
-            if let Some(reference) = field(object, "reference") {
-                entries.tokens.push((key, String::new(), truncate(reference.to_string())));
-            }
-        }
-        _ => {}
-    }
-}
-
-fn references(entries: &mut IndexEntries, key: ParamKey, value: &Value<'_>) {
-    let reference = match node_json(value) {
-        Some((_, object)) => {
-            if let Some(identifier) = get(object, "identifier").and_then(Json::as_object)
-                && let Some(value) = field(identifier, "value")
-            {
-                let system = field(identifier, "system").unwrap_or("");
-                entries.tokens.push((key, system.to_string(), truncate(value.to_string())));
-            }
-            match field(object, "reference") {
-                Some(reference) => reference.to_string(),
-                None => return,
-            }
-        }
-        // canonical and uri values of reference parameters
-        None => match primitive_text(value) {
-            Some(text) => text,
-            None => return,
-        },
-    };
-    if reference.starts_with('#') {
-        return;
-    }
-    match local_identity(&reference) {
-        Some((resource_type, id)) if !reference.contains("://") => {
-            entries.references.push((key, resource_type.to_string(), id.to_string()))
-        }
-        _ => entries.references.push((key, String::new(), truncate(reference))),
-    }
-}
-
-/// The instant range a date value covers: [low, high) in ms.
-pub fn date_range(value: &Value<'_>) -> Option<(i64, i64)> {
-    match value.system().as_ref() {
-        Value::Date(d) | Value::DateTime(d) => return Some((d.lower_bound_millis(), d.upper_bound_millis())),
-        Value::String(s) => {
-            let d = DateTime::parse(s, DateTimeKind::Partial).ok()?;
-            return Some((d.lower_bound_millis(), d.upper_bound_millis()));
-        }
-        _ => {}
-    }
-    let (node, object) = node_json(value)?;
-    let bound = |name: &str, upper: bool| -> Option<i64> {
-        let d = DateTime::parse(field(object, name)?, DateTimeKind::Partial).ok()?;
-        Some(if upper { d.upper_bound_millis() } else { d.lower_bound_millis() })
-    };
-    match node.type_name {
-        "Period" => {
-            let (low, high) = (bound("start", false), bound("end", true));
-            if low.is_none() && high.is_none() {
-                return None;
-            }
-            Some((low.unwrap_or(i64::MIN), high.unwrap_or(i64::MAX)))
-        }
-        "Timing" => {
-            let events: Vec<(i64, i64)> = object
-                .get("event")
-                .and_then(Json::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Json::as_str)
-                .filter_map(|e| DateTime::parse(e, DateTimeKind::Partial).ok())
-                .map(|d| (d.lower_bound_millis(), d.upper_bound_millis()))
-                .collect();
-            let bounds = object.get("repeat").and_then(|r| r.get("boundsPeriod")).and_then(Json::as_object);
-            let period = bounds.map(|p| {
-                let start = p
-                    .get("start")
-                    .and_then(Json::as_str)
-                    .and_then(|s| DateTime::parse(s, DateTimeKind::Partial).ok());
-                let end = p
-                    .get("end")
-                    .and_then(Json::as_str)
-                    .and_then(|s| DateTime::parse(s, DateTimeKind::Partial).ok());
-                (
-                    start.map_or(i64::MIN, |d| d.lower_bound_millis()),
-                    end.map_or(i64::MAX, |d| d.upper_bound_millis()),
-                )
-            });
-            let low = events.iter().map(|e| e.0).chain(period.map(|p| p.0)).min()?;
-            let high = events.iter().map(|e| e.1).chain(period.map(|p| p.1)).max()?;
-            Some((low, high))
-        }
-        _ => None,
-    }
-}
-
-fn number(value: &Value<'_>) -> Option<f64> {
-    match value.system().as_ref() {
-        Value::Integer(i) | Value::Long(i) => Some(*i as f64),
-        Value::Decimal(d) => d.to_string().parse().ok(),
-        _ => None,
-    }
-}
-
-fn decimal_of(json: Option<&Json>) -> Option<rust_decimal::Decimal> {
-    fhirpath_decimal(&json?.as_number()?.to_string())
-}
-
-fn fhirpath_decimal(text: &str) -> Option<rust_decimal::Decimal> {
-    rust_decimal::Decimal::from_str_exact(text)
-        .ok()
-        .or_else(|| rust_decimal::Decimal::from_scientific(text).ok())
-}
-
-fn to_f64(decimal: rust_decimal::Decimal) -> f64 {
-    decimal.to_string().parse().unwrap_or(f64::NAN)
-}
-
-/// A quantity row for a Quantity (or Money, or Range) value.
-fn quantity(key: ParamKey, value: &Value<'_>) -> Option<QuantityRow> {
-    let (node, object) = node_json(value)?;
-    if node.type_name == "Range" {
-        let low = object.get("low").and_then(|l| decimal_of(l.get("value")));
-        let high = object.get("high").and_then(|h| decimal_of(h.get("value")));
-        let unit_of = |side: &str| {
-            object.get(side).and_then(|q| q.get("code").or_else(|| q.get("unit"))).and_then(Json::as_str)
-        };
-        let code = unit_of("low").or_else(|| unit_of("high")).unwrap_or("").to_string();
-        let system = object
-            .get("low")
-            .or_else(|| object.get("high"))
-            .and_then(|q| q.get("system"))
-            .and_then(Json::as_str)
-            .unwrap_or("");
-        if low.is_none() && high.is_none() {
-            return None;
-        }
-        let ucum_unit = if code.is_empty() { "1" } else { &code };
-        let canonical_of = |side: Option<rust_decimal::Decimal>, unbounded: f64| match side {
-            None => Some((None, unbounded)),
-            Some(amount) => {
-                fhirpath::ucum::canonical(amount, ucum_unit).map(|c| (Some(c.dimension), to_f64(c.value)))
-            }
-        };
-        let canonical = match (canonical_of(low, f64::NEG_INFINITY), canonical_of(high, f64::INFINITY)) {
-            (Some((low_dimension, low)), Some((high_dimension, high))) => {
-                low_dimension.or(high_dimension).map(|dimension| (dimension_key(&dimension), low, high))
-            }
-            _ => None,
-        };
-        let (low, high) = (low.map_or(f64::NEG_INFINITY, to_f64), high.map_or(f64::INFINITY, to_f64));
-        return Some(QuantityRow { param: key, low, high, system: system.to_string(), code, canonical });
-    }
-    let amount = decimal_of(get(object, "value"))?;
-    let system = field(object, "system").unwrap_or("").to_string();
-    let code = field(object, "code")
-        .or_else(|| field(object, "currency"))
-        .or_else(|| field(object, "unit"))
-        .unwrap_or("")
-        .to_string();
-    let canonical = fhirpath::ucum::canonical(amount, if code.is_empty() { "1" } else { &code }).map(|c| {
-        let value = to_f64(c.value);
-        (dimension_key(&c.dimension), value, value)
-    });
-    let value = to_f64(amount);
-    Some(QuantityRow { param: key, low: value, high: value, system, code, canonical })
-}
-
-/// A compact text form of a UCUM dimension vector, for equality in SQL.
-pub fn dimension_key(dimension: &fhirpath::ucum::Dimension) -> String {
-    dimension.iter().map(i8::to_string).collect::<Vec<_>>().join(",")
-}
-
-fn composite<'a>(entries: &mut IndexEntries, key: ParamKey, items: &Collection<'a>, env: &Environment<'a>) {
-    let Some(components) = COMPONENTS.get(key as usize) else { return };
-    if components.len() < 2 {
-        return;
-    }
-    for item in items {
-        let evaluate = |expression: &Expression| {
-            expression.evaluate_collection(vec![item.clone()], vec![item.clone()], env).unwrap_or_default()
-        };
-        let mut first = IndexEntries::default();
-        add(&mut first, key, components[0].0, &evaluate(&components[0].1));
-        let firsts: Vec<(String, String)> = first
-            .tokens
-            .into_iter()
-            .map(|(_, system, code)| (system, code))
-            .chain(first.references.into_iter().map(|(_, t, id)| (t, id)))
-            .chain(first.uris.into_iter().map(|(_, uri)| (String::new(), uri)))
-            .collect();
-        let mut second = IndexEntries::default();
-        let (kind, expression) = &components[1];
-        add(&mut second, key, *kind, &evaluate(expression));
-        let mut seconds: Vec<(String, String, f64, f64)> = Vec::new();
-        seconds.extend(second.tokens.into_iter().map(|(_, s, c)| (s, c, 0.0, 0.0)));
-        seconds.extend(second.strings.into_iter().map(|(_, norm, _)| (String::new(), norm, 0.0, 0.0)));
-        seconds.extend(second.references.into_iter().map(|(_, t, id)| (t, id, 0.0, 0.0)));
-        seconds.extend(second.uris.into_iter().map(|(_, u)| (String::new(), u, 0.0, 0.0)));
-        seconds.extend(
-            second.dates.into_iter().map(|(_, l, h)| (String::new(), String::new(), l as f64, h as f64)),
-        );
-        seconds.extend(second.numbers.into_iter().map(|(_, l, h)| (String::new(), String::new(), l, h)));
-        // A quantity is stored as written and, where its unit converts, once more in UCUM base
-        // units under its dimension, marked with a leading '='.
-        for q in second.quantities {
-            if let Some((dimension, low, high)) = q.canonical {
-                seconds.push((format!("={dimension}"), String::new(), low, high));
-            }
-            seconds.push((q.system, q.code, q.low, q.high));
-        }
-        for (system, code) in &firsts {
-            for (second_system, second_text, low, high) in &seconds {
-                entries.composites.push(CompositeRow {
-                    param: key,
-                    system: system.clone(),
-                    code: code.clone(),
-                    second_system: second_system.clone(),
-                    second_text: second_text.clone(),
-                    second_low: *low,
-                    second_high: *high,
-                });
-            }
-        }
     }
 }
 

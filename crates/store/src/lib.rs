@@ -11,6 +11,7 @@
 //!   history and paging cursors use it, so a page never shifts when later writes arrive.
 
 pub mod index;
+pub mod params;
 mod prepared;
 pub mod search;
 mod sqlite;
