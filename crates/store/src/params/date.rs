@@ -63,6 +63,14 @@ impl ParamType for DateParam {
         date_condition_sql(sql, *prefix, *low, *high)
     }
 
+    /// A bounded stretch of `idx_date.low` per condition, and the wide values one by one.
+    fn set_sql(&self, sql: &mut Sql, key: ParamKey, any: &[Condition], ranges: bool) {
+        match date_conditions(any) {
+            Some(dates) if !dates.is_empty() => date_set(sql, key, &dates),
+            _ => super::index_set(self, sql, key, any, ranges),
+        }
+    }
+
     fn sort_column(&self) -> (&'static str, &'static str) {
         ("idx_date", "low")
     }
@@ -286,4 +294,40 @@ pub fn date_range(value: &Value<'_>) -> Option<(i64, i64)> {
         }
         _ => None,
     }
+}
+
+/// The resources with one value of date parameter `key` meeting all of `conditions` (each
+/// alone is often half the data; together, one stretch of `idx_date.low`), plus those with
+/// several values or wide ones, which the conditions must then check one by one: a superset.
+pub(crate) fn all_of_set(sql: &mut Sql, key: ParamKey, conditions: &[(Prefix, i64, i64)]) {
+    sql.push("SELECT x.rkey FROM idx_date x WHERE x.param = ");
+    sql.bind(i64::from(key));
+    let mut from = i64::MIN;
+    let mut to = i64::MAX;
+    for &(prefix, low, high) in conditions {
+        let (lower, upper, _) = date_low_bounds(prefix, low, high);
+        from = from.max(lower.unwrap_or(i64::MIN));
+        to = to.min(upper.unwrap_or(i64::MAX));
+    }
+    sql.push(" AND x.low >= ");
+    sql.bind(from);
+    sql.push(" AND x.low < ");
+    sql.bind(to);
+    for &(prefix, low, high) in conditions {
+        sql.push(" AND ");
+        date_condition_sql(sql, prefix, low, high);
+    }
+    // Wide single values must meet every condition; several values may each meet one.
+    sql.push(
+        " UNION ALL SELECT x.rkey FROM idx_date_wide w CROSS JOIN idx_date x ON x.rkey = w.rkey AND x.param = w.param
+           WHERE w.param = ",
+    );
+    sql.bind(i64::from(key));
+    sql.push(" AND w.multi = 0");
+    for &(prefix, low, high) in conditions {
+        sql.push(" AND ");
+        date_condition_sql(sql, prefix, low, high);
+    }
+    sql.push(" UNION ALL SELECT rkey FROM idx_date_wide WHERE multi = 1 AND param = ");
+    sql.bind(i64::from(key));
 }

@@ -68,6 +68,12 @@ pub trait ParamType: Sync {
         }
     }
 
+    /// The resources with a value of parameter `key` meeting any of the conditions (at least
+    /// one), as a set of resource keys.
+    fn set_sql(&self, sql: &mut Sql, key: ParamKey, any: &[Condition], ranges: bool) {
+        index_set(self, sql, key, any, ranges)
+    }
+
     /// Whether the condition is an equality likely to select few resources (it may drive a
     /// nested search that is planned without counting).
     fn selective(&self, _condition: &Condition) -> bool {
@@ -93,6 +99,22 @@ pub trait ParamType: Sync {
     fn walks(&self) -> bool {
         false
     }
+}
+
+/// `SELECT x.rkey FROM <table> x WHERE x.param = key AND (any of the conditions)`.
+pub(crate) fn index_set<T: ParamType + ?Sized>(
+    param_type: &T,
+    sql: &mut Sql,
+    key: ParamKey,
+    any: &[Condition],
+    ranges: bool,
+) {
+    let table = any.first().map_or(param_type.values_table(), |c| param_type.table(c));
+    sql.push(&format!("SELECT x.rkey FROM {table} x WHERE x.param = "));
+    sql.bind(i64::from(key));
+    sql.push(" AND (");
+    param_type.any_sql(sql, any, ranges);
+    sql.push(")");
 }
 
 /// The type module of a search parameter type.

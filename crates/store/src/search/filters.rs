@@ -9,7 +9,7 @@ use super::planner::driver_rank;
 use super::sql::{Sql, has_rkey_index};
 use super::{Condition, Filter, Prefix};
 use crate::params;
-use crate::params::date::{approximate, date_conditions, date_set};
+use crate::params::date::approximate;
 
 /// Any of the conditions on a lastUpdated column. A lastUpdated is an instant, the range
 /// [t, t+1ms), so every prefix is a plain comparison the `(res_type, last_updated)` index serves.
@@ -57,17 +57,18 @@ pub(crate) fn indexes_ranges(key: ParamKey) -> bool {
         .is_some_and(|e| e.contains("Range"))
 }
 
-/// `SELECT rkey FROM table x WHERE x.param = key AND (any of conditions)`.
+/// The resources with a value of parameter `key` meeting any of the conditions, as its type
+/// finds them.
 pub(crate) fn conditions_set(sql: &mut Sql, key: ParamKey, any: &[Condition]) {
-    if let Some(dates) = date_conditions(any).filter(|d| !d.is_empty()) {
-        return date_set(sql, key, &dates);
+    match any.first() {
+        Some(first) => first.param_type().set_sql(sql, key, any, indexes_ranges(key)),
+        // No alternative at all (an empty value set) matches nothing.
+        None => {
+            sql.push("SELECT x.rkey FROM idx_token x WHERE x.param = ");
+            sql.bind(i64::from(key));
+            sql.push(" AND (0)");
+        }
     }
-    let table = any.first().map_or("idx_token", table_of);
-    sql.push(&format!("SELECT x.rkey FROM {table} x WHERE x.param = "));
-    sql.bind(i64::from(key));
-    sql.push(" AND (");
-    any_sql(sql, any, indexes_ranges(key));
-    sql.push(")");
 }
 
 /// The alternatives of one parameter joined with OR, as its type writes them. No alternative

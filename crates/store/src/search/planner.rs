@@ -10,7 +10,7 @@ use super::executor::count_capped;
 use super::filters::{filter_set, last_updated_sql};
 use super::sql::Sql;
 use super::{Condition, Filter, Prefix, SMALL_SET, SearchQuery, Sort, SortBy};
-use crate::params::date::{date_condition_sql, date_conditions, date_low_bounds};
+use crate::params::date::{self, date_conditions};
 use crate::{Result, params};
 
 /// How likely a filter's set is to be small, for nested searches (chains, `_has`) that are
@@ -102,36 +102,7 @@ pub(crate) fn driver_set(sql: &mut Sql, query: &SearchQuery, driver: &Driver) ->
     match driver {
         Driver::Filter(index) => filter_set(sql, &query.resource_type, &query.filters[*index]),
         Driver::DateRange { key, conditions } => {
-            sql.push("SELECT x.rkey FROM idx_date x WHERE x.param = ");
-            sql.bind(i64::from(*key));
-            let mut from = i64::MIN;
-            let mut to = i64::MAX;
-            for &(prefix, low, high) in conditions {
-                let (lower, upper, _) = date_low_bounds(prefix, low, high);
-                from = from.max(lower.unwrap_or(i64::MIN));
-                to = to.min(upper.unwrap_or(i64::MAX));
-            }
-            sql.push(" AND x.low >= ");
-            sql.bind(from);
-            sql.push(" AND x.low < ");
-            sql.bind(to);
-            for &(prefix, low, high) in conditions {
-                sql.push(" AND ");
-                date_condition_sql(sql, prefix, low, high);
-            }
-            // Wide single values must meet every condition; several values may each meet one.
-            sql.push(
-                " UNION ALL SELECT x.rkey FROM idx_date_wide w CROSS JOIN idx_date x ON x.rkey = w.rkey AND x.param = w.param
-                   WHERE w.param = ",
-            );
-            sql.bind(i64::from(*key));
-            sql.push(" AND w.multi = 0");
-            for &(prefix, low, high) in conditions {
-                sql.push(" AND ");
-                date_condition_sql(sql, prefix, low, high);
-            }
-            sql.push(" UNION ALL SELECT rkey FROM idx_date_wide WHERE multi = 1 AND param = ");
-            sql.bind(i64::from(*key));
+            date::all_of_set(sql, *key, conditions);
             true
         }
         Driver::LastUpdated(groups) => {
