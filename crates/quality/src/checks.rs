@@ -39,6 +39,7 @@ impl Context {
 /// One check of the catalogue.
 #[derive(Clone, Copy, Debug)]
 pub struct CheckDef {
+    /// Stable: reports show it and stored runs are matched by it.
     pub id: &'static str,
     pub name: &'static str,
     pub description: &'static str,
@@ -70,26 +71,44 @@ macro_rules! check {
     };
 }
 
-pub const R4_VALID: usize = 0;
-pub const CODE_EXISTS: usize = 1;
-pub const CODE_BILLABLE: usize = 2;
-pub const REFERENCE_RESOLVES: usize = 3;
-pub const UNIT_PER_LOINC: usize = 4;
-pub const BIRTH_DATE_PRESENT: usize = 5;
-pub const GENDER_PRESENT: usize = 6;
-pub const DISPOSITION_PRESENT: usize = 7;
-pub const DIAGNOSIS_PRESENT: usize = 8;
-pub const PATIENT_HAS_ENCOUNTER: usize = 9;
-pub const IDENTIFIER_UNIQUE: usize = 10;
-pub const VALUE_IN_RANGE: usize = 11;
-pub const END_AFTER_START: usize = 12;
-pub const NOTHING_AFTER_DEATH: usize = 13;
-pub const NOTHING_BEFORE_BIRTH: usize = 14;
-pub const SEX_SPECIFIC_CODE: usize = 15;
-pub const SPECIFICITY: usize = 16;
+/// Declares [`CheckId`] from one list of `Variant => definition`, in report order: the enum,
+/// [`CheckId::ALL`] and [`CheckId::definition`] come from the same list, so every check has
+/// exactly one definition and `ALL` misses none.
+macro_rules! catalogue {
+    ($($variant:ident => $definition:expr,)*) => {
+        /// A check of the catalogue.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum CheckId {
+            $($variant,)*
+        }
 
-pub const CATALOGUE: &[CheckDef] = &[
-    check!(
+        impl CheckId {
+            /// Every check, in the order reports and stored runs list them.
+            pub const ALL: &'static [CheckId] = &[$(CheckId::$variant,)*];
+
+            /// The check's entry in the catalogue.
+            pub const fn definition(self) -> &'static CheckDef {
+                match self {
+                    $(CheckId::$variant => {
+                        const DEFINITION: CheckDef = $definition;
+                        &DEFINITION
+                    })*
+                }
+            }
+        }
+    };
+}
+
+impl CheckId {
+    /// The check's stable id, as reports and stored runs name it.
+    pub const fn as_str(self) -> &'static str {
+        self.definition().id
+    }
+}
+
+// The catalogue, in report order.
+catalogue! {
+    R4Valid => check!(
         "r4-valid",
         "Valid FHIR R4",
         "The resource validates against the R4 StructureDefinitions (structure, cardinality, formats, required bindings, invariants)",
@@ -100,7 +119,7 @@ pub const CATALOGUE: &[CheckDef] = &[
         0.0,
         Some("cdmDatatype")
     ),
-    check!(
+    CodeExists => check!(
         "icd10cm-code-exists",
         "ICD-10-CM code exists",
         "Every ICD-10-CM code of a Condition is a code of ICD-10-CM FY2026",
@@ -111,7 +130,7 @@ pub const CATALOGUE: &[CheckDef] = &[
         0.0,
         Some("isStandardValidConcept")
     ),
-    check!(
+    CodeBillable => check!(
         "icd10cm-code-billable",
         "ICD-10-CM code is billable",
         "Every ICD-10-CM code of a Condition is valid for submission, not a category or subcategory header",
@@ -122,7 +141,7 @@ pub const CATALOGUE: &[CheckDef] = &[
         0.0,
         Some("isStandardValidConcept")
     ),
-    check!(
+    ReferenceResolves => check!(
         "reference-resolves",
         "References resolve",
         "Every relative reference (Type/id) points to a live resource of the record",
@@ -133,7 +152,7 @@ pub const CATALOGUE: &[CheckDef] = &[
         0.0,
         Some("isForeignKey")
     ),
-    check!(
+    UnitPerLoinc => check!(
         "unit-per-loinc",
         "Plausible unit for the LOINC code",
         "The UCUM unit of a measurement is one expected for its LOINC code",
@@ -144,7 +163,7 @@ pub const CATALOGUE: &[CheckDef] = &[
         0.0,
         Some("plausibleUnitConceptIds")
     ),
-    check!(
+    BirthDatePresent => check!(
         "patient-birth-date",
         "Patient has a birth date",
         "Patient.birthDate is recorded",
@@ -155,7 +174,7 @@ pub const CATALOGUE: &[CheckDef] = &[
         0.0,
         Some("measureValueCompleteness")
     ),
-    check!(
+    GenderPresent => check!(
         "patient-gender",
         "Patient has an administrative gender",
         "Patient.gender is recorded",
@@ -166,7 +185,7 @@ pub const CATALOGUE: &[CheckDef] = &[
         0.0,
         Some("measureValueCompleteness")
     ),
-    check!(
+    DispositionPresent => check!(
         "inpatient-discharge-disposition",
         "Finished inpatient stay has a discharge disposition",
         "A finished inpatient Encounter records hospitalization.dischargeDisposition",
@@ -177,7 +196,7 @@ pub const CATALOGUE: &[CheckDef] = &[
         0.0,
         Some("measureValueCompleteness")
     ),
-    check!(
+    DiagnosisPresent => check!(
         "inpatient-diagnosis",
         "Finished inpatient stay has a diagnosis",
         "A finished inpatient Encounter lists at least one diagnosis",
@@ -188,7 +207,7 @@ pub const CATALOGUE: &[CheckDef] = &[
         0.0,
         Some("measureValueCompleteness")
     ),
-    check!(
+    PatientHasEncounter => check!(
         "patient-has-encounter",
         "Patient has an encounter",
         "Every Patient is the subject of at least one Encounter",
@@ -199,7 +218,7 @@ pub const CATALOGUE: &[CheckDef] = &[
         0.0,
         Some("measurePersonCompleteness")
     ),
-    check!(
+    IdentifierUnique => check!(
         "identifier-unique",
         "Patient identifiers are unique",
         "No two Patients share an identifier (system and value)",
@@ -210,7 +229,7 @@ pub const CATALOGUE: &[CheckDef] = &[
         0.0,
         Some("isPrimaryKey")
     ),
-    check!(
+    ValueInRange => check!(
         "value-in-range",
         "Plausible value for the LOINC code",
         "A vital sign's value lies within what a living person can have",
@@ -221,7 +240,7 @@ pub const CATALOGUE: &[CheckDef] = &[
         0.0,
         Some("plausibleValueHigh")
     ),
-    check!(
+    EndAfterStart => check!(
         "end-after-start",
         "Period ends after it starts",
         "An Encounter's period does not end before it starts",
@@ -232,7 +251,7 @@ pub const CATALOGUE: &[CheckDef] = &[
         0.0,
         Some("plausibleStartBeforeEnd")
     ),
-    check!(
+    NothingAfterDeath => check!(
         "nothing-after-death",
         "No event after death",
         "No clinical or billing event of a patient is dated after the patient's death",
@@ -243,7 +262,7 @@ pub const CATALOGUE: &[CheckDef] = &[
         0.0,
         Some("plausibleBeforeDeath")
     ),
-    check!(
+    NothingBeforeBirth => check!(
         "nothing-before-birth",
         "No event before birth",
         "No clinical or billing event of a patient is dated before the patient's birth",
@@ -254,7 +273,7 @@ pub const CATALOGUE: &[CheckDef] = &[
         0.0,
         Some("plausibleAfterBirth")
     ),
-    check!(
+    SexSpecificCode => check!(
         "sex-specific-code",
         "Code fits the patient's sex",
         "No Condition carries an ICD-10-CM code for the other sex",
@@ -265,7 +284,7 @@ pub const CATALOGUE: &[CheckDef] = &[
         0.0,
         Some("plausibleGenderUseDescendants")
     ),
-    check!(
+    Specificity => check!(
         "specific-code-documented",
         "Unspecified code, specific documentation",
         "A Condition coded as unspecified whose own words document a more specific code (a CDI query candidate)",
@@ -276,7 +295,7 @@ pub const CATALOGUE: &[CheckDef] = &[
         0.0,
         None
     ),
-];
+}
 
 /// Plausible measurements: (LOINC code, UCUM unit, lowest, highest). A code's units are the
 /// units listed for it; values outside the range no living person has.
@@ -300,3 +319,39 @@ pub const MEASUREMENTS: &[(&str, &str, f64, f64)] = &[
     ("2345-7", "mg/dL", 10.0, 2000.0),
     ("2345-7", "mmol/L", 0.5, 110.0),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Stored runs are matched by id, and reports list the checks in this order.
+    #[test]
+    fn ids_and_order_are_stable() {
+        let ids: Vec<&str> = CheckId::ALL.iter().map(|check| check.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "r4-valid",
+                "icd10cm-code-exists",
+                "icd10cm-code-billable",
+                "reference-resolves",
+                "unit-per-loinc",
+                "patient-birth-date",
+                "patient-gender",
+                "inpatient-discharge-disposition",
+                "inpatient-diagnosis",
+                "patient-has-encounter",
+                "identifier-unique",
+                "value-in-range",
+                "end-after-start",
+                "nothing-after-death",
+                "nothing-before-birth",
+                "sex-specific-code",
+                "specific-code-documented",
+            ]
+        );
+        for (place, check) in CheckId::ALL.iter().enumerate() {
+            assert_eq!(*check as usize, place, "{check:?}");
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! Data quality over the whole record: the checks of [`checks::CATALOGUE`] (conformance,
+//! Data quality over the whole record: the checks of [`checks::CheckId`] (conformance,
 //! completeness, plausibility in the Kahn framework), each with a numerator of failing
 //! resources over a denominator of resources checked, a threshold and up to `examples`
 //! offending references. Runs are kept (`runs.ndjson` in the data directory) so a report
@@ -13,7 +13,7 @@ mod report;
 
 use std::time::{Duration, Instant};
 
-use checks::{CATALOGUE, MEASUREMENTS};
+use checks::{CheckId, MEASUREMENTS};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value as Json;
 use terminology::icd10cm::Icd10Cm;
@@ -91,6 +91,31 @@ impl Tally {
     }
 }
 
+/// One tally per check.
+struct Tallies([Tally; CheckId::ALL.len()]);
+
+impl Default for Tallies {
+    fn default() -> Self {
+        Tallies(std::array::from_fn(|_| Tally::default()))
+    }
+}
+
+// `CheckId::ALL` lists every check in declaration order, so a check's discriminant is its
+// place in the array.
+impl std::ops::Index<CheckId> for Tallies {
+    type Output = Tally;
+
+    fn index(&self, check: CheckId) -> &Tally {
+        &self.0[check as usize]
+    }
+}
+
+impl std::ops::IndexMut<CheckId> for Tallies {
+    fn index_mut(&mut self, check: CheckId) -> &mut Tally {
+        &mut self.0[check as usize]
+    }
+}
+
 /// Resources handed to a checking thread at a time.
 const BATCH: usize = 2048;
 
@@ -132,14 +157,14 @@ pub fn run(store: &dyn store::Store, options: &Options) -> Result<Report, Error>
     let context = &context;
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<(String, Vec<u8>)>>(workers * 2);
     let receiver = std::sync::Mutex::new(receiver);
-    let (resources, tallies) = std::thread::scope(|scope| -> Result<(u64, Vec<Tally>), Error> {
+    let (resources, mut tallies) = std::thread::scope(|scope| -> Result<(u64, Tallies), Error> {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 let receiver = &receiver;
                 scope.spawn(move || {
                     let validator = validation::Validator::r4();
                     let icd = Icd10Cm::get();
-                    let mut tallies: Vec<Tally> = CATALOGUE.iter().map(|_| Tally::default()).collect();
+                    let mut tallies = Tallies::default();
                     loop {
                         let batch = match receiver.lock() {
                             Ok(receiver) => receiver.recv(),
@@ -159,7 +184,7 @@ pub fn run(store: &dyn store::Store, options: &Options) -> Result<Report, Error>
                                     &mut tallies,
                                     examples,
                                 ),
-                                Err(_) => tallies[checks::R4_VALID].count(true, &key, examples),
+                                Err(_) => tallies[CheckId::R4Valid].count(true, &key, examples),
                             }
                         }
                     }
@@ -180,25 +205,20 @@ pub fn run(store: &dyn store::Store, options: &Options) -> Result<Report, Error>
             let _ = sender.send(batch);
         }
         drop(sender);
-        let mut tallies: Vec<Tally> = CATALOGUE.iter().map(|_| Tally::default()).collect();
+        let mut tallies = Tallies::default();
         for handle in handles {
-            let done = handle.join().map_err(|_| Error::Invalid("a checking thread panicked".into()))?;
-            for (total, part) in tallies.iter_mut().zip(done) {
-                total.merge(part, examples);
+            let mut done = handle.join().map_err(|_| Error::Invalid("a checking thread panicked".into()))?;
+            for &check in CheckId::ALL {
+                tallies[check].merge(std::mem::take(&mut done[check]), examples);
             }
         }
         Ok((scanned?, tallies))
     })?;
-    let results = CATALOGUE
+    let results = CheckId::ALL
         .iter()
-        .zip(tallies)
-        .map(|(definition, tally)| {
-            CheckResult::new(
-                definition,
-                tally.numerator,
-                tally.denominator,
-                tally.examples.into_iter().collect(),
-            )
+        .map(|&check| {
+            let tally = std::mem::take(&mut tallies[check]);
+            CheckResult::new(check, tally.numerator, tally.denominator, tally.examples.into_iter().collect())
         })
         .collect();
     Ok(Report { resources, elapsed: started.elapsed(), checks: results, previous: None })
@@ -212,42 +232,38 @@ fn check_resource(
     key: &str,
     validator: &validation::Validator,
     icd: &Icd10Cm,
-    tallies: &mut [Tally],
+    tallies: &mut Tallies,
     examples: usize,
 ) {
     let invalid = validation::has_errors(&validator.validate(resource));
-    tallies[checks::R4_VALID].count(invalid, key, examples);
+    tallies[CheckId::R4Valid].count(invalid, key, examples);
 
     let mut targets = Vec::new();
     references(resource, &mut targets);
     let relative: Vec<&String> = targets.iter().filter(|t| is_relative(t)).collect();
     if !relative.is_empty() {
         let dangling = relative.iter().any(|t| !context.live.contains(t.as_str()));
-        tallies[checks::REFERENCE_RESOLVES].count(dangling, key, examples);
+        tallies[CheckId::ReferenceResolves].count(dangling, key, examples);
     }
 
     let patient_key = fhir::patient_reference(resource);
     let patient = patient_key.and_then(|p| context.patients.get(p));
     if let (Some(patient), Some(day)) = (patient, event_day(resource)) {
         if let Some(death) = patient["deceasedDateTime"].as_str().and_then(|d| d.get(..10)) {
-            tallies[checks::NOTHING_AFTER_DEATH].count(day > death, key, examples);
+            tallies[CheckId::NothingAfterDeath].count(day > death, key, examples);
         }
         if let Some(birth) = patient["birthDate"].as_str() {
             // A birth date given to the year or month: compare as far as it goes.
             let day = &day[..birth.len().min(day.len())];
-            tallies[checks::NOTHING_BEFORE_BIRTH].count(day < birth, key, examples);
+            tallies[CheckId::NothingBeforeBirth].count(day < birth, key, examples);
         }
     }
 
     match resource_type {
         "Patient" => {
-            tallies[checks::BIRTH_DATE_PRESENT].count(resource.get("birthDate").is_none(), key, examples);
-            tallies[checks::GENDER_PRESENT].count(resource.get("gender").is_none(), key, examples);
-            tallies[checks::PATIENT_HAS_ENCOUNTER].count(
-                !context.with_encounter.contains(key),
-                key,
-                examples,
-            );
+            tallies[CheckId::BirthDatePresent].count(resource.get("birthDate").is_none(), key, examples);
+            tallies[CheckId::GenderPresent].count(resource.get("gender").is_none(), key, examples);
+            tallies[CheckId::PatientHasEncounter].count(!context.with_encounter.contains(key), key, examples);
             let shared = resource["identifier"].as_array().into_iter().flatten().any(|identifier| {
                 match (identifier["system"].as_str(), identifier["value"].as_str()) {
                     (Some(system), Some(value)) => context
@@ -257,7 +273,7 @@ fn check_resource(
                     _ => false,
                 }
             });
-            tallies[checks::IDENTIFIER_UNIQUE].count(shared, key, examples);
+            tallies[CheckId::IdentifierUnique].count(shared, key, examples);
         }
         "Encounter" => {
             if let (Some(start), Some(end)) =
@@ -267,13 +283,13 @@ fn check_resource(
                     .ok()
                     .zip(fhir::DateTime::parse(end, fhir::DateTimeKind::DateTime).ok())
                     .is_some_and(|(s, e)| e.upper_bound_millis() < s.lower_bound_millis());
-                tallies[checks::END_AFTER_START].count(ends_before, key, examples);
+                tallies[CheckId::EndAfterStart].count(ends_before, key, examples);
             }
             if resource["class"]["code"] == "IMP" && resource["status"] == "finished" {
                 let disposition = resource["hospitalization"]["dischargeDisposition"].is_object();
-                tallies[checks::DISPOSITION_PRESENT].count(!disposition, key, examples);
+                tallies[CheckId::DispositionPresent].count(!disposition, key, examples);
                 let diagnosis = resource["diagnosis"].as_array().is_some_and(|d| !d.is_empty());
-                tallies[checks::DIAGNOSIS_PRESENT].count(!diagnosis, key, examples);
+                tallies[CheckId::DiagnosisPresent].count(!diagnosis, key, examples);
             }
         }
         "Observation" => measurement(resource, key, tallies, examples),
@@ -287,21 +303,21 @@ fn check_resource(
                 .collect();
             if !codes.is_empty() {
                 let concepts: Vec<_> = codes.iter().map(|c| icd.lookup(c)).collect();
-                tallies[checks::CODE_EXISTS].count(concepts.iter().any(Option::is_none), key, examples);
+                tallies[CheckId::CodeExists].count(concepts.iter().any(Option::is_none), key, examples);
                 let known: Vec<_> = concepts.iter().flatten().collect();
                 if !known.is_empty() {
-                    tallies[checks::CODE_BILLABLE].count(known.iter().any(|c| !c.billable()), key, examples);
+                    tallies[CheckId::CodeBillable].count(known.iter().any(|c| !c.billable()), key, examples);
                 }
                 let diagnoses = coding::extract::condition_diagnoses(resource, "Condition", Some(1));
                 let facts = coding::extract::patient_facts(patient, resource["recordedDate"].as_str());
                 let edits = coding::check(&diagnoses, &facts, coding::Setting::Clinical);
                 let sex = edits.iter().any(|e| e.id == coding::EditId::SexConflict);
                 if facts.sex.is_some() {
-                    tallies[checks::SEX_SPECIFIC_CODE].count(sex, key, examples);
+                    tallies[CheckId::SexSpecificCode].count(sex, key, examples);
                 }
                 let specific =
                     edits.iter().any(|e| e.id == coding::EditId::UnspecifiedWithSpecificDocumentation);
-                tallies[checks::SPECIFICITY].count(specific, key, examples);
+                tallies[CheckId::Specificity].count(specific, key, examples);
             }
         }
         _ => {}
@@ -309,7 +325,7 @@ fn check_resource(
 }
 
 /// The unit and value checks of an Observation and its components.
-fn measurement(observation: &Json, key: &str, tallies: &mut [Tally], examples: usize) {
+fn measurement(observation: &Json, key: &str, tallies: &mut Tallies, examples: usize) {
     let mut quantities: Vec<(&Json, &Json)> = vec![(&observation["code"], &observation["valueQuantity"])];
     for component in observation["component"].as_array().into_iter().flatten() {
         quantities.push((&component["code"], &component["valueQuantity"]));
@@ -341,10 +357,10 @@ fn measurement(observation: &Json, key: &str, tallies: &mut [Tally], examples: u
         }
     }
     if checked_unit {
-        tallies[checks::UNIT_PER_LOINC].count(bad_unit, key, examples);
+        tallies[CheckId::UnitPerLoinc].count(bad_unit, key, examples);
     }
     if checked_value {
-        tallies[checks::VALUE_IN_RANGE].count(bad_value, key, examples);
+        tallies[CheckId::ValueInRange].count(bad_value, key, examples);
     }
 }
 

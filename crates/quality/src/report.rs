@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 
-use crate::checks::CheckDef;
+use crate::checks::{CheckDef, CheckId};
 
 /// One check's outcome.
 #[derive(Clone, Debug)]
 pub struct CheckResult {
-    pub definition: CheckDef,
+    pub check: CheckId,
     pub numerator: u64,
     pub denominator: u64,
     /// Up to the asked number of failing resources (`Type/id`).
@@ -20,8 +20,13 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
-    pub fn new(definition: &CheckDef, numerator: u64, denominator: u64, examples: Vec<String>) -> Self {
-        CheckResult { definition: *definition, numerator, denominator, examples }
+    pub fn new(check: CheckId, numerator: u64, denominator: u64, examples: Vec<String>) -> Self {
+        CheckResult { check, numerator, denominator, examples }
+    }
+
+    /// The check's entry in the catalogue.
+    pub fn definition(&self) -> &'static CheckDef {
+        self.check.definition()
     }
 
     /// Failing resources, in percent of those checked (0 when none was checked).
@@ -30,7 +35,7 @@ impl CheckResult {
     }
 
     pub fn passed(&self) -> bool {
-        self.percent() <= self.definition.threshold
+        self.percent() <= self.definition().threshold
     }
 }
 
@@ -69,7 +74,7 @@ pub fn record_run(data_dir: &Path, timestamp: &str, report: &Report) -> Result<(
     let line = json!({
         "timestamp": timestamp,
         "resources": report.resources,
-        "checks": report.checks.iter().map(|c| json!([c.definition.id, c.numerator, c.denominator])).collect::<Vec<_>>(),
+        "checks": report.checks.iter().map(|c| json!([c.check.as_str(), c.numerator, c.denominator])).collect::<Vec<_>>(),
     });
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join(RUNS_FILE))?;
     writeln!(file, "{line}")?;
@@ -114,7 +119,7 @@ impl Report {
             .checks
             .iter()
             .map(|c| {
-                let d = &c.definition;
+                let d = c.definition();
                 json!({
                     "id": d.id,
                     "name": d.name,
@@ -152,7 +157,7 @@ impl Report {
             json!({ "name": "resources", "valueInteger": self.resources.min(i32::MAX as u64) }),
         ];
         for c in &self.checks {
-            let d = &c.definition;
+            let d = c.definition();
             let mut parts = vec![
                 json!({ "name": "id", "valueCode": d.id }),
                 json!({ "name": "name", "valueString": d.name }),
@@ -178,7 +183,7 @@ impl Report {
         let escape = |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
         let mut rows = String::new();
         for c in &self.checks {
-            let d = &c.definition;
+            let d = c.definition();
             let trend = match self.previous.as_ref().and_then(|p| p.percent(d.id)) {
                 Some(before) => format!("{before:.2}% &rarr; {:.2}%", c.percent()),
                 None => format!("{:.2}%", c.percent()),
