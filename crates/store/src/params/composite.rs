@@ -23,9 +23,7 @@ impl ParamType for CompositeParam {
     }
 
     fn parse(&self, param: &ParamValue<'_>, modifier: Option<&str>) -> Result<Condition, ValueError> {
-        if let Some(modifier) = modifier {
-            return Err(param.unsupported_modifier(modifier));
-        }
+        param.no_modifier(modifier)?;
         let (name, value) = (param.code(), param.value);
         let parts = split_escaped(value, '$');
         let [first, second] = parts.as_slice() else {

@@ -33,9 +33,7 @@ impl ParamType for DateParam {
     }
 
     fn parse(&self, param: &ParamValue<'_>, modifier: Option<&str>) -> Result<Condition, ValueError> {
-        if let Some(modifier) = modifier {
-            return Err(param.unsupported_modifier(modifier));
-        }
+        param.no_modifier(modifier)?;
         let (prefix, low, high) = range(param.code(), param.value)?;
         Ok(Condition::Date { prefix, low, high })
     }

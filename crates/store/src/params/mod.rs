@@ -170,6 +170,11 @@ impl ParamValue<'_> {
         ValueError::Invalid(message.into())
     }
 
+    /// Refuses any modifier (for types that take none).
+    fn no_modifier(&self, modifier: Option<&str>) -> Result<(), ValueError> {
+        modifier.map_or(Ok(()), |modifier| Err(self.unsupported_modifier(modifier)))
+    }
+
     fn unsupported_modifier(&self, modifier: &str) -> ValueError {
         ValueError::UnsupportedModifier { parameter: self.code().to_string(), modifier: modifier.to_string() }
     }

@@ -31,9 +31,7 @@ impl ParamType for NumberParam {
     }
 
     fn parse(&self, param: &ParamValue<'_>, modifier: Option<&str>) -> Result<Condition, ValueError> {
-        if let Some(modifier) = modifier {
-            return Err(param.unsupported_modifier(modifier));
-        }
+        param.no_modifier(modifier)?;
         let (prefix, value, low, high) = condition(param.code(), param.value)?;
         Ok(Condition::Number { prefix, value, low, high })
     }

@@ -64,9 +64,7 @@ impl ParamType for QuantityParam {
     }
 
     fn parse(&self, param: &ParamValue<'_>, modifier: Option<&str>) -> Result<Condition, ValueError> {
-        if let Some(modifier) = modifier {
-            return Err(param.unsupported_modifier(modifier));
-        }
+        param.no_modifier(modifier)?;
         condition(param.code(), param.value)
     }
 
