@@ -125,6 +125,10 @@ pub struct ApiConfig {
     pub views_dir: Option<std::path::PathBuf>,
     /// Where bulk export jobs write their files; `None`: no bulk export.
     pub export_dir: Option<std::path::PathBuf>,
+    /// Matches a search counts for `Bundle.total` when the client does not say `_total`:
+    /// beyond it the total is left out, so that counting costs a search no more than
+    /// walking this many index entries (BENCHMARKS.md, search at a million resources).
+    pub total_bound: usize,
 }
 
 impl Default for ApiConfig {
@@ -135,6 +139,7 @@ impl Default for ApiConfig {
             max_bundle_entries: 100_000,
             views_dir: None,
             export_dir: None,
+            total_bound: 10_000,
         }
     }
 }

@@ -6,7 +6,7 @@ use fhir::{IssueType, ReferenceTarget};
 use serde_json::{Map, Value};
 use store::params::{self, ParamValue, ValueError, split_escaped, unescape};
 use store::search::{Condition, Cursor, Filter, Sort, SortBy, SortValue};
-use store::{SearchPage, SearchQuery, VersionRecord};
+use store::{SearchPage, SearchQuery, Total, VersionRecord};
 
 use privacy::Sight;
 
@@ -410,8 +410,9 @@ impl Api {
             sort: Vec::new(),
             count: self.config.default_page_size,
             cursor: None,
-            total: false,
+            total: Total::UpTo(self.config.total_bound),
         };
+        let mut total_asked = None;
         let mut parsed = ParsedSearch {
             query: SearchQuery { ..query.clone() },
             includes: Vec::new(),
@@ -496,16 +497,17 @@ impl Api {
                     keep(&mut used);
                 }
                 "_total" => {
-                    query.total = match value.as_str() {
-                        "accurate" | "estimate" => true,
-                        "none" => false,
+                    total_asked = Some(match value.as_str() {
+                        // An estimate is given as the exact count: there is no cheaper one.
+                        "accurate" | "estimate" => Total::Accurate,
+                        "none" => Total::None,
                         other => {
                             return Err(ApiError::bad_request(
                                 IssueType::Value,
                                 format!("_total must be none, estimate or accurate, got '{other}'"),
                             ));
                         }
-                    };
+                    });
                     keep(&mut used);
                 }
                 CURSOR => {
@@ -561,8 +563,14 @@ impl Api {
         }
         if parsed.summary == Summary::Count {
             query.count = 0;
-            query.total = true;
         }
+        // A request for no entries asks only how many there are (clients count with
+        // `_count=0`), whatever the cost; otherwise as asked, or the bounded default.
+        query.total = match total_asked {
+            _ if query.count == 0 => Total::Accurate,
+            Some(asked) => asked,
+            None => query.total,
+        };
         parsed.query = query;
         parsed.used = used;
         Ok(parsed)
@@ -597,20 +605,21 @@ impl Api {
         gate.confine(&mut parsed.query);
         // Where the policy may withhold matches one by one, the store's count is not the
         // caller's: count what they may see instead.
-        let visible_total = if gate.may_withhold(resource_type) {
+        let page = if gate.may_withhold(resource_type) {
             let asked = std::mem::take(&mut parsed.query.total);
-            Some(if asked { self.visible_total(gate, &parsed.query)? } else { None })
-        } else {
-            None
-        };
-        let mut page = if gate.may_withhold(resource_type) {
-            self.visible_page(gate, &parsed.query)?
+            let mut page = self.visible_page(gate, &parsed.query)?;
+            page.total = match asked {
+                Total::None => None,
+                // A first page holding every visible match is its own count.
+                _ if parsed.query.cursor.is_none() && !page.has_next && parsed.query.count > 0 => {
+                    Some(page.matches.len() as u64)
+                }
+                Total::UpTo(_) | Total::Accurate => self.visible_total(gate, &parsed.query)?,
+            };
+            page
         } else {
             self.store.search(&parsed.query)?
         };
-        if let Some(total) = visible_total {
-            page.total = total;
-        }
         Ok(Response::json(200, self.searchset(request, gate, path, &parsed, page)?))
     }
 
@@ -629,7 +638,7 @@ impl Api {
         if wanted == 0 {
             return Ok(SearchPage::default());
         }
-        let mut walk = SearchQuery { total: false, count: wanted.max(50), ..query.clone() };
+        let mut walk = SearchQuery { total: Total::None, count: wanted.max(50), ..query.clone() };
         let mut kept: Vec<(VersionRecord, Cursor)> = Vec::new();
         let (mut scanned, mut more) = (0usize, false);
         'pages: loop {
@@ -672,7 +681,7 @@ impl Api {
     /// (each must be read to decide).
     fn visible_total(&self, gate: &Gate, query: &SearchQuery) -> Result<Option<u64>, ApiError> {
         let mut walk =
-            SearchQuery { count: 1000, cursor: None, sort: Vec::new(), total: false, ..query.clone() };
+            SearchQuery { count: 1000, cursor: None, sort: Vec::new(), total: Total::None, ..query.clone() };
         let (mut seen, mut visible) = (0usize, 0u64);
         loop {
             let page = self.store.search(&walk)?;

@@ -33,9 +33,13 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        let dir = testkit::temp_dir("search-large");
+        Fixture::with("search-large", ApiConfig::default())
+    }
+
+    fn with(name: &str, config: ApiConfig) -> Fixture {
+        let dir = testkit::temp_dir(name);
         let store = Arc::new(SqliteStore::open(&dir, StoreOptions::default()).unwrap());
-        let api = Api::new(store, ApiConfig::default());
+        let api = Api::new(store, config);
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let fixture = Fixture { api, runtime };
         // One transaction per 500, in order: commit order is index order.
@@ -170,4 +174,41 @@ fn large_sorted_and_unsorted_results_page_exactly() {
 
     // _total=accurate counts past the page.
     assert_eq!(fixture.get("Observation?code=8867-4&_count=1&_total=accurate")["total"], heart_rates.len());
+}
+
+/// `Bundle.total` is there by default up to the bound (on every page, sorted or not), always
+/// for `_count=0` and `_summary=count`, and beyond the bound only when `_total` asks.
+#[test]
+fn totals_by_default_within_the_bound_and_always_when_asked() {
+    let fixture = Fixture::with("search-totals", ApiConfig { total_bound: 1000, ..ApiConfig::default() });
+    let heart_rates = (0..OBSERVATIONS).filter(|&i| code_of(i) == "8867-4").count();
+    for search in [
+        "Observation?code=8867-4",
+        "Observation?code=8867-4&_sort=-date",
+        "Observation?code=8867-4&_sort=_id",
+    ] {
+        let first = fixture.get(search);
+        assert_eq!(first["total"], heart_rates, "{search}");
+        let next = link(&first, "next").expect("a next page");
+        let second = fixture.get(next.strip_prefix("http://test/fhir/").unwrap());
+        assert_eq!(second["total"], heart_rates, "{search}, page 2");
+    }
+    // `_total=none`: left out where counting would cost anything (a sort done in memory has
+    // counted already, and may say so).
+    let none = fixture.get("Observation?code=8867-4&_total=none");
+    assert!(none.get("total").is_none(), "{}", none["total"]);
+    // 5,400 blood pressures are past the bound of 1,000.
+    let past = fixture.get("Observation?code=8480-6");
+    assert!(past.get("total").is_none(), "{}", past["total"]);
+    assert_eq!(fixture.get("Observation?code=8480-6&_total=accurate")["total"], OBSERVATIONS - heart_rates);
+    assert_eq!(fixture.get("Observation?code=8480-6&_total=estimate")["total"], OBSERVATIONS - heart_rates);
+    // `_count=0` (how clients such as fhirpy count) and `_summary=count` always count.
+    let counted = fixture.get("Observation?code=8480-6&_count=0");
+    assert_eq!(counted["total"], OBSERVATIONS - heart_rates);
+    assert_eq!(counted.get("entry").map(|e| e.as_array().unwrap().len()).unwrap_or(0), 0);
+    assert_eq!(fixture.get("Observation?_summary=count")["total"], OBSERVATIONS);
+    // A bad value is a 400 naming it.
+    let bad = fixture.send(Method::Get, "Observation", "_total=some", None);
+    assert_eq!(bad.status, 400, "{}", bad.body_text());
+    assert!(bad.body_text().contains("_total"));
 }

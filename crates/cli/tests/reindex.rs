@@ -24,7 +24,7 @@ fn family_query(family: &str) -> SearchQuery {
         sort: Vec::new(),
         count: 10,
         cursor: None,
-        total: false,
+        total: store::Total::None,
     }
 }
 

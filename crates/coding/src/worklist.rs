@@ -203,7 +203,7 @@ pub fn worklist(store: &dyn Store, limit: Option<usize>) -> Result<Vec<WorklistI
             .collect(),
         count: BATCH,
         cursor: None,
-        total: false,
+        total: store::Total::None,
     };
     let mut items = Vec::new();
     let mut patients: HashMap<String, Option<Json>> = HashMap::new();

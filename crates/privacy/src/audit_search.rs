@@ -132,7 +132,7 @@ impl Query {
                         }
                     }
                 }
-                "_total" => query.total = value == "accurate",
+                "_total" => query.total = matches!(value, "accurate" | "estimate"),
                 "_id" => {
                     let seqs = values().filter_map(audit::parse_event_id);
                     match &mut query.ids {
@@ -212,6 +212,10 @@ impl Query {
                     unsupported.join(", ")
                 ),
             });
+        }
+        // A request for no entries asks how many there are (clients count with `_count=0`).
+        if query.count == 0 {
+            query.total = true;
         }
         Ok(query)
     }
@@ -336,6 +340,11 @@ pub fn search(data_dir: &Path, query: &Query) -> Result<Page, Error> {
             events.push(audit::event(seq, &recorded, &access));
         }
     }
+    // A first page holding every match is its own count.
+    let total = match total {
+        None if query.cursor.is_none() && next.is_none() => Some(events.len() as u64),
+        total => total,
+    };
     Ok(Page { events, next, total })
 }
 

@@ -131,6 +131,9 @@ fn each_parameter_finds_exactly_its_entries_page_by_page() {
     let counted = run(&dir, &[("patient", "p1"), ("_total", "accurate"), ("_count", "2")]);
     assert_eq!((counted.total, counted.events.len()), (Some(75), 2));
     assert_eq!(run(&dir, &[("_total", "accurate"), ("_count", "0")]).total, Some(300));
+    // `_count=0` alone asks how many (as clients count); a page holding every match says it.
+    assert_eq!(run(&dir, &[("_count", "0")]).total, Some(300));
+    assert_eq!(run(&dir, &[("patient", "p1"), ("_count", "100")]).total, Some(75));
     assert_eq!(all(&dir, &[("_id", "audit-5,audit-9,audit-900,x"), ("patient", "p1")]), vec![9, 5]);
     let page = run(&dir, &[("_id", "audit-42")]);
     assert_eq!(page.events.len(), 1);

@@ -19,7 +19,7 @@ mod sqlite;
 use std::fmt;
 
 pub use prepared::PreparedResource;
-pub use search::{SearchPage, SearchQuery};
+pub use search::{SearchPage, SearchQuery, Total};
 pub use sqlite::{SqliteStore, StoreOptions, Synchronous};
 
 /// What [`Store::scan_current`] calls with each resource: type, id, body.

@@ -1050,7 +1050,13 @@ impl Writer {
         if self.index_stale.load(AtomicOrdering::Acquire) {
             return Err(Error::IndexStale);
         }
-        let query = SearchQuery { count: 2, cursor: None, sort: Vec::new(), total: false, ..query.clone() };
+        let query = SearchQuery {
+            count: 2,
+            cursor: None,
+            sort: Vec::new(),
+            total: crate::Total::None,
+            ..query.clone()
+        };
         Ok(search::search(&self.connection, &query)?.matches)
     }
 

@@ -35,7 +35,7 @@ impl StoreTerminology<'_> {
             sort: Vec::new(),
             count: 1,
             cursor: None,
-            total: false,
+            total: store::Total::None,
         };
         let page = self.store.search(&query).ok()?;
         let body = page.matches.first()?.body.as_deref()?;

@@ -12,7 +12,7 @@ use super::filters::{
 };
 use super::planner::{Driver, Plan, driver_set, plan, streamable, walkable};
 use super::sql::Sql;
-use super::{Cursor, Filter, SearchPage, SearchQuery, SortBy, SortValue, WALK_OVER};
+use super::{Cursor, Filter, SearchPage, SearchQuery, SortBy, SortValue, Total, WALK_OVER};
 use crate::{Result, VersionRecord, WriteMethod, params};
 
 pub(crate) fn query_rkeys(connection: &Connection, sql: &Sql) -> Result<Vec<i64>> {
@@ -30,6 +30,27 @@ pub(crate) fn count_capped(connection: &Connection, set: &Sql, cap: usize) -> Re
     let count: i64 =
         connection.prepare_cached(&sql)?.query_row(params_from_iter(set.values.iter()), |row| row.get(0))?;
     Ok(count as usize)
+}
+
+/// All matches of `query` counted as far as its [`Total`] asks: `None` when not asked or
+/// beyond the bound.
+fn count_total(connection: &Connection, query: &SearchQuery, plan: &Plan) -> Result<Option<u64>> {
+    let all = || ordered_matches(query, plan, None, None, None);
+    Ok(match query.total {
+        Total::None => None,
+        Total::UpTo(bound) => {
+            let n = count_capped(connection, &all(), bound)?;
+            (n <= bound).then_some(n as u64)
+        }
+        Total::Accurate => {
+            let all = all();
+            let sql = format!("SELECT count(*) FROM ({})", all.text);
+            let n: i64 = connection
+                .prepare_cached(&sql)?
+                .query_row(params_from_iter(all.values.iter()), |r| r.get(0))?;
+            Some(n as u64)
+        }
+    })
 }
 
 /// Builds the query producing matching rkeys in ascending order, from `after` (exclusive),
@@ -177,19 +198,10 @@ pub(crate) fn search(connection: &Connection, query: &SearchQuery) -> Result<Sea
             (more, false)
         }
     };
-    let total = if query.total || (cursor.is_none() && !has_next) {
-        if !query.total {
-            Some(rkeys.len() as u64)
-        } else {
-            let all = ordered_matches(query, &plan, None, None, None);
-            let sql = format!("SELECT count(*) FROM ({})", all.text);
-            let n: i64 = connection
-                .prepare_cached(&sql)?
-                .query_row(params_from_iter(all.values.iter()), |r| r.get(0))?;
-            Some(n as u64)
-        }
+    let total = if cursor.is_none() && !has_next {
+        Some(rkeys.len() as u64)
     } else {
-        None
+        count_total(connection, query, &plan)?
     };
     let position = |rkey: i64| Cursor { sort_values: Vec::new(), rkey, before: false };
     Ok(SearchPage {
@@ -359,16 +371,10 @@ pub(crate) fn sorted_walk(connection: &Connection, query: &SearchQuery, plan: &P
             (forward, more, cursor.is_some())
         }
     };
-    let total = if query.total {
-        let all = ordered_matches(query, plan, None, None, None);
-        let sql = format!("SELECT count(*) FROM ({})", all.text);
-        let n: i64 =
-            connection.prepare_cached(&sql)?.query_row(params_from_iter(all.values.iter()), |r| r.get(0))?;
-        Some(n as u64)
-    } else if cursor.is_none() && !has_next {
+    let total = if cursor.is_none() && !has_next {
         Some(entries.len() as u64)
     } else {
-        None
+        count_total(connection, query, plan)?
     };
     let rkeys: Vec<i64> = entries.iter().map(|(_, k)| *k).collect();
     let position = |entry: &(SortValue, i64)| Cursor {

@@ -203,8 +203,22 @@ pub struct SearchQuery {
     pub sort: Vec<Sort>,
     pub count: usize,
     pub cursor: Option<Cursor>,
-    /// Count all matches.
-    pub total: bool,
+    /// How far to count all matches for `Bundle.total`.
+    pub total: Total,
+}
+
+/// How far a search counts all its matches (`Bundle.total`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Total {
+    /// Not counted (`_total=none`, and the store's own probes); a first page that holds
+    /// every match still says how many it holds.
+    #[default]
+    None,
+    /// Counted when there are at most this many matches, else left out: the default, so a
+    /// count costs a search no more than walking that many index entries.
+    UpTo(usize),
+    /// Counted whatever it costs (`_total=accurate`, `_summary=count`, `_count=0`).
+    Accurate,
 }
 
 /// A page of search results.
