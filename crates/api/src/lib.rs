@@ -55,6 +55,9 @@ pub struct Request {
     pub if_modified_since: Option<String>,
     pub if_none_exist: Option<String>,
     pub prefer: Option<String>,
+    /// The `Accept` header: FHIR JSON for everything but a view's rows, which `$run` gives
+    /// in the format it names when `_format` does not.
+    pub accept: Option<String>,
     pub body: Vec<u8>,
     /// Who is asking. The HTTP server sets it on every request it serves, and the access
     /// policy then decides what runs and what is returned; `None` is the embedding program

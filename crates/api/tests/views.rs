@@ -66,6 +66,18 @@ impl Fixture {
     fn get(&self, path: &str, query: &str) -> Response {
         self.call(Method::Get, path, query, None)
     }
+
+    fn get_accepting(&self, path: &str, query: &str, accept: &str) -> Response {
+        let request = Request {
+            method: Some(Method::Get),
+            base: "http://test/fhir".into(),
+            path: path.into(),
+            query: query.into(),
+            accept: Some(accept.into()),
+            ..Default::default()
+        };
+        self.runtime.block_on(self.api.handle(&request))
+    }
 }
 
 fn text(response: &Response) -> String {
@@ -100,6 +112,28 @@ fn a_builtin_view_runs_over_the_record_in_each_format() {
     assert_eq!(text(&ndjson).lines().count(), 2);
     let parquet = fixture.get("ViewDefinition/patients/$run", "_format=parquet");
     assert!(parquet.body.as_deref().unwrap().starts_with(b"PAR1"));
+}
+
+/// Without `_format`, `Accept` chooses: the first listed format of `$run`, by quality; a
+/// `_format` wins over it; an Accept naming none of them is a 406.
+#[test]
+fn accept_chooses_the_format_when_format_is_not_given() {
+    let fixture = Fixture::new("views-accept");
+    let run = "ViewDefinition/patients/$run";
+    let csv = fixture.get_accepting(run, "", "text/csv");
+    assert_eq!((csv.status, csv.content_type), (200, Some("text/csv")));
+    assert!(text(&csv).starts_with("id,mrn,family"));
+    let ndjson = fixture.get_accepting(run, "", "application/x-ndjson");
+    assert_eq!(text(&ndjson).lines().count(), 2);
+    let parquet = fixture.get_accepting(run, "", "application/vnd.apache.parquet");
+    assert!(parquet.body.as_deref().unwrap().starts_with(b"PAR1"));
+    let preferred = fixture.get_accepting(run, "", "application/json;q=0.5, text/csv;q=0.9");
+    assert_eq!(preferred.content_type, Some("text/csv"));
+    assert_eq!(rows(&fixture.get_accepting(run, "", "*/*")).len(), 2);
+    assert_eq!(rows(&fixture.get_accepting(run, "_format=json", "text/csv")).len(), 2);
+    let refused = fixture.get_accepting(run, "", "application/xml");
+    assert_eq!(refused.status, 406, "{}", text(&refused));
+    assert!(text(&refused).contains("text/csv"));
 }
 
 #[test]

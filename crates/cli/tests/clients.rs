@@ -47,8 +47,16 @@ fn demo_data(dir: &Path) -> (String, Vec<String>) {
     let generated = dir.join("population");
     let data = dir.join("data");
     chartroom(&["generate", "--patients", "40", "--quiet", "--out", generated.to_str().unwrap()]);
-    chartroom(&["import", generated.to_str().unwrap(), "--no-validate", "--quiet", "--data", data.to_str().unwrap()]);
-    let added = chartroom(&["user", "add", "compatibility", "--role", "clinician", "--data", data.to_str().unwrap()]);
+    chartroom(&[
+        "import",
+        generated.to_str().unwrap(),
+        "--no-validate",
+        "--quiet",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    let added =
+        chartroom(&["user", "add", "compatibility", "--role", "clinician", "--data", data.to_str().unwrap()]);
     let token = added.lines().last().expect("token line").trim().to_string();
     let mut types: Vec<String> = std::fs::read_dir(&generated)
         .expect("generated population")
@@ -95,7 +103,11 @@ fn run_check(program: &Path, script: &str, args: &[&str], env: &[(&str, &Path)])
     let output = command.output().unwrap_or_else(|e| panic!("run {script} with {}: {e}", program.display()));
     let stdout = String::from_utf8_lossy(&output.stdout);
     print!("{stdout}");
-    assert!(output.status.success(), "{script} failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]
@@ -115,6 +127,11 @@ fn real_client_libraries_work_unchanged() {
         run_check(python, "fhirpy_check.py", &[&base, &token], &[]);
     }
     if let Some(node_path) = &node_path {
-        run_check(Path::new("node"), "fhir_kit_check.mjs", &[&base, &token, &node_path.to_string_lossy()], &[]);
+        run_check(
+            Path::new("node"),
+            "fhir_kit_check.mjs",
+            &[&base, &token, &node_path.to_string_lossy()],
+            &[],
+        );
     }
 }

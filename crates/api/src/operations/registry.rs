@@ -337,7 +337,15 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         ],
         affects_state: false,
         access: reads(Reads::EveryType, PatientUse::Refused),
-        handler: |api, call| api.run_view_operation(call.level, call.inputs, call.body, call.gate),
+        handler: |api, call| {
+            api.run_view_operation(
+                call.level,
+                call.inputs,
+                call.body,
+                call.gate,
+                call.request.accept.as_deref(),
+            )
+        },
     },
     Operation {
         name: "suggest-codes",

@@ -58,6 +58,7 @@ impl Api {
         inputs: &Inputs,
         body: Option<&Json>,
         gate: &Gate,
+        accept: Option<&str>,
     ) -> Result<Response, ApiError> {
         // Rows over many records cannot withhold one resource of them.
         let patient = inputs.get("patient").map(|p| p.trim_start_matches("Patient/"));
@@ -87,7 +88,7 @@ impl Api {
             },
         };
         let format = match inputs.get("_format") {
-            None => Format::Json,
+            None => format_accepted(accept)?,
             Some(name) => name.parse::<Format>().map_err(|_| {
                 ApiError::bad_request(
                     IssueType::Value,
@@ -179,4 +180,52 @@ fn view_error(error: views::Error) -> ApiError {
         views::Error::TooLong => ApiError::bad_request(IssueType::TooCostly, error.to_string()),
         views::Error::Broken(_) | views::Error::Tables(_) => ApiError::internal(error.to_string()),
     }
+}
+
+/// The output format `Accept` asks for when `_format` does not: the first media type listed
+/// that is a format of `$run` (JSON for `*/*`, FHIR JSON or none); 406 when none is.
+fn format_accepted(accept: Option<&str>) -> Result<Format, ApiError> {
+    let Some(accept) = accept else { return Ok(Format::Json) };
+    let mut ranges: Vec<(f32, usize, String)> = accept
+        .split(',')
+        .enumerate()
+        .filter_map(|(order, range)| {
+            let mut parts = range.split(';');
+            let media_type = parts.next()?.trim().to_ascii_lowercase();
+            let quality = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (quality > 0.0 && !media_type.is_empty()).then_some((quality, order, media_type))
+        })
+        .collect();
+    ranges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (_, _, media_type) in &ranges {
+        let format = match media_type.as_str() {
+            "*/*"
+            | "application/*"
+            | "application/json"
+            | "application/fhir+json"
+            | "application/json+fhir" => Some(Format::Json),
+            "text/*" | "text/csv" => Some(Format::Csv),
+            "application/x-ndjson" | "application/ndjson" | "application/fhir+ndjson" => Some(Format::Ndjson),
+            "application/vnd.apache.parquet" | "application/parquet" | "application/x-parquet" => {
+                Some(Format::Parquet)
+            }
+            _ => None,
+        };
+        if let Some(format) = format {
+            return Ok(format);
+        }
+    }
+    if ranges.is_empty() {
+        return Ok(Format::Json);
+    }
+    Err(ApiError::new(
+        406,
+        IssueType::NotSupported,
+        format!(
+            "$run cannot answer in {accept}; it gives text/csv, application/x-ndjson, application/json or application/vnd.apache.parquet"
+        ),
+    ))
 }
