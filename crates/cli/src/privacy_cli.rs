@@ -1,4 +1,4 @@
-//! `chartroom user add` and `chartroom audit verify|disclosures`.
+//! `chartroom user add|list|revoke` and `chartroom audit verify|report|disclosures`.
 
 use std::process::ExitCode;
 
@@ -27,6 +27,18 @@ enum UserCommand {
         /// The FHIR resource the user is (`Practitioner/prac-001`).
         #[arg(long)]
         fhir_user: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Lists the users: name, role, the patient or FHIR resource they are, when their token
+    /// was issued (tokens themselves are never kept).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Removes a user and their token: a running server refuses it within 10 seconds.
+    Revoke {
+        name: String,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -76,6 +88,31 @@ pub fn run_user(args: UserArgs) -> Result<ExitCode> {
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
+        UserCommand::List { store } => {
+            let users = privacy::Users::open(&store.data)?.list()?;
+            println!("{:<24} {:<16} {:<28} issued", "user", "role", "is");
+            for ((name, role, patient, fhir_user), issued) in &users {
+                let is = match (patient, fhir_user) {
+                    (Some(patient), _) => format!("Patient/{patient}"),
+                    (None, Some(fhir_user)) => fhir_user.clone(),
+                    (None, None) => "-".into(),
+                };
+                println!("{name:<24} {:<16} {is:<28} {issued}", role.as_str());
+            }
+            println!("{} users in {}", users.len(), store.data.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Revoke { name, store } => {
+            if privacy::Users::open(&store.data)?.revoke(&name)? {
+                println!(
+                    "user {name} revoked: their token no longer works (a running server refuses it within 10 s)"
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("no user {name} in {} (`chartroom user list` shows them)", store.data.display());
+                Ok(ExitCode::from(1))
+            }
+        }
     }
 }
 
@@ -117,43 +154,104 @@ pub fn run_audit(args: AuditArgs) -> Result<ExitCode> {
             let entries = privacy::audit::entries(&store.data)?;
             let facts = facts(&store)?;
             let findings = privacy::monitor::review(&entries, &facts);
-            let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-            for finding in &findings {
-                *counts.entry(finding.kind.as_str()).or_default() += 1;
-                println!(
-                    "{}  {:<26} {:<16} {:<22} {}",
-                    finding.recorded,
-                    finding.kind.as_str(),
-                    finding.user,
-                    finding.patient.as_deref().unwrap_or("-"),
-                    finding.detail
-                );
-            }
-            let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
-            println!(
-                "{} accesses reviewed: {}",
-                entries.len(),
-                if summary.is_empty() { "nothing to look at".to_string() } else { summary.join(", ") }
-            );
+            print!("{}", access_report(entries.len(), &findings));
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Disclosures { patient, store } => {
             let events = privacy::audit::events_for_patient(&store.data, &format!("Patient/{patient}"))?;
-            for event in &events {
-                let who = event["agent"][0]["who"]["identifier"]["value"].as_str().unwrap_or("?");
-                let role = event["agent"][0]["role"][0]["text"].as_str().unwrap_or("");
-                let why = event["agent"][0]["purposeOfUse"][0]["coding"][0]["code"].as_str().unwrap_or("-");
-                let what = event["subtype"][0]["code"].as_str().unwrap_or("?");
-                let outcome = if event["outcome"] == "0" { "allowed" } else { "refused" };
-                println!(
-                    "{}  {who} ({role})  {what}  purpose {why}  {outcome}",
-                    event["recorded"].as_str().unwrap_or("")
-                );
-            }
-            println!("{} accesses to Patient/{patient}", events.len());
+            print!("{}", disclosures(&patient, &events));
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The access-monitoring report: one line per kind of finding, user and patient, with how
+/// many accesses and over what time, under a header; then the totals by kind.
+fn access_report(reviewed: usize, findings: &[privacy::monitor::Finding]) -> String {
+    use std::collections::BTreeMap;
+    use std::fmt::Write as _;
+    struct Group<'a> {
+        accesses: usize,
+        first: &'a str,
+        last: &'a str,
+        detail: &'a str,
+    }
+    let mut groups: BTreeMap<(&str, &str, &str), Group> = BTreeMap::new();
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for finding in findings {
+        *kinds.entry(finding.kind.as_str()).or_default() += 1;
+        let key = (finding.kind.as_str(), finding.user.as_str(), finding.patient.as_deref().unwrap_or("-"));
+        let group = groups.entry(key).or_insert(Group {
+            accesses: 0,
+            first: &finding.recorded,
+            last: &finding.recorded,
+            detail: &finding.detail,
+        });
+        group.accesses += 1;
+        group.first = group.first.min(finding.recorded.as_str());
+        group.last = group.last.max(finding.recorded.as_str());
+    }
+    let mut out = String::new();
+    if !groups.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:<26} {:<20} {:<22} {:>8}  {:<24} {:<24} why",
+            "finding", "user", "patient", "accesses", "first", "last"
+        );
+        for ((kind, user, patient), group) in &groups {
+            let _ = writeln!(
+                out,
+                "{kind:<26} {user:<20} {patient:<22} {:>8}  {:<24} {:<24} {}",
+                group.accesses, group.first, group.last, group.detail
+            );
+        }
+        out.push('\n');
+    }
+    let summary: Vec<String> = kinds.iter().map(|(kind, n)| format!("{n} {kind}")).collect();
+    let _ = writeln!(
+        out,
+        "{reviewed} accesses reviewed: {}",
+        if summary.is_empty() {
+            "nothing to look at".to_string()
+        } else {
+            format!("{} (in {} user-patient groups)", summary.join(", "), groups.len())
+        }
+    );
+    out
+}
+
+/// The accounting of disclosures of one patient's record: when, who in what role, what,
+/// for what purpose (as the request stated it, else the one the role implies, marked so),
+/// and whether it was allowed.
+fn disclosures(patient: &str, events: &[serde_json::Value]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ =
+        writeln!(out, "{:<24} {:<20} {:<16} {:<12} {:<36} outcome", "when", "who", "role", "what", "purpose");
+    for event in events {
+        let agent = &event["agent"][0];
+        let who = agent["who"]["identifier"]["value"].as_str().unwrap_or("?");
+        let role = agent["role"][0]["text"].as_str().unwrap_or("");
+        let purpose = match agent["purposeOfUse"][0]["coding"][0]["code"].as_str() {
+            Some(stated) => format!("{stated} (stated)"),
+            None => match privacy::Role::parse(role) {
+                Ok(role) => {
+                    let (code, display) = role.usual_purpose();
+                    format!("{code} ({display}, implied by role)")
+                }
+                Err(_) => "not stated".to_string(),
+            },
+        };
+        let what = event["subtype"][0]["code"].as_str().unwrap_or("?");
+        let outcome = if event["outcome"] == "0" { "allowed" } else { "refused" };
+        let _ = writeln!(
+            out,
+            "{:<24} {who:<20} {role:<16} {what:<12} {purpose:<36} {outcome}",
+            event["recorded"].as_str().unwrap_or("")
+        );
+    }
+    let _ = writeln!(out, "{} accesses to Patient/{patient}", events.len());
+    out
 }
 
 /// What the access-monitoring report needs from the record and the users.

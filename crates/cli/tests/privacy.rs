@@ -65,6 +65,10 @@ fn get_with(url: &str, authorization: Option<String>) -> (u16, serde_json::Value
     })
 }
 
+fn text_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 #[test]
 fn serve_requires_a_token_and_the_trail_verifies_until_tampered_with() {
     let data = testkit::temp_dir("cli-privacy");
@@ -123,10 +127,30 @@ fn serve_requires_a_token_and_the_trail_verifies_until_tampered_with() {
     assert!(text.contains("Patient/p2"), "{text}");
     let disclosures = chartroom(&["audit", "disclosures", "--patient", "p1", "--data", data_arg]);
     let text = String::from_utf8_lossy(&disclosures.stdout);
+    let read = text.lines().find(|line| line.contains("dr-grey") && line.contains(" read ")).expect(&text);
+    assert!(read.contains("clinician") && read.contains("TREAT (treatment, implied by role)"), "{text}");
     assert!(
-        text.contains("dr-grey (clinician)  read") && text.contains("2 accesses to Patient/p1"),
+        text.lines().next().unwrap().starts_with("when") && text.contains("2 accesses to Patient/p1"),
         "{text}"
     );
+    // The report: a header, one line per finding, user and patient with its count.
+    assert!(text_of(&report).lines().next().unwrap().starts_with("finding"), "{}", text_of(&report));
+
+    // Users are listed (never their tokens) and revoked.
+    let listed = text_of(&chartroom(&["user", "list", "--data", data_arg]));
+    assert!(
+        listed.contains("dr-grey") && listed.contains("Practitioner/prac-1") && listed.contains("2 users"),
+        "{listed}"
+    );
+    assert!(!listed.contains("chr_"), "{listed}");
+    assert!(chartroom(&["user", "revoke", "root", "--data", data_arg]).status.success());
+    assert_eq!(chartroom(&["user", "revoke", "root", "--data", data_arg]).status.code(), Some(1));
+    assert!(text_of(&chartroom(&["user", "list", "--data", data_arg])).contains("1 users"));
+    let (mut server, base) = serve(&data);
+    assert_eq!(get(&format!("{base}/Patient/p2"), Some(&admin)).0, 401, "a revoked token is refused");
+    assert_eq!(get(&format!("{base}/Patient/p2"), Some(&token)).0, 200);
+    let _ = server.kill();
+    let _ = server.wait();
 
     let connection = rusqlite::Connection::open(data.join("privacy.sqlite")).unwrap();
     connection.execute("UPDATE audit SET user = 'someone-else' WHERE seq = 3", []).unwrap();

@@ -37,6 +37,20 @@ impl Role {
         }
     }
 
+    /// The purpose of use (HL7 v3 ActReason) a role's accesses serve when a request states
+    /// none (`X-Purpose-Of-Use`): what an accounting of disclosures shows as implied.
+    pub fn usual_purpose(self) -> (&'static str, &'static str) {
+        match self {
+            Role::Clinician => ("TREAT", "treatment"),
+            Role::Coder => ("HPAYMT", "healthcare payment"),
+            Role::HimTechnician | Role::PrivacyOfficer | Role::Analyst => {
+                ("HOPERAT", "healthcare operations")
+            }
+            Role::Patient => ("PATRQT", "patient requested"),
+            Role::Admin => ("HSYSADMIN", "health system administration"),
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Role, Error> {
         Role::ALL.into_iter().find(|r| r.as_str() == text).ok_or_else(|| {
             let known: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();

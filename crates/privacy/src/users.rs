@@ -103,6 +103,38 @@ impl Users {
         Ok(users)
     }
 
+    /// Every user with when their token was issued (`user list`); tokens are never shown.
+    pub fn list(&self) -> Result<Vec<(UserRecord, String)>, Error> {
+        let created: std::collections::HashMap<String, String> = {
+            let connection =
+                self.connection.lock().map_err(|_| Error::Invalid("the user table is unavailable".into()))?;
+            let mut statement = connection.prepare("SELECT name, created FROM users")?;
+            let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        Ok(self
+            .all()?
+            .into_iter()
+            .map(|user| {
+                let issued = created.get(&user.0).cloned().unwrap_or_default();
+                (user, issued)
+            })
+            .collect())
+    }
+
+    /// Removes a user, and with them their token; `false` when there was no such user. A
+    /// server that saw the token in the last [`CACHE_SECONDS`] may accept it until then.
+    pub fn revoke(&self, name: &str) -> Result<bool, Error> {
+        let connection =
+            self.connection.lock().map_err(|_| Error::Invalid("the user table is unavailable".into()))?;
+        let removed = connection.execute("DELETE FROM users WHERE name = ?1", [name])?;
+        drop(connection);
+        if let Ok(mut cache) = self.cache.write() {
+            cache.retain(|_, (identity, _)| identity.user != name);
+        }
+        Ok(removed > 0)
+    }
+
     /// The identity a token stands for, if it is one of ours.
     pub fn authenticate(&self, token: &str) -> Result<Option<Identity>, Error> {
         if !token.starts_with(TOKEN_PREFIX) {
