@@ -120,7 +120,7 @@ fn real_client_libraries_work_unchanged() {
     let dir = testkit::temp_dir("clients");
     let (token, types) = demo_data(&dir);
     let server = serve(&dir.join("data"));
-    let base = format!("{}", server.base);
+    let base = server.base.clone();
     if let Some(python) = &python {
         run_check(python, "fhir_resources_check.py", &[&base, &token, &types.join(",")], &[]);
         run_check(python, "fhirclient_check.py", &[&base, &token], &[]);
