@@ -18,7 +18,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value as Json;
 use terminology::icd10cm::Icd10Cm;
 
-pub use report::{CheckResult, Report, RunSummary, load_runs, record_run};
+pub use report::{CheckResult, Report, RunSummary, load_runs, percent_text, record_run};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

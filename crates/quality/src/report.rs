@@ -178,40 +178,110 @@ impl Report {
         json!({ "resourceType": "Parameters", "parameter": parameters })
     }
 
-    /// The report as a self-contained HTML page.
+    /// The report as a self-contained HTML page: each check with what it means, the share
+    /// failing against its threshold, the trend, and every example the run kept.
     pub fn to_html(&self, timestamp: &str) -> String {
-        let escape = |text: &str| text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+        let escape = |text: &str| {
+            text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+        };
         let mut rows = String::new();
         for c in &self.checks {
             let d = c.definition();
-            let trend = match self.previous.as_ref().and_then(|p| p.percent(d.id)) {
-                Some(before) => format!("{before:.2}% &rarr; {:.2}%", c.percent()),
-                None => format!("{:.2}%", c.percent()),
+            let share = match self.previous.as_ref().and_then(|p| p.percent(d.id)) {
+                Some(before) => format!("{} &rarr; {}", percent_text(before), percent_text(c.percent())),
+                None => percent_text(c.percent()),
+            };
+            let examples = if c.examples.is_empty() {
+                String::new()
+            } else {
+                let listed: Vec<String> = c.examples.iter().map(|e| escape(e)).collect();
+                let more = c.numerator.saturating_sub(c.examples.len() as u64);
+                format!(
+                    "<details><summary>{} example{}{}</summary>{}</details>",
+                    c.examples.len(),
+                    if c.examples.len() == 1 { "" } else { "s" },
+                    if more > 0 { format!(" of {}", c.numerator) } else { String::new() },
+                    listed.join(", ")
+                )
             };
             rows.push_str(&format!(
-                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{trend}</td><td>{}</td><td>{}</td></tr>\n",
-                if c.passed() { "pass" } else { "fail" },
-                escape(d.name),
-                d.category.as_str(),
-                d.subcategory,
-                d.context.as_str(),
-                d.resource_type,
-                c.numerator,
-                c.denominator,
-                if c.passed() { "pass" } else { "FAIL" },
-                escape(&c.examples.iter().take(5).cloned().collect::<Vec<_>>().join(", ")),
+                "<tr class=\"{class}\"><td><b>{name}</b><br><small>{description}</small></td><td>{category} / {subcategory}</td>\
+                 <td>{context}</td><td>{resource_type}</td><td class=\"n\">{numerator}</td><td class=\"n\">{denominator}</td>\
+                 <td class=\"n\">{share}</td><td class=\"n\">&le; {threshold}</td><td>{result}</td><td>{examples}</td></tr>\n",
+                class = if c.passed() { "pass" } else { "fail" },
+                name = escape(d.name),
+                description = escape(d.description),
+                category = d.category.as_str(),
+                subcategory = d.subcategory,
+                context = d.context.as_str(),
+                resource_type = d.resource_type,
+                numerator = c.numerator,
+                denominator = c.denominator,
+                threshold = percent_text(d.threshold),
+                result = if c.passed() { "pass" } else { "FAIL" },
             ));
         }
+        let previous = match &self.previous {
+            Some(run) => format!(" Trend against the run of {}.", escape(&run.timestamp)),
+            None => String::new(),
+        };
         format!(
-            "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Chartroom data quality {timestamp}</title>\n\
-             <style>body{{font-family:sans-serif}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}\
-             tr.fail{{background:#fde2e2}}tr.pass{{background:#e6f4e6}}</style></head><body>\n\
-             <h1>Data quality</h1><p>{timestamp}: {} resources, {} checks passed, {} failed.</p>\n\
-             <table><tr><th>Check</th><th>Category</th><th>Subcategory</th><th>Context</th><th>Resources</th>\
-             <th>Failing</th><th>Checked</th><th>Percent</th><th>Result</th><th>Examples</th></tr>\n{rows}</table></body></html>\n",
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Chartroom data quality {timestamp}</title>\n\
+             <style>body{{font-family:sans-serif}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top}}\
+             td.n{{text-align:right;white-space:nowrap}}small{{color:#444}}tr.fail{{background:#fde2e2}}tr.pass{{background:#e6f4e6}}</style></head><body>\n\
+             <h1>Data quality</h1><p>{timestamp}: {} resources, {} checks passed, {} failed.{previous} \
+             A check fails when the share of failing resources is above its threshold.</p>\n\
+             <table><tr><th>Check</th><th>Category</th><th>Context</th><th>Resources</th>\
+             <th>Failing</th><th>Checked</th><th>Failing share</th><th>Threshold</th><th>Result</th><th>Examples</th></tr>\n{rows}</table></body></html>\n",
             self.resources,
             self.checks.len() - self.failed(),
             self.failed(),
         )
+    }
+}
+
+/// A share in percent as people read it: two decimals, but never "0.00%" for a share that is
+/// not zero (a failing check must not look clean), and whole numbers without decimals.
+pub fn percent_text(percent: f64) -> String {
+    if percent == 0.0 {
+        "0%".to_string()
+    } else if percent.fract() == 0.0 {
+        format!("{percent:.0}%")
+    } else if percent < 0.01 {
+        // Two significant digits.
+        let digits = (-percent.log10().floor()) as usize + 1;
+        format!("{percent:.digits$}%")
+    } else {
+        format!("{percent:.2}%")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{CheckResult, Report, percent_text};
+    use crate::checks::CheckId;
+
+    #[test]
+    fn the_html_lists_every_example_kept() {
+        let examples: Vec<String> = (1..=8).map(|i| format!("Patient/p{i}")).collect();
+        let report = Report {
+            resources: 100,
+            elapsed: std::time::Duration::ZERO,
+            checks: vec![CheckResult::new(CheckId::ALL[0], 9, 100, examples.clone())],
+            previous: None,
+        };
+        let html = report.to_html("2026-12-06T00:00:00Z");
+        assert!(examples.iter().all(|e| html.contains(e.as_str())), "{html}");
+        assert!(html.contains("8 examples of 9"), "{html}");
+    }
+
+    #[test]
+    fn a_small_share_never_reads_as_zero() {
+        assert_eq!(percent_text(0.0), "0%");
+        assert_eq!(percent_text(0.0031), "0.0031%");
+        assert_eq!(percent_text(0.004), "0.0040%");
+        assert_eq!(percent_text(12.3456), "12.35%");
+        assert_eq!(percent_text(5.0), "5%");
+        assert_eq!(percent_text(100.0), "100%");
     }
 }

@@ -147,6 +147,25 @@ fn runs_are_kept_and_the_next_report_shows_the_trend() {
     }
     let html = second.to_html("2026-11-02T00:00:00Z");
     assert!(html.contains("<table>") && html.contains("Patient has a birth date"));
+    // Each check's description and threshold are shown, and every example kept (the
+    // default keeps 20), not a fixed few; a failing check never shows 0%.
+    for check in &second.checks {
+        let definition = check.definition();
+        let description = definition
+            .description
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;");
+        assert!(html.contains(&description), "{} has no description", definition.id);
+        assert!(html.contains(&format!("&le; {}", quality::percent_text(definition.threshold))));
+        for example in &check.examples {
+            assert!(html.contains(example.as_str()), "{example} of {} not shown", definition.id);
+        }
+        if !check.passed() {
+            assert_ne!(quality::percent_text(check.percent()), "0%");
+        }
+    }
     let parameters = second.to_parameters("2026-11-02T00:00:00Z");
     assert_eq!(parameters["resourceType"], "Parameters");
     assert!(
