@@ -108,6 +108,10 @@ impl StoreArgs {
 
 #[derive(clap::Args)]
 struct ServeArgs {
+    /// Set by `demo`: where its population's planted ground truth is, for the first steps it
+    /// prints once serving.
+    #[arg(skip)]
+    demo_ground_truth: Option<PathBuf>,
     #[command(flatten)]
     store: StoreArgs,
     /// Address to listen on.
@@ -285,10 +289,33 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
         let address: SocketAddr = listener.local_addr()?;
         println!("Chartroom serving FHIR R4 at http://{address}/fhir (data: {})", args.store.data.display());
+        if let Some(ground_truth) = &args.demo_ground_truth {
+            print_demo_steps(&format!("http://{address}/fhir"), &args.store.data, ground_truth);
+        }
         server::serve(listener, router, shutdown_signal()).await.context("server failed")
     })?;
     store.close();
     Ok(ExitCode::SUCCESS)
+}
+
+/// What to try first with the demo running, printed under the banner.
+fn print_demo_steps(base: &str, data: &std::path::Path, ground_truth: &std::path::Path) {
+    let data = data.display();
+    println!(
+        "\nTry this (in another terminal):\n\
+         \x20 curl -s '{base}/Patient?_count=3&_summary=true'                  # patients, with Bundle.total\n\
+         \x20 curl -s '{base}/Patient/pat-000001/$everything'                 # one patient's whole record\n\
+         \x20 curl -s '{base}/Observation?code=http://loinc.org|8867-4&_count=5' # heart rates\n\
+         \x20 chartroom dq --data {data} --format html --out dq.html             # data-quality report\n\
+         \x20 chartroom view run patients --data {data} --format csv             # a table of patients\n\
+         \x20 chartroom sql --data {data} \"SELECT gender, count(*) FROM patients GROUP BY gender\"\n\
+         \x20 chartroom coding worklist --data {data}                            # encounters to code\n\
+         \x20 chartroom audit report --data {data}                               # accesses to look at\n\
+         The reports read beside the running server. What the population has planted (defects,\n\
+         duplicate registrations, outbreaks, a treatment cohort, readmissions) is listed in\n\
+         {}; `chartroom --help` lists every command.\n",
+        ground_truth.display()
+    );
 }
 
 /// The JWTs `serve` accepts, from its flags (`None`: API tokens only).
