@@ -107,6 +107,8 @@ pub(crate) struct Gate {
     /// The interaction as the request turned out to be (a Bundle is a batch or a
     /// transaction by its body).
     interaction: Mutex<Option<&'static str>>,
+    /// The server's validation setting, which says what a write answers besides its result.
+    validation: crate::Validation,
 }
 
 fn refused(refusal: policy::Refusal) -> ApiError {
@@ -130,6 +132,7 @@ impl Gate {
                 touched: Mutex::default(),
                 consent_excluded: Default::default(),
                 interaction: Mutex::default(),
+                validation: api.config.validation,
             });
         };
         let grant = policy::authorize(&caller.identity, route, &crate::operations::registry::Registry)
@@ -147,7 +150,13 @@ impl Gate {
             touched: Mutex::default(),
             consent_excluded: Default::default(),
             interaction: Mutex::default(),
+            validation: api.config.validation,
         })
+    }
+
+    /// The server's validation setting.
+    pub(crate) fn validation(&self) -> crate::Validation {
+        self.validation
     }
 
     /// Authorizes a route the request runs besides its own (a Bundle entry): a refused entry

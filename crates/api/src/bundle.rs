@@ -16,9 +16,7 @@ use crate::json_writer::{BundleWriter, Entry, EntryResponse};
 use fhir::rest::{Route, Target};
 
 use crate::access::Gate;
-use crate::write::{
-    Validation, check_type, complete, new_id, prepare_create, prepare_delete, prepare_update,
-};
+use crate::write::{check_type, complete, new_id, prepare_create, prepare_delete, prepare_update};
 use crate::{Api, ApiError, Method, Prefer, Request, Response, ReturnPreference};
 
 /// One entry's `request`, parsed.
@@ -156,7 +154,7 @@ fn write_entry(bundle: &mut BundleWriter, result: &Result<Response, ApiError>, k
         Ok(response) => {
             let body = response.body.as_deref();
             match kind {
-                BodyKind::Resource => (response, None, body),
+                BodyKind::Resource => (response, response.outcome.as_deref(), body),
                 BodyKind::Outcome => (response, body, None),
             }
         }
@@ -382,7 +380,7 @@ impl Api {
                 let op = prepare_create(
                     require_resource(resource, resource_type)?,
                     &new_id(),
-                    Validation::Enforce,
+                    self.config.validation,
                 )?;
                 match (&entry.if_none_exist, op) {
                     (Some(condition), WriteOp::Create(resource)) => {
@@ -399,7 +397,7 @@ impl Api {
                 self.check_update_creates(gate, resource_type, Some(id), None)?;
                 self.admit_existing(gate, resource_type, id)?;
                 let resource = require_resource(resource, resource_type)?;
-                prepare_update(&resource, id, entry.if_match.as_deref(), Validation::Enforce)
+                prepare_update(&resource, id, entry.if_match.as_deref(), self.config.validation)
             }
             Route::Delete { resource_type, id } => {
                 self.admit_existing(gate, resource_type, id)?;
@@ -414,7 +412,7 @@ impl Api {
                     resource.set_id(&new_id());
                 }
                 Ok(WriteOp::ConditionalUpdate {
-                    resource: crate::write::prepare(&resource, Validation::Enforce)?,
+                    resource: crate::write::prepare(&resource, self.config.validation)?,
                     query,
                     id_given,
                 })
@@ -583,7 +581,7 @@ impl Api {
                 }
                 (Method::Post, condition) => match entry.resource.take() {
                     Some(resource) => {
-                        match (prepare_create(resource, &plan.id, Validation::Enforce), condition) {
+                        match (prepare_create(resource, &plan.id, self.config.validation), condition) {
                             (Ok(WriteOp::Create(resource)), Some(query)) => {
                                 Ok(WriteOp::CreateIfNoneExist { resource, query: query.clone() })
                             }
@@ -600,7 +598,7 @@ impl Api {
                                 resource,
                                 &plan.id,
                                 entry.if_match.as_deref(),
-                                Validation::Enforce,
+                                self.config.validation,
                             ),
                             condition,
                         ) {

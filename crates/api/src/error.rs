@@ -24,6 +24,19 @@ impl ApiError {
         self.outcome.issues.iter().map(|i| i.diagnostics.as_str()).collect::<Vec<_>>().join("; ")
     }
 
+    /// Each issue's diagnostics with its location, for reports on a terminal.
+    pub fn located_message(&self) -> String {
+        self.outcome
+            .issues
+            .iter()
+            .map(|i| match i.expression.first() {
+                Some(at) => format!("{} (at {at})", i.diagnostics),
+                None => i.diagnostics.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// An error with one issue.
     pub fn new(status: u16, code: IssueType, diagnostics: impl Into<String>) -> Self {
         ApiError { status, outcome: OperationOutcome::error(code, diagnostics), etag: None }
@@ -90,7 +103,17 @@ impl ApiError {
     pub fn in_entry(mut self, index: usize) -> Self {
         for issue in &mut self.outcome.issues {
             let prefix = format!("Bundle.entry[{index}]");
-            issue.diagnostics = format!("{prefix}: {}", issue.diagnostics);
+            // The entry's resource type, which the rewritten location no longer names.
+            let resource_type = issue
+                .expression
+                .first()
+                .and_then(|e| e.split_once('.'))
+                .map(|(head, _)| head)
+                .filter(|head| head.starts_with(char::is_uppercase));
+            issue.diagnostics = match resource_type {
+                Some(resource_type) => format!("{prefix} ({resource_type}): {}", issue.diagnostics),
+                None => format!("{prefix}: {}", issue.diagnostics),
+            };
             if issue.expression.is_empty() {
                 issue.expression.push(prefix);
             } else {

@@ -89,6 +89,10 @@ pub struct ImportReport {
     pub files: u64,
     pub imported: u64,
     pub rejections: Vec<Rejection>,
+    /// Resources stored with validation issues (under `Validation::Warn`).
+    pub stored_with_issues: u64,
+    /// Those issues, one per line, where each such resource came from.
+    pub warnings: Vec<Rejection>,
     pub elapsed: Duration,
 }
 
@@ -148,6 +152,8 @@ struct Submitted {
 struct Tally<'a> {
     imported: AtomicU64,
     rejections: Mutex<Vec<Rejection>>,
+    stored_with_issues: AtomicU64,
+    warnings: Mutex<Vec<Rejection>>,
     progress: &'a (dyn Fn(u64) + Sync),
 }
 
@@ -164,6 +170,19 @@ impl Tally<'_> {
             list.push(Rejection { file: file.to_path_buf(), line, reason });
         }
     }
+
+    /// A resource stored with `issues` (validation warn).
+    /// `issues`: each issue's diagnostics and first location.
+    fn warn(&self, file: &Path, line: Option<usize>, what: &str, issues: &[(&str, Option<&str>)]) {
+        self.stored_with_issues.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut list) = self.warnings.lock() {
+            for (diagnostics, expression) in issues {
+                let at = expression.map(|e| format!(" at {e}")).unwrap_or_default();
+                let reason = format!("{what}: stored with an issue{at}: {diagnostics}");
+                list.push(Rejection { file: file.to_path_buf(), line, reason });
+            }
+        }
+    }
 }
 
 /// Imports everything under `path`. `progress` is called with the number of resources stored
@@ -176,7 +195,13 @@ pub fn import(
 ) -> Result<ImportReport, ApiError> {
     let started = Instant::now();
     let files = import_files(path)?;
-    let tally = Tally { imported: AtomicU64::new(0), rejections: Mutex::new(Vec::new()), progress };
+    let tally = Tally {
+        imported: AtomicU64::new(0),
+        rejections: Mutex::new(Vec::new()),
+        stored_with_issues: AtomicU64::new(0),
+        warnings: Mutex::new(Vec::new()),
+        progress,
+    };
     let workers = options.workers.max(1);
     let (chunk_sender, chunk_receiver) = sync_channel::<Vec<Item>>(workers * 2);
     let chunk_receiver = Mutex::new(chunk_receiver);
@@ -229,10 +254,14 @@ pub fn import(
 
     let mut rejections = tally.rejections.into_inner().unwrap_or_default();
     rejections.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    let mut warnings = tally.warnings.into_inner().unwrap_or_default();
+    warnings.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     Ok(ImportReport {
         files: files.len() as u64,
         imported: tally.imported.into_inner(),
         rejections,
+        stored_with_issues: tally.stored_with_issues.into_inner(),
+        warnings,
         elapsed: started.elapsed(),
     })
 }
@@ -309,6 +338,20 @@ fn prepare_chunks(
                 execute_bundle(api, runtime, &options.base, resource, &item, tally);
                 continue;
             }
+            if options.validation == Validation::Warn {
+                let issues = validation::Validator::r4().validate(resource.as_json());
+                if validation::has_errors(&issues) {
+                    let what = format!("{}/{}", resource.resource_type(), resource.id().unwrap_or("(new)"));
+                    let outcome = validation::outcome_of(issues);
+                    let errors: Vec<(&str, Option<&str>)> = outcome
+                        .issues
+                        .iter()
+                        .filter(|i| matches!(i.severity, fhir::Severity::Error | fhir::Severity::Fatal))
+                        .map(|i| (i.diagnostics.as_str(), i.expression.first().map(String::as_str)))
+                        .collect();
+                    tally.warn(&item.file, item.line, &what, &errors);
+                }
+            }
             match prepare_resource(resource, options.validation) {
                 Ok(op) => {
                     ops.push(op);
@@ -353,7 +396,7 @@ fn execute_bundle(
     let response = match result {
         Ok(response) => response,
         Err(error) => {
-            tally.reject(&item.file, item.line, error.message());
+            tally.reject(&item.file, item.line, error.located_message());
             return;
         }
     };
@@ -367,8 +410,21 @@ fn execute_bundle(
         let status = entry["response"]["status"].as_str().unwrap_or("");
         if status.starts_with('2') {
             // Writes that stored a version carry a location; reads and deletes do not.
-            if entry["response"]["location"].is_string() {
+            if let Some(location) = entry["response"]["location"].as_str() {
                 stored += 1;
+                // Stored with issues (validation warn): they ride as the entry's outcome.
+                if let Some(issues) = entry["response"]["outcome"]["issue"].as_array() {
+                    let issues: Vec<(&str, Option<&str>)> = issues
+                        .iter()
+                        .filter(|i| i["severity"] == "warning")
+                        .map(|i| (i["diagnostics"].as_str().unwrap_or(""), i["expression"][0].as_str()))
+                        .collect();
+                    let path = location.split("/_history").next().unwrap_or(location);
+                    let mut segments = path.rsplit('/');
+                    let (id, resource_type) = (segments.next().unwrap_or(""), segments.next().unwrap_or(""));
+                    let what = format!("entry {index} ({resource_type}/{id})");
+                    tally.warn(&item.file, item.line, &what, &issues);
+                }
             }
         } else {
             let reason = entry["response"]["outcome"]["issue"][0]["diagnostics"].as_str().unwrap_or("");

@@ -78,6 +78,9 @@ pub struct Response {
     pub body: Option<Vec<u8>>,
     /// The media type of a body that is not FHIR JSON (a view's CSV or Parquet rows).
     pub content_type: Option<&'static str>,
+    /// An OperationOutcome accompanying a successful write: the issues a resource was stored
+    /// with under `--validation warn` (a Bundle entry's `response.outcome`).
+    pub outcome: Option<Vec<u8>>,
     /// What the audit trail records of the request: the interaction and the patients whose
     /// records the answer carried.
     pub audit: Audited,
@@ -93,6 +96,7 @@ impl Response {
             location: None,
             body: Some(body),
             content_type: None,
+            outcome: None,
             audit: Audited::default(),
         }
     }
@@ -105,6 +109,7 @@ impl Response {
             location: None,
             body: None,
             content_type: None,
+            outcome: None,
             audit: Audited::default(),
         }
     }
@@ -128,6 +133,10 @@ pub struct ApiConfig {
     pub views_dir: Option<std::path::PathBuf>,
     /// Where bulk export jobs write their files; `None`: no bulk export.
     pub export_dir: Option<std::path::PathBuf>,
+    /// Whether writes are validated against the R4 definitions, and what an invalid one
+    /// gets: refused (`strict`, the default), stored with its issues reported (`warn`), or
+    /// stored unchecked (`off`).
+    pub validation: Validation,
     /// Matches a search counts for `Bundle.total` when the client does not say `_total`:
     /// beyond it the total is left out, so that counting costs a search no more than
     /// walking this many index entries (BENCHMARKS.md, search at a million resources).
@@ -142,6 +151,7 @@ impl Default for ApiConfig {
             max_bundle_entries: 100_000,
             views_dir: None,
             export_dir: None,
+            validation: Validation::Enforce,
             total_bound: 10_000,
         }
     }

@@ -116,6 +116,7 @@ pub(crate) fn respond_with_version(request: &Request, record: VersionRecord) -> 
         location: None,
         body: if not_modified { None } else { Some(body) },
         content_type: None,
+        outcome: None,
         audit: Default::default(),
     })
 }

@@ -61,12 +61,16 @@ pub(crate) fn check_type(resource: &Resource, expected_type: &str) -> Result<(),
 pub enum Validation {
     /// Invalid resources are refused with 422 and every issue found.
     Enforce,
+    /// Invalid resources are stored as given, and the answer carries their issues as
+    /// warnings (a migration taking in real data to fix later; `chartroom dq` counts them).
+    Warn,
     /// Stored as given (an import of legacy data whose defects a data-quality report is to
     /// find); reference formats are still checked.
     Skip,
 }
 
-/// Serializes a checked resource for the store.
+/// Serializes a checked resource for the store (under `Warn`, what is stored is validated
+/// once committed: [`complete`] reports its issues).
 pub(crate) fn prepare(resource: &Resource, validation: Validation) -> Result<PreparedResource, ApiError> {
     resource.check_reference_formats()?;
     if validation == Validation::Enforce {
@@ -83,6 +87,24 @@ pub(crate) fn check_valid(resource: &Resource) -> Result<(), ApiError> {
         return Err(ApiError { status: 422, outcome: validation::outcome_of(issues), etag: None });
     }
     Ok(())
+}
+
+/// The issues of a resource stored under `Warn`, as warnings saying so; `None` when it is
+/// valid.
+fn stored_with(body: &[u8]) -> Option<OperationOutcome> {
+    let resource: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let issues = validation::Validator::r4().validate(&resource);
+    if !validation::has_errors(&issues) {
+        return None;
+    }
+    let mut outcome = validation::outcome_of(issues);
+    for issue in &mut outcome.issues {
+        if issue.severity == fhir::Severity::Error || issue.severity == fhir::Severity::Fatal {
+            issue.severity = fhir::Severity::Warning;
+            issue.diagnostics = format!("stored under validation warn: {}", issue.diagnostics);
+        }
+    }
+    Some(outcome)
 }
 
 /// A create: any client id is replaced by a new server id (the specification says a server
@@ -146,17 +168,22 @@ pub(crate) fn complete(base: &str, written: Written, preference: ReturnPreferenc
         WriteOutcome::Stored { version, last_updated, created, body } => {
             gate.shown(&body);
             let status = if created { 201 } else { 200 };
+            let warnings = if gate.validation() == Validation::Warn { stored_with(&body) } else { None };
             let body = match preference {
                 ReturnPreference::Representation => Some(body),
                 ReturnPreference::Minimal => None,
-                ReturnPreference::OperationOutcome => Some(
-                    OperationOutcome::information(format!(
+                ReturnPreference::OperationOutcome => {
+                    let mut outcome = OperationOutcome::information(format!(
                         "{} {resource_type}/{id} as version {version}",
                         if created { "Created" } else { "Updated" }
-                    ))
-                    .to_bytes(),
-                ),
+                    ));
+                    if let Some(warnings) = &warnings {
+                        outcome.issues.extend(warnings.issues.iter().cloned());
+                    }
+                    Some(outcome.to_bytes())
+                }
             };
+            let outcome = warnings.map(|w| w.to_bytes());
             Response {
                 status,
                 etag: Some(etag(version)),
@@ -164,6 +191,7 @@ pub(crate) fn complete(base: &str, written: Written, preference: ReturnPreferenc
                 location: Some(format!("{base}/{resource_type}/{id}/_history/{version}")),
                 body,
                 content_type: None,
+        outcome,
                 audit: Default::default(),
             }
         }
@@ -208,6 +236,7 @@ pub(crate) fn complete(base: &str, written: Written, preference: ReturnPreferenc
                 ),
             },
             content_type: None,
+        outcome: None,
             audit: Default::default(),
         },
         WriteOutcome::Reindexed { .. } => Response::empty(204),
@@ -239,12 +268,12 @@ impl Api {
             Some(condition) => {
                 gate.check_search(resource_type)?;
                 let query = self.conditional_query(gate, resource_type, condition, &request.base)?;
-                match prepare_create(resource, &new_id(), Validation::Enforce)? {
+                match prepare_create(resource, &new_id(), self.config.validation)? {
                     WriteOp::Create(resource) => WriteOp::CreateIfNoneExist { resource, query },
                     other => other,
                 }
             }
-            None => prepare_create(resource, &new_id(), Validation::Enforce)?,
+            None => prepare_create(resource, &new_id(), self.config.validation)?,
         };
         let written = self.commit_one(op).await?;
         Ok(complete(&request.base, written, preference(request), gate))
@@ -264,7 +293,7 @@ impl Api {
         if !id_given {
             resource.set_id(&new_id());
         }
-        let prepared = prepare(&resource, Validation::Enforce)?;
+        let prepared = prepare(&resource, self.config.validation)?;
         let written =
             self.commit_one(WriteOp::ConditionalUpdate { resource: prepared, query, id_given }).await?;
         Ok(complete(&request.base, written, preference(request), gate))
@@ -292,7 +321,7 @@ impl Api {
         self.check_update_creates(gate, resource_type, Some(id), None)?;
         self.admit_existing(gate, resource_type, id)?;
         let resource = parse_body(&request.body, resource_type, &request.base)?;
-        let op = prepare_update(&resource, id, request.if_match.as_deref(), Validation::Enforce)?;
+        let op = prepare_update(&resource, id, request.if_match.as_deref(), self.config.validation)?;
         let written = self.commit_one(op).await?;
         Ok(complete(&request.base, written, preference(request), gate))
     }

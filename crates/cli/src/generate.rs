@@ -202,5 +202,6 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
         audit_durability: crate::AuditDurability::Strict,
         body_timeout_secs: 30,
         demo_ground_truth: Some(args.data.join("demo-population").join("ground-truth")),
+        validation: Default::default(),
     })
 }

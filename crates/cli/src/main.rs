@@ -156,6 +156,40 @@ struct ServeArgs {
     /// Seconds a request body may take to arrive once its headers have (408 after).
     #[arg(long, default_value_t = 30)]
     body_timeout_secs: u64,
+    #[command(flatten)]
+    validation: ValidationArgs,
+}
+
+/// What happens to a resource that does not validate against the R4 definitions.
+#[derive(clap::Args, Clone, Copy, Default)]
+pub(crate) struct ValidationArgs {
+    /// strict: refused (422 with every issue; a transaction fails whole). warn: stored as
+    /// given, the answer carrying its issues as warnings (a Bundle entry's outcome; import
+    /// lists them), for taking in real data to fix later; `chartroom dq` counts them. off:
+    /// stored unchecked.
+    #[arg(long, value_enum, default_value = "strict")]
+    validation: ValidationMode,
+    /// The same as --validation off.
+    #[arg(long, hide = true)]
+    no_validate: bool,
+}
+
+#[derive(Clone, Copy, Default, ValueEnum)]
+enum ValidationMode {
+    #[default]
+    Strict,
+    Warn,
+    Off,
+}
+
+impl ValidationArgs {
+    fn mode(self) -> api::Validation {
+        match (self.no_validate, self.validation) {
+            (true, _) | (false, ValidationMode::Off) => api::Validation::Skip,
+            (false, ValidationMode::Strict) => api::Validation::Enforce,
+            (false, ValidationMode::Warn) => api::Validation::Warn,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -177,10 +211,8 @@ struct ImportArgs {
     /// service base) or store them as Bundle resources.
     #[arg(long, value_enum, default_value = "execute")]
     bundles: BundlesArg,
-    /// Store resources as given, without validating them against the R4 definitions (a
-    /// load of legacy data; `chartroom dq` then reports what is wrong with it).
-    #[arg(long)]
-    no_validate: bool,
+    #[command(flatten)]
+    validation: ValidationArgs,
     /// Print no progress bar.
     #[arg(long)]
     quiet: bool,
@@ -255,6 +287,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     let api_config = ApiConfig {
         views_dir: Some(args.store.data.join("views")),
         export_dir: Some(args.store.data.join("exports")),
+        validation: args.validation.mode(),
         ..ApiConfig::default()
     };
     let api = Arc::new(Api::new(store.clone(), api_config));
@@ -300,8 +333,12 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
 
 /// What to try first with the demo running, printed under the banner.
 fn print_demo_steps(base: &str, data: &std::path::Path, ground_truth: &std::path::Path) {
+    use std::io::Write as _;
     let data = data.display();
-    println!(
+    // Whoever started the demo may have stopped reading once it served: a closed standard
+    // output must not stop the server.
+    let _ = writeln!(
+        std::io::stdout(),
         "\nTry this (in another terminal):\n\
          \x20 curl -s '{base}/Patient?_count=3&_summary=true'                  # patients, with Bundle.total\n\
          \x20 curl -s '{base}/Patient/pat-000001/$everything'                 # one patient's whole record\n\
@@ -370,8 +407,9 @@ fn import(args: ImportArgs) -> Result<ExitCode> {
     let started = std::time::Instant::now();
     let store = args.store.open(SyncMode::Normal)?;
     ensure_index(&store)?;
-    let api = Api::new(store.clone(), ApiConfig::default());
-    let mut options = api::import::ImportOptions::default();
+    let validation = args.validation.mode();
+    let api = Api::new(store.clone(), ApiConfig { validation, ..ApiConfig::default() });
+    let mut options = api::import::ImportOptions { validation, ..Default::default() };
     if let Some(workers) = args.workers {
         options.workers = workers;
     }
@@ -379,9 +417,6 @@ fn import(args: ImportArgs) -> Result<ExitCode> {
         BundlesArg::Execute => api::import::BundleMode::Execute,
         BundlesArg::Store => api::import::BundleMode::Store,
     };
-    if args.no_validate {
-        options.validation = api::Validation::Skip;
-    }
     let mut report = run_import(&api, &args.path, &options, args.quiet)?;
     // Closing checkpoints the log into the database and syncs it: only then is the import
     // durable, so its time counts.
@@ -390,8 +425,20 @@ fn import(args: ImportArgs) -> Result<ExitCode> {
     for rejection in &report.rejections {
         eprintln!("{rejection}");
     }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let with_issues = if validation == api::Validation::Warn {
+        format!(
+            ", {} stored with validation issues{}",
+            report.stored_with_issues,
+            if report.stored_with_issues > 0 { " (listed above; `chartroom dq` counts them)" } else { "" }
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "imported {} resources from {} files, rejected {}, in {:.2} s ({:.0} resources/s)",
+        "imported {} resources from {} files, rejected {}{with_issues}, in {:.2} s ({:.0} resources/s)",
         report.imported,
         report.files,
         report.rejections.len(),

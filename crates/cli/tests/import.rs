@@ -194,3 +194,137 @@ fn the_specification_examples_import() {
         assert!(stderr.lines().any(|l| l.contains(file) && l.contains(reason)), "{file}: {reason}\n{stderr}");
     }
 }
+
+/// A Synthea-shaped transaction Bundle: one patient's whole history as `POST` entries with
+/// `urn:uuid:` full URLs and references, the practitioners, organizations and locations it
+/// names among them, and one self-pay ExplanationOfBenefit whose `insurer` is the Patient
+/// (R4 allows only an Organization there). Built from a clean generated population.
+fn synthea_shaped_bundle(dir: &Path) -> (serde_json::Value, usize) {
+    let generated = dir.join("generated");
+    let status = Command::new(env!("CARGO_BIN_EXE_chartroom"))
+        .args(["generate", "--patients", "2", "--clean", "--quiet", "--out"])
+        .arg(&generated)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut resources = Vec::new();
+    for entry in std::fs::read_dir(&generated).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "ndjson") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines().filter(|l| !l.trim().is_empty()) {
+            let resource: serde_json::Value = serde_json::from_str(line).unwrap();
+            let shared = matches!(
+                resource["resourceType"].as_str(),
+                Some("Practitioner" | "Organization" | "Location")
+            );
+            if shared || resource["id"] == "pat-000001" || line.contains("\"Patient/pat-000001\"") {
+                resources.push(resource);
+            }
+        }
+    }
+    let urns: std::collections::HashMap<String, String> = resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let key = format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap());
+            (key, format!("urn:uuid:00000000-0000-4000-8000-{i:012}"))
+        })
+        .collect();
+    fn rewrite(value: &mut serde_json::Value, urns: &std::collections::HashMap<String, String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, child) in map.iter_mut() {
+                    match child {
+                        serde_json::Value::String(text) if key == "reference" => {
+                            if let Some(urn) = urns.get(text.as_str()) {
+                                *text = urn.clone();
+                            }
+                        }
+                        _ => rewrite(child, urns),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|item| rewrite(item, urns)),
+            _ => {}
+        }
+    }
+    let patient_urn = urns["Patient/pat-000001"].clone();
+    let mut self_pay = false;
+    let entries: Vec<serde_json::Value> = resources
+        .into_iter()
+        .map(|mut resource| {
+            let key = format!("{}/{}", resource["resourceType"].as_str().unwrap(), resource["id"].as_str().unwrap());
+            rewrite(&mut resource, &urns);
+            if resource["resourceType"] == "ExplanationOfBenefit" && !self_pay {
+                // Self-pay, as Synthea writes it: the patient is their own payer.
+                resource["insurer"] = json!({"reference": patient_urn});
+                self_pay = true;
+            }
+            let resource_type = resource["resourceType"].as_str().unwrap().to_string();
+            resource.as_object_mut().unwrap().remove("id");
+            json!({"fullUrl": urns[&key], "resource": resource, "request": {"method": "POST", "url": resource_type}})
+        })
+        .collect();
+    assert!(self_pay, "the patient has an ExplanationOfBenefit");
+    let count = entries.len();
+    (json!({"resourceType": "Bundle", "type": "transaction", "entry": entries}), count)
+}
+
+fn stored_resources(data: &Path) -> u64 {
+    let store = SqliteStore::open(data, StoreOptions::default()).unwrap();
+    let mut count = 0;
+    store
+        .scan_current(&mut |_, _, _| {
+            count += 1;
+            Ok(())
+        })
+        .unwrap();
+    store.close();
+    count
+}
+
+/// `--validation strict` (the default) refuses the whole transaction for its one invalid
+/// entry; `warn` stores it whole and reports the one issue; `chartroom dq` then finds it.
+#[test]
+fn validation_warn_stores_a_synthea_bundle_whole_and_dq_finds_the_issue() {
+    let dir = testkit::temp_dir("import-validation-modes");
+    let (bundle, entries) = synthea_shaped_bundle(&dir);
+    let input = dir.join("patient-bundle.json");
+    std::fs::write(&input, bundle.to_string()).unwrap();
+
+    let strict = dir.join("strict");
+    let refused = chartroom_import(&[], &input, &strict);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stdout));
+    let said = text(&refused.stderr);
+    assert!(said.contains("ExplanationOfBenefit") && said.contains("insurer"), "{said}");
+    assert_eq!(stored_resources(&strict), 0, "a transaction is stored whole or not at all");
+
+    let warn = dir.join("warn");
+    let stored = chartroom_import(&["--validation", "warn"], &input, &warn);
+    let out = text(&stored.stdout);
+    let err = text(&stored.stderr);
+    assert!(stored.status.success(), "{out}\n{err}");
+    assert_eq!(stored_resources(&warn), entries as u64);
+    assert!(out.contains(&format!("imported {entries} resources")), "{out}");
+    assert!(out.contains("1 stored with validation issues"), "{out}");
+    let warning = err.lines().find(|l| l.contains("insurer")).unwrap_or_else(|| panic!("{err}"));
+    assert!(warning.contains("ExplanationOfBenefit"), "{warning}");
+
+    let dq =
+        Command::new(env!("CARGO_BIN_EXE_chartroom")).args(["dq", "--data"]).arg(&warn).output().unwrap();
+    assert!(dq.status.success(), "{}", text(&dq.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&dq.stdout).unwrap();
+    let valid =
+        report["checks"].as_array().unwrap().iter().find(|c| c["id"] == "r4-valid").expect("r4-valid check");
+    assert_eq!(valid["numerator"], 1, "{valid}");
+    assert!(valid["examples"][0].as_str().unwrap().starts_with("ExplanationOfBenefit/"), "{valid}");
+
+    // `off` (and the older `--no-validate`) store it with no word of the issue.
+    let off = dir.join("off");
+    let quiet = chartroom_import(&["--validation", "off"], &input, &off);
+    assert!(quiet.status.success(), "{}", text(&quiet.stderr));
+    assert!(!text(&quiet.stderr).contains("insurer"));
+    assert_eq!(stored_resources(&off), entries as u64);
+}
