@@ -233,6 +233,7 @@ async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::e
         if_modified_since: text("if-modified-since"),
         if_none_exist: text("if-none-exist"),
         prefer: text("prefer"),
+        content_type: text("content-type").map(|value| edge::media_type(&value)).filter(|t| !t.is_empty()),
         body: body.into(),
         caller: identity.map(|identity| {
             Arc::new(api::Caller {
