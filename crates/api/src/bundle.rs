@@ -16,6 +16,7 @@ use crate::json_writer::{BundleWriter, Entry, EntryResponse};
 use fhir::rest::{Route, Target};
 
 use crate::access::Gate;
+use crate::patch::PatchDocument;
 use crate::write::{check_type, complete, new_id, prepare_create, prepare_delete, prepare_update};
 use crate::{Api, ApiError, Method, Prefer, Request, Response, ReturnPreference};
 
@@ -260,6 +261,8 @@ struct PlannedWrite {
     existing: Option<store::VersionRecord>,
     /// A conditional delete that matched nothing: nothing is written.
     nothing: bool,
+    /// A patch's document, applied to the resource's current version when the unit is built.
+    patch: Option<PatchDocument>,
 }
 
 impl Api {
@@ -420,6 +423,17 @@ impl Api {
             Route::ConditionalDelete { resource_type } => Ok(WriteOp::ConditionalDelete {
                 query: self.conditional_query(gate, resource_type, &entry.target.query, base)?,
             }),
+            Route::Patch { resource_type, id } => {
+                let document = patch_document(resource.as_ref())?;
+                self.patched(gate, resource_type, id, &document, entry.if_match.as_deref(), base)?
+                    .into_update(id, self.config.validation)
+            }
+            Route::ConditionalPatch { resource_type } => {
+                let document = patch_document(resource.as_ref())?;
+                let id = self.conditional_patch_target(gate, resource_type, &entry.target.query, base)?;
+                self.patched(gate, resource_type, &id, &document, entry.if_match.as_deref(), base)?
+                    .into_update(&id, self.config.validation)
+            }
             _ => Err(unsupported_entry(entry.method, &entry.target.path())),
         }
     }
@@ -557,6 +571,11 @@ impl Api {
 
         // Rewrite references to the bundle's own entries, then prepare in processing order.
         for plan in &plans {
+            // A patch's resource is the patch; the references of what it makes are resolved
+            // once it is applied.
+            if plan.method == Method::Patch {
+                continue;
+            }
             let entry = &mut parsed[plan.index];
             if let Some(resource) = entry.resource.as_mut() {
                 self.resolve_bundle_references(resource, &identities, base, gate)
@@ -589,6 +608,22 @@ impl Api {
                         }
                     }
                     None => Err(ApiError::internal("planned create lost its resource")),
+                },
+                (Method::Patch, _) => match &plan.patch {
+                    Some(document) => self
+                        .patched(
+                            gate,
+                            &plan.resource_type,
+                            &plan.id,
+                            document,
+                            entry.if_match.as_deref(),
+                            base,
+                        )
+                        .and_then(|mut patched| {
+                            self.resolve_bundle_references(&mut patched.resource, &identities, base, gate)?;
+                            patched.into_update(&plan.id, self.config.validation)
+                        }),
+                    None => Err(ApiError::internal("planned patch lost its document")),
                 },
                 (_, condition) => match entry.resource.as_mut() {
                     Some(resource) => {
@@ -679,6 +714,7 @@ impl Api {
             condition: None,
             existing: None,
             nothing: false,
+            patch: None,
         };
         if entry.method.is_read() {
             return Ok(None);
@@ -768,6 +804,16 @@ impl Api {
                         format!("'{resource_type}?{}' matches more than one resource", entry.target.query),
                     )),
                 }
+            }
+            Route::Patch { resource_type, id } => {
+                let patch = Some(patch_document(entry.resource.as_ref())?);
+                self.admit_existing(gate, resource_type, id)?;
+                Ok(Some(PlannedWrite { patch, ..plan(resource_type, id.clone()) }))
+            }
+            Route::ConditionalPatch { resource_type } => {
+                let patch = Some(patch_document(entry.resource.as_ref())?);
+                let id = self.conditional_patch_target(gate, resource_type, &entry.target.query, base)?;
+                Ok(Some(PlannedWrite { patch, ..plan(resource_type, id) }))
             }
             _ => Err(unsupported_entry(entry.method, &entry.target.path())),
         }
@@ -896,11 +942,26 @@ fn missing_resource(resource_type: &str) -> ApiError {
 }
 
 fn unsupported_entry(method: Method, path: &str) -> ApiError {
-    let message = match method {
-        Method::Patch => "PATCH is not supported; send the whole resource with PUT".to_string(),
-        _ => format!("{method:?} {path} is not a supported Bundle request"),
-    };
-    ApiError::at(400, IssueType::NotSupported, message, "request")
+    ApiError::at(
+        400,
+        IssueType::NotSupported,
+        format!("{method:?} {path} is not a supported Bundle request"),
+        "request",
+    )
+}
+
+/// The patch a PATCH entry carries as its resource.
+fn patch_document(resource: Option<&Resource>) -> Result<PatchDocument, ApiError> {
+    match resource {
+        Some(resource) => PatchDocument::from_entry(resource),
+        None => Err(ApiError::at(
+            400,
+            IssueType::Required,
+            "a PATCH entry needs its patch as the resource: a Binary (contentType application/json-patch+json, \
+             the JSON Patch in data) or a Parameters resource (FHIRPath Patch)",
+            "resource",
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ impl Api {
             "read",
             "vread",
             "update",
+            "patch",
             "delete",
             "history-instance",
             "history-type",
@@ -84,13 +85,18 @@ impl Api {
             },
             "fhirVersion": fhir::FHIR_VERSION,
             "format": ["application/fhir+json", "json"],
+            // JSON Patch, and FHIRPath Patch as a Parameters resource in FHIR JSON.
+            "patchFormat": [crate::JSON_PATCH, crate::MERGE_PATCH, "application/fhir+json"],
             "rest": [{
                 "mode": "server",
                 "documentation": "FHIR R4 over a versioned store: every change is a new version; \
                                   deletes write tombstones. JSON only. Every R4 search parameter is indexed; \
                                   _text, _content, _list and _filter are not supported. Terminology: ICD-10-CM FY2026 and \
                                   the R4 code systems and value sets, built in. Every create, update and \
-                                  transaction entry is validated against the R4 definitions (422 with every issue).",
+                                  transaction entry is validated against the R4 definitions (422 with every issue). \
+                                  PATCH takes a JSON Patch (application/json-patch+json) or a FHIRPath \
+                                  Patch (a Parameters resource), applied to the current version and \
+                                  stored as an update.",
                 "resource": resources,
                 // System-level operations, and those of types outside R4 (a SQL on FHIR
                 // ViewDefinition's `$run`), which have no resource entry of their own.

@@ -20,6 +20,7 @@ mod history;
 pub mod import;
 mod json_writer;
 mod operations;
+mod patch;
 mod read;
 mod resolve;
 mod search;
@@ -35,6 +36,7 @@ pub use audit_trail::AuditTrail;
 pub use error::ApiError;
 pub use fhir::rest::Method;
 pub use headers::{Prefer, ReturnPreference};
+pub use patch::{JSON_PATCH, MERGE_PATCH};
 pub use resolve::StoreResolver;
 pub use typed_arena::Arena;
 pub use write::Validation;
@@ -58,6 +60,9 @@ pub struct Request {
     /// The `Accept` header: FHIR JSON for everything but a view's rows, which `$run` gives
     /// in the format it names when `_format` does not.
     pub accept: Option<String>,
+    /// The body's media type, lower case and without parameters (`application/fhir+json`,
+    /// `application/json-patch+json`); `None` when not said. A PATCH body is read by it.
+    pub content_type: Option<String>,
     pub body: Vec<u8>,
     /// Who is asking. The HTTP server sets it on every request it serves, and the access
     /// policy then decides what runs and what is returned; `None` is the embedding program
@@ -260,9 +265,8 @@ impl Api {
             Route::ConditionalDelete { resource_type } => {
                 self.conditional_delete(request, gate, resource_type).await
             }
-            Route::Patch { .. } | Route::ConditionalPatch { .. } => {
-                Err(ApiError::not_supported("PATCH is not supported; send the whole resource with PUT"))
-            }
+            Route::Patch { resource_type, id } => self.patch(request, gate, resource_type, Some(id)).await,
+            Route::ConditionalPatch { resource_type } => self.patch(request, gate, resource_type, None).await,
             Route::ExportStatus { job, cancel: true } => {
                 gate.follow_export(self.export_owner(job).as_deref())?;
                 self.export_delete(job)

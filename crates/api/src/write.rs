@@ -252,7 +252,7 @@ fn deleted_response(preference: ReturnPreference, message: String) -> Response {
 }
 
 impl Api {
-    async fn commit_one(&self, op: WriteOp) -> Result<Written, ApiError> {
+    pub(crate) async fn commit_one(&self, op: WriteOp) -> Result<Written, ApiError> {
         let mut written = self.store.submit(WriteUnit::single(op)).wait().await?;
         written.pop().ok_or_else(|| ApiError::internal("the store acknowledged a write without a result"))
     }

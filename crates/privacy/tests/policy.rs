@@ -71,6 +71,7 @@ fn routes_on(t: &str) -> Vec<(&'static str, bool, Route)> {
         ("update", false, route(Method::Put, &format!("{t}/x1"))),
         ("conditional update", false, route(Method::Put, &format!("{t}?identifier=a"))),
         ("patch", false, route(Method::Patch, &format!("{t}/x1"))),
+        ("conditional patch", false, route(Method::Patch, &format!("{t}?identifier=a"))),
         ("delete", false, route(Method::Delete, &format!("{t}/x1"))),
         ("conditional delete", false, route(Method::Delete, &format!("{t}?identifier=a"))),
     ]
@@ -93,6 +94,7 @@ fn read_only_roles_read_everything_and_write_nothing() {
                             | "conditional update"
                             | "conditional delete"
                             | "patch"
+                            | "conditional patch"
                     );
                 assert_eq!(allowed(&who, &route), reads || consent_write, "{} {what} {t}", role.as_str());
             }
@@ -133,7 +135,9 @@ fn coders_read_and_write_codes_only() {
         for (what, reads, route) in routes_on(t) {
             let writes_codes = match what {
                 "create" => matches!(t, "Condition" | "Claim"),
-                "update" | "conditional update" | "patch" => matches!(t, "Condition" | "Claim" | "Encounter"),
+                "update" | "conditional update" | "patch" | "conditional patch" => {
+                    matches!(t, "Condition" | "Claim" | "Encounter")
+                }
                 _ => false,
             };
             assert_eq!(allowed(&coder, &route), reads || writes_codes, "coder {what} {t}");
@@ -154,6 +158,7 @@ fn only_the_privacy_office_reads_the_trail_and_nobody_writes_it() {
         route(Method::Put, "AuditEvent/audit-1"),
         route(Method::Delete, "AuditEvent/audit-1"),
         route(Method::Patch, "AuditEvent/audit-1"),
+        route(Method::Patch, "AuditEvent?entity=x"),
         route(Method::Put, "AuditEvent?entity=x"),
     ];
     for role in Role::ALL {

@@ -1,6 +1,7 @@
 //! What HTTP itself says about a request, checked before the FHIR API sees it: header values,
-//! the size of the head, media types (JSON only: 406, 415), the body's size (413) and arrival
-//! time (408), and the `Host` links are built on. Each refusal is an `OperationOutcome`.
+//! the size of the head, media types (JSON only, and JSON Patch for PATCH: 406, 415), the
+//! body's size (413) and arrival time (408), and the `Host` links are built on. Each refusal
+//! is an `OperationOutcome`.
 
 use std::time::Duration;
 
@@ -109,7 +110,7 @@ fn is_xml_media_type(media_type: &str) -> bool {
     media_type.contains("xml")
 }
 
-fn media_type(value: &str) -> String {
+pub(crate) fn media_type(value: &str) -> String {
     value.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
@@ -145,7 +146,8 @@ pub(crate) fn check_acceptable(path: &str, query: &str, headers: &HeaderMap) -> 
     }
 }
 
-/// Checks the request's `Content-Type`: FHIR JSON, or a form for `POST [type]/_search`.
+/// Checks the request's `Content-Type`: FHIR JSON, a form for `POST [type]/_search`, or a
+/// JSON Patch for `PATCH`.
 pub(crate) fn check_content_type(
     method: Method,
     path: &str,
@@ -163,18 +165,27 @@ pub(crate) fn check_content_type(
     }
     let unsupported =
         |message: String| Refusal::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, IssueType::NotSupported, message);
+    let patch = method == Method::Patch;
+    let expected = if patch {
+        format!(
+            "send Content-Type: {} (JSON Patch), {} (JSON Merge Patch) or application/fhir+json (FHIRPath Patch, a Parameters resource)",
+            api::JSON_PATCH,
+            api::MERGE_PATCH
+        )
+    } else {
+        "send Content-Type: application/fhir+json".to_string()
+    };
     match content_type {
         Some(t) if is_json_media_type(&t) => Ok(()),
-        Some(t) if is_xml_media_type(&t) => Err(unsupported(format!(
-            "{t} is not supported: this server accepts FHIR JSON only; send Content-Type: application/fhir+json"
+        Some(t) if (t == api::JSON_PATCH || t == api::MERGE_PATCH) && patch => Ok(()),
+        Some(t) if t == api::JSON_PATCH => Err(unsupported(format!(
+            "{t} (JSON Patch) is accepted for PATCH only; send this request as application/fhir+json"
         ))),
-        Some(t) => Err(unsupported(format!(
-            "Content-Type {t} is not supported; send Content-Type: application/fhir+json"
-        ))),
-        None => Err(unsupported(
-            "the request has a body but no Content-Type; send Content-Type: application/fhir+json"
-                .to_string(),
-        )),
+        Some(t) if is_xml_media_type(&t) => {
+            Err(unsupported(format!("{t} is not supported: this server accepts FHIR JSON only; {expected}")))
+        }
+        Some(t) => Err(unsupported(format!("Content-Type {t} is not supported; {expected}"))),
+        None => Err(unsupported(format!("the request has a body but no Content-Type; {expected}"))),
     }
 }
 

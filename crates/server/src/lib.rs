@@ -234,6 +234,7 @@ async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::e
         if_none_exist: text("if-none-exist"),
         prefer: text("prefer"),
         accept: text("accept"),
+        content_type: text("content-type").map(|value| edge::media_type(&value)).filter(|t| !t.is_empty()),
         body: body.into(),
         caller: identity.map(|identity| {
             Arc::new(api::Caller {

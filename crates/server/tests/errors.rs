@@ -235,8 +235,8 @@ async fn unsupported_methods_paths_and_operations() {
     expect_outcome(
         server.send(Method::PATCH, "Patient/p1", Some(&json!({})), &[]).await,
         400,
-        "not-supported",
-        "PATCH",
+        "structure",
+        "a PATCH body is a JSON Patch array",
     )
     .await;
     expect_outcome(server.send(Method::OPTIONS, "Patient/p1", None, &[]).await, 405, "not-supported", "")
