@@ -12,9 +12,17 @@
 //! resources go through; [`Writer`] streams batches out as CSV, NDJSON, JSON or Parquet.
 //!
 //! Column types (see [`Kind`]): text types, and date, dateTime, instant and time in their FHIR
-//! lexical form, are `Utf8` (partial dates such as `1970-06` have no native type); boolean is
-//! `Boolean`; the integer types are `Int64`; decimal is `Float64`; complex types are JSON text;
-//! `collection: true` makes a `List` of the item type. A column without `type` is text.
+//! lexical form, are `Utf8` in the batches; boolean is `Boolean`; the integer types are
+//! `Int64`; decimal is `Float64`; complex types are JSON text; `collection: true` makes a `List`
+//! of the item type. A column without `type` is text.
+//!
+//! Dates keep their text in the batches so that CSV, NDJSON and JSON give them exactly as
+//! written (`1970-06` stays `1970-06`). Parquet, read by analytics tools, gets native types
+//! ([`dates`]): `date` is `Date32` (DATE), `dateTime` and `instant` are `Timestamp(Microsecond,
+//! "UTC")` (TIMESTAMP, adjusted to UTC). A partial value is the start of the period it names
+//! (`2020` is 2020-01-01, `2020-03` is 2020-03-01, a dateTime `2020-03-04` is
+//! 2020-03-04T00:00:00Z), a time with an offset is converted to UTC, and text that is no date is
+//! null. [`NativeDates`] does the same for any batch of a view.
 //!
 //! [`builtin`] holds the views shipped in the binary (patients, encounters, diagnoses, claims,
 //! ...), as ViewDefinition files embedded at build time.
@@ -24,11 +32,13 @@
 
 mod batch;
 pub mod builtin;
+pub mod dates;
 mod row;
 mod view;
 mod write;
 
 pub use batch::{Batches, DEFAULT_BATCH_SIZE, Runner};
+pub use dates::NativeDates;
 pub use row::{Cell, Row};
 pub use view::{Column, DESCRIPTION_KEY, ENCODING_KEY, FHIR_TYPE_KEY, Kind, ViewDefinition};
 pub use write::{Format, Writer, write, write_csv, write_json, write_ndjson, write_parquet};

@@ -25,7 +25,8 @@ pub const DESCRIPTION_KEY: &str = "description";
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// Strings, codes, uris, ids, base64Binary, and date, dateTime, instant and time in their
-    /// FHIR lexical form (partial dates cannot be native dates); Arrow `Utf8`.
+    /// FHIR lexical form (the text as written, partial dates included); Arrow `Utf8`. Parquet
+    /// output gives date, dateTime and instant native types (see [`crate::dates`]).
     Text,
     /// Arrow `Boolean`.
     Boolean,

@@ -8,10 +8,12 @@ use arrow_array::{Array, BooleanArray, Float64Array, Int64Array, ListArray, Reco
 use arrow_schema::{DataType, Field, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use serde_json::Value as Json;
 
 use crate::Error;
+use crate::dates::{NativeDates, PRECISION_NOTE, PRECISION_NOTE_KEY};
 use crate::view::ENCODING_KEY;
 
 /// An output format.
@@ -25,7 +27,9 @@ pub enum Format {
     Ndjson,
     /// One JSON array of row objects.
     Json,
-    /// Parquet with the Arrow schema embedded; Snappy-compressed.
+    /// Parquet with the Arrow schema embedded; Snappy-compressed. `date` columns are DATE and
+    /// `dateTime`/`instant` columns TIMESTAMP (microseconds, UTC) by [`NativeDates`]'s rule,
+    /// which the file's key-value metadata repeats ([`PRECISION_NOTE_KEY`]).
     Parquet,
 }
 
@@ -72,7 +76,7 @@ pub struct Writer<W: Write + Send> {
 
 enum Inner<W: Write> {
     Text { format: Format, out: BufWriter<W>, keys: Vec<String>, rows: u64 },
-    Parquet(Box<ArrowWriter<W>>),
+    Parquet { out: Box<ArrowWriter<W>>, dates: NativeDates },
 }
 
 impl<W: Write + Send> Writer<W> {
@@ -80,8 +84,15 @@ impl<W: Write + Send> Writer<W> {
     pub fn new(format: Format, schema: SchemaRef, out: W) -> Result<Writer<W>, Error> {
         let inner = match format {
             Format::Parquet => {
-                let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-                Inner::Parquet(Box::new(ArrowWriter::try_new(out, schema.clone(), Some(properties))?))
+                let dates = NativeDates::new(&schema);
+                let mut properties = WriterProperties::builder().set_compression(Compression::SNAPPY);
+                if dates.any() {
+                    // Readers see where the text of partial dates went.
+                    let note = KeyValue::new(PRECISION_NOTE_KEY.to_string(), PRECISION_NOTE.to_string());
+                    properties = properties.set_key_value_metadata(Some(vec![note]));
+                }
+                let out = ArrowWriter::try_new(out, dates.schema(), Some(properties.build()))?;
+                Inner::Parquet { out: Box::new(out), dates }
             }
             _ => {
                 let mut out = BufWriter::new(out);
@@ -123,7 +134,13 @@ impl<W: Write + Send> Writer<W> {
             return Err(Error::Output("the batch's columns are not the writer's".to_string()));
         }
         match &mut self.inner {
-            Inner::Parquet(writer) => Ok(writer.write(batch)?),
+            Inner::Parquet { out, dates } => {
+                if dates.any() {
+                    Ok(out.write(&dates.convert(batch)?)?)
+                } else {
+                    Ok(out.write(batch)?)
+                }
+            }
             Inner::Text { format, out, keys, rows } => {
                 let columns = batch
                     .columns()
@@ -156,7 +173,7 @@ impl<W: Write + Send> Writer<W> {
     /// Ends the output (the JSON array's bracket, Parquet's footer) and hands back the sink.
     pub fn finish(self) -> Result<W, Error> {
         match self.inner {
-            Inner::Parquet(writer) => Ok(writer.into_inner()?),
+            Inner::Parquet { out, .. } => Ok(out.into_inner()?),
             Inner::Text { format, mut out, rows, .. } => {
                 if format == Format::Json {
                     out.write_all(if rows == 0 { b"]\n" } else { b"\n]\n" })?;

@@ -6,6 +6,10 @@
 //!
 //! Queries run on a read-only connection: a statement cannot change the tables behind the
 //! stamps, whatever it says.
+//!
+//! date, dateTime and instant columns stay TEXT as written (SQLite has no date type; its date
+//! functions read the ISO text, and a partial `1970-06` stays what it says rather than
+//! becoming a day), unlike Parquet output, which gives them native types (`sof::dates`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

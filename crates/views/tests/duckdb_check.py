@@ -1,0 +1,56 @@
+# pins: duckdb==1.1.3 pyarrow==18.1.0
+"""Reads the Parquet of the observations and patients views with pyarrow and DuckDB.
+
+Usage: duckdb_check.py OBSERVATIONS.parquet PATIENTS.parquet EXPECTED.json
+Exits 1 naming every difference from EXPECTED (computed by tests/duckdb.rs).
+"""
+import json
+import sys
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+observations, patients, expected_path = sys.argv[1:4]
+with open(expected_path, encoding="utf-8") as f:
+    expected = json.load(f)
+failures = []
+
+
+def check(what, got, want):
+    if got != want:
+        failures.append(f"{what}: got {got!r}, expected {want!r}")
+
+
+utc = pa.timestamp("us", tz="UTC")
+for path, column, want in [
+    (observations, "effective", utc),
+    (observations, "issued", utc),
+    (patients, "birth_date", pa.date32()),
+    (patients, "deceased_date", utc),
+]:
+    check(f"pyarrow type of {column}", pq.read_schema(path).field(column).type, want)
+
+
+def sql_path(path):
+    return "'" + path.replace("'", "''") + "'"
+
+
+db = duckdb.connect()
+# date_trunc on a TIMESTAMP WITH TIME ZONE works in the session's zone, which is the machine's
+# unless set. The truncated value is read back as text: as a Python datetime it needs pytz.
+db.execute("SET TimeZone = 'UTC'")
+years = db.execute(
+    "SELECT CAST(y AS VARCHAR), n FROM ("
+    f"SELECT date_trunc('year', effective) AS y, count(*) AS n FROM {sql_path(observations)} GROUP BY y)"
+).fetchall()
+check("observations by year", dict(years), dict(map(tuple, expected["effective_years"])))
+births = db.execute(
+    f"SELECT year(birth_date) AS y, count(*) FROM {sql_path(patients)} GROUP BY y"
+).fetchall()
+check("patients by birth year", dict(births), dict(map(tuple, expected["birth_years"])))
+
+if failures:
+    print("\n".join(failures), file=sys.stderr)
+    sys.exit(1)
+print(f"ok: {len(years)} effective years, {len(births)} birth years")
