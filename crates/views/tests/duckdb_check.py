@@ -1,4 +1,4 @@
-# pins: duckdb==1.1.3 pyarrow==18.1.0
+# pins (installed by .ci/run from tests/requirements.txt): duckdb==1.1.3 pyarrow==18.1.0
 """Reads the Parquet of the observations and patients views with pyarrow and DuckDB.
 
 Usage: duckdb_check.py OBSERVATIONS.parquet PATIENTS.parquet EXPECTED.json
