@@ -25,6 +25,10 @@ pub struct SearchBenchArgs {
     /// same --resources is reused (the import is then not timed again).
     #[arg(long)]
     work: Option<PathBuf>,
+    /// Matches counted for `Bundle.total` when a search does not say `_total` (the server's
+    /// default; 0 counts nothing beyond a first page that holds every match).
+    #[arg(long, default_value_t = ApiConfig::default().total_bound)]
+    total_bound: usize,
 }
 
 /// A search kind and how to build its n-th request.
@@ -155,7 +159,7 @@ pub fn run(args: SearchBenchArgs) -> Result<ExitCode> {
 
     let store = open_store(&data, false)?;
     crate::ensure_index(&store)?;
-    let api = Arc::new(Api::new(store.clone(), ApiConfig::default()));
+    let api = Arc::new(Api::new(store.clone(), ApiConfig { total_bound: args.total_bound, ..ApiConfig::default() }));
     let runtime = crate::runtime()?;
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let address: SocketAddr = listener.local_addr()?;
@@ -165,9 +169,10 @@ pub fn run(args: SearchBenchArgs) -> Result<ExitCode> {
     });
     let mut client = HttpClient::connect(address)?;
     println!(
-        "{} resources; first page (_count default 50), 1 client over HTTP, {} requests per kind:",
+        "{} resources; first page (_count default 50), 1 client over HTTP, {} requests per kind, totals counted up to {}:",
         store_count(&store)?,
-        args.requests
+        args.requests,
+        args.total_bound
     );
     let mut worst_p99 = Duration::ZERO;
     for kind in kinds(patients) {
@@ -178,6 +183,7 @@ pub fn run(args: SearchBenchArgs) -> Result<ExitCode> {
         }
         let mut latencies = Vec::with_capacity(args.requests);
         let mut entries = 0usize;
+        let mut with_total = 0usize;
         for n in 0..args.requests as u64 {
             let path = (kind.path)(n);
             let started = Instant::now();
@@ -187,23 +193,30 @@ pub fn run(args: SearchBenchArgs) -> Result<ExitCode> {
                 bail!("GET {path} answered {status}: {}", String::from_utf8_lossy(&client.body));
             }
             entries += count_entries(&client.body);
+            with_total += usize::from(has_total(&client.body));
         }
         latencies.sort();
         let p99 = percentile(&latencies, 0.99);
         worst_p99 = worst_p99.max(p99);
         println!(
-            "  {:<72} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({:.1} entries/page)",
+            "  {:<72} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({:.1} entries/page, total on {}%)",
             kind.label,
             percentile(&latencies, 0.5).as_secs_f64() * 1e3,
             p99.as_secs_f64() * 1e3,
             latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
-            entries as f64 / args.requests as f64
+            entries as f64 / args.requests as f64,
+            100 * with_total / args.requests.max(1)
         );
     }
     println!("worst p99: {:.2} ms", worst_p99.as_secs_f64() * 1e3);
     runtime.shutdown_timeout(Duration::from_secs(1));
     store.close();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether a searchset says `total` (near its start, where the writer puts it).
+fn has_total(body: &[u8]) -> bool {
+    body.windows(8).take(400).any(|w| w == b"\"total\":")
 }
 
 fn store_count(store: &store::SqliteStore) -> Result<u64> {
