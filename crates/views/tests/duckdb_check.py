@@ -1,5 +1,5 @@
-# pins (installed by .ci/run from tests/requirements.txt): duckdb==1.1.3 pyarrow==18.1.0
-"""Reads the Parquet of the observations and patients views with pyarrow and DuckDB.
+# pins (installed by .ci/run from tests/requirements.txt): duckdb==1.1.3 pyarrow==18.1.0 pandas==2.2.3
+"""Reads the Parquet of the observations and patients views with pyarrow, DuckDB and pandas.
 
 Usage: duckdb_check.py OBSERVATIONS.parquet PATIENTS.parquet EXPECTED.json
 Exits 1 naming every difference from EXPECTED (computed by tests/duckdb.rs).
@@ -49,6 +49,17 @@ births = db.execute(
     f"SELECT year(birth_date) AS y, count(*) FROM {sql_path(patients)} GROUP BY y"
 ).fetchall()
 check("patients by birth year", dict(births), dict(map(tuple, expected["birth_years"])))
+
+# pandas: the columns arrive as datetimes, so .dt works without parsing or casting.
+import pandas as pd
+
+frame = pd.read_parquet(observations)
+check("pandas dtype of effective", str(frame["effective"].dtype), "datetime64[us, UTC]")
+by_year = {int(y): int(n) for y, n in frame["effective"].dt.year.value_counts().items()}
+want_years = {int(str(k)[:4]): n for k, n in map(tuple, expected["effective_years"]) if k is not None}
+check("pandas observations by year", by_year, want_years)
+born = pd.read_parquet(patients)["birth_date"]
+check("pandas birth_date is a date", type(born.dropna().iloc[0]).__name__, "date")
 
 if failures:
     print("\n".join(failures), file=sys.stderr)
