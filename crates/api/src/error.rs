@@ -188,6 +188,11 @@ impl From<store::Error> for ApiError {
             store::Error::Database(_)
             | store::Error::Stopped
             | store::Error::DataDirectory { .. }
+            | store::Error::InUse { .. }
+            | store::Error::NotADataDirectory { .. }
+            | store::Error::NeedsWriter { .. }
+            | store::Error::ReadOnly
+            | store::Error::SnapshotBusy
             | store::Error::Corrupt(_)
             | store::Error::CommitFailed(_) => {
                 // The whole message (it may hold a statement of any size) only when asked for.

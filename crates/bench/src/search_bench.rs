@@ -159,7 +159,10 @@ pub fn run(args: SearchBenchArgs) -> Result<ExitCode> {
 
     let store = open_store(&data, false)?;
     crate::ensure_index(&store)?;
-    let api = Arc::new(Api::new(store.clone(), ApiConfig { total_bound: args.total_bound, ..ApiConfig::default() }));
+    let api = Arc::new(Api::new(
+        store.clone(),
+        ApiConfig { total_bound: args.total_bound, ..ApiConfig::default() },
+    ));
     let runtime = crate::runtime()?;
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let address: SocketAddr = listener.local_addr()?;

@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use suggest::Suggester;
 use terminology::icd10cm::{Icd10Cm, Kind, NoteKind};
 
-use crate::StoreArgs;
+use crate::DataArgs;
 
 #[derive(clap::Args)]
 pub struct CodeArgs {
@@ -60,7 +60,7 @@ enum CodingCommand {
     /// discharge first, with the reasons.
     Worklist {
         #[command(flatten)]
-        store: StoreArgs,
+        store: DataArgs,
         /// Most encounters to list.
         #[arg(long)]
         limit: Option<usize>,
@@ -192,8 +192,9 @@ fn search(text: &str, limit: usize, billable_only: bool) -> Result<ExitCode> {
 pub fn run_coding(args: CodingArgs) -> Result<ExitCode> {
     match args.command {
         CodingCommand::Worklist { store, limit } => {
-            let store = store.open(crate::SyncMode::Normal)?;
+            let store = store.open_read_only()?;
             let items = coding::worklist(store.as_ref(), limit)?;
+            store.close();
             for item in &items {
                 println!(
                     "Encounter/{}  discharged {}  {}{}",
@@ -218,7 +219,6 @@ pub fn run_coding(args: CodingArgs) -> Result<ExitCode> {
                 }
             }
             println!("{} encounters need coding", items.len());
-            store.close();
             Ok(ExitCode::SUCCESS)
         }
     }

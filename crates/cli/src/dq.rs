@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::ValueEnum;
 
-use crate::{StoreArgs, SyncMode};
+use crate::DataArgs;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
@@ -17,7 +17,7 @@ enum Format {
 #[derive(clap::Args)]
 pub struct DqArgs {
     #[command(flatten)]
-    store: StoreArgs,
+    store: DataArgs,
     #[arg(long, value_enum, default_value = "json")]
     format: Format,
     /// Write the report here instead of to standard output.
@@ -29,10 +29,14 @@ pub struct DqArgs {
 }
 
 pub fn run(args: DqArgs) -> Result<ExitCode> {
-    let store = args.store.open(SyncMode::Normal)?;
+    // Read-only: the report runs beside a server, over one snapshot of the record. Only the
+    // run's summary is appended to the data directory, for the trend.
+    let store = args.store.open_read_only()?;
     let data = &args.store.data;
     let runs = quality::load_runs(data)?;
     let mut report = quality::run(store.as_ref(), &quality::Options { examples: args.examples })?;
+    // The snapshot ends with the report, so the server's log can be reset again.
+    store.close();
     report.previous = runs.last().cloned();
     let timestamp = fhir::DateTime::now_utc().to_string();
     quality::record_run(data, &timestamp, &report)?;

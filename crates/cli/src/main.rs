@@ -79,9 +79,11 @@ enum SyncMode {
     Normal,
 }
 
+/// The data directory of a command that writes the record: the one writer process
+/// (`serve`, `import`, `demo`, `reindex`), holding the directory's lock.
 #[derive(clap::Args)]
 struct StoreArgs {
-    /// Data directory (created on first use).
+    /// Data directory (`serve`, `import` and `demo` create it when missing).
     #[arg(long, default_value = "./chartroom-data")]
     data: PathBuf,
     /// Durability of each commit. `serve` defaults to full (every acknowledged write survives
@@ -92,17 +94,81 @@ struct StoreArgs {
 }
 
 impl StoreArgs {
-    fn open(&self, default: SyncMode) -> Result<Arc<SqliteStore>> {
-        let options = StoreOptions {
+    fn options(&self, default: SyncMode) -> StoreOptions {
+        StoreOptions {
             synchronous: match self.sync.unwrap_or(default) {
                 SyncMode::Full => Synchronous::Full,
                 SyncMode::Normal => Synchronous::Normal,
             },
             ..StoreOptions::default()
-        };
-        let store = SqliteStore::open(&self.data, options)
-            .with_context(|| format!("cannot open the data directory {}", self.data.display()))?;
+        }
+    }
+
+    /// Opens the data directory for writing, creating it when missing (and saying so).
+    fn open(&self, default: SyncMode) -> Result<Arc<SqliteStore>> {
+        let store = SqliteStore::open(&self.data, self.options(default))
+            .map_err(|error| store_error(&self.data, error))?;
+        if store.created() {
+            eprintln!("created data directory {}", self.data.display());
+        }
         Ok(Arc::new(store))
+    }
+
+    /// Opens an existing data directory for writing; a missing one is refused.
+    fn open_existing(&self, default: SyncMode) -> Result<Arc<SqliteStore>> {
+        let options = StoreOptions { create: false, ..self.options(default) };
+        let store = SqliteStore::open(&self.data, options).map_err(|error| store_error(&self.data, error))?;
+        Ok(Arc::new(store))
+    }
+}
+
+/// The data directory of a command that only reads the record (a report, a query): it opens
+/// a read-only snapshot, beside a server that may be writing, and never creates anything
+/// there but its own output.
+#[derive(clap::Args)]
+struct DataArgs {
+    /// Data directory to read (made by `chartroom serve`, `import` or `demo`); read as a
+    /// snapshot, also while a server writes to it.
+    #[arg(long, default_value = "./chartroom-data")]
+    data: PathBuf,
+}
+
+impl DataArgs {
+    /// The record as of now, read-only ([`SqliteStore::open_read_only`]: no lock, no writer).
+    fn open_read_only(&self) -> Result<Arc<SqliteStore>> {
+        let store =
+            SqliteStore::open_read_only(&self.data).map_err(|error| store_error(&self.data, error))?;
+        snapshot_notice(&self.data);
+        Ok(Arc::new(store))
+    }
+
+    /// Refuses a path that is not a data directory (before anything is read or written there).
+    fn check(&self) -> Result<()> {
+        SqliteStore::check_data_directory(&self.data).map_err(|error| store_error(&self.data, error))
+    }
+}
+
+/// The one line a read-only command prints: what it reads is the record as of now, and a
+/// server may go on writing meanwhile.
+fn snapshot_notice(data: &Path) {
+    eprintln!(
+        "reading a snapshot of {} as of {} (a server may be writing; later writes are not in this report)",
+        data.display(),
+        fhir::DateTime::now_utc()
+    );
+}
+
+/// A store error when opening `data`: those that name the directory as they are, the others
+/// with it.
+fn store_error(data: &Path, error: store::Error) -> anyhow::Error {
+    match error {
+        store::Error::DataDirectory { .. }
+        | store::Error::InUse { .. }
+        | store::Error::NotADataDirectory { .. }
+        | store::Error::NeedsWriter { .. } => error.into(),
+        other => {
+            anyhow::Error::new(other).context(format!("cannot open the data directory {}", data.display()))
+        }
     }
 }
 
@@ -269,7 +335,11 @@ fn main() -> ExitCode {
         }
         Err(error) => {
             eprintln!("chartroom: {error:#}");
-            ExitCode::FAILURE
+            // A path that is no data directory is a usage error, like a bad argument.
+            let wrong_directory = error.chain().any(|cause| {
+                matches!(cause.downcast_ref::<store::Error>(), Some(store::Error::NotADataDirectory { .. }))
+            });
+            if wrong_directory { ExitCode::from(2) } else { ExitCode::FAILURE }
         }
     }
 }
@@ -449,7 +519,7 @@ fn import(args: ImportArgs) -> Result<ExitCode> {
 }
 
 fn reindex(args: ReindexArgs) -> Result<ExitCode> {
-    let store = args.store.open(SyncMode::Normal)?;
+    let store = args.store.open_existing(SyncMode::Normal)?;
     rebuild_index(&store)?;
     store.close();
     Ok(ExitCode::SUCCESS)

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use fhirpath::{Environment, Error, Expression};
-use store::{SqliteStore, StoreOptions};
 
 #[derive(clap::Args)]
 pub struct FhirpathArgs {
@@ -42,12 +41,13 @@ pub fn run(args: FhirpathArgs) -> Result<ExitCode> {
         }
     };
     let input = fhir::parse_json(&bytes).map_err(|e| anyhow::anyhow!("the input is not JSON: {e}"))?;
+    // resolve() only reads: a snapshot of the record, beside a server that may be writing.
     let store = match &args.data {
-        Some(dir) => Some(SqliteStore::open(dir, StoreOptions::default())?),
+        Some(dir) => Some(crate::DataArgs { data: dir.clone() }.open_read_only()?),
         None => None,
     };
     let arena = api::Arena::new();
-    let resolver = store.as_ref().map(|s| api::StoreResolver::new(s, &arena));
+    let resolver = store.as_ref().map(|s| api::StoreResolver::new(s.as_ref(), &arena));
     let env = Environment {
         strict: args.strict,
         resolver: resolver.as_ref().map(|r| r as &dyn fhirpath::Resolver),

@@ -1,10 +1,17 @@
 //! `chartroom user add|list|revoke` and `chartroom audit verify|report|disclosures`.
+//!
+//! The audit commands only read: the trail (`privacy.sqlite`, SQLite in WAL mode, no lock of
+//! its own) through a read-only [`privacy::TrailSnapshot`] and the record through a
+//! read-only store, so they run beside the server that appends to both. `user add` and
+//! `user revoke` write the users table, which SQLite lets it do beside the server too (the server looks tokens
+//! up as requests arrive, so the new one works at once).
 
+use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
-use crate::StoreArgs;
+use crate::DataArgs;
 
 #[derive(clap::Args)]
 pub struct UserArgs {
@@ -15,7 +22,8 @@ pub struct UserArgs {
 #[derive(clap::Subcommand)]
 enum UserCommand {
     /// Adds a user (or replaces their token); the token is printed as the last line, and only
-    /// its hash is kept.
+    /// its hash is kept. Works while the server runs (it accepts the new token at once); the
+    /// data directory must exist (made by `serve`, `import` or `demo`, or beforehand).
     Add {
         name: String,
         /// clinician, coder, him-technician, privacy-officer, analyst, patient or admin.
@@ -27,20 +35,23 @@ enum UserCommand {
         /// The FHIR resource the user is (`Practitioner/prac-001`).
         #[arg(long)]
         fhir_user: Option<String>,
-        #[command(flatten)]
-        store: StoreArgs,
+        /// Data directory of the server the user is for; it must exist.
+        #[arg(long, default_value = "./chartroom-data")]
+        data: std::path::PathBuf,
     },
     /// Lists the users: name, role, the patient or FHIR resource they are, when their token
     /// was issued (tokens themselves are never kept).
     List {
-        #[command(flatten)]
-        store: StoreArgs,
+        /// Data directory of the server the users are of; it must exist.
+        #[arg(long, default_value = "./chartroom-data")]
+        data: std::path::PathBuf,
     },
     /// Removes a user and their token: a running server refuses it within 10 seconds.
     Revoke {
         name: String,
-        #[command(flatten)]
-        store: StoreArgs,
+        /// Data directory of the server the user is of; it must exist.
+        #[arg(long, default_value = "./chartroom-data")]
+        data: std::path::PathBuf,
     },
 }
 
@@ -56,13 +67,13 @@ enum AuditCommand {
     /// when any is found.
     Verify {
         #[command(flatten)]
-        store: StoreArgs,
+        store: DataArgs,
     },
     /// Accesses worth a privacy officer's look: no treatment relationship, same surname or
     /// address, employee-patients and VIPs, unusual volume, break-the-glass.
     Report {
         #[command(flatten)]
-        store: StoreArgs,
+        store: DataArgs,
     },
     /// Who accessed a patient's record, when and why (the accounting of disclosures).
     Disclosures {
@@ -70,26 +81,37 @@ enum AuditCommand {
         #[arg(long)]
         patient: String,
         #[command(flatten)]
-        store: StoreArgs,
+        store: DataArgs,
     },
 }
 
 pub fn run_user(args: UserArgs) -> Result<ExitCode> {
     match args.command {
-        UserCommand::Add { name, role, patient, fhir_user, store } => {
+        UserCommand::Add { name, role, patient, fhir_user, data } => {
             let role = privacy::Role::parse(&role)?;
-            let users = privacy::Users::open(&store.data)?;
-            let token = users.add(&name, role, patient.as_deref(), fhir_user.as_deref())?;
+            users_directory(&data)?;
+            // The users table shares its database with the audit trail a running server
+            // appends to: SQLite serializes the two, waiting up to 5 s for the server's commit.
+            let token = privacy::Users::open(&data)
+                .and_then(|users| users.add(&name, role, patient.as_deref(), fhir_user.as_deref()))
+                .map_err(|error| match error {
+                    privacy::Error::Database(_) => anyhow::Error::new(error).context(format!(
+                        "cannot add the user to {} (if a server is busy writing its audit trail, try again)",
+                        data.display()
+                    )),
+                    other => other.into(),
+                })?;
             println!(
                 "user {name} ({}) added to {}; their API token (shown once):",
                 role.as_str(),
-                store.data.display()
+                data.display()
             );
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
-        UserCommand::List { store } => {
-            let users = privacy::Users::open(&store.data)?.list()?;
+        UserCommand::List { data } => {
+            users_directory(&data)?;
+            let users = privacy::Users::open(&data)?.list()?;
             println!("{:<24} {:<16} {:<28} issued", "user", "role", "is");
             for ((name, role, patient, fhir_user), issued) in &users {
                 let is = match (patient, fhir_user) {
@@ -99,17 +121,18 @@ pub fn run_user(args: UserArgs) -> Result<ExitCode> {
                 };
                 println!("{name:<24} {:<16} {is:<28} {issued}", role.as_str());
             }
-            println!("{} users in {}", users.len(), store.data.display());
+            println!("{} users in {}", users.len(), data.display());
             Ok(ExitCode::SUCCESS)
         }
-        UserCommand::Revoke { name, store } => {
-            if privacy::Users::open(&store.data)?.revoke(&name)? {
+        UserCommand::Revoke { name, data } => {
+            users_directory(&data)?;
+            if privacy::Users::open(&data)?.revoke(&name)? {
                 println!(
                     "user {name} revoked: their token no longer works (a running server refuses it within 10 s)"
                 );
                 Ok(ExitCode::SUCCESS)
             } else {
-                eprintln!("no user {name} in {} (`chartroom user list` shows them)", store.data.display());
+                eprintln!("no user {name} in {} (`chartroom user list` shows them)", data.display());
                 Ok(ExitCode::from(1))
             }
         }
@@ -119,6 +142,8 @@ pub fn run_user(args: UserArgs) -> Result<ExitCode> {
 pub fn run_audit(args: AuditArgs) -> Result<ExitCode> {
     match args.command {
         AuditCommand::Verify { store } => {
+            store.check()?;
+            crate::snapshot_notice(&store.data);
             let result = privacy::audit::verify(&store.data)
                 .with_context(|| format!("cannot verify the audit trail of {}", store.data.display()))?;
             for problem in &result.problems {
@@ -127,17 +152,8 @@ pub fn run_audit(args: AuditArgs) -> Result<ExitCode> {
             // Not tampering, but what the privacy office should know of: runs that ended
             // without closing the trail (under fast durability their last moments may lack
             // entries).
-            let unclean = privacy::audit::entries(&store.data)?
-                .into_iter()
-                .filter(|(_, _, access)| {
-                    access.interaction == privacy::audit::UNCLEAN_SHUTDOWN && access.user == "chartroom"
-                })
-                .collect::<Vec<_>>();
-            for (seq, recorded, access) in &unclean {
-                println!(
-                    "note: entry {seq} ({recorded}): {}",
-                    access.outcome_text.as_deref().unwrap_or("a run ended without closing the trail")
-                );
+            for (seq, recorded, note) in &result.unclean_runs {
+                println!("note: entry {seq} ({recorded}): {note}");
             }
             println!(
                 "{} entries checked: {}",
@@ -151,14 +167,20 @@ pub fn run_audit(args: AuditArgs) -> Result<ExitCode> {
             Ok(if result.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         AuditCommand::Report { store } => {
-            let entries = privacy::audit::entries(&store.data)?;
-            let facts = facts(&store)?;
+            store.check()?;
+            let trail = privacy::TrailSnapshot::open(&store.data)?;
+            let entries = trail.entries()?;
+            let facts = facts(&store, &trail.users()?)?;
+            drop(trail);
             let findings = privacy::monitor::review(&entries, &facts);
             print!("{}", access_report(entries.len(), &findings));
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Disclosures { patient, store } => {
-            let events = privacy::audit::events_for_patient(&store.data, &format!("Patient/{patient}"))?;
+            store.check()?;
+            crate::snapshot_notice(&store.data);
+            let events = privacy::TrailSnapshot::open(&store.data)?
+                .events_for_patient(&format!("Patient/{patient}"))?;
             print!("{}", disclosures(&patient, &events));
             Ok(ExitCode::SUCCESS)
         }
@@ -254,17 +276,32 @@ fn disclosures(patient: &str, events: &[serde_json::Value]) -> String {
     out
 }
 
+/// Where `user add` may write: an existing directory (a data directory, or one made for it
+/// before the first `serve`, as users are often added first). A missing path is most likely
+/// a mistyped `--data`: refused, and not created, so a token is never issued for a directory
+/// no server reads.
+fn users_directory(data: &Path) -> Result<()> {
+    if data.is_dir() {
+        return Ok(());
+    }
+    bail!(
+        "{} is not a Chartroom data directory (it does not exist); give the server's data directory \
+         (a data directory is made by `chartroom serve`, `import` or `demo`, or make an empty one first)",
+        data.display()
+    )
+}
+
 /// What the access-monitoring report needs from the record and the users.
-fn facts(store_args: &StoreArgs) -> Result<privacy::monitor::Facts> {
+fn facts(store_args: &DataArgs, users: &[privacy::users::UserRecord]) -> Result<privacy::monitor::Facts> {
     use privacy::monitor::{Facts, Person};
     use store::Store as _;
     let mut facts = Facts::default();
-    for (name, _, _, fhir_user) in privacy::Users::open(&store_args.data)?.all()? {
+    for (name, _, _, fhir_user) in users {
         if let Some(fhir_user) = fhir_user {
-            facts.fhir_users.insert(name, fhir_user);
+            facts.fhir_users.insert(name.clone(), fhir_user.clone());
         }
     }
-    let store = store_args.open(crate::SyncMode::Normal)?;
+    let store = store_args.open_read_only()?;
     let mut staff_numbers: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     let mut employee_numbers: Vec<(String, String)> = Vec::new();
     store.scan_current(&mut |resource_type, id, body| {

@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 use sof::{Format, ViewDefinition};
 use views::{NamedView, ViewScope, find_view, known_views, run_files, run_view, valid_view_name, views_dir};
 
-use crate::{StoreArgs, SyncMode};
+use crate::DataArgs;
 
 #[derive(clap::Args)]
 pub struct ViewArgs {
@@ -92,6 +92,9 @@ fn resolve_view(spec: &str, data: Option<&Path>) -> Result<ViewDefinition> {
 pub fn run(args: ViewArgs) -> Result<ExitCode> {
     match args.command {
         ViewCommand::List { data } => {
+            if let Some(data) = &data {
+                DataArgs { data: data.clone() }.check()?;
+            }
             let dir = data.as_deref().map(views_dir);
             let mut out = std::io::stdout().lock();
             for NamedView { name, view, builtin, definition } in known_views(dir.as_deref()) {
@@ -104,6 +107,9 @@ pub fn run(args: ViewArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ViewCommand::Run { view, data, input, format, out, patient, since } => {
+            if let Some(data) = &data {
+                DataArgs { data: data.clone() }.check()?;
+            }
             let definition = resolve_view(&view, data.as_deref())?;
             let since = since
                 .map(|since| {
@@ -130,8 +136,9 @@ pub fn run(args: ViewArgs) -> Result<ExitCode> {
             let started = std::time::Instant::now();
             let (resources, rows) = match (data, input) {
                 (Some(data), _) => {
-                    let store = StoreArgs { data, sync: None }.open(SyncMode::Normal)?;
+                    let store = DataArgs { data }.open_read_only()?;
                     let (sink, run) = run_view(store.as_ref(), &definition, &scope, format.into(), sink)?;
+                    store.close();
                     sink.into_inner().map_err(|e| anyhow!("writing the rows: {e}"))?.flush()?;
                     (run.resources, run.rows)
                 }
@@ -151,6 +158,7 @@ pub fn run(args: ViewArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ViewCommand::Save { file, data, name } => {
+            DataArgs { data: data.clone() }.check()?;
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let json = fhir::parse_json(&bytes).map_err(|e| anyhow!("{}: {e}", file.display()))?;
             let view = views::view_definition(&json).map_err(|e| anyhow!("{}: {e}", file.display()))?;
@@ -190,7 +198,7 @@ enum SqlFormat {
 #[derive(clap::Args)]
 pub struct SqlArgs {
     #[command(flatten)]
-    store: StoreArgs,
+    store: DataArgs,
     /// The query; the built-in and saved views are its tables (`chartroom view list`).
     query: String,
     #[arg(long, value_enum, default_value = "table")]
@@ -202,13 +210,16 @@ pub struct SqlArgs {
 
 pub fn sql(args: SqlArgs) -> Result<ExitCode> {
     let data = args.store.data.clone();
-    let store = args.store.open(SyncMode::Normal)?;
+    // The record is read as one snapshot; only the views' tables (DIR/analytics.sqlite, this
+    // command's own) are written.
+    let store = args.store.open_read_only()?;
     let known = known_views(Some(&views_dir(&data)));
     let path = views::tables::tables_path(&data);
     let mut tables = views::Tables::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     for rebuilt in tables.refresh_for_query(&args.query, &known, store.as_ref(), args.refresh)? {
         eprintln!("{}: {} rows materialized in {:.2} s", rebuilt.view, rebuilt.rows, rebuilt.seconds);
     }
+    store.close();
     let answer = tables.query(&args.query)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     print_table(&mut out, &answer.columns, &answer.rows, args.format)?;

@@ -345,7 +345,7 @@ fn index_entry(connection: &Connection, seq: i64, recorded_ms: i64, access: &Acc
     Ok(())
 }
 
-fn indexed_through(connection: &Connection) -> Result<i64, Error> {
+pub(crate) fn indexed_through(connection: &Connection) -> Result<i64, Error> {
     Ok(connection
         .query_row("SELECT value FROM audit_meta WHERE name = ?1", params![INDEXED], |r| r.get(0))
         .optional()?
@@ -404,6 +404,83 @@ pub(crate) fn open_reader(data_dir: &Path) -> Result<Connection, Error> {
     let connection = open_table(data_dir)?;
     catch_up(&connection)?;
     Ok(connection)
+}
+
+/// A data directory's trail as of one moment, for reading only: what `chartroom audit`
+/// reads while the server goes on appending to it.
+///
+/// The connection is opened with `SQLITE_OPEN_READ_ONLY` (it creates and changes nothing,
+/// not even the search index: entries the index has not reached are read from their lines)
+/// and holds one read transaction, begun by [`TrailSnapshot::open`], so everything read
+/// through it agrees. A WAL reader never blocks the server's appends, but while it holds
+/// its snapshot the log cannot be reset past it: hold one for one report and drop it.
+pub struct TrailSnapshot {
+    connection: Connection,
+}
+
+impl TrailSnapshot {
+    /// The trail of `data_dir` as of now; an error naming the directory when it has none.
+    pub fn open(data_dir: &Path) -> Result<TrailSnapshot, Error> {
+        let path = data_dir.join(PRIVACY_FILE);
+        let no_trail = || {
+            Error::Invalid(format!(
+                "{} has no audit trail ({PRIVACY_FILE}); the trail is started by the first `chartroom serve` \
+                 on a data directory",
+                data_dir.display()
+            ))
+        };
+        if !path.is_file() {
+            return Err(no_trail());
+        }
+        let connection = Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        connection.execute_batch("BEGIN DEFERRED")?;
+        // The first read fixes the snapshot.
+        if !has_table(&connection, "audit")? {
+            return Err(no_trail());
+        }
+        Ok(TrailSnapshot { connection })
+    }
+
+    /// Every entry: position, time recorded, and the access.
+    pub fn entries(&self) -> Result<Vec<(i64, String, Access)>, Error> {
+        let mut statement = self.connection.prepare("SELECT seq, recorded, event FROM audit ORDER BY seq")?;
+        let rows = statement
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+        let mut entries = Vec::new();
+        for row in rows {
+            let (seq, recorded, line) = row?;
+            let access = Access::from_line(&line)
+                .ok_or_else(|| Error::Invalid(format!("audit entry {seq} does not read back")))?;
+            entries.push((seq, recorded, access));
+        }
+        Ok(entries)
+    }
+
+    /// The AuditEvents touching `patient` (`Patient/id`), oldest first: the accounting of
+    /// disclosures.
+    pub fn events_for_patient(&self, patient: &str) -> Result<Vec<Value>, Error> {
+        crate::audit_search::entity_events(&self.connection, patient)
+    }
+
+    /// The users (none when the directory never had any).
+    pub fn users(&self) -> Result<Vec<crate::users::UserRecord>, Error> {
+        if !has_table(&self.connection, "users")? {
+            return Ok(Vec::new());
+        }
+        crate::users::read_all(&self.connection)
+    }
+}
+
+fn has_table(connection: &Connection, name: &str) -> Result<bool, Error> {
+    Ok(connection.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+        [name],
+        |r| r.get(0),
+    )?)
 }
 
 /// When a response may leave relative to its audit entry.
@@ -1033,19 +1110,27 @@ impl std::fmt::Display for Tamper {
 pub struct Verification {
     pub entries: u64,
     pub problems: Vec<Tamper>,
+    /// Not tampering, but what the privacy office should know of: the entries recording a
+    /// run that ended without closing the trail (under fast durability its last moments may
+    /// lack entries): position, time recorded, and what the entry says.
+    pub unclean_runs: Vec<(i64, String, String)>,
 }
 
-/// Walks the chain of a data directory's audit trail.
+/// Walks the chain of a data directory's audit trail, read-only and as of one moment (a
+/// server may go on appending meanwhile).
 pub fn verify(data_dir: &Path) -> Result<Verification, Error> {
     let key = load_key(data_dir)?;
-    let connection = open_table(data_dir)?;
     // The chain's end is kept twice, where one truncation cannot reach both: the anchor file
     // beside the database (written every 200 ms and on close) and the database's own anchor
     // (in the commit that wrote the end). Either, if present, must be genuine; the further
-    // of the two bounds the trail.
+    // of the two bounds the trail. The file is read before the snapshot is taken: it is
+    // written after the commit it names, so the snapshot holds that entry even while a
+    // server appends.
     let file_anchor = read_file_anchor(&key, &data_dir.join(HEAD_FILE))
         .map_err(|why| Error::Invalid(format!("{why}: the chain's end cannot be trusted")))?;
-    let database_anchor = read_database_anchor(&connection, &key)?
+    let snapshot = TrailSnapshot::open(data_dir)?;
+    let connection = &snapshot.connection;
+    let database_anchor = read_database_anchor(connection, &key)?
         .map_err(|why| Error::Invalid(format!("{why}: the chain's end cannot be trusted")))?;
     let head_seq = match (&file_anchor, &database_anchor) {
         (Some((a, _)), Some((b, _))) => Some(*a.max(b)),
@@ -1089,7 +1174,7 @@ pub fn verify(data_dir: &Path) -> Result<Verification, Error> {
         None
     };
     // Entries past this are indexed when the trail is next opened for writing or searching.
-    let indexed = indexed_through(&connection)?;
+    let indexed = indexed_through(connection)?;
     // The index: the rows each genuine entry should have, as a sum of keyed hashes, against
     // the rows the table holds, in one pass over it (not a lookup per row: a trail of a
     // million entries has seven million). A removed, altered or added row unbalances the
@@ -1165,13 +1250,18 @@ pub fn verify(data_dir: &Path) -> Result<Verification, Error> {
         problems.push(Tamper::AnchorMissing { which: "the database's anchor" });
     }
     // What earlier runs found when they started.
-    for (seq, _, _, _, event, _, _) in &rows {
-        if let Some(access) = Access::from_line(event)
-            && access.interaction == END_MISMATCH
-            && access.user == "chartroom"
-        {
+    let mut unclean_runs = Vec::new();
+    for (seq, recorded, _, _, event, _, _) in &rows {
+        let Some(access) = Access::from_line(event) else { continue };
+        if access.user != "chartroom" {
+            continue;
+        }
+        if access.interaction == END_MISMATCH {
             problems
                 .push(Tamper::FoundAtStart { seq: *seq, detail: access.outcome_text.unwrap_or_default() });
+        } else if access.interaction == UNCLEAN_SHUTDOWN {
+            let note = access.outcome_text.unwrap_or_else(|| "a run ended without closing the trail".into());
+            unclean_runs.push((*seq, recorded.clone(), note));
         }
     }
     // In the order of the trail.
@@ -1184,23 +1274,13 @@ pub fn verify(data_dir: &Path) -> Result<Verification, Error> {
         | Tamper::FoundAtStart { seq, .. } => *seq,
         Tamper::AnchorMissing { .. } => i64::MAX,
     });
-    Ok(Verification { entries: rows.len() as u64, problems })
+    Ok(Verification { entries: rows.len() as u64, problems, unclean_runs })
 }
 
-/// Every entry of a data directory's trail: position, time recorded, and the access.
+/// Every entry of a data directory's trail (read-only, as of now): position, time recorded,
+/// and the access.
 pub fn entries(data_dir: &Path) -> Result<Vec<(i64, String, Access)>, Error> {
-    let connection = open_table(data_dir)?;
-    let mut statement = connection.prepare("SELECT seq, recorded, event FROM audit ORDER BY seq")?;
-    let rows = statement
-        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
-    let mut entries = Vec::new();
-    for row in rows {
-        let (seq, recorded, line) = row?;
-        let access = Access::from_line(&line)
-            .ok_or_else(|| Error::Invalid(format!("audit entry {seq} does not read back")))?;
-        entries.push((seq, recorded, access));
-    }
-    Ok(entries)
+    TrailSnapshot::open(data_dir)?.entries()
 }
 
 /// The AuditEvents of a data directory's trail that touch `patient` (`Patient/id`), oldest

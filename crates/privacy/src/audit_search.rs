@@ -358,6 +358,13 @@ pub fn read(data_dir: &Path, id: &str) -> Result<Option<Value>, Error> {
 /// Every entry touching `entity` (`Type/id`), oldest first.
 pub(crate) fn events_for_entity(data_dir: &Path, entity: &str) -> Result<Vec<Value>, Error> {
     let connection = audit::open_reader(data_dir)?;
+    entity_events(&connection, entity)
+}
+
+/// Every entry touching `entity` on `connection`: through the index, and the entries past
+/// what it covers from their lines (a read-only snapshot does not bring the index up to
+/// date).
+pub(crate) fn entity_events(connection: &Connection, entity: &str) -> Result<Vec<Value>, Error> {
     let term = format!("entity|{entity}");
     let mut statement = connection
         .prepare("SELECT recorded_ms, seq FROM audit_terms WHERE term = ?1 ORDER BY recorded_ms, seq")?;
@@ -367,13 +374,28 @@ pub(crate) fn events_for_entity(data_dir: &Path, entity: &str) -> Result<Vec<Val
     let query = Query::parse(std::iter::empty())?;
     let mut events = Vec::with_capacity(found.len());
     for (ms, seq) in found {
-        if let Some((recorded, access)) = load(&connection, seq)?
+        if let Some((recorded, access)) = load(connection, seq)?
             && matches(&access, audit::recorded_millis(&recorded), ms, &filters, &query)
         {
-            events.push(audit::event(seq, &recorded, &access));
+            events.push((ms, seq, audit::event(seq, &recorded, &access)));
         }
     }
-    Ok(events)
+    let indexed = audit::indexed_through(connection)?;
+    let mut unindexed =
+        connection.prepare("SELECT seq, recorded, event FROM audit WHERE seq > ?1 ORDER BY seq")?;
+    let mut rows = unindexed.query(params![indexed])?;
+    while let Some(row) = rows.next()? {
+        let (seq, recorded, line): (i64, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        // An entry that does not read back is left to `verify` to report, as the index does.
+        if let Some(access) = Access::from_line(&line) {
+            let ms = audit::recorded_millis(&recorded);
+            if matches(&access, ms, ms, &filters, &query) {
+                events.push((ms, seq, audit::event(seq, &recorded, &access)));
+            }
+        }
+    }
+    events.sort_by_key(|(ms, seq, _)| (*ms, *seq));
+    Ok(events.into_iter().map(|(_, _, event)| event).collect())
 }
 
 /// The index terms a filter stands for.

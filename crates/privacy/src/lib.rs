@@ -10,7 +10,7 @@ pub mod role;
 pub mod scope;
 pub mod users;
 
-pub use audit::{Access, AuditLog, AuditOptions, Durability, Receipt, Tamper, Verification};
+pub use audit::{Access, AuditLog, AuditOptions, Durability, Receipt, Tamper, TrailSnapshot, Verification};
 pub use policy::{Caller, Grant, Refusal, ResourceFacts, Sight};
 pub use role::{Identity, Role};
 pub use scope::{Context, Interaction, Scope, Scopes};

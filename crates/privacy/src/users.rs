@@ -85,22 +85,7 @@ impl Users {
     pub fn all(&self) -> Result<Vec<UserRecord>, Error> {
         let connection =
             self.connection.lock().map_err(|_| Error::Invalid("the user table is unavailable".into()))?;
-        let mut statement =
-            connection.prepare("SELECT name, role, patient, fhir_user FROM users ORDER BY name")?;
-        let rows = statement.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<String>>(3)?,
-            ))
-        })?;
-        let mut users = Vec::new();
-        for row in rows {
-            let (name, role, patient, fhir_user) = row?;
-            users.push((name, Role::parse(&role)?, patient, fhir_user));
-        }
-        Ok(users)
+        read_all(&connection)
     }
 
     /// Every user with when their token was issued (`user list`); tokens are never shown.
@@ -166,6 +151,26 @@ impl Users {
         }
         Ok(Some(identity))
     }
+}
+
+/// Every user in the table `connection` reads.
+pub(crate) fn read_all(connection: &Connection) -> Result<Vec<UserRecord>, Error> {
+    let mut statement =
+        connection.prepare("SELECT name, role, patient, fhir_user FROM users ORDER BY name")?;
+    let rows = statement.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+            r.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    let mut users = Vec::new();
+    for row in rows {
+        let (name, role, patient, fhir_user) = row?;
+        users.push((name, Role::parse(&role)?, patient, fhir_user));
+    }
+    Ok(users)
 }
 
 fn token_hash(token: &str) -> String {

@@ -233,3 +233,42 @@ fn a_search_indexes_what_the_busy_writer_left_behind() {
 fn newest_first_upto(last: usize, filter: impl Fn(usize) -> bool) -> Vec<usize> {
     (1..=last).rev().filter(|&n| filter(n)).collect()
 }
+
+#[test]
+fn a_trail_snapshot_reads_without_writing_and_finds_entries_the_index_has_not_reached() {
+    let (dir, _) = trail("audit-snapshot");
+    let expected: Vec<usize> =
+        audit::events_for_patient(&dir, "Patient/p1").unwrap().iter().map(seq).collect();
+    // As if the writer had not indexed the last 100 entries yet.
+    let sql = |statement: &str| {
+        Connection::open(dir.join("privacy.sqlite")).unwrap().execute_batch(statement).unwrap()
+    };
+    sql("DELETE FROM audit_terms WHERE seq > 200; UPDATE audit_meta SET value = 200 WHERE name = 'indexed';");
+    let snapshot = chartroom_privacy::TrailSnapshot::open(&dir).unwrap();
+    let found: Vec<usize> = snapshot.events_for_patient("Patient/p1").unwrap().iter().map(seq).collect();
+    assert_eq!(found, expected);
+    assert_eq!(snapshot.entries().unwrap().len(), 300);
+    // Reading wrote nothing: the index is where it was left.
+    let indexed: i64 = Connection::open(dir.join("privacy.sqlite"))
+        .unwrap()
+        .query_row("SELECT value FROM audit_meta WHERE name = 'indexed'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(indexed, 200);
+    // Entries appended after the snapshot was taken are not in it.
+    let log = AuditLog::open(&dir).unwrap();
+    log.record(access(5));
+    log.flush();
+    assert_eq!(snapshot.entries().unwrap().len(), 300);
+    log.close();
+    drop(snapshot);
+    let fresh = chartroom_privacy::TrailSnapshot::open(&dir).unwrap();
+    assert!(fresh.entries().unwrap().len() > 300);
+
+    let missing = dir.join("no-trail-here");
+    let refused = chartroom_privacy::TrailSnapshot::open(&missing).err().unwrap();
+    assert!(
+        matches!(refused, Error::Invalid(ref message) if message.contains("has no audit trail")),
+        "{refused}"
+    );
+    assert!(!missing.exists());
+}

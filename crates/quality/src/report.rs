@@ -77,7 +77,9 @@ pub fn record_run(data_dir: &Path, timestamp: &str, report: &Report) -> Result<(
         "checks": report.checks.iter().map(|c| json!([c.check.as_str(), c.numerator, c.denominator])).collect::<Vec<_>>(),
     });
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join(RUNS_FILE))?;
-    writeln!(file, "{line}")?;
+    // One write of the whole line: two reports appending at once (they run beside the server
+    // and beside each other) cannot interleave their lines.
+    file.write_all(format!("{line}\n").as_bytes())?;
     Ok(())
 }
 

@@ -835,7 +835,10 @@ async fn patches_in_batches_and_transactions() {
 async fn the_capability_statement_declares_patch() {
     let server = start("patch-metadata").await;
     let statement = read(&server, "metadata").await;
-    assert_eq!(statement["patchFormat"], json!([JSON_PATCH, "application/merge-patch+json", "application/fhir+json"]));
+    assert_eq!(
+        statement["patchFormat"],
+        json!([JSON_PATCH, "application/merge-patch+json", "application/fhir+json"])
+    );
     for resource in statement["rest"][0]["resource"].as_array().unwrap() {
         let codes: Vec<&str> =
             resource["interaction"].as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();

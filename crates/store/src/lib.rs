@@ -30,8 +30,38 @@ pub type ScanVisitor<'a> = dyn FnMut(&str, &str, &[u8]) -> Result<()> + 'a;
 pub enum Error {
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
-    #[error("data directory {path}: {source}")]
-    DataDirectory { path: String, source: std::io::Error },
+    /// The data directory could not be made, opened or locked. (`cause` rather than
+    /// `source`: the message already says it, and a source would be printed a second time by
+    /// anything that prints an error's chain.)
+    #[error("data directory {path}: {cause}")]
+    DataDirectory { path: String, cause: std::io::Error },
+    /// Another process (a server, an import) holds the data directory for writing: there is
+    /// one writer process at a time. Read-only commands open it beside that writer.
+    #[error(
+        "the data directory {path} is in use by another Chartroom process (a server or an import \
+         writing to it); stop it first"
+    )]
+    InUse { path: String },
+    /// A path given as a data directory that is not one: nothing there was created or changed.
+    #[error(
+        "{path} is not a Chartroom data directory: {reason}; a data directory is made by \
+         `chartroom serve`, `chartroom import` or `chartroom demo`"
+    )]
+    NotADataDirectory { path: String, reason: String },
+    /// A data directory a read-only store cannot read as it is (another schema version, an
+    /// index of another format): only a writer may upgrade it.
+    #[error("the data directory {path} cannot be read as it is: {reason}")]
+    NeedsWriter { path: String, reason: String },
+    /// A write asked of a store opened read-only ([`SqliteStore::open_read_only`]).
+    #[error(
+        "this store was opened read-only (beside the server that writes to it); writes go through \
+         the server"
+    )]
+    ReadOnly,
+    /// A read of a read-only store's snapshot started from inside another read of it on the
+    /// same thread (a scan's visitor reading the store): it would wait for itself.
+    #[error("a read of the read-only snapshot was started inside another read of it")]
+    SnapshotBusy,
     #[error("{resource} is at version {current}, not the expected version {expected}")]
     VersionConflict { resource: String, expected: String, current: String },
     #[error("{0} already exists")]

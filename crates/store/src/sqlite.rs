@@ -4,6 +4,10 @@
 //! applies each inside its own savepoint (so a failing unit rolls back alone), commits them
 //! all with one sync, and only then answers each caller: group commit. Reads use a small pool
 //! of read-only connections and never wait for the writer.
+//!
+//! One process writes a data directory (it holds `chartroom.lock`); any number of others may
+//! read it at the same time through [`SqliteStore::open_read_only`], which takes no lock,
+//! starts no writer and reads one snapshot (WAL readers never block the writer).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -56,11 +60,20 @@ pub struct StoreOptions {
     pub cache_mib: u32,
     /// Upper bound on operations gathered into one commit.
     pub max_ops_per_commit: usize,
+    /// Whether a missing data directory (or one without a database) is made. Off for writers
+    /// that only work on an existing record (`reindex`): a mistyped path is refused rather
+    /// than answered with an empty store.
+    pub create: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { synchronous: Synchronous::Full, cache_mib: 512, max_ops_per_commit: 20_000 }
+        StoreOptions {
+            synchronous: Synchronous::Full,
+            cache_mib: 512,
+            max_ops_per_commit: 20_000,
+            create: true,
+        }
     }
 }
 
@@ -73,15 +86,100 @@ struct Job {
 pub struct SqliteStore {
     database: PathBuf,
     readers: Mutex<Vec<Connection>>,
+    /// Opened read-only: the one connection every read goes through, inside the read
+    /// transaction that is the store's snapshot. `None` for the writing store.
+    snapshot: Option<Snapshot>,
+    /// Whether `open` made the database (a new data directory).
+    created: bool,
     sender: Mutex<Option<Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<Checkpointer>>,
     /// Set while the index was built by another format: searches would silently miss, so
     /// they fail until `reindex` has run.
     index_stale: Arc<AtomicBool>,
-    /// Held for the store's lifetime: a second process on the same directory would corrupt
-    /// the writer's sequence counters.
-    _lock: File,
+    /// Held for the writing store's lifetime: a second writing process on the same directory
+    /// would corrupt the writer's sequence counters. A read-only store takes none.
+    _lock: Option<File>,
+}
+
+/// A read-only store's connection, inside the read transaction every read of the store sees.
+struct Snapshot {
+    /// `None` once the store is closed (the transaction ended).
+    connection: Mutex<Option<Connection>>,
+    /// The thread reading through the connection now: a second read from the same thread
+    /// (inside a scan's visitor) would wait for itself, and is refused instead.
+    reader: Mutex<Option<std::thread::ThreadId>>,
+}
+
+impl Snapshot {
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let me = std::thread::current().id();
+        if self.reader.lock().map_err(|_| Error::Closed)?.as_ref() == Some(&me) {
+            return Err(Error::SnapshotBusy);
+        }
+        let guard = self.connection.lock().map_err(|_| Error::Closed)?;
+        let connection = guard.as_ref().ok_or(Error::Closed)?;
+        self.set_reader(Some(me));
+        let result = f(connection);
+        self.set_reader(None);
+        result
+    }
+
+    fn set_reader(&self, reader: Option<std::thread::ThreadId>) {
+        if let Ok(mut slot) = self.reader.lock() {
+            *slot = reader;
+        }
+    }
+
+    /// Ends the read transaction (closing the connection rolls it back), so the server's
+    /// checkpoints may reset the log again.
+    fn end(&self) {
+        if let Ok(mut connection) = self.connection.lock() {
+            connection.take();
+        }
+    }
+}
+
+/// The database of data directory `dir`, or why `dir` is not a data directory. Creates nothing.
+fn existing_database(dir: &Path) -> Result<PathBuf> {
+    let not_ours =
+        |reason: &str| Error::NotADataDirectory { path: dir.display().to_string(), reason: reason.into() };
+    match std::fs::metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => {}
+        Ok(_) => return Err(not_ours("it is not a directory")),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(not_ours("it does not exist"));
+        }
+        Err(cause) => return Err(Error::DataDirectory { path: dir.display().to_string(), cause }),
+    }
+    let database = dir.join(DATABASE_FILE);
+    match std::fs::metadata(&database) {
+        Ok(metadata) if metadata.is_file() => Ok(database),
+        Ok(_) => Err(not_ours(&format!("its {DATABASE_FILE} is not a file"))),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            Err(not_ours(&format!("it holds no {DATABASE_FILE}")))
+        }
+        Err(cause) => Err(Error::DataDirectory { path: database.display().to_string(), cause }),
+    }
+}
+
+/// Whether the database holds the store's tables (`store_meta` is made with them); a file
+/// that is no SQLite database at all says so as `false`.
+fn holds_a_store(connection: &Connection) -> Result<bool> {
+    let found = connection.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'store_meta')",
+        [],
+        |r| r.get(0),
+    );
+    match found {
+        Ok(found) => Ok(found),
+        Err(rusqlite::Error::SqliteFailure(failure, _))
+            if failure.code == rusqlite::ErrorCode::NotADatabase =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 const SCHEMA: &str = "
@@ -182,9 +280,18 @@ const ALL_INDEX_TABLES: &[&str] = &[
 ];
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store in data directory `dir`.
+    /// Opens the store in data directory `dir` for writing (creating the directory and its
+    /// database if needed and `options.create`; [`SqliteStore::created`] says whether it did).
+    /// One process at a time: a second writer is refused with [`Error::InUse`].
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Self> {
-        let io_error = |source| Error::DataDirectory { path: dir.display().to_string(), source };
+        let io_error = |cause| Error::DataDirectory { path: dir.display().to_string(), cause };
+        let database = dir.join(DATABASE_FILE);
+        let created = if options.create {
+            !database.try_exists().map_err(io_error)?
+        } else {
+            existing_database(dir)?;
+            false
+        };
         std::fs::create_dir_all(dir).map_err(io_error)?;
         let lock = File::options()
             .create(true)
@@ -192,11 +299,17 @@ impl SqliteStore {
             .write(true)
             .open(dir.join(LOCK_FILE))
             .map_err(io_error)?;
-        lock.try_lock().map_err(|_| {
-            io_error(std::io::Error::other("the data directory is in use by another Chartroom process"))
+        lock.try_lock().map_err(|error| match error {
+            std::fs::TryLockError::WouldBlock => Error::InUse { path: dir.display().to_string() },
+            std::fs::TryLockError::Error(cause) => io_error(cause),
         })?;
-        let database = dir.join(DATABASE_FILE);
         let connection = Connection::open(&database)?;
+        if !options.create && !holds_a_store(&connection)? {
+            return Err(Error::NotADataDirectory {
+                path: dir.display().to_string(),
+                reason: format!("its {DATABASE_FILE} holds no Chartroom store"),
+            });
+        }
         stable_query_plans(&connection)?;
         let synchronous = match options.synchronous {
             Synchronous::Normal => "NORMAL",
@@ -207,7 +320,7 @@ impl SqliteStore {
         if !journal_mode.eq_ignore_ascii_case("wal") {
             return Err(Error::DataDirectory {
                 path: dir.display().to_string(),
-                source: std::io::Error::other(format!(
+                cause: std::io::Error::other(format!(
                     "SQLite cannot use write-ahead logging here (journal mode '{journal_mode}'); \
                      the data directory needs a local file system with shared memory support"
                 )),
@@ -275,12 +388,126 @@ impl SqliteStore {
         Ok(SqliteStore {
             database,
             readers: Mutex::new(Vec::new()),
+            snapshot: None,
+            created,
             sender: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(handle)),
             checkpointer: Mutex::new(Some(checkpointer)),
             index_stale,
-            _lock: lock,
+            _lock: Some(lock),
         })
+    }
+
+    /// Opens the store in data directory `dir` for reading only, beside the one process that
+    /// may be writing it (a running server, an import): a report over the record while the
+    /// hospital keeps working.
+    ///
+    /// It takes no lock, starts no writer or checkpointer, and opens its connection with
+    /// `SQLITE_OPEN_READ_ONLY`: it never changes the schema, migrates or reindexes. A
+    /// directory that is no data directory (missing, or without the store's database) is
+    /// refused, and nothing is created; a database of another schema version, or whose search
+    /// index was built by another format, is refused too ([`Error::NeedsWriter`]): the server
+    /// or `chartroom reindex` brings it up to date. Writes ([`Store::submit`],
+    /// [`Store::reindex`]) answer [`Error::ReadOnly`].
+    ///
+    /// Every read sees one snapshot: the read transaction begun here, as of this call, which
+    /// lasts until [`SqliteStore::close`] or drop. A WAL reader never blocks the writer, but
+    /// while it holds a snapshot the server's checkpoints cannot reset the log past it, so
+    /// the log grows for as long as the snapshot is held. Hold a read-only store for one
+    /// report (one command) and close it: never keep one open in a long-lived process.
+    /// Reads go through the one connection, one at a time.
+    pub fn open_read_only(dir: &Path) -> Result<Self> {
+        let database = existing_database(dir)?;
+        let needs_writer = |reason: String| Error::NeedsWriter { path: dir.display().to_string(), reason };
+        let opened = open_read_connection(&database).and_then(|connection| {
+            // The snapshot: from the first read on, every read of this transaction sees the
+            // record as of now, whatever the server commits meanwhile.
+            connection.execute_batch("BEGIN DEFERRED")?;
+            Ok((holds_a_store(&connection)?, connection))
+        });
+        let connection = match opened {
+            Ok((true, connection)) => connection,
+            Ok((false, _)) => {
+                return Err(Error::NotADataDirectory {
+                    path: dir.display().to_string(),
+                    reason: format!("its {DATABASE_FILE} holds no Chartroom store"),
+                });
+            }
+            Err(Error::Database(rusqlite::Error::SqliteFailure(failure, _)))
+                if failure.code == rusqlite::ErrorCode::NotADatabase =>
+            {
+                return Err(Error::NotADataDirectory {
+                    path: dir.display().to_string(),
+                    reason: format!("its {DATABASE_FILE} is not a database"),
+                });
+            }
+            Err(error) => return Err(error),
+        };
+        let journal_mode: String = connection.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if !journal_mode.eq_ignore_ascii_case("wal") {
+            // Outside WAL mode a reader would block the writer; only a writer converts it.
+            return Err(needs_writer(format!(
+                "its database is not in write-ahead-log mode (journal mode '{journal_mode}'); \
+                 start `chartroom serve` on it once"
+            )));
+        }
+        let schema_version: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if schema_version > SCHEMA_VERSION {
+            return Err(needs_writer(format!(
+                "it has schema version {schema_version}, written by a newer Chartroom; this build \
+                 reads version {SCHEMA_VERSION}"
+            )));
+        }
+        if schema_version < SCHEMA_VERSION {
+            return Err(needs_writer(format!(
+                "it has schema version {schema_version} and this build reads version \
+                 {SCHEMA_VERSION}; `chartroom serve` (or `import`) of this build upgrades it"
+            )));
+        }
+        let stored_format: Option<String> = connection
+            .query_row("SELECT value FROM store_meta WHERE key = 'index_format'", [], |r| r.get(0))
+            .optional()?;
+        let has_resources: bool =
+            connection.query_row("SELECT EXISTS (SELECT 1 FROM resources)", [], |r| r.get(0))?;
+        let index_current = match stored_format {
+            Some(format) => format == index_format(),
+            None => !has_resources,
+        };
+        if !index_current {
+            return Err(needs_writer(
+                "its search index was built by a different version of Chartroom; start \
+                 `chartroom serve` of this version on it (it rebuilds the index), or run \
+                 `chartroom reindex --data DIR` while no server runs"
+                    .into(),
+            ));
+        }
+        Ok(SqliteStore {
+            database,
+            readers: Mutex::new(Vec::new()),
+            snapshot: Some(Snapshot { connection: Mutex::new(Some(connection)), reader: Mutex::new(None) }),
+            created: false,
+            sender: Mutex::new(None),
+            writer: Mutex::new(None),
+            checkpointer: Mutex::new(None),
+            index_stale: Arc::new(AtomicBool::new(false)),
+            _lock: None,
+        })
+    }
+
+    /// Whether `dir` is a data directory (it exists and holds the store's database); the
+    /// error names the path and says why not. Creates nothing.
+    pub fn check_data_directory(dir: &Path) -> Result<()> {
+        existing_database(dir).map(drop)
+    }
+
+    /// Whether [`SqliteStore::open`] made this data directory's database (a new record).
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// Whether the store was opened with [`SqliteStore::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.snapshot.is_some()
     }
 
     /// Whether the search index must be rebuilt (`reindex`) before searches can run.
@@ -292,8 +519,12 @@ impl SqliteStore {
         if self.index_is_stale() { Err(Error::IndexStale) } else { Ok(()) }
     }
 
-    /// Stops accepting writes, lets the writer finish what is queued, and waits for it.
+    /// Stops accepting writes, lets the writer finish what is queued, and waits for it. A
+    /// read-only store ends its snapshot: reads after this answer [`Error::Closed`].
     pub fn close(&self) {
+        if let Some(snapshot) = &self.snapshot {
+            snapshot.end();
+        }
         // The checkpointer stops (and closes its connection) first: the writer's last act is
         // a truncating checkpoint, which a concurrent one would make fail.
         if let Some(checkpointer) = self.checkpointer.lock().ok().and_then(|mut c| c.take()) {
@@ -309,6 +540,9 @@ impl SqliteStore {
     }
 
     fn with_reader<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        if let Some(snapshot) = &self.snapshot {
+            return snapshot.read(f);
+        }
         let pooled = self.readers.lock().ok().and_then(|mut pool| pool.pop());
         let connection = match pooled {
             Some(connection) => connection,
@@ -324,19 +558,32 @@ impl SqliteStore {
     }
 
     fn open_reader(&self) -> Result<Connection> {
-        let connection = Connection::open_with_flags(
-            &self.database,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        // Memory-mapped reads: a point read of a cached page costs no system call.
-        connection.execute_batch(
-            "PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 17179869184;",
-        )?;
-        connection.busy_timeout(std::time::Duration::from_secs(5))?;
-        stable_query_plans(&connection)?;
-        connection.set_prepared_statement_cache_capacity(32);
-        Ok(connection)
+        open_read_connection(&self.database)
     }
+}
+
+/// A connection that can only read (`SQLITE_OPEN_READ_ONLY`: it cannot create the database
+/// or change anything in it).
+fn open_read_connection(database: &Path) -> Result<Connection> {
+    let connection = Connection::open_with_flags(
+        database,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // Memory-mapped reads: a point read of a cached page costs no system call.
+    connection.execute_batch(
+        "PRAGMA cache_size = -16384; PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 17179869184;",
+    )?;
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    stable_query_plans(&connection)?;
+    connection.set_prepared_statement_cache_capacity(32);
+    Ok(connection)
+}
+
+/// A read transaction, so that the statements of one read see one state of the record; none
+/// when the connection is already inside one (a read-only store's snapshot), as SQLite
+/// transactions do not nest.
+fn read_transaction(connection: &Connection) -> Result<Option<rusqlite::Transaction<'_>>> {
+    if connection.is_autocommit() { Ok(Some(connection.unchecked_transaction()?)) } else { Ok(None) }
 }
 
 fn write_index_format(connection: &Connection) -> Result<()> {
@@ -503,8 +750,7 @@ impl Store for SqliteStore {
     fn history(&self, scope: &HistoryScope, query: &HistoryQuery) -> Result<HistoryPage> {
         self.with_reader(|connection| {
             // One read transaction, so that the page, its cursor and the total agree.
-            let snapshot = connection.unchecked_transaction()?;
-            let connection: &Connection = &snapshot;
+            let _snapshot = read_transaction(connection)?;
             let from_seq = first_seq_since(connection, query.since)?;
             let before_seq = query.before_seq.unwrap_or(i64::MAX);
             // One extra row tells whether another page follows.
@@ -573,6 +819,10 @@ impl Store for SqliteStore {
 
     fn submit(&self, unit: WriteUnit) -> PendingWrite {
         let (reply, receiver) = oneshot::channel();
+        if self.is_read_only() {
+            let _ = reply.send(Err(Error::ReadOnly));
+            return PendingWrite(receiver);
+        }
         let sender = self.sender.lock().ok().and_then(|s| s.clone());
         match sender {
             Some(sender) => {
@@ -598,8 +848,8 @@ impl Store for SqliteStore {
 
     fn scan_current(&self, visit: &mut crate::ScanVisitor<'_>) -> Result<u64> {
         self.with_reader(|connection| {
-            let snapshot = connection.unchecked_transaction()?;
-            let mut statement = snapshot.prepare(
+            let _snapshot = read_transaction(connection)?;
+            let mut statement = connection.prepare(
                 "SELECT r.res_type, r.res_id, v.body
                    FROM resources r JOIN versions v ON v.seq = r.seq
                   WHERE r.deleted = 0
@@ -626,8 +876,8 @@ impl Store for SqliteStore {
         visit: &mut crate::ScanVisitor<'_>,
     ) -> Result<u64> {
         self.with_reader(|connection| {
-            let snapshot = connection.unchecked_transaction()?;
-            let mut statement = snapshot.prepare(
+            let _snapshot = read_transaction(connection)?;
+            let mut statement = connection.prepare(
                 "SELECT r.res_id, v.body
                    FROM resources r JOIN versions v ON v.seq = r.seq
                   WHERE r.res_type = ?1 AND r.deleted = 0 AND r.last_updated >= ?2
@@ -649,8 +899,8 @@ impl Store for SqliteStore {
     fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
         self.check_index()?;
         self.with_reader(|connection| {
-            let snapshot = connection.unchecked_transaction()?;
-            search::search(&snapshot, query)
+            let _snapshot = read_transaction(connection)?;
+            search::search(connection, query)
         })
     }
 
@@ -672,6 +922,9 @@ impl Store for SqliteStore {
     }
 
     fn reindex(&self) -> Result<u64> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly);
+        }
         // Searches fail clearly while the index is partial rather than miss matches.
         self.index_stale.store(true, AtomicOrdering::Release);
         let mut after = 0;
@@ -740,7 +993,7 @@ impl Checkpointer {
                     }
                 }
             })
-            .map_err(|source| Error::DataDirectory { path: database.display().to_string(), source })?;
+            .map_err(|cause| Error::DataDirectory { path: database.display().to_string(), cause })?;
         Ok(Checkpointer { stop, handle })
     }
 
