@@ -143,8 +143,9 @@ pub struct ApiConfig {
     /// stored unchecked (`off`).
     pub validation: Validation,
     /// Matches a search counts for `Bundle.total` when the client does not say `_total`:
-    /// beyond it the total is left out, so that counting costs a search no more than
-    /// walking this many index entries (BENCHMARKS.md, search at a million resources).
+    /// beyond it the total is left out. The store counts by default only where it is cheap
+    /// (a small driving set, or no filter), so a total never costs a search more than its
+    /// page (BENCHMARKS.md, search at a million resources).
     pub total_bound: usize,
 }
 
