@@ -40,7 +40,7 @@ fn family_query(family: &str) -> chartroom_store::SearchQuery {
         sort: Vec::new(),
         count: 10,
         cursor: None,
-        total: false,
+        total: chartroom_store::Total::None,
     }
 }
 
