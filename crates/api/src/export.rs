@@ -244,6 +244,7 @@ impl Api {
             request.query
         );
         let job_id = job.clone();
+        let requires_access_token = self.config.requires_access_token;
         std::thread::Builder::new()
             .name(format!("export-{job}"))
             .spawn(move || {
@@ -254,7 +255,7 @@ impl Api {
                     Ok(outputs) => json!({
                         "transactionTime": transaction_time,
                         "request": original,
-                        "requiresAccessToken": true,
+                        "requiresAccessToken": requires_access_token,
                         "output": outputs.iter().map(|(resource_type, name, count)| json!({
                             "type": resource_type,
                             "url": format!("{base}/$export-file/{job_id}/{name}"),
@@ -422,9 +423,13 @@ impl Api {
         if let Ok(running) = self.exports.running.lock()
             && let Some(state) = running.get(job)
         {
-            let progress =
-                format!("in progress: {} resources written", state.exported.load(Ordering::Relaxed));
-            return Ok(Response::json(202, fhir::OperationOutcome::information(progress).to_bytes()));
+            let written = state.exported.load(Ordering::Relaxed);
+            let progress = format!("in progress: {written} resources written");
+            let mut response = Response::json(202, fhir::OperationOutcome::information(&progress).to_bytes());
+            // Bulk Data: a client shows X-Progress and polls again after Retry-After seconds.
+            response.headers.push(("x-progress", format!("{written} resources written")));
+            response.headers.push(("retry-after", "2".to_string()));
+            return Ok(response);
         }
         let manifest = std::fs::read(dir.join("manifest.json"))
             .map_err(|_| ApiError::internal(format!("export {job} stopped without a manifest")))?;

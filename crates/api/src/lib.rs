@@ -86,6 +86,9 @@ pub struct Response {
     /// An OperationOutcome accompanying a successful write: the issues a resource was stored
     /// with under `--validation warn` (a Bundle entry's `response.outcome`).
     pub outcome: Option<Vec<u8>>,
+    /// Further response headers an interaction defines (`X-Progress` and `Retry-After` of a
+    /// bulk export's status).
+    pub headers: Vec<(&'static str, String)>,
     /// What the audit trail records of the request: the interaction and the patients whose
     /// records the answer carried.
     pub audit: Audited,
@@ -102,6 +105,7 @@ impl Response {
             body: Some(body),
             content_type: None,
             outcome: None,
+            headers: Vec::new(),
             audit: Audited::default(),
         }
     }
@@ -115,6 +119,7 @@ impl Response {
             body: None,
             content_type: None,
             outcome: None,
+            headers: Vec::new(),
             audit: Audited::default(),
         }
     }
@@ -138,6 +143,9 @@ pub struct ApiConfig {
     pub views_dir: Option<std::path::PathBuf>,
     /// Where bulk export jobs write their files; `None`: no bulk export.
     pub export_dir: Option<std::path::PathBuf>,
+    /// Whether the server requires a bearer token, which a bulk export's manifest says to
+    /// its clients (`requiresAccessToken`).
+    pub requires_access_token: bool,
     /// Whether writes are validated against the R4 definitions, and what an invalid one
     /// gets: refused (`strict`, the default), stored with its issues reported (`warn`), or
     /// stored unchecked (`off`).
@@ -157,6 +165,7 @@ impl Default for ApiConfig {
             max_bundle_entries: 100_000,
             views_dir: None,
             export_dir: None,
+            requires_access_token: true,
             validation: Validation::Enforce,
             total_bound: 10_000,
         }

@@ -117,6 +117,7 @@ pub(crate) fn respond_with_version(request: &Request, record: VersionRecord) -> 
         body: if not_modified { None } else { Some(body) },
         content_type: None,
         outcome: None,
+        headers: Vec::new(),
         audit: Default::default(),
     })
 }

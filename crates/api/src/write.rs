@@ -192,6 +192,7 @@ pub(crate) fn complete(base: &str, written: Written, preference: ReturnPreferenc
                 body,
                 content_type: None,
         outcome,
+        headers: Vec::new(),
                 audit: Default::default(),
             }
         }
@@ -237,6 +238,7 @@ pub(crate) fn complete(base: &str, written: Written, preference: ReturnPreferenc
             },
             content_type: None,
         outcome: None,
+        headers: Vec::new(),
             audit: Default::default(),
         },
         WriteOutcome::Reindexed { .. } => Response::empty(204),

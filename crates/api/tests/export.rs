@@ -81,7 +81,14 @@ impl Fixture {
         for _ in 0..200 {
             let status = self.call(Method::Get, &status_path, "", None, None);
             match status.status {
-                202 => std::thread::sleep(Duration::from_millis(20)),
+                202 => {
+                    // Bulk Data clients show X-Progress and wait Retry-After seconds.
+                    let header =
+                        |name: &str| status.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+                    assert!(header("x-progress").is_some_and(|p| p.contains("resources written")));
+                    assert!(header("retry-after").is_some_and(|r| r.parse::<u32>().is_ok()));
+                    std::thread::sleep(Duration::from_millis(20))
+                }
                 200 => return serde_json::from_slice(status.body.as_deref().unwrap()).unwrap(),
                 other => panic!("status {other}: {}", status.body_text()),
             }

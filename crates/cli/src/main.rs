@@ -358,6 +358,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         views_dir: Some(args.store.data.join("views")),
         export_dir: Some(args.store.data.join("exports")),
         validation: args.validation.mode(),
+        requires_access_token: !args.insecure_no_auth,
         ..ApiConfig::default()
     };
     let api = Arc::new(Api::new(store.clone(), api_config));

@@ -133,10 +133,17 @@ pub(crate) fn check_acceptable(path: &str, query: &str, headers: &HeaderMap) -> 
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return Ok(());
     };
-    let acceptable = accept
-        .split(',')
-        .map(media_type)
-        .any(|t| is_json_media_type(&t) || matches!(t.as_str(), "*/*" | "application/*" | ""));
+    // A bulk export's files are NDJSON, which Bulk Data clients ask for by name.
+    let export_file = path.starts_with("/fhir/$export-file/");
+    let acceptable = accept.split(',').map(media_type).any(|t| {
+        is_json_media_type(&t)
+            || matches!(t.as_str(), "*/*" | "application/*" | "")
+            || (export_file
+                && matches!(
+                    t.as_str(),
+                    "application/fhir+ndjson" | "application/ndjson" | "application/x-ndjson"
+                ))
+    });
     if acceptable {
         Ok(())
     } else {

@@ -322,6 +322,11 @@ fn to_http(response: api::Response) -> Response {
     {
         builder = builder.header(header::LOCATION, value.clone()).header(header::CONTENT_LOCATION, value);
     }
+    for (name, value) in &response.headers {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            builder = builder.header(*name, value);
+        }
+    }
     let body = match response.body {
         Some(body) => {
             builder = builder.header(header::CONTENT_TYPE, response.content_type.unwrap_or(FHIR_JSON));

@@ -1019,3 +1019,26 @@ async fn fetching_a_system_export_file_is_on_the_patients_accounting() {
     });
     assert!(fetched, "the export file holding pa's observations is not on pa's accounting");
 }
+
+// Bulk Data clients: files asked for as NDJSON (or anything), a manifest saying tokens are
+// needed where they are.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_data_clients_download_ndjson_as_they_ask_for_it() {
+    let f = fixture("bulk-clients").await;
+    let started = f.kickoff(&f.clinician, "Patient/pa/$export").await;
+    let (_, manifest) = f.finish_export(&f.clinician, started).await;
+    assert_eq!(manifest["requiresAccessToken"], true, "{manifest}");
+    let output = &manifest["output"][0];
+    let path = relative(output["url"].as_str().unwrap());
+    for accept in ["application/fhir+ndjson", "application/ndjson", "*/*", "application/fhir+json"] {
+        let response = f.call(&f.clinician, Method::GET, &path, None, &[("accept", accept)]).await;
+        assert_eq!(response.status(), 200, "{path} with Accept {accept}");
+        let content_type = response.headers().get("content-type").unwrap().to_str().unwrap().to_string();
+        assert!(content_type.starts_with("application/fhir+ndjson"), "{content_type}");
+    }
+    // NDJSON is the files' media type only: a read still answers JSON or refuses.
+    let response =
+        f.call(&f.clinician, Method::GET, "Patient/pa", None, &[("accept", "application/fhir+ndjson")]).await;
+    assert_eq!(response.status(), 406);
+}
