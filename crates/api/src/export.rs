@@ -140,6 +140,18 @@ fn export_types(scope: &ExportScope, requested: Option<&str>) -> Result<Vec<Stri
     Ok(types)
 }
 
+/// The ids of each type `_typeFilter` names that an export keeps.
+type TypeFilterMatches = HashMap<String, std::collections::HashSet<String>>;
+
+/// What of its scope an export writes: these types (all of the scope's when `None`), changed
+/// since, and of the types `_typeFilter` names only the ids kept.
+#[derive(Clone, Copy)]
+struct Selection<'a> {
+    types: Option<&'a [String]>,
+    since: Option<i64>,
+    kept: &'a TypeFilterMatches,
+}
+
 impl Api {
     /// `$export` at system, Patient or Group level (and for one Patient): starts a job.
     pub(crate) fn export_kickoff(
@@ -166,7 +178,7 @@ impl Api {
                 format!("_outputFormat {format} is not supported; exports are application/fhir+ndjson"),
             ));
         }
-        for unsupported in ["_elements", "_typeFilter", "includeAssociatedData"] {
+        for unsupported in ["_elements", "includeAssociatedData"] {
             if inputs.get(unsupported).is_some() {
                 return Err(ApiError::not_supported(format!("$export does not support {unsupported}")));
             }
@@ -185,6 +197,7 @@ impl Api {
         } else {
             Some(types)
         };
+        let type_filters = self.type_filters(request, gate, inputs, types.as_deref())?;
         let since = inputs
             .get("_since")
             .map(|since| crate::history::parse_instant_param("_since", since).map(|t| t.lower_bound_millis()))
@@ -249,8 +262,10 @@ impl Api {
             .name(format!("export-{job}"))
             .spawn(move || {
                 let transaction_time = fhir::DateTime::now_utc().to_string();
-                let result =
-                    api.write_export(&job_dir, &scope, types.as_deref(), since, &cancelled, &exported);
+                let result = api.type_filter_matches(&type_filters).and_then(|kept| {
+                    let selection = Selection { types: types.as_deref(), since, kept: &kept };
+                    api.write_export(&job_dir, &scope, &selection, &cancelled, &exported)
+                });
                 let manifest = match result {
                     Ok(outputs) => json!({
                         "transactionTime": transaction_time,
@@ -293,11 +308,14 @@ impl Api {
         &self,
         dir: &std::path::Path,
         scope: &ExportScope,
-        types: Option<&[String]>,
-        since: Option<i64>,
+        selection: &Selection<'_>,
         cancelled: &AtomicBool,
         exported: &AtomicU64,
     ) -> Result<Vec<(String, String, u64)>, String> {
+        let Selection { types, since, kept } = *selection;
+        // `_typeFilter`: a type with queries keeps only the resources that matched one.
+        let filtered_out =
+            |resource_type: &str, id: &str| kept.get(resource_type).is_some_and(|ids| !ids.contains(id));
         let mut outputs = Vec::new();
         let mut open: Option<(String, u32, u64, std::io::BufWriter<std::fs::File>)> = None;
         let mut files_per_type: HashMap<String, u32> = HashMap::new();
@@ -340,7 +358,10 @@ impl Api {
             ExportScope::System | ExportScope::AllPatients => {
                 for resource_type in types.unwrap_or_default() {
                     let mut failure = None;
-                    let scanned = self.store.scan_type(resource_type, since, &mut |_, _, body| {
+                    let scanned = self.store.scan_type(resource_type, since, &mut |_, id, body| {
+                        if filtered_out(resource_type, id) {
+                            return Ok(());
+                        }
                         emit(resource_type, body, &mut outputs).map_err(|e| {
                             failure = Some(e);
                             store::Error::Stopped
@@ -370,7 +391,10 @@ impl Api {
                                 .iter()
                                 .any(|p| !patients.iter().any(|own| own == p))
                         });
-                        if !about_others && seen.insert((member.resource_type.clone(), member.id.clone())) {
+                        if !about_others
+                            && !filtered_out(&member.resource_type, &member.id)
+                            && seen.insert((member.resource_type.clone(), member.id.clone()))
+                        {
                             by_type.entry(member.resource_type).or_default().push(body);
                         }
                     }
@@ -389,6 +413,80 @@ impl Api {
             outputs.push((current.clone(), name, count));
         }
         Ok(outputs)
+    }
+
+    /// The `_typeFilter` queries by type, parsed (strictly: an unknown parameter is a 400) and
+    /// checked against the export's types.
+    fn type_filters(
+        &self,
+        request: &Request,
+        gate: &Gate,
+        inputs: &crate::operations::Inputs,
+        types: Option<&[String]>,
+    ) -> Result<HashMap<String, Vec<store::SearchQuery>>, ApiError> {
+        let mut filters: HashMap<String, Vec<store::SearchQuery>> = HashMap::new();
+        let values =
+            inputs.0.texts("_typeFilter").map_err(|e| ApiError::bad_request(IssueType::Invalid, e.0))?;
+        // Commas inside a query's values arrive still encoded (%2C), so a bare comma
+        // separates queries.
+        for query in values.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|q| !q.is_empty()) {
+            let bad = |why: String| {
+                ApiError::bad_request(IssueType::Value, format!("_typeFilter '{query}': {why}"))
+            };
+            let (resource_type, parameters) = query
+                .split_once('?')
+                .ok_or_else(|| bad("a query is Type?parameters, e.g. Observation?code=8867-4".into()))?;
+            if !fhir::definitions().is_resource_type(resource_type) {
+                return Err(bad(format!("'{resource_type}' is not a resource type")));
+            }
+            if types.is_some_and(|types| !types.iter().any(|t| t == resource_type)) {
+                return Err(bad(format!(
+                    "{resource_type} is not among the types this export writes (_type)"
+                )));
+            }
+            let pairs: Vec<(String, String)> = form_urlencoded::parse(parameters.as_bytes())
+                .map(|(n, v)| (n.into_owned(), v.into_owned()))
+                .collect();
+            let parsed = self
+                .parse_search(gate, resource_type, &pairs, true, &request.base)
+                .map_err(|e| bad(e.message()))?;
+            filters.entry(resource_type.to_string()).or_default().push(parsed.query);
+        }
+        Ok(filters)
+    }
+
+    /// The ids each filtered type keeps: the matches of any of its queries.
+    fn type_filter_matches(
+        &self,
+        filters: &HashMap<String, Vec<store::SearchQuery>>,
+    ) -> Result<TypeFilterMatches, String> {
+        let mut kept = TypeFilterMatches::new();
+        for (resource_type, queries) in filters {
+            let ids = kept.entry(resource_type.clone()).or_default();
+            for query in queries {
+                let mut page_query = store::SearchQuery {
+                    count: 1000,
+                    cursor: None,
+                    sort: Vec::new(),
+                    total: store::Total::None,
+                    ..query.clone()
+                };
+                loop {
+                    let page = self
+                        .store
+                        .search(&page_query)
+                        .map_err(|e| format!("_typeFilter search failed: {e}"))?;
+                    ids.extend(page.matches.iter().map(|m| m.id.clone()));
+                    match (page.has_next, page.last) {
+                        (true, Some(last)) => {
+                            page_query.cursor = Some(store::search::Cursor { before: false, ..last })
+                        }
+                        _ => break,
+                    }
+                }
+            }
+        }
+        Ok(kept)
     }
 
     fn job_dir(&self, job: &str) -> Result<PathBuf, ApiError> {

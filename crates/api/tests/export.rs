@@ -223,3 +223,49 @@ fn kickoffs_and_polls_that_cannot_be_served_say_why() {
     assert_eq!(response.status, 400);
     assert!(response.body_text().contains("not-supported"));
 }
+
+/// `_typeFilter`: a type named keeps only what matches one of its queries (repeated or
+/// comma-separated, values with commas still encoded); other types are whole; a query of a
+/// type the export does not write, of no type, or with an unknown parameter is a 400.
+#[test]
+fn type_filters_keep_what_matches_their_queries() {
+    let fixture = Fixture::new("export-type-filter");
+    let ids = |manifest: &Value| -> Vec<String> {
+        fixture.exported(manifest).into_iter().map(|(t, id)| format!("{t}/{id}")).collect()
+    };
+    let one = fixture
+        .export("$export", "_type=Observation,Patient&_typeFilter=Observation%3Fsubject%3DPatient%2Fp1");
+    let kept = ids(&one);
+    assert_eq!(
+        kept.iter().filter(|k| k.starts_with("Observation/")).collect::<Vec<_>>(),
+        ["Observation/p1-o0", "Observation/p1-o1"]
+    );
+    assert_eq!(kept.iter().filter(|k| k.starts_with("Patient/")).count(), 3, "{kept:?}");
+    // Two queries of one type (OR), one of them with an encoded comma (OR within a value).
+    let two = fixture.export(
+        "$export",
+        "_type=Observation&_typeFilter=Observation%3F_id%3Dp2-o0%252Cp3-o1,Observation%3Fsubject%3DPatient%2Fp1",
+    );
+    assert_eq!(
+        ids(&two),
+        ["Observation/p1-o0", "Observation/p1-o1", "Observation/p2-o0", "Observation/p3-o1"]
+    );
+    // A patient's export narrowed the same way.
+    let own = fixture.export("Patient/p2/$export", "_typeFilter=Observation%3F_id%3Dp2-o1");
+    let own = ids(&own);
+    assert!(
+        own.contains(&"Observation/p2-o1".to_string()) && !own.contains(&"Observation/p2-o0".to_string()),
+        "{own:?}"
+    );
+    assert!(own.contains(&"Patient/p2".to_string()), "{own:?}");
+    for (query, says) in [
+        ("_type=Patient&_typeFilter=Observation%3Fcode%3Dx", "not among the types"),
+        ("_typeFilter=Observation", "Type?parameters"),
+        ("_typeFilter=Nothing%3Fx%3D1", "not a resource type"),
+        ("_typeFilter=Observation%3Fnonsense%3D1", "nonsense"),
+    ] {
+        let refused = fixture.call(Method::Get, "$export", query, None, Some("respond-async"));
+        assert_eq!(refused.status, 400, "{query}: {}", refused.body_text());
+        assert!(refused.body_text().contains(says), "{query}: {}", refused.body_text());
+    }
+}

@@ -185,7 +185,11 @@ pub(crate) static OPERATIONS: &[Operation] = &[
             one("_type", "string", "Only these resource types (comma-separated)"),
             one("patient", "string", "Only these patients (Patient/$export; comma-separated)"),
             one("_elements", "string", "Not supported: refused"),
-            one("_typeFilter", "string", "Not supported: refused"),
+            many(
+                "_typeFilter",
+                "string",
+                "Search queries (Type?parameters, comma-separated or repeated): a resource of a type named is exported only if it matches one of its type's queries",
+            ),
             one("includeAssociatedData", "string", "Not supported: refused"),
         ],
         affects_state: false,
