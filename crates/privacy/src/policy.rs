@@ -189,6 +189,13 @@ pub trait OperationCatalog {
     fn access(&self, name: &str) -> Option<OperationAccess>;
 }
 
+/// Whether `route` is open to a request with no token at all: discovery, which a client must
+/// read before it can obtain one (the CapabilityStatement says how to authenticate). Such a
+/// request runs as [`Identity::unauthenticated`], whose empty scopes open nothing else.
+pub fn open_to_anyone(route: &Route) -> bool {
+    matches!(route, Route::Capabilities)
+}
+
 /// Decides whether `identity` may run `route`; operations by the rights `operations`
 /// declares for them.
 pub fn authorize(

@@ -94,6 +94,18 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// Whoever asks without a token where the policy lets anyone in
+    /// ([`crate::policy::open_to_anyone`]): no scopes, so nothing else opens to them.
+    pub fn unauthenticated() -> Identity {
+        Identity {
+            user: "unauthenticated".into(),
+            role: Role::Analyst,
+            patient: None,
+            scopes: Scopes::default(),
+            fhir_user: None,
+        }
+    }
+
     /// The identity of a server run without authentication (`--insecure-no-auth`, `demo`).
     pub fn anonymous_admin() -> Identity {
         Identity {

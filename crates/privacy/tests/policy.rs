@@ -495,3 +495,32 @@ fn a_consent_actor_is_the_same_practitioner_however_its_reference_is_written() {
         Sight::WithheldByConsent
     );
 }
+
+/// Without a token, discovery only: the CapabilityStatement is open to anyone, and the
+/// identity such a request runs as opens no other route of any type, operation, history,
+/// export or the trail.
+#[test]
+fn without_a_token_only_discovery_opens() {
+    let anyone = Identity::unauthenticated();
+    let metadata = route(Method::Get, "metadata");
+    assert!(policy::open_to_anyone(&metadata) && allowed(&anyone, &metadata));
+    for t in types() {
+        for (what, _, route) in routes_on(t) {
+            assert!(!policy::open_to_anyone(&route), "{what} on {t} is open to anyone");
+            assert!(!allowed(&anyone, &route), "{what} on {t} allowed without a token");
+        }
+    }
+    for url in [
+        "_history",
+        "Patient/x1/$everything",
+        "$export",
+        "Patient/x1/$disclosures",
+        "AuditEvent",
+        "CodeSystem/$lookup?system=http://loinc.org&code=1",
+        "$data-quality",
+        "ViewDefinition/patients/$run",
+    ] {
+        let route = route(Method::Get, url);
+        assert!(!policy::open_to_anyone(&route) && !allowed(&anyone, &route), "{url} opens without a token");
+    }
+}

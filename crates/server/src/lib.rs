@@ -194,6 +194,10 @@ async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::e
         Some(_) if !state.config.require_auth => Some(Identity::anonymous_admin()),
         Some(security) => match authenticate(security, headers) {
             Ok(identity) => Some(identity),
+            // No token at all, for what the policy opens to anyone (discovery).
+            Err(_) if !headers.contains_key(header::AUTHORIZATION) && open_to_anyone(&parts) => {
+                Some(Identity::unauthenticated())
+            }
             Err(refused) => {
                 let (why, response) = *refused;
                 slot.refused_because(why);
@@ -247,6 +251,15 @@ async fn fhir_endpoint(State(state): State<Arc<AppState>>, http_request: axum::e
     let mut response = run(&state, &request).await;
     slot.set_audited(std::mem::take(&mut response.audit));
     to_http(response)
+}
+
+/// Whether the policy opens the request's route to anyone (no token needed).
+fn open_to_anyone(parts: &axum::http::request::Parts) -> bool {
+    let path = parts.uri.path().strip_prefix("/fhir").unwrap_or("").trim_matches('/');
+    let query = parts.uri.query().unwrap_or("");
+    fhir::rest::Target::from_path(path, query)
+        .and_then(|target| fhir::rest::Route::parse(Method::parse(parts.method.as_str()), &target))
+        .is_ok_and(|route| privacy::policy::open_to_anyone(&route))
 }
 
 /// The identity of the request's bearer token; otherwise why not, and the 401 to answer.

@@ -115,7 +115,22 @@ async fn without_a_valid_token_nothing_is_readable() {
     assert_eq!(outcome["issue"][0]["code"], "login");
     assert_eq!(secured.call("chr_0000", Method::GET, "Patient/pa", None).await.status(), 401);
     assert_eq!(secured.call("not-a-token", Method::GET, "Observation", None).await.status(), 401);
-    // The capability statement needs a token too, and tokens work at once.
+    // Discovery needs no token (a client reads how to authenticate there); a token that is
+    // sent must still be valid, and nothing else opens without one.
+    let metadata = secured.server.get("metadata").await;
+    assert_eq!(metadata.status(), 200);
+    assert_eq!(json(metadata).await["resourceType"], "CapabilityStatement");
+    assert_eq!(secured.call("chr_0000", Method::GET, "metadata", None).await.status(), 401);
+    for path in [
+        "Patient",
+        "_history",
+        "Patient/pa/$everything",
+        "AuditEvent",
+        "CodeSystem/$lookup?system=http://loinc.org&code=1",
+    ] {
+        assert_eq!(secured.server.get(path).await.status(), 401, "{path}");
+    }
+    // Tokens work at once.
     let users = Users::open(&secured.privacy_dir).unwrap();
     let late = users.add("late", Role::Analyst, None, None).unwrap();
     assert_eq!(secured.get(&late, "Patient/pa").await.0, 200);
