@@ -333,13 +333,20 @@ impl DateTime {
     /// The first millisecond (UTC, since the epoch) the value covers. A value without a time
     /// zone is read as UTC.
     pub fn lower_bound_millis(&self) -> i64 {
+        // Flooring keeps the millisecond the microsecond falls in, before 1970 too.
+        self.lower_bound_micros().div_euclid(1000)
+    }
+
+    /// The first microsecond (UTC, since the epoch) the value covers; finer digits are cut
+    /// off. A value without a time zone is read as UTC.
+    pub fn lower_bound_micros(&self) -> i64 {
         let days = days_from_civil(i64::from(self.year), u32::from(self.month), u32::from(self.day));
-        let local = days * MILLIS_PER_DAY
-            + i64::from(self.hour) * 3_600_000
-            + i64::from(self.minute) * 60_000
-            + i64::from(self.second) * 1000
-            + i64::from(self.nanosecond / 1_000_000);
-        local - i64::from(self.offset_minutes.unwrap_or(0)) * 60_000
+        let local = days * MILLIS_PER_DAY * 1000
+            + i64::from(self.hour) * 3_600_000_000
+            + i64::from(self.minute) * 60_000_000
+            + i64::from(self.second) * 1_000_000
+            + i64::from(self.nanosecond / 1000);
+        local - i64::from(self.offset_minutes.unwrap_or(0)) * 60_000_000
     }
 
     /// The first millisecond after the range the value covers (exclusive upper bound).

@@ -47,8 +47,6 @@ pub const PRECISION_NOTE: &str = "date columns are DATE and dateTime/instant col
 /// The time zone of timestamp columns.
 const UTC: &str = "UTC";
 
-const MICROS_PER_DAY: i64 = 86_400_000_000;
-
 /// The native type a column of a FHIR type takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Temporal {
@@ -199,14 +197,7 @@ pub fn date_days(text: &str) -> Option<i32> {
 /// Microseconds since 1970-01-01T00:00:00Z of a FHIR dateTime or instant, by the rule in the
 /// module documentation; `None` for text that is no dateTime.
 pub fn timestamp_micros(text: &str) -> Option<i64> {
-    let value = parse(text)?;
-    let days = days_from_civil(i64::from(value.year), u32::from(value.month), u32::from(value.day));
-    let local = days * MICROS_PER_DAY
-        + i64::from(value.hour) * 3_600_000_000
-        + i64::from(value.minute) * 60_000_000
-        + i64::from(value.second) * 1_000_000
-        + i64::from(value.nanosecond / 1000);
-    Some(local - i64::from(value.offset_minutes.unwrap_or(0)) * 60_000_000)
+    Some(parse(text)?.lower_bound_micros())
 }
 
 /// FHIRPath's partial form is the lenient superset of date, dateTime and instant: any prefix,
@@ -218,6 +209,8 @@ fn parse(text: &str) -> Option<DateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MICROS_PER_DAY: i64 = 86_400_000_000;
 
     #[test]
     fn partial_values_are_the_start_of_their_period() {
