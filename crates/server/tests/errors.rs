@@ -236,6 +236,13 @@ async fn unsupported_methods_paths_and_operations() {
         server.send(Method::PATCH, "Patient/p1", Some(&json!({})), &[]).await,
         400,
         "structure",
+        "as a JSON Merge Patch it changes nothing",
+    )
+    .await;
+    expect_outcome(
+        server.send(Method::PATCH, "Patient/p1", Some(&json!(7)), &[]).await,
+        400,
+        "structure",
         "a PATCH body is a JSON Patch array",
     )
     .await;
