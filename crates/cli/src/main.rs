@@ -51,6 +51,8 @@ enum Command {
     Reindex(ReindexArgs),
     /// Users and their API tokens.
     User(privacy_cli::UserArgs),
+    /// SMART clients: the apps and backend services that may ask for tokens.
+    Client(privacy_cli::ClientArgs),
     /// The audit trail: verify its integrity, account for disclosures.
     Audit(privacy_cli::AuditArgs),
     /// Data-quality report over a data directory (conformance, completeness, plausibility);
@@ -314,6 +316,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Dq(args) => dq::run(args),
         Command::User(args) => privacy_cli::run_user(args),
+        Command::Client(args) => privacy_cli::run_client(args),
         Command::Audit(args) => privacy_cli::run_audit(args),
         Command::Reindex(args) => reindex(args),
         Command::Code(args) => code::run_code(args),

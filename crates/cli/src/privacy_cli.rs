@@ -56,6 +56,45 @@ enum UserCommand {
 }
 
 #[derive(clap::Args)]
+pub struct ClientArgs {
+    #[command(subcommand)]
+    command: ClientCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum ClientCommand {
+    /// Registers an app or backend service; prints its client id as the last line.
+    Add {
+        name: String,
+        /// Where the authorization server may send a user back (https, or http to localhost
+        /// for a native app); compared exactly. Repeat for several.
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// An app that keeps no secret (browser, phone): PKCE protects its codes.
+        #[arg(long, conflicts_with = "jwks", required_unless_present = "jwks")]
+        public: bool,
+        /// The client's public keys (a JWKS file): it authenticates with signed assertions
+        /// (backend services).
+        #[arg(long)]
+        jwks: Option<std::path::PathBuf>,
+        /// Data directory of the server the client is for; it must exist.
+        #[arg(long, default_value = "./chartroom-data")]
+        data: std::path::PathBuf,
+    },
+    /// Lists the clients: id, name, how they authenticate, redirect URIs.
+    List {
+        #[arg(long, default_value = "./chartroom-data")]
+        data: std::path::PathBuf,
+    },
+    /// Removes a client: it obtains no further token.
+    Revoke {
+        id: String,
+        #[arg(long, default_value = "./chartroom-data")]
+        data: std::path::PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
 pub struct AuditArgs {
     #[command(subcommand)]
     command: AuditCommand,
@@ -133,6 +172,54 @@ pub fn run_user(args: UserArgs) -> Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!("no user {name} in {} (`chartroom user list` shows them)", data.display());
+                Ok(ExitCode::from(1))
+            }
+        }
+    }
+}
+
+pub fn run_client(args: ClientArgs) -> Result<ExitCode> {
+    match args.command {
+        ClientCommand::Add { name, redirect_uris, public: _, jwks, data } => {
+            users_directory(&data)?;
+            let auth = match jwks {
+                None => privacy::ClientAuth::Public,
+                Some(path) => privacy::ClientAuth::PrivateKeyJwt {
+                    jwks: std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read the JWKS {}", path.display()))?,
+                },
+            };
+            let client = privacy::Clients::open(&data)?.add(&name, &redirect_uris, auth)?;
+            println!("client {name} registered in {}; its client id:", data.display());
+            println!("{}", client.id);
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::List { data } => {
+            users_directory(&data)?;
+            let clients = privacy::Clients::open(&data)?.list()?;
+            println!("{:<36} {:<24} {:<16} redirect URIs", "client id", "name", "authenticates");
+            for client in &clients {
+                let auth = match client.auth {
+                    privacy::ClientAuth::Public => "public (PKCE)",
+                    privacy::ClientAuth::PrivateKeyJwt { .. } => "signed assertion",
+                };
+                println!(
+                    "{:<36} {:<24} {auth:<16} {}",
+                    client.id,
+                    client.name,
+                    client.redirect_uris.join(" ")
+                );
+            }
+            println!("{} clients in {}", clients.len(), data.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ClientCommand::Revoke { id, data } => {
+            users_directory(&data)?;
+            if privacy::Clients::open(&data)?.revoke(&id)? {
+                println!("client {id} revoked");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("no client {id} in {} (`chartroom client list` shows them)", data.display());
                 Ok(ExitCode::from(1))
             }
         }
@@ -276,10 +363,10 @@ fn disclosures(patient: &str, events: &[serde_json::Value]) -> String {
     out
 }
 
-/// Where `user add` may write: an existing directory (a data directory, or one made for it
-/// before the first `serve`, as users are often added first). A missing path is most likely
-/// a mistyped `--data`: refused, and not created, so a token is never issued for a directory
-/// no server reads.
+/// Where `user` and `client` commands may write: an existing directory (a data directory, or
+/// one made for it before the first `serve`, as users are often added first). A missing path
+/// is most likely a mistyped `--data`: refused, and not created, so a token or client is never
+/// issued for a directory no server reads.
 fn users_directory(data: &Path) -> Result<()> {
     if data.is_dir() {
         return Ok(());

@@ -208,3 +208,59 @@ fn serve_accepts_jwts_signed_by_the_keys_in_its_jwks_file() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[test]
+fn clients_are_registered_listed_and_revoked() {
+    let data = testkit::temp_dir("cli-clients");
+    let data_arg = data.to_str().unwrap();
+    let added = chartroom(&[
+        "client",
+        "add",
+        "Patient app",
+        "--public",
+        "--redirect-uri",
+        "https://app.example.org/cb",
+        "--data",
+        data_arg,
+    ]);
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let id = text_of(&added).lines().last().unwrap().trim().to_string();
+    assert!(id.starts_with("cl_"), "{id}");
+    // An unsafe redirect, or neither --public nor --jwks, is refused.
+    let open_redirect = chartroom(&[
+        "client",
+        "add",
+        "Bad",
+        "--public",
+        "--redirect-uri",
+        "http://evil.example/cb",
+        "--data",
+        data_arg,
+    ]);
+    assert!(!open_redirect.status.success());
+    assert!(String::from_utf8_lossy(&open_redirect.stderr).contains("plain http"));
+    assert!(
+        !chartroom(&[
+            "client",
+            "add",
+            "Neither",
+            "--redirect-uri",
+            "https://a.example/cb",
+            "--data",
+            data_arg
+        ])
+        .status
+        .success()
+    );
+    let listed = text_of(&chartroom(&["client", "list", "--data", data_arg]));
+    assert!(
+        listed.contains(&id) && listed.contains("public (PKCE)") && listed.contains("1 clients"),
+        "{listed}"
+    );
+    assert!(chartroom(&["client", "revoke", &id, "--data", data_arg]).status.success());
+    assert_eq!(chartroom(&["client", "revoke", &id, "--data", data_arg]).status.code(), Some(1));
+    // A mistyped --data creates nothing.
+    let missing = data.join("nope");
+    let refused = chartroom(&["client", "list", "--data", missing.to_str().unwrap()]);
+    assert!(!refused.status.success() && !missing.exists());
+}

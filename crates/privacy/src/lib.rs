@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod audit_search;
+pub mod clients;
 pub mod jwt;
 pub mod monitor;
 pub mod policy;
@@ -11,6 +12,7 @@ pub mod scope;
 pub mod users;
 
 pub use audit::{Access, AuditLog, AuditOptions, Durability, Receipt, Tamper, TrailSnapshot, Verification};
+pub use clients::{Client, ClientAuth, Clients};
 pub use policy::{Caller, Grant, Refusal, ResourceFacts, Sight};
 pub use role::{Identity, Role};
 pub use scope::{Context, Interaction, Scope, Scopes};
