@@ -338,19 +338,17 @@ fn prepare_chunks(
                 execute_bundle(api, runtime, &options.base, resource, &item, tally);
                 continue;
             }
-            if options.validation == Validation::Warn {
-                let issues = validation::Validator::r4().validate(resource.as_json());
-                if validation::has_errors(&issues) {
-                    let what = format!("{}/{}", resource.resource_type(), resource.id().unwrap_or("(new)"));
-                    let outcome = validation::outcome_of(issues);
-                    let errors: Vec<(&str, Option<&str>)> = outcome
-                        .issues
-                        .iter()
-                        .filter(|i| matches!(i.severity, fhir::Severity::Error | fhir::Severity::Fatal))
-                        .map(|i| (i.diagnostics.as_str(), i.expression.first().map(String::as_str)))
-                        .collect();
-                    tally.warn(&item.file, item.line, &what, &errors);
-                }
+            // The same issues, worded the same, as a Bundle entry stored under `Warn` reports.
+            if options.validation == Validation::Warn
+                && let Some(outcome) = crate::write::stored_with(resource.as_json())
+            {
+                let what = format!("{}/{}", resource.resource_type(), resource.id().unwrap_or("(new)"));
+                let issues: Vec<(&str, Option<&str>)> = outcome
+                    .issues
+                    .iter()
+                    .map(|i| (i.diagnostics.as_str(), i.expression.first().map(String::as_str)))
+                    .collect();
+                tally.warn(&item.file, item.line, &what, &issues);
             }
             match prepare_resource(resource, options.validation) {
                 Ok(op) => {

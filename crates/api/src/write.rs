@@ -91,9 +91,8 @@ pub(crate) fn check_valid(resource: &Resource) -> Result<(), ApiError> {
 
 /// The issues of a resource stored under `Warn`, as warnings saying so; `None` when it is
 /// valid.
-fn stored_with(body: &[u8]) -> Option<OperationOutcome> {
-    let resource: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let issues = validation::Validator::r4().validate(&resource);
+pub(crate) fn stored_with(resource: &serde_json::Value) -> Option<OperationOutcome> {
+    let issues = validation::Validator::r4().validate(resource);
     if !validation::has_errors(&issues) {
         return None;
     }
@@ -168,7 +167,11 @@ pub(crate) fn complete(base: &str, written: Written, preference: ReturnPreferenc
         WriteOutcome::Stored { version, last_updated, created, body } => {
             gate.shown(&body);
             let status = if created { 201 } else { 200 };
-            let warnings = if gate.validation() == Validation::Warn { stored_with(&body) } else { None };
+            let warnings = if gate.validation() == Validation::Warn {
+                serde_json::from_slice(&body).ok().and_then(|resource| stored_with(&resource))
+            } else {
+                None
+            };
             let body = match preference {
                 ReturnPreference::Representation => Some(body),
                 ReturnPreference::Minimal => None,

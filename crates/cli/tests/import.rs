@@ -324,6 +324,19 @@ fn validation_warn_stores_a_synthea_bundle_whole_and_dq_finds_the_issue() {
     assert_eq!(valid["numerator"], 1, "{valid}");
     assert!(valid["examples"][0].as_str().unwrap().starts_with("ExplanationOfBenefit/"), "{valid}");
 
+    // NDJSON lines under `warn` report their issues the same way as Bundle entries.
+    let lines = dir.join("patients.ndjson");
+    std::fs::write(&lines, json!({"resourceType": "Patient", "id": "robot", "gender": "robot"}).to_string())
+        .unwrap();
+    let listed = chartroom_import(&["--validation", "warn"], &lines, &dir.join("warn-ndjson"));
+    assert!(listed.status.success());
+    let err = text(&listed.stderr);
+    assert!(
+        err.contains("Patient/robot: stored with an issue at Patient.gender: stored under validation warn"),
+        "{err}"
+    );
+    assert!(text(&listed.stdout).contains("1 stored with validation issues"));
+
     // `off` (and the older `--no-validate`) store it with no word of the issue.
     let off = dir.join("off");
     let quiet = chartroom_import(&["--validation", "off"], &input, &off);
