@@ -112,6 +112,41 @@ impl Api {
                 ]
             }]
         });
+        let mut statement = statement;
+        if let Some(uris) = &self.config.oauth {
+            statement["rest"][0]["security"] = security(&request.base, uris);
+        }
         Response::json(200, serde_json::to_vec(&statement).unwrap_or_default())
     }
+}
+
+/// `rest.security`: SMART on FHIR, with the authorization server's endpoints in the
+/// oauth-uris extension (what SMART clients read to find where to sign in).
+fn security(base: &str, uris: &crate::OAuthUris) -> Value {
+    let mut endpoints = vec![
+        json!({ "url": "authorize", "valueUri": crate::OAuthUris::resolve(base, &uris.authorize) }),
+        json!({ "url": "token", "valueUri": crate::OAuthUris::resolve(base, &uris.token) }),
+    ];
+    if let Some(introspect) = &uris.introspect {
+        endpoints
+            .push(json!({ "url": "introspect", "valueUri": crate::OAuthUris::resolve(base, introspect) }));
+    }
+    if let Some(revoke) = &uris.revoke {
+        endpoints.push(json!({ "url": "revoke", "valueUri": crate::OAuthUris::resolve(base, revoke) }));
+    }
+    json!({
+        "cors": false,
+        "service": [{
+            "coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                "code": "SMART-on-FHIR",
+                "display": "SMART-on-FHIR"
+            }],
+            "text": "OAuth2 using SMART-on-FHIR profile (see http://docs.smarthealthit.org)"
+        }],
+        "extension": [{
+            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+            "extension": endpoints
+        }]
+    })
 }

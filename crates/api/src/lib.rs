@@ -155,6 +155,31 @@ pub struct ApiConfig {
     /// (a small driving set, or no filter), so a total never costs a search more than its
     /// page (BENCHMARKS.md, search at a million resources).
     pub total_bound: usize,
+    /// The authorization server's endpoints the CapabilityStatement advertises
+    /// (`rest.security`, SMART's oauth-uris extension); `None` when the server needs no token.
+    pub oauth: Option<OAuthUris>,
+}
+
+/// Where SMART clients obtain tokens: absolute URLs (an outside authorization server) or
+/// paths from the server's root (the built-in one: `/oauth/token`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuthUris {
+    pub authorize: String,
+    pub token: String,
+    pub introspect: Option<String>,
+    pub revoke: Option<String>,
+}
+
+impl OAuthUris {
+    /// `uri` made absolute against the FHIR base `base` (whose root is `base` without its
+    /// final `/fhir`).
+    pub fn resolve(base: &str, uri: &str) -> String {
+        if uri.starts_with('/') {
+            format!("{}{uri}", base.strip_suffix("/fhir").unwrap_or(base))
+        } else {
+            uri.to_string()
+        }
+    }
 }
 
 impl Default for ApiConfig {
@@ -168,6 +193,7 @@ impl Default for ApiConfig {
             requires_access_token: true,
             validation: Validation::Enforce,
             total_bound: 10_000,
+            oauth: None,
         }
     }
 }

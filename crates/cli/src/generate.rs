@@ -198,6 +198,7 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
         jwt_hs256_secret_file: None,
         jwks_file: None,
         jwt_issuer: None,
+        smart_configuration: None,
         jwt_audience: None,
         audit_durability: crate::AuditDurability::Strict,
         body_timeout_secs: 30,

@@ -211,6 +211,12 @@ struct ServeArgs {
     /// Accept only JWTs whose iss is this (e.g. https://auth.example.org).
     #[arg(long)]
     jwt_issuer: Option<String>,
+    /// Use an outside authorization server instead of the built-in one: its SMART discovery
+    /// document (JSON), which is served as this server's .well-known/smart-configuration and
+    /// whose endpoints the CapabilityStatement advertises. Its tokens are checked with
+    /// --jwks-file (and --jwt-issuer, --jwt-audience).
+    #[arg(long)]
+    smart_configuration: Option<PathBuf>,
     /// Accept only JWTs whose aud names this (e.g. this server's base URL).
     #[arg(long)]
     jwt_audience: Option<String>,
@@ -355,6 +361,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     // Before the store opens (and perhaps reindexes): a key file that cannot work stops serve
     // at once.
     let jwt = jwt_verifier(&args)?;
+    let outside = outside_authorization_server(&args)?;
     let store = args.store.open(SyncMode::Full)?;
     ensure_index(&store)?;
     let api_config = ApiConfig {
@@ -362,6 +369,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         export_dir: Some(args.store.data.join("exports")),
         validation: args.validation.mode(),
         requires_access_token: !args.insecure_no_auth,
+        oauth: match &outside {
+            _ if args.insecure_no_auth => None,
+            Some((_, uris)) => Some(uris.clone()),
+            None => Some(server::oauth::capability_uris()),
+        },
         ..ApiConfig::default()
     };
     let api = Arc::new(Api::new(store.clone(), api_config));
@@ -376,6 +388,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     let mut security = server::Security::open_with(&args.store.data, audit)
         .with_context(|| format!("cannot open the users and audit trail in {}", args.store.data.display()))?;
     security.jwt = jwt;
+    if let Some((document, _)) = outside {
+        security = security.with_outside_authorization_server(document);
+    }
     let config = server::ServerConfig {
         max_body_bytes: args.max_body_mib.saturating_mul(1024 * 1024),
         body_timeout: std::time::Duration::from_secs(args.body_timeout_secs.max(1)),
@@ -427,6 +442,32 @@ fn print_demo_steps(base: &str, data: &std::path::Path, ground_truth: &std::path
          {}; `chartroom --help` lists every command.\n",
         ground_truth.display()
     );
+}
+
+/// An outside authorization server's discovery document and the endpoints it names, from
+/// `--smart-configuration`.
+fn outside_authorization_server(args: &ServeArgs) -> Result<Option<(serde_json::Value, api::OAuthUris)>> {
+    let Some(file) = &args.smart_configuration else { return Ok(None) };
+    if args.jwks_file.is_none() && args.jwt_hs256_secret_file.is_none() {
+        anyhow::bail!("--smart-configuration needs --jwks-file: the outside server's tokens must be checked");
+    }
+    let text = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let document: serde_json::Value =
+        serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    let endpoint = |name: &str| -> Result<String> {
+        document[name]
+            .as_str()
+            .filter(|uri| uri.starts_with("https://") || uri.starts_with("http://"))
+            .map(str::to_string)
+            .with_context(|| format!("{}: {name} must be an absolute URL", file.display()))
+    };
+    let uris = api::OAuthUris {
+        authorize: endpoint("authorization_endpoint")?,
+        token: endpoint("token_endpoint")?,
+        introspect: document["introspection_endpoint"].as_str().map(str::to_string),
+        revoke: document["revocation_endpoint"].as_str().map(str::to_string),
+    };
+    Ok(Some((document, uris)))
 }
 
 /// The JWTs `serve` accepts, from its flags (`None`: API tokens only).

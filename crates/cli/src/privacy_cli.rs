@@ -46,6 +46,15 @@ enum UserCommand {
         #[arg(long, default_value = "./chartroom-data")]
         data: std::path::PathBuf,
     },
+    /// Sets the password the user signs in with at the authorization server (SMART apps),
+    /// read from standard input (one line; at least 12 characters). Only a salted PBKDF2
+    /// hash is kept.
+    Password {
+        name: String,
+        /// Data directory of the server the user is of; it must exist.
+        #[arg(long, default_value = "./chartroom-data")]
+        data: std::path::PathBuf,
+    },
     /// Removes a user and their token: a running server refuses it within 10 seconds.
     Revoke {
         name: String,
@@ -162,6 +171,22 @@ pub fn run_user(args: UserArgs) -> Result<ExitCode> {
             }
             println!("{} users in {}", users.len(), data.display());
             Ok(ExitCode::SUCCESS)
+        }
+        UserCommand::Password { name, data } => {
+            users_directory(&data)?;
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                eprintln!("new password for {name} (input is shown; pipe it in to keep it off the screen):");
+            }
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
+            let password = line.trim_end_matches(['\n', '\r']);
+            if privacy::Users::open(&data)?.set_password(&name, password)? {
+                println!("password set for {name}: they can sign in to SMART apps");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("no user {name} in {} (`chartroom user add` first)", data.display());
+                Ok(ExitCode::from(1))
+            }
         }
         UserCommand::Revoke { name, data } => {
             users_directory(&data)?;

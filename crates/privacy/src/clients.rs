@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS clients (
 );";
 
 /// The prefix of client ids, so they are recognisable beside user tokens.
-const CLIENT_PREFIX: &str = "cl_";
+pub(crate) const CLIENT_PREFIX: &str = "cl_";
 
 impl Clients {
     pub fn open(data_dir: &Path) -> Result<Clients, Error> {

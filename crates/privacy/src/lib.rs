@@ -6,6 +6,7 @@ pub mod audit_search;
 pub mod clients;
 pub mod jwt;
 pub mod monitor;
+pub mod oauth;
 pub mod policy;
 pub mod role;
 pub mod scope;
@@ -13,6 +14,7 @@ pub mod users;
 
 pub use audit::{Access, AuditLog, AuditOptions, Durability, Receipt, Tamper, TrailSnapshot, Verification};
 pub use clients::{Client, ClientAuth, Clients};
+pub use oauth::AuthorizationServer;
 pub use policy::{Caller, Grant, Refusal, ResourceFacts, Sight};
 pub use role::{Identity, Role};
 pub use scope::{Context, Interaction, Scope, Scopes};

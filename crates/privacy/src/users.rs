@@ -15,7 +15,13 @@ pub struct Users {
     /// Recently seen tokens (by hash), so a busy server does not query for every request; an
     /// entry is trusted for [`CACHE_SECONDS`], so a replaced token stops working within that.
     cache: std::sync::RwLock<std::collections::HashMap<String, (Identity, std::time::Instant)>>,
+    /// Users recently found to exist, by name, for [`Users::is_active`].
+    active: std::sync::RwLock<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// The shortest password accepted (NIST SP 800-63B asks for at least 8; staff accounts open
+/// every patient's record).
+const MIN_PASSWORD_CHARS: usize = 12;
 
 /// How long an authenticated token is remembered.
 const CACHE_SECONDS: u64 = 10;
@@ -45,7 +51,86 @@ impl Users {
         let connection = Connection::open(data_dir.join(PRIVACY_FILE))?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         connection.execute_batch(SCHEMA)?;
-        Ok(Users { connection: std::sync::Mutex::new(connection), cache: Default::default() })
+        // Passwords came after tokens: a data directory from before has no column for them.
+        let has_passwords = connection
+            .prepare("SELECT 1 FROM pragma_table_info('users') WHERE name = 'password_hash'")?
+            .exists([])?;
+        if !has_passwords {
+            connection.execute_batch("ALTER TABLE users ADD COLUMN password_hash TEXT")?;
+        }
+        Ok(Users {
+            connection: std::sync::Mutex::new(connection),
+            cache: Default::default(),
+            active: Default::default(),
+        })
+    }
+
+    fn connection(&self) -> Result<std::sync::MutexGuard<'_, Connection>, Error> {
+        self.connection.lock().map_err(|_| Error::Invalid("the user table is unavailable".into()))
+    }
+
+    /// Sets the password a user signs in with at the authorization server (SMART apps, the
+    /// workbench); `false` when there is no such user. Only a salted PBKDF2 hash is kept.
+    pub fn set_password(&self, name: &str, password: &str) -> Result<bool, Error> {
+        if password.chars().count() < MIN_PASSWORD_CHARS {
+            return Err(Error::Invalid(format!("a password needs at least {MIN_PASSWORD_CHARS} characters")));
+        }
+        let hash = password::hash(password)?;
+        let changed = self
+            .connection()?
+            .execute("UPDATE users SET password_hash = ?1 WHERE name = ?2", params![hash, name])?;
+        Ok(changed > 0)
+    }
+
+    /// The user, when `password` is theirs. As slow for an unknown name or a user without a
+    /// password as for a wrong password, so timing does not tell which names exist.
+    pub fn sign_in(&self, name: &str, password: &str) -> Result<Option<UserRecord>, Error> {
+        let row: Option<(String, String, Option<String>, Option<String>, Option<String>)> = self
+            .connection()?
+            .prepare_cached(
+                "SELECT name, role, patient, fhir_user, password_hash FROM users WHERE name = ?1",
+            )?
+            .query_row([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+            .optional()?;
+        let stored = row.as_ref().and_then(|r| r.4.clone());
+        if !password::verify(password, stored.as_deref()) {
+            return Ok(None);
+        }
+        let Some((name, role, patient, fhir_user, _)) = row else { return Ok(None) };
+        Ok(Some((name, Role::parse(&role)?, patient, fhir_user)))
+    }
+
+    /// The user named, if there is one.
+    pub fn record(&self, name: &str) -> Result<Option<UserRecord>, Error> {
+        let row: Option<(String, String, Option<String>, Option<String>)> = self
+            .connection()?
+            .prepare_cached("SELECT name, role, patient, fhir_user FROM users WHERE name = ?1")?
+            .query_row([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .optional()?;
+        match row {
+            Some((name, role, patient, fhir_user)) => {
+                Ok(Some((name, Role::parse(&role)?, patient, fhir_user)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Whether the user still exists (tokens the authorization server issued them end when
+    /// they are removed); remembered for [`CACHE_SECONDS`] like API tokens.
+    pub fn is_active(&self, name: &str) -> Result<bool, Error> {
+        if let Ok(active) = self.active.read()
+            && active.get(name).is_some_and(|seen| seen.elapsed().as_secs() < CACHE_SECONDS)
+        {
+            return Ok(true);
+        }
+        let found = self.record(name)?.is_some();
+        if found && let Ok(mut active) = self.active.write() {
+            if active.len() > 10_000 {
+                active.clear();
+            }
+            active.insert(name.to_string(), std::time::Instant::now());
+        }
+        Ok(found)
     }
 
     /// Adds (or replaces) a user and returns their new token.
@@ -58,6 +143,13 @@ impl Users {
     ) -> Result<String, Error> {
         if name.trim().is_empty() {
             return Err(Error::Invalid("a user needs a name".into()));
+        }
+        // Client ids act under their own name in the audit trail and export jobs.
+        if name.starts_with(crate::clients::CLIENT_PREFIX) {
+            return Err(Error::Invalid(format!(
+                "user names may not begin with {}, which names SMART clients",
+                crate::clients::CLIENT_PREFIX
+            )));
         }
         if role == Role::Patient && patient.is_none() {
             return Err(Error::Invalid("a patient user needs --patient ID (the Patient they are)".into()));
@@ -117,6 +209,9 @@ impl Users {
         if let Ok(mut cache) = self.cache.write() {
             cache.retain(|_, (identity, _)| identity.user != name);
         }
+        if let Ok(mut active) = self.active.write() {
+            active.remove(name);
+        }
         Ok(removed > 0)
     }
 
@@ -175,4 +270,56 @@ pub(crate) fn read_all(connection: &Connection) -> Result<Vec<UserRecord>, Error
 
 fn token_hash(token: &str) -> String {
     hex(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref())
+}
+
+/// Password hashes: PBKDF2-HMAC-SHA256 (NIST SP 800-132, FIPS 140 approved) with a random
+/// 16-byte salt and 600,000 iterations (OWASP's 2023 figure), kept as
+/// `pbkdf2-sha256$ITERATIONS$SALT$HASH` so the count can rise later without breaking old ones.
+mod password {
+    use std::num::NonZeroU32;
+
+    use ring::pbkdf2;
+
+    use crate::Error;
+
+    const ITERATIONS: u32 = 600_000;
+    const SCHEME: &str = "pbkdf2-sha256";
+
+    pub(super) fn hash(password: &str) -> Result<String, Error> {
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt).map_err(|e| Error::Invalid(format!("no randomness for a salt: {e}")))?;
+        let iterations = NonZeroU32::new(ITERATIONS).unwrap_or(NonZeroU32::MIN);
+        let mut out = [0u8; 32];
+        pbkdf2::derive(pbkdf2::PBKDF2_HMAC_SHA256, iterations, &salt, password.as_bytes(), &mut out);
+        Ok(format!(
+            "{SCHEME}${ITERATIONS}${}${}",
+            crate::jwt::base64url_encode(&salt),
+            crate::jwt::base64url_encode(&out)
+        ))
+    }
+
+    /// Whether `password` matches `stored`; with nothing stored, the same work is done
+    /// against a made-up hash and `false` returned.
+    pub(super) fn verify(password: &str, stored: Option<&str>) -> bool {
+        let parsed = stored.and_then(|stored| {
+            let mut parts = stored.split('$');
+            let (Some(SCHEME), Some(iterations), Some(salt), Some(hash), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                return None;
+            };
+            Some((
+                iterations.parse::<u32>().ok().and_then(NonZeroU32::new)?,
+                crate::jwt::base64url_decode(salt)?,
+                crate::jwt::base64url_decode(hash)?,
+            ))
+        });
+        let found = parsed.is_some();
+        let (iterations, salt, hash) = parsed.unwrap_or_else(|| {
+            (NonZeroU32::new(ITERATIONS).unwrap_or(NonZeroU32::MIN), vec![0; 16], vec![0; 32])
+        });
+        let matches =
+            pbkdf2::verify(pbkdf2::PBKDF2_HMAC_SHA256, iterations, &salt, password.as_bytes(), &hash).is_ok();
+        found && matches
+    }
 }

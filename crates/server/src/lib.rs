@@ -18,6 +18,8 @@
 mod audit;
 mod edge;
 mod listen;
+pub mod oauth;
+mod pages;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +52,12 @@ pub struct Security {
     /// JWT bearer tokens accepted besides API tokens, when configured: HS256 with a shared
     /// secret, RS256 / ES256 with an authorization server's JWKS, or both.
     pub jwt: Option<privacy::jwt::Verifier>,
+    /// The built-in authorization server (SMART App Launch, Backend Services), whose access
+    /// tokens are accepted too; `None` when the deployment trusts an outside one only.
+    pub oauth: Option<Arc<privacy::AuthorizationServer>>,
+    /// An outside authorization server's SMART discovery document, served as this server's
+    /// `.well-known/smart-configuration` (with `oauth` off).
+    pub smart_configuration: Option<serde_json::Value>,
 }
 
 impl Security {
@@ -67,13 +75,29 @@ impl Security {
             audit: Arc::new(AuditLog::open_with(data_dir, audit)?),
             data_dir: data_dir.to_path_buf(),
             jwt: None,
+            oauth: Some(Arc::new(privacy::AuthorizationServer::open(data_dir)?)),
+            smart_configuration: None,
         })
     }
 
-    /// The identity a bearer token stands for: an API token, or a JWT if configured;
-    /// `Ok(None)` for a token of neither kind, an error saying why a JWT is refused.
+    /// Trusts an outside authorization server instead of the built-in one: its discovery
+    /// document is served, and its tokens are checked by `jwt`.
+    pub fn with_outside_authorization_server(mut self, smart_configuration: serde_json::Value) -> Security {
+        self.oauth = None;
+        self.smart_configuration = Some(smart_configuration);
+        self
+    }
+
+    /// The identity a bearer token stands for: an API token, an access token of the built-in
+    /// authorization server, or an outside JWT if configured; `Ok(None)` for a token of none
+    /// of these kinds, an error saying why a JWT is refused.
     pub fn authenticate(&self, token: &str) -> Result<Option<Identity>, privacy::Error> {
         if let Some(identity) = self.users.authenticate(token).ok().flatten() {
+            return Ok(Some(identity));
+        }
+        if let Some(oauth) = &self.oauth
+            && let Some(identity) = oauth.authenticate(&self.users, token)?
+        {
             return Ok(Some(identity));
         }
         let Some(jwt) = &self.jwt else { return Ok(None) };
@@ -144,7 +168,7 @@ pub fn router(api: Arc<Api>, config: ServerConfig) -> Router {
         None => api,
     };
     let state = Arc::new(AppState { api, config });
-    let routes = Router::new()
+    let routes = oauth::routes()
         .route("/fhir", any(fhir_endpoint))
         .route("/fhir/", any(fhir_endpoint))
         .route("/fhir/{*path}", any(fhir_endpoint))

@@ -23,7 +23,16 @@ pub async fn start_with(name: &str, config: server::ServerConfig) -> TestServer 
     let dir = testkit::temp_dir(name);
     let store = Arc::new(SqliteStore::open(&dir, StoreOptions::default()).expect("open store"));
     // Bulk exports write beside the store.
-    let config_api = ApiConfig { export_dir: Some(dir.join("exports")), ..ApiConfig::default() };
+    let config_api = ApiConfig {
+        export_dir: Some(dir.join("exports")),
+        // What `serve` advertises when its authorization server is on.
+        oauth: config
+            .security
+            .as_ref()
+            .filter(|security| security.oauth.is_some() && config.require_auth)
+            .map(|_| server::oauth::capability_uris()),
+        ..ApiConfig::default()
+    };
     let api = Arc::new(Api::new(store.clone(), config_api));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
