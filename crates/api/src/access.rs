@@ -406,6 +406,14 @@ impl Gate {
         }
     }
 
+    /// The types of `asked` an export by the caller writes out ([`policy::exportable_types`]).
+    pub(crate) fn exportable_types(&self, asked: Vec<String>, named: bool) -> Result<Vec<String>, ApiError> {
+        match self.caller.as_deref() {
+            Some(caller) => policy::exportable_types(&caller.identity, &asked, named).map_err(refused),
+            None => Ok(asked),
+        }
+    }
+
     /// Whether the caller may follow an export started by `owner`.
     pub(crate) fn follow_export(&self, owner: Option<&str>) -> Result<(), ApiError> {
         match self.caller.as_deref() {

@@ -190,9 +190,12 @@ impl Api {
             ),
             (scope, _) => scope,
         };
-        let types = export_types(&scope, inputs.get("_type"))?;
-        // A patient's record is everything `$everything` gives unless `_type` narrows it.
-        let types = if inputs.get("_type").is_none() && matches!(scope, ExportScope::Patients(_)) {
+        let asked = export_types(&scope, inputs.get("_type"))?;
+        let named = inputs.get("_type").is_some();
+        let types = gate.exportable_types(asked.clone(), named)?;
+        // A patient's record is everything `$everything` gives unless `_type` (or what the
+        // caller may read) narrows it.
+        let types = if !named && types.len() == asked.len() && matches!(scope, ExportScope::Patients(_)) {
             None
         } else {
             Some(types)

@@ -93,7 +93,7 @@ fn serve(data: &Path) -> Server {
     Server { child, base }
 }
 
-fn run_check(program: &Path, script: &str, args: &[&str], env: &[(&str, &Path)]) {
+fn run_check(program: &Path, script: &str, args: &[&str], env: &[(&str, &Path)]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients").join(script);
     let mut command = Command::new(program);
     command.arg(&path).args(args);
@@ -108,6 +108,123 @@ fn run_check(program: &Path, script: &str, args: &[&str], env: &[(&str, &Path)])
         "{script} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    stdout.into_owned()
+}
+
+/// Runs `chartroom` with `input` on its standard input.
+fn chartroom_with_input(args: &[&str], input: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chartroom"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run chartroom");
+    child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    let output = child.wait_with_output().expect("chartroom ends");
+    assert!(output.status.success(), "chartroom {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The NDJSON lines of each generated type.
+fn generated_counts(dir: &Path) -> std::collections::HashMap<String, usize> {
+    std::fs::read_dir(dir.join("population"))
+        .expect("generated population")
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let name = entry.file_name().into_string().ok()?;
+            let resource_type = name.strip_suffix(".ndjson")?.to_string();
+            let text = std::fs::read_to_string(entry.path()).ok()?;
+            Some((resource_type, text.lines().filter(|l| !l.trim().is_empty()).count()))
+        })
+        .collect()
+}
+
+/// A patient's app signs in through the built-in authorization server with PyPI `fhirclient`
+/// (SMART standalone launch: discovery, PKCE, sign-in and consent, code exchange, refresh)
+/// and reads only that patient's record; a registry pulls everything with PyPI `smart-fetch`
+/// (SMART Backend Services token from an ES384 assertion, `$export` to completion, every file
+/// downloaded) and gets every resource of the types it asked for.
+#[test]
+fn smart_apps_and_bulk_clients_sign_in_through_the_authorization_server() {
+    let Some(python) = tool("CHARTROOM_TEST_PYTHON") else { return };
+    let dir = testkit::temp_dir("smart-clients");
+    demo_data(&dir);
+    let data = dir.join("data");
+    let data_arg = data.to_str().unwrap();
+    let patients: Vec<String> = std::fs::read_to_string(dir.join("population/Patient.ndjson"))
+        .expect("patients")
+        .lines()
+        .take(2)
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).expect("JSON")["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    chartroom(&[
+        "user",
+        "add",
+        "pat-app-user",
+        "--role",
+        "patient",
+        "--patient",
+        &patients[0],
+        "--data",
+        data_arg,
+    ]);
+    let password = "a long passphrase for the test";
+    chartroom_with_input(&["user", "password", "pat-app-user", "--data", data_arg], &format!("{password}\n"));
+    let redirect = "http://127.0.0.1:9/callback";
+    let added = chartroom(&[
+        "client",
+        "add",
+        "Health Diary",
+        "--public",
+        "--redirect-uri",
+        redirect,
+        "--data",
+        data_arg,
+    ]);
+    let app = added.lines().last().expect("client id").trim().to_string();
+    let keys = dir.join("registry-keys");
+    run_check(&python, "bulk_client_check.py", &["keys", keys.to_str().unwrap()], &[]);
+    let added = chartroom(&[
+        "client",
+        "add",
+        "State registry",
+        "--jwks",
+        keys.join("jwks.json").to_str().unwrap(),
+        "--data",
+        data_arg,
+    ]);
+    let registry = added.lines().last().expect("client id").trim().to_string();
+
+    let server = serve(&data);
+    let base = server.base.clone();
+    let launched = run_check(
+        &python,
+        "smart_launch_check.py",
+        &[&base, &app, redirect, "pat-app-user", password, &patients[0], &patients[1]],
+        &[],
+    );
+    assert!(
+        launched.contains("\"other_refused\": true") || launched.contains("\"other_refused\":true"),
+        "{launched}"
+    );
+
+    let exported = run_check(
+        &python,
+        "bulk_client_check.py",
+        &["export", &base, &registry, keys.to_str().unwrap()],
+        &[],
+    );
+    let counts: std::collections::HashMap<String, usize> =
+        serde_json::from_str(exported.lines().last().expect("counts")).expect("counts are JSON");
+    let generated = generated_counts(&dir);
+    assert!(counts.get("Patient").is_some_and(|n| *n == generated["Patient"]), "{counts:?}");
+    for (resource_type, count) in &counts {
+        assert_eq!(Some(count), generated.get(resource_type), "{resource_type}: exported {count}");
+    }
 }
 
 #[test]

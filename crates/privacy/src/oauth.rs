@@ -949,7 +949,11 @@ impl AuthorizationServer {
         refresh_expires: Option<i64>,
     ) -> Result<(Issued, String, Option<String>), OAuthError> {
         let fail = |e: Error| OAuthError::new("server_error", e.to_string());
-        let (name, role, _, fhir_user) = user;
+        let (name, role, own_patient, fhir_user) = user;
+        // A patient is their Patient resource, whether or not it was named when they were added.
+        let fhir_user = &fhir_user.clone().or_else(|| {
+            own_patient.as_ref().filter(|_| *role == Role::Patient).map(|id| format!("Patient/{id}"))
+        });
         let now = now_seconds();
         let jti = random_text(16).map_err(fail)?;
         let scope = grant.scopes.join(" ");

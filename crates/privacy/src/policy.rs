@@ -159,6 +159,9 @@ pub enum Reads {
     Type(&'static str),
     /// Every type: files and reports that cannot be filtered by type afterwards.
     EveryType,
+    /// The types it writes out, which only the request's parameters tell (`$export`'s
+    /// `_type`): decided by [`exportable_types`] once the API has read them.
+    TypesAsked,
 }
 
 /// Whether a patient's token may run an operation.
@@ -249,6 +252,16 @@ pub fn authorize(
             "patients' consent directives are recorded by the privacy office (privacy-officer or admin role)",
         ));
     }
+    // What an export holds is decided once its types are read (`exportable_types`); a caller
+    // who may read nothing at all is refused here already.
+    if access.is_some_and(|a| a.reads == Reads::TypesAsked)
+        && !identity.scopes.0.iter().any(|s| s.permissions.contains('r'))
+    {
+        return Err(Refusal::forbidden(format!(
+            "the {} role's scopes permit reading no resource type",
+            identity.role.as_str()
+        )));
+    }
     let mut confined = identity.role == Role::Patient;
     for (interaction, resource_type) in needs(route, access) {
         match reach(identity, interaction, resource_type.unwrap_or("*")) {
@@ -337,6 +350,7 @@ fn needs(route: &Route, access: Option<OperationAccess>) -> Vec<(Interaction, Op
                 Reads::LevelType => level.resource_type().map(|t| vec![(Read, Some(t))]).unwrap_or_default(),
                 Reads::Type(t) => vec![(Read, Some(t))],
                 Reads::EveryType => vec![(Read, None)],
+                Reads::TypesAsked => Vec::new(),
             };
             if access.writes {
                 needs.push((Update, level.resource_type()));
@@ -383,6 +397,31 @@ fn confine(route: &Route, own: &str, access: Option<OperationAccess>) -> Result<
         },
         _ => Ok(()),
     }
+}
+
+/// The types of `asked` an export by `identity` writes out. Types the request named
+/// (`named`: `_type`) must each be open to the caller, or the export is refused naming the
+/// first that is not; an export of everything holds every type the caller may read (Bulk
+/// Data: only what the client is authorised to access). Refused when no type is left.
+pub fn exportable_types(identity: &Identity, asked: &[String], named: bool) -> Result<Vec<String>, Refusal> {
+    let mut open = Vec::with_capacity(asked.len());
+    for resource_type in asked {
+        if may_read_type(identity, resource_type) {
+            open.push(resource_type.clone());
+        } else if named {
+            return Err(Refusal::forbidden(format!(
+                "the {} role's scopes do not permit reading {resource_type}, which _type asks to export",
+                identity.role.as_str()
+            )));
+        }
+    }
+    if open.is_empty() {
+        return Err(Refusal::forbidden(format!(
+            "the {} role's scopes open none of the resource types this export would hold",
+            identity.role.as_str()
+        )));
+    }
+    Ok(open)
 }
 
 /// Whether `identity` may follow (poll, fetch, cancel) an export started by `owner`: its

@@ -39,7 +39,7 @@ impl OperationCatalog for Catalog {
             "disclosures" => {
                 OperationAccess { trail: true, ..declared(Reads::Nothing, PatientUse::OwnRecord) }
             }
-            "export" => declared(Reads::EveryType, PatientUse::OwnRecord),
+            "export" => declared(Reads::TypesAsked, PatientUse::OwnRecord),
             "lookup" | "expand" | "validate-code" | "subsumes" | "validate" => {
                 declared(Reads::LevelType, PatientUse::Allowed)
             }
@@ -248,7 +248,9 @@ fn every_scope_form_is_honoured() {
         ("user/*.cruds", "Observation/o1", Method::Delete, true),
         ("system/*.read", "Observation/o1", Method::Get, true),
         ("system/*.read", "$export", Method::Get, true),
-        ("user/Patient.rs", "$export", Method::Get, false),
+        // An export holds what the scopes open (`exportable_types`), nothing for no read scope.
+        ("user/Patient.rs", "$export", Method::Get, true),
+        ("user/Patient.c", "$export", Method::Get, false),
         ("user/Patient.rs", "Patient/p1/$everything", Method::Get, true),
         ("user/Patient.rs", "_history", Method::Get, false),
         ("user/*.*", "_history", Method::Get, true),
@@ -391,7 +393,6 @@ fn operations_are_authorized_by_what_they_read() {
     let narrow = identity(Role::Clinician, None, Some("user/Observation.rs user/Patient.rs"));
     for (url, method, expected) in [
         ("Patient/p1/$everything", Method::Get, true),
-        ("$export", Method::Get, false),
         ("ViewDefinition/$run", Method::Post, false),
         ("$data-quality", Method::Get, false),
         ("CodeSystem/$lookup", Method::Get, false),
@@ -523,4 +524,21 @@ fn without_a_token_only_discovery_opens() {
         let route = route(Method::Get, url);
         assert!(!policy::open_to_anyone(&route) && !allowed(&anyone, &route), "{url} opens without a token");
     }
+}
+
+/// An export holds the types the caller may read: each type `_type` names must be open, and
+/// an export of everything narrows to what is.
+#[test]
+fn exports_hold_only_the_types_the_scopes_open() {
+    let backend = identity(Role::Analyst, None, Some("system/Patient.rs system/Observation.rs"));
+    let asked: Vec<String> = ["Condition", "Observation", "Patient"].map(String::from).to_vec();
+    assert_eq!(policy::exportable_types(&backend, &asked, false).unwrap(), ["Observation", "Patient"]);
+    let refused = policy::exportable_types(&backend, &asked, true).unwrap_err();
+    assert!(refused.message.contains("Condition"), "{}", refused.message);
+    assert!(policy::exportable_types(&backend, &["Encounter".to_string()], false).is_err());
+    let everything = identity(Role::Analyst, None, Some("system/*.rs"));
+    assert_eq!(policy::exportable_types(&everything, &asked, true).unwrap(), asked);
+    // The audit trail is the privacy office's even in an export of everything.
+    let audit = vec!["AuditEvent".to_string(), "Patient".to_string()];
+    assert_eq!(policy::exportable_types(&everything, &audit, false).unwrap(), ["Patient"]);
 }

@@ -193,7 +193,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
             one("includeAssociatedData", "string", "Not supported: refused"),
         ],
         affects_state: false,
-        access: reads(Reads::EveryType, PatientUse::OwnRecord),
+        access: reads(Reads::TypesAsked, PatientUse::OwnRecord),
         handler: |api, call| api.export_operation(call),
     },
     Operation {
@@ -492,6 +492,7 @@ impl Operation {
             Reads::LevelType => "the type it runs on".to_string(),
             Reads::Type(t) => t.to_string(),
             Reads::EveryType => "every type".to_string(),
+            Reads::TypesAsked => "the types it exports (_type)".to_string(),
         };
         let patient = match self.access.patient {
             PatientUse::Refused => "refused",
