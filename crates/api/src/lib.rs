@@ -236,6 +236,15 @@ impl Api {
         &self.store
     }
 
+    /// Whether the one policy lets `identity` take the route of `method` on `path` (with its
+    /// query): what the workbench asks before it shows an area or a link, so that it offers
+    /// only what the API would do.
+    pub fn permits(identity: &privacy::Identity, method: Method, path: &str, query: &str) -> bool {
+        Target::from_path(path, query).and_then(|target| Route::parse(method, &target)).is_ok_and(|route| {
+            privacy::policy::authorize(identity, &route, &crate::operations::registry::Registry).is_ok()
+        })
+    }
+
     /// Handles one request: parses its route, asks the access policy, runs it, and says
     /// what the audit trail is to record of it.
     pub async fn handle(&self, request: &Request) -> Response {

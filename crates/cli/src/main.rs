@@ -202,7 +202,7 @@ struct ServeArgs {
     /// claims: scope, patient, fhirUser, sub, role; exp required, nbf enforced).
     #[arg(long)]
     jwt_hs256_secret_file: Option<PathBuf>,
-    /// Also accept JWT bearer tokens signed RS256 or ES256 (P-256) by an authorization server
+    /// Also accept JWT bearer tokens signed RS256, RS384, ES256 (P-256) or ES384 (P-384) by an authorization server
     /// whose public keys are in this JWKS file ({"keys": [...]}); the key is chosen by the
     /// token's kid. May be given with --jwt-hs256-secret-file: the token's alg decides, and
     /// HS256 tokens are refused unless a secret is configured.

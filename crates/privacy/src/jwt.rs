@@ -904,6 +904,26 @@ mod tests {
         assert!(verifier.authenticate(&ec.sign(&odd).unwrap(), NOW).unwrap().is_some(), "fractional exp");
     }
 
+    /// SMART Backend Services clients sign with RS384 or ES384.
+    #[test]
+    fn rs384_and_es384_tokens_verify_against_their_keys_only() {
+        let rsa = Signer::rs384("rsa-384", RSA_KEY).unwrap();
+        let (ec, _) = Signer::generate_es384("ec-384").unwrap();
+        assert_eq!(ec.public_jwk()["crv"], "P-384");
+        let jwks = json!({ "keys": [rsa.public_jwk(), ec.public_jwk()] });
+        let verifier = Verifier::from(Jwks::from_json(jwks.to_string().as_bytes()).unwrap());
+        for signer in [&rsa, &ec] {
+            let token = signer.sign(&claims()).unwrap();
+            assert_eq!(verifier.authenticate(&token, NOW).unwrap().unwrap().user, "jwt:grey");
+        }
+        // An RS384 key's signature presented as RS256 does not verify (the key is for RS384).
+        let relabelled =
+            rsa.sign_with_header(&json!({ "alg": "RS256", "kid": "rsa-384" }), &claims()).unwrap();
+        refused(&verifier, &relabelled, "does not fit its key");
+        let (other, _) = Signer::generate_es384("ec-384").unwrap();
+        refused(&verifier, &other.sign(&claims()).unwrap(), "signature does not verify");
+    }
+
     #[test]
     fn issuer_and_audience_are_checked_when_configured() {
         let (verifier, rsa, _) = server();

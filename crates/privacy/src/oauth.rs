@@ -512,21 +512,11 @@ impl AuthorizationServer {
         name: &str,
         password: &str,
     ) -> Result<Result<Pending, String>, AuthorizeError> {
-        let name = name.trim();
-        if let Some(minutes) = self.locked_minutes(name) {
-            return Ok(Err(format!(
-                "too many failed sign-ins for this user name; try again in {minutes} minutes"
-            )));
-        }
-        let user =
-            users.sign_in(name, password).map_err(|e| pending.redirect("server_error", e.to_string()))?;
-        let Some(user) = user else {
-            self.count_failure(name);
-            return Ok(Err("the user name or password is not right".into()));
+        let user = match self.check_password(users, name, password) {
+            Ok(Ok(user)) => user,
+            Ok(Err(message)) => return Ok(Err(message)),
+            Err(error) => return Err(pending.redirect("server_error", error.to_string())),
         };
-        if let Ok(mut failures) = self.failures.lock() {
-            failures.remove(name);
-        }
         if let Some(launch) = &pending.launch
             && launch.user != user.0
         {
@@ -539,6 +529,31 @@ impl AuthorizationServer {
         signed_in.grant = Some(grant);
         self.update_pending(&signed_in);
         Ok(Ok(signed_in))
+    }
+
+    /// Checks a user's password, locking the name for a while after repeated failures: the
+    /// one sign-in of the authorization server and the workbench. `Ok(Err(message))` for a
+    /// wrong name or password, or a locked name (what the sign-in page says).
+    pub fn check_password(
+        &self,
+        users: &Users,
+        name: &str,
+        password: &str,
+    ) -> Result<Result<UserRecord, String>, Error> {
+        let name = name.trim();
+        if let Some(minutes) = self.locked_minutes(name) {
+            return Ok(Err(format!(
+                "too many failed sign-ins for this user name; try again in {minutes} minutes"
+            )));
+        }
+        let Some(user) = users.sign_in(name, password)? else {
+            self.count_failure(name);
+            return Ok(Err("the user name or password is not right".into()));
+        };
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(name);
+        }
+        Ok(Ok(user))
     }
 
     fn locked_minutes(&self, name: &str) -> Option<u64> {

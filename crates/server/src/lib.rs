@@ -320,9 +320,13 @@ fn authenticate(
         }
     };
     let mut response = outcome_response(StatusCode::UNAUTHORIZED, IssueType::Login, &message);
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"chartroom\""));
+    // RFC 6750 §3.1: a token that was sent and refused is `invalid_token`; a request with
+    // none gets the challenge alone.
+    let challenge = match token {
+        Some(_) => HeaderValue::from_static("Bearer realm=\"chartroom\", error=\"invalid_token\""),
+        None => HeaderValue::from_static("Bearer realm=\"chartroom\""),
+    };
+    response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
     Err(Box::new((why, response)))
 }
 

@@ -687,6 +687,16 @@ async fn wrong_authorization_requests_are_refused_with_the_oauth_error_and_audit
     let response = post_form(&f, &stolen, &[("username", "alice"), ("password", PASSWORD)]).await;
     assert_eq!(response.status(), 400, "a request id alone does not continue a sign-in");
 
+    // Five wrong passwords lock the name for a while, even against the right one.
+    let browser = authorize(&f, &standard_params(&f, scope, &challenge, &base)).await.ok().unwrap();
+    for _ in 0..5 {
+        let response = post_form(&f, &browser, &[("username", "ana-lyst"), ("password", "guess")]).await;
+        assert_eq!(response.status(), 401);
+    }
+    let response = post_form(&f, &browser, &[("username", "ana-lyst"), ("password", PASSWORD)]).await;
+    assert_eq!(response.status(), 401);
+    assert!(response.text().await.unwrap().contains("too many failed sign-ins"));
+
     // Denied consent.
     let browser = authorize(&f, &standard_params(&f, scope, &challenge, &base)).await.ok().unwrap();
     post_form(&f, &browser, &[("username", "alice"), ("password", PASSWORD)]).await;
@@ -749,7 +759,10 @@ async fn tampered_expired_and_foreign_tokens_are_refused() {
     claims["scope"] = json!("system/*.cruds");
     claims["role"] = json!("admin");
     let forged = format!("{}.{}.{}", parts[0], base64url(claims.to_string().as_bytes()), parts[2]);
-    assert_eq!(fhir_get(&f, &forged, "Patient/pb").await.0, 401);
+    let response = f.server.client.get(f.server.url("Patient/pb")).bearer_auth(&forged).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    // RFC 6750 §3.1: the resource server names the error.
+    assert!(response.headers()["www-authenticate"].to_str().unwrap().contains("error=\"invalid_token\""));
     // Signed with the server's own key but expired.
     let key = std::fs::read(f.dir.join(privacy::oauth::SIGNING_KEY_FILE)).unwrap();
     let kid = json(f.browser.get(format!("{}/oauth/jwks", root(&f))).send().await.unwrap()).await["keys"][0]
