@@ -85,7 +85,8 @@ impl Users {
     /// The user, when `password` is theirs. As slow for an unknown name or a user without a
     /// password as for a wrong password, so timing does not tell which names exist.
     pub fn sign_in(&self, name: &str, password: &str) -> Result<Option<UserRecord>, Error> {
-        let row: Option<(String, String, Option<String>, Option<String>, Option<String>)> = self
+        type Row = (String, String, Option<String>, Option<String>, Option<String>);
+        let row: Option<Row> = self
             .connection()?
             .prepare_cached(
                 "SELECT name, role, patient, fhir_user, password_hash FROM users WHERE name = ?1",

@@ -120,8 +120,8 @@ fn authorization_server(state: &AppState) -> Option<(&Arc<Security>, &Authorizat
 }
 
 /// The FHIR base of the request, or the edge's refusal.
-fn base(state: &AppState, headers: &HeaderMap) -> Result<String, Response> {
-    edge::base_url(&state.config, headers).map_err(edge::Refusal::into_response)
+fn base(state: &AppState, headers: &HeaderMap) -> Result<String, edge::Refusal> {
+    edge::base_url(&state.config, headers)
 }
 
 // ---- discovery --------------------------------------------------------------------------
@@ -136,7 +136,7 @@ async fn smart_configuration(State(state): State<Arc<AppState>>, headers: Header
     }
     let base = match base(&state, &headers) {
         Ok(base) => base,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let mut response = json_response(200, &smart_configuration_document(&base));
     // Discovery is public and changes only with the deployment.
@@ -253,7 +253,7 @@ async fn authorize_start(State(state): State<Arc<AppState>>, parts: Parts) -> Re
     let Some((_, server)) = authorization_server(&state) else { return not_offered() };
     let base = match base(&state, &parts.headers) {
         Ok(base) => base,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let query = match query_pairs(parts.uri.query().unwrap_or("")) {
         Ok(query) => query,
@@ -529,7 +529,7 @@ async fn token(State(state): State<Arc<AppState>>, parts: Parts, body: Body) -> 
     let Some((security, server)) = authorization_server(&state) else { return not_offered() };
     let base = match base(&state, &parts.headers) {
         Ok(base) => base,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let form = match read_form(&state, &parts.headers, body).await {
         Ok(form) => form,
@@ -608,7 +608,7 @@ async fn introspect(State(state): State<Arc<AppState>>, parts: Parts, body: Body
     let Some((security, server)) = authorization_server(&state) else { return not_offered() };
     let base = match base(&state, &parts.headers) {
         Ok(base) => base,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let form = match read_form(&state, &parts.headers, body).await {
         Ok(form) => form,
@@ -651,7 +651,7 @@ async fn revoke(State(state): State<Arc<AppState>>, parts: Parts, body: Body) ->
     let Some((_, server)) = authorization_server(&state) else { return not_offered() };
     let base = match base(&state, &parts.headers) {
         Ok(base) => base,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let form = match read_form(&state, &parts.headers, body).await {
         Ok(form) => form,

@@ -200,6 +200,7 @@ fn encode(pairs: &[(&str, &str)]) -> String {
     serializer.finish()
 }
 
+#[derive(Debug)]
 struct Browser {
     cookie: String,
     request: String,
@@ -264,8 +265,7 @@ async fn launch_to_code(
     patient: Option<&str>,
 ) -> std::collections::HashMap<String, String> {
     let base = f.server.base.clone();
-    let browser =
-        authorize(f, &standard_params(f, scope, challenge, &base)).await.ok().expect("sign-in page");
+    let browser = authorize(f, &standard_params(f, scope, challenge, &base)).await.expect("sign-in page");
     let consent = post_form(f, &browser, &[("username", user), ("password", PASSWORD)]).await;
     assert_eq!(consent.status(), 200);
     let page = consent.text().await.unwrap();
@@ -529,7 +529,7 @@ async fn an_app_opened_from_the_workbench_gets_the_launch_context() {
     let base = f.server.base.clone();
     let mut params = standard_params(&f, "launch patient/*.rs openid fhirUser", &challenge, &base);
     params.push(("launch", &launch));
-    let browser = authorize(&f, &params).await.ok().expect("sign-in page");
+    let browser = authorize(&f, &params).await.expect("sign-in page");
     let consent = post_form(&f, &browser, &[("username", "dr-grey"), ("password", PASSWORD)]).await;
     let page = consent.text().await.unwrap();
     assert!(!page.contains("name=\"patient\""), "the launch names the patient: no picker");
@@ -642,13 +642,13 @@ async fn wrong_authorization_requests_are_refused_with_the_oauth_error_and_audit
     // An unregistered redirect URI: never redirected to (no open redirect), a page instead.
     let mut params = standard_params(&f, scope, &challenge, &base);
     params[2] = ("redirect_uri", "https://evil.example.org/steal");
-    let response = authorize(&f, &params).await.err().expect("refused");
+    let response = authorize(&f, &params).await.expect_err("refused");
     assert_eq!(response.status(), 400);
     assert!(response.headers().get("location").is_none());
     assert!(response.text().await.unwrap().contains("not a redirect URI registered"));
     let mut params = standard_params(&f, scope, &challenge, &base);
     params[1] = ("client_id", "cl_unknown");
-    assert_eq!(authorize(&f, &params).await.err().expect("refused").status(), 400);
+    assert_eq!(authorize(&f, &params).await.expect_err("refused").status(), 400);
 
     // Errors the app can be told about go back to it, with its state.
     for (change, error) in [
@@ -660,26 +660,26 @@ async fn wrong_authorization_requests_are_refused_with_the_oauth_error_and_audit
         let mut params = standard_params(&f, scope, &challenge, &base);
         params.retain(|(name, _)| *name != change.0);
         params.push(change);
-        let response = authorize(&f, &params).await.err().expect("refused");
+        let response = authorize(&f, &params).await.expect_err("refused");
         assert_eq!(response.status(), 303, "{change:?}");
         let redirect = query_of(response.headers()["location"].to_str().unwrap());
         assert_eq!((redirect["error"].as_str(), redirect["state"].as_str()), (error, "s-123"), "{change:?}");
     }
     let mut params = standard_params(&f, scope, &challenge, &base);
     params.retain(|(name, _)| *name != "code_challenge");
-    let response = authorize(&f, &params).await.err().expect("PKCE is required");
+    let response = authorize(&f, &params).await.expect_err("PKCE is required");
     assert_eq!(query_of(response.headers()["location"].to_str().unwrap())["error"], "invalid_request");
     assert!(!audited(&f, "refused: invalid_request: PKCE is required").is_empty());
 
     // A patient's app asking for user/ scopes.
-    let browser = authorize(&f, &standard_params(&f, "user/*.rs", &challenge, &base)).await.ok().unwrap();
+    let browser = authorize(&f, &standard_params(&f, "user/*.rs", &challenge, &base)).await.unwrap();
     let response = post_form(&f, &browser, &[("username", "alice"), ("password", PASSWORD)]).await;
     assert_eq!(response.status(), 303);
     assert_eq!(query_of(response.headers()["location"].to_str().unwrap())["error"], "invalid_scope");
     assert!(!audited(&f, "a patient's app may ask for patient/ scopes only").is_empty());
 
     // A wrong password: asked again (401), audited; the form from another browser: refused.
-    let browser = authorize(&f, &standard_params(&f, scope, &challenge, &base)).await.ok().unwrap();
+    let browser = authorize(&f, &standard_params(&f, scope, &challenge, &base)).await.unwrap();
     let response = post_form(&f, &browser, &[("username", "alice"), ("password", "not the password")]).await;
     assert_eq!(response.status(), 401);
     assert!(!audited(&f, "refused: sign-in as \"alice\"").is_empty());
@@ -688,7 +688,7 @@ async fn wrong_authorization_requests_are_refused_with_the_oauth_error_and_audit
     assert_eq!(response.status(), 400, "a request id alone does not continue a sign-in");
 
     // Five wrong passwords lock the name for a while, even against the right one.
-    let browser = authorize(&f, &standard_params(&f, scope, &challenge, &base)).await.ok().unwrap();
+    let browser = authorize(&f, &standard_params(&f, scope, &challenge, &base)).await.unwrap();
     for _ in 0..5 {
         let response = post_form(&f, &browser, &[("username", "ana-lyst"), ("password", "guess")]).await;
         assert_eq!(response.status(), 401);
@@ -698,7 +698,7 @@ async fn wrong_authorization_requests_are_refused_with_the_oauth_error_and_audit
     assert!(response.text().await.unwrap().contains("too many failed sign-ins"));
 
     // Denied consent.
-    let browser = authorize(&f, &standard_params(&f, scope, &challenge, &base)).await.ok().unwrap();
+    let browser = authorize(&f, &standard_params(&f, scope, &challenge, &base)).await.unwrap();
     post_form(&f, &browser, &[("username", "alice"), ("password", PASSWORD)]).await;
     let response = post_form(&f, &browser, &[("decision", "deny")]).await;
     assert_eq!(query_of(response.headers()["location"].to_str().unwrap())["error"], "access_denied");
