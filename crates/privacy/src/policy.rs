@@ -424,6 +424,12 @@ pub fn exportable_types(identity: &Identity, asked: &[String], named: bool) -> R
     Ok(open)
 }
 
+/// Whether `identity` administers the server: its users, clients and state (the workbench's
+/// administration page; the CLI acts with the data directory's own rights).
+pub fn administers(identity: &Identity) -> bool {
+    identity.role == Role::Admin && identity.patient.is_none()
+}
+
 /// Whether `identity` may follow (poll, fetch, cancel) an export started by `owner`: its
 /// starter, or an administrator (after a restart the starter is no longer known).
 pub fn may_follow_export(identity: &Identity, owner: Option<&str>) -> bool {

@@ -101,6 +101,14 @@ impl Users {
         Ok(Some((name, Role::parse(&role)?, patient, fhir_user)))
     }
 
+    /// Whether the user has a password set (the administration page; never the hash).
+    pub fn has_password(&self, name: &str) -> Result<bool, Error> {
+        Ok(self
+            .connection()?
+            .prepare_cached("SELECT 1 FROM users WHERE name = ?1 AND password_hash IS NOT NULL")?
+            .exists([name])?)
+    }
+
     /// The user named, if there is one.
     pub fn record(&self, name: &str) -> Result<Option<UserRecord>, Error> {
         let row: Option<(String, String, Option<String>, Option<String>)> = self

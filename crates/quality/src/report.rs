@@ -59,7 +59,8 @@ pub struct RunSummary {
 }
 
 impl RunSummary {
-    fn percent(&self, id: &str) -> Option<f64> {
+    /// The percent of resources failing check `id` in this run, if it ran.
+    pub fn percent(&self, id: &str) -> Option<f64> {
         self.checks
             .iter()
             .find(|(check, _, _)| check == id)

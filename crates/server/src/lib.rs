@@ -20,6 +20,7 @@ mod edge;
 mod listen;
 pub mod oauth;
 mod pages;
+mod workbench;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -154,6 +155,8 @@ impl std::fmt::Debug for ServerConfig {
 struct AppState {
     api: Arc<Api>,
     config: ServerConfig,
+    /// The workbench's signed-in users.
+    sessions: workbench::Sessions,
 }
 
 /// The router: FHIR at `/fhir`, and an OperationOutcome 404 everywhere else; every request
@@ -167,8 +170,9 @@ pub fn router(api: Arc<Api>, config: ServerConfig) -> Router {
         )))),
         None => api,
     };
-    let state = Arc::new(AppState { api, config });
+    let state = Arc::new(AppState { api, config, sessions: Default::default() });
     let routes = oauth::routes()
+        .merge(workbench::routes())
         .route("/fhir", any(fhir_endpoint))
         .route("/fhir/", any(fhir_endpoint))
         .route("/fhir/{*path}", any(fhir_endpoint))
@@ -400,7 +404,7 @@ mod tests {
         let api = Arc::new(Api::new(store, api::ApiConfig::default()));
         let config =
             ServerConfig { security: Some(security.clone()), require_auth: false, ..Default::default() };
-        let state = Arc::new(AppState { api, config });
+        let state = Arc::new(AppState { api, config, sessions: Default::default() });
         let routes: Router<Arc<AppState>> =
             Router::new().route("/fhir/boom", any(|| async { panic!("a handler failed") as Response }));
         let app = layered(routes, state);

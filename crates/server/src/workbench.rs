@@ -1,0 +1,1365 @@
+//! The HIM workbench at `/`: sign-in and sessions, and each page's handler. A page asks the
+//! FHIR API what it shows, as the signed-in user (`Api::handle` with their identity), so the
+//! one policy decides what they may see and the page's audit entry names the patients whose
+//! records it showed, as the API's would; `web` renders the answers. Nothing here decides
+//! access: an area is offered when `Api::permits` says the API would take its route.
+//!
+//! Sessions: a random id in an HttpOnly SameSite=Strict cookie (only its hash is kept, in
+//! memory), 30 minutes idle and 12 hours at most; every form that changes something carries
+//! the session's CSRF token, and the sign-in form a token doubled in a cookie. Every page is
+//! `no-store`, not framable, and under a Content-Security-Policy with no inline script.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use api::{Audited, Method};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::http::{StatusCode, request::Parts};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use privacy::{Identity, Role};
+use serde_json::{Value, json};
+use web::Area;
+
+use crate::audit::Slot;
+use crate::{AppState, edge};
+
+const SESSION_COOKIE: &str = "chartroom_session";
+const SIGN_IN_COOKIE: &str = "chartroom_signin";
+const IDLE_SECONDS: u64 = 30 * 60;
+const MOST_SECONDS: u64 = 12 * 3600;
+const MOST_SESSIONS: usize = 100_000;
+
+/// A signed-in user.
+#[derive(Clone)]
+pub(crate) struct Session {
+    identity: Identity,
+    csrf: String,
+    created: Instant,
+    seen: Instant,
+}
+
+/// The sessions of a running server.
+#[derive(Default)]
+pub(crate) struct Sessions(Mutex<HashMap<String, Session>>);
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    // Without randomness no session can be made; an empty token is refused by every check.
+    if getrandom::fill(&mut bytes).is_err() {
+        return String::new();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hash(token: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn same(a: &str, b: &str) -> bool {
+    !a.is_empty()
+        && a.len() == b.len()
+        && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Sessions {
+    fn open(&self, identity: Identity) -> Option<(String, Session)> {
+        let token = random_token();
+        if token.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let session = Session { identity, csrf: random_token(), created: now, seen: now };
+        let mut all = self.0.lock().ok()?;
+        all.retain(|_, s| {
+            s.seen.elapsed().as_secs() < IDLE_SECONDS && s.created.elapsed().as_secs() < MOST_SECONDS
+        });
+        if all.len() >= MOST_SESSIONS {
+            return None;
+        }
+        all.insert(hash(&token), session.clone());
+        Some((token, session))
+    }
+
+    fn find(&self, token: &str) -> Option<Session> {
+        let mut all = self.0.lock().ok()?;
+        let key = hash(token);
+        let session = all.get_mut(&key)?;
+        if session.seen.elapsed().as_secs() >= IDLE_SECONDS
+            || session.created.elapsed().as_secs() >= MOST_SECONDS
+        {
+            all.remove(&key);
+            return None;
+        }
+        session.seen = Instant::now();
+        Some(session.clone())
+    }
+
+    fn close(&self, token: &str) {
+        if let Ok(mut all) = self.0.lock() {
+            all.remove(&hash(token));
+        }
+    }
+}
+
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(home))
+        .route(web::STYLESHEET_PATH, get(stylesheet))
+        .route("/signin", get(sign_in_page).post(sign_in))
+        .route("/signout", post(sign_out))
+        .route("/patients", get(patients))
+        .route("/patients/{id}", get(chart))
+        .route("/patients/{id}/history/{kind}/{rid}", get(history))
+        .route("/patients/{id}/viewers", get(viewers))
+        .route("/privacy", get(|| async { see_other("/privacy/audit") }))
+        .route("/privacy/audit", get(audit))
+        .route("/privacy/disclosures", get(disclosures))
+        .route("/privacy/verify", post(verify))
+        .route("/quality", get(quality))
+        .route("/quality/{check}", get(quality_check))
+        .route("/coding", get(worklist))
+        .route("/coding/encounters/{id}", get(encounter).post(assign))
+        .route("/analytics", get(analytics))
+        .route("/analytics/views/{name}", get(view_rows))
+        .route("/analytics/views/{name}/download", get(view_download))
+        .route("/admin", get(admin))
+}
+
+// ---- responses ------------------------------------------------------------------------------
+
+/// An HTML page with the headers every workbench page carries.
+fn html(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    secure_headers(headers);
+    response
+}
+
+fn secure_headers(headers: &mut HeaderMap) {
+    // Pages show patient data: never kept by the browser or a proxy.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+}
+
+fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    secure_headers(response.headers_mut());
+    response
+}
+
+fn cookie(name: &str, value: &str, max_age: u64, secure: bool) -> Option<HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .ok()
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|cookies| {
+        cookies.split(';').find_map(|c| {
+            let (n, v) = c.trim().split_once('=')?;
+            (n == name).then(|| v.to_string())
+        })
+    })
+}
+
+fn is_https(state: &AppState, headers: &HeaderMap) -> bool {
+    edge::base_url(&state.config, headers).is_ok_and(|b| b.starts_with("https://"))
+}
+
+fn slot(parts: &Parts) -> Arc<Slot> {
+    parts.extensions.get::<Arc<Slot>>().cloned().unwrap_or_default()
+}
+
+/// Records what a page was and whose records it showed, for its audit entry.
+fn note(
+    slot: &Slot,
+    interaction: &'static str,
+    action: &'static str,
+    subject: String,
+    patients: Vec<String>,
+) {
+    let mut unique: Vec<String> = Vec::new();
+    for patient in patients {
+        if !unique.contains(&patient) {
+            unique.push(patient);
+        }
+    }
+    slot.set_audited(Audited { interaction, action, subject, patients: unique });
+}
+
+// ---- who is asking ----------------------------------------------------------------------------
+
+/// The signed-in user of a request, with the frame's facts.
+struct Visit {
+    session: Session,
+    areas: Vec<Area>,
+    slot: Arc<Slot>,
+    base: String,
+}
+
+impl Visit {
+    fn viewer(&self, current: Area) -> web::Viewer<'_> {
+        web::Viewer {
+            user: &self.session.identity.user,
+            role: self.session.identity.role.as_str(),
+            areas: &self.areas,
+            csrf: &self.session.csrf,
+            current,
+        }
+    }
+
+    fn identity(&self) -> &Identity {
+        &self.session.identity
+    }
+
+    /// A refusal page for an area the role may not use.
+    fn refused(&self, current: Area, why: &str) -> Response {
+        self.slot.refused_because(Some(why.to_string()));
+        html(StatusCode::FORBIDDEN, web::not_permitted(Some(&self.viewer(current)), why))
+    }
+}
+
+/// The areas whose route the policy opens to `identity`.
+fn areas(identity: &Identity) -> Vec<Area> {
+    let permits = |path: &str| api::Api::permits(identity, Method::Get, path, "");
+    Area::ALL
+        .into_iter()
+        .filter(|area| match area {
+            Area::Home => true,
+            Area::Patients => permits("Patient"),
+            Area::Coding => permits("$coding-worklist"),
+            Area::Quality => permits("$data-quality"),
+            Area::Privacy => permits("AuditEvent"),
+            Area::Analytics => permits("ViewDefinition"),
+            Area::Admin => privacy::policy::administers(identity),
+        })
+        .collect()
+}
+
+/// The session of the request, or the way to sign in.
+fn visit(state: &AppState, parts: &Parts) -> Result<Visit, Response> {
+    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let to_sign_in = || {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("next", path_and_query);
+        see_other(&format!("/signin?{}", query.finish()))
+    };
+    let Some(security) = &state.config.security else { return Err(to_sign_in()) };
+    let Some(session) = cookie_value(&parts.headers, SESSION_COOKIE).and_then(|t| state.sessions.find(&t))
+    else {
+        // Served without authentication (`--insecure-no-auth`, the demo), the workbench acts
+        // as the API does: an anonymous administrator, in a session of its own (for the
+        // forms' CSRF tokens), made here and used from the next request on.
+        if !state.config.require_auth
+            && let Some((token, _)) = state.sessions.open(Identity::anonymous_admin())
+        {
+            let mut again = see_other(path_and_query);
+            if let Some(value) = cookie(SESSION_COOKIE, &token, MOST_SECONDS, is_https(state, &parts.headers))
+            {
+                again.headers_mut().insert(header::SET_COOKIE, value);
+            }
+            return Err(again);
+        }
+        return Err(to_sign_in());
+    };
+    // A user removed since signing in is signed out.
+    let user = &session.identity.user;
+    if !user.starts_with("jwt:")
+        && session.identity.user != "anonymous"
+        && !security.users.is_active(user).unwrap_or(false)
+    {
+        return Err(to_sign_in());
+    }
+    let slot = slot(parts);
+    slot.set_identity(session.identity.clone());
+    let base = edge::base_url(&state.config, &parts.headers).unwrap_or_default();
+    Ok(Visit { areas: areas(&session.identity), session, slot, base })
+}
+
+/// Asks the API as the visitor; the patients its answer carried join the page's audit.
+async fn ask(
+    state: &AppState,
+    visit: &Visit,
+    method: Method,
+    path: &str,
+    query: &str,
+    body: Option<Vec<u8>>,
+    accept: Option<&str>,
+    patients: &mut Vec<String>,
+) -> api::Response {
+    let request = api::Request {
+        method: Some(method),
+        base: visit.base.clone(),
+        path: path.to_string(),
+        query: query.to_string(),
+        accept: accept.map(str::to_string),
+        content_type: body.as_ref().map(|_| "application/fhir+json".to_string()),
+        body: body.unwrap_or_default(),
+        caller: Some(Arc::new(api::Caller {
+            identity: visit.session.identity.clone(),
+            purpose: None,
+            break_glass: None,
+        })),
+        ..Default::default()
+    };
+    let response = crate::run(state, &request).await;
+    patients.extend(response.audit.patients.iter().cloned());
+    response
+}
+
+fn body_json(response: &api::Response) -> Value {
+    response.body.as_deref().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or(Value::Null)
+}
+
+fn outcome_message(response: &api::Response) -> String {
+    let outcome = body_json(response);
+    outcome["issue"][0]["diagnostics"].as_str().unwrap_or("the request was refused").to_string()
+}
+
+/// The page for an API answer that is not a success: refused, not found, or bad.
+fn failed(visit: &Visit, current: Area, response: &api::Response) -> Response {
+    let why = outcome_message(response);
+    match response.status {
+        401 | 403 => visit.refused(current, &why),
+        404 | 410 => html(StatusCode::NOT_FOUND, web::not_found(Some(&visit.viewer(current)), &why)),
+        _ => html(
+            StatusCode::BAD_REQUEST,
+            web::message(
+                &visit.viewer(current),
+                "Could not be shown",
+                false,
+                &why,
+                ("/", "Back to the workbench"),
+            ),
+        ),
+    }
+}
+
+fn query_map(parts: &Parts) -> HashMap<String, String> {
+    form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes()).into_owned().collect()
+}
+
+async fn read_form(state: &AppState, headers: &HeaderMap, body: Body) -> Option<HashMap<String, String>> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(edge::media_type);
+    if content_type.as_deref() != Some("application/x-www-form-urlencoded") {
+        return None;
+    }
+    let config = crate::ServerConfig { max_body_bytes: 64 * 1024, ..state.config.clone() };
+    let bytes = edge::read_body(&config, headers, body).await.ok()?;
+    Some(form_urlencoded::parse(&bytes).into_owned().collect())
+}
+
+/// The form of a signed-in visitor, if its CSRF token is the session's.
+async fn checked_form(
+    state: &AppState,
+    visit: &Visit,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<HashMap<String, String>, Response> {
+    match read_form(state, headers, body).await {
+        Some(form) if form.get("csrf").is_some_and(|t| same(t, &visit.session.csrf)) => Ok(form),
+        _ => {
+            visit.slot.refused_because(Some("refused: the form's CSRF token is missing or wrong".into()));
+            Err(html(
+                StatusCode::FORBIDDEN,
+                web::not_permitted(
+                    Some(&visit.viewer(Area::Home)),
+                    "This form was not sent from the workbench page it belongs to (its CSRF token is missing or wrong). Reload the page and try again.",
+                ),
+            ))
+        }
+    }
+}
+
+// ---- sign-in ----------------------------------------------------------------------------------
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+        ],
+        web::STYLESHEET,
+    )
+        .into_response()
+}
+
+/// Where to go after signing in: a path of this site only (never `//host`).
+fn local_next(next: Option<&String>) -> String {
+    match next {
+        Some(next) if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') => {
+            next.clone()
+        }
+        _ => "/".to_string(),
+    }
+}
+
+async fn sign_in_page(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    let query = query_map(&parts);
+    sign_in_form(&state, &parts.headers, &local_next(query.get("next")), None, StatusCode::OK)
+}
+
+fn sign_in_form(
+    state: &AppState,
+    headers: &HeaderMap,
+    next: &str,
+    message: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let token = random_token();
+    let mut response = html(status, web::sign_in(&token, next, message));
+    if let Some(value) = cookie(SIGN_IN_COOKIE, &token, 600, is_https(state, headers)) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn sign_in(State(state): State<Arc<AppState>>, parts: Parts, body: Body) -> Response {
+    let slot = slot(&parts);
+    let Some(security) = state.config.security.clone() else {
+        return html(StatusCode::NOT_FOUND, web::not_found(None, "this server has no users"));
+    };
+    let form = read_form(&state, &parts.headers, body).await.unwrap_or_default();
+    let next = local_next(form.get("next"));
+    let doubled = cookie_value(&parts.headers, SIGN_IN_COOKIE).unwrap_or_default();
+    let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
+    let refuse = |why: &str, status: StatusCode| {
+        slot.refused_because(Some(format!("refused: workbench sign-in: {why}")));
+        note(&slot, "workbench-sign-in", "E", "signin".into(), Vec::new());
+        sign_in_form(&state, &parts.headers, &next, Some(why), status)
+    };
+    if !same(field("csrf"), &doubled) {
+        return refuse("the sign-in form expired; try again", StatusCode::FORBIDDEN);
+    }
+    let identity = if !field("token").is_empty() {
+        match security.authenticate(field("token").trim()) {
+            Ok(Some(identity)) => identity,
+            _ => return refuse("the API token is not valid", StatusCode::UNAUTHORIZED),
+        }
+    } else {
+        let Some(server) = security.oauth.as_deref() else {
+            return refuse("passwords are not accepted here; use an API token", StatusCode::UNAUTHORIZED);
+        };
+        let (name, password) = (field("username").to_string(), field("password").to_string());
+        let checked =
+            tokio::task::block_in_place(|| server.check_password(&security.users, &name, &password));
+        match checked {
+            Ok(Ok((user, role, patient, fhir_user))) => {
+                Identity { scopes: role.scopes(), user, role, patient, fhir_user }
+            }
+            Ok(Err(message)) => return refuse(&message, StatusCode::UNAUTHORIZED),
+            Err(_) => return refuse("the user table is unavailable", StatusCode::SERVICE_UNAVAILABLE),
+        }
+    };
+    if privacy::policy::confinement(&identity).is_err() {
+        return refuse("this account names no patient", StatusCode::FORBIDDEN);
+    }
+    let Some((token, session)) = state.sessions.open(identity) else {
+        return refuse("no session could be opened; try again", StatusCode::SERVICE_UNAVAILABLE);
+    };
+    slot.set_identity(session.identity.clone());
+    slot.refused_because(Some(format!("{} signed in to the workbench", session.identity.user)));
+    note(&slot, "workbench-sign-in", "E", "signin".into(), Vec::new());
+    let mut response = see_other(&next);
+    let secure = is_https(&state, &parts.headers);
+    if let Some(value) = cookie(SESSION_COOKIE, &token, MOST_SECONDS, secure) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    if let Some(value) = cookie(SIGN_IN_COOKIE, "", 0, secure) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn sign_out(State(state): State<Arc<AppState>>, parts: Parts, body: Body) -> Response {
+    let visit = match visit(&state, &parts) {
+        Ok(visit) => visit,
+        Err(_) => return see_other("/signin"),
+    };
+    if let Err(refused) = checked_form(&state, &visit, &parts.headers, body).await {
+        return refused;
+    }
+    if let Some(token) = cookie_value(&parts.headers, SESSION_COOKIE) {
+        state.sessions.close(&token);
+    }
+    visit.slot.refused_because(Some(format!("{} signed out", visit.identity().user)));
+    note(&visit.slot, "workbench-sign-out", "E", "signout".into(), Vec::new());
+    let mut response = see_other("/signin");
+    if let Some(value) = cookie(SESSION_COOKIE, "", 0, is_https(&state, &parts.headers)) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+async fn home(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    let visit = match visit(&state, &parts) {
+        Ok(visit) => visit,
+        Err(to_sign_in) => return to_sign_in,
+    };
+    note(&visit.slot, "workbench-home", "R", "home".into(), Vec::new());
+    html(StatusCode::OK, web::home(&visit.viewer(Area::Home)))
+}
+
+/// The visit, when its role may use `area`.
+fn visit_area(state: &AppState, parts: &Parts, area: Area) -> Result<Visit, Response> {
+    let visit = visit(state, parts)?;
+    if !visit.areas.contains(&area) {
+        note(&visit.slot, "workbench-page", "R", parts.uri.path().to_string(), Vec::new());
+        return Err(visit.refused(
+            area,
+            &format!("The {} role may not use {}.", visit.identity().role.as_str(), area.label()),
+        ));
+    }
+    Ok(visit)
+}
+
+// ---- patients ---------------------------------------------------------------------------------
+
+async fn patients(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Patients) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let query = query_map(&parts);
+    let form = web::chart::PatientQuery {
+        name: query.get("name").cloned().unwrap_or_default(),
+        birthdate: query.get("birthdate").cloned().unwrap_or_default(),
+        identifier: query.get("identifier").cloned().unwrap_or_default(),
+    };
+    let mut patients = Vec::new();
+    let asked = !(form.name.is_empty() && form.birthdate.is_empty() && form.identifier.is_empty());
+    // A patient's own search is their record; staff see results once they search.
+    let search = asked || visit.identity().role == Role::Patient;
+    let mut results = None;
+    let mut problem = None;
+    if search {
+        // Built apart: the serializer is not Send, and must not live across an await.
+        let fhir_query = {
+            let mut fhir_query = form_urlencoded::Serializer::new(String::new());
+            fhir_query.append_pair("_count", "50").append_pair("_sort", "family,given");
+            for (name, value) in
+                [("name", &form.name), ("birthdate", &form.birthdate), ("identifier", &form.identifier)]
+            {
+                if !value.trim().is_empty() {
+                    fhir_query.append_pair(name, value.trim());
+                }
+            }
+            fhir_query.finish()
+        };
+        let response =
+            ask(&state, &visit, Method::Get, "Patient", &fhir_query, None, None, &mut patients).await;
+        if response.status == 200 {
+            let bundle = body_json(&response);
+            results = Some(
+                bundle["entry"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|e| e["resource"].clone())
+                    .collect::<Vec<_>>(),
+            );
+        } else {
+            problem = Some(outcome_message(&response));
+        }
+    }
+    note(&visit.slot, "workbench-patient-search", "R", "patients".into(), patients);
+    html(
+        StatusCode::OK,
+        web::chart::search(&visit.viewer(Area::Patients), &form, results.as_deref(), problem.as_deref()),
+    )
+}
+
+async fn chart(State(state): State<Arc<AppState>>, Path(id): Path<String>, parts: Parts) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Patients) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let mut patients = Vec::new();
+    let path = format!("Patient/{id}");
+    let read = ask(&state, &visit, Method::Get, &path, "", None, None, &mut patients).await;
+    if read.status != 200 {
+        note(&visit.slot, "workbench-chart", "R", path, vec![format!("Patient/{id}")]);
+        return failed(&visit, Area::Patients, &read);
+    }
+    let patient = body_json(&read);
+    let everything = ask(
+        &state,
+        &visit,
+        Method::Get,
+        &format!("Patient/{id}/$everything"),
+        "_count=1000",
+        None,
+        None,
+        &mut patients,
+    )
+    .await;
+    let record: Vec<Value> = body_json(&everything)["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["resource"].clone())
+        .collect();
+    let links = web::chart::ChartLinks {
+        viewers: api::Api::permits(visit.identity(), Method::Get, &format!("Patient/{id}/$disclosures"), ""),
+        coding: visit.areas.contains(&Area::Coding),
+    };
+    note(&visit.slot, "workbench-chart", "R", path, patients);
+    html(StatusCode::OK, web::chart::chart(&visit.viewer(Area::Patients), &patient, &record, &links))
+}
+
+async fn history(
+    State(state): State<Arc<AppState>>,
+    Path((id, kind, rid)): Path<(String, String, String)>,
+    parts: Parts,
+) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Patients) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let mut patients = Vec::new();
+    let path = format!("{kind}/{rid}/_history");
+    let response = ask(&state, &visit, Method::Get, &path, "_count=100", None, None, &mut patients).await;
+    note(&visit.slot, "workbench-history", "R", format!("{kind}/{rid}"), patients);
+    if response.status != 200 {
+        return failed(&visit, Area::Patients, &response);
+    }
+    let versions: Vec<Value> = body_json(&response)["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["resource"].is_object())
+        .map(|e| e["resource"].clone())
+        .collect();
+    html(
+        StatusCode::OK,
+        web::chart::history(&visit.viewer(Area::Patients), &id, &format!("{kind}/{rid}"), &versions),
+    )
+}
+
+async fn viewers(State(state): State<Arc<AppState>>, Path(id): Path<String>, parts: Parts) -> Response {
+    let visit = match visit(&state, &parts) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let mut patients = Vec::new();
+    let response = ask(
+        &state,
+        &visit,
+        Method::Get,
+        &format!("Patient/{id}/$disclosures"),
+        "",
+        None,
+        None,
+        &mut patients,
+    )
+    .await;
+    note(&visit.slot, "workbench-disclosures", "R", format!("Patient/{id}"), vec![format!("Patient/{id}")]);
+    if response.status != 200 {
+        return failed(&visit, Area::Patients, &response);
+    }
+    let events: Vec<Value> = body_json(&response)["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["resource"].clone())
+        .collect();
+    html(StatusCode::OK, web::chart::viewers(&visit.viewer(Area::Patients), &id, &events))
+}
+
+// ---- privacy ----------------------------------------------------------------------------------
+
+async fn audit(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Privacy) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let query = query_map(&parts);
+    let get = |name: &str| query.get(name).cloned().unwrap_or_default();
+    let form = web::views::AuditQuery {
+        user: get("user"),
+        patient: get("patient"),
+        from: get("from"),
+        to: get("to"),
+        action: get("action"),
+        outcome: get("outcome"),
+    };
+    let fhir_query = {
+        let mut fhir_query = form_urlencoded::Serializer::new(String::new());
+        fhir_query.append_pair("_count", "100");
+        let pairs = [
+            ("agent", form.user.clone()),
+            ("patient", form.patient.clone()),
+            ("date", if form.from.is_empty() { String::new() } else { format!("ge{}", form.from) }),
+            ("date", if form.to.is_empty() { String::new() } else { format!("le{}", form.to) }),
+            ("action", form.action.clone()),
+            ("outcome", form.outcome.clone()),
+        ];
+        for (name, value) in &pairs {
+            if !value.trim().is_empty() {
+                fhir_query.append_pair(name, value.trim());
+            }
+        }
+        fhir_query.finish()
+    };
+    let mut patients = Vec::new();
+    let response =
+        ask(&state, &visit, Method::Get, "AuditEvent", &fhir_query, None, None, &mut patients).await;
+    note(&visit.slot, "workbench-audit-search", "R", "AuditEvent".into(), patients);
+    let (events, problem) = if response.status == 200 {
+        let mut events: Vec<Value> = body_json(&response)["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["resource"].clone())
+            .collect();
+        events.sort_by(|a, b| b["recorded"].as_str().cmp(&a["recorded"].as_str()));
+        (Some(events), None)
+    } else {
+        (None, Some(outcome_message(&response)))
+    };
+    html(
+        StatusCode::OK,
+        web::views::audit(&visit.viewer(Area::Privacy), &form, events.as_deref(), problem.as_deref()),
+    )
+}
+
+async fn disclosures(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    if let Err(response) = visit_area(&state, &parts, Area::Privacy) {
+        return response;
+    }
+    let query = query_map(&parts);
+    match query
+        .get("patient")
+        .map(|p| p.trim().trim_start_matches("Patient/"))
+        .filter(|p| fhir::is_valid_id(p))
+    {
+        Some(patient) => see_other(&format!("/patients/{patient}/viewers")),
+        None => see_other("/privacy/audit"),
+    }
+}
+
+async fn verify(State(state): State<Arc<AppState>>, parts: Parts, body: Body) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Privacy) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    if let Err(refused) = checked_form(&state, &visit, &parts.headers, body).await {
+        return refused;
+    }
+    let Some(security) = &state.config.security else { return see_other("/privacy/audit") };
+    security.audit.flush();
+    let data_dir = security.data_dir.clone();
+    let result = tokio::task::block_in_place(|| privacy::audit::verify(&data_dir));
+    let (ok, text) = match result {
+        Ok(result) if result.problems.is_empty() => {
+            (true, format!("{} entries checked: the chain is intact.", result.entries))
+        }
+        Ok(result) => (
+            false,
+            format!(
+                "{} entries checked: {} problems: {}",
+                result.entries,
+                result.problems.len(),
+                result.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")
+            ),
+        ),
+        Err(error) => (false, format!("the trail could not be verified: {error}")),
+    };
+    visit.slot.refused_because(Some(format!("audit chain verified: {text}")));
+    note(&visit.slot, "workbench-audit-verify", "E", "audit".into(), Vec::new());
+    html(
+        StatusCode::OK,
+        web::message(
+            &visit.viewer(Area::Privacy),
+            "Audit chain",
+            ok,
+            &text,
+            ("/privacy/audit", "Back to the audit trail"),
+        ),
+    )
+}
+
+// ---- data quality -----------------------------------------------------------------------------
+
+/// The checks of a `$data-quality` answer, with each one's shares in the runs recorded.
+fn checks_of(report: &Value, runs: &[quality::RunSummary]) -> Vec<web::views::CheckRow> {
+    let mut rows: Vec<web::views::CheckRow> = web::views::parameter_parts(report, "check")
+        .into_iter()
+        .map(|part| {
+            let id = part.get("id").and_then(Value::as_str).unwrap_or("").to_string();
+            let percent = part.get("percent").and_then(Value::as_f64).unwrap_or(0.0);
+            let examples: Vec<String> = match part.get("example") {
+                Some(Value::Array(list)) => {
+                    list.iter().filter_map(|e| e["reference"].as_str().map(str::to_string)).collect()
+                }
+                Some(one) => one["reference"].as_str().map(str::to_string).into_iter().collect(),
+                None => Vec::new(),
+            };
+            // Shares for the chart, 0 to 1; the report's are percents.
+            let mut trend: Vec<f64> =
+                runs.iter().filter_map(|run| run.percent(&id)).map(|p| p / 100.0).collect();
+            trend.push(percent / 100.0);
+            let definition =
+                quality::checks::CheckId::ALL.iter().map(|c| c.definition()).find(|d| d.id == id);
+            web::views::CheckRow {
+                name: part.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+                description: definition.map(|d| d.description.to_string()).unwrap_or_default(),
+                resource_type: definition.map(|d| d.resource_type.to_string()).unwrap_or_default(),
+                numerator: part.get("numerator").and_then(Value::as_u64).unwrap_or(0),
+                denominator: part.get("denominator").and_then(Value::as_u64).unwrap_or(0),
+                threshold: part.get("threshold").and_then(Value::as_f64),
+                passed: part.get("passed").and_then(Value::as_bool).unwrap_or(false),
+                id,
+                percent,
+                examples,
+                trend,
+            }
+        })
+        .collect();
+    rows.sort_by_key(|row| row.passed);
+    rows
+}
+
+async fn quality_report(
+    state: &AppState,
+    visit: &Visit,
+    patients: &mut Vec<String>,
+) -> Result<Vec<web::views::CheckRow>, Response> {
+    let response = ask(state, visit, Method::Get, "$data-quality", "", None, None, patients).await;
+    if response.status != 200 {
+        return Err(failed(visit, Area::Quality, &response));
+    }
+    let runs = state
+        .config
+        .security
+        .as_ref()
+        .and_then(|s| {
+            quality::load_runs(&s.data_dir.join("store"))
+                .ok()
+                .or_else(|| quality::load_runs(&s.data_dir).ok())
+        })
+        .unwrap_or_default();
+    Ok(checks_of(&body_json(&response), &runs))
+}
+
+async fn quality(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Quality) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let mut patients = Vec::new();
+    let checks = match quality_report(&state, &visit, &mut patients).await {
+        Ok(checks) => checks,
+        Err(response) => return response,
+    };
+    note(&visit.slot, "workbench-data-quality", "R", "$data-quality".into(), patients);
+    let runs = checks.first().map_or(1, |c| c.trend.len());
+    html(StatusCode::OK, web::views::quality(&visit.viewer(Area::Quality), &checks, runs))
+}
+
+async fn quality_check(
+    State(state): State<Arc<AppState>>,
+    Path(check): Path<String>,
+    parts: Parts,
+) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Quality) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let mut patients = Vec::new();
+    let checks = match quality_report(&state, &visit, &mut patients).await {
+        Ok(checks) => checks,
+        Err(response) => return response,
+    };
+    note(&visit.slot, "workbench-data-quality", "R", format!("$data-quality/{check}"), patients);
+    let Some(row) = checks.iter().find(|c| c.id == check) else {
+        return html(
+            StatusCode::NOT_FOUND,
+            web::not_found(Some(&visit.viewer(Area::Quality)), &format!("no data-quality check {check}")),
+        );
+    };
+    // Each failing record opens where it can be read: the chart for a patient's, else its
+    // versions under its patient when it names one.
+    let links: Vec<(String, String)> = row
+        .examples
+        .iter()
+        .map(|reference| {
+            let href = match reference.split_once('/') {
+                Some(("Patient", id)) => format!("/patients/{id}"),
+                _ => format!("/quality/{check}/record?reference={reference}"),
+            };
+            (reference.clone(), href)
+        })
+        .collect();
+    html(StatusCode::OK, web::views::quality_check(&visit.viewer(Area::Quality), row, &links))
+}
+
+// ---- coding -----------------------------------------------------------------------------------
+
+async fn worklist(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Coding) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let mut patients = Vec::new();
+    let response =
+        ask(&state, &visit, Method::Get, "$coding-worklist", "_count=100", None, None, &mut patients).await;
+    note(&visit.slot, "workbench-coding-worklist", "R", "$coding-worklist".into(), patients);
+    if response.status != 200 {
+        return failed(&visit, Area::Coding, &response);
+    }
+    let answer = body_json(&response);
+    let items: Vec<web::views::WorkItem> = answer["parameter"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["name"] == "item")
+        .map(|item| {
+            let part = |name: &str| {
+                item["part"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|p| p["name"] == name)
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            };
+            let reasons = item["part"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["name"] == "reason")
+                .map(|reason| {
+                    reason["part"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|p| p["name"] == "message")
+                        .and_then(|m| m["valueString"].as_str())
+                        .unwrap_or("")
+                        .to_string()
+                })
+                .collect();
+            web::views::WorkItem {
+                encounter: part("encounter")["valueReference"]["reference"]
+                    .as_str()
+                    .unwrap_or("")
+                    .trim_start_matches("Encounter/")
+                    .to_string(),
+                patient: part("patient")["valueReference"]["reference"].as_str().unwrap_or("").to_string(),
+                discharged: part("discharged")["valueDateTime"].as_str().unwrap_or("").to_string(),
+                class: part("class")["valueCode"].as_str().unwrap_or("").to_string(),
+                reasons,
+            }
+        })
+        .collect();
+    html(StatusCode::OK, web::views::worklist(&visit.viewer(Area::Coding), &items))
+}
+
+const ICD10CM: &str = "http://hl7.org/fhir/sid/icd-10-cm";
+
+/// The coding screen's facts: the encounter, its note, suggestions, edits and coded diagnoses.
+async fn encounter_page(
+    state: &AppState,
+    visit: &Visit,
+    id: &str,
+    message: Option<(bool, &str)>,
+) -> Response {
+    let mut patients = Vec::new();
+    let path = format!("Encounter/{id}");
+    let read = ask(state, visit, Method::Get, &path, "", None, None, &mut patients).await;
+    if read.status != 200 {
+        note(&visit.slot, "workbench-coding", "R", path, patients);
+        return failed(visit, Area::Coding, &read);
+    }
+    let encounter = body_json(&read);
+    // The note: a DocumentReference of the encounter, its text/plain attachment.
+    let documents = ask(
+        state,
+        visit,
+        Method::Get,
+        "DocumentReference",
+        &format!("encounter=Encounter/{id}&_count=5"),
+        None,
+        None,
+        &mut patients,
+    )
+    .await;
+    let document = body_json(&documents)["entry"][0]["resource"].clone();
+    let note_text = document["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["attachment"]["data"].as_str())
+        .find_map(|data| fhir::base64_decode(data).and_then(|bytes| String::from_utf8(bytes).ok()));
+    let mut suggestions = Vec::new();
+    if let Some(document_id) = document["id"].as_str() {
+        let suggested = ask(
+            state,
+            visit,
+            Method::Get,
+            &format!("DocumentReference/{document_id}/$suggest-codes"),
+            "count=8",
+            None,
+            None,
+            &mut patients,
+        )
+        .await;
+        for part in body_json(&suggested)["parameter"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["name"] == "suggestion")
+        {
+            let parts = part["part"].as_array().cloned().unwrap_or_default();
+            let coding = parts
+                .iter()
+                .find(|p| p["name"] == "code")
+                .map(|p| p["valueCoding"].clone())
+                .unwrap_or(Value::Null);
+            suggestions.push(web::views::Suggestion {
+                code: coding["code"].as_str().unwrap_or("").to_string(),
+                display: coding["display"].as_str().unwrap_or("").to_string(),
+                score: parts
+                    .iter()
+                    .find(|p| p["name"] == "score")
+                    .and_then(|p| p["valueDecimal"].as_f64())
+                    .unwrap_or(0.0),
+                evidence: parts
+                    .iter()
+                    .filter(|p| p["name"] == "evidence" || p["name"] == "matchedWord")
+                    .filter_map(|p| p["valueString"].as_str().map(str::to_string))
+                    .collect(),
+            });
+        }
+    }
+    let edits_answer = ask(
+        state,
+        visit,
+        Method::Get,
+        &format!("Encounter/{id}/$coding-edits"),
+        "",
+        None,
+        None,
+        &mut patients,
+    )
+    .await;
+    let edits: Vec<String> = body_json(&edits_answer)["issue"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["severity"] != "information")
+        .filter_map(|i| i["diagnostics"].as_str().map(str::to_string))
+        .collect();
+    let conditions = ask(
+        state,
+        visit,
+        Method::Get,
+        "Condition",
+        &format!("encounter=Encounter/{id}&_count=50"),
+        None,
+        None,
+        &mut patients,
+    )
+    .await;
+    let coded: Vec<(String, String, String)> = body_json(&conditions)["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+        .flat_map(|condition| {
+            let reference = format!("Condition/{}", condition["id"].as_str().unwrap_or(""));
+            condition["code"]["coding"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|c| c["system"] == ICD10CM)
+                .map(move |c| {
+                    (
+                        c["code"].as_str().unwrap_or("").to_string(),
+                        c["display"].as_str().unwrap_or("").to_string(),
+                        reference.clone(),
+                    )
+                })
+        })
+        .collect();
+    note(&visit.slot, "workbench-coding", "R", path, patients);
+    html(
+        StatusCode::OK,
+        web::views::encounter(
+            &visit.viewer(Area::Coding),
+            &encounter,
+            note_text.as_deref(),
+            &suggestions,
+            &edits,
+            &coded,
+            message,
+        ),
+    )
+}
+
+async fn encounter(State(state): State<Arc<AppState>>, Path(id): Path<String>, parts: Parts) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Coding) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    encounter_page(&state, &visit, &id, None).await
+}
+
+/// Assigns an ICD-10-CM code to the encounter: a new Condition written through the API, so
+/// validation, the policy and the audit apply as to any write.
+async fn assign(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    parts: Parts,
+    body: Body,
+) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Coding) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let form = match checked_form(&state, &visit, &parts.headers, body).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
+    };
+    let code = form.get("code").map(|c| c.trim().to_ascii_uppercase()).unwrap_or_default();
+    let mut patients = Vec::new();
+    let read =
+        ask(&state, &visit, Method::Get, &format!("Encounter/{id}"), "", None, None, &mut patients).await;
+    if read.status != 200 {
+        return failed(&visit, Area::Coding, &read);
+    }
+    let encounter = body_json(&read);
+    let lookup = ask(
+        &state,
+        &visit,
+        Method::Get,
+        "CodeSystem/$lookup",
+        &format!(
+            "system={ICD10CM}&code={}",
+            form_urlencoded::byte_serialize(code.as_bytes()).collect::<String>()
+        ),
+        None,
+        None,
+        &mut patients,
+    )
+    .await;
+    let display = body_json(&lookup)["parameter"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == "display")
+        .and_then(|p| p["valueString"].as_str())
+        .map(str::to_string);
+    let Some(display) = display else {
+        return encounter_page(
+            &state,
+            &visit,
+            &id,
+            Some((false, &format!("{code} is not an ICD-10-CM code"))),
+        )
+        .await;
+    };
+    let condition = json!({
+        "resourceType": "Condition",
+        "clinicalStatus": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active" }] },
+        "verificationStatus": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed" }] },
+        "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "encounter-diagnosis" }] }],
+        "code": { "coding": [{ "system": ICD10CM, "code": code, "display": display }], "text": display },
+        "subject": encounter["subject"].clone(),
+        "encounter": { "reference": format!("Encounter/{id}") },
+        "recorder": visit.identity().fhir_user.as_ref().map(|r| json!({ "reference": r })),
+    });
+    let mut condition = condition;
+    if condition["recorder"].is_null() {
+        if let Some(object) = condition.as_object_mut() {
+            object.remove("recorder");
+        }
+    }
+    let written = ask(
+        &state,
+        &visit,
+        Method::Post,
+        "Condition",
+        "",
+        Some(condition.to_string().into_bytes()),
+        None,
+        &mut patients,
+    )
+    .await;
+    let location = written.location.clone().unwrap_or_default();
+    let (ok, message) = if written.status == 201 {
+        (true, format!("{code} {display} assigned ({location})"))
+    } else {
+        (false, format!("{code} was not assigned: {}", outcome_message(&written)))
+    };
+    let page = encounter_page(&state, &visit, &id, Some((ok, &message))).await;
+    // The entry is the write's, whatever the page read to show its result.
+    note(&visit.slot, "workbench-coding-assign", "C", format!("Encounter/{id}"), patients);
+    visit.slot.refused_because(Some(if ok {
+        format!("assigned {code} to Encounter/{id} as {location}")
+    } else {
+        message
+    }));
+    page
+}
+
+// ---- analytics and administration ---------------------------------------------------------
+
+async fn analytics(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Analytics) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let mut patients = Vec::new();
+    let response = ask(&state, &visit, Method::Get, "ViewDefinition", "", None, None, &mut patients).await;
+    note(&visit.slot, "workbench-analytics", "R", "ViewDefinition".into(), patients);
+    if response.status != 200 {
+        return failed(&visit, Area::Analytics, &response);
+    }
+    let views: Vec<(String, String)> = body_json(&response)["entry"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| &e["resource"])
+        .map(|v| {
+            (
+                v["name"].as_str().or(v["id"].as_str()).unwrap_or("").to_string(),
+                v["description"].as_str().or(v["title"].as_str()).unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    html(StatusCode::OK, web::views::analytics(&visit.viewer(Area::Analytics), &views))
+}
+
+const VIEW_PAGE_ROWS: usize = 100;
+
+async fn view_rows(State(state): State<Arc<AppState>>, Path(name): Path<String>, parts: Parts) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Analytics) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let mut patients = Vec::new();
+    let response = ask(
+        &state,
+        &visit,
+        Method::Get,
+        &format!("ViewDefinition/{name}/$run"),
+        &format!("_limit={VIEW_PAGE_ROWS}"),
+        None,
+        Some("application/json"),
+        &mut patients,
+    )
+    .await;
+    note(&visit.slot, "workbench-view", "R", format!("ViewDefinition/{name}"), patients);
+    if response.status != 200 {
+        return failed(&visit, Area::Analytics, &response);
+    }
+    let rows = body_json(&response);
+    let rows: Vec<&serde_json::Map<String, Value>> =
+        rows.as_array().into_iter().flatten().filter_map(Value::as_object).collect();
+    let header: Vec<String> = rows.first().map(|r| r.keys().cloned().collect()).unwrap_or_default();
+    let cells: Vec<Vec<String>> =
+        rows.iter().map(|row| header.iter().map(|h| web::text(&row[h])).collect()).collect();
+    html(
+        StatusCode::OK,
+        web::views::view_rows(&visit.viewer(Area::Analytics), &name, &header, &cells, VIEW_PAGE_ROWS),
+    )
+}
+
+async fn view_download(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    parts: Parts,
+) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Analytics) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let format = query_map(&parts).get("format").cloned().unwrap_or_else(|| "csv".into());
+    let (accept, extension) = match format.as_str() {
+        "parquet" => ("application/vnd.apache.parquet", "parquet"),
+        _ => ("text/csv", "csv"),
+    };
+    let mut patients = Vec::new();
+    let response = ask(
+        &state,
+        &visit,
+        Method::Get,
+        &format!("ViewDefinition/{name}/$run"),
+        "",
+        None,
+        Some(accept),
+        &mut patients,
+    )
+    .await;
+    note(&visit.slot, "workbench-view-download", "R", format!("ViewDefinition/{name}"), patients);
+    if response.status != 200 {
+        return failed(&visit, Area::Analytics, &response);
+    }
+    let mut http = (StatusCode::OK, response.body.unwrap_or_default()).into_response();
+    let headers = http.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(response.content_type.unwrap_or("application/octet-stream")),
+    );
+    secure_headers(headers);
+    if let Ok(value) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"{}.{extension}\"",
+        name.replace(['"', '\\'], "")
+    )) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    http
+}
+
+async fn admin(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Admin) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let Some(security) = &state.config.security else { return see_other("/") };
+    let users: Vec<Vec<String>> = security
+        .users
+        .list()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|((name, role, patient, fhir_user), issued)| {
+            let is = patient.map(|p| format!("Patient/{p}")).or(fhir_user).unwrap_or_else(|| "-".into());
+            let password = if security.users.has_password(&name).unwrap_or(false) { "set" } else { "none" };
+            vec![name, role.as_str().to_string(), is, issued, password.to_string()]
+        })
+        .collect();
+    let counts: Vec<(String, u64)> = Vec::new();
+    let total =
+        state.api.store().count_live().map(|n| n.to_string()).unwrap_or_else(|e| format!("unknown ({e})"));
+    let status = vec![
+        ("Version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        ("Data directory".to_string(), security.data_dir.display().to_string()),
+        ("Resources".to_string(), total),
+        ("Workbench sessions".to_string(), state.sessions.0.lock().map(|s| s.len()).unwrap_or(0).to_string()),
+    ];
+    note(&visit.slot, "workbench-admin", "R", "admin".into(), Vec::new());
+    html(StatusCode::OK, web::views::admin(&visit.viewer(Area::Admin), &users, &status, &counts))
+}

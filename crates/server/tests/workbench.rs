@@ -1,0 +1,316 @@
+//! The HIM workbench over HTTP: sign-in and sessions, CSRF, the pages each role may and may
+//! not open, what a patient's session reaches, escaping of record values, coding an encounter
+//! through the API's write path, and the audit entries pages leave.
+
+mod common;
+
+use std::sync::Arc;
+
+use chartroom_server as server;
+use common::{TestServer, start_with};
+use privacy::Role;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "a workbench passphrase";
+const NOTE: &str = "Patient seen for type 2 diabetes mellitus without complications. Continue metformin.";
+
+struct Fixture {
+    server: TestServer,
+    dir: std::path::PathBuf,
+    security: Arc<server::Security>,
+    browser: reqwest::Client,
+    root: String,
+}
+
+async fn fixture(name: &str) -> Fixture {
+    let dir = testkit::temp_dir(&format!("{name}-privacy"));
+    let security = server::Security::open(&dir).unwrap();
+    let admin = security.users.add("root", Role::Admin, None, None).unwrap();
+    for (user, role, patient) in [
+        ("cody", Role::Coder, None),
+        ("alice", Role::Patient, Some("pa")),
+        ("pat-officer", Role::PrivacyOfficer, None),
+        ("ana", Role::Analyst, None),
+        ("root", Role::Admin, None),
+    ] {
+        if user != "root" {
+            security.users.add(user, role, patient, None).unwrap();
+        }
+        security.users.set_password(user, PASSWORD).unwrap();
+    }
+    let security = Arc::new(security);
+    let config = server::ServerConfig { security: Some(security.clone()), ..Default::default() };
+    let server = start_with(name, config).await;
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let root = server.base.strip_suffix("/fhir").unwrap().to_string();
+    let note = fhir_base64(NOTE.as_bytes());
+    let entries: Vec<Value> = [
+        json!({ "resourceType": "Patient", "id": "pa", "name": [{ "family": "<script>alert(1)</script>", "given": ["Ann"] }],
+                "birthDate": "1980-02-03", "gender": "female" }),
+        json!({ "resourceType": "Patient", "id": "pb", "name": [{ "family": "Baker", "given": ["Bo"] }], "birthDate": "1975-05-06" }),
+        json!({ "resourceType": "Encounter", "id": "enc-a", "status": "finished",
+                "class": { "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB" },
+                "subject": { "reference": "Patient/pa" },
+                "period": { "start": "2024-03-01T09:00:00Z", "end": "2024-03-01T10:00:00Z" } }),
+        json!({ "resourceType": "DocumentReference", "id": "note-a", "status": "current",
+                "subject": { "reference": "Patient/pa" },
+                "content": [{ "attachment": { "contentType": "text/plain", "data": note } }],
+                "context": { "encounter": [{ "reference": "Encounter/enc-a" }] } }),
+        json!({ "resourceType": "Observation", "id": "obs-a1", "status": "final", "code": { "text": "Body weight" },
+                "subject": { "reference": "Patient/pa" }, "effectiveDateTime": "2024-01-01",
+                "valueQuantity": { "value": 70, "unit": "kg" } }),
+        json!({ "resourceType": "Observation", "id": "obs-a2", "status": "final", "code": { "text": "Body weight" },
+                "subject": { "reference": "Patient/pa" }, "effectiveDateTime": "2024-02-01",
+                "valueQuantity": { "value": 72, "unit": "kg" } }),
+    ]
+    .into_iter()
+    .map(|resource| {
+        let url = format!("{}/{}", resource["resourceType"].as_str().unwrap(), resource["id"].as_str().unwrap());
+        json!({ "resource": resource, "request": { "method": "PUT", "url": url } })
+    })
+    .collect();
+    let response = server
+        .client
+        .post(server.url(""))
+        .bearer_auth(&admin)
+        .header("content-type", "application/fhir+json")
+        .body(json!({ "resourceType": "Bundle", "type": "transaction", "entry": entries }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    Fixture { server, dir, security, browser, root }
+}
+
+fn fhir_base64(bytes: &[u8]) -> String {
+    fhir::base64_encode(bytes)
+}
+
+fn csrf_of(page: &str) -> String {
+    let start = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    page[start..].split('"').next().unwrap().to_string()
+}
+
+fn cookie_of(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").to_string())
+        .find(|c| c.starts_with(&format!("{name}=")))
+}
+
+/// A signed-in browser: its session cookie and the session's CSRF token.
+struct Session {
+    cookie: String,
+    csrf: String,
+}
+
+async fn get(
+    f: &Fixture,
+    session: Option<&Session>,
+    path: &str,
+) -> (u16, String, reqwest::header::HeaderMap) {
+    let mut request = f.browser.get(format!("{}{path}", f.root));
+    if let Some(session) = session {
+        request = request.header("cookie", &session.cookie);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, response.text().await.unwrap(), headers)
+}
+
+async fn post(f: &Fixture, session: &Session, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let mut serializer = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in form {
+        serializer.append_pair(name, value);
+    }
+    let response = f
+        .browser
+        .post(format!("{}{path}", f.root))
+        .header("cookie", &session.cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serializer.finish())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+async fn sign_in(f: &Fixture, user: &str) -> Session {
+    let page = f.browser.get(format!("{}/signin", f.root)).send().await.unwrap();
+    let doubled = cookie_of(&page, "chartroom_signin").expect("sign-in cookie");
+    let csrf = csrf_of(&page.text().await.unwrap());
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("csrf", &csrf)
+        .append_pair("next", "/")
+        .append_pair("username", user)
+        .append_pair("password", PASSWORD)
+        .finish();
+    let response = f
+        .browser
+        .post(format!("{}/signin", f.root))
+        .header("cookie", &doubled)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303, "{user} signs in");
+    let cookie = cookie_of(&response, "chartroom_session").expect("session cookie");
+    let (status, home, _) = get(f, Some(&Session { cookie: cookie.clone(), csrf: String::new() }), "/").await;
+    assert_eq!(status, 200);
+    Session { cookie, csrf: csrf_of(&home) }
+}
+
+fn audited(f: &Fixture, interaction: &str) -> Vec<privacy::Access> {
+    f.security.audit.flush();
+    privacy::audit::entries(&f.dir)
+        .unwrap()
+        .into_iter()
+        .map(|(_, _, a)| a)
+        .filter(|a| a.interaction == interaction)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_sign_in_and_see_only_what_their_role_may_use() {
+    let f = fixture("workbench-roles").await;
+    // Not signed in: to the sign-in page, keeping where they were going.
+    let (status, _, headers) = get(&f, None, "/patients").await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/signin?next=%2Fpatients");
+    // The sign-in form without its doubled token is refused.
+    let page = f.browser.get(format!("{}/signin", f.root)).send().await.unwrap();
+    let csrf = csrf_of(&page.text().await.unwrap());
+    let response = f
+        .browser
+        .post(format!("{}/signin", f.root))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}&username=cody&password=a+workbench+passphrase"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403, "no sign-in cookie, no sign-in");
+
+    let coder = sign_in(&f, "cody").await;
+    let (status, home, headers) = get(&f, Some(&coder), "/").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(headers["content-security-policy"].to_str().unwrap().contains("default-src 'none'"));
+    for offered in ["href=\"/patients\"", "href=\"/coding\""] {
+        assert!(home.contains(offered), "{offered}");
+    }
+    for hidden in ["href=\"/privacy\"", "href=\"/admin\""] {
+        assert!(!home.contains(hidden), "{hidden} offered to a coder");
+    }
+    let (status, page, _) = get(&f, Some(&coder), "/privacy/audit").await;
+    assert_eq!(status, 403);
+    assert!(page.contains("Not permitted"));
+    assert_eq!(get(&f, Some(&coder), "/admin").await.0, 403);
+
+    let officer = sign_in(&f, "pat-officer").await;
+    assert_eq!(get(&f, Some(&officer), "/privacy/audit?user=cody").await.0, 200);
+    let (status, page) = post(&f, &officer, "/privacy/verify", &[("csrf", &officer.csrf)]).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("the chain is intact"), "{page}");
+    // Another session's token does not do.
+    let (status, _) = post(&f, &officer, "/privacy/verify", &[("csrf", &coder.csrf)]).await;
+    assert_eq!(status, 403);
+
+    let admin = sign_in(&f, "root").await;
+    let (status, page, _) = get(&f, Some(&admin), "/admin").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("cody") && page.contains("coder"));
+    assert_eq!(get(&f, Some(&admin), "/quality").await.0, 200);
+    let analyst = sign_in(&f, "ana").await;
+    let (status, page, _) = get(&f, Some(&analyst), "/analytics").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("/analytics/views/patients"), "{page}");
+    let (status, page, _) = get(&f, Some(&analyst), "/analytics/views/patients").await;
+    assert_eq!(status, 200, "{page}");
+
+    // Signed out: the session is gone.
+    let (status, _) = post(&f, &coder, "/signout", &[("csrf", &coder.csrf)]).await;
+    assert_eq!(status, 303);
+    assert_eq!(get(&f, Some(&coder), "/").await.0, 303);
+    assert!(!audited(&f, "workbench-sign-in").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_escapes_the_record_and_a_patient_reaches_only_their_own() {
+    let f = fixture("workbench-chart").await;
+    let coder = sign_in(&f, "cody").await;
+    let (status, page, _) = get(&f, Some(&coder), "/patients?name=Ann").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{page}");
+    assert!(!page.contains("<script>"), "no record value is markup");
+    let (status, chart, _) = get(&f, Some(&coder), "/patients/pa").await;
+    assert_eq!(status, 200);
+    for section in ["Encounters (1)", "Body weight", "72 kg", "<svg"] {
+        assert!(chart.contains(section), "{section}");
+    }
+    let views = audited(&f, "workbench-chart");
+    assert!(
+        views.iter().any(|a| a.user == "cody" && a.patients.contains(&"Patient/pa".to_string())),
+        "{views:?}"
+    );
+    let (status, history, _) = get(&f, Some(&coder), "/patients/pa/history/Patient/pa").await;
+    assert_eq!(status, 200);
+    assert!(history.contains("Version 1"));
+
+    let alice = sign_in(&f, "alice").await;
+    assert_eq!(get(&f, Some(&alice), "/patients/pa").await.0, 200);
+    let (status, page, _) = get(&f, Some(&alice), "/patients/pb").await;
+    assert!(status == 403 || status == 404, "{status}");
+    assert!(!page.contains("Baker"));
+    let (status, own, _) = get(&f, Some(&alice), "/patients").await;
+    assert_eq!(status, 200);
+    assert!(!own.contains("Baker"), "a patient's search is their own record");
+    // The patient sees who viewed their chart; the coder may not.
+    assert_eq!(get(&f, Some(&alice), "/patients/pa/viewers").await.0, 200);
+    assert_eq!(get(&f, Some(&coder), "/patients/pa/viewers").await.0, 403);
+    assert_eq!(get(&f, Some(&alice), "/coding").await.0, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coder_codes_an_encounter_from_the_worklist_through_the_api() {
+    let f = fixture("workbench-coding").await;
+    let coder = sign_in(&f, "cody").await;
+    let (status, worklist, _) = get(&f, Some(&coder), "/coding").await;
+    assert_eq!(status, 200);
+    assert!(worklist.contains("/coding/encounters/enc-a"), "{worklist}");
+    let (status, screen, _) = get(&f, Some(&coder), "/coding/encounters/enc-a").await;
+    assert_eq!(status, 200);
+    assert!(screen.contains("<mark>"), "evidence marked in the note: {screen}");
+    assert!(screen.contains("E11.9"), "suggested: {screen}");
+    // Without the CSRF token: refused, nothing written.
+    let (status, _) = post(&f, &coder, "/coding/encounters/enc-a", &[("code", "E11.9")]).await;
+    assert_eq!(status, 403);
+    let (status, page) =
+        post(&f, &coder, "/coding/encounters/enc-a", &[("csrf", &coder.csrf), ("code", "e11.9")]).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("class=\"ok\""), "{page}");
+    let coded = page.split("Codes on record").nth(1).unwrap_or("");
+    assert!(
+        coded.contains("E11.9") && coded.contains("(Condition/"),
+        "the new diagnosis is on record: {coded}"
+    );
+    // The stored Condition, as the store has it.
+    let id = coded.split("(Condition/").nth(1).and_then(|rest| rest.split(')').next()).unwrap();
+    let stored = store::Store::read(f.server.store.as_ref(), "Condition", id).unwrap().expect("stored");
+    let condition: Value = serde_json::from_slice(stored.body.as_deref().unwrap()).unwrap();
+    assert_eq!(condition["code"]["coding"][0]["code"], "E11.9");
+    assert_eq!(condition["encounter"]["reference"], "Encounter/enc-a");
+    let assigned = audited(&f, "workbench-coding-assign");
+    assert_eq!(assigned.len(), 1);
+    assert!(assigned[0].outcome_text.as_deref().unwrap_or("").contains("assigned E11.9"));
+    // A code that is not ICD-10-CM is refused with a message, nothing written.
+    let (status, page) =
+        post(&f, &coder, "/coding/encounters/enc-a", &[("csrf", &coder.csrf), ("code", "ZZZ.99")]).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("is not an ICD-10-CM code"));
+}
