@@ -9,6 +9,10 @@
 //! the session's CSRF token, and the sign-in form a token doubled in a cookie. Every page is
 //! `no-store`, not framable, and under a Content-Security-Policy with no inline script.
 
+// A page's way out is its response, returned at once by the handler: boxing it to make the
+// `Err` of `visit` smaller would buy nothing.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -123,6 +127,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/privacy/verify", post(verify))
         .route("/quality", get(quality))
         .route("/quality/{check}", get(quality_check))
+        .route("/records/{kind}/{id}", get(record))
         .route("/coding", get(worklist))
         .route("/coding/encounters/{id}", get(encounter).post(assign))
         .route("/analytics", get(analytics))
@@ -296,25 +301,39 @@ fn visit(state: &AppState, parts: &Parts) -> Result<Visit, Response> {
     Ok(Visit { areas: areas(&session.identity), session, slot, base })
 }
 
-/// Asks the API as the visitor; the patients its answer carried join the page's audit.
-async fn ask(
-    state: &AppState,
-    visit: &Visit,
+/// A request a page makes of the API.
+struct Call<'a> {
     method: Method,
-    path: &str,
-    query: &str,
+    path: &'a str,
+    query: &'a str,
     body: Option<Vec<u8>>,
-    accept: Option<&str>,
-    patients: &mut Vec<String>,
-) -> api::Response {
+    accept: Option<&'a str>,
+}
+
+impl<'a> Call<'a> {
+    fn get(path: &'a str, query: &'a str) -> Call<'a> {
+        Call { method: Method::Get, path, query, body: None, accept: None }
+    }
+
+    fn post(path: &'a str, body: Vec<u8>) -> Call<'a> {
+        Call { method: Method::Post, path, query: "", body: Some(body), accept: None }
+    }
+
+    fn accept(self, accept: &'a str) -> Call<'a> {
+        Call { accept: Some(accept), ..self }
+    }
+}
+
+/// Asks the API as the visitor; the patients its answer carried join the page's audit.
+async fn ask(state: &AppState, visit: &Visit, call: Call<'_>, patients: &mut Vec<String>) -> api::Response {
     let request = api::Request {
-        method: Some(method),
+        method: Some(call.method),
         base: visit.base.clone(),
-        path: path.to_string(),
-        query: query.to_string(),
-        accept: accept.map(str::to_string),
-        content_type: body.as_ref().map(|_| "application/fhir+json".to_string()),
-        body: body.unwrap_or_default(),
+        path: call.path.to_string(),
+        query: call.query.to_string(),
+        accept: call.accept.map(str::to_string),
+        content_type: call.body.as_ref().map(|_| "application/fhir+json".to_string()),
+        body: call.body.unwrap_or_default(),
         caller: Some(Arc::new(api::Caller {
             identity: visit.session.identity.clone(),
             purpose: None,
@@ -566,8 +585,7 @@ async fn patients(State(state): State<Arc<AppState>>, parts: Parts) -> Response 
             }
             fhir_query.finish()
         };
-        let response =
-            ask(&state, &visit, Method::Get, "Patient", &fhir_query, None, None, &mut patients).await;
+        let response = ask(&state, &visit, Call::get("Patient", &fhir_query), &mut patients).await;
         if response.status == 200 {
             let bundle = body_json(&response);
             results = Some(
@@ -596,23 +614,15 @@ async fn chart(State(state): State<Arc<AppState>>, Path(id): Path<String>, parts
     };
     let mut patients = Vec::new();
     let path = format!("Patient/{id}");
-    let read = ask(&state, &visit, Method::Get, &path, "", None, None, &mut patients).await;
+    let read = ask(&state, &visit, Call::get(&path, ""), &mut patients).await;
     if read.status != 200 {
         note(&visit.slot, "workbench-chart", "R", path, vec![format!("Patient/{id}")]);
         return failed(&visit, Area::Patients, &read);
     }
     let patient = body_json(&read);
-    let everything = ask(
-        &state,
-        &visit,
-        Method::Get,
-        &format!("Patient/{id}/$everything"),
-        "_count=1000",
-        None,
-        None,
-        &mut patients,
-    )
-    .await;
+    let everything =
+        ask(&state, &visit, Call::get(&format!("Patient/{id}/$everything"), "_count=1000"), &mut patients)
+            .await;
     let record: Vec<Value> = body_json(&everything)["entry"]
         .as_array()
         .into_iter()
@@ -638,7 +648,7 @@ async fn history(
     };
     let mut patients = Vec::new();
     let path = format!("{kind}/{rid}/_history");
-    let response = ask(&state, &visit, Method::Get, &path, "_count=100", None, None, &mut patients).await;
+    let response = ask(&state, &visit, Call::get(&path, "_count=100"), &mut patients).await;
     note(&visit.slot, "workbench-history", "R", format!("{kind}/{rid}"), patients);
     if response.status != 200 {
         return failed(&visit, Area::Patients, &response);
@@ -662,17 +672,8 @@ async fn viewers(State(state): State<Arc<AppState>>, Path(id): Path<String>, par
         Err(response) => return response,
     };
     let mut patients = Vec::new();
-    let response = ask(
-        &state,
-        &visit,
-        Method::Get,
-        &format!("Patient/{id}/$disclosures"),
-        "",
-        None,
-        None,
-        &mut patients,
-    )
-    .await;
+    let response =
+        ask(&state, &visit, Call::get(&format!("Patient/{id}/$disclosures"), ""), &mut patients).await;
     note(&visit.slot, "workbench-disclosures", "R", format!("Patient/{id}"), vec![format!("Patient/{id}")]);
     if response.status != 200 {
         return failed(&visit, Area::Patients, &response);
@@ -722,8 +723,7 @@ async fn audit(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
         fhir_query.finish()
     };
     let mut patients = Vec::new();
-    let response =
-        ask(&state, &visit, Method::Get, "AuditEvent", &fhir_query, None, None, &mut patients).await;
+    let response = ask(&state, &visit, Call::get("AuditEvent", &fhir_query), &mut patients).await;
     note(&visit.slot, "workbench-audit-search", "R", "AuditEvent".into(), patients);
     let (events, problem) = if response.status == 200 {
         let mut events: Vec<Value> = body_json(&response)["entry"]
@@ -845,7 +845,7 @@ async fn quality_report(
     visit: &Visit,
     patients: &mut Vec<String>,
 ) -> Result<Vec<web::views::CheckRow>, Response> {
-    let response = ask(state, visit, Method::Get, "$data-quality", "", None, None, patients).await;
+    let response = ask(state, visit, Call::get("$data-quality", ""), patients).await;
     if response.status != 200 {
         return Err(failed(visit, Area::Quality, &response));
     }
@@ -906,12 +906,40 @@ async fn quality_check(
         .map(|reference| {
             let href = match reference.split_once('/') {
                 Some(("Patient", id)) => format!("/patients/{id}"),
-                _ => format!("/quality/{check}/record?reference={reference}"),
+                _ => format!("/records/{reference}"),
             };
             (reference.clone(), href)
         })
         .collect();
     html(StatusCode::OK, web::views::quality_check(&visit.viewer(Area::Quality), row, &links))
+}
+
+/// One record as stored (where a data-quality drill-down ends), read through the API.
+async fn record(
+    State(state): State<Arc<AppState>>,
+    Path((kind, id)): Path<(String, String)>,
+    parts: Parts,
+) -> Response {
+    let visit = match visit(&state, &parts) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let mut patients = Vec::new();
+    let reference = format!("{kind}/{id}");
+    let response = ask(&state, &visit, Call::get(&reference, ""), &mut patients).await;
+    note(&visit.slot, "workbench-record", "R", reference.clone(), patients);
+    if response.status != 200 {
+        return failed(&visit, Area::Patients, &response);
+    }
+    let resource = body_json(&response);
+    let patient = ["subject", "patient", "beneficiary"]
+        .iter()
+        .find_map(|field| resource[field]["reference"].as_str()?.strip_prefix("Patient/"))
+        .map(str::to_string);
+    html(
+        StatusCode::OK,
+        web::views::record(&visit.viewer(Area::Quality), &reference, &resource, patient.as_deref()),
+    )
 }
 
 // ---- coding -----------------------------------------------------------------------------------
@@ -922,8 +950,7 @@ async fn worklist(State(state): State<Arc<AppState>>, parts: Parts) -> Response 
         Err(response) => return response,
     };
     let mut patients = Vec::new();
-    let response =
-        ask(&state, &visit, Method::Get, "$coding-worklist", "_count=100", None, None, &mut patients).await;
+    let response = ask(&state, &visit, Call::get("$coding-worklist", "_count=100"), &mut patients).await;
     note(&visit.slot, "workbench-coding-worklist", "R", "$coding-worklist".into(), patients);
     if response.status != 200 {
         return failed(&visit, Area::Coding, &response);
@@ -987,7 +1014,7 @@ async fn encounter_page(
 ) -> Response {
     let mut patients = Vec::new();
     let path = format!("Encounter/{id}");
-    let read = ask(state, visit, Method::Get, &path, "", None, None, &mut patients).await;
+    let read = ask(state, visit, Call::get(&path, ""), &mut patients).await;
     if read.status != 200 {
         note(&visit.slot, "workbench-coding", "R", path, patients);
         return failed(visit, Area::Coding, &read);
@@ -997,11 +1024,7 @@ async fn encounter_page(
     let documents = ask(
         state,
         visit,
-        Method::Get,
-        "DocumentReference",
-        &format!("encounter=Encounter/{id}&_count=5"),
-        None,
-        None,
+        Call::get("DocumentReference", &format!("encounter=Encounter/{id}&_count=5")),
         &mut patients,
     )
     .await;
@@ -1017,11 +1040,7 @@ async fn encounter_page(
         let suggested = ask(
             state,
             visit,
-            Method::Get,
-            &format!("DocumentReference/{document_id}/$suggest-codes"),
-            "count=8",
-            None,
-            None,
+            Call::get(&format!("DocumentReference/{document_id}/$suggest-codes"), "count=8"),
             &mut patients,
         )
         .await;
@@ -1053,17 +1072,8 @@ async fn encounter_page(
             });
         }
     }
-    let edits_answer = ask(
-        state,
-        visit,
-        Method::Get,
-        &format!("Encounter/{id}/$coding-edits"),
-        "",
-        None,
-        None,
-        &mut patients,
-    )
-    .await;
+    let edits_answer =
+        ask(state, visit, Call::get(&format!("Encounter/{id}/$coding-edits"), ""), &mut patients).await;
     let edits: Vec<String> = body_json(&edits_answer)["issue"]
         .as_array()
         .into_iter()
@@ -1074,11 +1084,7 @@ async fn encounter_page(
     let conditions = ask(
         state,
         visit,
-        Method::Get,
-        "Condition",
-        &format!("encounter=Encounter/{id}&_count=50"),
-        None,
-        None,
+        Call::get("Condition", &format!("encounter=Encounter/{id}&_count=50")),
         &mut patients,
     )
     .await;
@@ -1145,8 +1151,7 @@ async fn assign(
     };
     let code = form.get("code").map(|c| c.trim().to_ascii_uppercase()).unwrap_or_default();
     let mut patients = Vec::new();
-    let read =
-        ask(&state, &visit, Method::Get, &format!("Encounter/{id}"), "", None, None, &mut patients).await;
+    let read = ask(&state, &visit, Call::get(&format!("Encounter/{id}"), ""), &mut patients).await;
     if read.status != 200 {
         return failed(&visit, Area::Coding, &read);
     }
@@ -1154,14 +1159,13 @@ async fn assign(
     let lookup = ask(
         &state,
         &visit,
-        Method::Get,
-        "CodeSystem/$lookup",
-        &format!(
-            "system={ICD10CM}&code={}",
-            form_urlencoded::byte_serialize(code.as_bytes()).collect::<String>()
+        Call::get(
+            "CodeSystem/$lookup",
+            &format!(
+                "system={ICD10CM}&code={}",
+                form_urlencoded::byte_serialize(code.as_bytes()).collect::<String>()
+            ),
         ),
-        None,
-        None,
         &mut patients,
     )
     .await;
@@ -1192,22 +1196,13 @@ async fn assign(
         "recorder": visit.identity().fhir_user.as_ref().map(|r| json!({ "reference": r })),
     });
     let mut condition = condition;
-    if condition["recorder"].is_null() {
-        if let Some(object) = condition.as_object_mut() {
-            object.remove("recorder");
-        }
+    if condition["recorder"].is_null()
+        && let Some(object) = condition.as_object_mut()
+    {
+        object.remove("recorder");
     }
-    let written = ask(
-        &state,
-        &visit,
-        Method::Post,
-        "Condition",
-        "",
-        Some(condition.to_string().into_bytes()),
-        None,
-        &mut patients,
-    )
-    .await;
+    let written =
+        ask(&state, &visit, Call::post("Condition", condition.to_string().into_bytes()), &mut patients).await;
     let location = written.location.clone().unwrap_or_default();
     let (ok, message) = if written.status == 201 {
         (true, format!("{code} {display} assigned ({location})"))
@@ -1233,7 +1228,7 @@ async fn analytics(State(state): State<Arc<AppState>>, parts: Parts) -> Response
         Err(response) => return response,
     };
     let mut patients = Vec::new();
-    let response = ask(&state, &visit, Method::Get, "ViewDefinition", "", None, None, &mut patients).await;
+    let response = ask(&state, &visit, Call::get("ViewDefinition", ""), &mut patients).await;
     note(&visit.slot, "workbench-analytics", "R", "ViewDefinition".into(), patients);
     if response.status != 200 {
         return failed(&visit, Area::Analytics, &response);
@@ -1264,11 +1259,8 @@ async fn view_rows(State(state): State<Arc<AppState>>, Path(name): Path<String>,
     let response = ask(
         &state,
         &visit,
-        Method::Get,
-        &format!("ViewDefinition/{name}/$run"),
-        &format!("_limit={VIEW_PAGE_ROWS}"),
-        None,
-        Some("application/json"),
+        Call::get(&format!("ViewDefinition/{name}/$run"), &format!("_limit={VIEW_PAGE_ROWS}"))
+            .accept("application/json"),
         &mut patients,
     )
     .await;
@@ -1306,11 +1298,7 @@ async fn view_download(
     let response = ask(
         &state,
         &visit,
-        Method::Get,
-        &format!("ViewDefinition/{name}/$run"),
-        "",
-        None,
-        Some(accept),
+        Call::get(&format!("ViewDefinition/{name}/$run"), "").accept(accept),
         &mut patients,
     )
     .await;

@@ -73,7 +73,7 @@ pub fn search(
             @if let Some(note) = note { p.error role="alert" { (note) } }
             @if let Some(results) = results {
                 h2 { (results.len()) " patients found" }
-                div.table-wrap {
+                div.table-wrap tabindex="0" {
                     table {
                         caption { "Patients matching the search" }
                         thead { tr { th scope="col" { "Name" } th scope="col" { "Birth date" } th scope="col" { "Gender" } th scope="col" { "MRN" } } }
@@ -168,7 +168,7 @@ pub fn chart(viewer: &Viewer, patient: &Value, record: &[Value], links: &ChartLi
             }
             section aria-labelledby="encounters" {
                 h2 id="encounters" { "Encounters (" (encounters.len()) ")" }
-                div.table-wrap { table {
+                div.table-wrap tabindex="0" { table {
                     thead { tr { th scope="col" { "Start" } th scope="col" { "End" } th scope="col" { "Class" } th scope="col" { "Type" } th scope="col" { "Status" } th scope="col" { "Version" } } }
                     tbody { @for e in &encounters {
                         @let eid = e["id"].as_str().unwrap_or("");
@@ -185,7 +185,7 @@ pub fn chart(viewer: &Viewer, patient: &Value, record: &[Value], links: &ChartLi
             }
             section aria-labelledby="problems" {
                 h2 id="problems" { "Problems (" (conditions.len()) ")" }
-                div.table-wrap { table {
+                div.table-wrap tabindex="0" { table {
                     thead { tr { th scope="col" { "Problem" } th scope="col" { "Code" } th scope="col" { "Status" } th scope="col" { "Onset" } th scope="col" { "Version" } } }
                     tbody { @for c in &conditions { tr {
                         td { (concept(&c["code"])) }
@@ -198,7 +198,7 @@ pub fn chart(viewer: &Viewer, patient: &Value, record: &[Value], links: &ChartLi
             }
             section aria-labelledby="medications" {
                 h2 id="medications" { "Medications (" (medications.len()) ")" }
-                div.table-wrap { table {
+                div.table-wrap tabindex="0" { table {
                     thead { tr { th scope="col" { "Medication" } th scope="col" { "Status" } th scope="col" { "Ordered" } th scope="col" { "Version" } } }
                     tbody { @for m in &medications { tr {
                         td { (concept(&m["medicationCodeableConcept"])) }
@@ -210,7 +210,7 @@ pub fn chart(viewer: &Viewer, patient: &Value, record: &[Value], links: &ChartLi
             }
             section aria-labelledby="results" {
                 h2 id="results" { "Results (" (results.len()) " kinds)" }
-                div.table-wrap { table {
+                div.table-wrap tabindex="0" { table {
                     thead { tr { th scope="col" { "Result" } th scope="col" { "Latest" } th scope="col" { "Date" } th scope="col" { "Trend" } th scope="col" { "Count" } } }
                     tbody { @for (name, series) in &results {
                         @let latest = series.last().copied().unwrap_or(&Value::Null);
@@ -231,7 +231,7 @@ pub fn chart(viewer: &Viewer, patient: &Value, record: &[Value], links: &ChartLi
             }
             section aria-labelledby="documents" {
                 h2 id="documents" { "Documents (" (documents.len()) ")" }
-                div.table-wrap { table {
+                div.table-wrap tabindex="0" { table {
                     thead { tr { th scope="col" { "Date" } th scope="col" { "Type" } th scope="col" { "Status" } th scope="col" { "Version" } } }
                     tbody { @for d in &documents { tr {
                         td { (date_of(d, &["date", "context.period.start"])) }
@@ -282,7 +282,7 @@ pub fn history(viewer: &Viewer, patient: &str, reference: &str, versions: &[Valu
                     } @else {
                         @let changes = diff::changes(ordered[i - 1], version);
                         @if changes.is_empty() { p.muted { "No field changed." } } @else {
-                            div.table-wrap { table {
+                            div.table-wrap tabindex="0" { table {
                                 caption { "Changed fields" }
                                 thead { tr { th scope="col" { "Field" } th scope="col" { "Before" } th scope="col" { "After" } } }
                                 tbody { @for change in &changes { tr {
@@ -307,7 +307,7 @@ pub fn viewers(viewer: &Viewer, patient: &str, events: &[Value]) -> String {
         html! {
             p { a href=(format!("/patients/{patient}")) { "Back to the chart" } }
             p { (events.len()) " accesses recorded." }
-            div.table-wrap { table {
+            div.table-wrap tabindex="0" { table {
                 caption { "Accesses to the record, newest first" }
                 thead { tr { th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "Action" } th scope="col" { "Purpose" } th scope="col" { "Outcome" } } }
                 tbody { @for event in events.iter().rev() { tr {

@@ -234,7 +234,7 @@ pub fn text(value: &serde_json::Value) -> String {
 /// A table with a header row, each cell escaped.
 pub fn table(caption: &str, header: &[&str], rows: &[Vec<String>]) -> Markup {
     html! {
-        div.table-wrap {
+        div.table-wrap tabindex="0" {
             table {
                 caption { (caption) }
                 thead { tr { @for h in header { th scope="col" { (h) } } } }

@@ -103,7 +103,7 @@ pub fn audit(viewer: &Viewer, query: &AuditQuery, events: Option<&[Value]>, note
             @if let Some(note) = note { p.error role="alert" { (note) } }
             @if let Some(events) = events {
                 h2 { (events.len()) " entries (newest first)" }
-                div.table-wrap { table {
+                div.table-wrap tabindex="0" { table {
                     caption { "Audit entries" }
                     thead { tr { th scope="col" { "When" } th scope="col" { "User" } th scope="col" { "Role" } th scope="col" { "Interaction" } th scope="col" { "Patients" } th scope="col" { "Outcome" } th scope="col" { "Detail" } } }
                     tbody { @for event in events { tr {
@@ -154,7 +154,7 @@ pub fn monitor(viewer: &Viewer, findings: &[(String, String, String, String)]) -
             p { a href="/privacy/audit" { "Back to the audit trail" } }
             p { (findings.len()) " findings." }
             @if !findings.is_empty() {
-                div.table-wrap { table {
+                div.table-wrap tabindex="0" { table {
                     caption { "Findings, most serious first" }
                     thead { tr { th scope="col" { "Kind" } th scope="col" { "User" } th scope="col" { "Patient" } th scope="col" { "Detail" } } }
                     tbody { @for (kind, user, patient, detail) in findings { tr { td { (kind) } td { (user) } td { (patient) } td { (detail) } } } }
@@ -191,7 +191,7 @@ pub fn quality(viewer: &Viewer, checks: &[CheckRow], runs: usize) -> String {
         "Data quality",
         html! {
             p { (checks.len()) " checks, " span.fail { (failed) " failing" } "; " (runs) " runs recorded." }
-            div.table-wrap { table {
+            div.table-wrap tabindex="0" { table {
                 caption { "Checks, failing first" }
                 thead { tr { th scope="col" { "Check" } th scope="col" { "Type" } th scope="col" { "Failing" } th scope="col" { "Share" } th scope="col" { "Threshold" } th scope="col" { "Result" } th scope="col" { "Trend" } } }
                 tbody { @for check in checks { tr {
@@ -240,7 +240,7 @@ pub fn worklist(viewer: &Viewer, items: &[WorkItem]) -> String {
         "Coding worklist",
         html! {
             p { (items.len()) " encounters waiting, oldest discharge first." }
-            div.table-wrap { table {
+            div.table-wrap tabindex="0" { table {
                 caption { "Encounters to code" }
                 thead { tr { th scope="col" { "Encounter" } th scope="col" { "Patient" } th scope="col" { "Discharged" } th scope="col" { "Class" } th scope="col" { "Why" } } }
                 tbody { @for item in items { tr {
@@ -327,7 +327,7 @@ pub fn encounter(
             }
             h2 { "Suggested codes" }
             @if suggestions.is_empty() { p.muted { "No suggestion." } } @else {
-                div.table-wrap { table {
+                div.table-wrap tabindex="0" { table {
                     caption { "Suggested ICD-10-CM codes, best first" }
                     thead { tr { th scope="col" { "Code" } th scope="col" { "Description" } th scope="col" { "Score" } th scope="col" { "Evidence" } th scope="col" { "Assign" } } }
                     tbody { @for s in suggestions { tr {
@@ -410,6 +410,22 @@ pub fn admin(
             h2 { "Users" }
             p.muted { "Add, revoke and set passwords with chartroom user add | revoke | password." }
             (crate::table("Users", &["User", "Role", "Is", "Token issued", "Password"], users))
+        },
+    )
+}
+
+/// One stored record as it is, with a link to its patient's chart and its versions.
+pub fn record(viewer: &Viewer, reference: &str, resource: &Value, patient: Option<&str>) -> String {
+    let pretty = serde_json::to_string_pretty(resource).unwrap_or_default();
+    page(
+        Some(viewer),
+        reference,
+        html! {
+            @if let Some(patient) = patient {
+                p { a href=(format!("/patients/{patient}")) { "The patient's chart" } " · "
+                    a href=(format!("/patients/{patient}/history/{reference}")) { "Versions" } }
+            }
+            pre.note { (pretty) }
         },
     )
 }
