@@ -105,6 +105,9 @@ enum BenchKind {
     /// Search latency over HTTP with a large generated population: token, date range, chain,
     /// _revinclude, _sort and $everything (first pages), after a timed import.
     Search(crate::search_bench::SearchBenchArgs),
+    /// The workbench's pages over HTTP with a large generated population: the server's time
+    /// for each page, p50 and p99.
+    Workbench(crate::workbench_bench::WorkbenchBenchArgs),
     /// Reads and writes from many clients against `chartroom serve`, killed with SIGKILL and
     /// restarted part way; then checks acknowledged writes, version histories and the audit
     /// trail. `--read-cost`: reads under strict against fast audit durability.
@@ -135,6 +138,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         }
         BenchKind::Prepare { resources } => bench_prepare(resources),
         BenchKind::Search(args) => crate::search_bench::run(args),
+        BenchKind::Workbench(args) => crate::workbench_bench::run(args),
         BenchKind::Mixed(args) => crate::mixed_bench::run(args),
         BenchKind::Views(args) => crate::views_bench::run(args),
         BenchKind::Terminology { requests } => crate::terminology_bench::bench_terminology(requests),
@@ -252,8 +256,10 @@ pub(crate) struct HttpClient {
     writer: TcpStream,
     host: String,
     pub(crate) body: Vec<u8>,
-    /// `Authorization: Bearer ...` line sent with each request, if any.
+    /// `Authorization: Bearer ...` (or `Cookie: ...`) line sent with each request, if any.
     authorization: String,
+    /// The last response's `Set-Cookie`, if it had one (name=value only).
+    pub(crate) set_cookie: Option<String>,
 }
 
 impl HttpClient {
@@ -266,12 +272,19 @@ impl HttpClient {
             host: address.to_string(),
             body: Vec::with_capacity(8192),
             authorization: String::new(),
+            set_cookie: None,
         })
     }
 
     /// Sends `token` as a bearer token with every request.
     pub(crate) fn with_token(mut self, token: Option<&str>) -> Self {
         self.authorization = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+        self
+    }
+
+    /// Sends `cookie` (`name=value`) with every request, as a browser would.
+    pub(crate) fn with_cookie(mut self, cookie: &str) -> Self {
+        self.authorization = format!("Cookie: {cookie}\r\n");
         self
     }
 
@@ -292,10 +305,12 @@ impl HttpClient {
             if line == "\r\n" || line.is_empty() {
                 break;
             }
-            if let Some((name, value)) = line.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap_or(0);
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                } else if name.eq_ignore_ascii_case("set-cookie") {
+                    self.set_cookie = value.trim().split(';').next().map(str::to_string);
+                }
             }
         }
         self.body.resize(length, 0);

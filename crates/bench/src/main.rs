@@ -8,6 +8,7 @@ mod mixed_bench;
 mod search_bench;
 mod terminology_bench;
 mod views_bench;
+mod workbench_bench;
 
 use std::process::ExitCode;
 

@@ -117,44 +117,51 @@ fn kinds(patients: u64) -> Vec<Kind> {
     ]
 }
 
-pub fn run(args: SearchBenchArgs) -> Result<ExitCode> {
-    println!("machine: {}", machine());
-    let work = WorkDir::new(args.work, "search")?;
-    let data = work.path.join(format!("data-{}", args.resources));
+/// The data directory holding `resources` generated resources under `work`: loaded by an
+/// earlier run (reused), or generated and imported now (the import timed and printed).
+pub(crate) fn load(work: &std::path::Path, resources: usize) -> Result<PathBuf> {
+    let data = work.join(format!("data-{resources}"));
     let loaded_marker = data.join("bench-loaded");
     if loaded_marker.exists() {
         println!("reusing the store loaded earlier in {}", data.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&data);
-        let input = work.path.join("ndjson");
-        let _ = std::fs::remove_dir_all(&input);
-        let counts = fixture::write_ndjson(&input, args.resources, 42)?;
-        println!(
-            "input: {} resources ({} patients), {:.0} MiB of NDJSON",
-            counts.total,
-            counts.patients,
-            dir_size(&input) as f64 / 1048576.0
-        );
-        let started = Instant::now();
-        let store = open_store(&data, true)?;
-        let api = Api::new(store.clone(), ApiConfig::default());
-        let report = api::import::import(&api, &input, &api::import::ImportOptions::default(), &|_| {})
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        store.close();
-        let elapsed = started.elapsed();
-        if !report.rejections.is_empty() {
-            bail!("{} resources were rejected, first: {}", report.rejections.len(), report.rejections[0]);
-        }
-        println!(
-            "import with full indexing: {} resources in {:.1} s = {:.0} resources/s (store {:.0} MiB)",
-            report.imported,
-            elapsed.as_secs_f64(),
-            report.imported as f64 / elapsed.as_secs_f64(),
-            dir_size(&data) as f64 / 1048576.0
-        );
-        let _ = std::fs::remove_dir_all(&input);
-        std::fs::write(&loaded_marker, b"")?;
+        return Ok(data);
     }
+    let _ = std::fs::remove_dir_all(&data);
+    let input = work.join("ndjson");
+    let _ = std::fs::remove_dir_all(&input);
+    let counts = fixture::write_ndjson(&input, resources, 42)?;
+    println!(
+        "input: {} resources ({} patients), {:.0} MiB of NDJSON",
+        counts.total,
+        counts.patients,
+        dir_size(&input) as f64 / 1048576.0
+    );
+    let started = Instant::now();
+    let store = open_store(&data, true)?;
+    let api = Api::new(store.clone(), ApiConfig::default());
+    let report = api::import::import(&api, &input, &api::import::ImportOptions::default(), &|_| {})
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    store.close();
+    let elapsed = started.elapsed();
+    if !report.rejections.is_empty() {
+        bail!("{} resources were rejected, first: {}", report.rejections.len(), report.rejections[0]);
+    }
+    println!(
+        "import with full indexing: {} resources in {:.1} s = {:.0} resources/s (store {:.0} MiB)",
+        report.imported,
+        elapsed.as_secs_f64(),
+        report.imported as f64 / elapsed.as_secs_f64(),
+        dir_size(&data) as f64 / 1048576.0
+    );
+    let _ = std::fs::remove_dir_all(&input);
+    std::fs::write(&loaded_marker, b"")?;
+    Ok(data)
+}
+
+pub fn run(args: SearchBenchArgs) -> Result<ExitCode> {
+    println!("machine: {}", machine());
+    let work = WorkDir::new(args.work, "search")?;
+    let data = load(&work.path, args.resources)?;
     let patients = (args.resources / 25).max(1) as u64;
 
     let store = open_store(&data, false)?;

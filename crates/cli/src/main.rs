@@ -366,6 +366,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     ensure_index(&store)?;
     let api_config = ApiConfig {
         views_dir: Some(args.store.data.join("views")),
+        analytics_tables: Some(::views::tables::tables_path(&args.store.data)),
         export_dir: Some(args.store.data.join("exports")),
         validation: args.validation.mode(),
         requires_access_token: !args.insecure_no_auth,
@@ -428,7 +429,8 @@ fn print_demo_steps(base: &str, data: &std::path::Path, ground_truth: &std::path
     // output must not stop the server.
     let _ = writeln!(
         std::io::stdout(),
-        "\nTry this (in another terminal):\n\
+        "\nOpen {root}/ in a browser: the HIM workbench (the demo acts as an administrator).\n\
+Try this (in another terminal):\n\
          \x20 curl -s '{base}/Patient?_count=3&_summary=true'                  # patients, with Bundle.total\n\
          \x20 curl -s '{base}/Patient/pat-000001/$everything'                 # one patient's whole record\n\
          \x20 curl -s '{base}/Observation?code=http://loinc.org|8867-4&_count=5' # heart rates\n\
@@ -440,7 +442,8 @@ fn print_demo_steps(base: &str, data: &std::path::Path, ground_truth: &std::path
          The reports read beside the running server. What the population has planted (defects,\n\
          duplicate registrations, outbreaks, a treatment cohort, readmissions) is listed in\n\
          {}; `chartroom --help` lists every command.\n",
-        ground_truth.display()
+        ground_truth.display(),
+        root = base.strip_suffix("/fhir").unwrap_or(base)
     );
 }
 

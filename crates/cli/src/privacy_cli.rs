@@ -405,75 +405,15 @@ fn users_directory(data: &Path) -> Result<()> {
 
 /// What the access-monitoring report needs from the record and the users.
 fn facts(store_args: &DataArgs, users: &[privacy::users::UserRecord]) -> Result<privacy::monitor::Facts> {
-    use privacy::monitor::{Facts, Person};
     use store::Store as _;
-    let mut facts = Facts::default();
-    for (name, _, _, fhir_user) in users {
-        if let Some(fhir_user) = fhir_user {
-            facts.fhir_users.insert(name.clone(), fhir_user.clone());
-        }
-    }
+    let mut builder = privacy::monitor::FactsBuilder::new(users);
     let store = store_args.open_read_only()?;
-    let mut staff_numbers: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    let mut employee_numbers: Vec<(String, String)> = Vec::new();
     store.scan_current(&mut |resource_type, id, body| {
-        let Ok(resource) = serde_json::from_slice::<serde_json::Value>(body) else { return Ok(()) };
-        let key = format!("{resource_type}/{id}");
-        let family = resource["name"][0]["family"].as_str().map(str::to_string);
-        match resource_type {
-            "Encounter" => {
-                if let Some(subject) = resource["subject"]["reference"].as_str() {
-                    for participant in resource["participant"].as_array().into_iter().flatten() {
-                        if let Some(who) = participant["individual"]["reference"].as_str() {
-                            facts.relationships.insert((who.to_string(), subject.to_string()));
-                        }
-                    }
-                }
-            }
-            "Practitioner" => {
-                for identifier in resource["identifier"].as_array().into_iter().flatten() {
-                    if let Some(value) = identifier["value"].as_str() {
-                        staff_numbers.insert(value.to_string(), key.clone());
-                    }
-                }
-                facts.staff.insert(key, Person { family, address: None });
-            }
-            "Patient" => {
-                let address = resource["address"][0]["line"][0].as_str().map(str::to_string);
-                for gp in resource["generalPractitioner"].as_array().into_iter().flatten() {
-                    if let Some(who) = gp["reference"].as_str() {
-                        facts.relationships.insert((who.to_string(), key.clone()));
-                    }
-                }
-                for identifier in resource["identifier"].as_array().into_iter().flatten() {
-                    if identifier["type"]["coding"][0]["code"] == "EI"
-                        && let Some(value) = identifier["value"].as_str()
-                    {
-                        employee_numbers.push((key.clone(), value.to_string()));
-                    }
-                }
-                let flagged = ["security", "tag"].iter().any(|list| {
-                    resource["meta"][*list].as_array().into_iter().flatten().any(|c| c["code"] == "VIP")
-                });
-                if flagged {
-                    facts.vips.insert(key.clone());
-                }
-                facts.patients.insert(key, Person { family, address });
-            }
-            _ => {}
+        if let Ok(resource) = serde_json::from_slice::<serde_json::Value>(body) {
+            builder.add(resource_type, id, &resource);
         }
         Ok(())
     })?;
-    // Staff who are patients: their own record gives their home address.
-    for (patient, number) in employee_numbers {
-        if let Some(practitioner) = staff_numbers.get(&number) {
-            let address = facts.patients.get(&patient).and_then(|p| p.address.clone());
-            if let Some(person) = facts.staff.get_mut(practitioner) {
-                person.address = address;
-            }
-            facts.employees.insert(patient, practitioner.clone());
-        }
-    }
     store.close();
-    Ok(facts)
+    Ok(builder.finish())
 }

@@ -5,8 +5,9 @@
 //! violation, a screenshot under `target/screenshots/` that is not blank, also at a phone's
 //! width) and is refused the pages it may not; then the key flows run end to end: find a
 //! patient and open the chart, code an encounter from the worklist, drill down from a failing
-//! data-quality check to a record, verify the audit chain. `.ci/run` installs the browser, the
-//! driver, Selenium and axe-core; without them the test is skipped, except under `CI=true`.
+//! data-quality check to a record, ask the views' tables in SQL, verify the audit chain.
+//! `.ci/run` installs the browser, the driver, Selenium and axe-core; without them the test
+//! is skipped, except under `CI=true`.
 
 mod support;
 
@@ -101,9 +102,11 @@ fn every_role_works_in_the_workbench_in_a_real_browser() {
                  paths(&["/", "/patients", &format!("/patients/{own}"), "/coding", "/quality", "/analytics", "/analytics/views/patients"]),
                  paths(&["/privacy/audit", "/admin"])),
             user("priv", "privacy-officer",
-                 paths(&["/", "/privacy/audit", &format!("/patients/{own}"), &format!("/patients/{own}/viewers")]),
+                 paths(&["/", "/privacy/audit", "/privacy/monitor", "/privacy/monitor?kind=break-the-glass", &format!("/patients/{own}"), &format!("/patients/{own}/viewers")]),
                  paths(&["/admin"])),
-            user("ana", "analyst", paths(&["/", "/analytics", "/analytics/views/encounters"]), paths(&["/privacy/audit", "/admin"])),
+            user("ana", "analyst",
+                 paths(&["/", "/analytics", "/analytics/views/encounters", "/analytics/sql?query=SELECT+gender%2C+count(*)+AS+patients+FROM+patients+GROUP+BY+gender"]),
+                 paths(&["/privacy/audit", "/privacy/monitor", "/admin"])),
             user("pat", "patient",
                  paths(&["/", "/patients", &format!("/patients/{own}"), &format!("/patients/{own}/viewers")]),
                  paths(&[&format!("/patients/{other}"), "/coding", "/privacy/audit", "/admin", "/quality"])),
@@ -137,6 +140,13 @@ fn every_role_works_in_the_workbench_in_a_real_browser() {
                 { "expect_status": 200 },
                 { "screenshot": "flow-quality-record" },
             ] },
+            { "user": "ana", "steps": [
+                { "goto": "/analytics" },
+                { "fill": { "name": "query" }, "value": "SELECT count(*) AS encounters FROM encounters" },
+                { "submit": "form[action='/analytics/sql']" },
+                { "expect_text": "1 rows." },
+                { "screenshot": "flow-sql" },
+            ] },
             { "user": "priv", "steps": [
                 { "goto": "/privacy/audit" },
                 { "click": "form[action='/privacy/verify'] button" },
@@ -159,7 +169,7 @@ fn every_role_works_in_the_workbench_in_a_real_browser() {
     assert!(output.status.success(), "browser check failed:\n{stdout}\n{stderr}");
     let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).expect("summary");
     assert!(summary["pages"].as_u64().unwrap_or(0) >= 20, "{summary}");
-    assert_eq!(summary["flows_ok"], 4, "{summary}");
+    assert_eq!(summary["flows_ok"], 5, "{summary}");
     drop(server);
     // The code assigned in the browser is in the audit trail, as the coder's write.
     let entries = privacy::audit::entries(&data).expect("the trail");

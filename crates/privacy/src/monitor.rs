@@ -40,6 +40,94 @@ pub struct Facts {
     pub relationships: HashSet<(String, String)>,
 }
 
+/// Gathers [`Facts`] from the users and one pass over the record: the CLI's report and the
+/// workbench's page feed it the same way, so both judge accesses on the same facts.
+#[derive(Default)]
+pub struct FactsBuilder {
+    facts: Facts,
+    /// Staff numbers (a Practitioner's identifiers) → `Practitioner/...`.
+    staff_numbers: HashMap<String, String>,
+    /// (`Patient/...`, employee number) of patients with an employee identifier (`EI`).
+    employee_numbers: Vec<(String, String)>,
+}
+
+impl FactsBuilder {
+    /// Starts from the users (name, role, patient, FHIR resource).
+    pub fn new(users: &[crate::users::UserRecord]) -> FactsBuilder {
+        let mut builder = FactsBuilder::default();
+        for (name, _, _, fhir_user) in users {
+            if let Some(fhir_user) = fhir_user {
+                builder.facts.fhir_users.insert(name.clone(), fhir_user.clone());
+            }
+        }
+        builder
+    }
+
+    /// Takes in what one stored resource says: encounters' participants, practitioners,
+    /// patients' addresses, general practitioners, employee numbers and VIP flags.
+    pub fn add(&mut self, resource_type: &str, id: &str, resource: &serde_json::Value) {
+        let key = format!("{resource_type}/{id}");
+        let family = resource["name"][0]["family"].as_str().map(str::to_string);
+        match resource_type {
+            "Encounter" => {
+                if let Some(subject) = resource["subject"]["reference"].as_str() {
+                    for participant in resource["participant"].as_array().into_iter().flatten() {
+                        if let Some(who) = participant["individual"]["reference"].as_str() {
+                            self.facts.relationships.insert((who.to_string(), subject.to_string()));
+                        }
+                    }
+                }
+            }
+            "Practitioner" => {
+                for identifier in resource["identifier"].as_array().into_iter().flatten() {
+                    if let Some(value) = identifier["value"].as_str() {
+                        self.staff_numbers.insert(value.to_string(), key.clone());
+                    }
+                }
+                self.facts.staff.insert(key, Person { family, address: None });
+            }
+            "Patient" => {
+                let address = resource["address"][0]["line"][0].as_str().map(str::to_string);
+                for gp in resource["generalPractitioner"].as_array().into_iter().flatten() {
+                    if let Some(who) = gp["reference"].as_str() {
+                        self.facts.relationships.insert((who.to_string(), key.clone()));
+                    }
+                }
+                for identifier in resource["identifier"].as_array().into_iter().flatten() {
+                    if identifier["type"]["coding"][0]["code"] == "EI"
+                        && let Some(value) = identifier["value"].as_str()
+                    {
+                        self.employee_numbers.push((key.clone(), value.to_string()));
+                    }
+                }
+                let flagged = ["security", "tag"].iter().any(|list| {
+                    resource["meta"][*list].as_array().into_iter().flatten().any(|c| c["code"] == "VIP")
+                });
+                if flagged {
+                    self.facts.vips.insert(key.clone());
+                }
+                self.facts.patients.insert(key, Person { family, address });
+            }
+            _ => {}
+        }
+    }
+
+    /// The facts, once every resource was added: staff who are patients get their own
+    /// record's home address.
+    pub fn finish(mut self) -> Facts {
+        for (patient, number) in std::mem::take(&mut self.employee_numbers) {
+            if let Some(practitioner) = self.staff_numbers.get(&number) {
+                let address = self.facts.patients.get(&patient).and_then(|p| p.address.clone());
+                if let Some(person) = self.facts.staff.get_mut(practitioner) {
+                    person.address = address;
+                }
+                self.facts.employees.insert(patient, practitioner.clone());
+            }
+        }
+        self.facts
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FindingKind {
     NoTreatmentRelationship,

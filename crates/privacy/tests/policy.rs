@@ -43,7 +43,7 @@ impl OperationCatalog for Catalog {
             "lookup" | "expand" | "validate-code" | "subsumes" | "validate" => {
                 declared(Reads::LevelType, PatientUse::Allowed)
             }
-            "data-quality" | "coding-worklist" | "coding-edits" | "run" => {
+            "data-quality" | "coding-worklist" | "coding-edits" | "run" | "sql" => {
                 declared(Reads::EveryType, PatientUse::Refused)
             }
             "suggest-codes" => declared(Reads::Type("DocumentReference"), PatientUse::Refused),
@@ -394,6 +394,7 @@ fn operations_are_authorized_by_what_they_read() {
     for (url, method, expected) in [
         ("Patient/p1/$everything", Method::Get, true),
         ("ViewDefinition/$run", Method::Post, false),
+        ("$sql", Method::Get, false),
         ("$data-quality", Method::Get, false),
         ("CodeSystem/$lookup", Method::Get, false),
         ("Observation/$validate", Method::Post, true),

@@ -30,7 +30,7 @@ use crate::{AppState, Security, edge, pages};
 const BROWSER_COOKIE: &str = "chartroom_authorize";
 
 /// The paths of the endpoints, under the server's root (the FHIR base without `/fhir`).
-pub const AUTHORIZE_PATH: &str = "/oauth/authorize";
+pub const AUTHORIZE_PATH: &str = web::authorize::AUTHORIZE_PATH;
 pub const TOKEN_PATH: &str = "/oauth/token";
 pub const INTROSPECT_PATH: &str = "/oauth/introspect";
 pub const REVOKE_PATH: &str = "/oauth/revoke";
@@ -220,11 +220,7 @@ fn browser_cookie(headers: &HeaderMap) -> Option<String> {
 fn redirect(location: &str) -> Response {
     match HeaderValue::from_str(location) {
         Ok(value) => (StatusCode::SEE_OTHER, [(header::LOCATION, value)]).into_response(),
-        Err(_) => pages::page(
-            StatusCode::BAD_REQUEST,
-            "Sign-in refused",
-            "<p>The app's address cannot be used.</p>",
-        ),
+        Err(_) => pages::refusal("The app's address cannot be used."),
     }
 }
 

@@ -47,9 +47,16 @@ pub(crate) struct Session {
     seen: Instant,
 }
 
-/// The sessions of a running server.
+/// The sessions of a running server, and the administration page's counts (kept a minute:
+/// counting every resource by type takes a while in a large store).
 #[derive(Default)]
-pub(crate) struct Sessions(Mutex<HashMap<String, Session>>);
+pub(crate) struct Sessions(Mutex<HashMap<String, Session>>, Mutex<Option<Counted>>);
+
+/// Resources by type, and when they were counted.
+type Counted = (Instant, Vec<(String, u64)>);
+
+/// How long the resource counts on the administration page are kept.
+const COUNTS_SECONDS: u64 = 60;
 
 fn random_token() -> String {
     let mut bytes = [0u8; 32];
@@ -125,12 +132,14 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/privacy/audit", get(audit))
         .route("/privacy/disclosures", get(disclosures))
         .route("/privacy/verify", post(verify))
+        .route("/privacy/monitor", get(monitor))
         .route("/quality", get(quality))
         .route("/quality/{check}", get(quality_check))
         .route("/records/{kind}/{id}", get(record))
         .route("/coding", get(worklist))
         .route("/coding/encounters/{id}", get(encounter).post(assign))
         .route("/analytics", get(analytics))
+        .route("/analytics/sql", get(sql))
         .route("/analytics/views/{name}", get(view_rows))
         .route("/analytics/views/{name}/download", get(view_download))
         .route("/admin", get(admin))
@@ -344,6 +353,27 @@ async fn ask(state: &AppState, visit: &Visit, call: Call<'_>, patients: &mut Vec
     let response = crate::run(state, &request).await;
     patients.extend(response.audit.patients.iter().cloned());
     response
+}
+
+/// A page that shows one API answer: the visit (refused when the area is not the role's),
+/// the answer as JSON, and the page's audit entry; the page for a refused or failed answer.
+async fn one_answer(
+    state: &AppState,
+    parts: &Parts,
+    area: Area,
+    interaction: &'static str,
+    call: Call<'_>,
+) -> Result<(Visit, Value), Response> {
+    let visit = visit_area(state, parts, area)?;
+    let mut patients = Vec::new();
+    let subject = call.path.to_string();
+    let response = ask(state, &visit, call, &mut patients).await;
+    note(&visit.slot, interaction, "R", subject, patients);
+    if response.status != 200 {
+        return Err(failed(&visit, area, &response));
+    }
+    let answer = body_json(&response);
+    Ok((visit, answer))
 }
 
 fn body_json(response: &api::Response) -> Value {
@@ -642,18 +672,15 @@ async fn history(
     Path((id, kind, rid)): Path<(String, String, String)>,
     parts: Parts,
 ) -> Response {
-    let visit = match visit_area(&state, &parts, Area::Patients) {
-        Ok(visit) => visit,
-        Err(response) => return response,
-    };
-    let mut patients = Vec::new();
     let path = format!("{kind}/{rid}/_history");
-    let response = ask(&state, &visit, Call::get(&path, "_count=100"), &mut patients).await;
-    note(&visit.slot, "workbench-history", "R", format!("{kind}/{rid}"), patients);
-    if response.status != 200 {
-        return failed(&visit, Area::Patients, &response);
-    }
-    let versions: Vec<Value> = body_json(&response)["entry"]
+    let (visit, answer) =
+        match one_answer(&state, &parts, Area::Patients, "workbench-history", Call::get(&path, "_count=100"))
+            .await
+        {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
+    let versions: Vec<Value> = answer["entry"]
         .as_array()
         .into_iter()
         .flatten()
@@ -797,6 +824,83 @@ async fn verify(State(state): State<Arc<AppState>>, parts: Parts, body: Body) ->
             ("/privacy/audit", "Back to the audit trail"),
         ),
     )
+}
+
+/// The access review (`chartroom audit report`): accesses worth a look, grouped by kind, user
+/// and patient; `?kind=break-the-glass` is the break-the-glass review.
+async fn monitor(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Privacy) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let Some(security) = &state.config.security else { return see_other("/privacy/audit") };
+    security.audit.flush();
+    let kind = query_map(&parts).get("kind").cloned().filter(|k| !k.is_empty());
+    let data_dir = security.data_dir.clone();
+    let store = state.api.store().clone();
+    let reviewed = tokio::task::block_in_place(|| -> Result<Vec<privacy::monitor::Finding>, String> {
+        let trail = privacy::TrailSnapshot::open(&data_dir).map_err(|e| e.to_string())?;
+        let entries = trail.entries().map_err(|e| e.to_string())?;
+        let mut builder = privacy::monitor::FactsBuilder::new(&trail.users().map_err(|e| e.to_string())?);
+        drop(trail);
+        store
+            .scan_current(&mut |resource_type, id, body| {
+                if let Ok(resource) = serde_json::from_slice::<Value>(body) {
+                    builder.add(resource_type, id, &resource);
+                }
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(privacy::monitor::review(&entries, &builder.finish()))
+    });
+    let findings = match reviewed {
+        Ok(findings) => findings,
+        Err(why) => {
+            return html(
+                StatusCode::SERVICE_UNAVAILABLE,
+                web::message(
+                    &visit.viewer(Area::Privacy),
+                    "Access review",
+                    false,
+                    &why,
+                    ("/privacy/audit", "Back"),
+                ),
+            );
+        }
+    };
+    // One row per kind, user and patient: how many accesses, first and last.
+    // (kind, user, patient) → (accesses, first, last, detail)
+    type Group = (usize, String, String, String);
+    let mut groups: std::collections::BTreeMap<(String, String, String), Group> = Default::default();
+    for finding in findings.iter().filter(|f| kind.as_deref().is_none_or(|k| f.kind.as_str() == k)) {
+        let key = (
+            finding.kind.as_str().to_string(),
+            finding.user.clone(),
+            finding.patient.clone().unwrap_or_default(),
+        );
+        let group = groups.entry(key).or_insert((
+            0,
+            finding.recorded.clone(),
+            finding.recorded.clone(),
+            finding.detail.clone(),
+        ));
+        group.0 += 1;
+        if finding.recorded < group.1 {
+            group.1 = finding.recorded.clone();
+        }
+        if finding.recorded > group.2 {
+            group.2 = finding.recorded.clone();
+        }
+    }
+    let patients: Vec<String> = groups.keys().map(|(_, _, p)| p.clone()).filter(|p| !p.is_empty()).collect();
+    let rows: Vec<(String, String, String, String)> = groups
+        .into_iter()
+        .map(|((kind, user, patient), (count, first, last, detail))| {
+            (kind, user, patient, format!("{count} accesses, {first} to {last}: {detail}"))
+        })
+        .collect();
+    note(&visit.slot, "workbench-access-review", "R", "audit".into(), patients);
+    html(StatusCode::OK, web::views::monitor(&visit.viewer(Area::Privacy), &rows, kind.as_deref()))
 }
 
 // ---- data quality -----------------------------------------------------------------------------
@@ -945,17 +1049,18 @@ async fn record(
 // ---- coding -----------------------------------------------------------------------------------
 
 async fn worklist(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
-    let visit = match visit_area(&state, &parts, Area::Coding) {
-        Ok(visit) => visit,
+    let (visit, answer) = match one_answer(
+        &state,
+        &parts,
+        Area::Coding,
+        "workbench-coding-worklist",
+        Call::get("$coding-worklist", "_count=100"),
+    )
+    .await
+    {
+        Ok(found) => found,
         Err(response) => return response,
     };
-    let mut patients = Vec::new();
-    let response = ask(&state, &visit, Call::get("$coding-worklist", "_count=100"), &mut patients).await;
-    note(&visit.slot, "workbench-coding-worklist", "R", "$coding-worklist".into(), patients);
-    if response.status != 200 {
-        return failed(&visit, Area::Coding, &response);
-    }
-    let answer = body_json(&response);
     let items: Vec<web::views::WorkItem> = answer["parameter"]
         .as_array()
         .into_iter()
@@ -1223,17 +1328,19 @@ async fn assign(
 // ---- analytics and administration ---------------------------------------------------------
 
 async fn analytics(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
-    let visit = match visit_area(&state, &parts, Area::Analytics) {
-        Ok(visit) => visit,
+    let (visit, answer) = match one_answer(
+        &state,
+        &parts,
+        Area::Analytics,
+        "workbench-analytics",
+        Call::get("ViewDefinition", ""),
+    )
+    .await
+    {
+        Ok(found) => found,
         Err(response) => return response,
     };
-    let mut patients = Vec::new();
-    let response = ask(&state, &visit, Call::get("ViewDefinition", ""), &mut patients).await;
-    note(&visit.slot, "workbench-analytics", "R", "ViewDefinition".into(), patients);
-    if response.status != 200 {
-        return failed(&visit, Area::Analytics, &response);
-    }
-    let views: Vec<(String, String)> = body_json(&response)["entry"]
+    let views: Vec<(String, String)> = answer["entry"]
         .as_array()
         .into_iter()
         .flatten()
@@ -1245,30 +1352,56 @@ async fn analytics(State(state): State<Arc<AppState>>, parts: Parts) -> Response
             )
         })
         .collect();
-    html(StatusCode::OK, web::views::analytics(&visit.viewer(Area::Analytics), &views))
+    let sql = api::Api::permits(visit.identity(), Method::Get, "$sql", "");
+    html(StatusCode::OK, web::views::analytics(&visit.viewer(Area::Analytics), &views, sql))
 }
 
 const VIEW_PAGE_ROWS: usize = 100;
+/// Rows of a SQL answer shown on the page.
+const SQL_PAGE_ROWS: usize = 500;
 
-async fn view_rows(State(state): State<Arc<AppState>>, Path(name): Path<String>, parts: Parts) -> Response {
+/// The SQL box: one statement through `$sql`, as the visitor.
+async fn sql(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
     let visit = match visit_area(&state, &parts, Area::Analytics) {
         Ok(visit) => visit,
         Err(response) => return response,
     };
+    let query = query_map(&parts).get("query").cloned().unwrap_or_default();
+    let encoded: String =
+        form_urlencoded::Serializer::new(String::new()).append_pair("query", &query).finish();
     let mut patients = Vec::new();
-    let response = ask(
-        &state,
-        &visit,
-        Call::get(&format!("ViewDefinition/{name}/$run"), &format!("_limit={VIEW_PAGE_ROWS}"))
-            .accept("application/json"),
-        &mut patients,
-    )
-    .await;
-    note(&visit.slot, "workbench-view", "R", format!("ViewDefinition/{name}"), patients);
-    if response.status != 200 {
+    let response = ask(&state, &visit, Call::get("$sql", &encoded), &mut patients).await;
+    note(&visit.slot, "workbench-sql", "R", "$sql".into(), patients);
+    if response.status == 403 {
         return failed(&visit, Area::Analytics, &response);
     }
-    let rows = body_json(&response);
+    let (header, rows, problem) = if response.status == 200 {
+        let answer = body_json(&response);
+        let rows: Vec<&serde_json::Map<String, Value>> =
+            answer.as_array().into_iter().flatten().filter_map(Value::as_object).collect();
+        let header: Vec<String> = rows.first().map(|r| r.keys().cloned().collect()).unwrap_or_default();
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .take(SQL_PAGE_ROWS)
+            .map(|row| header.iter().map(|h| web::text(&row[h])).collect())
+            .collect();
+        (header, cells, None)
+    } else {
+        (Vec::new(), Vec::new(), Some(outcome_message(&response)))
+    };
+    html(
+        StatusCode::OK,
+        web::views::sql_answer(&visit.viewer(Area::Analytics), &query, &header, &rows, problem.as_deref()),
+    )
+}
+
+async fn view_rows(State(state): State<Arc<AppState>>, Path(name): Path<String>, parts: Parts) -> Response {
+    let (path, limit) = (format!("ViewDefinition/{name}/$run"), format!("_limit={VIEW_PAGE_ROWS}"));
+    let call = Call::get(&path, &limit).accept("application/json");
+    let (visit, rows) = match one_answer(&state, &parts, Area::Analytics, "workbench-view", call).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
     let rows: Vec<&serde_json::Map<String, Value>> =
         rows.as_array().into_iter().flatten().filter_map(Value::as_object).collect();
     let header: Vec<String> = rows.first().map(|r| r.keys().cloned().collect()).unwrap_or_default();
@@ -1339,9 +1472,25 @@ async fn admin(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
             vec![name, role.as_str().to_string(), is, issued, password.to_string()]
         })
         .collect();
-    let counts: Vec<(String, u64)> = Vec::new();
-    let total =
-        state.api.store().count_live().map(|n| n.to_string()).unwrap_or_else(|e| format!("unknown ({e})"));
+    let cached = state
+        .sessions
+        .1
+        .lock()
+        .ok()
+        .and_then(|c| c.clone())
+        .filter(|(at, _)| at.elapsed().as_secs() < COUNTS_SECONDS);
+    let counts = match cached {
+        Some((_, counts)) => counts,
+        None => {
+            let store = state.api.store().clone();
+            let counts = tokio::task::block_in_place(|| store.count_by_type()).unwrap_or_default();
+            if let Ok(mut cache) = state.sessions.1.lock() {
+                *cache = Some((Instant::now(), counts.clone()));
+            }
+            counts
+        }
+    };
+    let total = counts.iter().map(|(_, n)| n).sum::<u64>().to_string();
     let status = vec![
         ("Version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
         ("Data directory".to_string(), security.data_dir.display().to_string()),

@@ -214,6 +214,10 @@ async fn staff_sign_in_and_see_only_what_their_role_may_use() {
 
     let officer = sign_in(&f, "pat-officer").await;
     assert_eq!(get(&f, Some(&officer), "/privacy/audit?user=cody").await.0, 200);
+    let (status, page, _) = get(&f, Some(&officer), "/privacy/monitor").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("findings"), "{page}");
+    assert_eq!(get(&f, Some(&officer), "/privacy/monitor?kind=break-the-glass").await.0, 200);
     let (status, page) = post(&f, &officer, "/privacy/verify", &[("csrf", &officer.csrf)]).await;
     assert_eq!(status, 200);
     assert!(page.contains("the chain is intact"), "{page}");
@@ -225,6 +229,8 @@ async fn staff_sign_in_and_see_only_what_their_role_may_use() {
     let (status, page, _) = get(&f, Some(&admin), "/admin").await;
     assert_eq!(status, 200);
     assert!(page.contains("cody") && page.contains("coder"));
+    // Resources by type: the fixture's two patients among them.
+    assert!(page.contains("<td>Patient</td><td>2</td>"), "{page}");
     assert_eq!(get(&f, Some(&admin), "/quality").await.0, 200);
     let analyst = sign_in(&f, "ana").await;
     let (status, page, _) = get(&f, Some(&analyst), "/analytics").await;

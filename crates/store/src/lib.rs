@@ -308,6 +308,17 @@ pub trait Store: Send + Sync {
     /// Number of resources whose current version is not deleted.
     fn count_live(&self) -> Result<u64>;
 
+    /// Live resources by type, types in name order (the administration page). The default
+    /// reads every resource; a store with an index by type counts from it.
+    fn count_by_type(&self) -> Result<Vec<(String, u64)>> {
+        let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        self.scan_current(&mut |resource_type, _, _| {
+            *counts.entry(resource_type.to_string()).or_default() += 1;
+            Ok(())
+        })?;
+        Ok(counts.into_iter().collect())
+    }
+
     /// Calls `visit` with the type, id and body of the current version of every live
     /// resource, type by type, from one consistent snapshot; stops at `visit`'s first error.
     /// Returns the resources visited.

@@ -846,6 +846,16 @@ impl Store for SqliteStore {
         })
     }
 
+    fn count_by_type(&self) -> Result<Vec<(String, u64)>> {
+        self.with_reader(|connection| {
+            let mut statement = connection.prepare_cached(
+                "SELECT res_type, count(*) FROM resources WHERE deleted = 0 GROUP BY res_type ORDER BY res_type",
+            )?;
+            let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
     fn scan_current(&self, visit: &mut crate::ScanVisitor<'_>) -> Result<u64> {
         self.with_reader(|connection| {
             let _snapshot = read_transaction(connection)?;

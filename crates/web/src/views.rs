@@ -139,23 +139,32 @@ fn privacy_tools(viewer: &Viewer) -> Markup {
             }
             section.card {
                 h2 { a href="/privacy/monitor" { "Access review" } }
-                p { "Accesses worth a look: no treatment relationship, same surname, VIPs, volume, break-the-glass." }
+                p { "Accesses worth a look: no treatment relationship, same surname, VIPs, volume." }
+                p { a href="/privacy/monitor?kind=break-the-glass" { "Break-the-glass review" } }
             }
         }
     }
 }
 
-/// The accesses worth a privacy officer's look, as `chartroom audit report` lists them.
-pub fn monitor(viewer: &Viewer, findings: &[(String, String, String, String)]) -> String {
+/// The accesses worth a privacy officer's look, as `chartroom audit report` lists them:
+/// (kind, user, patient, detail), narrowed to one kind when `kind` is given.
+pub fn monitor(viewer: &Viewer, findings: &[(String, String, String, String)], kind: Option<&str>) -> String {
+    let title = if kind == Some("break-the-glass") {
+        "Privacy: break-the-glass review"
+    } else {
+        "Privacy: access review"
+    };
     page(
         Some(viewer),
-        "Privacy: access review",
+        title,
         html! {
-            p { a href="/privacy/audit" { "Back to the audit trail" } }
-            p { (findings.len()) " findings." }
+            p { a href="/privacy/audit" { "Back to the audit trail" } " · "
+                a href="/privacy/monitor" { "All findings" } " · "
+                a href="/privacy/monitor?kind=break-the-glass" { "Break-the-glass accesses" } }
+            p { (findings.len()) " findings (grouped by kind, user and patient)." }
             @if !findings.is_empty() {
                 div.table-wrap tabindex="0" { table {
-                    caption { "Findings, most serious first" }
+                    caption { "Findings" }
                     thead { tr { th scope="col" { "Kind" } th scope="col" { "User" } th scope="col" { "Patient" } th scope="col" { "Detail" } } }
                     tbody { @for (kind, user, patient, detail) in findings { tr { td { (kind) } td { (user) } td { (patient) } td { (detail) } } } }
                 } }
@@ -358,14 +367,49 @@ pub fn encounter(
 
 // ---- analytics and administration --------------------------------------------------------
 
-/// The built-in views, each with its rows' links.
-pub fn analytics(viewer: &Viewer, views: &[(String, String)]) -> String {
+/// The built-in views, each with its rows' links, and the SQL box when the user may use it.
+pub fn analytics(viewer: &Viewer, views: &[(String, String)], sql: bool) -> String {
     page(
         Some(viewer),
         "Analytics",
         html! {
             p { "The built-in tables. Each opens as a table of its first rows, with CSV and Parquet downloads of all of them." }
             ul { @for (name, description) in views { li { a href=(format!("/analytics/views/{name}")) { (name) } " · " (description) } } }
+            @if sql { (sql_form("SELECT gender, count(*) AS patients FROM patients GROUP BY gender")) }
+        },
+    )
+}
+
+fn sql_form(query: &str) -> Markup {
+    html! {
+        h2 { "Ask in SQL" }
+        form method="get" action="/analytics/sql" {
+            label for="query" { "One SELECT statement over the tables above (each table is named as its view)" }
+            textarea id="query" name="query" rows="4" { (query) }
+            p { button type="submit" { "Run" } }
+        }
+    }
+}
+
+/// The answer to a SQL query: its rows, or why it failed.
+pub fn sql_answer(
+    viewer: &Viewer,
+    query: &str,
+    header: &[String],
+    rows: &[Vec<String>],
+    problem: Option<&str>,
+) -> String {
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    page(
+        Some(viewer),
+        "Analytics: SQL",
+        html! {
+            p { a href="/analytics" { "All tables" } }
+            (sql_form(query))
+            @if let Some(problem) = problem { p.error role="alert" { (problem) } } @else {
+                p { (rows.len()) " rows." }
+                (crate::table("Query result", &header, rows))
+            }
         },
     )
 }

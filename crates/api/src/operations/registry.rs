@@ -352,6 +352,20 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         },
     },
     Operation {
+        name: "sql",
+        definition: Definition::Own,
+        documentation: "One read-only SQL statement over the SQL on FHIR views' tables (chartroom sql), as JSON rows",
+        levels: Levels { system: true, types: &[], instances: &[] },
+        parameters: &[one(
+            "query",
+            "string",
+            "One SELECT statement over the views' tables (patients, encounters, ...)",
+        )],
+        affects_state: false,
+        access: reads(Reads::EveryType, PatientUse::Refused),
+        handler: |api, call| api.sql_operation(call.inputs, call.gate),
+    },
+    Operation {
         name: "suggest-codes",
         definition: Definition::Own,
         documentation: "Ranked billable ICD-10-CM codes for clinical text or a document's text",

@@ -30,6 +30,49 @@ impl Api {
         known_views(self.config.views_dir.as_deref())
     }
 
+    /// `$sql`: one read-only SQL statement over the views' tables (what `chartroom sql` runs),
+    /// the tables it names brought up to date with the record first; the rows as a JSON
+    /// array of objects, column by column.
+    pub(crate) fn sql_operation(&self, inputs: &Inputs, gate: &Gate) -> Result<Response, ApiError> {
+        // The tables hold every resource of their views: the caller must be able to see all of
+        // them (no directive they cannot honour), as for a view's rows over the record.
+        gate.bulk(None)?;
+        let Some(path) = &self.config.analytics_tables else {
+            return Err(ApiError::not_supported(
+                "$sql needs a data directory for the views' tables; this server has none",
+            ));
+        };
+        let query = inputs.get("query").filter(|q| !q.trim().is_empty()).ok_or_else(|| {
+            ApiError::bad_request(IssueType::Required, "$sql needs a query (one SELECT statement)")
+        })?;
+        let mut tables = views::Tables::open(path).map_err(view_error)?;
+        tables
+            .refresh_for_query(query, &self.known_views(), self.store.as_ref(), false)
+            .map_err(view_error)?;
+        let answer = tables.query(query).map_err(view_error)?;
+        let rows: Vec<Json> = answer
+            .rows
+            .iter()
+            .map(|row| {
+                let mut object = serde_json::Map::new();
+                for (name, value) in answer.columns.iter().zip(row) {
+                    let value = match value {
+                        views::tables::Value::Null => Json::Null,
+                        views::tables::Value::Integer(i) => Json::from(*i),
+                        views::tables::Value::Real(f) => {
+                            serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number)
+                        }
+                        views::tables::Value::Text(t) => Json::from(t.as_str()),
+                        views::tables::Value::Blob(b) => Json::from(fhir::base64_encode(b)),
+                    };
+                    object.insert(name.clone(), value);
+                }
+                Json::Object(object)
+            })
+            .collect();
+        Ok(Response::json(200, serde_json::to_vec(&rows).unwrap_or_default()))
+    }
+
     /// `GET ViewDefinition`: the known views as a searchset Bundle.
     pub(crate) fn list_views(&self) -> Response {
         let entries: Vec<Json> = self

@@ -35,11 +35,28 @@ import zlib
 from urllib.parse import urlsplit
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
+
+def is_replaced_page_error(error):
+    """Whether a WebDriver error says an element belonged to a page that has since been
+    replaced (Chromium reports this as an inspector error rather than a stale element)."""
+    return isinstance(error, StaleElementReferenceException) or "does not belong to the document" in str(error)
+
+
+def is_stale(element):
+    """Whether `element` is gone with the page it belonged to."""
+    try:
+        element.is_enabled()
+        return False
+    except WebDriverException as error:
+        if is_replaced_page_error(error) or "no such element" in str(error):
+            return True
+        raise
+
 
 DESKTOP = (1280, 900)
 PHONE = (390, 844)
@@ -224,7 +241,7 @@ class Check:
 
     @staticmethod
     def wait_for_new_page(driver, old_html):
-        WebDriverWait(driver, NAV_TIMEOUT).until(EC.staleness_of(old_html))
+        WebDriverWait(driver, NAV_TIMEOUT).until(lambda d: is_stale(old_html))
         WebDriverWait(driver, NAV_TIMEOUT).until(
             lambda d: d.execute_script("return document.readyState") == "complete")
 
@@ -300,6 +317,17 @@ class Check:
     # the checks
 
     def sign_in(self, driver, user):
+        # A page being replaced can answer "node does not belong to the document" for an
+        # element of the old one: that is a race of the test, not of the server, so the
+        # sign-in is tried again from the start.
+        for attempt in range(3):
+            try:
+                return self.sign_in_once(driver, user)
+            except WebDriverException as error:
+                if not is_replaced_page_error(error) or attempt == 2:
+                    raise
+
+    def sign_in_once(self, driver, user):
         driver.get(self.url("/signin"))
         form = driver.find_element(By.CSS_SELECTOR, "form[action='/signin']")
         if not form.find_elements(By.CSS_SELECTOR, "input[type=hidden][name=csrf]"):
