@@ -47,10 +47,19 @@ pub(crate) struct Session {
     seen: Instant,
 }
 
-/// The sessions of a running server, and the administration page's counts (kept a minute:
-/// counting every resource by type takes a while in a large store).
+/// The sessions of a running server, and what pages keep a while because it reads the whole
+/// record: the administration page's counts, each user's last data-quality report.
 #[derive(Default)]
-pub(crate) struct Sessions(Mutex<HashMap<String, Session>>, Mutex<Option<Counted>>);
+pub(crate) struct Sessions {
+    open: Mutex<HashMap<String, Session>>,
+    counts: Mutex<Option<Counted>>,
+    /// By user: the report is theirs, computed through the API as them.
+    quality: Mutex<HashMap<String, (Instant, Value)>>,
+}
+
+/// How long a data-quality report is shown before it is run again (a run reads every
+/// resource; "Run now" runs it at once).
+const QUALITY_SECONDS: u64 = 600;
 
 /// Resources by type, and when they were counted.
 type Counted = (Instant, Vec<(String, u64)>);
@@ -86,7 +95,7 @@ impl Sessions {
         }
         let now = Instant::now();
         let session = Session { identity, csrf: random_token(), created: now, seen: now };
-        let mut all = self.0.lock().ok()?;
+        let mut all = self.open.lock().ok()?;
         all.retain(|_, s| {
             s.seen.elapsed().as_secs() < IDLE_SECONDS && s.created.elapsed().as_secs() < MOST_SECONDS
         });
@@ -98,7 +107,7 @@ impl Sessions {
     }
 
     fn find(&self, token: &str) -> Option<Session> {
-        let mut all = self.0.lock().ok()?;
+        let mut all = self.open.lock().ok()?;
         let key = hash(token);
         let session = all.get_mut(&key)?;
         if session.seen.elapsed().as_secs() >= IDLE_SECONDS
@@ -112,7 +121,7 @@ impl Sessions {
     }
 
     fn close(&self, token: &str) {
-        if let Ok(mut all) = self.0.lock() {
+        if let Ok(mut all) = self.open.lock() {
             all.remove(&hash(token));
         }
     }
@@ -134,6 +143,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/privacy/verify", post(verify))
         .route("/privacy/monitor", get(monitor))
         .route("/quality", get(quality))
+        .route("/quality/run", post(quality_run))
         .route("/quality/{check}", get(quality_check))
         .route("/records/{kind}/{id}", get(record))
         .route("/coding", get(worklist))
@@ -949,10 +959,28 @@ async fn quality_report(
     visit: &Visit,
     patients: &mut Vec<String>,
 ) -> Result<Vec<web::views::CheckRow>, Response> {
-    let response = ask(state, visit, Call::get("$data-quality", ""), patients).await;
-    if response.status != 200 {
-        return Err(failed(visit, Area::Quality, &response));
-    }
+    let user = visit.identity().user.clone();
+    let kept = state
+        .sessions
+        .quality
+        .lock()
+        .ok()
+        .and_then(|kept| kept.get(&user).cloned())
+        .filter(|(at, _)| at.elapsed().as_secs() < QUALITY_SECONDS);
+    let report = match kept {
+        Some((_, report)) => report,
+        None => {
+            let response = ask(state, visit, Call::get("$data-quality", ""), patients).await;
+            if response.status != 200 {
+                return Err(failed(visit, Area::Quality, &response));
+            }
+            let report = body_json(&response);
+            if let Ok(mut kept) = state.sessions.quality.lock() {
+                kept.insert(user, (Instant::now(), report.clone()));
+            }
+            report
+        }
+    };
     let runs = state
         .config
         .security
@@ -963,7 +991,7 @@ async fn quality_report(
                 .or_else(|| quality::load_runs(&s.data_dir).ok())
         })
         .unwrap_or_default();
-    Ok(checks_of(&body_json(&response), &runs))
+    Ok(checks_of(&report, &runs))
 }
 
 async fn quality(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
@@ -979,6 +1007,22 @@ async fn quality(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
     note(&visit.slot, "workbench-data-quality", "R", "$data-quality".into(), patients);
     let runs = checks.first().map_or(1, |c| c.trend.len());
     html(StatusCode::OK, web::views::quality(&visit.viewer(Area::Quality), &checks, runs))
+}
+
+/// Runs the data-quality checks again now (the report is otherwise kept ten minutes).
+async fn quality_run(State(state): State<Arc<AppState>>, parts: Parts, body: Body) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Quality) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    if let Err(refused) = checked_form(&state, &visit, &parts.headers, body).await {
+        return refused;
+    }
+    if let Ok(mut kept) = state.sessions.quality.lock() {
+        kept.remove(&visit.identity().user);
+    }
+    note(&visit.slot, "workbench-data-quality-run", "E", "$data-quality".into(), Vec::new());
+    see_other("/quality")
 }
 
 async fn quality_check(
@@ -1474,7 +1518,7 @@ async fn admin(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
         .collect();
     let cached = state
         .sessions
-        .1
+        .counts
         .lock()
         .ok()
         .and_then(|c| c.clone())
@@ -1484,7 +1528,7 @@ async fn admin(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
         None => {
             let store = state.api.store().clone();
             let counts = tokio::task::block_in_place(|| store.count_by_type()).unwrap_or_default();
-            if let Ok(mut cache) = state.sessions.1.lock() {
+            if let Ok(mut cache) = state.sessions.counts.lock() {
                 *cache = Some((Instant::now(), counts.clone()));
             }
             counts
@@ -1495,7 +1539,10 @@ async fn admin(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
         ("Version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
         ("Data directory".to_string(), security.data_dir.display().to_string()),
         ("Resources".to_string(), total),
-        ("Workbench sessions".to_string(), state.sessions.0.lock().map(|s| s.len()).unwrap_or(0).to_string()),
+        (
+            "Workbench sessions".to_string(),
+            state.sessions.open.lock().map(|s| s.len()).unwrap_or(0).to_string(),
+        ),
     ];
     note(&visit.slot, "workbench-admin", "R", "admin".into(), Vec::new());
     html(StatusCode::OK, web::views::admin(&visit.viewer(Area::Admin), &users, &status, &counts))

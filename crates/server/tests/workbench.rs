@@ -232,6 +232,9 @@ async fn staff_sign_in_and_see_only_what_their_role_may_use() {
     // Resources by type: the fixture's two patients among them.
     assert!(page.contains("<td>Patient</td><td>2</td>"), "{page}");
     assert_eq!(get(&f, Some(&admin), "/quality").await.0, 200);
+    // The report is kept a while; "run again" runs it at once (a form: its CSRF token needed).
+    assert_eq!(post(&f, &admin, "/quality/run", &[]).await.0, 403);
+    assert_eq!(post(&f, &admin, "/quality/run", &[("csrf", &admin.csrf)]).await.0, 303);
     let analyst = sign_in(&f, "ana").await;
     let (status, page, _) = get(&f, Some(&analyst), "/analytics").await;
     assert_eq!(status, 200);

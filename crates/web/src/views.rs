@@ -200,6 +200,10 @@ pub fn quality(viewer: &Viewer, checks: &[CheckRow], runs: usize) -> String {
         "Data quality",
         html! {
             p { (checks.len()) " checks, " span.fail { (failed) " failing" } "; " (runs) " runs recorded." }
+            form method="post" action="/quality/run" {
+                (csrf_field(viewer.csrf))
+                button.secondary type="submit" { "Run the checks again now" }
+            }
             div.table-wrap tabindex="0" { table {
                 caption { "Checks, failing first" }
                 thead { tr { th scope="col" { "Check" } th scope="col" { "Type" } th scope="col" { "Failing" } th scope="col" { "Share" } th scope="col" { "Threshold" } th scope="col" { "Result" } th scope="col" { "Trend" } } }
