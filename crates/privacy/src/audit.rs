@@ -530,6 +530,8 @@ pub struct AuditLog {
     sender: Mutex<Option<SyncSender<Message>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     durability: Durability,
+    /// Entries recorded and not yet committed (the administration page's audit backlog).
+    backlog: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl AuditLog {
@@ -553,10 +555,17 @@ impl AuditLog {
         let start = start_run(&connection, &key, &head, created)?;
         let (sender, receiver) = sync_channel(65_536);
         let durability = options.durability;
+        let backlog = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let written = backlog.clone();
         let writer = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || write_loop(connection, key, head, receiver, durability, start))?;
-        Ok(AuditLog { sender: Mutex::new(Some(sender)), writer: Mutex::new(Some(writer)), durability })
+            .spawn(move || write_loop(connection, key, head, receiver, durability, start, &written))?;
+        Ok(AuditLog {
+            sender: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(writer)),
+            durability,
+            backlog,
+        })
     }
 
     /// Records an access. Under strict durability the returned receipt says when its entry
@@ -572,9 +581,17 @@ impl AuditLog {
         if let Ok(guard) = self.sender.lock()
             && let Some(sender) = guard.as_ref()
         {
-            let _ = sender.send(Message::Append(Box::new(access), reply));
+            self.backlog.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if sender.send(Message::Append(Box::new(access), reply)).is_err() {
+                self.backlog.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         receipt
+    }
+
+    /// Entries recorded and not yet committed to the trail.
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits until everything recorded so far is committed.
@@ -925,6 +942,7 @@ fn write_loop(
     receiver: Receiver<Message>,
     durability: Durability,
     start: RunStart,
+    backlog: &std::sync::atomic::AtomicUsize,
 ) {
     let (mut seq, mut prev) = last_entry(&connection);
     if !start.notes.is_empty() {
@@ -1002,6 +1020,10 @@ fn write_loop(
         }
         // Under strict durability a response leaves only once its entry is committed; one
         // whose entry could not be written is not delivered as a success.
+        backlog.fetch_sub(
+            accesses.len().min(backlog.load(std::sync::atomic::Ordering::Relaxed)),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         for receipt in receipts {
             let _ = receipt.send(committed);
         }

@@ -109,12 +109,12 @@ impl Clients {
         Ok(client)
     }
 
-    /// Every client, oldest first.
+    /// Every client, oldest first (in the order they were added: two added in the same second
+    /// keep it).
     pub fn list(&self) -> Result<Vec<Client>, Error> {
         let connection = self.connection()?;
-        let mut statement = connection.prepare(
-            "SELECT client_id, name, redirect_uris, jwks, created FROM clients ORDER BY created, client_id",
-        )?;
+        let mut statement = connection
+            .prepare("SELECT client_id, name, redirect_uris, jwks, created FROM clients ORDER BY rowid")?;
         let rows = statement.query_map([], row)?;
         let mut clients = Vec::new();
         for found in rows {

@@ -1540,10 +1540,44 @@ async fn admin(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
         ("Data directory".to_string(), security.data_dir.display().to_string()),
         ("Resources".to_string(), total),
         (
+            "Data directory size".to_string(),
+            format!("{:.1} MiB", directory_bytes(&security.data_dir) as f64 / 1_048_576.0),
+        ),
+        (
+            "Search index".to_string(),
+            if state.api.store().index_is_stale() {
+                "stale: run chartroom reindex".into()
+            } else {
+                "current".into()
+            },
+        ),
+        (
+            "Audit backlog".to_string(),
+            format!("{} entries waiting to be committed", security.audit.backlog()),
+        ),
+        (
             "Workbench sessions".to_string(),
             state.sessions.open.lock().map(|s| s.len()).unwrap_or(0).to_string(),
         ),
     ];
     note(&visit.slot, "workbench-admin", "R", "admin".into(), Vec::new());
     html(StatusCode::OK, web::views::admin(&visit.viewer(Area::Admin), &users, &status, &counts))
+}
+
+/// Bytes of the files in a data directory and the folders in it (exports, views), one level
+/// down: the store, the privacy database and their journals.
+fn directory_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => std::fs::read_dir(entry.path())
+                .map(|inner| {
+                    inner.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
+                })
+                .unwrap_or(0),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }

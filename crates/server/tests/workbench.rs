@@ -231,6 +231,7 @@ async fn staff_sign_in_and_see_only_what_their_role_may_use() {
     assert!(page.contains("cody") && page.contains("coder"));
     // Resources by type: the fixture's two patients among them.
     assert!(page.contains("<td>Patient</td><td>2</td>"), "{page}");
+    assert!(page.contains("Audit backlog") && page.contains("Search index</dt><dd>current"), "{page}");
     assert_eq!(get(&f, Some(&admin), "/quality").await.0, 200);
     // The report is kept a while; "run again" runs it at once (a form: its CSRF token needed).
     assert_eq!(post(&f, &admin, "/quality/run", &[]).await.0, 403);

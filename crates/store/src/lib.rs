@@ -308,6 +308,12 @@ pub trait Store: Send + Sync {
     /// Number of resources whose current version is not deleted.
     fn count_live(&self) -> Result<u64>;
 
+    /// Whether the search index must be rebuilt before searches can run (a store written by
+    /// another version); `false` for a store without one.
+    fn index_is_stale(&self) -> bool {
+        false
+    }
+
     /// Live resources by type, types in name order (the administration page). The default
     /// reads every resource; a store with an index by type counts from it.
     fn count_by_type(&self) -> Result<Vec<(String, u64)>> {

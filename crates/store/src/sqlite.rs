@@ -846,6 +846,10 @@ impl Store for SqliteStore {
         })
     }
 
+    fn index_is_stale(&self) -> bool {
+        SqliteStore::index_is_stale(self)
+    }
+
     fn count_by_type(&self) -> Result<Vec<(String, u64)>> {
         self.with_reader(|connection| {
             let mut statement = connection.prepare_cached(
