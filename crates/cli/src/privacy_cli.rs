@@ -40,7 +40,7 @@ enum UserCommand {
         data: std::path::PathBuf,
     },
     /// Lists the users: name, role, the patient or FHIR resource they are, when their token
-    /// was issued (tokens themselves are never kept).
+    /// was issued (tokens themselves are never kept); then the tokens revoked or replaced.
     List {
         /// Data directory of the server the users are of; it must exist.
         #[arg(long, default_value = "./chartroom-data")]
@@ -170,6 +170,14 @@ pub fn run_user(args: UserArgs) -> Result<ExitCode> {
                 println!("{name:<24} {:<16} {is:<28} {issued}", role.as_str());
             }
             println!("{} users in {}", users.len(), data.display());
+            let revoked = privacy::Users::open(&data)?.revocations()?;
+            if !revoked.is_empty() {
+                println!("\ntokens revoked or replaced (newest first):");
+                println!("{:<24} {:<16} {:<28} {:<28} why", "user", "role", "issued", "ended");
+                for r in &revoked {
+                    println!("{:<24} {:<16} {:<28} {:<28} {}", r.name, r.role, r.issued, r.revoked, r.why);
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         UserCommand::Password { name, data } => {

@@ -145,7 +145,9 @@ fn serve_requires_a_token_and_the_trail_verifies_until_tampered_with() {
     assert!(!listed.contains("chr_"), "{listed}");
     assert!(chartroom(&["user", "revoke", "root", "--data", data_arg]).status.success());
     assert_eq!(chartroom(&["user", "revoke", "root", "--data", data_arg]).status.code(), Some(1));
-    assert!(text_of(&chartroom(&["user", "list", "--data", data_arg])).contains("1 users"));
+    let listed = text_of(&chartroom(&["user", "list", "--data", data_arg]));
+    assert!(listed.contains("1 users") && listed.contains("tokens revoked or replaced"), "{listed}");
+    assert!(listed.lines().any(|l| l.starts_with("root") && l.ends_with("revoked")), "{listed}");
     let (mut server, base) = serve(&data);
     assert_eq!(get(&format!("{base}/Patient/p2"), Some(&admin)).0, 401, "a revoked token is refused");
     assert_eq!(get(&format!("{base}/Patient/p2"), Some(&token)).0, 200);

@@ -86,6 +86,7 @@ fn every_role_works_in_the_workbench_in_a_real_browser() {
         chartroom(&args);
         chartroom_with_input(&["user", "password", user, "--data", data_arg], &format!("{PASSWORD}\n"));
     }
+    let check = quality::checks::CheckId::ALL[0].definition().id;
     let server = serve(&data);
     let root = server.base.strip_suffix("/fhir").unwrap().to_string();
     let screenshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
@@ -99,7 +100,7 @@ fn every_role_works_in_the_workbench_in_a_real_browser() {
         "screenshots": screenshots,
         "users": [
             user("cody", "coder",
-                 paths(&["/", "/patients", &format!("/patients/{own}"), "/coding", "/quality", "/analytics", "/analytics/views/patients"]),
+                 paths(&["/", "/patients", &format!("/patients/{own}"), "/coding", "/coding/encounters/enc-waiting", "/quality", "/analytics", "/analytics/views/patients"]),
                  paths(&["/privacy/audit", "/admin"])),
             user("priv", "privacy-officer",
                  paths(&["/", "/privacy/audit", "/privacy/monitor", "/privacy/monitor?kind=break-the-glass", &format!("/patients/{own}"), &format!("/patients/{own}/viewers")]),
@@ -109,9 +110,9 @@ fn every_role_works_in_the_workbench_in_a_real_browser() {
                  paths(&["/privacy/audit", "/privacy/monitor", "/admin"])),
             user("pat", "patient",
                  paths(&["/", "/patients", &format!("/patients/{own}"), &format!("/patients/{own}/viewers")]),
-                 paths(&[&format!("/patients/{other}"), "/coding", "/privacy/audit", "/admin", "/quality"])),
+                 paths(&[&format!("/patients/{other}"), &format!("/records/Patient/{other}"), "/coding", "/privacy/audit", "/admin", "/quality"])),
             user("root", "admin",
-                 paths(&["/", "/admin", "/quality", "/privacy/audit", &format!("/patients/{own}/history/Patient/{own}")]),
+                 paths(&["/", "/admin", "/quality", &format!("/quality/{check}"), &format!("/records/Patient/{own}"), "/privacy/audit", &format!("/patients/{own}/history/Patient/{own}")]),
                  Vec::new()),
         ],
         "flows": [

@@ -40,7 +40,24 @@ CREATE TABLE IF NOT EXISTS users (
     fhir_user TEXT,
     token_hash TEXT NOT NULL UNIQUE,
     created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS token_revocations (
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    issued TEXT NOT NULL,
+    revoked TEXT NOT NULL,
+    why TEXT NOT NULL
 );";
+
+/// A token that no longer works: whose, their role, when it was issued and ended, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revocation {
+    pub name: String,
+    pub role: String,
+    pub issued: String,
+    pub revoked: String,
+    pub why: String,
+}
 
 /// The prefix of Chartroom API tokens, so they are recognisable in logs and secret scanners.
 const TOKEN_PREFIX: &str = "chr_";
@@ -175,6 +192,7 @@ impl Users {
         let created = fhir::DateTime::now_utc().to_string();
         let connection =
             self.connection.lock().map_err(|_| Error::Invalid("the user table is unavailable".into()))?;
+        record_revocation(&connection, name, "replaced by a new token")?;
         connection.execute(
             "INSERT OR REPLACE INTO users (name, role, patient, fhir_user, token_hash, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![name, role.as_str(), patient, fhir_user, token_hash(&token), created],
@@ -213,6 +231,7 @@ impl Users {
     pub fn revoke(&self, name: &str) -> Result<bool, Error> {
         let connection =
             self.connection.lock().map_err(|_| Error::Invalid("the user table is unavailable".into()))?;
+        record_revocation(&connection, name, "revoked")?;
         let removed = connection.execute("DELETE FROM users WHERE name = ?1", [name])?;
         drop(connection);
         if let Ok(mut cache) = self.cache.write() {
@@ -222,6 +241,24 @@ impl Users {
             active.remove(name);
         }
         Ok(removed > 0)
+    }
+
+    /// Tokens that no longer work, newest first (the administration page).
+    pub fn revocations(&self) -> Result<Vec<Revocation>, Error> {
+        let connection = self.connection()?;
+        let mut statement = connection.prepare(
+            "SELECT name, role, issued, revoked, why FROM token_revocations ORDER BY rowid DESC LIMIT 500",
+        )?;
+        let rows = statement.query_map([], |r| {
+            Ok(Revocation {
+                name: r.get(0)?,
+                role: r.get(1)?,
+                issued: r.get(2)?,
+                revoked: r.get(3)?,
+                why: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The identity a token stands for, if it is one of ours.
@@ -331,4 +368,14 @@ mod password {
             pbkdf2::verify(pbkdf2::PBKDF2_HMAC_SHA256, iterations, &salt, password.as_bytes(), &hash).is_ok();
         found && matches
     }
+}
+
+/// Keeps a note that `name`'s current token ends, if they have one.
+fn record_revocation(connection: &Connection, name: &str, why: &str) -> Result<(), Error> {
+    connection.execute(
+        "INSERT INTO token_revocations (name, role, issued, revoked, why)
+         SELECT name, role, created, ?2, ?3 FROM users WHERE name = ?1",
+        params![name, fhir::DateTime::now_utc().to_string(), why],
+    )?;
+    Ok(())
 }

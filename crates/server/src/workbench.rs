@@ -1561,7 +1561,14 @@ async fn admin(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
         ),
     ];
     note(&visit.slot, "workbench-admin", "R", "admin".into(), Vec::new());
-    html(StatusCode::OK, web::views::admin(&visit.viewer(Area::Admin), &users, &status, &counts))
+    let revoked: Vec<Vec<String>> = security
+        .users
+        .revocations()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| vec![r.name, r.role, r.issued, r.revoked, r.why])
+        .collect();
+    html(StatusCode::OK, web::views::admin(&visit.viewer(Area::Admin), &users, &revoked, &status, &counts))
 }
 
 /// Bytes of the files in a data directory and the folders in it (exports, views), one level

@@ -225,6 +225,9 @@ async fn staff_sign_in_and_see_only_what_their_role_may_use() {
     let (status, _) = post(&f, &officer, "/privacy/verify", &[("csrf", &coder.csrf)]).await;
     assert_eq!(status, 403);
 
+    // A revoked user's token is listed as ended on the administration page.
+    f.security.users.add("temp", Role::Analyst, None, None).unwrap();
+    assert!(f.security.users.revoke("temp").unwrap());
     let admin = sign_in(&f, "root").await;
     let (status, page, _) = get(&f, Some(&admin), "/admin").await;
     assert_eq!(status, 200);
@@ -232,6 +235,7 @@ async fn staff_sign_in_and_see_only_what_their_role_may_use() {
     // Resources by type: the fixture's two patients among them.
     assert!(page.contains("<td>Patient</td><td>2</td>"), "{page}");
     assert!(page.contains("Audit backlog") && page.contains("Search index</dt><dd>current"), "{page}");
+    assert!(page.contains("<td>temp</td><td>analyst</td>") && page.contains("<td>revoked</td>"), "{page}");
     assert_eq!(get(&f, Some(&admin), "/quality").await.0, 200);
     // The report is kept a while; "run again" runs it at once (a form: its CSRF token needed).
     assert_eq!(post(&f, &admin, "/quality/run", &[]).await.0, 403);

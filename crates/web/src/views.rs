@@ -440,10 +440,11 @@ pub fn view_rows(
     )
 }
 
-/// The administration page: users and the server's state.
+/// The administration page: users, tokens that ended, and the server's state.
 pub fn admin(
     viewer: &Viewer,
     users: &[Vec<String>],
+    revoked: &[Vec<String>],
     status: &[(String, String)],
     counts: &[(String, u64)],
 ) -> String {
@@ -458,6 +459,10 @@ pub fn admin(
             h2 { "Users" }
             p.muted { "Add, revoke and set passwords with chartroom user add | revoke | password." }
             (crate::table("Users", &["User", "Role", "Is", "Token issued", "Password"], users))
+            h2 { "Tokens revoked or replaced" }
+            @if revoked.is_empty() { p.muted { "None." } } @else {
+                (crate::table("Tokens that no longer work, newest first", &["User", "Role", "Issued", "Ended", "Why"], revoked))
+            }
         },
     )
 }
