@@ -416,12 +416,14 @@ fn facts(store_args: &DataArgs, users: &[privacy::users::UserRecord]) -> Result<
     use store::Store as _;
     let mut builder = privacy::monitor::FactsBuilder::new(users);
     let store = store_args.open_read_only()?;
-    store.scan_current(&mut |resource_type, id, body| {
-        if let Ok(resource) = serde_json::from_slice::<serde_json::Value>(body) {
-            builder.add(resource_type, id, &resource);
-        }
-        Ok(())
-    })?;
+    for resource_type in privacy::monitor::FactsBuilder::TYPES {
+        store.scan_type(resource_type, None, &mut |resource_type, id, body| {
+            if let Ok(resource) = serde_json::from_slice::<serde_json::Value>(body) {
+                builder.add(resource_type, id, &resource);
+            }
+            Ok(())
+        })?;
+    }
     store.close();
     Ok(builder.finish())
 }

@@ -52,6 +52,10 @@ pub struct FactsBuilder {
 }
 
 impl FactsBuilder {
+    /// The resource types whose resources [`FactsBuilder::add`] reads: a caller need feed it
+    /// no others.
+    pub const TYPES: [&'static str; 3] = ["Encounter", "Patient", "Practitioner"];
+
     /// Starts from the users (name, role, patient, FHIR resource).
     pub fn new(users: &[crate::users::UserRecord]) -> FactsBuilder {
         let mut builder = FactsBuilder::default();

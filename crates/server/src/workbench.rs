@@ -55,6 +55,8 @@ pub(crate) struct Sessions {
     counts: Mutex<Option<Counted>>,
     /// By user: the report is theirs, computed through the API as them.
     quality: Mutex<HashMap<String, (Instant, Value)>>,
+    /// The access review's findings, kept as long (it reads the trail and the patients).
+    review: Mutex<Option<(Instant, Vec<privacy::monitor::Finding>)>>,
 }
 
 /// How long a data-quality report is shown before it is run again (a run reads every
@@ -142,6 +144,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/privacy/disclosures", get(disclosures))
         .route("/privacy/verify", post(verify))
         .route("/privacy/monitor", get(monitor))
+        .route("/privacy/monitor/run", post(monitor_run))
         .route("/quality", get(quality))
         .route("/quality/run", post(quality_run))
         .route("/quality/{check}", get(quality_check))
@@ -848,23 +851,40 @@ async fn monitor(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
     let kind = query_map(&parts).get("kind").cloned().filter(|k| !k.is_empty());
     let data_dir = security.data_dir.clone();
     let store = state.api.store().clone();
-    let reviewed = tokio::task::block_in_place(|| -> Result<Vec<privacy::monitor::Finding>, String> {
-        let trail = privacy::TrailSnapshot::open(&data_dir).map_err(|e| e.to_string())?;
-        let entries = trail.entries().map_err(|e| e.to_string())?;
-        let mut builder = privacy::monitor::FactsBuilder::new(&trail.users().map_err(|e| e.to_string())?);
-        drop(trail);
-        store
-            .scan_current(&mut |resource_type, id, body| {
-                if let Ok(resource) = serde_json::from_slice::<Value>(body) {
-                    builder.add(resource_type, id, &resource);
-                }
-                Ok(())
-            })
-            .map_err(|e| e.to_string())?;
-        Ok(privacy::monitor::review(&entries, &builder.finish()))
-    });
+    let kept = state
+        .sessions
+        .review
+        .lock()
+        .ok()
+        .and_then(|kept| kept.clone())
+        .filter(|(at, _)| at.elapsed().as_secs() < QUALITY_SECONDS);
+    let reviewed = match kept {
+        Some((_, findings)) => Ok(findings),
+        None => tokio::task::block_in_place(|| -> Result<Vec<privacy::monitor::Finding>, String> {
+            let trail = privacy::TrailSnapshot::open(&data_dir).map_err(|e| e.to_string())?;
+            let entries = trail.entries().map_err(|e| e.to_string())?;
+            let mut builder = privacy::monitor::FactsBuilder::new(&trail.users().map_err(|e| e.to_string())?);
+            drop(trail);
+            for resource_type in privacy::monitor::FactsBuilder::TYPES {
+                store
+                    .scan_type(resource_type, None, &mut |resource_type, id, body| {
+                        if let Ok(resource) = serde_json::from_slice::<Value>(body) {
+                            builder.add(resource_type, id, &resource);
+                        }
+                        Ok(())
+                    })
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(privacy::monitor::review(&entries, &builder.finish()))
+        }),
+    };
     let findings = match reviewed {
-        Ok(findings) => findings,
+        Ok(findings) => {
+            if let Ok(mut kept) = state.sessions.review.lock() {
+                *kept = Some((Instant::now(), findings.clone()));
+            }
+            findings
+        }
         Err(why) => {
             return html(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -911,6 +931,22 @@ async fn monitor(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
         .collect();
     note(&visit.slot, "workbench-access-review", "R", "audit".into(), patients);
     html(StatusCode::OK, web::views::monitor(&visit.viewer(Area::Privacy), &rows, kind.as_deref()))
+}
+
+/// Reviews the trail again now (the review is otherwise kept ten minutes).
+async fn monitor_run(State(state): State<Arc<AppState>>, parts: Parts, body: Body) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Privacy) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    if let Err(refused) = checked_form(&state, &visit, &parts.headers, body).await {
+        return refused;
+    }
+    if let Ok(mut kept) = state.sessions.review.lock() {
+        *kept = None;
+    }
+    note(&visit.slot, "workbench-access-review-run", "E", "audit".into(), Vec::new());
+    see_other("/privacy/monitor")
 }
 
 // ---- data quality -----------------------------------------------------------------------------

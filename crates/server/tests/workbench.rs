@@ -218,6 +218,7 @@ async fn staff_sign_in_and_see_only_what_their_role_may_use() {
     assert_eq!(status, 200);
     assert!(page.contains("findings"), "{page}");
     assert_eq!(get(&f, Some(&officer), "/privacy/monitor?kind=break-the-glass").await.0, 200);
+    assert_eq!(post(&f, &officer, "/privacy/monitor/run", &[("csrf", &officer.csrf)]).await.0, 303);
     let (status, page) = post(&f, &officer, "/privacy/verify", &[("csrf", &officer.csrf)]).await;
     assert_eq!(status, 200);
     assert!(page.contains("the chain is intact"), "{page}");
@@ -327,4 +328,28 @@ async fn a_coder_codes_an_encounter_from_the_worklist_through_the_api() {
         post(&f, &coder, "/coding/encounters/enc-a", &[("csrf", &coder.csrf), ("code", "ZZZ.99")]).await;
     assert_eq!(status, 200);
     assert!(page.contains("is not an ICD-10-CM code"));
+}
+
+/// What a page writes is in the scans exports, views and the access review read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scans_see_what_a_page_just_wrote() {
+    let f = fixture("workbench-scan").await;
+    let coder = sign_in(&f, "cody").await;
+    let (status, page) =
+        post(&f, &coder, "/coding/encounters/enc-a", &[("csrf", &coder.csrf), ("code", "E11.9")]).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("class=\"ok\""), "{page}");
+    let mut conditions = 0;
+    store::Store::scan_type(f.server.store.as_ref(), "Condition", None, &mut |_, _, _| {
+        conditions += 1;
+        Ok(())
+    })
+    .unwrap();
+    let mut everything = 0;
+    store::Store::scan_current(f.server.store.as_ref(), &mut |kind, _, _| {
+        everything += usize::from(kind == "Condition");
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!((conditions, everything), (1, 1));
 }

@@ -162,6 +162,10 @@ pub fn monitor(viewer: &Viewer, findings: &[(String, String, String, String)], k
                 a href="/privacy/monitor" { "All findings" } " · "
                 a href="/privacy/monitor?kind=break-the-glass" { "Break-the-glass accesses" } }
             p { (findings.len()) " findings (grouped by kind, user and patient)." }
+            form method="post" action="/privacy/monitor/run" {
+                (csrf_field(viewer.csrf))
+                button.secondary type="submit" { "Review the trail again now" }
+            }
             @if !findings.is_empty() {
                 div.table-wrap tabindex="0" { table {
                     caption { "Findings" }
