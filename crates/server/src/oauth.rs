@@ -520,26 +520,45 @@ fn endpoint(base: &str, path: &str) -> String {
     format!("{}{path}", root_of(base))
 }
 
+/// What the token, introspection and revocation endpoints each start from: the audit slot,
+/// the authorization server, the FHIR base and the posted form; the answer to give instead
+/// when there is none (a form that cannot be read is recorded as `interaction`'s refusal).
+struct Posted<'a> {
+    slot: Arc<Slot>,
+    security: &'a Security,
+    server: &'a AuthorizationServer,
+    base: String,
+    form: Form,
+}
+
+async fn posted<'a>(
+    state: &'a AppState,
+    parts: &Parts,
+    body: Body,
+    interaction: &'static str,
+) -> Result<Posted<'a>, Response> {
+    let slot = slot(parts);
+    let Some((security, server)) = authorization_server(state) else { return Err(not_offered()) };
+    let base = base(state, &parts.headers).map_err(edge::Refusal::into_response)?;
+    let form = read_form(state, &parts.headers, body).await.map_err(|error| {
+        note(
+            &slot,
+            interaction,
+            interaction.trim_start_matches("oauth-").into(),
+            None,
+            format!("refused: {}: {}", error.error, error.description),
+        );
+        oauth_error(&error)
+    })?;
+    Ok(Posted { slot, security, server, base, form })
+}
+
 async fn token(State(state): State<Arc<AppState>>, parts: Parts, body: Body) -> Response {
-    let slot = slot(&parts);
-    let Some((security, server)) = authorization_server(&state) else { return not_offered() };
-    let base = match base(&state, &parts.headers) {
-        Ok(base) => base,
-        Err(refusal) => return refusal.into_response(),
-    };
-    let form = match read_form(&state, &parts.headers, body).await {
-        Ok(form) => form,
-        Err(error) => {
-            note(
-                &slot,
-                "oauth-token",
-                "token".into(),
-                None,
-                format!("refused: {}: {}", error.error, error.description),
-            );
-            return oauth_error(&error);
-        }
-    };
+    let Posted { slot, security, server, base, form } =
+        match posted(&state, &parts, body, "oauth-token").await {
+            Ok(posted) => posted,
+            Err(response) => return response,
+        };
     let grant_type = form.get("grant_type").cloned().unwrap_or_default();
     match server.token(&security.users, &form, &endpoint(&base, TOKEN_PATH), &base) {
         Ok(issued) => {
@@ -600,16 +619,11 @@ fn introspection_caller(
 }
 
 async fn introspect(State(state): State<Arc<AppState>>, parts: Parts, body: Body) -> Response {
-    let slot = slot(&parts);
-    let Some((security, server)) = authorization_server(&state) else { return not_offered() };
-    let base = match base(&state, &parts.headers) {
-        Ok(base) => base,
-        Err(refusal) => return refusal.into_response(),
-    };
-    let form = match read_form(&state, &parts.headers, body).await {
-        Ok(form) => form,
-        Err(error) => return oauth_error(&error),
-    };
+    let Posted { slot, security, server, base, form } =
+        match posted(&state, &parts, body, "oauth-introspect").await {
+            Ok(posted) => posted,
+            Err(response) => return response,
+        };
     let caller =
         match introspection_caller(security, server, &parts.headers, &form, &endpoint(&base, TOKEN_PATH)) {
             Ok(caller) => caller,
@@ -643,15 +657,9 @@ async fn introspect(State(state): State<Arc<AppState>>, parts: Parts, body: Body
 }
 
 async fn revoke(State(state): State<Arc<AppState>>, parts: Parts, body: Body) -> Response {
-    let slot = slot(&parts);
-    let Some((_, server)) = authorization_server(&state) else { return not_offered() };
-    let base = match base(&state, &parts.headers) {
-        Ok(base) => base,
-        Err(refusal) => return refusal.into_response(),
-    };
-    let form = match read_form(&state, &parts.headers, body).await {
-        Ok(form) => form,
-        Err(error) => return oauth_error(&error),
+    let Posted { slot, server, base, form, .. } = match posted(&state, &parts, body, "oauth-revoke").await {
+        Ok(posted) => posted,
+        Err(response) => return response,
     };
     match server.revoke(&form, &endpoint(&base, TOKEN_PATH)) {
         Ok(revoked) => {
