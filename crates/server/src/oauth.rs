@@ -208,15 +208,6 @@ fn query_pairs(query: &str) -> Result<Form, String> {
     Ok(form)
 }
 
-fn browser_cookie(headers: &HeaderMap) -> Option<String> {
-    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|cookies| {
-        cookies.split(';').find_map(|cookie| {
-            let (name, value) = cookie.trim().split_once('=')?;
-            (name == BROWSER_COOKIE).then(|| value.to_string())
-        })
-    })
-}
-
 fn redirect(location: &str) -> Response {
     match HeaderValue::from_str(location) {
         Ok(value) => (StatusCode::SEE_OTHER, [(header::LOCATION, value)]).into_response(),
@@ -301,7 +292,7 @@ async fn authorize_step(State(state): State<Arc<AppState>>, parts: Parts, body: 
         Err(error) => return pages::refusal(&error.description),
     };
     let field = |name: &str| form.get(name).map(String::as_str);
-    let browser = browser_cookie(&parts.headers);
+    let browser = crate::workbench::cookie_value(&parts.headers, BROWSER_COOKIE);
     let Some(pending) = field("request").and_then(|id| server.pending(id, browser.as_deref())) else {
         note(
             &slot,
@@ -478,7 +469,7 @@ async fn picker(
             let Some(id) = resource["id"].as_str() else { continue };
             patients.push(pages::PatientChoice {
                 id: id.to_string(),
-                name: patient_name(resource),
+                name: web::chart::patient_name(resource),
                 birth_date: resource["birthDate"].as_str().unwrap_or("").to_string(),
             });
         }
@@ -488,16 +479,6 @@ async fn picker(
     slot.set_audited(audited);
     slot.refused_because(Some(format!("patient picker shown for {}", pending.client.name)));
     pages::consent(pending, &patients, message)
-}
-
-fn patient_name(patient: &Value) -> String {
-    let Some(name) = patient["name"].as_array().and_then(|names| names.first()) else {
-        return "(no name)".into();
-    };
-    let given: Vec<&str> = name["given"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-    let family = name["family"].as_str().unwrap_or("");
-    let text = format!("{family}, {}", given.join(" "));
-    text.trim_matches([',', ' ']).to_string()
 }
 
 // ---- the token, introspection, revocation and launch endpoints -------------------------

@@ -200,7 +200,9 @@ fn cookie(name: &str, value: &str, max_age: u64, secure: bool) -> Option<HeaderV
     .ok()
 }
 
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+/// The value of cookie `name` in the request (the workbench's session, the authorization
+/// server's browser binding).
+pub(crate) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|cookies| {
         cookies.split(';').find_map(|c| {
             let (n, v) = c.trim().split_once('=')?;
