@@ -141,6 +141,8 @@ pub struct ApiConfig {
     pub max_bundle_entries: usize,
     /// Where saved SQL on FHIR views are (`NAME.json`), besides the built-in ones.
     pub views_dir: Option<std::path::PathBuf>,
+    /// Where saved syndrome definitions are (`NAME.json`), besides the built-in ones.
+    pub syndromes_dir: Option<std::path::PathBuf>,
     /// The views' tables `$sql` queries (`DIR/analytics.sqlite`, shared with `chartroom sql`);
     /// `None`: no `$sql`.
     pub analytics_tables: Option<std::path::PathBuf>,
@@ -192,6 +194,7 @@ impl Default for ApiConfig {
             max_page_size: 1000,
             max_bundle_entries: 100_000,
             views_dir: None,
+            syndromes_dir: None,
             analytics_tables: None,
             export_dir: None,
             requires_access_token: true,

@@ -81,6 +81,7 @@ fn the_capability_statement_lists_every_registered_operation_with_its_definition
         vec![
             "coding-edits",
             "coding-worklist",
+            "cohort-compare",
             "data-quality",
             "disclosures",
             "everything",
@@ -91,6 +92,7 @@ fn the_capability_statement_lists_every_registered_operation_with_its_definition
             "sql",
             "subsumes",
             "suggest-codes",
+            "surveillance",
             "validate",
             "validate-code",
         ]

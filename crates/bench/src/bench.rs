@@ -108,6 +108,10 @@ enum BenchKind {
     /// The workbench's pages over HTTP with a large generated population: the server's time
     /// for each page, p50 and p99.
     Workbench(crate::workbench_bench::WorkbenchBenchArgs),
+    /// Outbreak early warning and treatment comparison: syndrome counting, surveillance and
+    /// cohort studies over a large generated record, every aberration-detection method over
+    /// many long series, and R's surveillance and lifelines on the same input.
+    Analytics(crate::analytics_bench::AnalyticsBenchArgs),
     /// Reads and writes from many clients against `chartroom serve`, killed with SIGKILL and
     /// restarted part way; then checks acknowledged writes, version histories and the audit
     /// trail. `--read-cost`: reads under strict against fast audit durability.
@@ -139,6 +143,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         BenchKind::Prepare { resources } => bench_prepare(resources),
         BenchKind::Search(args) => crate::search_bench::run(args),
         BenchKind::Workbench(args) => crate::workbench_bench::run(args),
+        BenchKind::Analytics(args) => crate::analytics_bench::run(args),
         BenchKind::Mixed(args) => crate::mixed_bench::run(args),
         BenchKind::Views(args) => crate::views_bench::run(args),
         BenchKind::Terminology { requests } => crate::terminology_bench::bench_terminology(requests),

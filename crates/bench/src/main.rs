@@ -2,6 +2,7 @@
 //! out of the `chartroom` binary so that the server HIM staff run carries no load generators,
 //! and so that changing a benchmark rebuilds only this binary.
 
+mod analytics_bench;
 mod bench;
 mod fixture;
 mod mixed_bench;

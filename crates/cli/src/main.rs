@@ -1,6 +1,7 @@
 //! `chartroom`: the one binary. Each subcommand parses its arguments, calls a library, and
 //! renders the result.
 
+mod analysis;
 mod code;
 mod dq;
 mod generate;
@@ -71,6 +72,14 @@ enum Command {
     /// Run SQL over the views' tables (materialized in DIR/analytics.sqlite when the record
     /// changed).
     Sql(views::SqlArgs),
+    /// Outbreak early warning: judge one count series (EARS, CUSUM, Farrington, as R's
+    /// surveillance package), or every syndrome × place series of the record.
+    Surveil(Box<analysis::SurveilArgs>),
+    /// Survival analysis over a CSV: Kaplan–Meier, log-rank test, Cox proportional hazards
+    /// (as lifelines computes them).
+    Survival(analysis::SurvivalArgs),
+    /// Retrospective cohort studies over the record: compare two treatments over time.
+    Cohort(analysis::CohortArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -329,6 +338,9 @@ fn main() -> ExitCode {
         Command::Coding(args) => code::run_coding(args),
         Command::View(args) => views::run(args),
         Command::Sql(args) => views::sql(args),
+        Command::Surveil(args) => analysis::run_surveil(*args),
+        Command::Survival(args) => analysis::run_survival(args),
+        Command::Cohort(args) => analysis::run_cohort(args),
     };
     match result {
         Ok(code) => code,
@@ -366,6 +378,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     ensure_index(&store)?;
     let api_config = ApiConfig {
         views_dir: Some(args.store.data.join("views")),
+        syndromes_dir: Some(analytics::syndromes::syndromes_dir(&args.store.data)),
         analytics_tables: Some(::views::tables::tables_path(&args.store.data)),
         export_dir: Some(args.store.data.join("exports")),
         validation: args.validation.mode(),

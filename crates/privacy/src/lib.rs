@@ -10,6 +10,7 @@ pub mod oauth;
 pub mod policy;
 pub mod role;
 pub mod scope;
+pub mod secret;
 pub mod users;
 
 pub use audit::{Access, AuditLog, AuditOptions, Durability, Receipt, Tamper, TrailSnapshot, Verification};

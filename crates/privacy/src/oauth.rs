@@ -25,12 +25,13 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
+use crate::Error;
 use crate::clients::{Client, ClientAuth, Clients};
 use crate::jwt::{self, Signer, Subjects, Verifier};
 use crate::role::{Identity, Role};
 use crate::scope::{Context, Scope};
+use crate::secret::{constant_time_eq, random_text, sha256_hex};
 use crate::users::{PRIVACY_FILE, UserRecord, Users};
-use crate::{Error, hex};
 
 /// How long an authorization code may wait for its exchange.
 pub const CODE_SECONDS: u64 = 60;
@@ -273,16 +274,6 @@ CREATE TABLE IF NOT EXISTS oauth_client_assertions (
 
 fn now_seconds() -> i64 {
     fhir::datetime::epoch_millis_now() / 1000
-}
-
-fn random_text(bytes: usize) -> Result<String, Error> {
-    let mut random = vec![0u8; bytes];
-    getrandom::fill(&mut random).map_err(|e| Error::Invalid(format!("no randomness: {e}")))?;
-    Ok(jwt::base64url_encode(&random))
-}
-
-fn sha256_hex(text: &str) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref())
 }
 
 /// `uri` with `query` added (after any query it already has).
@@ -1318,11 +1309,6 @@ fn pkce_matches(verifier: &str, challenge: &str) -> bool {
         && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
     let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
     well_formed && constant_time_eq(jwt::base64url_encode(digest.as_ref()).as_bytes(), challenge.as_bytes())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    // Every byte compared, so the time taken does not tell how much matched.
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn unverified_part(token: &str, index: usize) -> Option<Map<String, Value>> {

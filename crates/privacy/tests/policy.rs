@@ -43,9 +43,8 @@ impl OperationCatalog for Catalog {
             "lookup" | "expand" | "validate-code" | "subsumes" | "validate" => {
                 declared(Reads::LevelType, PatientUse::Allowed)
             }
-            "data-quality" | "coding-worklist" | "coding-edits" | "run" | "sql" => {
-                declared(Reads::EveryType, PatientUse::Refused)
-            }
+            "data-quality" | "coding-worklist" | "coding-edits" | "run" | "sql" | "surveillance"
+            | "cohort-compare" => declared(Reads::EveryType, PatientUse::Refused),
             "suggest-codes" => declared(Reads::Type("DocumentReference"), PatientUse::Refused),
             _ => return None,
         })
@@ -212,6 +211,8 @@ fn a_patients_token_reads_its_own_record_only() {
         route(Method::Get, "Group/g1/$export"),
         route(Method::Get, "Patient/pb/$export"),
         route(Method::Get, "$data-quality"),
+        route(Method::Get, "$surveillance"),
+        route(Method::Post, "$cohort-compare"),
         route(Method::Get, "Encounter/$coding-worklist"),
         route(Method::Post, "ViewDefinition/$run"),
         route(Method::Get, "DocumentReference/d1/$suggest-codes"),
@@ -396,6 +397,8 @@ fn operations_are_authorized_by_what_they_read() {
         ("ViewDefinition/$run", Method::Post, false),
         ("$sql", Method::Get, false),
         ("$data-quality", Method::Get, false),
+        ("$surveillance", Method::Get, false),
+        ("$cohort-compare", Method::Post, false),
         ("CodeSystem/$lookup", Method::Get, false),
         ("Observation/$validate", Method::Post, true),
         ("$validate", Method::Post, true),
@@ -520,6 +523,8 @@ fn without_a_token_only_discovery_opens() {
         "AuditEvent",
         "CodeSystem/$lookup?system=http://loinc.org&code=1",
         "$data-quality",
+        "$surveillance",
+        "$cohort-compare",
         "ViewDefinition/patients/$run",
     ] {
         let route = route(Method::Get, url);

@@ -70,23 +70,17 @@ type Counted = (Instant, Vec<(String, u64)>);
 const COUNTS_SECONDS: u64 = 60;
 
 fn random_token() -> String {
-    let mut bytes = [0u8; 32];
     // Without randomness no session can be made; an empty token is refused by every check.
-    if getrandom::fill(&mut bytes).is_err() {
-        return String::new();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    privacy::secret::random_text(32).unwrap_or_default()
 }
 
 fn hash(token: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    privacy::secret::sha256_hex(token)
 }
 
+/// A token the visitor sent against the session's: never equal when empty.
 fn same(a: &str, b: &str) -> bool {
-    !a.is_empty()
-        && a.len() == b.len()
-        && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    !a.is_empty() && privacy::secret::constant_time_eq(a.as_bytes(), b.as_bytes())
 }
 
 impl Sessions {
@@ -153,6 +147,8 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/coding/encounters/{id}", get(encounter).post(assign))
         .route("/analytics", get(analytics))
         .route("/analytics/sql", get(sql))
+        .route("/analytics/surveillance", get(surveillance))
+        .route("/analytics/cohort", get(cohort_form).post(cohort_compare))
         .route("/analytics/views/{name}", get(view_rows))
         .route("/analytics/views/{name}/download", get(view_download))
         .route("/admin", get(admin))
@@ -1436,6 +1432,136 @@ async fn analytics(State(state): State<Arc<AppState>>, parts: Parts) -> Response
         .collect();
     let sql = api::Api::permits(visit.identity(), Method::Get, "$sql", "");
     html(StatusCode::OK, web::views::analytics(&visit.viewer(Area::Analytics), &views, sql))
+}
+
+/// Outbreak early warning: the form, and once submitted every series through
+/// `$surveillance`, as the visitor.
+async fn surveillance(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Analytics) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let query = query_map(&parts);
+    let value = |name: &str, default: &str| query.get(name).cloned().unwrap_or_else(|| default.to_string());
+    let form = web::analytics::SurveillanceForm {
+        syndromes: analytics::syndromes::builtin().into_iter().map(|s| (s.name, s.title)).collect(),
+        syndrome: value("syndrome", ""),
+        by: value("by", "week"),
+        place: value("place", "city"),
+        method: value("method", "ears-c2"),
+    };
+    let viewer = visit.viewer(Area::Analytics);
+    if !query.contains_key("by") {
+        return html(StatusCode::OK, web::analytics::surveillance_page(&viewer, &form, None, None));
+    }
+    let encoded: String = {
+        let mut serializer = form_urlencoded::Serializer::new(String::new());
+        serializer
+            .append_pair("by", &form.by)
+            .append_pair("place", &form.place)
+            .append_pair("method", &form.method);
+        if !form.syndrome.is_empty() {
+            serializer.append_pair("syndrome", &form.syndrome);
+        }
+        serializer.finish()
+    };
+    let mut patients = Vec::new();
+    let response = ask(&state, &visit, Call::get("$surveillance", &encoded), &mut patients).await;
+    note(&visit.slot, "workbench-surveillance", "R", "$surveillance".into(), patients);
+    match response.status {
+        200 => {
+            let bundle = body_json(&response);
+            html(StatusCode::OK, web::analytics::surveillance_page(&viewer, &form, Some(&bundle), None))
+        }
+        403 => failed(&visit, Area::Analytics, &response),
+        _ => html(
+            StatusCode::OK,
+            web::analytics::surveillance_page(&viewer, &form, None, Some(&outcome_message(&response))),
+        ),
+    }
+}
+
+/// The study the treatment-comparison page starts from: the demo population's lung-cancer
+/// regimens.
+const EXAMPLE_STUDY: &str = r#"{
+  "name": "lung-cancer-regimens",
+  "title": "Carboplatin and paclitaxel against pembrolizumab in lung cancer",
+  "condition": ["C34"],
+  "arms": [
+    { "name": "A", "title": "carboplatin and paclitaxel",
+      "codes": [{ "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "40048" },
+                { "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "56946" }] },
+    { "name": "B", "title": "pembrolizumab",
+      "codes": [{ "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1547545" }] }
+  ],
+  "bothArms": "exclude",
+  "outcome": { "death": true },
+  "censoring": { "atLastEncounter": false },
+  "minimumAge": 18,
+  "covariates": ["age", "sex", "comorbidities"],
+  "survivalAt": [180, 365, 730]
+}"#;
+
+async fn cohort_form(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Analytics) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    html(
+        StatusCode::OK,
+        web::analytics::cohort_page(
+            &visit.viewer(Area::Analytics),
+            &visit.session.csrf,
+            EXAMPLE_STUDY,
+            None,
+            None,
+        ),
+    )
+}
+
+/// Treatment comparison: the study posted through `$cohort-compare`, as the visitor.
+async fn cohort_compare(State(state): State<Arc<AppState>>, parts: Parts, body: Body) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Analytics) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let form = match checked_form(&state, &visit, &parts.headers, body).await {
+        Ok(form) => form,
+        Err(refused) => return refused,
+    };
+    let study = form.get("study").cloned().unwrap_or_default();
+    let viewer = visit.viewer(Area::Analytics);
+    let mut patients = Vec::new();
+    let parameters =
+        json!({ "resourceType": "Parameters", "parameter": [{ "name": "study", "valueString": study }] });
+    let response = ask(
+        &state,
+        &visit,
+        Call::post("$cohort-compare", parameters.to_string().into_bytes()),
+        &mut patients,
+    )
+    .await;
+    note(&visit.slot, "workbench-cohort-compare", "R", "$cohort-compare".into(), patients);
+    match response.status {
+        200 => {
+            let answer = body_json(&response);
+            html(
+                StatusCode::OK,
+                web::analytics::cohort_page(&viewer, &visit.session.csrf, &study, Some(&answer), None),
+            )
+        }
+        403 => failed(&visit, Area::Analytics, &response),
+        _ => html(
+            StatusCode::OK,
+            web::analytics::cohort_page(
+                &viewer,
+                &visit.session.csrf,
+                &study,
+                None,
+                Some(&outcome_message(&response)),
+            ),
+        ),
+    }
 }
 
 const VIEW_PAGE_ROWS: usize = 100;

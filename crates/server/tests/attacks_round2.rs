@@ -621,6 +621,28 @@ async fn data_quality_is_refused_to_roles_bound_by_a_directive_on_record() {
     assert_eq!(status, 200, "{body}");
 }
 
+// The uses of the record read all of it too: outbreak counts and cohort studies are refused
+// under a directive they cannot honour, like the data-quality report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn surveillance_and_cohort_studies_are_refused_to_roles_bound_by_a_directive_on_record() {
+    let f = fixture("attacks2-uses").await;
+    let study = serde_json::json!({ "name": "t", "condition": ["C34"],
+        "arms": [{ "name": "A", "codes": [{ "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "40048" }] },
+                 { "name": "B", "codes": [{ "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1547545" }] }] });
+    for (who, token) in [("clinician", &f.clinician), ("analyst", &f.analyst), ("coder", &f.coder)] {
+        let (status, body) = f.get(token, "$surveillance").await;
+        assert_eq!(status, 403, "{who}: {body}");
+        assert_eq!(body["issue"][0]["code"], "forbidden", "{who}: {body}");
+        let parameters = serde_json::json!({ "resourceType": "Parameters",
+            "parameter": [{ "name": "study", "valueString": study.to_string() }] });
+        let (status, body) = f.post(token, "$cohort-compare", &parameters).await;
+        assert_eq!(status, 403, "{who}: {body}");
+    }
+    let (status, body) = f.get(&f.admin, "$surveillance").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["resourceType"], "Bundle", "{body}");
+}
+
 // Finding 6: `$suggest-codes` shaped its suggestions by the sex on the document's subject's
 // Patient record, read whether or not the caller may see it.
 

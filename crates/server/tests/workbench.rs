@@ -247,6 +247,32 @@ async fn staff_sign_in_and_see_only_what_their_role_may_use() {
     assert!(page.contains("/analytics/views/patients"), "{page}");
     let (status, page, _) = get(&f, Some(&analyst), "/analytics/views/patients").await;
     assert_eq!(status, 200, "{page}");
+    // The uses of the record: the outbreak page's form, then its answer through $surveillance;
+    // the treatment comparison's form, and a study posted (with the form's CSRF token).
+    let (status, page, _) = get(&f, Some(&analyst), "/analytics/surveillance").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("name=\"method\"") && page.contains("Gastrointestinal illness"), "{page}");
+    let (status, page, _) =
+        get(&f, Some(&analyst), "/analytics/surveillance?by=week&place=city&method=nope").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("role=\"alert\"") && page.contains("nope"), "{page}");
+    let (status, page, _) =
+        get(&f, Some(&analyst), "/analytics/surveillance?by=week&place=state&method=ears-c2").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("series judged by"), "{page}");
+    assert!(!audited(&f, "workbench-surveillance").is_empty());
+    let (status, page, _) = get(&f, Some(&analyst), "/analytics/cohort").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("lung-cancer-regimens"), "{page}");
+    let study = r#"{"name": "x", "condition": ["C34"], "arms": [
+        {"name": "A", "codes": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "40048"}]},
+        {"name": "B", "codes": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1547545"}]}]}"#;
+    assert_eq!(post(&f, &analyst, "/analytics/cohort", &[("study", study)]).await.0, 403);
+    let (status, page) =
+        post(&f, &analyst, "/analytics/cohort", &[("csrf", &analyst.csrf), ("study", study)]).await;
+    assert_eq!(status, 200);
+    // The fixture has no one with lung cancer: the answer says so.
+    assert!(page.contains("role=\"alert\"") && page.contains("no patients"), "{page}");
 
     // Signed out: the session is gone.
     let (status, _) = post(&f, &coder, "/signout", &[("csrf", &coder.csrf)]).await;

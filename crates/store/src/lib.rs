@@ -245,6 +245,14 @@ pub enum WriteOutcome {
 pub struct PendingWrite(pub(crate) tokio::sync::oneshot::Receiver<Result<Vec<Written>>>);
 
 impl PendingWrite {
+    /// A write refused before it was queued (a store that takes no writes, such as a
+    /// read-only view of another): waiting answers `error`.
+    pub fn refused(error: Error) -> PendingWrite {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let _ = sender.send(Err(error));
+        PendingWrite(receiver)
+    }
+
     /// Waits (asynchronously) until the unit has committed or failed.
     pub async fn wait(self) -> Result<Vec<Written>> {
         self.0.await.unwrap_or(Err(Error::Closed))

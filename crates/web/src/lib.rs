@@ -9,6 +9,7 @@
 //!   one stylesheet is [`STYLESHEET`], served by the binary.
 //! - Every form that changes something carries the session's CSRF token ([`csrf_field`]).
 
+pub mod analytics;
 pub mod authorize;
 pub mod chart;
 pub mod diff;

@@ -381,6 +381,12 @@ pub fn analytics(viewer: &Viewer, views: &[(String, String)], sql: bool) -> Stri
         Some(viewer),
         "Analytics",
         html! {
+            h2 { "Uses of the record" }
+            ul {
+                li { a href="/analytics/surveillance" { "Outbreak early warning" } " · unusual counts of a syndrome by place and week" }
+                li { a href="/analytics/cohort" { "Treatment comparison" } " · survival on two treatments over time" }
+            }
+            h2 { "Tables" }
             p { "The built-in tables. Each opens as a table of its first rows, with CSV and Parquet downloads of all of them." }
             ul { @for (name, description) in views { li { a href=(format!("/analytics/views/{name}")) { (name) } " · " (description) } } }
             @if sql { (sql_form("SELECT gender, count(*) AS patients FROM patients GROUP BY gender")) }
