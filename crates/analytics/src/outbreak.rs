@@ -381,13 +381,31 @@ pub fn run(
 pub fn judge_all(counts: SyndromicCounts, settings: Settings) -> Result<SurveillanceReport> {
     let settings = settings.for_record(counts.interval, counts.periods);
     let detector = settings.detector()?;
+    // Series are independent: they are judged on every core, each thread a contiguous share,
+    // put back in order.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(counts.series.len().max(1));
+    let share = counts.series.len().div_ceil(threads).max(1);
+    let judged: Vec<Vec<Result<Vec<Judgement>>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = counts
+            .series
+            .chunks(share)
+            .map(|part| {
+                let detector = &detector;
+                scope.spawn(move || part.iter().map(|one| detector.judge(&one.counts)).collect::<Vec<_>>())
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
     let mut series = Vec::with_capacity(counts.series.len());
     // A series the method cannot judge (too short, or CUSUM's m of 0 over a quiet first year)
     // is reported as not judged; a parameter out of range fails every series alike, and is
     // then the caller's error.
     let mut refusals: Vec<Error> = Vec::new();
-    for one in &counts.series {
-        let (judgements, not_judged) = match detector.judge(&one.counts) {
+    for (one, outcome) in counts.series.iter().zip(judged.into_iter().flatten()) {
+        let (judgements, not_judged) = match outcome {
             Ok(judgements) => (judgements, None),
             Err(Error::NotEnoughData(why)) => (Vec::new(), Some(why)),
             Err(other) => {

@@ -447,6 +447,9 @@ enum CohortCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Print a study definition to start from (the demo population's two lung-cancer
+    /// regimens).
+    Example,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -456,7 +459,13 @@ enum CohortFormat {
 }
 
 pub fn run_cohort(args: CohortArgs) -> Result<ExitCode> {
-    let CohortCommand::Compare { store, study, format, out } = args.command;
+    let (store, study, format, out) = match args.command {
+        CohortCommand::Example => {
+            println!("{}", analytics::record::cohort::EXAMPLE_STUDY);
+            return Ok(ExitCode::SUCCESS);
+        }
+        CohortCommand::Compare { store, study, format, out } => (store, study, format, out),
+    };
     let text = std::fs::read_to_string(&study).with_context(|| format!("cannot read {}", study.display()))?;
     let value: Json =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", study.display()))?;

@@ -452,6 +452,9 @@ Try this (in another terminal):\n\
          \x20 chartroom sql --data {data} \"SELECT gender, count(*) FROM patients GROUP BY gender\"\n\
          \x20 chartroom coding worklist --data {data}                            # encounters to code\n\
          \x20 chartroom audit report --data {data}                               # accesses to look at\n\
+         \x20 chartroom surveil run --data {data} --format html --out outbreaks.html # unusual counts by city\n\
+         \x20 chartroom cohort example > study.json                              # a study of two treatments;\n\
+         \x20 chartroom cohort compare --data {data} --study study.json --format html --out cohort.html\n\
          The reports read beside the running server. What the population has planted (defects,\n\
          duplicate registrations, outbreaks, a treatment cohort, readmissions) is listed in\n\
          {}; `chartroom --help` lists every command.\n",

@@ -1481,27 +1481,6 @@ async fn surveillance(State(state): State<Arc<AppState>>, parts: Parts) -> Respo
     }
 }
 
-/// The study the treatment-comparison page starts from: the demo population's lung-cancer
-/// regimens.
-const EXAMPLE_STUDY: &str = r#"{
-  "name": "lung-cancer-regimens",
-  "title": "Carboplatin and paclitaxel against pembrolizumab in lung cancer",
-  "condition": ["C34"],
-  "arms": [
-    { "name": "A", "title": "carboplatin and paclitaxel",
-      "codes": [{ "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "40048" },
-                { "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "56946" }] },
-    { "name": "B", "title": "pembrolizumab",
-      "codes": [{ "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1547545" }] }
-  ],
-  "bothArms": "exclude",
-  "outcome": { "death": true },
-  "censoring": { "atLastEncounter": false },
-  "minimumAge": 18,
-  "covariates": ["age", "sex", "comorbidities"],
-  "survivalAt": [180, 365, 730]
-}"#;
-
 async fn cohort_form(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
     let visit = match visit_area(&state, &parts, Area::Analytics) {
         Ok(visit) => visit,
@@ -1512,7 +1491,7 @@ async fn cohort_form(State(state): State<Arc<AppState>>, parts: Parts) -> Respon
         web::analytics::cohort_page(
             &visit.viewer(Area::Analytics),
             &visit.session.csrf,
-            EXAMPLE_STUDY,
+            analytics::record::cohort::EXAMPLE_STUDY,
             None,
             None,
         ),

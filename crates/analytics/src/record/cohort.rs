@@ -30,6 +30,27 @@ use crate::{Error, Result};
 const MILLIS_PER_DAY: f64 = 86_400_000.0;
 const DAYS_PER_YEAR: f64 = 365.25;
 
+/// A study to start from (the workbench's form, `chartroom cohort example`): the demo
+/// population's two lung-cancer regimens.
+pub const EXAMPLE_STUDY: &str = r#"{
+  "name": "lung-cancer-regimens",
+  "title": "Carboplatin and paclitaxel against pembrolizumab in lung cancer",
+  "condition": ["C34"],
+  "arms": [
+    { "name": "A", "title": "carboplatin and paclitaxel",
+      "codes": [{ "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "40048" },
+                { "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "56946" }] },
+    { "name": "B", "title": "pembrolizumab",
+      "codes": [{ "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "1547545" }] }
+  ],
+  "bothArms": "exclude",
+  "outcome": { "death": true },
+  "censoring": { "atLastEncounter": false },
+  "minimumAge": 18,
+  "covariates": ["age", "sex", "comorbidities"],
+  "survivalAt": [180, 365, 730]
+}"#;
+
 /// A study definition.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -574,4 +595,35 @@ fn member(study: &Study, id: &str, patient: &Patient, cutoff: i64) -> Result<Mem
         male: patient.male,
         comorbidities: categories.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_study_is_a_valid_study() {
+        let value: serde_json::Value = serde_json::from_str(EXAMPLE_STUDY).expect("JSON");
+        let study = Study::from_json(&value).expect("a valid study");
+        assert_eq!(study.arms.len(), 2);
+        assert_eq!(study.covariates, default_covariates());
+    }
+
+    #[test]
+    fn bad_studies_are_refused_saying_which_part() {
+        let refused = |change: &dyn Fn(&mut serde_json::Value)| {
+            let mut value: serde_json::Value = serde_json::from_str(EXAMPLE_STUDY).expect("JSON");
+            change(&mut value);
+            Study::from_json(&value).expect_err("refused").to_string()
+        };
+        assert!(
+            refused(&|v| v["arms"].as_array_mut().into_iter().for_each(|a| a.truncate(1)))
+                .contains("exactly two")
+        );
+        assert!(refused(&|v| v["condition"] = serde_json::json!(["12"])).contains("condition"));
+        assert!(refused(&|v| v["censoring"]["cutoff"] = serde_json::json!("soon")).contains("cutoff"));
+        assert!(refused(&|v| v["alpha"] = serde_json::json!(1.5)).contains("alpha"));
+        assert!(refused(&|v| v["surprise"] = serde_json::json!(1)).contains("surprise"));
+        assert!(refused(&|v| v["outcome"] = serde_json::json!({ "death": false })).contains("neither"));
+    }
 }
