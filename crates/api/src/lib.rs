@@ -36,6 +36,7 @@ pub use audit_trail::AuditTrail;
 pub use error::ApiError;
 pub use fhir::rest::Method;
 pub use headers::{Prefer, ReturnPreference};
+pub use operations::matching::DuplicateCheck;
 pub use patch::{JSON_PATCH, MERGE_PATCH};
 pub use resolve::StoreResolver;
 pub use typed_arena::Arena;
@@ -160,6 +161,9 @@ pub struct ApiConfig {
     /// (a small driving set, or no filter), so a total never costs a search more than its
     /// page (BENCHMARKS.md, search at a million resources).
     pub total_bound: usize,
+    /// What a create of a Patient that probably duplicates one on file gets: created with a
+    /// warning (the default), refused with 409, or no check.
+    pub duplicate_check: DuplicateCheck,
     /// The authorization server's endpoints the CapabilityStatement advertises
     /// (`rest.security`, SMART's oauth-uris extension); `None` when the server needs no token.
     pub oauth: Option<OAuthUris>,
@@ -201,6 +205,7 @@ impl Default for ApiConfig {
             validation: Validation::Enforce,
             total_bound: 10_000,
             oauth: None,
+            duplicate_check: DuplicateCheck::Warn,
         }
     }
 }
@@ -216,6 +221,8 @@ pub struct Api {
     consents: Arc<access::ConsentCache>,
     /// The audit trail AuditEvents are read from (it is not in the store), when there is one.
     trail: Option<Arc<AuditTrail>>,
+    /// Every Patient by blocking key, for `$match` and the check at registration.
+    patient_index: Arc<operations::matching::PatientIndex>,
 }
 
 impl Api {
@@ -229,6 +236,7 @@ impl Api {
             exports,
             consents: Arc::default(),
             trail: None,
+            patient_index: Arc::default(),
         }
     }
 

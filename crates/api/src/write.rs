@@ -248,6 +248,32 @@ pub(crate) fn complete(base: &str, written: Written, preference: ReturnPreferenc
     }
 }
 
+/// Adds warnings to a write's answer: to its OperationOutcome body when the client asked for
+/// one, and to the outcome a Bundle entry carries.
+fn with_warnings(response: &mut Response, warnings: OperationOutcome) {
+    let added: Vec<serde_json::Value> = serde_json::from_slice::<serde_json::Value>(&warnings.to_bytes())
+        .ok()
+        .and_then(|v| v["issue"].as_array().cloned())
+        .unwrap_or_default();
+    let merge = |bytes: Option<&Vec<u8>>| -> Option<Vec<u8>> {
+        let mut outcome = bytes
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+            .filter(|v| v["resourceType"] == "OperationOutcome")
+            .unwrap_or_else(|| serde_json::json!({ "resourceType": "OperationOutcome", "issue": [] }));
+        outcome["issue"].as_array_mut()?.extend(added.iter().cloned());
+        serde_json::to_vec(&outcome).ok()
+    };
+    let is_outcome = response
+        .body
+        .as_ref()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+        .is_some_and(|v| v["resourceType"] == "OperationOutcome");
+    if is_outcome {
+        response.body = merge(response.body.as_ref()).or(response.body.take());
+    }
+    response.outcome = merge(response.outcome.as_ref());
+}
+
 fn deleted_response(preference: ReturnPreference, message: String) -> Response {
     if preference == ReturnPreference::OperationOutcome {
         Response::json(200, OperationOutcome::information(message).to_bytes())
@@ -269,6 +295,13 @@ impl Api {
         resource_type: &str,
     ) -> Result<Response, ApiError> {
         let resource = parse_body(&request.body, resource_type, &request.base)?;
+        // A new registration that probably duplicates one on file: warned (or refused) before
+        // anything is written.
+        let duplicates = if resource_type == "Patient" && request.if_none_exist.is_none() {
+            self.registration_check(resource.as_json(), gate)?
+        } else {
+            None
+        };
         let op = match &request.if_none_exist {
             Some(condition) => {
                 gate.check_search(resource_type)?;
@@ -281,7 +314,11 @@ impl Api {
             None => prepare_create(resource, &new_id(), self.config.validation)?,
         };
         let written = self.commit_one(op).await?;
-        Ok(complete(&request.base, written, preference(request), gate))
+        let mut response = complete(&request.base, written, preference(request), gate);
+        if let Some(duplicates) = duplicates {
+            with_warnings(&mut response, duplicates);
+        }
+        Ok(response)
     }
 
     /// `PUT [type]?[search]`.

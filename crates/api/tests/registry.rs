@@ -88,6 +88,7 @@ fn the_capability_statement_lists_every_registered_operation_with_its_definition
             "expand",
             "export",
             "lookup",
+            "match",
             "run",
             "sql",
             "subsumes",

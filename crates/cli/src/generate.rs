@@ -204,5 +204,6 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
         body_timeout_secs: 30,
         demo_ground_truth: Some(args.data.join("demo-population").join("ground-truth")),
         validation: Default::default(),
+        duplicate_check: crate::DuplicateCheckArg::Warn,
     })
 }

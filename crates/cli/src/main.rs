@@ -5,6 +5,7 @@ mod analysis;
 mod code;
 mod dq;
 mod generate;
+mod mpi_cli;
 mod path;
 mod privacy_cli;
 mod validate;
@@ -80,6 +81,9 @@ enum Command {
     Survival(analysis::SurvivalArgs),
     /// Retrospective cohort studies over the record: compare two treatments over time.
     Cohort(analysis::CohortArgs),
+    /// Duplicate patients: match the record's Patients (probabilistic, Fellegi–Sunter), or
+    /// measure matching on linkage files with known true pairs.
+    Mpi(mpi_cli::MpiArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -241,6 +245,18 @@ struct ServeArgs {
     body_timeout_secs: u64,
     #[command(flatten)]
     validation: ValidationArgs,
+    /// A new Patient that probably duplicates one on file (match probability 0.5 or more):
+    /// warn (created; the answer's OperationOutcome names the candidates), refuse (409, not
+    /// created), or off.
+    #[arg(long, value_enum, default_value = "warn")]
+    duplicate_check: DuplicateCheckArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DuplicateCheckArg {
+    Warn,
+    Refuse,
+    Off,
 }
 
 /// What happens to a resource that does not validate against the R4 definitions.
@@ -341,6 +357,7 @@ fn main() -> ExitCode {
         Command::Surveil(args) => analysis::run_surveil(*args),
         Command::Survival(args) => analysis::run_survival(args),
         Command::Cohort(args) => analysis::run_cohort(args),
+        Command::Mpi(args) => mpi_cli::run(args),
     };
     match result {
         Ok(code) => code,
@@ -382,6 +399,11 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         analytics_tables: Some(::views::tables::tables_path(&args.store.data)),
         export_dir: Some(args.store.data.join("exports")),
         validation: args.validation.mode(),
+        duplicate_check: match args.duplicate_check {
+            DuplicateCheckArg::Warn => api::DuplicateCheck::Warn,
+            DuplicateCheckArg::Refuse => api::DuplicateCheck::Refuse,
+            DuplicateCheckArg::Off => api::DuplicateCheck::Off,
+        },
         requires_access_token: !args.insecure_no_auth,
         oauth: match &outside {
             _ if args.insecure_no_auth => None,

@@ -46,6 +46,7 @@ impl OperationCatalog for Catalog {
             "data-quality" | "coding-worklist" | "coding-edits" | "run" | "sql" | "surveillance"
             | "cohort-compare" => declared(Reads::EveryType, PatientUse::Refused),
             "suggest-codes" => declared(Reads::Type("DocumentReference"), PatientUse::Refused),
+            "match" => declared(Reads::Type("Patient"), PatientUse::Refused),
             _ => return None,
         })
     }
@@ -213,6 +214,7 @@ fn a_patients_token_reads_its_own_record_only() {
         route(Method::Get, "$data-quality"),
         route(Method::Get, "$surveillance"),
         route(Method::Post, "$cohort-compare"),
+        route(Method::Post, "Patient/$match"),
         route(Method::Get, "Encounter/$coding-worklist"),
         route(Method::Post, "ViewDefinition/$run"),
         route(Method::Get, "DocumentReference/d1/$suggest-codes"),
@@ -399,6 +401,7 @@ fn operations_are_authorized_by_what_they_read() {
         ("$data-quality", Method::Get, false),
         ("$surveillance", Method::Get, false),
         ("$cohort-compare", Method::Post, false),
+        ("Patient/$match", Method::Post, true),
         ("CodeSystem/$lookup", Method::Get, false),
         ("Observation/$validate", Method::Post, true),
         ("$validate", Method::Post, true),

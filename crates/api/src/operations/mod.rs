@@ -7,6 +7,7 @@
 
 mod analytics;
 mod coding;
+pub(crate) mod matching;
 mod parameters;
 pub(crate) mod registry;
 mod terminology;

@@ -373,6 +373,20 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         handler: |api, call| api.cohort_compare(call.inputs, call.gate),
     },
     Operation {
+        name: "match",
+        definition: Definition::Standard("http://hl7.org/fhir/OperationDefinition/Patient-match"),
+        documentation: "The Patients that may be the one given (Fellegi-Sunter over blocking keys), graded with match-grade and search.score",
+        levels: Levels { system: false, types: &["Patient"], instances: &[] },
+        parameters: &[
+            one("resource", "Resource", "The Patient to find"),
+            one("onlyCertainMatches", "boolean", "Only a single certain match"),
+            one("count", "integer", "Matches to return at most"),
+        ],
+        affects_state: false,
+        access: reads(Reads::Type("Patient"), PatientUse::Refused),
+        handler: |api, call| api.match_patients(call.inputs, call.gate),
+    },
+    Operation {
         name: "run",
         definition: Definition::Standard("http://sql-on-fhir.org/OperationDefinition/$run"),
         documentation: "A SQL on FHIR view's rows (json, ndjson, csv or parquet)",

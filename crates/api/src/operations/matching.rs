@@ -1,0 +1,225 @@
+//! Duplicate patients at the API: `Patient/$match` (FHIR R4: the Patients that may be the
+//! one given, graded) and the check at registration (a create of a Patient that probably
+//! duplicates one on file is answered with the candidates as a warning, or refused with 409).
+//!
+//! Matching uses an index of every Patient kept by the API (`mpi::index::Index`), brought up
+//! to date with the Patient versions written since it last looked, and rebuilt (the model
+//! estimated again) once a tenth of the register changed. What a caller is shown of it passes the
+//! gate: a candidate they may not see is left out, as in a search.
+
+use std::sync::Mutex;
+
+use fhir::{IssueType, OperationOutcome};
+use mpi::index::{Found, Index, grade};
+use mpi::linkage::{LINK_THRESHOLD, REVIEW_THRESHOLD};
+use mpi::person::Person;
+use serde_json::{Value as Json, json};
+
+use super::{Inputs, json_response};
+use crate::access::Gate;
+use crate::{Api, ApiError, Response};
+
+/// What a create of a Patient that probably duplicates one on file gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DuplicateCheck {
+    /// No check.
+    Off,
+    /// Created, with the probable duplicates as warnings in the answer's OperationOutcome
+    /// (`Prefer: return=OperationOutcome`, a Bundle entry's `response.outcome`).
+    #[default]
+    Warn,
+    /// Refused with 409 and the probable duplicates; nothing written.
+    Refuse,
+}
+
+/// The index and the newest Patient write it has seen.
+#[derive(Default)]
+pub(crate) struct PatientIndex(Mutex<Option<(i64, Index)>>);
+
+const MATCH_GRADE: &str = "http://hl7.org/fhir/StructureDefinition/match-grade";
+
+impl Api {
+    /// Runs `use_index` on the index of every active Patient, brought up to date first: the
+    /// Patient versions written since it last looked are applied one by one, and the whole
+    /// index is rebuilt (the model estimated again) once a tenth of it changed.
+    fn with_patient_index<T>(&self, use_index: impl FnOnce(&Index) -> T) -> Result<T, ApiError> {
+        let newest = |before: Option<i64>| {
+            self.store.history(
+                &store::HistoryScope::Type("Patient".into()),
+                &store::HistoryQuery { count: 500, before_seq: before, ..Default::default() },
+            )
+        };
+        let stamp = newest(None)?.versions.first().map_or(0, |v| v.seq);
+        let mut cached = self
+            .patient_index
+            .0
+            .lock()
+            .map_err(|_| ApiError::internal("the patient index lock is poisoned"))?;
+        if let Some((seen, index)) = cached.as_mut()
+            && *seen != stamp
+            && !index.needs_estimate()
+        {
+            // Newest first: the first version seen of each Patient is its current one.
+            let mut applied = std::collections::HashSet::new();
+            let mut before = None;
+            'pages: loop {
+                let page = newest(before)?;
+                for version in &page.versions {
+                    if version.seq <= *seen {
+                        break 'pages;
+                    }
+                    if !applied.insert(version.id.clone()) {
+                        continue;
+                    }
+                    let patient =
+                        version.body.as_deref().and_then(|b| serde_json::from_slice::<Json>(b).ok());
+                    match patient {
+                        Some(patient) if patient["active"] != false => {
+                            index.upsert(Person::from_patient(&patient))
+                        }
+                        _ => index.remove(&version.id),
+                    }
+                }
+                match page.next_before_seq {
+                    Some(next) => before = Some(next),
+                    None => break,
+                }
+            }
+            *seen = stamp;
+        }
+        let current = cached.as_ref().is_some_and(|(seen, index)| *seen == stamp && !index.needs_estimate());
+        if !current {
+            let mut people = Vec::new();
+            self.store.scan_type("Patient", None, &mut |_, _, body| {
+                if let Ok(patient) = serde_json::from_slice::<Json>(body)
+                    // Records merged away are not matched again.
+                    && patient["active"] != false
+                {
+                    people.push(Person::from_patient(&patient));
+                }
+                Ok(())
+            })?;
+            *cached = Some((stamp, Index::build(people, &mpi::model::Training::default())));
+        }
+        let (_, index) = cached.as_ref().ok_or_else(|| ApiError::internal("the patient index is missing"))?;
+        Ok(use_index(index))
+    }
+
+    /// The registered Patients that may be `patient`, each read through the gate (those the
+    /// caller may not see are left out), with their Patient resource.
+    fn visible_matches(&self, patient: &Json, gate: &Gate) -> Result<Vec<(Found, Json)>, ApiError> {
+        let person = Person::from_patient(patient);
+        let found = self.with_patient_index(|index| index.matches(&person))?;
+        let mut shown = Vec::new();
+        for found in found {
+            let Some(record) = self.store.read("Patient", &found.id)? else { continue };
+            let Some(body) = record.body else { continue };
+            if gate.admit("Patient", &body) != privacy::Sight::Shown {
+                continue;
+            }
+            let resource: Json = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::internal(format!("Patient/{} is not JSON: {e}", found.id)))?;
+            shown.push((found, resource));
+        }
+        Ok(shown)
+    }
+
+    /// `Patient/$match`: a searchset of the Patients that may be the one given, each with
+    /// `search.score` (the match probability) and the `match-grade` extension.
+    pub(crate) fn match_patients(&self, inputs: &Inputs, gate: &Gate) -> Result<Response, ApiError> {
+        let patient = inputs.resource("resource").cloned().ok_or_else(|| {
+            ApiError::bad_request(IssueType::Required, "$match needs resource: the Patient to find")
+        })?;
+        if patient["resourceType"] != "Patient" {
+            return Err(ApiError::bad_request(
+                IssueType::Invalid,
+                format!("$match's resource must be a Patient, not {}", patient["resourceType"]),
+            ));
+        }
+        let only_certain = match inputs.get("onlyCertainMatches") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(
+                    IssueType::Value,
+                    format!("onlyCertainMatches must be true or false, not '{other}'"),
+                ));
+            }
+        };
+        let count = inputs.whole_number("count")?.unwrap_or(10).clamp(1, 100);
+        let mut matches = self.visible_matches(&patient, gate)?;
+        if only_certain {
+            matches.retain(|(found, _)| found.probability >= LINK_THRESHOLD);
+            // The specification: with several certain matches none is certain enough to use.
+            if matches.len() > 1 {
+                matches.clear();
+            }
+        }
+        matches.truncate(count);
+        let entries: Vec<Json> = matches
+            .iter()
+            .map(|(found, resource)| {
+                gate.touch(&found.id);
+                json!({
+                    "fullUrl": format!("Patient/{}", found.id),
+                    "resource": resource,
+                    "search": {
+                        "extension": [{ "url": MATCH_GRADE, "valueCode": grade(found.probability) }],
+                        "mode": "match",
+                        "score": (found.probability * 1e6).round() / 1e6,
+                    }
+                })
+            })
+            .collect();
+        Ok(json_response(&json!({
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": entries.len(),
+            "entry": entries,
+        })))
+    }
+
+    /// The check at registration, before a Patient is created: `Ok(None)` when no registered
+    /// Patient is a probable duplicate (or the check is off); the warnings to answer with
+    /// under `Warn`; a 409 under `Refuse`.
+    pub(crate) fn registration_check(
+        &self,
+        patient: &Json,
+        gate: &Gate,
+    ) -> Result<Option<OperationOutcome>, ApiError> {
+        if self.config.duplicate_check == DuplicateCheck::Off {
+            return Ok(None);
+        }
+        let probable: Vec<(Found, Json)> = self
+            .visible_matches(patient, gate)?
+            .into_iter()
+            .filter(|(found, _)| found.probability >= REVIEW_THRESHOLD)
+            .collect();
+        if probable.is_empty() {
+            return Ok(None);
+        }
+        let mut outcome = OperationOutcome { issues: Vec::new() };
+        for (found, _) in &probable {
+            gate.touch(&found.id);
+            let mut issue = fhir::Issue::new(
+                fhir::Severity::Warning,
+                IssueType::Duplicate,
+                format!(
+                    "this Patient may be Patient/{} already on file ({} match, probability {:.4}); see Patient/$match",
+                    found.id,
+                    grade(found.probability),
+                    found.probability
+                ),
+            );
+            issue.expression = vec![format!("Patient/{}", found.id)];
+            outcome.issues.push(issue);
+        }
+        if self.config.duplicate_check == DuplicateCheck::Refuse {
+            for issue in &mut outcome.issues {
+                issue.severity = fhir::Severity::Error;
+            }
+            return Err(ApiError { status: 409, outcome, etag: None });
+        }
+        Ok(Some(outcome))
+    }
+}

@@ -1,0 +1,173 @@
+//! `Patient/$match` and the duplicate check at registration, over a small register: a
+//! person registered again with a nickname and a transposed birth date is found, graded and
+//! warned about; under `Refuse` the second registration is refused with 409 and not written.
+
+use std::sync::Arc;
+
+use chartroom_api::{Api, ApiConfig, DuplicateCheck, Method, Request, Response};
+use serde_json::{Value, json};
+use store::{SqliteStore, Store as _, StoreOptions};
+
+fn patient(id: &str, given: &str, family: &str, birth: &str, ssn: Option<&str>, line: &str) -> Value {
+    let mut patient = json!({ "resourceType": "Patient", "id": id, "gender": "male", "birthDate": birth,
+        "name": [{ "use": "official", "family": family, "given": [given] }],
+        "address": [{ "use": "home", "line": [line], "city": "Dayton", "state": "OH", "postalCode": "45402" }] });
+    if id.is_empty() {
+        patient.as_object_mut().unwrap().remove("id");
+    }
+    if let Some(ssn) = ssn {
+        patient["identifier"] = json!([{ "system": "http://hl7.org/fhir/sid/us-ssn", "value": ssn }]);
+    }
+    patient
+}
+
+/// Forty people of assorted names, so the model has non-matches to learn from, and one
+/// William Nelson.
+fn register() -> Vec<Value> {
+    let given = ["Ann", "Bo", "Cyd", "Dee", "Eli", "Fay", "Gus", "Hal"];
+    let family = ["Adams", "Baker", "Clark", "Dunn", "Evans"];
+    let mut people = Vec::new();
+    for n in 0..40 {
+        people.push(patient(
+            &format!("p{n}"),
+            given[n % given.len()],
+            family[n / given.len()],
+            &format!("19{:02}-0{}-1{}", 40 + n, 1 + n % 9, n % 10),
+            Some(&format!("999-10-{:04}", 1000 + n)),
+            &format!("{} Main St", 100 + n),
+        ));
+    }
+    people.push(patient("wn", "William", "Nelson", "1970-03-04", Some("999-55-1234"), "12 High St"));
+    people
+}
+
+struct Fixture {
+    api: Api,
+    runtime: tokio::runtime::Runtime,
+    store: Arc<SqliteStore>,
+}
+
+fn fixture(name: &str, check: DuplicateCheck) -> Fixture {
+    let dir = testkit::temp_dir(name);
+    let store = Arc::new(SqliteStore::open(&dir.join("data"), StoreOptions::default()).unwrap());
+    let api = Api::new(store.clone(), ApiConfig { duplicate_check: check, ..ApiConfig::default() });
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let f = Fixture { api, runtime, store };
+    for person in register() {
+        let path = format!("Patient/{}", person["id"].as_str().unwrap());
+        let response = f.call(Method::Put, &path, "", Some(&person), None);
+        assert!(response.status < 300, "{}", body(&response));
+    }
+    f
+}
+
+impl Fixture {
+    fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        payload: Option<&Value>,
+        prefer: Option<&str>,
+    ) -> Response {
+        let request = Request {
+            method: Some(method),
+            base: "http://test/fhir".into(),
+            path: path.into(),
+            query: query.into(),
+            body: payload.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default(),
+            prefer: prefer.map(str::to_string),
+            ..Default::default()
+        };
+        self.runtime.block_on(self.api.handle(&request))
+    }
+}
+
+fn body(response: &Response) -> Value {
+    serde_json::from_slice(response.body.as_deref().unwrap_or(b"null")).unwrap_or(Value::Null)
+}
+
+/// William Nelson again: as Bill, day and month transposed, no SSN, same address.
+fn bill() -> Value {
+    patient("", "Bill", "Nelson", "1970-04-03", None, "12 High St")
+}
+
+fn parameters(resource: &Value, only_certain: bool) -> Value {
+    json!({ "resourceType": "Parameters", "parameter": [
+        { "name": "resource", "resource": resource },
+        { "name": "onlyCertainMatches", "valueBoolean": only_certain },
+    ] })
+}
+
+#[test]
+fn match_finds_and_grades_a_second_registration() {
+    let f = fixture("api-match", DuplicateCheck::Warn);
+    let response = f.call(Method::Post, "Patient/$match", "", Some(&parameters(&bill(), false)), None);
+    assert_eq!(response.status, 200, "{}", body(&response));
+    let bundle = body(&response);
+    assert_eq!(bundle["type"], "searchset");
+    let first = &bundle["entry"][0];
+    assert_eq!(first["resource"]["id"], "wn", "{bundle}");
+    assert_eq!(first["search"]["mode"], "match");
+    let score = first["search"]["score"].as_f64().unwrap();
+    assert!(score >= 0.5, "{bundle}");
+    assert_eq!(first["search"]["extension"][0]["url"], "http://hl7.org/fhir/StructureDefinition/match-grade");
+    // Nobody else is a probable match.
+    assert!(
+        bundle["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .skip(1)
+            .all(|e| e["search"]["score"].as_f64().unwrap() < 0.5),
+        "{bundle}"
+    );
+    // A stranger matches no one.
+    let stranger = patient("", "Zed", "Quinn", "2001-12-30", None, "1 Elm St");
+    let response = f.call(Method::Post, "Patient/$match", "", Some(&parameters(&stranger, true)), None);
+    assert_eq!(body(&response)["total"], 0, "{}", body(&response));
+    // Bad input.
+    let response = f.call(
+        Method::Post,
+        "Patient/$match",
+        "",
+        Some(&json!({ "resourceType": "Parameters", "parameter": [] })),
+        None,
+    );
+    assert_eq!(response.status, 400);
+    let observation = json!({ "resourceType": "Observation", "status": "final", "code": { "text": "x" } });
+    let response = f.call(Method::Post, "Patient/$match", "", Some(&parameters(&observation, false)), None);
+    assert_eq!(response.status, 400);
+}
+
+#[test]
+fn a_probable_duplicate_is_warned_about_at_registration() {
+    let f = fixture("api-match-warn", DuplicateCheck::Warn);
+    let response = f.call(Method::Post, "Patient", "", Some(&bill()), Some("return=OperationOutcome"));
+    assert_eq!(response.status, 201, "{}", body(&response));
+    let outcome = body(&response);
+    let warning = outcome["issue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["code"] == "duplicate")
+        .expect("a duplicate warning");
+    assert_eq!(warning["severity"], "warning");
+    assert!(warning["diagnostics"].as_str().unwrap().contains("Patient/wn"), "{outcome}");
+    // The new registration is itself on file now, and matched next time.
+    let response = f.call(Method::Post, "Patient/$match", "", Some(&parameters(&bill(), false)), None);
+    assert!(body(&response)["total"].as_u64().unwrap() >= 2, "{}", body(&response));
+}
+
+#[test]
+fn under_refuse_a_probable_duplicate_is_not_written() {
+    let f = fixture("api-match-refuse", DuplicateCheck::Refuse);
+    let before = f.store.count_live().unwrap();
+    let response = f.call(Method::Post, "Patient", "", Some(&bill()), None);
+    assert_eq!(response.status, 409, "{}", body(&response));
+    assert!(body(&response)["issue"][0]["diagnostics"].as_str().unwrap().contains("Patient/wn"));
+    assert_eq!(f.store.count_live().unwrap(), before, "nothing written");
+    // Someone new is registered as usual.
+    let stranger = patient("", "Zed", "Quinn", "2001-12-30", None, "1 Elm St");
+    assert_eq!(f.call(Method::Post, "Patient", "", Some(&stranger), None).status, 201);
+}

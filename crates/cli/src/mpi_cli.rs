@@ -1,0 +1,144 @@
+//! `chartroom mpi`: duplicate patients. `run` matches the record's Patients and keeps the
+//! candidate pairs in the data directory; `eval` measures matching on linkage files with
+//! known true pairs (the FEBRL layout).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Subcommand, ValueEnum};
+use mpi::model::Training;
+use mpi::person::Person;
+use serde_json::json;
+
+use crate::DataArgs;
+
+#[derive(clap::Args)]
+pub struct MpiArgs {
+    #[command(subcommand)]
+    command: MpiCommand,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum JsonOnly {
+    Json,
+}
+
+#[derive(Subcommand)]
+enum MpiCommand {
+    /// Match every Patient of the record with every other: the candidate pairs at or above
+    /// the review threshold, with their probability and each field's evidence, written to
+    /// DIR/mpi/candidates.ndjson and listed.
+    Run {
+        #[command(flatten)]
+        store: DataArgs,
+        /// Pairs at or above this probability are linked without review.
+        #[arg(long, default_value_t = mpi::linkage::LINK_THRESHOLD)]
+        link_threshold: f64,
+        /// Pairs at or above this probability (and below the link threshold) go to review.
+        #[arg(long, default_value_t = mpi::linkage::REVIEW_THRESHOLD)]
+        review_threshold: f64,
+        /// Pairs listed on standard output (all are written to the file).
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Matching quality on FEBRL-layout files: one file deduplicated, or two linked; JSON
+    /// with candidates, predicted, true, tp, precision, recall, f1, best_f1 and seconds.
+    Eval {
+        #[arg(long)]
+        input: PathBuf,
+        /// A second file to link the first with (pairs across the two only).
+        #[arg(long)]
+        input_b: Option<PathBuf>,
+        /// The true pairs (rec_id_1,rec_id_2).
+        #[arg(long)]
+        pairs: PathBuf,
+        /// The match probability at or above which a pair counts as predicted (the automatic
+        /// link threshold by default).
+        #[arg(long, default_value_t = mpi::linkage::LINK_THRESHOLD)]
+        threshold: f64,
+        #[arg(long, value_enum, default_value = "json")]
+        format: JsonOnly,
+    },
+}
+
+pub fn run(args: MpiArgs) -> Result<ExitCode> {
+    match args.command {
+        MpiCommand::Eval { input, input_b, pairs, threshold, format: JsonOnly::Json } => {
+            if !(0.0..=1.0).contains(&threshold) {
+                bail!("--threshold {threshold} is not a probability");
+            }
+            let mut people = mpi::febrl::read_people(&input)?;
+            let truth = mpi::febrl::read_pairs(&pairs)?;
+            let run = match input_b {
+                None => mpi::linkage::run(&people, &Training::default()),
+                Some(second) => {
+                    let split = people.len();
+                    people.extend(mpi::febrl::read_people(&second)?);
+                    mpi::linkage::run_linkage(&people, split, &Training::default())
+                }
+            };
+            let evaluation = mpi::linkage::evaluate(&run, &people, &truth, threshold);
+            println!("{}", serde_json::to_string_pretty(&evaluation)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        MpiCommand::Run { store, link_threshold, review_threshold, limit } => {
+            if !(0.0 < review_threshold && review_threshold <= link_threshold && link_threshold <= 1.0) {
+                bail!("the thresholds must satisfy 0 < --review-threshold <= --link-threshold <= 1");
+            }
+            let snapshot = store.open_read_only()?;
+            let mut people: Vec<Person> = Vec::new();
+            store::Store::scan_type(snapshot.as_ref(), "Patient", None, &mut |_, _, body| {
+                if let Ok(patient) = serde_json::from_slice::<serde_json::Value>(body)
+                    // Records already merged away (inactive, replaced by another) are not
+                    // matched again.
+                    && patient["active"] != false
+                {
+                    people.push(Person::from_patient(&patient));
+                }
+                Ok(())
+            })?;
+            snapshot.close();
+            let run = mpi::linkage::run(&people, &Training::default());
+            let mut found: Vec<&mpi::linkage::ScoredPair> =
+                run.pairs.iter().filter(|p| p.probability >= review_threshold).collect();
+            found.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+            let dir = store.data.join("mpi");
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let path = dir.join("candidates.ndjson");
+            let mut out = std::io::BufWriter::new(
+                std::fs::File::create(&path).with_context(|| format!("cannot write {}", path.display()))?,
+            );
+            for pair in &found {
+                let (a, b) = (&people[pair.a as usize], &people[pair.b as usize]);
+                let decision = if pair.probability >= link_threshold { "link" } else { "review" };
+                let line = json!({
+                    "a": format!("Patient/{}", a.id), "b": format!("Patient/{}", b.id),
+                    "probability": pair.probability, "proposed": decision,
+                    "evidence": run.model.explain(a, &pair.vector, &run.frequencies),
+                });
+                writeln!(out, "{line}")?;
+            }
+            out.flush()?;
+            let links = found.iter().filter(|p| p.probability >= link_threshold).count();
+            println!("probability  proposed  patients");
+            for pair in found.iter().take(limit) {
+                let decision = if pair.probability >= link_threshold { "link" } else { "review" };
+                println!(
+                    "{:>11.6}  {decision:<8}  Patient/{} Patient/{}",
+                    pair.probability, people[pair.a as usize].id, people[pair.b as usize].id
+                );
+            }
+            println!(
+                "{} patients, {} candidate pairs: {links} to link, {} to review, in {:.1} s; all in {}",
+                people.len(),
+                run.candidates,
+                found.len() - links,
+                run.seconds,
+                path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! `chartroom mpi eval` on the FEBRL layout (one file deduplicated, two linked) and `chartroom
+//! mpi run` over a generated data directory with planted duplicate registrations.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn chartroom(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chartroom")).args(args).output().expect("run chartroom")
+}
+
+fn ok(args: &[&str]) -> String {
+    let output = chartroom(args);
+    assert!(output.status.success(), "chartroom {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn eval_reports_quality_on_febrl_files() {
+    let Some(dir) = testkit::shared_dir("data/febrl") else { return };
+    let answer: Value = serde_json::from_str(&ok(&[
+        "mpi",
+        "eval",
+        "--input",
+        path(&dir.join("febrl1.csv")),
+        "--pairs",
+        path(&dir.join("febrl1_true_pairs.csv")),
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    for key in ["candidates", "predicted", "true", "tp", "precision", "recall", "f1", "best_f1", "seconds"] {
+        assert!(answer[key].is_number(), "{key} missing: {answer}");
+    }
+    assert_eq!(answer["true"], 500);
+    assert!(answer["f1"].as_f64().unwrap() > 0.95, "{answer}");
+
+    // Two files: the originals in one, their duplicates in the other.
+    let work = testkit::temp_dir("cli-mpi-linkage");
+    let text = std::fs::read_to_string(dir.join("febrl1.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let (originals, duplicates): (Vec<&str>, Vec<&str>) = lines.partition(|l| l.contains("-org,"));
+    std::fs::write(work.join("a.csv"), format!("{header}\n{}\n", originals.join("\n"))).unwrap();
+    std::fs::write(work.join("b.csv"), format!("{header}\n{}\n", duplicates.join("\n"))).unwrap();
+    let linked: Value = serde_json::from_str(&ok(&[
+        "mpi",
+        "eval",
+        "--input",
+        path(&work.join("a.csv")),
+        "--input-b",
+        path(&work.join("b.csv")),
+        "--pairs",
+        path(&dir.join("febrl1_true_pairs.csv")),
+    ]))
+    .unwrap();
+    assert!(linked["f1"].as_f64().unwrap() > 0.95, "{linked}");
+    // Bad input names what and where.
+    std::fs::write(work.join("bad.csv"), "id,name\n1,x\n").unwrap();
+    let output = chartroom(&[
+        "mpi",
+        "eval",
+        "--input",
+        path(&work.join("bad.csv")),
+        "--pairs",
+        path(&dir.join("febrl1_true_pairs.csv")),
+    ]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no column 'rec_id'"));
+}
+
+#[test]
+fn run_writes_the_candidate_pairs_of_the_record() {
+    let dir = testkit::temp_dir("cli-mpi-run");
+    let (ndjson, data) = (dir.join("ndjson"), dir.join("data"));
+    ok(&["generate", "--patients", "300", "--seed", "5", "--duplicate-rate", "0.1", "--out", path(&ndjson)]);
+    ok(&["import", "--data", path(&data), path(&ndjson), "--no-validate", "--quiet"]);
+    let listed = ok(&["mpi", "run", "--data", path(&data)]);
+    assert!(listed.contains("link") && listed.contains("candidate pairs"), "{listed}");
+    let candidates = std::fs::read_to_string(data.join("mpi/candidates.ndjson")).unwrap();
+    let planted = std::fs::read_to_string(ndjson.join("ground-truth/duplicates.ndjson")).unwrap();
+    let first: Value = serde_json::from_str(planted.lines().next().unwrap()).unwrap();
+    let (a, b) = (first["original"].as_str().unwrap(), first["duplicate"].as_str().unwrap());
+    let line = candidates
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|c| (c["a"] == a && c["b"] == b) || (c["a"] == b && c["b"] == a))
+        .expect("the planted pair is a candidate");
+    assert_eq!(line["proposed"], "link", "{line}");
+    assert_eq!(line["evidence"].as_array().unwrap().len(), 10);
+}
