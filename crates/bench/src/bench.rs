@@ -112,6 +112,9 @@ enum BenchKind {
     /// cohort studies over a large generated record, every aberration-detection method over
     /// many long series, and R's surveillance and lifelines on the same input.
     Analytics(crate::analytics_bench::AnalyticsBenchArgs),
+    /// Duplicate patients: a large register (a million people by default, a share of them
+    /// registered twice with planted errors) deduplicated end to end, with peak memory.
+    Mpi(crate::mpi_bench::MpiBenchArgs),
     /// Reads and writes from many clients against `chartroom serve`, killed with SIGKILL and
     /// restarted part way; then checks acknowledged writes, version histories and the audit
     /// trail. `--read-cost`: reads under strict against fast audit durability.
@@ -144,6 +147,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         BenchKind::Search(args) => crate::search_bench::run(args),
         BenchKind::Workbench(args) => crate::workbench_bench::run(args),
         BenchKind::Analytics(args) => crate::analytics_bench::run(args),
+        BenchKind::Mpi(args) => crate::mpi_bench::run_bench(args),
         BenchKind::Mixed(args) => crate::mixed_bench::run(args),
         BenchKind::Views(args) => crate::views_bench::run(args),
         BenchKind::Terminology { requests } => crate::terminology_bench::bench_terminology(requests),

@@ -6,6 +6,7 @@ mod analytics_bench;
 mod bench;
 mod fixture;
 mod mixed_bench;
+mod mpi_bench;
 mod search_bench;
 mod terminology_bench;
 mod views_bench;

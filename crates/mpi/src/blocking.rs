@@ -57,10 +57,30 @@ pub fn keys(person: &Person) -> [String; KEYS] {
     ]
 }
 
+/// The fields (indices into `compare::FIELDS`) a pair found by each rule agrees on by
+/// construction, or nearly (a shared postcode or street means a shared city and state): the
+/// estimation of a rule's pairs learns nothing about them.
+pub const FIXED_BY: [&[usize]; KEYS] = [
+    &[1, 2],
+    &[9],
+    &[2, 4, 5, 6, 7],
+    &[0, 2],
+    &[0, 1, 4, 5, 6, 7],
+    &[1, 4, 5, 6, 7],
+    &[0, 1, 2],
+    &[2, 4, 5, 6, 7],
+    &[0, 4, 5, 6, 7],
+];
+
 /// Every pair (i < j, indices into `people`) sharing a key, each once, in order.
 pub fn candidate_pairs(people: &[Person]) -> Vec<(u32, u32)> {
+    candidate_pairs_by_rule(people).into_iter().map(|(a, b, _)| (a, b)).collect()
+}
+
+/// Every candidate pair with the rules (bit `r` for rule `r`) that found it.
+pub fn candidate_pairs_by_rule(people: &[Person]) -> Vec<(u32, u32, u16)> {
     let keyed: Vec<[String; KEYS]> = people.iter().map(keys).collect();
-    let mut pairs: Vec<u64> = Vec::new();
+    let mut pairs: Vec<(u64, u16)> = Vec::new();
     let mut order: Vec<u32> = Vec::with_capacity(people.len());
     // `rule` picks one key of every person's array, not an element of `keyed`.
     #[allow(clippy::needless_range_loop)]
@@ -79,16 +99,23 @@ pub fn candidate_pairs(people: &[Person]) -> Vec<(u32, u32)> {
                 for a in start..end {
                     for b in a + 1..end {
                         let (i, j) = (order[a].min(order[b]), order[a].max(order[b]));
-                        pairs.push(u64::from(i) << 32 | u64::from(j));
+                        pairs.push((u64::from(i) << 32 | u64::from(j), 1 << rule));
                     }
                 }
             }
             start = end;
         }
     }
-    pairs.sort_unstable();
-    pairs.dedup();
-    pairs.into_iter().map(|p| ((p >> 32) as u32, p as u32)).collect()
+    pairs.sort_unstable_by_key(|p| p.0);
+    let mut merged: Vec<(u32, u32, u16)> = Vec::with_capacity(pairs.len());
+    for (pair, rule) in pairs {
+        let (a, b) = ((pair >> 32) as u32, pair as u32);
+        match merged.last_mut() {
+            Some(last) if last.0 == a && last.1 == b => last.2 |= rule,
+            _ => merged.push((a, b, rule)),
+        }
+    }
+    merged
 }
 
 #[cfg(test)]

@@ -1,9 +1,8 @@
 //! A pair's comparison vector: one level per field, level 0 when either side lacks the
-//! field (then the field is no evidence either way), level 1 exact agreement, higher levels
+//! field, or when another field already says it (a shared postcode says the city and state)
+//! (then the field is no evidence either way), level 1 exact agreement, higher levels
 //! weaker agreement, the last level disagreement. Fellegi–Sunter gives each level its own
 //! weight, learnt from the data (`model`).
-
-use strsim::{damerau_levenshtein, jaro_winkler};
 
 use crate::names::nickname_of;
 use crate::person::Person;
@@ -77,12 +76,81 @@ fn text_levels(a: &str, b: &str, close: f64) -> u8 {
     }
 }
 
+/// Jaro–Winkler similarity (prefix scale 0.1, up to 4 letters), without allocating for the
+/// short strings registrations hold (longer ones fall back to `strsim`).
+pub fn jaro_winkler(a: &str, b: &str) -> f64 {
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    if x.len() > 64 || y.len() > 64 || !a.is_ascii() || !b.is_ascii() {
+        return strsim::jaro_winkler(a, b);
+    }
+    if x.is_empty() && y.is_empty() {
+        return 1.0;
+    }
+    if x.is_empty() || y.is_empty() {
+        return 0.0;
+    }
+    let window = (x.len().max(y.len()) / 2).saturating_sub(1);
+    let (mut x_matched, mut y_matched) = (0u64, 0u64);
+    let mut matches = 0usize;
+    for (i, &c) in x.iter().enumerate() {
+        let low = i.saturating_sub(window);
+        let high = (i + window + 1).min(y.len());
+        for (j, &d) in y.iter().enumerate().take(high).skip(low) {
+            if y_matched & (1 << j) == 0 && d == c {
+                x_matched |= 1 << i;
+                y_matched |= 1 << j;
+                matches += 1;
+                break;
+            }
+        }
+    }
+    if matches == 0 {
+        return 0.0;
+    }
+    let mut transpositions = 0usize;
+    let mut j = 0usize;
+    for (i, &c) in x.iter().enumerate() {
+        if x_matched & (1 << i) == 0 {
+            continue;
+        }
+        while y_matched & (1 << j) == 0 {
+            j += 1;
+        }
+        if c != y[j] {
+            transpositions += 1;
+        }
+        j += 1;
+    }
+    let m = matches as f64;
+    let jaro = (m / x.len() as f64 + m / y.len() as f64 + (m - (transpositions / 2) as f64) / m) / 3.0;
+    let prefix = x.iter().zip(y).take(4).take_while(|(p, q)| p == q).count() as f64;
+    jaro + prefix * 0.1 * (1.0 - jaro)
+}
+
+/// Whether `b` is `a` with at most one edit: a letter changed, added or dropped, or two
+/// neighbours swapped (Damerau–Levenshtein distance ≤ 1), without allocating.
+pub fn within_one_edit(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len().abs_diff(b.len()) > 1 {
+        return false;
+    }
+    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let (ra, rb) = (&a[prefix..], &b[prefix..]);
+    let suffix = ra.iter().rev().zip(rb.iter().rev()).take_while(|(x, y)| x == y).count();
+    let (ma, mb) = (&ra[..ra.len() - suffix.min(ra.len())], &rb[..rb.len() - suffix.min(rb.len())]);
+    match (ma.len(), mb.len()) {
+        (0, 0) | (1, 1) | (1, 0) | (0, 1) => true,
+        (2, 2) => ma[0] == mb[1] && ma[1] == mb[0],
+        _ => false,
+    }
+}
+
 fn edit_levels(a: &str, b: &str) -> u8 {
     if a.is_empty() || b.is_empty() {
         0
     } else if a == b {
         1
-    } else if damerau_levenshtein(a, b) <= 1 {
+    } else if within_one_edit(a, b) {
         2
     } else {
         3
@@ -125,7 +193,7 @@ fn family_level(a: &Person, b: &Person) -> u8 {
     if swapped || known {
         return 2;
     }
-    if damerau_levenshtein(x, y) <= 1 {
+    if within_one_edit(x, y) {
         3
     } else if jaro_winkler(x, y) >= 0.80 {
         4
@@ -142,9 +210,11 @@ fn birth_level(a: Option<(u16, u8, u8)>, b: Option<(u16, u8, u8)>) -> u8 {
     if x.0 == y.0 && x.1 == y.2 && x.2 == y.1 {
         return 2;
     }
-    let digits = |d: (u16, u8, u8)| format!("{:04}{:02}{:02}", d.0, d.1, d.2);
-    let (dx, dy) = (digits(x), digits(y));
-    if dx.bytes().zip(dy.bytes()).filter(|(p, q)| p != q).count() == 1 {
+    let digits = |d: (u16, u8, u8)| {
+        let (y, m, d) = (d.0 as u32, d.1 as u32, d.2 as u32);
+        [y / 1000 % 10, y / 100 % 10, y / 10 % 10, y % 10, m / 10, m % 10, d / 10, d % 10]
+    };
+    if digits(x).iter().zip(digits(y).iter()).filter(|(p, q)| p != q).count() == 1 {
         return 3;
     }
     if (x.1 == y.1 && x.2 == y.2 && x.0.abs_diff(y.0) == 1) || (x.0 == y.0 && x.1 == y.1) { 4 } else { 5 }
@@ -161,15 +231,26 @@ pub fn compare(a: &Person, b: &Person) -> Vector {
             different
         }
     };
+    let postcode = edit_levels(&a.postcode, &b.postcode);
+    let mut city = text_levels(&a.city, &b.city, 0.88);
+    let mut state = same(&a.state, &b.state, 2);
+    // A shared postcode implies the city and state, a shared city the state: counting them
+    // again would weigh one fact (living nearby) three times.
+    if matches!(postcode, 1 | 2) {
+        city = 0;
+        state = 0;
+    } else if city == 1 {
+        state = 0;
+    }
     [
         given_level(a, b),
         family_level(a, b),
         birth_level(a.birth, b.birth),
         same(&a.sex, &b.sex, 2),
         text_levels(&a.street, &b.street, 0.88),
-        text_levels(&a.city, &b.city, 0.88),
-        edit_levels(&a.postcode, &b.postcode),
-        same(&a.state, &b.state, 2),
+        city,
+        postcode,
+        state,
         edit_levels(&a.phone, &b.phone),
         edit_levels(&a.national_id, &b.national_id),
     ]
@@ -181,6 +262,42 @@ mod tests {
 
     fn person(given: &str, family: &str, birth: (u16, u8, u8)) -> Person {
         Person { given: given.into(), family: family.into(), birth: Some(birth), ..Person::default() }
+    }
+
+    #[test]
+    fn jaro_winkler_agrees_with_strsim() {
+        for (a, b) in [
+            ("martha", "marhta"),
+            ("dwayne", "duane"),
+            ("dixon", "dicksonx"),
+            ("nelson", "nelsn"),
+            ("a", "b"),
+            ("", "x"),
+            ("abc", "abc"),
+            ("crate", "trace"),
+        ] {
+            assert!((jaro_winkler(a, b) - strsim::jaro_winkler(a, b)).abs() < 1e-12, "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn one_edit_is_one_change_addition_omission_or_swap() {
+        for (a, b) in [
+            ("nelson", "nelson"),
+            ("nelson", "nelsn"),
+            ("nelson", "nellson"),
+            ("nelson", "nelsen"),
+            ("nelson", "nelosn"),
+            ("ab", "ba"),
+            ("", "a"),
+        ] {
+            assert!(within_one_edit(a, b) && within_one_edit(b, a), "{a} {b}");
+        }
+        for (a, b) in
+            [("nelson", "nlesno"), ("nelson", "nels"), ("abc", "cba"), ("ab", "cd"), ("nelson", "nelsonxx")]
+        {
+            assert!(!within_one_edit(a, b) && !within_one_edit(b, a), "{a} {b}");
+        }
     }
 
     #[test]

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::blocking::candidate_pairs;
+use crate::blocking::{FIXED_BY, candidate_pairs_by_rule};
 use crate::compare::{Vector, compare};
-use crate::model::{Model, TermFrequencies, Training, random_u, train};
+use crate::model::{Model, TermFrequencies, Training, random_u, train_by_rule};
 use crate::person::Person;
 
 /// Pairs at or above this match probability are linked without review: on the synthetic
@@ -73,14 +73,16 @@ pub fn run_linkage(people: &[Person], split: usize, training: &Training) -> Run 
 
 fn run_split(people: &[Person], split: Option<usize>, training: &Training) -> Run {
     let started = Instant::now();
-    let mut pairs = candidate_pairs(people);
+    let mut found = candidate_pairs_by_rule(people);
     if let Some(split) = split {
         let split = split as u32;
-        pairs.retain(|&(a, b)| a < split && b >= split);
+        found.retain(|&(a, b, _)| a < split && b >= split);
     }
+    let pairs: Vec<(u32, u32)> = found.iter().map(|&(a, b, _)| (a, b)).collect();
+    let rules: Vec<u16> = found.iter().map(|&(_, _, r)| r).collect();
     let vectors = compare_all(people, &pairs);
     let u = random_u(people, training);
-    let model = train(&vectors, u, training);
+    let model = train_by_rule(&vectors, &rules, &FIXED_BY, u, training);
     let frequencies = TermFrequencies::of(people);
     let scored = pairs
         .iter()

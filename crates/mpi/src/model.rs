@@ -5,10 +5,13 @@
 //! `ln(m/u)` (a missing field adds nothing), and with the prior share of matches `λ` among
 //! the candidates, its match probability is `1 / (1 + exp(-(logit λ + evidence)))`.
 //!
-//! Estimation needs no labels. `u` starts from pairs drawn at random, which are different
-//! people almost always; then EM over the candidate pairs (the comparison vectors, each
-//! distinct one weighed by how often it occurs) alternates the match probability of every
-//! pair with the m, u and λ those probabilities imply, until they stop moving.
+//! Estimation needs no labels. `u` comes from pairs drawn at random, which are different
+//! people almost always. `m` comes from EM ([`train`]: the match probability of every pair
+//! and the m and λ those probabilities imply, alternated until they stop moving, each distinct
+//! comparison vector weighed by how often it occurs), run once per blocking rule over the pairs
+//! that rule found with the fields it fixes masked ([`train_by_rule`]); over all candidates at
+//! once, EM takes the clusters blocking makes (people of one postcode and birth date) for
+//! matches.
 //!
 //! Exact agreement on a name or city is weighed by how common the value is: agreeing on a
 //! rare surname is stronger evidence than agreeing on "smith" ([`TermFrequencies`]).
@@ -79,8 +82,10 @@ pub fn random_u(people: &[Person], training: &Training) -> Vec<Vec<f64>> {
     let mut counts: Vec<Vec<f64>> = FIELDS.iter().map(|f| vec![0.0; f.levels.len()]).collect();
     let mut rng = SplitMix(training.seed);
     let n = people.len() as u64;
+    // Ten pairs a person is plenty for a small register; a large one stops at the setting.
+    let draws = training.random_pairs.min(people.len().saturating_mul(10)).max(10_000);
     if n >= 2 {
-        for _ in 0..training.random_pairs {
+        for _ in 0..draws {
             let a = rng.below(n) as usize;
             let mut b = rng.below(n) as usize;
             if a == b {
@@ -126,6 +131,82 @@ fn logit(p: f64) -> f64 {
 
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
+}
+
+/// Estimation aware of blocking. A rule's pairs agree on its key's fields whether they are
+/// the same person or not, and pairs sharing a postcode share a city: EM over all candidates
+/// at once would take "lives nearby" for "same person". So, as Splink does, EM runs once per
+/// rule over the pairs that rule found, with the fields it fixes masked (missing), `u` held at
+/// the random pairs' values; each field's `m` is the mean of the estimates of the rules that
+/// left it free; then the share of matches among all candidates is estimated with m and u
+/// held.
+pub fn train_by_rule(
+    vectors: &[Vector],
+    rules: &[u16],
+    fixed_by: &[&[usize]],
+    u: Vec<Vec<f64>>,
+    training: &Training,
+) -> Model {
+    let session = Training { update_u: false, ..training.clone() };
+    let mut sums: Vec<Vec<f64>> = FIELDS.iter().map(|f| vec![0.0; f.levels.len()]).collect();
+    let mut estimates = vec![0usize; FIELDS.len()];
+    let mut iterations = 0;
+    for (rule, fixed) in fixed_by.iter().enumerate() {
+        let masked: Vec<Vector> = vectors
+            .iter()
+            .zip(rules)
+            .filter(|(_, found)| *found & (1 << rule) != 0)
+            .map(|(vector, _)| {
+                let mut vector = *vector;
+                for field in fixed.iter() {
+                    vector[*field] = 0;
+                }
+                vector
+            })
+            .collect();
+        // Too few pairs to learn from.
+        if masked.len() < 50 {
+            continue;
+        }
+        let model = train(&masked, u.clone(), &session);
+        iterations += model.iterations;
+        for field in (0..FIELDS.len()).filter(|f| !fixed.contains(f)) {
+            for (sum, m) in sums[field].iter_mut().zip(&model.m[field]) {
+                *sum += m;
+            }
+            estimates[field] += 1;
+        }
+    }
+    let mut m = starting_m();
+    for field in 0..FIELDS.len() {
+        if estimates[field] > 0 {
+            m[field] = sums[field].iter().map(|s| s / estimates[field] as f64).collect();
+            normalise(&mut m[field]);
+        }
+    }
+    // The share of matches among all candidates, m and u held.
+    let mut patterns: HashMap<Vector, f64> = HashMap::new();
+    for vector in vectors {
+        *patterns.entry(*vector).or_default() += 1.0;
+    }
+    let total: f64 = patterns.values().sum();
+    let mut lambda = 0.1;
+    for _ in 0..training.max_iterations {
+        if total == 0.0 {
+            break;
+        }
+        let prior = logit(lambda);
+        let matches: f64 =
+            patterns.iter().map(|(vector, count)| count * sigmoid(prior + evidence(&m, &u, vector))).sum();
+        let next = (matches / total).clamp(1e-9, 1.0 - 1e-9);
+        let moved = (next - lambda).abs();
+        lambda = next;
+        iterations += 1;
+        if moved < 1e-9 {
+            break;
+        }
+    }
+    Model { lambda, m, u, iterations }
 }
 
 /// EM over the candidate pairs' vectors.

@@ -98,17 +98,33 @@ const NICKNAMES: &[(&str, &[&str])] = &[
     ("zachary", &["zach", "zack"]),
 ];
 
+/// Each name of the table with the entries (bit `i` for entry `i`) it belongs to, formal or
+/// nickname; built once.
+fn groups() -> &'static std::collections::HashMap<&'static str, u128> {
+    static GROUPS: std::sync::OnceLock<std::collections::HashMap<&'static str, u128>> =
+        std::sync::OnceLock::new();
+    GROUPS.get_or_init(|| {
+        let mut groups: std::collections::HashMap<&'static str, u128> = std::collections::HashMap::new();
+        for (entry, (name, nicks)) in NICKNAMES.iter().enumerate() {
+            for member in std::iter::once(name).chain(nicks.iter()) {
+                *groups.entry(member).or_default() |= 1u128 << entry;
+            }
+        }
+        groups
+    })
+}
+
 /// Whether one given name is a nickname of the other (either way round), or both are
 /// nicknames of one name.
 pub fn nickname_of(a: &str, b: &str) -> bool {
     if a.is_empty() || b.is_empty() || a == b {
         return false;
     }
-    NICKNAMES.iter().any(|(name, nicks)| {
-        let a_in = *name == a || nicks.contains(&a);
-        let b_in = *name == b || nicks.contains(&b);
-        a_in && b_in
-    })
+    let groups = groups();
+    match (groups.get(a), groups.get(b)) {
+        (Some(x), Some(y)) => x & y != 0,
+        _ => false,
+    }
 }
 
 /// The formal name a nickname stands for when there is exactly one (for blocking), else the

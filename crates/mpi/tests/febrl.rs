@@ -44,3 +44,40 @@ fn show_missed_pairs() {
         }
     }
 }
+
+/// Where the time of a run goes (release: `cargo test --release -p chartroom-mpi --test
+/// febrl stages -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn stages() {
+    use std::time::Instant;
+    let Some(dir) = testkit::shared_dir("data/febrl") else { return };
+    let people = febrl::read_people(&dir.join("febrl2.csv")).expect("people");
+    let training = Training::default();
+    let t = Instant::now();
+    let found = chartroom_mpi::blocking::candidate_pairs_by_rule(&people);
+    eprintln!("blocking {:?} ({} pairs)", t.elapsed(), found.len());
+    let t = Instant::now();
+    let vectors: Vec<_> = found
+        .iter()
+        .map(|&(a, b, _)| chartroom_mpi::compare::compare(&people[a as usize], &people[b as usize]))
+        .collect();
+    eprintln!("compare {:?}", t.elapsed());
+    let t = Instant::now();
+    let u = chartroom_mpi::model::random_u(&people, &training);
+    eprintln!("random u {:?}", t.elapsed());
+    let t = Instant::now();
+    let rules: Vec<u16> = found.iter().map(|f| f.2).collect();
+    let model = chartroom_mpi::model::train_by_rule(
+        &vectors,
+        &rules,
+        &chartroom_mpi::blocking::FIXED_BY,
+        u,
+        &training,
+    );
+    eprintln!("EM {:?} ({} iterations)", t.elapsed(), model.iterations);
+    let t = Instant::now();
+    let frequencies = chartroom_mpi::model::TermFrequencies::of(&people);
+    eprintln!("term frequencies {:?}", t.elapsed());
+    let _ = frequencies;
+}
