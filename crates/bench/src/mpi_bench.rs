@@ -15,6 +15,7 @@ use mpi::model::Training;
 use mpi::person::Person;
 
 use crate::bench::machine;
+use crate::fixture::Rng;
 
 #[derive(clap::Args)]
 pub struct MpiBenchArgs {
@@ -26,20 +27,18 @@ pub struct MpiBenchArgs {
     duplicate_rate: f64,
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
+/// Picks from the generator the benchmark fixtures share.
+trait Draw {
+    /// Uniform in `0..n`.
+    fn index(&mut self, n: usize) -> usize;
     /// Skewed towards the front of a list, as names are (a few common, many rare).
+    fn skewed(&mut self, n: usize) -> usize;
+}
+
+impl Draw for Rng {
+    fn index(&mut self, n: usize) -> usize {
+        self.below(n as u64) as usize
+    }
     fn skewed(&mut self, n: usize) -> usize {
         let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
         ((u * u * u) * n as f64) as usize % n.max(1)
@@ -164,25 +163,25 @@ const NICKS: &[(&str, &str)] = &[
 const CITIES: usize = 400;
 
 fn family(rng: &mut Rng) -> String {
-    let parts = 2 + rng.below(2);
+    let parts = 2 + rng.index(2);
     (0..parts).map(|_| SYLLABLES[rng.skewed(SYLLABLES.len())]).collect()
 }
 
 fn person(n: usize, rng: &mut Rng) -> Person {
-    let female = rng.below(2) == 0;
+    let female = rng.index(2) == 0;
     let city = rng.skewed(CITIES);
     Person {
         id: format!("p{n}"),
         given: GIVEN[rng.skewed(GIVEN.len())].to_string(),
         family: family(rng),
-        birth: Some((1925 + rng.below(98) as u16, 1 + rng.below(12) as u8, 1 + rng.below(28) as u8)),
+        birth: Some((1925 + rng.index(98) as u16, 1 + rng.index(12) as u8, 1 + rng.index(28) as u8)),
         sex: if female { "f" } else { "m" }.to_string(),
-        street: format!("{} {} st", 1 + rng.below(9999), SYLLABLES[rng.below(SYLLABLES.len())]),
+        street: format!("{} {} st", 1 + rng.index(9999), SYLLABLES[rng.index(SYLLABLES.len())]),
         city: format!("city{city}"),
-        postcode: format!("{:05}", 10000 + city * 100 + rng.below(60)),
+        postcode: format!("{:05}", 10000 + city * 100 + rng.index(60)),
         state: format!("s{}", city % 50),
-        phone: format!("{:010}", 2_000_000_000 + rng.below(7_999_999_999)),
-        national_id: format!("{:09}", rng.below(999_999_999)),
+        phone: format!("{:010}", 2_000_000_000 + rng.index(7_999_999_999)),
+        national_id: format!("{:09}", rng.index(999_999_999)),
         ..Person::default()
     }
 }
@@ -190,11 +189,11 @@ fn person(n: usize, rng: &mut Rng) -> Person {
 /// A second registration with one or two of the planted kinds of error.
 fn again(original: &Person, n: usize, rng: &mut Rng) -> Person {
     let mut copy = Person { id: format!("d{n}"), phone: String::new(), ..original.clone() };
-    for _ in 0..1 + rng.below(2) {
-        match rng.below(6) {
+    for _ in 0..1 + rng.index(2) {
+        match rng.index(6) {
             0 => {
                 let mut chars: Vec<char> = copy.family.chars().collect();
-                let at = 1 + rng.below(chars.len().saturating_sub(2).max(1));
+                let at = 1 + rng.index(chars.len().saturating_sub(2).max(1));
                 if at < chars.len() {
                     chars.remove(at);
                 }
@@ -214,8 +213,8 @@ fn again(original: &Person, n: usize, rng: &mut Rng) -> Person {
             }
             3 => {
                 copy.street =
-                    format!("{} {} ave", 1 + rng.below(9999), SYLLABLES[rng.below(SYLLABLES.len())]);
-                copy.postcode = format!("{:05}", 10000 + rng.below(40000));
+                    format!("{} {} ave", 1 + rng.index(9999), SYLLABLES[rng.index(SYLLABLES.len())]);
+                copy.postcode = format!("{:05}", 10000 + rng.index(40000));
             }
             4 => copy.national_id.clear(),
             _ => {
@@ -243,7 +242,7 @@ pub fn run_bench(args: MpiBenchArgs) -> Result<ExitCode> {
     let mut truth: HashSet<(String, String)> = HashSet::new();
     let duplicates = (args.patients as f64 * args.duplicate_rate) as usize;
     for n in 0..duplicates {
-        let original = rng.below(args.patients);
+        let original = rng.index(args.patients);
         let copy = again(&people[original], n, &mut rng);
         let (a, b) = (people[original].id.clone(), copy.id.clone());
         truth.insert(if a < b { (a, b) } else { (b, a) });

@@ -1145,15 +1145,7 @@ async fn worklist(State(state): State<Arc<AppState>>, parts: Parts) -> Response 
         .flatten()
         .filter(|p| p["name"] == "item")
         .map(|item| {
-            let part = |name: &str| {
-                item["part"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|p| p["name"] == name)
-                    .cloned()
-                    .unwrap_or(Value::Null)
-            };
+            let part = |name: &str| web::views::part(item, name);
             let reasons = item["part"]
                 .as_array()
                 .into_iter()

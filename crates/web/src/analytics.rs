@@ -181,15 +181,7 @@ fn arms_of(parameters: &Value) -> Vec<(serde_json::Map<String, Value>, Curve)> {
                 .flatten()
                 .filter(|p| p["name"] == "step")
                 .map(|step| {
-                    let get = |name: &str| {
-                        step["part"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .find(|p| p["name"] == name)
-                            .cloned()
-                            .unwrap_or(Value::Null)
-                    };
+                    let get = |name: &str| crate::views::part(step, name);
                     (
                         get("days")["valueDecimal"].as_f64().unwrap_or(0.0),
                         get("survival")["valueDecimal"].as_f64().unwrap_or(f64::NAN),
@@ -252,15 +244,7 @@ pub fn cohort_body(parameters: &Value) -> Markup {
         .zip(arms.iter())
         .flat_map(|(arm, (_, curve))| {
             arm["part"].as_array().into_iter().flatten().filter(|p| p["name"] == "survivalAt").map(move |p| {
-                let get = |name: &str| {
-                    p["part"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .find(|q| q["name"] == name)
-                        .cloned()
-                        .unwrap_or(Value::Null)
-                };
+                let get = |name: &str| crate::views::part(p, name);
                 vec![
                     curve.name.clone(),
                     days(&get("days")["valueDecimal"]),
@@ -284,15 +268,7 @@ pub fn cohort_body(parameters: &Value) -> Markup {
         .flat_map(|p| p["part"].as_array().into_iter().flatten())
         .filter(|p| p["name"] == "coefficient")
         .map(|p| {
-            let get = |name: &str| {
-                p["part"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|q| q["name"] == name)
-                    .cloned()
-                    .unwrap_or(Value::Null)
-            };
+            let get = |name: &str| crate::views::part(p, name);
             vec![
                 text(&get("covariate")["valueString"]),
                 decimal(&get("coef")["valueDecimal"], 4),

@@ -5,6 +5,12 @@ use serde_json::Value;
 
 use crate::{Viewer, csrf_field, page, svg, text};
 
+/// The part of a Parameters parameter (or of a part) named `name`, or null.
+pub fn part<'a>(parameter: &'a Value, name: &str) -> &'a Value {
+    static NULL: Value = Value::Null;
+    parameter["part"].as_array().into_iter().flatten().find(|p| p["name"] == name).unwrap_or(&NULL)
+}
+
 /// The parts of a FHIR `Parameters` named `name`, each as its parts' values by name.
 pub fn parameter_parts(parameters: &Value, name: &str) -> Vec<serde_json::Map<String, Value>> {
     parameters["parameter"]
