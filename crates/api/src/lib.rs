@@ -164,6 +164,9 @@ pub struct ApiConfig {
     /// What a create of a Patient that probably duplicates one on file gets: created with a
     /// warning (the default), refused with 409, or no check.
     pub duplicate_check: DuplicateCheck,
+    /// The review queue's decisions (`DIR/mpi/decisions.ndjson`): pairs decided to be
+    /// different people are not offered as matches.
+    pub mpi_decisions: Option<std::path::PathBuf>,
     /// The authorization server's endpoints the CapabilityStatement advertises
     /// (`rest.security`, SMART's oauth-uris extension); `None` when the server needs no token.
     pub oauth: Option<OAuthUris>,
@@ -206,6 +209,7 @@ impl Default for ApiConfig {
             total_bound: 10_000,
             oauth: None,
             duplicate_check: DuplicateCheck::Warn,
+            mpi_decisions: None,
         }
     }
 }

@@ -47,10 +47,40 @@ struct Fixture {
     store: Arc<SqliteStore>,
 }
 
+#[test]
+fn a_pair_decided_different_is_not_offered_again() {
+    let f = fixture("api-match-decided", DuplicateCheck::Off);
+    let mut registered = bill();
+    registered["id"] = json!("bn");
+    assert!(f.call(Method::Put, "Patient/bn", "", Some(&registered), None).status < 300);
+    let first = |f: &Fixture| {
+        let response =
+            f.call(Method::Post, "Patient/$match", "", Some(&parameters(&registered, false)), None);
+        body(&response)["entry"][0]["resource"]["id"].clone()
+    };
+    assert_eq!(first(&f), "wn");
+    let dir = testkit::temp_dir("api-match-decided");
+    mpi::review::record(
+        &mpi::review::decisions_path(&dir.join("data")),
+        &mpi::review::Decision {
+            a: "wn".into(),
+            b: "bn".into(),
+            verdict: mpi::review::Verdict::DifferentPeople,
+            by: "hana".into(),
+            at: "2026-12-07T10:00:00Z".into(),
+        },
+    )
+    .unwrap();
+    assert_ne!(first(&f), "wn", "a pair decided different is offered again");
+}
+
 fn fixture(name: &str, check: DuplicateCheck) -> Fixture {
     let dir = testkit::temp_dir(name);
     let store = Arc::new(SqliteStore::open(&dir.join("data"), StoreOptions::default()).unwrap());
-    let api = Api::new(store.clone(), ApiConfig { duplicate_check: check, ..ApiConfig::default() });
+    let decisions = mpi::review::decisions_path(&dir.join("data"));
+    let _ = std::fs::remove_file(&decisions);
+    let config = ApiConfig { duplicate_check: check, mpi_decisions: Some(decisions), ..ApiConfig::default() };
+    let api = Api::new(store.clone(), config);
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let f = Fixture { api, runtime, store };
     for person in register() {

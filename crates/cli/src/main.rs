@@ -396,6 +396,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     let api_config = ApiConfig {
         views_dir: Some(args.store.data.join("views")),
         syndromes_dir: Some(analytics::syndromes::syndromes_dir(&args.store.data)),
+        mpi_decisions: Some(mpi::review::decisions_path(&args.store.data)),
         analytics_tables: Some(::views::tables::tables_path(&args.store.data)),
         export_dir: Some(args.store.data.join("exports")),
         validation: args.validation.mode(),

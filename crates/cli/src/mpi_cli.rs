@@ -1,5 +1,6 @@
 //! `chartroom mpi`: duplicate patients. `run` matches the record's Patients and keeps the
-//! candidate pairs in the data directory; `eval` measures matching on linkage files with
+//! candidate pairs in the data directory; `review` lists those waiting for a decision and
+//! records decisions; `eval` measures matching on linkage files with
 //! known true pairs (the FEBRL layout).
 
 use std::io::Write;
@@ -43,6 +44,22 @@ enum MpiCommand {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
+    /// The review queue: the pairs of the last `mpi run` waiting for a decision (below the
+    /// link threshold, not yet decided), or, with --decide, record one.
+    Review {
+        #[command(flatten)]
+        store: DataArgs,
+        /// Record a decision on the pair --a/--b: same-person or different-people.
+        #[arg(long, requires_all = ["a", "b", "by"])]
+        decide: Option<String>,
+        #[arg(long)]
+        a: Option<String>,
+        #[arg(long)]
+        b: Option<String>,
+        /// Who decides (their user name).
+        #[arg(long)]
+        by: Option<String>,
+    },
     /// Matching quality on FEBRL-layout files: one file deduplicated, or two linked; JSON
     /// with candidates, predicted, true, tp, precision, recall, f1, best_f1 and seconds.
     Eval {
@@ -63,8 +80,59 @@ enum MpiCommand {
     },
 }
 
+/// `Patient/ID` or `ID` as the id.
+fn patient_id(text: &str) -> String {
+    text.trim().trim_start_matches("Patient/").to_string()
+}
+
 pub fn run(args: MpiArgs) -> Result<ExitCode> {
     match args.command {
+        MpiCommand::Review { store, decide, a, b, by } => {
+            store.check()?;
+            let path = mpi::review::decisions_path(&store.data);
+            if let (Some(decide), Some(a), Some(b), Some(by)) = (decide, a, b, by) {
+                let decision = mpi::review::Decision {
+                    a: patient_id(&a),
+                    b: patient_id(&b),
+                    verdict: mpi::review::Verdict::parse(&decide)?,
+                    by,
+                    at: fhir::DateTime::now_utc().to_string(),
+                };
+                mpi::review::record(&path, &decision)?;
+                println!(
+                    "recorded: Patient/{} and Patient/{} are {decide}, by {}",
+                    decision.a, decision.b, decision.by
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            let decisions = mpi::review::Decisions::load(&path)?;
+            let candidates = store.data.join("mpi").join("candidates.ndjson");
+            let text = std::fs::read_to_string(&candidates).with_context(|| {
+                format!("no candidate pairs yet ({}): run `chartroom mpi run` first", candidates.display())
+            })?;
+            let mut waiting = 0;
+            println!("probability  patients");
+            for line in text.lines() {
+                let pair: serde_json::Value = serde_json::from_str(line)
+                    .with_context(|| format!("{} holds a line that is not JSON", candidates.display()))?;
+                let (a, b) = (
+                    patient_id(pair["a"].as_str().unwrap_or("")),
+                    patient_id(pair["b"].as_str().unwrap_or("")),
+                );
+                if pair["proposed"] != "review" || decisions.on(&a, &b).is_some() {
+                    continue;
+                }
+                waiting += 1;
+                println!(
+                    "{:>11.6}  Patient/{a} Patient/{b}",
+                    pair["probability"].as_f64().unwrap_or(f64::NAN)
+                );
+            }
+            println!(
+                "{waiting} pairs wait for a decision (chartroom mpi review --decide same-person|different-people --a ID --b ID --by NAME)"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         MpiCommand::Eval { input, input_b, pairs, threshold, format: JsonOnly::Json } => {
             if !(0.0..=1.0).contains(&threshold) {
                 bail!("--threshold {threshold} is not a probability");
@@ -101,8 +169,14 @@ pub fn run(args: MpiArgs) -> Result<ExitCode> {
             })?;
             snapshot.close();
             let run = mpi::linkage::run(&people, &Training::default());
-            let mut found: Vec<&mpi::linkage::ScoredPair> =
-                run.pairs.iter().filter(|p| p.probability >= review_threshold).collect();
+            // Pairs a reviewer decided are different people are not proposed again.
+            let decisions = mpi::review::Decisions::load(&mpi::review::decisions_path(&store.data))?;
+            let mut found: Vec<&mpi::linkage::ScoredPair> = run
+                .pairs
+                .iter()
+                .filter(|p| p.probability >= review_threshold)
+                .filter(|p| !decisions.different(&people[p.a as usize].id, &people[p.b as usize].id))
+                .collect();
             found.sort_by(|a, b| b.probability.total_cmp(&a.probability));
             let dir = store.data.join("mpi");
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

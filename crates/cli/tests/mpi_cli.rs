@@ -93,4 +93,38 @@ fn run_writes_the_candidate_pairs_of_the_record() {
         .expect("the planted pair is a candidate");
     assert_eq!(line["proposed"], "link", "{line}");
     assert_eq!(line["evidence"].as_array().unwrap().len(), 10);
+
+    // A reviewer decides the pair is two different people: it is not proposed again.
+    let data_arg = path(&data);
+    ok(&[
+        "mpi",
+        "review",
+        "--data",
+        data_arg,
+        "--decide",
+        "different-people",
+        "--a",
+        a,
+        "--b",
+        b,
+        "--by",
+        "hana",
+    ]);
+    let decisions = std::fs::read_to_string(data.join("mpi/decisions.ndjson")).unwrap();
+    assert!(decisions.contains("\"by\":\"hana\"") && decisions.contains("different-people"), "{decisions}");
+    ok(&["mpi", "run", "--data", data_arg]);
+    let again = std::fs::read_to_string(data.join("mpi/candidates.ndjson")).unwrap();
+    let (a_id, b_id) = (a.trim_start_matches("Patient/"), b.trim_start_matches("Patient/"));
+    assert!(
+        !again
+            .lines()
+            .any(|l| l.contains(&format!("Patient/{a_id}\"")) && l.contains(&format!("Patient/{b_id}\""))),
+        "a pair decided different is proposed again"
+    );
+    let listed = ok(&["mpi", "review", "--data", data_arg]);
+    assert!(listed.contains("wait for a decision"), "{listed}");
+    let output = chartroom(&[
+        "mpi", "review", "--data", data_arg, "--decide", "maybe", "--a", a, "--b", b, "--by", "hana",
+    ]);
+    assert!(!output.status.success());
 }

@@ -19,6 +19,7 @@ pub mod linkage;
 pub mod model;
 pub mod names;
 pub mod person;
+pub mod review;
 
 /// What can go wrong in matching.
 #[derive(Debug, thiserror::Error)]

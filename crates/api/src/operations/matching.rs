@@ -110,8 +110,17 @@ impl Api {
     fn visible_matches(&self, patient: &Json, gate: &Gate) -> Result<Vec<(Found, Json)>, ApiError> {
         let person = Person::from_patient(patient);
         let found = self.with_patient_index(|index| index.matches(&person))?;
+        let decisions = match &self.config.mpi_decisions {
+            Some(path) => mpi::review::Decisions::load(path)
+                .map_err(|e| ApiError::internal(format!("the review decisions cannot be read: {e}")))?,
+            None => mpi::review::Decisions::default(),
+        };
         let mut shown = Vec::new();
         for found in found {
+            // A reviewer decided these are different people.
+            if !person.id.is_empty() && decisions.different(&person.id, &found.id) {
+                continue;
+            }
             let Some(record) = self.store.read("Patient", &found.id)? else { continue };
             let Some(body) = record.body else { continue };
             if gate.admit("Patient", &body) != privacy::Sight::Shown {
