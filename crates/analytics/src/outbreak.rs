@@ -18,7 +18,7 @@ use serde_json::{Value as Json, json};
 use store::Store;
 
 use crate::record::date_of_day;
-use crate::record::syndromic::{Interval, PlaceLevel, SyndromicCounts, count_syndromes};
+use crate::record::syndromic::{Interval, PlaceLevel, SyndromicCounts, Timeline, count_syndromes};
 use crate::surveillance::{
     CusumControl, CusumTrans, EarsControl, EarsMethod, FarringtonControl, Judgement, PowerTrans,
     ThresholdMethod, cusum, ears, farrington_flexible,
@@ -355,11 +355,10 @@ impl SeriesReport {
 /// Every series of the record judged.
 #[derive(Clone, Debug, Serialize)]
 pub struct SurveillanceReport {
-    pub interval: Interval,
+    #[serde(flatten)]
+    pub timeline: Timeline,
     pub place_level: PlaceLevel,
     pub method: String,
-    pub first_day: i64,
-    pub periods: usize,
     pub series: Vec<SeriesReport>,
     pub conditions_read: u64,
     pub unreadable: u64,
@@ -379,7 +378,7 @@ pub fn run(
 
 /// Judges every counted series with the settings (completed for the record).
 pub fn judge_all(counts: SyndromicCounts, settings: Settings) -> Result<SurveillanceReport> {
-    let settings = settings.for_record(counts.interval, counts.periods);
+    let settings = settings.for_record(counts.timeline.interval, counts.timeline.periods);
     let detector = settings.detector()?;
     // Series are independent: they are judged on every core, each thread a contiguous share,
     // put back in order.
@@ -430,11 +429,9 @@ pub fn judge_all(counts: SyndromicCounts, settings: Settings) -> Result<Surveill
         }
     }
     Ok(SurveillanceReport {
-        interval: counts.interval,
+        timeline: counts.timeline,
         place_level: counts.place_level,
         method: settings.describe(),
-        first_day: counts.first_day,
-        periods: counts.periods,
         series,
         conditions_read: counts.conditions_read,
         unreadable: counts.unreadable,
@@ -442,20 +439,6 @@ pub fn judge_all(counts: SyndromicCounts, settings: Settings) -> Result<Surveill
 }
 
 impl SurveillanceReport {
-    pub fn period_start(&self, t: usize) -> i64 {
-        self.first_day + (t as i64 - 1) * self.interval.days()
-    }
-
-    pub fn period_label(&self, t: usize) -> String {
-        self.interval.label(self.period_start(t))
-    }
-
-    /// The period (1-based) holding `day` (days since 1970-01-01), if within the series.
-    pub fn period_of(&self, day: i64) -> Option<usize> {
-        let offset = (self.interval.start_of(day) - self.first_day) / self.interval.days();
-        (offset >= 0 && (offset as usize) < self.periods).then_some(offset as usize + 1)
-    }
-
     /// Alarmed periods over all series.
     pub fn alarm_count(&self) -> usize {
         self.series.iter().map(|s| s.alarms().count()).sum()
@@ -469,7 +452,7 @@ impl SurveillanceReport {
             PlaceLevel::Zip3 => "zip3",
             PlaceLevel::State => "state",
         };
-        let interval = match self.interval {
+        let interval = match self.timeline.interval {
             Interval::Day => "day",
             Interval::Week => "week",
         };
@@ -492,7 +475,7 @@ impl SurveillanceReport {
                     }
                     json!({
                         "extension": extension,
-                        "value": { "text": self.period_label(j.t) },
+                        "value": { "text": self.timeline.period_label(j.t) },
                         "population": [{ "code": population_code(), "count": j.observed.round() as i64 }],
                     })
                 })
@@ -509,7 +492,8 @@ impl SurveillanceReport {
             if let Some(why) = &series.not_judged {
                 extension.push(json!({ "url": format!("{DEFINITIONS}/StructureDefinition/surveillance-not-judged"), "valueString": why }));
             }
-            let last_day = self.period_start(self.periods.max(1)) + self.interval.days() - 1;
+            let last_day =
+                self.timeline.period_start(self.timeline.periods.max(1)) + self.timeline.interval.days() - 1;
             entries.push(json!({
                 "fullUrl": full_url,
                 "resource": {
@@ -520,7 +504,7 @@ impl SurveillanceReport {
                     "type": "summary",
                     "measure": format!("{DEFINITIONS}/Measure/syndrome-{}", series.syndrome),
                     "date": now,
-                    "period": { "start": date_of_day(self.first_day), "end": date_of_day(last_day) },
+                    "period": { "start": date_of_day(self.timeline.first_day), "end": date_of_day(last_day) },
                     "group": [{
                         "code": { "coding": [{ "system": format!("{DEFINITIONS}/CodeSystem/syndrome"), "code": series.syndrome, "display": series.title }],
                                   "text": series.title },
@@ -530,7 +514,7 @@ impl SurveillanceReport {
                 }
             }));
             for alarm in series.alarms() {
-                let label = self.period_label(alarm.t);
+                let label = self.timeline.period_label(alarm.t);
                 issues.push(json!({
                     "fullUrl": format!("urn:uuid:3e1b2c4d-8f6a-4b5c-9d7e-{:06x}{:06x}", number + 1, alarm.t),
                     "resource": {
@@ -540,7 +524,7 @@ impl SurveillanceReport {
                                                "display": "Unusual count of cases" }],
                                   "text": format!("Unusual count of {} in {}", series.title, series.place) },
                         "severity": "moderate",
-                        "identifiedDateTime": date_of_day(self.period_start(alarm.t)),
+                        "identifiedDateTime": date_of_day(self.timeline.period_start(alarm.t)),
                         "detail": format!("{} cases of {} in {} in {label}, above the threshold {} ({})",
                                           alarm.observed, series.title, series.place, round6(alarm.upperbound), self.method),
                         "evidence": [{ "detail": [{ "reference": full_url, "display": format!("{} in {}", series.title, series.place) }] }],

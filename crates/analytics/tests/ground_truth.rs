@@ -89,9 +89,14 @@ fn judge(report: &SurveillanceReport) -> (Vec<(String, Option<usize>)>, f64) {
     for outbreak in &outbreaks {
         let syndrome = syndrome_of(outbreak["syndrome"].as_str().expect("syndrome"));
         let city = outbreak["city"].as_str().expect("city");
-        let start =
-            report.period_of(day(outbreak["start"].as_str().expect("start"))).expect("start in the series");
-        let end = report.period_of(day(outbreak["end"].as_str().expect("end"))).expect("end in the series");
+        let start = report
+            .timeline
+            .period_of(day(outbreak["start"].as_str().expect("start")))
+            .expect("start in the series");
+        let end = report
+            .timeline
+            .period_of(day(outbreak["end"].as_str().expect("end")))
+            .expect("end in the series");
         let series = report.series.iter().find(|s| s.syndrome == syndrome && s.place == city);
         let first = series.and_then(|s| s.alarms().map(|j| j.t).find(|&t| t + 1 >= start && t <= end + 2));
         first_alarms.push((

@@ -240,7 +240,7 @@ pub fn run(args: AnalyticsBenchArgs) -> Result<ExitCode> {
         "syndrome counting          {:>8.3} s  ({} series of {} weeks from {} conditions)",
         counting.as_secs_f64(),
         counts.series.len(),
-        counts.periods,
+        counts.timeline.periods,
         counts.conditions_read
     );
     let (run, report) = best(args.rounds, || {

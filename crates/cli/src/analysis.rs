@@ -248,7 +248,7 @@ pub fn run_surveil(args: SurveilArgs) -> Result<ExitCode> {
                                 series.syndrome,
                                 csv_field(&series.place),
                                 j.t,
-                                report.period_label(j.t),
+                                report.timeline.period_label(j.t),
                                 j.observed,
                                 bound,
                                 u8::from(j.alarm)
@@ -261,12 +261,12 @@ pub fn run_surveil(args: SurveilArgs) -> Result<ExitCode> {
             let summary = format!(
                 "{} series over {} periods judged by {}: {} alarms, in {:.1} s",
                 report.series.len(),
-                report.periods,
+                report.timeline.periods,
                 report.method,
                 report.alarm_count(),
                 started.elapsed().as_secs_f64()
             );
-            emit(&text, out.as_deref(), &summary)
+            crate::emit_report(&text, out.as_deref(), &summary)
         }
         SurveilCommand::Syndromes { data } => {
             for syndrome in analytics::syndromes::known(
@@ -285,20 +285,6 @@ fn csv_field(text: &str) -> String {
     } else {
         text.to_string()
     }
-}
-
-fn emit(text: &str, out: Option<&Path>, summary: &str) -> Result<ExitCode> {
-    match out {
-        Some(path) => {
-            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-            println!("{summary}; report in {}", path.display());
-        }
-        None => {
-            println!("{text}");
-            eprintln!("{summary}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 // ---- survival ---------------------------------------------------------------------------
@@ -501,7 +487,7 @@ pub fn run_cohort(args: CohortArgs) -> Result<ExitCode> {
         comparison.arms.iter().map(|a| format!("{}: {}", a.name, a.patients)).collect::<Vec<_>>().join(", "),
         started.elapsed().as_secs_f64()
     );
-    emit(&text, out.as_deref(), &summary)
+    crate::emit_report(&text, out.as_deref(), &summary)
 }
 
 // ---- CSV input --------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::ValueEnum;
 
 use crate::DataArgs;
@@ -52,15 +52,5 @@ pub fn run(args: DqArgs) -> Result<ExitCode> {
         report.failed(),
         report.elapsed.as_secs_f64()
     );
-    match &args.out {
-        Some(path) => {
-            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-            println!("{summary}; report in {}", path.display());
-        }
-        None => {
-            println!("{text}");
-            eprintln!("{summary}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    crate::emit_report(&text, args.out.as_deref(), &summary)
 }

@@ -163,6 +163,22 @@ impl DataArgs {
     }
 }
 
+/// A report to `out`, with its summary on standard output; or, without `out`, the report on
+/// standard output and the summary on standard error (so the report can be piped).
+pub(crate) fn emit_report(text: &str, out: Option<&Path>, summary: &str) -> Result<ExitCode> {
+    match out {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+            println!("{summary}; report in {}", path.display());
+        }
+        None => {
+            println!("{text}");
+            eprintln!("{summary}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The one line a read-only command prints: what it reads is the record as of now, and a
 /// server may go on writing meanwhile.
 fn snapshot_notice(data: &Path) {

@@ -89,21 +89,16 @@ pub struct CountSeries {
     pub counts: Vec<f64>,
 }
 
-/// Every syndrome × place series over the same periods.
-#[derive(Clone, Debug, Serialize)]
-pub struct SyndromicCounts {
+/// The periods every series of a run spans: `periods` days or ISO weeks from `first_day`.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Timeline {
     pub interval: Interval,
-    pub place_level: PlaceLevel,
     /// The first day of period 1 (days since 1970-01-01); 0 with no periods.
     pub first_day: i64,
     pub periods: usize,
-    pub series: Vec<CountSeries>,
-    /// Conditions read, and how many of those could not be read (not counted).
-    pub conditions_read: u64,
-    pub unreadable: u64,
 }
 
-impl SyndromicCounts {
+impl Timeline {
     /// The first day of period `t` (1-based).
     pub fn period_start(&self, t: usize) -> i64 {
         self.first_day + (t as i64 - 1) * self.interval.days()
@@ -118,6 +113,18 @@ impl SyndromicCounts {
         let offset = (self.interval.start_of(day) - self.first_day) / self.interval.days();
         (offset >= 0 && (offset as usize) < self.periods).then_some(offset as usize + 1)
     }
+}
+
+/// Every syndrome × place series over the same periods.
+#[derive(Clone, Debug, Serialize)]
+pub struct SyndromicCounts {
+    #[serde(flatten)]
+    pub timeline: Timeline,
+    pub place_level: PlaceLevel,
+    pub series: Vec<CountSeries>,
+    /// Conditions read, and how many of those could not be read (not counted).
+    pub conditions_read: u64,
+    pub unreadable: u64,
 }
 
 fn place_of(patient: &PatientFacts, level: PlaceLevel) -> Option<String> {
@@ -225,10 +232,8 @@ pub fn count_syndromes(
         })
         .collect();
     Ok(SyndromicCounts {
-        interval,
+        timeline: Timeline { interval, first_day: if periods == 0 { 0 } else { first }, periods },
         place_level: level,
-        first_day: if periods == 0 { 0 } else { first },
-        periods,
         series,
         conditions_read: read,
         unreadable,
