@@ -39,6 +39,9 @@ pub struct Audited {
     pub subject: String,
     /// `Patient/id` of every patient whose record the answer carried or the request named.
     pub patients: Vec<String>,
+    /// The versions an operation wrote (`Type/id/_history/n`), each one named: a merge
+    /// changes many resources in one request.
+    pub written: Vec<String>,
 }
 
 impl Audited {
@@ -48,6 +51,7 @@ impl Audited {
             action: route.action(),
             subject: route.audit_subject(),
             patients: Vec::new(),
+            written: Vec::new(),
         }
     }
 
@@ -78,6 +82,7 @@ impl Audited {
             action: if method.is_read() { "R" } else { "E" },
             subject: path.to_string(),
             patients: Vec::new(),
+            written: Vec::new(),
         }
     }
 
@@ -102,6 +107,8 @@ pub(crate) struct Gate {
     /// binding the caller).
     inspect: bool,
     touched: Mutex<Vec<String>>,
+    /// The versions an operation wrote, for the audit trail.
+    written: Mutex<Vec<String>>,
     /// Whether a search of this request left records out for consent directives.
     consent_excluded: std::sync::atomic::AtomicBool,
     /// The interaction as the request turned out to be (a Bundle is a batch or a
@@ -130,6 +137,7 @@ impl Gate {
                 directives: Arc::default(),
                 inspect: false,
                 touched: Mutex::default(),
+                written: Mutex::default(),
                 consent_excluded: Default::default(),
                 interaction: Mutex::default(),
                 validation: api.config.validation,
@@ -148,6 +156,7 @@ impl Gate {
             directives,
             inspect,
             touched: Mutex::default(),
+            written: Mutex::default(),
             consent_excluded: Default::default(),
             interaction: Mutex::default(),
             validation: api.config.validation,
@@ -284,6 +293,29 @@ impl Gate {
     /// exist yet creates it).
     pub(crate) fn may_create(&self, resource_type: &str) -> bool {
         self.caller.as_deref().is_none_or(|c| policy::may_create(&c.identity, resource_type))
+    }
+
+    /// Whether the caller may change resources of `resource_type` ([`policy::may_update`]).
+    pub(crate) fn may_update(&self, resource_type: &str) -> bool {
+        self.caller.as_deref().is_none_or(|c| policy::may_update(&c.identity, resource_type))
+    }
+
+    /// Who is asking, as a record of who did something names them: their `fhirUser`
+    /// reference when they have one, else their user name; `None` for the embedding program.
+    pub(crate) fn who(&self) -> Option<(Option<&str>, &str)> {
+        self.caller.as_deref().map(|c| (c.identity.fhir_user.as_deref(), c.identity.user.as_str()))
+    }
+
+    /// Records a version the request wrote, for the audit trail.
+    pub(crate) fn wrote(&self, reference: String) {
+        if let Ok(mut written) = self.written.lock() {
+            written.push(reference);
+        }
+    }
+
+    /// The versions recorded by [`Gate::wrote`].
+    pub(crate) fn written(&self) -> Vec<String> {
+        self.written.lock().map(|w| w.clone()).unwrap_or_default()
     }
 
     /// Whether the caller may search `resource_type` (a conditional create's condition is a

@@ -287,6 +287,7 @@ impl Api {
                             Err(error) => error.into_response(),
                         };
                         audited.patients = gate.touched();
+                        audited.written = gate.written();
                         if let Some(code) = gate.interaction() {
                             audited.interaction = code;
                         }
@@ -334,6 +335,9 @@ impl Api {
             Route::ExportStatus { job, cancel: true } => {
                 gate.follow_export(self.export_owner(job).as_deref())?;
                 self.export_delete(job)
+            }
+            Route::Operation { name, level, method } => {
+                self.operation_committing(request, gate, *method, name, level).await
             }
             _ => self.dispatch_read(request, gate, route),
         }

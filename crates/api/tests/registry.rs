@@ -83,17 +83,21 @@ fn the_capability_statement_lists_every_registered_operation_with_its_definition
             "coding-worklist",
             "cohort-compare",
             "data-quality",
+            "decide-duplicate",
             "disclosures",
+            "duplicates",
             "everything",
             "expand",
             "export",
             "lookup",
             "match",
+            "merge",
             "run",
             "sql",
             "subsumes",
             "suggest-codes",
             "surveillance",
+            "unmerge",
             "validate",
             "validate-code",
         ]
@@ -134,7 +138,9 @@ fn every_operation_refuses_a_parameter_it_does_not_declare() {
     for (name, _, _) in listed(&statement) {
         let definition = f.json(&format!("OperationDefinition/{name}"));
         let path = invocation(&definition);
-        let response = f.call(None, Method::Get, &path, "spurious=1");
+        // Operations that change the record are invoked with POST only.
+        let method = if definition["affectsState"] == true { Method::Post } else { Method::Get };
+        let response = f.call(None, method, &path, "spurious=1");
         assert_eq!(response.status, 400, "{path}: {}", response.body_text());
         assert!(
             response.body_text().contains("has no parameter 'spurious'"),
@@ -146,7 +152,7 @@ fn every_operation_refuses_a_parameter_it_does_not_declare() {
         for parameter in definition["parameter"].as_array().into_iter().flatten() {
             if parameter["type"] == "integer" {
                 let query = format!("{}=several", parameter["name"].as_str().unwrap());
-                let response = f.call(None, Method::Get, &path, &query);
+                let response = f.call(None, method, &path, &query);
                 assert_eq!(response.status, 400, "{path}?{query}: {}", response.body_text());
             }
         }
@@ -180,7 +186,8 @@ fn the_policy_decides_on_each_operations_declared_rights() {
         } else {
             path
         };
-        let response = f.call(Some(&patient), Method::Get, &path, "");
+        let method = if definition["affectsState"] == true { Method::Post } else { Method::Get };
+        let response = f.call(Some(&patient), method, &path, "");
         let refused = response.status == 403;
         match declared.as_str() {
             "refused" => assert!(refused, "{path}: a patient's token ran it: {}", response.status),

@@ -142,6 +142,33 @@ impl Index {
     }
 }
 
+impl Index {
+    /// The registered person with this id.
+    pub fn person(&self, id: &str) -> Option<&Person> {
+        self.by_id.get(id).map(|&at| &self.people[at as usize])
+    }
+
+    /// Every pair of registered people at or above `from`, each once (the lower id first),
+    /// most probable first: the review queue's source.
+    pub fn pairs(&self, from: f64) -> Vec<(String, Found)> {
+        let mut pairs = Vec::new();
+        for (at, person) in self.people.iter().enumerate() {
+            if self.gone[at] {
+                continue;
+            }
+            for found in self.matches(person) {
+                if found.probability >= from && person.id < found.id {
+                    pairs.push((person.id.clone(), found));
+                }
+            }
+        }
+        pairs.sort_by(|(a1, f1), (a2, f2)| {
+            f2.probability.total_cmp(&f1.probability).then_with(|| a1.cmp(a2)).then_with(|| f1.id.cmp(&f2.id))
+        });
+        pairs
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +196,12 @@ mod tests {
         // A changed registration replaces the old one; a removed one is gone.
         index.upsert(Person { city: "dayton".into(), ..person("new", "ann", "nelson", (1970, 3, 4)) });
         assert_eq!(index.matches(&query).iter().filter(|f| f.id == "new").count(), 1);
+        let twin = person("twin", "ann", "nelson", (1970, 3, 4));
+        index.upsert(twin);
+        let pairs = index.pairs(0.5);
+        assert_eq!(pairs.len(), 1, "each pair once");
+        assert_eq!((pairs[0].0.as_str(), pairs[0].1.id.as_str()), ("new", "twin"));
+        index.remove("twin");
         index.remove("new");
         assert!(index.matches(&query).iter().all(|f| f.id != "new"));
         assert_eq!(index.len(), 50);

@@ -79,6 +79,13 @@ impl Decisions {
         self.latest.get(&key(a, b))
     }
 
+    /// Every pair's latest decision, latest first.
+    pub fn all(&self) -> Vec<&Decision> {
+        let mut all: Vec<&Decision> = self.latest.values().collect();
+        all.sort_by(|x, y| y.at.cmp(&x.at).then_with(|| x.a.cmp(&y.a)).then_with(|| x.b.cmp(&y.b)));
+        all
+    }
+
     /// Whether the pair was decided to be different people (then it is not proposed).
     pub fn different(&self, a: &str, b: &str) -> bool {
         self.on(a, b).is_some_and(|d| d.verdict == Verdict::DifferentPeople)

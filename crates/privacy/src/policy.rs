@@ -142,6 +142,14 @@ fn reads_trail(identity: &Identity) -> bool {
     identity.role.reads_audit() && reach(identity, Interaction::Read, "AuditEvent") == Reach::Everyone
 }
 
+/// Who keeps the register of patients whole: deciding whether two registrations are one
+/// person, merging them and undoing a merge rewrite whose record every resource belongs to,
+/// so they are the HIM department's (HIM technicians) and administrators', beyond any one
+/// patient's context.
+pub fn stewards_records(identity: &Identity) -> bool {
+    matches!(identity.role, Role::HimTechnician | Role::Admin) && identity.patient.is_none()
+}
+
 /// Who may write patients' consent directives: the privacy office and administrators (a
 /// directive binds the very roles that would otherwise be able to lift it).
 fn writes_consent(identity: &Identity) -> bool {
@@ -174,16 +182,36 @@ pub enum PatientUse {
     OwnRecord,
 }
 
+/// What an operation changes of the record, for the scopes it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writes {
+    Nothing,
+    /// Resources of the type it is invoked on.
+    LevelType,
+    /// Resources of any type (a merge moves every resource of a record); each one written is
+    /// also checked by [`may_update`].
+    EveryType,
+}
+
 /// The rights an operation declares (in the API's operation registry): the policy decides on
 /// them as on any route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OperationAccess {
     pub reads: Reads,
-    /// Whether it changes the record (and so needs write scopes).
-    pub writes: bool,
+    /// What it changes of the record (and so needs update scopes for).
+    pub writes: Writes,
     pub patient: PatientUse,
     /// Whether it reads the audit trail: the privacy office's, or a patient's own accounting.
     pub trail: bool,
+    /// Whether only the record's stewards may run it ([`stewards_records`]).
+    pub steward: bool,
+}
+
+impl OperationAccess {
+    /// Whether it changes the record.
+    pub fn writes_record(&self) -> bool {
+        self.writes != Writes::Nothing
+    }
 }
 
 /// Where the policy finds each operation's declared rights.
@@ -247,6 +275,16 @@ pub fn authorize(
         // The patient's own accounting shows only what concerns them.
         return Ok(Grant { confined_to: (!reads_trail(identity)).then(|| id_of(level)) });
     }
+    if access.is_some_and(|a| a.steward) && !stewards_records(identity) {
+        let name = match route {
+            Route::Operation { name, .. } => format!("${name}"),
+            other => other.audit_subject(),
+        };
+        return Err(Refusal::forbidden(format!(
+            "{name} is the HIM department's work (him-technician or admin role), not the {} role's",
+            identity.role.as_str()
+        )));
+    }
     if route.resource_type() == Some("Consent") && route.writes() && !writes_consent(identity) {
         return Err(Refusal::forbidden(
             "patients' consent directives are recorded by the privacy office (privacy-officer or admin role)",
@@ -300,6 +338,14 @@ pub fn may_create(identity: &Identity, resource_type: &str) -> bool {
         && resource_type != "AuditEvent"
 }
 
+/// Whether `identity` may change resources of `resource_type` (what an operation writing
+/// every type checks of each resource it writes).
+pub fn may_update(identity: &Identity, resource_type: &str) -> bool {
+    reach(identity, Interaction::Update, resource_type) != Reach::No
+        && (resource_type != "Consent" || writes_consent(identity))
+        && resource_type != "AuditEvent"
+}
+
 /// Whether `identity` may search `resource_type` (a conditional create asks the store a
 /// search's question, and its answer shows).
 pub fn may_search(identity: &Identity, resource_type: &str) -> bool {
@@ -341,9 +387,10 @@ fn needs(route: &Route, access: Option<OperationAccess>) -> Vec<(Interaction, Op
             // API for not being offered).
             let access = access.unwrap_or(OperationAccess {
                 reads: Reads::LevelType,
-                writes: false,
+                writes: Writes::Nothing,
                 patient: PatientUse::Refused,
                 trail: false,
+                steward: false,
             });
             let mut needs = match access.reads {
                 Reads::Nothing => Vec::new(),
@@ -352,8 +399,10 @@ fn needs(route: &Route, access: Option<OperationAccess>) -> Vec<(Interaction, Op
                 Reads::EveryType => vec![(Read, None)],
                 Reads::TypesAsked => Vec::new(),
             };
-            if access.writes {
-                needs.push((Update, level.resource_type()));
+            match access.writes {
+                Writes::Nothing => {}
+                Writes::LevelType => needs.push((Update, level.resource_type())),
+                Writes::EveryType => needs.push((Update, None)),
             }
             needs
         }
@@ -380,7 +429,7 @@ fn confine(route: &Route, own: &str, access: Option<OperationAccess>) -> Result<
         {
             Err(other_patient())
         }
-        Route::Operation { name, level, .. } => match access.map(|a| (a.patient, a.writes)) {
+        Route::Operation { name, level, .. } => match access.map(|a| (a.patient, a.writes_record())) {
             Some((_, true)) => Err(Refusal::forbidden("a patient's token reads; it does not write")),
             Some((PatientUse::Allowed, false)) => Ok(()),
             // Their Patient (another's is refused above), or the Patient type, which the API

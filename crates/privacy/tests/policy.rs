@@ -4,6 +4,7 @@
 
 use chartroom_privacy::policy::{
     self, Caller, Directives, OperationAccess, OperationCatalog, PatientUse, Reads, ResourceFacts, Sight,
+    Writes,
 };
 use chartroom_privacy::{Identity, Role, Scopes};
 use fhir::rest::{Level, Method, Route, Target};
@@ -33,7 +34,13 @@ struct Catalog;
 
 impl OperationCatalog for Catalog {
     fn access(&self, name: &str) -> Option<OperationAccess> {
-        let declared = |reads, patient| OperationAccess { reads, writes: false, patient, trail: false };
+        let declared = |reads, patient| OperationAccess {
+            reads,
+            writes: Writes::Nothing,
+            patient,
+            trail: false,
+            steward: false,
+        };
         Some(match name {
             "everything" => declared(Reads::Type("Patient"), PatientUse::OwnRecord),
             "disclosures" => {
@@ -46,7 +53,17 @@ impl OperationCatalog for Catalog {
             "data-quality" | "coding-worklist" | "coding-edits" | "run" | "sql" | "surveillance"
             | "cohort-compare" => declared(Reads::EveryType, PatientUse::Refused),
             "suggest-codes" => declared(Reads::Type("DocumentReference"), PatientUse::Refused),
-            "match" => declared(Reads::Type("Patient"), PatientUse::Refused),
+            "match" | "duplicates" => declared(Reads::Type("Patient"), PatientUse::Refused),
+            "decide-duplicate" => OperationAccess {
+                writes: Writes::LevelType,
+                steward: true,
+                ..declared(Reads::Type("Patient"), PatientUse::Refused)
+            },
+            "merge" | "unmerge" => OperationAccess {
+                writes: Writes::EveryType,
+                steward: true,
+                ..declared(Reads::EveryType, PatientUse::Refused)
+            },
             _ => return None,
         })
     }
@@ -550,4 +567,33 @@ fn exports_hold_only_the_types_the_scopes_open() {
     // The audit trail is the privacy office's even in an export of everything.
     let audit = vec!["AuditEvent".to_string(), "Patient".to_string()];
     assert_eq!(policy::exportable_types(&everything, &audit, false).unwrap(), ["Patient"]);
+}
+
+#[test]
+fn only_the_records_stewards_merge_unmerge_and_decide_duplicates() {
+    for url in ["Patient/$merge", "Patient/$unmerge", "Patient/$decide-duplicate"] {
+        let change = route(Method::Post, url);
+        for role in Role::ALL {
+            let who = identity(role, (role == Role::Patient).then_some("pa"), None);
+            let expected = matches!(role, Role::HimTechnician | Role::Admin);
+            assert_eq!(allowed(&who, &change), expected, "{} {url}", role.as_str());
+        }
+        // A technician whose token was narrowed to Patients decides on pairs, but a merge
+        // writes every type.
+        let narrow = identity(Role::HimTechnician, None, Some("user/Patient.cruds"));
+        assert_eq!(allowed(&narrow, &change), url.ends_with("decide-duplicate"), "{url}");
+        // In one patient's context (an app launched for them) no one merges registrations.
+        let launched = identity(Role::Admin, Some("pa"), Some("patient/*.cruds"));
+        assert!(!allowed(&launched, &change), "{url} in a patient's context");
+    }
+    // The queue is read by whoever reads Patients beyond one record.
+    assert!(allowed(&identity(Role::Analyst, None, None), &route(Method::Get, "Patient/$duplicates")));
+    assert!(!allowed(&identity(Role::Patient, Some("pa"), None), &route(Method::Get, "Patient/$duplicates")));
+    // What a merge moves is checked type by type: consent directives are the privacy
+    // office's to change, and the trail no one's.
+    assert!(!policy::may_update(&identity(Role::HimTechnician, None, None), "Consent"));
+    assert!(policy::may_update(&identity(Role::HimTechnician, None, None), "Observation"));
+    assert!(policy::may_update(&identity(Role::Admin, None, None), "Consent"));
+    assert!(!policy::may_update(&identity(Role::Admin, None, None), "AuditEvent"));
+    assert!(!policy::may_update(&identity(Role::Analyst, None, None), "Observation"));
 }

@@ -94,7 +94,9 @@ pub(crate) async fn audited(
         status: response.status().as_u16(),
         outcome_text: learned.why,
         patients: audited.patients,
-        resources: vec![if audited.subject.is_empty() { path } else { audited.subject }],
+        resources: std::iter::once(if audited.subject.is_empty() { path } else { audited.subject })
+            .chain(audited.written)
+            .collect(),
         query: (!query.is_empty()).then_some(query),
         purpose,
         address,

@@ -229,7 +229,7 @@ fn note(
             unique.push(patient);
         }
     }
-    slot.set_audited(Audited { interaction, action, subject, patients: unique });
+    slot.set_audited(Audited { interaction, action, subject, patients: unique, written: Vec::new() });
 }
 
 // ---- who is asking ----------------------------------------------------------------------------

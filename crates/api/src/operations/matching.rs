@@ -232,3 +232,236 @@ impl Api {
         Ok(Some(outcome))
     }
 }
+
+/// Which pairs the review queue lists.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Listed {
+    Waiting,
+    Decided,
+    All,
+}
+
+/// `Patient/[id]` (or the id alone) given as a Reference or as text, checked to be a
+/// Patient's id.
+pub(crate) fn patient_input(inputs: &Inputs, name: &str) -> Result<Option<String>, ApiError> {
+    let value = match inputs.0.one(name).map_err(|e| ApiError::bad_request(IssueType::Invalid, e.0))? {
+        None => return Ok(None),
+        Some(fhir::parameters::Input::Text(text)) => text.clone(),
+        Some(fhir::parameters::Input::Json(json)) => json["reference"].as_str().unwrap_or("").to_string(),
+    };
+    let id = value.trim().strip_prefix("Patient/").unwrap_or(value.trim());
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !valid {
+        return Err(ApiError::bad_request(
+            IssueType::Value,
+            format!("{name} must be a reference to a Patient (Patient/[id]), not '{value}'"),
+        ));
+    }
+    Ok(Some(id.to_string()))
+}
+
+/// How a Patient is shown in a list: official name and birth date.
+fn display(patient: &Json) -> String {
+    let name = patient["name"]
+        .as_array()
+        .and_then(|names| names.iter().find(|n| n["use"] == "official").or(names.first()))
+        .map(|name| {
+            let given: Vec<&str> =
+                name["given"].as_array().into_iter().flatten().filter_map(Json::as_str).collect();
+            format!("{} {}", given.join(" "), name["family"].as_str().unwrap_or("")).trim().to_string()
+        })
+        .unwrap_or_default();
+    match patient["birthDate"].as_str() {
+        Some(born) => format!("{name} (born {born})"),
+        None => name,
+    }
+}
+
+impl Api {
+    fn decisions(&self) -> Result<mpi::review::Decisions, ApiError> {
+        match &self.config.mpi_decisions {
+            Some(path) => mpi::review::Decisions::load(path)
+                .map_err(|e| ApiError::internal(format!("the review decisions cannot be read: {e}"))),
+            None => Ok(mpi::review::Decisions::default()),
+        }
+    }
+
+    /// The Patient `id` if the caller may see it.
+    fn visible_patient(&self, id: &str, gate: &Gate) -> Result<Option<Json>, ApiError> {
+        let Some(record) = self.store.read("Patient", id)? else { return Ok(None) };
+        let Some(body) = record.body else { return Ok(None) };
+        if gate.admit("Patient", &body) != privacy::Sight::Shown {
+            return Ok(None);
+        }
+        Ok(serde_json::from_slice(&body).ok())
+    }
+
+    /// `Patient/$duplicates`: the review queue. Waiting pairs are the registered Patients'
+    /// pairs at or above the review threshold not yet decided; decided ones come from the
+    /// decisions (with their probability when they are still candidates). A pair is listed
+    /// only if the caller may see both Patients.
+    pub(crate) fn duplicate_pairs(&self, inputs: &Inputs, gate: &Gate) -> Result<Response, ApiError> {
+        let listed = match inputs.get("status") {
+            None | Some("waiting") => Listed::Waiting,
+            Some("decided") => Listed::Decided,
+            Some("all") => Listed::All,
+            Some(other) => {
+                return Err(ApiError::bad_request(
+                    IssueType::Value,
+                    format!("status must be waiting, decided or all, not '{other}'"),
+                ));
+            }
+        };
+        let count = inputs.whole_number("_count")?.unwrap_or(100).clamp(1, 1000);
+        let decisions = self.decisions()?;
+        // Each candidate pair with its evidence, worked out under the index's lock.
+        let candidates: Vec<(String, String, f64, Json)> = self.with_patient_index(|index| {
+            index
+                .pairs(REVIEW_THRESHOLD)
+                .into_iter()
+                .map(|(a, found)| {
+                    let evidence = index
+                        .person(&a)
+                        .map(|person| index.model.explain(person, &found.vector, &index.frequencies))
+                        .unwrap_or_default();
+                    let evidence: Vec<Json> = evidence
+                        .iter()
+                        .filter(|e| e.level != "missing")
+                        .map(|e| {
+                            json!({ "name": "evidence", "part": [
+                                { "name": "field", "valueString": e.field },
+                                { "name": "level", "valueString": e.level },
+                                { "name": "weight", "valueDecimal": (e.weight * 1000.0).round() / 1000.0 },
+                            ]})
+                        })
+                        .collect();
+                    (a, found.id, found.probability, Json::Array(evidence))
+                })
+                .collect()
+        })?;
+        let mut rows: Vec<(String, String, Option<f64>, Json)> = Vec::new();
+        if listed != Listed::Decided {
+            rows.extend(
+                candidates
+                    .iter()
+                    .filter(|(a, b, ..)| listed == Listed::All || decisions.on(a, b).is_none())
+                    .map(|(a, b, p, e)| (a.clone(), b.clone(), Some(*p), e.clone())),
+            );
+        }
+        if listed != Listed::Waiting {
+            for decision in decisions.all() {
+                let known = candidates.iter().find(|(a, b, ..)| {
+                    (a, b) == (&decision.a, &decision.b) || (b, a) == (&decision.a, &decision.b)
+                });
+                if listed == Listed::All && known.is_some() {
+                    continue; // listed with the candidates already
+                }
+                rows.push((
+                    decision.a.clone(),
+                    decision.b.clone(),
+                    known.map(|k| k.2),
+                    known.map_or(Json::Array(Vec::new()), |k| k.3.clone()),
+                ));
+            }
+        }
+        let mut parameter = Vec::new();
+        for (a, b, probability, evidence) in rows {
+            if parameter.len() >= count {
+                break;
+            }
+            let (Some(first), Some(second)) =
+                (self.visible_patient(&a, gate)?, self.visible_patient(&b, gate)?)
+            else {
+                continue;
+            };
+            gate.touch(&a);
+            gate.touch(&b);
+            let mut part = vec![
+                json!({ "name": "a", "valueReference": { "reference": format!("Patient/{a}"), "display": display(&first) } }),
+                json!({ "name": "b", "valueReference": { "reference": format!("Patient/{b}"), "display": display(&second) } }),
+            ];
+            if let Some(probability) = probability {
+                part.push(
+                    json!({ "name": "probability", "valueDecimal": (probability * 1e6).round() / 1e6 }),
+                );
+                part.push(json!({ "name": "grade", "valueCode": grade(probability) }));
+                let proposed = if probability >= LINK_THRESHOLD { "link" } else { "review" };
+                part.push(json!({ "name": "proposed", "valueCode": proposed }));
+            }
+            part.extend(evidence.as_array().cloned().unwrap_or_default());
+            if let Some(decision) = decisions.on(&a, &b) {
+                let verdict = match decision.verdict {
+                    mpi::review::Verdict::SamePerson => "same-person",
+                    mpi::review::Verdict::DifferentPeople => "different-people",
+                };
+                part.push(json!({ "name": "decision", "part": [
+                    { "name": "verdict", "valueCode": verdict },
+                    { "name": "by", "valueString": decision.by },
+                    { "name": "at", "valueDateTime": decision.at },
+                ]}));
+            }
+            parameter.push(json!({ "name": "pair", "part": part }));
+        }
+        Ok(json_response(&json!({ "resourceType": "Parameters", "parameter": parameter })))
+    }
+
+    /// `Patient/$decide-duplicate`: records the caller's decision on a pair, now, in the
+    /// append-only decisions file; both Patients must exist and be the caller's to see.
+    pub(crate) fn decide_duplicate(&self, inputs: &Inputs, gate: &Gate) -> Result<Response, ApiError> {
+        let required = |name: &str| {
+            patient_input(inputs, name)?.ok_or_else(|| {
+                ApiError::bad_request(
+                    IssueType::Required,
+                    format!("$decide-duplicate needs {name}: a Patient"),
+                )
+            })
+        };
+        let (a, b) = (required("a")?, required("b")?);
+        if a == b {
+            return Err(ApiError::bad_request(
+                IssueType::Value,
+                "a decision is about two different registrations; a and b are the same",
+            ));
+        }
+        let verdict = mpi::review::Verdict::parse(inputs.get("decision").unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(IssueType::Value, e.to_string()))?;
+        for id in [&a, &b] {
+            let record = self
+                .store
+                .read("Patient", id)?
+                .ok_or_else(|| ApiError::not_found(format!("Patient/{id} is not known")))?;
+            let body = record
+                .body
+                .ok_or_else(|| ApiError::new(410, IssueType::Deleted, format!("Patient/{id} was deleted")))?;
+            gate.admit_one("Patient", &body)?;
+        }
+        let path = self.config.mpi_decisions.as_ref().ok_or_else(|| {
+            ApiError::not_supported("this server keeps no review decisions (it has no data directory)")
+        })?;
+        let by = gate.who().map_or("chartroom", |(_, user)| user).to_string();
+        let decision = mpi::review::Decision {
+            a: a.clone(),
+            b: b.clone(),
+            verdict,
+            by,
+            at: fhir::DateTime::now_utc().to_string(),
+        };
+        mpi::review::record(path, &decision)
+            .map_err(|e| ApiError::internal(format!("the decision could not be recorded: {e}")))?;
+        gate.touch(&a);
+        gate.touch(&b);
+        let said = match verdict {
+            mpi::review::Verdict::SamePerson => "the same person (merge them with Patient/$merge)",
+            mpi::review::Verdict::DifferentPeople => "different people (the pair is not proposed again)",
+        };
+        Ok(json_response(
+            &OperationOutcome::information(format!(
+                "recorded: Patient/{a} and Patient/{b} are {said}, by {} at {}",
+                decision.by, decision.at
+            ))
+            .to_json(),
+        ))
+    }
+}

@@ -8,6 +8,7 @@
 mod analytics;
 mod coding;
 pub(crate) mod matching;
+mod merge;
 mod parameters;
 pub(crate) mod registry;
 mod terminology;
@@ -18,7 +19,13 @@ use serde_json::Value as Json;
 
 use crate::access::Gate;
 use crate::{Api, ApiError, Method, Request, Response};
-use registry::Call;
+use registry::{Call, Change, Handler};
+
+/// What running an operation came to.
+enum Ran {
+    Answered(Response),
+    Changes(Change),
+}
 
 /// An operation call, by level and name (without the `$`).
 #[derive(Clone, Copy, Debug)]
@@ -40,14 +47,14 @@ pub(crate) enum Level<'a> {
 impl Api {
     /// Runs an operation, as the registry declares it: offered at this level, invoked with a
     /// method it takes, with the parameters it declares.
-    pub(crate) fn operation(
+    fn run_operation(
         &self,
         request: &Request,
         gate: &Gate,
         method: Method,
         name: &str,
         level: &fhir::rest::Level,
-    ) -> Result<Response, ApiError> {
+    ) -> Result<Ran, ApiError> {
         // The route parser checked the type and id (ViewDefinition is SQL on FHIR's, not
         // R4's; its instances are views named in snake_case, which `named_view` checks).
         let level = match level {
@@ -88,7 +95,52 @@ impl Api {
         let body = if method == Method::Post { parameters::parse_body(&request.body)? } else { None };
         let inputs = Inputs::new(&request.query, body.as_ref())?;
         operation.check(&inputs)?;
-        (operation.handler)(self, &Call { request, gate, level, inputs: &inputs, body: body.as_ref() })
+        let call = Call { request, gate, level, inputs: &inputs, body: body.as_ref() };
+        match operation.handler {
+            Handler::Reads(handler) => handler(self, &call).map(Ran::Answered),
+            Handler::Changes(handler) => handler(self, &call).map(Ran::Changes),
+        }
+    }
+
+    /// Runs an operation that answers without writing ([`Api::run_operation`]); one that
+    /// changes the record is refused here (a batch's read entries come this way).
+    pub(crate) fn operation(
+        &self,
+        request: &Request,
+        gate: &Gate,
+        method: Method,
+        name: &str,
+        level: &fhir::rest::Level,
+    ) -> Result<Response, ApiError> {
+        match self.run_operation(request, gate, method, name, level)? {
+            Ran::Answered(response) => Ok(response),
+            Ran::Changes(_) => Err(ApiError::bad_request(
+                IssueType::NotSupported,
+                format!("${name} changes the record; invoke it on its own, not inside a Bundle"),
+            )),
+        }
+    }
+
+    /// Runs any operation; a change it plans commits as one store transaction (all of it or
+    /// nothing) before it answers.
+    pub(crate) async fn operation_committing(
+        &self,
+        request: &Request,
+        gate: &Gate,
+        method: Method,
+        name: &str,
+        level: &fhir::rest::Level,
+    ) -> Result<Response, ApiError> {
+        match self.run_operation(request, gate, method, name, level)? {
+            Ran::Answered(response) => Ok(response),
+            Ran::Changes(change) => {
+                let written = match change.unit {
+                    Some(unit) => self.store.submit(unit).wait().await?,
+                    None => Vec::new(),
+                };
+                (change.answer)(self, gate, written)
+            }
+        }
     }
 
     /// `$export` at system, Patient or Group level (and for one Patient).

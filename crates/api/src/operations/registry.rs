@@ -8,7 +8,7 @@
 //!
 //! Adding an operation is one entry here and its handler.
 
-use privacy::policy::{OperationAccess, OperationCatalog, PatientUse, Reads};
+use privacy::policy::{OperationAccess, OperationCatalog, PatientUse, Reads, Writes};
 use serde_json::{Value as Json, json};
 
 use super::{Inputs, Level};
@@ -25,7 +25,21 @@ pub(crate) struct Call<'a> {
     pub body: Option<&'a Json>,
 }
 
-type Handler = fn(&Api, &Call<'_>) -> Result<Response, ApiError>;
+/// What an operation's handler does.
+pub(crate) enum Handler {
+    /// Answers from the record as it is.
+    Reads(fn(&Api, &Call<'_>) -> Result<Response, ApiError>),
+    /// Plans a change of the record, which the API commits as one store transaction before
+    /// the plan answers from what was written.
+    Changes(fn(&Api, &Call<'_>) -> Result<Change, ApiError>),
+}
+
+/// A planned change: the writes that commit together or not at all (none: a preview), and
+/// the answer made from what they wrote.
+pub(crate) struct Change {
+    pub unit: Option<store::WriteUnit>,
+    pub answer: Box<dyn FnOnce(&Api, &Gate, Vec<store::Written>) -> Result<Response, ApiError> + Send>,
+}
 
 /// Where an operation may be invoked.
 pub(crate) struct Levels {
@@ -129,7 +143,12 @@ pub(crate) const ACCESS_EXTENSION: &str = "urn:chartroom:operation-access";
 const GLOBAL_PARAMETERS: &[&str] = &["_format", "_pretty"];
 
 const fn reads(reads: Reads, patient: PatientUse) -> OperationAccess {
-    OperationAccess { reads, writes: false, patient, trail: false }
+    OperationAccess { reads, writes: Writes::Nothing, patient, trail: false, steward: false }
+}
+
+/// The rights of an operation only the record's stewards run (`policy::stewards_records`).
+const fn stewards(reads: Reads, writes: Writes) -> OperationAccess {
+    OperationAccess { reads, writes, patient: PatientUse::Refused, trail: false, steward: true }
 }
 
 const CODING_TYPES: &[&str] = &["Encounter", "Condition", "Claim", "ExplanationOfBenefit"];
@@ -149,10 +168,10 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         ],
         affects_state: false,
         access: reads(Reads::Type("Patient"), PatientUse::OwnRecord),
-        handler: |api, call| match call.level {
+        handler: Handler::Reads(|api, call| match call.level {
             Level::Instance(_, id) => api.everything(call.request, call.gate, id),
             _ => Err(ApiError::not_supported("$everything runs on a Patient: Patient/[id]/$everything")),
-        },
+        }),
     },
     Operation {
         name: "disclosures",
@@ -163,16 +182,17 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         affects_state: false,
         access: OperationAccess {
             reads: Reads::Nothing,
-            writes: false,
+            writes: Writes::Nothing,
             patient: PatientUse::OwnRecord,
             trail: true,
+            steward: false,
         },
-        handler: |api, call| match &api.trail {
+        handler: Handler::Reads(|api, call| match &api.trail {
             Some(trail) => trail.disclosures(call.request, &call.level, call.gate),
             None => {
                 Err(ApiError::not_supported("$disclosures needs the audit trail; this server keeps none"))
             }
-        },
+        }),
     },
     Operation {
         name: "export",
@@ -194,7 +214,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         ],
         affects_state: false,
         access: reads(Reads::TypesAsked, PatientUse::OwnRecord),
-        handler: |api, call| api.export_operation(call),
+        handler: Handler::Reads(|api, call| api.export_operation(call)),
     },
     Operation {
         name: "lookup",
@@ -211,7 +231,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         ],
         affects_state: false,
         access: reads(Reads::LevelType, PatientUse::Allowed),
-        handler: |api, call| api.terminology_operation(call, "lookup"),
+        handler: Handler::Reads(|api, call| api.terminology_operation(call, "lookup")),
     },
     Operation {
         name: "validate-code",
@@ -238,7 +258,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         ],
         affects_state: false,
         access: reads(Reads::LevelType, PatientUse::Allowed),
-        handler: |api, call| api.terminology_operation(call, "validate-code"),
+        handler: Handler::Reads(|api, call| api.terminology_operation(call, "validate-code")),
     },
     Operation {
         name: "subsumes",
@@ -255,7 +275,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         ],
         affects_state: false,
         access: reads(Reads::LevelType, PatientUse::Allowed),
-        handler: |api, call| api.terminology_operation(call, "subsumes"),
+        handler: Handler::Reads(|api, call| api.terminology_operation(call, "subsumes")),
     },
     Operation {
         name: "expand",
@@ -277,7 +297,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         ],
         affects_state: false,
         access: reads(Reads::LevelType, PatientUse::Allowed),
-        handler: |api, call| api.terminology_operation(call, "expand"),
+        handler: Handler::Reads(|api, call| api.terminology_operation(call, "expand")),
     },
     Operation {
         name: "validate",
@@ -291,10 +311,10 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         ],
         affects_state: false,
         access: reads(Reads::LevelType, PatientUse::Allowed),
-        handler: |api, call| {
+        handler: Handler::Reads(|api, call| {
             let resource = api.operation_resource(call.level, call.body)?;
             Ok(super::json_response(&validation::Validator::r4().outcome(&resource).to_json()))
-        },
+        }),
     },
     Operation {
         name: "coding-edits",
@@ -304,7 +324,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         parameters: &[one("resource", "Resource", "The record to check (or the body)")],
         affects_state: false,
         access: reads(Reads::EveryType, PatientUse::Refused),
-        handler: |api, call| api.coding_edits_operation(call),
+        handler: Handler::Reads(|api, call| api.coding_edits_operation(call)),
     },
     Operation {
         name: "coding-worklist",
@@ -314,7 +334,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         parameters: &[one("_count", "integer", "Encounters to list")],
         affects_state: false,
         access: reads(Reads::EveryType, PatientUse::Refused),
-        handler: |api, call| api.coding_worklist(call.inputs, call.gate),
+        handler: Handler::Reads(|api, call| api.coding_worklist(call.inputs, call.gate)),
     },
     Operation {
         name: "data-quality",
@@ -324,7 +344,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         parameters: &[],
         affects_state: false,
         access: reads(Reads::EveryType, PatientUse::Refused),
-        handler: |api, call| api.data_quality(call.gate),
+        handler: Handler::Reads(|api, call| api.data_quality(call.gate)),
     },
     Operation {
         name: "surveillance",
@@ -360,7 +380,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         ],
         affects_state: false,
         access: reads(Reads::EveryType, PatientUse::Refused),
-        handler: |api, call| api.surveillance(call.inputs, call.gate),
+        handler: Handler::Reads(|api, call| api.surveillance(call.inputs, call.gate)),
     },
     Operation {
         name: "cohort-compare",
@@ -370,7 +390,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         parameters: &[one("study", "string", "The study definition (its JSON as a string)")],
         affects_state: false,
         access: reads(Reads::EveryType, PatientUse::Refused),
-        handler: |api, call| api.cohort_compare(call.inputs, call.gate),
+        handler: Handler::Reads(|api, call| api.cohort_compare(call.inputs, call.gate)),
     },
     Operation {
         name: "match",
@@ -384,7 +404,72 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         ],
         affects_state: false,
         access: reads(Reads::Type("Patient"), PatientUse::Refused),
-        handler: |api, call| api.match_patients(call.inputs, call.gate),
+        handler: Handler::Reads(|api, call| api.match_patients(call.inputs, call.gate)),
+    },
+    Operation {
+        name: "duplicates",
+        definition: Definition::Own,
+        documentation: "The review queue of probable duplicate registrations: pairs of Patients with their match probability, proposal (link or review), each field's evidence and any decision taken",
+        levels: Levels { system: false, types: &["Patient"], instances: &[] },
+        parameters: &[
+            one("status", "code", "waiting (the default: not yet decided), decided, or all"),
+            one("_count", "integer", "Pairs to list at most (100 by default)"),
+        ],
+        affects_state: false,
+        access: reads(Reads::Type("Patient"), PatientUse::Refused),
+        handler: Handler::Reads(|api, call| api.duplicate_pairs(call.inputs, call.gate)),
+    },
+    Operation {
+        name: "decide-duplicate",
+        definition: Definition::Own,
+        documentation: "Records a review decision on a pair of Patients: same-person or different-people, by the caller, now; pairs decided different are not proposed again",
+        levels: Levels { system: false, types: &["Patient"], instances: &[] },
+        parameters: &[
+            Parameter { min: 1, ..one("a", "Reference", "One Patient of the pair") },
+            Parameter { min: 1, ..one("b", "Reference", "The other Patient") },
+            Parameter { min: 1, ..one("decision", "code", "same-person or different-people") },
+        ],
+        affects_state: true,
+        access: stewards(Reads::Type("Patient"), Writes::LevelType),
+        handler: Handler::Reads(|api, call| api.decide_duplicate(call.inputs, call.gate)),
+    },
+    Operation {
+        name: "merge",
+        definition: Definition::Standard("http://hl7.org/fhir/OperationDefinition/Patient-merge"),
+        documentation: "Merges a duplicate registration (source) into the surviving one (target), as FHIR R5's Patient $merge: every resource referring to the source is moved to the target as a new version, the two are linked (replaced-by, replaces), the source made inactive, all in one transaction recorded by a Provenance; preview shows what would change",
+        levels: Levels { system: false, types: &["Patient"], instances: &[] },
+        parameters: &[
+            one("source-patient", "Reference", "The registration merged away"),
+            many("source-patient-identifier", "Identifier", "The source, by identifiers it all carries"),
+            one("target-patient", "Reference", "The surviving registration"),
+            many("target-patient-identifier", "Identifier", "The target, by identifiers it all carries"),
+            one(
+                "result-patient",
+                "Resource",
+                "The target as it is to be after the merge (its id; the replaces link is added if missing)",
+            ),
+            one("preview", "boolean", "Only say what would change"),
+        ],
+        affects_state: true,
+        access: stewards(Reads::EveryType, Writes::EveryType),
+        handler: Handler::Changes(|api, call| api.merge_patients(call)),
+    },
+    Operation {
+        name: "unmerge",
+        definition: Definition::Own,
+        documentation: "Undoes the latest merge of a source Patient: every resource the merge wrote gets its content from before the merge back, as a new version, in one transaction recorded by a Provenance; refused if any changed since",
+        levels: Levels { system: false, types: &["Patient"], instances: &[] },
+        parameters: &[
+            Parameter {
+                min: 1,
+                ..one("source-patient", "Reference", "The registration that was merged away")
+            },
+            one("target-patient", "Reference", "The registration it was merged into (checked)"),
+            one("preview", "boolean", "Only say what would change"),
+        ],
+        affects_state: true,
+        access: stewards(Reads::EveryType, Writes::EveryType),
+        handler: Handler::Changes(|api, call| api.unmerge_patients(call)),
     },
     Operation {
         name: "run",
@@ -401,7 +486,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         ],
         affects_state: false,
         access: reads(Reads::EveryType, PatientUse::Refused),
-        handler: |api, call| {
+        handler: Handler::Reads(|api, call| {
             api.run_view_operation(
                 call.level,
                 call.inputs,
@@ -409,7 +494,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
                 call.gate,
                 call.request.accept.as_deref(),
             )
-        },
+        }),
     },
     Operation {
         name: "sql",
@@ -423,7 +508,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         )],
         affects_state: false,
         access: reads(Reads::EveryType, PatientUse::Refused),
-        handler: |api, call| api.sql_operation(call.inputs, call.gate),
+        handler: Handler::Reads(|api, call| api.sql_operation(call.inputs, call.gate)),
     },
     Operation {
         name: "suggest-codes",
@@ -437,7 +522,7 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         ],
         affects_state: false,
         access: reads(Reads::Type("DocumentReference"), PatientUse::Refused),
-        handler: |api, call| api.suggest_codes(call.level, call.inputs, call.body, call.gate),
+        handler: Handler::Reads(|api, call| api.suggest_codes(call.level, call.inputs, call.body, call.gate)),
     },
 ];
 
@@ -499,6 +584,14 @@ impl Operation {
                     ));
                 }
             }
+        }
+        if let Some(missing) =
+            self.parameters.iter().find(|p| p.min > 0 && inputs.0.all(p.name).next().is_none())
+        {
+            return Err(ApiError::bad_request(
+                fhir::IssueType::Required,
+                format!("${} needs {}: {}", self.name, missing.name, missing.documentation),
+            ));
         }
         Ok(())
     }
@@ -568,6 +661,11 @@ impl Operation {
             Reads::EveryType => "every type".to_string(),
             Reads::TypesAsked => "the types it exports (_type)".to_string(),
         };
+        let writes = match self.access.writes {
+            Writes::Nothing => "nothing",
+            Writes::LevelType => "the type it runs on",
+            Writes::EveryType => "every type",
+        };
         let patient = match self.access.patient {
             PatientUse::Refused => "refused",
             PatientUse::Allowed => "allowed",
@@ -577,7 +675,8 @@ impl Operation {
             "url": ACCESS_EXTENSION,
             "extension": [
                 { "url": "reads", "valueString": reads },
-                { "url": "writes", "valueBoolean": self.access.writes },
+                { "url": "writes", "valueString": writes },
+                { "url": "steward", "valueBoolean": self.access.steward },
                 { "url": "patient", "valueCode": patient },
                 { "url": "trail", "valueBoolean": self.access.trail },
             ]
