@@ -128,3 +128,40 @@ fn run_writes_the_candidate_pairs_of_the_record() {
     ]);
     assert!(!output.status.success());
 }
+
+#[test]
+fn merge_and_unmerge_from_the_command_line_are_recorded() {
+    let dir = testkit::temp_dir("cli-mpi-merge");
+    let (ndjson, data) = (dir.join("ndjson"), dir.join("data"));
+    ok(&["generate", "--patients", "120", "--seed", "9", "--duplicate-rate", "0.1", "--out", path(&ndjson)]);
+    ok(&["import", "--data", path(&data), path(&ndjson), "--no-validate", "--quiet"]);
+    let planted = std::fs::read_to_string(ndjson.join("ground-truth/duplicates.ndjson")).unwrap();
+    let first: Value = serde_json::from_str(planted.lines().next().unwrap()).unwrap();
+    let (keep, dup) = (first["original"].as_str().unwrap(), first["duplicate"].as_str().unwrap());
+    let data_arg = path(&data);
+    let merge = |extra: &[&str]| {
+        let mut args = vec!["mpi", "merge", "--data", data_arg, "--source", dup, "--target", keep, "--by", "hana"];
+        args.extend_from_slice(extra);
+        chartroom(&args)
+    };
+    let preview = merge(&["--preview"]);
+    let said = String::from_utf8_lossy(&preview.stdout).into_owned();
+    assert!(preview.status.success() && said.contains("preview") && said.contains("nothing was changed"), "{said}");
+    let merged = merge(&[]);
+    let said = String::from_utf8_lossy(&merged.stdout).into_owned();
+    assert!(merged.status.success() && said.contains("merged") && said.contains("Provenance/"), "{said}");
+    // A second merge of the same registration is refused (exit 1, the reason printed).
+    let again = merge(&[]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already merged"));
+    // The merged registration is no longer matched.
+    ok(&["mpi", "run", "--data", data_arg]);
+    let candidates = std::fs::read_to_string(data.join("mpi/candidates.ndjson")).unwrap();
+    assert!(!candidates.contains(&format!("{dup}\"")), "a merged registration is proposed");
+    let undone = ok(&["mpi", "unmerge", "--data", data_arg, "--source", dup, "--by", "hana"]);
+    assert!(undone.contains("unmerged"), "{undone}");
+    // Both changes are in the audit trail, which still verifies.
+    let disclosures = ok(&["audit", "disclosures", "--data", data_arg, "--patient", dup.trim_start_matches("Patient/")]);
+    assert!(disclosures.matches("hana").count() >= 2, "{disclosures}");
+    ok(&["audit", "verify", "--data", data_arg]);
+}
