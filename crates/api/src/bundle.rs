@@ -17,7 +17,9 @@ use fhir::rest::{Route, Target};
 
 use crate::access::Gate;
 use crate::patch::PatchDocument;
-use crate::write::{check_type, complete, new_id, prepare_create, prepare_delete, prepare_update};
+use crate::write::{
+    check_type, complete, new_id, prepare_create, prepare_delete, prepare_update, with_warnings,
+};
 use crate::{Api, ApiError, Method, Prefer, Request, Response, ReturnPreference};
 
 /// One entry's `request`, parsed.
@@ -263,6 +265,8 @@ struct PlannedWrite {
     nothing: bool,
     /// A patch's document, applied to the resource's current version when the unit is built.
     patch: Option<PatchDocument>,
+    /// A new Patient's probable duplicates on file, warned about in its entry's outcome.
+    duplicates: Option<fhir::OperationOutcome>,
 }
 
 impl Api {
@@ -470,16 +474,35 @@ impl Api {
                 reads.push((index, entry));
                 continue;
             }
+            // A new registration is checked against those on file, as a create alone is.
+            let duplicates = match (&entry.route, &entry.if_none_exist, &entry.resource) {
+                (Route::Create { resource_type }, None, Some(resource)) if resource_type == "Patient" => {
+                    match self.registration_check(resource.as_json(), gate) {
+                        Ok(duplicates) => duplicates,
+                        Err(error) => {
+                            results[index] = Some((Err(error.in_entry(index)), BodyKind::Outcome));
+                            continue;
+                        }
+                    }
+                }
+                _ => None,
+            };
             match self.prepare_batch_write(entry, &siblings, base, gate) {
                 // Submitted without waiting, so the whole batch shares one commit.
-                Ok(op) => pending.push((index, self.store.submit(WriteUnit::single(op)))),
+                Ok(op) => pending.push((index, self.store.submit(WriteUnit::single(op)), duplicates)),
                 Err(error) => results[index] = Some((Err(error.in_entry(index)), BodyKind::Outcome)),
             }
         }
-        for (index, write) in pending {
+        for (index, write, duplicates) in pending {
             let result = match write.wait().await {
                 Ok(mut written) => match written.pop() {
-                    Some(written) => Ok(complete(base, written, preference, gate)),
+                    Some(written) => {
+                        let mut response = complete(base, written, preference, gate);
+                        if let Some(duplicates) = duplicates {
+                            with_warnings(&mut response, duplicates);
+                        }
+                        Ok(response)
+                    }
                     None => Err(ApiError::internal("the store acknowledged a write without a result")),
                 },
                 Err(error) => Err(ApiError::from(error).in_entry(index)),
@@ -664,7 +687,11 @@ impl Api {
         let mut results: Vec<EntryResult> = Vec::new();
         results.resize_with(parsed.len(), || None);
         for (plan, written) in sequence.iter().zip(written) {
-            results[plan.index] = Some((Ok(complete(base, written, preference, gate)), written_kind));
+            let mut response = complete(base, written, preference, gate);
+            if let Some(duplicates) = &plan.duplicates {
+                with_warnings(&mut response, duplicates.clone());
+            }
+            results[plan.index] = Some((Ok(response), written_kind));
         }
         for plan in &plans {
             if let Some(existing) = &plan.existing {
@@ -715,6 +742,7 @@ impl Api {
             existing: None,
             nothing: false,
             patch: None,
+            duplicates: None,
         };
         if entry.method.is_read() {
             return Ok(None);
@@ -724,7 +752,14 @@ impl Api {
                 let resource = entry.resource.as_ref().ok_or_else(|| missing_resource(resource_type))?;
                 check_type(resource, resource_type)?;
                 let Some(condition) = &entry.if_none_exist else {
-                    return Ok(Some(plan(resource_type, new_id())));
+                    // A new registration that probably duplicates one on file: warned about
+                    // (or, refused, the whole transaction with it) as a create alone is.
+                    let duplicates = if resource_type == "Patient" {
+                        self.registration_check(resource.as_json(), gate)?
+                    } else {
+                        None
+                    };
+                    return Ok(Some(PlannedWrite { duplicates, ..plan(resource_type, new_id()) }));
                 };
                 gate.check_search(resource_type)?;
                 let query = self.conditional_query(gate, resource_type, condition, base)?;

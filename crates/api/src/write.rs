@@ -250,7 +250,7 @@ pub(crate) fn complete(base: &str, written: Written, preference: ReturnPreferenc
 
 /// Adds warnings to a write's answer: to its OperationOutcome body when the client asked for
 /// one, and to the outcome a Bundle entry carries.
-fn with_warnings(response: &mut Response, warnings: OperationOutcome) {
+pub(crate) fn with_warnings(response: &mut Response, warnings: OperationOutcome) {
     let added: Vec<serde_json::Value> = serde_json::from_slice::<serde_json::Value>(&warnings.to_bytes())
         .ok()
         .and_then(|v| v["issue"].as_array().cloned())

@@ -201,3 +201,46 @@ fn under_refuse_a_probable_duplicate_is_not_written() {
     let stranger = patient("", "Zed", "Quinn", "2001-12-30", None, "1 Elm St");
     assert_eq!(f.call(Method::Post, "Patient", "", Some(&stranger), None).status, 201);
 }
+
+fn bundle(kind: &str, patients: &[Value]) -> Value {
+    let entry: Vec<Value> = patients
+        .iter()
+        .enumerate()
+        .map(|(n, p)| {
+            json!({ "fullUrl": format!("urn:uuid:00000000-0000-4000-8000-00000000000{n}"), "resource": p,
+                    "request": { "method": "POST", "url": "Patient" } })
+        })
+        .collect();
+    json!({ "resourceType": "Bundle", "type": kind, "entry": entry })
+}
+
+#[test]
+fn registrations_inside_bundles_are_checked_too() {
+    let stranger = patient("", "Zed", "Quinn", "2001-12-30", None, "1 Elm St");
+    // Warn: the transaction goes through, the duplicate's entry carries the warning.
+    let f = fixture("api-match-bundle-warn", DuplicateCheck::Warn);
+    let response =
+        f.call(Method::Post, "", "", Some(&bundle("transaction", &[stranger.clone(), bill()])), None);
+    assert_eq!(response.status, 200, "{}", body(&response));
+    let answer = body(&response);
+    let outcome = &answer["entry"][1]["response"]["outcome"];
+    assert!(
+        outcome.to_string().contains("Patient/wn") && outcome.to_string().contains("duplicate"),
+        "{answer}"
+    );
+    assert!(answer["entry"][0]["response"]["outcome"].is_null(), "{answer}");
+
+    // Refuse: the transaction is refused whole; a batch refuses only the duplicate's entry.
+    let f = fixture("api-match-bundle-refuse", DuplicateCheck::Refuse);
+    let before = f.store.count_live().unwrap();
+    let response =
+        f.call(Method::Post, "", "", Some(&bundle("transaction", &[stranger.clone(), bill()])), None);
+    assert_eq!(response.status, 409, "{}", body(&response));
+    assert_eq!(f.store.count_live().unwrap(), before, "part of a refused transaction was written");
+    let response = f.call(Method::Post, "", "", Some(&bundle("batch", &[stranger, bill()])), None);
+    assert_eq!(response.status, 200, "{}", body(&response));
+    let answer = body(&response);
+    assert!(answer["entry"][0]["response"]["status"].as_str().unwrap().starts_with("201"), "{answer}");
+    assert!(answer["entry"][1]["response"]["status"].as_str().unwrap().starts_with("409"), "{answer}");
+    assert_eq!(f.store.count_live().unwrap(), before + 1);
+}

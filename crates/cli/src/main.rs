@@ -430,6 +430,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         ..ApiConfig::default()
     };
     let api = Arc::new(Api::new(store.clone(), api_config));
+    // Matching needs the index of Patients; building it (about half a minute for a million)
+    // starts now rather than under the first registration.
+    api.warm_patient_index();
     let audit = privacy::AuditOptions {
         durability: match args.audit_durability {
             AuditDurability::Strict => privacy::Durability::Strict,

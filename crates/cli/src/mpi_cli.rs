@@ -124,7 +124,12 @@ fn patient_id(text: &str) -> String {
 /// Runs a merge or an unmerge through the API as `by` (with an administrator's rights: the
 /// command line holds the data directory), records it in the audit trail, and prints the
 /// outcome.
-fn change(store_args: &crate::StoreArgs, operation: &str, parameters: serde_json::Value, by: &str) -> Result<ExitCode> {
+fn change(
+    store_args: &crate::StoreArgs,
+    operation: &str,
+    parameters: serde_json::Value,
+    by: &str,
+) -> Result<ExitCode> {
     if by.trim().is_empty() {
         bail!("--by must name who makes the change");
     }
@@ -168,8 +173,8 @@ fn change(store_args: &crate::StoreArgs, operation: &str, parameters: serde_json
     let recorded = runtime.block_on(audit.record(access).durable());
     audit.close();
     store.close();
-    let answer: serde_json::Value = serde_json::from_slice(response.body.as_deref().unwrap_or(b"{}"))
-        .unwrap_or(serde_json::Value::Null);
+    let answer: serde_json::Value =
+        serde_json::from_slice(response.body.as_deref().unwrap_or(b"{}")).unwrap_or(serde_json::Value::Null);
     let issues = match answer["resourceType"].as_str() {
         Some("Parameters") => answer["parameter"]
             .as_array()

@@ -140,13 +140,17 @@ fn merge_and_unmerge_from_the_command_line_are_recorded() {
     let (keep, dup) = (first["original"].as_str().unwrap(), first["duplicate"].as_str().unwrap());
     let data_arg = path(&data);
     let merge = |extra: &[&str]| {
-        let mut args = vec!["mpi", "merge", "--data", data_arg, "--source", dup, "--target", keep, "--by", "hana"];
+        let mut args =
+            vec!["mpi", "merge", "--data", data_arg, "--source", dup, "--target", keep, "--by", "hana"];
         args.extend_from_slice(extra);
         chartroom(&args)
     };
     let preview = merge(&["--preview"]);
     let said = String::from_utf8_lossy(&preview.stdout).into_owned();
-    assert!(preview.status.success() && said.contains("preview") && said.contains("nothing was changed"), "{said}");
+    assert!(
+        preview.status.success() && said.contains("preview") && said.contains("nothing was changed"),
+        "{said}"
+    );
     let merged = merge(&[]);
     let said = String::from_utf8_lossy(&merged.stdout).into_owned();
     assert!(merged.status.success() && said.contains("merged") && said.contains("Provenance/"), "{said}");
@@ -161,7 +165,8 @@ fn merge_and_unmerge_from_the_command_line_are_recorded() {
     let undone = ok(&["mpi", "unmerge", "--data", data_arg, "--source", dup, "--by", "hana"]);
     assert!(undone.contains("unmerged"), "{undone}");
     // Both changes are in the audit trail, which still verifies.
-    let disclosures = ok(&["audit", "disclosures", "--data", data_arg, "--patient", dup.trim_start_matches("Patient/")]);
+    let disclosures =
+        ok(&["audit", "disclosures", "--data", data_arg, "--patient", dup.trim_start_matches("Patient/")]);
     assert!(disclosures.matches("hana").count() >= 2, "{disclosures}");
     ok(&["audit", "verify", "--data", data_arg]);
 }

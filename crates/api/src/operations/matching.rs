@@ -3,11 +3,13 @@
 //! duplicates one on file is answered with the candidates as a warning, or refused with 409).
 //!
 //! Matching uses an index of every Patient kept by the API (`mpi::index::Index`), brought up
-//! to date with the Patient versions written since it last looked, and rebuilt (the model
-//! estimated again) once a tenth of the register changed. What a caller is shown of it passes the
+//! to date with the Patient versions written since it last looked; once a tenth of the register
+//! changed, a fresh one (the model estimated again) is built in the background and swapped in.
+//! A server builds the first one at start ([`Api::warm_patient_index`]). What a caller is shown of it passes the
 //! gate: a candidate they may not see is left out, as in a search.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use fhir::{IssueType, OperationOutcome};
 use mpi::index::{Found, Index, grade};
@@ -18,6 +20,7 @@ use serde_json::{Value as Json, json};
 use super::{Inputs, json_response};
 use crate::access::Gate;
 use crate::{Api, ApiError, Response};
+use store::Store;
 
 /// What a create of a Patient that probably duplicates one on file gets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -32,38 +35,105 @@ pub enum DuplicateCheck {
     Refuse,
 }
 
-/// The index and the newest Patient write it has seen.
+/// The index of every active Patient, the newest Patient write it has seen, and whether a
+/// fresh one is being built beside it.
 #[derive(Default)]
-pub(crate) struct PatientIndex(Mutex<Option<(i64, Index)>>);
+pub(crate) struct PatientIndex {
+    current: Mutex<Option<(i64, Index)>>,
+    rebuilding: AtomicBool,
+}
 
 const MATCH_GRADE: &str = "http://hl7.org/fhir/StructureDefinition/match-grade";
 
+/// The newest Patient versions, a page before `before` (newest first).
+fn patient_versions(store: &dyn Store, before: Option<i64>) -> Result<store::HistoryPage, ApiError> {
+    Ok(store.history(
+        &store::HistoryScope::Type("Patient".into()),
+        &store::HistoryQuery { count: 500, before_seq: before, ..Default::default() },
+    )?)
+}
+
+/// A new index of every active Patient, stamped with the newest Patient write before the
+/// scan (versions written during it are applied again later, which changes nothing).
+fn build_index(store: &dyn Store) -> Result<(i64, Index), ApiError> {
+    let stamp = patient_versions(store, None)?.versions.first().map_or(0, |v| v.seq);
+    let mut people = Vec::new();
+    store.scan_type("Patient", None, &mut |_, _, body| {
+        if let Ok(patient) = serde_json::from_slice::<Json>(body)
+            // Records merged away are not matched again.
+            && patient["active"] != false
+        {
+            people.push(Person::from_patient(&patient));
+        }
+        Ok(())
+    })?;
+    Ok((stamp, Index::build(people, &mpi::model::Training::default())))
+}
+
+impl PatientIndex {
+    /// Builds a fresh index on a thread of its own and swaps it in when done; requests go on
+    /// matching against the one in place meanwhile (kept current one write at a time). With
+    /// no index yet, the first requests wait for this one.
+    fn rebuild_in_background(self: &Arc<Self>, store: Arc<dyn Store>) {
+        if self.rebuilding.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let this = Arc::clone(self);
+        let started = std::thread::Builder::new().name("patient-index".into()).spawn(move || {
+            // With nothing in place, hold the lock while building: a request waits for this
+            // build rather than starting a second one.
+            let mut waiting = match this.current.lock() {
+                Ok(guard) if guard.is_none() => Some(guard),
+                _ => None,
+            };
+            match build_index(store.as_ref()) {
+                Ok(built) => match waiting.as_mut() {
+                    Some(guard) => **guard = Some(built),
+                    None => {
+                        if let Ok(mut guard) = this.current.lock() {
+                            *guard = Some(built);
+                        }
+                    }
+                },
+                Err(error) => eprintln!("the patient index could not be built: {error:?}"),
+            }
+            drop(waiting);
+            this.rebuilding.store(false, Ordering::SeqCst);
+        });
+        if started.is_err() {
+            self.rebuilding.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
 impl Api {
+    /// Starts building the index of Patients in the background (a server calls this at
+    /// start, so the first `$match` or registration does not wait for it).
+    pub fn warm_patient_index(&self) {
+        self.patient_index.rebuild_in_background(self.store.clone());
+    }
+
     /// Runs `use_index` on the index of every active Patient, brought up to date first: the
-    /// Patient versions written since it last looked are applied one by one, and the whole
-    /// index is rebuilt (the model estimated again) once a tenth of it changed.
+    /// Patient versions written since it last looked are applied one by one. Once a tenth of
+    /// it changed, a fresh index (the model estimated again) is built in the background.
     fn with_patient_index<T>(&self, use_index: impl FnOnce(&Index) -> T) -> Result<T, ApiError> {
-        let newest = |before: Option<i64>| {
-            self.store.history(
-                &store::HistoryScope::Type("Patient".into()),
-                &store::HistoryQuery { count: 500, before_seq: before, ..Default::default() },
-            )
-        };
-        let stamp = newest(None)?.versions.first().map_or(0, |v| v.seq);
+        let stamp = patient_versions(self.store.as_ref(), None)?.versions.first().map_or(0, |v| v.seq);
         let mut cached = self
             .patient_index
-            .0
+            .current
             .lock()
             .map_err(|_| ApiError::internal("the patient index lock is poisoned"))?;
-        if let Some((seen, index)) = cached.as_mut()
-            && *seen != stamp
-            && !index.needs_estimate()
-        {
+        if cached.is_none() {
+            *cached = Some(build_index(self.store.as_ref())?);
+        }
+        let (seen, index) =
+            cached.as_mut().ok_or_else(|| ApiError::internal("the patient index is missing"))?;
+        if *seen < stamp {
             // Newest first: the first version seen of each Patient is its current one.
             let mut applied = std::collections::HashSet::new();
             let mut before = None;
             'pages: loop {
-                let page = newest(before)?;
+                let page = patient_versions(self.store.as_ref(), before)?;
                 for version in &page.versions {
                     if version.seq <= *seen {
                         break 'pages;
@@ -87,21 +157,9 @@ impl Api {
             }
             *seen = stamp;
         }
-        let current = cached.as_ref().is_some_and(|(seen, index)| *seen == stamp && !index.needs_estimate());
-        if !current {
-            let mut people = Vec::new();
-            self.store.scan_type("Patient", None, &mut |_, _, body| {
-                if let Ok(patient) = serde_json::from_slice::<Json>(body)
-                    // Records merged away are not matched again.
-                    && patient["active"] != false
-                {
-                    people.push(Person::from_patient(&patient));
-                }
-                Ok(())
-            })?;
-            *cached = Some((stamp, Index::build(people, &mpi::model::Training::default())));
+        if index.needs_estimate() {
+            self.patient_index.rebuild_in_background(self.store.clone());
         }
-        let (_, index) = cached.as_ref().ok_or_else(|| ApiError::internal("the patient index is missing"))?;
         Ok(use_index(index))
     }
 
