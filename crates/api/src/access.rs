@@ -295,9 +295,10 @@ impl Gate {
         self.caller.as_deref().is_none_or(|c| policy::may_create(&c.identity, resource_type))
     }
 
-    /// Whether the caller may change resources of `resource_type` ([`policy::may_update`]).
-    pub(crate) fn may_update(&self, resource_type: &str) -> bool {
-        self.caller.as_deref().is_none_or(|c| policy::may_update(&c.identity, resource_type))
+    /// Whether a merge by the caller may move resources of `resource_type` from one
+    /// registration to another ([`policy::may_move_in_merge`]).
+    pub(crate) fn may_move_in_merge(&self, resource_type: &str) -> bool {
+        self.caller.as_deref().is_none_or(|c| policy::may_move_in_merge(&c.identity, resource_type))
     }
 
     /// Who is asking, as a record of who did something names them: their `fhirUser`
@@ -550,8 +551,14 @@ impl ConsentCache {
     /// Forgets the directives after a write that may have changed a Consent (any Bundle may
     /// hold one, however its JSON spells the type).
     pub(crate) fn forget_after(&self, route: &Route) {
-        let consent_written =
-            route.writes() && (route.resource_type() == Some("Consent") || matches!(route, Route::Bundle));
+        // An operation writing every type (a merge) may move a Consent to another patient.
+        let moves_any = |name: &str| {
+            crate::operations::registry::find(name)
+                .is_some_and(|op| op.access.writes == privacy::policy::Writes::EveryType)
+        };
+        let consent_written = (route.writes()
+            && (route.resource_type() == Some("Consent") || matches!(route, Route::Bundle)))
+            || matches!(route, Route::Operation { name, .. } if moves_any(name));
         if consent_written {
             self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             if let Ok(mut snapshot) = self.snapshot.write() {

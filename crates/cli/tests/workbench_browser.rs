@@ -91,6 +91,10 @@ fn every_role_works_in_the_workbench_in_a_real_browser() {
             "status": "active", "intent": "order", "subject": { "reference": format!("Patient/lung-{n}") },
             "medicationCodeableConcept": { "coding": [{ "system": rxnorm, "code": code }] }, "authoredOn": "2021-12-02T10:00:00Z" })));
     }
+    // The patient registered a second time, for the duplicates flow.
+    let mut twin = patients[0].clone();
+    twin["id"] = json!("zz-twin");
+    patients_cohort.push_str(&format!("{twin}\n"));
     std::fs::write(waiting.join("Patient.ndjson"), patients_cohort).unwrap();
     std::fs::write(waiting.join("Condition.ndjson"), conditions).unwrap();
     std::fs::write(waiting.join("MedicationRequest.ndjson"), orders).unwrap();
@@ -101,6 +105,7 @@ fn every_role_works_in_the_workbench_in_a_real_browser() {
         ("cody", "coder", None),
         ("priv", "privacy-officer", None),
         ("ana", "analyst", None),
+        ("hana", "him-technician", None),
         ("pat", "patient", Some(own.as_str())),
         ("root", "admin", None),
     ] {
@@ -137,6 +142,9 @@ fn every_role_works_in_the_workbench_in_a_real_browser() {
             user("pat", "patient",
                  paths(&["/", "/patients", &format!("/patients/{own}"), &format!("/patients/{own}/viewers")]),
                  paths(&[&format!("/patients/{other}"), &format!("/records/Patient/{other}"), "/coding", "/privacy/audit", "/admin", "/quality"])),
+            user("hana", "him-technician",
+                 paths(&["/", "/duplicates", "/duplicates?status=decided", "/patients"]),
+                 paths(&["/privacy/audit", "/admin"])),
             user("root", "admin",
                  paths(&["/", "/admin", "/quality", &format!("/quality/{check}"), &format!("/records/Patient/{own}"), "/privacy/audit", &format!("/patients/{own}/history/Patient/{own}")]),
                  Vec::new()),
@@ -187,6 +195,20 @@ fn every_role_works_in_the_workbench_in_a_real_browser() {
                 { "expect_text": "Numbers at risk" },
                 { "screenshot": "flow-cohort" },
             ] },
+            { "user": "hana", "steps": [
+                { "goto": "/duplicates" },
+                { "expect_text": "Pairs waiting for a decision" },
+                { "click": "form[action='/duplicates/decide'] button[value=same-person]" },
+                { "expect_text": "recorded" },
+                { "goto": "/duplicates?status=decided" },
+                { "click": "main a[href^='/duplicates/merge']" },
+                { "expect_text": "What would change" },
+                { "submit": "form[action='/duplicates/merge']" },
+                { "expect_text": "Undo this merge" },
+                { "screenshot": "flow-merged" },
+                { "submit": "form[action='/duplicates/unmerge']" },
+                { "expect_text": "unmerged" },
+            ] },
             { "user": "priv", "steps": [
                 { "goto": "/privacy/audit" },
                 { "click": "form[action='/privacy/verify'] button" },
@@ -209,7 +231,7 @@ fn every_role_works_in_the_workbench_in_a_real_browser() {
     assert!(output.status.success(), "browser check failed:\n{stdout}\n{stderr}");
     let summary: Value = serde_json::from_str(stdout.lines().last().unwrap_or("{}")).expect("summary");
     assert!(summary["pages"].as_u64().unwrap_or(0) >= 20, "{summary}");
-    assert_eq!(summary["flows_ok"], 7, "{summary}");
+    assert_eq!(summary["flows_ok"], 8, "{summary}");
     drop(server);
     // The code assigned in the browser is in the audit trail, as the coder's write.
     let entries = privacy::audit::entries(&data).expect("the trail");

@@ -184,6 +184,29 @@ mod tests {
     }
 
     #[test]
+    fn registrations_without_names_or_ids_are_never_certain() {
+        let mut people: Vec<Person> = (0..50)
+            .map(|n| person(&format!("p{n}"), "ann", &format!("family{n}"), (1950 + n as u16, 1, 2)))
+            .collect();
+        let nameless = |id: &str| Person {
+            id: id.into(),
+            birth: Some((1950, 1, 1)),
+            sex: "male".into(),
+            city: "springfield".into(),
+            street: "1 elm st".into(),
+            postcode: "45402".into(),
+            ..Person::default()
+        };
+        people.push(nameless("n1"));
+        people.push(nameless("n2"));
+        let index = Index::build(people, &Training::default());
+        let found = index.matches(&nameless("n1"));
+        let twin = found.iter().find(|f| f.id == "n2").expect("the nameless twin is a candidate");
+        assert!(twin.probability <= crate::model::UNIDENTIFIED_MAX, "{}", twin.probability);
+        assert_eq!(grade(twin.probability), "probable");
+    }
+
+    #[test]
     fn registrations_are_kept_current_without_a_rebuild() {
         let people: Vec<Person> = (0..50)
             .map(|n| person(&format!("p{n}"), "ann", &format!("family{n}"), (1950 + n as u16, 1, 2)))

@@ -295,6 +295,15 @@ fn value_of(person: &Person, field: usize) -> &str {
     }
 }
 
+/// The highest probability of a pair that cannot be compared on any name or national id.
+pub const UNIDENTIFIED_MAX: f64 = 0.98;
+
+/// Whether the pair can be compared on the given name, the family name or the national id
+/// (each side has it).
+fn identifies(vector: &Vector) -> bool {
+    [0usize, 1, 9].iter().any(|&field| vector[field] != 0)
+}
+
 /// One field's part of a pair's evidence.
 #[derive(Clone, Debug, Serialize)]
 pub struct Evidence {
@@ -306,12 +315,22 @@ pub struct Evidence {
 
 impl Model {
     /// The match probability of a pair, and each field's evidence.
+    ///
+    /// A pair that cannot be compared on any name or the national id (missing on one side)
+    /// is never certain, however much else agrees: two nameless registrations born the same
+    /// day in one town are for a person to judge (HIM practice: an automatic link needs the
+    /// name or an identifier), so such a pair is held just below
+    /// [`crate::linkage::LINK_THRESHOLD`]. Names that differ are weighed by the model.
     pub fn score(&self, a: &Person, vector: &Vector, frequencies: &TermFrequencies) -> (f64, f64) {
         let mut total = logit(self.lambda.clamp(1e-9, 1.0 - 1e-9));
         for (field, level) in vector.iter().enumerate() {
             total += self.weight(a, field, *level, frequencies);
         }
-        (sigmoid(total), total)
+        let mut probability = sigmoid(total);
+        if !identifies(vector) {
+            probability = probability.min(UNIDENTIFIED_MAX);
+        }
+        (probability, total)
     }
 
     fn weight(&self, a: &Person, field: usize, level: u8, frequencies: &TermFrequencies) -> f64 {

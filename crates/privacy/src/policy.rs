@@ -346,6 +346,17 @@ pub fn may_update(identity: &Identity, resource_type: &str) -> bool {
         && resource_type != "AuditEvent"
 }
 
+/// Whether a merge of duplicate registrations by `identity` may move resources of
+/// `resource_type` from the source to the target: what they may change, and, for the record's
+/// stewards, consent directives too (a directive left on the merged-away registration would no
+/// longer protect the person's record: moving it keeps it binding). Never the audit trail.
+pub fn may_move_in_merge(identity: &Identity, resource_type: &str) -> bool {
+    may_update(identity, resource_type)
+        || (resource_type == "Consent"
+            && stewards_records(identity)
+            && reach(identity, Interaction::Update, resource_type) != Reach::No)
+}
+
 /// Whether `identity` may search `resource_type` (a conditional create asks the store a
 /// search's question, and its answer shows).
 pub fn may_search(identity: &Identity, resource_type: &str) -> bool {

@@ -596,4 +596,8 @@ fn only_the_records_stewards_merge_unmerge_and_decide_duplicates() {
     assert!(policy::may_update(&identity(Role::Admin, None, None), "Consent"));
     assert!(!policy::may_update(&identity(Role::Admin, None, None), "AuditEvent"));
     assert!(!policy::may_update(&identity(Role::Analyst, None, None), "Observation"));
+    // A merge keeps consent directives binding by moving them with the record.
+    assert!(policy::may_move_in_merge(&identity(Role::HimTechnician, None, None), "Consent"));
+    assert!(!policy::may_move_in_merge(&identity(Role::Clinician, None, None), "Consent"));
+    assert!(!policy::may_move_in_merge(&identity(Role::Admin, None, None), "AuditEvent"));
 }

@@ -32,6 +32,8 @@ use web::Area;
 use crate::audit::Slot;
 use crate::{AppState, edge};
 
+mod duplicates;
+
 const SESSION_COOKIE: &str = "chartroom_session";
 const SIGN_IN_COOKIE: &str = "chartroom_signin";
 const IDLE_SECONDS: u64 = 30 * 60;
@@ -143,6 +145,10 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/quality/run", post(quality_run))
         .route("/quality/{check}", get(quality_check))
         .route("/records/{kind}/{id}", get(record))
+        .route("/duplicates", get(duplicates::queue))
+        .route("/duplicates/decide", post(duplicates::decide))
+        .route("/duplicates/merge", get(duplicates::merge_form).post(duplicates::merge))
+        .route("/duplicates/unmerge", post(duplicates::unmerge))
         .route("/coding", get(worklist))
         .route("/coding/encounters/{id}", get(encounter).post(assign))
         .route("/analytics", get(analytics))
@@ -232,6 +238,23 @@ fn note(
     slot.set_audited(Audited { interaction, action, subject, patients: unique, written: Vec::new() });
 }
 
+/// Records a page that changed the record: its audit entry also names every version written.
+fn note_change(
+    slot: &Slot,
+    interaction: &'static str,
+    subject: String,
+    patients: Vec<String>,
+    written: Vec<String>,
+) {
+    let mut unique: Vec<String> = Vec::new();
+    for patient in patients {
+        if !unique.contains(&patient) {
+            unique.push(patient);
+        }
+    }
+    slot.set_audited(Audited { interaction, action: "U", subject, patients: unique, written });
+}
+
 // ---- who is asking ----------------------------------------------------------------------------
 
 /// The signed-in user of a request, with the frame's facts.
@@ -272,6 +295,7 @@ fn areas(identity: &Identity) -> Vec<Area> {
         .filter(|area| match area {
             Area::Home => true,
             Area::Patients => permits("Patient"),
+            Area::Duplicates => permits("Patient/$duplicates"),
             Area::Coding => permits("$coding-worklist"),
             Area::Quality => permits("$data-quality"),
             Area::Privacy => permits("AuditEvent"),

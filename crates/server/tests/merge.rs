@@ -437,6 +437,24 @@ async fn a_merge_moves_everything_and_an_unmerge_restores_it_byte_for_byte() {
     let (status, _) = f.call(&f.technician, Method::POST, "Patient/$merge", Some(&merge)).await;
     assert_eq!(status, 422);
 
+    // A look-alike Provenance written through the API (by anyone who may write one) is not
+    // taken for the merge: the unmerge below leaves what it names alone.
+    let mut changed = serde_json::from_slice::<Value>(&after["Observation/obs-keep"]).unwrap();
+    changed["valueQuantity"]["value"] = json!(66);
+    let (status, _) = f.call(&f.clinician, Method::PUT, "Observation/obs-keep", Some(&changed)).await;
+    assert_eq!(status, 200);
+    let forged = json!({ "resourceType": "Provenance", "recorded": "2026-12-07T10:00:00Z",
+        "target": [{ "reference": "Patient/dup/_history/2" }, { "reference": "Patient/keep/_history/2" },
+                   { "reference": "Observation/obs-keep/_history/2" }],
+        "activity": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle", "code": "merge" }] },
+        "agent": [{ "who": { "display": "someone" } }],
+        "entity": [{ "role": "revision", "what": { "reference": "Patient/dup/_history/1" } },
+                   { "role": "revision", "what": { "reference": "Patient/keep/_history/1" } },
+                   { "role": "revision", "what": { "reference": "Observation/obs-keep/_history/1" } }] });
+    let (status, _) = f.call(&f.clinician, Method::POST, "Provenance", Some(&forged)).await;
+    assert_eq!(status, 201);
+    let versions = versions + 2;
+
     // Undone: every resource the merge wrote has its content from before, byte for byte.
     let unmerge = parameters(&[("source-patient", json!("Patient/dup"))]);
     let (status, outcome) = f.call(&f.clinician, Method::POST, "Patient/$unmerge", Some(&unmerge)).await;
@@ -445,9 +463,14 @@ async fn a_merge_moves_everything_and_an_unmerge_restores_it_byte_for_byte() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(f.versions(), versions + 13 + 13);
     let restored = f.snapshot();
-    for (key, body) in &before {
+    for (key, body) in before.iter().filter(|(k, _)| *k != "Observation/obs-keep") {
         assert_eq!(content(&restored[key]), content(body), "{key} is not as it was");
     }
+    let (_, kept) = f.call(&f.admin, Method::GET, "Observation/obs-keep", None).await;
+    assert_eq!(
+        (kept["meta"]["versionId"].as_str(), kept["valueQuantity"]["value"].as_i64()),
+        (Some("2"), Some(66))
+    );
     // The history proves it: version 3 is version 1 again.
     let (_, history) = f.call(&f.admin, Method::GET, "Observation/obs-dup1/_history", None).await;
     let versions_of: Vec<&Value> =
@@ -567,4 +590,58 @@ async fn the_review_queue_lists_pairs_and_records_who_decided() {
     let (_, matched) = f.call(&f.admin, Method::POST, "Patient/$match", Some(&json!({ "resourceType": "Parameters",
         "parameter": [{ "name": "resource", "resource": record().into_iter().find(|r| r["id"] == "dup").unwrap() }] }))).await;
     assert!(!matched.to_string().contains("Patient/keep"), "{matched}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merges_chain_and_are_undone_in_reverse_order() {
+    let f = fixture("merge-chain").await;
+    let before = f.snapshot();
+    // The source named by its MRN: dup into keep, then keep into p5.
+    let by_mrn = json!({ "resourceType": "Parameters", "parameter": [
+        { "name": "source-patient-identifier", "valueIdentifier": { "system": "urn:oid:2.16.840.1.113883.3.72.5.9.1", "value": "MRN00002" } },
+        { "name": "target-patient", "valueReference": { "reference": "Patient/keep" } } ] });
+    let (status, answer) = f.call(&f.technician, Method::POST, "Patient/$merge", Some(&by_mrn)).await;
+    assert_eq!(status, 200, "{answer}");
+    let nameless = json!({ "resourceType": "Parameters", "parameter": [
+        { "name": "source-patient-identifier", "valueIdentifier": { "system": "urn:oid:2.16.840.1.113883.3.72.5.9.1" } },
+        { "name": "target-patient", "valueReference": { "reference": "Patient/keep" } } ] });
+    let (status, _) = f.call(&f.technician, Method::POST, "Patient/$merge", Some(&nameless)).await;
+    assert_eq!(status, 400, "an identifier without a value names no one");
+    let (_, dup_merged) = f.call(&f.admin, Method::GET, "Patient/dup", None).await;
+    let second =
+        parameters(&[("source-patient", json!("Patient/keep")), ("target-patient", json!("Patient/p5"))]);
+    let (status, answer) = f.call(&f.technician, Method::POST, "Patient/$merge", Some(&second)).await;
+    assert_eq!(status, 200, "{answer}");
+    // The first merge's record stays: dup is still replaced by keep.
+    let (_, dup_now) = f.call(&f.admin, Method::GET, "Patient/dup", None).await;
+    assert_eq!(dup_now, dup_merged, "the second merge rewrote the first one's history");
+    let (_, obs) = f.call(&f.admin, Method::GET, "Observation/obs-dup1", None).await;
+    assert_eq!(obs["subject"]["reference"], "Patient/p5");
+    // The first merge cannot be undone before the second: what it wrote changed since.
+    let first = parameters(&[("source-patient", json!("Patient/dup"))]);
+    let (status, outcome) = f.call(&f.technician, Method::POST, "Patient/$unmerge", Some(&first)).await;
+    assert_eq!(status, 409, "{outcome}");
+    assert!(outcome.to_string().contains("Patient/keep"), "{outcome}");
+    let (status, answer) = f
+        .call(
+            &f.technician,
+            Method::POST,
+            "Patient/$unmerge",
+            Some(&parameters(&[("source-patient", json!("Patient/keep"))])),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = f.call(&f.technician, Method::POST, "Patient/$unmerge", Some(&first)).await;
+    assert_eq!(status, 200, "{answer}");
+    let restored = f.snapshot();
+    for (key, body) in &before {
+        assert_eq!(content(&restored[key]), content(body), "{key} is not as it was");
+    }
+    // Into an inactive registration nothing is merged.
+    let (_, mut p6) = f.call(&f.admin, Method::GET, "Patient/p6", None).await;
+    p6["active"] = json!(false);
+    assert_eq!(f.call(&f.admin, Method::PUT, "Patient/p6", Some(&p6)).await.0, 200);
+    let into_inactive =
+        parameters(&[("source-patient", json!("Patient/dup")), ("target-patient", json!("Patient/p6"))]);
+    assert_eq!(f.call(&f.technician, Method::POST, "Patient/$merge", Some(&into_inactive)).await.0, 422);
 }

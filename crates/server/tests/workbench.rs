@@ -31,6 +31,7 @@ async fn fixture(name: &str) -> Fixture {
         ("alice", Role::Patient, Some("pa")),
         ("pat-officer", Role::PrivacyOfficer, None),
         ("ana", Role::Analyst, None),
+        ("hana", Role::HimTechnician, None),
         ("root", Role::Admin, None),
     ] {
         if user != "root" {
@@ -378,4 +379,99 @@ async fn scans_see_what_a_page_just_wrote() {
     })
     .unwrap();
     assert_eq!((conditions, everything), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_him_department_reviews_merges_and_unmerges_duplicates() {
+    let f = fixture("workbench-duplicates").await;
+    // Forty people, and Dana Whitfield registered twice.
+    let admin = f.security.users.add("loader", Role::Admin, None, None).unwrap();
+    let mut entries = Vec::new();
+    let mut person = |id: String, given: &str, family: &str, birth: String, street: String| {
+        let resource = json!({ "resourceType": "Patient", "id": id, "gender": "female", "birthDate": birth,
+            "name": [{ "use": "official", "family": family, "given": [given] }],
+            "address": [{ "use": "home", "line": [street], "city": "Dayton", "state": "OH", "postalCode": "45402" }] });
+        entries.push(
+            json!({ "resource": resource, "request": { "method": "PUT", "url": format!("Patient/{id}") } }),
+        );
+    };
+    let given = ["Ann", "Bo", "Cyd", "Dee", "Eli", "Fay", "Gus", "Hal"];
+    let family = ["Adams", "Baker", "Clark", "Dunn", "Evans"];
+    for n in 0..40 {
+        person(
+            format!("p{n}"),
+            given[n % 8],
+            family[n / 8],
+            format!("19{:02}-0{}-1{}", 40 + n, 1 + n % 9, n % 10),
+            format!("{} Main St", 100 + n),
+        );
+    }
+    person("dw1".into(), "Danielle", "Whitfield", "1984-07-21".into(), "42 Oak Ave".into());
+    person("dw2".into(), "Dani", "Whitfield", "1984-07-21".into(), "42 Oak Ave".into());
+    entries.push(json!({ "resource": { "resourceType": "Observation", "id": "obs-dw2", "status": "final",
+        "code": { "text": "Pulse" }, "subject": { "reference": "Patient/dw2" } },
+        "request": { "method": "PUT", "url": "Observation/obs-dw2" } }));
+    let response = f
+        .server
+        .client
+        .post(f.server.url(""))
+        .bearer_auth(&admin)
+        .header("content-type", "application/fhir+json")
+        .body(json!({ "resourceType": "Bundle", "type": "transaction", "entry": entries }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let hana = sign_in(&f, "hana").await;
+    let (status, page, _) = get(&f, Some(&hana), "/duplicates").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Whitfield") && page.contains("value=\"same-person\""), "{page}");
+    // An analyst sees the queue but cannot decide; a patient does not see it.
+    let ana = sign_in(&f, "ana").await;
+    let (status, page, _) = get(&f, Some(&ana), "/duplicates").await;
+    assert!(status == 200 && page.contains("Whitfield") && !page.contains("same-person"), "{page}");
+    let alice = sign_in(&f, "alice").await;
+    assert_eq!(get(&f, Some(&alice), "/duplicates").await.0, 403);
+    let decide = [("csrf", hana.csrf.as_str()), ("a", "dw1"), ("b", "dw2"), ("decision", "same-person")];
+    assert_eq!(
+        post(
+            &f,
+            &hana,
+            "/duplicates/decide",
+            &[("csrf", "forged"), ("a", "dw1"), ("b", "dw2"), ("decision", "same-person")]
+        )
+        .await
+        .0,
+        403
+    );
+    let (status, page) = post(&f, &hana, "/duplicates/decide", &decide).await;
+    assert!(status == 200 && page.contains("recorded"), "{page}");
+    let (_, page, _) = get(&f, Some(&hana), "/duplicates?status=decided").await;
+    assert!(page.contains("/duplicates/merge?source=dw2&amp;target=dw1"), "{page}");
+    let (status, page, _) = get(&f, Some(&hana), "/duplicates/merge?source=dw2&target=dw1").await;
+    assert!(status == 200 && page.contains("would move Observation/obs-dw2"), "{page}");
+    // The analyst may not merge; the technician may, and undo it.
+    let (status, _) =
+        post(&f, &ana, "/duplicates/merge", &[("csrf", &ana.csrf), ("source", "dw2"), ("target", "dw1")])
+            .await;
+    assert_eq!(status, 403);
+    let (status, page) =
+        post(&f, &hana, "/duplicates/merge", &[("csrf", &hana.csrf), ("source", "dw2"), ("target", "dw1")])
+            .await;
+    assert!(
+        status == 200
+            && page.contains("merged Patient/dw2 into Patient/dw1")
+            && page.contains("Undo this merge"),
+        "{page}"
+    );
+    let entry = audited(&f, "workbench-duplicates-merge").pop().expect("the merge's audit entry");
+    assert!(
+        entry.user == "hana" && entry.resources.iter().any(|r| r == "Observation/obs-dw2/_history/2"),
+        "{entry:?}"
+    );
+    let (status, page) =
+        post(&f, &hana, "/duplicates/unmerge", &[("csrf", &hana.csrf), ("source", "dw2")]).await;
+    assert!(status == 200 && page.contains("unmerged Patient/dw2"), "{page}");
+    assert_eq!(audited(&f, "workbench-duplicates-unmerge").len(), 1);
 }

@@ -13,6 +13,7 @@ pub mod analytics;
 pub mod authorize;
 pub mod chart;
 pub mod diff;
+pub mod duplicates;
 pub mod svg;
 pub mod views;
 
@@ -29,6 +30,7 @@ pub const STYLESHEET_PATH: &str = "/assets/workbench.css";
 pub enum Area {
     Home,
     Patients,
+    Duplicates,
     Coding,
     Quality,
     Privacy,
@@ -37,9 +39,10 @@ pub enum Area {
 }
 
 impl Area {
-    pub const ALL: [Area; 7] = [
+    pub const ALL: [Area; 8] = [
         Area::Home,
         Area::Patients,
+        Area::Duplicates,
         Area::Coding,
         Area::Quality,
         Area::Privacy,
@@ -51,6 +54,7 @@ impl Area {
         match self {
             Area::Home => "/",
             Area::Patients => "/patients",
+            Area::Duplicates => "/duplicates",
             Area::Coding => "/coding",
             Area::Quality => "/quality",
             Area::Privacy => "/privacy",
@@ -63,6 +67,7 @@ impl Area {
         match self {
             Area::Home => "Home",
             Area::Patients => "Patients",
+            Area::Duplicates => "Duplicates",
             Area::Coding => "Coding",
             Area::Quality => "Data quality",
             Area::Privacy => "Privacy",
@@ -76,6 +81,9 @@ impl Area {
         match self {
             Area::Home => "",
             Area::Patients => "Find a patient, read the chart, see each record's versions and who viewed it.",
+            Area::Duplicates => {
+                "Probable duplicate registrations to review; merge those of one person, and undo a merge."
+            }
             Area::Coding => "Encounters waiting to be coded, with suggested codes and coding edits.",
             Area::Quality => "The data-quality checks, their trend, and the records that fail them.",
             Area::Privacy => {

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use fhir::{IssueType, OperationOutcome};
+use mpi::compare::Vector;
 use mpi::index::{Found, Index, grade};
 use mpi::linkage::{LINK_THRESHOLD, REVIEW_THRESHOLD};
 use mpi::person::Person;
@@ -374,38 +375,21 @@ impl Api {
         };
         let count = inputs.whole_number("_count")?.unwrap_or(100).clamp(1, 1000);
         let decisions = self.decisions()?;
-        // Each candidate pair with its evidence, worked out under the index's lock.
-        let candidates: Vec<(String, String, f64, Json)> = self.with_patient_index(|index| {
+        // The candidate pairs; each field's evidence is worked out below for the pairs shown.
+        let candidates: Vec<(String, String, f64, Vector)> = self.with_patient_index(|index| {
             index
                 .pairs(REVIEW_THRESHOLD)
                 .into_iter()
-                .map(|(a, found)| {
-                    let evidence = index
-                        .person(&a)
-                        .map(|person| index.model.explain(person, &found.vector, &index.frequencies))
-                        .unwrap_or_default();
-                    let evidence: Vec<Json> = evidence
-                        .iter()
-                        .filter(|e| e.level != "missing")
-                        .map(|e| {
-                            json!({ "name": "evidence", "part": [
-                                { "name": "field", "valueString": e.field },
-                                { "name": "level", "valueString": e.level },
-                                { "name": "weight", "valueDecimal": (e.weight * 1000.0).round() / 1000.0 },
-                            ]})
-                        })
-                        .collect();
-                    (a, found.id, found.probability, Json::Array(evidence))
-                })
+                .map(|(a, f)| (a, f.id, f.probability, f.vector))
                 .collect()
         })?;
-        let mut rows: Vec<(String, String, Option<f64>, Json)> = Vec::new();
+        let mut rows: Vec<(String, String, Option<(f64, Vector)>)> = Vec::new();
         if listed != Listed::Decided {
             rows.extend(
                 candidates
                     .iter()
                     .filter(|(a, b, ..)| listed == Listed::All || decisions.on(a, b).is_none())
-                    .map(|(a, b, p, e)| (a.clone(), b.clone(), Some(*p), e.clone())),
+                    .map(|(a, b, p, v)| (a.clone(), b.clone(), Some((*p, *v)))),
             );
         }
         if listed != Listed::Waiting {
@@ -416,31 +400,54 @@ impl Api {
                 if listed == Listed::All && known.is_some() {
                     continue; // listed with the candidates already
                 }
-                rows.push((
-                    decision.a.clone(),
-                    decision.b.clone(),
-                    known.map(|k| k.2),
-                    known.map_or(Json::Array(Vec::new()), |k| k.3.clone()),
-                ));
+                rows.push((decision.a.clone(), decision.b.clone(), known.map(|k| (k.2, k.3))));
             }
         }
-        let mut parameter = Vec::new();
-        for (a, b, probability, evidence) in rows {
-            if parameter.len() >= count {
+        // The pairs shown: at most `count`, both registrations visible to the caller.
+        let mut shown = Vec::new();
+        for (a, b, scored) in rows {
+            if shown.len() >= count {
                 break;
             }
-            let (Some(first), Some(second)) =
+            if let (Some(first), Some(second)) =
                 (self.visible_patient(&a, gate)?, self.visible_patient(&b, gate)?)
-            else {
-                continue;
-            };
+            {
+                shown.push((a, b, scored, first, second));
+            }
+        }
+        let evidence: Vec<Json> = self.with_patient_index(|index| {
+            shown
+                .iter()
+                .map(|(a, _, scored, ..)| {
+                    let explained = match (index.person(a), scored) {
+                        (Some(person), Some((_, vector))) => index.model.explain(person, vector, &index.frequencies),
+                        _ => Vec::new(),
+                    };
+                    Json::Array(
+                        explained
+                            .iter()
+                            .filter(|e| e.level != "missing")
+                            .map(|e| {
+                                json!({ "name": "evidence", "part": [
+                                    { "name": "field", "valueString": e.field },
+                                    { "name": "level", "valueString": e.level },
+                                    { "name": "weight", "valueDecimal": (e.weight * 1000.0).round() / 1000.0 },
+                                ]})
+                            })
+                            .collect(),
+                    )
+                })
+                .collect()
+        })?;
+        let mut parameter = Vec::new();
+        for ((a, b, scored, first, second), evidence) in shown.into_iter().zip(evidence) {
             gate.touch(&a);
             gate.touch(&b);
             let mut part = vec![
                 json!({ "name": "a", "valueReference": { "reference": format!("Patient/{a}"), "display": display(&first) } }),
                 json!({ "name": "b", "valueReference": { "reference": format!("Patient/{b}"), "display": display(&second) } }),
             ];
-            if let Some(probability) = probability {
+            if let Some((probability, _)) = scored {
                 part.push(
                     json!({ "name": "probability", "valueDecimal": (probability * 1e6).round() / 1e6 }),
                 );

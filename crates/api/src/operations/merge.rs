@@ -37,6 +37,9 @@ use crate::{Api, ApiError, Response};
 /// ISO 21089 record lifecycle events (`merge`, `unmerge`) as FHIR names them.
 const LIFECYCLE: &str = "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle";
 
+/// Identifiers a merge party may be named by.
+const MAX_IDENTIFIERS: usize = 10;
+
 /// Types whose references to a merged registration stay as they are.
 const KEPT: &[&str] = &["Provenance", "AuditEvent"];
 
@@ -167,6 +170,19 @@ fn unit(steps: &[Step], provenance: &Json, validation: Validation) -> Result<Wri
     Ok(WriteUnit { ops })
 }
 
+/// Whether two stored versions hold the same resource, apart from their version and time.
+fn same_content(a: &[u8], b: &[u8]) -> bool {
+    let content = |bytes: &[u8]| {
+        let mut json: Json = serde_json::from_slice(bytes).ok()?;
+        if let Some(meta) = json.get_mut("meta").and_then(Json::as_object_mut) {
+            meta.remove("versionId");
+            meta.remove("lastUpdated");
+        }
+        Some(json)
+    };
+    content(a).is_some_and(|a| Some(a) == content(b))
+}
+
 /// "Observation 3, Encounter 1" of the moved resources.
 fn by_type(steps: &[Step]) -> String {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
@@ -217,19 +233,43 @@ impl Api {
     /// Patient, the referenced one if both are given).
     fn merge_party(&self, call: &Call<'_>, role: &str) -> Result<String, ApiError> {
         let by_reference = patient_input(call.inputs, &format!("{role}-patient"))?;
-        let identifiers: Vec<String> = call
-            .inputs
-            .0
-            .all(&format!("{role}-patient-identifier"))
-            .map(|input| match input {
+        let name = format!("{role}-patient-identifier");
+        let mut identifiers: Vec<String> = Vec::new();
+        for input in call.inputs.0.all(&name) {
+            // A token search value: `system|value`, the separators in each escaped.
+            let token = match input {
                 fhir::parameters::Input::Text(text) => text.clone(),
-                fhir::parameters::Input::Json(identifier) => format!(
-                    "{}|{}",
-                    identifier["system"].as_str().unwrap_or(""),
-                    identifier["value"].as_str().unwrap_or("")
-                ),
-            })
-            .collect();
+                fhir::parameters::Input::Json(identifier) => {
+                    let value =
+                        identifier["value"].as_str().filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+                            ApiError::bad_request(
+                                IssueType::Required,
+                                format!("{name}: an Identifier needs a value"),
+                            )
+                        })?;
+                    let escape = |text: &str| {
+                        text.replace('\\', "\\\\").replace(',', "\\,").replace('|', "\\|").replace('$', "\\$")
+                    };
+                    match identifier["system"].as_str() {
+                        Some(system) => format!("{}|{}", escape(system), escape(value)),
+                        None => escape(value),
+                    }
+                }
+            };
+            if token.trim().is_empty() || token.ends_with('|') {
+                return Err(ApiError::bad_request(
+                    IssueType::Required,
+                    format!("{name}: an Identifier needs a value"),
+                ));
+            }
+            identifiers.push(token);
+        }
+        if identifiers.len() > MAX_IDENTIFIERS {
+            return Err(ApiError::bad_request(
+                IssueType::TooCostly,
+                format!("{name}: at most {MAX_IDENTIFIERS} identifiers"),
+            ));
+        }
         let mut by_identifier: Option<String> = None;
         if !identifiers.is_empty() {
             let mut found: Option<Vec<String>> = None;
@@ -319,6 +359,13 @@ impl Api {
                 format!("Patient/{target_id} was merged into Patient/{into}; merge into that one"),
             ));
         }
+        if target.json["active"] == false {
+            return Err(ApiError::new(
+                422,
+                IssueType::BusinessRule,
+                format!("Patient/{target_id} is inactive; the surviving registration must be active"),
+            ));
+        }
 
         // The target as it is to be: the client's result-patient, or the target with the
         // source's identifiers kept as old ones (found by them still).
@@ -328,6 +375,26 @@ impl Api {
                     return Err(ApiError::bad_request(
                         IssueType::Invalid,
                         format!("result-patient must be the target, Patient/{target_id}, with its id"),
+                    ));
+                }
+                if result["active"] == false || has_link(result, "replaced-by").is_some() {
+                    return Err(ApiError::new(
+                        422,
+                        IssueType::BusinessRule,
+                        "result-patient is the surviving registration: it cannot be inactive or replaced by another",
+                    ));
+                }
+                // Edits to the target since the client read it are not overwritten unseen.
+                if let Some(read) = result["meta"]["versionId"].as_str()
+                    && read != target.version.to_string()
+                {
+                    return Err(ApiError::new(
+                        409,
+                        IssueType::Conflict,
+                        format!(
+                            "result-patient is based on version {read} of Patient/{target_id}, which is now at version {}; read it again",
+                            target.version
+                        ),
                     ));
                 }
                 result.clone()
@@ -373,6 +440,7 @@ impl Api {
         let from = format!("Patient/{source_id}");
         let to = format!("Patient/{target_id}");
         let mut moved = Vec::new();
+        let mut withheld = 0;
         let referring = self
             .store
             .referencing(&patient_reference_keys(), &[("Patient".to_string(), source_id.clone())])?;
@@ -382,22 +450,14 @@ impl Api {
             {
                 continue;
             }
-            if let Some(body) = &record.body {
-                match gate.sight(&record.resource_type, body) {
-                    privacy::Sight::Shown => {}
-                    _ => {
-                        return Err(ApiError::new(
-                            403,
-                            IssueType::Forbidden,
-                            format!(
-                                "{}/{} of Patient/{source_id}'s record is withheld from you; a merge must move all of it, so nothing was changed",
-                                record.resource_type, record.id
-                            ),
-                        ));
-                    }
-                }
+            if let Some(body) = &record.body
+                && gate.sight(&record.resource_type, body) != privacy::Sight::Shown
+            {
+                // Counted, not named: what is withheld stays unsaid.
+                withheld += 1;
+                continue;
             }
-            if !gate.may_update(&record.resource_type) {
+            if !gate.may_move_in_merge(&record.resource_type) {
                 return Err(ApiError::new(
                     403,
                     IssueType::Forbidden,
@@ -409,6 +469,20 @@ impl Api {
             }
             let before = Current::of(record)?;
             let mut resource = Resource::from_value(before.json.clone())?;
+            // Another registration's replaced-by and replaces links are the history of earlier
+            // merges: they keep naming the registration they were about.
+            let history_links: Vec<(usize, Json)> = if before.resource_type == "Patient" {
+                before.json["link"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .enumerate()
+                    .filter(|(_, l)| l["type"] == "replaced-by" || l["type"] == "replaces")
+                    .map(|(at, l)| (at, l.clone()))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let mut changed = false;
             resource.rewrite_references(&mut |reference| {
                 let names_source = reference == from
@@ -416,9 +490,24 @@ impl Api {
                 changed |= names_source;
                 names_source.then(|| to.clone())
             });
-            if changed {
-                moved.push(Step { before, after: resource.as_json().clone(), validate: false });
+            let mut after = resource.as_json().clone();
+            for (at, link) in history_links {
+                if let Some(slot) = after["link"].get_mut(at) {
+                    *slot = link;
+                }
             }
+            if changed && after != before.json {
+                moved.push(Step { before, after, validate: false });
+            }
+        }
+        if withheld > 0 {
+            return Err(ApiError::new(
+                403,
+                IssueType::Forbidden,
+                format!(
+                    "{withheld} resources of Patient/{source_id}'s record are withheld from you; a merge must move all of it, so nothing was changed (an administrator can merge these registrations)"
+                ),
+            ));
         }
         moved.sort_by(|a, b| a.before.reference().cmp(&b.before.reference()));
         let summary = if moved.is_empty() {
@@ -468,6 +557,86 @@ impl Api {
         })
     }
 
+    /// What a stored Provenance says a merge of `source` into `target` wrote (type, id, the
+    /// version written; each replaced the one before), if the server itself wrote it: a
+    /// `merge` Provenance never changed since it was created, whose every named version was
+    /// written in the same transaction just before it, as the one version after the one it
+    /// names as replaced, and in which the source was linked replaced-by the target. A
+    /// Provenance anyone could write through the API does not pass, so an unmerge never
+    /// restores what a look-alike names.
+    fn merge_written(
+        &self,
+        record: VersionRecord,
+        source: &str,
+        target: &str,
+    ) -> Result<Option<Vec<(String, String, u64)>>, ApiError> {
+        if record.version != 1 || record.method != store::WriteMethod::Create {
+            return Ok(None);
+        }
+        let seq = record.seq;
+        let Ok(provenance) = Current::of(record) else { return Ok(None) };
+        let is_merge = provenance.json["activity"]["coding"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["system"] == LIFECYCLE && c["code"] == "merge");
+        if !is_merge {
+            return Ok(None);
+        }
+        let versioned = |reference: &Json| -> Option<(String, String, u64)> {
+            let text = reference["reference"].as_str()?;
+            match text.split('/').collect::<Vec<_>>().as_slice() {
+                [t, id, "_history", v] => Some((t.to_string(), id.to_string(), v.parse().ok()?)),
+                _ => None,
+            }
+        };
+        let targets = provenance.json["target"].as_array().cloned().unwrap_or_default();
+        let written: Vec<(String, String, u64)> = targets.iter().filter_map(versioned).collect();
+        let replaced: BTreeMap<(String, String), u64> = provenance.json["entity"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["role"] == "revision")
+            .filter_map(|e| versioned(&e["what"]))
+            .map(|(t, id, v)| ((t, id), v))
+            .collect();
+        let count = written.len() as i64;
+        if written.len() != targets.len() || replaced.len() != written.len() || count == 0 {
+            return Ok(None);
+        }
+        let mut linked = (false, false);
+        for (resource_type, id, version) in &written {
+            if replaced.get(&(resource_type.clone(), id.clone())) != Some(&version.saturating_sub(1)) {
+                return Ok(None);
+            }
+            let Some(version_record) = self.store.vread(resource_type, id, *version)? else {
+                return Ok(None);
+            };
+            if version_record.seq >= seq || version_record.seq < seq - count {
+                return Ok(None);
+            }
+            if resource_type == "Patient" {
+                let body: Json = version_record
+                    .body
+                    .as_deref()
+                    .and_then(|b| serde_json::from_slice(b).ok())
+                    .unwrap_or_default();
+                if id == source && has_link(&body, "replaced-by").as_deref() == Some(target) {
+                    linked.0 = true;
+                }
+                if id == target
+                    && body["link"].as_array().into_iter().flatten().any(|l| {
+                        l["type"] == "replaces"
+                            && l["other"]["reference"] == format!("Patient/{source}").as_str()
+                    })
+                {
+                    linked.1 = true;
+                }
+            }
+        }
+        Ok((linked == (true, true)).then_some(written))
+    }
+
     /// `Patient/$unmerge`: the latest merge of the source undone.
     pub(crate) fn unmerge_patients(&self, call: &Call<'_>) -> Result<Change, ApiError> {
         let gate = call.gate;
@@ -496,97 +665,76 @@ impl Api {
                 format!("Patient/{source_id} was merged into Patient/{target_id}, not Patient/{given}"),
             ));
         }
-        // The latest merge naming both: its targets are what it wrote, its entities what
-        // those replaced.
+        // The latest merge of this source into this target that the server itself wrote.
         let keys: Vec<ParamKey> =
             search_parameters().get("Provenance", "target").map(|a| a.key).into_iter().collect();
-        let wrote_target = format!("Patient/{target_id}/_history/");
-        let merge = self
+        let mut recorded: Vec<VersionRecord> = self
             .store
             .referencing(&keys, &[("Patient".to_string(), source_id.clone())])?
             .into_iter()
             .filter(|record| record.resource_type == "Provenance")
-            .filter_map(|record| Some((record.seq, Current::of(record).ok()?)))
-            .filter(|(_, p)| {
-                p.json["activity"]["coding"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|c| c["system"] == LIFECYCLE && c["code"] == "merge")
-                    && p.json["target"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|t| t["reference"].as_str().is_some_and(|r| r.starts_with(&wrote_target)))
-            })
-            .max_by_key(|(seq, _)| *seq)
-            .map(|(_, provenance)| provenance)
-            .ok_or_else(|| {
-                ApiError::new(
-                    422,
-                    IssueType::BusinessRule,
-                    format!(
-                        "no merge of Patient/{source_id} into Patient/{target_id} is recorded (a Provenance of $merge); restore its resources from their history"
-                    ),
-                )
-            })?;
-        let versioned = |reference: &Json| -> Option<(String, String, u64)> {
-            let text = reference["reference"].as_str()?;
-            let parts: Vec<&str> = text.split('/').collect();
-            match parts.as_slice() {
-                [t, id, "_history", v] => Some((t.to_string(), id.to_string(), v.parse().ok()?)),
-                _ => None,
-            }
-        };
-        let written: Vec<(String, String, u64)> =
-            merge.json["target"].as_array().into_iter().flatten().filter_map(versioned).collect();
-        let replaced: BTreeMap<(String, String), u64> = merge.json["entity"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|e| e["role"] == "revision")
-            .filter_map(|e| versioned(&e["what"]))
-            .map(|(t, id, v)| ((t, id), v))
             .collect();
+        recorded.sort_by_key(|record| std::cmp::Reverse(record.seq));
+        let mut found = None;
+        for record in recorded {
+            let id = record.id.clone();
+            if let Some(plan) = self.merge_written(record, &source_id, &target_id)? {
+                found = Some((id, plan));
+                break;
+            }
+        }
+        let (merge_id, plan) = found.ok_or_else(|| {
+            ApiError::new(
+                422,
+                IssueType::BusinessRule,
+                format!(
+                    "no merge of Patient/{source_id} into Patient/{target_id} is recorded (a Provenance of $merge); restore its resources from their history"
+                ),
+            )
+        })?;
         let mut steps = Vec::new();
         let mut changed_since = Vec::new();
-        for (resource_type, id, version) in written {
-            let Some(&prior) = replaced.get(&(resource_type.clone(), id.clone())) else {
-                return Err(ApiError::internal(format!(
-                    "Provenance/{} names {resource_type}/{id} as written but not what it replaced",
-                    merge.id
-                )));
-            };
-            let current = match self.store.read(&resource_type, &id)? {
-                Some(record) if record.version == version && !record.is_deleted() => Current::of(record)?,
-                Some(record) => {
-                    changed_since.push(format!(
-                        "{resource_type}/{id} (now version {}, the merge wrote {version})",
-                        record.version
-                    ));
-                    continue;
-                }
-                None => {
-                    return Err(ApiError::internal(format!("{resource_type}/{id} is gone from the store")));
-                }
-            };
-            let body = serde_json::to_vec(&current.json).unwrap_or_default();
-            if gate.sight(&resource_type, &body) != privacy::Sight::Shown || !gate.may_update(&resource_type)
-            {
+        for (resource_type, id, version) in plan {
+            let record = self
+                .store
+                .read(&resource_type, &id)?
+                .ok_or_else(|| ApiError::internal(format!("{resource_type}/{id} is gone from the store")))?;
+            // Judged before anything about it is said.
+            let visible = record
+                .body
+                .as_deref()
+                .is_some_and(|b| gate.sight(&resource_type, b) == privacy::Sight::Shown);
+            if !visible || !gate.may_move_in_merge(&resource_type) {
                 return Err(ApiError::new(
                     403,
                     IssueType::Forbidden,
-                    format!(
-                        "{resource_type}/{id}, which the merge moved, is not yours to change; nothing was changed"
-                    ),
+                    "a resource the merge moved is not yours to see or change; nothing was changed (an administrator can undo this merge)",
                 ));
             }
+            // Unchanged since: the content the merge wrote, whatever the version now (an
+            // unmerge of a later merge writes it back as a newer version).
+            let wrote = self.store.vread(&resource_type, &id, version)?.and_then(|r| r.body);
+            let unchanged = match (&record.body, &wrote) {
+                (Some(now), Some(wrote)) => record.version == version || same_content(now, wrote),
+                _ => false,
+            };
+            if !unchanged {
+                changed_since.push(format!(
+                    "{resource_type}/{id} (now version {}, the merge wrote {version})",
+                    record.version
+                ));
+                continue;
+            }
+            let current = Current::of(record)?;
             let before_merge =
-                self.store.vread(&resource_type, &id, prior)?.and_then(|r| r.body).ok_or_else(|| {
-                    ApiError::internal(format!(
-                        "{resource_type}/{id} version {prior} is missing from its history"
-                    ))
-                })?;
+                self.store.vread(&resource_type, &id, version - 1)?.and_then(|r| r.body).ok_or_else(
+                    || {
+                        ApiError::internal(format!(
+                            "{resource_type}/{id} version {} is missing from its history",
+                            version - 1
+                        ))
+                    },
+                )?;
             let after = fhir::parse_json(&before_merge).map_err(|e| {
                 ApiError::internal(format!("stored {resource_type}/{id} does not parse: {e}"))
             })?;
@@ -605,7 +753,7 @@ impl Api {
         gate.touch(&source_id);
         gate.touch(&target_id);
         let moved = steps.len().saturating_sub(2);
-        let merge_reference = format!("Provenance/{}", merge.id);
+        let merge_reference = format!("Provenance/{merge_id}");
         let input = call.body.cloned();
         if preview {
             let outcome = OperationOutcome::information(format!(

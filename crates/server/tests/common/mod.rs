@@ -25,6 +25,7 @@ pub async fn start_with(name: &str, config: server::ServerConfig) -> TestServer 
     // Bulk exports write beside the store.
     let config_api = ApiConfig {
         export_dir: Some(dir.join("exports")),
+        mpi_decisions: Some(dir.join("mpi").join("decisions.ndjson")),
         // What `serve` advertises when its authorization server is on.
         oauth: config
             .security
