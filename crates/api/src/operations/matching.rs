@@ -292,6 +292,9 @@ impl Api {
     }
 }
 
+/// A candidate pair's probability and comparison vector (none: no longer a candidate).
+type Scored = Option<(f64, Vector)>;
+
 /// Which pairs the review queue lists.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Listed {
@@ -383,7 +386,7 @@ impl Api {
                 .map(|(a, f)| (a, f.id, f.probability, f.vector))
                 .collect()
         })?;
-        let mut rows: Vec<(String, String, Option<(f64, Vector)>)> = Vec::new();
+        let mut rows: Vec<(String, String, Scored)> = Vec::new();
         if listed != Listed::Decided {
             rows.extend(
                 candidates

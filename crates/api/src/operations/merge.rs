@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use fhir::search_parameters::{ParamKey, SearchParamType, search_parameters};
 use fhir::{IssueType, OperationOutcome, Resource};
 use serde_json::{Value as Json, json};
-use store::{Precondition, PreparedResource, VersionRecord, WriteOp, WriteOutcome, WriteUnit, Written};
+use store::{Precondition, PreparedResource, VersionRecord, WriteOp, WriteOutcome, WriteUnit};
 
 use super::matching::patient_input;
 use super::registry::{Call, Change};
@@ -42,6 +42,9 @@ const MAX_IDENTIFIERS: usize = 10;
 
 /// Types whose references to a merged registration stay as they are.
 const KEPT: &[&str] = &["Provenance", "AuditEvent"];
+
+/// A version a merge wrote: type, id, version.
+type Written = (String, String, u64);
 
 /// A stored current version.
 struct Current {
@@ -207,7 +210,7 @@ fn answer(input: Option<&Json>, outcome: OperationOutcome, result: Option<Json>)
 
 /// Records what a committed change wrote, for the audit trail, and finds the body stored
 /// for `wanted`.
-fn note_written(gate: &Gate, written: &[Written], wanted: &str) -> Option<Json> {
+fn note_written(gate: &Gate, written: &[store::Written], wanted: &str) -> Option<Json> {
     let mut found = None;
     for w in written {
         if let WriteOutcome::Stored { version, body, .. } = &w.outcome {
@@ -509,7 +512,7 @@ impl Api {
                 ),
             ));
         }
-        moved.sort_by(|a, b| a.before.reference().cmp(&b.before.reference()));
+        moved.sort_by_key(|step| step.before.reference());
         let summary = if moved.is_empty() {
             "no other resource refers to it".to_string()
         } else {
@@ -569,7 +572,7 @@ impl Api {
         record: VersionRecord,
         source: &str,
         target: &str,
-    ) -> Result<Option<Vec<(String, String, u64)>>, ApiError> {
+    ) -> Result<Option<Vec<Written>>, ApiError> {
         if record.version != 1 || record.method != store::WriteMethod::Create {
             return Ok(None);
         }

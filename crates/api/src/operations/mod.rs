@@ -23,7 +23,7 @@ use registry::{Call, Change, Handler};
 
 /// What running an operation came to.
 enum Ran {
-    Answered(Response),
+    Answered(Box<Response>),
     Changes(Change),
 }
 
@@ -97,7 +97,7 @@ impl Api {
         operation.check(&inputs)?;
         let call = Call { request, gate, level, inputs: &inputs, body: body.as_ref() };
         match operation.handler {
-            Handler::Reads(handler) => handler(self, &call).map(Ran::Answered),
+            Handler::Reads(handler) => handler(self, &call).map(|r| Ran::Answered(Box::new(r))),
             Handler::Changes(handler) => handler(self, &call).map(Ran::Changes),
         }
     }
@@ -113,7 +113,7 @@ impl Api {
         level: &fhir::rest::Level,
     ) -> Result<Response, ApiError> {
         match self.run_operation(request, gate, method, name, level)? {
-            Ran::Answered(response) => Ok(response),
+            Ran::Answered(response) => Ok(*response),
             Ran::Changes(_) => Err(ApiError::bad_request(
                 IssueType::NotSupported,
                 format!("${name} changes the record; invoke it on its own, not inside a Bundle"),
@@ -132,7 +132,7 @@ impl Api {
         level: &fhir::rest::Level,
     ) -> Result<Response, ApiError> {
         match self.run_operation(request, gate, method, name, level)? {
-            Ran::Answered(response) => Ok(response),
+            Ran::Answered(response) => Ok(*response),
             Ran::Changes(change) => {
                 let written = match change.unit {
                     Some(unit) => self.store.submit(unit).wait().await?,

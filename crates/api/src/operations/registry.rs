@@ -34,11 +34,15 @@ pub(crate) enum Handler {
     Changes(fn(&Api, &Call<'_>) -> Result<Change, ApiError>),
 }
 
+/// Makes a change's answer from what its writes stored.
+pub(crate) type Answer =
+    Box<dyn FnOnce(&Api, &Gate, Vec<store::Written>) -> Result<Response, ApiError> + Send>;
+
 /// A planned change: the writes that commit together or not at all (none: a preview), and
 /// the answer made from what they wrote.
 pub(crate) struct Change {
     pub unit: Option<store::WriteUnit>,
-    pub answer: Box<dyn FnOnce(&Api, &Gate, Vec<store::Written>) -> Result<Response, ApiError> + Send>,
+    pub answer: Answer,
 }
 
 /// Where an operation may be invoked.
