@@ -5,6 +5,8 @@
 //!   `surveillance` package (1.20) computes it: EARS C1/C2/C3, CUSUM, Farrington flexible.
 //! - [`survival`]: Kaplan–Meier, the log-rank test and Cox proportional hazards, computed as
 //!   lifelines (0.30) computes them.
+//! - [`risk`]: comorbidity indices (Charlson, Elixhauser, the Hospital Frailty Risk Score),
+//!   computed as comorbidipy (0.8) computes them, and each patient's as of a date.
 //!
 //! The kernels are pure functions over numbers (no store, no I/O), so the oracle tests call
 //! them directly with the reference implementations' inputs.
@@ -12,6 +14,7 @@
 pub mod compare;
 pub mod outbreak;
 pub mod record;
+pub mod risk;
 pub mod surveillance;
 pub mod survival;
 pub mod syndromes;

@@ -167,6 +167,9 @@ pub struct ApiConfig {
     /// The review queue's decisions (`DIR/mpi/decisions.ndjson`): pairs decided to be
     /// different people are not offered as matches.
     pub mpi_decisions: Option<std::path::PathBuf>,
+    /// The readmission model `chartroom risk train` keeps (`DIR/risk/readmission-model.json`),
+    /// which `$high-risk` ranks patients by.
+    pub readmission_model: Option<std::path::PathBuf>,
     /// The authorization server's endpoints the CapabilityStatement advertises
     /// (`rest.security`, SMART's oauth-uris extension); `None` when the server needs no token.
     pub oauth: Option<OAuthUris>,
@@ -210,6 +213,7 @@ impl Default for ApiConfig {
             oauth: None,
             duplicate_check: DuplicateCheck::Warn,
             mpi_decisions: None,
+            readmission_model: None,
         }
     }
 }

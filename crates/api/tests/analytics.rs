@@ -229,3 +229,35 @@ fn the_cohort_counts_each_exclusion_and_follows_each_arm() {
     let response = f.call(Method::Post, "$cohort-compare", "", Some(&study()));
     assert_eq!(response.status, 400, "{}", body(&response));
 }
+
+#[test]
+fn comorbidity_is_scored_per_patient_and_over_the_record() {
+    let f = Fixture::new("api-comorbidity");
+    // p1 has lung cancer (C34.90: any malignancy, 2 points under Charlson's weights) and, born
+    // in 1950, is 73 on 2024-01-01: three decades over 40 add 3.
+    let response = f.call(Method::Get, "Patient/p1/$comorbidity", "asOf=2024-01-01", None);
+    assert_eq!(response.status, 200, "{}", body(&response));
+    let answer = body(&response);
+    let patient =
+        answer["parameter"].as_array().unwrap().iter().find(|p| p["name"] == "patient").unwrap().clone();
+    assert_eq!(part(&patient, "charlson")["valueDecimal"], 2.0);
+    assert_eq!(part(&patient, "charlsonAgeAdjusted")["valueDecimal"], 5.0);
+    assert_eq!(part(&patient, "charlsonCategory")["valueCode"], "canc");
+    assert_eq!(part(&patient, "hfrsCategory")["valueCode"], "Low");
+    // Before the diagnosis it counts nothing.
+    let before = body(&f.call(Method::Get, "Patient/p1/$comorbidity", "asOf=2022-12-31", None));
+    let patient =
+        before["parameter"].as_array().unwrap().iter().find(|p| p["name"] == "patient").unwrap().clone();
+    assert_eq!(part(&patient, "charlson")["valueDecimal"], 0.0);
+    // Every patient, highest first, limited by _count.
+    let all = body(&f.call(Method::Get, "$comorbidity", "asOf=2024-01-01&_count=3", None));
+    let listed: Vec<&Value> =
+        all["parameter"].as_array().unwrap().iter().filter(|p| p["name"] == "patient").collect();
+    assert_eq!(listed.len(), 3);
+    assert!(listed.iter().all(|p| part(p, "charlson")["valueDecimal"] == 2.0), "{all}");
+    assert_eq!(f.call(Method::Get, "Patient/nobody/$comorbidity", "", None).status, 404);
+    assert_eq!(f.call(Method::Get, "$comorbidity", "asOf=soon", None).status, 400);
+    // No model trained: $high-risk says so.
+    let response = f.call(Method::Get, "$high-risk", "", None);
+    assert!(response.status == 422 || response.status == 400, "{}", body(&response));
+}

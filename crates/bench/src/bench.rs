@@ -115,6 +115,9 @@ enum BenchKind {
     /// Duplicate patients: a large register (a million people by default, a share of them
     /// registered twice with planted errors) deduplicated end to end, with peak memory.
     Mpi(crate::mpi_bench::MpiBenchArgs),
+    /// Comorbidity indices (Charlson, Elixhauser, HFRS) for a large population (a million
+    /// patients by default), on one core and on all.
+    Risk(crate::risk_bench::RiskBenchArgs),
     /// Reads and writes from many clients against `chartroom serve`, killed with SIGKILL and
     /// restarted part way; then checks acknowledged writes, version histories and the audit
     /// trail. `--read-cost`: reads under strict against fast audit durability.
@@ -148,6 +151,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         BenchKind::Workbench(args) => crate::workbench_bench::run(args),
         BenchKind::Analytics(args) => crate::analytics_bench::run(args),
         BenchKind::Mpi(args) => crate::mpi_bench::run_bench(args),
+        BenchKind::Risk(args) => crate::risk_bench::run(args),
         BenchKind::Mixed(args) => crate::mixed_bench::run(args),
         BenchKind::Views(args) => crate::views_bench::run(args),
         BenchKind::Terminology { requests } => crate::terminology_bench::bench_terminology(requests),

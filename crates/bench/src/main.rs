@@ -7,6 +7,7 @@ mod bench;
 mod fixture;
 mod mixed_bench;
 mod mpi_bench;
+mod risk_bench;
 mod search_bench;
 mod terminology_bench;
 mod views_bench;

@@ -279,7 +279,7 @@ pub fn run_surveil(args: SurveilArgs) -> Result<ExitCode> {
     }
 }
 
-fn csv_field(text: &str) -> String {
+pub(crate) fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
@@ -493,13 +493,13 @@ pub fn run_cohort(args: CohortArgs) -> Result<ExitCode> {
 // ---- CSV input --------------------------------------------------------------------------
 
 /// A CSV file read whole: the header's names and the rows' fields (RFC 4180 quoting).
-struct Table {
+pub(crate) struct Table {
     path: PathBuf,
     header: Vec<String>,
-    rows: Vec<Vec<String>>,
+    pub(crate) rows: Vec<Vec<String>>,
 }
 
-fn read_csv(path: &Path) -> Result<Table> {
+pub(crate) fn read_csv(path: &Path) -> Result<Table> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut records = parse_csv(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?.into_iter();
     let header =
@@ -550,7 +550,7 @@ fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
 }
 
 impl Table {
-    fn column(&self, name: &str) -> Result<usize> {
+    pub(crate) fn column(&self, name: &str) -> Result<usize> {
         self.header.iter().position(|h| h == name).ok_or_else(|| {
             anyhow!(
                 "{} has no column '{name}' (its columns: {})",

@@ -8,6 +8,7 @@ mod generate;
 mod mpi_cli;
 mod path;
 mod privacy_cli;
+mod risk_cli;
 mod validate;
 mod views;
 
@@ -84,6 +85,8 @@ enum Command {
     /// Duplicate patients: match the record's Patients (probabilistic, Fellegi–Sunter), or
     /// measure matching on linkage files with known true pairs.
     Mpi(mpi_cli::MpiArgs),
+    /// Risk: comorbidity indices (Charlson, Elixhauser, HFRS) of the record or of a CSV
+    Risk(risk_cli::RiskArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -374,6 +377,7 @@ fn main() -> ExitCode {
         Command::Survival(args) => analysis::run_survival(args),
         Command::Cohort(args) => analysis::run_cohort(args),
         Command::Mpi(args) => mpi_cli::run(args),
+        Command::Risk(args) => risk_cli::run(args),
     };
     match result {
         Ok(code) => code,
@@ -413,6 +417,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         views_dir: Some(args.store.data.join("views")),
         syndromes_dir: Some(analytics::syndromes::syndromes_dir(&args.store.data)),
         mpi_decisions: Some(mpi::review::decisions_path(&args.store.data)),
+        readmission_model: Some(analytics::risk::readmission::model_path(&args.store.data)),
         analytics_tables: Some(::views::tables::tables_path(&args.store.data)),
         export_dir: Some(args.store.data.join("exports")),
         validation: args.validation.mode(),

@@ -51,7 +51,9 @@ impl OperationCatalog for Catalog {
                 declared(Reads::LevelType, PatientUse::Allowed)
             }
             "data-quality" | "coding-worklist" | "coding-edits" | "run" | "sql" | "surveillance"
-            | "cohort-compare" => declared(Reads::EveryType, PatientUse::Refused),
+            | "cohort-compare" | "comorbidity" | "high-risk" => {
+                declared(Reads::EveryType, PatientUse::Refused)
+            }
             "suggest-codes" => declared(Reads::Type("DocumentReference"), PatientUse::Refused),
             "match" | "duplicates" => declared(Reads::Type("Patient"), PatientUse::Refused),
             "decide-duplicate" => OperationAccess {
@@ -231,6 +233,9 @@ fn a_patients_token_reads_its_own_record_only() {
         route(Method::Get, "$data-quality"),
         route(Method::Get, "$surveillance"),
         route(Method::Post, "$cohort-compare"),
+        route(Method::Get, "$comorbidity"),
+        route(Method::Get, "Patient/pa/$comorbidity"),
+        route(Method::Get, "$high-risk"),
         route(Method::Post, "Patient/$match"),
         route(Method::Get, "Encounter/$coding-worklist"),
         route(Method::Post, "ViewDefinition/$run"),

@@ -155,6 +155,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/analytics/sql", get(sql))
         .route("/analytics/surveillance", get(surveillance))
         .route("/analytics/cohort", get(cohort_form).post(cohort_compare))
+        .route("/analytics/high-risk", get(high_risk))
         .route("/analytics/views/{name}", get(view_rows))
         .route("/analytics/views/{name}/download", get(view_download))
         .route("/admin", get(admin))
@@ -694,9 +695,17 @@ async fn chart(State(state): State<Arc<AppState>>, Path(id): Path<String>, parts
         .flatten()
         .map(|e| e["resource"].clone())
         .collect();
+    let comorbidity_path = format!("Patient/{id}/$comorbidity");
+    let comorbidity = if api::Api::permits(visit.identity(), Method::Get, &comorbidity_path, "") {
+        let answer = ask(&state, &visit, Call::get(&comorbidity_path, ""), &mut patients).await;
+        (answer.status == 200).then(|| body_json(&answer))
+    } else {
+        None
+    };
     let links = web::chart::ChartLinks {
         viewers: api::Api::permits(visit.identity(), Method::Get, &format!("Patient/{id}/$disclosures"), ""),
         coding: visit.areas.contains(&Area::Coding),
+        comorbidity,
     };
     note(&visit.slot, "workbench-chart", "R", path, patients);
     html(StatusCode::OK, web::chart::chart(&visit.viewer(Area::Patients), &patient, &record, &links))
@@ -1420,6 +1429,23 @@ async fn assign(
 }
 
 // ---- analytics and administration ---------------------------------------------------------
+
+/// The care managers' worklist of likely readmissions, from `$high-risk`.
+async fn high_risk(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    let (visit, answer) = match one_answer(
+        &state,
+        &parts,
+        Area::Analytics,
+        "workbench-high-risk",
+        Call::get("$high-risk", "_count=50"),
+    )
+    .await
+    {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    html(StatusCode::OK, web::analytics::high_risk_page(&visit.viewer(Area::Analytics), &answer))
+}
 
 async fn analytics(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
     let (visit, answer) = match one_answer(

@@ -292,7 +292,7 @@ async fn the_chart_escapes_the_record_and_a_patient_reaches_only_their_own() {
     assert!(!page.contains("<script>"), "no record value is markup");
     let (status, chart, _) = get(&f, Some(&coder), "/patients/pa").await;
     assert_eq!(status, 200);
-    for section in ["Encounters (1)", "Body weight", "72 kg", "<svg"] {
+    for section in ["Encounters (1)", "Body weight", "72 kg", "<svg", "Charlson index", "Frailty (HFRS)"] {
         assert!(chart.contains(section), "{section}");
     }
     let views = audited(&f, "workbench-chart");
@@ -316,6 +316,13 @@ async fn the_chart_escapes_the_record_and_a_patient_reaches_only_their_own() {
     assert_eq!(get(&f, Some(&alice), "/patients/pa/viewers").await.0, 200);
     assert_eq!(get(&f, Some(&coder), "/patients/pa/viewers").await.0, 403);
     assert_eq!(get(&f, Some(&alice), "/coding").await.0, 403);
+    // A patient's own chart has no comorbidity indices (a report the policy keeps for staff).
+    let (_, own_chart, _) = get(&f, Some(&alice), "/patients/pa").await;
+    assert!(!own_chart.contains("Charlson index"));
+    // Without a trained model the high-risk page says what to do.
+    let ana = sign_in(&f, "ana").await;
+    let (status, page, _) = get(&f, Some(&ana), "/analytics/high-risk").await;
+    assert!(status == 400 && page.contains("no readmission model"), "{status} {page}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

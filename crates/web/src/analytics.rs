@@ -438,3 +438,47 @@ pub fn cohort_page(
         },
     )
 }
+
+/// The care managers' worklist (`$high-risk`): each patient discharged in the window, their
+/// predicted 30-day readmission risk, LACE, and the three factors that add most.
+pub fn high_risk_page(viewer: &Viewer, answer: &Value) -> String {
+    let parameters = answer["parameter"].as_array().cloned().unwrap_or_default();
+    let value = |name: &str| parameters.iter().find(|p| p["name"] == name).cloned().unwrap_or_default();
+    let patients: Vec<&Value> = parameters.iter().filter(|p| p["name"] == "patient").collect();
+    let as_of = value("asOf")["valueDate"].as_str().unwrap_or("").to_string();
+    let auc = value("modelAuc")["valueDecimal"].as_f64();
+    page(
+        Some(viewer),
+        "High-risk patients",
+        html! {
+            p {
+                (patients.len()) " patients discharged in the 30 days up to " (as_of)
+                ", most likely to be readmitted first."
+                @if let Some(auc) = auc { " The model's held-out AUC is " (format!("{auc:.3}")) "." }
+            }
+            div.table-wrap tabindex="0" { table {
+                caption { "Predicted 30-day readmission risk" }
+                thead { tr {
+                    th scope="col" { "Patient" } th scope="col" { "Discharged" } th scope="col" { "Risk" }
+                    th scope="col" { "LACE" } th scope="col" { "Why" }
+                } }
+                tbody { @for patient in &patients { tr {
+                    @let reference = crate::views::part(patient, "patient")["valueReference"]["reference"].as_str().unwrap_or("").to_string();
+                    @let id = reference.trim_start_matches("Patient/").to_string();
+                    td { a href=(format!("/patients/{id}")) { (reference) } }
+                    td { (crate::text(&crate::views::part(patient, "discharged")["valueDate"])) }
+                    td { (crate::views::part(patient, "risk")["valueDecimal"].as_f64().map(|r| format!("{:.0}%", r * 100.0)).unwrap_or_default()) }
+                    td { (crate::text(&crate::views::part(patient, "lace")["valueInteger"])) }
+                    td { ul {
+                        @for factor in patient["part"].as_array().into_iter().flatten().filter(|p| p["name"] == "factor") {
+                            li {
+                                (crate::views::part(factor, "description")["valueString"].as_str().unwrap_or(""))
+                                ": " (crate::text(&crate::views::part(factor, "value")["valueDecimal"]))
+                            }
+                        }
+                    } }
+                } } }
+            } }
+        },
+    )
+}

@@ -122,6 +122,49 @@ pub struct ChartLinks {
     pub viewers: bool,
     /// Whether encounters link to the coding screen.
     pub coding: bool,
+    /// The patient's comorbidity indices (`Patient/[id]/$comorbidity`), when the viewer may
+    /// see them.
+    pub comorbidity: Option<Value>,
+}
+
+/// The comorbidity line of the demographics: Charlson (age-adjusted, 10-year survival),
+/// Elixhauser, frailty.
+fn comorbidity(answer: &Value) -> Option<Markup> {
+    let patient = answer["parameter"].as_array()?.iter().find(|p| p["name"] == "patient")?;
+    let value = |name: &str| crate::views::part(patient, name).clone();
+    let number = |v: Value| v.as_f64().map(|n| format!("{n}")).unwrap_or_default();
+    let categories = |name: &str| -> String {
+        patient["part"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["name"] == name)
+            .filter_map(|p| p["valueCode"].as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let survival = value("survival10yr")["valueDecimal"].as_f64();
+    Some(html! {
+        dt { "Charlson index" } dd {
+            (number(value("charlson")["valueDecimal"].clone()))
+            @if let Some(adjusted) = value("charlsonAgeAdjusted")["valueDecimal"].as_f64() {
+                " (age-adjusted " (format!("{adjusted}"))
+                @if let Some(survival) = survival { "; 10-year survival " (format!("{:.0}%", survival * 100.0)) }
+                ")"
+            }
+            @let named = categories("charlsonCategory");
+            @if !named.is_empty() { " " span.muted { (named) } }
+        }
+        dt { "Elixhauser index" } dd {
+            (number(value("elixhauser")["valueDecimal"].clone()))
+            @let named = categories("elixhauserCategory");
+            @if !named.is_empty() { " " span.muted { (named) } }
+        }
+        dt { "Frailty (HFRS)" } dd {
+            (number(value("hfrs")["valueDecimal"].clone())) " "
+            span.muted { (value("hfrsCategory")["valueCode"].as_str().unwrap_or("").to_lowercase()) " risk" }
+        }
+    })
 }
 
 /// The chart: demographics, encounters, problems, medications, results with trends,
@@ -163,6 +206,7 @@ pub fn chart(viewer: &Viewer, patient: &Value, record: &[Value], links: &ChartLi
                         }
                     }
                     dt { "Record" } dd { (history_link(id, patient)) }
+                    @if let Some(line) = links.comorbidity.as_ref().and_then(comorbidity) { (line) }
                 }
                 @if links.viewers { p { a href=(format!("/patients/{id}/viewers")) { "Who has viewed this chart" } } }
             }

@@ -18,6 +18,11 @@ pub(crate) fn millis(text: &str) -> Option<i64> {
     fhir::DateTime::parse(text, fhir::DateTimeKind::DateTime).ok().map(|d| d.lower_bound_millis())
 }
 
+/// The last millisecond of the day `date` (`YYYY-MM-DD`).
+pub fn end_of_day(date: &str) -> Option<i64> {
+    millis(date).filter(|_| date.len() == 10).map(|start| start + 86_400_000 - 1)
+}
+
 /// `YYYY-MM-DD` of a day since the epoch.
 pub fn date_of_day(day: i64) -> String {
     let (year, month, day) = fhir::datetime::civil_from_days(day);

@@ -42,7 +42,7 @@ pub(crate) const CONTROL_PARAMETERS: &[&str] = &[
     "thresholdMethod",
 ];
 
-fn analytics_error(error: analytics::Error) -> ApiError {
+pub(super) fn analytics_error(error: analytics::Error) -> ApiError {
     match error {
         analytics::Error::Invalid(_) => ApiError::bad_request(IssueType::Invalid, error.to_string()),
         analytics::Error::NotEnoughData(_) => ApiError::new(422, IssueType::Processing, error.to_string()),

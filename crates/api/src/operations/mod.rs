@@ -11,6 +11,7 @@ pub(crate) mod matching;
 mod merge;
 mod parameters;
 pub(crate) mod registry;
+mod risk;
 mod terminology;
 pub mod views;
 

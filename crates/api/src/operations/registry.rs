@@ -397,6 +397,36 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         handler: Handler::Reads(|api, call| api.cohort_compare(call.inputs, call.gate)),
     },
     Operation {
+        name: "comorbidity",
+        definition: Definition::Own,
+        documentation: "Comorbidity indices from the ICD-10-CM diagnoses as of a date: Charlson (Quan's codes, Charlson's weights; with the age, the age-adjusted score and 10-year survival), Elixhauser (van Walraven's weights) and the Hospital Frailty Risk Score with its category; of one patient, or of every patient, highest Charlson first",
+        levels: Levels { system: true, types: &[], instances: &["Patient"] },
+        parameters: &[
+            one("asOf", "date", "The date the diagnoses are counted up to (today by default)"),
+            one("_count", "integer", "Patients listed at the system level (100 by default)"),
+        ],
+        affects_state: false,
+        access: reads(Reads::EveryType, PatientUse::Refused),
+        handler: Handler::Reads(|api, call| api.comorbidity_operation(call)),
+    },
+    Operation {
+        name: "high-risk",
+        definition: Definition::Own,
+        documentation: "Patients likely to be readmitted within 30 days: those discharged in the 30 days up to asOf, ranked by the readmission model chartroom risk train keeps, each with LACE and the three factors that add most to the risk",
+        levels: Levels { system: true, types: &[], instances: &[] },
+        parameters: &[
+            one(
+                "asOf",
+                "date",
+                "The last day of the 30-day window (the latest discharge on record by default)",
+            ),
+            one("_count", "integer", "Patients listed (20 by default)"),
+        ],
+        affects_state: false,
+        access: reads(Reads::EveryType, PatientUse::Refused),
+        handler: Handler::Reads(|api, call| api.high_risk(call)),
+    },
+    Operation {
         name: "match",
         definition: Definition::Standard("http://hl7.org/fhir/OperationDefinition/Patient-match"),
         documentation: "The Patients that may be the one given (Fellegi-Sunter over blocking keys), graded with match-grade and search.score",
