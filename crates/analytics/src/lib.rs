@@ -12,6 +12,7 @@
 //! them directly with the reference implementations' inputs.
 
 pub mod compare;
+pub mod operations;
 pub mod outbreak;
 pub mod record;
 pub mod risk;

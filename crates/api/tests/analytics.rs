@@ -261,3 +261,30 @@ fn comorbidity_is_scored_per_patient_and_over_the_record() {
     let response = f.call(Method::Get, "$high-risk", "", None);
     assert!(response.status == 422 || response.status == 400, "{}", body(&response));
 }
+
+#[test]
+fn the_operations_report_answers_as_parameters_or_html() {
+    let f = Fixture::new("api-operations");
+    let stay = json!({ "resourceType": "Encounter", "id": "stay1", "status": "finished", "class": { "code": "IMP" },
+        "subject": { "reference": "Patient/p2" }, "period": { "start": "2024-03-01T10:00:00Z", "end": "2024-03-04T11:00:00Z" } });
+    assert!(f.call(Method::Put, "Encounter/stay1", "", Some(&stay)).status < 300);
+    let response = f.call(Method::Get, "$operations-report", "from=2024-03-01&to=2024-03-31", None);
+    assert_eq!(response.status, 200, "{}", body(&response));
+    let answer = body(&response);
+    let total =
+        answer["parameter"].as_array().unwrap().iter().find(|p| p["name"] == "total").unwrap().clone();
+    assert_eq!(part(&total, "bedDays")["valueInteger"], 3);
+    assert_eq!(part(&total, "averageLengthOfStay")["valueDecimal"], 3.0);
+    let html = f.call(Method::Get, "$operations-report", "from=2024-03-01&to=2024-03-31&_format=html", None);
+    assert_eq!((html.status, html.content_type), (200, Some("text/html; charset=utf-8")));
+    assert!(html.body_text().contains("Daily census"));
+    assert_eq!(f.call(Method::Get, "$operations-report", "from=2024-03-01", None).status, 400);
+    assert_eq!(
+        f.call(Method::Get, "$operations-report", "from=2024-03-01&to=2024-03-31&by=ward", None).status,
+        400
+    );
+    assert_eq!(
+        f.call(Method::Get, "$operations-report", "from=2024-03-01&to=2024-03-31&_format=xml", None).status,
+        406
+    );
+}

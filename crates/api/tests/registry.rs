@@ -94,6 +94,7 @@ fn the_capability_statement_lists_every_registered_operation_with_its_definition
             "lookup",
             "match",
             "merge",
+            "operations-report",
             "run",
             "sql",
             "subsumes",

@@ -8,6 +8,7 @@ mod generate;
 mod mpi_cli;
 mod path;
 mod privacy_cli;
+mod report_cli;
 mod risk_cli;
 mod validate;
 mod views;
@@ -87,6 +88,8 @@ enum Command {
     Mpi(mpi_cli::MpiArgs),
     /// Risk: comorbidity indices (Charlson, Elixhauser, HFRS) of the record or of a CSV
     Risk(risk_cli::RiskArgs),
+    /// Reports over the record: how resources are used (operations)
+    Report(report_cli::ReportArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -378,6 +381,7 @@ fn main() -> ExitCode {
         Command::Cohort(args) => analysis::run_cohort(args),
         Command::Mpi(args) => mpi_cli::run(args),
         Command::Risk(args) => risk_cli::run(args),
+        Command::Report(args) => report_cli::run(args),
     };
     match result {
         Ok(code) => code,

@@ -85,6 +85,77 @@ fn every_patient_of_the_record_is_scored_as_of_a_date() {
     assert!(
         !chartroom(&["risk", "comorbidity", "--data", path(&data), "--as-of", "yesterday"]).status.success()
     );
+
+    // How resources were used over the record's years, as JSON, CSV and HTML.
+    let json: Value = serde_json::from_str(&ok(&[
+        "report",
+        "operations",
+        "--data",
+        path(&data),
+        "--from",
+        "2015-01-01",
+        "--to",
+        "2025-12-31",
+    ]))
+    .unwrap();
+    let total = &json["total"];
+    assert!(total["admissions"].as_u64().unwrap() > 0 && total["bedDays"].as_u64().unwrap() > 0, "{total}");
+    assert_eq!(json["months"].as_array().unwrap().len(), 11 * 12);
+    assert!(
+        json["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| !g["label"].as_str().unwrap().starts_with("Organization/")),
+        "facilities by name"
+    );
+    let csv = ok(&[
+        "report",
+        "operations",
+        "--data",
+        path(&data),
+        "--from",
+        "2015-01-01",
+        "--to",
+        "2025-12-31",
+        "--format",
+        "csv",
+        "--by",
+        "service",
+    ]);
+    assert!(
+        csv.starts_with("kind,label,admissions")
+            && csv.contains("\nmonth,2024-06,")
+            && csv.contains("\nservice,inpatient,"),
+        "{csv}"
+    );
+    let html = ok(&[
+        "report",
+        "operations",
+        "--data",
+        path(&data),
+        "--from",
+        "2024-01-01",
+        "--to",
+        "2024-12-31",
+        "--format",
+        "html",
+    ]);
+    assert!(html.contains("<svg") && html.contains("Daily census") && !html.contains("<script"), "{html}");
+    assert!(
+        !chartroom(&[
+            "report",
+            "operations",
+            "--data",
+            path(&data),
+            "--from",
+            "2024-12-31",
+            "--to",
+            "2024-01-01"
+        ])
+        .status
+        .success()
+    );
 }
 
 #[test]

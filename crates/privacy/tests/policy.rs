@@ -236,6 +236,7 @@ fn a_patients_token_reads_its_own_record_only() {
         route(Method::Get, "$comorbidity"),
         route(Method::Get, "Patient/pa/$comorbidity"),
         route(Method::Get, "$high-risk"),
+        route(Method::Get, "$operations-report"),
         route(Method::Post, "Patient/$match"),
         route(Method::Get, "Encounter/$coding-worklist"),
         route(Method::Post, "ViewDefinition/$run"),

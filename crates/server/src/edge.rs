@@ -115,9 +115,12 @@ pub(crate) fn media_type(value: &str) -> String {
 }
 
 /// Checks `_format` and `Accept`: this server speaks JSON only, except that a view's rows
-/// (`ViewDefinition/$run`) come in the `_format` asked for (the API checks it).
+/// (`ViewDefinition/$run`) come in the `_format` asked for, and the operations report also as
+/// HTML (the API checks both).
 pub(crate) fn check_acceptable(path: &str, query: &str, headers: &HeaderMap) -> Result<(), Refusal> {
-    if path.starts_with("/fhir/ViewDefinition/") && path.ends_with("/$run") {
+    if (path.starts_with("/fhir/ViewDefinition/") && path.ends_with("/$run"))
+        || path == "/fhir/$operations-report"
+    {
         return Ok(());
     }
     let not_acceptable =

@@ -156,6 +156,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/analytics/surveillance", get(surveillance))
         .route("/analytics/cohort", get(cohort_form).post(cohort_compare))
         .route("/analytics/high-risk", get(high_risk))
+        .route("/analytics/operations", get(operations_report))
         .route("/analytics/views/{name}", get(view_rows))
         .route("/analytics/views/{name}/download", get(view_download))
         .route("/admin", get(admin))
@@ -1429,6 +1430,46 @@ async fn assign(
 }
 
 // ---- analytics and administration ---------------------------------------------------------
+
+/// How resources are used over a period (the last twelve months by default), from
+/// `$operations-report`.
+async fn operations_report(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Analytics) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let query = query_map(&parts);
+    let today = fhir::DateTime::now_utc().to_string()[..10].to_string();
+    let year_ago = format!("{}{}", today[..4].parse::<i32>().map_or(0, |y| y - 1), &today[4..]);
+    let from = query.get("from").cloned().unwrap_or(year_ago);
+    let to = query.get("to").cloned().unwrap_or(today);
+    let by = if query.get("by").map(String::as_str) == Some("service") { "service" } else { "facility" };
+    let call_query = {
+        let mut serializer = form_urlencoded::Serializer::new(String::new());
+        serializer.append_pair("from", &from).append_pair("to", &to).append_pair("by", by);
+        serializer.finish()
+    };
+    let mut patients = Vec::new();
+    let answer = ask(&state, &visit, Call::get("$operations-report", &call_query), &mut patients).await;
+    note(&visit.slot, "workbench-operations", "R", "$operations-report".into(), patients);
+    let viewer = visit.viewer(Area::Analytics);
+    match answer.status {
+        200 => html(
+            StatusCode::OK,
+            web::operations::operations_page(&viewer, (&from, &to, by), Some(&body_json(&answer)), None),
+        ),
+        401 | 403 => failed(&visit, Area::Analytics, &answer),
+        _ => html(
+            StatusCode::BAD_REQUEST,
+            web::operations::operations_page(
+                &viewer,
+                (&from, &to, by),
+                None,
+                Some(&outcome_message(&answer)),
+            ),
+        ),
+    }
+}
 
 /// The care managers' worklist of likely readmissions, from `$high-risk`.
 async fn high_risk(State(state): State<Arc<AppState>>, parts: Parts) -> Response {

@@ -323,6 +323,10 @@ async fn the_chart_escapes_the_record_and_a_patient_reaches_only_their_own() {
     let ana = sign_in(&f, "ana").await;
     let (status, page, _) = get(&f, Some(&ana), "/analytics/high-risk").await;
     assert!(status == 400 && page.contains("no readmission model"), "{status} {page}");
+    let (status, page, _) = get(&f, Some(&ana), "/analytics/operations?from=2024-01-01&to=2024-12-31").await;
+    assert!(status == 200 && page.contains("Daily census") && page.contains("<svg"), "{status} {page}");
+    let (status, page, _) = get(&f, Some(&ana), "/analytics/operations?from=2024-12-31&to=2024-01-01").await;
+    assert!(status == 400 && page.contains("before it starts"), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

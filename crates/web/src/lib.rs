@@ -14,6 +14,7 @@ pub mod authorize;
 pub mod chart;
 pub mod diff;
 pub mod duplicates;
+pub mod operations;
 pub mod svg;
 pub mod views;
 

@@ -391,6 +391,7 @@ pub fn analytics(viewer: &Viewer, views: &[(String, String)], sql: bool) -> Stri
             ul {
                 li { a href="/analytics/surveillance" { "Outbreak early warning" } " · unusual counts of a syndrome by place and week" }
                 li { a href="/analytics/cohort" { "Treatment comparison" } " · survival on two treatments over time" }
+                li { a href="/analytics/operations" { "How resources are used" } " · census, admissions, length of stay, bed-days, readmissions and emergency visits by month and facility" }
                 li { a href="/analytics/high-risk" { "High-risk patients" } " · recent discharges most likely to be readmitted within 30 days, and why" }
             }
             h2 { "Tables" }

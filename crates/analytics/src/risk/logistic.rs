@@ -127,8 +127,10 @@ pub fn fit(x: &[Vec<f64>], y: &[bool], c: f64) -> Result<Fit> {
                 hessian[k][j] = hessian[j][k];
             }
         }
+        // Converged when the gradient is nil to rounding (its terms sum over every row) or
+        // Newton's step no longer moves any parameter.
         let largest = gradient.iter().fold(0.0f64, |m, g| m.max(g.abs()));
-        if largest < 1e-10 * c.max(1.0) {
+        if largest < 1e-12 * c.max(1.0) * x.len().max(1) as f64 {
             return Ok(Fit {
                 intercept: beta[0],
                 coefficients: beta[1..].to_vec(),
@@ -137,6 +139,12 @@ pub fn fit(x: &[Vec<f64>], y: &[bool], c: f64) -> Result<Fit> {
         }
         let mut step = gradient.clone();
         solve(&mut hessian, &mut step)?;
+        if step.iter().fold(0.0f64, |m, s| m.max(s.abs())) < 1e-11 {
+            for (b, s) in beta.iter_mut().zip(&step) {
+                *b -= s;
+            }
+            return Ok(Fit { intercept: beta[0], coefficients: beta[1..].to_vec(), iterations: iteration });
+        }
         // Halve the step until the objective does not grow (Newton steps on a convex objective
         // rarely need it).
         let mut scale = 1.0;

@@ -113,3 +113,44 @@ impl Api {
         Ok(json_response(&comparison.to_parameters()))
     }
 }
+
+impl Api {
+    /// `$operations-report`: how resources were used from `from` to `to`, by month and by
+    /// facility or service; a Parameters, or with `_format=html` (or `Accept: text/html`) the
+    /// report as an HTML page with its charts.
+    pub(crate) fn operations_report(&self, call: &super::registry::Call<'_>) -> Result<Response, ApiError> {
+        call.gate.bulk(None)?;
+        let inputs = call.inputs;
+        let (Some(from), Some(to)) = (inputs.get("from"), inputs.get("to")) else {
+            return Err(ApiError::bad_request(
+                IssueType::Required,
+                "$operations-report needs from and to (YYYY-MM-DD)",
+            ));
+        };
+        let by = analytics::operations::GroupBy::parse(inputs.get("by").unwrap_or("facility"))
+            .map_err(analytics_error)?;
+        let html = match inputs.get("_format") {
+            Some("html" | "text/html") => true,
+            Some(format) if !format.contains("json") => {
+                return Err(ApiError::new(
+                    406,
+                    IssueType::NotSupported,
+                    format!("_format={format}: the operations report is JSON (a Parameters) or html"),
+                ));
+            }
+            Some(_) => false,
+            None => call.request.accept.as_deref().is_some_and(|a| a.contains("text/html")),
+        };
+        let viewed = ViewedStore { store: self.store.as_ref(), gate: call.gate };
+        let report = analytics::operations::report(&viewed, from, to, by).map_err(analytics_error)?;
+        let parameters = report.to_parameters();
+        if html {
+            let page =
+                web::analytics::standalone("How resources are used", web::operations::body(&parameters));
+            let mut response = Response::json(200, page.into_bytes());
+            response.content_type = Some("text/html; charset=utf-8");
+            return Ok(response);
+        }
+        Ok(json_response(&parameters))
+    }
+}

@@ -427,6 +427,20 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         handler: Handler::Reads(|api, call| api.high_risk(call)),
     },
     Operation {
+        name: "operations-report",
+        definition: Definition::Own,
+        documentation: "How resources were used over a period: daily census, admissions, discharges, average length of stay, bed-days, 30-day readmission rate and emergency visits, by month and by facility or service; a Parameters, or HTML with charts (_format=html)",
+        levels: Levels { system: true, types: &[], instances: &[] },
+        parameters: &[
+            Parameter { min: 1, ..one("from", "date", "The first day of the period") },
+            Parameter { min: 1, ..one("to", "date", "The last day of the period") },
+            one("by", "code", "facility (the default: the encounter's serviceProvider) or service"),
+        ],
+        affects_state: false,
+        access: reads(Reads::EveryType, PatientUse::Refused),
+        handler: Handler::Reads(|api, call| api.operations_report(call)),
+    },
+    Operation {
         name: "match",
         definition: Definition::Standard("http://hl7.org/fhir/OperationDefinition/Patient-match"),
         documentation: "The Patients that may be the one given (Fellegi-Sunter over blocking keys), graded with match-grade and search.score",
