@@ -388,7 +388,8 @@ impl Model {
     }
 
     /// The three features that add most to a stay's risk (coefficient × standardised value),
-    /// largest first, with their values: the "why" a care manager is shown.
+    /// among those above their mean with a positive coefficient, largest first, with their
+    /// values: the "why" a care manager is shown.
     pub fn factors(&self, features: &[f64]) -> Vec<Factor> {
         let standardised = self.standardise(features);
         let mut all: Vec<Factor> = self
@@ -405,6 +406,12 @@ impl Model {
             })
             .filter(|f| f.contribution > 0.0)
             .collect();
+        // Only what the patient has more of than usual, and what raises the risk: a low value
+        // of a protective feature is no reason to give a care manager.
+        all.retain(|f| {
+            let at = self.features.iter().position(|n| *n == f.feature).unwrap_or(0);
+            standardised.get(at).is_some_and(|z| *z > 0.0)
+        });
         all.sort_by(|a, b| b.contribution.total_cmp(&a.contribution));
         all.truncate(3);
         all
