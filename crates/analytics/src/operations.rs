@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use store::Store;
 
-use crate::record::{Period, Reference, date_of_day, facts, millis};
+use crate::record::{EncounterFacts, INPATIENT_CLASSES, date_of_day, facts, millis};
 use crate::{Error, Result};
 
 const DAY: i64 = 86_400_000;
@@ -85,38 +85,6 @@ pub struct OperationsReport {
 }
 
 #[derive(Deserialize, Default)]
-struct Coding {
-    code: Option<String>,
-    display: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct Concept {
-    #[serde(default)]
-    coding: Vec<Coding>,
-    text: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct Hospitalization {
-    #[serde(rename = "dischargeDisposition")]
-    discharge_disposition: Option<Concept>,
-}
-
-#[derive(Deserialize, Default)]
-struct EncounterFacts {
-    status: Option<String>,
-    class: Option<Coding>,
-    subject: Option<Reference>,
-    period: Option<Period>,
-    #[serde(rename = "serviceProvider")]
-    service_provider: Option<Reference>,
-    #[serde(rename = "serviceType")]
-    service_type: Option<Concept>,
-    hospitalization: Option<Hospitalization>,
-}
-
-#[derive(Deserialize, Default)]
 struct OrganizationFacts {
     name: Option<String>,
 }
@@ -154,13 +122,11 @@ pub fn report(store: &dyn Store, from: &str, to: &str, by: GroupBy) -> Result<Op
     let mut emergencies: Vec<(i64, String)> = Vec::new();
     store.scan_type("Encounter", None, &mut |_, _, body| {
         let Some(encounter) = facts::<EncounterFacts>(body) else { return Ok(()) };
-        if matches!(encounter.status.as_deref(), Some("cancelled" | "entered-in-error" | "planned")) {
+        if encounter.void() {
             return Ok(());
         }
-        let class = encounter.class.as_ref().and_then(|c| c.code.as_deref()).unwrap_or("");
-        let Some(start) = encounter.period.as_ref().and_then(|p| p.start.as_deref()).and_then(millis) else {
-            return Ok(());
-        };
+        let class = encounter.class_code();
+        let Some(start) = encounter.start_millis() else { return Ok(()) };
         let group = match by {
             GroupBy::Facility => encounter
                 .service_provider
@@ -174,7 +140,7 @@ pub fn report(store: &dyn Store, from: &str, to: &str, by: GroupBy) -> Result<Op
                 .unwrap_or_else(|| {
                     match class {
                         "EMER" => "emergency",
-                        "IMP" | "ACUTE" | "NONAC" => "inpatient",
+                        c if INPATIENT_CLASSES.contains(&c) => "inpatient",
                         _ => "other",
                     }
                     .into()
@@ -182,13 +148,9 @@ pub fn report(store: &dyn Store, from: &str, to: &str, by: GroupBy) -> Result<Op
         };
         match class {
             "EMER" => emergencies.push((start.div_euclid(DAY), group)),
-            "IMP" | "ACUTE" | "NONAC" => {
-                let end = encounter.period.as_ref().and_then(|p| p.end.as_deref()).and_then(millis);
-                let died = encounter
-                    .hospitalization
-                    .as_ref()
-                    .and_then(|h| h.discharge_disposition.as_ref())
-                    .is_some_and(|d| d.coding.iter().any(|c| c.code.as_deref() == Some("exp")));
+            c if INPATIENT_CLASSES.contains(&c) => {
+                let end = encounter.end_millis();
+                let died = encounter.disposition() == "exp";
                 let patient =
                     encounter.subject.as_ref().and_then(crate::record::patient_id).unwrap_or("").to_string();
                 stays.push(Stay { patient, group, admitted: start, discharged: end, died });

@@ -23,7 +23,10 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use store::Store;
 
-use super::{CodeableConcept, ConditionFacts, PatientFacts, Period, Reference, facts, millis, patient_id};
+use super::{
+    CodeableConcept, ConditionFacts, EncounterFacts, PatientFacts, Period, Reference, facts, millis,
+    patient_id,
+};
 use crate::syndromes::{Matcher, Syndrome};
 use crate::{Error, Result};
 
@@ -367,12 +370,6 @@ impl ExposureFacts {
             .or(self.performed_period.as_ref().and_then(|p| p.start.as_deref()))
             .and_then(millis)
     }
-}
-
-#[derive(Deserialize, Default)]
-struct EncounterFacts {
-    subject: Option<Reference>,
-    period: Option<Period>,
 }
 
 /// The types whose resources expose a patient to an arm.

@@ -46,12 +46,81 @@ pub(crate) struct Reference {
 pub(crate) struct Coding {
     pub system: Option<String>,
     pub code: Option<String>,
+    pub display: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
 pub(crate) struct CodeableConcept {
     #[serde(default)]
     pub coding: Vec<Coding>,
+    pub text: Option<String>,
+}
+
+impl CodeableConcept {
+    /// Whether one of its codings has one of `codes` (any system).
+    pub(crate) fn has_code(&self, codes: &[&str]) -> bool {
+        self.coding.iter().any(|c| c.code.as_deref().is_some_and(|code| codes.contains(&code)))
+    }
+
+    /// Its first code.
+    pub(crate) fn first_code(&self) -> Option<&str> {
+        self.coding.iter().find_map(|c| c.code.as_deref())
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct Hospitalization {
+    #[serde(rename = "admitSource")]
+    pub admit_source: Option<CodeableConcept>,
+    #[serde(rename = "dischargeDisposition")]
+    pub discharge_disposition: Option<CodeableConcept>,
+}
+
+/// What the analyses read of an Encounter (the readmission model's stays, the operations
+/// report).
+#[derive(Deserialize, Default)]
+pub(crate) struct EncounterFacts {
+    pub status: Option<String>,
+    pub class: Option<Coding>,
+    pub subject: Option<Reference>,
+    pub period: Option<Period>,
+    pub priority: Option<CodeableConcept>,
+    #[serde(rename = "serviceProvider")]
+    pub service_provider: Option<Reference>,
+    #[serde(rename = "serviceType")]
+    pub service_type: Option<CodeableConcept>,
+    pub hospitalization: Option<Hospitalization>,
+}
+
+/// Encounter classes of a stay in hospital.
+pub(crate) const INPATIENT_CLASSES: &[&str] = &["IMP", "ACUTE", "NONAC"];
+
+impl EncounterFacts {
+    /// Whether it never happened: cancelled, entered in error, or only planned.
+    pub(crate) fn void(&self) -> bool {
+        matches!(self.status.as_deref(), Some("cancelled" | "entered-in-error" | "planned"))
+    }
+
+    pub(crate) fn class_code(&self) -> &str {
+        self.class.as_ref().and_then(|c| c.code.as_deref()).unwrap_or("")
+    }
+
+    pub(crate) fn start_millis(&self) -> Option<i64> {
+        self.period.as_ref().and_then(|p| p.start.as_deref()).and_then(millis)
+    }
+
+    pub(crate) fn end_millis(&self) -> Option<i64> {
+        self.period.as_ref().and_then(|p| p.end.as_deref()).and_then(millis)
+    }
+
+    /// The discharge disposition's code (`home`, `snf`, `exp`, ...), empty when not said.
+    pub(crate) fn disposition(&self) -> &str {
+        self.hospitalization
+            .as_ref()
+            .and_then(|h| h.discharge_disposition.as_ref())
+            .and_then(CodeableConcept::first_code)
+            .unwrap_or("")
+    }
 }
 
 #[derive(Deserialize, Default)]

@@ -17,7 +17,8 @@ use store::Store;
 use super::comorbidity::{Index, Scheme, Scorer};
 use super::logistic::{self, Auc, CalibrationGroup};
 use crate::record::{
-    CodeableConcept, ConditionFacts, PatientFacts, Period, Reference, facts, millis, patient_id,
+    CodeableConcept, ConditionFacts, EncounterFacts, INPATIENT_CLASSES, PatientFacts, Reference, facts,
+    millis, patient_id,
 };
 use crate::{Error, Result};
 
@@ -64,45 +65,10 @@ pub struct Stay {
 }
 
 #[derive(Deserialize, Default)]
-struct Coding {
-    code: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct Concept {
-    #[serde(default)]
-    coding: Vec<Coding>,
-}
-
-impl Concept {
-    fn has(&self, codes: &[&str]) -> bool {
-        self.coding.iter().any(|c| c.code.as_deref().is_some_and(|code| codes.contains(&code)))
-    }
-}
-
-#[derive(Deserialize, Default)]
-struct Hospitalization {
-    #[serde(rename = "admitSource")]
-    admit_source: Option<Concept>,
-    #[serde(rename = "dischargeDisposition")]
-    discharge_disposition: Option<Concept>,
-}
-
-#[derive(Deserialize, Default)]
-struct EncounterFacts {
-    status: Option<String>,
-    class: Option<Coding>,
-    subject: Option<Reference>,
-    period: Option<Period>,
-    priority: Option<Concept>,
-    hospitalization: Option<Hospitalization>,
-}
-
-#[derive(Deserialize, Default)]
 struct ObservationFacts {
     subject: Option<Reference>,
     #[serde(default)]
-    interpretation: Vec<Concept>,
+    interpretation: Vec<CodeableConcept>,
     #[serde(rename = "effectiveDateTime")]
     effective: Option<String>,
     issued: Option<String>,
@@ -122,7 +88,6 @@ struct History {
     abnormal: Vec<i64>,
 }
 
-const INPATIENT: &[&str] = &["IMP", "ACUTE", "NONAC"];
 const ABNORMAL: &[&str] = &["A", "AA", "H", "HH", "L", "LL", "HU", "LU", "POS", "DET"];
 
 fn years_between(birth: &str, at: i64) -> Option<f64> {
@@ -141,29 +106,27 @@ pub fn stays(store: &dyn Store, as_of: &str) -> Result<Vec<Stay>> {
     let mut people: HashMap<String, History> = HashMap::new();
     store.scan_type("Encounter", None, &mut |_, id, body| {
         let Some(encounter) = facts::<EncounterFacts>(body) else { return Ok(()) };
-        if matches!(encounter.status.as_deref(), Some("cancelled" | "entered-in-error" | "planned")) {
+        if encounter.void() {
             return Ok(());
         }
         let Some(patient) = encounter.subject.as_ref().and_then(patient_id) else { return Ok(()) };
-        let period = encounter.period.as_ref();
-        let Some(start) = period.and_then(|p| p.start.as_deref()).and_then(millis) else { return Ok(()) };
+        let Some(start) = encounter.start_millis() else { return Ok(()) };
         if start > limit {
             return Ok(());
         }
-        let class = encounter.class.as_ref().and_then(|c| c.code.as_deref()).unwrap_or("");
+        let class = encounter.class_code();
         let history = people.entry(patient.to_string()).or_default();
         if class == "EMER" {
             history.emergencies.push(start);
-        } else if INPATIENT.contains(&class) {
-            let Some(end) = period.and_then(|p| p.end.as_deref()).and_then(millis) else { return Ok(()) };
-            let hospitalization = encounter.hospitalization.unwrap_or_default();
-            let acute = encounter.priority.as_ref().is_some_and(|p| p.has(&["EM", "UR", "A", "S"]))
-                || hospitalization.admit_source.as_ref().is_some_and(|s| s.has(&["emd"]));
-            let disposition = hospitalization
-                .discharge_disposition
-                .and_then(|d| d.coding.into_iter().find_map(|c| c.code))
-                .unwrap_or_default();
-            history.stays.push((id.to_string(), start, end, acute, disposition));
+        } else if INPATIENT_CLASSES.contains(&class) {
+            let Some(end) = encounter.end_millis() else { return Ok(()) };
+            let acute = encounter.priority.as_ref().is_some_and(|p| p.has_code(&["EM", "UR", "A", "S"]))
+                || encounter
+                    .hospitalization
+                    .as_ref()
+                    .and_then(|h| h.admit_source.as_ref())
+                    .is_some_and(|s| s.has_code(&["emd"]));
+            history.stays.push((id.to_string(), start, end, acute, encounter.disposition().to_string()));
         }
         Ok(())
     })?;
@@ -183,7 +146,7 @@ pub fn stays(store: &dyn Store, as_of: &str) -> Result<Vec<Stay>> {
     })?;
     store.scan_type("Observation", None, &mut |_, _, body| {
         let Some(observation) = facts::<ObservationFacts>(body) else { return Ok(()) };
-        if !observation.interpretation.iter().any(|i| i.has(ABNORMAL)) {
+        if !observation.interpretation.iter().any(|i| i.has_code(ABNORMAL)) {
             return Ok(());
         }
         let Some(patient) = observation.subject.as_ref().and_then(patient_id) else { return Ok(()) };
