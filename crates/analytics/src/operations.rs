@@ -150,6 +150,13 @@ pub fn report(store: &dyn Store, from: &str, to: &str, by: GroupBy) -> Result<Op
             "EMER" => emergencies.push((start.div_euclid(DAY), group)),
             c if INPATIENT_CLASSES.contains(&c) => {
                 let end = encounter.end_millis();
+                // No end: in hospital still, if the encounter says it is going on; otherwise
+                // the record is incomplete and the stay is not counted.
+                if end.is_none()
+                    && !matches!(encounter.status.as_deref(), Some("in-progress" | "onleave" | "arrived"))
+                {
+                    return Ok(());
+                }
                 let died = encounter.disposition() == "exp";
                 let patient =
                     encounter.subject.as_ref().and_then(crate::record::patient_id).unwrap_or("").to_string();
@@ -199,6 +206,7 @@ pub fn report(store: &dyn Store, from: &str, to: &str, by: GroupBy) -> Result<Op
     let mut groups: BTreeMap<String, Tally> = BTreeMap::new();
     let mut total = Tally::default();
     let mut census = vec![0u64; (last - first + 1) as usize];
+    let mut changes = vec![0i64; census.len() + 1];
     for day in first..=last {
         months.entry(month_of(day)).or_default().days += 1;
     }
@@ -228,15 +236,24 @@ pub fn report(store: &dyn Store, from: &str, to: &str, by: GroupBy) -> Result<Op
                 }
             }
         }
-        // The nights of the stay inside the period: midnight ending day d counts when admitted
-        // on or before d and discharged after it.
+        // The nights of the stay inside the period (midnight ending day d counts when admitted
+        // on or before d and discharged after it), as a range added to the census's
+        // difference array; its length is the group's bed-days.
         let stay_last_night = discharge_day.map_or(last, |d| d - 1);
-        for day in admit_day.max(first)..=stay_last_night.min(last) {
-            census[(day - first) as usize] += 1;
-            months.entry(month_of(day)).or_default().bed_days += 1;
-            groups.entry(stay.group.clone()).or_default().bed_days += 1;
-            total.bed_days += 1;
+        let (from_night, to_night) = (admit_day.max(first), stay_last_night.min(last));
+        if from_night <= to_night {
+            changes[(from_night - first) as usize] += 1;
+            changes[(to_night - first + 1) as usize] -= 1;
+            let nights = (to_night - from_night + 1) as u64;
+            groups.entry(stay.group.clone()).or_default().bed_days += nights;
+            total.bed_days += nights;
         }
+    }
+    let mut running = 0i64;
+    for (at, change) in changes.iter().take(census.len()).enumerate() {
+        running += change;
+        census[at] = running.max(0) as u64;
+        months.entry(month_of(first + at as i64)).or_default().bed_days += census[at];
     }
     for (day, group) in &emergencies {
         if (first..=last).contains(day) {

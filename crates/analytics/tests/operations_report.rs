@@ -34,6 +34,9 @@ fn record() -> FileStore {
         json!({ "resourceType": "Encounter", "id": "e1", "status": "finished", "class": { "code": "EMER" },
                 "subject": { "reference": "Patient/a" }, "serviceProvider": { "reference": "Organization/north" },
                 "period": { "start": "2024-03-19T22:00:00Z", "end": "2024-03-20T07:00:00Z" } }),
+        // A finished stay whose end the record lost is not counted (it would fill the census).
+        json!({ "resourceType": "Encounter", "id": "lost", "status": "finished", "class": { "code": "IMP" },
+                "subject": { "reference": "Patient/d" }, "period": { "start": "2024-03-02T10:00:00Z" } }),
         json!({ "resourceType": "Encounter", "id": "e2", "status": "entered-in-error", "class": { "code": "EMER" },
                 "subject": { "reference": "Patient/c" }, "period": { "start": "2024-04-10T22:00:00Z" } }),
     ];

@@ -1440,7 +1440,14 @@ async fn operations_report(State(state): State<Arc<AppState>>, parts: Parts) -> 
     };
     let query = query_map(&parts);
     let today = fhir::DateTime::now_utc().to_string()[..10].to_string();
-    let year_ago = format!("{}{}", today[..4].parse::<i32>().map_or(0, |y| y - 1), &today[4..]);
+    // 365 days back (not the same date a year ago, which 29 February lacks).
+    let year_ago = fhir::DateTime::parse(&today, fhir::DateTimeKind::Date)
+        .map(|d| {
+            let (y, m, day) =
+                fhir::datetime::civil_from_days(d.lower_bound_millis().div_euclid(86_400_000) - 365);
+            format!("{y:04}-{m:02}-{day:02}")
+        })
+        .unwrap_or_else(|_| today.clone());
     let from = query.get("from").cloned().unwrap_or(year_ago);
     let to = query.get("to").cloned().unwrap_or(today);
     let by = if query.get("by").map(String::as_str) == Some("service") { "service" } else { "facility" };

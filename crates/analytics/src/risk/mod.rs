@@ -115,7 +115,7 @@ pub fn patient(store: &dyn Store, id: &str, as_of: &str) -> Result<Option<Patien
 }
 
 /// Whole years from a birth date to a day, both `YYYY-MM-DD`-like FHIR dates.
-fn age_at(birth: &str, as_of: &str) -> Option<u32> {
+pub(crate) fn age_at(birth: &str, as_of: &str) -> Option<u32> {
     let parse = |text: &str| -> Option<(i32, u32, u32)> {
         let mut parts = text.get(..10).unwrap_or(text).split('-');
         let year = parts.next()?.parse().ok()?;

@@ -17,8 +17,8 @@ use store::Store;
 use super::comorbidity::{Index, Scheme, Scorer};
 use super::logistic::{self, Auc, CalibrationGroup};
 use crate::record::{
-    CodeableConcept, ConditionFacts, EncounterFacts, INPATIENT_CLASSES, PatientFacts, Reference, facts,
-    millis, patient_id,
+    CodeableConcept, ConditionFacts, EncounterFacts, INPATIENT_CLASSES, PatientFacts, Reference, date_of_day,
+    facts, millis, patient_id,
 };
 use crate::{Error, Result};
 
@@ -62,6 +62,8 @@ pub struct Stay {
     pub readmitted: bool,
     /// Died during the stay (not an index stay).
     pub died: bool,
+    /// When the patient died, if the record says.
+    pub death: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -80,9 +82,10 @@ struct History {
     birth: Option<String>,
     male: bool,
     death: Option<i64>,
-    /// (id, start, end, acute, disposition code).
-    stays: Vec<(String, i64, i64, bool, String)>,
-    emergencies: Vec<i64>,
+    /// (id, start, end (none while in hospital), acute, disposition code).
+    stays: Vec<(String, i64, Option<i64>, bool, String)>,
+    /// (start, end) of each emergency visit.
+    emergencies: Vec<(i64, Option<i64>)>,
     /// (onset, code without dot, problem list).
     conditions: Vec<(i64, String, bool)>,
     abnormal: Vec<i64>,
@@ -90,9 +93,9 @@ struct History {
 
 const ABNORMAL: &[&str] = &["A", "AA", "H", "HH", "L", "LL", "HU", "LU", "POS", "DET"];
 
-fn years_between(birth: &str, at: i64) -> Option<f64> {
-    let born = millis(birth)?;
-    Some(((at - born) as f64 / (365.25 * DAY as f64)).floor().max(0.0))
+/// Whether `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Every inpatient stay of the record, as of `as_of` (`YYYY-MM-DD`): stays admitted on or
@@ -117,9 +120,11 @@ pub fn stays(store: &dyn Store, as_of: &str) -> Result<Vec<Stay>> {
         let class = encounter.class_code();
         let history = people.entry(patient.to_string()).or_default();
         if class == "EMER" {
-            history.emergencies.push(start);
+            history.emergencies.push((start, encounter.end_millis()));
         } else if INPATIENT_CLASSES.contains(&class) {
-            let Some(end) = encounter.end_millis() else { return Ok(()) };
+            // A stay without an end is one the patient is still in: a readmission if it
+            // follows a discharge, never an index stay.
+            let end = encounter.end_millis();
             let acute = encounter.priority.as_ref().is_some_and(|p| p.has_code(&["EM", "UR", "A", "S"]))
                 || encounter
                     .hospitalization
@@ -130,6 +135,8 @@ pub fn stays(store: &dyn Store, as_of: &str) -> Result<Vec<Stay>> {
         }
         Ok(())
     })?;
+    // Only patients with a stay matter from here on.
+    people.retain(|_, history| !history.stays.is_empty());
     store.scan_type("Condition", None, &mut |_, _, body| {
         let Some(condition) = facts::<ConditionFacts>(body) else { return Ok(()) };
         if condition.withdrawn() {
@@ -145,6 +152,10 @@ pub fn stays(store: &dyn Store, as_of: &str) -> Result<Vec<Stay>> {
         Ok(())
     })?;
     store.scan_type("Observation", None, &mut |_, _, body| {
+        // Most results carry no interpretation: skip them before parsing.
+        if !contains(body, b"\"interpretation\"") {
+            return Ok(());
+        }
         let Some(observation) = facts::<ObservationFacts>(body) else { return Ok(()) };
         if !observation.interpretation.iter().any(|i| i.has_code(ABNORMAL)) {
             return Ok(());
@@ -173,7 +184,8 @@ pub fn stays(store: &dyn Store, as_of: &str) -> Result<Vec<Stay>> {
         let history = &people[patient];
         let mut stays = history.stays.clone();
         stays.sort_by_key(|s| s.1);
-        for (at, (encounter, admitted, discharged, acute, disposition)) in stays.iter().enumerate() {
+        for (at, (encounter, admitted, end, acute, disposition)) in stays.iter().enumerate() {
+            let Some(discharged) = end else { continue };
             let codes: Vec<&str> = history
                 .conditions
                 .iter()
@@ -190,17 +202,32 @@ pub fn stays(store: &dyn Store, as_of: &str) -> Result<Vec<Stay>> {
             chronic.sort_unstable();
             chronic.dedup();
             let prior = stays[..at].iter().filter(|s| s.1 >= admitted - 365 * DAY).count();
-            let emergencies =
-                history.emergencies.iter().filter(|&&e| e < *admitted && e >= admitted - 183 * DAY).count();
+            // An emergency visit that led to this admission (overlapping it, or ending within a
+            // day before it) makes the admission acute, and is not one of the visits before.
+            let led_here = |(start, finish): &(i64, Option<i64>)| {
+                *start <= *admitted && finish.unwrap_or(*start) >= admitted - DAY
+            };
+            let acute = *acute || history.emergencies.iter().any(led_here);
+            let emergencies = history
+                .emergencies
+                .iter()
+                .filter(|visit| !led_here(visit) && visit.0 < *admitted && visit.0 >= admitted - 183 * DAY)
+                .count();
             let abnormal = history.abnormal.iter().filter(|&&t| t >= *admitted && t <= *discharged).count();
-            let nights = ((discharged - admitted) as f64 / DAY as f64).round().max(0.0);
+            // Nights: midnights between admission and discharge.
+            let nights = (discharged.div_euclid(DAY) - admitted.div_euclid(DAY)).max(0) as f64;
             let has = |category: &str| f64::from(u8::from(found.categories.contains(&category)));
-            let age = history.birth.as_deref().and_then(|b| years_between(b, *discharged)).unwrap_or(0.0);
+            // Unknown ages are left NaN and standardised to the mean.
+            let age = history
+                .birth
+                .as_deref()
+                .and_then(|b| super::age_at(b, &date_of_day(discharged.div_euclid(DAY))))
+                .map_or(f64::NAN, f64::from);
             let features = vec![
                 age / 10.0,
                 f64::from(u8::from(history.male)),
                 nights,
-                f64::from(u8::from(*acute)),
+                f64::from(u8::from(acute)),
                 prior as f64,
                 emergencies as f64,
                 found.score,
@@ -218,21 +245,24 @@ pub fn stays(store: &dyn Store, as_of: &str) -> Result<Vec<Stay>> {
             let died = disposition == "exp"
                 || history.death.is_some_and(|d| d >= *admitted && d <= discharged + DAY);
             // Counted in days, as readmission measures are: admitted on or before the 30th
-            // day after the day of discharge.
+            // day after the day of discharge (stays are in admission order).
             let discharge_day = discharged.div_euclid(DAY);
             let readmitted = stays[at + 1..]
                 .iter()
-                .any(|s| s.1 > *discharged && s.1.div_euclid(DAY) - discharge_day <= WINDOW_DAYS);
+                .take_while(|s| s.1.div_euclid(DAY) - discharge_day <= WINDOW_DAYS)
+                .any(|s| s.1 > *discharged);
             all.push(Stay {
                 patient: patient.clone(),
                 encounter: encounter.clone(),
                 admitted: *admitted,
                 discharged: *discharged,
-                lace: lace(nights as u32, *acute, found.score, emergencies),
+                lace: lace(nights as u32, acute, found.score, emergencies),
                 features,
-                window_complete: discharge_day + WINDOW_DAYS < limit.div_euclid(DAY),
+                // The window (the discharge day's 30 days after it) ended by the as-of day.
+                window_complete: discharge_day + WINDOW_DAYS <= limit.div_euclid(DAY),
                 readmitted,
                 died,
+                death: history.death,
             });
         }
     }
@@ -337,7 +367,8 @@ impl Model {
         features
             .iter()
             .zip(self.means.iter().zip(&self.deviations))
-            .map(|(x, (mean, deviation))| (x - mean) / deviation)
+            // What the record does not say (an unknown age) counts as the mean.
+            .map(|(x, (mean, deviation))| if x.is_nan() { 0.0 } else { (x - mean) / deviation })
             .collect()
     }
 
@@ -364,7 +395,7 @@ impl Model {
             .map(|(((name, z), w), value)| Factor {
                 feature: name.clone(),
                 description: FEATURES.iter().find(|(n, _)| n == name).map_or("", |(_, d)| d).to_string(),
-                value: *value,
+                value: shown_value(name, *value),
                 contribution: z * w,
             })
             .filter(|f| f.contribution > 0.0)
@@ -381,6 +412,15 @@ impl Model {
     }
 }
 
+/// A feature's value as a person reads it: age in years, abnormal results as a count.
+fn shown_value(feature: &str, value: f64) -> f64 {
+    match feature {
+        "age" => (value * 10.0).round(),
+        "abnormalResults" => value.exp_m1().round(),
+        _ => value,
+    }
+}
+
 /// One factor of a patient's risk.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Factor {
@@ -394,11 +434,17 @@ pub struct Factor {
 /// standard deviations; a constant feature gets deviation 1.
 pub fn standardisation(rows: &[&Stay]) -> (Vec<f64>, Vec<f64>) {
     let columns = FEATURES.len();
-    let n = rows.len().max(1) as f64;
-    let means: Vec<f64> = (0..columns).map(|j| rows.iter().map(|s| s.features[j]).sum::<f64>() / n).collect();
+    let known = |j: usize| rows.iter().map(move |s| s.features[j]).filter(|v| !v.is_nan());
+    let means: Vec<f64> = (0..columns)
+        .map(|j| {
+            let count = known(j).count();
+            if count == 0 { 0.0 } else { known(j).sum::<f64>() / count as f64 }
+        })
+        .collect();
     let deviations: Vec<f64> = (0..columns)
         .map(|j| {
-            let variance = rows.iter().map(|s| (s.features[j] - means[j]).powi(2)).sum::<f64>() / n;
+            let count = known(j).count().max(1) as f64;
+            let variance = known(j).map(|v| (v - means[j]).powi(2)).sum::<f64>() / count;
             if variance > 1e-12 { variance.sqrt() } else { 1.0 }
         })
         .collect();
@@ -493,9 +539,29 @@ pub fn save(model: &Model, path: &std::path::Path) -> Result<()> {
 /// Reads a saved model; `None` when none was trained.
 pub fn load(path: &std::path::Path) -> Result<Option<Model>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| Error::Invalid(format!("{} is not a readmission model: {e}", path.display()))),
+        Ok(text) => {
+            let model: Model = serde_json::from_str(&text)
+                .map_err(|e| Error::Invalid(format!("{} is not a readmission model: {e}", path.display())))?;
+            let names: Vec<&str> = FEATURES.iter().map(|(n, _)| *n).collect();
+            let sound = model.features.iter().map(String::as_str).eq(names.iter().copied())
+                && [&model.means, &model.deviations, &model.coefficients]
+                    .iter()
+                    .all(|v| v.len() == names.len())
+                && model
+                    .means
+                    .iter()
+                    .chain(&model.coefficients)
+                    .chain([&model.intercept])
+                    .all(|v| v.is_finite())
+                && model.deviations.iter().all(|d| d.is_finite() && *d > 0.0);
+            if !sound {
+                return Err(Error::Invalid(format!(
+                    "{} is not a readmission model of this version (its features or numbers do not fit): train it again",
+                    path.display()
+                )));
+            }
+            Ok(Some(model))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::Invalid(format!("cannot read {}: {e}", path.display()))),
     }
@@ -517,7 +583,10 @@ pub struct Entry {
 /// likely to be readmitted first.
 pub fn worklist(stays: &[Stay], model: &Model, as_of_end: i64, limit: usize) -> Vec<Entry> {
     let mut latest: HashMap<&str, &Stay> = HashMap::new();
-    for stay in stays.iter().filter(|s| !s.died && s.discharged <= as_of_end) {
+    // Neither those who died since nor those already back in hospital are anyone's call.
+    for stay in
+        stays.iter().filter(|s| !s.died && s.discharged <= as_of_end && s.death.is_none_or(|d| d > as_of_end))
+    {
         let entry = latest.entry(stay.patient.as_str()).or_insert(stay);
         if stay.discharged > entry.discharged {
             *entry = stay;
@@ -525,7 +594,7 @@ pub fn worklist(stays: &[Stay], model: &Model, as_of_end: i64, limit: usize) -> 
     }
     let mut entries: Vec<Entry> = latest
         .values()
-        .filter(|s| s.discharged > as_of_end - WINDOW_DAYS * DAY)
+        .filter(|s| s.discharged > as_of_end - WINDOW_DAYS * DAY && !s.readmitted)
         .map(|s| Entry {
             patient: s.patient.clone(),
             encounter: s.encounter.clone(),

@@ -78,13 +78,15 @@ impl Api {
         let path = self.config.readmission_model.as_ref().ok_or_else(|| {
             ApiError::not_supported("this server keeps no readmission model (it has no data directory)")
         })?;
-        let model = readmission::load(path).map_err(analytics_error)?.ok_or_else(|| {
-            ApiError::new(
-                422,
-                IssueType::NotFound,
-                "no readmission model has been trained yet: run chartroom risk train --data DIR",
-            )
-        })?;
+        // A model file that does not read is the server's fault, not the request's.
+        let model =
+            readmission::load(path).map_err(|e| ApiError::internal(e.to_string()))?.ok_or_else(|| {
+                ApiError::new(
+                    422,
+                    IssueType::NotFound,
+                    "no readmission model has been trained yet: run chartroom risk train --data DIR",
+                )
+            })?;
         let count = call.inputs.whole_number("_count")?.unwrap_or(20).clamp(1, 1000);
         let today = fhir::DateTime::now_utc().to_string();
         let as_of = call.inputs.get("asOf").map(str::to_string);
