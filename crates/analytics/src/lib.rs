@@ -8,9 +8,12 @@
 //! - [`risk`]: comorbidity indices (Charlson, Elixhauser, the Hospital Frailty Risk Score),
 //!   computed as comorbidipy (0.8) computes them, and each patient's as of a date.
 //!
+//! - [`billing`]: final bills reconciled with the record, and the revenue-cycle figures.
+//!
 //! The kernels are pure functions over numbers (no store, no I/O), so the oracle tests call
 //! them directly with the reference implementations' inputs.
 
+pub mod billing;
 pub mod compare;
 pub mod operations;
 pub mod outbreak;

@@ -288,3 +288,72 @@ fn the_operations_report_answers_as_parameters_or_html() {
         406
     );
 }
+
+#[test]
+fn the_billing_audit_names_each_bad_bill_and_counts_the_unbilled() {
+    let f = Fixture::new("api-billing");
+    let icd = "http://hl7.org/fhir/sid/icd-10-cm";
+    let visit = |id: &str, status: &str| {
+        json!({ "resourceType": "Encounter", "id": id, "status": status, "class": { "code": "AMB" },
+            "subject": { "reference": "Patient/p2" }, "period": { "start": "2024-03-01T10:00:00Z", "end": "2024-03-01T11:00:00Z" },
+            "reasonCode": [{ "coding": [{ "system": icd, "code": "J06.9" }] }] })
+    };
+    let bill = |id: &str, status: &str, encounter: &str, total: f64| {
+        json!({ "resourceType": "Claim", "id": id, "status": status, "use": "claim", "created": "2024-03-04T00:00:00Z",
+            "type": { "coding": [{ "code": "professional" }] }, "priority": { "coding": [{ "code": "normal" }] },
+            "patient": { "reference": "Patient/p2" }, "provider": { "reference": "Organization/o1" },
+            "insurance": [{ "sequence": 1, "focal": true, "coverage": { "reference": "Coverage/c1" } }],
+            "diagnosis": [{ "sequence": 1, "diagnosisCodeableConcept": { "coding": [{ "system": icd, "code": "J06.9" }] } }],
+            "item": [{ "sequence": 1, "productOrService": { "coding": [{ "code": "99213" }] },
+                       "encounter": [{ "reference": format!("Encounter/{encounter}") }], "net": { "value": 150.0 } }],
+            "total": { "value": total } })
+    };
+    for resource in [
+        visit("v1", "finished"),
+        visit("v2", "cancelled"),
+        visit("v3", "finished"),
+        bill("b1", "active", "v1", 175.0),
+        bill("b2", "active", "v2", 150.0),
+        bill("b3", "draft", "v3", 150.0),
+    ] {
+        let path =
+            format!("{}/{}", resource["resourceType"].as_str().unwrap(), resource["id"].as_str().unwrap());
+        let response = f.call(Method::Put, &path, "", Some(&resource));
+        assert!(response.status < 300, "{path}: {}", body(&response));
+    }
+    let response = f.call(Method::Get, "$billing-audit", "asOf=2024-03-10", None);
+    assert_eq!(response.status, 200, "{}", body(&response));
+    let answer = body(&response);
+    let parameters = answer["parameter"].as_array().unwrap();
+    let findings: Vec<(String, String)> = parameters
+        .iter()
+        .filter(|p| p["name"] == "finding")
+        .map(|p| (text(part(p, "rule"), "valueCode"), text(part(p, "claim"), "valueReference")))
+        .collect();
+    assert_eq!(
+        findings,
+        vec![
+            ("total-mismatch".to_string(), "Claim/b1".to_string()),
+            ("void-encounter".into(), "Claim/b2".into())
+        ]
+    );
+    let cycle = parameters.iter().find(|p| p["name"] == "revenueCycle").unwrap();
+    let dnfb = part(cycle, "dnfb");
+    assert_eq!(part(dnfb, "count")["valueInteger"], 1, "{cycle}");
+    assert_eq!(part(dnfb, "amount")["valueDecimal"], 150.0);
+    let account = parameters.iter().find(|p| p["name"] == "dnfbAccount").unwrap();
+    assert_eq!(part(account, "ageDays")["valueInteger"], 9);
+    assert_eq!(part(account, "coded")["valueBoolean"], true);
+    for bad in ["asOf=soon", "billHold=-2", "billHold=400", "_count=many"] {
+        let response = f.call(Method::Get, "$billing-audit", bad, None);
+        assert_eq!(response.status, 400, "{bad}: {}", body(&response));
+        assert_eq!(body(&response)["resourceType"], "OperationOutcome");
+    }
+}
+
+fn text(value: &Value, key: &str) -> String {
+    match &value[key] {
+        Value::String(s) => s.clone(),
+        other => other["reference"].as_str().unwrap_or_default().to_string(),
+    }
+}

@@ -79,6 +79,7 @@ fn the_capability_statement_lists_every_registered_operation_with_its_definition
     assert_eq!(
         names,
         vec![
+            "billing-audit",
             "coding-edits",
             "coding-worklist",
             "cohort-compare",

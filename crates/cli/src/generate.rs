@@ -34,6 +34,9 @@ struct TruthArgs {
     /// Share of patients given one data-quality defect (the classes take turns).
     #[arg(long, default_value_t = synth::TruthOptions::default().defect_rate)]
     defect_rate: f64,
+    /// Share of patients one of whose final bills gets a billing defect (the kinds take turns).
+    #[arg(long, default_value_t = synth::TruthOptions::default().billing_defect_rate)]
+    billing_defect_rate: f64,
     /// Share of patients registered twice with registration errors.
     #[arg(long, default_value_t = synth::TruthOptions::default().duplicate_rate)]
     duplicate_rate: f64,
@@ -59,7 +62,7 @@ struct TruthArgs {
     #[arg(long, default_value_t = synth::TruthOptions::default().readmission_per_disease, allow_hyphen_values = true)]
     readmission_per_disease: f64,
     /// Plant nothing: no defects, duplicates, outbreaks or cohort.
-    #[arg(long, conflicts_with_all = ["defect_rate", "duplicate_rate", "outbreaks", "cohort_rate"])]
+    #[arg(long, conflicts_with_all = ["defect_rate", "billing_defect_rate", "duplicate_rate", "outbreaks", "cohort_rate"])]
     clean: bool,
 }
 
@@ -74,6 +77,7 @@ impl TruthArgs {
         }
         synth::TruthOptions {
             defect_rate: self.defect_rate,
+            billing_defect_rate: self.billing_defect_rate,
             duplicate_rate: self.duplicate_rate,
             outbreaks: self.outbreaks,
             attack_rate: self.attack_rate,
@@ -144,7 +148,7 @@ pub fn generate(args: GenerateArgs) -> Result<ExitCode> {
         summary.total() as f64 / seconds
     );
     println!(
-        "ground truth (planted defects, duplicates, outbreaks, cohort, readmissions) in {}",
+        "ground truth (planted defects, duplicates, outbreaks, cohort, readmissions, billing defects, unbilled visits) in {}",
         args.out.join(synth::GROUND_TRUTH_DIR).display()
     );
     Ok(ExitCode::SUCCESS)

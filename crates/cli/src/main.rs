@@ -2,6 +2,7 @@
 //! renders the result.
 
 mod analysis;
+mod billing_cli;
 mod code;
 mod dq;
 mod generate;
@@ -90,6 +91,8 @@ enum Command {
     Risk(risk_cli::RiskArgs),
     /// Reports over the record: how resources are used (operations)
     Report(report_cli::ReportArgs),
+    /// Accurate bills: final bills checked against the record, DNFB and the coding backlog
+    Billing(billing_cli::BillingArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -178,7 +181,12 @@ pub(crate) fn emit_report(text: &str, out: Option<&Path>, summary: &str) -> Resu
             println!("{summary}; report in {}", path.display());
         }
         None => {
-            println!("{text}");
+            // CSV ends with its last row's newline; JSON and HTML get one.
+            if text.ends_with('\n') {
+                print!("{text}");
+            } else {
+                println!("{text}");
+            }
             eprintln!("{summary}");
         }
     }
@@ -382,6 +390,7 @@ fn main() -> ExitCode {
         Command::Mpi(args) => mpi_cli::run(args),
         Command::Risk(args) => risk_cli::run(args),
         Command::Report(args) => report_cli::run(args),
+        Command::Billing(args) => billing_cli::run(args),
     };
     match result {
         Ok(code) => code,

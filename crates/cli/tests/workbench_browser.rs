@@ -130,7 +130,7 @@ fn every_role_works_in_the_workbench_in_a_real_browser() {
         "screenshots": screenshots,
         "users": [
             user("cody", "coder",
-                 paths(&["/", "/patients", &format!("/patients/{own}"), "/coding", "/coding/encounters/enc-waiting", "/quality", "/analytics", "/analytics/views/patients"]),
+                 paths(&["/", "/patients", &format!("/patients/{own}"), "/coding", "/coding/encounters/enc-waiting", "/coding/billing?asOf=2026-01-01", "/quality", "/analytics", "/analytics/views/patients"]),
                  paths(&["/privacy/audit", "/admin"])),
             user("priv", "privacy-officer",
                  paths(&["/", "/privacy/audit", "/privacy/monitor", "/privacy/monitor?kind=break-the-glass", &format!("/patients/{own}"), &format!("/patients/{own}/viewers")]),
@@ -142,7 +142,7 @@ fn every_role_works_in_the_workbench_in_a_real_browser() {
                  paths(&["/privacy/audit", "/privacy/monitor", "/admin"])),
             user("pat", "patient",
                  paths(&["/", "/patients", &format!("/patients/{own}"), &format!("/patients/{own}/viewers")]),
-                 paths(&[&format!("/patients/{other}"), &format!("/records/Patient/{other}"), "/coding", "/privacy/audit", "/admin", "/quality"])),
+                 paths(&[&format!("/patients/{other}"), &format!("/records/Patient/{other}"), "/coding", "/coding/billing", "/privacy/audit", "/admin", "/quality"])),
             user("hana", "him-technician",
                  paths(&["/", "/duplicates", "/duplicates?status=decided", "/patients"]),
                  paths(&["/privacy/audit", "/admin"])),

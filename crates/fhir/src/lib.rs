@@ -16,7 +16,7 @@ pub use definitions::{Definitions, definitions};
 pub use outcome::{Issue, IssueType, OperationOutcome, Severity};
 pub use resource::{
     ReferenceSite, ReferenceTarget, Resource, check_json, is_valid_id, parse_json, parse_reference,
-    patient_id_of_reference, patient_reference, patients_mentioned,
+    patient_id_input, patient_id_of_reference, patient_reference, patients_mentioned,
 };
 pub use search_parameters::{SearchParamType, search_parameters};
 

@@ -28,6 +28,14 @@ pub fn is_valid_id(id: &str) -> bool {
         && !id.bytes().all(|b| b == b'.')
 }
 
+/// The Patient id a form field or operation input names: `Patient/[id]` or the bare id, with
+/// surrounding blanks ignored; `None` unless the id is a valid FHIR id.
+pub fn patient_id_input(text: &str) -> Option<&str> {
+    let text = text.trim();
+    let id = text.strip_prefix("Patient/").unwrap_or(text);
+    is_valid_id(id).then_some(id)
+}
+
 /// The Patient a resource is about: its `subject`, `patient` or `beneficiary` when that refers
 /// to a Patient (`Patient/id`).
 pub fn patient_reference(resource: &Value) -> Option<&str> {
@@ -573,6 +581,15 @@ impl<'de> DeserializeSeed<'de> for StrictSeed {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn patient_inputs_name_a_valid_id() {
+        assert_eq!(patient_id_input(" Patient/pa-1 "), Some("pa-1"));
+        assert_eq!(patient_id_input("pa.2"), Some("pa.2"));
+        for bad in ["", "Patient/", "Patient/..", "Patient/a b", "Observation/o1", &"x".repeat(65)] {
+            assert_eq!(patient_id_input(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn numbers_keep_their_written_form() {

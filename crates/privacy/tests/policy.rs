@@ -51,7 +51,7 @@ impl OperationCatalog for Catalog {
                 declared(Reads::LevelType, PatientUse::Allowed)
             }
             "data-quality" | "coding-worklist" | "coding-edits" | "run" | "sql" | "surveillance"
-            | "cohort-compare" | "comorbidity" | "high-risk" => {
+            | "cohort-compare" | "comorbidity" | "high-risk" | "operations-report" | "billing-audit" => {
                 declared(Reads::EveryType, PatientUse::Refused)
             }
             "suggest-codes" => declared(Reads::Type("DocumentReference"), PatientUse::Refused),
@@ -162,6 +162,15 @@ fn coders_read_and_write_codes_only() {
             assert_eq!(allowed(&coder, &route), reads || writes_codes, "coder {what} {t}");
         }
     }
+    // The claims audit reads every type, as the coding worklist does: coders run it, and so
+    // do HIM technicians; what it reads is then each resource's own decision.
+    for role in [Role::Coder, Role::HimTechnician] {
+        assert!(allowed(&identity(role, None, None), &route(Method::Get, "$billing-audit")), "{role:?}");
+        assert!(
+            allowed(&identity(role, None, None), &route(Method::Get, "Encounter/$coding-worklist")),
+            "{role:?}"
+        );
+    }
 }
 
 #[test]
@@ -237,6 +246,7 @@ fn a_patients_token_reads_its_own_record_only() {
         route(Method::Get, "Patient/pa/$comorbidity"),
         route(Method::Get, "$high-risk"),
         route(Method::Get, "$operations-report"),
+        route(Method::Get, "$billing-audit"),
         route(Method::Post, "Patient/$match"),
         route(Method::Get, "Encounter/$coding-worklist"),
         route(Method::Post, "ViewDefinition/$run"),

@@ -151,6 +151,7 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/duplicates/unmerge", post(duplicates::unmerge))
         .route("/coding", get(worklist))
         .route("/coding/encounters/{id}", get(encounter).post(assign))
+        .route("/coding/billing", get(billing_audit))
         .route("/analytics", get(analytics))
         .route("/analytics/sql", get(sql))
         .route("/analytics/surveillance", get(surveillance))
@@ -1474,6 +1475,39 @@ async fn operations_report(State(state): State<Arc<AppState>>, parts: Parts) -> 
                 None,
                 Some(&outcome_message(&answer)),
             ),
+        ),
+    }
+}
+
+/// Accurate bills: the revenue-cycle figures and the claims audit as of a day (today by
+/// default), from `$billing-audit`.
+async fn billing_audit(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
+    let visit = match visit_area(&state, &parts, Area::Coding) {
+        Ok(visit) => visit,
+        Err(response) => return response,
+    };
+    let query = query_map(&parts);
+    let today = fhir::DateTime::now_utc().to_string()[..10].to_string();
+    let as_of = query.get("asOf").cloned().unwrap_or(today);
+    let hold = query.get("billHold").cloned().unwrap_or_else(|| "3".to_string());
+    let call_query = {
+        let mut serializer = form_urlencoded::Serializer::new(String::new());
+        serializer.append_pair("asOf", &as_of).append_pair("billHold", &hold).append_pair("_count", "200");
+        serializer.finish()
+    };
+    let mut patients = Vec::new();
+    let answer = ask(&state, &visit, Call::get("$billing-audit", &call_query), &mut patients).await;
+    note(&visit.slot, "workbench-billing-audit", "R", "$billing-audit".into(), patients);
+    let viewer = visit.viewer(Area::Coding);
+    match answer.status {
+        200 => html(
+            StatusCode::OK,
+            web::billing::billing_page(&viewer, (&as_of, &hold), Some(&body_json(&answer)), None),
+        ),
+        401 | 403 => failed(&visit, Area::Coding, &answer),
+        _ => html(
+            StatusCode::BAD_REQUEST,
+            web::billing::billing_page(&viewer, (&as_of, &hold), None, Some(&outcome_message(&answer))),
         ),
     }
 }

@@ -366,6 +366,22 @@ async fn a_coder_codes_an_encounter_from_the_worklist_through_the_api() {
         post(&f, &coder, "/coding/encounters/enc-a", &[("csrf", &coder.csrf), ("code", "ZZZ.99")]).await;
     assert_eq!(status, 200);
     assert!(page.contains("is not an ICD-10-CM code"));
+
+    // The claims audit: the visit was never billed, so it is discharged-not-final-billed.
+    let (status, page, _) = get(&f, Some(&coder), "/coding/billing?asOf=2024-03-10&billHold=3").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Discharged, not final-billed") && page.contains("/records/Encounter/enc-a"),
+        "{page}"
+    );
+    assert!(page.contains("<td>9</td>"), "nine days since discharge: {page}");
+    assert_eq!(audited(&f, "workbench-billing-audit").len(), 1);
+    let (status, page, _) = get(&f, Some(&coder), "/coding/billing?asOf=soon").await;
+    assert_eq!(status, 400);
+    assert!(page.contains("role=\"alert\""), "{page}");
+    let patient = sign_in(&f, "alice").await;
+    let (status, _, _) = get(&f, Some(&patient), "/coding/billing").await;
+    assert_ne!(status, 200, "a patient has no claims audit");
 }
 
 /// What a page writes is in the scans exports, views and the access review read.

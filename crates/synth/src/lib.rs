@@ -234,6 +234,27 @@ impl Sink {
         Ok(())
     }
 
+    /// Removes the `position`-th resource of its type.
+    pub(crate) fn remove(&mut self, resource_type: &str, position: usize) -> Result<(), Error> {
+        let slot = self.slot(resource_type)?;
+        let old = std::mem::take(&mut self.buffers[slot]);
+        let mut new = Vec::with_capacity(old.len());
+        let mut removed = false;
+        for (at, line) in old.split(|&b| b == b'\n').filter(|line| !line.is_empty()).enumerate() {
+            if at == position {
+                removed = true;
+                continue;
+            }
+            new.extend_from_slice(line);
+            new.push(b'\n');
+        }
+        self.buffers[slot] = new;
+        if removed {
+            self.counts[slot] -= 1;
+        }
+        Ok(())
+    }
+
     /// Appends everything `other` holds.
     pub(crate) fn extend(&mut self, other: Sink) {
         if other.buffers.is_empty() && other.truth.is_empty() {

@@ -11,6 +11,7 @@
 
 pub mod analytics;
 pub mod authorize;
+pub mod billing;
 pub mod chart;
 pub mod diff;
 pub mod duplicates;
@@ -85,7 +86,9 @@ impl Area {
             Area::Duplicates => {
                 "Probable duplicate registrations to review; merge those of one person, and undo a merge."
             }
-            Area::Coding => "Encounters waiting to be coded, with suggested codes and coding edits.",
+            Area::Coding => {
+                "Encounters waiting to be coded, with suggested codes and coding edits; bills checked against the record, and what is not yet billed."
+            }
             Area::Quality => "The data-quality checks, their trend, and the records that fail them.",
             Area::Privacy => {
                 "Search the audit trail, account for disclosures, review access, verify the chain."

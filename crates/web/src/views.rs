@@ -262,7 +262,8 @@ pub fn worklist(viewer: &Viewer, items: &[WorkItem]) -> String {
         Some(viewer),
         "Coding worklist",
         html! {
-            p { (items.len()) " encounters waiting, oldest discharge first." }
+            p { (items.len()) " encounters waiting, oldest discharge first. "
+                a href="/coding/billing" { "Accurate bills: the claims audit, DNFB and the coding backlog" } }
             div.table-wrap tabindex="0" { table {
                 caption { "Encounters to code" }
                 thead { tr { th scope="col" { "Encounter" } th scope="col" { "Patient" } th scope="col" { "Discharged" } th scope="col" { "Class" } th scope="col" { "Why" } } }

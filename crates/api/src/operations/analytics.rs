@@ -154,3 +154,30 @@ impl Api {
         Ok(json_response(&parameters))
     }
 }
+
+impl Api {
+    /// `$billing-audit`: every final bill checked against the record it bills for, and the
+    /// revenue-cycle figures (DNFB, the coding backlog) as of the end of `asOf` (today by
+    /// default); at most `_count` findings and unbilled accounts are listed (every one is
+    /// counted).
+    pub(crate) fn billing_audit(&self, call: &super::registry::Call<'_>) -> Result<Response, ApiError> {
+        call.gate.bulk(None)?;
+        let today = fhir::DateTime::now_utc().to_string();
+        let as_of = call.inputs.get("asOf").unwrap_or(&today[..10]);
+        let hold = call.inputs.whole_number("billHold")?.unwrap_or(3).min(366) as i64;
+        let count = call.inputs.whole_number("_count")?.unwrap_or(100).min(10_000);
+        let options = analytics::billing::AuditOptions::as_of(as_of, hold).map_err(analytics_error)?;
+        let viewed = ViewedStore { store: self.store.as_ref(), gate: call.gate };
+        let audit = analytics::billing::audit(&viewed, &options).map_err(analytics_error)?;
+        let listed = audit
+            .findings
+            .iter()
+            .take(count)
+            .filter_map(|f| f.patient.as_deref())
+            .chain(audit.revenue.accounts.iter().take(count).filter_map(|a| a.patient.as_deref()));
+        for patient in listed {
+            call.gate.touch(patient);
+        }
+        Ok(json_response(&audit.to_parameters(count)))
+    }
+}

@@ -311,17 +311,13 @@ pub(crate) fn patient_input(inputs: &Inputs, name: &str) -> Result<Option<String
         Some(fhir::parameters::Input::Text(text)) => text.clone(),
         Some(fhir::parameters::Input::Json(json)) => json["reference"].as_str().unwrap_or("").to_string(),
     };
-    let id = value.trim().strip_prefix("Patient/").unwrap_or(value.trim());
-    let valid = !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    if !valid {
-        return Err(ApiError::bad_request(
+    match fhir::patient_id_input(&value) {
+        Some(id) => Ok(Some(id.to_string())),
+        None => Err(ApiError::bad_request(
             IssueType::Value,
             format!("{name} must be a reference to a Patient (Patient/[id]), not '{value}'"),
-        ));
+        )),
     }
-    Ok(Some(id.to_string()))
 }
 
 /// How a Patient is shown in a list: official name and birth date.

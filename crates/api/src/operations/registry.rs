@@ -441,6 +441,28 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         handler: Handler::Reads(|api, call| api.operations_report(call)),
     },
     Operation {
+        name: "billing-audit",
+        definition: Definition::Own,
+        documentation: "Accurate bills: every final Claim checked against the record it bills for (diagnoses billed but not documented, documented but not billed, procedures not billed, bills for cancelled encounters, duplicate bills, totals that do not add up, the coding edits), each finding with the claim, the rule and the evidence; and the revenue-cycle figures: discharged-not-final-billed count, charges and age, the coding backlog and its age",
+        levels: Levels { system: true, types: &[], instances: &[] },
+        parameters: &[
+            one(
+                "asOf",
+                "date",
+                "The day the revenue-cycle figures are taken at the end of (today by default)",
+            ),
+            one("billHold", "integer", "Days after discharge an unbilled account is normal (3 by default)"),
+            one(
+                "_count",
+                "integer",
+                "Findings and unbilled accounts listed at most (100 by default; all are counted)",
+            ),
+        ],
+        affects_state: false,
+        access: reads(Reads::EveryType, PatientUse::Refused),
+        handler: Handler::Reads(|api, call| api.billing_audit(call)),
+    },
+    Operation {
         name: "match",
         definition: Definition::Standard("http://hl7.org/fhir/OperationDefinition/Patient-match"),
         documentation: "The Patients that may be the one given (Fellegi-Sunter over blocking keys), graded with match-grade and search.score",

@@ -27,11 +27,7 @@ fn stewards(visit: &Visit) -> bool {
 
 /// A Patient id from a form or query, checked before it goes into a path.
 fn patient_id(text: Option<&String>) -> Option<String> {
-    let id = text?.trim().trim_start_matches("Patient/");
-    let valid = !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    valid.then(|| id.to_string())
+    fhir::patient_id_input(text?).map(str::to_string)
 }
 
 fn reference(name: &str, id: &str) -> Value {

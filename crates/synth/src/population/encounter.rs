@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use super::claims::{Line, evaluation_line, lab_line, write_claim};
+use super::claims::{Account, Line, account, evaluation_line, lab_line, write_claim};
 use super::directory::PROVIDERS;
 use super::notes::write_note;
 use super::observations::{draw_vitals, write_observations};
@@ -15,6 +15,7 @@ use super::{clinical_status, confirmed, dx_concept, wellness_code};
 use crate::calendar::*;
 use crate::clinical::{self, Disease, Dx};
 use crate::rng::Rng;
+use crate::truth::TruthFile;
 use crate::{Error, Sink};
 
 /// What a patient's record has accumulated across encounters.
@@ -37,6 +38,7 @@ pub(super) fn write_encounter(
     number: usize,
     record: &mut Record,
     rng: &mut Rng,
+    lags: &mut Rng,
     sink: &mut Sink,
 ) -> Result<(), Error> {
     let encounter_id = format!("enc-{}-{:02}", person.key, number);
@@ -149,15 +151,15 @@ pub(super) fn write_encounter(
     let mut extra_lines: Vec<Line> = Vec::new();
 
     // Procedures.
-    let mut procedures: Vec<(&str, &str, &str, &str)> = Vec::new();
+    let mut procedures: Vec<(&str, &str, &str, &str, Line)> = Vec::new();
     if visit.presentation.is_some_and(|p| p.dx.icd == "S72.001A") {
         procedures.push((
             "http://www.cms.gov/Medicare/Coding/ICD10",
             "0SR9019",
             "Replacement of Right Hip Joint with Metal Synthetic Substitute, Cemented, Open Approach",
             "right hip arthroplasty",
+            Line::service("27130", "Total hip arthroplasty", 18_500.0),
         ));
-        extra_lines.push(Line { code: "27130", text: "Total hip arthroplasty", charge: 18_500.0 });
     }
     if visit.class == Class::Ambulatory
         && (50..=75).contains(&age)
@@ -165,8 +167,13 @@ pub(super) fn write_encounter(
         && rng.chance(0.15)
     {
         record.screened_colon = true;
-        procedures.push((SNOMED, "73761001", "Colonoscopy", "screening colonoscopy"));
-        extra_lines.push(Line { code: "45378", text: "Colonoscopy, diagnostic", charge: 1_650.0 });
+        procedures.push((
+            SNOMED,
+            "73761001",
+            "Colonoscopy",
+            "screening colonoscopy",
+            Line::service("45378", "Colonoscopy, diagnostic", 1_650.0),
+        ));
     }
     if visit.class == Class::Ambulatory
         && person.female
@@ -175,16 +182,23 @@ pub(super) fn write_encounter(
         && rng.chance(0.4)
     {
         record.last_mammogram = Some(day);
-        procedures.push((SNOMED, "71651007", "Mammography", "screening mammogram"));
-        extra_lines.push(Line { code: "77067", text: "Screening mammography, bilateral", charge: 260.0 });
+        procedures.push((
+            SNOMED,
+            "71651007",
+            "Mammography",
+            "screening mammogram",
+            Line::service("77067", "Screening mammography, bilateral", 260.0),
+        ));
     }
     let mut procedure_words = Vec::new();
-    for (system, code, display, words) in procedures {
+    for (system, code, display, words, line) in procedures {
         record.procedures += 1;
         let performed_start = visit.start + (visit.end - visit.start) / 3;
+        let procedure_id = format!("proc-{}-{:02}", person.key, record.procedures);
+        extra_lines.push(Line { procedure: Some(procedure_id.clone()), ..line });
         let mut procedure = json!({
             "resourceType": "Procedure",
-            "id": format!("proc-{}-{:02}", person.key, record.procedures),
+            "id": procedure_id,
             "status": "completed",
             "code": { "coding": [coding(system, code, display)], "text": words },
             "subject": person.reference(),
@@ -293,7 +307,7 @@ pub(super) fn write_encounter(
             "location": reference(&format!("Location/{}", visit.location)),
             "performer": [{ "actor": practitioner_ref.clone() }],
         }))?;
-        extra_lines.push(Line { code: "90471", text: "Immunization administration", charge: 35.0 });
+        extra_lines.push(Line::service("90471", "Immunization administration", 35.0));
     }
 
     write_note(
@@ -316,11 +330,20 @@ pub(super) fn write_encounter(
     if visit.class == Class::Inpatient {
         let nights = (visit.end / DAY - visit.start / DAY).max(1);
         for _ in 1..nights {
-            lines.push(Line { code: "99232", text: "Subsequent hospital inpatient care", charge: 210.0 });
+            lines.push(Line::service("99232", "Subsequent hospital inpatient care", 210.0));
         }
-        lines.push(Line { code: "99238", text: "Hospital discharge day management", charge: 190.0 });
+        lines.push(Line::service("99238", "Hospital discharge day management", 190.0));
     }
     lines.extend(results.iter().filter_map(|result| lab_line(result.code)));
     lines.extend(extra_lines);
-    write_claim(person, visit, &encounter_id, &diagnoses, &lines, age, sink)
+    let account = account(visit, lags);
+    let charges = write_claim(person, visit, &encounter_id, &diagnoses, &lines, age, account, sink)?;
+    if let Account::Unbilled { coded } = account {
+        sink.record(
+            TruthFile::Unbilled,
+            &json!({ "encounter": format!("Encounter/{encounter_id}"), "claim": format!("Claim/claim-{}", &encounter_id[4..]),
+                     "discharged": date_time(visit.end), "coded": coded, "charges": (charges * 100.0).round() / 100.0 }),
+        )?;
+    }
+    Ok(())
 }

@@ -30,7 +30,7 @@ use visits::plan_visits;
 use crate::calendar::*;
 use crate::clinical::Dx;
 use crate::rng::Rng;
-use crate::truth::{self, defects, duplicates};
+use crate::truth::{self, billing, defects, duplicates};
 use crate::{Error, Sink};
 
 // What several parts write alike.
@@ -85,6 +85,8 @@ const DEFECTS: u64 = 2;
 const DUPLICATES: u64 = 3;
 const OUTBREAKS: u64 = 4;
 const READMISSIONS: u64 = 5;
+const BILLING: u64 = 6;
+const BILLING_LAGS: u64 = 7;
 
 /// Resources of one patient are numbered within the patient so ids never depend on others.
 pub(crate) fn write_patient(plan: &Plan, index: usize, batch: &mut Sink) -> Result<(), Error> {
@@ -106,12 +108,21 @@ pub(crate) fn write_patient(plan: &Plan, index: usize, batch: &mut Sink) -> Resu
         make_room_for_defect(class, plan, &person, index, &mut visits);
     }
     let mut record = Record::default();
+    let mut lags = truth::feature_stream(plan.seed, BILLING_LAGS, index);
     for (number, visit) in visits.iter().enumerate() {
-        write_encounter(&person, visit, number + 1, &mut record, &mut rng, &mut sink)?;
+        write_encounter(&person, visit, number + 1, &mut record, &mut rng, &mut lags, &mut sink)?;
     }
     record_truth(plan, &person, &visits, &mut sink)?;
     if let Some(class) = defect {
         plant_defect(class, plan, &person, index, &mut sink)?;
+    }
+    if let Some(turn) = truth::turn(plan.seed, BILLING, plan.truth.billing_defect_rate, index) {
+        let first = Rng::stream(plan.seed, 0xB111).below(billing::BillingDefect::ALL.len() as u64) as usize;
+        let kind = billing::BillingDefect::for_turn(turn + first);
+        let mut rng = truth::feature_stream(plan.seed, BILLING, index);
+        if let Some(found) = billing::inject(kind, &person.key, &mut sink, &mut rng)? {
+            sink.record(truth::TruthFile::Billing, &found)?;
+        }
     }
     if truth::turn(plan.seed, DUPLICATES, plan.truth.duplicate_rate, index).is_some()
         && let Some(original) = sink.parsed("Patient")?.into_iter().next()

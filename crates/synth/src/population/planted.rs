@@ -11,7 +11,7 @@ use super::{DEFECTS, READMISSIONS};
 use crate::calendar::*;
 use crate::clinical;
 use crate::truth::models;
-use crate::truth::{self, TruthFile, defects};
+use crate::truth::{self, TruthFile, billing, defects};
 use crate::{Error, Sink};
 
 fn encounter_reference(person: &Person, number: usize) -> String {
@@ -98,6 +98,7 @@ pub(super) fn plant_defect(
         defects::PatientFacts { id: &person.id(), key: &person.key, female: person.female, borrowable_mrn };
     let mut rng = truth::feature_stream(plan.seed, DEFECTS, index);
     if let Some(found) = defects::inject(class, &facts, sink, &mut rng)? {
+        billing::record_disagreements(&found, sink)?;
         sink.record(TruthFile::Defects, &found)?;
     }
     Ok(())

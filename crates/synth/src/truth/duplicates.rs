@@ -263,6 +263,12 @@ pub(crate) fn register_again(
                        "period": { "start": date_time(start), "end": date_time(start + 1800) } }],
         "serviceProvider": reference(&format!("Organization/{}", visit.organization)),
     }))?;
+    // Charges were never posted to the second registration's visit: it stays unbilled.
+    sink.record(
+        super::TruthFile::Unbilled,
+        &json!({ "encounter": format!("Encounter/{encounter_id}"), "claim": null,
+                 "discharged": date_time(start + 1800), "coded": false, "charges": null }),
+    )?;
     sink.record(
         super::TruthFile::Duplicates,
         &json!({

@@ -11,10 +11,13 @@
 //! | `cohort.ndjson`          | member of the two-treatment survival cohort                 |
 //! | `readmissions.ndjson`    | inpatient stay whose 30-day readmission window is complete  |
 //! | `employees.ndjson`       | practitioner who is also a patient                          |
+//! | `billing.ndjson`         | billing defect: rule, claim, what was done                  |
+//! | `unbilled.ndjson`        | visit discharged but not final-billed on the as-of date     |
 //!
 //! Every planted feature draws from a stream of its own, apart from the population's, so the
 //! same seed gives the same people whatever the rates (apart from what a feature changes).
 
+pub(crate) mod billing;
 pub(crate) mod defects;
 pub(crate) mod duplicates;
 pub(crate) mod models;
@@ -28,6 +31,8 @@ use crate::rng::Rng;
 pub struct TruthOptions {
     /// Share of patients given one data-quality defect; the defect classes take turns.
     pub defect_rate: f64,
+    /// Share of patients one of whose bills is given a billing defect; the kinds take turns.
+    pub billing_defect_rate: f64,
     /// Share of patients registered a second time with registration errors.
     pub duplicate_rate: f64,
     /// Outbreaks seeded (a syndrome in one city for four weeks).
@@ -51,6 +56,7 @@ impl Default for TruthOptions {
     fn default() -> Self {
         TruthOptions {
             defect_rate: 0.02,
+            billing_defect_rate: 0.03,
             duplicate_rate: 0.01,
             outbreaks: 2,
             attack_rate: 0.15,
@@ -69,6 +75,7 @@ impl TruthOptions {
     pub fn none() -> Self {
         TruthOptions {
             defect_rate: 0.0,
+            billing_defect_rate: 0.0,
             duplicate_rate: 0.0,
             outbreaks: 0,
             attack_rate: 0.0,
@@ -81,6 +88,7 @@ impl TruthOptions {
     pub fn check(&self) -> Result<(), String> {
         for (name, rate) in [
             ("defect rate", self.defect_rate),
+            ("billing defect rate", self.billing_defect_rate),
             ("duplicate rate", self.duplicate_rate),
             ("attack rate", self.attack_rate),
             ("cohort rate", self.cohort_rate),
@@ -121,16 +129,20 @@ pub(crate) enum TruthFile {
     Cohort,
     Readmissions,
     Employees,
+    Billing,
+    Unbilled,
 }
 
 impl TruthFile {
-    pub(crate) const ALL: [TruthFile; 6] = [
+    pub(crate) const ALL: [TruthFile; 8] = [
         TruthFile::Defects,
         TruthFile::Duplicates,
         TruthFile::OutbreakCases,
         TruthFile::Cohort,
         TruthFile::Readmissions,
         TruthFile::Employees,
+        TruthFile::Billing,
+        TruthFile::Unbilled,
     ];
 
     pub(crate) fn file_name(self) -> &'static str {
@@ -141,6 +153,8 @@ impl TruthFile {
             TruthFile::Cohort => "cohort.ndjson",
             TruthFile::Readmissions => "readmissions.ndjson",
             TruthFile::Employees => "employees.ndjson",
+            TruthFile::Billing => "billing.ndjson",
+            TruthFile::Unbilled => "unbilled.ndjson",
         }
     }
 }
@@ -198,6 +212,11 @@ pub(crate) fn parameters(
         "attackRate": options.attack_rate,
         "cohort": models::cohort_parameters(options),
         "readmissions": models::readmission_parameters(options),
+        "billing": {
+            "rate": options.billing_defect_rate,
+            "kinds": billing::BillingDefect::ALL.iter().map(|k| json!({ "rule": k.id(), "description": k.description() })).collect::<Vec<_>>(),
+            "unbilled": "visits discharged but not final-billed on the as-of date: a draft Claim with the charges, with diagnoses once coded",
+        },
         "employees": "every third practitioner is also registered as a patient, with the staff identifier",
     })
 }
