@@ -42,6 +42,9 @@ pub struct Audited {
     /// The versions an operation wrote (`Type/id/_history/n`), each one named: a merge
     /// changes many resources in one request.
     pub written: Vec<String>,
+    /// What was disclosed, to whom and why, when the request released part of a record to
+    /// someone outside (release of information): the accounting of disclosures shows it.
+    pub disclosure: Option<String>,
 }
 
 impl Audited {
@@ -52,6 +55,7 @@ impl Audited {
             subject: route.audit_subject(),
             patients: Vec::new(),
             written: Vec::new(),
+            disclosure: None,
         }
     }
 
@@ -83,6 +87,7 @@ impl Audited {
             subject: path.to_string(),
             patients: Vec::new(),
             written: Vec::new(),
+            disclosure: None,
         }
     }
 
@@ -109,6 +114,8 @@ pub(crate) struct Gate {
     touched: Mutex<Vec<String>>,
     /// The versions an operation wrote, for the audit trail.
     written: Mutex<Vec<String>>,
+    /// What a release disclosed, for the audit trail.
+    disclosure: Mutex<Option<String>>,
     /// Whether a search of this request left records out for consent directives.
     consent_excluded: std::sync::atomic::AtomicBool,
     /// The interaction as the request turned out to be (a Bundle is a batch or a
@@ -138,6 +145,7 @@ impl Gate {
                 inspect: false,
                 touched: Mutex::default(),
                 written: Mutex::default(),
+                disclosure: Mutex::default(),
                 consent_excluded: Default::default(),
                 interaction: Mutex::default(),
                 validation: api.config.validation,
@@ -157,6 +165,7 @@ impl Gate {
             inspect,
             touched: Mutex::default(),
             written: Mutex::default(),
+            disclosure: Mutex::default(),
             consent_excluded: Default::default(),
             interaction: Mutex::default(),
             validation: api.config.validation,
@@ -312,6 +321,18 @@ impl Gate {
         if let Ok(mut written) = self.written.lock() {
             written.push(reference);
         }
+    }
+
+    /// Records what the request disclosed outside the organization, to whom and why.
+    pub(crate) fn disclosed(&self, what: String) {
+        if let Ok(mut disclosure) = self.disclosure.lock() {
+            *disclosure = Some(what);
+        }
+    }
+
+    /// What [`Gate::disclosed`] recorded.
+    pub(crate) fn disclosure(&self) -> Option<String> {
+        self.disclosure.lock().ok().and_then(|d| d.clone())
     }
 
     /// The versions recorded by [`Gate::wrote`].

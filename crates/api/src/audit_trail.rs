@@ -193,7 +193,14 @@ fn for_the_patient(mut event: serde_json::Value, own: &str) -> serde_json::Value
             agent.remove("network");
         }
     }
-    if let Some(object) = event.as_object_mut() {
+    // Why a request was refused is the privacy office's; what a release of information
+    // disclosed, to whom and why, is the patient's to know (45 CFR 164.528).
+    let released = event["outcomeDesc"].as_str().is_some_and(|text| {
+        text.starts_with("released ") && text.contains(&format!(" of {own_reference} to "))
+    });
+    if let Some(object) = event.as_object_mut()
+        && !released
+    {
         object.remove("outcomeDesc");
     }
     if let Some(entities) = event.get_mut("entity").and_then(Value::as_array_mut) {

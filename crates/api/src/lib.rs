@@ -292,6 +292,7 @@ impl Api {
                         };
                         audited.patients = gate.touched();
                         audited.written = gate.written();
+                        audited.disclosure = gate.disclosure();
                         if let Some(code) = gate.interaction() {
                             audited.interaction = code;
                         }

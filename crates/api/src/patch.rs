@@ -1568,6 +1568,11 @@ impl Api {
         // The caller may change only what they may see, and learn nothing of the rest (not
         // even its version, through a 412).
         self.admit_version(gate, &record)?;
+        if let Some(body) = &record.body
+            && let Ok(current) = serde_json::from_slice::<serde_json::Value>(body)
+        {
+            crate::write::check_not_workflow(resource_type, &current)?;
+        }
         let Some(body) = &record.body else {
             return Err(ApiError {
                 status: 410,

@@ -49,6 +49,13 @@ impl Api {
     /// version in a 412 or the record's removal): a caller may not change what they may not
     /// see.
     pub(crate) fn admit_existing(&self, gate: &Gate, resource_type: &str, id: &str) -> Result<(), ApiError> {
+        // What a workflow's operations keep is not changed or deleted around them, by anyone.
+        if resource_type == "Task"
+            && let Some(body) = self.store.read(resource_type, id)?.and_then(|current| current.body)
+            && let Ok(current) = serde_json::from_slice::<serde_json::Value>(&body)
+        {
+            crate::write::check_not_workflow(resource_type, &current)?;
+        }
         if !gate.checks() {
             return Ok(());
         }

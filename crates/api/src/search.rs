@@ -1102,9 +1102,7 @@ impl Api {
 
 /// The reference parameters putting `resource_type` in `compartment`'s compartment.
 pub(crate) fn compartment_keys(compartment: &str, resource_type: &str) -> Vec<ParamKey> {
-    let Some(definition) = fhir::definitions().compartment(compartment) else { return Vec::new() };
-    let Some(codes) = definition.get(resource_type) else { return Vec::new() };
-    codes.iter().filter_map(|code| search_parameters().get(resource_type, code)).map(|a| a.key).collect()
+    fhir::search_parameters::compartment_keys(compartment, resource_type)
 }
 
 fn parse_include(value: &str, iterate: bool) -> Result<Include, ApiError> {

@@ -108,11 +108,31 @@ pub(crate) fn stored_with(resource: &serde_json::Value) -> Option<OperationOutco
 
 /// A create: any client id is replaced by a new server id (the specification says a server
 /// SHALL ignore it).
+/// Refuses a resource only a workflow's operations may write: a release-of-information request
+/// (its clock, authorization and release are the law's, kept by `Task/$roi-*`).
+pub(crate) fn check_not_workflow(resource_type: &str, json: &serde_json::Value) -> Result<(), ApiError> {
+    let is_request = resource_type == "Task"
+        && json["code"]["coding"].as_array().is_some_and(|codings| {
+            codings.iter().any(|c| {
+                c["system"] == workflow::roi::WORKFLOW_SYSTEM && c["code"] == workflow::roi::ROI_CODE
+            })
+        });
+    if is_request {
+        return Err(ApiError::new(
+            422,
+            IssueType::BusinessRule,
+            "a release-of-information request is written only through its operations: Task/$roi-request, Task/[id]/$roi-extend, Task/[id]/$roi-release",
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn prepare_create(
     mut resource: Resource,
     id: &str,
     validation: Validation,
 ) -> Result<WriteOp, ApiError> {
+    check_not_workflow(resource.resource_type(), resource.as_json())?;
     resource.set_id(id);
     Ok(WriteOp::Create(prepare(&resource, validation)?))
 }
@@ -125,6 +145,7 @@ pub(crate) fn prepare_update(
     validation: Validation,
 ) -> Result<WriteOp, ApiError> {
     let resource_type = resource.resource_type();
+    check_not_workflow(resource_type, resource.as_json())?;
     match resource.id() {
         None => {
             return Err(ApiError::at(

@@ -6,11 +6,13 @@ mod billing_cli;
 mod code;
 mod dq;
 mod generate;
+mod in_process;
 mod mpi_cli;
 mod path;
 mod privacy_cli;
 mod report_cli;
 mod risk_cli;
+mod roi_cli;
 mod validate;
 mod views;
 
@@ -93,6 +95,8 @@ enum Command {
     Report(report_cli::ReportArgs),
     /// Accurate bills: final bills checked against the record, DNFB and the coding backlog
     Billing(billing_cli::BillingArgs),
+    /// Release of information: requests, their authorization and 30-day clock, releases
+    Roi(roi_cli::RoiArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -391,6 +395,7 @@ fn main() -> ExitCode {
         Command::Risk(args) => risk_cli::run(args),
         Command::Report(args) => report_cli::run(args),
         Command::Billing(args) => billing_cli::run(args),
+        Command::Roi(args) => roi_cli::run(args),
     };
     match result {
         Ok(code) => code,

@@ -121,77 +121,17 @@ fn patient_id(text: &str) -> String {
     text.trim().trim_start_matches("Patient/").to_string()
 }
 
-/// Runs a merge or an unmerge through the API as `by` (with an administrator's rights: the
-/// command line holds the data directory), records it in the audit trail, and prints the
-/// outcome.
+/// Runs a merge or an unmerge through the API as `by` and prints the outcome.
 fn change(
     store_args: &crate::StoreArgs,
     operation: &str,
     parameters: serde_json::Value,
     by: &str,
 ) -> Result<ExitCode> {
-    if by.trim().is_empty() {
-        bail!("--by must name who makes the change");
-    }
-    let store = store_args.open_existing(crate::SyncMode::Full)?;
-    let config = api::ApiConfig {
-        mpi_decisions: Some(mpi::review::decisions_path(&store_args.data)),
-        ..api::ApiConfig::default()
-    };
-    let api = api::Api::new(store.clone(), config);
-    let identity = privacy::Identity {
-        user: by.to_string(),
-        role: privacy::Role::Admin,
-        patient: None,
-        scopes: privacy::Role::Admin.scopes(),
-        fhir_user: None,
-    };
-    let request = api::Request {
-        method: Some(api::Method::Post),
-        base: "urn:chartroom:command-line".into(),
-        path: format!("Patient/${operation}"),
-        content_type: Some("application/fhir+json".into()),
-        body: parameters.to_string().into_bytes(),
-        caller: Some(std::sync::Arc::new(api::Caller::new(identity))),
-        ..Default::default()
-    };
-    let runtime = crate::runtime()?;
-    let response = runtime.block_on(api.handle(&request));
-    let audit = privacy::AuditLog::open(&store_args.data)
-        .with_context(|| format!("cannot open the audit trail in {}", store_args.data.display()))?;
-    let audited = response.audit.clone();
-    let access = privacy::Access {
-        user: by.to_string(),
-        role: "command-line".into(),
-        interaction: audited.interaction.to_string(),
-        action: audited.action,
-        status: response.status,
-        patients: audited.patients,
-        resources: std::iter::once(audited.subject).chain(audited.written).collect(),
-        ..Default::default()
-    };
-    let recorded = runtime.block_on(audit.record(access).durable());
-    audit.close();
-    store.close();
-    let answer: serde_json::Value =
-        serde_json::from_slice(response.body.as_deref().unwrap_or(b"{}")).unwrap_or(serde_json::Value::Null);
-    let issues = match answer["resourceType"].as_str() {
-        Some("Parameters") => answer["parameter"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|p| p["name"] == "outcome")
-            .map(|p| p["resource"]["issue"].clone())
-            .unwrap_or_default(),
-        _ => answer["issue"].clone(),
-    };
-    for issue in issues.as_array().into_iter().flatten() {
-        println!("{}", issue["diagnostics"].as_str().unwrap_or(""));
-    }
-    if !recorded {
-        bail!("the change was made but could not be recorded in the audit trail");
-    }
-    Ok(if response.status == 200 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let path = format!("Patient/${operation}");
+    let answer = crate::in_process::call_as(store_args, api::Method::Post, &path, Some(&parameters), by)?;
+    answer.print_issues();
+    Ok(if answer.status == 200 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn reference_parameter(name: &str, id: &str) -> serde_json::Value {

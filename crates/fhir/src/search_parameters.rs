@@ -19,6 +19,14 @@ pub fn search_parameters() -> &'static SearchParameters {
     &PARAMETERS
 }
 
+/// The reference parameters by which a resource of `resource_type` belongs to a compartment
+/// (`Patient`, `Encounter`, ...), as the compartment definition names them.
+pub fn compartment_keys(compartment: &str, resource_type: &str) -> Vec<ParamKey> {
+    let Some(definition) = crate::definitions().compartment(compartment) else { return Vec::new() };
+    let Some(codes) = definition.get(resource_type) else { return Vec::new() };
+    codes.iter().filter_map(|code| search_parameters().get(resource_type, code)).map(|a| a.key).collect()
+}
+
 /// `SearchParameter.type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SearchParamType {

@@ -66,6 +66,14 @@ impl OperationCatalog for Catalog {
                 steward: true,
                 ..declared(Reads::EveryType, PatientUse::Refused)
             },
+            "roi-request" | "roi-extend" | "roi-release" => OperationAccess {
+                writes: Writes::LevelType,
+                steward: true,
+                ..declared(Reads::EveryType, PatientUse::Refused)
+            },
+            "roi-overdue" => {
+                OperationAccess { steward: true, ..declared(Reads::Type("Task"), PatientUse::Refused) }
+            }
             _ => return None,
         })
     }
@@ -164,6 +172,17 @@ fn coders_read_and_write_codes_only() {
     }
     // The claims audit reads every type, as the coding worklist does: coders run it, and so
     // do HIM technicians; what it reads is then each resource's own decision.
+    // Release of information is the record's stewards' work: HIM technicians, not coders.
+    let him = identity(Role::HimTechnician, None, None);
+    for route in [
+        route(Method::Post, "Task/$roi-request"),
+        route(Method::Post, "Task/t1/$roi-extend"),
+        route(Method::Post, "Task/t1/$roi-release"),
+        route(Method::Get, "$roi-overdue"),
+    ] {
+        assert!(allowed(&him, &route), "{route:?}");
+        assert!(!allowed(&coder, &route), "{route:?}");
+    }
     for role in [Role::Coder, Role::HimTechnician] {
         assert!(allowed(&identity(role, None, None), &route(Method::Get, "$billing-audit")), "{role:?}");
         assert!(
@@ -247,6 +266,9 @@ fn a_patients_token_reads_its_own_record_only() {
         route(Method::Get, "$high-risk"),
         route(Method::Get, "$operations-report"),
         route(Method::Get, "$billing-audit"),
+        route(Method::Post, "Task/$roi-request"),
+        route(Method::Post, "Task/t1/$roi-release"),
+        route(Method::Get, "$roi-overdue"),
         route(Method::Post, "Patient/$match"),
         route(Method::Get, "Encounter/$coding-worklist"),
         route(Method::Post, "ViewDefinition/$run"),

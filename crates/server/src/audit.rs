@@ -92,7 +92,7 @@ pub(crate) async fn audited(
         interaction: audited.interaction.to_string(),
         action: audited.action,
         status: response.status().as_u16(),
-        outcome_text: learned.why,
+        outcome_text: learned.why.or(audited.disclosure),
         patients: audited.patients,
         resources: std::iter::once(if audited.subject.is_empty() { path } else { audited.subject })
             .chain(audited.written)

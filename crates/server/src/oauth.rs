@@ -69,8 +69,14 @@ fn slot(parts: &Parts) -> Arc<Slot> {
 
 /// Records what an OAuth request was, for its audit entry.
 fn note(slot: &Slot, interaction: &'static str, subject: String, patient: Option<&str>, outcome: String) {
-    let mut audited =
-        Audited { interaction, action: "E", subject, patients: Vec::new(), written: Vec::new() };
+    let mut audited = Audited {
+        interaction,
+        action: "E",
+        subject,
+        patients: Vec::new(),
+        written: Vec::new(),
+        disclosure: None,
+    };
     if let Some(patient) = patient {
         audited.patients.push(format!("Patient/{patient}"));
     }

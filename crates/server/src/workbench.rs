@@ -33,6 +33,7 @@ use crate::audit::Slot;
 use crate::{AppState, edge};
 
 mod duplicates;
+mod requests;
 
 const SESSION_COOKIE: &str = "chartroom_session";
 const SIGN_IN_COOKIE: &str = "chartroom_signin";
@@ -152,6 +153,9 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/coding", get(worklist))
         .route("/coding/encounters/{id}", get(encounter).post(assign))
         .route("/coding/billing", get(billing_audit))
+        .route("/requests", get(requests::list).post(requests::intake))
+        .route("/requests/{id}/extend", post(requests::extend))
+        .route("/requests/{id}/release", post(requests::release))
         .route("/analytics", get(analytics))
         .route("/analytics/sql", get(sql))
         .route("/analytics/surveillance", get(surveillance))
@@ -238,7 +242,14 @@ fn note(
             unique.push(patient);
         }
     }
-    slot.set_audited(Audited { interaction, action, subject, patients: unique, written: Vec::new() });
+    slot.set_audited(Audited {
+        interaction,
+        action,
+        subject,
+        patients: unique,
+        written: Vec::new(),
+        disclosure: None,
+    });
 }
 
 /// Records a page that changed the record: its audit entry also names every version written.
@@ -255,7 +266,14 @@ fn note_change(
             unique.push(patient);
         }
     }
-    slot.set_audited(Audited { interaction, action: "U", subject, patients: unique, written });
+    slot.set_audited(Audited {
+        interaction,
+        action: "U",
+        subject,
+        patients: unique,
+        written,
+        disclosure: None,
+    });
 }
 
 // ---- who is asking ----------------------------------------------------------------------------
@@ -300,6 +318,7 @@ fn areas(identity: &Identity) -> Vec<Area> {
             Area::Patients => permits("Patient"),
             Area::Duplicates => permits("Patient/$duplicates"),
             Area::Coding => permits("$coding-worklist"),
+            Area::Requests => permits("$roi-overdue"),
             Area::Quality => permits("$data-quality"),
             Area::Privacy => permits("AuditEvent"),
             Area::Analytics => permits("ViewDefinition"),

@@ -365,6 +365,49 @@ async fn patients_accounting_of_disclosures_names_no_other_patient_query_or_addr
     }
 }
 
+// A release of information is on the patient's own accounting, with the recipient and the
+// purpose (45 CFR 164.528), though other entries keep their reasons to the privacy office.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_of_information_is_on_the_patients_own_accounting_with_its_recipient() {
+    let f = fixture("attacks-roi").await;
+    let input = |code: &str, value: Value| {
+        let mut entry = json!({ "type": { "coding": [{ "system": "https://chartroom.dev/fhir/CodeSystem/roi-input", "code": code }] } });
+        entry.as_object_mut().unwrap().extend(value.as_object().unwrap().clone());
+        entry
+    };
+    let authored = fhir::DateTime::now_utc().to_string();
+    let task = json!({
+        "resourceType": "Task", "status": "requested", "intent": "order",
+        "code": { "coding": [{ "system": "https://chartroom.dev/fhir/CodeSystem/him-workflow", "code": "release-of-information" }] },
+        "for": { "reference": "Patient/pa" }, "authoredOn": authored,
+        "requester": { "display": "Dr. Lee, Valley Clinic" },
+        "reasonCode": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "TREAT" }] },
+        "input": [input("requester-type", json!({ "valueCode": "provider" })), input("record-type", json!({ "valueCode": "Observation" }))],
+    });
+    let (status, stored) =
+        Fixture::answer(f.call(&f.technician, Method::POST, "Task/$roi-request", Some(&task), &[]).await)
+            .await;
+    assert_eq!(status, 201, "{stored}");
+    let id = stored["id"].as_str().unwrap();
+    let (status, bundle) = Fixture::answer(
+        f.call(&f.technician, Method::POST, &format!("Task/{id}/$roi-release"), None, &[]).await,
+    )
+    .await;
+    assert_eq!(status, 200, "{bundle}");
+    assert!(identities(&bundle).iter().all(|i| i.starts_with("Observation/obs-a")), "{bundle}");
+    let (status, own) = f.get(&f.patient_a, "Patient/pa/$disclosures").await;
+    assert_eq!(status, 200, "{own}");
+    let released: Vec<&Value> = resources(&own)
+        .into_iter()
+        .filter(|e| e["outcomeDesc"].as_str().is_some_and(|t| t.starts_with("released ")))
+        .collect();
+    assert_eq!(released.len(), 1, "{own}");
+    let text = released[0]["outcomeDesc"].as_str().unwrap();
+    assert!(text.contains("Dr. Lee, Valley Clinic (provider)") && text.contains("TREAT"), "{text}");
+    assert!(!own.to_string().contains("Patient/pb"), "{own}");
+}
+
 // H2: `patient/` scopes beside a `user/` scope opened every patient's record.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -502,3 +502,62 @@ async fn the_him_department_reviews_merges_and_unmerges_duplicates() {
     assert!(status == 200 && page.contains("unmerged Patient/dw2"), "{page}");
     assert_eq!(audited(&f, "workbench-duplicates-unmerge").len(), 1);
 }
+
+/// Release of information from the workbench: a patient's own request taken in, extended,
+/// released and shown as words; the release's audit entry names the disclosure; coders have no
+/// Requests area.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_him_department_takes_in_and_releases_a_request() {
+    let f = fixture("workbench-roi").await;
+    let him = sign_in(&f, "hana").await;
+    let (status, page, _) = get(&f, Some(&him), "/requests").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("No open requests"), "{page}");
+    let form = [
+        ("csrf", him.csrf.as_str()),
+        ("patient", "pa"),
+        ("requester", "Ann Ames"),
+        ("kind", "patient"),
+        ("purpose", "PATRQT"),
+        ("from", ""),
+        ("to", ""),
+        ("types", "Encounter, DocumentReference"),
+        ("delivery", "html"),
+        ("authorization", ""),
+    ];
+    let (status, page) = post(&f, &him, "/requests", &form).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("taken in; due"), "{page}");
+    let id = page.split("/requests/").nth(1).and_then(|rest| rest.split('/').next()).unwrap().to_string();
+    let (status, page) = post(
+        &f,
+        &him,
+        &format!("/requests/{id}/extend"),
+        &[("csrf", &him.csrf), ("reason", "records off-site")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("extended; due") && page.contains("(extended)"), "{page}");
+    let (status, page) = post(&f, &him, &format!("/requests/{id}/release"), &[("csrf", &him.csrf)]).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Encounter/enc-a") && page.contains("DocumentReference/note-a"), "{page}");
+    assert!(!page.contains("Baker"), "nothing of another patient: {page}");
+    let released = audited(&f, "workbench-roi-release");
+    assert_eq!(released.len(), 1);
+    let disclosure = released[0].outcome_text.clone().unwrap_or_default();
+    assert!(disclosure.contains("Ann Ames (patient)") && disclosure.contains("PATRQT"), "{disclosure}");
+    assert!(released[0].patients.contains(&"Patient/pa".to_string()));
+    // Released once: the request is no longer open.
+    let (_, page, _) = get(&f, Some(&him), "/requests").await;
+    assert!(page.contains("No open requests"), "{page}");
+    // An attorney's request without an authorization is refused, saying why.
+    let mut attorney = form;
+    attorney[3] = ("kind", "attorney");
+    attorney[4] = ("purpose", "HLEGAL");
+    let (_, page) = post(&f, &him, "/requests", &attorney).await;
+    assert!(page.contains("164.508") && page.contains("role=\"alert\""), "{page}");
+
+    let coder = sign_in(&f, "cody").await;
+    let (status, _, _) = get(&f, Some(&coder), "/requests").await;
+    assert_eq!(status, 403);
+}

@@ -16,6 +16,7 @@ pub mod chart;
 pub mod diff;
 pub mod duplicates;
 pub mod operations;
+pub mod roi;
 pub mod svg;
 pub mod views;
 
@@ -34,6 +35,7 @@ pub enum Area {
     Patients,
     Duplicates,
     Coding,
+    Requests,
     Quality,
     Privacy,
     Analytics,
@@ -41,11 +43,12 @@ pub enum Area {
 }
 
 impl Area {
-    pub const ALL: [Area; 8] = [
+    pub const ALL: [Area; 9] = [
         Area::Home,
         Area::Patients,
         Area::Duplicates,
         Area::Coding,
+        Area::Requests,
         Area::Quality,
         Area::Privacy,
         Area::Analytics,
@@ -58,6 +61,7 @@ impl Area {
             Area::Patients => "/patients",
             Area::Duplicates => "/duplicates",
             Area::Coding => "/coding",
+            Area::Requests => "/requests",
             Area::Quality => "/quality",
             Area::Privacy => "/privacy",
             Area::Analytics => "/analytics",
@@ -71,6 +75,7 @@ impl Area {
             Area::Patients => "Patients",
             Area::Duplicates => "Duplicates",
             Area::Coding => "Coding",
+            Area::Requests => "Requests",
             Area::Quality => "Data quality",
             Area::Privacy => "Privacy",
             Area::Analytics => "Analytics",
@@ -88,6 +93,9 @@ impl Area {
             }
             Area::Coding => {
                 "Encounters waiting to be coded, with suggested codes and coding edits; bills checked against the record, and what is not yet billed."
+            }
+            Area::Requests => {
+                "Release of information: requests for copies of a record, their authorization and 30-day clock, and the release."
             }
             Area::Quality => "The data-quality checks, their trend, and the records that fail them.",
             Area::Privacy => {

@@ -12,6 +12,7 @@ mod merge;
 mod parameters;
 pub(crate) mod registry;
 mod risk;
+mod roi;
 mod terminology;
 pub mod views;
 

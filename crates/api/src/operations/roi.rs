@@ -1,0 +1,331 @@
+//! Release of information (`workflow::roi`) as operations on Task:
+//! - `Task/$roi-request`: intake. The Task is checked (who, for whom, why, scope, delivery),
+//!   the Patient must be on record, and when the disclosure needs the patient's authorization
+//!   the named Consent must hold every core element of 164.508(c) (each one missing is an issue
+//!   of the 422). Stored as a new Task with its due date.
+//! - `Task/[id]/$roi-extend`: the one 30-day extension, with its written reason.
+//! - `Task/[id]/$roi-release`: the Bundle of exactly the requested scope, read through the
+//!   caller's view; the Task completed with the count, the fee and when; the disclosure named in
+//!   the audit trail (recipient, purpose, authorization), so the accounting of disclosures
+//!   (`$disclosures`) lists it.
+//! - `$roi-overdue`: the open requests past their due date.
+
+use fhir::{IssueType, OperationOutcome, Resource};
+use serde_json::{Value as Json, json};
+use store::{Precondition, VersionRecord, WriteOp, WriteOutcome, WriteUnit};
+use workflow::roi::{self, Request};
+use workflow::{Clock, SystemClock};
+
+use super::registry::{Call, Change};
+use super::{Level, json_response};
+use crate::access::{Gate, ViewedStore};
+use crate::write::{new_id, prepare};
+use crate::{Api, ApiError, Response};
+
+fn invalid(error: workflow::Error) -> ApiError {
+    match error {
+        workflow::Error::Invalid(message) => ApiError::bad_request(IssueType::Invalid, message),
+        workflow::Error::Refused(message) => ApiError::new(422, IssueType::BusinessRule, message),
+        workflow::Error::Store(error) => ApiError::from(error),
+    }
+}
+
+fn body_of(record: &VersionRecord) -> Result<Json, ApiError> {
+    record
+        .body
+        .as_deref()
+        .and_then(|b| serde_json::from_slice(b).ok())
+        .ok_or_else(|| ApiError::internal(format!("{}/{} does not read", record.resource_type, record.id)))
+}
+
+fn outcome_issue(message: String, expression: &str) -> fhir::Issue {
+    let mut issue = fhir::Issue::new(fhir::Severity::Error, IssueType::BusinessRule, message);
+    issue.expression = vec![expression.to_string()];
+    issue
+}
+
+/// Who the requester is, in words, for the accounting of disclosures: their name as given,
+/// never another patient's id.
+fn requester_words(request: &Request) -> String {
+    let reference = request.requester_name["reference"].as_str().unwrap_or("");
+    let named = match request.requester_name["display"].as_str().map(str::trim).filter(|d| !d.is_empty()) {
+        Some(display) => display.to_string(),
+        None if reference == format!("Patient/{}", request.patient) => "the patient".to_string(),
+        None if !reference.is_empty() && !reference.starts_with("Patient/") => reference.to_string(),
+        None => "an unnamed requester".to_string(),
+    };
+    format!("{named} ({})", request.requester.code())
+}
+
+/// What a release held, in words: its record types and dates (164.528(b)(2)(iii)).
+fn scope_words(request: &Request) -> String {
+    let types = if request.scope.types.is_empty() {
+        "the whole record".to_string()
+    } else {
+        request.scope.types.join(", ")
+    };
+    match (&request.scope.from, &request.scope.to) {
+        (None, None) => types,
+        (from, to) => format!(
+            "{types}, {} to {}",
+            from.as_deref().unwrap_or("the beginning"),
+            to.as_deref().unwrap_or("the release")
+        ),
+    }
+}
+
+/// The stored Task with what the rules changed (status, inputs, due date, outputs), keeping
+/// everything else it holds (meta and its labels, identifiers, notes, owner).
+fn updated_task(stored: &Json, request: &Request) -> Json {
+    let mut task = stored.clone();
+    let rebuilt = request.to_task();
+    for key in ["status", "input", "restriction"] {
+        task[key] = rebuilt[key].clone();
+    }
+    task
+}
+
+impl Api {
+    fn now(&self) -> i64 {
+        SystemClock.now_millis()
+    }
+
+    /// The authorization a request names, checked at `now`: `Err` with every missing element.
+    fn roi_authorized(&self, gate: &Gate, request: &Request, now: i64) -> Result<(), ApiError> {
+        if !request.needs_authorization() {
+            return Ok(());
+        }
+        let viewed = ViewedStore { store: self.store.as_ref(), gate };
+        let Some(consent_id) = &request.authorization else {
+            return Err(ApiError::new(
+                422,
+                IssueType::BusinessRule,
+                format!(
+                    "a disclosure to a{} {} for {} needs the patient's authorization (45 CFR 164.508): name the Consent as the input authorization",
+                    if request.requester.code().starts_with(['a', 'e', 'i', 'o']) { "n" } else { "" },
+                    request.requester.code(),
+                    request.purpose
+                ),
+            ));
+        };
+        let consent = store::Store::read(&viewed, "Consent", consent_id)?
+            .filter(|r| !r.is_deleted())
+            .ok_or_else(|| {
+                ApiError::new(
+                    422,
+                    IssueType::NotFound,
+                    format!("the authorization Consent/{consent_id} is not on record"),
+                )
+            })?;
+        let missing = roi::authorization::check(&body_of(&consent)?, request, now);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut outcome = OperationOutcome { issues: Vec::new() };
+        for item in &missing {
+            outcome
+                .issues
+                .push(outcome_issue(format!("Consent/{consent_id}: {}", item.message), item.location));
+        }
+        Err(ApiError { status: 422, outcome, etag: None })
+    }
+
+    fn roi_task(&self, gate: &Gate, level: &Level<'_>) -> Result<(VersionRecord, Request), ApiError> {
+        let Level::Instance("Task", id) = *level else {
+            return Err(ApiError::bad_request(
+                IssueType::Required,
+                "this operation runs on a Task: Task/[id]/$...",
+            ));
+        };
+        let viewed = ViewedStore { store: self.store.as_ref(), gate };
+        let record = store::Store::read(&viewed, "Task", id)?
+            .filter(|r| !r.is_deleted())
+            .ok_or_else(|| ApiError::not_found(format!("Task/{id} is not known")))?;
+        let request = Request::from_task(&body_of(&record)?).map_err(invalid)?;
+        gate.touch(&request.patient);
+        Ok((record, request))
+    }
+
+    fn roi_write(&self, task: Json, if_match: Option<u64>) -> Result<WriteUnit, ApiError> {
+        let prepared = prepare(&Resource::from_value(task)?, self.config.validation)?;
+        let op = match if_match {
+            Some(version) => {
+                WriteOp::Update { resource: prepared, if_match: Some(Precondition::Versions(vec![version])) }
+            }
+            None => WriteOp::Create(prepared),
+        };
+        Ok(WriteUnit { ops: vec![op] })
+    }
+
+    /// `Task/$roi-request`.
+    pub(crate) fn roi_request(&self, call: &Call<'_>) -> Result<Change, ApiError> {
+        let task = call
+            .inputs
+            .resource("resource")
+            .or(call.body.filter(|b| b["resourceType"] == "Task"))
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    IssueType::Required,
+                    "$roi-request needs the request: a Task (the body, or the parameter resource)",
+                )
+            })?;
+        let mut request = Request::from_task(&task).map_err(invalid)?;
+        let now = self.now();
+        // A request cannot have been received later than now (a day's leeway for clocks).
+        if request.received > now + workflow::DAY {
+            return Err(ApiError::bad_request(
+                IssueType::Value,
+                "Task.authoredOn: a request cannot be received in the future",
+            ));
+        }
+        let viewed = ViewedStore { store: self.store.as_ref(), gate: call.gate };
+        let patient = store::Store::read(&viewed, "Patient", &request.patient)?.filter(|r| !r.is_deleted());
+        if patient.is_none() {
+            return Err(ApiError::new(
+                422,
+                IssueType::NotFound,
+                format!("Patient/{} is not on record", request.patient),
+            ));
+        }
+        call.gate.touch(&request.patient);
+        // A personal representative is one on record for this patient.
+        if request.requester == roi::Requester::PersonalRepresentative {
+            let reference = request.requester_name["reference"].as_str().unwrap_or("");
+            let id = reference.strip_prefix("RelatedPerson/").unwrap_or("");
+            let related = store::Store::read(&viewed, "RelatedPerson", id)?
+                .filter(|r| !r.is_deleted())
+                .map(|r| body_of(&r))
+                .transpose()?;
+            let theirs = related.is_some_and(|r| {
+                r["patient"]["reference"] == format!("Patient/{}", request.patient).as_str()
+            });
+            if !theirs {
+                return Err(ApiError::new(
+                    422,
+                    IssueType::BusinessRule,
+                    format!(
+                        "{reference} is not on record as a person related to Patient/{}",
+                        request.patient
+                    ),
+                ));
+            }
+        }
+        self.roi_authorized(call.gate, &request, now)?;
+        request.id = new_id();
+        request.status = "requested".into();
+        request.extension = None;
+        let id = request.id.clone();
+        let unit = self.roi_write(request.to_task(), None)?;
+        Ok(Change {
+            unit: Some(unit),
+            answer: Box::new(move |_, gate, written| written_task(gate, &written, &id, 201)),
+        })
+    }
+
+    /// `Task/[id]/$roi-extend`.
+    pub(crate) fn roi_extend(&self, call: &Call<'_>) -> Result<Change, ApiError> {
+        let (record, mut request) = self.roi_task(call.gate, &call.level)?;
+        let reason = call.inputs.get("reason").unwrap_or("");
+        request.extend(reason, self.now()).map_err(invalid)?;
+        let unit = self.roi_write(updated_task(&body_of(&record)?, &request), Some(record.version))?;
+        let id = request.id.clone();
+        Ok(Change {
+            unit: Some(unit),
+            answer: Box::new(move |_, gate, written| written_task(gate, &written, &id, 200)),
+        })
+    }
+
+    /// `Task/[id]/$roi-release`.
+    pub(crate) fn roi_release(&self, call: &Call<'_>) -> Result<Change, ApiError> {
+        let (record, mut request) = self.roi_task(call.gate, &call.level)?;
+        if !request.open() {
+            return Err(ApiError::new(
+                422,
+                IssueType::BusinessRule,
+                format!("Task/{} is {}: it was released or closed already", request.id, request.status),
+            ));
+        }
+        let now = self.now();
+        self.roi_authorized(call.gate, &request, now)?;
+        let viewed = ViewedStore { store: self.store.as_ref(), gate: call.gate };
+        let mut bundle = roi::release::release(&viewed, &request, now).map_err(invalid)?;
+        let base = call.request.base.trim_end_matches('/').to_string();
+        for entry in bundle["entry"].as_array_mut().into_iter().flatten() {
+            if let Some(relative) = entry["fullUrl"].as_str().map(str::to_string) {
+                entry["fullUrl"] = json!(format!("{base}/{relative}"));
+            }
+        }
+        let count = bundle["entry"].as_array().map_or(0, Vec::len) as u64;
+        let pages = roi::fee::estimated_pages(count as usize);
+        let fee = roi::fee::fee(&roi::fee::FeePolicy::default(), &request, pages);
+        request.status = "completed".into();
+        let mut task = updated_task(&body_of(&record)?, &request);
+        task["lastModified"] = json!(roi::date_time(now));
+        task["output"] = json!([
+            { "type": { "coding": [{ "system": roi::INPUT_SYSTEM, "code": "released-resources" }] }, "valueInteger": count },
+            { "type": { "coding": [{ "system": roi::INPUT_SYSTEM, "code": "fee" }] }, "valueMoney": { "value": fee, "currency": "USD" } },
+        ]);
+        let unit = self.roi_write(task, Some(record.version))?;
+        let disclosure = format!(
+            "released {count} resources ({}) of Patient/{} to {} for {}{} (Task/{}; fee {fee:.2})",
+            scope_words(&request),
+            request.patient,
+            requester_words(&request),
+            request.purpose,
+            request.authorization.as_ref().map(|c| format!(" under Consent/{c}")).unwrap_or_default(),
+            request.id
+        );
+        Ok(Change {
+            unit: Some(unit),
+            answer: Box::new(move |_, gate, written| {
+                for w in &written {
+                    if let WriteOutcome::Stored { version, .. } = &w.outcome {
+                        gate.wrote(format!("{}/{}/_history/{version}", w.resource_type, w.id));
+                    }
+                }
+                gate.disclosed(disclosure);
+                Ok(json_response(&bundle))
+            }),
+        })
+    }
+
+    /// `$roi-overdue`: the open requests past their due date, oldest due first.
+    pub(crate) fn roi_overdue(&self, call: &Call<'_>) -> Result<Response, ApiError> {
+        let viewed = ViewedStore { store: self.store.as_ref(), gate: call.gate };
+        let now = self.now();
+        let late = roi::overdue(&viewed, now).map_err(invalid)?;
+        let entries: Vec<Json> = late
+            .iter()
+            .map(|request| {
+                call.gate.touch(&request.patient);
+                let mut task = request.to_task();
+                task["id"] = json!(request.id);
+                json!({ "fullUrl": format!("Task/{}", request.id), "resource": task })
+            })
+            .collect();
+        Ok(json_response(&json!({
+            "resourceType": "Bundle", "type": "collection", "entry": entries,
+        })))
+    }
+}
+
+/// The Task a change wrote, as the answer.
+fn written_task(
+    gate: &Gate,
+    written: &[store::Written],
+    id: &str,
+    status: u16,
+) -> Result<Response, ApiError> {
+    for w in written {
+        if let WriteOutcome::Stored { version, body, .. } = &w.outcome {
+            gate.wrote(format!("{}/{}/_history/{version}", w.resource_type, w.id));
+            if w.resource_type == "Task" && w.id == id {
+                let mut response = Response::json(status, body.to_vec());
+                response.location = Some(format!("Task/{id}/_history/{version}"));
+                return Ok(response);
+            }
+        }
+    }
+    Err(ApiError::internal(format!("Task/{id} was not written")))
+}

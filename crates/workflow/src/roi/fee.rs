@@ -1,0 +1,50 @@
+//! The fee for a release, by the department's policy.
+//!
+//! A patient's own access (and their personal representative's) may be charged only a
+//! reasonable, cost-based fee (45 CFR 164.524(c)(4)): here HHS's flat-fee option for electronic
+//! copies of records kept electronically, or the copying cost of paper pages plus postage.
+//! Releases for a provider's treatment or an insurer's payment are not charged. Other
+//! requesters, under an authorization, pay the policy's search fee and, on paper, the pages.
+
+use super::{Delivery, Request, Requester};
+
+/// The department's fees, in its currency.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeePolicy {
+    /// The whole fee for an electronic copy to the patient.
+    pub electronic_flat: f64,
+    pub per_page: f64,
+    pub postage: f64,
+    /// What a third party pays for the search and handling.
+    pub third_party_base: f64,
+}
+
+impl Default for FeePolicy {
+    fn default() -> Self {
+        FeePolicy { electronic_flat: 6.50, per_page: 0.25, postage: 1.50, third_party_base: 25.0 }
+    }
+}
+
+/// Pages a paper copy of a release of `entries` resources takes: a cover page and one page per
+/// five resources.
+pub fn estimated_pages(entries: usize) -> u32 {
+    1 + entries.div_ceil(5) as u32
+}
+
+fn cents(amount: f64) -> f64 {
+    (amount * 100.0).round() / 100.0
+}
+
+/// The fee for `request` released as `pages` pages (on paper) or electronically.
+pub fn fee(policy: &FeePolicy, request: &Request, pages: u32) -> f64 {
+    let paper = f64::from(pages) * policy.per_page + policy.postage;
+    let amount = match (request.requester, request.purpose.as_str()) {
+        (Requester::Provider, "TREAT") | (Requester::Insurer, "HPAYMT") => 0.0,
+        (Requester::Patient | Requester::PersonalRepresentative, _) => match request.delivery {
+            Delivery::Paper => paper,
+            Delivery::Fhir | Delivery::Html => policy.electronic_flat,
+        },
+        _ => policy.third_party_base + if request.delivery == Delivery::Paper { paper } else { 0.0 },
+    };
+    cents(amount)
+}
