@@ -78,10 +78,9 @@ pub fn release(store: &dyn Store, request: &Request, now: i64) -> Result<Json> {
     let types =
         if request.scope.types.is_empty() { compartment_types() } else { request.scope.types.clone() };
     let mut entries = Vec::new();
-    if request.scope.types.is_empty() || request.scope.types.iter().any(|t| t == "Patient") {
-        if !under_own_law(&patient) {
-            entries.push(json!({ "fullUrl": patient_reference, "resource": patient }));
-        }
+    let patient_asked = request.scope.types.is_empty() || request.scope.types.iter().any(|t| t == "Patient");
+    if patient_asked && !under_own_law(&patient) {
+        entries.push(json!({ "fullUrl": patient_reference, "resource": patient }));
     }
     let target = vec![("Patient".to_string(), request.patient.clone())];
     for resource_type in types.iter().filter(|t| *t != "Patient") {
