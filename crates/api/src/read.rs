@@ -49,20 +49,23 @@ impl Api {
     /// version in a 412 or the record's removal): a caller may not change what they may not
     /// see.
     pub(crate) fn admit_existing(&self, gate: &Gate, resource_type: &str, id: &str) -> Result<(), ApiError> {
-        // What a workflow's operations keep is not changed or deleted around them, by anyone.
-        if resource_type == "Task"
-            && let Some(body) = self.store.read(resource_type, id)?.and_then(|current| current.body)
-            && let Ok(current) = serde_json::from_slice::<serde_json::Value>(&body)
-        {
-            crate::write::check_not_workflow(resource_type, &current)?;
-        }
-        if !gate.checks() {
+        // What a workflow's operations keep is not changed or deleted around them, by anyone;
+        // said only to a caller who may see it.
+        let workflow_kept = resource_type == "Task";
+        if !workflow_kept && !gate.checks() {
             return Ok(());
         }
-        match self.store.read(resource_type, id)? {
-            Some(current) => self.admit_version(gate, &current),
-            None => Ok(()),
+        let Some(current) = self.store.read(resource_type, id)? else { return Ok(()) };
+        if gate.checks() {
+            self.admit_version(gate, &current)?;
         }
+        if workflow_kept
+            && let Some(body) = &current.body
+            && let Ok(json) = serde_json::from_slice::<serde_json::Value>(body)
+        {
+            crate::write::check_not_workflow(resource_type, &json)?;
+        }
+        Ok(())
     }
 
     /// Asks the policy about one stored version before anything of it is answered, even

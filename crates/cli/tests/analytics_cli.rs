@@ -2,29 +2,16 @@
 //! series and survival tables from CSV (R's and lifelines' names and output), and the
 //! reports over a generated data directory (JSON and HTML).
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod support;
+
+use support::{chartroom, path, run};
 
 use serde_json::Value;
 
-fn chartroom(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chartroom")).args(args).output().expect("run chartroom")
-}
-
-fn ok(args: &[&str]) -> String {
-    let output = chartroom(args);
-    assert!(output.status.success(), "chartroom {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 fn refused(args: &[&str]) -> String {
-    let output = chartroom(args);
+    let output = run(args);
     assert!(!output.status.success(), "chartroom {args:?} succeeded");
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
@@ -44,7 +31,7 @@ fn a_series_is_judged_as_r_judges_it_with_r_defaults() {
         })
         .collect();
     assert!(r_rows.len() > 300, "{} rows of R's output", r_rows.len());
-    let out = ok(&["surveil", "series", "--input", path(&input), "--method", "ears-c1"]);
+    let out = chartroom(&["surveil", "series", "--input", path(&input), "--method", "ears-c1"]);
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("t,observed,upperbound,alarm"));
     let ours: Vec<Vec<String>> = lines.map(|l| l.split(',').map(str::to_string).collect()).collect();
@@ -59,7 +46,7 @@ fn a_series_is_judged_as_r_judges_it_with_r_defaults() {
         assert_eq!(row[3].parse::<u8>().unwrap(), *alarm, "t={t}");
     }
     // --range judges only those periods; every control parameter is a flag.
-    let out = ok(&[
+    let out = chartroom(&[
         "surveil",
         "series",
         "--input",
@@ -74,7 +61,7 @@ fn a_series_is_judged_as_r_judges_it_with_r_defaults() {
         "0.05",
     ]);
     assert_eq!(out.lines().count(), 6);
-    let out = ok(&[
+    let out = chartroom(&[
         "surveil",
         "series",
         "--input",
@@ -87,7 +74,7 @@ fn a_series_is_judged_as_r_judges_it_with_r_defaults() {
         "rossi",
     ]);
     assert_eq!(out.lines().count(), 209);
-    let out = ok(&[
+    let out = chartroom(&[
         "surveil",
         "series",
         "--input",
@@ -131,7 +118,7 @@ fn survival_tables_answer_with_lifelines_names() {
     // Arm a: events at 1 and 2, censored at 3; arm b: event at 2, censored at 4 and 5.
     std::fs::write(&input, "time,died,arm,age\n1,1,a,60\n2,1,a,70\n3,0,a,65\n2,1,b,50\n4,0,b,72\n5,0,b,58\n")
         .unwrap();
-    let km: Value = serde_json::from_str(&ok(&[
+    let km: Value = serde_json::from_str(&chartroom(&[
         "survival",
         "km",
         "--input",
@@ -159,7 +146,7 @@ fn survival_tables_answer_with_lifelines_names() {
         .map(|(t, _)| t.clone());
     assert_eq!(Some(km["median_survival_time"].clone()), first_half.or(Some(Value::from("inf"))));
     assert!(km["confidence_interval"]["lower"].is_array());
-    let grouped: Value = serde_json::from_str(&ok(&[
+    let grouped: Value = serde_json::from_str(&chartroom(&[
         "survival",
         "km",
         "--input",
@@ -173,7 +160,7 @@ fn survival_tables_answer_with_lifelines_names() {
     ]))
     .unwrap();
     assert!(grouped["groups"]["a"]["survival_function"].is_array() && grouped["groups"]["b"].is_object());
-    let test: Value = serde_json::from_str(&ok(&[
+    let test: Value = serde_json::from_str(&chartroom(&[
         "survival",
         "logrank",
         "--input",
@@ -190,7 +177,7 @@ fn survival_tables_answer_with_lifelines_names() {
         test["test_statistic"].as_f64().unwrap() > 0.0 && test["p_value"].as_f64().unwrap() < 1.0,
         "{test}"
     );
-    let cox: Value = serde_json::from_str(&ok(&[
+    let cox: Value = serde_json::from_str(&chartroom(&[
         "survival",
         "cox",
         "--input",
@@ -225,7 +212,7 @@ fn survival_tables_answer_with_lifelines_names() {
 fn reports_over_a_data_directory_in_json_and_html() {
     let dir = testkit::temp_dir("cli-analytics-reports");
     let (ndjson, data) = (dir.join("ndjson"), dir.join("data"));
-    ok(&[
+    chartroom(&[
         "generate",
         "--patients",
         "150",
@@ -240,20 +227,21 @@ fn reports_over_a_data_directory_in_json_and_html() {
         "--out",
         path(&ndjson),
     ]);
-    ok(&["import", "--data", path(&data), path(&ndjson), "--no-validate", "--quiet"]);
+    chartroom(&["import", "--data", path(&data), path(&ndjson), "--no-validate", "--quiet"]);
     let bundle: Value =
-        serde_json::from_str(&ok(&["surveil", "run", "--data", path(&data), "--place", "state"])).unwrap();
+        serde_json::from_str(&chartroom(&["surveil", "run", "--data", path(&data), "--place", "state"]))
+            .unwrap();
     assert_eq!(bundle["resourceType"], "Bundle");
     assert!(
         bundle["entry"].as_array().unwrap().iter().any(|e| e["resource"]["resourceType"] == "MeasureReport")
     );
     let html_path = dir.join("surveillance.html");
-    ok(&["surveil", "run", "--data", path(&data), "--format", "html", "--out", path(&html_path)]);
+    chartroom(&["surveil", "run", "--data", path(&data), "--format", "html", "--out", path(&html_path)]);
     let html = std::fs::read_to_string(&html_path).unwrap();
     assert!(html.contains("Outbreak early warning") && html.contains("<svg"), "no epidemic curve");
-    let csv = ok(&["surveil", "run", "--data", path(&data), "--format", "csv", "--method", "cusum"]);
+    let csv = chartroom(&["surveil", "run", "--data", path(&data), "--format", "csv", "--method", "cusum"]);
     assert!(csv.starts_with("syndrome,place,t,period,observed,upperbound,alarm\n"));
-    let listed = ok(&["surveil", "syndromes"]);
+    let listed = chartroom(&["surveil", "syndromes"]);
     assert!(listed.contains("gastrointestinal") && listed.contains("influenza-like-illness"));
 
     let study = dir.join("study.json");
@@ -265,9 +253,15 @@ fn reports_over_a_data_directory_in_json_and_html() {
         ],
         "censoring": { "cutoff": "2026-01-01" }
     }).to_string()).unwrap();
-    let answer: Value =
-        serde_json::from_str(&ok(&["cohort", "compare", "--data", path(&data), "--study", path(&study)]))
-            .unwrap();
+    let answer: Value = serde_json::from_str(&chartroom(&[
+        "cohort",
+        "compare",
+        "--data",
+        path(&data),
+        "--study",
+        path(&study),
+    ]))
+    .unwrap();
     assert_eq!(answer["resourceType"], "Parameters");
     let names: Vec<&str> =
         answer["parameter"].as_array().unwrap().iter().filter_map(|p| p["name"].as_str()).collect();
@@ -275,7 +269,7 @@ fn reports_over_a_data_directory_in_json_and_html() {
         assert!(names.contains(&name), "{name} missing from {names:?}");
     }
     let report = dir.join("cohort.html");
-    ok(&[
+    chartroom(&[
         "cohort",
         "compare",
         "--data",

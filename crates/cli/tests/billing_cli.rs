@@ -2,30 +2,17 @@
 //! defects planted: every planted defect is in the report, in JSON, CSV and HTML, and the
 //! unbilled visits are the DNFB accounts.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod support;
+
+use support::{chartroom, path, run};
 
 use serde_json::Value;
-
-fn chartroom(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chartroom")).args(args).output().expect("run chartroom")
-}
-
-fn ok(args: &[&str]) -> String {
-    let output = chartroom(args);
-    assert!(output.status.success(), "chartroom {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[test]
 fn the_audit_reports_every_planted_billing_defect_and_the_unbilled_visits() {
     let dir = testkit::temp_dir("cli-billing");
     let (ndjson, data) = (dir.join("ndjson"), dir.join("data"));
-    ok(&[
+    chartroom(&[
         "generate",
         "--patients",
         "120",
@@ -36,10 +23,16 @@ fn the_audit_reports_every_planted_billing_defect_and_the_unbilled_visits() {
         "--out",
         path(&ndjson),
     ]);
-    ok(&["import", "--data", path(&data), path(&ndjson), "--no-validate", "--quiet"]);
-    let audit: Value =
-        serde_json::from_str(&ok(&["billing", "audit", "--data", path(&data), "--as-of", "2026-01-01"]))
-            .unwrap();
+    chartroom(&["import", "--data", path(&data), path(&ndjson), "--no-validate", "--quiet"]);
+    let audit: Value = serde_json::from_str(&chartroom(&[
+        "billing",
+        "audit",
+        "--data",
+        path(&data),
+        "--as-of",
+        "2026-01-01",
+    ]))
+    .unwrap();
     let truth = std::fs::read_to_string(ndjson.join("ground-truth/billing.ndjson")).unwrap();
     let planted: Vec<Value> = truth
         .lines()
@@ -59,15 +52,17 @@ fn the_audit_reports_every_planted_billing_defect_and_the_unbilled_visits() {
         std::fs::read_to_string(ndjson.join("ground-truth/unbilled.ndjson")).unwrap().lines().count();
     assert_eq!(audit["revenue"]["dnfb"]["count"], unbilled as u64);
 
-    let csv = ok(&["billing", "audit", "--data", path(&data), "--as-of", "2026-01-01", "--format", "csv"]);
+    let csv =
+        chartroom(&["billing", "audit", "--data", path(&data), "--as-of", "2026-01-01", "--format", "csv"]);
     assert!(csv.starts_with("rule,severity,claim,encounter,patient,code,amount,message,evidence\n"), "{csv}");
     assert_eq!(csv.lines().count(), findings.len() + 1);
-    let html = ok(&["billing", "audit", "--data", path(&data), "--as-of", "2026-01-01", "--format", "html"]);
+    let html =
+        chartroom(&["billing", "audit", "--data", path(&data), "--as-of", "2026-01-01", "--format", "html"]);
     assert!(html.contains("Discharged, not final-billed") && html.contains("void-encounter"), "{html}");
     assert!(!html.contains("<script"));
     for bad in [&["--as-of", "soon"][..], &["--bill-hold", "-3"][..]] {
         let mut args = vec!["billing", "audit", "--data", path(&data)];
         args.extend(bad.iter());
-        assert!(!chartroom(&args).status.success(), "{args:?}");
+        assert!(!run(&args).status.success(), "{args:?}");
     }
 }

@@ -1,29 +1,16 @@
 //! `chartroom mpi eval` on the FEBRL layout (one file deduplicated, two linked) and `chartroom
 //! mpi run` over a generated data directory with planted duplicate registrations.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod support;
+
+use support::{chartroom, path, run};
 
 use serde_json::Value;
-
-fn chartroom(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chartroom")).args(args).output().expect("run chartroom")
-}
-
-fn ok(args: &[&str]) -> String {
-    let output = chartroom(args);
-    assert!(output.status.success(), "chartroom {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 #[test]
 fn eval_reports_quality_on_febrl_files() {
     let Some(dir) = testkit::shared_dir("data/febrl") else { return };
-    let answer: Value = serde_json::from_str(&ok(&[
+    let answer: Value = serde_json::from_str(&chartroom(&[
         "mpi",
         "eval",
         "--input",
@@ -48,7 +35,7 @@ fn eval_reports_quality_on_febrl_files() {
     let (originals, duplicates): (Vec<&str>, Vec<&str>) = lines.partition(|l| l.contains("-org,"));
     std::fs::write(work.join("a.csv"), format!("{header}\n{}\n", originals.join("\n"))).unwrap();
     std::fs::write(work.join("b.csv"), format!("{header}\n{}\n", duplicates.join("\n"))).unwrap();
-    let linked: Value = serde_json::from_str(&ok(&[
+    let linked: Value = serde_json::from_str(&chartroom(&[
         "mpi",
         "eval",
         "--input",
@@ -62,7 +49,7 @@ fn eval_reports_quality_on_febrl_files() {
     assert!(linked["f1"].as_f64().unwrap() > 0.95, "{linked}");
     // Bad input names what and where.
     std::fs::write(work.join("bad.csv"), "id,name\n1,x\n").unwrap();
-    let output = chartroom(&[
+    let output = run(&[
         "mpi",
         "eval",
         "--input",
@@ -78,9 +65,19 @@ fn eval_reports_quality_on_febrl_files() {
 fn run_writes_the_candidate_pairs_of_the_record() {
     let dir = testkit::temp_dir("cli-mpi-run");
     let (ndjson, data) = (dir.join("ndjson"), dir.join("data"));
-    ok(&["generate", "--patients", "300", "--seed", "5", "--duplicate-rate", "0.1", "--out", path(&ndjson)]);
-    ok(&["import", "--data", path(&data), path(&ndjson), "--no-validate", "--quiet"]);
-    let listed = ok(&["mpi", "run", "--data", path(&data)]);
+    chartroom(&[
+        "generate",
+        "--patients",
+        "300",
+        "--seed",
+        "5",
+        "--duplicate-rate",
+        "0.1",
+        "--out",
+        path(&ndjson),
+    ]);
+    chartroom(&["import", "--data", path(&data), path(&ndjson), "--no-validate", "--quiet"]);
+    let listed = chartroom(&["mpi", "run", "--data", path(&data)]);
     assert!(listed.contains("link") && listed.contains("candidate pairs"), "{listed}");
     let candidates = std::fs::read_to_string(data.join("mpi/candidates.ndjson")).unwrap();
     let planted = std::fs::read_to_string(ndjson.join("ground-truth/duplicates.ndjson")).unwrap();
@@ -96,7 +93,7 @@ fn run_writes_the_candidate_pairs_of_the_record() {
 
     // A reviewer decides the pair is two different people: it is not proposed again.
     let data_arg = path(&data);
-    ok(&[
+    chartroom(&[
         "mpi",
         "review",
         "--data",
@@ -112,7 +109,7 @@ fn run_writes_the_candidate_pairs_of_the_record() {
     ]);
     let decisions = std::fs::read_to_string(data.join("mpi/decisions.ndjson")).unwrap();
     assert!(decisions.contains("\"by\":\"hana\"") && decisions.contains("different-people"), "{decisions}");
-    ok(&["mpi", "run", "--data", data_arg]);
+    chartroom(&["mpi", "run", "--data", data_arg]);
     let again = std::fs::read_to_string(data.join("mpi/candidates.ndjson")).unwrap();
     let (a_id, b_id) = (a.trim_start_matches("Patient/"), b.trim_start_matches("Patient/"));
     assert!(
@@ -121,11 +118,10 @@ fn run_writes_the_candidate_pairs_of_the_record() {
             .any(|l| l.contains(&format!("Patient/{a_id}\"")) && l.contains(&format!("Patient/{b_id}\""))),
         "a pair decided different is proposed again"
     );
-    let listed = ok(&["mpi", "review", "--data", data_arg]);
+    let listed = chartroom(&["mpi", "review", "--data", data_arg]);
     assert!(listed.contains("wait for a decision"), "{listed}");
-    let output = chartroom(&[
-        "mpi", "review", "--data", data_arg, "--decide", "maybe", "--a", a, "--b", b, "--by", "hana",
-    ]);
+    let output =
+        run(&["mpi", "review", "--data", data_arg, "--decide", "maybe", "--a", a, "--b", b, "--by", "hana"]);
     assert!(!output.status.success());
 }
 
@@ -133,8 +129,18 @@ fn run_writes_the_candidate_pairs_of_the_record() {
 fn merge_and_unmerge_from_the_command_line_are_recorded() {
     let dir = testkit::temp_dir("cli-mpi-merge");
     let (ndjson, data) = (dir.join("ndjson"), dir.join("data"));
-    ok(&["generate", "--patients", "120", "--seed", "9", "--duplicate-rate", "0.1", "--out", path(&ndjson)]);
-    ok(&["import", "--data", path(&data), path(&ndjson), "--no-validate", "--quiet"]);
+    chartroom(&[
+        "generate",
+        "--patients",
+        "120",
+        "--seed",
+        "9",
+        "--duplicate-rate",
+        "0.1",
+        "--out",
+        path(&ndjson),
+    ]);
+    chartroom(&["import", "--data", path(&data), path(&ndjson), "--no-validate", "--quiet"]);
     let planted = std::fs::read_to_string(ndjson.join("ground-truth/duplicates.ndjson")).unwrap();
     let first: Value = serde_json::from_str(planted.lines().next().unwrap()).unwrap();
     let (keep, dup) = (first["original"].as_str().unwrap(), first["duplicate"].as_str().unwrap());
@@ -143,7 +149,7 @@ fn merge_and_unmerge_from_the_command_line_are_recorded() {
         let mut args =
             vec!["mpi", "merge", "--data", data_arg, "--source", dup, "--target", keep, "--by", "hana"];
         args.extend_from_slice(extra);
-        chartroom(&args)
+        run(&args)
     };
     let preview = merge(&["--preview"]);
     let said = String::from_utf8_lossy(&preview.stdout).into_owned();
@@ -159,14 +165,20 @@ fn merge_and_unmerge_from_the_command_line_are_recorded() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stdout).contains("already merged"));
     // The merged registration is no longer matched.
-    ok(&["mpi", "run", "--data", data_arg]);
+    chartroom(&["mpi", "run", "--data", data_arg]);
     let candidates = std::fs::read_to_string(data.join("mpi/candidates.ndjson")).unwrap();
     assert!(!candidates.contains(&format!("{dup}\"")), "a merged registration is proposed");
-    let undone = ok(&["mpi", "unmerge", "--data", data_arg, "--source", dup, "--by", "hana"]);
+    let undone = chartroom(&["mpi", "unmerge", "--data", data_arg, "--source", dup, "--by", "hana"]);
     assert!(undone.contains("unmerged"), "{undone}");
     // Both changes are in the audit trail, which still verifies.
-    let disclosures =
-        ok(&["audit", "disclosures", "--data", data_arg, "--patient", dup.trim_start_matches("Patient/")]);
+    let disclosures = chartroom(&[
+        "audit",
+        "disclosures",
+        "--data",
+        data_arg,
+        "--patient",
+        dup.trim_start_matches("Patient/"),
+    ]);
     assert!(disclosures.matches("hana").count() >= 2, "{disclosures}");
-    ok(&["audit", "verify", "--data", data_arg]);
+    chartroom(&["audit", "verify", "--data", data_arg]);
 }

@@ -2,29 +2,11 @@
 //! extended once, released to a file (only that patient's resources), and an old request on
 //! the overdue list.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod support;
+
+use support::{chartroom, path, run};
 
 use serde_json::{Value, json};
-
-fn chartroom(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_chartroom")).args(args).output().expect("run chartroom")
-}
-
-fn ok(args: &[&str]) -> String {
-    let output = chartroom(args);
-    assert!(
-        output.status.success(),
-        "chartroom {args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn task(authored: &str) -> Value {
     let input = |code: &str, value: Value| {
@@ -47,11 +29,11 @@ fn task(authored: &str) -> Value {
 fn a_request_is_taken_in_released_and_late_ones_listed() {
     let dir = testkit::temp_dir("cli-roi");
     let (ndjson, data) = (dir.join("ndjson"), dir.join("data"));
-    ok(&["generate", "--patients", "4", "--seed", "2", "--clean", "--out", path(&ndjson)]);
-    ok(&["import", "--data", path(&data), path(&ndjson), "--no-validate", "--quiet"]);
+    chartroom(&["generate", "--patients", "4", "--seed", "2", "--clean", "--out", path(&ndjson)]);
+    chartroom(&["import", "--data", path(&data), path(&ndjson), "--no-validate", "--quiet"]);
     let now = fhir::DateTime::now_utc().to_string();
     std::fs::write(dir.join("task.json"), task(&now).to_string()).unwrap();
-    let taken = ok(&[
+    let taken = chartroom(&[
         "roi",
         "request",
         "--data",
@@ -62,7 +44,7 @@ fn a_request_is_taken_in_released_and_late_ones_listed() {
         "hana",
     ]);
     let id = taken.split("Task/").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap().to_string();
-    ok(&[
+    chartroom(&[
         "roi",
         "extend",
         "--data",
@@ -75,23 +57,12 @@ fn a_request_is_taken_in_released_and_late_ones_listed() {
         "hana",
     ]);
     assert!(
-        !chartroom(&[
-            "roi",
-            "extend",
-            "--data",
-            path(&data),
-            "--id",
-            &id,
-            "--reason",
-            "again",
-            "--by",
-            "hana"
-        ])
-        .status
-        .success()
+        !run(&["roi", "extend", "--data", path(&data), "--id", &id, "--reason", "again", "--by", "hana"])
+            .status
+            .success()
     );
     let out = dir.join("release.json");
-    ok(&["roi", "release", "--data", path(&data), "--id", &id, "--out", path(&out), "--by", "hana"]);
+    chartroom(&["roi", "release", "--data", path(&data), "--id", &id, "--out", path(&out), "--by", "hana"]);
     let bundle: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let entries = bundle["entry"].as_array().unwrap();
     assert!(entries.len() > 1, "{bundle}");
@@ -103,26 +74,23 @@ fn a_request_is_taken_in_released_and_late_ones_listed() {
     }
 
     std::fs::write(dir.join("old.json"), task("2021-03-01T09:00:00Z").to_string()).unwrap();
-    let old =
-        ok(&["roi", "request", "--data", path(&data), "--task", path(&dir.join("old.json")), "--by", "hana"]);
+    let old = chartroom(&[
+        "roi",
+        "request",
+        "--data",
+        path(&data),
+        "--task",
+        path(&dir.join("old.json")),
+        "--by",
+        "hana",
+    ]);
     let old_id =
         old.split("Task/").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap().to_string();
-    let overdue = ok(&["roi", "overdue", "--data", path(&data), "--by", "hana"]);
+    let overdue = chartroom(&["roi", "overdue", "--data", path(&data), "--by", "hana"]);
     assert!(overdue.contains(&old_id) && !overdue.contains(&id), "{overdue}");
     assert!(
-        !chartroom(&[
-            "roi",
-            "release",
-            "--data",
-            path(&data),
-            "--id",
-            "../x",
-            "--out",
-            path(&out),
-            "--by",
-            "hana"
-        ])
-        .status
-        .success()
+        !run(&["roi", "release", "--data", path(&data), "--id", "../x", "--out", path(&out), "--by", "hana"])
+            .status
+            .success()
     );
 }

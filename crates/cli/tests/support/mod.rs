@@ -7,10 +7,26 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+/// Runs `chartroom` with `args`, whatever comes of it.
+pub fn run(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_chartroom")).args(args).output().expect("run chartroom")
+}
+
+/// Runs `chartroom` with `args`, which must succeed; its standard output.
 pub fn chartroom(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_chartroom")).args(args).output().expect("run chartroom");
-    assert!(output.status.success(), "chartroom {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    let output = run(args);
+    assert!(
+        output.status.success(),
+        "chartroom {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A path as a command-line argument.
+pub fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
 }
 
 /// The interpreter or module directory named by `variable`, or `None` (skip) outside CI.

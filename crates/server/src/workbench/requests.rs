@@ -176,8 +176,20 @@ pub(super) async fn intake(State(state): State<Arc<AppState>>, parts: Parts, bod
     page
 }
 
-fn task_id(id: &str) -> Option<&str> {
-    fhir::is_valid_id(id).then_some(id)
+/// A POST on one request (`/requests/{id}/...`): the visitor, their checked form and the
+/// request's id, or the page that answers instead.
+async fn acting_on(
+    state: &AppState,
+    parts: &Parts,
+    body: Body,
+    id: &str,
+) -> Result<(Visit, std::collections::HashMap<String, String>, String), Response> {
+    let visit = visit_area(state, parts, Area::Requests)?;
+    let form = checked_form(state, &visit, &parts.headers, body).await?;
+    if !fhir::is_valid_id(id) {
+        return Err(list_page(state, &visit, Some((false, "no such request")), &mut Vec::new()).await);
+    }
+    Ok((visit, form, id.to_string()))
 }
 
 /// `POST /requests/{id}/extend`.
@@ -187,16 +199,9 @@ pub(super) async fn extend(
     parts: Parts,
     body: Body,
 ) -> Response {
-    let visit = match visit_area(&state, &parts, Area::Requests) {
-        Ok(visit) => visit,
+    let (visit, form, id) = match acting_on(&state, &parts, body, &id).await {
+        Ok(acting) => acting,
         Err(response) => return response,
-    };
-    let form = match checked_form(&state, &visit, &parts.headers, body).await {
-        Ok(form) => form,
-        Err(refused) => return refused,
-    };
-    let Some(id) = task_id(&id) else {
-        return list_page(&state, &visit, Some((false, "no such request")), &mut Vec::new()).await;
     };
     let reason = form.get("reason").cloned().unwrap_or_default();
     let parameters =
@@ -226,15 +231,9 @@ pub(super) async fn release(
     parts: Parts,
     body: Body,
 ) -> Response {
-    let visit = match visit_area(&state, &parts, Area::Requests) {
-        Ok(visit) => visit,
+    let (visit, _, id) = match acting_on(&state, &parts, body, &id).await {
+        Ok(acting) => acting,
         Err(response) => return response,
-    };
-    if let Err(refused) = checked_form(&state, &visit, &parts.headers, body).await {
-        return refused;
-    }
-    let Some(id) = task_id(&id) else {
-        return list_page(&state, &visit, Some((false, "no such request")), &mut Vec::new()).await;
     };
     let path = format!("Task/{id}/$roi-release");
     let mut patients = Vec::new();
