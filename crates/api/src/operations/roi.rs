@@ -263,8 +263,8 @@ impl Api {
         let mut task = updated_task(&body_of(&record)?, &request);
         task["lastModified"] = json!(roi::date_time(now));
         task["output"] = json!([
-            { "type": { "coding": [{ "system": roi::INPUT_SYSTEM, "code": "released-resources" }] }, "valueInteger": count },
-            { "type": { "coding": [{ "system": roi::INPUT_SYSTEM, "code": "fee" }] }, "valueMoney": { "value": fee, "currency": "USD" } },
+            roi::input("released-resources", json!({ "valueInteger": count })),
+            roi::input("fee", json!({ "valueMoney": { "value": fee, "currency": "USD" } })),
         ]);
         let unit = self.roi_write(task, Some(record.version))?;
         let disclosure = format!(

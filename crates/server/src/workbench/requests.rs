@@ -12,7 +12,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use web::Area;
 use web::roi::RequestRow;
-use workflow::roi::{self, Request};
+use workflow::roi::{self, Request, input};
 
 use super::{
     Audited, Call, Visit, ask, body_json, checked_form, failed, html, note, outcome_message, visit_area,
@@ -82,14 +82,6 @@ pub(super) async fn list(State(state): State<Arc<AppState>>, parts: Parts) -> Re
     let page = list_page(&state, &visit, None, &mut patients).await;
     note(&visit.slot, "workbench-roi", "R", "Task".into(), patients);
     page
-}
-
-fn input(code: &str, value: Value) -> Value {
-    let mut entry = json!({ "type": { "coding": [{ "system": roi::INPUT_SYSTEM, "code": code }] } });
-    if let (Some(entry), Some(value)) = (entry.as_object_mut(), value.as_object()) {
-        entry.extend(value.clone());
-    }
-    entry
 }
 
 /// The Task the intake form describes.

@@ -163,7 +163,9 @@ fn referenced_id<'a>(reference: Option<&'a str>, resource_type: &str) -> Option<
     fhir::is_valid_id(id).then_some(id)
 }
 
-fn input(name: &str, value: Json) -> Json {
+/// A Task input (or output) of the request: its `roi-input` name and its `value[x]` (given as
+/// `{"valueCode": ...}`).
+pub fn input(name: &str, value: Json) -> Json {
     let mut entry = json!({ "type": { "coding": [{ "system": INPUT_SYSTEM, "code": name }] } });
     if let (Some(entry), Some(value)) = (entry.as_object_mut(), value.as_object()) {
         entry.extend(value.clone());
