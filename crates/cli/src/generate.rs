@@ -37,6 +37,10 @@ struct TruthArgs {
     /// Share of patients one of whose final bills gets a billing defect (the kinds take turns).
     #[arg(long, default_value_t = synth::TruthOptions::default().billing_defect_rate)]
     billing_defect_rate: f64,
+    /// Share of patients given a record-completion deficiency: a document missing or unsigned
+    /// (the rules take turns).
+    #[arg(long, default_value_t = synth::TruthOptions::default().completion_defect_rate)]
+    completion_defect_rate: f64,
     /// Share of patients registered twice with registration errors.
     #[arg(long, default_value_t = synth::TruthOptions::default().duplicate_rate)]
     duplicate_rate: f64,
@@ -62,7 +66,7 @@ struct TruthArgs {
     #[arg(long, default_value_t = synth::TruthOptions::default().readmission_per_disease, allow_hyphen_values = true)]
     readmission_per_disease: f64,
     /// Plant nothing: no defects, duplicates, outbreaks or cohort.
-    #[arg(long, conflicts_with_all = ["defect_rate", "billing_defect_rate", "duplicate_rate", "outbreaks", "cohort_rate"])]
+    #[arg(long, conflicts_with_all = ["defect_rate", "billing_defect_rate", "completion_defect_rate", "duplicate_rate", "outbreaks", "cohort_rate"])]
     clean: bool,
 }
 
@@ -78,6 +82,7 @@ impl TruthArgs {
         synth::TruthOptions {
             defect_rate: self.defect_rate,
             billing_defect_rate: self.billing_defect_rate,
+            completion_defect_rate: self.completion_defect_rate,
             duplicate_rate: self.duplicate_rate,
             outbreaks: self.outbreaks,
             attack_rate: self.attack_rate,

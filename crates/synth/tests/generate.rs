@@ -367,9 +367,27 @@ fn the_population_is_plausible() {
 #[test]
 fn notes_mention_the_encounter_diagnoses_in_words() {
     let all: Vec<Value> = resources().map(|(_, v)| v).collect();
-    let notes: Vec<&Value> = all.iter().filter(|r| r["resourceType"] == "DocumentReference").collect();
+    let documents: Vec<&Value> = all.iter().filter(|r| r["resourceType"] == "DocumentReference").collect();
+    let of_kind = |prefix: &str| -> Vec<&Value> {
+        documents.iter().copied().filter(|d| d["id"].as_str().unwrap().starts_with(prefix)).collect()
+    };
+    let notes = of_kind("doc-");
     let encounters = all.iter().filter(|r| r["resourceType"] == "Encounter").count();
     assert_eq!(notes.len(), encounters, "one note per encounter");
+    // Every inpatient stay has its history and physical, every surgical procedure its
+    // operative report; every document is final and authenticated.
+    let stays =
+        all.iter().filter(|r| r["resourceType"] == "Encounter" && r["class"]["code"] == "IMP").count();
+    assert_eq!(of_kind("hp-").len(), stays);
+    let surgical = all
+        .iter()
+        .filter(|r| r["resourceType"] == "Procedure" && r["code"]["coding"][0]["code"] == "0SR9019")
+        .count();
+    assert_eq!(of_kind("op-").len(), surgical);
+    assert_eq!(notes.len() + stays + surgical, documents.len());
+    assert!(
+        documents.iter().all(|d| d["docStatus"] == "final" && d["authenticator"]["reference"].is_string())
+    );
     let decoded: Vec<String> = notes
         .iter()
         .map(|n| {

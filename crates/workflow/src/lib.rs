@@ -6,8 +6,13 @@
 //!   scope, in which form); an authorization is a `Consent` checked for the core elements of
 //!   45 CFR 164.508(c); the 30-day clock of 164.524 with its one 30-day extension; fulfilment
 //!   as a Bundle of exactly the requested scope; the cost-based fee; overdue requests.
+//! - [`completion`]: record completion. Deficiency rules over finished encounters (discharge
+//!   summary, history and physical, operative report, signature), each a `Task` owned by the
+//!   clinician who owes the document and closed when it arrives; the delinquency report and
+//!   the chart completion rate.
 
 pub mod clock;
+pub mod completion;
 pub mod roi;
 
 pub use clock::{Clock, FixedClock, SystemClock};
@@ -28,5 +33,23 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Milliseconds in a day.
+/// Milliseconds in a day, and in an hour.
 pub const DAY: i64 = 86_400_000;
+pub const HOUR: i64 = 3_600_000;
+
+/// An instant (ms) as a FHIR dateTime in UTC, to the second.
+pub fn date_time(millis: i64) -> String {
+    let (y, m, d) = fhir::datetime::civil_from_days(millis.div_euclid(DAY));
+    let seconds = millis.rem_euclid(DAY) / 1000;
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", seconds / 3600, seconds / 60 % 60, seconds % 60)
+}
+
+/// The first instant (ms) of a FHIR date or dateTime, if it is one.
+pub fn instant(text: &str) -> Option<i64> {
+    fhir::DateTime::parse(text, fhir::DateTimeKind::DateTime).ok().map(|d| d.lower_bound_millis())
+}
+
+/// The first instant after a FHIR date or dateTime (its upper bound), if it is one.
+pub fn instant_after(text: &str) -> Option<i64> {
+    fhir::DateTime::parse(text, fhir::DateTimeKind::DateTime).ok().map(|d| d.upper_bound_millis())
+}

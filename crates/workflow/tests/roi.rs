@@ -8,15 +8,13 @@ use chartroom_workflow::roi::fee::{FeePolicy, estimated_pages, fee};
 use chartroom_workflow::roi::release::release;
 use chartroom_workflow::roi::{self, Delivery, Request, Requester};
 use chartroom_workflow::{Clock, DAY, FixedClock};
-use fhir::Resource;
+mod support;
+
 use serde_json::{Value, json};
-use store::{PreparedResource, SqliteStore, Store, StoreOptions, WriteOp, WriteUnit};
+use store::SqliteStore;
+use support::{at, empty_store, put};
 
 const RECEIVED: &str = "2025-03-03T09:00:00Z";
-
-fn at(text: &str) -> i64 {
-    fhir::DateTime::parse(text, fhir::DateTimeKind::DateTime).unwrap().lower_bound_millis()
-}
 
 fn task(requester: &str, purpose: &str, extra: Vec<Value>) -> Value {
     let mut input = vec![
@@ -206,17 +204,8 @@ fn the_thirty_day_clock_and_its_one_extension() {
     assert!(!late.overdue(at(RECEIVED) + 90 * DAY));
 }
 
-fn put(store: &SqliteStore, resource: Value) {
-    let prepared = PreparedResource::new(&Resource::from_value(resource).unwrap()).unwrap();
-    store
-        .submit(WriteUnit::single(WriteOp::Update { resource: prepared, if_match: None }))
-        .wait_blocking()
-        .unwrap();
-}
-
 fn record(name: &str) -> SqliteStore {
-    let dir = testkit::temp_dir(name);
-    let store = SqliteStore::open(&dir, StoreOptions::default()).unwrap();
+    let store = empty_store(name);
     for resource in [
         json!({ "resourceType": "Patient", "id": "pa", "name": [{ "family": "Ames" }] }),
         json!({ "resourceType": "Patient", "id": "pb", "name": [{ "family": "Burns" }] }),

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::claims::{Account, Line, account, evaluation_line, lab_line, write_claim};
 use super::directory::PROVIDERS;
-use super::notes::write_note;
+use super::notes::{self, write_note};
 use super::observations::{draw_vitals, write_observations};
 use super::person::Person;
 use super::visits::{Class, Visit};
@@ -213,6 +213,18 @@ pub(super) fn write_encounter(
             object.insert("reasonReference".into(), json!([reference(&format!("Condition/{id}"))]));
         }
         sink.write(&procedure)?;
+        if system == "http://www.cms.gov/Medicare/Coding/ICD10" {
+            // A surgical procedure (ICD-10-PCS, Medical and Surgical section) has its report.
+            notes::write_operative_report(
+                person,
+                visit,
+                &encounter_id,
+                &procedure_id,
+                words,
+                performed_start + 5400,
+                sink,
+            )?;
+        }
         procedure_words.push(words);
     }
 
@@ -310,6 +322,9 @@ pub(super) fn write_encounter(
         extra_lines.push(Line::service("90471", "Immunization administration", 35.0));
     }
 
+    if visit.class == Class::Inpatient {
+        notes::write_history_and_physical(person, visit, &encounter_id, sink)?;
+    }
     write_note(
         person,
         visit,

@@ -30,7 +30,7 @@ use visits::plan_visits;
 use crate::calendar::*;
 use crate::clinical::Dx;
 use crate::rng::Rng;
-use crate::truth::{self, billing, defects, duplicates};
+use crate::truth::{self, billing, completion, defects, duplicates};
 use crate::{Error, Sink};
 
 // What several parts write alike.
@@ -87,6 +87,7 @@ const OUTBREAKS: u64 = 4;
 const READMISSIONS: u64 = 5;
 const BILLING: u64 = 6;
 const BILLING_LAGS: u64 = 7;
+const COMPLETION: u64 = 8;
 
 /// Resources of one patient are numbered within the patient so ids never depend on others.
 pub(crate) fn write_patient(plan: &Plan, index: usize, batch: &mut Sink) -> Result<(), Error> {
@@ -122,6 +123,14 @@ pub(crate) fn write_patient(plan: &Plan, index: usize, batch: &mut Sink) -> Resu
         let mut rng = truth::feature_stream(plan.seed, BILLING, index);
         if let Some(found) = billing::inject(kind, &person.key, &mut sink, &mut rng)? {
             sink.record(truth::TruthFile::Billing, &found)?;
+        }
+    }
+    if let Some(turn) = truth::turn(plan.seed, COMPLETION, plan.truth.completion_defect_rate, index) {
+        let first = Rng::stream(plan.seed, 0xC0A1).below(completion::Deficiency::ALL.len() as u64) as usize;
+        let kind = completion::Deficiency::for_turn(turn + first);
+        let mut rng = truth::feature_stream(plan.seed, COMPLETION, index);
+        if let Some(found) = completion::plant(kind, &mut sink, &mut rng)? {
+            sink.record(truth::TruthFile::Deficiencies, &found)?;
         }
     }
     if truth::turn(plan.seed, DUPLICATES, plan.truth.duplicate_rate, index).is_some()

@@ -169,23 +169,108 @@ pub(super) fn write_note(
     let _ = writeln!(text, "\nElectronically signed by the attending clinician.");
 
     let written = date_time(visit.end + 600);
-    sink.write(&json!({
+    let document = signed_document(
+        &format!("doc-{}", &encounter_id[4..]),
+        (type_code, type_display, title),
+        person,
+        visit,
+        encounter_id,
+        &written,
+        &text,
+    );
+    sink.write(&document)
+}
+
+/// The history and physical of an inpatient stay, written and signed by the attending a few
+/// hours after admission (record completion expects one within 24 hours).
+pub(super) fn write_history_and_physical(
+    person: &Person,
+    visit: &Visit,
+    encounter_id: &str,
+    sink: &mut Sink,
+) -> Result<(), Error> {
+    let day = visit.start / DAY;
+    let complaint = visit.presentation.map_or("elective admission", |p| p.complaint);
+    let text = format!(
+        "History and physical\nDate of admission: {}\nPatient: {} {}, {} years old\n\nReason for admission: {complaint}.\nAdmitted to the inpatient service; examination, assessment and plan as entered in the admission orders.\n\nElectronically signed by the attending clinician.\n",
+        date(day),
+        person.given,
+        person.family,
+        person.age_on(day)
+    );
+    let written = date_time(visit.start + 4 * 3600);
+    let document = signed_document(
+        &format!("hp-{}", &encounter_id[4..]),
+        ("34117-2", "History and physical note", "History and physical"),
+        person,
+        visit,
+        encounter_id,
+        &written,
+        &text,
+    );
+    sink.write(&document)
+}
+
+/// The operative report of a surgical procedure, written and signed by the surgeon when it
+/// ends (record completion expects one within 24 hours).
+pub(super) fn write_operative_report(
+    person: &Person,
+    visit: &Visit,
+    encounter_id: &str,
+    procedure_id: &str,
+    words: &str,
+    ended: i64,
+    sink: &mut Sink,
+) -> Result<(), Error> {
+    let text = format!(
+        "Operative report\nDate of surgery: {}\nPatient: {} {}\nProcedure: {words}.\nAnesthesia, findings and technique as recorded in the anesthesia and nursing records; no complications.\n\nElectronically signed by the surgeon.\n",
+        date(ended / DAY),
+        person.given,
+        person.family
+    );
+    let written = date_time(ended + 1800);
+    let mut document = signed_document(
+        &format!("op-{}", &procedure_id[5..]),
+        ("11504-8", "Surgical operation note", "Operative report"),
+        person,
+        visit,
+        encounter_id,
+        &written,
+        &text,
+    );
+    document["context"]["related"] = json!([reference(&format!("Procedure/{procedure_id}"))]);
+    sink.write(&document)
+}
+
+/// A final note signed by the visit's clinician.
+fn signed_document(
+    id: &str,
+    (code, display, title): (&str, &str, &str),
+    person: &Person,
+    visit: &Visit,
+    encounter_id: &str,
+    written: &str,
+    text: &str,
+) -> serde_json::Value {
+    let clinician = reference(&format!("Practitioner/{}", visit.practitioner));
+    json!({
         "resourceType": "DocumentReference",
-        "id": format!("doc-{}", &encounter_id[4..]),
+        "id": id,
         "status": "current",
         "docStatus": "final",
-        "type": { "coding": [coding(LOINC, type_code, type_display)], "text": title },
+        "type": { "coding": [coding(LOINC, code, display)], "text": title },
         "category": [concept("http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category", "clinical-note", "Clinical Note")],
         "subject": person.reference(),
         "date": written,
-        "author": [reference(&format!("Practitioner/{}", visit.practitioner))],
+        "author": [clinician.clone()],
+        "authenticator": clinician,
         "custodian": reference(&format!("Organization/{}", PROVIDERS[visit.provider].id)),
         "description": title,
         "content": [{ "attachment": { "contentType": "text/plain; charset=utf-8", "language": "en-US",
                                        "data": base64(text.as_bytes()), "title": title, "creation": written } }],
         "context": { "encounter": [reference(&format!("Encounter/{encounter_id}"))],
                      "period": { "start": date_time(visit.start), "end": date_time(visit.end) } },
-    }))
+    })
 }
 
 fn capitalize(words: &str) -> String {

@@ -13,11 +13,13 @@
 //! | `employees.ndjson`       | practitioner who is also a patient                          |
 //! | `billing.ndjson`         | billing defect: rule, claim, what was done                  |
 //! | `unbilled.ndjson`        | visit discharged but not final-billed on the as-of date     |
+//! | `deficiencies.ndjson`    | record-completion deficiency: rule, focus, who owes it      |
 //!
 //! Every planted feature draws from a stream of its own, apart from the population's, so the
 //! same seed gives the same people whatever the rates (apart from what a feature changes).
 
 pub(crate) mod billing;
+pub(crate) mod completion;
 pub(crate) mod defects;
 pub(crate) mod duplicates;
 pub(crate) mod models;
@@ -33,6 +35,9 @@ pub struct TruthOptions {
     pub defect_rate: f64,
     /// Share of patients one of whose bills is given a billing defect; the kinds take turns.
     pub billing_defect_rate: f64,
+    /// Share of patients given one record-completion deficiency (a document missing or
+    /// unsigned); the rules take turns.
+    pub completion_defect_rate: f64,
     /// Share of patients registered a second time with registration errors.
     pub duplicate_rate: f64,
     /// Outbreaks seeded (a syndrome in one city for four weeks).
@@ -57,6 +62,7 @@ impl Default for TruthOptions {
         TruthOptions {
             defect_rate: 0.02,
             billing_defect_rate: 0.03,
+            completion_defect_rate: 0.03,
             duplicate_rate: 0.01,
             outbreaks: 2,
             attack_rate: 0.15,
@@ -76,6 +82,7 @@ impl TruthOptions {
         TruthOptions {
             defect_rate: 0.0,
             billing_defect_rate: 0.0,
+            completion_defect_rate: 0.0,
             duplicate_rate: 0.0,
             outbreaks: 0,
             attack_rate: 0.0,
@@ -89,6 +96,7 @@ impl TruthOptions {
         for (name, rate) in [
             ("defect rate", self.defect_rate),
             ("billing defect rate", self.billing_defect_rate),
+            ("completion defect rate", self.completion_defect_rate),
             ("duplicate rate", self.duplicate_rate),
             ("attack rate", self.attack_rate),
             ("cohort rate", self.cohort_rate),
@@ -131,10 +139,11 @@ pub(crate) enum TruthFile {
     Employees,
     Billing,
     Unbilled,
+    Deficiencies,
 }
 
 impl TruthFile {
-    pub(crate) const ALL: [TruthFile; 8] = [
+    pub(crate) const ALL: [TruthFile; 9] = [
         TruthFile::Defects,
         TruthFile::Duplicates,
         TruthFile::OutbreakCases,
@@ -143,6 +152,7 @@ impl TruthFile {
         TruthFile::Employees,
         TruthFile::Billing,
         TruthFile::Unbilled,
+        TruthFile::Deficiencies,
     ];
 
     pub(crate) fn file_name(self) -> &'static str {
@@ -155,6 +165,7 @@ impl TruthFile {
             TruthFile::Employees => "employees.ndjson",
             TruthFile::Billing => "billing.ndjson",
             TruthFile::Unbilled => "unbilled.ndjson",
+            TruthFile::Deficiencies => "deficiencies.ndjson",
         }
     }
 }
@@ -216,6 +227,10 @@ pub(crate) fn parameters(
             "rate": options.billing_defect_rate,
             "kinds": billing::BillingDefect::ALL.iter().map(|k| json!({ "rule": k.id(), "description": k.description() })).collect::<Vec<_>>(),
             "unbilled": "visits discharged but not final-billed on the as-of date: a draft Claim with the charges, with diagnoses once coded",
+        },
+        "completion": {
+            "rate": options.completion_defect_rate,
+            "rules": completion::Deficiency::ALL.iter().map(|k| json!({ "rule": k.id(), "description": k.description() })).collect::<Vec<_>>(),
         },
         "employees": "every third practitioner is also registered as a patient, with the staff identifier",
     })

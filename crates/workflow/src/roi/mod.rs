@@ -150,12 +150,7 @@ fn millis(text: &str, location: &str) -> Result<i64> {
         .map_err(|_| Error::Invalid(format!("{location}: '{text}' is not a date or dateTime")))
 }
 
-/// An instant (ms) as a FHIR dateTime in UTC, to the second.
-pub fn date_time(millis: i64) -> String {
-    let (y, m, d) = fhir::datetime::civil_from_days(millis.div_euclid(DAY));
-    let seconds = millis.rem_euclid(DAY) / 1000;
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", seconds / 3600, seconds / 60 % 60, seconds % 60)
-}
+pub use crate::date_time;
 
 /// The id a `Type/id` reference names, checked.
 fn referenced_id<'a>(reference: Option<&'a str>, resource_type: &str) -> Option<&'a str> {
