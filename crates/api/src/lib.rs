@@ -231,6 +231,8 @@ pub struct Api {
     trail: Option<Arc<AuditTrail>>,
     /// Every Patient by blocking key, for `$match` and the check at registration.
     patient_index: Arc<operations::matching::PatientIndex>,
+    /// The time the workflows' legal clocks read (the system's; tests move their own).
+    clock: Arc<dyn workflow::Clock>,
 }
 
 impl Api {
@@ -245,7 +247,14 @@ impl Api {
             consents: Arc::default(),
             trail: None,
             patient_index: Arc::default(),
+            clock: Arc::new(workflow::SystemClock),
         }
+    }
+
+    /// Reads the workflows' time from `clock` (a test's, to move the legal clocks).
+    pub fn with_clock(mut self, clock: Arc<dyn workflow::Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Answers AuditEvent reads and searches, and `Patient/[id]/$disclosures`, from `trail`.

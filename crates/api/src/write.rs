@@ -108,23 +108,17 @@ pub(crate) fn stored_with(resource: &serde_json::Value) -> Option<OperationOutco
 
 /// A create: any client id is replaced by a new server id (the specification says a server
 /// SHALL ignore it).
-/// Refuses a resource only a workflow's operations may write: a release-of-information request
-/// (its clock, authorization and release are the law's, kept by `Task/$roi-*`).
+/// Refuses a resource only a workflow's operations may write: a release-of-information
+/// request, a record deficiency... (their clocks, rules and audit are the law's).
 pub(crate) fn check_not_workflow(resource_type: &str, json: &serde_json::Value) -> Result<(), ApiError> {
-    let is_request = resource_type == "Task"
-        && json["code"]["coding"].as_array().is_some_and(|codings| {
-            codings.iter().any(|c| {
-                c["system"] == workflow::roi::WORKFLOW_SYSTEM && c["code"] == workflow::roi::ROI_CODE
-            })
-        });
-    if is_request {
-        return Err(ApiError::new(
+    match workflow::written_only_by(resource_type, json) {
+        Some(operations) => Err(ApiError::new(
             422,
             IssueType::BusinessRule,
-            "a release-of-information request is written only through its operations: Task/$roi-request, Task/[id]/$roi-extend, Task/[id]/$roi-release",
-        ));
+            format!("this workflow's Task is written only through its operations: {operations}"),
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 pub(crate) fn prepare_create(

@@ -84,6 +84,8 @@ fn the_capability_statement_lists_every_registered_operation_with_its_definition
             "coding-worklist",
             "cohort-compare",
             "comorbidity",
+            "completion-report",
+            "completion-scan",
             "data-quality",
             "decide-duplicate",
             "disclosures",

@@ -3,39 +3,18 @@
 //! release of exactly the scope with the request completed and the disclosure named for the
 //! audit trail, the overdue report, and who may do it.
 
-use std::sync::Arc;
+mod support;
 
-use chartroom_api::{Api, ApiConfig, Caller, Method, Request, Response};
-use privacy::{Identity, Role};
+use chartroom_api::Method;
+use privacy::Role;
 use serde_json::{Value, json};
-use store::{SqliteStore, StoreOptions};
+use support::{Fixture, body, caller};
 
 const INPUTS: &str = "https://chartroom.dev/fhir/CodeSystem/roi-input";
 
-struct Fixture {
-    api: Api,
-    runtime: tokio::runtime::Runtime,
-}
-
-fn caller(user: &str, role: Role, patient: Option<&str>) -> Arc<Caller> {
-    Arc::new(Caller::new(Identity {
-        user: user.into(),
-        role,
-        patient: patient.map(str::to_string),
-        scopes: role.scopes(),
-        fhir_user: None,
-    }))
-}
-
-impl Fixture {
-    fn new(name: &str) -> Fixture {
-        let dir = testkit::temp_dir(name);
-        let store = Arc::new(SqliteStore::open(&dir, StoreOptions::default()).unwrap());
-        let f = Fixture {
-            api: Api::new(store, ApiConfig::default()),
-            runtime: tokio::runtime::Builder::new_current_thread().build().unwrap(),
-        };
-        for resource in [
+fn fixture(name: &str) -> Fixture {
+    let f = Fixture::new(name, None);
+    f.put_all(&[
             json!({ "resourceType": "Patient", "id": "pa", "name": [{ "family": "Ames" }] }),
             json!({ "resourceType": "Patient", "id": "pb", "name": [{ "family": "Burns" }] }),
             json!({ "resourceType": "Encounter", "id": "e1", "status": "finished", "class": { "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB" },
@@ -48,39 +27,8 @@ impl Fixture {
             json!({ "resourceType": "RelatedPerson", "id": "rp-a", "patient": { "reference": "Patient/pa" }, "name": [{ "family": "Ames" }] }),
             json!({ "resourceType": "RelatedPerson", "id": "rp-b", "patient": { "reference": "Patient/pb" }, "name": [{ "family": "Burns" }] }),
             consent("bare", false),
-        ] {
-            let path = format!(
-                "{}/{}",
-                resource["resourceType"].as_str().unwrap(),
-                resource["id"].as_str().unwrap()
-            );
-            let response = f.call(None, Method::Put, &path, Some(&resource));
-            assert!(response.status < 300, "{path}: {}", body(&response));
-        }
-        f
-    }
-
-    fn call(
-        &self,
-        caller: Option<&Arc<Caller>>,
-        method: Method,
-        path: &str,
-        payload: Option<&Value>,
-    ) -> Response {
-        let request = Request {
-            method: Some(method),
-            base: "http://test/fhir".into(),
-            path: path.into(),
-            body: payload.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default(),
-            caller: caller.cloned(),
-            ..Default::default()
-        };
-        self.runtime.block_on(self.api.handle(&request))
-    }
-}
-
-fn body(response: &Response) -> Value {
-    serde_json::from_slice(response.body.as_deref().unwrap_or(b"null")).unwrap_or(Value::Null)
+    ]);
+    f
 }
 
 fn consent(id: &str, complete: bool) -> Value {
@@ -138,7 +86,7 @@ fn today() -> String {
 
 #[test]
 fn a_request_is_taken_in_extended_and_released_with_exactly_its_scope() {
-    let f = Fixture::new("api-roi");
+    let f = fixture("api-roi");
     let him = caller("hana", Role::HimTechnician, None);
 
     // An attorney without an authorization, then with an incomplete one.
@@ -227,7 +175,7 @@ fn a_request_is_taken_in_extended_and_released_with_exactly_its_scope() {
 
 #[test]
 fn overdue_requests_are_listed_and_only_stewards_work_them() {
-    let f = Fixture::new("api-roi-overdue");
+    let f = fixture("api-roi-overdue");
     let him = caller("hana", Role::HimTechnician, None);
     let old = task("patient", "PATRQT", "2020-01-02T09:00:00Z", vec![]);
     let response = f.call(Some(&him), Method::Post, "Task/$roi-request", Some(&old));

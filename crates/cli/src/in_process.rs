@@ -45,6 +45,19 @@ pub(crate) fn call_as(
     body: Option<&Value>,
     by: &str,
 ) -> Result<Answer> {
+    call_as_at(store_args, method, path, body, by, None)
+}
+
+/// [`call_as`] with the workflows' clock set to `now` (ms) when given: a deficiency scan or a
+/// report as of a past moment.
+pub(crate) fn call_as_at(
+    store_args: &crate::StoreArgs,
+    method: api::Method,
+    path: &str,
+    body: Option<&Value>,
+    by: &str,
+    now: Option<i64>,
+) -> Result<Answer> {
     if by.trim().is_empty() {
         bail!("--by must name who makes the change");
     }
@@ -53,7 +66,10 @@ pub(crate) fn call_as(
         mpi_decisions: Some(mpi::review::decisions_path(&store_args.data)),
         ..api::ApiConfig::default()
     };
-    let api = api::Api::new(store.clone(), config);
+    let mut api = api::Api::new(store.clone(), config);
+    if let Some(now) = now {
+        api = api.with_clock(std::sync::Arc::new(workflow::FixedClock::at(now)));
+    }
     let identity = privacy::Identity {
         user: by.to_string(),
         role: privacy::Role::Admin,

@@ -4,6 +4,7 @@
 mod analysis;
 mod billing_cli;
 mod code;
+mod completion_cli;
 mod dq;
 mod generate;
 mod in_process;
@@ -97,6 +98,8 @@ enum Command {
     Billing(billing_cli::BillingArgs),
     /// Release of information: requests, their authorization and 30-day clock, releases
     Roi(roi_cli::RoiArgs),
+    /// Record completion: deficiencies owed by clinicians, the delinquency report
+    Completion(completion_cli::CompletionArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -396,6 +399,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report_cli::run(args),
         Command::Billing(args) => billing_cli::run(args),
         Command::Roi(args) => roi_cli::run(args),
+        Command::Completion(args) => completion_cli::run(args),
     };
     match result {
         Ok(code) => code,

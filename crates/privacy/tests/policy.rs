@@ -66,13 +66,16 @@ impl OperationCatalog for Catalog {
                 steward: true,
                 ..declared(Reads::EveryType, PatientUse::Refused)
             },
-            "roi-request" | "roi-extend" | "roi-release" => OperationAccess {
+            "roi-request" | "roi-extend" | "roi-release" | "completion-scan" => OperationAccess {
                 writes: Writes::LevelType,
                 steward: true,
                 ..declared(Reads::EveryType, PatientUse::Refused)
             },
             "roi-overdue" => {
                 OperationAccess { steward: true, ..declared(Reads::Type("Task"), PatientUse::Refused) }
+            }
+            "completion-report" => {
+                OperationAccess { steward: true, ..declared(Reads::EveryType, PatientUse::Refused) }
             }
             _ => return None,
         })
@@ -179,6 +182,8 @@ fn coders_read_and_write_codes_only() {
         route(Method::Post, "Task/t1/$roi-extend"),
         route(Method::Post, "Task/t1/$roi-release"),
         route(Method::Get, "$roi-overdue"),
+        route(Method::Post, "Task/$completion-scan"),
+        route(Method::Get, "Task/$completion-report"),
     ] {
         assert!(allowed(&him, &route), "{route:?}");
         assert!(!allowed(&coder, &route), "{route:?}");
@@ -269,6 +274,8 @@ fn a_patients_token_reads_its_own_record_only() {
         route(Method::Post, "Task/$roi-request"),
         route(Method::Post, "Task/t1/$roi-release"),
         route(Method::Get, "$roi-overdue"),
+        route(Method::Post, "Task/$completion-scan"),
+        route(Method::Get, "Task/$completion-report"),
         route(Method::Post, "Patient/$match"),
         route(Method::Get, "Encounter/$coding-worklist"),
         route(Method::Post, "ViewDefinition/$run"),

@@ -32,6 +32,7 @@ use web::Area;
 use crate::audit::Slot;
 use crate::{AppState, edge};
 
+mod completion;
 mod duplicates;
 mod requests;
 
@@ -154,6 +155,8 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/coding/encounters/{id}", get(encounter).post(assign))
         .route("/coding/billing", get(billing_audit))
         .route("/requests", get(requests::list).post(requests::intake))
+        .route("/completion", get(completion::report))
+        .route("/completion/scan", post(completion::scan))
         .route("/requests/{id}/extend", post(requests::extend))
         .route("/requests/{id}/release", post(requests::release))
         .route("/analytics", get(analytics))
@@ -226,6 +229,24 @@ fn is_https(state: &AppState, headers: &HeaderMap) -> bool {
 
 fn slot(parts: &Parts) -> Arc<Slot> {
     parts.extensions.get::<Arc<Slot>>().cloned().unwrap_or_default()
+}
+
+/// Records a change made from a page, as the API's audit entry describes it.
+fn record_change(
+    visit: &Visit,
+    interaction: &'static str,
+    subject: String,
+    patients: Vec<String>,
+    answer: &api::Response,
+) {
+    visit.slot.set_audited(Audited {
+        interaction,
+        action: "U",
+        subject,
+        patients,
+        written: answer.audit.written.clone(),
+        disclosure: answer.audit.disclosure.clone(),
+    });
 }
 
 /// Records what a page was and whose records it showed, for its audit entry.
@@ -319,6 +340,7 @@ fn areas(identity: &Identity) -> Vec<Area> {
             Area::Duplicates => permits("Patient/$duplicates"),
             Area::Coding => permits("$coding-worklist"),
             Area::Requests => permits("$roi-overdue"),
+            Area::Completion => permits("Task/$completion-report"),
             Area::Quality => permits("$data-quality"),
             Area::Privacy => permits("AuditEvent"),
             Area::Analytics => permits("ViewDefinition"),

@@ -561,3 +561,24 @@ async fn the_him_department_takes_in_and_releases_a_request() {
     let (status, _, _) = get(&f, Some(&coder), "/requests").await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_him_department_follows_record_completion() {
+    let f = fixture("workbench-completion").await;
+    let him = sign_in(&f, "hana").await;
+    // The visit's note has no signature: owed, and long past due.
+    let (status, page, _) = get(&f, Some(&him), "/completion").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Note not signed") && page.contains("DocumentReference/note-a"), "{page}");
+    assert!(page.contains("(no one named)"), "{page}");
+    let (status, page) = post(&f, &him, "/completion/scan", &[("csrf", &him.csrf)]).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("1 deficiencies opened, 0 closed, 1 open"), "{page}");
+    let scans = audited(&f, "workbench-completion-scan");
+    assert_eq!(scans.len(), 1);
+    assert!(scans[0].patients.contains(&"Patient/pa".to_string()), "{:?}", scans[0].patients);
+    assert_eq!(audited(&f, "workbench-completion").len(), 1);
+    let coder = sign_in(&f, "cody").await;
+    let (status, _, _) = get(&f, Some(&coder), "/completion").await;
+    assert_eq!(status, 403);
+}

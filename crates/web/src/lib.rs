@@ -13,6 +13,7 @@ pub mod analytics;
 pub mod authorize;
 pub mod billing;
 pub mod chart;
+pub mod completion;
 pub mod diff;
 pub mod duplicates;
 pub mod operations;
@@ -36,6 +37,7 @@ pub enum Area {
     Duplicates,
     Coding,
     Requests,
+    Completion,
     Quality,
     Privacy,
     Analytics,
@@ -43,12 +45,13 @@ pub enum Area {
 }
 
 impl Area {
-    pub const ALL: [Area; 9] = [
+    pub const ALL: [Area; 10] = [
         Area::Home,
         Area::Patients,
         Area::Duplicates,
         Area::Coding,
         Area::Requests,
+        Area::Completion,
         Area::Quality,
         Area::Privacy,
         Area::Analytics,
@@ -62,6 +65,7 @@ impl Area {
             Area::Duplicates => "/duplicates",
             Area::Coding => "/coding",
             Area::Requests => "/requests",
+            Area::Completion => "/completion",
             Area::Quality => "/quality",
             Area::Privacy => "/privacy",
             Area::Analytics => "/analytics",
@@ -76,6 +80,7 @@ impl Area {
             Area::Duplicates => "Duplicates",
             Area::Coding => "Coding",
             Area::Requests => "Requests",
+            Area::Completion => "Completion",
             Area::Quality => "Data quality",
             Area::Privacy => "Privacy",
             Area::Analytics => "Analytics",
@@ -96,6 +101,9 @@ impl Area {
             }
             Area::Requests => {
                 "Release of information: requests for copies of a record, their authorization and 30-day clock, and the release."
+            }
+            Area::Completion => {
+                "Record completion: documents owed by clinicians (summaries, histories, operative reports, signatures), delinquent records and the completion rate."
             }
             Area::Quality => "The data-quality checks, their trend, and the records that fail them.",
             Area::Privacy => {

@@ -17,6 +17,22 @@ pub mod roi;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 
+/// Whether a resource is a workflow's own record, written only through that workflow's
+/// operations (its clock, rules and audit are the law's): the operations that write it.
+pub fn written_only_by(resource_type: &str, json: &serde_json::Value) -> Option<&'static str> {
+    if resource_type != "Task" {
+        return None;
+    }
+    let code =
+        json["code"]["coding"].as_array()?.iter().find(|c| c["system"] == roi::WORKFLOW_SYSTEM)?["code"]
+            .as_str()?;
+    match code {
+        roi::ROI_CODE => Some("Task/$roi-request, Task/[id]/$roi-extend, Task/[id]/$roi-release"),
+        completion::DEFICIENCY_CODE => Some("Task/$completion-scan"),
+        _ => Some("its workflow's operations"),
+    }
+}
+
 /// What can go wrong in a workflow step.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -7,6 +7,7 @@
 
 mod analytics;
 mod coding;
+mod completion;
 pub(crate) mod matching;
 mod merge;
 mod parameters;

@@ -14,7 +14,6 @@ use fhir::{IssueType, OperationOutcome, Resource};
 use serde_json::{Value as Json, json};
 use store::{Precondition, VersionRecord, WriteOp, WriteOutcome, WriteUnit};
 use workflow::roi::{self, Request};
-use workflow::{Clock, SystemClock};
 
 use super::registry::{Call, Change};
 use super::{Level, json_response};
@@ -86,8 +85,9 @@ fn updated_task(stored: &Json, request: &Request) -> Json {
 }
 
 impl Api {
-    fn now(&self) -> i64 {
-        SystemClock.now_millis()
+    /// Now, by the workflows' clock.
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now_millis()
     }
 
     /// The authorization a request names, checked at `now`: `Err` with every missing element.

@@ -15,7 +15,7 @@ use web::roi::RequestRow;
 use workflow::roi::{self, Request, input};
 
 use super::{
-    Audited, Call, Visit, ask, body_json, checked_form, failed, html, note, outcome_message, visit_area,
+    Call, Visit, ask, body_json, checked_form, failed, html, note, outcome_message, record_change, visit_area,
 };
 use crate::AppState;
 
@@ -115,23 +115,6 @@ fn task_of(form: &std::collections::HashMap<String, String>) -> Value {
         "reasonCode": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": field("purpose") }] },
         "input": inputs,
     })
-}
-
-fn record_change(
-    visit: &Visit,
-    interaction: &'static str,
-    subject: String,
-    patients: Vec<String>,
-    answer: &api::Response,
-) {
-    visit.slot.set_audited(Audited {
-        interaction,
-        action: "U",
-        subject,
-        patients,
-        written: answer.audit.written.clone(),
-        disclosure: answer.audit.disclosure.clone(),
-    });
 }
 
 /// `POST /requests`: intake.
