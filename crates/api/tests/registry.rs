@@ -79,6 +79,10 @@ fn the_capability_statement_lists_every_registered_operation_with_its_definition
     assert_eq!(
         names,
         vec![
+            "amend-decide",
+            "amend-disagree",
+            "amend-extend",
+            "amend-request",
             "billing-audit",
             "coding-edits",
             "coding-worklist",

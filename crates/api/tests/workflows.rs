@@ -89,3 +89,185 @@ fn record_completion_opens_and_closes_deficiencies_on_the_clock() {
         assert_eq!(f.call(Some(&who), Method::Get, "Task/$completion-report", None).status, 403);
     }
 }
+
+fn amendment_request(focus: &str, change: &str) -> Value {
+    json!({ "resourceType": "Task", "status": "requested", "intent": "order",
+            "code": { "coding": [{ "system": "https://chartroom.dev/fhir/CodeSystem/him-workflow", "code": "amendment" }] },
+            "for": { "reference": "Patient/pa" }, "focus": { "reference": focus },
+            "authoredOn": "2027-03-01T09:00:00Z", "requester": { "reference": "Patient/pa" },
+            "input": [
+                { "type": { "coding": [{ "system": "https://chartroom.dev/fhir/CodeSystem/amendment-input", "code": "requested-change" }] },
+                  "valueString": change },
+                { "type": { "coding": [{ "system": "https://chartroom.dev/fhir/CodeSystem/amendment-input", "code": "notify" }] },
+                  "valueReference": { "display": "Dr. Lee, cardiology" } } ] })
+}
+
+fn parameters(pairs: &[(&str, Value)]) -> Value {
+    let parameter: Vec<Value> = pairs
+        .iter()
+        .map(|(name, value)| {
+            let key = if value.is_object() { "resource" } else { "valueString" };
+            json!({ "name": name, key: value })
+        })
+        .collect();
+    json!({ "resourceType": "Parameters", "parameter": parameter })
+}
+
+fn own_release(f: &Fixture, him: &std::sync::Arc<chartroom_api::Caller>) -> Value {
+    let task = json!({ "resourceType": "Task", "status": "requested", "intent": "order",
+        "code": { "coding": [{ "system": "https://chartroom.dev/fhir/CodeSystem/him-workflow", "code": "release-of-information" }] },
+        "for": { "reference": "Patient/pa" }, "authoredOn": "2025-03-01T09:00:00Z",
+        "requester": { "reference": "Patient/pa", "display": "Ann Ames" },
+        "reasonCode": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "PATRQT" }] },
+        "input": [
+            { "type": { "coding": [{ "system": "https://chartroom.dev/fhir/CodeSystem/roi-input", "code": "requester-type" }] }, "valueCode": "patient" },
+            { "type": { "coding": [{ "system": "https://chartroom.dev/fhir/CodeSystem/roi-input", "code": "record-type" }] }, "valueCode": "Condition" } ] });
+    let taken = f.call(Some(him), Method::Post, "Task/$roi-request", Some(&task));
+    assert_eq!(taken.status, 201, "{}", body(&taken));
+    let path = format!("Task/{}/$roi-release", body(&taken)["id"].as_str().unwrap());
+    let released = f.call(Some(him), Method::Post, &path, None);
+    assert_eq!(released.status, 200, "{}", body(&released));
+    body(&released)
+}
+
+fn condition(id: &str, text: &str) -> Value {
+    json!({ "resourceType": "Condition", "id": id, "subject": { "reference": "Patient/pa" },
+            "code": { "text": text }, "recordedDate": "2025-01-10" })
+}
+
+#[test]
+fn an_amendment_accepted_and_one_denied_with_the_statement_carried_into_the_next_release() {
+    // In the future of the store's own clock, which stamps versions: the releases come after
+    // the versions they hold.
+    let f = Fixture::new("api-amendment", Some("2027-03-02T09:00:00Z"));
+    f.put_all(&[
+        json!({ "resourceType": "Patient", "id": "pa", "name": [{ "family": "Ames" }] }),
+        json!({ "resourceType": "Patient", "id": "pb", "name": [{ "family": "Burns" }] }),
+        condition("wrong-allergy", "Penicillin allergy"),
+        condition("disputed", "Alcohol use disorder"),
+        json!({ "resourceType": "Condition", "id": "theirs", "subject": { "reference": "Patient/pb" }, "code": { "text": "Asthma" } }),
+    ]);
+    let him = caller("hana", Role::HimTechnician, None);
+    // The patient got a copy of their conditions before asking for the amendments.
+    let first = own_release(&f, &him);
+    assert_eq!(first["entry"].as_array().unwrap().len(), 2);
+    // Another patient's resource cannot be the focus.
+    let refused = f.call(
+        Some(&him),
+        Method::Post,
+        "Task/$amend-request",
+        Some(&amendment_request("Condition/theirs", "not mine")),
+    );
+    assert_eq!(refused.status, 422, "{}", body(&refused));
+    let taken = f.call(
+        Some(&him),
+        Method::Post,
+        "Task/$amend-request",
+        Some(&amendment_request("Condition/wrong-allergy", "I am allergic to sulfa, not penicillin")),
+    );
+    assert_eq!(taken.status, 201, "{}", body(&taken));
+    let accepted_id = body(&taken)["id"].as_str().unwrap().to_string();
+    assert_eq!(body(&taken)["restriction"]["period"]["end"], "2027-04-30T09:00:00Z");
+    // The clock: one extension before day 60, not two.
+    f.clock.advance(58 * DAY);
+    let extend = parameters(&[("reason", json!("the allergist is on leave"))]);
+    let extended =
+        f.call(Some(&him), Method::Post, &format!("Task/{accepted_id}/$amend-extend"), Some(&extend));
+    assert_eq!(extended.status, 200, "{}", body(&extended));
+    assert_eq!(body(&extended)["restriction"]["period"]["end"], "2027-05-30T09:00:00Z");
+    assert_eq!(
+        f.call(Some(&him), Method::Post, &format!("Task/{accepted_id}/$amend-extend"), Some(&extend)).status,
+        422
+    );
+    // Accepted: a new version, its Provenance, and who must be told.
+    let mut amended = condition("wrong-allergy", "Sulfonamide allergy");
+    amended["note"] = json!([{ "text": "Amended at the patient's request" }]);
+    let decide = parameters(&[("decision", json!("accept")), ("resource", amended)]);
+    let decided =
+        f.call(Some(&him), Method::Post, &format!("Task/{accepted_id}/$amend-decide"), Some(&decide));
+    assert_eq!(decided.status, 200, "{}", body(&decided));
+    let task = body(&decided);
+    assert_eq!(task["status"], "completed");
+    let outputs = task["output"].to_string();
+    assert!(outputs.contains("Condition/wrong-allergy/_history/2"), "{outputs}");
+    assert!(
+        outputs.contains("Dr. Lee, cardiology") && outputs.contains("Ann Ames (release Task/"),
+        "{outputs}"
+    );
+    let now = body(&f.call(Some(&him), Method::Get, "Condition/wrong-allergy", None));
+    assert_eq!(
+        (now["code"]["text"].as_str(), now["meta"]["versionId"].as_str()),
+        (Some("Sulfonamide allergy"), Some("2"))
+    );
+    let provenance =
+        body(&f.call(Some(&him), Method::Get, "Provenance?target=Condition/wrong-allergy", None));
+    let provenance = &provenance["entry"][0]["resource"];
+    assert_eq!(provenance["entity"][0]["what"]["reference"], "Condition/wrong-allergy/_history/1");
+    assert_eq!(provenance["entity"][1]["what"]["reference"], format!("Task/{accepted_id}"));
+    assert_eq!(
+        f.call(Some(&him), Method::Post, &format!("Task/{accepted_id}/$amend-decide"), Some(&decide)).status,
+        422
+    );
+
+    // Denied, with a letter; the patient's statement of disagreement kept with the record.
+    let taken = f.call(
+        Some(&him),
+        Method::Post,
+        "Task/$amend-request",
+        Some(&amendment_request("Condition/disputed", "I never had this")),
+    );
+    let denied_id = body(&taken)["id"].as_str().unwrap().to_string();
+    let early = parameters(&[("statement", json!("too early"))]);
+    assert_eq!(
+        f.call(Some(&him), Method::Post, &format!("Task/{denied_id}/$amend-disagree"), Some(&early)).status,
+        422
+    );
+    let bad = parameters(&[("decision", json!("deny")), ("basis", json!("do-not-like"))]);
+    assert_eq!(
+        f.call(Some(&him), Method::Post, &format!("Task/{denied_id}/$amend-decide"), Some(&bad)).status,
+        400
+    );
+    let deny = parameters(&[
+        ("decision", json!("deny")),
+        ("basis", json!("accurate-and-complete")),
+        ("explanation", json!("The diagnosis was made by your physician on 2025-01-10.")),
+    ]);
+    let decided = f.call(Some(&him), Method::Post, &format!("Task/{denied_id}/$amend-decide"), Some(&deny));
+    assert_eq!(decided.status, 200, "{}", body(&decided));
+    assert_eq!(body(&decided)["status"], "rejected");
+    let statement =
+        parameters(&[("statement", json!("I dispute this diagnosis; I have never been treated for it."))]);
+    let disagreed =
+        f.call(Some(&him), Method::Post, &format!("Task/{denied_id}/$amend-disagree"), Some(&statement));
+    assert_eq!(disagreed.status, 200, "{}", body(&disagreed));
+    // The next release of the conditions carries the letter and the statement.
+    let next = own_release(&f, &him);
+    let mut kinds: Vec<String> = next["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let r = &e["resource"];
+            let what = r["type"]["coding"][0]["code"].as_str().or(r["id"].as_str()).unwrap();
+            format!("{}:{what}", r["resourceType"].as_str().unwrap())
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "Condition:disputed",
+            "Condition:wrong-allergy",
+            "DocumentReference:amendment-denial",
+            "DocumentReference:statement-of-disagreement"
+        ]
+    );
+    // Plain writes of the request are refused; coders may not decide.
+    let coder = caller("cody", Role::Coder, None);
+    assert_eq!(
+        f.call(Some(&coder), Method::Post, &format!("Task/{denied_id}/$amend-decide"), Some(&deny)).status,
+        403
+    );
+    let stored = body(&f.call(Some(&him), Method::Get, &format!("Task/{denied_id}"), None));
+    assert_eq!(f.call(Some(&him), Method::Put, &format!("Task/{denied_id}"), Some(&stored)).status, 422);
+}

@@ -61,12 +61,13 @@ impl OperationCatalog for Catalog {
                 steward: true,
                 ..declared(Reads::Type("Patient"), PatientUse::Refused)
             },
-            "merge" | "unmerge" => OperationAccess {
+            "merge" | "unmerge" | "amend-decide" | "amend-disagree" => OperationAccess {
                 writes: Writes::EveryType,
                 steward: true,
                 ..declared(Reads::EveryType, PatientUse::Refused)
             },
-            "roi-request" | "roi-extend" | "roi-release" | "completion-scan" => OperationAccess {
+            "roi-request" | "roi-extend" | "roi-release" | "completion-scan" | "amend-request"
+            | "amend-extend" => OperationAccess {
                 writes: Writes::LevelType,
                 steward: true,
                 ..declared(Reads::EveryType, PatientUse::Refused)
@@ -184,6 +185,10 @@ fn coders_read_and_write_codes_only() {
         route(Method::Get, "$roi-overdue"),
         route(Method::Post, "Task/$completion-scan"),
         route(Method::Get, "Task/$completion-report"),
+        route(Method::Post, "Task/$amend-request"),
+        route(Method::Post, "Task/t1/$amend-extend"),
+        route(Method::Post, "Task/t1/$amend-decide"),
+        route(Method::Post, "Task/t1/$amend-disagree"),
     ] {
         assert!(allowed(&him, &route), "{route:?}");
         assert!(!allowed(&coder, &route), "{route:?}");
@@ -276,6 +281,8 @@ fn a_patients_token_reads_its_own_record_only() {
         route(Method::Get, "$roi-overdue"),
         route(Method::Post, "Task/$completion-scan"),
         route(Method::Get, "Task/$completion-report"),
+        route(Method::Post, "Task/$amend-request"),
+        route(Method::Post, "Task/t1/$amend-decide"),
         route(Method::Post, "Patient/$match"),
         route(Method::Get, "Encounter/$coding-worklist"),
         route(Method::Post, "ViewDefinition/$run"),

@@ -6,11 +6,15 @@
 //!   scope, in which form); an authorization is a `Consent` checked for the core elements of
 //!   45 CFR 164.508(c); the 30-day clock of 164.524 with its one 30-day extension; fulfilment
 //!   as a Bundle of exactly the requested scope; the cost-based fee; overdue requests.
+//! - [`amendment`]: a patient's request to amend their record (164.526), on its 60-day clock;
+//!   accepted as a new version with its Provenance and the people to notify, or denied with a
+//!   letter, the patient's statement of disagreement carried into later releases.
 //! - [`completion`]: record completion. Deficiency rules over finished encounters (discharge
 //!   summary, history and physical, operative report, signature), each a `Task` owned by the
 //!   clinician who owes the document and closed when it arrives; the delinquency report and
 //!   the chart completion rate.
 
+pub mod amendment;
 pub mod clock;
 pub mod completion;
 pub mod roi;
@@ -29,6 +33,9 @@ pub fn written_only_by(resource_type: &str, json: &serde_json::Value) -> Option<
     match code {
         roi::ROI_CODE => Some("Task/$roi-request, Task/[id]/$roi-extend, Task/[id]/$roi-release"),
         completion::DEFICIENCY_CODE => Some("Task/$completion-scan"),
+        amendment::AMENDMENT_CODE => Some(
+            "Task/$amend-request, Task/[id]/$amend-extend, Task/[id]/$amend-decide, Task/[id]/$amend-disagree",
+        ),
         _ => Some("its workflow's operations"),
     }
 }

@@ -5,6 +5,7 @@
 //! also take a resource as the POST body. Outputs are `Parameters`, `OperationOutcome` or a
 //! resource, as each operation's definition says.
 
+mod amendment;
 mod analytics;
 mod coding;
 mod completion;

@@ -589,6 +589,65 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         handler: Handler::Reads(|api, call| api.roi_overdue(call)),
     },
     Operation {
+        name: "amend-request",
+        definition: Definition::Own,
+        documentation: "Amendments (45 CFR 164.526), intake: a Task (code amendment) for the Patient, focus the resource to amend (the patient's own), the requested change in the patient's words and whom to notify; stored with its 60-day due date",
+        levels: Levels { system: false, types: &["Task"], instances: &[] },
+        parameters: &[one(
+            "resource",
+            "Resource",
+            "The request, a Task (or send the Task itself as the body)",
+        )],
+        affects_state: true,
+        access: stewards(Reads::EveryType, Writes::LevelType),
+        handler: Handler::Changes(|api, call| api.amend_request(call)),
+    },
+    Operation {
+        name: "amend-extend",
+        definition: Definition::Own,
+        documentation: "Amendments: the one 30-day extension of the 60-day clock, with its written reason, given before the 60 days end (164.526(b)(2))",
+        levels: Levels { system: false, types: &[], instances: &["Task"] },
+        parameters: &[Parameter {
+            min: 1,
+            ..one("reason", "string", "Why more time is needed, as told to the patient")
+        }],
+        affects_state: true,
+        access: stewards(Reads::EveryType, Writes::LevelType),
+        handler: Handler::Changes(|api, call| api.amend_extend(call)),
+    },
+    Operation {
+        name: "amend-decide",
+        definition: Definition::Own,
+        documentation: "Amendments: accept (the amended resource stored as a new version over the one read, a Provenance linking both versions and the request, the people to notify listed) or deny (on a ground of 164.526(a)(2), with a denial letter kept with the record)",
+        levels: Levels { system: false, types: &[], instances: &["Task"] },
+        parameters: &[
+            Parameter { min: 1, ..one("decision", "code", "accept or deny") },
+            one("resource", "Resource", "accept: the amended resource"),
+            one(
+                "basis",
+                "code",
+                "deny: not-created-here, not-designated-record-set, not-available-for-inspection or accurate-and-complete",
+            ),
+            one("explanation", "string", "deny: the reason in words, for the letter"),
+        ],
+        affects_state: true,
+        access: stewards(Reads::EveryType, Writes::EveryType),
+        handler: Handler::Changes(|api, call| api.amend_decide(call)),
+    },
+    Operation {
+        name: "amend-disagree",
+        definition: Definition::Own,
+        documentation: "Amendments: the patient's statement of disagreement with a denial, kept with the record and carried, with the denial letter, in every later release of the disputed resource (164.526(d))",
+        levels: Levels { system: false, types: &[], instances: &["Task"] },
+        parameters: &[Parameter {
+            min: 1,
+            ..one("statement", "string", "The patient's statement, in their words")
+        }],
+        affects_state: true,
+        access: stewards(Reads::EveryType, Writes::EveryType),
+        handler: Handler::Changes(|api, call| api.amend_disagree(call)),
+    },
+    Operation {
         name: "completion-scan",
         definition: Definition::Own,
         documentation: "Record completion: runs the deficiency rules over finished encounters now (discharge summary 14 days after discharge, history and physical 24 hours after admission, operative report 24 hours after surgery, notes signed within 72 hours); opens a Task owned by the clinician who owes each new deficiency and completes those whose document has arrived",

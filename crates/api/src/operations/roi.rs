@@ -21,7 +21,7 @@ use crate::access::{Gate, ViewedStore};
 use crate::write::{new_id, prepare};
 use crate::{Api, ApiError, Response};
 
-fn invalid(error: workflow::Error) -> ApiError {
+pub(super) fn invalid(error: workflow::Error) -> ApiError {
     match error {
         workflow::Error::Invalid(message) => ApiError::bad_request(IssueType::Invalid, message),
         workflow::Error::Refused(message) => ApiError::new(422, IssueType::BusinessRule, message),
@@ -29,7 +29,7 @@ fn invalid(error: workflow::Error) -> ApiError {
     }
 }
 
-fn body_of(record: &VersionRecord) -> Result<Json, ApiError> {
+pub(super) fn body_of(record: &VersionRecord) -> Result<Json, ApiError> {
     record
         .body
         .as_deref()
@@ -146,7 +146,8 @@ impl Api {
         Ok((record, request))
     }
 
-    fn roi_write(&self, task: Json, if_match: Option<u64>) -> Result<WriteUnit, ApiError> {
+    /// A workflow's resource written: created, or updated from the version read.
+    pub(super) fn workflow_write(&self, task: Json, if_match: Option<u64>) -> Result<WriteUnit, ApiError> {
         let prepared = prepare(&Resource::from_value(task)?, self.config.validation)?;
         let op = match if_match {
             Some(version) => {
@@ -216,7 +217,7 @@ impl Api {
         request.status = "requested".into();
         request.extension = None;
         let id = request.id.clone();
-        let unit = self.roi_write(request.to_task(), None)?;
+        let unit = self.workflow_write(request.to_task(), None)?;
         Ok(Change {
             unit: Some(unit),
             answer: Box::new(move |_, gate, written| written_task(gate, &written, &id, 201)),
@@ -228,7 +229,7 @@ impl Api {
         let (record, mut request) = self.roi_task(call.gate, &call.level)?;
         let reason = call.inputs.get("reason").unwrap_or("");
         request.extend(reason, self.now()).map_err(invalid)?;
-        let unit = self.roi_write(updated_task(&body_of(&record)?, &request), Some(record.version))?;
+        let unit = self.workflow_write(updated_task(&body_of(&record)?, &request), Some(record.version))?;
         let id = request.id.clone();
         Ok(Change {
             unit: Some(unit),
@@ -266,7 +267,7 @@ impl Api {
             roi::input("released-resources", json!({ "valueInteger": count })),
             roi::input("fee", json!({ "valueMoney": { "value": fee, "currency": "USD" } })),
         ]);
-        let unit = self.roi_write(task, Some(record.version))?;
+        let unit = self.workflow_write(task, Some(record.version))?;
         let disclosure = format!(
             "released {count} resources ({}) of Patient/{} to {} for {}{} (Task/{}; fee {fee:.2})",
             scope_words(&request),
@@ -311,7 +312,7 @@ impl Api {
 }
 
 /// The Task a change wrote, as the answer.
-fn written_task(
+pub(super) fn written_task(
     gate: &Gate,
     written: &[store::Written],
     id: &str,

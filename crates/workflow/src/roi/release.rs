@@ -107,6 +107,27 @@ pub fn release(store: &dyn Store, request: &Request, now: i64) -> Result<Json> {
             entries.push(json!({ "fullUrl": format!("{resource_type}/{id}"), "resource": json }));
         }
     }
+    // A denied amendment's letter and the patient's statement of disagreement go with every
+    // release of what they dispute (164.526(d)(5)), whatever types were asked for.
+    let released: std::collections::HashSet<String> =
+        entries.iter().filter_map(|e| e["fullUrl"].as_str().map(str::to_string)).collect();
+    let keys = fhir::search_parameters::compartment_keys("Patient", "DocumentReference");
+    let mut disputing: Vec<(String, Json)> = store
+        .referencing(&keys, &target)?
+        .into_iter()
+        .filter(|record| record.resource_type == "DocumentReference" && !record.is_deleted())
+        .filter_map(|record| Some((record.id, serde_json::from_slice::<Json>(record.body.as_deref()?).ok()?)))
+        .filter(|(id, json)| {
+            !released.contains(&format!("DocumentReference/{id}"))
+                && fhir::patient_reference(json) == Some(patient_reference.as_str())
+                && crate::amendment::disputes(json).iter().any(|r| released.contains(*r))
+        })
+        .collect();
+    disputing.sort_by(|a, b| a.0.cmp(&b.0));
+    disputing.dedup_by(|a, b| a.0 == b.0);
+    for (id, json) in disputing {
+        entries.push(json!({ "fullUrl": format!("DocumentReference/{id}"), "resource": json }));
+    }
     Ok(json!({
         "resourceType": "Bundle",
         "type": "collection",

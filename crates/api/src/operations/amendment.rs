@@ -1,0 +1,257 @@
+//! Amendments (`workflow::amendment`, 45 CFR 164.526) as operations on Task:
+//! - `Task/$amend-request`: intake; the Patient and the resource to amend must be on record,
+//!   the resource the patient's own. Stored with its 60-day due date.
+//! - `Task/[id]/$amend-extend`: the one 30-day extension, with its written reason.
+//! - `Task/[id]/$amend-decide`: `accept` with the amended resource (stored as a new version
+//!   over the one read, with a Provenance linking both versions and the request; the answer
+//!   lists who must be told), or `deny` with the ground and an explanation (the denial letter
+//!   stored with the record).
+//! - `Task/[id]/$amend-disagree`: the patient's statement of disagreement, kept with the
+//!   record; later releases of the disputed resource carry it and the letter.
+
+use fhir::IssueType;
+use serde_json::{Value as Json, json};
+use store::{Precondition, WriteOp, WriteUnit};
+use workflow::amendment::{self, Amendment, Denial};
+
+use super::Level;
+use super::registry::{Call, Change};
+use super::roi::{body_of, invalid, written_task};
+use crate::access::{Gate, ViewedStore};
+use crate::write::{new_id, prepare};
+use crate::{Api, ApiError};
+
+fn refused(message: String) -> ApiError {
+    ApiError::new(422, IssueType::BusinessRule, message)
+}
+
+impl Api {
+    fn amendment_task(
+        &self,
+        gate: &Gate,
+        level: &Level<'_>,
+    ) -> Result<(store::VersionRecord, Amendment), ApiError> {
+        let Level::Instance("Task", id) = *level else {
+            return Err(ApiError::bad_request(
+                IssueType::Required,
+                "this operation runs on a Task: Task/[id]/$...",
+            ));
+        };
+        let viewed = ViewedStore { store: self.store.as_ref(), gate };
+        let record = store::Store::read(&viewed, "Task", id)?
+            .filter(|r| !r.is_deleted())
+            .ok_or_else(|| ApiError::not_found(format!("Task/{id} is not known")))?;
+        let request = Amendment::from_task(&body_of(&record)?).map_err(invalid)?;
+        gate.touch(&request.patient);
+        Ok((record, request))
+    }
+
+    /// The stored focus of a request: (its version record, its body).
+    fn amendment_focus(
+        &self,
+        gate: &Gate,
+        request: &Amendment,
+    ) -> Result<(store::VersionRecord, Json), ApiError> {
+        let viewed = ViewedStore { store: self.store.as_ref(), gate };
+        let (kind, id) = request.focus.split_once('/').unwrap_or(("", ""));
+        let record = store::Store::read(&viewed, kind, id)?
+            .filter(|r| !r.is_deleted())
+            .ok_or_else(|| refused(format!("{} is not on record", request.focus)))?;
+        let body = body_of(&record)?;
+        let own = if kind == "Patient" {
+            id == request.patient
+        } else {
+            fhir::patient_reference(&body) == Some(format!("Patient/{}", request.patient).as_str())
+        };
+        if !own {
+            return Err(refused(format!(
+                "{} is not part of Patient/{}'s record",
+                request.focus, request.patient
+            )));
+        }
+        Ok((record, body))
+    }
+
+    /// `Task/$amend-request`.
+    pub(crate) fn amend_request(&self, call: &Call<'_>) -> Result<Change, ApiError> {
+        let task = call
+            .inputs
+            .resource("resource")
+            .or(call.body.filter(|b| b["resourceType"] == "Task"))
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::bad_request(IssueType::Required, "$amend-request needs the request: a Task")
+            })?;
+        let mut request = Amendment::from_task(&task).map_err(invalid)?;
+        if request.received > self.now() + workflow::DAY {
+            return Err(ApiError::bad_request(
+                IssueType::Value,
+                "Task.authoredOn: a request cannot be received in the future",
+            ));
+        }
+        call.gate.touch(&request.patient);
+        self.amendment_focus(call.gate, &request)?;
+        request.id = new_id();
+        request.status = "requested".into();
+        request.extension = None;
+        let id = request.id.clone();
+        let unit = self.workflow_write(request.to_task(), None)?;
+        Ok(Change {
+            unit: Some(unit),
+            answer: Box::new(move |_, gate, written| written_task(gate, &written, &id, 201)),
+        })
+    }
+
+    /// `Task/[id]/$amend-extend`.
+    pub(crate) fn amend_extend(&self, call: &Call<'_>) -> Result<Change, ApiError> {
+        let (record, mut request) = self.amendment_task(call.gate, &call.level)?;
+        request.extend(call.inputs.get("reason").unwrap_or(""), self.now()).map_err(invalid)?;
+        let mut task = body_of(&record)?;
+        let rebuilt = request.to_task();
+        for key in ["input", "restriction"] {
+            task[key] = rebuilt[key].clone();
+        }
+        let unit = self.workflow_write(task, Some(record.version))?;
+        let id = request.id.clone();
+        Ok(Change {
+            unit: Some(unit),
+            answer: Box::new(move |_, gate, written| written_task(gate, &written, &id, 200)),
+        })
+    }
+
+    /// `Task/[id]/$amend-decide`.
+    pub(crate) fn amend_decide(&self, call: &Call<'_>) -> Result<Change, ApiError> {
+        let (record, request) = self.amendment_task(call.gate, &call.level)?;
+        if !request.open() {
+            return Err(refused(format!(
+                "Task/{} is {}: it was decided already",
+                request.id, request.status
+            )));
+        }
+        let now = self.now();
+        let who = call.gate.user().unwrap_or("the HIM department").to_string();
+        let mut task = body_of(&record)?;
+        task["lastModified"] = json!(workflow::date_time(now));
+        let mut ops = Vec::new();
+        let outputs: Vec<Json>;
+        match call.inputs.get("decision") {
+            Some("accept") => {
+                let amended = call.inputs.resource("resource").cloned().ok_or_else(|| {
+                    ApiError::bad_request(
+                        IssueType::Required,
+                        "resource: an accepted amendment needs the amended resource",
+                    )
+                })?;
+                let (focus_record, _) = self.amendment_focus(call.gate, &request)?;
+                let named = format!(
+                    "{}/{}",
+                    amended["resourceType"].as_str().unwrap_or(""),
+                    amended["id"].as_str().unwrap_or("")
+                );
+                if named != request.focus {
+                    return Err(refused(format!(
+                        "resource: the amendment is of {}, not {named}",
+                        request.focus
+                    )));
+                }
+                let resource = fhir::Resource::from_value(amended)?;
+                crate::write::check_not_workflow(resource.resource_type(), resource.as_json())?;
+                ops.push(WriteOp::Update {
+                    resource: prepare(&resource, self.config.validation)?,
+                    if_match: Some(Precondition::Versions(vec![focus_record.version])),
+                });
+                let mut provenance = amendment::provenance(&request, focus_record.version, &who, now);
+                provenance["id"] = json!(new_id());
+                ops.push(WriteOp::Create(prepare(
+                    &fhir::Resource::from_value(provenance)?,
+                    self.config.validation,
+                )?));
+                let viewed = ViewedStore { store: self.store.as_ref(), gate: call.gate };
+                let notify =
+                    amendment::recipients(&viewed, &request, focus_record.last_updated).map_err(invalid)?;
+                task["status"] = json!("completed");
+                task["businessStatus"] = json!({ "text": "accepted" });
+                let mut list = vec![
+                    json!({ "type": { "text": "amended" }, "valueReference": { "reference": format!("{}/_history/{}", request.focus, focus_record.version + 1) } }),
+                ];
+                list.extend(notify.iter().map(|n| json!({ "type": { "text": "notify" }, "valueString": n })));
+                outputs = list;
+            }
+            Some("deny") => {
+                let basis = call.inputs.get("basis").and_then(Denial::parse).ok_or_else(|| {
+                    let known: Vec<&str> = Denial::ALL.iter().map(|d| d.code()).collect();
+                    ApiError::bad_request(
+                        IssueType::Value,
+                        format!(
+                            "basis: a denial is on one of the grounds of 164.526(a)(2): {}",
+                            known.join(", ")
+                        ),
+                    )
+                })?;
+                let mut letter = amendment::denial_letter(
+                    &request,
+                    basis,
+                    call.inputs.get("explanation").unwrap_or(""),
+                    &who,
+                    now,
+                );
+                let letter_id = new_id();
+                letter["id"] = json!(letter_id);
+                ops.push(WriteOp::Create(prepare(
+                    &fhir::Resource::from_value(letter)?,
+                    self.config.validation,
+                )?));
+                task["status"] = json!("rejected");
+                task["businessStatus"] = json!({ "text": "denied" });
+                task["statusReason"] = json!({ "coding": [{ "system": amendment::INPUT_SYSTEM, "code": basis.code() }], "text": basis.words() });
+                outputs = vec![
+                    json!({ "type": { "text": "denial-letter" }, "valueReference": { "reference": format!("DocumentReference/{letter_id}") } }),
+                ];
+            }
+            _ => return Err(ApiError::bad_request(IssueType::Required, "decision: accept or deny")),
+        }
+        task["output"] = json!(outputs);
+        ops.push(WriteOp::Update {
+            resource: prepare(&fhir::Resource::from_value(task)?, self.config.validation)?,
+            if_match: Some(Precondition::Versions(vec![record.version])),
+        });
+        let id = request.id.clone();
+        Ok(Change {
+            unit: Some(WriteUnit { ops }),
+            answer: Box::new(move |_, gate, written| written_task(gate, &written, &id, 200)),
+        })
+    }
+
+    /// `Task/[id]/$amend-disagree`.
+    pub(crate) fn amend_disagree(&self, call: &Call<'_>) -> Result<Change, ApiError> {
+        let (record, request) = self.amendment_task(call.gate, &call.level)?;
+        if request.status != "rejected" {
+            return Err(refused(format!(
+                "Task/{}: a statement of disagreement answers a denial; this request is {}",
+                request.id, request.status
+            )));
+        }
+        let now = self.now();
+        let mut statement = amendment::statement(&request, call.inputs.get("statement").unwrap_or(""), now)
+            .map_err(invalid)?;
+        let statement_id = new_id();
+        statement["id"] = json!(statement_id);
+        let mut task = body_of(&record)?;
+        task["lastModified"] = json!(workflow::date_time(now));
+        if let Some(outputs) = task["output"].as_array_mut() {
+            outputs.push(json!({ "type": { "text": "statement-of-disagreement" }, "valueReference": { "reference": format!("DocumentReference/{statement_id}") } }));
+        }
+        let ops = vec![
+            WriteOp::Create(prepare(&fhir::Resource::from_value(statement)?, self.config.validation)?),
+            WriteOp::Update {
+                resource: prepare(&fhir::Resource::from_value(task)?, self.config.validation)?,
+                if_match: Some(Precondition::Versions(vec![record.version])),
+            },
+        ];
+        let id = request.id.clone();
+        Ok(Change {
+            unit: Some(WriteUnit { ops }),
+            answer: Box::new(move |_, gate, written| written_task(gate, &written, &id, 200)),
+        })
+    }
+}
