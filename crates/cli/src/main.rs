@@ -1,6 +1,7 @@
 //! `chartroom`: the one binary. Each subcommand parses its arguments, calls a library, and
 //! renders the result.
 
+mod amend_cli;
 mod analysis;
 mod billing_cli;
 mod code;
@@ -98,6 +99,8 @@ enum Command {
     Billing(billing_cli::BillingArgs),
     /// Release of information: requests, their authorization and 30-day clock, releases
     Roi(roi_cli::RoiArgs),
+    /// Amendments: a patient's request to amend their record, accepted or denied (164.526)
+    Amend(amend_cli::AmendArgs),
     /// Record completion: deficiencies owed by clinicians, the delinquency report
     Completion(completion_cli::CompletionArgs),
 }
@@ -400,6 +403,7 @@ fn main() -> ExitCode {
         Command::Billing(args) => billing_cli::run(args),
         Command::Roi(args) => roi_cli::run(args),
         Command::Completion(args) => completion_cli::run(args),
+        Command::Amend(args) => amend_cli::run(args),
     };
     match result {
         Ok(code) => code,
