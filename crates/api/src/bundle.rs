@@ -413,7 +413,9 @@ impl Api {
             Route::ConditionalUpdate { resource_type } => {
                 let query = self.conditional_query(gate, resource_type, &entry.target.query, base)?;
                 self.check_update_creates(gate, resource_type, None, Some(&query))?;
+                self.admit_matches(gate, resource_type, &query)?;
                 let mut resource = require_resource(resource, resource_type)?;
+                crate::write::check_not_workflow(resource.resource_type(), resource.as_json())?;
                 let id_given = resource.id().is_some();
                 if !id_given {
                     resource.set_id(&new_id());
@@ -424,9 +426,11 @@ impl Api {
                     id_given,
                 })
             }
-            Route::ConditionalDelete { resource_type } => Ok(WriteOp::ConditionalDelete {
-                query: self.conditional_query(gate, resource_type, &entry.target.query, base)?,
-            }),
+            Route::ConditionalDelete { resource_type } => {
+                let query = self.conditional_query(gate, resource_type, &entry.target.query, base)?;
+                self.admit_matches(gate, resource_type, &query)?;
+                Ok(WriteOp::ConditionalDelete { query })
+            }
             Route::Patch { resource_type, id } => {
                 let document = patch_document(resource.as_ref())?;
                 self.patched(gate, resource_type, id, &document, entry.if_match.as_deref(), base)?
@@ -810,7 +814,10 @@ impl Api {
                             ),
                         ));
                     }
-                    ([found], _) => found.id.clone(),
+                    ([found], _) => {
+                        self.admit_existing(gate, resource_type, &found.id)?;
+                        found.id.clone()
+                    }
                     _ => {
                         return Err(ApiError::new(
                             412,
@@ -829,10 +836,13 @@ impl Api {
                 let matches = self.store.search(&store::SearchQuery { count: 2, ..query.clone() })?.matches;
                 match matches.as_slice() {
                     [] => Ok(Some(PlannedWrite { nothing: true, ..plan(resource_type, String::new()) })),
-                    [found] => Ok(Some(PlannedWrite {
-                        condition: Some(query),
-                        ..plan(resource_type, found.id.clone())
-                    })),
+                    [found] => {
+                        self.admit_existing(gate, resource_type, &found.id)?;
+                        Ok(Some(PlannedWrite {
+                            condition: Some(query),
+                            ..plan(resource_type, found.id.clone())
+                        }))
+                    }
                     _ => Err(ApiError::new(
                         412,
                         IssueType::MultipleMatches,

@@ -175,6 +175,7 @@ impl From<store::Error> for ApiError {
             store::Error::Closed => Self::new(503, IssueType::Transient, error.to_string()),
             store::Error::MultipleMatches(_) => Self::new(412, IssueType::MultipleMatches, error.to_string()),
             store::Error::IdMismatch(_) => Self::new(400, IssueType::Invalid, error.to_string()),
+            store::Error::Held { .. } => Self::new(409, IssueType::LockError, error.to_string()),
             store::Error::IndexStale => Self::new(503, IssueType::Transient, error.to_string()),
             // A query beyond what SQLite takes (the search limits keep searches well inside;
             // this is the backstop): the request's fault, said without the SQL.

@@ -48,10 +48,28 @@ impl Api {
     /// Asks the policy about what a write would change, before anything of it is answered (a
     /// version in a 412 or the record's removal): a caller may not change what they may not
     /// see.
+    /// Admits every resource a conditional write's search matches now (at most two), as
+    /// [`Api::admit_existing`] does one.
+    pub(crate) fn admit_matches(
+        &self,
+        gate: &Gate,
+        resource_type: &str,
+        query: &store::SearchQuery,
+    ) -> Result<(), ApiError> {
+        if !matches!(resource_type, "Task" | "DocumentReference") && !gate.checks() {
+            return Ok(());
+        }
+        let matches = self.store.search(&store::SearchQuery { count: 2, ..query.clone() })?.matches;
+        for found in matches {
+            self.admit_existing(gate, resource_type, &found.id)?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn admit_existing(&self, gate: &Gate, resource_type: &str, id: &str) -> Result<(), ApiError> {
         // What a workflow's operations keep is not changed or deleted around them, by anyone;
         // said only to a caller who may see it.
-        let workflow_kept = resource_type == "Task";
+        let workflow_kept = matches!(resource_type, "Task" | "DocumentReference");
         if !workflow_kept && !gate.checks() {
             return Ok(());
         }

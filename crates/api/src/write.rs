@@ -115,7 +115,7 @@ pub(crate) fn check_not_workflow(resource_type: &str, json: &serde_json::Value) 
         Some(operations) => Err(ApiError::new(
             422,
             IssueType::BusinessRule,
-            format!("this workflow's Task is written only through its operations: {operations}"),
+            format!("this workflow's record is written only through its operations: {operations}"),
         )),
         None => Ok(()),
     }
@@ -259,7 +259,7 @@ pub(crate) fn complete(base: &str, written: Written, preference: ReturnPreferenc
         headers: Vec::new(),
             audit: Default::default(),
         },
-        WriteOutcome::Reindexed { .. } => Response::empty(204),
+        WriteOutcome::Reindexed { .. } | WriteOutcome::Purged { .. } => Response::empty(204),
     }
 }
 
@@ -345,7 +345,9 @@ impl Api {
     ) -> Result<Response, ApiError> {
         let query = self.conditional_query(gate, resource_type, &request.query, &request.base)?;
         self.check_update_creates(gate, resource_type, None, Some(&query))?;
+        self.admit_matches(gate, resource_type, &query)?;
         let mut resource = parse_body(&request.body, resource_type, &request.base)?;
+        check_not_workflow(resource.resource_type(), resource.as_json())?;
         let id_given = resource.id().is_some();
         if !id_given {
             resource.set_id(&new_id());
@@ -364,6 +366,7 @@ impl Api {
         resource_type: &str,
     ) -> Result<Response, ApiError> {
         let query = self.conditional_query(gate, resource_type, &request.query, &request.base)?;
+        self.admit_matches(gate, resource_type, &query)?;
         let written = self.commit_one(WriteOp::ConditionalDelete { query }).await?;
         Ok(complete(&request.base, written, preference(request), gate))
     }

@@ -61,13 +61,13 @@ impl OperationCatalog for Catalog {
                 steward: true,
                 ..declared(Reads::Type("Patient"), PatientUse::Refused)
             },
-            "merge" | "unmerge" | "amend-decide" | "amend-disagree" => OperationAccess {
+            "merge" | "unmerge" | "amend-decide" | "amend-disagree" | "retention-purge" => OperationAccess {
                 writes: Writes::EveryType,
                 steward: true,
                 ..declared(Reads::EveryType, PatientUse::Refused)
             },
             "roi-request" | "roi-extend" | "roi-release" | "completion-scan" | "amend-request"
-            | "amend-extend" => OperationAccess {
+            | "amend-extend" | "hold-place" | "hold-release" => OperationAccess {
                 writes: Writes::LevelType,
                 steward: true,
                 ..declared(Reads::EveryType, PatientUse::Refused)
@@ -75,7 +75,7 @@ impl OperationCatalog for Catalog {
             "roi-overdue" => {
                 OperationAccess { steward: true, ..declared(Reads::Type("Task"), PatientUse::Refused) }
             }
-            "completion-report" => {
+            "completion-report" | "retention-report" => {
                 OperationAccess { steward: true, ..declared(Reads::EveryType, PatientUse::Refused) }
             }
             _ => return None,
@@ -189,6 +189,10 @@ fn coders_read_and_write_codes_only() {
         route(Method::Post, "Task/t1/$amend-extend"),
         route(Method::Post, "Task/t1/$amend-decide"),
         route(Method::Post, "Task/t1/$amend-disagree"),
+        route(Method::Post, "Task/$hold-place"),
+        route(Method::Post, "Task/t1/$hold-release"),
+        route(Method::Get, "$retention-report"),
+        route(Method::Post, "$retention-purge"),
     ] {
         assert!(allowed(&him, &route), "{route:?}");
         assert!(!allowed(&coder, &route), "{route:?}");
@@ -283,6 +287,9 @@ fn a_patients_token_reads_its_own_record_only() {
         route(Method::Get, "Task/$completion-report"),
         route(Method::Post, "Task/$amend-request"),
         route(Method::Post, "Task/t1/$amend-decide"),
+        route(Method::Post, "Task/$hold-place"),
+        route(Method::Post, "$retention-purge"),
+        route(Method::Get, "$retention-report"),
         route(Method::Post, "Patient/$match"),
         route(Method::Get, "Encounter/$coding-worklist"),
         route(Method::Post, "ViewDefinition/$run"),

@@ -10,6 +10,7 @@
 //! - **One commit order.** Every version has a sequence number (`seq`) that orders all writes;
 //!   history and paging cursors use it, so a page never shifts when later writes arrive.
 
+pub mod hold;
 pub mod index;
 pub mod params;
 mod prepared;
@@ -81,6 +82,11 @@ pub enum Error {
     MultipleMatches(String),
     #[error("{0}")]
     IdMismatch(String),
+    /// A change to a resource under an active legal hold (`hold`): refused, by any path.
+    #[error(
+        "{resource} is under legal hold (Task/{hold}): it cannot be changed, deleted or purged until the hold is released"
+    )]
+    Held { resource: String, hold: String },
     #[error(
         "the search index of this data directory was built by a different version of the index; \
          run `chartroom reindex --data DIR` to rebuild it"
@@ -200,6 +206,9 @@ pub enum WriteOp {
     ConditionalUpdate { resource: PreparedResource, query: SearchQuery, id_given: bool },
     /// Conditional delete: one match is deleted, none is nothing to do, several are an error.
     ConditionalDelete { query: SearchQuery },
+    /// Destroy a resource: every version of it and its index rows, as a retention schedule's
+    /// purge does. Refused for a resource any of whose versions is under an active hold.
+    Purge { resource_type: String, id: String },
     /// Rebuild the search index of the resources after `after_rkey` (at most `limit`); the
     /// first range (`after_rkey == 0`) also empties the index. Used by [`Store::reindex`].
     Reindex { after_rkey: i64, limit: usize },
@@ -239,6 +248,8 @@ pub enum WriteOutcome {
     Existing { version: u64, last_updated: i64, body: Vec<u8> },
     /// A range of the index was rebuilt.
     Reindexed { last_rkey: i64, count: u64 },
+    /// A resource was destroyed: this many versions (0: there was nothing to purge).
+    Purged { versions: u64 },
 }
 
 /// A write submitted to the store, waiting for its commit.

@@ -367,6 +367,7 @@ impl SqliteStore {
         let last_updated: i64 =
             connection.query_row("SELECT coalesce(max(last_updated), 0) FROM versions", [], |r| r.get(0))?;
 
+        let holds = load_holds(&connection)?;
         let commits = Arc::new(AtomicU64::new(0));
         let checkpointer = Checkpointer::start(&database, commits.clone())?;
         let (sender, receiver) = mpsc::channel();
@@ -380,6 +381,8 @@ impl SqliteStore {
             index_stale: index_stale.clone(),
             index_now_current: false,
             commits,
+            holds,
+            holds_touched: false,
         };
         let handle = std::thread::Builder::new()
             .name("chartroom-writer".into())
@@ -970,6 +973,32 @@ struct Writer {
     index_now_current: bool,
     /// Commits so far, for the checkpointer.
     commits: Arc<AtomicU64>,
+    /// The active legal holds, as committed (and as written by the units of the commit under
+    /// way); reloaded from the database when a unit that touched a hold Task is rolled back.
+    holds: Vec<crate::hold::Hold>,
+    holds_touched: bool,
+}
+
+/// The active legal holds on record.
+fn load_holds(connection: &Connection) -> Result<Vec<crate::hold::Hold>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT v.body FROM resources r JOIN versions v ON v.seq = r.seq WHERE r.res_type = 'Task' AND r.deleted = 0",
+    )?;
+    let bodies = statement.query_map([], |row| row.get::<_, Option<Vec<u8>>>(0))?;
+    let mut holds = Vec::new();
+    for body in bodies {
+        let Some(body) = body? else { continue };
+        // Cheap test before parsing: most Tasks are not holds.
+        if !body.windows(crate::hold::HOLD_CODE.len()).any(|w| w == crate::hold::HOLD_CODE.as_bytes()) {
+            continue;
+        }
+        if let Ok(json) = fhir::parse_json(&body)
+            && let Some(hold) = crate::hold::Hold::from_task(&json)
+        {
+            holds.push(hold);
+        }
+    }
+    Ok(holds)
 }
 
 /// Copies committed pages from the write-ahead log into the database on its own thread and
@@ -1066,6 +1095,17 @@ impl Writer {
             }
             Err(error) => tracing::error!("cannot reload the store counters: {error}"),
         }
+        self.reload_holds();
+    }
+
+    /// After a rollback of units that wrote a hold Task: the holds as the database has them.
+    fn reload_holds(&mut self) {
+        if std::mem::take(&mut self.holds_touched) {
+            match load_holds(&self.connection) {
+                Ok(holds) => self.holds = holds,
+                Err(error) => tracing::error!("cannot reload the legal holds: {error}"),
+            }
+        }
     }
 
     fn fail_all(&mut self, jobs: Vec<Job>, message: &str) {
@@ -1099,6 +1139,7 @@ impl Writer {
                     }
                     (self.next_seq, self.next_rkey) = counters;
                     self.index_now_current = false;
+                    self.reload_holds();
                     if let Some(job) = jobs.into_iter().next() {
                         let _ = job.reply.send(Err(error));
                     }
@@ -1110,6 +1151,7 @@ impl Writer {
                         return self.fail_all(jobs, "rollback failed");
                     }
                     (self.next_seq, self.next_rkey) = counters;
+                    self.reload_holds();
                     return self.commit_with_savepoints(jobs, timestamp, &timestamp_text);
                 }
             }
@@ -1135,6 +1177,7 @@ impl Writer {
     fn finish(&mut self, jobs: Vec<Job>, results: Vec<Result<Vec<Written>>>, timestamp: i64) {
         match self.connection.execute_batch("COMMIT") {
             Ok(()) => {
+                self.holds_touched = false;
                 self.last_updated = timestamp;
                 self.commits.fetch_add(1, AtomicOrdering::Release);
                 if std::mem::take(&mut self.index_now_current) {
@@ -1171,6 +1214,7 @@ impl Writer {
                 }
                 self.connection.execute_batch("ROLLBACK TO unit; RELEASE unit").map_err(|e| e.to_string())?;
                 (self.next_seq, self.next_rkey) = counters;
+                self.reload_holds();
                 Ok(Err(error))
             }
         }
@@ -1205,6 +1249,7 @@ impl Writer {
                         if_match.as_ref(),
                         current.as_ref(),
                     )?;
+                    self.check_not_held(resource.resource_type(), resource.id(), current.as_ref())?;
                     let method = if current.as_ref().is_some_and(|c| !c.deleted) {
                         WriteMethod::Update
                     } else {
@@ -1257,6 +1302,7 @@ impl Writer {
                         several => return Err(multiple(query, several.len())),
                     };
                     let current = self.current(target.resource_type(), target.id())?;
+                    self.check_not_held(target.resource_type(), target.id(), current.as_ref())?;
                     let method = if current.as_ref().is_some_and(|c| !c.deleted) {
                         WriteMethod::Update
                     } else {
@@ -1283,6 +1329,7 @@ impl Writer {
                                         existing.resource_type, existing.id
                                     ))
                                 })?;
+                            self.check_not_held(&existing.resource_type, &existing.id, Some(&current))?;
                             pending.remove(&current.rkey);
                             self.store_tombstone(&existing.resource_type, &existing.id, current, timestamp)?
                         }
@@ -1290,9 +1337,17 @@ impl Writer {
                     }
                 }
                 WriteOp::Reindex { after_rkey, limit } => self.reindex_range(*after_rkey, *limit)?,
+                WriteOp::Purge { resource_type, id } => {
+                    let current = self.current(resource_type, id)?;
+                    if let Some(current) = &current {
+                        pending.remove(&current.rkey);
+                    }
+                    self.purge(resource_type, id, current)?
+                }
                 WriteOp::Delete { resource_type, id, if_match } => {
                     let current = self.current(resource_type, id)?;
                     check_if_match(resource_type, id, if_match.as_ref(), current.as_ref())?;
+                    self.check_not_held(resource_type, id, current.as_ref())?;
                     match current {
                         Some(current) if !current.deleted => {
                             pending.remove(&current.rkey);
@@ -1306,10 +1361,91 @@ impl Writer {
                     }
                 }
             };
+            if result.resource_type == "Task" {
+                self.note_hold_task(&result);
+            }
             written.push(result);
         }
         self.write_index(&pending)?;
         Ok(written)
+    }
+
+    /// Refuses a change to the current version of a resource an active hold covers.
+    fn check_not_held(&self, resource_type: &str, id: &str, current: Option<&Current>) -> Result<()> {
+        let Some(current) = current.filter(|c| !c.deleted && !self.holds.is_empty()) else { return Ok(()) };
+        self.check_body_not_held(resource_type, id, current.seq)
+    }
+
+    fn check_body_not_held(&self, resource_type: &str, id: &str, seq: i64) -> Result<()> {
+        let body: Option<Vec<u8>> = self
+            .connection
+            .prepare_cached("SELECT body FROM versions WHERE seq = ?1")?
+            .query_row([seq], |row| row.get(0))
+            .optional()?
+            .flatten();
+        let Some(body) = body else { return Ok(()) };
+        let json =
+            fhir::parse_json(&body).map_err(|e| Error::Corrupt(format!("stored version {seq}: {e}")))?;
+        match crate::hold::held_by(&self.holds, resource_type, &json) {
+            Some(hold) => {
+                Err(Error::Held { resource: format!("{resource_type}/{id}"), hold: hold.id.clone() })
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Keeps the active holds in step with a Task just written in the commit under way.
+    fn note_hold_task(&mut self, written: &Written) {
+        let id = written.id.as_str();
+        let was_hold = self.holds.iter().any(|h| h.id == id);
+        let now_hold = match &written.outcome {
+            WriteOutcome::Stored { body, .. } => fhir::parse_json(body)
+                .ok()
+                .filter(crate::hold::is_hold_task)
+                .map(|json| crate::hold::Hold::from_task(&json)),
+            _ => None,
+        };
+        if !was_hold && now_hold.is_none() {
+            return;
+        }
+        self.holds_touched = true;
+        self.holds.retain(|h| h.id != id);
+        if let Some(Some(hold)) = now_hold {
+            self.holds.push(hold);
+        }
+    }
+
+    /// Destroys every version of a resource and its index rows, unless a hold covers any of
+    /// its versions.
+    fn purge(&mut self, resource_type: &str, id: &str, current: Option<Current>) -> Result<Written> {
+        let Some(current) = current else {
+            return Ok(Written {
+                resource_type: resource_type.to_string(),
+                id: id.to_string(),
+                outcome: WriteOutcome::Purged { versions: 0 },
+            });
+        };
+        if !self.holds.is_empty() {
+            let seqs: Vec<i64> = self
+                .connection
+                .prepare_cached("SELECT seq FROM versions WHERE rkey = ?1 AND body IS NOT NULL")?
+                .query_map([current.rkey], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for seq in seqs {
+                self.check_body_not_held(resource_type, id, seq)?;
+            }
+        }
+        self.clear_index(&current, resource_type)?;
+        let versions = self
+            .connection
+            .prepare_cached("DELETE FROM versions WHERE rkey = ?1")?
+            .execute([current.rkey])?;
+        self.connection.prepare_cached("DELETE FROM resources WHERE rkey = ?1")?.execute([current.rkey])?;
+        Ok(Written {
+            resource_type: resource_type.to_string(),
+            id: id.to_string(),
+            outcome: WriteOutcome::Purged { versions: versions as u64 },
+        })
     }
 
     /// Up to two matches of a conditional operation's search, seen from inside the commit.

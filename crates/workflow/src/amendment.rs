@@ -294,7 +294,8 @@ pub fn recipients(store: &dyn Store, amendment: &Amendment, wrong_since: i64) ->
         }
         Ok(())
     })?;
-    named.dedup();
+    let mut seen = std::collections::HashSet::new();
+    named.retain(|n| seen.insert(n.clone()));
     Ok(named)
 }
 
@@ -314,15 +315,28 @@ fn document(amendment: &Amendment, code: &str, title: &str, text: &str, author: 
     })
 }
 
-/// The denial letter, in plain words (164.526(d)(1)).
-pub fn denial_letter(amendment: &Amendment, basis: Denial, explanation: &str, who: &str, now: i64) -> Json {
+/// Who a denial letter names for statements and complaints when the department names no one.
+pub const DEFAULT_CONTACT: &str = "the Privacy Officer, Health Information Management department";
+
+/// The denial letter, in plain words (164.526(d)(1)): the basis, the right to a statement of
+/// disagreement and how to file it, what happens if none is filed, and how to complain (to
+/// `contact`, and to the Secretary).
+pub fn denial_letter(
+    amendment: &Amendment,
+    basis: Denial,
+    explanation: &str,
+    who: &str,
+    contact: &str,
+    now: i64,
+) -> Json {
     let text = format!(
-        "Your request to amend your record\n\nWe received your request on {} to amend {}: \"{}\".\n\nWe have denied it because {}.{}\n\nYou may send us a written statement disagreeing with this denial and saying why. We will keep it with your record and include it whenever we disclose the information your request is about. If you do not send one, you may ask that your request and this letter be included with any future disclosure of that information.\n\nYou may complain to us (the privacy officer) or to the Secretary of Health and Human Services (Office for Civil Rights).\n\n{who}\n",
+        "Your request to amend your record\n\nWe received your request on {} to amend {}: \"{}\".\n\nWe have denied it because {}.{}\n\nYou may send us a written statement disagreeing with this denial and saying why: send it to {contact}, quoting request Task/{}. We will keep it with your record and include it, with this letter, whenever we disclose the information your request is about. If you do not send one, you may ask that your request and this letter be included with any future disclosure of that information.\n\nYou may complain to {contact}, or to the Secretary of Health and Human Services (Office for Civil Rights, www.hhs.gov/ocr/complaints).\n\n{who}\n",
         &date_time(amendment.received)[..10],
         amendment.focus,
         amendment.requested,
         basis.words(),
         if explanation.trim().is_empty() { String::new() } else { format!(" {}", explanation.trim()) },
+        amendment.id,
     );
     document(amendment, DENIAL_LETTER, "Denial of a request to amend", &text, json!({ "display": who }), now)
 }
@@ -342,23 +356,19 @@ pub fn statement(amendment: &Amendment, text: &str, now: i64) -> Result<Json> {
     ))
 }
 
-/// Whether a DocumentReference is one a release carries with the resource it disputes, and
-/// which resources it disputes.
-pub fn disputes(document: &Json) -> Vec<&str> {
-    let ours = document["type"]["coding"].as_array().is_some_and(|c| {
-        c.iter().any(|c| {
-            c["system"] == WORKFLOW_SYSTEM
-                && (c["code"] == DENIAL_LETTER || c["code"] == STATEMENT_OF_DISAGREEMENT)
-        })
-    });
-    if !ours || document["status"] != "current" {
-        return Vec::new();
+/// What a denial letter or statement of disagreement is: its kind, the request it answers
+/// (`Task/..`) and the resources it disputes; `None` for any other document.
+pub fn disputes(document: &Json) -> Option<(&str, &str, Vec<&str>)> {
+    let kind = document["type"]["coding"].as_array()?.iter().find_map(|c| {
+        let code = c["code"].as_str()?;
+        (c["system"] == WORKFLOW_SYSTEM && (code == DENIAL_LETTER || code == STATEMENT_OF_DISAGREEMENT))
+            .then_some(code)
+    })?;
+    if document["status"] != "current" {
+        return None;
     }
-    document["context"]["related"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r["reference"].as_str())
-        .filter(|r| !r.starts_with("Task/"))
-        .collect()
+    let related: Vec<&str> =
+        document["context"]["related"].as_array()?.iter().filter_map(|r| r["reference"].as_str()).collect();
+    let task = related.iter().copied().find(|r| r.starts_with("Task/"))?;
+    Some((kind, task, related.into_iter().filter(|r| !r.starts_with("Task/")).collect()))
 }

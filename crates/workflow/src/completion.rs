@@ -12,7 +12,8 @@
 //!     for it or its encounter [`Policy::operative_report_hours`] after it ended
 //!     (482.51(b)(6));
 //!   - `unsigned-note`: a current note of a finished encounter that is not final or has no
-//!     authenticator [`Policy::signature_hours`] after it was written (482.24(c)(1)).
+//!     authenticator [`Policy::signature_hours`] after it was written or the encounter ended,
+//!     whichever is later (482.24(c)(1)).
 //!
 //!   A document counts only while it is `current`: one entered in error or superseded is not
 //!   the record's.
@@ -130,6 +131,9 @@ pub struct Deficiency {
     pub due: i64,
     /// When the encounter ended (ms).
     pub discharged: i64,
+    /// The security labels (system, code) of what lacks the document, which its Task carries
+    /// so it is seen only by those who may see that.
+    pub labels: Vec<(String, String)>,
 }
 
 impl Deficiency {
@@ -172,7 +176,17 @@ fn practitioner(reference: &Json) -> Option<String> {
     id_of(reference, "Practitioner").map(|id| format!("Practitioner/{id}"))
 }
 
+fn labels(json: &Json) -> Vec<(String, String)> {
+    json["meta"]["security"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| Some((l["system"].as_str()?.to_string(), l["code"].as_str()?.to_string())))
+        .collect()
+}
+
 struct Encounter {
+    labels: Vec<(String, String)>,
     patient: String,
     inpatient: bool,
     start: i64,
@@ -181,6 +195,7 @@ struct Encounter {
 }
 
 struct Procedure {
+    labels: Vec<(String, String)>,
     id: String,
     encounter: String,
     end: i64,
@@ -188,6 +203,7 @@ struct Procedure {
 }
 
 struct Document {
+    labels: Vec<(String, String)>,
     id: String,
     loinc: Vec<String>,
     encounters: Vec<String>,
@@ -241,7 +257,14 @@ fn read_record(store: &dyn Store) -> Result<Record> {
         let inpatient = json["class"]["code"].as_str().is_some_and(|c| INPATIENT.contains(&c));
         encounters.insert(
             id.to_string(),
-            Encounter { patient: patient.to_string(), inpatient, start, end, attending },
+            Encounter {
+                labels: labels(&json),
+                patient: patient.to_string(),
+                inpatient,
+                start,
+                end,
+                attending,
+            },
         );
         Ok(())
     })?;
@@ -260,7 +283,13 @@ fn read_record(store: &dyn Store) -> Result<Record> {
         let Some(end) = end else { return Ok(()) };
         let surgeon =
             json["performer"].as_array().and_then(|p| p.first()).and_then(|p| practitioner(&p["actor"]));
-        procedures.push(Procedure { id: id.to_string(), encounter: encounter.to_string(), end, surgeon });
+        procedures.push(Procedure {
+            labels: labels(&json),
+            id: id.to_string(),
+            encounter: encounter.to_string(),
+            end,
+            surgeon,
+        });
         Ok(())
     })?;
     let mut documents = Vec::new();
@@ -284,6 +313,7 @@ fn read_record(store: &dyn Store) -> Result<Record> {
         let signed = matches!(json["docStatus"].as_str(), Some("final" | "amended"))
             && json["authenticator"]["reference"].as_str().is_some_and(|r| !r.is_empty());
         documents.push(Document {
+            labels: labels(&json),
             id: id.to_string(),
             loinc: codes(&json["type"], LOINC).map(str::to_string).collect(),
             encounters,
@@ -314,20 +344,31 @@ pub fn find(store: &dyn Store, policy: &Policy, now: i64) -> Result<Vec<Deficien
     }
     let documented = |key: &str, kinds: &[&str]| kinds.iter().any(|k| has.contains(&(key, *k)));
     let mut found = Vec::new();
-    let mut owe =
-        |rule: Rule, focus: String, encounter_id: &str, encounter: &Encounter, responsible, due: i64| {
-            if due <= now {
-                found.push(Deficiency {
-                    rule,
-                    focus,
-                    encounter: encounter_id.to_string(),
-                    patient: encounter.patient.clone(),
-                    responsible,
-                    due,
-                    discharged: encounter.end,
-                });
-            }
-        };
+    // The Task carries the labels of the encounter and of what lacks the document.
+    let mut owe = |rule: Rule,
+                   focus: String,
+                   encounter_id: &str,
+                   encounter: &Encounter,
+                   responsible,
+                   due: i64,
+                   own_labels: &[(String, String)]| {
+        if due <= now {
+            let mut labels: Vec<(String, String)> =
+                encounter.labels.iter().chain(own_labels).cloned().collect();
+            labels.sort();
+            labels.dedup();
+            found.push(Deficiency {
+                rule,
+                focus,
+                encounter: encounter_id.to_string(),
+                patient: encounter.patient.clone(),
+                responsible,
+                due,
+                discharged: encounter.end,
+                labels,
+            });
+        }
+    };
     for (id, encounter) in &record.encounters {
         if !encounter.inpatient {
             continue;
@@ -341,6 +382,7 @@ pub fn find(store: &dyn Store, policy: &Policy, now: i64) -> Result<Vec<Deficien
                 encounter,
                 encounter.attending.clone(),
                 due,
+                &[],
             );
         }
         if !documented(id, HISTORY_AND_PHYSICAL) {
@@ -352,6 +394,7 @@ pub fn find(store: &dyn Store, policy: &Policy, now: i64) -> Result<Vec<Deficien
                 encounter,
                 encounter.attending.clone(),
                 due,
+                &[],
             );
         }
     }
@@ -363,7 +406,7 @@ pub fn find(store: &dyn Store, policy: &Policy, now: i64) -> Result<Vec<Deficien
         }
         let due = procedure.end + policy.operative_report_hours * HOUR;
         let surgeon = procedure.surgeon.clone().or(encounter.attending.clone());
-        owe(Rule::OperativeReport, focus, &procedure.encounter, encounter, surgeon, due);
+        owe(Rule::OperativeReport, focus, &procedure.encounter, encounter, surgeon, due, &procedure.labels);
     }
     for document in record.documents.iter().filter(|d| !d.signed) {
         let Some((encounter_id, encounter)) =
@@ -381,6 +424,7 @@ pub fn find(store: &dyn Store, policy: &Policy, now: i64) -> Result<Vec<Deficien
             encounter,
             author,
             due,
+            &document.labels,
         );
     }
     found.sort();
@@ -409,6 +453,14 @@ pub fn to_task(deficiency: &Deficiency) -> Json {
     });
     if let Some(owner) = &deficiency.responsible {
         task["owner"] = json!({ "reference": owner });
+    }
+    if !deficiency.labels.is_empty() {
+        let labels: Vec<Json> = deficiency
+            .labels
+            .iter()
+            .map(|(system, code)| json!({ "system": system, "code": code }))
+            .collect();
+        task["meta"] = json!({ "security": labels });
     }
     task
 }
@@ -461,7 +513,8 @@ pub fn sync(store: &dyn Store, policy: &Policy, now: i64) -> Result<Sync> {
             task["status"] = json!("completed");
             task["lastModified"] = json!(date_time(now));
             task["executionPeriod"]["end"] = json!(date_time(now));
-            task["statusReason"] = json!({ "text": "the document is on record and signed" });
+            task["statusReason"] =
+                json!({ "text": "no longer owed: the document is on record and signed, or the encounter changed" });
             (t.version, task)
         })
         .collect();
@@ -573,6 +626,14 @@ pub fn report(store: &dyn Store, policy: &Policy, now: i64, period_days: i64) ->
 }
 
 impl Report {
+    /// The deficiencies a report of `count` lists: the oldest due first.
+    pub fn listed(&self, count: usize) -> Vec<&Deficiency> {
+        let mut oldest: Vec<&Deficiency> = self.deficiencies.iter().collect();
+        oldest.sort_by(|a, b| (a.due, &a.focus).cmp(&(b.due, &b.focus)));
+        oldest.truncate(count);
+        oldest
+    }
+
     /// The report as a FHIR Parameters: the figures, a part per clinician, and up to `count`
     /// deficiencies, oldest first.
     pub fn to_parameters(&self, count: usize) -> Json {
@@ -610,9 +671,7 @@ impl Report {
             }
             parameter.push(json!({ "name": "clinician", "part": part }));
         }
-        let mut oldest: Vec<&Deficiency> = self.deficiencies.iter().collect();
-        oldest.sort_by_key(|d| (d.due, d.focus.clone()));
-        for d in oldest.into_iter().take(count) {
+        for d in self.listed(count) {
             let mut part = vec![
                 json!({ "name": "rule", "valueCode": d.rule.code() }),
                 json!({ "name": "focus", "valueReference": { "reference": d.focus } }),

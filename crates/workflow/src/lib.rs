@@ -9,6 +9,9 @@
 //! - [`amendment`]: a patient's request to amend their record (164.526), on its 60-day clock;
 //!   accepted as a new version with its Provenance and the people to notify, or denied with a
 //!   letter, the patient's statement of disagreement carried into later releases.
+//! - [`retention`]: retention schedules per record class, legal holds (enforced by the store
+//!   on every path), the purge of what is past retention and under no hold, and its
+//!   certificate of destruction.
 //! - [`completion`]: record completion. Deficiency rules over finished encounters (discharge
 //!   summary, history and physical, operative report, signature), each a `Task` owned by the
 //!   clinician who owes the document and closed when it arrives; the delinquency report and
@@ -17,6 +20,7 @@
 pub mod amendment;
 pub mod clock;
 pub mod completion;
+pub mod retention;
 pub mod roi;
 
 pub use clock::{Clock, FixedClock, SystemClock};
@@ -24,15 +28,25 @@ pub use clock::{Clock, FixedClock, SystemClock};
 /// Whether a resource is a workflow's own record, written only through that workflow's
 /// operations (its clock, rules and audit are the law's): the operations that write it.
 pub fn written_only_by(resource_type: &str, json: &serde_json::Value) -> Option<&'static str> {
-    if resource_type != "Task" {
-        return None;
-    }
+    let coded = match resource_type {
+        "Task" => &json["code"],
+        "DocumentReference" => &json["type"],
+        _ => return None,
+    };
     let code =
-        json["code"]["coding"].as_array()?.iter().find(|c| c["system"] == roi::WORKFLOW_SYSTEM)?["code"]
-            .as_str()?;
+        coded["coding"].as_array()?.iter().find(|c| c["system"] == roi::WORKFLOW_SYSTEM)?["code"].as_str()?;
+    if resource_type == "DocumentReference" {
+        return match code {
+            retention::CERTIFICATE_CODE => Some("$retention-purge"),
+            amendment::DENIAL_LETTER => Some("Task/[id]/$amend-decide"),
+            amendment::STATEMENT_OF_DISAGREEMENT => Some("Task/[id]/$amend-disagree"),
+            _ => None,
+        };
+    }
     match code {
         roi::ROI_CODE => Some("Task/$roi-request, Task/[id]/$roi-extend, Task/[id]/$roi-release"),
         completion::DEFICIENCY_CODE => Some("Task/$completion-scan"),
+        store::hold::HOLD_CODE => Some("Task/$hold-place, Task/[id]/$hold-release"),
         amendment::AMENDMENT_CODE => Some(
             "Task/$amend-request, Task/[id]/$amend-extend, Task/[id]/$amend-decide, Task/[id]/$amend-disagree",
         ),

@@ -90,6 +90,10 @@ impl Api {
             ));
         }
         call.gate.touch(&request.patient);
+        let viewed = ViewedStore { store: self.store.as_ref(), gate: call.gate };
+        if store::Store::read(&viewed, "Patient", &request.patient)?.filter(|r| !r.is_deleted()).is_none() {
+            return Err(refused(format!("Patient/{} is not on record", request.patient)));
+        }
         self.amendment_focus(call.gate, &request)?;
         request.id = new_id();
         request.status = "requested".into();
@@ -154,11 +158,26 @@ impl Api {
                         request.focus
                     )));
                 }
+                // Still the patient's, and about no one else.
+                let own = format!("Patient/{}", request.patient);
+                let still_theirs = amended["resourceType"] == "Patient"
+                    || fhir::patient_reference(&amended) == Some(own.as_str());
+                if !still_theirs || fhir::patients_mentioned(&amended).iter().any(|p| *p != request.patient) {
+                    return Err(refused(format!(
+                        "resource: an amendment of {} stays in {own}'s record and names no other patient",
+                        request.focus
+                    )));
+                }
+                // Over the version the amendment was made from, when it says which.
+                let based_on = amended["meta"]["versionId"]
+                    .as_str()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(focus_record.version);
                 let resource = fhir::Resource::from_value(amended)?;
                 crate::write::check_not_workflow(resource.resource_type(), resource.as_json())?;
                 ops.push(WriteOp::Update {
                     resource: prepare(&resource, self.config.validation)?,
-                    if_match: Some(Precondition::Versions(vec![focus_record.version])),
+                    if_match: Some(Precondition::Versions(vec![based_on])),
                 });
                 let mut provenance = amendment::provenance(&request, focus_record.version, &who, now);
                 provenance["id"] = json!(new_id());
@@ -167,8 +186,11 @@ impl Api {
                     self.config.validation,
                 )?));
                 let viewed = ViewedStore { store: self.store.as_ref(), gate: call.gate };
-                let notify =
-                    amendment::recipients(&viewed, &request, focus_record.last_updated).map_err(invalid)?;
+                // Everyone who may have received the wrong information: since the resource was
+                // first written.
+                let (kind, id) = request.focus.split_once('/').unwrap_or(("", ""));
+                let first_written = store::Store::vread(&viewed, kind, id, 1)?.map_or(0, |v| v.last_updated);
+                let notify = amendment::recipients(&viewed, &request, first_written).map_err(invalid)?;
                 task["status"] = json!("completed");
                 task["businessStatus"] = json!({ "text": "accepted" });
                 let mut list = vec![
@@ -193,6 +215,7 @@ impl Api {
                     basis,
                     call.inputs.get("explanation").unwrap_or(""),
                     &who,
+                    call.inputs.get("contact").unwrap_or(amendment::DEFAULT_CONTACT),
                     now,
                 );
                 let letter_id = new_id();

@@ -28,9 +28,11 @@ impl Api {
     /// `Task/$completion-scan`.
     pub(crate) fn completion_scan(&self, call: &Call<'_>) -> Result<Change, ApiError> {
         call.gate.bulk(None)?;
-        let viewed = ViewedStore { store: self.store.as_ref(), gate: call.gate };
+        // The rules read the whole record, whoever runs them, so the Tasks do not depend on
+        // the runner's view; each Task carries the labels of what it is about, and the answer
+        // is counts.
         let now = self.now();
-        let sync = completion::sync(&viewed, &Policy::default(), now).map_err(workflow_error)?;
+        let sync = completion::sync(self.store.as_ref(), &Policy::default(), now).map_err(workflow_error)?;
         let mut ops = Vec::new();
         for task in &sync.open {
             let prepared = prepare(&fhir::Resource::from_value(task.clone())?, self.config.validation)?;
@@ -45,6 +47,12 @@ impl Api {
         }
         for d in &sync.deficiencies {
             call.gate.touch(&d.patient);
+        }
+        for (_, task) in &sync.close {
+            if let Some(patient) = task["for"]["reference"].as_str().and_then(|r| r.strip_prefix("Patient/"))
+            {
+                call.gate.touch(patient);
+            }
         }
         let (opened, closed, open) = (sync.open.len(), sync.close.len(), sync.deficiencies.len());
         Ok(Change {
@@ -84,9 +92,7 @@ impl Api {
         let count = call.inputs.whole_number("_count")?.unwrap_or(100).min(10_000);
         let viewed = ViewedStore { store: self.store.as_ref(), gate: call.gate };
         let report = completion::report(&viewed, &Policy::default(), now, period).map_err(workflow_error)?;
-        let mut oldest: Vec<&completion::Deficiency> = report.deficiencies.iter().collect();
-        oldest.sort_by_key(|d| d.due);
-        for d in oldest.into_iter().take(count) {
+        for d in report.listed(count) {
             call.gate.touch(&d.patient);
         }
         Ok(json_response(&report.to_parameters(count)))

@@ -13,6 +13,7 @@ pub(crate) mod matching;
 mod merge;
 mod parameters;
 pub(crate) mod registry;
+mod retention;
 mod risk;
 mod roi;
 mod terminology;

@@ -28,24 +28,8 @@ fn under_own_law(json: &Json) -> bool {
         .is_some_and(|labels| labels.iter().any(|l| l["code"].as_str().is_some_and(|c| OWN_LAW.contains(&c))))
 }
 
-/// The search parameters read, in order, for a resource's clinical date.
-const DATE_PARAMETERS: &[&str] = &["date", "onset-date", "recorded-date", "authoredon", "created", "period"];
-
 fn day_start(date: &str) -> Option<i64> {
     fhir::DateTime::parse(date, fhir::DateTimeKind::Date).ok().map(|d| d.lower_bound_millis())
-}
-
-/// The clinical date of a resource: (first ms, first ms after), from its search-parameter
-/// index rows.
-fn clinical_dates(resource_type: &str, json: &Json) -> Option<(i64, i64)> {
-    let params = fhir::search_parameters();
-    let rows = store::index::extract_json(resource_type, json).dates;
-    DATE_PARAMETERS.iter().filter_map(|code| params.get(resource_type, code)).find_map(|applied| {
-        let values: Vec<&(u32, i64, i64)> = rows.iter().filter(|(key, _, _)| *key == applied.key).collect();
-        let low = values.iter().map(|(_, low, _)| *low).min()?;
-        let high = values.iter().map(|(_, _, high)| *high).max()?;
-        Some((low, high))
-    })
 }
 
 /// The compartment's resource types, sorted.
@@ -72,7 +56,7 @@ pub fn release(store: &dyn Store, request: &Request, now: i64) -> Result<Json> {
         if from.is_none() && to.is_none() {
             return true;
         }
-        clinical_dates(resource_type, json)
+        store::hold::clinical_dates(resource_type, json)
             .is_some_and(|(low, high)| from.is_none_or(|from| high > from) && to.is_none_or(|to| low < to))
     };
     let types =
@@ -107,12 +91,13 @@ pub fn release(store: &dyn Store, request: &Request, now: i64) -> Result<Json> {
             entries.push(json!({ "fullUrl": format!("{resource_type}/{id}"), "resource": json }));
         }
     }
-    // A denied amendment's letter and the patient's statement of disagreement go with every
-    // release of what they dispute (164.526(d)(5)), whatever types were asked for.
+    // The patient's statement of disagreement with a denied amendment, and the denial letter
+    // with it, go with every release of what they dispute (164.526(d)(5)(i)), whatever types
+    // were asked for. A letter without a statement does not (the patient has not asked).
     let released: std::collections::HashSet<String> =
         entries.iter().filter_map(|e| e["fullUrl"].as_str().map(str::to_string)).collect();
     let keys = fhir::search_parameters::compartment_keys("Patient", "DocumentReference");
-    let mut disputing: Vec<(String, Json)> = store
+    let candidates: Vec<(String, Json)> = store
         .referencing(&keys, &target)?
         .into_iter()
         .filter(|record| record.resource_type == "DocumentReference" && !record.is_deleted())
@@ -120,7 +105,22 @@ pub fn release(store: &dyn Store, request: &Request, now: i64) -> Result<Json> {
         .filter(|(id, json)| {
             !released.contains(&format!("DocumentReference/{id}"))
                 && fhir::patient_reference(json) == Some(patient_reference.as_str())
-                && crate::amendment::disputes(json).iter().any(|r| released.contains(*r))
+                && fhir::patients_mentioned(json).iter().all(|id| *id == request.patient)
+                && !under_own_law(json)
+                && crate::amendment::disputes(json)
+                    .is_some_and(|(_, _, disputed)| disputed.iter().any(|r| released.contains(*r)))
+        })
+        .collect();
+    let answered: std::collections::HashSet<String> = candidates
+        .iter()
+        .filter_map(|(_, json)| crate::amendment::disputes(json))
+        .filter(|(kind, _, _)| *kind == crate::amendment::STATEMENT_OF_DISAGREEMENT)
+        .map(|(_, task, _)| task.to_string())
+        .collect();
+    let mut disputing: Vec<(String, Json)> = candidates
+        .into_iter()
+        .filter(|(_, json)| {
+            crate::amendment::disputes(json).is_some_and(|(_, task, _)| answered.contains(task))
         })
         .collect();
     disputing.sort_by(|a, b| a.0.cmp(&b.0));

@@ -1,0 +1,154 @@
+//! Legal holds, as the store keeps them: a hold is a `Task` (code
+//! `https://chartroom.dev/fhir/CodeSystem/him-workflow|legal-hold`) while it is `in-progress`,
+//! on a patient (`for`), an encounter (`focus`), a date range (`restriction.period`), or a
+//! patient's records within a date range. The writer refuses every change to a resource under
+//! an active hold (an update, a delete, a purge, by any path: the API, a merge, an import), so
+//! the rule holds whoever writes.
+//!
+//! What a hold covers ([`Hold::covers`]):
+//! - on a patient: the Patient, and every resource whose own subject (`subject`, `patient`,
+//!   `beneficiary`) is that patient;
+//! - on an encounter: the Encounter, and every resource that refers to it;
+//! - with a date range: of those (or of every resource, for a hold on dates alone), the ones
+//!   whose clinical date overlaps it ([`clinical_dates`]; a resource without one by when it
+//!   was last updated), so nothing of the period slips out for want of a date.
+//!
+//! Hold Tasks themselves are never covered: placing and releasing them is the hold's own life.
+
+use serde_json::Value as Json;
+
+pub const HOLD_SYSTEM: &str = "https://chartroom.dev/fhir/CodeSystem/him-workflow";
+pub const HOLD_CODE: &str = "legal-hold";
+
+/// One active legal hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hold {
+    /// The Task's id.
+    pub id: String,
+    pub patient: Option<String>,
+    pub encounter: Option<String>,
+    /// First ms in the range, and first ms after it.
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+}
+
+/// Whether a Task is a legal hold (active or not).
+pub fn is_hold_task(json: &Json) -> bool {
+    json["resourceType"] == "Task"
+        && json["code"]["coding"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["system"] == HOLD_SYSTEM && c["code"] == HOLD_CODE))
+}
+
+fn bound(text: Option<&str>, upper: bool) -> Option<i64> {
+    let parsed = fhir::DateTime::parse(text?, fhir::DateTimeKind::DateTime).ok()?;
+    Some(if upper { parsed.upper_bound_millis() } else { parsed.lower_bound_millis() })
+}
+
+impl Hold {
+    /// The active hold a Task is, if it is one (a hold Task that is not `in-progress` holds
+    /// nothing).
+    pub fn from_task(json: &Json) -> Option<Hold> {
+        if !is_hold_task(json) || json["status"] != "in-progress" {
+            return None;
+        }
+        let id_in = |element: &Json, kind: &str| {
+            element["reference"]
+                .as_str()
+                .and_then(|r| r.strip_prefix(kind))
+                .and_then(|r| r.strip_prefix('/'))
+                .map(str::to_string)
+        };
+        let period = &json["restriction"]["period"];
+        Some(Hold {
+            id: json["id"].as_str().unwrap_or("").to_string(),
+            patient: id_in(&json["for"], "Patient"),
+            encounter: id_in(&json["focus"], "Encounter"),
+            from: bound(period["start"].as_str(), false),
+            to: bound(period["end"].as_str(), true),
+        })
+    }
+
+    fn dated(&self) -> bool {
+        self.from.is_some() || self.to.is_some()
+    }
+
+    /// Whether the hold covers this resource (its current content).
+    pub fn covers(&self, resource_type: &str, json: &Json) -> bool {
+        if is_hold_task(json) {
+            return false;
+        }
+        if !self.dated() && self.patient.is_none() && self.encounter.is_none() {
+            // A hold on nothing named holds everything.
+            return true;
+        }
+        let id = json["id"].as_str().unwrap_or("");
+        if let Some(patient) = &self.patient {
+            let own = if resource_type == "Patient" {
+                id == patient
+            } else {
+                fhir::patient_reference(json).and_then(|r| r.strip_prefix("Patient/"))
+                    == Some(patient.as_str())
+            };
+            if !own {
+                return false;
+            }
+        }
+        if let Some(encounter) = &self.encounter {
+            let reference = format!("Encounter/{encounter}");
+            let about = (resource_type == "Encounter" && id == encounter) || refers_to(json, &reference);
+            if !about {
+                return false;
+            }
+        }
+        if self.dated() {
+            let (low, high) = clinical_dates(resource_type, json)
+                .or_else(|| {
+                    let updated = bound(json["meta"]["lastUpdated"].as_str(), false)?;
+                    Some((updated, updated + 1))
+                })
+                .unwrap_or((i64::MIN, i64::MAX));
+            let (from, to) = (self.from.unwrap_or(i64::MIN), self.to.unwrap_or(i64::MAX));
+            // The Patient of a dated hold on a patient is kept whatever the dates: the held
+            // records refer to it.
+            if !(resource_type == "Patient" && self.patient.is_some()) && !(high > from && low < to) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn refers_to(value: &Json, target: &str) -> bool {
+    match value {
+        Json::Object(object) => object.iter().any(|(key, v)| {
+            (key == "reference"
+                && v.as_str().is_some_and(|r| r == target || r.ends_with(&format!("/{target}"))))
+                || refers_to(v, target)
+        }),
+        Json::Array(items) => items.iter().any(|v| refers_to(v, target)),
+        _ => false,
+    }
+}
+
+/// The search parameters read, in order, for a resource's clinical date.
+const DATE_PARAMETERS: &[&str] = &["date", "onset-date", "recorded-date", "authoredon", "created", "period"];
+
+/// The clinical date of a resource: (first ms, first ms after), from its search-parameter
+/// index rows: the first of its `date`, `onset-date`, `recorded-date`, `authoredon`, `created`,
+/// `period` parameters that has a value.
+pub fn clinical_dates(resource_type: &str, json: &Json) -> Option<(i64, i64)> {
+    let params = fhir::search_parameters();
+    let rows = crate::index::extract_json(resource_type, json).dates;
+    DATE_PARAMETERS.iter().filter_map(|code| params.get(resource_type, code)).find_map(|applied| {
+        let values: Vec<&(u32, i64, i64)> = rows.iter().filter(|(key, _, _)| *key == applied.key).collect();
+        let low = values.iter().map(|(_, low, _)| *low).min()?;
+        let high = values.iter().map(|(_, _, high)| *high).max()?;
+        Some((low, high))
+    })
+}
+
+/// The first active hold of `holds` covering the resource, if any.
+pub fn held_by<'a>(holds: &'a [Hold], resource_type: &str, json: &Json) -> Option<&'a Hold> {
+    holds.iter().find(|hold| hold.covers(resource_type, json))
+}
