@@ -271,3 +271,103 @@ fn an_amendment_accepted_and_one_denied_with_the_statement_carried_into_the_next
     let stored = body(&f.call(Some(&him), Method::Get, &format!("Task/{denied_id}"), None));
     assert_eq!(f.call(Some(&him), Method::Put, &format!("Task/{denied_id}"), Some(&stored)).status, 422);
 }
+
+fn legal_hold(extra: Value) -> Value {
+    let mut task = json!({ "resourceType": "Task", "status": "requested", "intent": "order",
+        "code": { "coding": [{ "system": "https://chartroom.dev/fhir/CodeSystem/him-workflow", "code": "legal-hold" }] },
+        "description": "Smith v. General Hospital", "requester": { "display": "Office of General Counsel" } });
+    task.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    task
+}
+
+#[test]
+fn a_legal_hold_stops_every_write_path_and_the_purge_spares_it() {
+    // Far enough ahead that the 2010 records are past a 10-year retention.
+    let f = Fixture::new("api-retention", Some("2045-01-01T00:00:00Z"));
+    let old = |id: &str, patient: &str| {
+        json!({ "resourceType": "Observation", "id": id, "status": "final", "code": { "text": "Weight" },
+                "subject": { "reference": format!("Patient/{patient}") }, "effectiveDateTime": "2010-05-01" })
+    };
+    f.put_all(&[
+        json!({ "resourceType": "Patient", "id": "pa", "birthDate": "1950-01-01" }),
+        json!({ "resourceType": "Patient", "id": "pb", "birthDate": "1950-01-01" }),
+        old("a1", "pa"),
+        old("b1", "pb"),
+    ]);
+    let him = caller("hana", Role::HimTechnician, None);
+    let refused = f.call(Some(&him), Method::Post, "Task/$hold-place", Some(&legal_hold(json!({}))));
+    assert_eq!(refused.status, 400, "{}", body(&refused));
+    let placed = f.call(
+        Some(&him),
+        Method::Post,
+        "Task/$hold-place",
+        Some(&legal_hold(json!({ "for": { "reference": "Patient/pa" } }))),
+    );
+    assert_eq!(placed.status, 201, "{}", body(&placed));
+    let hold_id = body(&placed)["id"].as_str().unwrap().to_string();
+    assert_eq!(body(&placed)["status"], "in-progress");
+    // Every path is refused: update, delete, patch, conditional update, a transaction.
+    let mut changed = old("a1", "pa");
+    changed["status"] = json!("amended");
+    let admin = caller("root", Role::Admin, None);
+    for (method, path, payload) in [
+        (Method::Put, "Observation/a1", Some(changed.clone())),
+        (Method::Delete, "Observation/a1", None),
+        (Method::Put, "Observation?_id=a1", Some(changed.clone())),
+        (
+            Method::Post,
+            "",
+            Some(json!({ "resourceType": "Bundle", "type": "transaction", "entry": [
+            { "resource": changed, "request": { "method": "PUT", "url": "Observation/a1" } }] })),
+        ),
+    ] {
+        let answer = f.call(Some(&admin), method, path, payload.as_ref());
+        assert_eq!(answer.status, 409, "{path}: {}", body(&answer));
+        assert!(body(&answer).to_string().contains("legal hold"), "{}", body(&answer));
+    }
+    let patch = json!([{ "op": "replace", "path": "/status", "value": "amended" }]);
+    let patched = f.call(Some(&admin), Method::Patch, "Observation/a1", Some(&patch));
+    assert_eq!(patched.status, 409, "{}", body(&patched));
+    // The hold Task is written only by its operations.
+    let stored = body(&f.call(Some(&him), Method::Get, &format!("Task/{hold_id}"), None));
+    let mut lifted = stored.clone();
+    lifted["status"] = json!("completed");
+    assert_eq!(f.call(Some(&admin), Method::Put, &format!("Task/{hold_id}"), Some(&lifted)).status, 422);
+
+    // The report and the purge: pb's old record goes, pa's is kept under the hold.
+    let report = body(&f.call(Some(&him), Method::Get, "$retention-report", None));
+    assert_eq!((value(&report, "resources"), value(&report, "held")), (&json!(2), &json!(2)), "{report}");
+    let a1_before = body(&f.call(Some(&him), Method::Get, "Observation/a1/_history", None));
+    let purged = f.call(Some(&him), Method::Post, "$retention-purge", None);
+    assert_eq!(purged.status, 200, "{}", body(&purged));
+    let certificate = value(&body(&purged), "certificate")["reference"].as_str().unwrap().to_string();
+    assert_eq!(f.call(Some(&him), Method::Get, "Observation/b1", None).status, 404);
+    assert_eq!(f.call(Some(&him), Method::Get, "Patient/pb", None).status, 404);
+    let a1_after = body(&f.call(Some(&him), Method::Get, "Observation/a1/_history", None));
+    assert_eq!(a1_before["entry"], a1_after["entry"]);
+    let certificate = body(&f.call(Some(&him), Method::Get, &certificate, None));
+    assert!(
+        certificate["description"].as_str().unwrap().contains("Destroyed 2 resources of 1 patients"),
+        "{certificate}"
+    );
+    assert_eq!(
+        f.call(
+            Some(&admin),
+            Method::Delete,
+            &format!("DocumentReference/{}", certificate["id"].as_str().unwrap()),
+            None
+        )
+        .status,
+        422
+    );
+    // Released: the record may change, and the next purge takes it.
+    let release = json!({ "resourceType": "Parameters", "parameter": [{ "name": "reason", "valueString": "settled" }] });
+    let released = f.call(Some(&him), Method::Post, &format!("Task/{hold_id}/$hold-release"), Some(&release));
+    assert_eq!(released.status, 200, "{}", body(&released));
+    let report = body(&f.call(Some(&him), Method::Get, "$retention-report", None));
+    assert_eq!((value(&report, "resources"), value(&report, "held")), (&json!(2), &json!(0)));
+    // Coders may not place holds or purge; unknown schedules are refused.
+    let coder = caller("cody", Role::Coder, None);
+    assert_eq!(f.call(Some(&coder), Method::Post, "$retention-purge", None).status, 403);
+    assert_eq!(f.call(Some(&him), Method::Get, "$retention-report?schedule=XX", None).status, 400);
+}

@@ -13,6 +13,7 @@ mod mpi_cli;
 mod path;
 mod privacy_cli;
 mod report_cli;
+mod retention_cli;
 mod risk_cli;
 mod roi_cli;
 mod validate;
@@ -101,6 +102,10 @@ enum Command {
     Roi(roi_cli::RoiArgs),
     /// Amendments: a patient's request to amend their record, accepted or denied (164.526)
     Amend(amend_cli::AmendArgs),
+    /// Legal holds: nothing held can be changed, deleted or purged
+    Hold(retention_cli::HoldArgs),
+    /// Retention: what is past its schedule, and the purge with its certificate
+    Retention(retention_cli::RetentionArgs),
     /// Record completion: deficiencies owed by clinicians, the delinquency report
     Completion(completion_cli::CompletionArgs),
 }
@@ -404,6 +409,8 @@ fn main() -> ExitCode {
         Command::Roi(args) => roi_cli::run(args),
         Command::Completion(args) => completion_cli::run(args),
         Command::Amend(args) => amend_cli::run(args),
+        Command::Hold(args) => retention_cli::run_hold(args),
+        Command::Retention(args) => retention_cli::run_retention(args),
     };
     match result {
         Ok(code) => code,

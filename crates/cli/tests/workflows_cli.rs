@@ -1,6 +1,7 @@
-//! `chartroom completion` and `chartroom amend`, run as the binary on a data directory: the
-//! deficiencies the generator planted reported and opened as Tasks as of its date; an amendment
-//! taken in, denied with its letter, and the patient's statement kept.
+//! `chartroom completion`, `amend`, `hold` and `retention`, run as the binary on a data
+//! directory: the deficiencies the generator planted reported and opened as Tasks as of its
+//! date; an amendment taken in, denied with its letter, and the patient's statement kept; a
+//! hold placed, a purge that spares it with the audit trail's chain intact, the hold released.
 
 mod support;
 
@@ -108,4 +109,99 @@ fn completion_and_amendments_from_the_command_line() {
         .status
         .success()
     );
+
+    // A hold on the first patient; a purge under a schedule that keeps nothing destroys every
+    // other record, keeps the held one, and leaves the audit trail's chain intact.
+    let placed = chartroom(&[
+        "hold",
+        "place",
+        "--data",
+        path(&data),
+        "--patient",
+        "pat-000001",
+        "--matter",
+        "Ames v. General",
+        "--by",
+        "hana",
+    ]);
+    let hold =
+        placed.split("Task/").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap().to_string();
+    assert!(
+        !run(&["hold", "place", "--data", path(&data), "--matter", "nothing named", "--by", "hana"])
+            .status
+            .success()
+    );
+    std::fs::write(
+        dir.join("none.json"),
+        r#"{"name":"keep nothing","adultYears":0,"majorityAge":0,"minorYearsAfterMajority":0}"#,
+    )
+    .unwrap();
+    let schedule = path(&dir.join("none.json")).to_string();
+    let report = chartroom(&[
+        "retention",
+        "report",
+        "--data",
+        path(&data),
+        "--schedule-file",
+        &schedule,
+        "--by",
+        "hana",
+    ]);
+    assert!(report.contains("would destroy") && report.contains("kept under legal hold"), "{report}");
+    let entries_before = chartroom(&["audit", "verify", "--data", path(&data)]);
+    let purged = chartroom(&[
+        "retention",
+        "purge",
+        "--data",
+        path(&data),
+        "--schedule-file",
+        &schedule,
+        "--by",
+        "hana",
+    ]);
+    assert!(
+        purged.contains("destroyed") && purged.contains("certificate of destruction: DocumentReference/"),
+        "{purged}"
+    );
+    let verified = chartroom(&["audit", "verify", "--data", path(&data)]);
+    assert!(verified.contains("the chain is intact"), "{verified}");
+    let count = |text: &str| -> u64 {
+        let line = text.lines().find(|l| l.contains(" entries checked")).unwrap();
+        line.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    assert!(count(&verified) > count(&entries_before), "{entries_before} / {verified}");
+    let after = chartroom(&[
+        "retention",
+        "report",
+        "--data",
+        path(&data),
+        "--schedule-file",
+        &schedule,
+        "--by",
+        "hana",
+    ]);
+    assert!(after.contains("would destroy 0 resources"), "{after}");
+    chartroom(&[
+        "hold",
+        "release",
+        "--data",
+        path(&data),
+        "--id",
+        &hold,
+        "--reason",
+        "settled",
+        "--by",
+        "hana",
+    ]);
+    let released = chartroom(&[
+        "retention",
+        "report",
+        "--data",
+        path(&data),
+        "--schedule-file",
+        &schedule,
+        "--by",
+        "hana",
+    ]);
+    assert!(released.contains("of 1 patients") && released.contains("0 kept under legal hold"), "{released}");
 }
