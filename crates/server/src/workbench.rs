@@ -32,9 +32,11 @@ use web::Area;
 use crate::audit::Slot;
 use crate::{AppState, edge};
 
+mod amendments;
 mod completion;
 mod duplicates;
 mod requests;
+mod retention;
 
 const SESSION_COOKIE: &str = "chartroom_session";
 const SIGN_IN_COOKIE: &str = "chartroom_signin";
@@ -155,6 +157,12 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/coding/encounters/{id}", get(encounter).post(assign))
         .route("/coding/billing", get(billing_audit))
         .route("/requests", get(requests::list).post(requests::intake))
+        .route("/requests/amendments", get(amendments::list).post(amendments::intake))
+        .route("/requests/amendments/{id}/{action}", post(amendments::act))
+        .route("/retention", get(retention::show))
+        .route("/retention/holds", post(retention::place))
+        .route("/retention/holds/{id}/release", post(retention::release))
+        .route("/retention/purge", post(retention::purge))
         .route("/completion", get(completion::report))
         .route("/completion/scan", post(completion::scan))
         .route("/requests/{id}/extend", post(requests::extend))
@@ -341,6 +349,7 @@ fn areas(identity: &Identity) -> Vec<Area> {
             Area::Coding => permits("$coding-worklist"),
             Area::Requests => permits("$roi-overdue"),
             Area::Completion => permits("Task/$completion-report"),
+            Area::Retention => permits("$retention-report"),
             Area::Quality => permits("$data-quality"),
             Area::Privacy => permits("AuditEvent"),
             Area::Analytics => permits("ViewDefinition"),

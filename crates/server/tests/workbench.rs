@@ -528,7 +528,8 @@ async fn the_him_department_takes_in_and_releases_a_request() {
     let (status, page) = post(&f, &him, "/requests", &form).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("taken in; due"), "{page}");
-    let id = page.split("/requests/").nth(1).and_then(|rest| rest.split('/').next()).unwrap().to_string();
+    let id =
+        page.split("action=\"/requests/").nth(1).and_then(|rest| rest.split('/').next()).unwrap().to_string();
     let (status, page) = post(
         &f,
         &him,
@@ -580,5 +581,122 @@ async fn the_him_department_follows_record_completion() {
     assert_eq!(audited(&f, "workbench-completion").len(), 1);
     let coder = sign_in(&f, "cody").await;
     let (status, _, _) = get(&f, Some(&coder), "/completion").await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_him_department_decides_amendments_from_the_requests_area() {
+    let f = fixture("workbench-amendments").await;
+    let him = sign_in(&f, "hana").await;
+    let (status, page, _) = get(&f, Some(&him), "/requests/amendments").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("No open amendment requests"), "{page}");
+    let intake = |requested: &'static str| {
+        [
+            ("csrf", him.csrf.clone()),
+            ("patient", "pa".to_string()),
+            ("focus", "Observation/obs-a1".to_string()),
+            ("requested", requested.to_string()),
+            ("notify", "Dr. Lee".to_string()),
+        ]
+    };
+    let form = intake("My weight was 71 kg");
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, page) = post(&f, &him, "/requests/amendments", &pairs).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("taken in; due"), "{page}");
+    let id = page
+        .split("/requests/amendments/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_string();
+    // The acceptance form holds the resource as it is; the amended one is sent back.
+    assert!(page.contains("&quot;value&quot;: 70"), "{page}");
+    let amended = json!({ "resourceType": "Observation", "id": "obs-a1", "status": "final", "code": { "text": "Body weight" },
+        "subject": { "reference": "Patient/pa" }, "effectiveDateTime": "2024-01-01", "valueQuantity": { "value": 71, "unit": "kg" } });
+    let amended = amended.to_string();
+    let (status, page) = post(
+        &f,
+        &him,
+        &format!("/requests/amendments/{id}/accept"),
+        &[("csrf", &him.csrf), ("resource", &amended)],
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("accepted; amended: Observation/obs-a1/_history/2; notify: Dr. Lee"), "{page}");
+    // Another, denied, then the patient's statement kept.
+    let form = intake("I never weighed that");
+    let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_, page) = post(&f, &him, "/requests/amendments", &pairs).await;
+    let id = page
+        .split("/requests/amendments/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_string();
+    let (_, page) = post(
+        &f,
+        &him,
+        &format!("/requests/amendments/{id}/deny"),
+        &[("csrf", &him.csrf), ("basis", "accurate-and-complete"), ("explanation", "Measured at the visit.")],
+    )
+    .await;
+    assert!(page.contains("denied; denial-letter: DocumentReference/"), "{page}");
+    let (_, page) = post(
+        &f,
+        &him,
+        &format!("/requests/amendments/{id}/disagree"),
+        &[("csrf", &him.csrf), ("statement", "The scale was wrong.")],
+    )
+    .await;
+    assert!(page.contains("statement-of-disagreement: DocumentReference/"), "{page}");
+    assert_eq!(audited(&f, "workbench-amend").len(), 3);
+    let coder = sign_in(&f, "cody").await;
+    let (status, _, _) = get(&f, Some(&coder), "/requests/amendments").await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_him_department_places_and_releases_holds_and_purges() {
+    let f = fixture("workbench-retention").await;
+    let him = sign_in(&f, "hana").await;
+    let (status, page, _) = get(&f, Some(&him), "/retention").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("No holds in force") && page.contains("would destroy <strong>0</strong>"),
+        "{page}"
+    );
+    let (status, page) = post(
+        &f,
+        &him,
+        "/retention/holds",
+        &[("csrf", &him.csrf), ("matter", "Ames v. General"), ("patient", "pa"), ("requested_by", "Counsel")],
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("placed") && page.contains("Ames v. General") && page.contains("Patient/pa"),
+        "{page}"
+    );
+    let id =
+        page.split("/retention/holds/").nth(1).and_then(|rest| rest.split('/').next()).unwrap().to_string();
+    let (_, page) = post(&f, &him, "/retention/purge", &[("csrf", &him.csrf), ("schedule", "CA")]).await;
+    assert!(page.contains("confirm the destruction first"), "{page}");
+    let (_, page) =
+        post(&f, &him, "/retention/purge", &[("csrf", &him.csrf), ("schedule", "CA"), ("confirm", "yes")])
+            .await;
+    assert!(page.contains("Destroyed 0 resources; certificate of destruction DocumentReference/"), "{page}");
+    let (_, page) = post(
+        &f,
+        &him,
+        &format!("/retention/holds/{id}/release"),
+        &[("csrf", &him.csrf), ("reason", "settled")],
+    )
+    .await;
+    assert!(page.contains("released") && page.contains("No holds in force"), "{page}");
+    assert_eq!(audited(&f, "workbench-retention-purge").len(), 1);
+    let coder = sign_in(&f, "cody").await;
+    let (status, _, _) = get(&f, Some(&coder), "/retention").await;
     assert_eq!(status, 403);
 }

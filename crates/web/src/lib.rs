@@ -9,6 +9,7 @@
 //!   one stylesheet is [`STYLESHEET`], served by the binary.
 //! - Every form that changes something carries the session's CSRF token ([`csrf_field`]).
 
+pub mod amendments;
 pub mod analytics;
 pub mod authorize;
 pub mod billing;
@@ -17,6 +18,7 @@ pub mod completion;
 pub mod diff;
 pub mod duplicates;
 pub mod operations;
+pub mod retention;
 pub mod roi;
 pub mod svg;
 pub mod views;
@@ -38,6 +40,7 @@ pub enum Area {
     Coding,
     Requests,
     Completion,
+    Retention,
     Quality,
     Privacy,
     Analytics,
@@ -45,13 +48,14 @@ pub enum Area {
 }
 
 impl Area {
-    pub const ALL: [Area; 10] = [
+    pub const ALL: [Area; 11] = [
         Area::Home,
         Area::Patients,
         Area::Duplicates,
         Area::Coding,
         Area::Requests,
         Area::Completion,
+        Area::Retention,
         Area::Quality,
         Area::Privacy,
         Area::Analytics,
@@ -66,6 +70,7 @@ impl Area {
             Area::Coding => "/coding",
             Area::Requests => "/requests",
             Area::Completion => "/completion",
+            Area::Retention => "/retention",
             Area::Quality => "/quality",
             Area::Privacy => "/privacy",
             Area::Analytics => "/analytics",
@@ -81,6 +86,7 @@ impl Area {
             Area::Coding => "Coding",
             Area::Requests => "Requests",
             Area::Completion => "Completion",
+            Area::Retention => "Retention",
             Area::Quality => "Data quality",
             Area::Privacy => "Privacy",
             Area::Analytics => "Analytics",
@@ -100,10 +106,13 @@ impl Area {
                 "Encounters waiting to be coded, with suggested codes and coding edits; bills checked against the record, and what is not yet billed."
             }
             Area::Requests => {
-                "Release of information: requests for copies of a record, their authorization and 30-day clock, and the release."
+                "Release of information and amendments: requests for copies of a record or to amend it, their clocks, authorization, release and decision."
             }
             Area::Completion => {
                 "Record completion: documents owed by clinicians (summaries, histories, operative reports, signatures), delinquent records and the completion rate."
+            }
+            Area::Retention => {
+                "Legal holds, and the records past their retention schedule: the purge and its certificate of destruction."
             }
             Area::Quality => "The data-quality checks, their trend, and the records that fail them.",
             Area::Privacy => {

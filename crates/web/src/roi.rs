@@ -44,6 +44,7 @@ pub fn requests_page(viewer: &Viewer, rows: &[RequestRow], message: Option<(bool
                 @if ok { p.ok role="status" { (text) } } @else { p.error role="alert" { (text) } }
             }
             p { "A request must be acted on within 30 days of receipt; one extension of 30 days may be taken, before the first 30 days end, with its reason told to the requester (45 CFR 164.524). Disclosures other than to the patient, or for treatment or payment, need the patient's signed authorization (164.508)." }
+            p { a href="/requests/amendments" { "Amendment requests (45 CFR 164.526)" } }
             h2 { "Open requests" }
             @if rows.is_empty() { p { "No open requests." } } @else {
                 div.table-wrap tabindex="0" { table {

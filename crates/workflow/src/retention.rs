@@ -22,7 +22,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value as Json, json};
 use store::Store;
-use store::hold::{HOLD_CODE, Hold, clinical_dates};
+pub use store::hold::{HOLD_CODE, HOLD_SYSTEM};
+use store::hold::{Hold, clinical_dates};
 
 use crate::roi::WORKFLOW_SYSTEM;
 use crate::{DAY, Error, Result, date_time, instant};
