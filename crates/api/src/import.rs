@@ -21,7 +21,7 @@ use fhir::{IssueType, Resource};
 use serde_json::Value;
 use store::{PendingWrite, WriteOp, WriteUnit};
 
-use crate::write::{Validation, new_id, prepare_create, prepare_update};
+use crate::write::{Validation, prepare_loaded};
 use crate::{Api, ApiError};
 
 /// Most bytes of JSON files gathered into one chunk.
@@ -288,11 +288,7 @@ fn read_ndjson(file: &Arc<Path>, chunk_size: usize, sender: &SyncSender<Vec<Item
 /// Turns a resource into a write: resources with an id keep it (update semantics, so
 /// references between files hold and a re-import adds versions instead of duplicates).
 fn prepare_resource(resource: Resource, validation: Validation) -> Result<WriteOp, String> {
-    let result = match resource.id().map(str::to_string) {
-        Some(id) => prepare_update(&resource, &id, None, validation),
-        None => prepare_create(resource, &new_id(), validation),
-    };
-    result.map_err(|e| e.message())
+    prepare_loaded(resource, validation).map_err(|e| e.message())
 }
 
 fn is_executable_bundle(resource: &Resource) -> bool {

@@ -131,6 +131,18 @@ pub(crate) fn prepare_create(
     Ok(WriteOp::Create(prepare(&resource, validation)?))
 }
 
+/// A resource loaded from files by the data directory's owner (`chartroom import`): kept under
+/// its own id (or a new one), workflow records included, since a load carries them as their
+/// operations wrote them where the record comes from. Holds still bind: the store refuses to
+/// change what they cover.
+pub(crate) fn prepare_loaded(mut resource: Resource, validation: Validation) -> Result<WriteOp, ApiError> {
+    if resource.id().is_none() {
+        resource.set_id(&new_id());
+        return Ok(WriteOp::Create(prepare(&resource, validation)?));
+    }
+    Ok(WriteOp::Update { resource: prepare(&resource, validation)?, if_match: None })
+}
+
 /// An update of `id`: the body must carry the same id.
 pub(crate) fn prepare_update(
     resource: &Resource,

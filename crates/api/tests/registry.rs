@@ -82,6 +82,7 @@ fn the_capability_statement_lists_every_registered_operation_with_its_definition
             "amend-decide",
             "amend-disagree",
             "amend-extend",
+            "amend-overdue",
             "amend-request",
             "billing-audit",
             "coding-edits",

@@ -60,6 +60,13 @@ enum AmendCommand {
         #[arg(long)]
         by: String,
     },
+    /// The open requests past their due date.
+    Overdue {
+        #[command(flatten)]
+        store: crate::StoreArgs,
+        #[arg(long)]
+        by: String,
+    },
     /// Keep the patient's statement of disagreement with a denial.
     Disagree {
         #[command(flatten)]
@@ -117,6 +124,21 @@ pub fn run(args: AmendArgs) -> Result<ExitCode> {
             }
             let body = parameters(parameter);
             call_as(&store, api::Method::Post, &task_path(&id, "amend-decide")?, Some(&body), &by)?
+        }
+        AmendCommand::Overdue { store, by } => {
+            let answer = call_as(&store, api::Method::Get, "Task/$amend-overdue", None, &by)?;
+            for entry in answer.body["entry"].as_array().into_iter().flatten() {
+                let task = &entry["resource"];
+                println!(
+                    "Task/{}\t{}\t{}\tdue {}",
+                    task["id"].as_str().unwrap_or(""),
+                    task["for"]["reference"].as_str().unwrap_or(""),
+                    task["focus"]["reference"].as_str().unwrap_or(""),
+                    task["restriction"]["period"]["end"].as_str().unwrap_or("")
+                );
+            }
+            answer.print_issues();
+            return Ok(answer.exit_code());
         }
         AmendCommand::Disagree { store, id, statement, by } => {
             let body = parameters(vec![string("statement", &statement)]);

@@ -41,6 +41,15 @@ struct TruthArgs {
     /// (the rules take turns).
     #[arg(long, default_value_t = synth::TruthOptions::default().completion_defect_rate)]
     completion_defect_rate: f64,
+    /// Share of patients with an open release-of-information request on the as-of date.
+    #[arg(long, default_value_t = synth::TruthOptions::default().roi_request_rate)]
+    roi_request_rate: f64,
+    /// Share of patients with an open amendment request.
+    #[arg(long, default_value_t = synth::TruthOptions::default().amendment_rate)]
+    amendment_rate: f64,
+    /// Share of patients under a legal hold (on the patient or one encounter).
+    #[arg(long, default_value_t = synth::TruthOptions::default().hold_rate)]
+    hold_rate: f64,
     /// Share of patients registered twice with registration errors.
     #[arg(long, default_value_t = synth::TruthOptions::default().duplicate_rate)]
     duplicate_rate: f64,
@@ -66,7 +75,7 @@ struct TruthArgs {
     #[arg(long, default_value_t = synth::TruthOptions::default().readmission_per_disease, allow_hyphen_values = true)]
     readmission_per_disease: f64,
     /// Plant nothing: no defects, duplicates, outbreaks or cohort.
-    #[arg(long, conflicts_with_all = ["defect_rate", "billing_defect_rate", "completion_defect_rate", "duplicate_rate", "outbreaks", "cohort_rate"])]
+    #[arg(long, conflicts_with_all = ["defect_rate", "billing_defect_rate", "completion_defect_rate", "roi_request_rate", "amendment_rate", "hold_rate", "duplicate_rate", "outbreaks", "cohort_rate"])]
     clean: bool,
 }
 
@@ -83,6 +92,9 @@ impl TruthArgs {
             defect_rate: self.defect_rate,
             billing_defect_rate: self.billing_defect_rate,
             completion_defect_rate: self.completion_defect_rate,
+            roi_request_rate: self.roi_request_rate,
+            amendment_rate: self.amendment_rate,
+            hold_rate: self.hold_rate,
             duplicate_rate: self.duplicate_rate,
             outbreaks: self.outbreaks,
             attack_rate: self.attack_rate,

@@ -72,7 +72,7 @@ impl OperationCatalog for Catalog {
                 steward: true,
                 ..declared(Reads::EveryType, PatientUse::Refused)
             },
-            "roi-overdue" => {
+            "roi-overdue" | "amend-overdue" => {
                 OperationAccess { steward: true, ..declared(Reads::Type("Task"), PatientUse::Refused) }
             }
             "completion-report" | "retention-report" => {
@@ -191,6 +191,7 @@ fn coders_read_and_write_codes_only() {
         route(Method::Post, "Task/t1/$amend-disagree"),
         route(Method::Post, "Task/$hold-place"),
         route(Method::Post, "Task/t1/$hold-release"),
+        route(Method::Get, "Task/$amend-overdue"),
         route(Method::Get, "$retention-report"),
         route(Method::Post, "$retention-purge"),
     ] {

@@ -111,7 +111,9 @@ impl Hold {
             let (from, to) = (self.from.unwrap_or(i64::MIN), self.to.unwrap_or(i64::MAX));
             // The Patient of a dated hold on a patient is kept whatever the dates: the held
             // records refer to it.
-            if !(resource_type == "Patient" && self.patient.is_some()) && !(high > from && low < to) {
+            let patients_own = resource_type == "Patient" && self.patient.is_some();
+            let in_range = high > from && low < to;
+            if !patients_own && !in_range {
                 return false;
             }
         }

@@ -84,6 +84,7 @@ pub(crate) const RESOURCE_TYPES: &[&str] = &[
     "Patient",
     "Practitioner",
     "Procedure",
+    "Task",
 ];
 
 /// Generates `options.patients` patients (with the organizations, locations and practitioners

@@ -372,3 +372,21 @@ pub fn disputes(document: &Json) -> Option<(&str, &str, Vec<&str>)> {
     let task = related.iter().copied().find(|r| r.starts_with("Task/"))?;
     Some((kind, task, related.into_iter().filter(|r| !r.starts_with("Task/")).collect()))
 }
+
+/// The open amendment requests past their due date, oldest due first.
+pub fn overdue(store: &dyn Store, now: i64) -> Result<Vec<Amendment>> {
+    let mut found = Vec::new();
+    store.scan_type("Task", None, &mut |_, _, body| {
+        let Ok(task) = serde_json::from_slice::<Json>(body) else { return Ok(()) };
+        if is_amendment(&task)
+            && let Ok(request) = Amendment::from_task(&task)
+            && request.open()
+            && request.due() < now
+        {
+            found.push(request);
+        }
+        Ok(())
+    })?;
+    found.sort_by(|a, b| (a.due(), &a.id).cmp(&(b.due(), &b.id)));
+    Ok(found)
+}

@@ -245,6 +245,20 @@ impl Api {
         })
     }
 
+    /// `Task/$amend-overdue`: the open requests past their due date, oldest due first.
+    pub(crate) fn amend_overdue(&self, call: &Call<'_>) -> Result<crate::Response, ApiError> {
+        let viewed = ViewedStore { store: self.store.as_ref(), gate: call.gate };
+        let late = amendment::overdue(&viewed, self.now()).map_err(invalid)?;
+        let entries: Vec<Json> = late
+            .iter()
+            .map(|request| {
+                call.gate.touch(&request.patient);
+                json!({ "fullUrl": format!("Task/{}", request.id), "resource": request.to_task() })
+            })
+            .collect();
+        Ok(super::json_response(&json!({ "resourceType": "Bundle", "type": "collection", "entry": entries })))
+    }
+
     /// `Task/[id]/$amend-disagree`.
     pub(crate) fn amend_disagree(&self, call: &Call<'_>) -> Result<Change, ApiError> {
         let (record, request) = self.amendment_task(call.gate, &call.level)?;

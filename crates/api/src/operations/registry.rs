@@ -704,6 +704,16 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         handler: Handler::Changes(|api, call| api.retention_purge(call)),
     },
     Operation {
+        name: "amend-overdue",
+        definition: Definition::Own,
+        documentation: "Amendments: the open requests past their due date (60 days, 90 with the extension), oldest due first",
+        levels: Levels { system: false, types: &["Task"], instances: &[] },
+        parameters: &[],
+        affects_state: false,
+        access: stewards(Reads::Type("Task"), Writes::Nothing),
+        handler: Handler::Reads(|api, call| api.amend_overdue(call)),
+    },
+    Operation {
         name: "completion-scan",
         definition: Definition::Own,
         documentation: "Record completion: runs the deficiency rules over finished encounters now (discharge summary 14 days after discharge, history and physical 24 hours after admission, operative report 24 hours after surgery, notes signed within 72 hours); opens a Task owned by the clinician who owes each new deficiency and completes those whose document has arrived",

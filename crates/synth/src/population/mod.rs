@@ -30,7 +30,7 @@ use visits::plan_visits;
 use crate::calendar::*;
 use crate::clinical::Dx;
 use crate::rng::Rng;
-use crate::truth::{self, billing, completion, defects, duplicates};
+use crate::truth::{self, billing, completion, defects, duplicates, requests};
 use crate::{Error, Sink};
 
 // What several parts write alike.
@@ -88,6 +88,9 @@ const READMISSIONS: u64 = 5;
 const BILLING: u64 = 6;
 const BILLING_LAGS: u64 = 7;
 const COMPLETION: u64 = 8;
+const ROI_REQUESTS: u64 = 9;
+const AMENDMENTS: u64 = 10;
+const HOLDS: u64 = 11;
 
 /// Resources of one patient are numbered within the patient so ids never depend on others.
 pub(crate) fn write_patient(plan: &Plan, index: usize, batch: &mut Sink) -> Result<(), Error> {
@@ -131,6 +134,27 @@ pub(crate) fn write_patient(plan: &Plan, index: usize, batch: &mut Sink) -> Resu
         let mut rng = truth::feature_stream(plan.seed, COMPLETION, index);
         if let Some(found) = completion::plant(kind, &mut sink, &mut rng)? {
             sink.record(truth::TruthFile::Deficiencies, &found)?;
+        }
+    }
+    if truth::turn(plan.seed, ROI_REQUESTS, plan.truth.roi_request_rate, index).is_some() {
+        let mut rng = truth::feature_stream(plan.seed, ROI_REQUESTS, index);
+        let line = requests::roi_request(&person.key, &person.id(), &mut sink, &mut rng)?;
+        sink.record(truth::TruthFile::RoiRequests, &line)?;
+    }
+    if truth::turn(plan.seed, AMENDMENTS, plan.truth.amendment_rate, index).is_some() {
+        let mut rng = truth::feature_stream(plan.seed, AMENDMENTS, index);
+        if let Some(line) = requests::amendment_request(&person.key, &person.id(), &mut sink, &mut rng)? {
+            sink.record(truth::TruthFile::Amendments, &line)?;
+        }
+    }
+    // A held record cannot be merged: holds go to people registered once.
+    let registered_twice = truth::turn(plan.seed, DUPLICATES, plan.truth.duplicate_rate, index).is_some();
+    if let Some(turn) = truth::turn(plan.seed, HOLDS, plan.truth.hold_rate, index)
+        && !registered_twice
+    {
+        let mut rng = truth::feature_stream(plan.seed, HOLDS, index);
+        if let Some(line) = requests::hold(&person.key, &person.id(), turn % 2 == 0, &mut sink, &mut rng)? {
+            sink.record(truth::TruthFile::Holds, &line)?;
         }
     }
     if truth::turn(plan.seed, DUPLICATES, plan.truth.duplicate_rate, index).is_some()

@@ -14,6 +14,9 @@
 //! | `billing.ndjson`         | billing defect: rule, claim, what was done                  |
 //! | `unbilled.ndjson`        | visit discharged but not final-billed on the as-of date     |
 //! | `deficiencies.ndjson`    | record-completion deficiency: rule, focus, who owes it      |
+//! | `roi-requests.ndjson`    | open release-of-information request: received, due, overdue |
+//! | `amendments.ndjson`      | open amendment request: the resource, received, due, overdue|
+//! | `holds.ndjson`           | legal hold in force: on a patient or encounter, what it covers |
 //!
 //! Every planted feature draws from a stream of its own, apart from the population's, so the
 //! same seed gives the same people whatever the rates (apart from what a feature changes).
@@ -23,6 +26,7 @@ pub(crate) mod completion;
 pub(crate) mod defects;
 pub(crate) mod duplicates;
 pub(crate) mod models;
+pub(crate) mod requests;
 
 use serde_json::{Value, json};
 
@@ -38,6 +42,11 @@ pub struct TruthOptions {
     /// Share of patients given one record-completion deficiency (a document missing or
     /// unsigned); the rules take turns.
     pub completion_defect_rate: f64,
+    /// Shares of patients with an open release-of-information request, an open amendment
+    /// request, and a legal hold (on the patient or one encounter) on the as-of date.
+    pub roi_request_rate: f64,
+    pub amendment_rate: f64,
+    pub hold_rate: f64,
     /// Share of patients registered a second time with registration errors.
     pub duplicate_rate: f64,
     /// Outbreaks seeded (a syndrome in one city for four weeks).
@@ -63,6 +72,9 @@ impl Default for TruthOptions {
             defect_rate: 0.02,
             billing_defect_rate: 0.03,
             completion_defect_rate: 0.03,
+            roi_request_rate: 0.02,
+            amendment_rate: 0.01,
+            hold_rate: 0.005,
             duplicate_rate: 0.01,
             outbreaks: 2,
             attack_rate: 0.15,
@@ -83,6 +95,9 @@ impl TruthOptions {
             defect_rate: 0.0,
             billing_defect_rate: 0.0,
             completion_defect_rate: 0.0,
+            roi_request_rate: 0.0,
+            amendment_rate: 0.0,
+            hold_rate: 0.0,
             duplicate_rate: 0.0,
             outbreaks: 0,
             attack_rate: 0.0,
@@ -97,6 +112,9 @@ impl TruthOptions {
             ("defect rate", self.defect_rate),
             ("billing defect rate", self.billing_defect_rate),
             ("completion defect rate", self.completion_defect_rate),
+            ("request rate", self.roi_request_rate),
+            ("amendment rate", self.amendment_rate),
+            ("hold rate", self.hold_rate),
             ("duplicate rate", self.duplicate_rate),
             ("attack rate", self.attack_rate),
             ("cohort rate", self.cohort_rate),
@@ -140,10 +158,13 @@ pub(crate) enum TruthFile {
     Billing,
     Unbilled,
     Deficiencies,
+    RoiRequests,
+    Amendments,
+    Holds,
 }
 
 impl TruthFile {
-    pub(crate) const ALL: [TruthFile; 9] = [
+    pub(crate) const ALL: [TruthFile; 12] = [
         TruthFile::Defects,
         TruthFile::Duplicates,
         TruthFile::OutbreakCases,
@@ -153,6 +174,9 @@ impl TruthFile {
         TruthFile::Billing,
         TruthFile::Unbilled,
         TruthFile::Deficiencies,
+        TruthFile::RoiRequests,
+        TruthFile::Amendments,
+        TruthFile::Holds,
     ];
 
     pub(crate) fn file_name(self) -> &'static str {
@@ -166,6 +190,9 @@ impl TruthFile {
             TruthFile::Billing => "billing.ndjson",
             TruthFile::Unbilled => "unbilled.ndjson",
             TruthFile::Deficiencies => "deficiencies.ndjson",
+            TruthFile::RoiRequests => "roi-requests.ndjson",
+            TruthFile::Amendments => "amendments.ndjson",
+            TruthFile::Holds => "holds.ndjson",
         }
     }
 }
@@ -231,6 +258,13 @@ pub(crate) fn parameters(
         "completion": {
             "rate": options.completion_defect_rate,
             "rules": completion::Deficiency::ALL.iter().map(|k| json!({ "rule": k.id(), "description": k.description() })).collect::<Vec<_>>(),
+        },
+        "requests": {
+            "roiRate": options.roi_request_rate,
+            "amendmentRate": options.amendment_rate,
+            "holdRate": options.hold_rate,
+            "clocks": "release of information due 30 days after receipt (60 with the extension), amendments 60 days; overdue when due before the as-of date",
+            "holds": "on a patient (all their resources) or on an encounter (it and every resource referring to it); the Patient kept with them",
         },
         "employees": "every third practitioner is also registered as a patient, with the staff identifier",
     })
