@@ -172,6 +172,45 @@ impl Gate {
         })
     }
 
+    /// The view a disclosure is read through: the department releasing to `recipient` (a
+    /// reference, when the requester is one) for `purpose`, so the patients' consent directives
+    /// aimed at that recipient or purpose apply, whoever in the department runs the release.
+    /// A patient's own copy (`to_the_patient`, 164.524) is their whole record: no directive of
+    /// theirs withholds it from them.
+    pub(crate) fn for_disclosure(
+        api: &Api,
+        user: &str,
+        recipient: Option<String>,
+        purpose: &str,
+        to_the_patient: bool,
+    ) -> Result<Gate, ApiError> {
+        let role = privacy::Role::HimTechnician;
+        let caller = Caller {
+            identity: privacy::Identity {
+                user: format!("{user} (releasing)"),
+                role,
+                patient: None,
+                scopes: role.scopes(),
+                fhir_user: recipient,
+            },
+            purpose: Some(purpose.to_string()),
+            break_glass: None,
+        };
+        let directives = if to_the_patient { Arc::default() } else { api.consents.directives(api)? };
+        Ok(Gate {
+            caller: Some(Arc::new(caller)),
+            grant: Grant { confined_to: None },
+            inspect: !directives.is_empty(),
+            directives,
+            touched: Mutex::default(),
+            written: Mutex::default(),
+            disclosure: Mutex::default(),
+            consent_excluded: Default::default(),
+            interaction: Mutex::default(),
+            validation: api.config.validation,
+        })
+    }
+
     /// The server's validation setting.
     pub(crate) fn validation(&self) -> crate::Validation {
         self.validation

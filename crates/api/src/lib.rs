@@ -170,6 +170,8 @@ pub struct ApiConfig {
     /// The readmission model `chartroom risk train` keeps (`DIR/risk/readmission-model.json`),
     /// which `$high-risk` ranks patients by.
     pub readmission_model: Option<std::path::PathBuf>,
+    /// The department's fees for releases of information (`DIR/roi-fees.json`).
+    pub roi_fees: workflow::roi::fee::FeePolicy,
     /// The authorization server's endpoints the CapabilityStatement advertises
     /// (`rest.security`, SMART's oauth-uris extension); `None` when the server needs no token.
     pub oauth: Option<OAuthUris>,
@@ -214,6 +216,7 @@ impl Default for ApiConfig {
             duplicate_check: DuplicateCheck::Warn,
             mpi_decisions: None,
             readmission_model: None,
+            roi_fees: workflow::roi::fee::FeePolicy::default(),
         }
     }
 }

@@ -133,11 +133,16 @@ pub(crate) fn prepare_create(
 
 /// A resource loaded from files by the data directory's owner (`chartroom import`): kept under
 /// its own id (or a new one), workflow records included, since a load carries them as their
-/// operations wrote them where the record comes from. Holds still bind: the store refuses to
-/// change what they cover.
+/// operations wrote them where the record comes from; but a workflow record already on record
+/// is not overwritten. Holds still bind: the store refuses to change what they cover.
 pub(crate) fn prepare_loaded(mut resource: Resource, validation: Validation) -> Result<WriteOp, ApiError> {
     if resource.id().is_none() {
         resource.set_id(&new_id());
+        return Ok(WriteOp::Create(prepare(&resource, validation)?));
+    }
+    // A workflow's record is loaded once: one already on record (a hold, a request, a
+    // certificate) is not overwritten by a load.
+    if workflow::written_only_by(resource.resource_type(), resource.as_json()).is_some() {
         return Ok(WriteOp::Create(prepare(&resource, validation)?));
     }
     Ok(WriteOp::Update { resource: prepare(&resource, validation)?, if_match: None })

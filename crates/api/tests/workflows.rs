@@ -371,3 +371,131 @@ fn a_legal_hold_stops_every_write_path_and_the_purge_spares_it() {
     assert_eq!(f.call(Some(&coder), Method::Post, "$retention-purge", None).status, 403);
     assert_eq!(f.call(Some(&him), Method::Get, "$retention-report?schedule=XX", None).status, 400);
 }
+
+#[test]
+fn a_release_is_read_as_its_recipient_with_the_departments_fees_and_an_html_copy() {
+    let fees = workflow::roi::fee::FeePolicy { electronic_flat: 6.5, ..Default::default() };
+    let config = chartroom_api::ApiConfig { roi_fees: fees, ..Default::default() };
+    let f = Fixture::with_config("api-roi-recipient", Some("2027-03-02T09:00:00Z"), config);
+    let encounter = |id: &str| {
+        json!({ "resourceType": "Encounter", "id": id, "status": "finished",
+                "class": { "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB" },
+                "subject": { "reference": "Patient/pa" }, "period": { "start": "2024-06-01T09:00:00Z", "end": "2024-06-01T10:00:00Z" } })
+    };
+    f.put_all(&[
+        json!({ "resourceType": "Patient", "id": "pa", "name": [{ "family": "Ames" }] }),
+        encounter("e1"),
+        condition("c1", "Asthma"),
+        // The patient's directive: nothing of their encounters for payment.
+        json!({ "resourceType": "Consent", "id": "no-payment", "status": "active",
+                "scope": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy" }] },
+                "category": [{ "coding": [{ "system": "http://loinc.org", "code": "59284-0" }] }],
+                "patient": { "reference": "Patient/pa" },
+                "policyRule": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN" }] },
+                "provision": { "type": "permit", "provision": [{ "type": "deny",
+                    "purpose": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "HPAYMT" }],
+                    "class": [{ "system": "http://hl7.org/fhir/resource-types", "code": "Encounter" }] }] } }),
+    ]);
+    let him = caller("hana", Role::HimTechnician, None);
+    let request = |kind: &str, purpose: &str, requester: Value| {
+        json!({ "resourceType": "Task", "status": "requested", "intent": "order",
+            "code": { "coding": [{ "system": "https://chartroom.dev/fhir/CodeSystem/him-workflow", "code": "release-of-information" }] },
+            "for": { "reference": "Patient/pa" }, "authoredOn": "2027-03-01T09:00:00Z", "requester": requester,
+            "reasonCode": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": purpose }] },
+            "input": [
+                { "type": { "coding": [{ "system": "https://chartroom.dev/fhir/CodeSystem/roi-input", "code": "requester-type" }] }, "valueCode": kind },
+                { "type": { "coding": [{ "system": "https://chartroom.dev/fhir/CodeSystem/roi-input", "code": "record-type" }] }, "valueCode": "Encounter" },
+                { "type": { "coding": [{ "system": "https://chartroom.dev/fhir/CodeSystem/roi-input", "code": "record-type" }] }, "valueCode": "Condition" } ] })
+    };
+    let release = |task: Value, accept: Option<&str>| {
+        let taken = f.call(Some(&him), Method::Post, "Task/$roi-request", Some(&task));
+        assert_eq!(taken.status, 201, "{}", body(&taken));
+        let path = format!("Task/{}/$roi-release", body(&taken)["id"].as_str().unwrap());
+        f.call_accepting(Some(&him), Method::Post, &path, None, accept)
+    };
+    // To the insurer for payment: the directive withholds the encounter.
+    let insurer = release(request("insurer", "HPAYMT", json!({ "display": "Acme Health" })), None);
+    assert_eq!(insurer.status, 200, "{}", body(&insurer));
+    let released: Vec<String> = body(&insurer)["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(released, ["c1"]);
+    // To the patient: their whole record, as an HTML copy.
+    let own = release(
+        request("patient", "PATRQT", json!({ "reference": "Patient/pa", "display": "Ann Ames" })),
+        Some("text/html"),
+    );
+    assert_eq!(own.status, 200);
+    assert_eq!(own.content_type, Some("text/html; charset=utf-8"));
+    let page = String::from_utf8(own.body.clone().unwrap_or_default()).unwrap();
+    assert!(
+        page.contains("Copy of health records") && page.contains("Encounter/e1") && page.contains("Asthma"),
+        "{page}"
+    );
+    assert!(page.contains("Ann Ames (patient)"), "{page}");
+    // The department's fees: nothing for payment, the flat fee for the patient's electronic copy.
+    let stored = body(&f.call(Some(&him), Method::Get, "Task?_count=100", None));
+    let fees: Vec<f64> = stored["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["resource"]["output"].as_array().cloned().unwrap_or_default())
+        .filter_map(|o| o["valueMoney"]["value"].as_f64())
+        .collect();
+    assert_eq!(fees.len(), 2, "{fees:?}");
+    assert!(fees.contains(&0.0) && fees.contains(&6.5), "{fees:?}");
+    let policy = workflow::roi::fee::FeePolicy::from_json(&json!({ "thirdPartyBase": 40 })).unwrap();
+    assert_eq!((policy.third_party_base, policy.electronic_flat), (40.0, 6.5));
+    assert!(workflow::roi::fee::FeePolicy::from_json(&json!({ "thirdPartyBase": -1 })).is_err());
+}
+
+#[test]
+fn holds_survive_a_conditional_create_and_disguised_codes() {
+    let f = Fixture::new("api-hold-guards", Some("2027-03-02T09:00:00Z"));
+    f.put_all(&[
+        json!({ "resourceType": "Patient", "id": "pa" }),
+        json!({ "resourceType": "Encounter", "id": "e1", "status": "finished",
+                "class": { "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB" },
+                "subject": { "reference": "Patient/pa" } }),
+        json!({ "resourceType": "Observation", "id": "o1", "status": "final", "code": { "text": "Weight" },
+                "subject": { "reference": "Patient/pa" }, "encounter": { "reference": "Encounter/e1" } }),
+    ]);
+    let him = caller("hana", Role::HimTechnician, None);
+    let admin = caller("root", Role::Admin, None);
+    // A hold on an encounter is on its patient's record: the Patient is named and kept.
+    let placed = f.call(
+        Some(&him),
+        Method::Post,
+        "Task/$hold-place",
+        Some(&legal_hold(json!({ "focus": { "reference": "Encounter/e1" } }))),
+    );
+    assert_eq!(placed.status, 201, "{}", body(&placed));
+    let hold = body(&placed);
+    assert_eq!(hold["for"]["reference"], "Patient/pa");
+    assert_eq!(f.call(Some(&admin), Method::Delete, "Patient/pa", None).status, 409);
+    assert_eq!(f.call(Some(&admin), Method::Delete, "Observation/o1", None).status, 409);
+    // A conditional create that finds the hold changes nothing: the hold still binds.
+    let request = chartroom_api::Request {
+        method: Some(Method::Post),
+        base: "http://test/fhir".into(),
+        path: "Task".into(),
+        if_none_exist: Some(format!("_id={}", hold["id"].as_str().unwrap())),
+        body: serde_json::to_vec(&json!({ "resourceType": "Task", "status": "draft", "intent": "order" }))
+            .unwrap(),
+        caller: Some(admin.clone()),
+        ..Default::default()
+    };
+    let found =
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f.api.handle(&request));
+    assert!(found.status < 300, "{}", body(&found));
+    assert_eq!(f.call(Some(&admin), Method::Delete, "Observation/o1", None).status, 409);
+    // A Task in the workflows' code system is the department's, whatever coding comes first.
+    let disguised = json!({ "resourceType": "Task", "id": "t-disguised", "status": "in-progress", "intent": "order",
+        "code": { "coding": [{ "system": "https://chartroom.dev/fhir/CodeSystem/him-workflow" },
+                             { "system": "https://chartroom.dev/fhir/CodeSystem/him-workflow", "code": "legal-hold" }] },
+        "description": "x" });
+    assert_eq!(f.call(Some(&admin), Method::Put, "Task/t-disguised", Some(&disguised)).status, 422);
+}

@@ -11,6 +11,8 @@ use serde_json::Value;
 pub(crate) struct Answer {
     pub status: u16,
     pub body: Value,
+    /// What the call disclosed, as the audit trail records it.
+    pub disclosure: Option<String>,
 }
 
 impl Answer {
@@ -64,6 +66,8 @@ pub(crate) fn call_as_at(
     let store = store_args.open_existing(crate::SyncMode::Full)?;
     let config = api::ApiConfig {
         mpi_decisions: Some(mpi::review::decisions_path(&store_args.data)),
+        roi_fees: workflow::roi::fee::FeePolicy::load(&store_args.data)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
         ..api::ApiConfig::default()
     };
     let mut api = api::Api::new(store.clone(), config);
@@ -109,5 +113,5 @@ pub(crate) fn call_as_at(
         bail!("the change was made but could not be recorded in the audit trail");
     }
     let body = serde_json::from_slice(response.body.as_deref().unwrap_or(b"{}")).unwrap_or(Value::Null);
-    Ok(Answer { status: response.status, body })
+    Ok(Answer { status: response.status, body, disclosure: response.audit.disclosure.clone() })
 }

@@ -450,6 +450,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         views_dir: Some(args.store.data.join("views")),
         syndromes_dir: Some(analytics::syndromes::syndromes_dir(&args.store.data)),
         mpi_decisions: Some(mpi::review::decisions_path(&args.store.data)),
+        roi_fees: workflow::roi::fee::FeePolicy::load(&args.store.data)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
         readmission_model: Some(analytics::risk::readmission::model_path(&args.store.data)),
         analytics_tables: Some(::views::tables::tables_path(&args.store.data)),
         export_dir: Some(args.store.data.join("exports")),

@@ -181,7 +181,7 @@ pub fn run_retention(args: RetentionArgs) -> Result<ExitCode> {
     if answer.status == 200 {
         let body = &answer.body;
         println!(
-            "{} {} resources of {} patients past retention under the {} schedule; {} kept under legal hold",
+            "{} {} resources of {} patients past retention under the {} schedule; {} kept under legal hold or for an open request",
             if purged { "destroyed" } else { "would destroy" },
             value(body, "resources"),
             value(body, "patients"),

@@ -51,6 +51,9 @@ enum RoiCommand {
         /// Where the released Bundle is written.
         #[arg(long)]
         out: PathBuf,
+        /// Where its human-readable copy (HTML) is written too.
+        #[arg(long)]
+        html: Option<PathBuf>,
         #[arg(long)]
         by: String,
     },
@@ -101,12 +104,18 @@ pub fn run(args: RoiArgs) -> Result<ExitCode> {
             }
             answer
         }
-        RoiCommand::Release { store, id, out, by } => {
+        RoiCommand::Release { store, id, out, html, by } => {
             let answer = call_as(&store, api::Method::Post, &task_path(&id, "roi-release")?, None, &by)?;
             if answer.status == 200 {
                 std::fs::write(&out, serde_json::to_vec_pretty(&answer.body)?)
                     .with_context(|| format!("cannot write {}", out.display()))?;
                 println!("released {} resources to {}", answer.body["total"], out.display());
+                if let Some(html) = html {
+                    let disclosed = answer.disclosure.clone().unwrap_or_default();
+                    std::fs::write(&html, web::roi::release_document(&answer.body, &disclosed))
+                        .with_context(|| format!("cannot write {}", html.display()))?;
+                    println!("its human-readable copy: {}", html.display());
+                }
             }
             answer
         }

@@ -21,6 +21,12 @@ fn completion_and_amendments_from_the_command_line() {
         "3",
         "--completion-defect-rate",
         "0.5",
+        "--roi-request-rate",
+        "0",
+        "--amendment-rate",
+        "0",
+        "--hold-rate",
+        "0",
         "--out",
         path(&ndjson),
     ]);

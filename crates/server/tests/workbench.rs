@@ -686,7 +686,7 @@ async fn the_him_department_places_and_releases_holds_and_purges() {
     let (_, page) =
         post(&f, &him, "/retention/purge", &[("csrf", &him.csrf), ("schedule", "CA"), ("confirm", "yes")])
             .await;
-    assert!(page.contains("Destroyed 0 resources; certificate of destruction DocumentReference/"), "{page}");
+    assert!(page.contains("nothing was destroyed"), "{page}");
     let (_, page) = post(
         &f,
         &him,

@@ -7,13 +7,16 @@
 //!
 //! What a hold covers ([`Hold::covers`]):
 //! - on a patient: the Patient, and every resource whose own subject (`subject`, `patient`,
-//!   `beneficiary`) is that patient;
-//! - on an encounter: the Encounter, and every resource that refers to it;
-//! - with a date range: of those (or of every resource, for a hold on dates alone), the ones
-//!   whose clinical date overlaps it ([`clinical_dates`]; a resource without one by when it
-//!   was last updated), so nothing of the period slips out for want of a date.
+//!   `beneficiary`, [`subject_patient`]) is that patient;
+//! - on an encounter (of a patient, `for`, which `$hold-place` fills in): the Encounter and
+//!   every resource of that patient referring to it, and the Patient;
+//! - with a date range: of those (or of every patient's resources, for a hold on dates alone),
+//!   the ones whose clinical date overlaps it ([`clinical_dates`]; a resource without one by
+//!   when it was last updated), so nothing of the period slips out for want of a date; the
+//!   Patient with them (every Patient, under a hold on dates alone).
 //!
-//! Hold Tasks themselves are never covered: placing and releasing them is the hold's own life.
+//! The department's workflow Tasks (requests, deficiencies, holds themselves) are never
+//! covered: a hold keeps the clinical record, not the work on it.
 
 use serde_json::Value as Json;
 
@@ -40,6 +43,22 @@ pub fn is_hold_task(json: &Json) -> bool {
             .is_some_and(|c| c.iter().any(|c| c["system"] == HOLD_SYSTEM && c["code"] == HOLD_CODE))
 }
 
+/// Whether a Task is one of the HIM department's workflows (a request, a deficiency, a hold):
+/// its work records, which holds on the clinical record do not cover.
+pub fn is_workflow_task(json: &Json) -> bool {
+    json["resourceType"] == "Task"
+        && json["code"]["coding"].as_array().is_some_and(|c| c.iter().any(|c| c["system"] == HOLD_SYSTEM))
+}
+
+/// The patient a resource is about by its own subject (`subject`, `patient`, `beneficiary`),
+/// however the reference is written (relative, absolute, versioned).
+pub fn subject_patient(json: &Json) -> Option<&str> {
+    ["subject", "patient", "beneficiary"]
+        .iter()
+        .filter_map(|name| json.get(*name)?.get("reference")?.as_str())
+        .find_map(fhir::patient_id_of_reference)
+}
+
 fn bound(text: Option<&str>, upper: bool) -> Option<i64> {
     let parsed = fhir::DateTime::parse(text?, fhir::DateTimeKind::DateTime).ok()?;
     Some(if upper { parsed.upper_bound_millis() } else { parsed.lower_bound_millis() })
@@ -57,6 +76,7 @@ impl Hold {
                 .as_str()
                 .and_then(|r| r.strip_prefix(kind))
                 .and_then(|r| r.strip_prefix('/'))
+                .and_then(|r| r.split('/').next())
                 .map(str::to_string)
         };
         let period = &json["restriction"]["period"];
@@ -75,24 +95,22 @@ impl Hold {
 
     /// Whether the hold covers this resource (its current content).
     pub fn covers(&self, resource_type: &str, json: &Json) -> bool {
-        if is_hold_task(json) {
+        // Holds keep the clinical record: the department's workflow Tasks stay workable.
+        if is_workflow_task(json) {
             return false;
         }
-        if !self.dated() && self.patient.is_none() && self.encounter.is_none() {
-            // A hold on nothing named holds everything.
-            return true;
-        }
         let id = json["id"].as_str().unwrap_or("");
-        if let Some(patient) = &self.patient {
-            let own = if resource_type == "Patient" {
-                id == patient
-            } else {
-                fhir::patient_reference(json).and_then(|r| r.strip_prefix("Patient/"))
-                    == Some(patient.as_str())
-            };
-            if !own {
-                return false;
-            }
+        let subject = subject_patient(json);
+        match &self.patient {
+            // The Patient is kept with whatever of theirs a hold keeps.
+            Some(patient) if resource_type == "Patient" => return id == patient,
+            Some(patient) if subject != Some(patient.as_str()) => return false,
+            Some(_) => {}
+            // A hold on dates alone keeps patients' records (and every Patient, whose records
+            // it may keep), not the directory or the department's own records.
+            None if resource_type == "Patient" => return self.encounter.is_none(),
+            None if subject.is_none() => return false,
+            None => {}
         }
         if let Some(encounter) = &self.encounter {
             let reference = format!("Encounter/{encounter}");
@@ -109,11 +127,7 @@ impl Hold {
                 })
                 .unwrap_or((i64::MIN, i64::MAX));
             let (from, to) = (self.from.unwrap_or(i64::MIN), self.to.unwrap_or(i64::MAX));
-            // The Patient of a dated hold on a patient is kept whatever the dates: the held
-            // records refer to it.
-            let patients_own = resource_type == "Patient" && self.patient.is_some();
-            let in_range = high > from && low < to;
-            if !patients_own && !in_range {
+            if !(high > from && low < to) {
                 return false;
             }
         }

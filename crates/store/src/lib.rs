@@ -2,7 +2,11 @@
 //!
 //! Invariants every backend keeps:
 //! - **Nothing is overwritten.** Every create, update and delete appends a version; a delete
-//!   appends a tombstone. Old versions stay readable (`vread`, history).
+//!   appends a tombstone. Old versions stay readable (`vread`, history). The one exception is
+//!   [`WriteOp::Purge`], a retention schedule's destruction of a record past its retention:
+//!   every version goes.
+//! - **Holds bind every writer.** An update, delete or purge of a resource an active legal
+//!   hold covers ([`hold`]) is refused with [`Error::Held`], whoever submits it.
 //! - **Atomic units.** A [`WriteUnit`] commits entirely or not at all; a write is acknowledged
 //!   only after it is durable.
 //! - **Stored bytes are served bytes.** Each version's JSON is stored exactly as a read
@@ -207,8 +211,9 @@ pub enum WriteOp {
     /// Conditional delete: one match is deleted, none is nothing to do, several are an error.
     ConditionalDelete { query: SearchQuery },
     /// Destroy a resource: every version of it and its index rows, as a retention schedule's
-    /// purge does. Refused for a resource any of whose versions is under an active hold.
-    Purge { resource_type: String, id: String },
+    /// purge does. Refused for a resource an active hold covers, and (with `if_match`) for one
+    /// changed since the purge was planned.
+    Purge { resource_type: String, id: String, if_match: Option<Precondition> },
     /// Rebuild the search index of the resources after `after_rkey` (at most `limit`); the
     /// first range (`after_rkey == 0`) also empties the index. Used by [`Store::reindex`].
     Reindex { after_rkey: i64, limit: usize },

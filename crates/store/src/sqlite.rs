@@ -1095,6 +1095,8 @@ impl Writer {
             }
             Err(error) => tracing::error!("cannot reload the store counters: {error}"),
         }
+        // Whatever the units of the lost transaction did to the holds is undone with it.
+        self.holds_touched = true;
         self.reload_holds();
     }
 
@@ -1337,12 +1339,12 @@ impl Writer {
                     }
                 }
                 WriteOp::Reindex { after_rkey, limit } => self.reindex_range(*after_rkey, *limit)?,
-                WriteOp::Purge { resource_type, id } => {
+                WriteOp::Purge { resource_type, id, if_match } => {
                     let current = self.current(resource_type, id)?;
                     if let Some(current) = &current {
                         pending.remove(&current.rkey);
                     }
-                    self.purge(resource_type, id, current)?
+                    self.purge(resource_type, id, if_match.clone(), current)?
                 }
                 WriteOp::Delete { resource_type, id, if_match } => {
                     let current = self.current(resource_type, id)?;
@@ -1403,7 +1405,9 @@ impl Writer {
                 .ok()
                 .filter(crate::hold::is_hold_task)
                 .map(|json| crate::hold::Hold::from_task(&json)),
-            _ => None,
+            WriteOutcome::Deleted { .. } | WriteOutcome::Purged { .. } => None,
+            // Nothing was written (a conditional create that found it, a delete of nothing).
+            _ => return,
         };
         if !was_hold && now_hold.is_none() {
             return;
@@ -1415,9 +1419,15 @@ impl Writer {
         }
     }
 
-    /// Destroys every version of a resource and its index rows, unless a hold covers any of
-    /// its versions.
-    fn purge(&mut self, resource_type: &str, id: &str, current: Option<Current>) -> Result<Written> {
+    /// Destroys every version of a resource and its index rows, unless it is not at the
+    /// version the purge was planned on or a hold covers it.
+    fn purge(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        if_match: Option<Precondition>,
+        current: Option<Current>,
+    ) -> Result<Written> {
         let Some(current) = current else {
             return Ok(Written {
                 resource_type: resource_type.to_string(),
@@ -1425,13 +1435,17 @@ impl Writer {
                 outcome: WriteOutcome::Purged { versions: 0 },
             });
         };
+        check_if_match(resource_type, id, if_match.as_ref(), Some(&current))?;
+        // As for any change: what a hold covers now. (A tombstone's last content is judged.)
         if !self.holds.is_empty() {
-            let seqs: Vec<i64> = self
+            let seq: Option<i64> = self
                 .connection
-                .prepare_cached("SELECT seq FROM versions WHERE rkey = ?1 AND body IS NOT NULL")?
-                .query_map([current.rkey], |row| row.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            for seq in seqs {
+                .prepare_cached(
+                    "SELECT seq FROM versions WHERE rkey = ?1 AND body IS NOT NULL ORDER BY seq DESC LIMIT 1",
+                )?
+                .query_row([current.rkey], |row| row.get(0))
+                .optional()?;
+            if let Some(seq) = seq {
                 self.check_body_not_held(resource_type, id, seq)?;
             }
         }

@@ -21,8 +21,16 @@ pub struct RequestRow {
 }
 
 /// Requester kinds and delivery forms offered by the intake form.
-const REQUESTERS: &[&str] =
-    &["patient", "personal-representative", "attorney", "insurer", "provider", "other"];
+const REQUESTERS: &[&str] = &[
+    "patient",
+    "personal-representative",
+    "attorney",
+    "insurer",
+    "provider",
+    "public-health",
+    "court",
+    "other",
+];
 const DELIVERIES: &[&str] = &["html", "fhir", "paper"];
 const PURPOSES: &[(&str, &str)] = &[
     ("PATRQT", "Patient's own request"),
@@ -31,6 +39,7 @@ const PURPOSES: &[(&str, &str)] = &[
     ("HLEGAL", "Legal"),
     ("COVERAGE", "Insurance coverage"),
     ("HRESCH", "Research"),
+    ("PUBHLTH", "Public health"),
 ];
 
 /// The requests page: open requests (overdue first), each with its extension and release
@@ -96,6 +105,7 @@ pub fn requests_page(viewer: &Viewer, rows: &[RequestRow], message: Option<(bool
                 label { "Record types (comma-separated; none: all)" input type="text" name="types"; }
                 label { "Delivery" select name="delivery" { @for delivery in DELIVERIES { option value=(delivery) { (delivery) } } } }
                 label { "Authorization (Consent id, when needed)" input type="text" name="authorization"; }
+                label { "Court's order (DocumentReference id, for a court)" input type="text" name="order"; }
                 button type="submit" { "Take in" }
             }
         },
@@ -166,6 +176,19 @@ pub fn release_body(bundle: &Value) -> Markup {
             } } }
         } }
     }
+}
+
+/// The release as a document of its own, for the requester: what was released, to whom and
+/// why (the disclosure as recorded), and each record with its date and what it says.
+pub fn release_document(bundle: &Value, disclosed: &str) -> String {
+    crate::analytics::standalone(
+        "Copy of health records",
+        html! {
+            p { "This is a copy of health records " (disclosed) "." }
+            p { "Request " (text(&bundle["identifier"]["value"])) "." }
+            (release_body(bundle))
+        },
+    )
 }
 
 /// The page after a release.

@@ -33,25 +33,40 @@ pub fn written_only_by(resource_type: &str, json: &serde_json::Value) -> Option<
         "DocumentReference" => &json["type"],
         _ => return None,
     };
-    let code =
-        coded["coding"].as_array()?.iter().find(|c| c["system"] == roi::WORKFLOW_SYSTEM)?["code"].as_str()?;
-    if resource_type == "DocumentReference" {
-        return match code {
-            retention::CERTIFICATE_CODE => Some("$retention-purge"),
-            amendment::DENIAL_LETTER => Some("Task/[id]/$amend-decide"),
-            amendment::STATEMENT_OF_DISAGREEMENT => Some("Task/[id]/$amend-disagree"),
+    // Every coding in the workflows' code system counts, whichever comes first.
+    let codes: Vec<Option<&str>> = coded["coding"]
+        .as_array()?
+        .iter()
+        .filter(|c| c["system"] == roi::WORKFLOW_SYSTEM)
+        .map(|c| c["code"].as_str())
+        .collect();
+    if codes.is_empty() {
+        return None;
+    }
+    let operations = |code: &str| -> Option<&'static str> {
+        if resource_type == "DocumentReference" {
+            return match code {
+                retention::CERTIFICATE_CODE => Some("$retention-purge"),
+                amendment::DENIAL_LETTER => Some("Task/[id]/$amend-decide"),
+                amendment::STATEMENT_OF_DISAGREEMENT => Some("Task/[id]/$amend-disagree"),
+                _ => None,
+            };
+        }
+        match code {
+            roi::ROI_CODE => Some("Task/$roi-request, Task/[id]/$roi-extend, Task/[id]/$roi-release"),
+            completion::DEFICIENCY_CODE => Some("Task/$completion-scan"),
+            store::hold::HOLD_CODE => Some("Task/$hold-place, Task/[id]/$hold-release"),
+            amendment::AMENDMENT_CODE => Some(
+                "Task/$amend-request, Task/[id]/$amend-extend, Task/[id]/$amend-decide, Task/[id]/$amend-disagree",
+            ),
             _ => None,
-        };
-    }
-    match code {
-        roi::ROI_CODE => Some("Task/$roi-request, Task/[id]/$roi-extend, Task/[id]/$roi-release"),
-        completion::DEFICIENCY_CODE => Some("Task/$completion-scan"),
-        store::hold::HOLD_CODE => Some("Task/$hold-place, Task/[id]/$hold-release"),
-        amendment::AMENDMENT_CODE => Some(
-            "Task/$amend-request, Task/[id]/$amend-extend, Task/[id]/$amend-decide, Task/[id]/$amend-disagree",
-        ),
-        _ => Some("its workflow's operations"),
-    }
+        }
+    };
+    codes.iter().flatten().find_map(|code| operations(code)).or(match resource_type {
+        // A Task in the workflows' system is the department's, whatever its code says.
+        "Task" => Some("its workflow's operations"),
+        _ => None,
+    })
 }
 
 /// What can go wrong in a workflow step.

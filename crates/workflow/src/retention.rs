@@ -26,22 +26,17 @@ pub use store::hold::{HOLD_CODE, HOLD_SYSTEM};
 use store::hold::{Hold, clinical_dates};
 
 use crate::roi::WORKFLOW_SYSTEM;
-use crate::{DAY, Error, Result, date_time, instant};
+use crate::{DAY, Error, Result, date_time, instant, instant_after};
 
 pub const CERTIFICATE_CODE: &str = "certificate-of-destruction";
-/// `years` calendar years after an instant (29 February to 28 February in a common year).
+/// `years` calendar years after an instant (29 February to 1 March in a common year: never
+/// a day early).
 fn years_after(millis: i64, years: i64) -> i64 {
     let days = millis.div_euclid(DAY);
     let (y, m, d) = fhir::datetime::civil_from_days(days);
-    let day = if m == 2
-        && d == 29
-        && fhir::datetime::civil_from_days(fhir::datetime::days_from_civil(y + years, 2, 29)).1 != 2
-    {
-        28
-    } else {
-        d
-    };
-    fhir::datetime::days_from_civil(y + years, m, day) * DAY + millis.rem_euclid(DAY)
+    let target = fhir::datetime::days_from_civil(y + years, m, d);
+    // days_from_civil runs 29 February of a common year on to 1 March.
+    target * DAY + millis.rem_euclid(DAY)
 }
 
 /// How long records are kept.
@@ -100,34 +95,48 @@ impl Schedule {
         })
     }
 
-    /// When a record's retention ends, and the rule that says so.
-    pub fn retention_end(&self, last_care: i64, born: Option<i64>, died: Option<i64>) -> (i64, String) {
-        if let (Some(died), Some(years)) = (died, self.deceased_years) {
-            return (
-                years_after(died, years),
-                format!("deceased: {years} years after death ({})", &date_time(died)[..10]),
-            );
-        }
-        let adult = years_after(last_care, self.adult_years);
-        let rule =
+    /// When a record's retention ends: the latest of the terms that apply (the adult term after
+    /// the last care; the minor term when any care came before the age of majority; the
+    /// deceased term when the patient died and the schedule has one), with the class that sets
+    /// it and the rule in words.
+    pub fn retention_end(
+        &self,
+        first_care: i64,
+        last_care: i64,
+        born: Option<i64>,
+        died: Option<i64>,
+    ) -> (i64, &'static str, String) {
+        let care =
             format!("{} years after the last care ({})", self.adult_years, &date_time(last_care)[..10]);
-        match born {
-            Some(born) if last_care < years_after(born, self.majority_age) => {
-                let minor = years_after(born, self.majority_age + self.minor_years_after_majority);
-                if minor > adult {
-                    (
-                        minor,
-                        format!(
-                            "minor: until {} years of age plus {} years",
-                            self.majority_age, self.minor_years_after_majority
-                        ),
-                    )
-                } else {
-                    (adult, format!("minor: {rule}"))
-                }
-            }
-            _ => (adult, format!("adult: {rule}")),
+        let mut end = (years_after(last_care, self.adult_years), "adult", format!("adult: {care}"));
+        if let Some(born) = born
+            && first_care < years_after(born, self.majority_age)
+        {
+            let minor = years_after(born, self.majority_age + self.minor_years_after_majority);
+            end = if minor > end.0 {
+                (
+                    minor,
+                    "minor",
+                    format!(
+                        "minor: until {} years of age plus {} years",
+                        self.majority_age, self.minor_years_after_majority
+                    ),
+                )
+            } else {
+                (end.0, "minor", format!("minor: {care}"))
+            };
         }
+        if let (Some(died), Some(years)) = (died, self.deceased_years) {
+            let deceased = years_after(died, years);
+            if deceased >= end.0 {
+                end = (
+                    deceased,
+                    "deceased",
+                    format!("deceased: {years} years after death ({})", &date_time(died)[..10]),
+                );
+            }
+        }
+        end
     }
 }
 
@@ -185,11 +194,16 @@ pub fn active_holds(store: &dyn Store) -> Result<Vec<Hold>> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Expired {
     pub patient: String,
+    /// The record class whose term ended (adult, minor, deceased), and the rule in words.
+    pub class: &'static str,
     pub rule: String,
     pub retention_end: i64,
     /// What is destroyed: (type, id), the Patient last.
     pub purge: Vec<(String, String)>,
-    /// What is kept under hold: (type, id, the hold's Task id).
+    /// The version each of `purge` was planned on: a purge of one changed since is refused.
+    pub versions: Vec<u64>,
+    /// What is kept: (type, id, the Task keeping it: a hold in force, or an open request
+    /// about the patient).
     pub held: Vec<(String, String, String)>,
 }
 
@@ -216,9 +230,35 @@ struct PatientRecord {
     born: Option<i64>,
     died: Option<i64>,
     registered: i64,
+    version: u64,
+    first_care: Option<i64>,
     last_care: Option<i64>,
-    members: Vec<(String, String, Option<String>)>,
+    members: Vec<(String, String, u64, Option<String>)>,
     patient_held: Option<String>,
+}
+
+fn version_of(json: &Json) -> u64 {
+    json["meta"]["versionId"].as_str().and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// The open release-of-information and amendment requests, by patient: a record with a
+/// request pending is kept until it is answered.
+fn open_requests(store: &dyn Store) -> Result<BTreeMap<String, String>> {
+    let mut open = BTreeMap::new();
+    store.scan_type("Task", None, &mut |_, id, body| {
+        let Ok(task) = serde_json::from_slice::<Json>(body) else { return Ok(()) };
+        let patient =
+            match (crate::roi::Request::from_task(&task), crate::amendment::Amendment::from_task(&task)) {
+                (Ok(request), _) if request.open() => Some(request.patient),
+                (_, Ok(request)) if request.open() => Some(request.patient),
+                _ => None,
+            };
+        if let Some(patient) = patient {
+            open.entry(patient).or_insert_with(|| id.to_string());
+        }
+        Ok(())
+    })?;
+    Ok(open)
 }
 
 /// The purge plan at `now` under `schedule`.
@@ -231,9 +271,11 @@ pub fn plan(store: &dyn Store, schedule: &Schedule, now: i64) -> Result<Plan> {
     store.scan_type("Patient", None, &mut |_, id, body| {
         let Ok(json) = serde_json::from_slice::<Json>(body) else { return Ok(()) };
         let record = patients.entry(id.to_string()).or_default();
-        record.born = json["birthDate"].as_str().and_then(instant);
-        record.died = json["deceasedDateTime"].as_str().and_then(instant);
+        // A partial date is read at its end: never a day early.
+        record.born = json["birthDate"].as_str().and_then(instant_after);
+        record.died = json["deceasedDateTime"].as_str().and_then(instant_after);
         record.registered = json["meta"]["lastUpdated"].as_str().and_then(instant).unwrap_or(now);
+        record.version = version_of(&json);
         record.patient_held = held_by("Patient", &json);
         Ok(())
     })?;
@@ -245,62 +287,78 @@ pub fn plan(store: &dyn Store, schedule: &Schedule, now: i64) -> Result<Plan> {
     for resource_type in types.iter().filter(|t| *t != "Patient") {
         store.scan_type(resource_type, None, &mut |_, id, body| {
             let Ok(json) = serde_json::from_slice::<Json>(body) else { return Ok(()) };
-            let Some(patient) = fhir::patient_reference(&json).and_then(|r| r.strip_prefix("Patient/"))
-            else {
-                return Ok(());
-            };
+            let Some(patient) = store::hold::subject_patient(&json) else { return Ok(()) };
             let Some(record) = patients.get_mut(patient) else { return Ok(()) };
             // The last care: the latest clinical date, never later than now.
-            if let Some((_, high)) = clinical_dates(resource_type, &json) {
+            if let Some((low, high)) = clinical_dates(resource_type, &json) {
+                let low = low.min(now);
+                record.first_care = Some(record.first_care.map_or(low, |first| first.min(low)));
                 // The last instant the date covers (its bound is the first one after).
                 let high = (high - 1).min(now);
                 record.last_care = Some(record.last_care.map_or(high, |last| last.max(high)));
             }
-            record.members.push((resource_type.clone(), id.to_string(), held_by(resource_type, &json)));
+            record.members.push((
+                resource_type.clone(),
+                id.to_string(),
+                version_of(&json),
+                held_by(resource_type, &json),
+            ));
             Ok(())
         })?;
     }
+    let requests = open_requests(store)?;
     let mut expired = Vec::new();
     for (patient, record) in patients {
         let last_care = record.last_care.unwrap_or(record.registered);
-        let (end, rule) = schedule.retention_end(last_care, record.born, record.died);
+        let first_care = record.first_care.unwrap_or(last_care);
+        let (end, class, rule) = schedule.retention_end(first_care, last_care, record.born, record.died);
         if end > now {
             continue;
         }
+        let request = requests.get(&patient);
         let mut purge = Vec::new();
+        let mut versions = Vec::new();
         let mut held = Vec::new();
-        for (resource_type, id, hold) in record.members {
-            match hold {
-                Some(hold) => held.push((resource_type, id, hold)),
-                None => purge.push((resource_type, id)),
+        for (resource_type, id, version, hold) in record.members {
+            match hold.or_else(|| request.cloned()) {
+                Some(keeper) => held.push((resource_type, id, keeper)),
+                None => {
+                    purge.push((resource_type, id));
+                    versions.push(version);
+                }
             }
         }
-        match record.patient_held {
-            Some(hold) => held.push(("Patient".into(), patient.clone(), hold)),
-            None if held.is_empty() => purge.push(("Patient".into(), patient.clone())),
+        match record.patient_held.or_else(|| request.cloned()) {
+            Some(keeper) => held.push(("Patient".into(), patient.clone(), keeper)),
+            None if held.is_empty() => {
+                purge.push(("Patient".into(), patient.clone()));
+                versions.push(record.version);
+            }
             // Kept: held records refer to it.
             None => held.push(("Patient".into(), patient.clone(), held[0].2.clone())),
         }
-        expired.push(Expired { patient, rule, retention_end: end, purge, held });
+        expired.push(Expired { patient, class, rule, retention_end: end, purge, versions, held });
     }
     Ok(Plan { as_of: now, schedule: schedule.clone(), expired })
 }
 
 /// The certificate of destruction of `plan`, carried out by `who` at `now`.
 pub fn certificate(plan: &Plan, who: &str, now: i64) -> Json {
-    let mut csv = String::from("patient,resource,rule,retention_ended\n");
+    // Each line names the record and the class whose term ended, not the dates (which would
+    // tell a minor's birth date or a death to whoever reads the certificate).
+    let mut csv = String::from("patient,resource,class,schedule\n");
     for expired in &plan.expired {
         for (resource_type, id) in &expired.purge {
             csv.push_str(&format!(
-                "Patient/{},{resource_type}/{id},\"{}\",{}\n",
+                "Patient/{},{resource_type}/{id},{},{}\n",
                 expired.patient,
-                expired.rule.replace('"', "'"),
-                &date_time(expired.retention_end)[..10]
+                expired.class,
+                plan.schedule.name.replace([',', '"', '\n'], " ")
             ));
         }
     }
     let description = format!(
-        "Destroyed {} resources of {} patients whose retention had ended, under the {} schedule ({} kept under legal hold); by {who} on {}; the audit trail keeps its entries about them",
+        "Destroyed {} resources of {} patients whose retention had ended, under the {} schedule ({} kept under legal hold or for an open request); by {who} on {}; the audit trail keeps its entries about them",
         plan.resources(),
         plan.expired.iter().filter(|e| !e.purge.is_empty()).count(),
         plan.schedule.name,

@@ -6,7 +6,8 @@
 //! - `roi-requests.ndjson` and `amendments.ndjson`: the overdue reports list exactly the
 //!   planted requests past their due date.
 //! - `holds.ndjson`: under a schedule that keeps nothing, the purge plan keeps exactly what the
-//!   planted holds cover, and would destroy the rest.
+//!   planted holds cover, keeps the records of patients with an open request, and would
+//!   destroy the rest.
 
 #[path = "../../analytics/tests/support/mod.rs"]
 mod file_store;
@@ -137,12 +138,29 @@ fn a_purge_would_keep_exactly_what_the_planted_holds_cover() {
         .collect();
     let keep_nothing = Schedule::from_json(&json!({ "name": "none", "adultYears": 0, "majorityAge": 0, "minorYearsAfterMajority": 0, "deceasedYears": 0 })).unwrap();
     let plan = retention::plan(&p.store, &keep_nothing, p.now).unwrap();
-    let kept: BTreeSet<String> =
-        plan.expired.iter().flat_map(|e| e.held.iter().map(|(t, id, _)| format!("{t}/{id}"))).collect();
+    let holds: BTreeSet<String> =
+        planted.iter().map(|l| l["task"].as_str().unwrap().trim_start_matches("Task/").to_string()).collect();
+    let kept: BTreeSet<String> = plan
+        .expired
+        .iter()
+        .flat_map(|e| e.held.iter().filter(|(_, _, keeper)| holds.contains(keeper)))
+        .map(|(t, id, _)| format!("{t}/{id}"))
+        .collect();
     let missed: Vec<&String> = covered.difference(&kept).collect();
     let extra: Vec<&String> = kept.difference(&covered).collect();
     assert!(missed.is_empty(), "covered but not kept: {missed:?}");
     assert!(extra.is_empty(), "kept but not covered: {extra:?}");
+    // A patient with an open request is kept whole until it is answered.
+    let pending: BTreeSet<String> = lines("roi-requests.ndjson")
+        .iter()
+        .chain(&lines("amendments.ndjson"))
+        .map(|l| l["patient"].as_str().unwrap().trim_start_matches("Patient/").to_string())
+        .collect();
+    for expired in &plan.expired {
+        if pending.contains(&expired.patient) {
+            assert!(expired.purge.is_empty(), "Patient/{} has an open request", expired.patient);
+        }
+    }
     // Every other patient resource would be destroyed.
     let destroyed: usize = plan.resources();
     assert!(destroyed > 100_000, "{destroyed}");

@@ -105,8 +105,20 @@ fn who_needs_an_authorization() {
         if requester == "personal-representative" {
             asked["requester"] = json!({ "reference": "RelatedPerson/mother" });
         }
+        if requester == "court" {
+            asked["input"].as_array_mut().unwrap().push(named(
+                "legal-order",
+                json!({ "valueReference": { "reference": "DocumentReference/order-1" } }),
+            ));
+        }
         Request::from_task(&asked).unwrap().needs_authorization()
     };
+    // 164.512: a public health authority for public health, a court by its order.
+    assert!(!needs("public-health", "PUBHLTH"));
+    assert!(needs("public-health", "HRESCH"));
+    assert!(!needs("court", "HLEGAL"));
+    let orderless = Request::from_task(&task("court", "HLEGAL", vec![])).unwrap_err().to_string();
+    assert!(orderless.contains("legal-order"), "{orderless}");
     assert!(!needs("patient", "PATRQT"));
     assert!(!needs("personal-representative", "PATRQT"));
     assert!(!needs("provider", "TREAT"));

@@ -41,7 +41,8 @@ impl Api {
     }
 
     fn retention_plan(&self, call: &Call<'_>) -> Result<Plan, ApiError> {
-        call.gate.bulk(None)?;
+        // The registry lets only the record's stewards here; the answer names records, never
+        // their content.
         let schedule = Self::schedule(call)?;
         // The plan reads the whole record: what is destroyed cannot depend on who looks.
         let plan = retention::plan(self.store.as_ref(), &schedule, self.now()).map_err(invalid)?;
@@ -66,12 +67,18 @@ impl Api {
         let mut ops: Vec<WriteOp> = plan
             .expired
             .iter()
-            .flat_map(|e| e.purge.iter())
-            .map(|(resource_type, id)| WriteOp::Purge {
+            .flat_map(|e| e.purge.iter().zip(&e.versions))
+            .map(|((resource_type, id), version)| WriteOp::Purge {
                 resource_type: resource_type.clone(),
                 id: id.clone(),
+                if_match: Some(Precondition::Versions(vec![*version])),
             })
             .collect();
+        if ops.is_empty() {
+            // Nothing past retention: nothing destroyed, no certificate.
+            let answer = plan_parameters(&plan, 0);
+            return Ok(Change { unit: None, answer: Box::new(move |_, _, _| Ok(json_response(&answer))) });
+        }
         let mut certificate = retention::certificate(&plan, &who, now);
         let certificate_id = new_id();
         certificate["id"] = json!(certificate_id);
@@ -119,14 +126,34 @@ impl Api {
             call.gate.touch(patient);
         }
         if let Some(encounter) =
-            task["focus"]["reference"].as_str().and_then(|r| r.strip_prefix("Encounter/"))
-            && store::Store::read(&viewed, "Encounter", encounter)?.filter(|r| !r.is_deleted()).is_none()
+            task["focus"]["reference"].as_str().and_then(|r| r.strip_prefix("Encounter/")).map(str::to_string)
         {
-            return Err(ApiError::new(
-                422,
-                IssueType::NotFound,
-                format!("Encounter/{encounter} is not on record"),
-            ));
+            let record = store::Store::read(&viewed, "Encounter", &encounter)?
+                .filter(|r| !r.is_deleted())
+                .ok_or_else(|| {
+                    ApiError::new(422, IssueType::NotFound, format!("Encounter/{encounter} is not on record"))
+                })?;
+            // An encounter's hold is on its patient's record: named, so the Patient is kept and
+            // the audit names them.
+            let body = body_of(&record)?;
+            let Some(patient) = store::hold::subject_patient(&body).map(str::to_string) else {
+                return Err(ApiError::new(
+                    422,
+                    IssueType::BusinessRule,
+                    format!("Encounter/{encounter} names no patient"),
+                ));
+            };
+            match task["for"]["reference"].as_str() {
+                Some(named) if fhir::patient_id_of_reference(named) != Some(patient.as_str()) => {
+                    return Err(ApiError::new(
+                        422,
+                        IssueType::BusinessRule,
+                        format!("Task.for: Encounter/{encounter} is Patient/{patient}'s, not {named}'s"),
+                    ));
+                }
+                _ => task["for"] = json!({ "reference": format!("Patient/{patient}") }),
+            }
+            call.gate.touch(&patient);
         }
         let id = new_id();
         let now = workflow::date_time(self.now());
@@ -177,6 +204,9 @@ impl Api {
         task["status"] = json!("completed");
         task["statusReason"] = json!({ "text": reason });
         task["lastModified"] = json!(now);
+        if !task["executionPeriod"].is_object() {
+            task["executionPeriod"] = json!({});
+        }
         task["executionPeriod"]["end"] = json!(now);
         let unit = WriteUnit {
             ops: vec![WriteOp::Update {

@@ -248,8 +248,34 @@ impl Api {
             ));
         }
         let now = self.now();
+        // The answer: the Bundle, or its human-readable copy (`_format=html`, or asked as
+        // text/html).
+        let html = match call.inputs.get("_format") {
+            Some("html" | "text/html") => true,
+            Some(format) if !format.contains("json") => {
+                return Err(ApiError::new(
+                    406,
+                    IssueType::NotSupported,
+                    format!("_format={format}: a release is a FHIR Bundle (json) or its HTML copy (html)"),
+                ));
+            }
+            Some(_) => false,
+            None => call.request.accept.as_deref().is_some_and(|a| a.contains("text/html")),
+        };
         self.roi_authorized(call.gate, &request, now)?;
-        let viewed = ViewedStore { store: self.store.as_ref(), gate: call.gate };
+        // Read as the recipient for the purpose: what the patient's directives withhold from
+        // them is not released (the caller's own view decided they may run the release).
+        let recipient = request.requester_name["reference"].as_str().map(str::to_string);
+        let to_the_patient =
+            matches!(request.requester, roi::Requester::Patient | roi::Requester::PersonalRepresentative);
+        let disclosure_gate = Gate::for_disclosure(
+            self,
+            call.gate.user().unwrap_or("the department"),
+            recipient,
+            &request.purpose,
+            to_the_patient,
+        )?;
+        let viewed = ViewedStore { store: self.store.as_ref(), gate: &disclosure_gate };
         let mut bundle = roi::release::release(&viewed, &request, now).map_err(invalid)?;
         let base = call.request.base.trim_end_matches('/').to_string();
         for entry in bundle["entry"].as_array_mut().into_iter().flatten() {
@@ -259,24 +285,33 @@ impl Api {
         }
         let count = bundle["entry"].as_array().map_or(0, Vec::len) as u64;
         let pages = roi::fee::estimated_pages(count as usize);
-        let fee = roi::fee::fee(&roi::fee::FeePolicy::default(), &request, pages);
+        let fee = roi::fee::fee(&self.config.roi_fees, &request, pages);
+        let disclosure = format!(
+            "released {count} resources ({}) of Patient/{} to {} for {}{}{} (Task/{}; fee {fee:.2})",
+            scope_words(&request),
+            request.patient,
+            requester_words(&request),
+            request.purpose,
+            request.authorization.as_ref().map(|c| format!(" under Consent/{c}")).unwrap_or_default(),
+            request
+                .legal_order
+                .as_ref()
+                .map(|o| format!(" under the court's order DocumentReference/{o}"))
+                .unwrap_or_default(),
+            request.id
+        );
         request.status = "completed".into();
         let mut task = updated_task(&body_of(&record)?, &request);
         task["lastModified"] = json!(roi::date_time(now));
         task["output"] = json!([
             roi::input("released-resources", json!({ "valueInteger": count })),
             roi::input("fee", json!({ "valueMoney": { "value": fee, "currency": "USD" } })),
+            // The disclosure as the accounting records it, kept with the request in the same
+            // transaction: were the audit entry lost after the commit, the release is still
+            // accounted for.
+            roi::input("disclosure", json!({ "valueString": disclosure })),
         ]);
         let unit = self.workflow_write(task, Some(record.version))?;
-        let disclosure = format!(
-            "released {count} resources ({}) of Patient/{} to {} for {}{} (Task/{}; fee {fee:.2})",
-            scope_words(&request),
-            request.patient,
-            requester_words(&request),
-            request.purpose,
-            request.authorization.as_ref().map(|c| format!(" under Consent/{c}")).unwrap_or_default(),
-            request.id
-        );
         Ok(Change {
             unit: Some(unit),
             answer: Box::new(move |_, gate, written| {
@@ -284,6 +319,14 @@ impl Api {
                     if let WriteOutcome::Stored { version, .. } = &w.outcome {
                         gate.wrote(format!("{}/{}/_history/{version}", w.resource_type, w.id));
                     }
+                }
+                if html {
+                    // The human-readable copy of the same release.
+                    let page = web::roi::release_document(&bundle, &disclosure);
+                    gate.disclosed(disclosure);
+                    let mut response = Response::json(200, page.into_bytes());
+                    response.content_type = Some("text/html; charset=utf-8");
+                    return Ok(response);
                 }
                 gate.disclosed(disclosure);
                 Ok(json_response(&bundle))

@@ -40,10 +40,15 @@ pub fn at(text: &str) -> i64 {
 impl Fixture {
     /// An API over an empty store, its workflows' clock at `now` (the system's if `None`).
     pub fn new(name: &str, now: Option<&str>) -> Fixture {
+        Fixture::with_config(name, now, ApiConfig::default())
+    }
+
+    /// [`Fixture::new`] with the API configured as `config` says.
+    pub fn with_config(name: &str, now: Option<&str>, config: ApiConfig) -> Fixture {
         let dir = testkit::temp_dir(name);
         let store = Arc::new(SqliteStore::open(&dir, StoreOptions::default()).unwrap());
         let clock = Arc::new(FixedClock::at(now.map_or(0, at)));
-        let mut api = Api::new(store.clone(), ApiConfig::default());
+        let mut api = Api::new(store.clone(), config);
         if now.is_some() {
             api = api.with_clock(clock.clone());
         }
@@ -57,6 +62,18 @@ impl Fixture {
         path: &str,
         payload: Option<&Value>,
     ) -> Response {
+        self.call_accepting(caller, method, path, payload, None)
+    }
+
+    /// [`Fixture::call`] asking for a media type.
+    pub fn call_accepting(
+        &self,
+        caller: Option<&Arc<Caller>>,
+        method: Method,
+        path: &str,
+        payload: Option<&Value>,
+        accept: Option<&str>,
+    ) -> Response {
         let (path, query) = path.split_once('?').unwrap_or((path, ""));
         let request = Request {
             method: Some(method),
@@ -65,6 +82,7 @@ impl Fixture {
             query: query.into(),
             body: payload.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default(),
             caller: caller.cloned(),
+            accept: accept.map(str::to_string),
             ..Default::default()
         };
         self.runtime.block_on(self.api.handle(&request))

@@ -99,6 +99,13 @@ fn task_of(form: &std::collections::HashMap<String, String>) -> Value {
     for resource_type in field("types").split(',').map(str::trim).filter(|t| !t.is_empty()) {
         inputs.push(input("record-type", json!({ "valueCode": resource_type })));
     }
+    if !field("order").is_empty() {
+        let id = field("order").trim_start_matches("DocumentReference/");
+        inputs.push(input(
+            "legal-order",
+            json!({ "valueReference": { "reference": format!("DocumentReference/{id}") } }),
+        ));
+    }
     if !field("authorization").is_empty() {
         let id = field("authorization").trim_start_matches("Consent/");
         inputs.push(input(

@@ -231,7 +231,14 @@ pub(super) async fn purge(State(state): State<Arc<AppState>>, parts: Parts, body
                 .and_then(|p| p.iter().find(|p| p["name"] == "certificate"))
                 .and_then(|p| p["valueReference"]["reference"].as_str())
                 .unwrap_or("");
-            format!("Destroyed {} resources; certificate of destruction {certificate}", count("resources"))
+            if certificate.is_empty() {
+                "Nothing is past retention under this schedule: nothing was destroyed".to_string()
+            } else {
+                format!(
+                    "Destroyed {} resources; certificate of destruction {certificate}",
+                    count("resources")
+                )
+            }
         },
     )
     .await

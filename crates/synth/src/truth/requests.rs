@@ -8,10 +8,10 @@
 //!   date.
 //! - An amendment request (code amendment) on one of the patient's Conditions is due 60 days
 //!   after receipt.
-//! - A hold (code legal-hold, in force) covers, of the patient's own resources (whose subject,
-//!   patient or beneficiary is the patient): all of them for a hold on the patient; the
-//!   Encounter and every resource referring to it for a hold on an encounter. The Patient is
-//!   kept whenever anything of theirs is.
+//! - A hold (code legal-hold, in force, `for` the patient) covers, of the patient's own
+//!   resources (whose subject, patient or beneficiary is the patient): all of them for a hold
+//!   on the patient; the Encounter and every resource referring to it for a hold on an
+//!   encounter (`focus`). The Patient is kept with them.
 
 use serde_json::{Value, json};
 
@@ -154,6 +154,7 @@ pub(crate) fn hold(
             return Ok(None);
         }
         let encounter = format!("Encounter/{}", encounters[rng.below(encounters.len() as u64) as usize]);
+        task["for"] = json!({ "reference": own });
         task["focus"] = json!({ "reference": encounter });
         resources
             .iter()

@@ -6,7 +6,13 @@
 //! Releases for a provider's treatment or an insurer's payment are not charged. Other
 //! requesters, under an authorization, pay the policy's search fee and, on paper, the pages.
 
+use serde_json::Value as Json;
+
 use super::{Delivery, Request, Requester};
+use crate::{Error, Result};
+
+/// Where a data directory keeps the department's fee policy.
+pub const POLICY_FILE: &str = "roi-fees.json";
 
 /// The department's fees, in its currency.
 #[derive(Clone, Debug, PartialEq)]
@@ -22,6 +28,42 @@ pub struct FeePolicy {
 impl Default for FeePolicy {
     fn default() -> Self {
         FeePolicy { electronic_flat: 6.50, per_page: 0.25, postage: 1.50, third_party_base: 25.0 }
+    }
+}
+
+impl FeePolicy {
+    /// A policy as JSON: `{"electronicFlat", "perPage", "postage", "thirdPartyBase"}` (amounts
+    /// of at least 0; one left out keeps the default).
+    pub fn from_json(json: &Json) -> Result<FeePolicy> {
+        let default = FeePolicy::default();
+        let amount = |key: &str, fallback: f64| -> Result<f64> {
+            match &json[key] {
+                Json::Null => Ok(fallback),
+                value => value.as_f64().filter(|a| a.is_finite() && *a >= 0.0).ok_or_else(|| {
+                    Error::Invalid(format!("{POLICY_FILE}: {key} must be an amount of at least 0"))
+                }),
+            }
+        };
+        Ok(FeePolicy {
+            electronic_flat: amount("electronicFlat", default.electronic_flat)?,
+            per_page: amount("perPage", default.per_page)?,
+            postage: amount("postage", default.postage)?,
+            third_party_base: amount("thirdPartyBase", default.third_party_base)?,
+        })
+    }
+
+    /// The policy a data directory keeps (`roi-fees.json`), or the default when it keeps none.
+    pub fn load(data_dir: &std::path::Path) -> Result<FeePolicy> {
+        let path = data_dir.join(POLICY_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let json: Json = serde_json::from_str(&text)
+                    .map_err(|e| Error::Invalid(format!("{}: not JSON ({e})", path.display())))?;
+                FeePolicy::from_json(&json)
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(FeePolicy::default()),
+            Err(error) => Err(Error::Invalid(format!("{}: {error}", path.display()))),
+        }
     }
 }
 

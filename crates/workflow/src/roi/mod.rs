@@ -9,13 +9,17 @@
 //!   Bundle, an HTML rendering, paper), and the authorization (a `Consent`) when one is needed.
 //! - **Whether an authorization is needed** ([`Request::needs_authorization`]): not for the
 //!   patient's own access or a personal representative's (164.524), nor for a provider's
-//!   treatment or an insurer's payment (164.506); for everything else (164.508).
+//!   treatment or an insurer's payment (164.506), nor for a public health authority's public
+//!   health purpose (164.512(b)) or a court's order, named as the input `legal-order`
+//!   (164.512(e)); for everything else (164.508).
 //! - **The authorization** ([`authorization::check`]) must hold the core elements of
 //!   164.508(c)(1): a description of the information, who may disclose it, the recipient, the
 //!   purpose, an expiry, and the signature with its date; and be the patient's, in force, and
 //!   for the request's purpose.
 //! - **The clock** ([`Request::due`], [`Request::extend`]): 30 days from receipt; one extension of
 //!   up to 30 days, with its written reason, given before the first 30 days run out (164.524(b)(2)).
+//!   The law sets this clock for a patient's own access; the department holds every requester's
+//!   request to it too, so no request waits longer than a patient's would.
 //! - **The release** ([`release::release`]): a Bundle of exactly the requested scope.
 //! - **The fee** ([`fee::fee`]): cost-based, by the department's policy.
 
@@ -45,16 +49,22 @@ pub enum Requester {
     Attorney,
     Insurer,
     Provider,
+    /// A public health authority (164.512(b)).
+    PublicHealth,
+    /// A court or tribunal, by its order (164.512(e)(1)(i)).
+    Court,
     Other,
 }
 
 impl Requester {
-    pub const ALL: [Requester; 6] = [
+    pub const ALL: [Requester; 8] = [
         Requester::Patient,
         Requester::PersonalRepresentative,
         Requester::Attorney,
         Requester::Insurer,
         Requester::Provider,
+        Requester::PublicHealth,
+        Requester::Court,
         Requester::Other,
     ];
 
@@ -65,6 +75,8 @@ impl Requester {
             Requester::Attorney => "attorney",
             Requester::Insurer => "insurer",
             Requester::Provider => "provider",
+            Requester::PublicHealth => "public-health",
+            Requester::Court => "court",
             Requester::Other => "other",
         }
     }
@@ -139,6 +151,8 @@ pub struct Request {
     pub received: i64,
     /// The Consent holding the authorization, if one was given.
     pub authorization: Option<String>,
+    /// The court's order a court's request is made under (a DocumentReference).
+    pub legal_order: Option<String>,
     pub extension: Option<Extension>,
     /// The Task's status: requested, in-progress, completed, rejected, cancelled.
     pub status: String,
@@ -208,6 +222,7 @@ impl Request {
         let mut delivery = Delivery::Fhir;
         let mut scope = Scope::default();
         let mut authorization = None;
+        let mut legal_order = None;
         let mut extension_reason = None;
         let mut extension_at = None;
         for (i, entry) in task["input"].as_array().into_iter().flatten().enumerate() {
@@ -269,6 +284,18 @@ impl Request {
                             .to_string(),
                     );
                 }
+                "legal-order" => {
+                    let reference = entry["valueReference"]["reference"].as_str();
+                    legal_order = Some(
+                        referenced_id(reference, "DocumentReference")
+                            .ok_or_else(|| {
+                                Error::Invalid(format!(
+                                    "{location}: the court's order is a DocumentReference/[id] holding it"
+                                ))
+                            })?
+                            .to_string(),
+                    );
+                }
                 "extension-reason" => extension_reason = Some(text("valueString")?.to_string()),
                 "extension-given" => extension_at = Some(millis(text("valueDateTime")?, &location)?),
                 other => return Err(Error::Invalid(format!("{location}: unknown input '{other}'"))),
@@ -300,6 +327,11 @@ impl Request {
             }
             _ => {}
         }
+        if requester == Requester::Court && legal_order.is_none() {
+            return Err(Error::Invalid(
+                "Task.input: a court's request is made under its order: name it as the input legal-order (a DocumentReference)".into(),
+            ));
+        }
         let extension = match (extension_reason, extension_at) {
             // The law's one extension is given within the first 30 days: a Task saying
             // otherwise was not written by these rules.
@@ -326,6 +358,7 @@ impl Request {
             delivery,
             received,
             authorization,
+            legal_order,
             extension,
             status: task["status"].as_str().unwrap_or("requested").to_string(),
         })
@@ -352,6 +385,12 @@ impl Request {
                 json!({ "valueReference": { "reference": format!("Consent/{consent}") } }),
             ));
         }
+        if let Some(order) = &self.legal_order {
+            inputs.push(input(
+                "legal-order",
+                json!({ "valueReference": { "reference": format!("DocumentReference/{order}") } }),
+            ));
+        }
         if let Some(extension) = &self.extension {
             inputs.push(input("extension-reason", json!({ "valueString": extension.reason })));
             inputs.push(input("extension-given", json!({ "valueDateTime": date_time(extension.given_at) })));
@@ -376,13 +415,17 @@ impl Request {
 
     /// Whether the disclosure needs the patient's authorization (164.508): not for the
     /// patient's own access or their personal representative's (164.524), a provider's
-    /// treatment or an insurer's payment (164.506).
+    /// treatment or an insurer's payment (164.506), a public health authority's public health
+    /// purpose (164.512(b)), or a court's order (164.512(e)(1)(i)). The last two are still in
+    /// the patient's accounting of disclosures (164.528), as every release is.
     pub fn needs_authorization(&self) -> bool {
         !matches!(
             (self.requester, self.purpose.as_str()),
             (Requester::Patient | Requester::PersonalRepresentative, _)
                 | (Requester::Provider, "TREAT")
                 | (Requester::Insurer, "HPAYMT")
+                | (Requester::PublicHealth, "PUBHLTH")
+                | (Requester::Court, "HLEGAL")
         )
     }
 
