@@ -194,6 +194,7 @@ fn an_amendment_accepted_and_one_denied_with_the_statement_carried_into_the_next
         outputs.contains("Dr. Lee, cardiology") && outputs.contains("Ann Ames (release Task/"),
         "{outputs}"
     );
+    assert!(outputs.contains("acceptance-notice"), "{outputs}");
     let now = body(&f.call(Some(&him), Method::Get, "Condition/wrong-allergy", None));
     assert_eq!(
         (now["code"]["text"].as_str(), now["meta"]["versionId"].as_str()),

@@ -30,6 +30,7 @@ pub const INPUT_SYSTEM: &str = "https://chartroom.dev/fhir/CodeSystem/amendment-
 /// code system: LOINC has no codes for them).
 pub const DENIAL_LETTER: &str = "amendment-denial";
 pub const STATEMENT_OF_DISAGREEMENT: &str = "statement-of-disagreement";
+pub const ACCEPTANCE_NOTICE: &str = "amendment-acceptance";
 
 pub const DAYS_TO_ACT: i64 = 60;
 pub const EXTENSION_DAYS: i64 = 30;
@@ -339,6 +340,26 @@ pub fn denial_letter(
         amendment.id,
     );
     document(amendment, DENIAL_LETTER, "Denial of a request to amend", &text, json!({ "display": who }), now)
+}
+
+/// The notice to the patient that their amendment was accepted, naming whom it will be sent
+/// to and asking whom else (164.526(c)(2)).
+pub fn acceptance_notice(amendment: &Amendment, notify: &[String], who: &str, now: i64) -> Json {
+    let recipients = if notify.is_empty() { "no one so far".to_string() } else { notify.join("; ") };
+    let text = format!(
+        "Your request to amend your record\n\nWe received your request on {} to amend {}: \"{}\".\n\nWe have accepted it and amended your record. We will send the amendment to the people you named and to those we know received the information: {recipients}. Tell us of anyone else who should receive it.\n\n{who}\n",
+        &date_time(amendment.received)[..10],
+        amendment.focus,
+        amendment.requested,
+    );
+    document(
+        amendment,
+        ACCEPTANCE_NOTICE,
+        "Acceptance of a request to amend",
+        &text,
+        json!({ "display": who }),
+        now,
+    )
 }
 
 /// The patient's statement of disagreement (164.526(d)(1)(iii)), kept with the record.

@@ -24,7 +24,8 @@
 //!   `record-deficiency`, `owner` the clinician, `focus` what lacks the document, `encounter`,
 //!   `authoredOn` when it fell due), with an id derived from its rule and focus, so running the
 //!   rules again opens nothing twice; a Task whose deficiency is gone (the document arrived, the
-//!   note was signed) is completed with the time it was seen closed.
+//!   note was signed) is completed with the time it was seen closed; one now owed by someone
+//!   else (the attending changed) gets its new owner.
 //! - **The delinquency report** ([`report`]): per clinician, the open deficiencies by age and
 //!   the records still incomplete [`Policy::delinquent_days`] after discharge (delinquent); the
 //!   chart completion rate over the encounters discharged in a period, and the delinquency rate
@@ -495,6 +496,9 @@ pub struct Sync {
     pub open: Vec<Json>,
     /// Open Tasks whose deficiency is gone: (their stored version, the completed Task).
     pub close: Vec<(u64, Json)>,
+    /// Open Tasks whose deficiency is now owed by someone else: (stored version, the Task with
+    /// its new owner).
+    pub reassign: Vec<(u64, Json)>,
     /// Every deficiency open at `now`.
     pub deficiencies: Vec<Deficiency>,
 }
@@ -512,13 +516,38 @@ pub fn sync(store: &dyn Store, policy: &Policy, now: i64) -> Result<Sync> {
             let mut task = t.task.clone();
             task["status"] = json!("completed");
             task["lastModified"] = json!(date_time(now));
+            if !task["executionPeriod"].is_object() {
+                task["executionPeriod"] = json!({});
+            }
             task["executionPeriod"]["end"] = json!(date_time(now));
             task["statusReason"] =
                 json!({ "text": "no longer owed: the document is on record and signed, or the encounter changed" });
             (t.version, task)
         })
         .collect();
-    Ok(Sync { open, close, deficiencies })
+    // Still owed, by someone else now (the attending changed): the Task follows the record.
+    let reassign = deficiencies
+        .iter()
+        .filter_map(|d| {
+            let stored = tasks.get(&d.task_id())?;
+            let owner = stored.task["owner"]["reference"].as_str();
+            if owner == d.responsible.as_deref() {
+                return None;
+            }
+            let mut task = stored.task.clone();
+            match &d.responsible {
+                Some(who) => task["owner"] = json!({ "reference": who }),
+                None => {
+                    if let Some(object) = task.as_object_mut() {
+                        object.remove("owner");
+                    }
+                }
+            }
+            task["lastModified"] = json!(date_time(now));
+            Some((stored.version, task))
+        })
+        .collect();
+    Ok(Sync { open, close, reassign, deficiencies })
 }
 
 /// One clinician's line of the delinquency report.

@@ -47,7 +47,7 @@ pub fn written_only_by(resource_type: &str, json: &serde_json::Value) -> Option<
         if resource_type == "DocumentReference" {
             return match code {
                 retention::CERTIFICATE_CODE => Some("$retention-purge"),
-                amendment::DENIAL_LETTER => Some("Task/[id]/$amend-decide"),
+                amendment::DENIAL_LETTER | amendment::ACCEPTANCE_NOTICE => Some("Task/[id]/$amend-decide"),
                 amendment::STATEMENT_OF_DISAGREEMENT => Some("Task/[id]/$amend-disagree"),
                 _ => None,
             };

@@ -158,7 +158,17 @@ fn deficiencies_become_tasks_once_and_close_when_the_document_arrives() {
     put(&store, task.clone());
     // Running again opens nothing twice.
     let again = completion::sync(&store, &policy, clock.now_millis()).unwrap();
-    assert!(again.open.is_empty() && again.close.is_empty());
+    assert!(again.open.is_empty() && again.close.is_empty() && again.reassign.is_empty());
+    // The attending changes: the Task follows.
+    let mut encounter: Value =
+        serde_json::from_slice(store.read("Encounter", "stay").unwrap().unwrap().body.as_deref().unwrap())
+            .unwrap();
+    encounter["participant"][1]["individual"]["reference"] = json!("Practitioner/dr-new");
+    put(&store, encounter);
+    let moved = completion::sync(&store, &policy, clock.now_millis()).unwrap();
+    assert_eq!(moved.reassign.len(), 1);
+    assert_eq!(moved.reassign[0].1["owner"]["reference"], "Practitioner/dr-new");
+    put(&store, moved.reassign[0].1.clone());
     // The summary arrives: the Task is completed, when seen.
     clock.advance(DAY);
     put(&store, document("ds", "18842-5", "stay", json!({})));
@@ -166,7 +176,7 @@ fn deficiencies_become_tasks_once_and_close_when_the_document_arrives() {
     assert!(closed.open.is_empty());
     assert_eq!(closed.close.len(), 1);
     let (version, task) = &closed.close[0];
-    assert_eq!(*version, 1);
+    assert_eq!(*version, 2);
     assert_eq!(task["status"], "completed");
     assert_eq!(task["executionPeriod"]["end"], "2025-03-26T12:00:00Z");
     put(&store, task.clone());

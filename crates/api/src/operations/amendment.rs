@@ -197,6 +197,14 @@ impl Api {
                     json!({ "type": { "text": "amended" }, "valueReference": { "reference": format!("{}/_history/{}", request.focus, focus_record.version + 1) } }),
                 ];
                 list.extend(notify.iter().map(|n| json!({ "type": { "text": "notify" }, "valueString": n })));
+                let mut notice = amendment::acceptance_notice(&request, &notify, &who, now);
+                let notice_id = new_id();
+                notice["id"] = json!(notice_id);
+                ops.push(WriteOp::Create(prepare(
+                    &fhir::Resource::from_value(notice)?,
+                    self.config.validation,
+                )?));
+                list.push(json!({ "type": { "text": "acceptance-notice" }, "valueReference": { "reference": format!("DocumentReference/{notice_id}") } }));
                 outputs = list;
             }
             Some("deny") => {

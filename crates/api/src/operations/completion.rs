@@ -37,7 +37,7 @@ impl Api {
             let prepared = prepare(&fhir::Resource::from_value(task.clone())?, self.config.validation)?;
             ops.push(WriteOp::Update { resource: prepared, if_match: None });
         }
-        for (version, task) in &sync.close {
+        for (version, task) in sync.close.iter().chain(&sync.reassign) {
             let prepared = prepare(&fhir::Resource::from_value(task.clone())?, self.config.validation)?;
             ops.push(WriteOp::Update {
                 resource: prepared,
@@ -47,7 +47,7 @@ impl Api {
         for d in &sync.deficiencies {
             call.gate.touch(&d.patient);
         }
-        for (_, task) in &sync.close {
+        for (_, task) in sync.close.iter().chain(&sync.reassign) {
             if let Some(patient) = task["for"]["reference"].as_str().and_then(|r| r.strip_prefix("Patient/"))
             {
                 call.gate.touch(patient);
