@@ -16,7 +16,7 @@ use workflow::amendment::{self, Amendment, Denial};
 
 use super::Level;
 use super::registry::{Call, Change};
-use super::roi::{body_of, invalid, written_task};
+use super::roi::{body_of, invalid, task_given, written_task};
 use crate::access::{Gate, ViewedStore};
 use crate::write::{new_id, prepare};
 use crate::{Api, ApiError};
@@ -74,14 +74,7 @@ impl Api {
 
     /// `Task/$amend-request`.
     pub(crate) fn amend_request(&self, call: &Call<'_>) -> Result<Change, ApiError> {
-        let task = call
-            .inputs
-            .resource("resource")
-            .or(call.body.filter(|b| b["resourceType"] == "Task"))
-            .cloned()
-            .ok_or_else(|| {
-                ApiError::bad_request(IssueType::Required, "$amend-request needs the request: a Task")
-            })?;
+        let task = task_given(call, "amend-request")?;
         let mut request = Amendment::from_task(&task).map_err(invalid)?;
         if request.received > self.now() + workflow::DAY {
             return Err(ApiError::bad_request(
@@ -99,11 +92,7 @@ impl Api {
         request.status = "requested".into();
         request.extension = None;
         let id = request.id.clone();
-        let unit = self.workflow_write(request.to_task(), None)?;
-        Ok(Change {
-            unit: Some(unit),
-            answer: Box::new(move |_, gate, written| written_task(gate, &written, &id, 201)),
-        })
+        self.created_task(request.to_task(), id)
     }
 
     /// `Task/[id]/$amend-extend`.

@@ -16,7 +16,7 @@ use workflow::retention::{self, Plan, Schedule};
 
 use super::json_response;
 use super::registry::{Call, Change};
-use super::roi::{body_of, invalid, written_task};
+use super::roi::{body_of, invalid, task_given, written_task};
 use crate::access::ViewedStore;
 use crate::write::{new_id, prepare};
 use crate::{Api, ApiError, Response};
@@ -105,14 +105,7 @@ impl Api {
 
     /// `Task/$hold-place`.
     pub(crate) fn hold_place(&self, call: &Call<'_>) -> Result<Change, ApiError> {
-        let mut task = call
-            .inputs
-            .resource("resource")
-            .or(call.body.filter(|b| b["resourceType"] == "Task"))
-            .cloned()
-            .ok_or_else(|| {
-                ApiError::bad_request(IssueType::Required, "$hold-place needs the hold: a Task")
-            })?;
+        let mut task = task_given(call, "hold-place")?;
         retention::hold_task(&task).map_err(invalid)?;
         let viewed = ViewedStore { store: self.store.as_ref(), gate: call.gate };
         if let Some(patient) = task["for"]["reference"].as_str().and_then(|r| r.strip_prefix("Patient/")) {
@@ -164,11 +157,7 @@ impl Api {
             task["authoredOn"] = json!(now);
         }
         task["executionPeriod"] = json!({ "start": now });
-        let unit = self.workflow_write(task, None)?;
-        Ok(Change {
-            unit: Some(unit),
-            answer: Box::new(move |_, gate, written| written_task(gate, &written, &id, 201)),
-        })
+        self.created_task(task, id)
     }
 
     /// `Task/[id]/$hold-release`.

@@ -160,17 +160,7 @@ impl Api {
 
     /// `Task/$roi-request`.
     pub(crate) fn roi_request(&self, call: &Call<'_>) -> Result<Change, ApiError> {
-        let task = call
-            .inputs
-            .resource("resource")
-            .or(call.body.filter(|b| b["resourceType"] == "Task"))
-            .cloned()
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    IssueType::Required,
-                    "$roi-request needs the request: a Task (the body, or the parameter resource)",
-                )
-            })?;
+        let task = task_given(call, "roi-request")?;
         let mut request = Request::from_task(&task).map_err(invalid)?;
         let now = self.now();
         // A request cannot have been received later than now (a day's leeway for clocks).
@@ -217,11 +207,7 @@ impl Api {
         request.status = "requested".into();
         request.extension = None;
         let id = request.id.clone();
-        let unit = self.workflow_write(request.to_task(), None)?;
-        Ok(Change {
-            unit: Some(unit),
-            answer: Box::new(move |_, gate, written| written_task(gate, &written, &id, 201)),
-        })
+        self.created_task(request.to_task(), id)
     }
 
     /// `Task/[id]/$roi-extend`.
@@ -351,6 +337,32 @@ impl Api {
         Ok(json_response(&json!({
             "resourceType": "Bundle", "type": "collection", "entry": entries,
         })))
+    }
+}
+
+/// The Task an intake operation (`$roi-request`, `$amend-request`, `$hold-place`) was given:
+/// its parameter `resource`, or the body itself.
+pub(super) fn task_given(call: &Call<'_>, operation: &str) -> Result<Json, ApiError> {
+    call.inputs
+        .resource("resource")
+        .or(call.body.filter(|b| b["resourceType"] == "Task"))
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                IssueType::Required,
+                format!("${operation} needs a Task: the body, or the parameter resource"),
+            )
+        })
+}
+
+impl Api {
+    /// A workflow's new Task written under `id`, answered 201 with it as stored.
+    pub(super) fn created_task(&self, task: Json, id: String) -> Result<Change, ApiError> {
+        let unit = self.workflow_write(task, None)?;
+        Ok(Change {
+            unit: Some(unit),
+            answer: Box::new(move |_, gate, written| written_task(gate, &written, &id, 201)),
+        })
     }
 }
 
