@@ -211,6 +211,11 @@ impl Gate {
         })
     }
 
+    /// Whether `patient`'s directives deny their records to someone in particular.
+    pub(crate) fn directives_name_actors(&self, patient: &str) -> bool {
+        self.directives.rules_of(patient).iter().any(policy::DenyRule::names_actors)
+    }
+
     /// The server's validation setting.
     pub(crate) fn validation(&self) -> crate::Validation {
         self.validation

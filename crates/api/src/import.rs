@@ -346,6 +346,22 @@ fn prepare_chunks(
                     .collect();
                 tally.warn(&item.file, item.line, &what, &issues);
             }
+            // A workflow's record is loaded once: one already on record is left as it is (and
+            // said), so the rest of the chunk is stored.
+            if let Some(id) = resource.id()
+                && workflow::written_only_by(resource.resource_type(), resource.as_json()).is_some()
+                && api.store().read(resource.resource_type(), id).ok().flatten().is_some()
+            {
+                tally.reject(
+                    &item.file,
+                    item.line,
+                    format!(
+                        "{}/{id} is a workflow's record already on record: a load does not overwrite it",
+                        resource.resource_type()
+                    ),
+                );
+                continue;
+            }
             match prepare_resource(resource, options.validation) {
                 Ok(op) => {
                     ops.push(op);

@@ -437,6 +437,45 @@ fn a_release_is_read_as_its_recipient_with_the_departments_fees_and_an_html_copy
         "{page}"
     );
     assert!(page.contains("Ann Ames (patient)"), "{page}");
+    // A directive aimed at one recipient: a request naming its requester only in words cannot
+    // be checked against it and is refused; named by reference, the directive holds.
+    f.put_all(&[json!({ "resourceType": "Consent", "id": "not-acme", "status": "active",
+        "scope": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy" }] },
+        "category": [{ "coding": [{ "system": "http://loinc.org", "code": "59284-0" }] }],
+        "patient": { "reference": "Patient/pa" },
+        "policyRule": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN" }] },
+        "provision": { "type": "permit", "provision": [{ "type": "deny",
+            "actor": [{ "role": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP" }] },
+                        "reference": { "reference": "Organization/acme" } }],
+            "class": [{ "system": "http://hl7.org/fhir/resource-types", "code": "Condition" }] }] } })]);
+    let unnamed = release(request("insurer", "HPAYMT", json!({ "display": "Acme Health" })), None);
+    assert_eq!(unnamed.status, 422, "{}", body(&unnamed));
+    assert!(body(&unnamed).to_string().contains("name the requester by reference"));
+    let named = release(
+        request("insurer", "HPAYMT", json!({ "reference": "Organization/acme", "display": "Acme Health" })),
+        None,
+    );
+    assert_eq!(named.status, 200, "{}", body(&named));
+    assert!(body(&named)["entry"].as_array().is_none_or(Vec::is_empty), "{}", body(&named));
+    // A directive that withholds from the steward: the patient's own copy is whole or not
+    // given; an administrator gives it.
+    f.put_all(&[json!({ "resourceType": "Consent", "id": "no-conditions", "status": "active",
+        "scope": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy" }] },
+        "category": [{ "coding": [{ "system": "http://loinc.org", "code": "59284-0" }] }],
+        "patient": { "reference": "Patient/pa" },
+        "policyRule": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN" }] },
+        "provision": { "type": "permit", "provision": [{ "type": "deny",
+            "class": [{ "system": "http://hl7.org/fhir/resource-types", "code": "Condition" }] }] } })]);
+    let own_request =
+        request("patient", "PATRQT", json!({ "reference": "Patient/pa", "display": "Ann Ames" }));
+    let refused = release(own_request.clone(), None);
+    assert_eq!(refused.status, 403, "{}", body(&refused));
+    let admin = caller("root", Role::Admin, None);
+    let taken = f.call(Some(&admin), Method::Post, "Task/$roi-request", Some(&own_request));
+    let path = format!("Task/{}/$roi-release", body(&taken)["id"].as_str().unwrap());
+    let whole = f.call(Some(&admin), Method::Post, &path, None);
+    assert_eq!(whole.status, 200, "{}", body(&whole));
+    assert!(body(&whole).to_string().contains("Asthma"));
     // The department's fees: nothing for payment, the flat fee for the patient's electronic copy.
     let stored = body(&f.call(Some(&him), Method::Get, "Task?_count=100", None));
     let fees: Vec<f64> = stored["entry"]
@@ -446,7 +485,7 @@ fn a_release_is_read_as_its_recipient_with_the_departments_fees_and_an_html_copy
         .flat_map(|e| e["resource"]["output"].as_array().cloned().unwrap_or_default())
         .filter_map(|o| o["valueMoney"]["value"].as_f64())
         .collect();
-    assert_eq!(fees.len(), 2, "{fees:?}");
+    assert_eq!(fees.len(), 4, "{fees:?}");
     assert!(fees.contains(&0.0) && fees.contains(&6.5), "{fees:?}");
     let policy = workflow::roi::fee::FeePolicy::from_json(&json!({ "thirdPartyBase": 40 })).unwrap();
     assert_eq!((policy.third_party_base, policy.electronic_flat), (40.0, 6.5));

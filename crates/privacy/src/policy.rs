@@ -679,6 +679,11 @@ pub struct DenyRule {
 }
 
 impl DenyRule {
+    /// Whether the rule denies someone in particular (rather than everyone).
+    pub fn names_actors(&self) -> bool {
+        !self.actors.is_empty()
+    }
+
     fn applies(&self, caller: &Caller, facts: &ResourceFacts) -> bool {
         let label = self.labels.is_empty() || facts.labels.iter().any(|l| self.labels.contains(l));
         label && self.applies_to(caller, &facts.resource_type)

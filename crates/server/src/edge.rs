@@ -115,11 +115,12 @@ pub(crate) fn media_type(value: &str) -> String {
 }
 
 /// Checks `_format` and `Accept`: this server speaks JSON only, except that a view's rows
-/// (`ViewDefinition/$run`) come in the `_format` asked for, and the operations report also as
-/// HTML (the API checks both).
+/// (`ViewDefinition/$run`) come in the `_format` asked for, and the operations report and a
+/// release of information also as HTML (the API checks both).
 pub(crate) fn check_acceptable(path: &str, query: &str, headers: &HeaderMap) -> Result<(), Refusal> {
     if (path.starts_with("/fhir/ViewDefinition/") && path.ends_with("/$run"))
         || path == "/fhir/$operations-report"
+        || (path.starts_with("/fhir/Task/") && path.ends_with("/$roi-release"))
     {
         return Ok(());
     }

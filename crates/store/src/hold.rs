@@ -13,7 +13,7 @@
 //! - with a date range: of those (or of every patient's resources, for a hold on dates alone),
 //!   the ones whose clinical date overlaps it ([`clinical_dates`]; a resource without one by
 //!   when it was last updated), so nothing of the period slips out for want of a date; the
-//!   Patient with them (every Patient, under a hold on dates alone).
+//!   Patient with them when the hold names the patient.
 //!
 //! The department's workflow Tasks (requests, deficiencies, holds themselves) are never
 //! covered: a hold keeps the clinical record, not the work on it.
@@ -71,19 +71,20 @@ impl Hold {
         if !is_hold_task(json) || json["status"] != "in-progress" {
             return None;
         }
-        let id_in = |element: &Json, kind: &str| {
-            element["reference"]
-                .as_str()
-                .and_then(|r| r.strip_prefix(kind))
-                .and_then(|r| r.strip_prefix('/'))
-                .and_then(|r| r.split('/').next())
-                .map(str::to_string)
-        };
+        let encounter = json["focus"]["reference"].as_str().and_then(|r| {
+            // Relative or absolute, with or without a version.
+            let at = r.rfind("Encounter/")?;
+            let id = r[at + "Encounter/".len()..].split('/').next()?;
+            (at == 0 || r[..at].ends_with('/')).then(|| id.to_string())
+        });
         let period = &json["restriction"]["period"];
         Some(Hold {
             id: json["id"].as_str().unwrap_or("").to_string(),
-            patient: id_in(&json["for"], "Patient"),
-            encounter: id_in(&json["focus"], "Encounter"),
+            patient: json["for"]["reference"]
+                .as_str()
+                .and_then(fhir::patient_id_of_reference)
+                .map(str::to_string),
+            encounter,
             from: bound(period["start"].as_str(), false),
             to: bound(period["end"].as_str(), true),
         })
@@ -106,10 +107,11 @@ impl Hold {
             Some(patient) if resource_type == "Patient" => return id == patient,
             Some(patient) if subject != Some(patient.as_str()) => return false,
             Some(_) => {}
-            // A hold on dates alone keeps patients' records (and every Patient, whose records
-            // it may keep), not the directory or the department's own records.
-            None if resource_type == "Patient" => return self.encounter.is_none(),
-            None if subject.is_none() => return false,
+            // A hold naming no patient keeps records, not Patients (the purge keeps a Patient
+            // while any record of theirs is kept); a hold on dates alone keeps patients' records,
+            // not the directory or the department's own records.
+            None if resource_type == "Patient" => return false,
+            None if subject.is_none() && self.encounter.is_none() => return false,
             None => {}
         }
         if let Some(encounter) = &self.encounter {

@@ -345,7 +345,19 @@ pub fn denial_letter(
 /// The notice to the patient that their amendment was accepted, naming whom it will be sent
 /// to and asking whom else (164.526(c)(2)).
 pub fn acceptance_notice(amendment: &Amendment, notify: &[String], who: &str, now: i64) -> Json {
-    let recipients = if notify.is_empty() { "no one so far".to_string() } else { notify.join("; ") };
+    // The people the patient named, by name; those the department released to, only counted
+    // (the notice is part of the record, and who received what is the accounting's to say).
+    let named: Vec<String> = amendment
+        .notify
+        .iter()
+        .filter_map(|r| r["display"].as_str().or(r["reference"].as_str()).map(str::to_string))
+        .collect();
+    let others = notify.iter().filter(|n| !named.contains(n)).count();
+    let mut parts = named;
+    if others > 0 {
+        parts.push(format!("{others} recipient{} of earlier releases", if others == 1 { "" } else { "s" }));
+    }
+    let recipients = if parts.is_empty() { "no one so far".to_string() } else { parts.join("; ") };
     let text = format!(
         "Your request to amend your record\n\nWe received your request on {} to amend {}: \"{}\".\n\nWe have accepted it and amended your record. We will send the amendment to the people you named and to those we know received the information: {recipients}. Tell us of anyone else who should receive it.\n\n{who}\n",
         &date_time(amendment.received)[..10],

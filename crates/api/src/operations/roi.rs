@@ -158,6 +158,31 @@ impl Api {
         Ok(WriteUnit { ops: vec![op] })
     }
 
+    /// A court's request: the order it names is on record and about this patient.
+    fn roi_order_checked(&self, gate: &Gate, request: &Request) -> Result<(), ApiError> {
+        let Some(order) = &request.legal_order else { return Ok(()) };
+        let viewed = ViewedStore { store: self.store.as_ref(), gate };
+        let record = store::Store::read(&viewed, "DocumentReference", order)?
+            .filter(|r| !r.is_deleted())
+            .ok_or_else(|| {
+                ApiError::new(
+                    422,
+                    IssueType::NotFound,
+                    format!("the court's order DocumentReference/{order} is not on record"),
+                )
+            })?;
+        let body = body_of(&record)?;
+        let about = store::hold::subject_patient(&body);
+        if about.is_some_and(|p| p != request.patient) {
+            return Err(ApiError::new(
+                422,
+                IssueType::BusinessRule,
+                format!("the court's order DocumentReference/{order} is about another patient"),
+            ));
+        }
+        Ok(())
+    }
+
     /// `Task/$roi-request`.
     pub(crate) fn roi_request(&self, call: &Call<'_>) -> Result<Change, ApiError> {
         let task = task_given(call, "roi-request")?;
@@ -203,6 +228,7 @@ impl Api {
             }
         }
         self.roi_authorized(call.gate, &request, now)?;
+        self.roi_order_checked(call.gate, &request)?;
         request.id = new_id();
         request.status = "requested".into();
         request.extension = None;
@@ -249,20 +275,57 @@ impl Api {
             None => call.request.accept.as_deref().is_some_and(|a| a.contains("text/html")),
         };
         self.roi_authorized(call.gate, &request, now)?;
+        self.roi_order_checked(call.gate, &request)?;
         // Read as the recipient for the purpose: what the patient's directives withhold from
-        // them is not released (the caller's own view decided they may run the release).
+        // them is not released. The patient's own copy (asked by the patient, by reference) is
+        // their whole record; a representative's is read as the RelatedPerson they are.
         let recipient = request.requester_name["reference"].as_str().map(str::to_string);
-        let to_the_patient =
-            matches!(request.requester, roi::Requester::Patient | roi::Requester::PersonalRepresentative);
+        let to_the_patient = request.requester == roi::Requester::Patient
+            && recipient.as_deref() == Some(format!("Patient/{}", request.patient).as_str());
         let disclosure_gate = Gate::for_disclosure(
             self,
             call.gate.user().unwrap_or("the department"),
-            recipient,
+            recipient.clone(),
             &request.purpose,
             to_the_patient,
         )?;
+        if recipient.is_none() && disclosure_gate.directives_name_actors(&request.patient) {
+            return Err(ApiError::new(
+                422,
+                IssueType::BusinessRule,
+                format!(
+                    "Patient/{}'s consent directives name who may not receive their records: name the requester by reference (Task.requester.reference) so they can be honoured",
+                    request.patient
+                ),
+            ));
+        }
         let viewed = ViewedStore { store: self.store.as_ref(), gate: &disclosure_gate };
         let mut bundle = roi::release::release(&viewed, &request, now).map_err(invalid)?;
+        // What goes out is also what the steward running the release may see: a record their
+        // own view withholds is never handed to them in a release. The patient's own copy is
+        // whole or not given.
+        if let Some(entries) = bundle["entry"].as_array_mut() {
+            let mut withheld = 0;
+            entries.retain(|entry| {
+                let resource = &entry["resource"];
+                let kind = resource["resourceType"].as_str().unwrap_or("");
+                let shown = serde_json::to_vec(resource)
+                    .is_ok_and(|body| call.gate.admit(kind, &body) == privacy::Sight::Shown);
+                if !shown {
+                    withheld += 1;
+                }
+                shown
+            });
+            if withheld > 0 && to_the_patient {
+                return Err(ApiError::new(
+                    403,
+                    IssueType::Forbidden,
+                    format!(
+                        "{withheld} of the patient's records are withheld from your view: the patient's own copy is released whole, by an administrator"
+                    ),
+                ));
+            }
+        }
         let base = call.request.base.trim_end_matches('/').to_string();
         for entry in bundle["entry"].as_array_mut().into_iter().flatten() {
             if let Some(relative) = entry["fullUrl"].as_str().map(str::to_string) {

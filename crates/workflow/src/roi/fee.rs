@@ -35,12 +35,25 @@ impl FeePolicy {
     /// A policy as JSON: `{"electronicFlat", "perPage", "postage", "thirdPartyBase"}` (amounts
     /// of at least 0; one left out keeps the default).
     pub fn from_json(json: &Json) -> Result<FeePolicy> {
+        const KEYS: [&str; 4] = ["electronicFlat", "perPage", "postage", "thirdPartyBase"];
+        let Some(object) = json.as_object() else {
+            return Err(Error::Invalid(format!(
+                "{POLICY_FILE}: an object of amounts ({}) is expected",
+                KEYS.join(", ")
+            )));
+        };
+        if let Some(unknown) = object.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(Error::Invalid(format!(
+                "{POLICY_FILE}: '{unknown}' is not one of {}",
+                KEYS.join(", ")
+            )));
+        }
         let default = FeePolicy::default();
         let amount = |key: &str, fallback: f64| -> Result<f64> {
             match &json[key] {
                 Json::Null => Ok(fallback),
-                value => value.as_f64().filter(|a| a.is_finite() && *a >= 0.0).ok_or_else(|| {
-                    Error::Invalid(format!("{POLICY_FILE}: {key} must be an amount of at least 0"))
+                value => value.as_f64().filter(|a| (0.0..=100_000.0).contains(a)).ok_or_else(|| {
+                    Error::Invalid(format!("{POLICY_FILE}: {key} must be an amount from 0 to 100000"))
                 }),
             }
         };

@@ -84,6 +84,9 @@ pub fn release(store: &dyn Store, request: &Request, now: i64) -> Result<Json> {
             .filter(|(_, json)| fhir::patient_reference(json) == Some(patient_reference.as_str()))
             .filter(|(_, json)| fhir::patients_mentioned(json).iter().all(|id| *id == request.patient))
             .filter(|(_, json)| in_range(resource_type, json) && !under_own_law(json))
+            // The department's own documents (letters, notices) are not the record; the
+            // disputes that go with it are added below.
+            .filter(|(_, json)| crate::written_only_by(resource_type, json).is_none())
             .collect();
         members.sort_by(|a, b| a.0.cmp(&b.0));
         members.dedup_by(|a, b| a.0 == b.0);
