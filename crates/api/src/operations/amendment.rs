@@ -31,17 +31,8 @@ impl Api {
         gate: &Gate,
         level: &Level<'_>,
     ) -> Result<(store::VersionRecord, Amendment), ApiError> {
-        let Level::Instance("Task", id) = *level else {
-            return Err(ApiError::bad_request(
-                IssueType::Required,
-                "this operation runs on a Task: Task/[id]/$...",
-            ));
-        };
-        let viewed = ViewedStore { store: self.store.as_ref(), gate };
-        let record = store::Store::read(&viewed, "Task", id)?
-            .filter(|r| !r.is_deleted())
-            .ok_or_else(|| ApiError::not_found(format!("Task/{id} is not known")))?;
-        let request = Amendment::from_task(&body_of(&record)?).map_err(invalid)?;
+        let (record, task) = self.stored_task(gate, level)?;
+        let request = Amendment::from_task(&task).map_err(invalid)?;
         gate.touch(&request.patient);
         Ok((record, request))
     }

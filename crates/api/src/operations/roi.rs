@@ -130,7 +130,13 @@ impl Api {
         Err(ApiError { status: 422, outcome, etag: None })
     }
 
-    fn roi_task(&self, gate: &Gate, level: &Level<'_>) -> Result<(VersionRecord, Request), ApiError> {
+    /// The Task an instance operation (`Task/[id]/$...`) runs on, read through the caller's
+    /// view: its stored version and its body.
+    pub(super) fn stored_task(
+        &self,
+        gate: &Gate,
+        level: &Level<'_>,
+    ) -> Result<(VersionRecord, Json), ApiError> {
         let Level::Instance("Task", id) = *level else {
             return Err(ApiError::bad_request(
                 IssueType::Required,
@@ -141,7 +147,13 @@ impl Api {
         let record = store::Store::read(&viewed, "Task", id)?
             .filter(|r| !r.is_deleted())
             .ok_or_else(|| ApiError::not_found(format!("Task/{id} is not known")))?;
-        let request = Request::from_task(&body_of(&record)?).map_err(invalid)?;
+        let body = body_of(&record)?;
+        Ok((record, body))
+    }
+
+    fn roi_task(&self, gate: &Gate, level: &Level<'_>) -> Result<(VersionRecord, Request), ApiError> {
+        let (record, task) = self.stored_task(gate, level)?;
+        let request = Request::from_task(&task).map_err(invalid)?;
         gate.touch(&request.patient);
         Ok((record, request))
     }
