@@ -504,6 +504,15 @@ impl Gate {
         }
     }
 
+    /// Whether the caller may receive a de-identified extract under `profile`
+    /// ([`policy::may_receive_deidentified`]).
+    pub(crate) fn deidentified(&self, profile: &str) -> Result<(), ApiError> {
+        match self.caller.as_deref() {
+            Some(caller) => policy::may_receive_deidentified(&caller.identity, profile).map_err(refused),
+            None => Ok(()),
+        }
+    }
+
     /// The types of `asked` an export by the caller writes out ([`policy::exportable_types`]).
     pub(crate) fn exportable_types(&self, asked: Vec<String>, named: bool) -> Result<Vec<String>, ApiError> {
         match self.caller.as_deref() {

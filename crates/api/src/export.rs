@@ -150,7 +150,13 @@ struct Selection<'a> {
     types: Option<&'a [String]>,
     since: Option<i64>,
     kept: &'a TypeFilterMatches,
+    /// `_deidentify`: what each resource becomes before it is written (`None` from it: left
+    /// out).
+    deidentifier: Option<&'a deid::Deidentifier>,
 }
+
+/// The manifest's extension counting what a de-identified export removed, per class.
+const DEIDENTIFICATION_EXTENSION: &str = "https://chartroom.dev/fhir/bulk/deidentification";
 
 impl Api {
     /// `$export` at system, Patient or Group level (and for one Patient): starts a job.
@@ -178,6 +184,32 @@ impl Api {
                 format!("_outputFormat {format} is not supported; exports are application/fhir+ndjson"),
             ));
         }
+        // `_deidentify` (an extension of this server): the files hold de-identified copies.
+        let deidentify = match inputs.get("_deidentify") {
+            None => None,
+            Some(name) => {
+                let profile = deid::Profile::parse(name)
+                    .map_err(|e| ApiError::bad_request(IssueType::Value, format!("_deidentify: {e}")))?;
+                gate.deidentified(profile.name())?;
+                let as_of = fhir::DateTime::now_utc().to_string();
+                let as_of = as_of.get(..10).unwrap_or("").to_string();
+                Some(match profile {
+                    deid::Profile::SafeHarbor => {
+                        deid::Settings::safe_harbor(&as_of).map_err(|e| ApiError::internal(e.to_string()))?
+                    }
+                    deid::Profile::DateShift => {
+                        let Some(path) = &self.config.deid_key else {
+                            return Err(ApiError::not_supported(
+                                "date-shifted extracts need the record's key in a data directory; this server has none",
+                            ));
+                        };
+                        let key =
+                            deid::Key::load_or_create(path).map_err(|e| ApiError::internal(e.to_string()))?;
+                        deid::Settings::date_shift(key, &as_of)
+                    }
+                })
+            }
+        };
         for unsupported in ["_elements", "includeAssociatedData"] {
             if inputs.get(unsupported).is_some() {
                 return Err(ApiError::not_supported(format!("$export does not support {unsupported}")));
@@ -265,9 +297,23 @@ impl Api {
             .name(format!("export-{job}"))
             .spawn(move || {
                 let transaction_time = fhir::DateTime::now_utc().to_string();
-                let result = api.type_filter_matches(&type_filters).and_then(|kept| {
-                    let selection = Selection { types: types.as_deref(), since, kept: &kept };
-                    api.write_export(&job_dir, &scope, &selection, &cancelled, &exported)
+                let profile = deidentify.as_ref().map(|settings| settings.profile);
+                let deidentifier = deidentify
+                    .map(|settings| {
+                        deid::extract::learn(api.store.as_ref(), settings).map_err(|e| e.to_string())
+                    })
+                    .transpose();
+                let mut report = deid::Report::default();
+                let result = deidentifier.and_then(|deidentifier| {
+                    api.type_filter_matches(&type_filters).and_then(|kept| {
+                        let selection = Selection {
+                            types: types.as_deref(),
+                            since,
+                            kept: &kept,
+                            deidentifier: deidentifier.as_ref(),
+                        };
+                        api.write_export(&job_dir, &scope, &selection, &cancelled, &exported, &mut report)
+                    })
                 });
                 let manifest = match result {
                     Ok(outputs) => json!({
@@ -280,6 +326,9 @@ impl Api {
                             "count": count,
                         })).collect::<Vec<_>>(),
                         "error": [],
+                        "extension": profile.map(|profile| json!({
+                            DEIDENTIFICATION_EXTENSION: report.to_json(profile),
+                        })).unwrap_or_else(|| json!({})),
                     }),
                     Err(message) => json!({"error": message}),
                 };
@@ -314,8 +363,9 @@ impl Api {
         selection: &Selection<'_>,
         cancelled: &AtomicBool,
         exported: &AtomicU64,
+        report: &mut deid::Report,
     ) -> Result<Vec<(String, String, u64)>, String> {
-        let Selection { types, since, kept } = *selection;
+        let Selection { types, since, kept, deidentifier } = *selection;
         // `_typeFilter`: a type with queries keeps only the resources that matched one.
         let filtered_out =
             |resource_type: &str, id: &str| kept.get(resource_type).is_some_and(|ids| !ids.contains(id));
@@ -329,6 +379,19 @@ impl Api {
                         body: &[u8],
                         outputs: &mut Vec<(String, String, u64)>|
          -> Result<(), String> {
+            // A de-identified copy, or nothing when its type never leaves de-identified.
+            let copy;
+            let original = body;
+            let body = match deidentifier {
+                None => body,
+                Some(deidentifier) => {
+                    let resource: Json =
+                        serde_json::from_slice(body).map_err(|e| format!("a stored resource: {e}"))?;
+                    let Some(clean) = deidentifier.apply(&resource, report) else { return Ok(()) };
+                    copy = serde_json::to_vec(&clean).map_err(|e| e.to_string())?;
+                    &copy[..]
+                }
+            };
             let switch = match &open {
                 Some((current, _, count, _)) => current != resource_type || *count >= RESOURCES_PER_FILE,
                 None => true,
@@ -353,7 +416,9 @@ impl Api {
                     .map_err(|e| format!("cannot write the export: {e}"))?;
                 *count += 1;
             }
-            file_patients.extend(crate::access::patients_in_stored(body));
+            // Whose records the file came from, whatever it shows of them: a date-shifted
+            // copy is still a disclosure to account for.
+            file_patients.extend(crate::access::patients_in_stored(original));
             exported.fetch_add(1, Ordering::Relaxed);
             if cancelled.load(Ordering::Relaxed) { Err("the export was cancelled".into()) } else { Ok(()) }
         };

@@ -149,6 +149,9 @@ pub struct ApiConfig {
     pub analytics_tables: Option<std::path::PathBuf>,
     /// Where bulk export jobs write their files; `None`: no bulk export.
     pub export_dir: Option<std::path::PathBuf>,
+    /// The record's de-identification key (`DIR/deid.key`, made on first use); `None`: no
+    /// date-shifted extracts.
+    pub deid_key: Option<std::path::PathBuf>,
     /// Whether the server requires a bearer token, which a bulk export's manifest says to
     /// its clients (`requiresAccessToken`).
     pub requires_access_token: bool,
@@ -209,6 +212,7 @@ impl Default for ApiConfig {
             syndromes_dir: None,
             analytics_tables: None,
             export_dir: None,
+            deid_key: None,
             requires_access_token: true,
             validation: Validation::Enforce,
             total_bound: 10_000,

@@ -269,3 +269,65 @@ fn type_filters_keep_what_matches_their_queries() {
         assert!(refused.body_text().contains(says), "{query}: {}", refused.body_text());
     }
 }
+
+#[test]
+fn a_deidentified_export_holds_codes_and_years_and_counts_what_it_removed() {
+    let fixture = Fixture::new("export-deidentified");
+    let patient = json!({"resourceType": "Patient", "id": "p9",
+        "name": [{"family": "Quintero", "given": ["Rosalind"]}],
+        "identifier": [{"system": "http://hl7.org/fhir/sid/us-ssn", "value": "999-41-2231"}],
+        "telecom": [{"system": "phone", "value": "312-555-0187"}],
+        "address": [{"line": ["88 Larkspur Lane"], "city": "Evanston", "state": "IL", "postalCode": "60201"}],
+        "birthDate": "1950-03-04"});
+    assert!(fixture.call(Method::Put, "Patient/p9", "", Some(&patient), None).status < 300);
+    let note = json!({"resourceType": "Observation", "id": "p9-note", "status": "final", "code": {"text": "note"},
+        "subject": {"reference": "Patient/p9"}, "effectiveDateTime": "2024-05-06T10:00:00Z",
+        "valueString": "Rosalind Quintero seen 2024-05-06; call 312-555-0187."});
+    assert!(fixture.call(Method::Put, "Observation/p9-note", "", Some(&note), None).status < 300);
+
+    let manifest = fixture.export("$export", "_deidentify=safe-harbor");
+    let report = &manifest["extension"]["https://chartroom.dev/fhir/bulk/deidentification"];
+    assert_eq!(report["profile"], "safe-harbor");
+    let class = |code: &str| {
+        report["classes"].as_array().unwrap().iter().find(|c| c["class"] == code).unwrap().clone()
+    };
+    assert!(class("names")["structured"].as_u64().unwrap() >= 1);
+    assert!(class("names")["text"].as_u64().unwrap() >= 2);
+    assert!(class("ssn")["structured"].as_u64().unwrap() >= 1);
+    let mut text = String::new();
+    for output in manifest["output"].as_array().unwrap() {
+        let url = output["url"].as_str().unwrap();
+        text.push_str(
+            fixture
+                .call(Method::Get, url.strip_prefix("http://test/fhir/").unwrap(), "", None, None)
+                .body_text(),
+        );
+    }
+    for gone in [
+        "p9",
+        "Quintero",
+        "Rosalind",
+        "999-41-2231",
+        "555-0187",
+        "Larkspur",
+        "Evanston",
+        "1950-03-04",
+        "2024-05-06",
+        "60201",
+    ] {
+        assert!(!text.contains(gone), "{gone} in the de-identified export:\n{text}");
+    }
+    assert!(text.contains("\"birthDate\":\"1950\"") && text.contains("\"postalCode\":\"602\""), "{text}");
+    // Every patient and observation is there under a code.
+    assert_eq!(text.matches("\"resourceType\":\"Patient\"").count(), 4);
+    assert_eq!(text.matches("\"resourceType\":\"Observation\"").count(), 7);
+
+    let unknown =
+        fixture.call(Method::Get, "$export", "_deidentify=k-anonymity", None, Some("respond-async"));
+    assert_eq!(unknown.status, 400, "{}", unknown.body_text());
+    assert!(unknown.body_text().contains("k-anonymity"));
+    // Without the record's key, no date-shifted extract.
+    let no_key = fixture.call(Method::Get, "$export", "_deidentify=date-shift", None, Some("respond-async"));
+    assert_eq!(no_key.status, 400, "{}", no_key.body_text());
+    assert!(no_key.body_text().contains("key"));
+}

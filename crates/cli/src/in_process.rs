@@ -115,3 +115,30 @@ pub(crate) fn call_as_at(
     let body = serde_json::from_slice(response.body.as_deref().unwrap_or(b"{}")).unwrap_or(Value::Null);
     Ok(Answer { status: response.status, body, disclosure: response.audit.disclosure.clone() })
 }
+
+/// Records in the audit trail a command that read the record directly (an extract), as `by`.
+pub(crate) fn record_command(
+    data: &std::path::Path,
+    by: &str,
+    interaction: &str,
+    text: String,
+) -> Result<()> {
+    let runtime = crate::runtime()?;
+    let audit = privacy::AuditLog::open(data)
+        .with_context(|| format!("cannot open the audit trail in {}", data.display()))?;
+    let access = privacy::Access {
+        user: by.to_string(),
+        role: "command-line".into(),
+        interaction: interaction.to_string(),
+        action: "E",
+        status: 200,
+        outcome_text: Some(text),
+        ..Default::default()
+    };
+    let recorded = runtime.block_on(audit.record(access).durable());
+    audit.close();
+    if !recorded {
+        bail!("the extract was written but could not be recorded in the audit trail");
+    }
+    Ok(())
+}

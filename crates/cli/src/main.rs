@@ -6,6 +6,7 @@ mod analysis;
 mod billing_cli;
 mod code;
 mod completion_cli;
+mod deid_cli;
 mod dq;
 mod generate;
 mod in_process;
@@ -108,6 +109,9 @@ enum Command {
     Retention(retention_cli::RetentionArgs),
     /// Record completion: deficiencies owed by clinicians, the delinquency report
     Completion(completion_cli::CompletionArgs),
+    /// De-identified research extract: NDJSON and the built-in views as Parquet, HIPAA Safe
+    /// Harbor or date-shifted with keyed pseudonyms, with the count of what was removed
+    Deid(deid_cli::DeidArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -408,6 +412,7 @@ fn main() -> ExitCode {
         Command::Billing(args) => billing_cli::run(args),
         Command::Roi(args) => roi_cli::run(args),
         Command::Completion(args) => completion_cli::run(args),
+        Command::Deid(args) => deid_cli::run(args),
         Command::Amend(args) => amend_cli::run(args),
         Command::Hold(args) => retention_cli::run_hold(args),
         Command::Retention(args) => retention_cli::run_retention(args),
@@ -455,6 +460,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         readmission_model: Some(analytics::risk::readmission::model_path(&args.store.data)),
         analytics_tables: Some(::views::tables::tables_path(&args.store.data)),
         export_dir: Some(args.store.data.join("exports")),
+        deid_key: Some(args.store.data.join(deid::KEY_FILE)),
         validation: args.validation.mode(),
         duplicate_check: match args.duplicate_check {
             DuplicateCheckArg::Warn => api::DuplicateCheck::Warn,

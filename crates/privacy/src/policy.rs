@@ -484,6 +484,37 @@ pub fn exportable_types(identity: &Identity, asked: &[String], named: bool) -> R
     Ok(open)
 }
 
+/// Whether `identity` may receive a de-identified extract under `profile` (`$export`'s
+/// `_deidentify`). Safe Harbor data is no longer protected health information: the roles that
+/// serve research and the record's stewards receive it. A date-shifted extract keeps exact
+/// intervals and stable pseudonyms, which Safe Harbor does not allow: it leaves only through
+/// the privacy office (or an administrator), under a data use agreement or an expert's
+/// determination. A patient's token gets neither (its own record is open to it whole).
+pub fn may_receive_deidentified(identity: &Identity, profile: &str) -> Result<(), Refusal> {
+    let allowed = identity.patient.is_none()
+        && match profile {
+            "safe-harbor" => matches!(
+                identity.role,
+                Role::Analyst | Role::PrivacyOfficer | Role::HimTechnician | Role::Admin
+            ),
+            "date-shift" => matches!(identity.role, Role::PrivacyOfficer | Role::Admin),
+            _ => false,
+        };
+    if allowed {
+        Ok(())
+    } else {
+        Err(Refusal::forbidden(format!(
+            "a {profile} extract is not released to the {} role{}",
+            identity.role.as_str(),
+            if profile == "date-shift" {
+                " (date-shifted extracts go through the privacy office)"
+            } else {
+                ""
+            }
+        )))
+    }
+}
+
 /// Whether `identity` administers the server: its users, clients and state (the workbench's
 /// administration page; the CLI acts with the data directory's own rights).
 pub fn administers(identity: &Identity) -> bool {

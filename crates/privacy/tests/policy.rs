@@ -661,3 +661,21 @@ fn only_the_records_stewards_merge_unmerge_and_decide_duplicates() {
     assert!(!policy::may_move_in_merge(&identity(Role::Clinician, None, None), "Consent"));
     assert!(!policy::may_move_in_merge(&identity(Role::Admin, None, None), "AuditEvent"));
 }
+
+#[test]
+fn de_identified_extracts_go_to_research_roles_and_date_shifted_ones_through_the_privacy_office() {
+    for role in Role::ALL {
+        let who = identity(role, None, None);
+        let safe_harbor = policy::may_receive_deidentified(&who, "safe-harbor").is_ok();
+        let date_shift = policy::may_receive_deidentified(&who, "date-shift").is_ok();
+        let expected_safe_harbor =
+            matches!(role, Role::Analyst | Role::PrivacyOfficer | Role::HimTechnician | Role::Admin);
+        let expected_date_shift = matches!(role, Role::PrivacyOfficer | Role::Admin);
+        assert_eq!(safe_harbor, expected_safe_harbor, "{} safe-harbor", role.as_str());
+        assert_eq!(date_shift, expected_date_shift, "{} date-shift", role.as_str());
+        assert!(policy::may_receive_deidentified(&who, "limited-data-set").is_err());
+    }
+    // A patient's token: its own record is open to it whole; extracts are not for it.
+    let patient = identity(Role::Patient, Some("p1"), Some("patient/*.rs"));
+    assert!(policy::may_receive_deidentified(&patient, "safe-harbor").is_err());
+}

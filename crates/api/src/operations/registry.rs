@@ -215,6 +215,11 @@ pub(crate) static OPERATIONS: &[Operation] = &[
                 "Search queries (Type?parameters, comma-separated or repeated): a resource of a type named is exported only if it matches one of its type's queries",
             ),
             one("includeAssociatedData", "string", "Not supported: refused"),
+            one(
+                "_deidentify",
+                "code",
+                "Extension: safe-harbor (HIPAA Safe Harbor) or date-shift (per-patient secret date shift, keyed pseudonyms); the manifest's extension counts what was removed per identifier class",
+            ),
         ],
         affects_state: false,
         access: reads(Reads::TypesAsked, PatientUse::OwnRecord),

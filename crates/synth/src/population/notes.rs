@@ -50,10 +50,12 @@ pub(super) fn write_note(
     let mut text = String::with_capacity(1024);
     let _ = writeln!(
         text,
-        "{title}\nDate of service: {}\nPatient: {} {}, {age}-year-old {who}\n",
+        "{title}\nDate of service: {}\nPatient: {} {}, {age}-year-old {who}\nMRN: M{}  DOB: {}\n",
         date(day),
         person.given,
-        person.family
+        person.family,
+        person.key,
+        us_date(person.birth)
     );
     let history: Vec<&str> = person
         .active_problems(day)
@@ -271,6 +273,12 @@ fn signed_document(
         "context": { "encounter": [reference(&format!("Encounter/{encounter_id}"))],
                      "period": { "start": date_time(visit.start), "end": date_time(visit.end) } },
     })
+}
+
+/// A date as clinicians write it in a note header (`3/7/1954`).
+fn us_date(days: i64) -> String {
+    let (y, m, d) = civil_from_days(days);
+    format!("{m}/{d}/{y}")
 }
 
 fn capitalize(words: &str) -> String {
