@@ -284,13 +284,18 @@ impl Api {
         }
         let api = self.clone();
         let base = request.base.clone();
-        let original = format!(
-            "{}/{}{}{}",
-            request.base,
-            request.path,
-            if request.query.is_empty() { "" } else { "?" },
-            request.query
-        );
+        // A de-identified export's manifest does not repeat the request: its patients' ids
+        // and its filters' values (`_typeFilter=Patient?name=...`) would go out with it.
+        let original = match &deidentify {
+            Some(settings) => format!("{}/$export?_deidentify={}", request.base, settings.profile.name()),
+            None => format!(
+                "{}/{}{}{}",
+                request.base,
+                request.path,
+                if request.query.is_empty() { "" } else { "?" },
+                request.query
+            ),
+        };
         let job_id = job.clone();
         let requires_access_token = self.config.requires_access_token;
         std::thread::Builder::new()

@@ -24,6 +24,7 @@ mod patch;
 mod read;
 mod resolve;
 mod search;
+mod v2;
 mod write;
 
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub use operations::matching::DuplicateCheck;
 pub use patch::{JSON_PATCH, MERGE_PATCH};
 pub use resolve::StoreResolver;
 pub use typed_arena::Arena;
+pub use v2::{V2Config, V2Receipt};
 pub use write::Validation;
 
 /// A FHIR RESTful request.

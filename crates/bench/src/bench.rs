@@ -122,6 +122,9 @@ enum BenchKind {
     /// restarted part way; then checks acknowledged writes, version histories and the audit
     /// trail. `--read-cost`: reads under strict against fast audit durability.
     Mixed(crate::mixed_bench::MixedArgs),
+    /// HL7 v2 over MLLP: 10,000 ADT and ORU messages from concurrent senders, each
+    /// acknowledged before the next, then checked to be in the record.
+    Hl7(crate::hl7_bench::Hl7BenchArgs),
     /// FHIRPath evaluations per second: every R4 SearchParameter expression on every
     /// specification example of its resource types (the workload bench/fhirpath-js runs too).
     Fhirpath {
@@ -153,6 +156,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         BenchKind::Mpi(args) => crate::mpi_bench::run_bench(args),
         BenchKind::Risk(args) => crate::risk_bench::run(args),
         BenchKind::Mixed(args) => crate::mixed_bench::run(args),
+        BenchKind::Hl7(args) => crate::hl7_bench::run(args),
         BenchKind::Views(args) => crate::views_bench::run(args),
         BenchKind::Terminology { requests } => crate::terminology_bench::bench_terminology(requests),
         BenchKind::Suggest { statements: Some(file), misses, .. } => {

@@ -5,6 +5,7 @@
 mod analytics_bench;
 mod bench;
 mod fixture;
+mod hl7_bench;
 mod mixed_bench;
 mod mpi_bench;
 mod risk_bench;

@@ -226,5 +226,7 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
         demo_ground_truth: Some(args.data.join("demo-population").join("ground-truth")),
         validation: Default::default(),
         duplicate_check: crate::DuplicateCheckArg::Warn,
+        mllp_port: None,
+        mllp_user: "hl7-interface".into(),
     })
 }

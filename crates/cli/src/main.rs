@@ -9,6 +9,7 @@ mod completion_cli;
 mod deid_cli;
 mod dq;
 mod generate;
+mod hl7_cli;
 mod in_process;
 mod mpi_cli;
 mod path;
@@ -112,6 +113,8 @@ enum Command {
     /// De-identified research extract: NDJSON and the built-in views as Parquet, HIPAA Safe
     /// Harbor or date-shifted with keyed pseudonyms, with the count of what was removed
     Deid(deid_cli::DeidArgs),
+    /// HL7 v2 messages (ADT, ORU^R01): apply a file of them as the MLLP listener does
+    Hl7(hl7_cli::Hl7Args),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -299,6 +302,13 @@ struct ServeArgs {
     /// created), or off.
     #[arg(long, value_enum, default_value = "warn")]
     duplicate_check: DuplicateCheckArg,
+    /// Also accept HL7 v2 messages (ADT, ORU^R01) over MLLP on this port (0 picks a free
+    /// one), on the --bind address.
+    #[arg(long)]
+    mllp_port: Option<u16>,
+    /// Who the HL7 v2 feed acts as, in the audit trail (with the HIM technician's rights).
+    #[arg(long, default_value = "hl7-interface")]
+    mllp_user: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -413,6 +423,7 @@ fn main() -> ExitCode {
         Command::Roi(args) => roi_cli::run(args),
         Command::Completion(args) => completion_cli::run(args),
         Command::Deid(args) => deid_cli::run(args),
+        Command::Hl7(args) => hl7_cli::run(args),
         Command::Amend(args) => amend_cli::run(args),
         Command::Hold(args) => retention_cli::run_hold(args),
         Command::Retention(args) => retention_cli::run_retention(args),
@@ -506,17 +517,36 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             "\n  *** WARNING: serving WITHOUT AUTHENTICATION. Anyone who can reach this port can read and change \n  *** every record (as an anonymous administrator; accesses are audited). Never use this with real patient data.\n"
         );
     }
-    let router = server::router(api, config);
+    let security = config.security.clone();
+    let router = server::router(api.clone(), config);
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
             .await
             .with_context(|| format!("cannot listen on {}:{}", args.bind, args.port))?;
         let address: SocketAddr = listener.local_addr()?;
         println!("Chartroom serving FHIR R4 at http://{address}/fhir (data: {})", args.store.data.display());
+        // One signal stops both listeners.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        if let Some(port) = args.mllp_port {
+            let mllp = tokio::net::TcpListener::bind((args.bind.as_str(), port))
+                .await
+                .with_context(|| format!("cannot listen for MLLP on {}:{port}", args.bind))?;
+            println!("Chartroom accepting HL7 v2 over MLLP at {} as {}", mllp.local_addr()?, args.mllp_user);
+            let mut stopped = stopped.clone();
+            let until = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            let config = server::MllpConfig::interface(&args.mllp_user);
+            tokio::spawn(server::serve_mllp(mllp, api.clone(), security, config, until));
+        }
         if let Some(ground_truth) = &args.demo_ground_truth {
             print_demo_steps(&format!("http://{address}/fhir"), &args.store.data, ground_truth);
         }
-        server::serve(listener, router, shutdown_signal()).await.context("server failed")
+        let shutdown = async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        };
+        server::serve(listener, router, shutdown).await.context("server failed")
     })?;
     store.close();
     Ok(ExitCode::SUCCESS)

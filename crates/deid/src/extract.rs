@@ -22,7 +22,7 @@ pub fn learn(store: &dyn Store, settings: Settings) -> Result<Deidentifier, Erro
             })
             .map_err(|e| Error::Store(e.to_string()))?;
     }
-    Ok(learning.finish())
+    learning.finish()
 }
 
 /// A file of an extract: its type, path and resources.

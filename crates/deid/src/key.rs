@@ -48,8 +48,17 @@ impl Key {
                 let mut bytes = [0u8; 32];
                 getrandom::fill(&mut bytes).map_err(|e| Error::Random(e.to_string()))?;
                 let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-                write_private(path, &hex).map_err(|e| fail(e.to_string()))?;
-                Ok(Key::from_bytes(&bytes))
+                // Written whole beside it, then linked into place: a crash leaves no half
+                // key, and of two first extracts at once the second reads the first's key.
+                let staged = path.with_extension(format!("new-{}", std::process::id()));
+                write_private(&staged, &hex).map_err(|e| fail(e.to_string()))?;
+                let linked = std::fs::hard_link(&staged, path);
+                let _ = std::fs::remove_file(&staged);
+                match linked {
+                    Ok(()) => Ok(Key::from_bytes(&bytes)),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Key::load_or_create(path),
+                    Err(e) => Err(fail(e.to_string())),
+                }
             }
             Err(e) => Err(fail(e.to_string())),
         }
@@ -111,7 +120,7 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;

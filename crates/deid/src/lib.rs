@@ -51,6 +51,8 @@ pub enum Error {
     RestrictedZip(String),
     #[error("no randomness for a key: {0}")]
     Random(String),
+    #[error("the matcher of known identities could not be built: {0}")]
+    Matcher(String),
     #[error("reading the record: {0}")]
     Store(String),
     #[error("writing the extract: {0}")]

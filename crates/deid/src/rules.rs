@@ -37,6 +37,29 @@ pub const IDENTIFIER_PATHS: &[(&str, IdentifierClass)] = &[
     ("Signature.data", IdentifierClass::Biometric),
     ("Signature.who", IdentifierClass::Names),
     ("Meta.source", IdentifierClass::Url),
+    // When the server wrote a version says when it was loaded, not when care happened; moved
+    // with a patient's dates it would give the patient's shift away.
+    ("Meta.lastUpdated", IdentifierClass::Dates),
+    ("Annotation.authorString", IdentifierClass::Names),
+    ("FamilyMemberHistory.name", IdentifierClass::Names),
+    ("Coverage.dependent", IdentifierClass::HealthPlanNumber),
+    ("Coverage.class.value", IdentifierClass::HealthPlanNumber),
+    ("Claim.insurance.preAuthRef", IdentifierClass::AccountNumber),
+    ("ExplanationOfBenefit.preAuthRef", IdentifierClass::AccountNumber),
+    ("ExplanationOfBenefit.insurance.preAuthRef", IdentifierClass::AccountNumber),
+    ("ClaimResponse.preAuthRef", IdentifierClass::AccountNumber),
+    ("MolecularSequence.repository.url", IdentifierClass::Url),
+    ("MolecularSequence.repository.datasetId", IdentifierClass::OtherUnique),
+    ("ImagingStudy.series.uid", IdentifierClass::DeviceIdentifier),
+    ("ImagingStudy.series.instance.uid", IdentifierClass::DeviceIdentifier),
+    ("Device.url", IdentifierClass::Url),
+    // A stored Bundle's addresses name resources by their real ids and searches by their
+    // real values.
+    ("Bundle.link", IdentifierClass::Url),
+    ("Bundle.entry.link", IdentifierClass::Url),
+    ("Bundle.entry.fullUrl", IdentifierClass::Url),
+    ("Bundle.entry.request", IdentifierClass::Url),
+    ("Bundle.entry.response", IdentifierClass::Url),
     ("Immunization.lotNumber", IdentifierClass::DeviceIdentifier),
     ("Medication.batch", IdentifierClass::DeviceIdentifier),
 ];
@@ -50,6 +73,20 @@ pub fn path_class(path: &str) -> Option<IdentifierClass> {
 /// apart from the patterns (a terminology display never names a patient, but a name that is
 /// also a word, like White or Hart, would otherwise erase it from every display).
 pub const TERMINOLOGY_TEXT: &[&str] = &["Coding.display", "Quantity.unit", "Coding.version"];
+
+/// Extensions whose value names a person (removed whole, learnt as names).
+pub const NAME_EXTENSIONS: &[&str] = &[
+    "http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName",
+    "http://hl7.org/fhir/StructureDefinition/humanname-partner-name",
+    "http://hl7.org/fhir/StructureDefinition/humanname-own-name",
+];
+
+/// `uri` elements kept as they are: they name code systems, definitions and kinds, never a
+/// person. Any other `uri`, `url`, `oid` or `uuid` value is removed.
+pub fn kept_uri(path: &str) -> bool {
+    path.ends_with(".system")
+        || matches!(path, "Extension.url" | "Reference.type" | "Meta.profile" | "Coding.system")
+}
 
 /// The class of an `Identifier`, from its type (HL7 table 0203) or its system.
 pub fn identifier_class(identifier: &Value) -> IdentifierClass {

@@ -35,9 +35,20 @@ impl Lexicon {
         if value.chars().filter(|c| c.is_alphanumeric()).count() < 2 {
             return;
         }
-        let folded = value.to_ascii_lowercase();
-        if self.seen.insert(folded) {
-            self.entries.push((value.to_string(), class));
+        // The matcher folds ASCII case only: other letters' cases, the value without its
+        // accents and with either apostrophe are added as values of their own.
+        let variants = [
+            value.to_string(),
+            value.to_lowercase(),
+            value.to_uppercase(),
+            without_accents(value),
+            value.replace('\'', "\u{2019}"),
+            value.replace('\u{2019}', "'"),
+        ];
+        for variant in variants {
+            if self.seen.insert(variant.to_ascii_lowercase()) {
+                self.entries.push((variant, class));
+            }
         }
     }
 
@@ -50,11 +61,38 @@ impl Lexicon {
     }
 }
 
+/// Latin letters with their accents taken off (`González` → `Gonzalez`).
+fn without_accents(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| match c {
+            'á' | 'à' | 'â' | 'ä' | 'ã' | 'å' => 'a',
+            'Á' | 'À' | 'Â' | 'Ä' | 'Ã' | 'Å' => 'A',
+            'é' | 'è' | 'ê' | 'ë' => 'e',
+            'É' | 'È' | 'Ê' | 'Ë' => 'E',
+            'í' | 'ì' | 'î' | 'ï' => 'i',
+            'Í' | 'Ì' | 'Î' | 'Ï' => 'I',
+            'ó' | 'ò' | 'ô' | 'ö' | 'õ' | 'ø' => 'o',
+            'Ó' | 'Ò' | 'Ô' | 'Ö' | 'Õ' | 'Ø' => 'O',
+            'ú' | 'ù' | 'û' | 'ü' => 'u',
+            'Ú' | 'Ù' | 'Û' | 'Ü' => 'U',
+            'ñ' => 'n',
+            'Ñ' => 'N',
+            'ç' => 'c',
+            'Ç' => 'C',
+            'ý' | 'ÿ' => 'y',
+            'Ý' => 'Y',
+            other => other,
+        })
+        .collect()
+}
+
 /// What dates in text become.
 #[derive(Clone, Copy, Debug)]
 pub enum DateRule {
-    /// Only the year stays.
-    Year,
+    /// Only the year stays, unless it is `oldest` or earlier (more than 89 years before the
+    /// extract: so old a year says its patient is 90 or more), when nothing does.
+    Year { oldest: i64 },
     /// Moved by this many days.
     Shift(i64),
 }
@@ -83,6 +121,8 @@ struct Patterns {
     labelled_number: Regex,
     iso_date: Regex,
     us_date: Regex,
+    month_day: Regex,
+    local_phone: Regex,
     month_day_year: Regex,
     day_month_year: Regex,
     month_year: Regex,
@@ -107,12 +147,14 @@ impl Patterns {
             ssn: regex(r"\b\d{3}[- ]\d{2}[- ]\d{4}\b"),
             phone: regex(r"(?:\+?1[-. ]?)?(?:\(\d{3}\)\s?|\b\d{3}[-. ])\d{3}[-. ]\d{4}\b"),
             labelled_number: regex(
-                r"(?i)\b(mrn|medical record (?:number|no\.?)|account(?: number| no\.?)?|acct|member id|policy(?: number)?|subscriber id|license(?: number)?|licence(?: number)?|serial(?: number)?|vin|npi|dea)\s*(?:#|:|is)?\s*([A-Za-z0-9][A-Za-z0-9\-]{2,})",
+                r"(?i)\b(mrn|medical record (?:number|no\.?)|account(?: number| no\.?)?|acct(?: no\.?)?|member id|policy(?: number)?|subscriber id|license(?: number)?|licence(?: number)?|serial(?: number)?|vin|npi|dea)\b\s*(?:#|:|is)?\s*[:#]?\s*([A-Za-z0-9\-]*\d[A-Za-z0-9\-]*)",
             ),
             iso_date: regex(
-                r"\b\d{4}-\d{2}-\d{2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+\-]\d{2}:\d{2})?)?",
+                r"\b\d{4}[-/]\d{1,2}[-/]\d{1,2}(?:T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+\-]\d{2}:\d{2})?)?\b",
             ),
-            us_date: regex(r"\b(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})\b"),
+            us_date: regex(r"\b(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{4}|\d{2})\b"),
+            month_day: regex(&format!(r"(?i)\b({MONTHS})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?\b")),
+            local_phone: regex(r"\b\d{3}-\d{4}\b"),
             month_day_year: regex(&format!(
                 r"(?i)\b({MONTHS})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b"
             )),
@@ -121,7 +163,7 @@ impl Patterns {
             )),
             month_year: regex(&format!(r"(?i)\b({MONTHS})\.?,?\s+(\d{{4}})\b")),
             age: regex(
-                r"(?i)\b(?:(9\d|1[0-4]\d)(?:\s+|-)(?:years?|yrs?|y/?o)(?:(?:\s+|-)old)?|(?:age|aged)\s*:?\s*(9\d|1[0-4]\d))\b",
+                r"(?i)\b(?:(9\d|1[0-4]\d)\s*-?\s*(?:years?|yrs?|y/?o|y\.o\.?|yo)(?:(?:\s+|-)old)?|(?:age|aged)\s*:?\s*(9\d|1[0-4]\d))(?:\b|$)",
             ),
             zip: regex(r"\b\d{5}(?:-\d{4})?\b"),
             long_number: regex(r"\b\d{7,}\b"),
@@ -153,34 +195,41 @@ const MONTH_NAMES: [&str; 12] = [
 ];
 
 impl Scrubber {
-    pub fn new(lexicon: &Lexicon) -> Scrubber {
+    /// Compiles the patterns and the known values. A matcher that cannot be built fails the
+    /// extract: scrubbing without the known names would let them out.
+    pub fn new(lexicon: &Lexicon) -> Result<Scrubber, crate::Error> {
         let known = if lexicon.is_empty() {
             None
         } else {
-            AhoCorasickBuilder::new()
+            let matcher = AhoCorasickBuilder::new()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::Standard)
                 .build(lexicon.entries.iter().map(|(value, _)| value.as_str()))
-                .ok()
+                .map_err(|e| crate::Error::Matcher(e.to_string()))?;
+            Some(matcher)
         };
-        Scrubber {
+        Ok(Scrubber {
             known,
             known_classes: lexicon.entries.iter().map(|(_, class)| *class).collect(),
             patterns: Patterns::new(),
-        }
+        })
     }
 
     /// `text` with every identifier found replaced; what was found is counted in `report`.
+    /// `known`: look for the record's known identities too (not in a code system's words).
     pub fn scrub<'t>(
         &self,
         text: &'t str,
         rule: DateRule,
         group_ages: bool,
+        known: bool,
         report: &mut Report,
     ) -> Cow<'t, str> {
         let mut found = Vec::new();
         self.find_patterns(text, rule, group_ages, &mut found);
-        self.find_known(text, &mut found);
+        if known {
+            self.find_known(text, &mut found);
+        }
         if found.is_empty() {
             return Cow::Borrowed(text);
         }
@@ -240,7 +289,7 @@ impl Scrubber {
         simple(&p.ssn, IdentifierClass::Ssn);
         simple(&p.zip, IdentifierClass::Geographic);
         simple(&p.long_number, IdentifierClass::OtherUnique);
-        for m in p.phone.find_iter(text) {
+        for m in p.phone.find_iter(text).chain(p.local_phone.find_iter(text)) {
             let lead = text[..m.start()].chars().rev().take(12).collect::<String>().to_ascii_lowercase();
             let class = if lead.contains("xaf") { IdentifierClass::Fax } else { IdentifierClass::Telephone };
             found.push(Found {
@@ -263,10 +312,10 @@ impl Scrubber {
             });
         }
         for m in p.iso_date.find_iter(text) {
-            let replacement = match rule {
-                DateRule::Year => dates::year_of(m.as_str()).map(str::to_string),
-                DateRule::Shift(days) => dates::shift(m.as_str(), days),
-            };
+            let replacement = iso_parts(m.as_str()).and_then(|(y, mo, d, tail)| match rule {
+                DateRule::Year { .. } => kept_year(i64::from(y), rule),
+                DateRule::Shift(days) => dates::shift(&format!("{y:04}-{mo:02}-{d:02}{tail}"), days),
+            });
             found.push(Found {
                 start: m.start(),
                 end: m.end(),
@@ -295,13 +344,23 @@ impl Scrubber {
         });
         dated(&p.month_day_year, &|c| Some((number(c, 3)?, month_number(c.get(1)?.as_str()), number(c, 2)?)));
         dated(&p.day_month_year, &|c| Some((number(c, 3)?, month_number(c.get(2)?.as_str()), number(c, 1)?)));
+        // A month and day without a year: nothing of it may stay, and it cannot be moved.
+        for m in p.month_day.find_iter(text) {
+            found.push(Found {
+                start: m.start(),
+                end: m.end(),
+                class: IdentifierClass::Dates,
+                replacement: placeholder(IdentifierClass::Dates).to_string(),
+            });
+        }
         for caps in p.month_year.captures_iter(text) {
             let (Some(whole), Some(month), Some(year)) = (caps.get(0), caps.get(1), caps.get(2)) else {
                 continue;
             };
             let Ok(year) = year.as_str().parse::<u32>() else { continue };
             let replacement = match rule {
-                DateRule::Year => year.to_string(),
+                DateRule::Year { .. } => kept_year(i64::from(year), rule)
+                    .unwrap_or_else(|| placeholder(IdentifierClass::Dates).to_string()),
                 DateRule::Shift(days) => {
                     dates::shift(&format!("{year:04}-{:02}", month_number(month.as_str())), days)
                         .and_then(|shifted| {
@@ -331,6 +390,25 @@ impl Scrubber {
     }
 }
 
+/// The year that stays of a date under the year rule: none when it is too old.
+fn kept_year(year: i64, rule: DateRule) -> Option<String> {
+    match rule {
+        DateRule::Year { oldest } if year > oldest => Some(format!("{year:04}")),
+        _ => None,
+    }
+}
+
+/// Year, month, day and what follows the day (a time) of `2021-03-04T...`, `2021-3-4` or
+/// `2021/03/04`.
+fn iso_parts(text: &str) -> Option<(u32, u32, u32, &str)> {
+    let year: u32 = text.get(..4)?.parse().ok()?;
+    let rest = text.get(5..)?;
+    let (month, rest) = rest.split_once(['-', '/'])?;
+    let day_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let (day, tail) = rest.split_at(day_len);
+    Some((year, month.parse().ok()?, day.parse().ok()?, tail))
+}
+
 /// Year, month and day of a written date's captures.
 type DateParts<'a> = dyn Fn(&Captures) -> Option<(u32, u32, u32)> + 'a;
 
@@ -341,7 +419,7 @@ fn written_date(y: u32, m: u32, d: u32, rule: DateRule) -> Option<String> {
         return None;
     }
     match rule {
-        DateRule::Year => Some(y.to_string()),
+        DateRule::Year { .. } => kept_year(i64::from(y), rule),
         DateRule::Shift(days) => {
             let shifted = dates::shift(&format!("{y:04}-{m:02}-{d:02}"), days)?;
             let month: usize = shifted.get(5..7)?.parse().ok()?;
@@ -396,9 +474,9 @@ mod tests {
         lexicon.add("Maria Elena Gonzalez", IdentifierClass::Names);
         lexicon.add("M102938", IdentifierClass::MedicalRecordNumber);
         lexicon.add("12 Elm Street", IdentifierClass::Geographic);
-        let scrubber = Scrubber::new(&lexicon);
+        let scrubber = Scrubber::new(&lexicon).unwrap();
         let mut report = Report::default();
-        scrubber.scrub(text, rule, true, &mut report).into_owned()
+        scrubber.scrub(text, rule, true, true, &mut report).into_owned()
     }
 
     #[test]
@@ -407,7 +485,7 @@ mod tests {
                     lives at 12 Elm Street, Springfield 62704. Call (217) 555-0142, fax 217-555-0199, \
                     maria.g@example.com, SSN 999-12-3456, portal https://portal.example.org/x, from 10.0.0.12. \
                     Discharged 3/15/2021.";
-        let out = scrubbed(text, DateRule::Year);
+        let out = scrubbed(text, DateRule::Year { oldest: 1935 });
         for gone in [
             "Gonzalez",
             "M102938",
@@ -436,12 +514,15 @@ mod tests {
             "Admitted 2021-03-01, seen March 9, 2021 and 3/15/2021, back in April 2021.",
             DateRule::Shift(-1),
         );
-        assert_eq!(out, "Admitted 2021-02-28, seen March 8, 2021 and March 14, 2021, back in March 2021.");
+        assert_eq!(out, "Admitted 2021-02-28, seen March 8, 2021 and March 14, 2021, back in April 2021.");
     }
 
     #[test]
     fn words_inside_other_words_stay() {
-        let out = scrubbed("Gonzalezville and Marias are not names here; Maria is.", DateRule::Year);
+        let out = scrubbed(
+            "Gonzalezville and Marias are not names here; Maria is.",
+            DateRule::Year { oldest: 1935 },
+        );
         assert_eq!(out, "Gonzalezville and Marias are not names here; [NAME] is.");
     }
 }

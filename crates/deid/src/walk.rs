@@ -44,13 +44,15 @@ impl Learning {
     }
 
     /// Ready to de-identify: the known identities compiled into the text scrubber.
-    pub fn finish(self) -> Deidentifier {
-        Deidentifier {
-            scrubber: Scrubber::new(&self.lexicon),
+    pub fn finish(self) -> Result<Deidentifier, crate::Error> {
+        let oldest = self.settings.as_of.get(..4).and_then(|y| y.parse::<i64>().ok()).unwrap_or(0) - 90;
+        Ok(Deidentifier {
+            scrubber: Scrubber::new(&self.lexicon)?,
             known_values: self.lexicon.len(),
             settings: self.settings,
             ninety_or_older: self.ninety_or_older,
-        }
+            oldest_year: oldest,
+        })
     }
 }
 
@@ -92,6 +94,14 @@ fn learn_element(lexicon: &mut Lexicon, path: &str, type_code: Option<&str>, val
         Some("Identifier") => {
             if let Some(v) = text("value") {
                 lexicon.add(v, rules::identifier_class(value));
+            }
+        }
+        Some("Extension") => {
+            let url = value.get("url").and_then(Value::as_str).unwrap_or("");
+            if rules::NAME_EXTENSIONS.contains(&url)
+                && let Some(v) = value.get("valueString").and_then(Value::as_str)
+            {
+                lexicon.add(v, IdentifierClass::Names);
             }
         }
         _ => {
@@ -137,6 +147,8 @@ pub struct Deidentifier {
     scrubber: Scrubber,
     ninety_or_older: HashSet<String>,
     known_values: usize,
+    /// Safe Harbor: a year this old or older says its patient is 90 or more, and goes.
+    oldest_year: i64,
 }
 
 /// What one resource's walk needs to know.
@@ -146,6 +158,9 @@ struct Walk<'a> {
     /// The resource's patient is 90 or older (Safe Harbor drops the birth date).
     ninety_or_older: bool,
     removed_birth_date: bool,
+    /// How deep in resources the walk is: 0 in the resource itself, more in contained ones
+    /// and a Bundle's entries.
+    depth: usize,
     report: &'a mut Report,
 }
 
@@ -179,13 +194,32 @@ impl Deidentifier {
             return None;
         }
         let id = resource.get("id").and_then(Value::as_str);
+        // Whose dates these are: the resource's own patient (subject, patient, beneficiary),
+        // else the one patient it mentions.
+        let mentioned = {
+            let mut all = fhir::resource::patients_mentioned(resource);
+            all.sort_unstable();
+            all.dedup();
+            all
+        };
         let patient = if resource_type == "Patient" {
             id
         } else {
-            fhir::resource::patients_mentioned(resource).first().copied()
+            fhir::resource::patient_reference(resource).and_then(|r| r.strip_prefix("Patient/")).or(
+                match mentioned.as_slice() {
+                    [only] => Some(*only),
+                    _ => None,
+                },
+            )
         };
+        // Shifted by one patient's days, a resource about several others would show the
+        // difference between their shifts.
+        if self.settings.profile == Profile::DateShift && patient.is_none() && mentioned.len() > 1 {
+            *report.dropped.entry(format!("{resource_type} (about several patients)")).or_default() += 1;
+            return None;
+        }
         let date_rule = match self.settings.profile {
-            Profile::SafeHarbor => DateRule::Year,
+            Profile::SafeHarbor => DateRule::Year { oldest: self.oldest_year },
             // Resources of no patient (staff, organizations) move together by one shift.
             Profile::DateShift => DateRule::Shift(self.settings.key.shift_days(patient.unwrap_or(""))),
         };
@@ -195,10 +229,19 @@ impl Deidentifier {
             ninety_or_older: self.settings.profile == Profile::SafeHarbor
                 && patient.is_some_and(|p| self.ninety_or_older.contains(p)),
             removed_birth_date: false,
+            depth: 0,
             report,
         };
         let mut out = resource.as_object().cloned().unwrap_or_default();
-        self.object(resource_type, &mut out, &mut walk);
+        if !self.object(resource_type, &mut out, &mut walk) {
+            // Something it cannot be without (a required element) had to go.
+            *walk
+                .report
+                .dropped
+                .entry(format!("{resource_type} (a required element removed)"))
+                .or_default() += 1;
+            return None;
+        }
         if let Some(id) = id {
             out.insert("id".into(), Value::from(self.pseudonym(resource_type, id)));
             walk.report.ids_replaced += 1;
@@ -222,59 +265,52 @@ impl Deidentifier {
         Some(Value::Object(ordered))
     }
 
-    fn object(&self, root: &str, object: &mut Map<String, Value>, walk: &mut Walk<'_>) {
+    /// De-identifies an object's elements in place; `false` when an element the object must
+    /// have (minimum cardinality 1) had to be removed, so the object cannot stay either.
+    fn object(&self, root: &str, object: &mut Map<String, Value>, walk: &mut Walk<'_>) -> bool {
         let definitions = walk.definitions;
-        let twins: HashSet<String> =
-            object.keys().filter_map(|k| k.strip_prefix('_')).map(str::to_string).collect();
+        let mut intact = true;
         for (key, value) in std::mem::take(object) {
             if key == "resourceType" {
                 object.insert(key, value);
                 continue;
             }
-            // `_birthDate` and the like: a primitive's id and extensions.
-            let (name, root_of_value) = match key.strip_prefix('_') {
-                Some(name) => (name, Some("Element")),
-                None => (key.as_str(), None),
-            };
+            // `_birthDate` and the like (a primitive's id and extensions: a birth time, a
+            // data-absent reason) are not kept: what they say of a value is as identifying
+            // as the value, and no rule reads them.
+            if key.starts_with('_') {
+                continue;
+            }
             // Anything the definitions do not know is not known to be harmless.
-            let Some(child) = definitions.child(root, name) else { continue };
+            let Some(child) = definitions.child(root, &key) else { continue };
             let child_root = definitions.children_root(child.element, child.type_code).to_string();
-            let element = |value: Value, walk: &mut Walk<'_>| match root_of_value {
-                Some(element_root) => {
-                    let mut value = value;
-                    if let Some(inner) = value.as_object_mut() {
-                        self.object(element_root, inner, walk);
-                    }
-                    Some(value)
-                }
-                None => self.element(child.element.path, child.type_code, &child_root, value, walk),
-            };
+            let path = child.element.path;
             let kept = match value {
                 Value::Array(items) => {
                     let items: Vec<Value> = items
                         .into_iter()
-                        .map(|item| if item.is_null() { Some(Value::Null) } else { element(item, walk) })
-                        .map(|item| item.unwrap_or(Value::Null))
+                        .filter_map(|item| self.element(path, child.type_code, &child_root, item, walk))
+                        .filter(|item| !is_empty(item))
                         .collect();
-                    // A primitive array's `_` twin lines up with it by position, so removed
-                    // items leave nulls only where a twin needs them.
-                    if items.iter().all(Value::is_null) {
-                        None
-                    } else if root_of_value.is_none() && !twins.contains(&key) {
-                        let items: Vec<Value> = items.into_iter().filter(|v| !v.is_null()).collect();
-                        Some(Value::Array(items))
-                    } else {
-                        Some(Value::Array(items))
-                    }
+                    (!items.is_empty()).then_some(Value::Array(items))
                 }
-                single => element(single, walk),
+                single => {
+                    self.element(path, child.type_code, &child_root, single, walk).filter(|v| !is_empty(v))
+                }
             };
-            if let Some(value) = kept
-                && !is_empty(&value)
-            {
-                object.insert(key, value);
+            match kept {
+                Some(value) => {
+                    object.insert(key, value);
+                }
+                None if child.element.min > 0 => intact = false,
+                None => {}
             }
         }
+        // An extension left with neither a value nor extensions says nothing (ext-1).
+        if root == "Extension" && !object.keys().any(|k| k.starts_with("value") || k == "extension") {
+            return false;
+        }
+        intact
     }
 
     fn element(
@@ -290,8 +326,10 @@ impl Deidentifier {
             return None;
         }
         match (path, type_code) {
-            ("DomainResource.text", _) => None,
-            ("Resource.id", _) => Some(value),
+            (_, Some("Narrative" | "xhtml")) => None,
+            // A resource's id is replaced where the resource is (`apply`, a Bundle's entry);
+            // a contained resource's is a local name its container refers to by `#id`.
+            (_, Some("id")) => Some(value),
             ("Reference.reference", _) => self.reference(value.as_str()?, walk),
             ("Reference.display", _) => {
                 walk.report.structured(IdentifierClass::Names);
@@ -310,8 +348,26 @@ impl Deidentifier {
                 None
             }
             (_, Some("Address")) => self.address(&value, walk),
-            (_, Some("Attachment")) => self.attachment(path, value, walk),
-            (_, Some("Age")) => self.age(value, walk),
+            (_, Some("Attachment")) => self.attachment(value, walk),
+            (_, Some(kind @ ("Age" | "Quantity"))) => self.age(kind, path, value, walk),
+            (_, Some("Extension")) => {
+                let url = value.get("url").and_then(Value::as_str).unwrap_or("");
+                if rules::NAME_EXTENSIONS.contains(&url) {
+                    walk.report.structured(IdentifierClass::Names);
+                    return None;
+                }
+                let mut value = value;
+                let intact = self.object(child_root, value.as_object_mut()?, walk);
+                intact.then_some(value)
+            }
+            (_, Some("uri" | "url" | "oid" | "uuid")) => {
+                if rules::kept_uri(path) {
+                    Some(value)
+                } else {
+                    walk.report.structured(IdentifierClass::Url);
+                    None
+                }
+            }
             (_, Some(kind @ ("date" | "dateTime" | "instant"))) => {
                 self.date(path, kind, value.as_str()?, walk)
             }
@@ -321,18 +377,18 @@ impl Deidentifier {
             }
             (_, Some("string" | "markdown")) => {
                 let text = value.as_str()?;
-                let scrubbed = if TERMINOLOGY_TEXT.contains(&path) {
-                    text.to_string()
-                } else {
-                    self.scrubber
-                        .scrub(
-                            text,
-                            walk.date_rule,
-                            self.settings.profile == Profile::SafeHarbor,
-                            walk.report,
-                        )
-                        .into_owned()
-                };
+                // A code system's words are matched against the patterns only.
+                let known = !TERMINOLOGY_TEXT.contains(&path);
+                let scrubbed = self
+                    .scrubber
+                    .scrub(
+                        text,
+                        walk.date_rule,
+                        self.settings.profile == Profile::SafeHarbor,
+                        known,
+                        walk.report,
+                    )
+                    .into_owned();
                 (!scrubbed.trim().is_empty()).then(|| Value::from(scrubbed))
             }
             (_, Some("Resource")) => {
@@ -342,15 +398,23 @@ impl Deidentifier {
                     *walk.report.dropped.entry(resource_type).or_default() += 1;
                     return None;
                 }
-                self.object(&resource_type, value.as_object_mut()?, walk);
-                Some(value)
+                walk.depth += 1;
+                let intact = self.object(&resource_type, value.as_object_mut()?, walk);
+                walk.depth -= 1;
+                // A Bundle's resources are resources of the record: their ids go too.
+                if !path.ends_with(".contained")
+                    && let Some(id) = value.get("id").and_then(Value::as_str).map(str::to_string)
+                {
+                    value["id"] = Value::from(self.pseudonym(&resource_type, &id));
+                }
+                intact.then_some(value)
             }
             _ => {
                 let mut value = value;
-                if let Some(inner) = value.as_object_mut() {
-                    self.object(child_root, inner, walk);
+                match value.as_object_mut() {
+                    Some(inner) => self.object(child_root, inner, walk).then_some(value),
+                    None => Some(value),
                 }
-                Some(value)
             }
         }
     }
@@ -361,12 +425,19 @@ impl Deidentifier {
         if reference.starts_with('#') {
             return Some(Value::from(reference));
         }
+        // Another server's resource is not this record's: its id would take the pseudonym of
+        // a local one and link two people falsely.
+        if reference.contains("://") {
+            walk.report.structured(IdentifierClass::OtherUnique);
+            return None;
+        }
         let parts: Vec<&str> = reference.split('/').collect();
         for (i, window) in parts.windows(2).enumerate() {
             let (resource_type, id) = (window[0], window[1]);
             // `Type/id` followed by nothing or by `_history/v`.
             let rest = &parts[i + 2..];
-            if walk.definitions.is_resource_type(resource_type)
+            if i == 0
+                && walk.definitions.is_resource_type(resource_type)
                 && !id.is_empty()
                 && !id.contains('?')
                 && (rest.is_empty() || rest.first() == Some(&"_history"))
@@ -407,7 +478,7 @@ impl Deidentifier {
         kept.then_some(Value::Object(out))
     }
 
-    fn attachment(&self, path: &str, value: Value, walk: &mut Walk<'_>) -> Option<Value> {
+    fn attachment(&self, value: Value, walk: &mut Walk<'_>) -> Option<Value> {
         let content_type =
             value.get("contentType").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
         if content_type.starts_with("image/") || content_type.starts_with("video/") {
@@ -433,6 +504,7 @@ impl Deidentifier {
                                 &text,
                                 walk.date_rule,
                                 self.settings.profile == Profile::SafeHarbor,
+                                true,
                                 walk.report,
                             );
                             out.insert(key, Value::from(fhir::base64_encode(scrubbed.as_bytes())));
@@ -448,13 +520,16 @@ impl Deidentifier {
                             text,
                             walk.date_rule,
                             self.settings.profile == Profile::SafeHarbor,
+                            true,
                             walk.report,
                         );
                         out.insert(key, Value::from(scrubbed.into_owned()));
                     }
                 }
                 "creation" => {
-                    if let Some(date) = item.as_str().and_then(|d| self.date(path, "dateTime", d, walk)) {
+                    if let Some(date) =
+                        item.as_str().and_then(|d| self.date("Attachment.creation", "dateTime", d, walk))
+                    {
                         out.insert(key, date);
                     }
                 }
@@ -466,15 +541,34 @@ impl Deidentifier {
     }
 
     /// Safe Harbor: ages of 90 and over become the one category ">= 90".
-    fn age(&self, value: Value, walk: &mut Walk<'_>) -> Option<Value> {
+    /// Safe Harbor: ages of 90 and over become the one category "90 or more": an `Age` in
+    /// any unit of time, or a quantity of years.
+    fn age(&self, kind: &str, path: &str, value: Value, walk: &mut Walk<'_>) -> Option<Value> {
         let mut value = value;
-        let years = value.get("value").and_then(Value::as_f64);
-        if self.settings.profile == Profile::SafeHarbor
-            && years.is_some_and(|y| y >= 90.0)
-            && let Some(object) = value.as_object_mut()
+        if self.settings.profile != Profile::SafeHarbor {
+            return Some(value);
+        }
+        let amount = value.get("value").and_then(Value::as_f64);
+        let unit = value.get("code").or_else(|| value.get("unit")).and_then(Value::as_str).unwrap_or("a");
+        let per_year = match (kind, unit) {
+            (_, "a" | "yr" | "year" | "years") => 1.0,
+            ("Age", "mo" | "month" | "months") => 12.0,
+            ("Age", "wk" | "week" | "weeks") => 52.18,
+            ("Age", "d" | "day" | "days") => 365.25,
+            ("Age", "h" | "hour" | "hours") => 8766.0,
+            _ => return Some(value),
+        };
+        if let (Some(amount), Some(object)) = (amount, value.as_object_mut())
+            && amount / per_year >= 90.0
         {
             object.insert("value".into(), Value::from(90));
-            object.insert("comparator".into(), Value::from(">="));
+            object.insert("unit".into(), Value::from("years"));
+            object.insert("code".into(), Value::from("a"));
+            object.insert("system".into(), Value::from("http://unitsofmeasure.org"));
+            // A Range's ends are simple quantities, which carry no comparator.
+            if !path.starts_with("Range.") {
+                object.insert("comparator".into(), Value::from(">="));
+            }
             walk.report.structured(IdentifierClass::Dates);
         }
         Some(value)
@@ -482,9 +576,10 @@ impl Deidentifier {
 
     fn date(&self, path: &str, kind: &str, text: &str, walk: &mut Walk<'_>) -> Option<Value> {
         match walk.date_rule {
-            DateRule::Year => {
+            DateRule::Year { oldest } => {
                 if path == "Patient.birthDate" && walk.ninety_or_older {
-                    walk.removed_birth_date = true;
+                    // The resource itself says so; a Patient inside another only loses it.
+                    walk.removed_birth_date |= walk.depth == 0;
                     walk.report.structured(IdentifierClass::Dates);
                     return None;
                 }
@@ -493,10 +588,16 @@ impl Deidentifier {
                     walk.report.structured(IdentifierClass::Dates);
                     return None;
                 }
+                let year = dates::year_of(text)?;
+                // So old a year says its patient is 90 or more.
+                if year.parse::<i64>().ok()? <= oldest {
+                    walk.report.structured(IdentifierClass::Dates);
+                    return None;
+                }
                 if dates::finer_than_year(text) {
                     walk.report.structured(IdentifierClass::Dates);
                 }
-                dates::year_of(text).map(Value::from)
+                Some(Value::from(year))
             }
             DateRule::Shift(days) => {
                 walk.report.structured(IdentifierClass::Dates);

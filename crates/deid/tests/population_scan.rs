@@ -126,7 +126,7 @@ fn extract(settings: Settings) -> (Vec<Value>, Report) {
     let resources = population();
     let mut learning = Deidentifier::learning(settings);
     resources.iter().for_each(|r| learning.learn(r));
-    let deidentifier = learning.finish();
+    let deidentifier = learning.finish().unwrap();
     let mut report = Report::default();
     let out = resources.iter().filter_map(|r| deidentifier.apply(r, &mut report)).collect();
     (out, report)

@@ -18,6 +18,7 @@
 mod audit;
 mod edge;
 mod listen;
+mod mllp;
 pub mod oauth;
 mod pages;
 mod workbench;
@@ -38,6 +39,7 @@ use privacy::{AuditLog, Identity, Users};
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use listen::serve;
+pub use mllp::{MllpConfig, serve_mllp};
 
 /// Bodies above this size are processed off the async worker threads.
 const LARGE_BODY_BYTES: usize = 256 * 1024;

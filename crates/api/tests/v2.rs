@@ -1,0 +1,226 @@
+//! HL7 v2 messages applied through the API: what each event stores, the ACK of each outcome,
+//! a message applied whole or not at all, a merge through `Patient/$merge`, and the policy
+//! deciding on the interface's identity like on any caller's.
+
+mod support;
+
+use chartroom_api::{Method, V2Config};
+use hl7::AckCode;
+use privacy::Role;
+use serde_json::Value;
+use support::{Fixture, body, caller};
+
+fn message(segments: &[&str]) -> String {
+    segments.join("\r")
+}
+
+fn messages_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../hl7/tests/messages")
+}
+
+impl Fixture {
+    fn receive(&self, text: &str) -> chartroom_api::V2Receipt {
+        self.receive_as(None, text)
+    }
+
+    fn receive_as(
+        &self,
+        who: Option<&std::sync::Arc<chartroom_api::Caller>>,
+        text: &str,
+    ) -> chartroom_api::V2Receipt {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(self.api.receive_v2(who.cloned(), text, &V2Config::default()))
+    }
+
+    fn read(&self, path: &str) -> Option<Value> {
+        let response = self.call(None, Method::Get, path, None);
+        (response.status == 200).then(|| body(&response))
+    }
+
+    fn count(&self, resource_type: &str) -> u64 {
+        body(&self.call(None, Method::Get, &format!("{resource_type}?_summary=count"), None))["total"]
+            .as_u64()
+            .unwrap()
+    }
+}
+
+fn msa(ack: &str) -> Vec<&str> {
+    ack.split('\r').find(|s| s.starts_with("MSA|")).unwrap().split('|').collect()
+}
+
+fn errs(ack: &str) -> Vec<&str> {
+    ack.split('\r').filter(|s| s.starts_with("ERR|")).collect()
+}
+
+fn patient_id(mrn: &str) -> String {
+    hl7::map::patient_id("http://hospital.example.org/mrn", mrn)
+}
+
+#[test]
+fn admit_transfer_discharge_and_results_are_stored_and_acknowledged() {
+    let fixture = Fixture::new("v2-adt", None);
+    let admit = message(&[
+        "MSH|^~\\&|ADT|GHH|CHARTROOM|HIM|202401151030||ADT^A01^ADT_A01|A1|P|2.5.1",
+        "EVN|A01|202401151025",
+        "PID|1||300001^^^^MR~999-12-3456^^^^SS||O'NEIL^MARY^\\T\\ JANE||19500304|F|||1 OAK ST^^PEORIA^IL^61602||^PRN^PH^^^309^5550111",
+        "PV1|1|I|4W^401^A||||1234^WELBY^MARCUS|||MED||||7|||||V3001|||||||||||||||||||||||||202401151020",
+        "ZPI|custom|segment",
+    ]);
+    let receipt = fixture.receive(&admit);
+    assert_eq!(receipt.code, AckCode::Accept, "{}", receipt.ack);
+    assert_eq!(msa(&receipt.ack)[1..3], ["AA", "A1"]);
+    let patient = fixture.read(&format!("Patient/{}", patient_id("300001"))).expect("the patient is stored");
+    assert_eq!(patient["name"][0]["family"], "O'NEIL");
+    assert_eq!(patient["name"][0]["given"][1], "& JANE", "the escape \\T\\ is an ampersand");
+    assert_eq!(patient["birthDate"], "1950-03-04");
+    assert!(patient["identifier"].as_array().unwrap().iter().any(|i| i["value"] == "999-12-3456"));
+    let encounters = body(&fixture.call(
+        None,
+        Method::Get,
+        &format!("Encounter?subject=Patient/{}", patient_id("300001")),
+        None,
+    ));
+    let encounter = &encounters["entry"][0]["resource"];
+    assert_eq!(encounter["status"], "in-progress");
+    assert_eq!(encounter["class"]["code"], "IMP");
+    let encounter_id = encounter["id"].as_str().unwrap().to_string();
+
+    let discharge = admit
+        .replace("ADT^A01^ADT_A01|A1", "ADT^A03^ADT_A03|A2")
+        .replace("EVN|A01", "EVN|A03")
+        .replace("|202401151020\r", "|202401151020|202401201100\r");
+    let receipt = fixture.receive(&discharge);
+    assert_eq!(receipt.code, AckCode::Accept, "{}", receipt.ack);
+    let encounter = fixture.read(&format!("Encounter/{encounter_id}")).unwrap();
+    assert_eq!(encounter["status"], "finished");
+    assert!(encounter["period"]["end"].as_str().unwrap().starts_with("2024-01-20T11:00"));
+    assert_eq!(encounter["meta"]["versionId"], "2", "the same visit is updated, not duplicated");
+
+    let results = std::fs::read_to_string(messages_dir().join("oru_r01.hl7")).unwrap();
+    let receipt = fixture.receive(&results);
+    assert_eq!(receipt.code, AckCode::Accept, "{}", receipt.ack);
+    assert_eq!(fixture.count("Observation"), 8);
+    assert_eq!(fixture.count("DiagnosticReport"), 1);
+    // Sent again, it changes nothing new.
+    assert_eq!(fixture.receive(&results).code, AckCode::Accept);
+    assert_eq!(fixture.count("Observation"), 8);
+}
+
+#[test]
+fn every_example_message_is_acknowledged_and_bad_ones_change_nothing() {
+    let fixture = Fixture::new("v2-examples", None);
+    let mut files: Vec<_> = std::fs::read_dir(messages_dir()).unwrap().flatten().map(|e| e.path()).collect();
+    files.sort();
+    assert!(files.len() >= 15);
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(&file).unwrap();
+        let before: u64 = ["Patient", "Encounter", "Observation", "DiagnosticReport"]
+            .iter()
+            .map(|t| fixture.count(t))
+            .sum();
+        let receipt = fixture.receive(&text);
+        let after: u64 = ["Patient", "Encounter", "Observation", "DiagnosticReport"]
+            .iter()
+            .map(|t| fixture.count(t))
+            .sum();
+        if name.starts_with("bad_") {
+            assert_ne!(receipt.code, AckCode::Accept, "{name}: {}", receipt.ack);
+            assert!(!errs(&receipt.ack).is_empty(), "{name}: an ERR names what is wrong: {}", receipt.ack);
+            assert_eq!(before, after, "{name} changed the record");
+        } else if name != "adt_a40.hl7" {
+            assert_eq!(receipt.code, AckCode::Accept, "{name}: {}", receipt.ack);
+        }
+    }
+}
+
+#[test]
+fn a_malformed_message_is_refused_with_its_segment_and_field() {
+    let fixture = Fixture::new("v2-malformed", None);
+    let missing_identifier = message(&[
+        "MSH|^~\\&|ADT|GHH|CHARTROOM|HIM|202401151030||ADT^A04^ADT_A01|B1|P|2.5.1",
+        "PID|1||||DOE^JANE|||F",
+        "PV1|1|O",
+    ]);
+    let receipt = fixture.receive(&missing_identifier);
+    assert_eq!(receipt.code, AckCode::Error);
+    assert_eq!(msa(&receipt.ack)[1..3], ["AE", "B1"]);
+    let err = errs(&receipt.ack)[0];
+    // ERR-2: the segment (PID, the second of the message), field 3.
+    assert!(err.contains("PID^2^3"), "{err}");
+    assert!(err.contains("101"), "{err}");
+
+    let bad_date =
+        missing_identifier.replace("PID|1||||DOE^JANE|||F", "PID|1||400001^^^^MR||DOE^JANE||19501399|F");
+    let receipt = fixture.receive(&bad_date);
+    assert_eq!(receipt.code, AckCode::Error);
+    assert!(errs(&receipt.ack)[0].contains("PID^2^7"), "{}", receipt.ack);
+
+    let unsupported = missing_identifier.replace("ADT^A04^ADT_A01", "ADT^A99");
+    assert_eq!(fixture.receive(&unsupported).code, AckCode::Reject);
+    let receipt = fixture.receive("this is not HL7");
+    assert_eq!(receipt.code, AckCode::Reject);
+    assert!(receipt.ack.starts_with("MSH|"));
+    assert_eq!(fixture.count("Patient"), 0);
+}
+
+#[test]
+fn a_merge_moves_the_record_and_an_unknown_registration_is_refused_whole() {
+    let fixture = Fixture::new("v2-merge", None);
+    for (mrn, control) in [("500001", "R1"), ("500099", "R2")] {
+        let register = message(&[
+            &format!("MSH|^~\\&|REG|GHH|CHARTROOM|HIM|202402011000||ADT^A04^ADT_A01|{control}|P|2.5.1"),
+            &format!("PID|1||{mrn}^^^^MR||ROE^RICHARD||19750101|M"),
+            &format!("PV1|1|O|CLINIC||||||||||||||||V{mrn}|||||||||||||||||||||||||20240201095500"),
+        ]);
+        assert_eq!(fixture.receive(&register).code, AckCode::Accept);
+    }
+    let merge = message(&[
+        "MSH|^~\\&|MPI|GHH|CHARTROOM|HIM|202403051000||ADT^A40^ADT_A39|M1|P|2.5.1",
+        "EVN|A40|202403051000",
+        "PID|1||500001^^^^MR||ROE^RICHARD||19750101|M",
+        "MRG|500099^^^^MR",
+    ]);
+    let receipt = fixture.receive(&merge);
+    assert_eq!(receipt.code, AckCode::Accept, "{}", receipt.ack);
+    let source = fixture.read(&format!("Patient/{}", patient_id("500099"))).unwrap();
+    assert_eq!(source["active"], false);
+    assert_eq!(source["link"][0]["type"], "replaced-by");
+    let moved = body(&fixture.call(
+        None,
+        Method::Get,
+        &format!("Encounter?subject=Patient/{}", patient_id("500001")),
+        None,
+    ));
+    assert_eq!(moved["entry"].as_array().map_or(0, Vec::len), 2, "the merged registration's visit moved");
+
+    let unknown = merge.replace("MRG|500099", "MRG|599999").replace("|M1|", "|M2|");
+    let receipt = fixture.receive(&unknown);
+    assert_eq!(receipt.code, AckCode::Error, "{}", receipt.ack);
+    assert!(errs(&receipt.ack)[0].contains("599999"), "{}", receipt.ack);
+}
+
+#[test]
+fn the_policy_decides_on_the_interfaces_identity() {
+    let fixture = Fixture::new("v2-policy", None);
+    let register = message(&[
+        "MSH|^~\\&|REG|GHH|CHARTROOM|HIM|202402011000||ADT^A28^ADT_A05|P1|P|2.5.1",
+        "EVN|A28|202402011000",
+        "PID|1||600001^^^^MR||ROE^RICHARD||19750101|M",
+    ]);
+    let analyst = caller("reporting", Role::Analyst, None);
+    let receipt = fixture.receive_as(Some(&analyst), &register);
+    assert_eq!(receipt.code, AckCode::Error, "{}", receipt.ack);
+    let (status, _) = receipt.applied.as_ref().unwrap();
+    assert_eq!(*status, 403);
+    assert_eq!(fixture.count("Patient"), 0);
+    let interface = caller("hl7-interface", Role::HimTechnician, None);
+    let receipt = fixture.receive_as(Some(&interface), &register);
+    assert_eq!(receipt.code, AckCode::Accept, "{}", receipt.ack);
+    let (_, audited) = receipt.applied.as_ref().unwrap();
+    assert_eq!(audited.interaction, "transaction");
+    assert!(
+        audited.patients.iter().any(|p| p == &format!("Patient/{}", patient_id("600001"))),
+        "{audited:?}"
+    );
+}
