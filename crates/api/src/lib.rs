@@ -11,6 +11,7 @@
 
 mod access;
 mod audit_trail;
+mod bulk_import;
 mod bundle;
 mod capabilities;
 mod error;
@@ -151,6 +152,10 @@ pub struct ApiConfig {
     pub analytics_tables: Option<std::path::PathBuf>,
     /// Where bulk export jobs write their files; `None`: no bulk export.
     pub export_dir: Option<std::path::PathBuf>,
+    /// Where bulk import jobs keep their state and downloads; `None`: no `$import`.
+    pub import_dir: Option<std::path::PathBuf>,
+    /// The directories `$import` may read `file://` inputs from.
+    pub import_roots: Vec<std::path::PathBuf>,
     /// The record's de-identification key (`DIR/deid.key`, made on first use); `None`: no
     /// date-shifted extracts.
     pub deid_key: Option<std::path::PathBuf>,
@@ -215,6 +220,8 @@ impl Default for ApiConfig {
             analytics_tables: None,
             export_dir: None,
             deid_key: None,
+            import_dir: None,
+            import_roots: Vec::new(),
             requires_access_token: true,
             validation: Validation::Enforce,
             total_bound: 10_000,
@@ -235,6 +242,7 @@ pub struct Api {
     config: ApiConfig,
     started: String,
     exports: Arc<export::Exports>,
+    imports: Arc<bulk_import::Imports>,
     consents: Arc<access::ConsentCache>,
     /// The audit trail AuditEvents are read from (it is not in the store), when there is one.
     trail: Option<Arc<AuditTrail>>,
@@ -253,6 +261,7 @@ impl Api {
             config,
             started: fhir::DateTime::now_utc().to_string(),
             exports,
+            imports: Arc::default(),
             consents: Arc::default(),
             trail: None,
             patient_index: Arc::default(),

@@ -100,8 +100,26 @@ impl Api {
             Ok(action) => action,
             Err(error) => return refuse(Some(&message), &error),
         };
+        let event = event_of(&message);
         let (path, body) = match action {
-            hl7::Action::Transaction(bundle) => (String::new(), bundle),
+            hl7::Action::Transaction(mut bundle) => {
+                if let Err(detail) = self.reconcile(&mut bundle, &event) {
+                    return V2Receipt {
+                        ack: hl7::ack(
+                            Some(&message),
+                            AckCode::Error,
+                            &[detail],
+                            sending,
+                            &next_control_id(),
+                            &hl7_now(),
+                        ),
+                        code: AckCode::Error,
+                        applied: None,
+                        event: Some(event),
+                    };
+                }
+                (String::new(), bundle)
+            }
             hl7::Action::Merge { target_identifier, source_identifier, .. } => {
                 let identifier =
                     |(system, value): (String, String)| json!({ "system": system, "value": value });
@@ -127,6 +145,12 @@ impl Api {
         let response = self.handle(&request).await;
         let (code, errors) = if (200..300).contains(&response.status) {
             (AckCode::Accept, Vec::new())
+        } else if response.status >= 500 || response.status == 429 {
+            // The server could not take it now: AR, which senders send again.
+            (AckCode::Reject, vec![refusal_detail(&response)])
+        } else if request.path == "Patient/$merge" && self.already_merged(&body) {
+            // A resent A40 (its first ACK lost): the merge it asks for is the record's state.
+            (AckCode::Accept, Vec::new())
         } else {
             (AckCode::Error, vec![refusal_detail(&response)])
         };
@@ -134,8 +158,158 @@ impl Api {
             ack: hl7::ack(Some(&message), code, &errors, sending, &next_control_id(), &hl7_now()),
             code,
             applied: Some((response.status, response.audit)),
-            event: Some(event_of(&message)),
+            event: Some(event),
         }
+    }
+}
+
+impl Api {
+    /// Brings a message's PUTs together with what the record holds, so that a message changes
+    /// what it carries and nothing else:
+    ///
+    /// - a registration that was merged away is not written again (that would bring it back
+    ///   beside its survivor): the message is refused, naming the survivor;
+    /// - a Patient on file keeps what the message does not say (other identifiers, links,
+    ///   contacts, extensions); a result message (ORU) does not rewrite it at all;
+    /// - an Encounter on file keeps its start, its end unless a cancel-discharge (A13) takes
+    ///   it away, and its status on an update (A08);
+    /// - each PUT is made against the version read (`If-Match`), so a change made meanwhile
+    ///   fails the message (AE) rather than being overwritten.
+    fn reconcile(&self, bundle: &mut Value, event: &str) -> Result<(), ErrorDetail> {
+        let Some(entries) = bundle.get_mut("entry").and_then(Value::as_array_mut) else { return Ok(()) };
+        let mut kept = Vec::with_capacity(entries.len());
+        for mut entry in std::mem::take(entries) {
+            let url = entry["request"]["url"].as_str().unwrap_or("").to_string();
+            let Some((resource_type, id)) = url.split_once('/') else {
+                kept.push(entry);
+                continue;
+            };
+            if !matches!(resource_type, "Patient" | "Encounter") {
+                kept.push(entry);
+                continue;
+            }
+            let stored = match self.store.read(resource_type, id) {
+                Ok(Some(record)) if !record.is_deleted() => record,
+                Ok(_) => {
+                    kept.push(entry);
+                    continue;
+                }
+                Err(e) => return Err(ErrorDetail::new(ErrorCode::ApplicationInternalError, e.to_string())),
+            };
+            let Ok(mut on_file) = serde_json::from_slice::<Value>(stored.body.as_deref().unwrap_or_default())
+            else {
+                kept.push(entry);
+                continue;
+            };
+            let mapped = entry["resource"].take();
+            if resource_type == "Patient" {
+                if let Some(survivor) = replaced_by(&on_file) {
+                    return Err(ErrorDetail::new(
+                        ErrorCode::UnknownKeyIdentifier,
+                        format!(
+                            "Patient/{id} was merged into {survivor}: send messages for the surviving registration"
+                        ),
+                    ));
+                }
+                if event.starts_with("ORU") {
+                    continue;
+                }
+                overlay_patient(&mut on_file, &mapped);
+            } else {
+                overlay_encounter(&mut on_file, &mapped, event);
+            }
+            if let Some(object) = on_file.as_object_mut() {
+                object.remove("meta");
+            }
+            entry["resource"] = on_file;
+            entry["request"]["ifMatch"] = Value::from(format!("W/\"{}\"", stored.version));
+            kept.push(entry);
+        }
+        *entries = kept;
+        Ok(())
+    }
+
+    /// Whether the `$merge` a resent A40 asks for is already done: its source is replaced by
+    /// its target.
+    fn already_merged(&self, parameters: &Value) -> bool {
+        let identifier = |name: &str| {
+            parameters["parameter"].as_array().into_iter().flatten().find(|p| p["name"] == name).map(|p| {
+                (
+                    p["valueIdentifier"]["system"].as_str().unwrap_or(""),
+                    p["valueIdentifier"]["value"].as_str().unwrap_or(""),
+                )
+            })
+        };
+        let (Some(source), Some(target)) =
+            (identifier("source-patient-identifier"), identifier("target-patient-identifier"))
+        else {
+            return false;
+        };
+        let read = |(system, value): (&str, &str)| -> Option<Value> {
+            let record = self.store.read("Patient", &hl7::map::patient_id(system, value)).ok()??;
+            serde_json::from_slice(record.body.as_deref()?).ok()
+        };
+        let (Some(source), Some(target)) = (read(source), read(target)) else { return false };
+        let target_id = target["id"].as_str().unwrap_or("");
+        replaced_by(&source).is_some_and(|survivor| survivor == format!("Patient/{target_id}"))
+    }
+}
+
+/// The Patient a merged-away registration points to (`link` of type replaced-by).
+fn replaced_by(patient: &Value) -> Option<String> {
+    patient["link"]
+        .as_array()?
+        .iter()
+        .find(|link| link["type"] == "replaced-by")
+        .and_then(|link| link["other"]["reference"].as_str())
+        .map(str::to_string)
+}
+
+/// `on_file` with what `mapped` says: its elements replace those on file, and its identifiers
+/// join those on file.
+fn overlay_patient(on_file: &mut Value, mapped: &Value) {
+    let (Some(target), Some(source)) = (on_file.as_object_mut(), mapped.as_object()) else { return };
+    for (key, value) in source {
+        if key == "identifier" {
+            let mut identifiers =
+                target.get("identifier").and_then(Value::as_array).cloned().unwrap_or_default();
+            for identifier in value.as_array().into_iter().flatten() {
+                let same =
+                    |i: &Value| i["system"] == identifier["system"] && i["value"] == identifier["value"];
+                if !identifiers.iter().any(same) {
+                    identifiers.push(identifier.clone());
+                }
+            }
+            target.insert(key.clone(), Value::Array(identifiers));
+        } else {
+            target.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+/// `on_file` with what the event says of the visit.
+fn overlay_encounter(on_file: &mut Value, mapped: &Value, event: &str) {
+    let status_on_file = on_file["status"].clone();
+    let period_on_file = on_file["period"].clone();
+    let (Some(target), Some(source)) = (on_file.as_object_mut(), mapped.as_object()) else { return };
+    for (key, value) in source {
+        target.insert(key.clone(), value.clone());
+    }
+    // An update says what the visit is, not where it stands.
+    if event.ends_with("^A08") && !status_on_file.is_null() {
+        target.insert("status".into(), status_on_file);
+    }
+    let mut period = period_on_file.as_object().cloned().unwrap_or_default();
+    for (key, value) in mapped["period"].as_object().into_iter().flatten() {
+        period.insert(key.clone(), value.clone());
+    }
+    if event.ends_with("^A13") {
+        period.remove("end");
+    }
+    if period.is_empty() {
+        target.remove("period");
+    } else {
+        target.insert("period".into(), Value::Object(period));
     }
 }
 

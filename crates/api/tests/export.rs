@@ -12,6 +12,18 @@ struct Fixture {
     runtime: tokio::runtime::Runtime,
 }
 
+impl Fixture {
+    /// Where this fixture's exports are written.
+    fn api_config_export_dir(&self) -> std::path::PathBuf {
+        EXPORTS.with(|dir| dir.borrow().clone().unwrap())
+    }
+}
+
+thread_local! {
+    /// The export directory of the fixture made last on this thread.
+    static EXPORTS: std::cell::RefCell<Option<std::path::PathBuf>> = const { std::cell::RefCell::new(None) };
+}
+
 fn record() -> Vec<Value> {
     let mut resources = vec![
         json!({"resourceType": "Organization", "id": "org1", "name": "General"}),
@@ -37,6 +49,7 @@ impl Fixture {
     fn new(name: &str) -> Fixture {
         let dir = testkit::temp_dir(name);
         let store = Arc::new(SqliteStore::open(&dir.join("data"), StoreOptions::default()).unwrap());
+        EXPORTS.with(|exports| *exports.borrow_mut() = Some(dir.join("exports")));
         let api =
             Api::new(store, ApiConfig { export_dir: Some(dir.join("exports")), ..ApiConfig::default() });
         let fixture =
@@ -330,4 +343,117 @@ fn a_deidentified_export_holds_codes_and_years_and_counts_what_it_removed() {
     let no_key = fixture.call(Method::Get, "$export", "_deidentify=date-shift", None, Some("respond-async"));
     assert_eq!(no_key.status, 400, "{}", no_key.body_text());
     assert!(no_key.body_text().contains("key"));
+}
+
+/// Kicks off `$import` of `inputs` ((type, url)) on `fixture` and polls it to its manifest.
+fn import(fixture: &Fixture, inputs: &[(String, String)]) -> Value {
+    let body = json!({
+        "resourceType": "Parameters",
+        "parameter": std::iter::once(json!({"name": "inputFormat", "valueCode": "application/fhir+ndjson"}))
+            .chain(std::iter::once(json!({"name": "inputSource", "valueUri": "http://source.example/fhir"})))
+            .chain(inputs.iter().map(|(t, url)| json!({"name": "input", "part": [
+                {"name": "type", "valueCode": t}, {"name": "url", "valueUri": url}]})))
+            .collect::<Vec<_>>(),
+    });
+    let kickoff = fixture.call(Method::Post, "$import", "", Some(&body), Some("respond-async"));
+    assert_eq!(kickoff.status, 202, "{}", kickoff.body_text());
+    let status_url = kickoff.location.clone().unwrap();
+    let (path, query) = status_url.strip_prefix("http://test/fhir/").unwrap().split_once('?').unwrap();
+    for _ in 0..500 {
+        let status = fixture.call(Method::Get, path, query, None, None);
+        match status.status {
+            202 => std::thread::sleep(Duration::from_millis(20)),
+            200 => return serde_json::from_slice(status.body.as_deref().unwrap()).unwrap(),
+            other => panic!("status {other}: {}", status.body_text()),
+        }
+    }
+    panic!("the import did not finish");
+}
+
+/// Every current resource of a store without its meta, by type and id.
+fn everything(fixture: &Fixture) -> std::collections::BTreeMap<String, Value> {
+    let mut all = std::collections::BTreeMap::new();
+    for resource in record().iter().chain([json!({"resourceType": "Observation", "id": "bad"})].iter()) {
+        let path =
+            format!("{}/{}", resource["resourceType"].as_str().unwrap(), resource["id"].as_str().unwrap());
+        let read = fixture.call(Method::Get, &path, "", None, None);
+        if read.status == 200 {
+            let mut body: Value = serde_json::from_slice(read.body.as_deref().unwrap()).unwrap();
+            body.as_object_mut().unwrap().remove("meta");
+            all.insert(path, body);
+        }
+    }
+    all
+}
+
+#[test]
+fn an_export_imported_into_a_fresh_server_gives_the_same_resources() {
+    let source = Fixture::new("import-source");
+    let manifest = source.export("$export", "");
+    let exports = source.api_config_export_dir();
+    // The destination reads files from the source's export directory.
+    let dir = testkit::temp_dir("import-destination");
+    let store = Arc::new(SqliteStore::open(&dir.join("data"), StoreOptions::default()).unwrap());
+    let destination = Fixture {
+        api: Api::new(
+            store,
+            ApiConfig {
+                import_dir: Some(dir.join("imports")),
+                import_roots: vec![exports.clone()],
+                ..ApiConfig::default()
+            },
+        ),
+        runtime: tokio::runtime::Builder::new_current_thread().build().unwrap(),
+    };
+    let job = manifest["output"][0]["url"].as_str().unwrap().split('/').rev().nth(1).unwrap().to_string();
+    let inputs: Vec<(String, String)> = manifest["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let name = o["url"].as_str().unwrap().rsplit('/').next().unwrap();
+            (
+                o["type"].as_str().unwrap().to_string(),
+                format!("file://{}", exports.join(&job).join(name).display()),
+            )
+        })
+        .collect();
+    let result = import(&destination, &inputs);
+    let stored: u64 = result["output"].as_array().unwrap().iter().map(|o| o["count"].as_u64().unwrap()).sum();
+    assert_eq!(stored, record().len() as u64, "{result}");
+    assert_eq!(result["error"].as_array().unwrap().len(), 0, "{result}");
+    assert_eq!(everything(&source), everything(&destination));
+
+    // A file outside the import directories, a bad line, a scheme not read: each says so.
+    let outside = destination.call(
+        Method::Post,
+        "$import",
+        "",
+        Some(&json!({"resourceType": "Parameters", "parameter": [{"name": "input", "part": [
+            {"name": "type", "valueCode": "Patient"}, {"name": "url", "valueUri": "file:///etc/passwd"}]}]})),
+        Some("respond-async"),
+    );
+    assert_eq!(outside.status, 403, "{}", outside.body_text());
+    let ftp = destination.call(
+        Method::Post,
+        "$import",
+        "",
+        Some(&json!({"resourceType": "Parameters", "parameter": [{"name": "input", "part": [
+            {"name": "url", "valueUri": "ftp://example.org/Patient.ndjson"}]}]})),
+        Some("respond-async"),
+    );
+    assert_eq!(ftp.status, 400, "{}", ftp.body_text());
+    let broken = exports.join("broken.ndjson");
+    std::fs::write(
+        &broken,
+        "{\"resourceType\":\"Observation\",\"id\":\"bad\",\"status\":\"nonsense\"}\nnot json\n",
+    )
+    .unwrap();
+    let result = import(&destination, &[("Observation".into(), format!("file://{}", broken.display()))]);
+    assert_eq!(result["error"][0]["count"], 2, "{result}");
+    assert_eq!(
+        result["extension"]["https://chartroom.dev/fhir/bulk/import-rejections"].as_array().unwrap().len(),
+        2
+    );
+    assert_eq!(destination.call(Method::Get, "Observation/bad", "", None, None).status, 404);
 }

@@ -146,15 +146,15 @@ fn a_malformed_message_is_refused_with_its_segment_and_field() {
     assert_eq!(receipt.code, AckCode::Error);
     assert_eq!(msa(&receipt.ack)[1..3], ["AE", "B1"]);
     let err = errs(&receipt.ack)[0];
-    // ERR-2: the segment (PID, the second of the message), field 3.
-    assert!(err.contains("PID^2^3"), "{err}");
+    // ERR-2: the segment (the first PID), field 3.
+    assert!(err.contains("PID^1^3"), "{err}");
     assert!(err.contains("101"), "{err}");
 
     let bad_date =
         missing_identifier.replace("PID|1||||DOE^JANE|||F", "PID|1||400001^^^^MR||DOE^JANE||19501399|F");
     let receipt = fixture.receive(&bad_date);
     assert_eq!(receipt.code, AckCode::Error);
-    assert!(errs(&receipt.ack)[0].contains("PID^2^7"), "{}", receipt.ack);
+    assert!(errs(&receipt.ack)[0].contains("PID^1^7"), "{}", receipt.ack);
 
     let unsupported = missing_identifier.replace("ADT^A04^ADT_A01", "ADT^A99");
     assert_eq!(fixture.receive(&unsupported).code, AckCode::Reject);
@@ -223,4 +223,105 @@ fn the_policy_decides_on_the_interfaces_identity() {
         audited.patients.iter().any(|p| p == &format!("Patient/{}", patient_id("600001"))),
         "{audited:?}"
     );
+}
+
+#[test]
+fn updates_change_what_they_carry_and_keep_the_rest() {
+    let fixture = Fixture::new("v2-updates", None);
+    let admit = message(&[
+        "MSH|^~\\&|ADT|GHH|CHARTROOM|HIM|202401151030||ADT^A01^ADT_A01|U1|P|2.5.1",
+        "PID|1||700001^^^^MR||SHAW^ELLEN||19600101|F|||9 BIRCH RD^^PEORIA^IL^61602||^PRN^PH^^^309^5550177",
+        "PV1|1|I|4W^401^A||||||||||||||||V7001|||||||||||||||||||||||||202401151020",
+    ]);
+    assert_eq!(fixture.receive(&admit).code, AckCode::Accept);
+    let patient_path = format!("Patient/{}", patient_id("700001"));
+    // Something the interface never sends, added through the FHIR API.
+    let mut patient = fixture.read(&patient_path).unwrap();
+    patient["generalPractitioner"] = serde_json::json!([{"display": "Dr Welby"}]);
+    assert_eq!(fixture.call(None, Method::Put, &patient_path, Some(&patient)).status, 200);
+
+    // A sparse update: a new name, a second identifier; nothing about the address.
+    let update = message(&[
+        "MSH|^~\\&|ADT|GHH|CHARTROOM|HIM|202401161030||ADT^A08^ADT_A01|U2|P|2.5.1",
+        "PID|1||700001^^^^MR~E5551^^^^PI||SHAW-KIM^ELLEN||19600101|F",
+        "PV1|1|I|4W^402^A||||||||||||||||V7001",
+    ]);
+    let receipt = fixture.receive(&update);
+    assert_eq!(receipt.code, AckCode::Accept, "{}", receipt.ack);
+    let patient = fixture.read(&patient_path).unwrap();
+    assert_eq!(patient["name"][0]["family"], "SHAW-KIM", "{patient}");
+    assert_eq!(patient["address"][0]["city"], "PEORIA", "the address on file stays");
+    assert_eq!(patient["telecom"][0]["value"].as_str().map(|v| v.contains("5550177")), Some(true));
+    assert_eq!(patient["generalPractitioner"][0]["display"], "Dr Welby");
+    assert_eq!(patient["identifier"].as_array().unwrap().len(), 2);
+    let encounter_path = {
+        let found =
+            body(&fixture.call(None, Method::Get, &format!("Encounter?subject={patient_path}"), None));
+        format!("Encounter/{}", found["entry"][0]["resource"]["id"].as_str().unwrap())
+    };
+    let encounter = fixture.read(&encounter_path).unwrap();
+    assert!(
+        encounter["period"]["start"].as_str().unwrap().starts_with("2024-01-15"),
+        "the admit time stays: {encounter}"
+    );
+
+    // Discharged; a late A08 without the discharge time leaves the visit finished.
+    let discharge = admit
+        .replace("ADT^A01^ADT_A01|U1", "ADT^A03^ADT_A03|U3")
+        .replace("|202401151020", "|202401151020|202401201100");
+    assert_eq!(fixture.receive(&discharge).code, AckCode::Accept);
+    assert_eq!(fixture.receive(&update.replace("|U2|", "|U4|")).code, AckCode::Accept);
+    let encounter = fixture.read(&encounter_path).unwrap();
+    assert_eq!(encounter["status"], "finished");
+    assert!(encounter["period"]["end"].as_str().unwrap().starts_with("2024-01-20"));
+    // A13 takes the discharge back.
+    let cancel = admit.replace("ADT^A01^ADT_A01|U1", "ADT^A13^ADT_A01|U5");
+    assert_eq!(fixture.receive(&cancel).code, AckCode::Accept);
+    let encounter = fixture.read(&encounter_path).unwrap();
+    assert_eq!(encounter["status"], "in-progress");
+    assert!(encounter["period"].get("end").is_none(), "{encounter}");
+
+    // A lab's result message names the patient without rewriting the registration.
+    let before = fixture.read(&patient_path).unwrap();
+    let results = message(&[
+        "MSH|^~\\&|LAB|GHH|CHARTROOM|HIM|202401171200||ORU^R01^ORU_R01|L1|P|2.5.1",
+        "PID|1||700001^^^^MR||SHAW^E",
+        "OBR|1|O77|F77|2345-7^Glucose^LN|||202401170800",
+        "OBX|1|NM|2345-7^Glucose^LN||99|mg/dL|||||F",
+    ]);
+    assert_eq!(fixture.receive(&results).code, AckCode::Accept);
+    let patient = fixture.read(&patient_path).unwrap();
+    assert_eq!(patient, before, "the result message left the registration as it was");
+}
+
+#[test]
+fn a_merged_away_registration_is_not_brought_back_and_a_resent_merge_is_accepted() {
+    let fixture = Fixture::new("v2-merged-away", None);
+    for (mrn, control) in [("800001", "R1"), ("800099", "R2")] {
+        let register = message(&[
+            &format!("MSH|^~\\&|REG|GHH|CHARTROOM|HIM|202402011000||ADT^A04^ADT_A01|{control}|P|2.5.1"),
+            &format!("PID|1||{mrn}^^^^MR||ROE^RICHARD||19750101|M"),
+            &format!("PV1|1|O|CLINIC||||||||||||||||V{mrn}|||||||||||||||||||||||||20240201095500"),
+        ]);
+        assert_eq!(fixture.receive(&register).code, AckCode::Accept);
+    }
+    let merge = message(&[
+        "MSH|^~\\&|MPI|GHH|CHARTROOM|HIM|202403051000||ADT^A40^ADT_A39|M1|P|2.5.1",
+        "PID|1||800001^^^^MR||ROE^RICHARD||19750101|M",
+        "MRG|800099^^^^MR",
+    ]);
+    assert_eq!(fixture.receive(&merge).code, AckCode::Accept);
+    let again = fixture.receive(&merge.replace("|M1|", "|M2|"));
+    assert_eq!(again.code, AckCode::Accept, "a resent merge: {}", again.ack);
+    // The laboratory still uses the old number.
+    let late = message(&[
+        "MSH|^~\\&|ADT|GHH|CHARTROOM|HIM|202403061000||ADT^A08^ADT_A01|M3|P|2.5.1",
+        "PID|1||800099^^^^MR||ROE^RICHARD||19750101|M",
+        "PV1|1|O|CLINIC||||||||||||||||V800099",
+    ]);
+    let receipt = fixture.receive(&late);
+    assert_eq!(receipt.code, AckCode::Error, "{}", receipt.ack);
+    assert!(errs(&receipt.ack)[0].contains(&patient_id("800001")), "{}", receipt.ack);
+    let source = fixture.read(&format!("Patient/{}", patient_id("800099"))).unwrap();
+    assert_eq!(source["active"], false, "still merged away");
 }

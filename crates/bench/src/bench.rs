@@ -125,6 +125,9 @@ enum BenchKind {
     /// HL7 v2 over MLLP: 10,000 ADT and ORU messages from concurrent senders, each
     /// acknowledged before the next, then checked to be in the record.
     Hl7(crate::hl7_bench::Hl7BenchArgs),
+    /// Bulk Data round trip: `$export` from one server, `$import` over HTTP into a fresh one
+    /// (100,000 resources by default), then every resource compared.
+    Roundtrip(crate::roundtrip_bench::RoundTripArgs),
     /// FHIRPath evaluations per second: every R4 SearchParameter expression on every
     /// specification example of its resource types (the workload bench/fhirpath-js runs too).
     Fhirpath {
@@ -157,6 +160,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         BenchKind::Risk(args) => crate::risk_bench::run(args),
         BenchKind::Mixed(args) => crate::mixed_bench::run(args),
         BenchKind::Hl7(args) => crate::hl7_bench::run(args),
+        BenchKind::Roundtrip(args) => crate::roundtrip_bench::run(args),
         BenchKind::Views(args) => crate::views_bench::run(args),
         BenchKind::Terminology { requests } => crate::terminology_bench::bench_terminology(requests),
         BenchKind::Suggest { statements: Some(file), misses, .. } => {

@@ -9,6 +9,7 @@ mod hl7_bench;
 mod mixed_bench;
 mod mpi_bench;
 mod risk_bench;
+mod roundtrip_bench;
 mod search_bench;
 mod terminology_bench;
 mod views_bench;

@@ -227,6 +227,8 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
         validation: Default::default(),
         duplicate_check: crate::DuplicateCheckArg::Warn,
         mllp_port: None,
+        mllp_bind: "127.0.0.1".into(),
         mllp_user: "hl7-interface".into(),
+        import_from: Vec::new(),
     })
 }

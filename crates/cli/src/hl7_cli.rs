@@ -41,6 +41,9 @@ fn split_messages(bytes: &[u8]) -> Result<Vec<String>> {
         while let Some(payload) = decoder.next_message().map_err(|e| anyhow::anyhow!("{e}"))? {
             messages.push(String::from_utf8_lossy(&payload).into_owned());
         }
+        if decoder.in_frame() {
+            bail!("the file ends inside a message (after {} whole ones): no end of block", messages.len());
+        }
         return Ok(messages);
     }
     let text = String::from_utf8_lossy(bytes);

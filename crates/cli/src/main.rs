@@ -303,12 +303,20 @@ struct ServeArgs {
     #[arg(long, value_enum, default_value = "warn")]
     duplicate_check: DuplicateCheckArg,
     /// Also accept HL7 v2 messages (ADT, ORU^R01) over MLLP on this port (0 picks a free
-    /// one), on the --bind address.
+    /// one), on --mllp-bind.
     #[arg(long)]
     mllp_port: Option<u16>,
+    /// Address the MLLP listener binds. MLLP carries no credentials: whoever can connect
+    /// writes as the feed's identity, so it listens on loopback unless told otherwise (put
+    /// the interface engine on a private network, or behind a TLS tunnel).
+    #[arg(long, default_value = "127.0.0.1")]
+    mllp_bind: String,
     /// Who the HL7 v2 feed acts as, in the audit trail (with the HIM technician's rights).
     #[arg(long, default_value = "hl7-interface")]
     mllp_user: String,
+    /// A directory `$import` may read file:// inputs from (repeatable; default DIR/import).
+    #[arg(long)]
+    import_from: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -472,6 +480,12 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         analytics_tables: Some(::views::tables::tables_path(&args.store.data)),
         export_dir: Some(args.store.data.join("exports")),
         deid_key: Some(args.store.data.join(deid::KEY_FILE)),
+        import_dir: Some(args.store.data.join("imports")),
+        import_roots: if args.import_from.is_empty() {
+            vec![args.store.data.join("import")]
+        } else {
+            args.import_from.clone()
+        },
         validation: args.validation.mode(),
         duplicate_check: match args.duplicate_check {
             DuplicateCheckArg::Warn => api::DuplicateCheck::Warn,
@@ -528,9 +542,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         // One signal stops both listeners.
         let (stop, stopped) = tokio::sync::watch::channel(false);
         if let Some(port) = args.mllp_port {
-            let mllp = tokio::net::TcpListener::bind((args.bind.as_str(), port))
+            let mllp = tokio::net::TcpListener::bind((args.mllp_bind.as_str(), port))
                 .await
-                .with_context(|| format!("cannot listen for MLLP on {}:{port}", args.bind))?;
+                .with_context(|| format!("cannot listen for MLLP on {}:{port}", args.mllp_bind))?;
             println!("Chartroom accepting HL7 v2 over MLLP at {} as {}", mllp.local_addr()?, args.mllp_user);
             let mut stopped = stopped.clone();
             let until = async move {

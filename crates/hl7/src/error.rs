@@ -79,8 +79,9 @@ impl fmt::Display for ErrorCode {
 
 /// Where in a message an error sits: the parts of an ERL (ERR-2).
 ///
-/// `sequence` is the segment's 1-based position in the message; 0 means the segment is not in
-/// the message at all (a required segment that is missing). Field numbers follow HL7, so MSH-3
+/// `sequence` is the segment's occurrence among the message's segments of its id (1 for the
+/// first PID, wherever it is); a required segment that is missing is reported as its first
+/// occurrence. Field numbers follow HL7, so MSH-3
 /// is the first field after the encoding characters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Location {
@@ -138,7 +139,7 @@ impl fmt::Display for Location {
                 write!(f, " (repetition {repetition})")?;
             }
         }
-        if self.sequence == 0 {
+        if self.sequence == usize::MAX {
             write!(f, " (segment absent)")
         } else {
             write!(f, " (segment {})", self.sequence)
@@ -237,7 +238,7 @@ impl Error {
                 | ErrorCode::UnsupportedVersionId
         );
         let header = match self.location() {
-            Some(location) => location.segment == "MSH" || location.sequence == 1,
+            Some(location) => location.segment == "MSH",
             None => true,
         };
         if unsupported || header { AckCode::Reject } else { AckCode::Error }

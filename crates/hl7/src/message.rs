@@ -258,6 +258,10 @@ pub struct Message {
     segments: Vec<Segment>,
 }
 
+/// Most segments one message may have: a long laboratory report has hundreds; more is a
+/// batch that should be split, or an attack.
+pub const MAX_SEGMENTS: usize = 5_000;
+
 impl Message {
     /// Parses a message and checks its header: MSH-9 (type and trigger event), MSH-10 (control
     /// id) and MSH-12 (a version from 2.3 to 2.8).
@@ -272,11 +276,24 @@ impl Message {
     /// acknowledged with its control id and sender.
     pub fn parse_unvalidated(text: &str) -> Result<Message, Error> {
         let text = text.trim_start_matches(['\u{feff}', '\u{0b}']).trim_start();
+        // Segments end with CR. A message without any CR was written with line feeds; in one
+        // with CRs, a bare line feed is text inside a field (a report's line break).
+        let ends: &[char] = if text.contains('\r') { &['\r'] } else { &['\n'] };
         let lines: Vec<&str> = text
-            .split(['\r', '\n'])
-            .map(|line| line.trim_end_matches('\u{1c}'))
+            .split(ends)
+            .map(|line| line.trim_start_matches('\n').trim_end_matches('\u{1c}'))
             .filter(|line| !line.trim().is_empty())
             .collect();
+        if lines.len() > MAX_SEGMENTS {
+            return Err(Error::at(
+                ErrorCode::SegmentSequenceError,
+                Location::segment("MSH", 1),
+                format!(
+                    "the message has {} segments; at most {MAX_SEGMENTS} are taken in one message",
+                    lines.len()
+                ),
+            ));
+        }
         let Some(first) = lines.first() else {
             return Err(Error::at(
                 ErrorCode::SegmentSequenceError,
@@ -288,14 +305,20 @@ impl Message {
             let id: String = first.chars().take(3).collect();
             return Err(Error::at(
                 ErrorCode::SegmentSequenceError,
-                Location::segment(&id, 1),
-                "the message does not start with an MSH segment",
+                Location::segment("MSH", 1),
+                format!("the message does not start with an MSH segment (it starts with {id:?})"),
             ));
         };
         let separators = Separators::from_header(after_msh)?;
         let mut segments = Vec::with_capacity(lines.len());
-        for (index, line) in lines.iter().enumerate() {
-            segments.push(parse_segment(line, index + 1, &separators)?);
+        // ERR-2's segment sequence is the occurrence of that segment id in the message (the
+        // first OBX is OBX 1 wherever it is).
+        let mut occurrences: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for line in &lines {
+            let id = line.split(separators.field).next().unwrap_or("");
+            let occurrence = occurrences.entry(id).or_default();
+            *occurrence += 1;
+            segments.push(parse_segment(line, *occurrence, &separators)?);
         }
         Ok(Message { separators, segments })
     }

@@ -29,7 +29,7 @@ fn error_with_location() {
         ack,
         "MSH|^~\\&|CHARTROOM|GHH|ADT1|GHH|20240115103000+0000||ACK^A01^ACK|ACK0002|P|2.5.1\r\
          MSA|AE|MSG00012\r\
-         ERR||PID^3^3^1|101^Required field missing^HL70357|E||||PID-3 (patient identifier list) is missing\r"
+         ERR||PID^1^3^1|101^Required field missing^HL70357|E||||PID-3 (patient identifier list) is missing\r"
     );
 }
 
@@ -58,7 +58,7 @@ fn reject_without_a_message() {
         ack,
         "MSH|^~\\&|CHARTROOM|GHH|||20240115103000+0000||ACK|ACK0004|P|2.5.1\r\
          MSA|AR|\r\
-         ERR||PID^1|100^Segment sequence error^HL70357|E||||the message does not start with an MSH segment\r"
+         ERR||MSH^1|100^Segment sequence error^HL70357|E||||the message does not start with an MSH segment (it starts with \"PID\")\r"
     );
 }
 

@@ -31,7 +31,7 @@ const LOCATION_4E: &str = r#", "location": [{"location": {"display": "GHH / 4E /
 fn a01_spec_example_maps_patient_and_inpatient_encounter() {
     let bundle = bundle("adt_a01_spec.hl7");
     let patient_id = hl7::map::patient_id(MRN, "PATID1234");
-    let encounter_id = hl7::map::encounter_id(&patient_id, VISIT, "PATID12345001");
+    let encounter_id = hl7::map::encounter_id(&patient_id, &format!("{VISIT}#account"), "PATID12345001");
     let expected_bundle = expected(
         r#"{
   "resourceType": "Bundle",
@@ -63,7 +63,7 @@ fn a01_spec_example_maps_patient_and_inpatient_encounter() {
       "resourceType": "Encounter",
       "id": "$ENCOUNTER",
       "identifier": [{"type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "AN"}]},
-                      "system": "http://hospital.example.org/visit", "value": "PATID12345001"}],
+                      "system": "http://hospital.example.org/visit#account", "value": "PATID12345001"}],
       "status": "in-progress",
       "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
       "serviceType": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0069", "code": "SUR"}]},
@@ -145,7 +145,7 @@ fn a04_with_structure_variant_registers_an_arrived_outpatient() {
    "period": {"start": "2024-02-01T09:55:00+01:00"},
    "location": [{"location": {"display": "CLINIC A"}}]}
 ]"#,
-        &[("$PATIENT", &patient_id), ("$ENCOUNTER", &hl7::map::encounter_id(&patient_id, VISIT, "V2002"))],
+        &[("$PATIENT", &patient_id), ("$ENCOUNTER", &hl7::map::encounter_id("", VISIT, "V2002"))],
     );
     assert_json(&serde_json::Value::Array(resources), &expected_resources);
 }

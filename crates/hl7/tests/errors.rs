@@ -13,7 +13,7 @@ fn map_error(text: &str) -> hl7::Error {
 fn missing_pid_3_is_a_required_field_error_at_pid_3() {
     let error = error("bad_missing_pid3.hl7");
     assert_eq!(error.code(), ErrorCode::RequiredFieldMissing);
-    assert_eq!(error.location(), Some(&Location::field("PID", 3, 3)));
+    assert_eq!(error.location(), Some(&Location::field("PID", 1, 3)));
     assert_eq!(error.ack_code(), AckCode::Error);
 }
 
@@ -21,7 +21,7 @@ fn missing_pid_3_is_a_required_field_error_at_pid_3() {
 fn a01_without_pv1_is_missing_a_required_segment() {
     let error = error("bad_missing_pv1.hl7");
     assert_eq!(error.code(), ErrorCode::SegmentSequenceError);
-    assert_eq!(error.location(), Some(&Location::segment("PV1", 0)));
+    assert_eq!(error.location(), Some(&Location::segment("PV1", 1)));
     assert_eq!(error.ack_code(), AckCode::Error);
 }
 
@@ -29,7 +29,7 @@ fn a01_without_pv1_is_missing_a_required_segment() {
 fn an_impossible_birth_date_is_a_data_type_error_at_pid_7() {
     let error = error("bad_birth_date.hl7");
     assert_eq!(error.code(), ErrorCode::DataTypeError);
-    assert_eq!(error.location(), Some(&Location::field("PID", 3, 7).with_component(1)));
+    assert_eq!(error.location(), Some(&Location::field("PID", 1, 7).with_component(1)));
     assert_eq!(error.ack_code(), AckCode::Error);
 }
 
@@ -55,7 +55,7 @@ fn an_unsupported_message_type_is_rejected() {
 fn a_non_numeric_nm_value_is_a_data_type_error_at_obx_5() {
     let error = error("bad_oru_nm.hl7");
     assert_eq!(error.code(), ErrorCode::DataTypeError);
-    assert_eq!(error.location(), Some(&Location::field("OBX", 4, 5)));
+    assert_eq!(error.location(), Some(&Location::field("OBX", 1, 5)));
     assert_eq!(error.ack_code(), AckCode::Error);
 }
 
@@ -66,14 +66,14 @@ fn codes_outside_their_tables_are_table_value_errors() {
     let error = map_error(&format!("{HEADER}ADT^A28|C1|P|2.5.1\rPID|1||1^^^GHH^MR|||||Q\r"));
     assert_eq!(
         (error.code(), error.location()),
-        (ErrorCode::TableValueNotFound, Some(&Location::field("PID", 2, 8)))
+        (ErrorCode::TableValueNotFound, Some(&Location::field("PID", 1, 8)))
     );
 
     let error =
         map_error(&format!("{HEADER}ADT^A01|C1|P|2.5.1\rPID|1||1^^^GHH^MR\rPV1|1|Z|||||||||||||||||V1\r"));
     assert_eq!(
         (error.code(), error.location()),
-        (ErrorCode::TableValueNotFound, Some(&Location::field("PV1", 3, 2)))
+        (ErrorCode::TableValueNotFound, Some(&Location::field("PV1", 1, 2)))
     );
 
     let oru =
@@ -81,7 +81,7 @@ fn codes_outside_their_tables_are_table_value_errors() {
     let error = map_error(&oru);
     assert_eq!(
         (error.code(), error.location()),
-        (ErrorCode::TableValueNotFound, Some(&Location::field("OBX", 4, 11)))
+        (ErrorCode::TableValueNotFound, Some(&Location::field("OBX", 1, 11)))
     );
 }
 
@@ -91,32 +91,32 @@ fn required_parts_of_each_event_are_checked() {
     let error = map_error(&format!("{HEADER}ADT^A40|C1|P|2.5.1\rPID|1||1^^^GHH^MR\r"));
     assert_eq!(
         (error.code(), error.location()),
-        (ErrorCode::SegmentSequenceError, Some(&Location::segment("MRG", 0)))
+        (ErrorCode::SegmentSequenceError, Some(&Location::segment("MRG", 1)))
     );
     // A40 with an empty MRG-1.
     let error = map_error(&format!("{HEADER}ADT^A40|C1|P|2.5.1\rPID|1||1^^^GHH^MR\rMRG|\r"));
     assert_eq!(
         (error.code(), error.location()),
-        (ErrorCode::RequiredFieldMissing, Some(&Location::field("MRG", 3, 1)))
+        (ErrorCode::RequiredFieldMissing, Some(&Location::field("MRG", 1, 1)))
     );
     // A01 whose visit cannot be identified.
     let error = map_error(&format!("{HEADER}ADT^A01|C1|P|2.5.1\rPID|1||1^^^GHH^MR\rPV1|1|I\r"));
     assert_eq!(
         (error.code(), error.location()),
-        (ErrorCode::RequiredFieldMissing, Some(&Location::field("PV1", 3, 19)))
+        (ErrorCode::RequiredFieldMissing, Some(&Location::field("PV1", 1, 19)))
     );
     // A01 without a patient class.
     let error =
         map_error(&format!("{HEADER}ADT^A01|C1|P|2.5.1\rPID|1||1^^^GHH^MR\rPV1|1||||||||||||||||||V1\r"));
     assert_eq!(
         (error.code(), error.location()),
-        (ErrorCode::RequiredFieldMissing, Some(&Location::field("PV1", 3, 2)))
+        (ErrorCode::RequiredFieldMissing, Some(&Location::field("PV1", 1, 2)))
     );
     // ORU without PID.
     let error = map_error(&format!("{HEADER}ORU^R01|C1|P|2.5.1\rOBR|1||F1|X^Y^L\r"));
     assert_eq!(
         (error.code(), error.location()),
-        (ErrorCode::SegmentSequenceError, Some(&Location::segment("PID", 0)))
+        (ErrorCode::SegmentSequenceError, Some(&Location::segment("PID", 1)))
     );
     // OBX without OBX-3.
     let error = map_error(&format!(
@@ -124,13 +124,13 @@ fn required_parts_of_each_event_are_checked() {
     ));
     assert_eq!(
         (error.code(), error.location()),
-        (ErrorCode::RequiredFieldMissing, Some(&Location::field("OBX", 4, 3)))
+        (ErrorCode::RequiredFieldMissing, Some(&Location::field("OBX", 1, 3)))
     );
     // OBR without order numbers.
     let error = map_error(&format!("{HEADER}ORU^R01|C1|P|2.5.1\rPID|1||1^^^GHH^MR\rOBR|1|||X^Y^L\r"));
     assert_eq!(
         (error.code(), error.location()),
-        (ErrorCode::RequiredFieldMissing, Some(&Location::field("OBR", 3, 3)))
+        (ErrorCode::RequiredFieldMissing, Some(&Location::field("OBR", 1, 3)))
     );
     // A value type this mapping has no FHIR type for.
     let error = map_error(&format!(
@@ -138,7 +138,7 @@ fn required_parts_of_each_event_are_checked() {
     ));
     assert_eq!(
         (error.code(), error.location()),
-        (ErrorCode::DataTypeError, Some(&Location::field("OBX", 4, 2)))
+        (ErrorCode::DataTypeError, Some(&Location::field("OBX", 1, 2)))
     );
 }
 

@@ -189,6 +189,6 @@ fn obx_before_any_obr_is_a_segment_sequence_error() {
                 PID|1||100001^^^GHH^MR\rOBX|1|NM|2345-7^Glucose^LN||5||||||F\r";
     let error = hl7::map(&hl7::Message::parse(text).unwrap(), &config()).unwrap_err();
     assert_eq!(error.code(), hl7::ErrorCode::SegmentSequenceError);
-    assert_eq!(error.location(), Some(&hl7::Location::segment("OBX", 3)));
+    assert_eq!(error.location(), Some(&hl7::Location::segment("OBX", 1)));
     assert_eq!(error.ack_code(), hl7::AckCode::Error);
 }

@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use api::{Api, Caller, V2Config};
 use hl7::mllp::{Decoder, frame};
@@ -29,6 +30,12 @@ pub struct MllpConfig {
     /// Largest message accepted, in bytes (a bigger one is refused with AR and the
     /// connection closed).
     pub max_message_bytes: usize,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// How long a connection may stay silent between messages before it is closed.
+    pub idle: Duration,
+    /// How long a message may take to arrive once it has begun, and an ACK to be sent.
+    pub transfer: Duration,
 }
 
 impl MllpConfig {
@@ -45,6 +52,9 @@ impl MllpConfig {
             },
             v2: V2Config::default(),
             max_message_bytes: 4 * 1024 * 1024,
+            max_connections: 256,
+            idle: Duration::from_secs(600),
+            transfer: Duration::from_secs(30),
         }
     }
 }
@@ -59,8 +69,18 @@ pub async fn serve_mllp(
 ) -> std::io::Result<()> {
     let config = Arc::new(config);
     let caller = Arc::new(Caller::new(config.identity.clone()));
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
+        // A connection is accepted only when one of the slots is free: idle or slow senders
+        // cannot take every file descriptor and the memory of their buffers.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => return Ok(()),
+            },
+            () = &mut shutdown => return Ok(()),
+        };
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -74,6 +94,7 @@ pub async fn serve_mllp(
         };
         let (api, security, config, caller) = (api.clone(), security.clone(), config.clone(), caller.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             if let Err(error) = connection(stream, remote, &api, security.as_deref(), &config, caller).await {
                 tracing::debug!("MLLP connection from {remote} ended: {error}");
             }
@@ -91,9 +112,15 @@ async fn connection(
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut decoder = Decoder::new(config.max_message_bytes);
-    let mut buffer = vec![0u8; 64 * 1024];
+    let mut buffer = vec![0u8; 16 * 1024];
     loop {
-        let read = stream.read(&mut buffer).await?;
+        // Between messages a sender may wait (interfaces keep their connection open); inside
+        // one it must keep sending.
+        let wait = if decoder.in_frame() { config.transfer } else { config.idle };
+        let read = match tokio::time::timeout(wait, stream.read(&mut buffer)).await {
+            Ok(read) => read?,
+            Err(_) => return Ok(()),
+        };
         if read == 0 {
             return Ok(());
         }
@@ -111,7 +138,20 @@ async fn connection(
                         "REFUSED",
                         "",
                     );
-                    stream.write_all(&frame(&refusal)).await?;
+                    if let Some(security) = security {
+                        let refused = privacy::Access {
+                            user: config.identity.user.clone(),
+                            role: config.identity.role.as_str().to_string(),
+                            interaction: "hl7v2".into(),
+                            action: "C",
+                            status: 413,
+                            outcome_text: Some(format!("HL7 v2 message refused AR: {error}")),
+                            address: Some(remote.ip().to_string()),
+                            ..Default::default()
+                        };
+                        let _ = security.audit.record(refused).durable().await;
+                    }
+                    let _ = tokio::time::timeout(config.transfer, stream.write_all(&frame(&refusal))).await;
                     return Ok(());
                 }
             };
@@ -125,7 +165,11 @@ async fn connection(
                     return Ok(());
                 }
             }
-            stream.write_all(&frame(&receipt.ack)).await?;
+            match tokio::time::timeout(config.transfer, stream.write_all(&frame(&receipt.ack))).await {
+                Ok(written) => written?,
+                // A sender that does not read its ACKs is not waited for.
+                Err(_) => return Ok(()),
+            }
         }
     }
 }

@@ -22,7 +22,11 @@ pub(crate) fn map(
     let Some(visit) = visit_key(pv1, pid, context)? else {
         return if required { Err(missing(pv1, 19, "visit number")) } else { Ok(None) };
     };
-    let id = ids::encounter_id(patient_id, &visit.system, &visit.value);
+    // A visit number names the visit across the facility: the Encounter keeps its id when a
+    // merge moves it to another patient. Account numbers and admit times are only unique
+    // within one patient's record.
+    let owner = if visit.patient_scoped { patient_id } else { "" };
+    let id = ids::encounter_id(owner, &visit.system, &visit.value);
 
     let class_code = text(pv1, 2, 1).ok_or_else(|| missing(pv1, 2, "patient class"))?;
     let class = codes::encounter_class(&class_code).ok_or_else(|| {
@@ -80,6 +84,8 @@ struct VisitKey {
     system: String,
     value: String,
     identifier: Option<(&'static str, String)>,
+    /// Unique only within the patient's record.
+    patient_scoped: bool,
 }
 
 fn visit_key(pv1: &Segment, pid: &Segment, context: &Context) -> Result<Option<VisitKey>, Error> {
@@ -87,12 +93,21 @@ fn visit_key(pv1: &Segment, pid: &Segment, context: &Context) -> Result<Option<V
         let Some(cx) = segment.field(field).repetition(1) else { continue };
         let Some(value) = clean(cx.text(1)) else { continue };
         let system = context.config.visit_system.clone();
-        return Ok(Some(VisitKey { system, value: value.clone(), identifier: Some((kind, value)) }));
+        // An account number is not a visit number: the two never share a key.
+        let (system, patient_scoped) =
+            if kind == "VN" { (system, false) } else { (format!("{system}#account"), true) };
+        return Ok(Some(VisitKey {
+            system,
+            value: value.clone(),
+            identifier: Some((kind, value)),
+            patient_scoped,
+        }));
     }
     Ok(context.datetime(pv1, 44)?.map(|admitted| VisitKey {
         system: "admit-time".to_string(),
         value: admitted,
         identifier: None,
+        patient_scoped: true,
     }))
 }
 

@@ -248,7 +248,7 @@ pub(crate) fn required_segment<'a>(message: &'a Message, id: &str) -> Result<&'a
     message.segment(id).ok_or_else(|| {
         Error::at(
             ErrorCode::SegmentSequenceError,
-            Location::segment(id, 0),
+            Location::segment(id, 1),
             format!("the required {id} segment is missing"),
         )
     })

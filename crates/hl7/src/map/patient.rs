@@ -187,15 +187,9 @@ fn authority_system(
 }
 
 fn dedup_identifiers(identifiers: &mut Vec<Json>) {
-    let mut seen: Vec<(Json, Json)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     identifiers.retain(|identifier| {
-        let key = (identifier["system"].clone(), identifier["value"].clone());
-        if seen.contains(&key) {
-            false
-        } else {
-            seen.push(key);
-            true
-        }
+        seen.insert((identifier["system"].to_string(), identifier["value"].to_string()))
     });
 }
 

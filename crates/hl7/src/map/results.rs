@@ -20,7 +20,7 @@ struct Report<'a> {
     patient_id: String,
     observations: Vec<Entry>,
     /// Set ids (with sub-ids) already given out, to keep ids unique within the report.
-    keys: Vec<String>,
+    keys: std::collections::HashSet<String>,
 }
 
 pub(crate) fn map(context: &Context) -> Result<Vec<Entry>, Error> {
@@ -53,7 +53,7 @@ pub(crate) fn map(context: &Context) -> Result<Vec<Entry>, Error> {
                     id: report_id(segment, context)?,
                     patient_id,
                     observations: Vec::new(),
-                    keys: Vec::new(),
+                    keys: std::collections::HashSet::new(),
                 });
             }
             "OBX" => {
@@ -156,7 +156,7 @@ fn observation(obx: &Segment, report: &mut Report, context: &Context) -> Result<
     if report.keys.contains(&key) {
         key = format!("#{position}\u{1f}{sub_id}");
     }
-    report.keys.push(key.clone());
+    report.keys.insert(key.clone());
     let (set_id, sub_id) = key.split_once('\u{1f}').unwrap_or((&key, ""));
     let id = ids::observation_id(&report.id, set_id, sub_id);
 

@@ -67,7 +67,7 @@ pub fn jane_id() -> String {
 
 /// Her visit V1001.
 pub fn jane_visit_id() -> String {
-    hl7::map::encounter_id(&jane_id(), VISIT, "V1001")
+    hl7::map::encounter_id("", VISIT, "V1001")
 }
 
 pub const JANE: &str = r#"{
