@@ -108,7 +108,7 @@ impl Api {
                         ack: hl7::ack(
                             Some(&message),
                             AckCode::Error,
-                            &[detail],
+                            &[*detail],
                             sending,
                             &next_control_id(),
                             &hl7_now(),
@@ -175,7 +175,7 @@ impl Api {
     ///   it away, and its status on an update (A08);
     /// - each PUT is made against the version read (`If-Match`), so a change made meanwhile
     ///   fails the message (AE) rather than being overwritten.
-    fn reconcile(&self, bundle: &mut Value, event: &str) -> Result<(), ErrorDetail> {
+    fn reconcile(&self, bundle: &mut Value, event: &str) -> Result<(), Box<ErrorDetail>> {
         let Some(entries) = bundle.get_mut("entry").and_then(Value::as_array_mut) else { return Ok(()) };
         let mut kept = Vec::with_capacity(entries.len());
         for mut entry in std::mem::take(entries) {
@@ -194,7 +194,12 @@ impl Api {
                     kept.push(entry);
                     continue;
                 }
-                Err(e) => return Err(ErrorDetail::new(ErrorCode::ApplicationInternalError, e.to_string())),
+                Err(e) => {
+                    return Err(Box::new(ErrorDetail::new(
+                        ErrorCode::ApplicationInternalError,
+                        e.to_string(),
+                    )));
+                }
             };
             let Ok(mut on_file) = serde_json::from_slice::<Value>(stored.body.as_deref().unwrap_or_default())
             else {
@@ -204,12 +209,12 @@ impl Api {
             let mapped = entry["resource"].take();
             if resource_type == "Patient" {
                 if let Some(survivor) = replaced_by(&on_file) {
-                    return Err(ErrorDetail::new(
+                    return Err(Box::new(ErrorDetail::new(
                         ErrorCode::UnknownKeyIdentifier,
                         format!(
                             "Patient/{id} was merged into {survivor}: send messages for the surviving registration"
                         ),
-                    ));
+                    )));
                 }
                 if event.starts_with("ORU") {
                     continue;

@@ -43,7 +43,7 @@ fn stay(n: usize) -> Vec<String> {
         n % 100,
         1 + n % 9,
         n % 10,
-        if n % 2 == 0 { "F" } else { "M" },
+        if n.is_multiple_of(2) { "F" } else { "M" },
         n % 900 + 1,
         n % 10_000
     );
