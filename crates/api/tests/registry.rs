@@ -101,6 +101,8 @@ fn the_capability_statement_lists_every_registered_operation_with_its_definition
             "high-risk",
             "hold-place",
             "hold-release",
+            "import",
+            "import-status",
             "lookup",
             "match",
             "merge",

@@ -78,6 +78,14 @@ impl OperationCatalog for Catalog {
             "completion-report" | "retention-report" => {
                 OperationAccess { steward: true, ..declared(Reads::EveryType, PatientUse::Refused) }
             }
+            "import" => OperationAccess {
+                writes: Writes::EveryType,
+                steward: true,
+                ..declared(Reads::Nothing, PatientUse::Refused)
+            },
+            "import-status" => {
+                OperationAccess { steward: true, ..declared(Reads::Nothing, PatientUse::Refused) }
+            }
             _ => return None,
         })
     }
@@ -678,4 +686,20 @@ fn de_identified_extracts_go_to_research_roles_and_date_shifted_ones_through_the
     // A patient's token: its own record is open to it whole; extracts are not for it.
     let patient = identity(Role::Patient, Some("p1"), Some("patient/*.rs"));
     assert!(policy::may_receive_deidentified(&patient, "safe-harbor").is_err());
+}
+
+#[test]
+fn only_the_records_stewards_import_in_bulk() {
+    let kickoff = route(Method::Post, "$import");
+    let status = route(Method::Get, "$import-status");
+    for role in Role::ALL {
+        let who = identity(role, (role == Role::Patient).then_some("pa"), None);
+        let expected = matches!(role, Role::HimTechnician | Role::Admin);
+        assert_eq!(allowed(&who, &kickoff), expected, "{} $import", role.as_str());
+        assert_eq!(allowed(&who, &status), expected, "{} $import-status", role.as_str());
+    }
+    // What an import writes is not filtered type by type: a token narrowed to some types
+    // cannot start one.
+    let narrow = identity(Role::HimTechnician, None, Some("user/Patient.cruds"));
+    assert!(!allowed(&narrow, &kickoff));
 }
