@@ -29,6 +29,10 @@ const RESULT_FILE: &str = "result.json";
 const REASONS_LISTED: usize = 100;
 /// Inputs one job may name.
 const MAX_INPUTS: usize = 10_000;
+/// Import jobs running at once on the server: each feeds the one writer.
+const JOBS_AT_ONCE: usize = 2;
+/// Most bytes one http:// input may bring (it is staged on the record's disk).
+const MAX_DOWNLOAD_BYTES: u64 = 16 * 1024 * 1024 * 1024;
 
 /// One input file of a job.
 #[derive(Clone, Debug)]
@@ -95,7 +99,7 @@ impl Api {
                     }
                 }
                 Some("inputSource") => source_label = text_of(parameter),
-                Some("storageDetail" | "mode") => {}
+                Some("storageDetail") => {}
                 Some("input") => {
                     let parts = parameter["part"]
                         .as_array()
@@ -120,6 +124,13 @@ impl Api {
         if inputs.len() > MAX_INPUTS {
             return Err(bad(format!("at most {MAX_INPUTS} inputs per import")));
         }
+        if self.imports.running.lock().map(|running| running.len()).unwrap_or(0) >= JOBS_AT_ONCE {
+            return Err(ApiError::new(
+                429,
+                IssueType::Throttled,
+                format!("{JOBS_AT_ONCE} imports are running; start this one when one has finished"),
+            ));
+        }
         let job = uuid::Uuid::now_v7().to_string();
         let job_dir = dir.join(&job);
         std::fs::create_dir_all(&job_dir)
@@ -134,12 +145,15 @@ impl Api {
         }
         let api = self.clone();
         let original = format!("{}/$import", request.base);
+        let base = request.base.clone();
+        let owner = gate.user().map(str::to_string);
         let job_id = job.clone();
         std::thread::Builder::new()
             .name(format!("import-{job}"))
             .spawn(move || {
                 let transaction_time = fhir::DateTime::now_utc().to_string();
-                let manifest = api.run_import(&job_dir, &inputs, &progress);
+                let manifest = api.run_import(&job_dir, &inputs, &base, &progress);
+                api.audit_import(owner.as_deref(), &job_id, &manifest);
                 let manifest = json!({
                     "transactionTime": transaction_time,
                     "request": original,
@@ -149,10 +163,11 @@ impl Api {
                     "error": manifest.error,
                     "extension": { "https://chartroom.dev/fhir/bulk/import-rejections": manifest.reasons },
                 });
-                let _ = std::fs::write(
-                    job_dir.join(RESULT_FILE),
-                    serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
-                );
+                // Written whole, then renamed: a poll never reads half a manifest.
+                let staged = job_dir.join(format!("{RESULT_FILE}.new"));
+                if std::fs::write(&staged, serde_json::to_vec_pretty(&manifest).unwrap_or_default()).is_ok() {
+                    let _ = std::fs::rename(&staged, job_dir.join(RESULT_FILE));
+                }
                 if let Ok(mut running) = api.imports.running.lock() {
                     running.remove(&job_id);
                 }
@@ -171,25 +186,15 @@ impl Api {
     /// HTTP.
     fn import_source(&self, url: &str) -> Result<Source, ApiError> {
         if let Some(path) = url.strip_prefix("file://") {
-            let path = Path::new(path);
-            let canonical = path.canonicalize().map_err(|_| {
-                ApiError::bad_request(IssueType::NotFound, format!("input {url}: no such file"))
-            })?;
-            let allowed = self
-                .config
-                .import_roots
-                .iter()
-                .any(|root| root.canonicalize().is_ok_and(|root| canonical.starts_with(root)));
-            if !allowed {
-                return Err(ApiError::new(
+            return self.importable_file(Path::new(path)).map(Source::File).ok_or_else(|| {
+                // The same answer whether the file is missing or out of bounds: the answer
+                // does not tell what exists on the server.
+                ApiError::new(
                     403,
                     IssueType::Forbidden,
-                    format!(
-                        "input {url}: files are imported only from the directories this server imports from"
-                    ),
-                ));
-            }
-            return Ok(Source::File(canonical));
+                    format!("input {url}: not a file in the directories this server imports from"),
+                )
+            });
         }
         if url.starts_with("http://") {
             return Ok(Source::Http(url.to_string()));
@@ -202,14 +207,65 @@ impl Api {
         ))
     }
 
+    /// The regular file `path` names (symbolic links resolved) if it lies under one of the
+    /// directories imports read from; checked when the import is asked for and again when the
+    /// job opens it.
+    fn importable_file(&self, path: &Path) -> Option<PathBuf> {
+        let canonical = path.canonicalize().ok()?;
+        let inside = self
+            .config
+            .import_roots
+            .iter()
+            .any(|root| root.canonicalize().is_ok_and(|root| canonical.starts_with(root)));
+        (inside && std::fs::metadata(&canonical).is_ok_and(|m| m.is_file())).then_some(canonical)
+    }
+
+    /// Records a finished job in the audit trail: who ran it and what it stored.
+    fn audit_import(&self, owner: Option<&str>, job: &str, manifest: &ImportManifest) {
+        let Some(trail) = &self.trail else { return };
+        let stored: u64 = manifest.output.iter().filter_map(|o| o["count"].as_u64()).sum();
+        let refused: u64 = manifest.error.iter().filter_map(|o| o["count"].as_u64()).sum();
+        let access = privacy::Access {
+            user: owner.unwrap_or("unauthenticated").to_string(),
+            role: "bulk-import".into(),
+            interaction: "operation".into(),
+            action: "C",
+            status: 200,
+            outcome_text: Some(format!(
+                "$import {job} finished: {stored} resources stored, {refused} refused, from {} inputs",
+                manifest.output.len()
+            )),
+            resources: vec!["$import".into()],
+            ..Default::default()
+        };
+        let log = trail.log().clone();
+        if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let _ = runtime.block_on(log.record(access).durable());
+        }
+    }
+
     /// Pulls and loads every input; what each gave.
-    fn run_import(&self, job_dir: &Path, inputs: &[Input], progress: &AtomicU64) -> ImportManifest {
+    fn run_import(
+        &self,
+        job_dir: &Path,
+        inputs: &[Input],
+        base: &str,
+        progress: &AtomicU64,
+    ) -> ImportManifest {
         let mut manifest = ImportManifest::default();
-        let options =
-            crate::import::ImportOptions { validation: self.config.validation, ..Default::default() };
+        // Bulk data is resources, not requests: a Bundle in it is stored as a Bundle, never
+        // executed (its entries would run without the steward's limits).
+        let options = crate::import::ImportOptions {
+            validation: self.config.validation,
+            bundles: crate::import::BundleMode::Store,
+            base: base.to_string(),
+            ..Default::default()
+        };
         for (n, input) in inputs.iter().enumerate() {
             let path = match &input.source {
-                Source::File(path) => Ok(path.clone()),
+                Source::File(path) => self.importable_file(path).ok_or_else(|| {
+                    "no longer a file in the directories this server imports from".to_string()
+                }),
                 Source::Http(url) => {
                     let path = job_dir.join(format!("{n:05}.ndjson"));
                     download(url, &path).map(|()| path)
@@ -316,7 +372,13 @@ fn download(url: &str, path: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot fetch: {e}"))?;
     runtime.block_on(async {
         use std::io::Write;
-        let client = reqwest::Client::new();
+        let client = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .read_timeout(std::time::Duration::from_secs(60))
+            // An input is where it says: a redirect could lead the server anywhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot fetch: {e}"))?;
         let mut response = client
             .get(url)
             .header("accept", "application/fhir+ndjson")
@@ -329,7 +391,12 @@ fn download(url: &str, path: &Path) -> Result<(), String> {
         // The job has its own thread: writing the file blocks nothing else.
         let file = std::fs::File::create(path).map_err(|e| format!("cannot store it: {e}"))?;
         let mut file = std::io::BufWriter::new(file);
+        let mut fetched = 0u64;
         while let Some(chunk) = response.chunk().await.map_err(|e| format!("fetching it failed: {e}"))? {
+            fetched += chunk.len() as u64;
+            if fetched > MAX_DOWNLOAD_BYTES {
+                return Err(format!("it is larger than {MAX_DOWNLOAD_BYTES} bytes; split it"));
+            }
             file.write_all(&chunk).map_err(|e| format!("cannot store it: {e}"))?;
         }
         file.flush().map_err(|e| format!("cannot store it: {e}"))

@@ -152,6 +152,8 @@ pub struct ApiConfig {
     pub analytics_tables: Option<std::path::PathBuf>,
     /// Where bulk export jobs write their files; `None`: no bulk export.
     pub export_dir: Option<std::path::PathBuf>,
+    /// How HL7 v2 messages are mapped and acknowledged (`$hl7v2`, the MLLP listener).
+    pub v2: V2Config,
     /// Where bulk import jobs keep their state and downloads; `None`: no `$import`.
     pub import_dir: Option<std::path::PathBuf>,
     /// The directories `$import` may read `file://` inputs from.
@@ -222,6 +224,7 @@ impl Default for ApiConfig {
             deid_key: None,
             import_dir: None,
             import_roots: Vec::new(),
+            v2: V2Config::default(),
             requires_access_token: true,
             validation: Validation::Enforce,
             total_bound: 10_000,

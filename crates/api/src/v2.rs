@@ -101,51 +101,65 @@ impl Api {
             Err(error) => return refuse(Some(&message), &error),
         };
         let event = event_of(&message);
-        let (path, body) = match action {
-            hl7::Action::Transaction(mut bundle) => {
-                if let Err(detail) = self.reconcile(&mut bundle, &event) {
-                    return V2Receipt {
-                        ack: hl7::ack(
-                            Some(&message),
-                            AckCode::Error,
-                            &[*detail],
-                            sending,
-                            &next_control_id(),
-                            &hl7_now(),
-                        ),
-                        code: AckCode::Error,
-                        applied: None,
-                        event: Some(event),
-                    };
+        // A PUT made against the version read fails when the record changed meanwhile (two
+        // messages about one patient at once): read, reconcile and apply again.
+        let mut attempt = 0;
+        let (request, body, response) = loop {
+            attempt += 1;
+            let (path, body) = match action.clone() {
+                hl7::Action::Transaction(mut bundle) => {
+                    if let Err(detail) = self.reconcile(&mut bundle, &event) {
+                        let code = if detail.code == ErrorCode::ApplicationRecordLocked {
+                            AckCode::Reject
+                        } else {
+                            AckCode::Error
+                        };
+                        return V2Receipt {
+                            ack: hl7::ack(
+                                Some(&message),
+                                code,
+                                &[*detail],
+                                sending,
+                                &next_control_id(),
+                                &hl7_now(),
+                            ),
+                            code,
+                            applied: None,
+                            event: Some(event),
+                        };
+                    }
+                    (String::new(), bundle)
                 }
-                (String::new(), bundle)
-            }
-            hl7::Action::Merge { target_identifier, source_identifier, .. } => {
-                let identifier =
-                    |(system, value): (String, String)| json!({ "system": system, "value": value });
-                let parameters = json!({
-                    "resourceType": "Parameters",
-                    "parameter": [
-                        { "name": "source-patient-identifier", "valueIdentifier": identifier(source_identifier) },
-                        { "name": "target-patient-identifier", "valueIdentifier": identifier(target_identifier) },
-                    ],
-                });
-                ("Patient/$merge".to_string(), parameters)
+                hl7::Action::Merge { target_identifier, source_identifier, .. } => {
+                    let identifier =
+                        |(system, value): (String, String)| json!({ "system": system, "value": value });
+                    let parameters = json!({
+                        "resourceType": "Parameters",
+                        "parameter": [
+                            { "name": "source-patient-identifier", "valueIdentifier": identifier(source_identifier) },
+                            { "name": "target-patient-identifier", "valueIdentifier": identifier(target_identifier) },
+                        ],
+                    });
+                    ("Patient/$merge".to_string(), parameters)
+                }
+            };
+            let request = Request {
+                method: Some(Method::Post),
+                base: "urn:chartroom:hl7v2".into(),
+                path,
+                content_type: Some("application/fhir+json".into()),
+                body: body.to_string().into_bytes(),
+                caller: caller.clone(),
+                ..Default::default()
+            };
+            let response = self.handle(&request).await;
+            if response.status != 412 || attempt >= 3 {
+                break (request, body, response);
             }
         };
-        let request = Request {
-            method: Some(Method::Post),
-            base: "urn:chartroom:hl7v2".into(),
-            path,
-            content_type: Some("application/fhir+json".into()),
-            body: body.to_string().into_bytes(),
-            caller,
-            ..Default::default()
-        };
-        let response = self.handle(&request).await;
         let (code, errors) = if (200..300).contains(&response.status) {
             (AckCode::Accept, Vec::new())
-        } else if response.status >= 500 || response.status == 429 {
+        } else if response.status >= 500 || response.status == 429 || response.status == 412 {
             // The server could not take it now: AR, which senders send again.
             (AckCode::Reject, vec![refusal_detail(&response)])
         } else if request.path == "Patient/$merge" && self.already_merged(&body) {
@@ -196,7 +210,7 @@ impl Api {
                 }
                 Err(e) => {
                     return Err(Box::new(ErrorDetail::new(
-                        ErrorCode::ApplicationInternalError,
+                        ErrorCode::ApplicationRecordLocked,
                         e.to_string(),
                     )));
                 }
@@ -223,8 +237,16 @@ impl Api {
             } else {
                 overlay_encounter(&mut on_file, &mapped, event);
             }
-            if let Some(object) = on_file.as_object_mut() {
-                object.remove("meta");
+            // The security labels, tags and profiles on file stay (a restricted registration
+            // stays restricted); the store sets the version and time.
+            if let Some(meta) = on_file.get_mut("meta").and_then(Value::as_object_mut) {
+                meta.remove("versionId");
+                meta.remove("lastUpdated");
+                if meta.is_empty()
+                    && let Some(object) = on_file.as_object_mut()
+                {
+                    object.remove("meta");
+                }
             }
             entry["resource"] = on_file;
             entry["request"]["ifMatch"] = Value::from(format!("W/\"{}\"", stored.version));
@@ -275,6 +297,14 @@ fn replaced_by(patient: &Value) -> Option<String> {
 fn overlay_patient(on_file: &mut Value, mapped: &Value) {
     let (Some(target), Some(source)) = (on_file.as_object_mut(), mapped.as_object()) else { return };
     for (key, value) in source {
+        // One variant of a choice element at a time (`deceasedBoolean` or `deceasedDateTime`),
+        // and no extension of a value that is replaced.
+        for stem in ["deceased", "multipleBirth"] {
+            if key.starts_with(stem) {
+                target.retain(|k, _| !k.trim_start_matches('_').starts_with(stem) || k == key);
+            }
+        }
+        target.remove(&format!("_{key}"));
         if key == "identifier" {
             let mut identifiers =
                 target.get("identifier").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -300,9 +330,19 @@ fn overlay_encounter(on_file: &mut Value, mapped: &Value, event: &str) {
     for (key, value) in source {
         target.insert(key.clone(), value.clone());
     }
-    // An update says what the visit is, not where it stands.
-    if event.ends_with("^A08") && !status_on_file.is_null() {
+    // An update says what the visit is, not where it stands (unless it brings the discharge).
+    let discharged = mapped["period"].get("end").is_some();
+    if event.ends_with("^A08") && !status_on_file.is_null() && !discharged {
         target.insert("status".into(), status_on_file);
+    }
+    // A cancelled discharge takes the discharge's disposition back too.
+    if event.ends_with("^A13")
+        && let Some(hospitalization) = target.get_mut("hospitalization").and_then(Value::as_object_mut)
+    {
+        hospitalization.remove("dischargeDisposition");
+        if hospitalization.is_empty() {
+            target.remove("hospitalization");
+        }
     }
     let mut period = period_on_file.as_object().cloned().unwrap_or_default();
     for (key, value) in mapped["period"].as_object().into_iter().flatten() {

@@ -99,6 +99,7 @@ fn the_capability_statement_lists_every_registered_operation_with_its_definition
             "expand",
             "export",
             "high-risk",
+            "hl7v2",
             "hold-place",
             "hold-release",
             "import",

@@ -238,6 +238,8 @@ fn updates_change_what_they_carry_and_keep_the_rest() {
     // Something the interface never sends, added through the FHIR API.
     let mut patient = fixture.read(&patient_path).unwrap();
     patient["generalPractitioner"] = serde_json::json!([{"display": "Dr Welby"}]);
+    patient["deceasedBoolean"] = serde_json::json!(false);
+    patient["meta"] = serde_json::json!({"security": [{"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}]});
     assert_eq!(fixture.call(None, Method::Put, &patient_path, Some(&patient)).status, 200);
 
     // A sparse update: a new name, a second identifier; nothing about the address.
@@ -253,6 +255,7 @@ fn updates_change_what_they_carry_and_keep_the_rest() {
     assert_eq!(patient["address"][0]["city"], "PEORIA", "the address on file stays");
     assert_eq!(patient["telecom"][0]["value"].as_str().map(|v| v.contains("5550177")), Some(true));
     assert_eq!(patient["generalPractitioner"][0]["display"], "Dr Welby");
+    assert_eq!(patient["meta"]["security"][0]["code"], "R", "a restricted registration stays restricted");
     assert_eq!(patient["identifier"].as_array().unwrap().len(), 2);
     let encounter_path = {
         let found =
@@ -280,6 +283,19 @@ fn updates_change_what_they_carry_and_keep_the_rest() {
     let encounter = fixture.read(&encounter_path).unwrap();
     assert_eq!(encounter["status"], "in-progress");
     assert!(encounter["period"].get("end").is_none(), "{encounter}");
+
+    // A death reported by the registration system replaces the flag on file: one variant.
+    let death = update.replace("|U2|", "|U6|").replace(
+        "PID|1||700001^^^^MR~E5551^^^^PI||SHAW-KIM^ELLEN||19600101|F",
+        "PID|1||700001^^^^MR||SHAW-KIM^ELLEN||19600101|F|||||||||||||||||||||202401210930|Y",
+    );
+    let receipt = fixture.receive(&death);
+    assert_eq!(receipt.code, AckCode::Accept, "{}", receipt.ack);
+    let patient = fixture.read(&patient_path).unwrap();
+    assert!(
+        patient.get("deceasedBoolean").is_none() && patient.get("deceasedDateTime").is_some(),
+        "{patient}"
+    );
 
     // A lab's result message names the patient without rewriting the registration.
     let before = fixture.read(&patient_path).unwrap();
@@ -324,4 +340,31 @@ fn a_merged_away_registration_is_not_brought_back_and_a_resent_merge_is_accepted
     assert!(errs(&receipt.ack)[0].contains(&patient_id("800001")), "{}", receipt.ack);
     let source = fixture.read(&format!("Patient/{}", patient_id("800099"))).unwrap();
     assert_eq!(source["active"], false, "still merged away");
+}
+
+#[test]
+fn a_message_posted_to_the_operation_is_applied_as_its_caller_and_answered_with_its_ack() {
+    let fixture = Fixture::new("v2-operation", None);
+    let register = message(&[
+        "MSH|^~\\&|REG|GHH|CHARTROOM|HIM|202402011000||ADT^A28^ADT_A05|O1|P|2.5.1",
+        "PID|1||950001^^^^MR||LANE^LOIS||19700101|F",
+    ]);
+    let parameters = serde_json::json!({"resourceType": "Parameters", "parameter": [{"name": "message", "valueString": register}]});
+    let technician = caller("registration-desk", Role::HimTechnician, None);
+    let response = fixture.call(Some(&technician), Method::Post, "$hl7v2", Some(&parameters));
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    let answer = body(&response);
+    assert_eq!(answer["parameter"][1]["valueCode"], "AA");
+    assert!(answer["parameter"][0]["valueString"].as_str().unwrap().contains("MSA|AA|O1"));
+    assert!(
+        response.audit.patients.iter().any(|p| p.ends_with(&patient_id("950001"))),
+        "{:?}",
+        response.audit
+    );
+    assert!(fixture.read(&format!("Patient/{}", patient_id("950001"))).is_some());
+    // Whoever may not write the record may not send it messages either.
+    let analyst = caller("reporting", Role::Analyst, None);
+    assert_eq!(fixture.call(Some(&analyst), Method::Post, "$hl7v2", Some(&parameters)).status, 403);
+    let missing = serde_json::json!({"resourceType": "Parameters", "parameter": []});
+    assert_eq!(fixture.call(Some(&technician), Method::Post, "$hl7v2", Some(&missing)).status, 400);
 }

@@ -78,7 +78,7 @@ impl OperationCatalog for Catalog {
             "completion-report" | "retention-report" => {
                 OperationAccess { steward: true, ..declared(Reads::EveryType, PatientUse::Refused) }
             }
-            "import" => OperationAccess {
+            "import" | "hl7v2" => OperationAccess {
                 writes: Writes::EveryType,
                 steward: true,
                 ..declared(Reads::Nothing, PatientUse::Refused)
@@ -689,14 +689,16 @@ fn de_identified_extracts_go_to_research_roles_and_date_shifted_ones_through_the
 }
 
 #[test]
-fn only_the_records_stewards_import_in_bulk() {
+fn only_the_records_stewards_import_in_bulk_and_apply_hl7_messages() {
     let kickoff = route(Method::Post, "$import");
     let status = route(Method::Get, "$import-status");
+    let message = route(Method::Post, "$hl7v2");
     for role in Role::ALL {
         let who = identity(role, (role == Role::Patient).then_some("pa"), None);
         let expected = matches!(role, Role::HimTechnician | Role::Admin);
         assert_eq!(allowed(&who, &kickoff), expected, "{} $import", role.as_str());
         assert_eq!(allowed(&who, &status), expected, "{} $import-status", role.as_str());
+        assert_eq!(allowed(&who, &message), expected, "{} $hl7v2", role.as_str());
     }
     // What an import writes is not filtered type by type: a token narrowed to some types
     // cannot start one.

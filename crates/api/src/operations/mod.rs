@@ -30,6 +30,8 @@ use registry::{Call, Change, Handler};
 enum Ran {
     Answered(Box<Response>),
     Changes(Change),
+    /// An HL7 v2 message to apply through the API (`$hl7v2`).
+    Relays(String),
 }
 
 /// An operation call, by level and name (without the `$`).
@@ -104,6 +106,7 @@ impl Api {
         match operation.handler {
             Handler::Reads(handler) => handler(self, &call).map(|r| Ran::Answered(Box::new(r))),
             Handler::Changes(handler) => handler(self, &call).map(Ran::Changes),
+            Handler::Relays(handler) => handler(self, &call).map(Ran::Relays),
         }
     }
 
@@ -119,7 +122,7 @@ impl Api {
     ) -> Result<Response, ApiError> {
         match self.run_operation(request, gate, method, name, level)? {
             Ran::Answered(response) => Ok(*response),
-            Ran::Changes(_) => Err(ApiError::bad_request(
+            Ran::Changes(_) | Ran::Relays(_) => Err(ApiError::bad_request(
                 IssueType::NotSupported,
                 format!("${name} changes the record; invoke it on its own, not inside a Bundle"),
             )),
@@ -145,7 +148,36 @@ impl Api {
                 };
                 (change.answer)(self, gate, written)
             }
+            // The message becomes a request of its own, as the same caller: the policy decides
+            // on what it writes, and what it touched is this call's to record.
+            Ran::Relays(message) => {
+                let receipt =
+                    Box::pin(self.receive_v2(request.caller.clone(), &message, &self.config.v2)).await;
+                if let Some((_, audited)) = &receipt.applied {
+                    for patient in &audited.patients {
+                        gate.touch(patient.strip_prefix("Patient/").unwrap_or(patient));
+                    }
+                    for written in &audited.written {
+                        gate.wrote(written.clone());
+                    }
+                }
+                let parameters = serde_json::json!({
+                    "resourceType": "Parameters",
+                    "parameter": [
+                        { "name": "ack", "valueString": receipt.ack },
+                        { "name": "acknowledgement", "valueCode": receipt.code.as_str() },
+                    ],
+                });
+                Ok(Response::json(200, serde_json::to_vec(&parameters).unwrap_or_default()))
+            }
         }
+    }
+
+    /// `$hl7v2`: the message given, checked to be there.
+    pub(crate) fn hl7v2_operation(&self, call: &Call<'_>) -> Result<String, ApiError> {
+        call.inputs.get("message").map(str::to_string).ok_or_else(|| {
+            ApiError::bad_request(IssueType::Required, "$hl7v2 needs message: the HL7 v2 message (ER7 text)")
+        })
     }
 
     /// `$export` at system, Patient or Group level (and for one Patient).

@@ -32,6 +32,8 @@ pub(crate) enum Handler {
     /// Plans a change of the record, which the API commits as one store transaction before
     /// the plan answers from what was written.
     Changes(fn(&Api, &Call<'_>) -> Result<Change, ApiError>),
+    /// Gives an HL7 v2 message, which the API applies as a request of its own.
+    Relays(fn(&Api, &Call<'_>) -> Result<String, ApiError>),
 }
 
 /// Makes a change's answer from what its writes stored.
@@ -249,6 +251,16 @@ pub(crate) static OPERATIONS: &[Operation] = &[
         affects_state: false,
         access: stewards(Reads::Nothing, Writes::Nothing),
         handler: Handler::Reads(|api, call| api.import_status(call.gate, call.inputs.get("job"))),
+    },
+    Operation {
+        name: "hl7v2",
+        definition: Definition::Own,
+        documentation: "Applies one HL7 v2.5.1 message (ADT A01/A02/A03/A04/A08/A11/A13/A28/A31/A40, ORU^R01) as the MLLP listener does: mapped after the v2-to-FHIR guide, applied whole or not at all as the caller; answers its ACK (AA, or AE/AR with ERR segments)",
+        levels: Levels { system: true, types: &[], instances: &[] },
+        parameters: &[one("message", "string", "The message, segments separated by carriage returns")],
+        affects_state: true,
+        access: stewards(Reads::Nothing, Writes::EveryType),
+        handler: Handler::Relays(|api, call| api.hl7v2_operation(call)),
     },
     Operation {
         name: "lookup",
