@@ -65,12 +65,7 @@ impl Api {
         let Some(dir) = &self.config.import_dir else {
             return Err(ApiError::not_supported("bulk import needs a data directory; this server has none"));
         };
-        if !request.prefer.as_deref().is_some_and(|p| p.split(',').any(|p| p.trim() == "respond-async")) {
-            return Err(ApiError::bad_request(
-                IssueType::Required,
-                "$import runs asynchronously: send Prefer: respond-async",
-            ));
-        }
+        crate::export::require_async(request, "$import")?;
         let bad = |text: String| ApiError::bad_request(IssueType::Invalid, text);
         let parameters = body
             .filter(|b| b["resourceType"] == "Parameters")

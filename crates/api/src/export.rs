@@ -158,6 +158,18 @@ struct Selection<'a> {
 /// The manifest's extension counting what a de-identified export removed, per class.
 const DEIDENTIFICATION_EXTENSION: &str = "https://chartroom.dev/fhir/bulk/deidentification";
 
+/// Bulk Data kick-offs run only asynchronously: the request must say `Prefer: respond-async`.
+pub(crate) fn require_async(request: &Request, operation: &str) -> Result<(), ApiError> {
+    if request.prefer.as_deref().is_some_and(|p| p.split(',').any(|p| p.trim() == "respond-async")) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            IssueType::Required,
+            format!("{operation} runs asynchronously: send Prefer: respond-async"),
+        ))
+    }
+}
+
 impl Api {
     /// `$export` at system, Patient or Group level (and for one Patient): starts a job.
     pub(crate) fn export_kickoff(
@@ -170,12 +182,7 @@ impl Api {
         let Some(dir) = &self.exports.dir else {
             return Err(ApiError::not_supported("bulk export needs a data directory; this server has none"));
         };
-        if !request.prefer.as_deref().is_some_and(|p| p.split(',').any(|p| p.trim() == "respond-async")) {
-            return Err(ApiError::bad_request(
-                IssueType::Required,
-                "$export runs asynchronously: send Prefer: respond-async",
-            ));
-        }
+        require_async(request, "$export")?;
         if let Some(format) = inputs.get("_outputFormat")
             && !matches!(format, "application/fhir+ndjson" | "application/ndjson" | "ndjson")
         {

@@ -32,6 +32,18 @@ impl Fixture {
         runtime.block_on(self.api.receive_v2(who.cloned(), text, &V2Config::default()))
     }
 
+    /// Registers one outpatient visit (A04) for each MRN, the same person's details each time.
+    fn register_twins(&self, mrns: &[&str]) {
+        for mrn in mrns {
+            let register = message(&[
+                &format!("MSH|^~\\&|REG|GHH|CHARTROOM|HIM|202402011000||ADT^A04^ADT_A01|R{mrn}|P|2.5.1"),
+                &format!("PID|1||{mrn}^^^^MR||ROE^RICHARD||19750101|M"),
+                &format!("PV1|1|O|CLINIC||||||||||||||||V{mrn}|||||||||||||||||||||||||20240201095500"),
+            ]);
+            assert_eq!(self.receive(&register).code, AckCode::Accept);
+        }
+    }
+
     fn read(&self, path: &str) -> Option<Value> {
         let response = self.call(None, Method::Get, path, None);
         (response.status == 200).then(|| body(&response))
@@ -167,14 +179,7 @@ fn a_malformed_message_is_refused_with_its_segment_and_field() {
 #[test]
 fn a_merge_moves_the_record_and_an_unknown_registration_is_refused_whole() {
     let fixture = Fixture::new("v2-merge", None);
-    for (mrn, control) in [("500001", "R1"), ("500099", "R2")] {
-        let register = message(&[
-            &format!("MSH|^~\\&|REG|GHH|CHARTROOM|HIM|202402011000||ADT^A04^ADT_A01|{control}|P|2.5.1"),
-            &format!("PID|1||{mrn}^^^^MR||ROE^RICHARD||19750101|M"),
-            &format!("PV1|1|O|CLINIC||||||||||||||||V{mrn}|||||||||||||||||||||||||20240201095500"),
-        ]);
-        assert_eq!(fixture.receive(&register).code, AckCode::Accept);
-    }
+    fixture.register_twins(&["500001", "500099"]);
     let merge = message(&[
         "MSH|^~\\&|MPI|GHH|CHARTROOM|HIM|202403051000||ADT^A40^ADT_A39|M1|P|2.5.1",
         "EVN|A40|202403051000",
@@ -313,14 +318,7 @@ fn updates_change_what_they_carry_and_keep_the_rest() {
 #[test]
 fn a_merged_away_registration_is_not_brought_back_and_a_resent_merge_is_accepted() {
     let fixture = Fixture::new("v2-merged-away", None);
-    for (mrn, control) in [("800001", "R1"), ("800099", "R2")] {
-        let register = message(&[
-            &format!("MSH|^~\\&|REG|GHH|CHARTROOM|HIM|202402011000||ADT^A04^ADT_A01|{control}|P|2.5.1"),
-            &format!("PID|1||{mrn}^^^^MR||ROE^RICHARD||19750101|M"),
-            &format!("PV1|1|O|CLINIC||||||||||||||||V{mrn}|||||||||||||||||||||||||20240201095500"),
-        ]);
-        assert_eq!(fixture.receive(&register).code, AckCode::Accept);
-    }
+    fixture.register_twins(&["800001", "800099"]);
     let merge = message(&[
         "MSH|^~\\&|MPI|GHH|CHARTROOM|HIM|202403051000||ADT^A40^ADT_A39|M1|P|2.5.1",
         "PID|1||800001^^^^MR||ROE^RICHARD||19750101|M",

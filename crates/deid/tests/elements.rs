@@ -3,17 +3,11 @@
 //! ages as quantities, addresses of other servers. What must go, goes; what is left is still
 //! valid FHIR.
 
-use chartroom_deid::{Deidentifier, IdentifierClass, Key, Report, Settings};
-use serde_json::{Value, json};
+mod support;
 
-fn deidentify(settings: Settings, resources: &[Value]) -> (Vec<Value>, Report) {
-    let mut learning = Deidentifier::learning(settings);
-    resources.iter().for_each(|r| learning.learn(r));
-    let deidentifier = learning.finish().unwrap();
-    let mut report = Report::default();
-    let out = resources.iter().filter_map(|r| deidentifier.apply(r, &mut report)).collect();
-    (out, report)
-}
+use chartroom_deid::{IdentifierClass, Key, Settings};
+use serde_json::{Value, json};
+use support::deidentify;
 
 fn patient() -> Value {
     json!({

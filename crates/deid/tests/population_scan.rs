@@ -11,7 +11,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::OnceLock;
 
-use chartroom_deid::{Deidentifier, IdentifierClass, Key, Report, Settings};
+mod support;
+
+use chartroom_deid::{IdentifierClass, Key, Report, Settings};
 use regex::Regex;
 use serde_json::Value;
 
@@ -123,13 +125,7 @@ fn texts(resource: &Value) -> Vec<String> {
 }
 
 fn extract(settings: Settings) -> (Vec<Value>, Report) {
-    let resources = population();
-    let mut learning = Deidentifier::learning(settings);
-    resources.iter().for_each(|r| learning.learn(r));
-    let deidentifier = learning.finish().unwrap();
-    let mut report = Report::default();
-    let out = resources.iter().filter_map(|r| deidentifier.apply(r, &mut report)).collect();
-    (out, report)
+    support::deidentify(settings, population())
 }
 
 /// Identity values found in the extract (whole words, any case), by class.
