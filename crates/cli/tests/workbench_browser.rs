@@ -131,7 +131,7 @@ fn every_role_works_in_the_workbench_in_a_real_browser() {
         "users": [
             user("cody", "coder",
                  paths(&["/", "/patients", &format!("/patients/{own}"), "/coding", "/coding/encounters/enc-waiting", "/coding/billing?asOf=2026-01-01", "/quality", "/analytics", "/analytics/views/patients"]),
-                 paths(&["/privacy/audit", "/admin", "/requests", "/completion", "/retention"])),
+                 paths(&["/privacy/audit", "/admin", "/requests", "/completion", "/retention", "/interfaces"])),
             user("priv", "privacy-officer",
                  paths(&["/", "/privacy/audit", "/privacy/monitor", "/privacy/monitor?kind=break-the-glass", &format!("/patients/{own}"), &format!("/patients/{own}/viewers")]),
                  paths(&["/admin"])),
@@ -144,7 +144,7 @@ fn every_role_works_in_the_workbench_in_a_real_browser() {
                  paths(&["/", "/patients", &format!("/patients/{own}"), &format!("/patients/{own}/viewers")]),
                  paths(&[&format!("/patients/{other}"), &format!("/records/Patient/{other}"), "/coding", "/coding/billing", "/privacy/audit", "/admin", "/quality"])),
             user("hana", "him-technician",
-                 paths(&["/", "/duplicates", "/duplicates?status=decided", "/patients", "/requests", "/requests/amendments", "/completion", "/retention"]),
+                 paths(&["/", "/duplicates", "/duplicates?status=decided", "/patients", "/requests", "/requests/amendments", "/completion", "/retention", "/interfaces"]),
                  paths(&["/privacy/audit", "/admin"])),
             user("root", "admin",
                  paths(&["/", "/admin", "/quality", &format!("/quality/{check}"), &format!("/records/Patient/{own}"), "/privacy/audit", &format!("/patients/{own}/history/Patient/{own}")]),

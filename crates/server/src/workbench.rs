@@ -35,6 +35,7 @@ use crate::{AppState, edge};
 mod amendments;
 mod completion;
 mod duplicates;
+mod interfaces;
 mod requests;
 mod retention;
 
@@ -163,6 +164,11 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/retention/holds", post(retention::place))
         .route("/retention/holds/{id}/release", post(retention::release))
         .route("/retention/purge", post(retention::purge))
+        .route("/interfaces", get(interfaces::show))
+        .route("/interfaces/hl7v2", post(interfaces::message))
+        .route("/interfaces/extract", post(interfaces::extract))
+        .route("/interfaces/import", post(interfaces::import))
+        .route("/interfaces/{kind}/{job}", get(interfaces::job))
         .route("/completion", get(completion::report))
         .route("/completion/scan", post(completion::scan))
         .route("/requests/{id}/extend", post(requests::extend))
@@ -350,6 +356,7 @@ fn areas(identity: &Identity) -> Vec<Area> {
             Area::Requests => permits("$roi-overdue"),
             Area::Completion => permits("Task/$completion-report"),
             Area::Retention => permits("$retention-report"),
+            Area::Interfaces => permits("$import-status"),
             Area::Quality => permits("$data-quality"),
             Area::Privacy => permits("AuditEvent"),
             Area::Analytics => permits("ViewDefinition"),
@@ -405,19 +412,25 @@ struct Call<'a> {
     query: &'a str,
     body: Option<Vec<u8>>,
     accept: Option<&'a str>,
+    /// `Prefer` (`respond-async` for a Bulk Data kick-off).
+    prefer: Option<&'a str>,
 }
 
 impl<'a> Call<'a> {
     fn get(path: &'a str, query: &'a str) -> Call<'a> {
-        Call { method: Method::Get, path, query, body: None, accept: None }
+        Call { method: Method::Get, path, query, body: None, accept: None, prefer: None }
     }
 
     fn post(path: &'a str, body: Vec<u8>) -> Call<'a> {
-        Call { method: Method::Post, path, query: "", body: Some(body), accept: None }
+        Call { method: Method::Post, path, query: "", body: Some(body), accept: None, prefer: None }
     }
 
     fn accept(self, accept: &'a str) -> Call<'a> {
         Call { accept: Some(accept), ..self }
+    }
+
+    fn prefer(self, prefer: &'a str) -> Call<'a> {
+        Call { prefer: Some(prefer), ..self }
     }
 }
 
@@ -429,6 +442,7 @@ async fn ask(state: &AppState, visit: &Visit, call: Call<'_>, patients: &mut Vec
         path: call.path.to_string(),
         query: call.query.to_string(),
         accept: call.accept.map(str::to_string),
+        prefer: call.prefer.map(str::to_string),
         content_type: call.body.as_ref().map(|_| "application/fhir+json".to_string()),
         body: call.body.unwrap_or_default(),
         caller: Some(Arc::new(api::Caller {

@@ -700,3 +700,58 @@ async fn the_him_department_places_and_releases_holds_and_purges() {
     let (status, _, _) = get(&f, Some(&coder), "/retention").await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_him_department_applies_a_message_and_follows_an_extract() {
+    let f = fixture("workbench-interfaces").await;
+    let him = sign_in(&f, "hana").await;
+    let (status, page, _) = get(&f, Some(&him), "/interfaces").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("HL7 v2 message") && page.contains("Research extract"), "{page}");
+    // Lines as a browser sends a textarea's: CR LF.
+    let message = "MSH|^~\\&|REG|GHH|CHARTROOM|HIM|202402011000||ADT^A28^ADT_A05|W1|P|2.5.1\r\nPID|1||970001^^^^MR||DOE^JO||19700101|F";
+    let (status, page) =
+        post(&f, &him, "/interfaces/hl7v2", &[("csrf", &him.csrf), ("message", message)]).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Applied (AA)") && page.contains("MSA|AA|W1"), "{page}");
+    assert_eq!(audited(&f, "workbench-hl7v2").len(), 1);
+    let (_, page) = post(&f, &him, "/interfaces/hl7v2", &[("csrf", &him.csrf), ("message", "PID|1")]).await;
+    assert!(page.contains("Not applied (AR)"), "{page}");
+
+    let (status, page) =
+        post(&f, &him, "/interfaces/extract", &[("csrf", &him.csrf), ("profile", "safe-harbor")]).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("The extract is running"), "{page}");
+    let job = page
+        .split("/interfaces/extract/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let mut finished = String::new();
+    for _ in 0..100 {
+        let (_, page, _) = get(&f, Some(&him), &format!("/interfaces/extract/{job}")).await;
+        if page.contains("Removed, by identifier class") {
+            finished = page;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(finished.contains("Names") && finished.contains("safe-harbor"), "{finished}");
+    assert!(!finished.contains("DOE"), "no name in what the page shows");
+    // No import directory on this server: the page says so.
+    let (_, page) = post(
+        &f,
+        &him,
+        "/interfaces/import",
+        &[("csrf", &him.csrf), ("inputs", "Patient http://127.0.0.1:9/x.ndjson")],
+    )
+    .await;
+    assert!(page.contains("data directory"), "{page}");
+    // Analysts and coders have no interfaces area.
+    for user in ["ana", "cody"] {
+        let session = sign_in(&f, user).await;
+        let (status, _, _) = get(&f, Some(&session), "/interfaces").await;
+        assert_eq!(status, 403, "{user}");
+    }
+}

@@ -17,6 +17,7 @@ pub mod chart;
 pub mod completion;
 pub mod diff;
 pub mod duplicates;
+pub mod interfaces;
 pub mod operations;
 pub mod retention;
 pub mod roi;
@@ -41,6 +42,7 @@ pub enum Area {
     Requests,
     Completion,
     Retention,
+    Interfaces,
     Quality,
     Privacy,
     Analytics,
@@ -48,7 +50,7 @@ pub enum Area {
 }
 
 impl Area {
-    pub const ALL: [Area; 11] = [
+    pub const ALL: [Area; 12] = [
         Area::Home,
         Area::Patients,
         Area::Duplicates,
@@ -56,6 +58,7 @@ impl Area {
         Area::Requests,
         Area::Completion,
         Area::Retention,
+        Area::Interfaces,
         Area::Quality,
         Area::Privacy,
         Area::Analytics,
@@ -71,6 +74,7 @@ impl Area {
             Area::Requests => "/requests",
             Area::Completion => "/completion",
             Area::Retention => "/retention",
+            Area::Interfaces => "/interfaces",
             Area::Quality => "/quality",
             Area::Privacy => "/privacy",
             Area::Analytics => "/analytics",
@@ -87,6 +91,7 @@ impl Area {
             Area::Requests => "Requests",
             Area::Completion => "Completion",
             Area::Retention => "Retention",
+            Area::Interfaces => "Interfaces",
             Area::Quality => "Data quality",
             Area::Privacy => "Privacy",
             Area::Analytics => "Analytics",
@@ -113,6 +118,9 @@ impl Area {
             }
             Area::Retention => {
                 "Legal holds, and the records past their retention schedule: the purge and its certificate of destruction."
+            }
+            Area::Interfaces => {
+                "HL7 v2 messages applied by hand, de-identified research extracts, bulk imports from other servers."
             }
             Area::Quality => "The data-quality checks, their trend, and the records that fail them.",
             Area::Privacy => {
