@@ -26,6 +26,9 @@ pub struct V2Config {
     /// MSH-3 and MSH-4 of the ACKs (this application and facility).
     pub application: String,
     pub facility: String,
+    /// The processing ids (MSH-11) this record takes: production (`P`) only by default, so a
+    /// sender's training (`T`) or debugging (`D`) messages never reach real charts.
+    pub processing: Vec<String>,
 }
 
 impl Default for V2Config {
@@ -34,6 +37,7 @@ impl Default for V2Config {
             mapping: hl7::MappingConfig::default(),
             application: "CHARTROOM".into(),
             facility: "HIM".into(),
+            processing: vec!["P".into()],
         }
     }
 }
@@ -96,6 +100,18 @@ impl Api {
                 return refuse(header.as_ref(), &error);
             }
         };
+        let processing = message.processing_id().unwrap_or_else(|| "P".into());
+        if !config.processing.contains(&processing) {
+            let refusal = hl7::Error::Message {
+                code: ErrorCode::UnsupportedProcessingId,
+                location: Some(hl7::Location::field("MSH", 1, 11)),
+                text: format!(
+                    "processing id {processing:?}: this server takes {} messages only",
+                    config.processing.join(", ")
+                ),
+            };
+            return refuse(Some(&message), &refusal);
+        }
         let action = match hl7::map(&message, &config.mapping) {
             Ok(action) => action,
             Err(error) => return refuse(Some(&message), &error),

@@ -170,6 +170,15 @@ fn a_malformed_message_is_refused_with_its_segment_and_field() {
 
     let unsupported = missing_identifier.replace("ADT^A04^ADT_A01", "ADT^A99");
     assert_eq!(fixture.receive(&unsupported).code, AckCode::Reject);
+    // A sender's training message never reaches the record.
+    let training = bad_date.replace("19501399", "19500101").replace("|B1|P|", "|B2|T|");
+    let receipt = fixture.receive(&training);
+    assert_eq!(receipt.code, AckCode::Reject, "{}", receipt.ack);
+    assert!(
+        errs(&receipt.ack)[0].contains("MSH^1^11") && errs(&receipt.ack)[0].contains("202"),
+        "{}",
+        receipt.ack
+    );
     let receipt = fixture.receive("this is not HL7");
     assert_eq!(receipt.code, AckCode::Reject);
     assert!(receipt.ack.starts_with("MSH|"));
