@@ -313,10 +313,8 @@ impl Api {
         };
         let job =
             job.ok_or_else(|| ApiError::bad_request(IssueType::Required, "$import-status needs job"))?;
-        let valid =
-            !job.is_empty() && job.len() <= 64 && job.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
         let job_dir = dir.join(job);
-        if !valid || !job_dir.is_dir() {
+        if !crate::export::valid_job_id(job) || !job_dir.is_dir() {
             return Err(ApiError::not_found(format!("no import {job}")));
         }
         let owner = std::fs::read_to_string(job_dir.join(OWNER_FILE)).ok();

@@ -96,7 +96,9 @@ fn write_file_patients(
         .map_err(|e| format!("cannot write the export: {e}"))
 }
 
-fn valid_job(job: &str) -> bool {
+/// Whether `job` can name a Bulk Data job (export or import): the UUID each is given, so that
+/// a job id never reaches the file system as anything but a directory name.
+pub fn valid_job_id(job: &str) -> bool {
     job.len() == 36 && job.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
 
@@ -571,7 +573,7 @@ impl Api {
 
     fn job_dir(&self, job: &str) -> Result<PathBuf, ApiError> {
         let unknown = || ApiError::not_found(format!("export {job} is not known"));
-        if !valid_job(job) {
+        if !valid_job_id(job) {
             return Err(unknown());
         }
         let dir = self.exports.dir.as_ref().ok_or_else(unknown)?.join(job);

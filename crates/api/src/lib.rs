@@ -36,6 +36,7 @@ use store::Store;
 pub use access::{Audited, Caller};
 pub use audit_trail::AuditTrail;
 pub use error::ApiError;
+pub use export::valid_job_id;
 pub use fhir::rest::Method;
 pub use headers::{Prefer, ReturnPreference};
 pub use operations::matching::DuplicateCheck;

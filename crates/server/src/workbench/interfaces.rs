@@ -72,7 +72,7 @@ pub(super) async fn message(State(state): State<Arc<AppState>>, parts: Parts, bo
 fn job_of(answer: &api::Response) -> Option<String> {
     let location = answer.location.as_deref()?;
     let id = location.rsplit(['/', '=']).next()?;
-    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')).then(|| id.to_string())
+    api::valid_job_id(id).then(|| id.to_string())
 }
 
 /// `POST /interfaces/extract`: `$export?_deidentify=PROFILE` started as the user.
@@ -151,8 +151,7 @@ pub(super) async fn job(
         Ok(visit) => visit,
         Err(response) => return response,
     };
-    let valid = !job.is_empty() && job.len() <= 64 && job.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
-    if !valid || !matches!(kind.as_str(), "extract" | "import") {
+    if !api::valid_job_id(&job) || !matches!(kind.as_str(), "extract" | "import") {
         return shown(&visit, Some((false, "no such job")), None, None);
     }
     let mut patients = Vec::new();
