@@ -575,11 +575,17 @@ pub(crate) fn patients_in_stored(body: &[u8]) -> Vec<String> {
 /// apply within this).
 const REMEMBER: Duration = Duration::from_secs(5);
 
+/// Directives as read: when, and the store's change stamp for Consents then.
+type RememberedDirectives = (Arc<Directives>, Instant, Option<i64>);
+
 /// The deny rules of every patient with an active directive, read in one paged search and
 /// remembered briefly; a write of a Consent through the API forgets them at once.
 #[derive(Default)]
 pub(crate) struct ConsentCache {
-    snapshot: RwLock<Option<(Arc<Directives>, Instant)>>,
+    /// The directives, when they were read, and the store's change stamp for Consents then
+    /// (a store shared by several processes has one: another process's Consent write moves
+    /// it, and the directives are read again at once).
+    snapshot: RwLock<Option<RememberedDirectives>>,
     /// Counts the writes that may have changed a Consent: directives read before one are not
     /// kept after it.
     generation: std::sync::atomic::AtomicU64,
@@ -587,9 +593,11 @@ pub(crate) struct ConsentCache {
 
 impl ConsentCache {
     fn directives(&self, api: &Api) -> Result<Arc<Directives>, ApiError> {
+        let stamp = api.store.changes_of("Consent")?;
         if let Ok(snapshot) = self.snapshot.read()
-            && let Some((directives, when)) = snapshot.as_ref()
+            && let Some((directives, when, seen)) = snapshot.as_ref()
             && when.elapsed() < REMEMBER
+            && *seen == stamp
         {
             return Ok(directives.clone());
         }
@@ -617,7 +625,7 @@ impl ConsentCache {
         if let Ok(mut snapshot) = self.snapshot.write()
             && self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation
         {
-            *snapshot = Some((directives.clone(), Instant::now()));
+            *snapshot = Some((directives.clone(), Instant::now(), stamp));
         }
         Ok(directives)
     }

@@ -186,7 +186,28 @@ impl From<store::Error> for ApiError {
                     "the request is too complex for the store; narrow it (fewer parameters, values or chains)",
                 )
             }
+            // PostgreSQL: a statement beyond its limits (class 54) is the request's fault, as
+            // above; a value it cannot hold (class 22: a NUL character, a number out of range)
+            // too; a lost or restarting server (class 08, 57P0x) is transient.
+            store::Error::Postgres { code, .. } if code.starts_with("54") => {
+                tracing::warn!("a query beyond the database's limits: {}", brief(&error.to_string()));
+                Self::bad_request(
+                    IssueType::TooCostly,
+                    "the request is too complex for the store; narrow it (fewer parameters, values or chains)",
+                )
+            }
+            store::Error::Postgres { code, message } if code.starts_with("22") => Self::bad_request(
+                IssueType::Invalid,
+                format!("a value the store cannot hold: {}", brief(message)),
+            ),
+            store::Error::Postgres { code, .. }
+                if code.is_empty() || code.starts_with("08") || code.starts_with("57P") =>
+            {
+                tracing::error!("store unavailable: {}", brief(&error.to_string()));
+                Self::new(503, IssueType::Transient, "the store is unavailable; try again shortly")
+            }
             store::Error::Database(_)
+            | store::Error::Postgres { .. }
             | store::Error::Stopped
             | store::Error::DataDirectory { .. }
             | store::Error::InUse { .. }

@@ -554,7 +554,8 @@ impl Api {
         )?;
         // A cursor is a position in this search's order: one value per sort key.
         if let Some(cursor) = &query.cursor
-            && cursor.sort_values.len() != query.sort.len()
+            && (cursor.sort_values.len() != query.sort.len()
+                || cursor.sort_values.iter().zip(&query.sort).any(|(value, sort)| !sort.by.fits(value)))
         {
             return Err(ApiError::bad_request(
                 IssueType::Value,

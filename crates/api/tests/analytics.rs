@@ -2,11 +2,8 @@
 //! hand below: one city's gastrointestinal cases with a spike in one week, and a lung-cancer
 //! cohort with one patient of each exclusion.
 
-use std::sync::Arc;
-
 use chartroom_api::{Api, ApiConfig, Method, Request, Response};
 use serde_json::{Value, json};
-use store::{SqliteStore, StoreOptions};
 
 const RXNORM: &str = "http://www.nlm.nih.gov/research/umls/rxnorm";
 
@@ -91,7 +88,7 @@ struct Fixture {
 impl Fixture {
     fn new(name: &str) -> Fixture {
         let dir = testkit::temp_dir(name);
-        let store = Arc::new(SqliteStore::open(&dir.join("data"), StoreOptions::default()).unwrap());
+        let store = testkit::open_store("analytics", &dir.join("data"));
         let api =
             Api::new(store, ApiConfig { syndromes_dir: Some(dir.join("syndromes")), ..ApiConfig::default() });
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();

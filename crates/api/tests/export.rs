@@ -1,11 +1,9 @@
 //! Bulk export (`$export`): kick-off, polling, the manifest and its files, per scope.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chartroom_api::{Api, ApiConfig, Method, Request, Response};
 use serde_json::{Value, json};
-use store::{SqliteStore, StoreOptions};
 
 struct Fixture {
     api: Api,
@@ -48,7 +46,7 @@ fn record() -> Vec<Value> {
 impl Fixture {
     fn new(name: &str) -> Fixture {
         let dir = testkit::temp_dir(name);
-        let store = Arc::new(SqliteStore::open(&dir.join("data"), StoreOptions::default()).unwrap());
+        let store = testkit::open_store("export", &dir.join("data"));
         EXPORTS.with(|exports| *exports.borrow_mut() = Some(dir.join("exports")));
         let api =
             Api::new(store, ApiConfig { export_dir: Some(dir.join("exports")), ..ApiConfig::default() });
@@ -224,7 +222,7 @@ fn kickoffs_and_polls_that_cannot_be_served_say_why() {
     assert_eq!(fixture.call(Method::Get, &status_path, "", None, None).status, 404);
     // Without an export directory there is no bulk export.
     let dir = testkit::temp_dir("export-none");
-    let store = Arc::new(SqliteStore::open(&dir, StoreOptions::default()).unwrap());
+    let store = testkit::open_store("export", &dir);
     let api = Api::new(store, ApiConfig::default());
     let request = Request {
         method: Some(Method::Get),
@@ -393,7 +391,7 @@ fn an_export_imported_into_a_fresh_server_gives_the_same_resources() {
     let exports = source.api_config_export_dir();
     // The destination reads files from the source's export directory.
     let dir = testkit::temp_dir("import-destination");
-    let store = Arc::new(SqliteStore::open(&dir.join("data"), StoreOptions::default()).unwrap());
+    let store = testkit::open_store("export", &dir.join("data"));
     let destination = Fixture {
         api: Api::new(
             store,

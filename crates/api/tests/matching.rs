@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chartroom_api::{Api, ApiConfig, DuplicateCheck, Method, Request, Response};
 use serde_json::{Value, json};
-use store::{SqliteStore, Store as _, StoreOptions};
+use store::Store;
 
 fn patient(id: &str, given: &str, family: &str, birth: &str, ssn: Option<&str>, line: &str) -> Value {
     let mut patient = json!({ "resourceType": "Patient", "id": id, "gender": "male", "birthDate": birth,
@@ -44,7 +44,7 @@ fn register() -> Vec<Value> {
 struct Fixture {
     api: Api,
     runtime: tokio::runtime::Runtime,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
 }
 
 #[test]
@@ -76,7 +76,7 @@ fn a_pair_decided_different_is_not_offered_again() {
 
 fn fixture(name: &str, check: DuplicateCheck) -> Fixture {
     let dir = testkit::temp_dir(name);
-    let store = Arc::new(SqliteStore::open(&dir.join("data"), StoreOptions::default()).unwrap());
+    let store = testkit::open_store("matching", &dir.join("data"));
     let decisions = mpi::review::decisions_path(&dir.join("data"));
     let _ = std::fs::remove_file(&decisions);
     let config = ApiConfig { duplicate_check: check, mpi_decisions: Some(decisions), ..ApiConfig::default() };

@@ -11,7 +11,7 @@ use chartroom_api::{Api, ApiConfig, Caller, Method, Request, Response};
 use fhir::search_parameters::search_parameters;
 use privacy::{Identity, Role};
 use serde_json::{Map, Value, json};
-use store::{PreparedResource, SqliteStore, Store, StoreOptions, WriteOp, WriteUnit};
+use store::{PreparedResource, Store, WriteOp, WriteUnit};
 
 const BASE: &str = "http://test/fhir";
 /// Every id of the other patient's record carries this, so a leak shows in the text.
@@ -19,7 +19,7 @@ const SECRET: &str = "secret-b";
 
 struct Fixture {
     api: Api,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -141,7 +141,7 @@ fn caller(role: Role, patient: Option<&str>) -> Arc<Caller> {
 #[test]
 fn a_patients_token_gets_nothing_of_another_patient_by_any_route() {
     let dir = testkit::temp_dir("api-policy-patient");
-    let store = Arc::new(SqliteStore::open(&dir, StoreOptions::default()).unwrap());
+    let store = testkit::open_store("policy", &dir);
     let api = Api::new(store.clone(), ApiConfig::default());
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let f = Fixture { api, store, runtime };
@@ -373,7 +373,7 @@ fn a_patients_token_gets_nothing_of_another_patient_by_any_route() {
 #[test]
 fn read_only_roles_write_nothing_through_any_entry_url() {
     let dir = testkit::temp_dir("api-policy-entries");
-    let store = Arc::new(SqliteStore::open(&dir, StoreOptions::default()).unwrap());
+    let store = testkit::open_store("policy", &dir);
     let api = Api::new(store.clone(), ApiConfig::default());
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let f = Fixture { api, store, runtime };
@@ -447,7 +447,7 @@ fn read_only_roles_write_nothing_through_any_entry_url() {
 #[test]
 fn a_patch_passes_the_gate_of_an_update() {
     let dir = testkit::temp_dir("api-policy-patch");
-    let store = Arc::new(SqliteStore::open(&dir, StoreOptions::default()).unwrap());
+    let store = testkit::open_store("policy", &dir);
     let api = Api::new(store.clone(), ApiConfig::default());
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let f = Fixture { api, store, runtime };

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use chartroom_api::{Api, ApiConfig, Caller, Method, Request, Response};
 use privacy::{Identity, Role};
 use serde_json::Value;
-use store::{SqliteStore, StoreOptions};
 
 struct Fixture {
     api: Api,
@@ -17,7 +16,7 @@ struct Fixture {
 impl Fixture {
     fn new(name: &str) -> Fixture {
         let dir = testkit::temp_dir(name);
-        let store = Arc::new(SqliteStore::open(&dir, StoreOptions::default()).unwrap());
+        let store = testkit::open_store("registry", &dir);
         let config = ApiConfig { export_dir: Some(dir.join("exports")), ..ApiConfig::default() };
         Fixture {
             api: Api::new(store, config),

@@ -1,16 +1,14 @@
 //! FHIRPath `resolve()` against the store.
 
-use std::sync::Arc;
-
 use chartroom_api::{Arena, StoreResolver};
 use fhir::Resource;
 use fhirpath::{Environment, Expression, Value};
-use store::{PreparedResource, SqliteStore, Store, StoreOptions, WriteOp, WriteUnit};
+use store::{PreparedResource, WriteOp, WriteUnit};
 
 #[test]
 fn resolve_reads_references_from_the_store() {
     let dir = testkit::temp_dir("api-resolve");
-    let store = Arc::new(SqliteStore::open(&dir, StoreOptions::default()).unwrap());
+    let store = testkit::open_store("resolve", &dir);
     let patient =
         Resource::from_value(serde_json::json!({"resourceType": "Patient", "id": "p1", "gender": "female"}))
             .unwrap();

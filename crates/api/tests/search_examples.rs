@@ -2,12 +2,10 @@
 //! that value finds the example it came from.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use chartroom_api::{Api, ApiConfig, Method, Request};
 use fhir::search_parameters::{SearchParamType, search_parameters};
 use serde_json::Value;
-use store::{SqliteStore, StoreOptions};
 
 fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace(',', "\\,").replace('|', "\\|").replace('$', "\\$")
@@ -32,7 +30,7 @@ fn date_value(low: i64, high: i64) -> Option<String> {
 fn every_indexed_example_value_finds_its_resource() {
     let Some(examples) = testkit::shared_dir("fhir-r4/examples") else { return };
     let dir = testkit::temp_dir("search-examples");
-    let store = Arc::new(SqliteStore::open(&dir, StoreOptions::default()).unwrap());
+    let store = testkit::open_store("search_examples", &dir);
     let api = Api::new(store.clone(), ApiConfig { max_page_size: 1000, ..ApiConfig::default() });
     let options = chartroom_api::import::ImportOptions {
         bundles: chartroom_api::import::BundleMode::Store,

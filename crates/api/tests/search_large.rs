@@ -1,11 +1,8 @@
 //! Searches over more matches than the planner materializes or sorts in memory: the index
 //! walks must give the same answers, pages and links as the simple definitions below.
 
-use std::sync::Arc;
-
 use chartroom_api::{Api, ApiConfig, Method, Request, Response};
 use serde_json::{Value, json};
-use store::{SqliteStore, StoreOptions};
 
 const OBSERVATIONS: usize = 6000;
 
@@ -38,7 +35,7 @@ impl Fixture {
 
     fn with(name: &str, config: ApiConfig) -> Fixture {
         let dir = testkit::temp_dir(name);
-        let store = Arc::new(SqliteStore::open(&dir, StoreOptions::default()).unwrap());
+        let store = testkit::open_store("search_large", &dir);
         let api = Api::new(store, config);
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let fixture = Fixture { api, runtime };

@@ -2,15 +2,12 @@
 //! says what is wrong (in an OperationOutcome, and as a Bundle entry's `response.outcome`),
 //! `off` stores it silently.
 
-use std::sync::Arc;
-
 use chartroom_api::{Api, ApiConfig, Method, Request, Response, Validation};
 use serde_json::{Value, json};
-use store::{SqliteStore, StoreOptions};
 
 fn api(name: &str, validation: Validation) -> (Api, tokio::runtime::Runtime) {
     let dir = testkit::temp_dir(name);
-    let store = Arc::new(SqliteStore::open(&dir, StoreOptions::default()).unwrap());
+    let store = testkit::open_store("validation_modes", &dir);
     let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
     (Api::new(store, ApiConfig { validation, ..ApiConfig::default() }), runtime)
 }

@@ -1,11 +1,8 @@
 //! `ViewDefinition/$run` and the known views, over a small record whose expected rows are
 //! written out below.
 
-use std::sync::Arc;
-
 use chartroom_api::{Api, ApiConfig, Method, Request, Response};
 use serde_json::{Value, json};
-use store::{SqliteStore, StoreOptions};
 
 fn record() -> Vec<Value> {
     vec![
@@ -35,7 +32,7 @@ impl Fixture {
         let dir = testkit::temp_dir(name);
         let views = dir.join("views");
         std::fs::create_dir_all(&views).unwrap();
-        let store = Arc::new(SqliteStore::open(&dir.join("data"), StoreOptions::default()).unwrap());
+        let store = testkit::open_store("views", &dir.join("data"));
         let api = Api::new(store, ApiConfig { views_dir: Some(views.clone()), ..ApiConfig::default() });
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let fixture = Fixture { api, runtime, views };

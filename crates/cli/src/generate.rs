@@ -172,15 +172,16 @@ pub fn generate(args: GenerateArgs) -> Result<ExitCode> {
 }
 
 /// Whether the data directory holds no resources yet.
-fn is_empty(store: &store::SqliteStore) -> Result<bool> {
-    use store::Store as _;
+fn is_empty(store: &dyn store::Store) -> Result<bool> {
     Ok(store.count_live().context("cannot count the stored resources")? == 0)
 }
 
 pub fn demo(args: DemoArgs) -> Result<ExitCode> {
-    let store_args = StoreArgs { data: args.data.clone(), sync: None };
-    let store = store_args.open(SyncMode::Normal)?;
-    if is_empty(&store)? {
+    let store_args =
+        StoreArgs { data: args.data.clone(), sync: None, store: None, store_schema: "chartroom".into() };
+    let record = store_args.open(SyncMode::Normal)?;
+    let store = record.store();
+    if is_empty(store.as_ref())? {
         println!(
             "{} is empty: generating a demo population of {} patients",
             args.data.display(),
@@ -190,7 +191,7 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
         let options = synth::GenerateOptions { patients: args.patients, seed: 1, ..Default::default() };
         let summary = run_generate(&options, &generated, false)?;
         println!("generated {} resources in {:.1} s", summary.total(), summary.elapsed.as_secs_f64());
-        crate::ensure_index(&store)?;
+        crate::ensure_index(store.as_ref())?;
         let api = Api::new(store.clone(), ApiConfig::default());
         // Stored as generated, planted defects included: `chartroom dq` is to find them.
         let options = api::import::ImportOptions { validation: api::Validation::Skip, ..Default::default() };
@@ -205,9 +206,10 @@ pub fn demo(args: DemoArgs) -> Result<ExitCode> {
             report.elapsed.as_secs_f64()
         );
     }
-    store.close();
+    record.close();
     // The lock on the data directory goes with the last handle; serving opens it anew.
     drop(store);
+    drop(record);
     crate::serve(ServeArgs {
         store: store_args,
         bind: args.bind,

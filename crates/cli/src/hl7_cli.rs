@@ -69,7 +69,7 @@ pub fn run(args: Hl7Args) -> Result<ExitCode> {
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let messages = split_messages(&bytes)?;
             let record = store.open_existing(crate::SyncMode::Full)?;
-            let api = api::Api::new(record.clone(), api::ApiConfig::default());
+            let api = api::Api::new(record.store(), api::ApiConfig::default());
             let identity = server::MllpConfig::interface(&by).identity;
             let caller = Arc::new(api::Caller::new(identity.clone()));
             let audit = privacy::AuditLog::open(&store.data)

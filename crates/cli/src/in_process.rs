@@ -70,7 +70,7 @@ pub(crate) fn call_as_at(
             .map_err(|e| anyhow::anyhow!("{e}"))?,
         ..api::ApiConfig::default()
     };
-    let mut api = api::Api::new(store.clone(), config);
+    let mut api = api::Api::new(store.store(), config);
     if let Some(now) = now {
         api = api.with_clock(std::sync::Arc::new(workflow::FixedClock::at(now)));
     }

@@ -14,6 +14,7 @@ mod in_process;
 mod mpi_cli;
 mod path;
 mod privacy_cli;
+mod record;
 mod report_cli;
 mod retention_cli;
 mod risk_cli;
@@ -26,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use api::{Api, ApiConfig};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -61,6 +62,9 @@ enum Command {
     Fhirpath(path::FhirpathArgs),
     /// Rebuild the search index from the current version of every resource.
     Reindex(ReindexArgs),
+    /// Make the record's schema, or bring it up to this version (also done by every command
+    /// that opens the record for writing): for a PostgreSQL record, before the servers start.
+    Migrate(ReindexArgs),
     /// Users and their API tokens.
     User(privacy_cli::UserArgs),
     /// SMART clients: the apps and backend services that may ask for tokens.
@@ -137,6 +141,14 @@ struct StoreArgs {
     /// success.
     #[arg(long, value_enum)]
     sync: Option<SyncMode>,
+    /// Keep the record in PostgreSQL (`postgres://user@host:port/database`) instead of the
+    /// data directory's SQLite database: several `serve` processes, each with its own data
+    /// directory, share it. The schema is made (or migrated) when missing.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// The PostgreSQL schema the record lives in (one database may hold several records).
+    #[arg(long, default_value = "chartroom", requires = "store")]
+    store_schema: String,
 }
 
 impl StoreArgs {
@@ -150,21 +162,44 @@ impl StoreArgs {
         }
     }
 
-    /// Opens the data directory for writing, creating it when missing (and saying so).
-    fn open(&self, default: SyncMode) -> Result<Arc<SqliteStore>> {
-        let store = SqliteStore::open(&self.data, self.options(default))
-            .map_err(|error| store_error(&self.data, error))?;
-        if store.created() {
-            eprintln!("created data directory {}", self.data.display());
-        }
-        Ok(Arc::new(store))
+    /// Opens the record for writing, creating it when missing (and saying so).
+    fn open(&self, default: SyncMode) -> Result<record::Record> {
+        self.open_record(default, true)
     }
 
-    /// Opens an existing data directory for writing; a missing one is refused.
-    fn open_existing(&self, default: SyncMode) -> Result<Arc<SqliteStore>> {
-        let options = StoreOptions { create: false, ..self.options(default) };
-        let store = SqliteStore::open(&self.data, options).map_err(|error| store_error(&self.data, error))?;
-        Ok(Arc::new(store))
+    /// Opens an existing record for writing; a missing one is refused.
+    fn open_existing(&self, default: SyncMode) -> Result<record::Record> {
+        self.open_record(default, false)
+    }
+
+    fn open_record(&self, default: SyncMode, create: bool) -> Result<record::Record> {
+        let record = match &self.store {
+            Some(url) => {
+                if !store::is_postgres_url(url) {
+                    bail!("--store {url}: only postgres:// (or postgresql://) URLs name a store");
+                }
+                let options = store::PostgresOptions {
+                    schema: self.store_schema.clone(),
+                    create,
+                    ..store::PostgresOptions::new(url)
+                };
+                std::fs::create_dir_all(&self.data)
+                    .with_context(|| format!("cannot make the data directory {}", self.data.display()))?;
+                let store =
+                    store::PostgresStore::open(options).context("cannot open the record in PostgreSQL")?;
+                record::Record::Postgres(Arc::new(store))
+            }
+            None => {
+                let options = StoreOptions { create, ..self.options(default) };
+                let store =
+                    SqliteStore::open(&self.data, options).map_err(|error| store_error(&self.data, error))?;
+                record::Record::Sqlite(Arc::new(store))
+            }
+        };
+        if record.created() {
+            eprintln!("created the record in {}", record.describe(&self.data));
+        }
+        Ok(record)
     }
 }
 
@@ -417,6 +452,7 @@ fn main() -> ExitCode {
         Command::Client(args) => privacy_cli::run_client(args),
         Command::Audit(args) => privacy_cli::run_audit(args),
         Command::Reindex(args) => reindex(args),
+        Command::Migrate(args) => migrate(args),
         Command::Code(args) => code::run_code(args),
         Command::Coding(args) => code::run_coding(args),
         Command::View(args) => views::run(args),
@@ -468,8 +504,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     // at once.
     let jwt = jwt_verifier(&args)?;
     let outside = outside_authorization_server(&args)?;
-    let store = args.store.open(SyncMode::Full)?;
-    ensure_index(&store)?;
+    let record = args.store.open(SyncMode::Full)?;
+    let store = record.store();
+    ensure_index(store.as_ref())?;
     let api_config = ApiConfig {
         views_dir: Some(args.store.data.join("views")),
         syndromes_dir: Some(analytics::syndromes::syndromes_dir(&args.store.data)),
@@ -562,7 +599,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         };
         server::serve(listener, router, shutdown).await.context("server failed")
     })?;
-    store.close();
+    record.close();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -671,8 +708,9 @@ async fn shutdown_signal() {
 
 fn import(args: ImportArgs) -> Result<ExitCode> {
     let started = std::time::Instant::now();
-    let store = args.store.open(SyncMode::Normal)?;
-    ensure_index(&store)?;
+    let record = args.store.open(SyncMode::Normal)?;
+    let store = record.store();
+    ensure_index(store.as_ref())?;
     let validation = args.validation.mode();
     let api = Api::new(store.clone(), ApiConfig { validation, ..ApiConfig::default() });
     let mut options = api::import::ImportOptions { validation, ..Default::default() };
@@ -686,7 +724,7 @@ fn import(args: ImportArgs) -> Result<ExitCode> {
     let mut report = run_import(&api, &args.path, &options, args.quiet)?;
     // Closing checkpoints the log into the database and syncs it: only then is the import
     // durable, so its time counts.
-    store.close();
+    record.close();
     report.elapsed = started.elapsed();
     for rejection in &report.rejections {
         eprintln!("{rejection}");
@@ -715,14 +753,27 @@ fn import(args: ImportArgs) -> Result<ExitCode> {
 }
 
 fn reindex(args: ReindexArgs) -> Result<ExitCode> {
-    let store = args.store.open_existing(SyncMode::Normal)?;
-    rebuild_index(&store)?;
-    store.close();
+    let record = args.store.open_existing(SyncMode::Normal)?;
+    rebuild_index(record.store().as_ref())?;
+    record.close();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn migrate(args: ReindexArgs) -> Result<ExitCode> {
+    let record = args.store.open(SyncMode::Full)?;
+    let store = record.store();
+    ensure_index(store.as_ref())?;
+    let live = store.count_live().context("cannot count the stored resources")?;
+    println!(
+        "the record in {} is at this version's schema ({live} live resources)",
+        record.describe(&args.store.data)
+    );
+    record.close();
     Ok(ExitCode::SUCCESS)
 }
 
 /// An index written by another build cannot answer searches: rebuild it before serving.
-fn ensure_index(store: &SqliteStore) -> Result<()> {
+fn ensure_index(store: &dyn store::Store) -> Result<()> {
     if store.index_is_stale() {
         eprintln!("the search index was built by a different version; rebuilding it");
         rebuild_index(store)?;
@@ -730,8 +781,7 @@ fn ensure_index(store: &SqliteStore) -> Result<()> {
     Ok(())
 }
 
-fn rebuild_index(store: &SqliteStore) -> Result<()> {
-    use store::Store as _;
+fn rebuild_index(store: &dyn store::Store) -> Result<()> {
     let started = std::time::Instant::now();
     let count = store.reindex().context("reindex failed")?;
     let seconds = started.elapsed().as_secs_f64();

@@ -66,6 +66,18 @@ enum ViewCommand {
         #[arg(long)]
         since: Option<String>,
     },
+    /// Write views as Parquet for cluster engines (Spark, DuckDB): Hive partitions by resource
+    /// type and month, OUT/VIEW/resource_type=TYPE/month=YYYY-MM/part-0.parquet.
+    Export {
+        #[command(flatten)]
+        store: DataArgs,
+        /// Directory to write into (each view's folder in it is replaced).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only these views (built-in or saved names); all of them by default.
+        #[arg(long = "view")]
+        views: Vec<String>,
+    },
     /// Check a ViewDefinition and save it as DIR/views/NAME.json (NAME: its `name`, or
     /// --name), so that `view run`, `sql` and `ViewDefinition/$run` know it.
     Save {
@@ -155,6 +167,39 @@ pub fn run(args: ViewArgs) -> Result<ExitCode> {
                 started.elapsed().as_secs_f64(),
                 out.map(|p| format!(" -> {}", p.display())).unwrap_or_default()
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        ViewCommand::Export { store, out, views } => {
+            let known = known_views(Some(&views_dir(&store.data)));
+            let chosen: Vec<&NamedView> = if views.is_empty() {
+                known.iter().collect()
+            } else {
+                views
+                    .iter()
+                    .map(|name| {
+                        known
+                            .iter()
+                            .find(|v| &v.name == name)
+                            .ok_or_else(|| anyhow!("no view is named {name}"))
+                    })
+                    .collect::<Result<_>>()?
+            };
+            let snapshot = store.open_read_only()?;
+            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            for view in chosen {
+                let started = std::time::Instant::now();
+                let export = views::partitioned::export_view(snapshot.as_ref(), view, &out)?;
+                println!(
+                    "{:<20} {:>9} rows from {:>8} {} resources in {:>4} partitions, {:.2} s",
+                    export.view,
+                    export.rows,
+                    export.resources,
+                    export.resource_type,
+                    export.files.len(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            snapshot.close();
             Ok(ExitCode::SUCCESS)
         }
         ViewCommand::Save { file, data, name } => {

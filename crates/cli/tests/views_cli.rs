@@ -214,3 +214,46 @@ fn a_saved_view_is_known_to_run_and_sql() {
     let builtin = chartroom(&["view", "save", path(&file), "--data", path(&data), "--name", "patients"]);
     assert!(!builtin.status.success());
 }
+
+#[test]
+fn view_export_writes_hive_partitions_by_type_and_month_holding_every_row() {
+    let (ndjson, data) = population("view-export");
+    let out = data.parent().unwrap().join("parquet");
+    let exported =
+        chartroom(&["view", "export", "--data", path(&data), "--out", path(&out), "--view", "encounters"]);
+    assert!(exported.status.success(), "{}", stderr(&exported));
+    let root = out.join("encounters").join("resource_type=Encounter");
+    let mut months: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    months.sort();
+    assert!(!months.is_empty());
+    for month in &months {
+        let value = month.strip_prefix("month=").expect("month=YYYY-MM");
+        assert!(
+            value.len() == 7 && value.as_bytes()[4] == b'-' || value == "__HIVE_DEFAULT_PARTITION__",
+            "{month}"
+        );
+        assert!(root.join(month).join("part-0.parquet").is_file(), "{month}");
+    }
+    // Every encounter is in the month of its period's start.
+    let encounters = lines_of(&ndjson, "Encounter");
+    let mut expected: Vec<String> = encounters
+        .iter()
+        .map(|e| format!("month={}", &e["period"]["start"].as_str().unwrap()[..7]))
+        .collect();
+    expected.sort();
+    expected.dedup();
+    assert_eq!(months, expected);
+    // The partitions hold every row once: the report says so, and a rerun replaces them.
+    let report = stdout(&exported);
+    assert!(report.contains(&format!("{} rows", encounters.len())), "{report}");
+    let again =
+        chartroom(&["view", "export", "--data", path(&data), "--out", path(&out), "--view", "encounters"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let unknown =
+        chartroom(&["view", "export", "--data", path(&data), "--out", path(&out), "--view", "nope"]);
+    assert!(!unknown.status.success());
+    assert!(stderr(&unknown).contains("no view is named nope"), "{}", stderr(&unknown));
+}

@@ -16,12 +16,12 @@ use chartroom_server as server;
 use privacy::{Role, Users};
 use reqwest::Method;
 use serde_json::{Value, json};
-use store::{SqliteStore, Store, StoreOptions, WriteOp, WriteUnit};
+use store::{Store, WriteOp, WriteUnit};
 
 /// A store that, once armed, makes the last write of the next large transaction fail inside
 /// the commit (its version precondition cannot hold): a failure half-way through a merge.
 struct Sabotaged {
-    inner: Arc<SqliteStore>,
+    inner: Arc<dyn Store>,
     armed: AtomicBool,
 }
 
@@ -97,7 +97,7 @@ async fn fixture(name: &str) -> Fixture {
     let patient = users.add("dana", Role::Patient, Some("dup"), None).unwrap();
     let security = Arc::new(server::Security::open(&privacy_dir).unwrap());
     let data = dir.join("data");
-    let inner = Arc::new(SqliteStore::open(&data, StoreOptions::default()).unwrap());
+    let inner = testkit::open_store("merge", &data);
     let store = Arc::new(Sabotaged { inner, armed: AtomicBool::new(false) });
     let config =
         ApiConfig { mpi_decisions: Some(mpi::review::decisions_path(&data)), ..ApiConfig::default() };

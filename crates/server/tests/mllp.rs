@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use api::{Api, ApiConfig};
 use chartroom_server as server;
-use store::{SqliteStore, StoreOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn ack_of(stream: &mut tokio::net::TcpStream) -> String {
@@ -28,7 +27,7 @@ async fn ack_of(stream: &mut tokio::net::TcpStream) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_are_acknowledged_stored_and_audited() {
     let dir = testkit::temp_dir("mllp");
-    let store = Arc::new(SqliteStore::open(&dir.join("data"), StoreOptions::default()).unwrap());
+    let store = testkit::open_store("mllp", &dir.join("data"));
     let api = Arc::new(Api::new(store.clone(), ApiConfig::default()));
     let security = Arc::new(server::Security::open(&dir.join("data")).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -20,6 +20,30 @@
 
 use serde_json::Value as Json;
 
+use crate::{WriteOutcome, Written};
+
+/// Keeps a writer's active holds in step with a Task it has just written; whether they changed.
+pub(crate) fn follow(holds: &mut Vec<Hold>, written: &Written) -> bool {
+    let id = written.id.as_str();
+    let was_hold = holds.iter().any(|h| h.id == id);
+    let now_hold = match &written.outcome {
+        WriteOutcome::Stored { body, .. } => {
+            fhir::parse_json(body).ok().filter(is_hold_task).map(|json| Hold::from_task(&json))
+        }
+        WriteOutcome::Deleted { .. } | WriteOutcome::Purged { .. } => None,
+        // Nothing was written (a conditional create that found it, a delete of nothing).
+        _ => return false,
+    };
+    if !was_hold && now_hold.is_none() {
+        return false;
+    }
+    holds.retain(|h| h.id != id);
+    if let Some(Some(hold)) = now_hold {
+        holds.push(hold);
+    }
+    true
+}
+
 pub const HOLD_SYSTEM: &str = "https://chartroom.dev/fhir/CodeSystem/him-workflow";
 pub const HOLD_CODE: &str = "legal-hold";
 
@@ -65,6 +89,15 @@ fn bound(text: Option<&str>, upper: bool) -> Option<i64> {
 }
 
 impl Hold {
+    /// The active hold a stored Task body is, if it is one (a cheap byte test first: most
+    /// Tasks are not holds).
+    pub(crate) fn from_stored(body: &[u8]) -> Option<Hold> {
+        if !body.windows(HOLD_CODE.len()).any(|w| w == HOLD_CODE.as_bytes()) {
+            return None;
+        }
+        Hold::from_task(&fhir::parse_json(body).ok()?)
+    }
+
     /// The active hold a Task is, if it is one (a hold Task that is not `in-progress` holds
     /// nothing).
     pub fn from_task(json: &Json) -> Option<Hold> {

@@ -17,12 +17,15 @@
 pub mod hold;
 pub mod index;
 pub mod params;
+mod postgres;
 mod prepared;
 pub mod search;
 mod sqlite;
+mod write;
 
 use std::fmt;
 
+pub use postgres::{PostgresOptions, PostgresStore, is_postgres_url};
 pub use prepared::PreparedResource;
 pub use search::{SearchPage, SearchQuery, Total};
 pub use sqlite::{SqliteStore, StoreOptions, Synchronous};
@@ -35,6 +38,10 @@ pub type ScanVisitor<'a> = dyn FnMut(&str, &str, &[u8]) -> Result<()> + 'a;
 pub enum Error {
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// An error PostgreSQL reported, with its SQLSTATE `code` (empty for a connection that
+    /// failed before the server answered).
+    #[error("PostgreSQL: {message}")]
+    Postgres { code: String, message: String },
     /// The data directory could not be made, opened or locked. (`cause` rather than
     /// `source`: the message already says it, and a source would be printed a second time by
     /// anything that prints an error's chain.)
@@ -336,6 +343,13 @@ pub trait Store: Send + Sync {
     /// another version); `false` for a store without one.
     fn index_is_stale(&self) -> bool {
         false
+    }
+
+    /// A stamp that moves whenever a resource of `resource_type` is written, for caches in
+    /// processes that share the store with others (the API's consent directives); `None`
+    /// for a store only this process writes, whose caches know its writes already.
+    fn changes_of(&self, _resource_type: &str) -> Result<Option<i64>> {
+        Ok(None)
     }
 
     /// Live resources by type, types in name order (the administration page). The default

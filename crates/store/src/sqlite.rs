@@ -24,6 +24,7 @@ use tokio::sync::oneshot;
 
 use crate::index::IndexEntries;
 use crate::search::{self, SearchPage, SearchQuery};
+use crate::write::{Current, check_if_match, describe, multiple};
 use crate::{
     Error, HistoryPage, HistoryQuery, HistoryScope, PendingWrite, Precondition, PreparedResource, Result,
     Store, VersionRecord, WriteMethod, WriteOp, WriteOutcome, WriteUnit, Written,
@@ -38,7 +39,7 @@ const MAX_IDLE_READERS: usize = 32;
 const INDEX_FORMAT: u32 = 5;
 
 /// The `store_meta` value naming the index format and parameter table this build writes.
-fn index_format() -> String {
+pub(crate) fn index_format() -> String {
     format!("{INDEX_FORMAT}:{:016x}", fhir::search_parameters::search_parameters().fingerprint())
 }
 
@@ -616,7 +617,7 @@ fn load_counters(connection: &Connection) -> Result<(i64, i64, i64)> {
 pub(crate) const WIDE_DATE_MS: i64 = 2 * 86_400_000;
 
 /// The `idx_date_wide` rows for a batch of `(param, low, high, rkey)` date rows.
-fn date_flags(dates: &[(u32, i64, i64, i64)]) -> Vec<(u32, i64, bool, bool)> {
+pub(crate) fn date_flags(dates: &[(u32, i64, i64, i64)]) -> Vec<(u32, i64, bool, bool)> {
     let mut per_resource: HashMap<(u32, i64), (bool, usize)> = HashMap::new();
     for &(param, low, high, rkey) in dates {
         let entry = per_resource.entry((param, rkey)).or_insert((false, 0));
@@ -717,6 +718,50 @@ fn first_seq_since(connection: &Connection, since: Option<i64>) -> Result<i64> {
         }
     }
     Ok(low)
+}
+
+/// The shared search executor over a SQLite connection.
+impl search::Db for Connection {
+    fn integers(&self, sql: &search::sql::Sql) -> Result<Vec<i64>> {
+        let mut statement = self.prepare_cached(&sql.text)?;
+        let rows = statement.query_map(rusqlite::params_from_iter(sql.values.iter()), |row| row.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn keyed_values(&self, sql: &search::sql::Sql) -> Result<Vec<(i64, search::SortValue)>> {
+        let mut statement = self.prepare_cached(&sql.text)?;
+        let rows = statement.query_map(rusqlite::params_from_iter(sql.values.iter()), |row| {
+            let value = match row.get_ref(1)? {
+                rusqlite::types::ValueRef::Integer(i) => search::SortValue::Integer(i),
+                rusqlite::types::ValueRef::Real(f) => search::SortValue::Real(f),
+                rusqlite::types::ValueRef::Text(t) => {
+                    search::SortValue::Text(String::from_utf8_lossy(t).into_owned())
+                }
+                _ => search::SortValue::Missing,
+            };
+            Ok((row.get::<_, i64>(0)?, value))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn versions(&self, sql: &search::sql::Sql) -> Result<Vec<(i64, VersionRecord)>> {
+        let mut statement = self.prepare_cached(&sql.text)?;
+        let rows = statement.query_map(rusqlite::params_from_iter(sql.values.iter()), |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                VersionRecord {
+                    resource_type: row.get(1)?,
+                    id: row.get(2)?,
+                    version: row.get::<_, i64>(3)? as u64,
+                    last_updated: row.get(4)?,
+                    method: WriteMethod::from_code(row.get(5)?),
+                    body: row.get(6)?,
+                    seq: row.get(7)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
 }
 
 impl Store for SqliteStore {
@@ -987,16 +1032,7 @@ fn load_holds(connection: &Connection) -> Result<Vec<crate::hold::Hold>> {
     let bodies = statement.query_map([], |row| row.get::<_, Option<Vec<u8>>>(0))?;
     let mut holds = Vec::new();
     for body in bodies {
-        let Some(body) = body? else { continue };
-        // Cheap test before parsing: most Tasks are not holds.
-        if !body.windows(crate::hold::HOLD_CODE.len()).any(|w| w == crate::hold::HOLD_CODE.as_bytes()) {
-            continue;
-        }
-        if let Ok(json) = fhir::parse_json(&body)
-            && let Some(hold) = crate::hold::Hold::from_task(&json)
-        {
-            holds.push(hold);
-        }
+        holds.extend(body?.as_deref().and_then(crate::hold::Hold::from_stored));
     }
     Ok(holds)
 }
@@ -1044,14 +1080,6 @@ impl Checkpointer {
         self.stop.store(true, AtomicOrdering::Release);
         let _ = self.handle.join();
     }
-}
-
-struct Current {
-    rkey: i64,
-    version: u64,
-    deleted: bool,
-    /// The current version's commit sequence (where its body is).
-    seq: i64,
 }
 
 impl Writer {
@@ -1398,24 +1426,8 @@ impl Writer {
 
     /// Keeps the active holds in step with a Task just written in the commit under way.
     fn note_hold_task(&mut self, written: &Written) {
-        let id = written.id.as_str();
-        let was_hold = self.holds.iter().any(|h| h.id == id);
-        let now_hold = match &written.outcome {
-            WriteOutcome::Stored { body, .. } => fhir::parse_json(body)
-                .ok()
-                .filter(crate::hold::is_hold_task)
-                .map(|json| crate::hold::Hold::from_task(&json)),
-            WriteOutcome::Deleted { .. } | WriteOutcome::Purged { .. } => None,
-            // Nothing was written (a conditional create that found it, a delete of nothing).
-            _ => return,
-        };
-        if !was_hold && now_hold.is_none() {
-            return;
-        }
-        self.holds_touched = true;
-        self.holds.retain(|h| h.id != id);
-        if let Some(Some(hold)) = now_hold {
-            self.holds.push(hold);
+        if crate::hold::follow(&mut self.holds, written) {
+            self.holds_touched = true;
         }
     }
 
@@ -1859,43 +1871,4 @@ impl Writer {
         }
         Ok(())
     }
-}
-
-fn describe(query: &SearchQuery) -> String {
-    format!("the search on {}", query.resource_type)
-}
-
-fn multiple(query: &SearchQuery, count: usize) -> Error {
-    Error::MultipleMatches(format!(
-        "{} matches {}{} resources; a conditional operation needs at most one",
-        describe(query),
-        if count > 1 { "more than " } else { "" },
-        count.saturating_sub(1).max(1)
-    ))
-}
-
-fn check_if_match(
-    resource_type: &str,
-    id: &str,
-    if_match: Option<&Precondition>,
-    current: Option<&Current>,
-) -> Result<()> {
-    let Some(precondition) = if_match else { return Ok(()) };
-    let met = match (precondition, current) {
-        (Precondition::Exists, Some(current)) => !current.deleted,
-        (Precondition::Versions(versions), Some(current)) => versions.contains(&current.version),
-        (_, None) => false,
-    };
-    if met {
-        return Ok(());
-    }
-    Err(Error::VersionConflict {
-        resource: format!("{resource_type}/{id}"),
-        expected: precondition.to_string(),
-        current: match current {
-            None => "none (it does not exist)".to_string(),
-            Some(c) if c.deleted => format!("{} (deleted)", c.version),
-            Some(c) => c.version.to_string(),
-        },
-    })
 }

@@ -46,3 +46,57 @@ pub fn temp_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create temporary directory");
     dir
 }
+
+/// The PostgreSQL server the tests may use: `CHARTROOM_TEST_POSTGRES`
+/// (`postgres://user@127.0.0.1:port/db`, as `.ci/postgres` prints). Unset, the PostgreSQL
+/// cases are skipped with a message, except under `CI=true`, where they must run.
+pub fn postgres_url() -> Option<String> {
+    if let Ok(url) = std::env::var("CHARTROOM_TEST_POSTGRES")
+        && !url.is_empty()
+    {
+        return Some(url);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "CHARTROOM_TEST_POSTGRES is not set; under CI=true the PostgreSQL backend is tested (.ci/postgres)"
+        );
+    }
+    eprintln!("SKIPPED: the PostgreSQL cases (CHARTROOM_TEST_POSTGRES is not set)");
+    None
+}
+
+/// Whether this run keeps the tests' records on PostgreSQL (`CHARTROOM_TEST_STORE=postgres`):
+/// the API and HTTP suites run once on each backend.
+pub fn on_postgres() -> bool {
+    std::env::var("CHARTROOM_TEST_STORE").is_ok_and(|v| v == "postgres")
+}
+
+/// Options for a PostgreSQL record of its own for one test: a fresh schema of the test
+/// server's database, named after the test and the process.
+pub fn postgres_options(name: &str) -> Option<store::PostgresOptions> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let url = postgres_url()?;
+    let cleaned: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .take(32)
+        .collect();
+    let schema = format!("t_{cleaned}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let options = store::PostgresOptions { schema, ..store::PostgresOptions::new(&url) };
+    store::PostgresStore::drop_schema(&options).expect("drop an earlier test schema");
+    Some(options)
+}
+
+/// A fresh, empty store for one test, on the backend this run tests ([`on_postgres`]): a
+/// schema of its own on PostgreSQL, or SQLite in `dir`.
+pub fn open_store(name: &str, dir: &Path) -> std::sync::Arc<dyn store::Store> {
+    if on_postgres() {
+        let options =
+            postgres_options(name).expect("CHARTROOM_TEST_STORE=postgres needs CHARTROOM_TEST_POSTGRES");
+        return std::sync::Arc::new(store::PostgresStore::open(options).expect("open the PostgreSQL store"));
+    }
+    std::sync::Arc::new(
+        store::SqliteStore::open(dir, store::StoreOptions::default()).expect("open the store"),
+    )
+}

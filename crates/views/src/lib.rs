@@ -4,6 +4,8 @@
 //! - [`catalog`]: the views known by name (built-in, or saved as `DIR/views/NAME.json`).
 //! - [`run`]: a view's rows over the store's current resources, over inline resources or over
 //!   NDJSON/JSON files, streamed in batches.
+//! - [`partitioned`]: the views as Hive-partitioned Parquet (resource type, month) for
+//!   cluster engines.
 //! - [`tables`]: the views materialized as tables of `DIR/analytics.sqlite` for SQL, rebuilt
 //!   only when the view or the record changed.
 //!
@@ -13,6 +15,7 @@
 
 pub mod catalog;
 pub mod files;
+pub mod partitioned;
 pub mod run;
 pub mod tables;
 

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use chartroom_api::{Api, ApiConfig, Caller, Method, Request, Response};
 use privacy::{Identity, Role};
 use serde_json::Value;
-use store::{SqliteStore, StoreOptions};
+use store::Store;
 use workflow::FixedClock;
 
 pub struct Fixture {
     pub api: Api,
     pub clock: Arc<FixedClock>,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -46,7 +46,7 @@ impl Fixture {
     /// [`Fixture::new`] with the API configured as `config` says.
     pub fn with_config(name: &str, now: Option<&str>, config: ApiConfig) -> Fixture {
         let dir = testkit::temp_dir(name);
-        let store = Arc::new(SqliteStore::open(&dir, StoreOptions::default()).unwrap());
+        let store = testkit::open_store("support", &dir);
         let clock = Arc::new(FixedClock::at(now.map_or(0, at)));
         let mut api = Api::new(store.clone(), config);
         if now.is_some() {

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use api::{Api, ApiConfig};
 use chartroom_server as server;
 use serde_json::Value;
-use store::{SqliteStore, Store, StoreOptions};
+use store::Store;
 
 pub struct TestServer {
     pub base: String,
     pub client: reqwest::Client,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
 }
 
 pub async fn start(name: &str) -> TestServer {
@@ -21,7 +21,7 @@ pub async fn start(name: &str) -> TestServer {
 
 pub async fn start_with(name: &str, config: server::ServerConfig) -> TestServer {
     let dir = testkit::temp_dir(name);
-    let store = Arc::new(SqliteStore::open(&dir, StoreOptions::default()).expect("open store"));
+    let store = testkit::open_store("common", &dir);
     // Bulk exports write beside the store.
     let config_api = ApiConfig {
         export_dir: Some(dir.join("exports")),

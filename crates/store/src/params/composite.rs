@@ -75,7 +75,7 @@ impl ParamType for CompositeParam {
     }
 
     fn condition_sql(&self, sql: &mut Sql, condition: &Condition, _ranges: bool) {
-        let Condition::Composite { system, code, second } = condition else { return sql.push("0") };
+        let Condition::Composite { system, code, second } = condition else { return sql.push("1 = 0") };
         sql.push("(x.code = ");
         sql.bind(code.clone());
         if let Some(system) = system {
@@ -135,7 +135,7 @@ impl ParamType for CompositeParam {
                 point_sql(sql, ("x.second_low", "x.second_high"), false, *prefix, *value, *low, *high);
                 sql.push(")");
             }
-            _ => sql.push("0"),
+            _ => sql.push("1 = 0"),
         }
         sql.push(")");
     }

@@ -57,7 +57,7 @@ impl ParamType for DateParam {
     }
 
     fn condition_sql(&self, sql: &mut Sql, condition: &Condition, _ranges: bool) {
-        let Condition::Date { prefix, low, high } = condition else { return sql.push("0") };
+        let Condition::Date { prefix, low, high } = condition else { return sql.push("1 = 0") };
         date_condition_sql(sql, *prefix, *low, *high)
     }
 

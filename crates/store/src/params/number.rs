@@ -55,7 +55,7 @@ impl ParamType for NumberParam {
     }
 
     fn condition_sql(&self, sql: &mut Sql, condition: &Condition, ranges: bool) {
-        let Condition::Number { prefix, value, low, high } = condition else { return sql.push("0") };
+        let Condition::Number { prefix, value, low, high } = condition else { return sql.push("1 = 0") };
         point_sql(sql, ("x.low", "x.high"), ranges, *prefix, *value, *low, *high)
     }
 

@@ -87,7 +87,9 @@ impl ParamType for QuantityParam {
     }
 
     fn condition_sql(&self, sql: &mut Sql, condition: &Condition, ranges: bool) {
-        let Condition::Quantity { prefix, value, low, high, unit } = condition else { return sql.push("0") };
+        let Condition::Quantity { prefix, value, low, high, unit } = condition else {
+            return sql.push("1 = 0");
+        };
         sql.push("(");
         match unit {
             QuantityUnit::Any => point_sql(sql, ("x.low", "x.high"), ranges, *prefix, *value, *low, *high),

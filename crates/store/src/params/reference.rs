@@ -47,7 +47,7 @@ impl ParamType for ReferenceParam {
     }
 
     fn condition_sql(&self, sql: &mut Sql, condition: &Condition, _ranges: bool) {
-        let Condition::Reference { target_types, target, url } = condition else { return sql.push("0") };
+        let Condition::Reference { target_types, target, url } = condition else { return sql.push("1 = 0") };
         sql.push("(x.target = ");
         sql.bind(target.clone());
         if *url {

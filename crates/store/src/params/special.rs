@@ -33,7 +33,7 @@ impl ParamType for SpecialParam {
     }
 
     fn condition_sql(&self, sql: &mut Sql, _condition: &Condition, _ranges: bool) {
-        sql.push("0")
+        sql.push("1 = 0")
     }
 
     fn sort_column(&self) -> (&'static str, &'static str) {

@@ -60,7 +60,7 @@ impl ParamType for StringParam {
     }
 
     fn condition_sql(&self, sql: &mut Sql, condition: &Condition, _ranges: bool) {
-        let Condition::String { value, mode } = condition else { return sql.push("0") };
+        let Condition::String { value, mode } = condition else { return sql.push("1 = 0") };
         match mode {
             StringMode::Prefix => {
                 sql.push("(x.norm >= ");

@@ -4,8 +4,6 @@
 //! `:in`, `:not-in`, `:above` and `:below` are expanded to codes by the terminology before
 //! they reach the store (the store knows no terminology).
 
-use std::rc::Rc;
-
 use fhir::search_parameters::{ParamKey, SearchParamType};
 use fhirpath::{Collection, Environment, Value};
 use rusqlite::types::Value as SqlValue;
@@ -103,7 +101,7 @@ impl ParamType for TokenParam {
                     parts += 1;
                 }
                 if parts == 0 {
-                    sql.push("1");
+                    sql.push("1 = 1");
                 }
                 sql.push(")");
             }
@@ -125,7 +123,7 @@ impl ParamType for TokenParam {
                 sql.bind(code.clone());
                 sql.push(")");
             }
-            _ => sql.push("0"),
+            _ => sql.push("1 = 0"),
         }
     }
 
@@ -159,8 +157,9 @@ impl ParamType for TokenParam {
             separate(sql);
             sql.push("(x.system = ");
             sql.bind(system.to_string());
-            sql.push(" AND x.code IN rarray(?))");
-            sql.values.push(Box::new(Rc::new(codes)));
+            sql.push(" AND x.code IN ");
+            sql.bind_list(codes);
+            sql.push(")");
         }
         for condition in rest {
             separate(sql);

@@ -55,7 +55,7 @@ impl ParamType for UriParam {
     }
 
     fn condition_sql(&self, sql: &mut Sql, condition: &Condition, _ranges: bool) {
-        let Condition::Uri { value, mode } = condition else { return sql.push("0") };
+        let Condition::Uri { value, mode } = condition else { return sql.push("1 = 0") };
         match mode {
             UriMode::Exact => {
                 sql.push("x.value = ");

@@ -5,36 +5,44 @@
 use std::cmp::Ordering;
 
 use fhir::search_parameters::ParamKey;
-use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
+use super::Db;
 use super::filters::{
     ChainTargets, chain_join, condition_sql, filter_check, indexes_ranges, resources_set, table_of,
 };
 use super::planner::{Driver, Plan, driver_set, plan, streamable, walkable};
 use super::sql::Sql;
 use super::{Cursor, Filter, SearchPage, SearchQuery, SortBy, SortValue, Total, WALK_OVER};
-use crate::{Result, VersionRecord, WriteMethod, params};
+use crate::{Result, VersionRecord, params};
 
-pub(crate) fn query_rkeys(connection: &Connection, sql: &Sql) -> Result<Vec<i64>> {
+pub(crate) fn query_rkeys(connection: &dyn Db, sql: &Sql) -> Result<Vec<i64>> {
     if tracing::enabled!(tracing::Level::DEBUG) {
-        let values: Vec<String> = sql.values.iter().map(|v| format!("{:?}", v.to_sql().ok())).collect();
+        let values: Vec<String> = sql.values.iter().map(|v| format!("{v:?}")).collect();
         tracing::debug!(sql = %sql.text, values = %values.join(" | "), "search query");
     }
-    let mut statement = connection.prepare_cached(&sql.text)?;
-    let rows = statement.query_map(params_from_iter(sql.values.iter()), |row| row.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    connection.integers(sql)
 }
 
-pub(crate) fn count_capped(connection: &Connection, set: &Sql, cap: usize) -> Result<usize> {
-    let sql = format!("SELECT count(*) FROM ({} LIMIT {})", set.text, cap + 1);
-    let count: i64 =
-        connection.prepare_cached(&sql)?.query_row(params_from_iter(set.values.iter()), |row| row.get(0))?;
-    Ok(count as usize)
+/// The one integer a query answers (a count).
+fn query_integer(connection: &dyn Db, sql: &Sql) -> Result<i64> {
+    connection
+        .integers(sql)?
+        .first()
+        .copied()
+        .ok_or_else(|| crate::Error::Corrupt("a count answered no row".into()))
+}
+
+pub(crate) fn count_capped(connection: &dyn Db, set: &Sql, cap: usize) -> Result<usize> {
+    let sql = Sql {
+        text: format!("SELECT count(*) FROM ({} LIMIT {}) capped", set.text, cap + 1),
+        values: set.values.clone(),
+    };
+    Ok(query_integer(connection, &sql)? as usize)
 }
 
 /// All matches of `query` counted as far as its [`Total`] asks: `None` when not asked, beyond
 /// the bound, or (for a bounded count) when counting would cost more than the page.
-fn count_total(connection: &Connection, query: &SearchQuery, plan: &Plan) -> Result<Option<u64>> {
+fn count_total(connection: &dyn Db, query: &SearchQuery, plan: &Plan) -> Result<Option<u64>> {
     let all = || ordered_matches(query, plan, None, None, None);
     Ok(match query.total {
         Total::None => None,
@@ -49,11 +57,9 @@ fn count_total(connection: &Connection, query: &SearchQuery, plan: &Plan) -> Res
         Total::UpTo(_) => None,
         Total::Accurate => {
             let all = all();
-            let sql = format!("SELECT count(*) FROM ({})", all.text);
-            let n: i64 = connection
-                .prepare_cached(&sql)?
-                .query_row(params_from_iter(all.values.iter()), |r| r.get(0))?;
-            Some(n as u64)
+            let sql =
+                Sql { text: format!("SELECT count(*) FROM ({}) counted", all.text), values: all.values };
+            Some(query_integer(connection, &sql)? as u64)
         }
     })
 }
@@ -89,7 +95,7 @@ pub(crate) fn ordered_matches(
         Plan::Small(driver, _) => {
             sql.push(&format!("SELECT {distinct}r.rkey FROM (SELECT DISTINCT rkey FROM ("));
             driver_set(&mut sql, query, driver);
-            sql.push(")) d CROSS JOIN resources r ON r.rkey = d.rkey");
+            sql.push(") s) d CROSS JOIN resources r ON r.rkey = d.rkey");
             "r.rkey"
         }
         Plan::Stream(driver) => {
@@ -156,7 +162,7 @@ pub(crate) fn ordered_matches(
 }
 
 /// Runs a search on a read connection.
-pub(crate) fn search(connection: &Connection, query: &SearchQuery) -> Result<SearchPage> {
+pub(crate) fn search(connection: &dyn Db, query: &SearchQuery) -> Result<SearchPage> {
     let plan = plan(connection, query)?;
     if !query.sort.is_empty() {
         // Sorting in memory costs a lookup per match; a walk of the sort key's index costs
@@ -233,7 +239,7 @@ pub(crate) fn sort_value_sql(sql: &mut Sql, value: &SortValue) {
 /// result order, or backward from it (then in reverse result order). Result order is the
 /// value (ascending or descending) and then rkey ascending, as in [`sorted_search`].
 pub(crate) fn walk_valued(
-    connection: &Connection,
+    connection: &dyn Db,
     query: &SearchQuery,
     position: Option<(&SortValue, i64)>,
     backward: bool,
@@ -243,11 +249,11 @@ pub(crate) fn walk_valued(
     let mut sql = Sql::default();
     let column = match &sort.by {
         SortBy::Id => {
-            sql.push("SELECT r.rkey, r.res_id FROM resources r WHERE 1");
+            sql.push("SELECT r.rkey, r.res_id FROM resources r WHERE 1 = 1");
             "r.res_id"
         }
         SortBy::LastUpdated => {
-            sql.push("SELECT r.rkey, r.last_updated FROM resources r WHERE 1");
+            sql.push("SELECT r.rkey, r.last_updated FROM resources r WHERE 1 = 1");
             "r.last_updated"
         }
         SortBy::Param { key, kind } => {
@@ -292,19 +298,9 @@ pub(crate) fn walk_valued(
     // Rows with equal values and rkey (a value indexed twice) are one match.
     let mut fetch_rows = limit + 8;
     loop {
-        let mut statement = connection.prepare_cached(&format!("{} LIMIT {fetch_rows}", sql.text))?;
-        let rows = statement.query_map(params_from_iter(sql.values.iter()), |row| {
-            let value = match row.get_ref(1)? {
-                rusqlite::types::ValueRef::Integer(i) => SortValue::Integer(i),
-                rusqlite::types::ValueRef::Real(f) => SortValue::Real(f),
-                rusqlite::types::ValueRef::Text(t) => {
-                    SortValue::Text(String::from_utf8_lossy(t).into_owned())
-                }
-                _ => SortValue::Missing,
-            };
-            Ok((value, row.get::<_, i64>(0)?))
-        })?;
-        let raw: Vec<(SortValue, i64)> = rows.collect::<rusqlite::Result<_>>()?;
+        let page = Sql { text: format!("{} LIMIT {fetch_rows}", sql.text), values: sql.values.clone() };
+        let raw: Vec<(SortValue, i64)> =
+            connection.keyed_values(&page)?.into_iter().map(|(rkey, value)| (value, rkey)).collect();
         let exhausted = raw.len() < fetch_rows;
         let mut matches = raw;
         matches.dedup_by(|a, b| a.1 == b.1 && a.0 == b.0);
@@ -319,7 +315,7 @@ pub(crate) fn walk_valued(
 /// Matches without a value for the sort key (they come last), in rkey order after `after`,
 /// or descending before `before`.
 pub(crate) fn walk_missing(
-    connection: &Connection,
+    connection: &dyn Db,
     query: &SearchQuery,
     plan: &Plan,
     after: Option<i64>,
@@ -333,7 +329,7 @@ pub(crate) fn walk_missing(
 }
 
 /// A sorted page produced by walking the sort key's index (see [`walkable`]).
-pub(crate) fn sorted_walk(connection: &Connection, query: &SearchQuery, plan: &Plan) -> Result<SearchPage> {
+pub(crate) fn sorted_walk(connection: &dyn Db, query: &SearchQuery, plan: &Plan) -> Result<SearchPage> {
     let count = query.count;
     let cursor = query.cursor.as_ref();
     let in_missing = cursor.is_some_and(|c| matches!(c.sort_values.first(), Some(SortValue::Missing)));
@@ -398,7 +394,7 @@ pub(crate) fn sorted_walk(connection: &Connection, query: &SearchQuery, plan: &P
     })
 }
 
-pub(crate) fn sorted_search(connection: &Connection, query: &SearchQuery, plan: &Plan) -> Result<SearchPage> {
+pub(crate) fn sorted_search(connection: &dyn Db, query: &SearchQuery, plan: &Plan) -> Result<SearchPage> {
     let all = query_rkeys(connection, &ordered_matches(query, plan, None, None, None))?;
     let mut keyed: Vec<(Vec<SortValue>, i64)> = Vec::with_capacity(all.len());
     let mut columns: Vec<std::collections::HashMap<i64, SortValue>> = Vec::new();
@@ -463,7 +459,7 @@ pub(crate) fn sorted_search(connection: &Connection, query: &SearchQuery, plan: 
 
 /// The value each resource sorts by.
 pub(crate) fn sort_values(
-    connection: &Connection,
+    connection: &dyn Db,
     resource_type: &str,
     by: &SortBy,
     descending: bool,
@@ -486,21 +482,11 @@ pub(crate) fn sort_values(
     if matches!(by, SortBy::Param { .. }) {
         sql.push(" GROUP BY rkey");
     }
-    let mut statement = connection.prepare_cached(&sql.text)?;
-    let rows = statement.query_map(params_from_iter(sql.values.iter()), |row| {
-        let value = match row.get_ref(1)? {
-            rusqlite::types::ValueRef::Integer(i) => SortValue::Integer(i),
-            rusqlite::types::ValueRef::Real(f) => SortValue::Real(f),
-            rusqlite::types::ValueRef::Text(t) => SortValue::Text(String::from_utf8_lossy(t).into_owned()),
-            _ => SortValue::Missing,
-        };
-        Ok((row.get::<_, i64>(0)?, value))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(connection.keyed_values(&sql)?.into_iter().collect())
 }
 
 /// The current versions of resources by rkey, in the given order (deleted ones left out).
-pub(crate) fn fetch(connection: &Connection, rkeys: &[i64]) -> Result<Vec<VersionRecord>> {
+pub(crate) fn fetch(connection: &dyn Db, rkeys: &[i64]) -> Result<Vec<VersionRecord>> {
     if rkeys.is_empty() {
         return Ok(Vec::new());
     }
@@ -510,57 +496,49 @@ pub(crate) fn fetch(connection: &Connection, rkeys: &[i64]) -> Result<Vec<Versio
            FROM resources r JOIN versions v ON v.seq = r.seq WHERE r.deleted = 0 AND r.rkey IN ",
     );
     sql.bind_rkeys(rkeys);
-    let mut statement = connection.prepare_cached(&sql.text)?;
-    let rows = statement.query_map(params_from_iter(sql.values.iter()), |row| {
-        Ok((
-            row.get::<_, i64>(0)?,
-            VersionRecord {
-                resource_type: row.get(1)?,
-                id: row.get(2)?,
-                version: row.get::<_, i64>(3)? as u64,
-                last_updated: row.get(4)?,
-                method: WriteMethod::from_code(row.get(5)?),
-                body: row.get(6)?,
-                seq: row.get(7)?,
-            },
-        ))
-    })?;
-    let mut by_key: std::collections::HashMap<i64, VersionRecord> = rows.collect::<rusqlite::Result<_>>()?;
+    let mut by_key: std::collections::HashMap<i64, VersionRecord> =
+        connection.versions(&sql)?.into_iter().collect();
     Ok(rkeys.iter().filter_map(|k| by_key.remove(k)).collect())
 }
 
 /// rkeys of the live resources of `resource_type` with these ids.
-pub(crate) fn rkeys_of(connection: &Connection, identities: &[(String, String)]) -> Result<Vec<i64>> {
+pub(crate) fn rkeys_of(connection: &dyn Db, identities: &[(String, String)]) -> Result<Vec<i64>> {
     let mut out = Vec::new();
-    let mut statement = connection
-        .prepare_cached("SELECT rkey FROM resources WHERE res_type = ?1 AND res_id = ?2 AND deleted = 0")?;
     for (resource_type, id) in identities {
-        if let Some(rkey) = statement.query_row([resource_type, id], |r| r.get(0)).optional()? {
-            out.push(rkey);
-        }
+        let mut sql = Sql::default();
+        sql.push("SELECT rkey FROM resources WHERE res_type = ");
+        sql.bind(resource_type.clone());
+        sql.push(" AND res_id = ");
+        sql.bind(id.clone());
+        sql.push(" AND deleted = 0");
+        out.extend(connection.integers(&sql)?);
     }
     Ok(out)
 }
 
 /// rkeys of resources whose reference parameter (one of `keys`) points to one of `targets`.
 pub(crate) fn referencing(
-    connection: &Connection,
+    connection: &dyn Db,
     keys: &[ParamKey],
     targets: &[(String, String)],
 ) -> Result<Vec<i64>> {
     let mut out = Vec::new();
-    let mut statement = connection.prepare_cached(
-        "SELECT x.rkey FROM idx_reference x JOIN resources r ON r.rkey = x.rkey
-          WHERE x.param = ?1 AND x.target_type = ?2 AND x.target = ?3 AND r.deleted = 0 ORDER BY x.rkey",
-    )?;
-    for key in keys {
-        for (resource_type, id) in targets {
-            let rows =
-                statement.query_map(rusqlite::params![i64::from(*key), resource_type, id], |r| r.get(0))?;
-            for rkey in rows {
-                out.push(rkey?);
-            }
-        }
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    // One query per target, every parameter at once (a round trip each on PostgreSQL).
+    let keys: Vec<rusqlite::types::Value> =
+        keys.iter().map(|key| rusqlite::types::Value::Integer(i64::from(*key))).collect();
+    for (resource_type, id) in targets {
+        let mut sql = Sql::default();
+        sql.push("SELECT x.rkey FROM idx_reference x JOIN resources r ON r.rkey = x.rkey WHERE x.param IN ");
+        sql.bind_list(keys.clone());
+        sql.push(" AND x.target_type = ");
+        sql.bind(resource_type.clone());
+        sql.push(" AND x.target = ");
+        sql.bind(id.clone());
+        sql.push(" AND r.deleted = 0 ORDER BY x.rkey");
+        out.extend(connection.integers(&sql)?);
     }
     Ok(out)
 }

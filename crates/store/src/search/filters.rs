@@ -76,7 +76,7 @@ pub(crate) fn conditions_set(sql: &mut Sql, key: ParamKey, any: &[Condition]) {
 pub(crate) fn any_sql(sql: &mut Sql, any: &[Condition], ranges: bool) {
     match any.first() {
         Some(first) => first.param_type().any_sql(sql, any, ranges),
-        None => sql.push("0"),
+        None => sql.push("1 = 0"),
     }
 }
 
@@ -144,7 +144,7 @@ pub(crate) fn filter_set(sql: &mut Sql, resource_type: &str, filter: &Filter) ->
                     sql.push(" UNION ");
                 }
                 if !filter_set(sql, resource_type, inner) {
-                    sql.push("SELECT rkey FROM resources WHERE 0");
+                    sql.push("SELECT rkey FROM resources WHERE 1 = 0");
                 }
             }
         }
@@ -267,7 +267,7 @@ pub(crate) fn filter_check(sql: &mut Sql, resource_type: &str, filter: &Filter) 
                 filter_check(sql, resource_type, inner);
             }
             if filters.is_empty() {
-                sql.push("0");
+                sql.push("1 = 0");
             }
             sql.push(")");
         }

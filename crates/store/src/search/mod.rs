@@ -23,6 +23,17 @@ pub use crate::params::string::StringMode;
 pub use crate::params::uri::UriMode;
 pub(crate) use executor::{fetch, referencing, rkeys_of, search};
 
+/// What a search asks of a database connection: the one seam between the shared planner and
+/// executor and a backend (SQLite, PostgreSQL). Each runs [`sql::Sql`] in its own spelling.
+pub(crate) trait Db {
+    /// The first column of every row, as integers (rkeys, a count).
+    fn integers(&self, sql: &sql::Sql) -> crate::Result<Vec<i64>>;
+    /// Rows of an rkey and the value it sorts by, in the query's order.
+    fn keyed_values(&self, sql: &sql::Sql) -> crate::Result<Vec<(i64, SortValue)>>;
+    /// Rows of `rkey, res_type, res_id, version, last_updated, method, body, seq`.
+    fn versions(&self, sql: &sql::Sql) -> crate::Result<Vec<(i64, VersionRecord)>>;
+}
+
 /// A set at most this large is materialized to drive a query.
 pub const SMALL_SET: usize = 5000;
 
@@ -157,6 +168,29 @@ pub enum SortBy {
     Id,
     LastUpdated,
     Param { key: ParamKey, kind: SearchParamType },
+}
+
+impl SortBy {
+    /// Whether a cursor's value is of the kind this key sorts by (a forged or stale cursor's
+    /// may not be; PostgreSQL refuses to compare across kinds, SQLite orders them apart).
+    pub fn fits(&self, value: &SortValue) -> bool {
+        let column = match self {
+            SortBy::Id => 't',
+            SortBy::LastUpdated => 'i',
+            SortBy::Param { kind, .. } => match crate::params::of(*kind).sort_column().0 {
+                "idx_date" => 'i',
+                "idx_number" | "idx_quantity" => 'r',
+                _ => 't',
+            },
+        };
+        matches!(
+            (column, value),
+            (_, SortValue::Missing)
+                | ('i', SortValue::Integer(_))
+                | ('r', SortValue::Real(_))
+                | ('t', SortValue::Text(_))
+        )
+    }
 }
 
 /// A value sorted on.

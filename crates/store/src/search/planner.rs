@@ -4,7 +4,6 @@
 //! What makes a condition selective, streamable or probeable is its parameter type's to say.
 
 use fhir::search_parameters::ParamKey;
-use rusqlite::Connection;
 
 use super::executor::count_capped;
 use super::filters::{filter_set, last_updated_sql};
@@ -117,7 +116,7 @@ pub(crate) fn driver_set(sql: &mut Sql, query: &SearchQuery, driver: &Driver) ->
     }
 }
 
-pub(crate) fn plan(connection: &Connection, query: &SearchQuery) -> Result<Plan> {
+pub(crate) fn plan(connection: &dyn super::Db, query: &SearchQuery) -> Result<Plan> {
     let mut best: Option<(Driver, usize)> = None;
     let drivers = (0..query.filters.len()).map(Driver::Filter).chain(combined_drivers(&query.filters));
     for driver in drivers {

@@ -1,0 +1,50 @@
+//! The record a writing command opens: the data directory's own SQLite database, or a
+//! PostgreSQL database (`--store postgres://...`) that several server processes share. The
+//! data directory is there either way: it holds what is each process's own (its users and
+//! audit trail, exports, models, keys).
+
+use std::sync::Arc;
+
+use store::{PostgresStore, SqliteStore, Store};
+
+/// An open record, of either backend.
+pub(crate) enum Record {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PostgresStore>),
+}
+
+impl Record {
+    /// The store, for the API and the commands that read it.
+    pub(crate) fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Record::Sqlite(store) => store.clone(),
+            Record::Postgres(store) => store.clone(),
+        }
+    }
+
+    /// Whether opening it made a new, empty record.
+    pub(crate) fn created(&self) -> bool {
+        match self {
+            Record::Sqlite(store) => store.created(),
+            Record::Postgres(store) => store.created(),
+        }
+    }
+
+    /// Lets queued writes finish and stops the writer (on SQLite, also syncs the log into the
+    /// database: an import's data is durable only after this).
+    pub(crate) fn close(&self) {
+        match self {
+            Record::Sqlite(store) => store.close(),
+            Record::Postgres(store) => store.close(),
+        }
+    }
+
+    /// Where the record is, for messages: the database URL without its password, or the
+    /// data directory.
+    pub(crate) fn describe(&self, data: &std::path::Path) -> String {
+        match self {
+            Record::Sqlite(_) => data.display().to_string(),
+            Record::Postgres(_) => "PostgreSQL".to_string(),
+        }
+    }
+}
