@@ -177,8 +177,13 @@ fn is_empty(store: &dyn store::Store) -> Result<bool> {
 }
 
 pub fn demo(args: DemoArgs) -> Result<ExitCode> {
-    let store_args =
-        StoreArgs { data: args.data.clone(), sync: None, store: None, store_schema: "chartroom".into() };
+    let store_args = StoreArgs {
+        data: args.data.clone(),
+        sync: None,
+        store: None,
+        store_schema: "chartroom".into(),
+        read_store: None,
+    };
     let record = store_args.open(SyncMode::Normal)?;
     let store = record.store();
     if is_empty(store.as_ref())? {

@@ -149,6 +149,11 @@ struct StoreArgs {
     /// The PostgreSQL schema the record lives in (one database may hold several records).
     #[arg(long, default_value = "chartroom", requires = "store")]
     store_schema: String,
+    /// A streaming replica of the `--store` database to serve searches from: a search goes to
+    /// it once it has replayed everything this process committed (so this server always reads
+    /// its own writes), to the primary until then.
+    #[arg(long, value_name = "URL", requires = "store")]
+    read_store: Option<String>,
 }
 
 impl StoreArgs {
@@ -178,9 +183,15 @@ impl StoreArgs {
                 if !store::is_postgres_url(url) {
                     bail!("--store {url}: only postgres:// (or postgresql://) URLs name a store");
                 }
+                if let Some(replica) = &self.read_store
+                    && !store::is_postgres_url(replica)
+                {
+                    bail!("--read-store {replica}: only postgres:// (or postgresql://) URLs name a replica");
+                }
                 let options = store::PostgresOptions {
                     schema: self.store_schema.clone(),
                     create,
+                    replica_url: self.read_store.clone(),
                     ..store::PostgresOptions::new(url)
                 };
                 std::fs::create_dir_all(&self.data)
@@ -197,7 +208,12 @@ impl StoreArgs {
             }
         };
         if record.created() {
-            eprintln!("created the record in {}", record.describe(&self.data));
+            match &record {
+                record::Record::Sqlite(_) => eprintln!("created data directory {}", self.data.display()),
+                record::Record::Postgres(_) => {
+                    eprintln!("created the record in PostgreSQL (schema {})", self.store_schema)
+                }
+            }
         }
         Ok(record)
     }
@@ -212,19 +228,54 @@ struct DataArgs {
     /// snapshot, also while a server writes to it.
     #[arg(long, default_value = "./chartroom-data")]
     data: PathBuf,
+    /// Read the record from PostgreSQL (`postgres://...`, as the servers' `--store`) instead
+    /// of the data directory's SQLite database; the data directory still takes this command's
+    /// own files (saved views, the analytics tables). Each read sees the record as of that
+    /// read, not one snapshot for the whole report.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// The PostgreSQL schema the record lives in.
+    #[arg(long, default_value = "chartroom", requires = "store")]
+    store_schema: String,
 }
 
 impl DataArgs {
-    /// The record as of now, read-only ([`SqliteStore::open_read_only`]: no lock, no writer).
-    fn open_read_only(&self) -> Result<Arc<SqliteStore>> {
+    /// A data directory's own record (SQLite).
+    fn dir(data: PathBuf) -> DataArgs {
+        DataArgs { data, store: None, store_schema: "chartroom".into() }
+    }
+
+    /// The record as of now, read-only ([`SqliteStore::open_read_only`]: no lock, no writer),
+    /// or the PostgreSQL record named by `--store` (which must exist).
+    fn open_read_only(&self) -> Result<record::Snapshot> {
+        if let Some(url) = &self.store {
+            if !store::is_postgres_url(url) {
+                bail!("--store {url}: only postgres:// (or postgresql://) URLs name a store");
+            }
+            let options = store::PostgresOptions {
+                schema: self.store_schema.clone(),
+                create: false,
+                ..store::PostgresOptions::new(url)
+            };
+            let store =
+                store::PostgresStore::open(options).context("cannot open the record in PostgreSQL")?;
+            // The directory takes this command's own files (the analytics tables, saved views).
+            self.check()?;
+            return Ok(record::Snapshot::Postgres(Arc::new(store)));
+        }
         let store =
             SqliteStore::open_read_only(&self.data).map_err(|error| store_error(&self.data, error))?;
         snapshot_notice(&self.data);
-        Ok(Arc::new(store))
+        Ok(record::Snapshot::Sqlite(Arc::new(store)))
     }
 
-    /// Refuses a path that is not a data directory (before anything is read or written there).
+    /// Refuses a path that is not a data directory (before anything is read or written
+    /// there); with `--store`, the directory only takes outputs and is made when missing.
     fn check(&self) -> Result<()> {
+        if self.store.is_some() {
+            return std::fs::create_dir_all(&self.data)
+                .with_context(|| format!("cannot make the data directory {}", self.data.display()));
+        }
         SqliteStore::check_data_directory(&self.data).map_err(|error| store_error(&self.data, error))
     }
 }

@@ -43,7 +43,7 @@ pub fn run(args: FhirpathArgs) -> Result<ExitCode> {
     let input = fhir::parse_json(&bytes).map_err(|e| anyhow::anyhow!("the input is not JSON: {e}"))?;
     // resolve() only reads: a snapshot of the record, beside a server that may be writing.
     let store = match &args.data {
-        Some(dir) => Some(crate::DataArgs { data: dir.clone() }.open_read_only()?),
+        Some(dir) => Some(crate::DataArgs::dir(dir.clone()).open_read_only()?),
         None => None,
     };
     let arena = api::Arena::new();

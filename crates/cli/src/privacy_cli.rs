@@ -263,7 +263,7 @@ pub fn run_audit(args: AuditArgs) -> Result<ExitCode> {
     match args.command {
         AuditCommand::Verify { store } => {
             // A server whose record is in PostgreSQL keeps only its trail (and users) here.
-            if !store.data.is_dir() {
+            if !store.data.join(privacy::users::PRIVACY_FILE).is_file() {
                 store.check()?;
             }
             crate::snapshot_notice(&store.data);
@@ -416,11 +416,10 @@ fn users_directory(data: &Path) -> Result<()> {
 
 /// What the access-monitoring report needs from the record and the users.
 fn facts(store_args: &DataArgs, users: &[privacy::users::UserRecord]) -> Result<privacy::monitor::Facts> {
-    use store::Store as _;
     let mut builder = privacy::monitor::FactsBuilder::new(users);
     let store = store_args.open_read_only()?;
     for resource_type in privacy::monitor::FactsBuilder::TYPES {
-        store.scan_type(resource_type, None, &mut |resource_type, id, body| {
+        store.as_ref().scan_type(resource_type, None, &mut |resource_type, id, body| {
             if let Ok(resource) = serde_json::from_slice::<serde_json::Value>(body) {
                 builder.add(resource_type, id, &resource);
             }

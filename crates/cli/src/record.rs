@@ -39,12 +39,38 @@ impl Record {
         }
     }
 
-    /// Where the record is, for messages: the database URL without its password, or the
-    /// data directory.
+    /// Where the record is, for messages.
     pub(crate) fn describe(&self, data: &std::path::Path) -> String {
         match self {
             Record::Sqlite(_) => data.display().to_string(),
             Record::Postgres(_) => "PostgreSQL".to_string(),
+        }
+    }
+}
+
+/// The record a reading command opens: a snapshot of the data directory's SQLite record, or
+/// the PostgreSQL record (each read as of itself).
+pub(crate) enum Snapshot {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PostgresStore>),
+}
+
+/// The store, to read.
+impl AsRef<dyn Store> for Snapshot {
+    fn as_ref(&self) -> &(dyn Store + 'static) {
+        match self {
+            Snapshot::Sqlite(store) => store.as_ref(),
+            Snapshot::Postgres(store) => store.as_ref(),
+        }
+    }
+}
+
+impl Snapshot {
+    /// Ends the snapshot (SQLite: so the server's log can be reset past it).
+    pub(crate) fn close(&self) {
+        match self {
+            Snapshot::Sqlite(store) => store.close(),
+            Snapshot::Postgres(store) => store.close(),
         }
     }
 }

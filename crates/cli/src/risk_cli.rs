@@ -204,7 +204,7 @@ pub fn run(args: RiskArgs) -> Result<ExitCode> {
             let text = match (input, data) {
                 (Some(input), _) => raw(&input, &score, &variant, weighting.as_deref(), age, format)?,
                 (None, Some(data)) => {
-                    let store = crate::DataArgs { data }.open_read_only()?;
+                    let store = crate::DataArgs::dir(data).open_read_only()?;
                     let today = fhir::DateTime::now_utc().to_string();
                     let as_of = as_of.unwrap_or_else(|| today[..10].to_string());
                     let risks = analytics::risk::patients(store.as_ref(), &as_of, patient.as_deref())

@@ -105,7 +105,7 @@ pub fn run(args: ViewArgs) -> Result<ExitCode> {
     match args.command {
         ViewCommand::List { data } => {
             if let Some(data) = &data {
-                DataArgs { data: data.clone() }.check()?;
+                DataArgs::dir(data.clone()).check()?;
             }
             let dir = data.as_deref().map(views_dir);
             let mut out = std::io::stdout().lock();
@@ -120,7 +120,7 @@ pub fn run(args: ViewArgs) -> Result<ExitCode> {
         }
         ViewCommand::Run { view, data, input, format, out, patient, since } => {
             if let Some(data) = &data {
-                DataArgs { data: data.clone() }.check()?;
+                DataArgs::dir(data.clone()).check()?;
             }
             let definition = resolve_view(&view, data.as_deref())?;
             let since = since
@@ -148,7 +148,7 @@ pub fn run(args: ViewArgs) -> Result<ExitCode> {
             let started = std::time::Instant::now();
             let (resources, rows) = match (data, input) {
                 (Some(data), _) => {
-                    let store = DataArgs { data }.open_read_only()?;
+                    let store = DataArgs::dir(data).open_read_only()?;
                     let (sink, run) = run_view(store.as_ref(), &definition, &scope, format.into(), sink)?;
                     store.close();
                     sink.into_inner().map_err(|e| anyhow!("writing the rows: {e}"))?.flush()?;
@@ -203,7 +203,7 @@ pub fn run(args: ViewArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ViewCommand::Save { file, data, name } => {
-            DataArgs { data: data.clone() }.check()?;
+            DataArgs::dir(data.clone()).check()?;
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let json = fhir::parse_json(&bytes).map_err(|e| anyhow!("{}: {e}", file.display()))?;
             let view = views::view_definition(&json).map_err(|e| anyhow!("{}: {e}", file.display()))?;

@@ -25,9 +25,14 @@ impl Drop for Server {
 /// `chartroom serve` on a free port, its record in `schema` of the test server's database and
 /// its own data directory (users, audit trail).
 fn serve(url: &str, schema: &str, data: &Path) -> Server {
+    serve_with(url, schema, data, &[])
+}
+
+fn serve_with(url: &str, schema: &str, data: &Path, more: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chartroom"))
         .args(["serve", "--store", url, "--store-schema", schema, "--data"])
         .arg(data)
+        .args(more)
         .args(["--port", "0", "--insecure-no-auth"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -253,6 +258,53 @@ async fn two_servers_share_one_record_and_the_database_decides_every_race() {
     let observation = client.delete(format!("{}/Observation/load-0-0", c.base)).send().await.unwrap();
     assert_eq!(observation.status(), 409, "the hold covers the patient's observations too");
     drop(c);
+
+    // 5. A server searching a streaming replica finds what it has just written, every time.
+    if let Some(replica) = testkit::postgres_replica_url() {
+        let d = serve_with(&url, &schema, &dir.join("d"), &["--read-store", &replica]);
+        for k in 0..30 {
+            let body = json!({"resourceType": "Patient", "identifier": [{"system": "urn:replica", "value": format!("r-{k}")}]});
+            let created = client
+                .post(format!("{}/Patient", d.base))
+                .header("content-type", FHIR_JSON)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(created.status(), 201);
+            let found: Value = client
+                .get(format!("{}/Patient?identifier=urn:replica|r-{k}&_total=accurate", d.base))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(found["total"], 1, "r-{k}: written through this server, then not found by its search");
+        }
+        drop(d);
+        audit_verifies(&dir.join("d"));
+    }
+
+    // 6. The commands that read the record read it from PostgreSQL too.
+    let patients: Value = client
+        .get(format!("{}/Patient?_total=accurate&_count=0", bases[0]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let analyst = dir.join("analyst");
+    let output = Command::new(env!("CARGO_BIN_EXE_chartroom"))
+        .args(["sql", "--store", &url, "--store-schema", &schema, "--data"])
+        .arg(&analyst)
+        .args(["--format", "json", "SELECT count(*) AS n FROM patients"])
+        .output()
+        .expect("run chartroom sql");
+    assert!(output.status.success(), "sql: {}", String::from_utf8_lossy(&output.stderr));
+    let rows: Value = serde_json::from_slice(&output.stdout).expect("JSON rows");
+    assert_eq!(rows[0]["n"], patients["total"], "the views see the same patients as the servers");
 
     // Each server kept its own audit trail (its own chain); both verify.
     drop(a);

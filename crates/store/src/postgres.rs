@@ -32,7 +32,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake};
@@ -74,6 +74,10 @@ pub struct PostgresOptions {
     pub max_ops_per_commit: usize,
     /// Whether a missing schema is made. Off for commands that only work on an existing record.
     pub create: bool,
+    /// A streaming replica of the database that searches are served from, once it has
+    /// replayed everything this process has committed (so the process reads its own writes);
+    /// until then they go to the primary.
+    pub replica_url: Option<String>,
 }
 
 impl PostgresOptions {
@@ -84,6 +88,7 @@ impl PostgresOptions {
             schema: "chartroom".into(),
             max_ops_per_commit: 5_000,
             create: true,
+            replica_url: None,
         }
     }
 }
@@ -105,6 +110,13 @@ pub struct PostgresStore {
     runtime: Mutex<Option<tokio::runtime::Runtime>>,
     handle: tokio::runtime::Handle,
     readers: Mutex<Vec<Connection>>,
+    /// Connections to the replica (`PostgresOptions::replica_url`).
+    replicas: Mutex<Vec<Connection>>,
+    /// The WAL position after this process's latest commit (0 before any; kept only with a
+    /// replica): a search may go to the replica once it has replayed this far.
+    committed_lsn: Arc<AtomicU64>,
+    /// Searches the replica answered (the rest went to the primary).
+    replica_searches: AtomicU64,
     sender: Mutex<Option<Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     index_stale: Arc<AtomicBool>,
@@ -474,8 +486,10 @@ impl PostgresStore {
         };
         let index_stale = Arc::new(AtomicBool::new(index_stale));
         let writer_connection = connect(&handle, &options.url, Some(schema))?;
+        let committed_lsn = Arc::new(AtomicU64::new(0));
         let (sender, receiver) = mpsc::channel();
         let writer = Writer {
+            committed_lsn: options.replica_url.is_some().then(|| committed_lsn.clone()),
             connection: writer_connection,
             handle: handle.clone(),
             url: options.url.clone(),
@@ -499,6 +513,9 @@ impl PostgresStore {
             runtime: Mutex::new(Some(runtime)),
             handle,
             readers: Mutex::new(vec![first]),
+            replicas: Mutex::new(Vec::new()),
+            committed_lsn,
+            replica_searches: AtomicU64::new(0),
             sender: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(thread)),
             index_stale,
@@ -583,6 +600,64 @@ impl PostgresStore {
         })
     }
 
+    /// How many searches the replica has answered.
+    pub fn replica_searches(&self) -> u64 {
+        self.replica_searches.load(AtomicOrdering::Relaxed)
+    }
+
+    /// A snapshot for a search (and the reads of its page's includes): on the replica when it
+    /// has replayed this process's latest commit, so the process reads its own writes;
+    /// otherwise, or when the replica cannot be reached, on the primary.
+    fn with_search_snapshot<T>(&self, f: impl Fn(&Connection) -> Result<T>) -> Result<T> {
+        let Some(url) = &self.options.replica_url else { return self.with_snapshot(f) };
+        let pooled = self.replicas.lock().ok().and_then(|mut pool| pool.pop());
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => match connect(&self.handle, url, Some(&self.options.schema)) {
+                Ok(connection) => connection,
+                Err(error) => {
+                    tracing::warn!("the replica cannot be reached ({error}); searching the primary");
+                    return self.with_snapshot(f);
+                }
+            },
+        };
+        let replayed = connection
+            .query_opt("SELECT pg_last_wal_replay_lsn()::text", &[])
+            .ok()
+            .flatten()
+            .and_then(|row| row.try_get::<_, Option<String>>(0).ok().flatten())
+            .as_deref()
+            .and_then(parse_lsn);
+        let caught_up = replayed.is_some_and(|lsn| lsn >= self.committed_lsn.load(AtomicOrdering::Acquire));
+        let result = if caught_up {
+            let result = (|| {
+                connection.batch("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+                let result = f(&connection);
+                let end = connection.batch(if result.is_ok() { "COMMIT" } else { "ROLLBACK" });
+                if end.is_err() {
+                    connection.broken.set(true);
+                }
+                let value = result?;
+                end.map(|()| value)
+            })();
+            self.replica_searches.fetch_add(1, AtomicOrdering::Relaxed);
+            Some(result)
+        } else {
+            None
+        };
+        if !connection.broken.get()
+            && !connection.client.is_closed()
+            && let Ok(mut pool) = self.replicas.lock()
+            && pool.len() < MAX_IDLE_READERS
+        {
+            pool.push(connection);
+        }
+        match result {
+            Some(result) => result,
+            None => self.with_snapshot(f),
+        }
+    }
+
     /// Streams the rows of `query` (type, id, body) to `visit` through a cursor, a batch at a
     /// time, from one snapshot.
     fn scan(
@@ -635,6 +710,12 @@ impl PostgresStore {
         }
         visited
     }
+}
+
+/// A WAL position as PostgreSQL writes it (`16/B374D848`).
+fn parse_lsn(text: &str) -> Option<u64> {
+    let (high, low) = text.split_once('/')?;
+    Some((u64::from_str_radix(high, 16).ok()? << 32) | u64::from_str_radix(low, 16).ok()?)
 }
 
 /// The URL without its password, for messages.
@@ -893,11 +974,11 @@ impl Store for PostgresStore {
 
     fn search(&self, query: &SearchQuery) -> Result<SearchPage> {
         self.check_index()?;
-        self.with_snapshot(|connection| search::search(connection, query))
+        self.with_search_snapshot(|connection| search::search(connection, query))
     }
 
     fn read_many(&self, identities: &[(String, String)]) -> Result<Vec<VersionRecord>> {
-        self.with_snapshot(|connection| {
+        self.with_search_snapshot(|connection| {
             let rkeys = search::rkeys_of(connection, identities)?;
             search::fetch(connection, &rkeys)
         })
@@ -905,7 +986,7 @@ impl Store for PostgresStore {
 
     fn referencing(&self, keys: &[ParamKey], targets: &[(String, String)]) -> Result<Vec<VersionRecord>> {
         self.check_index()?;
-        self.with_snapshot(|connection| {
+        self.with_search_snapshot(|connection| {
             let mut rkeys = search::referencing(connection, keys, targets)?;
             rkeys.sort_unstable();
             rkeys.dedup();
@@ -934,6 +1015,8 @@ impl Store for PostgresStore {
 
 struct Writer {
     connection: Connection,
+    /// Where to note the WAL position after each commit, when searches may go to a replica.
+    committed_lsn: Option<Arc<AtomicU64>>,
     handle: tokio::runtime::Handle,
     url: String,
     schema: String,
@@ -973,6 +1056,21 @@ impl Writer {
                 let _ = self.connection.batch("ROLLBACK");
                 self.holds_counter = None;
             }
+        }
+    }
+
+    /// After a commit, with a replica: the WAL position the replica must reach before this
+    /// process's searches go to it (taken after the commit, so at or past its record).
+    fn note_commit_position(&self) {
+        let Some(committed) = &self.committed_lsn else { return };
+        match self.connection.query_opt("SELECT pg_current_wal_lsn()::text", &[]) {
+            Ok(Some(row)) => {
+                if let Some(lsn) = row.try_get::<_, String>(0).ok().as_deref().and_then(parse_lsn) {
+                    committed.fetch_max(lsn, AtomicOrdering::AcqRel);
+                }
+            }
+            // Unknown: searches stay on the primary until a later commit says.
+            _ => committed.store(u64::MAX, AtomicOrdering::Release),
         }
     }
 
@@ -1055,6 +1153,7 @@ impl Writer {
                 return self.fail_all(jobs, &error.to_string());
             }
             self.last_updated = timestamp;
+            self.note_commit_position();
             if std::mem::take(&mut self.index_now_current) {
                 self.index_stale.store(false, AtomicOrdering::Release);
             }
@@ -1101,6 +1200,7 @@ impl Writer {
             return Ok(());
         }
         self.last_updated = timestamp;
+        self.note_commit_position();
         if std::mem::take(&mut self.index_now_current) {
             self.index_stale.store(false, AtomicOrdering::Release);
         }

@@ -390,3 +390,39 @@ fn a_type_scan_sees_the_live_current_versions_of_that_type_only() {
         assert!(scan(Some(p2.last_updated + 60_000)).is_empty());
     }
 }
+
+#[test]
+fn a_replica_serves_searches_once_it_has_replayed_what_this_process_wrote() {
+    let Some(options) = testkit::postgres_options("replica") else { return };
+    let Some(replica) = testkit::postgres_replica_url() else { return };
+    let store =
+        PostgresStore::open(chartroom_store::PostgresOptions { replica_url: Some(replica), ..options })
+            .unwrap();
+    let by_id = |id: &str| chartroom_store::SearchQuery {
+        resource_type: "Patient".into(),
+        filters: vec![chartroom_store::search::Filter::Ids(vec![id.to_string()])],
+        sort: Vec::new(),
+        count: 10,
+        cursor: None,
+        total: chartroom_store::Total::None,
+    };
+    // Read your writes: every write is found by the search right after its acknowledgement,
+    // whether the replica has replayed it yet or the search went to the primary.
+    for i in 0..50 {
+        let id = format!("r{i}");
+        store.submit(update(patient(&id, "Replica"), None)).wait_blocking().unwrap();
+        let page = store.search(&by_id(&id)).unwrap();
+        assert_eq!(page.matches.len(), 1, "{id} written, then not found");
+    }
+    // Once the replica has replayed them, searches go to it (and still find them).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let before = store.replica_searches();
+    loop {
+        assert_eq!(store.search(&by_id("r49")).unwrap().matches.len(), 1);
+        if store.replica_searches() > before {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the replica never answered a search");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -100,3 +100,20 @@ pub fn open_store(name: &str, dir: &Path) -> std::sync::Arc<dyn store::Store> {
         store::SqliteStore::open(dir, store::StoreOptions::default()).expect("open the store"),
     )
 }
+
+/// A streaming replica of [`postgres_url`]'s server (`CHARTROOM_TEST_POSTGRES_REPLICA`, as
+/// `.ci/postgres replica` prints); skipped when unset, except under `CI=true`.
+pub fn postgres_replica_url() -> Option<String> {
+    if let Ok(url) = std::env::var("CHARTROOM_TEST_POSTGRES_REPLICA")
+        && !url.is_empty()
+    {
+        return Some(url);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "CHARTROOM_TEST_POSTGRES_REPLICA is not set; under CI=true the read replica is tested (.ci/postgres replica)"
+        );
+    }
+    eprintln!("SKIPPED: the read-replica cases (CHARTROOM_TEST_POSTGRES_REPLICA is not set)");
+    None
+}
