@@ -712,6 +712,15 @@ impl PostgresStore {
     }
 }
 
+/// The match of a conditional operation was deleted or purged by another process between
+/// the search and the lock on its row: a lost race, so the unit runs again and searches again.
+fn changed_meanwhile(resource_type: &str, id: &str) -> Error {
+    Error::Postgres {
+        code: "40001".into(),
+        message: format!("{resource_type}/{id} changed in another process while this operation ran"),
+    }
+}
+
 /// A WAL position as PostgreSQL writes it (`16/B374D848`).
 fn parse_lsn(text: &str) -> Option<u64> {
     let (high, low) = text.split_once('/')?;
@@ -1063,10 +1072,14 @@ impl Writer {
     /// process's searches go to it (taken after the commit, so at or past its record).
     fn note_commit_position(&self) {
         let Some(committed) = &self.committed_lsn else { return };
-        match self.connection.query_opt("SELECT pg_current_wal_lsn()::text", &[]) {
+        match self.connection.query_opt("SELECT pg_current_wal_insert_lsn()::text", &[]) {
             Ok(Some(row)) => {
                 if let Some(lsn) = row.try_get::<_, String>(0).ok().as_deref().and_then(parse_lsn) {
-                    committed.fetch_max(lsn, AtomicOrdering::AcqRel);
+                    // Positions only grow; an unknown one (MAX, below) is replaced by the next
+                    // one known, which is past it.
+                    let _ = committed.fetch_update(AtomicOrdering::AcqRel, AtomicOrdering::Acquire, |seen| {
+                        Some(if seen == u64::MAX { lsn } else { seen.max(lsn) })
+                    });
                 }
             }
             // Unknown: searches stay on the primary until a later commit says.
@@ -1076,6 +1089,8 @@ impl Writer {
 
     fn fail_all(&mut self, jobs: Vec<Job>, message: &str) {
         tracing::error!("commit failed: {message}");
+        // A reindex's last range rolled back with the rest: the index is not whole yet.
+        self.index_now_current = false;
         let _ = self.connection.batch("ROLLBACK");
         self.holds_counter = None;
         for job in jobs {
@@ -1136,12 +1151,21 @@ impl Writer {
             let mut again = Vec::new();
             let last_attempt = attempt == RETRIES;
             self.wait_for_locks = last_attempt;
-            for job in pending {
+            let mut untried = pending.into_iter();
+            while let Some(job) = untried.next() {
                 match self.apply_in_savepoint(&job.unit, timestamp, &timestamp_text) {
                     Ok(Err(error)) if lost_race(&error) && !last_attempt => again.push(job),
                     Ok(result) => done.push((job, result)),
                     Err(message) => {
-                        let jobs = done.into_iter().map(|(job, _)| job).chain(again).collect();
+                        // Every job of the group is answered: the ones done, set aside, this
+                        // one and the ones not tried.
+                        let jobs = done
+                            .into_iter()
+                            .map(|(job, _)| job)
+                            .chain(again)
+                            .chain(std::iter::once(job))
+                            .chain(untried)
+                            .collect();
                         return self.fail_all(jobs, &message);
                     }
                 }
@@ -1315,6 +1339,9 @@ impl Writer {
                         several => return Err(multiple(query, several.len())),
                     };
                     let current = self.current(target.resource_type(), target.id())?;
+                    if !matches.is_empty() && current.as_ref().is_none_or(|c| c.deleted) {
+                        return Err(changed_meanwhile(target.resource_type(), target.id()));
+                    }
                     self.check_not_held(target.resource_type(), target.id(), current.as_ref())?;
                     let method = if current.as_ref().is_some_and(|c| !c.deleted) {
                         WriteMethod::Update
@@ -1336,13 +1363,10 @@ impl Writer {
                             outcome: WriteOutcome::NothingToDelete,
                         },
                         [existing] => {
-                            let current =
-                                self.current(&existing.resource_type, &existing.id)?.ok_or_else(|| {
-                                    Error::Corrupt(format!(
-                                        "{}/{} vanished",
-                                        existing.resource_type, existing.id
-                                    ))
-                                })?;
+                            let current = self
+                                .current(&existing.resource_type, &existing.id)?
+                                .filter(|current| !current.deleted)
+                                .ok_or_else(|| changed_meanwhile(&existing.resource_type, &existing.id))?;
                             self.check_not_held(&existing.resource_type, &existing.id, Some(&current))?;
                             pending.remove(&current.rkey);
                             self.store_tombstone(&existing.resource_type, &existing.id, current, timestamp)?

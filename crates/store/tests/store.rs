@@ -426,3 +426,21 @@ fn a_replica_serves_searches_once_it_has_replayed_what_this_process_wrote() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_search_for_no_ids_finds_nothing_on_every_backend() {
+    for (backend, store) in stores("no-ids") {
+        store.submit(update(patient("p1", "A"), None)).wait_blocking().unwrap();
+        let query = chartroom_store::SearchQuery {
+            resource_type: "Patient".into(),
+            filters: vec![chartroom_store::search::Filter::Ids(Vec::new())],
+            sort: Vec::new(),
+            count: 10,
+            cursor: None,
+            total: chartroom_store::Total::Accurate,
+        };
+        let page = store.search(&query).unwrap_or_else(|e| panic!("{backend}: {e}"));
+        assert!(page.matches.is_empty(), "{backend}");
+        assert_eq!(page.total, Some(0), "{backend}");
+    }
+}

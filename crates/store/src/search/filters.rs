@@ -66,7 +66,7 @@ pub(crate) fn conditions_set(sql: &mut Sql, key: ParamKey, any: &[Condition]) {
         None => {
             sql.push("SELECT x.rkey FROM idx_token x WHERE x.param = ");
             sql.bind(i64::from(key));
-            sql.push(" AND (0)");
+            sql.push(" AND (1 = 0)");
         }
     }
 }
@@ -113,6 +113,12 @@ pub(crate) fn filter_set(sql: &mut Sql, resource_type: &str, filter: &Filter) ->
         Filter::Ids(ids) => {
             sql.push("SELECT rkey FROM resources WHERE res_type = ");
             sql.bind(resource_type.to_string());
+            // No id at all (`:in` over an empty value set) matches nothing; `IN ()` is not SQL
+            // PostgreSQL reads.
+            if ids.is_empty() {
+                sql.push(" AND 1 = 0");
+                return true;
+            }
             sql.push(" AND res_id IN (");
             for (i, id) in ids.iter().enumerate() {
                 if i > 0 {
