@@ -200,6 +200,14 @@ impl From<store::Error> for ApiError {
                 IssueType::Invalid,
                 format!("a value the store cannot hold: {}", brief(message)),
             ),
+            store::Error::CommitUnknown(_) => {
+                tracing::error!("{}", brief(&error.to_string()));
+                Self::new(
+                    503,
+                    IssueType::Transient,
+                    "the database did not answer the commit: the write may have been stored; read it before trying again",
+                )
+            }
             store::Error::Postgres { code, .. }
                 if code.is_empty() || code.starts_with("08") || code.starts_with("57P") =>
             {

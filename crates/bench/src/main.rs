@@ -49,8 +49,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// A store written by another build has a stale search index: rebuild it before measuring.
-fn ensure_index(store: &store::SqliteStore) -> Result<()> {
-    use store::Store as _;
+fn ensure_index(store: &dyn store::Store) -> Result<()> {
     if store.index_is_stale() {
         eprintln!("the search index was built by a different version; rebuilding it");
         store.reindex().context("reindex failed")?;

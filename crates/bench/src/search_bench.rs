@@ -29,6 +29,14 @@ pub struct SearchBenchArgs {
     /// default; 0 counts nothing beyond a first page that holds every match).
     #[arg(long, default_value_t = ApiConfig::default().total_bound)]
     total_bound: usize,
+    /// Keep the record in PostgreSQL (`postgres://...`) instead of SQLite: the same import,
+    /// server and searches, for the two backends side by side. A schema already holding the
+    /// population (an earlier run with the same --resources) is reused.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// The PostgreSQL schema (made when missing).
+    #[arg(long, default_value = "bench_search", requires = "store")]
+    store_schema: String,
 }
 
 /// A search kind and how to build its n-th request.
@@ -121,12 +129,42 @@ fn kinds(patients: u64) -> Vec<Kind> {
 /// earlier run (reused), or generated and imported now (the import timed and printed).
 pub(crate) fn load(work: &std::path::Path, resources: usize) -> Result<PathBuf> {
     let data = work.join(format!("data-{resources}"));
-    let loaded_marker = data.join("bench-loaded");
-    if loaded_marker.exists() {
+    if data.join("bench-loaded").exists() {
         println!("reusing the store loaded earlier in {}", data.display());
         return Ok(data);
     }
     let _ = std::fs::remove_dir_all(&data);
+    let store = open_store(&data, true)?;
+    import_population(work, resources, store.clone(), || store.close())?;
+    std::fs::write(data.join("bench-loaded"), b"")?;
+    Ok(data)
+}
+
+/// The PostgreSQL record holding `resources` generated resources in `options.schema`: loaded
+/// by an earlier run (reused when it holds as many), or generated and imported now.
+fn load_postgres(work: &std::path::Path, resources: usize, options: &store::PostgresOptions) -> Result<()> {
+    let opened = store::PostgresStore::open(options.clone()).context("cannot open the PostgreSQL record")?;
+    let live = store::Store::count_live(&opened).context("cannot count resources")?;
+    opened.close();
+    drop(opened);
+    if live >= resources as u64 {
+        println!("reusing the {live} resources loaded earlier in schema {}", options.schema);
+        return Ok(());
+    }
+    store::PostgresStore::drop_schema(options).context("cannot drop the earlier schema")?;
+    let store =
+        Arc::new(store::PostgresStore::open(options.clone()).context("cannot open the PostgreSQL record")?);
+    import_population(work, resources, store.clone(), || store.close())
+}
+
+/// Generates `resources` resources and imports them into `store` through the real import
+/// path, timed until `close` (which closes the store) returns.
+fn import_population(
+    work: &std::path::Path,
+    resources: usize,
+    store: Arc<dyn store::Store>,
+    close: impl FnOnce(),
+) -> Result<()> {
     let input = work.join("ndjson");
     let _ = std::fs::remove_dir_all(&input);
     let counts = fixture::write_ndjson(&input, resources, 42)?;
@@ -137,35 +175,46 @@ pub(crate) fn load(work: &std::path::Path, resources: usize) -> Result<PathBuf> 
         dir_size(&input) as f64 / 1048576.0
     );
     let started = Instant::now();
-    let store = open_store(&data, true)?;
     let api = Api::new(store.clone(), ApiConfig::default());
     let report = api::import::import(&api, &input, &api::import::ImportOptions::default(), &|_| {})
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    store.close();
+    drop(api);
+    close();
     let elapsed = started.elapsed();
     if !report.rejections.is_empty() {
         bail!("{} resources were rejected, first: {}", report.rejections.len(), report.rejections[0]);
     }
     println!(
-        "import with full indexing: {} resources in {:.1} s = {:.0} resources/s (store {:.0} MiB)",
+        "import with full indexing: {} resources in {:.1} s = {:.0} resources/s",
         report.imported,
         elapsed.as_secs_f64(),
         report.imported as f64 / elapsed.as_secs_f64(),
-        dir_size(&data) as f64 / 1048576.0
     );
     let _ = std::fs::remove_dir_all(&input);
-    std::fs::write(&loaded_marker, b"")?;
-    Ok(data)
+    Ok(())
 }
 
 pub fn run(args: SearchBenchArgs) -> Result<ExitCode> {
     println!("machine: {}", machine());
     let work = WorkDir::new(args.work, "search")?;
-    let data = load(&work.path, args.resources)?;
     let patients = (args.resources / 25).max(1) as u64;
-
-    let store = open_store(&data, false)?;
-    crate::ensure_index(&store)?;
+    let store: Arc<dyn store::Store> = match &args.store {
+        Some(url) => {
+            let options = store::PostgresOptions {
+                schema: args.store_schema.clone(),
+                ..store::PostgresOptions::new(url)
+            };
+            load_postgres(&work.path, args.resources, &options)?;
+            println!("record: PostgreSQL schema {}", options.schema);
+            Arc::new(store::PostgresStore::open(options).context("cannot open the PostgreSQL record")?)
+        }
+        None => {
+            let data = load(&work.path, args.resources)?;
+            println!("record: SQLite, {:.0} MiB", dir_size(&data) as f64 / 1048576.0);
+            open_store(&data, false)?
+        }
+    };
+    crate::ensure_index(store.as_ref())?;
     let api = Arc::new(Api::new(
         store.clone(),
         ApiConfig { total_bound: args.total_bound, ..ApiConfig::default() },
@@ -220,7 +269,7 @@ pub fn run(args: SearchBenchArgs) -> Result<ExitCode> {
     }
     println!("worst p99: {:.2} ms", worst_p99.as_secs_f64() * 1e3);
     runtime.shutdown_timeout(Duration::from_secs(1));
-    store.close();
+    drop(store);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -229,8 +278,7 @@ fn has_total(body: &[u8]) -> bool {
     body.windows(8).take(400).any(|w| w == b"\"total\":")
 }
 
-fn store_count(store: &store::SqliteStore) -> Result<u64> {
-    use store::Store as _;
+fn store_count(store: &Arc<dyn store::Store>) -> Result<u64> {
     store.count_live().context("cannot count resources")
 }
 

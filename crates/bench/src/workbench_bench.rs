@@ -96,7 +96,7 @@ pub fn run(args: WorkbenchBenchArgs) -> Result<ExitCode> {
     let data = search_bench::load(&work.path, args.resources)?;
     let patients = (args.resources / 25).max(1) as u64;
     let store = open_store(&data, false)?;
-    crate::ensure_index(&store)?;
+    crate::ensure_index(store.as_ref())?;
     let api = Arc::new(Api::new(
         store.clone(),
         ApiConfig {

@@ -167,6 +167,16 @@ impl StoreArgs {
         }
     }
 
+    /// Where the users, clients and tokens are: the record's PostgreSQL database (shared by
+    /// every server of the record), else the data directory's privacy database.
+    fn privacy_tables(&self) -> Result<Arc<privacy::Database>> {
+        match &self.store {
+            Some(url) => database::Database::postgres(url, &self.store_schema)
+                .with_context(|| format!("cannot open the users and clients in {}", database::redact(url))),
+            None => Ok(privacy::open_directory(&self.data)?),
+        }
+    }
+
     /// Opens the record for writing, creating it when missing (and saying so).
     fn open(&self, default: SyncMode) -> Result<record::Record> {
         self.open_record(default, true)
@@ -600,7 +610,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         // The trail is as durable as the record: synced on every commit when the store is.
         sync_full: matches!(args.store.sync.unwrap_or(SyncMode::Full), SyncMode::Full),
     };
-    let mut security = server::Security::open_with(&args.store.data, audit)
+    let mut security = server::Security::open_on(&args.store.data, args.store.privacy_tables()?, audit)
         .with_context(|| format!("cannot open the users and audit trail in {}", args.store.data.display()))?;
     security.jwt = jwt;
     if let Some((document, _)) = outside {

@@ -35,32 +35,28 @@ enum UserCommand {
         /// The FHIR resource the user is (`Practitioner/prac-001`).
         #[arg(long)]
         fhir_user: Option<String>,
-        /// Data directory of the server the user is for; it must exist.
-        #[arg(long, default_value = "./chartroom-data")]
-        data: std::path::PathBuf,
+        #[command(flatten)]
+        at: TablesArgs,
     },
     /// Lists the users: name, role, the patient or FHIR resource they are, when their token
     /// was issued (tokens themselves are never kept); then the tokens revoked or replaced.
     List {
-        /// Data directory of the server the users are of; it must exist.
-        #[arg(long, default_value = "./chartroom-data")]
-        data: std::path::PathBuf,
+        #[command(flatten)]
+        at: TablesArgs,
     },
     /// Sets the password the user signs in with at the authorization server (SMART apps),
     /// read from standard input (one line; at least 12 characters). Only a salted PBKDF2
     /// hash is kept.
     Password {
         name: String,
-        /// Data directory of the server the user is of; it must exist.
-        #[arg(long, default_value = "./chartroom-data")]
-        data: std::path::PathBuf,
+        #[command(flatten)]
+        at: TablesArgs,
     },
     /// Removes a user and their token: a running server refuses it within 10 seconds.
     Revoke {
         name: String,
-        /// Data directory of the server the user is of; it must exist.
-        #[arg(long, default_value = "./chartroom-data")]
-        data: std::path::PathBuf,
+        #[command(flatten)]
+        at: TablesArgs,
     },
 }
 
@@ -86,21 +82,65 @@ enum ClientCommand {
         /// (backend services).
         #[arg(long)]
         jwks: Option<std::path::PathBuf>,
-        /// Data directory of the server the client is for; it must exist.
-        #[arg(long, default_value = "./chartroom-data")]
-        data: std::path::PathBuf,
+        #[command(flatten)]
+        at: TablesArgs,
     },
     /// Lists the clients: id, name, how they authenticate, redirect URIs.
     List {
-        #[arg(long, default_value = "./chartroom-data")]
-        data: std::path::PathBuf,
+        #[command(flatten)]
+        at: TablesArgs,
     },
     /// Removes a client: it obtains no further token.
     Revoke {
         id: String,
-        #[arg(long, default_value = "./chartroom-data")]
-        data: std::path::PathBuf,
+        #[command(flatten)]
+        at: TablesArgs,
     },
+}
+
+/// Where the users and clients are: the server's data directory, or (for the servers of a
+/// PostgreSQL record) the record's database, which all of them share.
+#[derive(clap::Args)]
+pub struct TablesArgs {
+    /// Data directory of the server; it must exist.
+    #[arg(long, default_value = "./chartroom-data")]
+    data: std::path::PathBuf,
+    /// The PostgreSQL record the servers serve (their `--store`): users and clients are kept
+    /// in its database, one set for every server of the record.
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// The PostgreSQL schema the record lives in.
+    #[arg(long, default_value = "chartroom", requires = "store")]
+    store_schema: String,
+}
+
+impl TablesArgs {
+    fn open(&self) -> Result<std::sync::Arc<database::Database>> {
+        match &self.store {
+            Some(url) => database::Database::postgres(url, &self.store_schema)
+                .with_context(|| format!("cannot open the users and clients of {}", database::redact(url))),
+            None => {
+                users_directory(&self.data)?;
+                Ok(privacy::open_directory(&self.data)?)
+            }
+        }
+    }
+
+    fn users(&self) -> Result<privacy::Users> {
+        Ok(privacy::Users::on(self.open()?)?)
+    }
+
+    fn clients(&self) -> Result<privacy::Clients> {
+        Ok(privacy::Clients::on(self.open()?)?)
+    }
+
+    /// Where, for messages.
+    fn describe(&self) -> String {
+        match &self.store {
+            Some(url) => database::redact(url),
+            None => self.data.display().to_string(),
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -135,31 +175,31 @@ enum AuditCommand {
 
 pub fn run_user(args: UserArgs) -> Result<ExitCode> {
     match args.command {
-        UserCommand::Add { name, role, patient, fhir_user, data } => {
+        UserCommand::Add { name, role, patient, fhir_user, at } => {
             let role = privacy::Role::parse(&role)?;
-            users_directory(&data)?;
             // The users table shares its database with the audit trail a running server
             // appends to: SQLite serializes the two, waiting up to 5 s for the server's commit.
-            let token = privacy::Users::open(&data)
-                .and_then(|users| users.add(&name, role, patient.as_deref(), fhir_user.as_deref()))
-                .map_err(|error| match error {
-                    privacy::Error::Database(_) => anyhow::Error::new(error).context(format!(
+            let token =
+                at.users()?.add(&name, role, patient.as_deref(), fhir_user.as_deref()).map_err(|error| {
+                    match error {
+                    privacy::Error::Tables(_) => anyhow::Error::new(error).context(format!(
                         "cannot add the user to {} (if a server is busy writing its audit trail, try again)",
-                        data.display()
+                        at.describe()
                     )),
                     other => other.into(),
+                }
                 })?;
             println!(
                 "user {name} ({}) added to {}; their API token (shown once):",
                 role.as_str(),
-                data.display()
+                at.describe()
             );
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
-        UserCommand::List { data } => {
-            users_directory(&data)?;
-            let users = privacy::Users::open(&data)?.list()?;
+        UserCommand::List { at } => {
+            let table = at.users()?;
+            let users = table.list()?;
             println!("{:<24} {:<16} {:<28} issued", "user", "role", "is");
             for ((name, role, patient, fhir_user), issued) in &users {
                 let is = match (patient, fhir_user) {
@@ -169,8 +209,8 @@ pub fn run_user(args: UserArgs) -> Result<ExitCode> {
                 };
                 println!("{name:<24} {:<16} {is:<28} {issued}", role.as_str());
             }
-            println!("{} users in {}", users.len(), data.display());
-            let revoked = privacy::Users::open(&data)?.revocations()?;
+            println!("{} users in {}", users.len(), at.describe());
+            let revoked = table.revocations()?;
             if !revoked.is_empty() {
                 println!("\ntokens revoked or replaced (newest first):");
                 println!("{:<24} {:<16} {:<28} {:<28} why", "user", "role", "issued", "ended");
@@ -180,31 +220,30 @@ pub fn run_user(args: UserArgs) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        UserCommand::Password { name, data } => {
-            users_directory(&data)?;
+        UserCommand::Password { name, at } => {
+            let users = at.users()?;
             if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
                 eprintln!("new password for {name} (input is shown; pipe it in to keep it off the screen):");
             }
             let mut line = String::new();
             std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
             let password = line.trim_end_matches(['\n', '\r']);
-            if privacy::Users::open(&data)?.set_password(&name, password)? {
+            if users.set_password(&name, password)? {
                 println!("password set for {name}: they can sign in to SMART apps");
                 Ok(ExitCode::SUCCESS)
             } else {
-                eprintln!("no user {name} in {} (`chartroom user add` first)", data.display());
+                eprintln!("no user {name} in {} (`chartroom user add` first)", at.describe());
                 Ok(ExitCode::from(1))
             }
         }
-        UserCommand::Revoke { name, data } => {
-            users_directory(&data)?;
-            if privacy::Users::open(&data)?.revoke(&name)? {
+        UserCommand::Revoke { name, at } => {
+            if at.users()?.revoke(&name)? {
                 println!(
                     "user {name} revoked: their token no longer works (a running server refuses it within 10 s)"
                 );
                 Ok(ExitCode::SUCCESS)
             } else {
-                eprintln!("no user {name} in {} (`chartroom user list` shows them)", data.display());
+                eprintln!("no user {name} in {} (`chartroom user list` shows them)", at.describe());
                 Ok(ExitCode::from(1))
             }
         }
@@ -213,8 +252,7 @@ pub fn run_user(args: UserArgs) -> Result<ExitCode> {
 
 pub fn run_client(args: ClientArgs) -> Result<ExitCode> {
     match args.command {
-        ClientCommand::Add { name, redirect_uris, public: _, jwks, data } => {
-            users_directory(&data)?;
+        ClientCommand::Add { name, redirect_uris, public: _, jwks, at } => {
             let auth = match jwks {
                 None => privacy::ClientAuth::Public,
                 Some(path) => privacy::ClientAuth::PrivateKeyJwt {
@@ -222,14 +260,13 @@ pub fn run_client(args: ClientArgs) -> Result<ExitCode> {
                         .with_context(|| format!("cannot read the JWKS {}", path.display()))?,
                 },
             };
-            let client = privacy::Clients::open(&data)?.add(&name, &redirect_uris, auth)?;
-            println!("client {name} registered in {}; its client id:", data.display());
+            let client = at.clients()?.add(&name, &redirect_uris, auth)?;
+            println!("client {name} registered in {}; its client id:", at.describe());
             println!("{}", client.id);
             Ok(ExitCode::SUCCESS)
         }
-        ClientCommand::List { data } => {
-            users_directory(&data)?;
-            let clients = privacy::Clients::open(&data)?.list()?;
+        ClientCommand::List { at } => {
+            let clients = at.clients()?.list()?;
             println!("{:<36} {:<24} {:<16} redirect URIs", "client id", "name", "authenticates");
             for client in &clients {
                 let auth = match client.auth {
@@ -243,16 +280,15 @@ pub fn run_client(args: ClientArgs) -> Result<ExitCode> {
                     client.redirect_uris.join(" ")
                 );
             }
-            println!("{} clients in {}", clients.len(), data.display());
+            println!("{} clients in {}", clients.len(), at.describe());
             Ok(ExitCode::SUCCESS)
         }
-        ClientCommand::Revoke { id, data } => {
-            users_directory(&data)?;
-            if privacy::Clients::open(&data)?.revoke(&id)? {
+        ClientCommand::Revoke { id, at } => {
+            if at.clients()?.revoke(&id)? {
                 println!("client {id} revoked");
                 Ok(ExitCode::SUCCESS)
             } else {
-                eprintln!("no client {id} in {} (`chartroom client list` shows them)", data.display());
+                eprintln!("no client {id} in {} (`chartroom client list` shows them)", at.describe());
                 Ok(ExitCode::from(1))
             }
         }

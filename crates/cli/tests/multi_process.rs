@@ -29,11 +29,18 @@ fn serve(url: &str, schema: &str, data: &Path) -> Server {
 }
 
 fn serve_with(url: &str, schema: &str, data: &Path, more: &[&str]) -> Server {
+    let mut more = more.to_vec();
+    more.push("--insecure-no-auth");
+    serve_secured(url, schema, data, &more)
+}
+
+/// `chartroom serve` as [`serve`], asking for a token unless `more` says otherwise.
+fn serve_secured(url: &str, schema: &str, data: &Path, more: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chartroom"))
         .args(["serve", "--store", url, "--store-schema", schema, "--data"])
         .arg(data)
         .args(more)
-        .args(["--port", "0", "--insecure-no-auth"])
+        .args(["--port", "0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -311,5 +318,71 @@ async fn two_servers_share_one_record_and_the_database_decides_every_race() {
     drop(b);
     audit_verifies(&data_a);
     audit_verifies(&data_b);
+    store::PostgresStore::drop_schema(&options).expect("drop the test schema");
+}
+
+/// `chartroom ARGS` on the record `url`/`schema`; its standard output (it must succeed).
+fn chartroom_on(url: &str, schema: &str, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_chartroom"))
+        .args(args)
+        .args(["--store", url, "--store-schema", schema])
+        .output()
+        .expect("run chartroom");
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Users and clients of a PostgreSQL record are kept in its database: added or revoked once
+/// (`chartroom user|client ... --store`), they hold at every server of the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_added_or_revoked_once_hold_at_every_server() {
+    let Some(options) = testkit::postgres_options("multi_process_users") else { return };
+    let (url, schema) = (options.url.clone(), options.schema.clone());
+    let dir = testkit::temp_dir("multi-process-users");
+    migrate(&url, &schema, &dir.join("a"));
+    let added = chartroom_on(&url, &schema, &["user", "add", "nurse", "--role", "clinician"]);
+    let nurse = added.lines().last().expect("a token").trim().to_string();
+    let added = chartroom_on(&url, &schema, &["user", "add", "clerk", "--role", "him-technician"]);
+    let clerk = added.lines().last().expect("a token").trim().to_string();
+    let servers = [
+        serve_secured(&url, &schema, &dir.join("a"), &[]),
+        serve_secured(&url, &schema, &dir.join("b"), &[]),
+    ];
+    let client = reqwest::Client::new();
+    let status = |base: String, token: String| {
+        let request = client.get(format!("{base}/Patient?_count=1")).bearer_auth(token);
+        async move { request.send().await.expect("GET Patient").status().as_u16() }
+    };
+    for server in &servers {
+        assert_eq!(status(server.base.clone(), nurse.clone()).await, 200, "{}", server.base);
+    }
+    // Revoked before either server saw it: refused by both at once.
+    chartroom_on(&url, &schema, &["user", "revoke", "clerk"]);
+    for server in &servers {
+        assert_eq!(status(server.base.clone(), clerk.clone()).await, 401, "{}", server.base);
+    }
+    // Revoked after both used it: refused by both once their token cache lapses (10 s).
+    chartroom_on(&url, &schema, &["user", "revoke", "nurse"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    for server in &servers {
+        while status(server.base.clone(), nurse.clone()).await != 401 {
+            assert!(std::time::Instant::now() < deadline, "{} still accepts a revoked token", server.base);
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+    let listed = chartroom_on(&url, &schema, &["user", "list"]);
+    assert!(listed.contains("0 users"), "{listed}");
+    assert!(listed.contains("clerk") && listed.contains("nurse"), "both revocations are listed: {listed}");
+    // A client registered once is known to the record, whichever server a token is asked of.
+    let registered = chartroom_on(
+        &url,
+        &schema,
+        &["client", "add", "Diary", "--public", "--redirect-uri", "https://app.example/cb"],
+    );
+    let id = registered.lines().last().expect("a client id").trim().to_string();
+    assert!(chartroom_on(&url, &schema, &["client", "list"]).contains(&id));
+    drop(servers);
+    audit_verifies(&dir.join("a"));
+    audit_verifies(&dir.join("b"));
     store::PostgresStore::drop_schema(&options).expect("drop the test schema");
 }

@@ -471,7 +471,7 @@ impl TrailSnapshot {
         if !has_table(&self.connection, "users")? {
             return Ok(Vec::new());
         }
-        crate::users::read_all(&self.connection)
+        crate::users::read_all(&database::Handle::Sqlite(&self.connection))
     }
 }
 

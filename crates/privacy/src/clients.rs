@@ -5,10 +5,10 @@
 //! never an open redirector.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use database::{Database, Dialect, params};
 
-use crate::users::PRIVACY_FILE;
 use crate::{Error, hex};
 
 /// How a client proves who it is at the token endpoint.
@@ -40,7 +40,7 @@ impl Client {
 
 /// The clients of a data directory (in its privacy database, beside the users).
 pub struct Clients {
-    connection: std::sync::Mutex<Connection>,
+    db: Arc<Database>,
 }
 
 const SCHEMA: &str = "
@@ -52,19 +52,33 @@ CREATE TABLE IF NOT EXISTS clients (
     created TEXT NOT NULL
 );";
 
+/// The same on PostgreSQL, where registration order is a column (SQLite has its rowid).
+const POSTGRES_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS clients (
+    client_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    redirect_uris TEXT NOT NULL,
+    jwks TEXT,
+    created TEXT NOT NULL,
+    ord BIGSERIAL
+);";
+
 /// The prefix of client ids, so they are recognisable beside user tokens.
 pub(crate) const CLIENT_PREFIX: &str = "cl_";
 
 impl Clients {
+    /// The clients of a data directory (its privacy database).
     pub fn open(data_dir: &Path) -> Result<Clients, Error> {
-        let connection = Connection::open(data_dir.join(PRIVACY_FILE))?;
-        connection.busy_timeout(std::time::Duration::from_secs(5))?;
-        connection.execute_batch(SCHEMA)?;
-        Ok(Clients { connection: std::sync::Mutex::new(connection) })
+        Clients::on(crate::open_directory(data_dir)?)
     }
 
-    fn connection(&self) -> Result<std::sync::MutexGuard<'_, Connection>, Error> {
-        self.connection.lock().map_err(|_| Error::Invalid("the client table is unavailable".into()))
+    /// The clients in `db`, making the table if it is missing.
+    pub fn on(db: Arc<Database>) -> Result<Clients, Error> {
+        db.batch(match db.dialect() {
+            Dialect::Sqlite => SCHEMA,
+            Dialect::Postgres => POSTGRES_SCHEMA,
+        })?;
+        Ok(Clients { db })
     }
 
     /// Registers a client and returns it with its new id. A public client needs a redirect
@@ -102,9 +116,9 @@ impl Clients {
             created: fhir::DateTime::now_utc().to_string(),
         };
         let uris = serde_json::to_string(&client.redirect_uris).map_err(|e| Error::Invalid(e.to_string()))?;
-        self.connection()?.execute(
+        self.db.execute(
             "INSERT INTO clients (client_id, name, redirect_uris, jwks, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![client.id, client.name, uris, jwks, client.created],
+            params![&client.id, &client.name, uris, jwks, &client.created],
         )?;
         Ok(client)
     }
@@ -112,42 +126,44 @@ impl Clients {
     /// Every client, oldest first (in the order they were added: two added in the same second
     /// keep it).
     pub fn list(&self) -> Result<Vec<Client>, Error> {
-        let connection = self.connection()?;
-        let mut statement = connection
-            .prepare("SELECT client_id, name, redirect_uris, jwks, created FROM clients ORDER BY rowid")?;
-        let rows = statement.query_map([], row)?;
-        let mut clients = Vec::new();
-        for found in rows {
-            clients.push(client_of(found?)?);
-        }
-        Ok(clients)
+        let order = match self.db.dialect() {
+            Dialect::Sqlite => "rowid",
+            Dialect::Postgres => "ord",
+        };
+        self.db
+            .query(
+                &format!(
+                    "SELECT client_id, name, redirect_uris, jwks, created FROM clients ORDER BY {order}"
+                ),
+                &[],
+            )?
+            .iter()
+            .map(client_of)
+            .collect()
     }
 
     /// The client with this id, if it is registered.
     pub fn get(&self, id: &str) -> Result<Option<Client>, Error> {
-        let found = self
-            .connection()?
-            .prepare_cached(
+        self.db
+            .query_opt(
                 "SELECT client_id, name, redirect_uris, jwks, created FROM clients WHERE client_id = ?1",
+                params![id],
             )?
-            .query_row([id], row)
-            .optional()?;
-        found.map(client_of).transpose()
+            .as_ref()
+            .map(client_of)
+            .transpose()
     }
 
     /// Removes a client: it can obtain no further token. `false` when there was none.
     pub fn revoke(&self, id: &str) -> Result<bool, Error> {
-        Ok(self.connection()?.execute("DELETE FROM clients WHERE client_id = ?1", [id])? > 0)
+        Ok(self.db.execute("DELETE FROM clients WHERE client_id = ?1", params![id])? > 0)
     }
 }
 
-type Row = (String, String, String, Option<String>, String);
-
-fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-}
-
-fn client_of((id, name, uris, jwks, created): Row) -> Result<Client, Error> {
+/// A row of `client_id, name, redirect_uris, jwks, created`.
+fn client_of(row: &database::Row) -> Result<Client, Error> {
+    let (id, name, uris, jwks, created) =
+        (row.text(0)?, row.text(1)?, row.text(2)?, row.opt_text(3)?, row.text(4)?);
     let redirect_uris: Vec<String> = serde_json::from_str(&uris)
         .map_err(|e| Error::Invalid(format!("client {id}: stored redirect URIs are not a JSON list: {e}")))?;
     let auth = match jwks {

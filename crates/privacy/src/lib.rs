@@ -11,10 +11,12 @@ pub mod policy;
 pub mod role;
 pub mod scope;
 pub mod secret;
+mod sign_ins;
 pub mod users;
 
 pub use audit::{Access, AuditLog, AuditOptions, Durability, Receipt, Tamper, TrailSnapshot, Verification};
 pub use clients::{Client, ClientAuth, Clients};
+pub use database::Database;
 pub use oauth::AuthorizationServer;
 pub use policy::{Caller, Grant, Refusal, ResourceFacts, Sight};
 pub use role::{Identity, Role};
@@ -25,6 +27,9 @@ pub use users::Users;
 pub enum Error {
     #[error("privacy database: {0}")]
     Database(#[from] rusqlite::Error),
+    /// The shared tables (users, clients, tokens), on SQLite or PostgreSQL.
+    #[error("privacy tables: {0}")]
+    Tables(#[from] database::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("invalid scope {0}")]
@@ -39,6 +44,14 @@ pub enum Error {
     /// A bearer JWT that is refused, and why.
     #[error("{0}")]
     Jwt(String),
+}
+
+/// The privacy database of a data directory (made with the directory if missing): where the
+/// users, clients and tokens of a server on an SQLite record are kept. On a PostgreSQL record
+/// they are in its database instead ([`database::Database::postgres`]), shared by its servers.
+pub fn open_directory(data_dir: &std::path::Path) -> Result<std::sync::Arc<database::Database>, Error> {
+    std::fs::create_dir_all(data_dir)?;
+    Ok(database::Database::sqlite(&data_dir.join(users::PRIVACY_FILE))?)
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -12,17 +12,22 @@
 //!   ([`Role::scopes`]), and a patient's app gets only patient scopes for that patient: the
 //!   policy then applies the same rules to these tokens as to any other.
 //! - Access tokens are ES256 JWTs signed with the server's own key (kept beside the privacy
-//!   database, created at first start); each names its `jti`, so it can be revoked, and ends
-//!   when its user or client is removed.
+//!   database, created at first start; on a PostgreSQL record, in its database, so every
+//!   server of the record signs with one key and accepts the others' tokens); each names its
+//!   `jti`, so it can be revoked, and ends when its user or client is removed. A revocation
+//!   through one server of a PostgreSQL record holds at the others within
+//!   [`REVOCATIONS_RELOAD`].
+//! - A refresh token is spent by one atomic update: two refreshes with the same token, through
+//!   one server or two, issue one new token.
 //! - A client assertion (backend services, confidential apps) is used once: its `jti` is
 //!   remembered until its `exp`, which may be at most [`ASSERTION_MAX_SECONDS`] away.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use database::{Database, Dialect, params};
 use serde_json::{Map, Value, json};
 
 use crate::Error;
@@ -31,7 +36,8 @@ use crate::jwt::{self, Signer, Subjects, Verifier};
 use crate::role::{Identity, Role};
 use crate::scope::{Context, Scope};
 use crate::secret::{constant_time_eq, random_text, sha256_hex};
-use crate::users::{PRIVACY_FILE, UserRecord, Users};
+use crate::sign_ins::{self, Kind};
+use crate::users::{UserRecord, Users};
 
 /// How long an authorization code may wait for its exchange.
 pub const CODE_SECONDS: u64 = 60;
@@ -166,7 +172,6 @@ pub struct Pending {
     pub user: Option<UserRecord>,
     /// What the user would grant (computed at sign-in).
     pub grant: Option<Grant>,
-    created: Instant,
 }
 
 impl Pending {
@@ -205,19 +210,80 @@ pub struct Launch {
     pub user: String,
     pub patient: Option<String>,
     pub encounter: Option<String>,
-    created: Instant,
 }
 
-struct Code {
-    client_id: String,
-    redirect_uri: String,
-    code_challenge: String,
-    nonce: Option<String>,
-    user: UserRecord,
-    grant: Grant,
-    created: Instant,
-    /// What its exchange issued, once exchanged: a second exchange revokes it.
-    issued: Option<(String, Option<String>)>,
+/// An authorization code until its exchange, as stored ([`sign_ins`]): its request's client,
+/// redirect URI, PKCE challenge and nonce, the user and their grant, when it was issued
+/// (`created_ms`), and `issued`: null until exchanged, then what the exchange issued
+/// (`[jti, refresh hash or null]`), so a second exchange revokes it.
+type Code = Value;
+
+fn user_json((name, role, patient, fhir_user): &UserRecord) -> Value {
+    json!([name, role.as_str(), patient, fhir_user])
+}
+
+fn user_of(value: &Value) -> Option<UserRecord> {
+    let text = |i: usize| value.get(i).and_then(Value::as_str).map(str::to_string);
+    Some((text(0)?, Role::parse(&text(1)?).ok()?, text(2), text(3)))
+}
+
+fn grant_json(grant: &Grant) -> Value {
+    json!({ "scopes": grant.scopes, "patient": grant.patient, "encounter": grant.encounter,
+            "wants_patient": grant.wants_patient })
+}
+
+fn grant_of(value: &Value) -> Option<Grant> {
+    Some(Grant {
+        scopes: value["scopes"].as_array()?.iter().filter_map(|s| s.as_str().map(str::to_string)).collect(),
+        patient: value["patient"].as_str().map(str::to_string),
+        encounter: value["encounter"].as_str().map(str::to_string),
+        wants_patient: value["wants_patient"].as_bool()?,
+    })
+}
+
+fn launch_json(launch: &Launch) -> Value {
+    json!({ "id": launch.id, "user": launch.user, "patient": launch.patient, "encounter": launch.encounter })
+}
+
+fn launch_of(value: &Value) -> Option<Launch> {
+    Some(Launch {
+        id: value["id"].as_str()?.to_string(),
+        user: value["user"].as_str()?.to_string(),
+        patient: value["patient"].as_str().map(str::to_string),
+        encounter: value["encounter"].as_str().map(str::to_string),
+    })
+}
+
+impl Pending {
+    fn to_json(&self) -> Value {
+        json!({ "id": self.id, "browser": self.browser, "client": self.client.id,
+                "redirect_uri": self.redirect_uri, "scopes": self.scopes, "state": self.state,
+                "code_challenge": self.code_challenge, "nonce": self.nonce,
+                "launch": self.launch.as_ref().map(launch_json),
+                "user": self.user.as_ref().map(user_json), "grant": self.grant.as_ref().map(grant_json) })
+    }
+
+    /// A stored request, with its client as registered now (none when it was removed).
+    fn from_json(value: &Value, client: Client) -> Option<Pending> {
+        let text = |name: &str| value[name].as_str().map(str::to_string);
+        Some(Pending {
+            id: text("id")?,
+            browser: text("browser")?,
+            client,
+            redirect_uri: text("redirect_uri")?,
+            scopes: value["scopes"]
+                .as_array()?
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect(),
+            state: text("state")?,
+            code_challenge: text("code_challenge")?,
+            nonce: text("nonce"),
+            launch: if value["launch"].is_null() { None } else { Some(launch_of(&value["launch"])?) },
+            user: if value["user"].is_null() { None } else { Some(user_of(&value["user"])?) },
+            grant: if value["grant"].is_null() { None } else { Some(grant_of(&value["grant"])?) },
+        })
+    }
 }
 
 /// A token endpoint request's form, parameter by parameter.
@@ -238,11 +304,10 @@ pub struct AuthorizationServer {
     signer: Signer,
     own: Verifier,
     clients: Clients,
-    db: Mutex<Connection>,
-    pending: Mutex<HashMap<String, Pending>>,
-    codes: Mutex<HashMap<String, Code>>,
-    launches: Mutex<HashMap<String, Launch>>,
+    db: Arc<Database>,
     revoked: RwLock<HashSet<String>>,
+    /// When `revoked` was last read from a shared (PostgreSQL) database.
+    revoked_read: Mutex<Instant>,
     failures: Mutex<HashMap<String, (u32, Instant)>>,
     /// Clients recently found to be registered (tokens end when their client is revoked).
     active_clients: RwLock<HashMap<String, Instant>>,
@@ -254,23 +319,34 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS oauth_refresh_tokens (
     token_hash TEXT PRIMARY KEY,
     client_id TEXT NOT NULL,
-    user TEXT NOT NULL,
+    \"user\" TEXT NOT NULL,
     scope TEXT NOT NULL,
     patient TEXT,
     encounter TEXT,
-    expires INTEGER NOT NULL,
+    expires BIGINT NOT NULL,
     revoked INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS oauth_revoked_tokens (
     jti TEXT PRIMARY KEY,
-    expires INTEGER NOT NULL
+    expires BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS oauth_client_assertions (
     client_id TEXT NOT NULL,
     jti TEXT NOT NULL,
-    expires INTEGER NOT NULL,
+    expires BIGINT NOT NULL,
     PRIMARY KEY (client_id, jti)
 );";
+
+/// The signing key every server of a PostgreSQL record shares (one row).
+const POSTGRES_KEY_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS oauth_signing_key (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    pkcs8 BYTEA NOT NULL
+);";
+
+/// How often a server of a PostgreSQL record reads the access tokens revoked through the
+/// others.
+pub const REVOCATIONS_RELOAD: Duration = Duration::from_secs(2);
 
 fn now_seconds() -> i64 {
     fhir::datetime::epoch_millis_now() / 1000
@@ -289,28 +365,29 @@ fn with_query(uri: &str, query: &[(&str, String)]) -> String {
 impl AuthorizationServer {
     /// Opens the server of a data directory, creating its signing key at first start.
     pub fn open(data_dir: &Path) -> Result<AuthorizationServer, Error> {
+        AuthorizationServer::on(data_dir, crate::open_directory(data_dir)?)
+    }
+
+    /// The server whose tables are in `db`: the data directory's own database, or a
+    /// PostgreSQL record's (whose signing key is then the one in the database).
+    pub fn on(data_dir: &Path, db: Arc<Database>) -> Result<AuthorizationServer, Error> {
         std::fs::create_dir_all(data_dir)?;
-        let signer = load_or_create_key(&data_dir.join(SIGNING_KEY_FILE))?;
-        let own_keys = jwt::Jwks::from_json(json!({ "keys": [signer.public_jwk()] }).to_string().as_bytes())?;
-        let connection = Connection::open(data_dir.join(PRIVACY_FILE))?;
-        connection.busy_timeout(Duration::from_secs(5))?;
-        connection.execute_batch(SCHEMA)?;
-        let now = now_seconds();
-        connection.execute("DELETE FROM oauth_revoked_tokens WHERE expires < ?1", [now])?;
-        let revoked: HashSet<String> = {
-            let mut statement = connection.prepare("SELECT jti FROM oauth_revoked_tokens")?;
-            let rows = statement.query_map([], |r| r.get::<_, String>(0))?;
-            rows.collect::<Result<_, _>>()?
+        let signer = match db.dialect() {
+            Dialect::Sqlite => load_or_create_key(&data_dir.join(SIGNING_KEY_FILE))?,
+            Dialect::Postgres => shared_key(&db)?,
         };
+        let own_keys = jwt::Jwks::from_json(json!({ "keys": [signer.public_jwk()] }).to_string().as_bytes())?;
+        db.batch(SCHEMA)?;
+        db.batch(crate::sign_ins::SCHEMA)?;
+        db.execute("DELETE FROM oauth_revoked_tokens WHERE expires < ?1", params![now_seconds()])?;
+        let revoked = read_revoked(&db)?;
         Ok(AuthorizationServer {
             signer,
             own: Verifier::from(own_keys),
-            clients: Clients::open(data_dir)?,
-            db: Mutex::new(connection),
-            pending: Mutex::default(),
-            codes: Mutex::default(),
-            launches: Mutex::default(),
+            clients: Clients::on(db.clone())?,
+            db,
             revoked: RwLock::new(revoked),
+            revoked_read: Mutex::new(Instant::now()),
             failures: Mutex::default(),
             active_clients: RwLock::default(),
             code_seconds: CODE_SECONDS,
@@ -323,8 +400,23 @@ impl AuthorizationServer {
         self
     }
 
-    fn db(&self) -> Result<std::sync::MutexGuard<'_, Connection>, Error> {
-        self.db.lock().map_err(|_| Error::Invalid("the authorization tables are unavailable".into()))
+    /// Whether an access token was revoked, through this server or (on a shared database,
+    /// read again every [`REVOCATIONS_RELOAD`]) another.
+    fn is_revoked(&self, jti: &str) -> Result<bool, Error> {
+        if self.db.dialect() == Dialect::Postgres {
+            let stale =
+                self.revoked_read.lock().map(|read| read.elapsed() >= REVOCATIONS_RELOAD).unwrap_or(true);
+            if stale {
+                let fresh = read_revoked(&self.db)?;
+                if let Ok(mut revoked) = self.revoked.write() {
+                    *revoked = fresh;
+                }
+                if let Ok(mut read) = self.revoked_read.lock() {
+                    *read = Instant::now();
+                }
+            }
+        }
+        Ok(self.revoked.read().is_ok_and(|revoked| revoked.contains(jti)))
     }
 
     /// The public signing key, as the JWKS clients verify tokens with.
@@ -458,39 +550,39 @@ impl AuthorizationServer {
             launch,
             user: None,
             grant: None,
-            created: Instant::now(),
         };
-        let mut all = self.pending.lock().map_err(|_| refuse("server_error", "unavailable".into()))?;
-        all.retain(|_, p| p.created.elapsed().as_secs() < PENDING_SECONDS);
-        if all.len() >= MAX_PENDING {
+        let in_progress =
+            sign_ins::count(&self.db, Kind::Request).map_err(|e| refuse("server_error", e.to_string()))?;
+        if in_progress >= MAX_PENDING as i64 {
             return Err(refuse(
                 "temporarily_unavailable",
                 "too many sign-ins are in progress; try again".into(),
             ));
         }
-        all.insert(pending.id.clone(), pending.clone());
+        sign_ins::put(&self.db, Kind::Request, &pending.id, &pending.to_json(), PENDING_SECONDS)
+            .map_err(|e| refuse("server_error", e.to_string()))?;
         Ok(pending)
     }
 
     /// The request in progress with this id, from the browser that started it.
     pub fn pending(&self, id: &str, browser: Option<&str>) -> Option<Pending> {
-        let all = self.pending.lock().ok()?;
-        let pending = all.get(id)?;
-        let same_browser =
-            browser.is_some_and(|b| constant_time_eq(b.as_bytes(), pending.browser.as_bytes()));
-        (same_browser && pending.created.elapsed().as_secs() < PENDING_SECONDS).then(|| pending.clone())
+        let stored = sign_ins::get(&self.db, Kind::Request, id).ok()??;
+        let same_browser = browser.is_some_and(|b| {
+            constant_time_eq(b.as_bytes(), stored["browser"].as_str().unwrap_or("").as_bytes())
+        });
+        if !same_browser {
+            return None;
+        }
+        let client = self.clients.get(stored["client"].as_str()?).ok()??;
+        Pending::from_json(&stored, client)
     }
 
-    fn update_pending(&self, pending: &Pending) {
-        if let Ok(mut all) = self.pending.lock() {
-            all.insert(pending.id.clone(), pending.clone());
-        }
+    fn update_pending(&self, pending: &Pending) -> Result<(), Error> {
+        sign_ins::put(&self.db, Kind::Request, &pending.id, &pending.to_json(), PENDING_SECONDS)
     }
 
     fn end_pending(&self, id: &str) {
-        if let Ok(mut all) = self.pending.lock() {
-            all.remove(id);
-        }
+        let _ = sign_ins::remove(&self.db, Kind::Request, id);
     }
 
     /// Signs a user in to a pending request. `Ok(Err(message))` for a wrong name or password
@@ -518,7 +610,7 @@ impl AuthorizationServer {
         let mut signed_in = pending.clone();
         signed_in.user = Some(user);
         signed_in.grant = Some(grant);
-        self.update_pending(&signed_in);
+        self.update_pending(&signed_in).map_err(|e| pending.redirect("server_error", e.to_string()))?;
         Ok(Ok(signed_in))
     }
 
@@ -591,20 +683,21 @@ impl AuthorizationServer {
             }
         }
         let code = random_text(32).map_err(|e| pending.redirect("server_error", e.to_string()))?;
-        let entry = Code {
-            client_id: pending.client.id.clone(),
-            redirect_uri: pending.redirect_uri.clone(),
-            code_challenge: pending.code_challenge.clone(),
-            nonce: pending.nonce.clone(),
-            user,
-            grant,
-            created: Instant::now(),
-            issued: None,
-        };
-        let mut codes = self.codes.lock().map_err(|_| pending.redirect("server_error", "unavailable"))?;
+        let entry: Code = json!({
+            "client_id": pending.client.id, "redirect_uri": pending.redirect_uri,
+            "code_challenge": pending.code_challenge, "nonce": pending.nonce,
+            "user": user_json(&user), "grant": grant_json(&grant),
+            "created_ms": sign_ins::now_ms(), "issued": null,
+        });
         // Spent codes are kept a while, so that a second exchange is recognised as such.
-        codes.retain(|_, c| c.created.elapsed().as_secs() < 10 * CODE_SECONDS.max(self.code_seconds));
-        codes.insert(sha256_hex(&code), entry);
+        sign_ins::put(
+            &self.db,
+            Kind::Code,
+            &sha256_hex(&code),
+            &entry,
+            10 * CODE_SECONDS.max(self.code_seconds),
+        )
+        .map_err(|e| pending.redirect("server_error", e.to_string()))?;
         Ok(with_query(&pending.redirect_uri, &[("code", code), ("state", pending.state.clone())]))
     }
 
@@ -632,18 +725,14 @@ impl AuthorizationServer {
             user: identity.user.clone(),
             patient: patient.map(str::to_string),
             encounter: encounter.map(str::to_string),
-            created: Instant::now(),
         };
-        let mut launches =
-            self.launches.lock().map_err(|_| OAuthError::new("server_error", "unavailable"))?;
-        launches.retain(|_, l| l.created.elapsed().as_secs() < LAUNCH_SECONDS);
-        launches.insert(id.clone(), launch);
+        sign_ins::put(&self.db, Kind::Launch, &id, &launch_json(&launch), LAUNCH_SECONDS)
+            .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
         Ok(id)
     }
 
     fn launch(&self, id: &str) -> Option<Launch> {
-        let launches = self.launches.lock().ok()?;
-        launches.get(id).filter(|l| l.created.elapsed().as_secs() < LAUNCH_SECONDS).cloned()
+        launch_of(&sign_ins::get(&self.db, Kind::Launch, id).ok()??)
     }
 
     // ---- the token endpoint ---------------------------------------------------------------
@@ -738,12 +827,13 @@ impl AuthorizationServer {
             .and_then(Value::as_str)
             .filter(|j| !j.is_empty() && j.len() <= 256)
             .ok_or_else(|| OAuthError::new("invalid_client", "the client assertion has no jti"))?;
-        let db = self.db().map_err(|e| OAuthError::new("server_error", e.to_string()))?;
-        let _ = db.execute("DELETE FROM oauth_client_assertions WHERE expires < ?1", [now]);
-        let fresh = db
+        let _ = self.db.execute("DELETE FROM oauth_client_assertions WHERE expires < ?1", params![now]);
+        let fresh = self
+            .db
             .execute(
-                "INSERT OR IGNORE INTO oauth_client_assertions (client_id, jti, expires) VALUES (?1, ?2, ?3)",
-                params![client.id, jti, exp],
+                "INSERT INTO oauth_client_assertions (client_id, jti, expires) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+                params![&client.id, jti, exp],
             )
             .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
         if fresh == 0 {
@@ -773,53 +863,68 @@ impl AuthorizationServer {
         let verifier = form.get("code_verifier").ok_or_else(|| {
             OAuthError::new("invalid_request", "code_verifier is missing (PKCE is required)")
         })?;
-        let mut codes = self.codes.lock().map_err(|_| OAuthError::new("server_error", "unavailable"))?;
+        let server_error = |e: Error| OAuthError::new("server_error", e.to_string());
         let key = sha256_hex(code);
-        let Some(entry) = codes.get_mut(&key) else {
-            return Err(OAuthError::new("invalid_grant", "the authorization code is unknown or has expired"));
+        let unknown = || OAuthError::new("invalid_grant", "the authorization code is unknown or has expired");
+        let Some(entry) = sign_ins::get(&self.db, Kind::Code, &key).map_err(server_error)? else {
+            return Err(unknown());
         };
-        if let Some((jti, refresh)) = entry.issued.take() {
-            drop(codes);
-            self.revoke_issued(&jti, refresh.as_deref());
-            return Err(OAuthError::new(
+        let already_used = |entry: &Code| {
+            let jti = entry["issued"][0].as_str().unwrap_or("");
+            self.revoke_issued(jti, entry["issued"][1].as_str());
+            OAuthError::new(
                 "invalid_grant",
                 "the authorization code was already used; the tokens issued for it are revoked",
-            ));
+            )
+        };
+        if !entry["issued"].is_null() {
+            return Err(already_used(&entry));
         }
-        if entry.created.elapsed().as_secs_f64() >= self.code_seconds as f64 {
+        let created_ms = entry["created_ms"].as_i64().unwrap_or(0);
+        if (sign_ins::now_ms() - created_ms) as f64 >= self.code_seconds as f64 * 1000.0 {
             return Err(OAuthError::new("invalid_grant", "the authorization code has expired"));
         }
-        if entry.client_id != client.id {
+        let text = |name: &str| entry[name].as_str().unwrap_or("").to_string();
+        if text("client_id") != client.id {
             return Err(OAuthError::new(
                 "invalid_grant",
                 "the authorization code was issued to another client",
             ));
         }
-        if form.get("redirect_uri") != Some(&entry.redirect_uri) {
+        if form.get("redirect_uri") != Some(&text("redirect_uri")) {
             return Err(OAuthError::new(
                 "invalid_grant",
                 "redirect_uri differs from the authorization request's",
             ));
         }
-        if !pkce_matches(verifier, &entry.code_challenge) {
+        if !pkce_matches(verifier, &text("code_challenge")) {
             return Err(OAuthError::new(
                 "invalid_grant",
                 "the PKCE code_verifier does not match the code_challenge",
             ));
         }
-        let (user, grant, nonce) = (entry.user.clone(), entry.grant.clone(), entry.nonce.clone());
-        // Spent now, whatever follows.
-        entry.issued = Some((String::new(), None));
-        drop(codes);
+        let (Some(user), Some(grant)) = (user_of(&entry["user"]), grant_of(&entry["grant"])) else {
+            return Err(unknown());
+        };
+        let nonce = entry["nonce"].as_str().map(str::to_string);
+        // Spent now, whatever follows: of two exchanges at once (through one server or two),
+        // one spends it and the other finds it spent.
+        let mut spent = entry.clone();
+        spent["issued"] = json!(["", null]);
+        if !sign_ins::replace(&self.db, Kind::Code, &key, &entry, &spent).map_err(server_error)? {
+            return Err(match sign_ins::get(&self.db, Kind::Code, &key).map_err(server_error)? {
+                Some(now) => already_used(&now),
+                None => unknown(),
+            });
+        }
         if !users.is_active(&user.0).unwrap_or(false) {
             return Err(OAuthError::new("invalid_grant", "the user who granted access no longer exists"));
         }
         let issued = self.issue(client, &user, &grant, fhir_base, nonce.as_deref(), None)?;
-        if let Ok(mut codes) = self.codes.lock()
-            && let Some(entry) = codes.get_mut(&key)
-        {
-            entry.issued = Some((issued.1.clone(), issued.2.clone()));
-        }
+        let mut exchanged = spent.clone();
+        exchanged["issued"] = json!([issued.1, issued.2]);
+        // Recorded so that a second exchange revokes what this one issued.
+        let _ = sign_ins::replace(&self.db, Kind::Code, &key, &spent, &exchanged);
         Ok(issued.0)
     }
 
@@ -835,20 +940,21 @@ impl AuthorizationServer {
             .ok_or_else(|| OAuthError::new("invalid_request", "refresh_token is missing"))?;
         let hash = sha256_hex(token);
         let now = now_seconds();
-        type Row = (String, String, String, Option<String>, Option<String>, i64, bool);
-        let row: Option<Row> = self
-            .db()
-            .map_err(|e| OAuthError::new("server_error", e.to_string()))?
-            .prepare_cached(
-                "SELECT client_id, user, scope, patient, encounter, expires, revoked FROM oauth_refresh_tokens WHERE token_hash = ?1",
+        let server_error = |e: database::Error| OAuthError::new("server_error", e.to_string());
+        let row = self
+            .db
+            .query_opt(
+                "SELECT client_id, \"user\", scope, patient, encounter, expires, revoked FROM oauth_refresh_tokens WHERE token_hash = ?1",
+                params![&hash],
             )
-            .and_then(|mut s| {
-                s.query_row([&hash], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
-                })
-                .optional()
+            .and_then(|found| {
+                found
+                    .map(|r| {
+                        Ok((r.text(0)?, r.text(1)?, r.text(2)?, r.opt_text(3)?, r.opt_text(4)?, r.integer(5)?, r.integer(6)? != 0))
+                    })
+                    .transpose()
             })
-            .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
+            .map_err(server_error)?;
         let Some((client_id, user, scope, patient, encounter, expires, revoked)) = row else {
             return Err(OAuthError::new("invalid_grant", "the refresh token is unknown"));
         };
@@ -879,11 +985,18 @@ impl AuthorizationServer {
                 asked
             }
         };
-        // Rotated: the one presented is spent.
-        self.db()
-            .map_err(|e| OAuthError::new("server_error", e.to_string()))?
-            .execute("UPDATE oauth_refresh_tokens SET revoked = 1 WHERE token_hash = ?1", [&hash])
-            .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
+        // Rotated: the one presented is spent, by one update, so of two refreshes at once
+        // (through one server or two) only one goes on.
+        let spent = self
+            .db
+            .execute(
+                "UPDATE oauth_refresh_tokens SET revoked = 1 WHERE token_hash = ?1 AND revoked = 0",
+                params![&hash],
+            )
+            .map_err(server_error)?;
+        if spent == 0 {
+            return Err(OAuthError::new("invalid_grant", "the refresh token was revoked or already used"));
+        }
         let grant = Grant { scopes, patient, encounter, wants_patient: false };
         Ok(self.issue(client, &user, &grant, fhir_base, None, Some(expires))?.0)
     }
@@ -1010,18 +1123,17 @@ impl AuthorizationServer {
         if let Some(lifetime) = lifetime {
             let refresh = format!("crr_{}", random_text(32).map_err(fail)?);
             let hash = sha256_hex(&refresh);
-            self.db()
-                .map_err(fail)?
+            self.db
                 .execute(
-                    "INSERT INTO oauth_refresh_tokens (token_hash, client_id, user, scope, patient, encounter, expires)
+                    "INSERT INTO oauth_refresh_tokens (token_hash, client_id, \"user\", scope, patient, encounter, expires)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     params![
-                        hash,
-                        client.id,
+                        &hash,
+                        &client.id,
                         name,
-                        scope,
-                        grant.patient,
-                        grant.encounter,
+                        &scope,
+                        grant.patient.as_deref(),
+                        grant.encounter.as_deref(),
                         refresh_expires.unwrap_or(now + lifetime)
                     ],
                 )
@@ -1043,10 +1155,10 @@ impl AuthorizationServer {
         if !jti.is_empty() {
             self.revoke_jti(jti, now_seconds() + ACCESS_TOKEN_SECONDS);
         }
-        if let Some(hash) = refresh_hash
-            && let Ok(db) = self.db()
-        {
-            let _ = db.execute("UPDATE oauth_refresh_tokens SET revoked = 1 WHERE token_hash = ?1", [hash]);
+        if let Some(hash) = refresh_hash {
+            let _ = self
+                .db
+                .execute("UPDATE oauth_refresh_tokens SET revoked = 1 WHERE token_hash = ?1", params![hash]);
         }
     }
 
@@ -1054,12 +1166,10 @@ impl AuthorizationServer {
         if let Ok(mut revoked) = self.revoked.write() {
             revoked.insert(jti.to_string());
         }
-        if let Ok(db) = self.db() {
-            let _ = db.execute(
-                "INSERT OR IGNORE INTO oauth_revoked_tokens (jti, expires) VALUES (?1, ?2)",
-                params![jti, expires],
-            );
-        }
+        let _ = self.db.execute(
+            "INSERT INTO oauth_revoked_tokens (jti, expires) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            params![jti, expires],
+        );
     }
 
     // ---- tokens in use ---------------------------------------------------------------------
@@ -1085,7 +1195,7 @@ impl AuthorizationServer {
 
     fn check_in_force(&self, users: &Users, claims: &Map<String, Value>) -> Result<(), Error> {
         let text = |name: &str| claims.get(name).and_then(Value::as_str).unwrap_or("");
-        if self.revoked.read().is_ok_and(|revoked| revoked.contains(text("jti"))) {
+        if self.is_revoked(text("jti"))? {
             return Err(Error::Jwt("the token was revoked".into()));
         }
         let client_id = text("client_id");
@@ -1131,20 +1241,24 @@ impl AuthorizationServer {
             }
             return answer;
         }
-        let Ok(db) = self.db() else { return inactive };
-        let row: Option<(String, String, String, Option<String>, i64, bool)> = db
-            .prepare_cached(
-                "SELECT client_id, user, scope, patient, expires, revoked FROM oauth_refresh_tokens WHERE token_hash = ?1",
+        let row = self
+            .db
+            .query_opt(
+                "SELECT client_id, \"user\", scope, patient, expires, revoked FROM oauth_refresh_tokens WHERE token_hash = ?1",
+                params![sha256_hex(token)],
             )
-            .and_then(|mut s| {
-                s.query_row([sha256_hex(token)], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-                })
-                .optional()
-            })
             .ok()
-            .flatten();
-        drop(db);
+            .flatten()
+            .and_then(|r| {
+                Some((
+                    r.text(0).ok()?,
+                    r.text(1).ok()?,
+                    r.text(2).ok()?,
+                    r.opt_text(3).ok()?,
+                    r.integer(4).ok()?,
+                    r.integer(5).ok()? != 0,
+                ))
+            });
         match row {
             Some((client_id, user, scope, patient, expires, false))
                 if expires > now_seconds() && users.is_active(&user).unwrap_or(false) =>
@@ -1177,11 +1291,10 @@ impl AuthorizationServer {
             return Ok(true);
         }
         let changed = self
-            .db()
-            .map_err(|e| OAuthError::new("server_error", e.to_string()))?
+            .db
             .execute(
                 "UPDATE oauth_refresh_tokens SET revoked = 1 WHERE token_hash = ?1 AND client_id = ?2",
-                params![sha256_hex(token), client.id],
+                params![sha256_hex(token), &client.id],
             )
             .map_err(|e| OAuthError::new("server_error", e.to_string()))?;
         Ok(changed > 0)
@@ -1327,13 +1440,41 @@ fn unverified_claims(token: &str) -> Option<Map<String, Value>> {
     (token.split('.').count() == 3).then(|| unverified_part(token, 1)).flatten()
 }
 
+/// The key id of a signing key: derived from its public point, so every server holding the
+/// key names it alike.
+fn kid_of(signer: &Signer) -> String {
+    let jwk = signer.public_jwk();
+    let point = format!("{}{}", jwk["x"].as_str().unwrap_or(""), jwk["y"].as_str().unwrap_or(""));
+    sha256_hex(&point)[..16].to_string()
+}
+
+/// The access tokens revoked and not yet expired.
+fn read_revoked(db: &Database) -> Result<HashSet<String>, Error> {
+    db.query("SELECT jti FROM oauth_revoked_tokens WHERE expires >= ?1", params![now_seconds()])?
+        .iter()
+        .map(|row| Ok(row.text(0)?))
+        .collect()
+}
+
+/// The signing key of a shared database: the one stored, or this server's new one when it
+/// is the first (of several starting at once, the first insert wins and all read it back).
+fn shared_key(db: &Database) -> Result<Signer, Error> {
+    db.batch(POSTGRES_KEY_TABLE)?;
+    let (_, fresh) = Signer::generate_es256("probe")?;
+    db.execute(
+        "INSERT INTO oauth_signing_key (one, pkcs8) VALUES (1, ?1) ON CONFLICT DO NOTHING",
+        &[database::Value::Blob(fresh)],
+    )?;
+    let stored = db
+        .query_opt("SELECT pkcs8 FROM oauth_signing_key WHERE one = 1", &[])?
+        .ok_or_else(|| Error::Invalid("the shared signing key is missing".into()))?
+        .blob(0)?;
+    let probe = Signer::es256("probe", &stored)?;
+    Signer::es256(&kid_of(&probe), &stored)
+}
+
 /// The server's signing key: read, or created at first start (readable by its owner only).
 fn load_or_create_key(path: &Path) -> Result<Signer, Error> {
-    let kid_of = |signer: &Signer| {
-        let jwk = signer.public_jwk();
-        let point = format!("{}{}", jwk["x"].as_str().unwrap_or(""), jwk["y"].as_str().unwrap_or(""));
-        sha256_hex(&point)[..16].to_string()
-    };
     if let Ok(pkcs8) = std::fs::read(path) {
         let probe =
             Signer::es256("probe", &pkcs8).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;

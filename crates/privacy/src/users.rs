@@ -1,17 +1,20 @@
 //! API tokens: `chartroom user add` issues one; only its SHA-256 hash is stored, so a copy of
 //! the data directory does not give anyone access. Tokens are looked up on every request, so
-//! a running server accepts a new one at once.
+//! a running server accepts a new one at once. On PostgreSQL the table is shared by every
+//! server of the record: a user added or revoked through one holds at all of them (a server
+//! that saw a token in the last [`CACHE_SECONDS`] may accept it until then).
 
 use std::path::Path;
+use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use database::{Database, Dialect, Handle, params};
 
 use crate::role::{Identity, Role};
 use crate::{Error, hex};
 
 /// The users of a data directory.
 pub struct Users {
-    connection: std::sync::Mutex<Connection>,
+    db: Arc<Database>,
     /// Recently seen tokens (by hash), so a busy server does not query for every request; an
     /// entry is trusted for [`CACHE_SECONDS`], so a replaced token stops working within that.
     cache: std::sync::RwLock<std::collections::HashMap<String, (Identity, std::time::Instant)>>,
@@ -32,6 +35,7 @@ pub type UserRecord = (String, Role, Option<String>, Option<String>);
 /// The file beside the store holding users and the audit trail.
 pub const PRIVACY_FILE: &str = "privacy.sqlite";
 
+/// The tables; `{password}` and `{order}` are where the dialects differ ([`schema`]).
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
@@ -39,15 +43,25 @@ CREATE TABLE IF NOT EXISTS users (
     patient TEXT,
     fhir_user TEXT,
     token_hash TEXT NOT NULL UNIQUE,
-    created TEXT NOT NULL
+    created TEXT NOT NULL{password}
 );
-CREATE TABLE IF NOT EXISTS token_revocations (
+CREATE TABLE IF NOT EXISTS token_revocations ({order}
     name TEXT NOT NULL,
     role TEXT NOT NULL,
     issued TEXT NOT NULL,
     revoked TEXT NOT NULL,
     why TEXT NOT NULL
 );";
+
+/// The tables in a dialect: on SQLite the password column comes by migration (it came after
+/// tokens) and insertion order is the rowid; on PostgreSQL both are columns from the start.
+fn schema(dialect: Dialect) -> String {
+    let (password, order) = match dialect {
+        Dialect::Sqlite => ("", ""),
+        Dialect::Postgres => (",\n    password_hash TEXT", "\n    ord BIGSERIAL PRIMARY KEY,"),
+    };
+    SCHEMA.replace("{password}", password).replace("{order}", order)
+}
 
 /// A token that no longer works: whose, their role, when it was issued and ended, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,27 +77,28 @@ pub struct Revocation {
 const TOKEN_PREFIX: &str = "chr_";
 
 impl Users {
+    /// The users of a data directory (its privacy database).
     pub fn open(data_dir: &Path) -> Result<Users, Error> {
-        std::fs::create_dir_all(data_dir)?;
-        let connection = Connection::open(data_dir.join(PRIVACY_FILE))?;
-        connection.busy_timeout(std::time::Duration::from_secs(5))?;
-        connection.execute_batch(SCHEMA)?;
-        // Passwords came after tokens: a data directory from before has no column for them.
-        let has_passwords = connection
-            .prepare("SELECT 1 FROM pragma_table_info('users') WHERE name = 'password_hash'")?
-            .exists([])?;
-        if !has_passwords {
-            connection.execute_batch("ALTER TABLE users ADD COLUMN password_hash TEXT")?;
-        }
-        Ok(Users {
-            connection: std::sync::Mutex::new(connection),
-            cache: Default::default(),
-            active: Default::default(),
-        })
+        Users::on(crate::open_directory(data_dir)?)
     }
 
-    fn connection(&self) -> Result<std::sync::MutexGuard<'_, Connection>, Error> {
-        self.connection.lock().map_err(|_| Error::Invalid("the user table is unavailable".into()))
+    /// The users in `db`, making the tables if they are missing.
+    pub fn on(db: Arc<Database>) -> Result<Users, Error> {
+        match db.dialect() {
+            Dialect::Sqlite => db.with(|handle| {
+                handle.batch(&schema(Dialect::Sqlite))?;
+                // Passwords came after tokens: a data directory from before has no column for them.
+                let has_passwords = handle
+                    .query_opt("SELECT 1 FROM pragma_table_info('users') WHERE name = 'password_hash'", &[])?
+                    .is_some();
+                if !has_passwords {
+                    handle.batch("ALTER TABLE users ADD COLUMN password_hash TEXT")?;
+                }
+                Ok(())
+            })?,
+            Dialect::Postgres => db.batch(&schema(Dialect::Postgres))?,
+        }
+        Ok(Users { db, cache: Default::default(), active: Default::default() })
     }
 
     /// Sets the password a user signs in with at the authorization server (SMART apps, the
@@ -93,23 +108,22 @@ impl Users {
             return Err(Error::Invalid(format!("a password needs at least {MIN_PASSWORD_CHARS} characters")));
         }
         let hash = password::hash(password)?;
-        let changed = self
-            .connection()?
-            .execute("UPDATE users SET password_hash = ?1 WHERE name = ?2", params![hash, name])?;
+        let changed =
+            self.db.execute("UPDATE users SET password_hash = ?1 WHERE name = ?2", params![hash, name])?;
         Ok(changed > 0)
     }
 
     /// The user, when `password` is theirs. As slow for an unknown name or a user without a
     /// password as for a wrong password, so timing does not tell which names exist.
     pub fn sign_in(&self, name: &str, password: &str) -> Result<Option<UserRecord>, Error> {
-        type Row = (String, String, Option<String>, Option<String>, Option<String>);
-        let row: Option<Row> = self
-            .connection()?
-            .prepare_cached(
+        let row = self
+            .db
+            .query_opt(
                 "SELECT name, role, patient, fhir_user, password_hash FROM users WHERE name = ?1",
+                params![name],
             )?
-            .query_row([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-            .optional()?;
+            .map(|r| Ok::<_, Error>((r.text(0)?, r.text(1)?, r.opt_text(2)?, r.opt_text(3)?, r.opt_text(4)?)))
+            .transpose()?;
         let stored = row.as_ref().and_then(|r| r.4.clone());
         if !password::verify(password, stored.as_deref()) {
             return Ok(None);
@@ -121,24 +135,17 @@ impl Users {
     /// Whether the user has a password set (the administration page; never the hash).
     pub fn has_password(&self, name: &str) -> Result<bool, Error> {
         Ok(self
-            .connection()?
-            .prepare_cached("SELECT 1 FROM users WHERE name = ?1 AND password_hash IS NOT NULL")?
-            .exists([name])?)
+            .db
+            .query_opt("SELECT 1 FROM users WHERE name = ?1 AND password_hash IS NOT NULL", params![name])?
+            .is_some())
     }
 
     /// The user named, if there is one.
     pub fn record(&self, name: &str) -> Result<Option<UserRecord>, Error> {
-        let row: Option<(String, String, Option<String>, Option<String>)> = self
-            .connection()?
-            .prepare_cached("SELECT name, role, patient, fhir_user FROM users WHERE name = ?1")?
-            .query_row([name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .optional()?;
-        match row {
-            Some((name, role, patient, fhir_user)) => {
-                Ok(Some((name, Role::parse(&role)?, patient, fhir_user)))
-            }
-            None => Ok(None),
-        }
+        self.db
+            .query_opt("SELECT name, role, patient, fhir_user FROM users WHERE name = ?1", params![name])?
+            .map(|row| user_of(&row))
+            .transpose()
     }
 
     /// Whether the user still exists (tokens the authorization server issued them end when
@@ -190,32 +197,37 @@ impl Users {
             .map_err(|e| Error::Invalid(format!("no randomness for a token: {e}")))?;
         let token = format!("{TOKEN_PREFIX}{}", hex(&secret));
         let created = fhir::DateTime::now_utc().to_string();
-        let connection =
-            self.connection.lock().map_err(|_| Error::Invalid("the user table is unavailable".into()))?;
-        record_revocation(&connection, name, "replaced by a new token")?;
-        connection.execute(
-            "INSERT OR REPLACE INTO users (name, role, patient, fhir_user, token_hash, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![name, role.as_str(), patient, fhir_user, token_hash(&token), created],
-        )?;
+        self.db.transaction(|handle| {
+            record_revocation(handle, name, "replaced by a new token")?;
+            // A new token replaces the user as they were, password included.
+            handle.execute(
+                "INSERT INTO users (name, role, patient, fhir_user, token_hash, created, password_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)
+                 ON CONFLICT (name) DO UPDATE SET role = excluded.role, patient = excluded.patient,
+                    fhir_user = excluded.fhir_user, token_hash = excluded.token_hash,
+                    created = excluded.created, password_hash = NULL",
+                params![name, role.as_str(), patient, fhir_user, token_hash(&token), created],
+            )
+        })?;
+        if let Ok(mut cache) = self.cache.write() {
+            cache.retain(|_, (identity, _)| identity.user != name);
+        }
         Ok(token)
     }
 
     /// Every user.
     pub fn all(&self) -> Result<Vec<UserRecord>, Error> {
-        let connection =
-            self.connection.lock().map_err(|_| Error::Invalid("the user table is unavailable".into()))?;
-        read_all(&connection)
+        self.db.with(|handle| Ok(read_all(handle)))?
     }
 
     /// Every user with when their token was issued (`user list`); tokens are never shown.
     pub fn list(&self) -> Result<Vec<(UserRecord, String)>, Error> {
-        let created: std::collections::HashMap<String, String> = {
-            let connection =
-                self.connection.lock().map_err(|_| Error::Invalid("the user table is unavailable".into()))?;
-            let mut statement = connection.prepare("SELECT name, created FROM users")?;
-            let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-            rows.collect::<Result<_, _>>()?
-        };
+        let created: std::collections::HashMap<String, String> = self
+            .db
+            .query("SELECT name, created FROM users", &[])?
+            .iter()
+            .map(|r| Ok((r.text(0)?, r.text(1)?)))
+            .collect::<Result<_, database::Error>>()?;
         Ok(self
             .all()?
             .into_iter()
@@ -229,11 +241,10 @@ impl Users {
     /// Removes a user, and with them their token; `false` when there was no such user. A
     /// server that saw the token in the last [`CACHE_SECONDS`] may accept it until then.
     pub fn revoke(&self, name: &str) -> Result<bool, Error> {
-        let connection =
-            self.connection.lock().map_err(|_| Error::Invalid("the user table is unavailable".into()))?;
-        record_revocation(&connection, name, "revoked")?;
-        let removed = connection.execute("DELETE FROM users WHERE name = ?1", [name])?;
-        drop(connection);
+        let removed = self.db.transaction(|handle| {
+            record_revocation(handle, name, "revoked")?;
+            handle.execute("DELETE FROM users WHERE name = ?1", params![name])
+        })?;
         if let Ok(mut cache) = self.cache.write() {
             cache.retain(|_, (identity, _)| identity.user != name);
         }
@@ -245,20 +256,26 @@ impl Users {
 
     /// Tokens that no longer work, newest first (the administration page).
     pub fn revocations(&self) -> Result<Vec<Revocation>, Error> {
-        let connection = self.connection()?;
-        let mut statement = connection.prepare(
-            "SELECT name, role, issued, revoked, why FROM token_revocations ORDER BY rowid DESC LIMIT 500",
+        let order = match self.db.dialect() {
+            Dialect::Sqlite => "rowid",
+            Dialect::Postgres => "ord",
+        };
+        let rows = self.db.query(
+            &format!("SELECT name, role, issued, revoked, why FROM token_revocations ORDER BY {order} DESC LIMIT 500"),
+            &[],
         )?;
-        let rows = statement.query_map([], |r| {
-            Ok(Revocation {
-                name: r.get(0)?,
-                role: r.get(1)?,
-                issued: r.get(2)?,
-                revoked: r.get(3)?,
-                why: r.get(4)?,
+        Ok(rows
+            .iter()
+            .map(|r| {
+                Ok(Revocation {
+                    name: r.text(0)?,
+                    role: r.text(1)?,
+                    issued: r.text(2)?,
+                    revoked: r.text(3)?,
+                    why: r.text(4)?,
+                })
             })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            .collect::<Result<_, database::Error>>()?)
     }
 
     /// The identity a token stands for, if it is one of ours.
@@ -273,16 +290,12 @@ impl Users {
         {
             return Ok(Some(identity.clone()));
         }
-        let row: Option<(String, String, Option<String>, Option<String>)> = {
-            let connection =
-                self.connection.lock().map_err(|_| Error::Invalid("the user table is unavailable".into()))?;
-            connection
-                .prepare_cached("SELECT name, role, patient, fhir_user FROM users WHERE token_hash = ?1")?
-                .query_row([&hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .optional()?
-        };
-        let Some((user, role, patient, fhir_user)) = row else { return Ok(None) };
-        let role = Role::parse(&role)?;
+        let row = self.db.query_opt(
+            "SELECT name, role, patient, fhir_user FROM users WHERE token_hash = ?1",
+            params![&hash],
+        )?;
+        let Some(row) = row else { return Ok(None) };
+        let (user, role, patient, fhir_user) = user_of(&row)?;
         let identity = Identity { user, role, patient, scopes: role.scopes(), fhir_user };
         if let Ok(mut cache) = self.cache.write() {
             if cache.len() > 10_000 {
@@ -294,24 +307,18 @@ impl Users {
     }
 }
 
-/// Every user in the table `connection` reads.
-pub(crate) fn read_all(connection: &Connection) -> Result<Vec<UserRecord>, Error> {
-    let mut statement =
-        connection.prepare("SELECT name, role, patient, fhir_user FROM users ORDER BY name")?;
-    let rows = statement.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, Option<String>>(2)?,
-            r.get::<_, Option<String>>(3)?,
-        ))
-    })?;
-    let mut users = Vec::new();
-    for row in rows {
-        let (name, role, patient, fhir_user) = row?;
-        users.push((name, Role::parse(&role)?, patient, fhir_user));
-    }
-    Ok(users)
+/// Every user in the table `handle` reads.
+pub(crate) fn read_all(handle: &Handle<'_>) -> Result<Vec<UserRecord>, Error> {
+    handle
+        .query("SELECT name, role, patient, fhir_user FROM users ORDER BY name", &[])?
+        .iter()
+        .map(user_of)
+        .collect()
+}
+
+/// A row of `name, role, patient, fhir_user`.
+fn user_of(row: &database::Row) -> Result<UserRecord, Error> {
+    Ok((row.text(0)?, Role::parse(&row.text(1)?)?, row.opt_text(2)?, row.opt_text(3)?))
 }
 
 fn token_hash(token: &str) -> String {
@@ -371,8 +378,8 @@ mod password {
 }
 
 /// Keeps a note that `name`'s current token ends, if they have one.
-fn record_revocation(connection: &Connection, name: &str, why: &str) -> Result<(), Error> {
-    connection.execute(
+fn record_revocation(handle: &Handle<'_>, name: &str, why: &str) -> database::Result<()> {
+    handle.execute(
         "INSERT INTO token_revocations (name, role, issued, revoked, why)
          SELECT name, role, created, ?2, ?3 FROM users WHERE name = ?1",
         params![name, fhir::DateTime::now_utc().to_string(), why],

@@ -73,12 +73,22 @@ impl Security {
         data_dir: &std::path::Path,
         audit: privacy::AuditOptions,
     ) -> Result<Security, privacy::Error> {
+        Security::open_on(data_dir, privacy::open_directory(data_dir)?, audit)
+    }
+
+    /// The audit trail of `data_dir`, with the users, clients and tokens in `tables`: the
+    /// directory's own database, or a PostgreSQL record's, shared by all its servers.
+    pub fn open_on(
+        data_dir: &std::path::Path,
+        tables: Arc<privacy::Database>,
+        audit: privacy::AuditOptions,
+    ) -> Result<Security, privacy::Error> {
         Ok(Security {
-            users: Users::open(data_dir)?,
+            users: Users::on(tables.clone())?,
             audit: Arc::new(AuditLog::open_with(data_dir, audit)?),
             data_dir: data_dir.to_path_buf(),
             jwt: None,
-            oauth: Some(Arc::new(privacy::AuthorizationServer::open(data_dir)?)),
+            oauth: Some(Arc::new(privacy::AuthorizationServer::on(data_dir, tables)?)),
             smart_configuration: None,
         })
     }

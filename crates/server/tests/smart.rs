@@ -22,6 +22,8 @@ struct Fixture {
     server: TestServer,
     dir: std::path::PathBuf,
     security: Arc<server::Security>,
+    /// The users, clients and tokens (shared by the servers of a PostgreSQL record).
+    tables: Arc<privacy::Database>,
     /// A browser that does not follow redirects (they go to the app).
     browser: reqwest::Client,
     app: String,
@@ -31,8 +33,11 @@ struct Fixture {
 
 async fn fixture(name: &str) -> Fixture {
     let dir = testkit::temp_dir(&format!("{name}-privacy"));
-    let mut security = server::Security::open(&dir).unwrap();
-    security.oauth = Some(Arc::new(privacy::AuthorizationServer::open(&dir).unwrap().with_code_lifetime(2)));
+    let tables = testkit::privacy_tables(name, &dir);
+    let mut security =
+        server::Security::open_on(&dir, tables.clone(), privacy::AuditOptions::default()).unwrap();
+    security.oauth =
+        Some(Arc::new(privacy::AuthorizationServer::on(&dir, tables.clone()).unwrap().with_code_lifetime(2)));
     let users = &security.users;
     let admin = users.add("root", Role::Admin, None, None).unwrap();
     let clinician = users.add("dr-grey", Role::Clinician, None, Some("Practitioner/prac-1")).unwrap();
@@ -54,7 +59,7 @@ async fn fixture(name: &str) -> Fixture {
     let config = server::ServerConfig { security: Some(security.clone()), ..Default::default() };
     let server = start_with(name, config).await;
     let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let f = Fixture { server, dir, security, browser, app, admin, clinician };
+    let f = Fixture { server, dir, security, tables, browser, app, admin, clinician };
     let mut entries = Vec::new();
     for (id, family) in [("pa", "Able"), ("pb", "Baker"), ("pc", "Carter")] {
         entries.push(json!({ "resource": { "resourceType": "Patient", "id": id, "name": [{ "family": family, "given": ["Ann"] }],
@@ -764,7 +769,11 @@ async fn tampered_expired_and_foreign_tokens_are_refused() {
     // RFC 6750 §3.1: the resource server names the error.
     assert!(response.headers()["www-authenticate"].to_str().unwrap().contains("error=\"invalid_token\""));
     // Signed with the server's own key but expired.
-    let key = std::fs::read(f.dir.join(privacy::oauth::SIGNING_KEY_FILE)).unwrap();
+    // The key is beside the privacy database, or in a PostgreSQL record's tables.
+    let key = match f.tables.query_opt("SELECT pkcs8 FROM oauth_signing_key", &[]) {
+        Ok(Some(row)) => row.blob(0).unwrap(),
+        _ => std::fs::read(f.dir.join(privacy::oauth::SIGNING_KEY_FILE)).unwrap(),
+    };
     let kid = json(f.browser.get(format!("{}/oauth/jwks", root(&f))).send().await.unwrap()).await["keys"][0]
         ["kid"]
         .as_str()
@@ -785,4 +794,147 @@ async fn tampered_expired_and_foreign_tokens_are_refused() {
     let refused =
         privacy::audit::entries(&f.dir).unwrap().into_iter().filter(|(_, _, a)| a.status == 401).count();
     assert!(refused >= 3, "{refused}");
+}
+
+/// Two servers of one PostgreSQL record (in production two processes; here each with its own
+/// connection to the record's tables) are one authorization server to their users: a token
+/// from either works at both, a client assertion is used once across them, and a user or
+/// token revoked through one is refused by the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_of_a_postgresql_record_share_users_clients_and_revocations() {
+    if !testkit::on_postgres() {
+        eprintln!("SKIPPED: shared tables are a PostgreSQL record's (CHARTROOM_TEST_STORE=postgres)");
+        return;
+    }
+    let f = fixture("smart-shared").await;
+    let dir_b = testkit::temp_dir("smart-shared-b");
+    let security_b = Arc::new(
+        server::Security::open_on(&dir_b, f.tables.another().unwrap(), privacy::AuditOptions::default())
+            .unwrap(),
+    );
+    let b = start_with(
+        "smart-shared-b",
+        server::ServerConfig { security: Some(security_b.clone()), ..Default::default() },
+    )
+    .await;
+    let root_b = b.base.strip_suffix("/fhir").unwrap().to_string();
+    let get_b = |token: String, path: &'static str| {
+        let request = b.client.get(b.url(path)).bearer_auth(token);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+
+    // An API token issued through A works at B; one revoked through A before B saw it does not.
+    assert_eq!(get_b(f.clinician.clone(), "Patient").await, 200);
+    let short_lived = f.security.users.add("temp-clerk", Role::HimTechnician, None, None).unwrap();
+    assert!(f.security.users.revoke("temp-clerk").unwrap());
+    assert_eq!(get_b(short_lived, "Patient").await, 401);
+
+    // A backend client registered through A gets a token at B, which A accepts: one signing key.
+    let (client, signer) = backend_client(&f);
+    let now = fhir::datetime::epoch_millis_now() / 1000;
+    let assertion_b = signer
+        .sign(&json!({ "iss": client, "sub": client, "aud": format!("{root_b}/oauth/token"),
+                       "exp": now + 120, "jti": "shared-1" }))
+        .unwrap();
+    let token_at_b = |assertion: String| {
+        let request =
+            f.browser.post(format!("{root_b}/oauth/token")).header("content-type", FORM).body(encode(&[
+                ("grant_type", "client_credentials"),
+                ("scope", "system/Patient.rs"),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", &assertion),
+            ]));
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), json(response).await)
+        }
+    };
+    let (status, tokens) = token_at_b(assertion_b).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_string();
+    assert_eq!(fhir_get(&f, &access, "Patient").await.0, 200, "A accepts B's token");
+    // The assertion's jti, spent at B, is refused at A (aud aside, which names B).
+    let replay = assertion(&f, &client, &signer, "shared-1", 120);
+    let (status, error) = client_credentials(&f, &replay, "system/Patient.rs").await;
+    assert_eq!((status, error["error"].as_str()), (401, Some("invalid_client")), "{error}");
+    assert!(error["error_description"].as_str().unwrap().contains("already used"), "{error}");
+
+    // Revoked through A (RFC 7009): B refuses it once it has read the revocations again.
+    let revoke = f
+        .browser
+        .post(format!("{}/oauth/revoke", root(&f)))
+        .header("content-type", FORM)
+        .body(encode(&[
+            ("token", &access),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", &assertion(&f, &client, &signer, "shared-2", 120)),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), 200);
+    assert_eq!(fhir_get(&f, &access, "Patient").await.0, 401, "refused at once where it was revoked");
+    let deadline = std::time::Instant::now() + privacy::oauth::REVOCATIONS_RELOAD + Duration::from_secs(3);
+    loop {
+        let status = get_b(access.clone(), "Patient").await;
+        if status == 401 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "B still accepts a token revoked through A");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A sign-in moving between the servers at every step: the page from A, the password to
+    // B, the decision to A, the code exchanged at B; exchanged again at A, it is refused and
+    // what B issued for it is revoked.
+    let (verifier, challenge) = pkce("shared-sign-in");
+    let browser = authorize(&f, &standard_params(&f, "patient/Patient.rs", &challenge, &f.server.base))
+        .await
+        .expect("sign-in page");
+    let post_to = |root: String, form: Vec<(&'static str, String)>| {
+        let mut fields = vec![("request".to_string(), browser.request.clone())];
+        fields.extend(form.into_iter().map(|(k, v)| (k.to_string(), v)));
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let request = f
+            .browser
+            .post(format!("{root}/oauth/authorize"))
+            .header("cookie", &browser.cookie)
+            .header("content-type", FORM)
+            .body(encode(&pairs));
+        async move { request.send().await.unwrap() }
+    };
+    let consent =
+        post_to(root_b.clone(), vec![("username", "alice".into()), ("password", PASSWORD.into())]).await;
+    assert_eq!(consent.status(), 200, "B continues the sign-in A began");
+    assert!(consent.text().await.unwrap().contains("value=\"approve\""));
+    let redirected = post_to(root(&f), vec![("decision", "approve".into())]).await;
+    assert_eq!(redirected.status(), 303, "A takes the decision of a sign-in B carried on");
+    let code = query_of(redirected.headers()["location"].to_str().unwrap())["code"].clone();
+    let exchange_at = |root: String| {
+        let request =
+            f.browser.post(format!("{root}/oauth/token")).header("content-type", FORM).body(encode(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", APP_REDIRECT),
+                ("code_verifier", &verifier),
+                ("client_id", &f.app),
+            ]));
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), json(response).await)
+        }
+    };
+    let (status, tokens) = exchange_at(root_b.clone()).await;
+    assert_eq!(status, 200, "B exchanges the code A issued: {tokens}");
+    let alice_token = tokens["access_token"].as_str().unwrap().to_string();
+    // (B serves another record here: a search answers, where a read of pa would not find it.)
+    assert_eq!(get_b(alice_token.clone(), "Patient").await, 200);
+    let (status, error) = exchange_at(root(&f)).await;
+    assert_eq!((status, error["error"].as_str()), (400, Some("invalid_grant")), "{error}");
+    assert!(error["error_description"].as_str().unwrap().contains("already used"), "{error}");
+    let deadline = std::time::Instant::now() + privacy::oauth::REVOCATIONS_RELOAD + Duration::from_secs(3);
+    while get_b(alice_token.clone(), "Patient").await != 401 {
+        assert!(std::time::Instant::now() < deadline, "the tokens of a code used twice stay good at B");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -89,6 +89,12 @@ pub enum Error {
     Stopped,
     #[error("the commit failed and nothing of it was stored: {0}")]
     CommitFailed(String),
+    /// The database did not answer the COMMIT (its connection was lost as it committed): the
+    /// writes may or may not be stored.
+    #[error(
+        "the commit's outcome is unknown (the database did not answer it: {0}); the write may have been stored: read it before trying again"
+    )]
+    CommitUnknown(String),
     #[error("{0}")]
     MultipleMatches(String),
     #[error("{0}")]

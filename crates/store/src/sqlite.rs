@@ -1536,7 +1536,7 @@ impl Writer {
         Ok(self
             .connection
             .prepare_cached(
-                "SELECT rkey, version, deleted, seq FROM resources WHERE res_type = ?1 AND res_id = ?2",
+                "SELECT rkey, version, deleted, seq, last_updated FROM resources WHERE res_type = ?1 AND res_id = ?2",
             )?
             .query_row([resource_type, id], |row| {
                 Ok(Current {
@@ -1544,6 +1544,7 @@ impl Writer {
                     version: row.get::<_, i64>(1)? as u64,
                     deleted: row.get(2)?,
                     seq: row.get(3)?,
+                    last_updated: row.get(4)?,
                 })
             })
             .optional()?)

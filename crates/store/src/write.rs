@@ -11,6 +11,21 @@ pub(crate) struct Current {
     pub(crate) deleted: bool,
     /// The current version's commit sequence (where its body is).
     pub(crate) seq: i64,
+    /// The current version's lastUpdated (epoch ms): a new version is never earlier, even
+    /// when it comes from a server whose clock is behind the one that wrote this.
+    pub(crate) last_updated: i64,
+}
+
+impl Current {
+    /// The time of a version written at `now` after this one: `now`, or this one's time when
+    /// that is later, with its text.
+    pub(crate) fn next_time(&self, now: i64, now_text: &str) -> (i64, String) {
+        if self.last_updated > now {
+            (self.last_updated, fhir::DateTime::from_epoch_millis(self.last_updated).to_string())
+        } else {
+            (now, now_text.to_string())
+        }
+    }
 }
 
 pub(crate) fn describe(query: &SearchQuery) -> String {

@@ -101,6 +101,19 @@ pub fn open_store(name: &str, dir: &Path) -> std::sync::Arc<dyn store::Store> {
     )
 }
 
+/// The tables of users, clients and tokens for one test: in a fresh PostgreSQL schema under
+/// `CHARTROOM_TEST_STORE=postgres` (where the servers of a record share them), else in
+/// `dir`'s privacy database.
+pub fn privacy_tables(name: &str, dir: &Path) -> std::sync::Arc<database::Database> {
+    if on_postgres() {
+        let options =
+            postgres_options(name).expect("CHARTROOM_TEST_STORE=postgres needs CHARTROOM_TEST_POSTGRES");
+        return database::Database::postgres(&options.url, &options.schema).expect("open the privacy tables");
+    }
+    std::fs::create_dir_all(dir).expect("make the test directory");
+    database::Database::sqlite(&dir.join("privacy.sqlite")).expect("open the privacy tables")
+}
+
 /// A streaming replica of [`postgres_url`]'s server (`CHARTROOM_TEST_POSTGRES_REPLICA`, as
 /// `.ci/postgres replica` prints); skipped when unset, except under `CI=true`.
 pub fn postgres_replica_url() -> Option<String> {
