@@ -329,7 +329,16 @@ pub fn run_audit(args: AuditArgs) -> Result<ExitCode> {
             store.check()?;
             let trail = privacy::TrailSnapshot::open(&store.data)?;
             let entries = trail.entries()?;
-            let facts = facts(&store, &trail.users()?)?;
+            // The users of a PostgreSQL record are in its database, not the trail's.
+            let users = match &store.store {
+                Some(url) => privacy::Users::on(
+                    database::Database::postgres(url, &store.store_schema)
+                        .with_context(|| format!("cannot read the users of {}", database::redact(url)))?,
+                )?
+                .all()?,
+                None => trail.users()?,
+            };
+            let facts = facts(&store, &users)?;
             drop(trail);
             let findings = privacy::monitor::review(&entries, &facts);
             print!("{}", access_report(entries.len(), &findings));

@@ -384,5 +384,10 @@ async fn users_added_or_revoked_once_hold_at_every_server() {
     drop(servers);
     audit_verifies(&dir.join("a"));
     audit_verifies(&dir.join("b"));
+    // The access review of a server's trail knows the record's users (from the database).
+    let a = dir.join("a");
+    let report =
+        chartroom_on(&url, &schema, &["audit", "report", "--data", a.to_str().expect("a UTF-8 path")]);
+    assert!(report.contains("entries") || report.contains("accesses"), "{report}");
     store::PostgresStore::drop_schema(&options).expect("drop the test schema");
 }

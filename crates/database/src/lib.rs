@@ -331,19 +331,7 @@ impl Database {
             .enable_all()
             .build()
             .map_err(|e| Error::Postgres { code: String::new(), message: e.to_string() })?;
-        let owned = url.to_string();
-        let task = runtime.spawn(async move {
-            let (client, connection) = tokio_postgres::connect(&owned, tokio_postgres::NoTls).await?;
-            tokio::spawn(connection);
-            Ok::<_, tokio_postgres::Error>(client)
-        });
-        let client = block_on(task)
-            .map_err(|e| Error::Postgres { code: String::new(), message: e.to_string() })?
-            .map_err(|e| Error::Postgres { code: String::new(), message: format!("{}: {e}", redact(url)) })?;
-        block_on(
-            client
-                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}; SET search_path TO {schema}")),
-        )?;
+        let client = connect(runtime.handle(), url, schema)?;
         Ok(Arc::new(Database {
             connection: Connection::Postgres {
                 client: Mutex::new(client),
@@ -375,18 +363,39 @@ impl Database {
         &self.describe
     }
 
-    /// Runs `work` on the connection, holding it.
+    /// Runs `work` on the connection, holding it. A PostgreSQL connection the server closed
+    /// (a restart, a failover) is opened again first.
     pub fn with<T>(&self, work: impl FnOnce(&Handle<'_>) -> Result<T>) -> Result<T> {
         match &self.connection {
             Connection::Sqlite(connection) => {
                 let connection = lock(connection)?;
                 work(&Handle::Sqlite(&connection))
             }
-            Connection::Postgres { client, .. } => {
-                let client = lock(client)?;
+            Connection::Postgres { client, url, schema, runtime } => {
+                let mut client = lock(client)?;
+                if client.is_closed()
+                    && let Some(runtime) = runtime
+                {
+                    *client = connect(runtime.handle(), url, schema)?;
+                }
                 work(&Handle::Postgres(&client))
             }
         }
+    }
+
+    /// Makes tables (statements of `CREATE ... IF NOT EXISTS`): on PostgreSQL under the
+    /// advisory lock the store's migrations take, so servers starting together do not
+    /// create the same table at once (PostgreSQL refuses the second).
+    pub fn create_tables(&self, ddl: &str) -> Result<()> {
+        self.with(|handle| match handle {
+            Handle::Sqlite(_) => handle.batch(ddl),
+            Handle::Postgres(_) => {
+                handle.batch(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+                let made = handle.batch(ddl);
+                handle.batch(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))?;
+                made
+            }
+        })
     }
 
     /// Runs `work` in one transaction: all of it or none.
@@ -436,6 +445,29 @@ impl Drop for Database {
             runtime.shutdown_background();
         }
     }
+}
+
+/// The key of the advisory lock schema changes take on PostgreSQL (the store's migrations and
+/// [`Database::create_tables`]).
+pub const MIGRATION_LOCK: i64 = 0x6368_6172_7472_6d31;
+
+/// Connects, makes the schema if missing (under [`MIGRATION_LOCK`]) and puts it first on the
+/// search path.
+fn connect(runtime: &tokio::runtime::Handle, url: &str, schema: &str) -> Result<tokio_postgres::Client> {
+    let owned = url.to_string();
+    let task = runtime.spawn(async move {
+        let (client, connection) = tokio_postgres::connect(&owned, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        Ok::<_, tokio_postgres::Error>(client)
+    });
+    let client = block_on(task)
+        .map_err(|e| Error::Postgres { code: String::new(), message: e.to_string() })?
+        .map_err(|e| Error::Postgres { code: String::new(), message: format!("{}: {e}", redact(url)) })?;
+    block_on(client.batch_execute(&format!(
+        "SELECT pg_advisory_lock({MIGRATION_LOCK}); CREATE SCHEMA IF NOT EXISTS {schema};
+         SELECT pg_advisory_unlock({MIGRATION_LOCK}); SET search_path TO {schema}"
+    )))?;
+    Ok(client)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> Result<MutexGuard<'_, T>> {

@@ -74,7 +74,7 @@ impl Clients {
 
     /// The clients in `db`, making the table if it is missing.
     pub fn on(db: Arc<Database>) -> Result<Clients, Error> {
-        db.batch(match db.dialect() {
+        db.create_tables(match db.dialect() {
             Dialect::Sqlite => SCHEMA,
             Dialect::Postgres => POSTGRES_SCHEMA,
         })?;

@@ -308,7 +308,6 @@ pub struct AuthorizationServer {
     revoked: RwLock<HashSet<String>>,
     /// When `revoked` was last read from a shared (PostgreSQL) database.
     revoked_read: Mutex<Instant>,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
     /// Clients recently found to be registered (tokens end when their client is revoked).
     active_clients: RwLock<HashMap<String, Instant>>,
     /// How long a code may wait for its exchange ([`CODE_SECONDS`] unless set).
@@ -330,6 +329,12 @@ CREATE TABLE IF NOT EXISTS oauth_revoked_tokens (
     jti TEXT PRIMARY KEY,
     expires BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS oauth_failed_sign_ins (
+    name TEXT PRIMARY KEY,
+    failures BIGINT NOT NULL,
+    first_ms BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS oauth_failed_sign_ins_first ON oauth_failed_sign_ins (first_ms);
 CREATE TABLE IF NOT EXISTS oauth_client_assertions (
     client_id TEXT NOT NULL,
     jti TEXT NOT NULL,
@@ -377,8 +382,8 @@ impl AuthorizationServer {
             Dialect::Postgres => shared_key(&db)?,
         };
         let own_keys = jwt::Jwks::from_json(json!({ "keys": [signer.public_jwk()] }).to_string().as_bytes())?;
-        db.batch(SCHEMA)?;
-        db.batch(crate::sign_ins::SCHEMA)?;
+        db.create_tables(SCHEMA)?;
+        db.create_tables(crate::sign_ins::SCHEMA)?;
         db.execute("DELETE FROM oauth_revoked_tokens WHERE expires < ?1", params![now_seconds()])?;
         let revoked = read_revoked(&db)?;
         Ok(AuthorizationServer {
@@ -388,7 +393,6 @@ impl AuthorizationServer {
             db,
             revoked: RwLock::new(revoked),
             revoked_read: Mutex::new(Instant::now()),
-            failures: Mutex::default(),
             active_clients: RwLock::default(),
             code_seconds: CODE_SECONDS,
         })
@@ -633,30 +637,35 @@ impl AuthorizationServer {
             self.count_failure(name);
             return Ok(Err("the user name or password is not right".into()));
         };
-        if let Ok(mut failures) = self.failures.lock() {
-            failures.remove(name);
-        }
+        let _ = self.db.execute("DELETE FROM oauth_failed_sign_ins WHERE name = ?1", params![name]);
         Ok(Ok(user))
     }
 
+    /// Minutes a name stays locked, if it is: failures are counted in the tables, so on a
+    /// PostgreSQL record a guesser spreading attempts over the servers meets one count.
     fn locked_minutes(&self, name: &str) -> Option<u64> {
-        let failures = self.failures.lock().ok()?;
-        let (count, first) = failures.get(name)?;
-        let elapsed = first.elapsed().as_secs();
-        (*count >= MAX_FAILURES && elapsed < LOCK_SECONDS).then(|| (LOCK_SECONDS - elapsed).div_ceil(60))
+        let row = self
+            .db
+            .query_opt("SELECT failures, first_ms FROM oauth_failed_sign_ins WHERE name = ?1", params![name])
+            .ok()??;
+        let (count, first_ms) = (row.integer(0).ok()?, row.integer(1).ok()?);
+        let elapsed = (sign_ins::now_ms().saturating_sub(first_ms) / 1000).max(0) as u64;
+        (count >= i64::from(MAX_FAILURES) && elapsed < LOCK_SECONDS)
+            .then(|| (LOCK_SECONDS - elapsed).div_ceil(60))
     }
 
+    /// Counts a failed sign-in for a name: a new count once the last one is older than the lock.
     fn count_failure(&self, name: &str) {
-        if let Ok(mut failures) = self.failures.lock() {
-            if failures.len() > 100_000 {
-                failures.retain(|_, (_, first)| first.elapsed().as_secs() < LOCK_SECONDS);
-            }
-            let entry = failures.entry(name.to_string()).or_insert((0, Instant::now()));
-            if entry.1.elapsed().as_secs() >= LOCK_SECONDS {
-                *entry = (0, Instant::now());
-            }
-            entry.0 += 1;
-        }
+        let now = sign_ins::now_ms();
+        let stale = now - (LOCK_SECONDS as i64) * 1000;
+        let _ = self.db.transaction(|handle| {
+            handle.execute("DELETE FROM oauth_failed_sign_ins WHERE first_ms <= ?1", params![stale])?;
+            handle.execute(
+                "INSERT INTO oauth_failed_sign_ins (name, failures, first_ms) VALUES (?1, 1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET failures = oauth_failed_sign_ins.failures + 1",
+                params![name, now],
+            )
+        });
     }
 
     /// The user's decision on a signed-in request: the redirect with a code, or with
@@ -1459,7 +1468,7 @@ fn read_revoked(db: &Database) -> Result<HashSet<String>, Error> {
 /// The signing key of a shared database: the one stored, or this server's new one when it
 /// is the first (of several starting at once, the first insert wins and all read it back).
 fn shared_key(db: &Database) -> Result<Signer, Error> {
-    db.batch(POSTGRES_KEY_TABLE)?;
+    db.create_tables(POSTGRES_KEY_TABLE)?;
     let (_, fresh) = Signer::generate_es256("probe")?;
     db.execute(
         "INSERT INTO oauth_signing_key (one, pkcs8) VALUES (1, ?1) ON CONFLICT DO NOTHING",

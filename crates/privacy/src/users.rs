@@ -96,7 +96,7 @@ impl Users {
                 }
                 Ok(())
             })?,
-            Dialect::Postgres => db.batch(&schema(Dialect::Postgres))?,
+            Dialect::Postgres => db.create_tables(&schema(Dialect::Postgres))?,
         }
         Ok(Users { db, cache: Default::default(), active: Default::default() })
     }

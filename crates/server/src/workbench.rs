@@ -947,6 +947,8 @@ async fn monitor(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
     security.audit.flush();
     let kind = query_map(&parts).get("kind").cloned().filter(|k| !k.is_empty());
     let data_dir = security.data_dir.clone();
+    // The users of the server (its data directory's, or a PostgreSQL record's).
+    let users = security.users.all();
     let store = state.api.store().clone();
     let kept = state
         .sessions
@@ -960,7 +962,7 @@ async fn monitor(State(state): State<Arc<AppState>>, parts: Parts) -> Response {
         None => tokio::task::block_in_place(|| -> Result<Vec<privacy::monitor::Finding>, String> {
             let trail = privacy::TrailSnapshot::open(&data_dir).map_err(|e| e.to_string())?;
             let entries = trail.entries().map_err(|e| e.to_string())?;
-            let mut builder = privacy::monitor::FactsBuilder::new(&trail.users().map_err(|e| e.to_string())?);
+            let mut builder = privacy::monitor::FactsBuilder::new(&users.map_err(|e| e.to_string())?);
             drop(trail);
             for resource_type in privacy::monitor::FactsBuilder::TYPES {
                 store

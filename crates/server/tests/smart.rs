@@ -937,4 +937,29 @@ async fn the_servers_of_a_postgresql_record_share_users_clients_and_revocations(
         assert!(std::time::Instant::now() < deadline, "the tokens of a code used twice stay good at B");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // Wrong passwords spread over both servers count once: the name locks at both.
+    let (_, challenge) = pkce("shared-guesses");
+    let browser = authorize(&f, &standard_params(&f, "user/Patient.rs", &challenge, &f.server.base))
+        .await
+        .expect("sign-in page");
+    let post_to = |root: String, password: &'static str| {
+        let request = f
+            .browser
+            .post(format!("{root}/oauth/authorize"))
+            .header("cookie", &browser.cookie)
+            .header("content-type", FORM)
+            .body(encode(&[("request", &browser.request), ("username", "ana-lyst"), ("password", password)]));
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    for attempt in 0..5 {
+        let root = if attempt % 2 == 0 { root(&f) } else { root_b.clone() };
+        assert_eq!(post_to(root, "guess").await.0, 401);
+    }
+    let (status, page) = post_to(root_b.clone(), PASSWORD).await;
+    assert_eq!(status, 401);
+    assert!(page.contains("too many failed sign-ins"), "three guesses at A and two at B lock the name at B");
 }

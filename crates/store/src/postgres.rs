@@ -410,8 +410,8 @@ fn clear_index_statement() -> String {
 }
 
 /// The key of the advisory lock migrations take, so two processes starting together do not
-/// create the same tables at once.
-const MIGRATION_LOCK: i64 = 0x6368_6172_7472_6d31;
+/// create the same tables at once (the administrative tables take it too).
+use database::MIGRATION_LOCK;
 
 impl PostgresStore {
     /// Connects to the database, makes or migrates the schema (unless `options.create` is off
