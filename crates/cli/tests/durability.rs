@@ -1,36 +1,22 @@
 //! A write acknowledged with 2xx survives `kill -9` of the server process.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::{Value, json};
 
-/// Starts `chartroom serve` on a free port; returns the process and its FHIR base URL.
-fn start_server(data: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chartroom"))
-        .args(["serve", "--data"])
-        .arg(data)
-        .args(["--port", "0", "--insecure-no-auth"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start chartroom serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("banner");
-    let base = line
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in banner {line:?}"))
-        .to_string();
-    (child, base)
+mod support;
+
+/// `chartroom serve` on a free port, without tokens.
+fn start_server(data: &Path) -> support::Server {
+    support::serve_with(&["--data", support::path(data), "--insecure-no-auth"])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_dash_nine() {
     let data = testkit::temp_dir("durability");
-    let (mut server, base) = start_server(&data);
+    let mut server = start_server(&data);
+    let base = server.base.clone();
     let client = reqwest::Client::new();
 
     // Many concurrent writers, so that acknowledgements come from shared group commits.
@@ -64,10 +50,11 @@ async fn acknowledged_writes_survive_kill_dash_nine() {
     assert_eq!(deleted.status(), 204);
 
     // SIGKILL: no shutdown hook, no checkpoint, no flush.
-    server.kill().expect("kill -9");
-    server.wait().expect("reap");
+    server.child.kill().expect("kill -9");
+    server.child.wait().expect("reap");
 
-    let (mut restarted, base) = start_server(&data);
+    let restarted = start_server(&data);
+    let base = restarted.base.clone();
     for (id, stored) in &acknowledged[1..] {
         let response = client.get(format!("{base}/Patient/{id}")).send().await.unwrap();
         assert_eq!(response.status(), 200, "{id} lost after kill -9");
@@ -76,14 +63,13 @@ async fn acknowledged_writes_survive_kill_dash_nine() {
     }
     let gone = client.get(format!("{base}/Patient/p0")).send().await.unwrap();
     assert_eq!(gone.status(), 410, "the acknowledged delete survived too");
-    let _ = restarted.kill();
-    let _ = restarted.wait();
+    drop(restarted);
 }
 
 #[test]
 fn a_second_server_on_the_same_data_directory_is_refused() {
     let data = testkit::temp_dir("exclusive");
-    let (mut first, _) = start_server(&data);
+    let first = start_server(&data);
     let second = Command::new(env!("CARGO_BIN_EXE_chartroom"))
         .args(["serve", "--port", "0", "--data"])
         .arg(&data)
@@ -92,6 +78,5 @@ fn a_second_server_on_the_same_data_directory_is_refused() {
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("in use by another Chartroom process"), "{stderr}");
-    let _ = first.kill();
-    let _ = first.wait();
+    drop(first);
 }

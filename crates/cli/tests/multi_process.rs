@@ -4,26 +4,16 @@
 //!
 //! Skipped without a PostgreSQL server (`CHARTROOM_TEST_POSTGRES`), except under `CI=true`.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::{Value, json};
+use support::Server;
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod support;
 
 /// `chartroom serve` on a free port, its record in `schema` of the test server's database and
-/// its own data directory (users, audit trail).
+/// its own data directory (audit trail), without tokens.
 fn serve(url: &str, schema: &str, data: &Path) -> Server {
     serve_with(url, schema, data, &[])
 }
@@ -36,24 +26,9 @@ fn serve_with(url: &str, schema: &str, data: &Path, more: &[&str]) -> Server {
 
 /// `chartroom serve` as [`serve`], asking for a token unless `more` says otherwise.
 fn serve_secured(url: &str, schema: &str, data: &Path, more: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chartroom"))
-        .args(["serve", "--store", url, "--store-schema", schema, "--data"])
-        .arg(data)
-        .args(more)
-        .args(["--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start chartroom serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("banner");
-    let base = line
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in banner {line:?}"))
-        .to_string();
-    Server { child, base }
+    let mut args = vec!["--store", url, "--store-schema", schema, "--data", support::path(data)];
+    args.extend_from_slice(more);
+    support::serve_with(&args)
 }
 
 fn migrate(url: &str, schema: &str, data: &Path) {
@@ -323,13 +298,7 @@ async fn two_servers_share_one_record_and_the_database_decides_every_race() {
 
 /// `chartroom ARGS` on the record `url`/`schema`; its standard output (it must succeed).
 fn chartroom_on(url: &str, schema: &str, args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_chartroom"))
-        .args(args)
-        .args(["--store", url, "--store-schema", schema])
-        .output()
-        .expect("run chartroom");
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    support::chartroom(&[args, &["--store", url, "--store-schema", schema]].concat())
 }
 
 /// Users and clients of a PostgreSQL record are kept in its database: added or revoked once

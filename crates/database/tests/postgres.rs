@@ -6,24 +6,9 @@
 use chartroom_database as database;
 use database::{Database, Value, params};
 
-fn url() -> Option<String> {
-    match std::env::var("CHARTROOM_TEST_POSTGRES") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "CHARTROOM_TEST_POSTGRES is not set; under CI=true the PostgreSQL cases run (.ci/postgres)"
-            )
-        }
-        _ => {
-            eprintln!("SKIPPED: the PostgreSQL cases (CHARTROOM_TEST_POSTGRES is not set)");
-            None
-        }
-    }
-}
-
 #[test]
 fn values_transactions_and_a_closed_connection() -> database::Result<()> {
-    let Some(url) = url() else { return Ok(()) };
+    let Some(url) = testkit::postgres_url() else { return Ok(()) };
     let schema = format!("t_database_{}", std::process::id());
     let db = Database::postgres(&url, &schema)?;
     db.create_tables(

@@ -51,17 +51,25 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// (`postgres://user@127.0.0.1:port/db`, as `.ci/postgres` prints). Unset, the PostgreSQL
 /// cases are skipped with a message, except under `CI=true`, where they must run.
 pub fn postgres_url() -> Option<String> {
-    if let Ok(url) = std::env::var("CHARTROOM_TEST_POSTGRES")
+    required_server(
+        "CHARTROOM_TEST_POSTGRES",
+        "the PostgreSQL backend is tested (.ci/postgres)",
+        "the PostgreSQL cases",
+    )
+}
+
+/// A server a test needs, named by an environment variable: `None` (with a message) when the
+/// variable is unset or empty, except under `CI=true`, where that fails the test.
+fn required_server(variable: &str, under_ci: &str, cases: &str) -> Option<String> {
+    if let Ok(url) = std::env::var(variable)
         && !url.is_empty()
     {
         return Some(url);
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "CHARTROOM_TEST_POSTGRES is not set; under CI=true the PostgreSQL backend is tested (.ci/postgres)"
-        );
+        panic!("{variable} is not set; under CI=true {under_ci}");
     }
-    eprintln!("SKIPPED: the PostgreSQL cases (CHARTROOM_TEST_POSTGRES is not set)");
+    eprintln!("SKIPPED: {cases} ({variable} is not set)");
     None
 }
 
@@ -117,16 +125,9 @@ pub fn privacy_tables(name: &str, dir: &Path) -> std::sync::Arc<database::Databa
 /// A streaming replica of [`postgres_url`]'s server (`CHARTROOM_TEST_POSTGRES_REPLICA`, as
 /// `.ci/postgres replica` prints); skipped when unset, except under `CI=true`.
 pub fn postgres_replica_url() -> Option<String> {
-    if let Ok(url) = std::env::var("CHARTROOM_TEST_POSTGRES_REPLICA")
-        && !url.is_empty()
-    {
-        return Some(url);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "CHARTROOM_TEST_POSTGRES_REPLICA is not set; under CI=true the read replica is tested (.ci/postgres replica)"
-        );
-    }
-    eprintln!("SKIPPED: the read-replica cases (CHARTROOM_TEST_POSTGRES_REPLICA is not set)");
-    None
+    required_server(
+        "CHARTROOM_TEST_POSTGRES_REPLICA",
+        "the read replica is tested (.ci/postgres replica)",
+        "the read-replica cases",
+    )
 }

@@ -83,10 +83,17 @@ pub fn demo_data(dir: &Path) -> (String, Vec<String>) {
     (token, types)
 }
 
+/// `chartroom serve` on a free port with the data directory `data`.
 pub fn serve(data: &Path) -> Server {
+    serve_with(&["--data", path(data)])
+}
+
+/// `chartroom serve --port 0 ARGS`, once it has printed its address (what it prints after is
+/// drained); killed when dropped.
+pub fn serve_with(args: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chartroom"))
-        .args(["serve", "--port", "0", "--data"])
-        .arg(data)
+        .args(["serve", "--port", "0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
