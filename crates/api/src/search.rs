@@ -904,19 +904,15 @@ impl Api {
         let mut members: Vec<VersionRecord> = vec![patient];
         let compartment = fhir::definitions().compartment("Patient").cloned().unwrap_or_default();
         let target = vec![("Patient".to_string(), id.to_string())];
-        let mut compartment_types: Vec<&&str> = compartment.keys().collect();
-        compartment_types.sort();
-        for resource_type in compartment_types {
-            let keys = compartment_keys("Patient", resource_type);
-            if keys.is_empty() {
-                continue;
-            }
-            members.extend(
-                self.store
-                    .referencing(&keys, &target)?
-                    .into_iter()
-                    .filter(|r| r.resource_type == **resource_type),
-            );
+        // A key names a (type, parameter) pair and index rows carry their resource's own keys,
+        // so one lookup with every compartment type's keys finds what one per type would: one
+        // statement where there were sixty (each a round trip on PostgreSQL).
+        let mut keys: Vec<ParamKey> =
+            compartment.keys().flat_map(|resource_type| compartment_keys("Patient", resource_type)).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if !keys.is_empty() {
+            members.extend(self.store.referencing(&keys, &target)?);
         }
         let mut seen: std::collections::HashSet<(String, String)> =
             members.iter().map(|m| (m.resource_type.clone(), m.id.clone())).collect();

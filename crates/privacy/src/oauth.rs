@@ -256,19 +256,22 @@ fn launch_of(value: &Value) -> Option<Launch> {
 
 impl Pending {
     fn to_json(&self) -> Value {
-        json!({ "id": self.id, "browser": self.browser, "client": self.client.id,
+        // The browser's value only as a hash: whoever reads the tables cannot continue a
+        // sign-in with it.
+        json!({ "id": self.id, "browser_hash": sha256_hex(&self.browser), "client": self.client.id,
                 "redirect_uri": self.redirect_uri, "scopes": self.scopes, "state": self.state,
                 "code_challenge": self.code_challenge, "nonce": self.nonce,
                 "launch": self.launch.as_ref().map(launch_json),
                 "user": self.user.as_ref().map(user_json), "grant": self.grant.as_ref().map(grant_json) })
     }
 
-    /// A stored request, with its client as registered now (none when it was removed).
-    fn from_json(value: &Value, client: Client) -> Option<Pending> {
+    /// A stored request, presented by `browser` (checked against its hash by the caller),
+    /// with its client as registered now (none when it was removed).
+    fn from_json(value: &Value, browser: &str, client: Client) -> Option<Pending> {
         let text = |name: &str| value[name].as_str().map(str::to_string);
         Some(Pending {
             id: text("id")?,
-            browser: text("browser")?,
+            browser: browser.to_string(),
             client,
             redirect_uri: text("redirect_uri")?,
             scopes: value["scopes"]
@@ -571,14 +574,13 @@ impl AuthorizationServer {
     /// The request in progress with this id, from the browser that started it.
     pub fn pending(&self, id: &str, browser: Option<&str>) -> Option<Pending> {
         let stored = sign_ins::get(&self.db, Kind::Request, id).ok()??;
-        let same_browser = browser.is_some_and(|b| {
-            constant_time_eq(b.as_bytes(), stored["browser"].as_str().unwrap_or("").as_bytes())
-        });
-        if !same_browser {
+        let browser = browser?;
+        let expected = stored["browser_hash"].as_str().unwrap_or("");
+        if !constant_time_eq(sha256_hex(browser).as_bytes(), expected.as_bytes()) {
             return None;
         }
         let client = self.clients.get(stored["client"].as_str()?).ok()??;
-        Pending::from_json(&stored, client)
+        Pending::from_json(&stored, browser, client)
     }
 
     fn update_pending(&self, pending: &Pending) -> Result<(), Error> {
