@@ -171,8 +171,7 @@ impl StoreArgs {
     /// every server of the record), else the data directory's privacy database.
     fn privacy_tables(&self) -> Result<Arc<privacy::Database>> {
         match &self.store {
-            Some(url) => database::Database::postgres(url, &self.store_schema)
-                .with_context(|| format!("cannot open the users and clients in {}", database::redact(url))),
+            Some(url) => record::shared_tables(url, &self.store_schema),
             None => Ok(privacy::open_directory(&self.data)?),
         }
     }

@@ -117,8 +117,7 @@ pub struct TablesArgs {
 impl TablesArgs {
     fn open(&self) -> Result<std::sync::Arc<database::Database>> {
         match &self.store {
-            Some(url) => database::Database::postgres(url, &self.store_schema)
-                .with_context(|| format!("cannot open the users and clients of {}", database::redact(url))),
+            Some(url) => crate::record::shared_tables(url, &self.store_schema),
             None => {
                 users_directory(&self.data)?;
                 Ok(privacy::open_directory(&self.data)?)
@@ -331,11 +330,9 @@ pub fn run_audit(args: AuditArgs) -> Result<ExitCode> {
             let entries = trail.entries()?;
             // The users of a PostgreSQL record are in its database, not the trail's.
             let users = match &store.store {
-                Some(url) => privacy::Users::on(
-                    database::Database::postgres(url, &store.store_schema)
-                        .with_context(|| format!("cannot read the users of {}", database::redact(url)))?,
-                )?
-                .all()?,
+                Some(url) => {
+                    privacy::Users::on(crate::record::shared_tables(url, &store.store_schema)?)?.all()?
+                }
                 None => trail.users()?,
             };
             let facts = facts(&store, &users)?;

@@ -1,7 +1,8 @@
 //! The record a writing command opens: the data directory's own SQLite database, or a
 //! PostgreSQL database (`--store postgres://...`) that several server processes share. The
-//! data directory is there either way: it holds what is each process's own (its users and
-//! audit trail, exports, models, keys).
+//! data directory is there either way: it holds what is each process's own (its audit trail,
+//! exports, models, keys); the users, clients and tokens of a PostgreSQL record are in its
+//! database ([`shared_tables`]).
 
 use std::sync::Arc;
 
@@ -73,4 +74,12 @@ impl Snapshot {
             Snapshot::Postgres(store) => store.close(),
         }
     }
+}
+
+/// The users, clients and tokens of a PostgreSQL record: in its database, shared by every
+/// server of the record.
+pub(crate) fn shared_tables(url: &str, schema: &str) -> anyhow::Result<Arc<database::Database>> {
+    use anyhow::Context as _;
+    database::Database::postgres(url, schema)
+        .with_context(|| format!("cannot open the users and clients in {}", database::redact(url)))
 }
